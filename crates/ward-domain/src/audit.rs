@@ -1,0 +1,243 @@
+//! The audit event: one schema for every recorded access, transmission, login and admin action.
+//!
+//! An event names who did what to which record, with what outcome, from where. It never holds
+//! message content or patient identifiers: a patient appears only as the opaque [`PatientId`].
+//! The store writes each event in the same transaction as the change it records.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{DeviceId, OrgId, PatientId, UserId};
+
+macro_rules! audit_actions {
+    ($($(#[$doc:meta])* $variant:ident = $name:literal,)*) => {
+        /// What happened. The dotted names are stable: exports and queries use them.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum AuditAction {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl AuditAction {
+            /// Every action.
+            pub const ALL: &'static [AuditAction] = &[$(AuditAction::$variant),*];
+
+            /// The stable dotted name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(AuditAction::$variant => $name,)*
+                }
+            }
+
+            /// Parses a dotted name.
+            pub fn parse(s: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|a| a.as_str() == s)
+            }
+        }
+    };
+}
+
+audit_actions! {
+    /// A password login attempt.
+    Login = "auth.login",
+    /// A second-factor verification during login.
+    MfaVerify = "auth.mfa",
+    /// A refresh-token exchange.
+    TokenRefresh = "auth.refresh",
+    /// An old refresh token was presented again; its whole family was revoked.
+    RefreshReuse = "auth.refresh_reuse",
+    /// A user signed out.
+    Logout = "auth.logout",
+    /// A session was revoked by its user or an admin.
+    SessionRevoke = "session.revoke",
+    /// A session ended after the idle timeout.
+    SessionIdleTimeout = "session.idle_timeout",
+    /// A user changed their own password.
+    PasswordChange = "user.password_change",
+    /// TOTP enrolment started, confirmed or removed; recovery codes issued.
+    TotpEnroll = "mfa.totp_enroll",
+    /// TOTP enrolment confirmed.
+    TotpConfirm = "mfa.totp_confirm",
+    /// TOTP removed.
+    TotpRemove = "mfa.totp_remove",
+    /// New recovery codes issued.
+    RecoveryCodes = "mfa.recovery_codes",
+    /// An organisation was created.
+    OrgCreate = "admin.org_create",
+    /// An organisation's policy changed.
+    OrgPolicy = "admin.org_policy",
+    /// A user account was created.
+    UserCreate = "admin.user_create",
+    /// A user account was disabled.
+    UserDisable = "admin.user_disable",
+    /// A user account was enabled again.
+    UserEnable = "admin.user_enable",
+    /// A user's role changed.
+    UserRole = "admin.user_role",
+    /// A user's password was reset to a one-time password.
+    PasswordReset = "admin.password_reset",
+    /// All of a user's sessions were revoked.
+    SessionsRevokeAll = "admin.sessions_revoke",
+    /// The workforce directory or user list was read.
+    DirectoryRead = "directory.read",
+    /// A patient record was created.
+    PatientCreate = "patient.create",
+    /// A patient record was read or looked up.
+    PatientRead = "patient.read",
+    /// A patient's care team changed.
+    CareTeam = "patient.care_team",
+    /// A conversation was created.
+    ConversationCreate = "conversation.create",
+    /// A conversation's details were read.
+    ConversationRead = "conversation.read",
+    /// A member was added to a conversation.
+    MemberAdd = "member.add",
+    /// A member left or was removed.
+    MemberRemove = "member.remove",
+    /// A message was sent.
+    MessageSend = "message.send",
+    /// Message content was fetched.
+    MessageRead = "message.read",
+    /// A message was recalled.
+    MessageRecall = "message.recall",
+    /// A real-time stream replayed missed events (content delivery after reconnect).
+    StreamReplay = "stream.replay",
+}
+
+/// Whether the action succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// It happened.
+    Success,
+    /// It was attempted and failed (bad password, bad code).
+    Failure,
+    /// The policy refused it.
+    Denied,
+}
+
+impl Outcome {
+    /// The stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Failure => "failure",
+            Self::Denied => "denied",
+        }
+    }
+}
+
+/// One audit record, before the store gives it its index and time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// The tenant, when known (a failed login for an unknown name has none).
+    pub org_id: Option<OrgId>,
+    /// The acting user, when known.
+    pub actor: Option<UserId>,
+    /// The acting device, when known.
+    pub device: Option<DeviceId>,
+    /// What happened.
+    pub action: AuditAction,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The kind of record acted on (`user`, `conversation`, `message`, `session`, `patient`, `org`).
+    pub target_type: Option<&'static str>,
+    /// The id of the record acted on.
+    pub target_id: Option<String>,
+    /// The patient whose information was involved, as an opaque id.
+    pub patient: Option<PatientId>,
+    /// The client's network address.
+    pub source_ip: Option<String>,
+    /// The request id, tying the event to the request's log lines.
+    pub request_id: Option<String>,
+    /// Machine-readable details: codes and counts only, never free text or content.
+    pub detail: Vec<(&'static str, DetailValue)>,
+}
+
+/// A detail value: deliberately only numbers, booleans, ids and fixed codes, so free text
+/// (which could carry PHI) cannot be put into the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DetailValue {
+    /// A number.
+    Int(i64),
+    /// A flag.
+    Bool(bool),
+    /// A fixed code from the program, never user input.
+    Code(&'static str),
+    /// An id.
+    Id(uuid::Uuid),
+}
+
+impl AuditEvent {
+    /// An event with just an action and outcome; the rest is filled in with the builder methods.
+    pub fn new(action: AuditAction, outcome: Outcome) -> Self {
+        Self {
+            org_id: None,
+            actor: None,
+            device: None,
+            action,
+            outcome,
+            target_type: None,
+            target_id: None,
+            patient: None,
+            source_ip: None,
+            request_id: None,
+            detail: Vec::new(),
+        }
+    }
+
+    /// Sets the target record.
+    pub fn target(mut self, kind: &'static str, id: impl ToString) -> Self {
+        self.target_type = Some(kind);
+        self.target_id = Some(id.to_string());
+        self
+    }
+
+    /// Sets the patient involved.
+    pub fn patient(mut self, patient: Option<PatientId>) -> Self {
+        self.patient = patient;
+        self
+    }
+
+    /// Adds a detail.
+    pub fn detail(mut self, key: &'static str, value: DetailValue) -> Self {
+        self.detail.push((key, value));
+        self
+    }
+
+    /// The details as a JSON object, for storage.
+    pub fn detail_json(&self) -> String {
+        let mut map = serde_json::Map::new();
+        for (k, v) in &self.detail {
+            let v = match v {
+                DetailValue::Int(n) => serde_json::Value::from(*n),
+                DetailValue::Bool(b) => serde_json::Value::from(*b),
+                DetailValue::Code(c) => serde_json::Value::from(*c),
+                DetailValue::Id(u) => serde_json::Value::from(u.to_string()),
+            };
+            map.insert((*k).to_owned(), v);
+        }
+        serde_json::Value::Object(map).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn action_names_are_unique_and_parse_back() {
+        let mut seen = std::collections::HashSet::new();
+        for a in AuditAction::ALL {
+            assert!(seen.insert(a.as_str()), "duplicate name {}", a.as_str());
+            assert_eq!(AuditAction::parse(a.as_str()), Some(*a));
+        }
+    }
+
+    #[test]
+    fn details_hold_no_free_text() {
+        let e = AuditEvent::new(AuditAction::MemberAdd, Outcome::Success)
+            .detail("reason", DetailValue::Code("consult"))
+            .detail("count", DetailValue::Int(3));
+        assert_eq!(e.detail_json(), r#"{"count":3,"reason":"consult"}"#);
+    }
+}

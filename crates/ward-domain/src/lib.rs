@@ -1,0 +1,15 @@
+//! Ward's domain: ids, roles, conversations, messages, audit events and the authorization policy, as plain types and pure functions with no I/O.
+
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod conversation;
+pub mod error;
+pub mod ids;
+pub mod lockout;
+pub mod login;
+pub mod page;
+pub mod policy;
+pub mod role;
+
+pub use error::DomainError;

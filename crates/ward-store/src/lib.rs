@@ -1,0 +1,222 @@
+//! Ward's persistence: SQLite (default) or PostgreSQL chosen by the database URL, embedded
+//! migrations, and one group-committing writer that records each change with its audit event.
+
+#![forbid(unsafe_code)]
+
+mod audit;
+mod conversations;
+mod db;
+mod error;
+mod messages;
+mod model;
+mod orgs;
+mod patients;
+mod sessions;
+mod stream;
+mod users;
+mod writer;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+pub use audit::AuditRecord;
+pub use conversations::Created;
+pub use messages::Page;
+pub use sessions::{Challenge, SecondFactor};
+pub use stream::StreamPosition;
+pub use error::{Result, StoreError};
+pub use model::*;
+pub use writer::WriterStats;
+
+use db::Conn;
+use writer::{Connector, Writer};
+
+/// Which database engine the store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite: one file in the data directory.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// How to open the store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// `sqlite:///path/to/ward.db` or `postgres://user@host/db`.
+    pub url: String,
+    /// For PostgreSQL: the schema to work in (created if missing). Tests give each run its own.
+    pub pg_schema: Option<String>,
+    /// Connections kept for reads.
+    pub read_connections: u32,
+    /// Apply pending migrations on open.
+    pub migrate: bool,
+}
+
+impl StoreOptions {
+    /// Options for a URL with the defaults: 8 read connections, migrate on open.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self { url: url.into(), pg_schema: None, read_connections: 8, migrate: true }
+    }
+}
+
+enum ReadPool {
+    Sqlite(SqlitePool),
+    Pg(PgPool),
+}
+
+struct Inner {
+    read: ReadPool,
+    writer: Writer,
+    stats: Arc<WriterStats>,
+}
+
+/// The store: a pool for reads and the single writer for changes. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl Store {
+    /// Opens (and by default migrates) the database the URL names.
+    pub async fn open(options: StoreOptions) -> Result<Store> {
+        let url = options.url.as_str();
+        let stats = Arc::new(WriterStats::default());
+        if url.starts_with("sqlite:") {
+            let connect = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // FULL: every commit is fsynced before the writer acknowledges it.
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(options.read_connections.max(1))
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(connect.clone())
+                .await?;
+            if options.migrate {
+                sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+            }
+            let writer = Writer::spawn(Connector::Sqlite(connect), stats.clone());
+            Ok(Store { inner: Arc::new(Inner { read: ReadPool::Sqlite(pool), writer, stats }) })
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let mut connect = PgConnectOptions::from_str(url)?;
+            if let Some(schema) = &options.pg_schema {
+                if !schema.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+                    return Err(StoreError::State("schema names may use only a-z, 0-9 and _"));
+                }
+                // The name was checked above to be a plain identifier.
+                let ddl = sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {schema}"));
+                let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect_with(&connect).await?;
+                sqlx::query(ddl).execute(&mut admin).await?;
+                sqlx::Connection::close(admin).await?;
+                connect = connect.options([("search_path", schema.as_str())]);
+            }
+            let pool = PgPoolOptions::new()
+                .max_connections(options.read_connections.max(1))
+                // Fail fast with 503 rather than queue requests while the database is away.
+                .acquire_timeout(Duration::from_secs(3))
+                .connect_with(connect.clone())
+                .await?;
+            if options.migrate {
+                sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+            }
+            let writer = Writer::spawn(Connector::Pg(connect), stats.clone());
+            Ok(Store { inner: Arc::new(Inner { read: ReadPool::Pg(pool), writer, stats }) })
+        } else {
+            Err(StoreError::State("database url must start with sqlite: or postgres:"))
+        }
+    }
+
+    /// Applies pending migrations; returns how many were applied.
+    pub async fn migrate(&self) -> Result<usize> {
+        let (migrator, applied) = match &self.inner.read {
+            ReadPool::Sqlite(p) => {
+                let m = sqlx::migrate!("./migrations/sqlite");
+                let before = applied_count_sqlite(p).await;
+                m.run(p).await?;
+                (m.iter().count(), before)
+            }
+            ReadPool::Pg(p) => {
+                let m = sqlx::migrate!("./migrations/postgres");
+                let before = applied_count_pg(p).await;
+                m.run(p).await?;
+                (m.iter().count(), before)
+            }
+        };
+        Ok(migrator.saturating_sub(applied))
+    }
+
+    /// The engine in use.
+    pub fn backend(&self) -> Backend {
+        match self.inner.read {
+            ReadPool::Sqlite(_) => Backend::Sqlite,
+            ReadPool::Pg(_) => Backend::Postgres,
+        }
+    }
+
+    /// Counters of the writer, for metrics.
+    pub fn writer_stats(&self) -> &WriterStats {
+        &self.inner.stats
+    }
+
+    /// Whether the database answers a trivial query.
+    pub async fn ping(&self) -> Result<()> {
+        self.read(|mut c| Box::pin(async move { db::scalar!(fetch_one, &mut c, i32, "SELECT 1").map(|_| ()).map_err(Into::into) }))
+            .await
+    }
+
+    /// Runs `f` on a pooled read connection.
+    pub(crate) async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        F: for<'c> FnOnce(Conn<'c>) -> BoxFuture<'c, Result<T>>,
+    {
+        match &self.inner.read {
+            ReadPool::Sqlite(p) => {
+                let mut c = p.acquire().await?;
+                f(Conn::Sqlite(&mut c)).await
+            }
+            ReadPool::Pg(p) => {
+                let mut c = p.acquire().await?;
+                f(Conn::Pg(&mut c)).await
+            }
+        }
+    }
+
+    /// Runs `f` in the writer's next batch; returns once the batch is durably committed.
+    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(Conn<'c>) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
+        self.inner.writer.write(f).await
+    }
+}
+
+async fn applied_count_sqlite(p: &SqlitePool) -> usize {
+    sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(p)
+        .await
+        .map_or(0, |n| n as usize)
+}
+
+async fn applied_count_pg(p: &PgPool) -> usize {
+    sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(p)
+        .await
+        .map_or(0, |n| n as usize)
+}
+
+/// The current time in Unix milliseconds, the unit every stored time uses.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

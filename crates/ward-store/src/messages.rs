@@ -1,0 +1,307 @@
+//! Messages: idempotent sends with gapless per-conversation sequence numbers, paged reads
+//! (audited), recall, corrections and receipts.
+
+use ward_domain::audit::{AuditAction, AuditEvent, DetailValue, Outcome};
+use ward_domain::conversation::{Priority, ReceiptKind};
+use ward_domain::ids::{ConversationId, DeviceId, MessageId, UserId};
+use ward_domain::policy::{self, Actor};
+
+use crate::conversations::{append_event, insert_event, member_ids, membership};
+use crate::db::{exec, fetch, scalar, Conn};
+use crate::error::{Result, StoreError};
+use crate::stream::load_event;
+use crate::{audit, now_ms, Fanout, Message, NewMessage, RequestMeta, Sent, Store};
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct MessageRow {
+    pub(crate) id: uuid::Uuid,
+    pub(crate) conversation_id: uuid::Uuid,
+    pub(crate) seq: i64,
+    pub(crate) sender_id: uuid::Uuid,
+    pub(crate) client_txn_id: String,
+    pub(crate) priority: String,
+    pub(crate) body: String,
+    pub(crate) corrects_id: Option<uuid::Uuid>,
+    pub(crate) created_at: i64,
+    pub(crate) recalled_at: Option<i64>,
+}
+
+impl MessageRow {
+    pub(crate) fn into_message(self) -> Result<Message> {
+        Ok(Message {
+            id: MessageId(self.id),
+            conversation_id: ConversationId(self.conversation_id),
+            seq: self.seq,
+            sender_id: UserId(self.sender_id),
+            client_txn_id: self.client_txn_id,
+            priority: Priority::parse(&self.priority).ok_or(StoreError::Corrupt("messages.priority"))?,
+            // A recalled message keeps its stored text for retention and legal hold, but no
+            // member ever sees it again.
+            body: if self.recalled_at.is_some() { None } else { Some(self.body) },
+            corrects: self.corrects_id.map(MessageId),
+            created_at: self.created_at,
+            recalled_at: self.recalled_at,
+        })
+    }
+}
+
+pub(crate) const MESSAGE_COLUMNS: &str =
+    "id, conversation_id, seq, sender_id, client_txn_id, priority, body, corrects_id, created_at, recalled_at";
+
+async fn message_in(c: &mut Conn<'_>, conv: ConversationId, id: MessageId) -> Result<MessageRow> {
+    fetch!(
+        fetch_optional,
+        c,
+        MessageRow,
+        sqlx::AssertSqlSafe(format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND id = $2")),
+        conv.0,
+        id.0
+    )?
+    .ok_or(StoreError::NotFound)
+}
+
+/// Which page of messages to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    /// The newest messages.
+    Latest,
+    /// Messages with sequence greater than this, oldest first.
+    After(i64),
+    /// Messages with sequence less than this, newest first.
+    Before(i64),
+}
+
+impl Store {
+    /// Sends a message. A retry with the same client transaction id returns the first message
+    /// (`created: false`); reusing the id for different content is a conflict.
+    pub async fn send_message(&self, actor: Actor, device: DeviceId, new: NewMessage, meta: RequestMeta) -> Result<Sent> {
+        self.write(move |mut c| {
+            Box::pin(async move {
+                let conv = new.conversation_id;
+                let (row, _) = membership(&mut c, &actor, conv).await?;
+                let existing = fetch!(
+                    fetch_optional,
+                    &mut c,
+                    MessageRow,
+                    sqlx::AssertSqlSafe(format!(
+                        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND sender_id = $2 AND client_txn_id = $3"
+                    )),
+                    conv.0,
+                    actor.user_id.0,
+                    new.client_txn_id.as_str()
+                )?;
+                if let Some(prev) = existing {
+                    let same = prev.body == new.body.as_str()
+                        && prev.priority == new.priority.as_str()
+                        && prev.corrects_id == new.corrects.map(|m| m.0);
+                    if !same {
+                        return Err(StoreError::Conflict("client_txn_id"));
+                    }
+                    return Ok(Sent { message: prev.into_message()?, created: false, event: None });
+                }
+                if let Some(corrected) = new.corrects {
+                    let target = message_in(&mut c, conv, corrected).await?;
+                    policy::may_amend_message(&actor, UserId(target.sender_id))?;
+                    if target.recalled_at.is_some() {
+                        return Err(StoreError::State("a recalled message cannot be corrected"));
+                    }
+                }
+                let now = now_ms();
+                let seqs = fetch!(
+                    fetch_one,
+                    &mut c,
+                    (i64, i64),
+                    "UPDATE conversations SET last_message_seq = last_message_seq + 1, last_event_seq = last_event_seq + 1 \
+                     WHERE id = $1 RETURNING last_message_seq, last_event_seq",
+                    conv.0
+                )?;
+                let (seq, event_seq) = seqs;
+                let id = MessageId::new();
+                exec!(
+                    &mut c,
+                    "INSERT INTO messages (id, conversation_id, seq, sender_id, sender_device_id, client_txn_id, priority, body, corrects_id, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                    id.0,
+                    conv.0,
+                    seq,
+                    actor.user_id.0,
+                    device.0,
+                    new.client_txn_id.as_str(),
+                    new.priority.as_str(),
+                    new.body.as_str(),
+                    new.corrects.map(|m| m.0),
+                    now
+                )?;
+                insert_event(&mut c, conv, event_seq, "message", Some(id.0), Some(actor.user_id), "{}", now).await?;
+                // Sending implies the sender has seen everything up to their own message.
+                exec!(
+                    &mut c,
+                    "UPDATE conversation_members SET delivered_seq = $3, read_seq = $3 WHERE conversation_id = $1 AND user_id = $2",
+                    conv.0,
+                    actor.user_id.0,
+                    seq
+                )?;
+                let mut ev = AuditEvent::new(AuditAction::MessageSend, Outcome::Success)
+                    .target("message", id)
+                    .patient(row.patient())
+                    .detail("conversation", DetailValue::Id(conv.0))
+                    .detail("seq", DetailValue::Int(seq))
+                    .detail("priority", DetailValue::Code(new.priority.as_str()));
+                if let Some(m) = new.corrects {
+                    ev = ev.detail("corrects", DetailValue::Id(m.0));
+                }
+                ev.org_id = Some(actor.org_id);
+                ev.actor = Some(actor.user_id);
+                ev.device = Some(device);
+                audit::append(&mut c, &ev, &meta).await?;
+                let message = Message {
+                    id,
+                    conversation_id: conv,
+                    seq,
+                    sender_id: actor.user_id,
+                    client_txn_id: new.client_txn_id.as_str().to_owned(),
+                    priority: new.priority,
+                    body: Some(new.body.into_string()),
+                    corrects: new.corrects,
+                    created_at: now,
+                    recalled_at: None,
+                };
+                let recipients = member_ids(&mut c, conv).await?;
+                let event = crate::ConversationEvent {
+                    conversation_id: conv,
+                    seq: event_seq,
+                    created_at: now,
+                    actor_id: Some(actor.user_id),
+                    kind: crate::EventKind::Message(message.clone()),
+                };
+                Ok(Sent { message, created: true, event: Some(Fanout { event, recipients }) })
+            })
+        })
+        .await
+    }
+
+    /// A page of messages, if the actor is a member. The read is audited before content is
+    /// returned; a refused read is audited as denied.
+    pub async fn messages(&self, actor: Actor, conv: ConversationId, page: Page, limit: u32, meta: RequestMeta) -> Result<Vec<Message>> {
+        let found = self
+            .read(|mut c| {
+                Box::pin(async move {
+                    let (row, _) = match membership(&mut c, &actor, conv).await {
+                        Ok(m) => m,
+                        Err(StoreError::NotFound) => return Ok(None),
+                        Err(e) => return Err(e),
+                    };
+                    let sql = match page {
+                        Page::Latest => "seq > $2 ORDER BY seq DESC",
+                        Page::After(_) => "seq > $2 ORDER BY seq ASC",
+                        Page::Before(_) => "seq < $2 ORDER BY seq DESC",
+                    };
+                    let bound = match page {
+                        Page::Latest => 0,
+                        Page::After(n) | Page::Before(n) => n,
+                    };
+                    let rows = fetch!(
+                        fetch_all,
+                        &mut c,
+                        MessageRow,
+                        sqlx::AssertSqlSafe(format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND {sql} LIMIT $3")),
+                        conv.0,
+                        bound,
+                        i64::from(limit)
+                    )?;
+                    let msgs = rows.into_iter().map(MessageRow::into_message).collect::<Result<Vec<_>>>()?;
+                    Ok(Some((row.patient(), msgs)))
+                })
+            })
+            .await?;
+        let Some((patient, msgs)) = found else {
+            self.record_denied(actor, AuditAction::MessageRead, conv, meta).await?;
+            return Err(StoreError::NotFound);
+        };
+        let (lo, hi) = msgs.iter().fold((i64::MAX, 0), |(lo, hi), m| (lo.min(m.seq), hi.max(m.seq)));
+        let mut ev = AuditEvent::new(AuditAction::MessageRead, Outcome::Success)
+            .target("conversation", conv)
+            .patient(patient)
+            .detail("count", DetailValue::Int(msgs.len() as i64));
+        if !msgs.is_empty() {
+            ev = ev.detail("from_seq", DetailValue::Int(lo)).detail("to_seq", DetailValue::Int(hi));
+        }
+        ev.org_id = Some(actor.org_id);
+        ev.actor = Some(actor.user_id);
+        self.record(ev, meta).await?;
+        Ok(msgs)
+    }
+
+    /// Recalls a message: its text disappears for every member; the record stays. Only the
+    /// sender may recall. Recalling twice changes nothing more (`None`).
+    pub async fn recall(&self, actor: Actor, conv: ConversationId, id: MessageId, meta: RequestMeta) -> Result<Option<Fanout>> {
+        self.write(move |mut c| {
+            Box::pin(async move {
+                let (row, _) = membership(&mut c, &actor, conv).await?;
+                let msg = message_in(&mut c, conv, id).await?;
+                policy::may_amend_message(&actor, UserId(msg.sender_id))?;
+                if msg.recalled_at.is_some() {
+                    return Ok(None);
+                }
+                let now = now_ms();
+                exec!(&mut c, "UPDATE messages SET recalled_at = $2, recalled_by = $3 WHERE id = $1", id.0, now, actor.user_id.0)?;
+                let seq = append_event(&mut c, conv, "recall", Some(id.0), Some(actor.user_id), "{}", now).await?;
+                let mut ev = AuditEvent::new(AuditAction::MessageRecall, Outcome::Success)
+                    .target("message", id)
+                    .patient(row.patient())
+                    .detail("conversation", DetailValue::Id(conv.0));
+                ev.org_id = Some(actor.org_id);
+                ev.actor = Some(actor.user_id);
+                audit::append(&mut c, &ev, &meta).await?;
+                let event = load_event(&mut c, conv, seq).await?;
+                let recipients = member_ids(&mut c, conv).await?;
+                Ok(Some(Fanout { event, recipients }))
+            })
+        })
+        .await
+    }
+
+    /// Moves the actor's delivered or read watermark up to `up_to_seq` (never down; read
+    /// implies delivered). Returns the event to fan out, or `None` if nothing moved.
+    pub async fn receipt(&self, actor: Actor, conv: ConversationId, kind: ReceiptKind, up_to_seq: i64) -> Result<Option<Fanout>> {
+        self.write(move |mut c| {
+            Box::pin(async move {
+                let (row, _) = membership(&mut c, &actor, conv).await?;
+                if up_to_seq < 0 || up_to_seq > row.last_message_seq {
+                    return Err(StoreError::State("up_to_seq is beyond the newest message"));
+                }
+                let sql = match kind {
+                    ReceiptKind::Delivered => {
+                        "UPDATE conversation_members SET delivered_seq = $3 WHERE conversation_id = $1 AND user_id = $2 AND delivered_seq < $3"
+                    }
+                    ReceiptKind::Read => {
+                        "UPDATE conversation_members SET read_seq = $3, \
+                         delivered_seq = CASE WHEN delivered_seq < $3 THEN $3 ELSE delivered_seq END \
+                         WHERE conversation_id = $1 AND user_id = $2 AND read_seq < $3"
+                    }
+                };
+                if exec!(&mut c, sql, conv.0, actor.user_id.0, up_to_seq)? == 0 {
+                    return Ok(None);
+                }
+                let name = match kind {
+                    ReceiptKind::Delivered => "delivered",
+                    ReceiptKind::Read => "read",
+                };
+                let data = format!(r#"{{"kind":"{name}","up_to_seq":{up_to_seq}}}"#);
+                let seq = append_event(&mut c, conv, "receipt", Some(actor.user_id.0), Some(actor.user_id), &data, now_ms()).await?;
+                let event = load_event(&mut c, conv, seq).await?;
+                let recipients = member_ids(&mut c, conv).await?;
+                Ok(Some(Fanout { event, recipients }))
+            })
+        })
+        .await
+    }
+
+    /// How many messages a conversation holds (test and benchmark helper).
+    pub async fn message_count(&self, conv: ConversationId) -> Result<i64> {
+        self.read(|mut c| {
+            Box::pin(async move { Ok(scalar!(fetch_one, &mut c, i64, "SELECT COUNT(*) FROM messages WHERE conversation_id = $1", conv.0)?) })
+        })
+        .await
+    }
+}

@@ -1,0 +1,183 @@
+//! Patient records and their care teams.
+
+use ward_domain::audit::{AuditAction, AuditEvent, DetailValue, Outcome};
+use ward_domain::ids::{OrgId, PatientId, UserId};
+
+use crate::db::{exec, fetch, scalar, Conn};
+use crate::error::{Result, StoreError};
+use crate::{audit, now_ms, Patient, RequestMeta, Store};
+
+#[derive(sqlx::FromRow)]
+struct PatientRow {
+    id: uuid::Uuid,
+    org_id: uuid::Uuid,
+    mrn: String,
+    display_name: String,
+    created_at: i64,
+}
+
+/// A patient of the organisation with the care team, or NotFound.
+pub(crate) async fn patient_in_org(c: &mut Conn<'_>, org: OrgId, id: PatientId) -> Result<Patient> {
+    let r = fetch!(
+        fetch_one,
+        c,
+        PatientRow,
+        "SELECT id, org_id, mrn, display_name, created_at FROM patients WHERE id = $1 AND org_id = $2",
+        id.0,
+        org.0
+    )?;
+    let care_team = care_team(c, id).await?;
+    Ok(Patient {
+        id: PatientId(r.id),
+        org_id: OrgId(r.org_id),
+        mrn: r.mrn,
+        display_name: r.display_name,
+        care_team,
+        created_at: r.created_at,
+    })
+}
+
+pub(crate) async fn care_team(c: &mut Conn<'_>, id: PatientId) -> Result<Vec<UserId>> {
+    Ok(scalar!(fetch_all, c, uuid::Uuid, "SELECT user_id FROM care_team_members WHERE patient_id = $1 ORDER BY user_id", id.0)?
+        .into_iter()
+        .map(UserId)
+        .collect())
+}
+
+pub(crate) async fn on_care_team(c: &mut Conn<'_>, patient: PatientId, user: UserId) -> Result<bool> {
+    Ok(scalar!(
+        fetch_optional,
+        c,
+        i64,
+        "SELECT 1 FROM care_team_members WHERE patient_id = $1 AND user_id = $2",
+        patient.0,
+        user.0
+    )?
+    .is_some())
+}
+
+async fn set_team(c: &mut Conn<'_>, org: OrgId, id: PatientId, team: &[UserId], now: i64) -> Result<()> {
+    exec!(c, "DELETE FROM care_team_members WHERE patient_id = $1", id.0)?;
+    for u in team {
+        // Only active workforce of the same organisation can be on a care team.
+        let ok = scalar!(
+            fetch_optional,
+            c,
+            i64,
+            "SELECT 1 FROM users WHERE id = $1 AND org_id = $2 AND role <> 'patient' AND disabled_at IS NULL",
+            u.0,
+            org.0
+        )?;
+        if ok.is_none() {
+            return Err(StoreError::State("care team members must be active staff of the organisation"));
+        }
+        exec!(
+            c,
+            "INSERT INTO care_team_members (patient_id, user_id, added_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            id.0,
+            u.0,
+            now
+        )?;
+    }
+    Ok(())
+}
+
+fn patient_event(action: AuditAction, org: OrgId, actor: UserId, id: PatientId) -> AuditEvent {
+    let mut ev = AuditEvent::new(action, Outcome::Success).target("patient", id).patient(Some(id));
+    ev.org_id = Some(org);
+    ev.actor = Some(actor);
+    ev
+}
+
+impl Store {
+    /// Creates a patient record with its care team.
+    pub async fn create_patient(
+        &self,
+        org: OrgId,
+        actor: UserId,
+        mrn: String,
+        display_name: String,
+        team: Vec<UserId>,
+        meta: RequestMeta,
+    ) -> Result<Patient> {
+        self.write(move |mut c| {
+            Box::pin(async move {
+                let id = PatientId::new();
+                let now = now_ms();
+                let n = exec!(
+                    &mut c,
+                    "INSERT INTO patients (id, org_id, mrn, display_name, created_at) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (org_id, mrn) DO NOTHING",
+                    id.0,
+                    org.0,
+                    mrn.as_str(),
+                    display_name.as_str(),
+                    now
+                )?;
+                if n == 0 {
+                    return Err(StoreError::Conflict("patient with this MRN"));
+                }
+                set_team(&mut c, org, id, &team, now).await?;
+                let ev = patient_event(AuditAction::PatientCreate, org, actor, id)
+                    .detail("care_team", DetailValue::Int(team.len() as i64));
+                audit::append(&mut c, &ev, &meta).await?;
+                patient_in_org(&mut c, org, id).await
+            })
+        })
+        .await
+    }
+
+    /// Reads a patient record, auditing the access.
+    pub async fn read_patient(&self, org: OrgId, actor: UserId, id: PatientId, meta: RequestMeta) -> Result<Patient> {
+        let patient = self.read(|mut c| Box::pin(async move { patient_in_org(&mut c, org, id).await })).await?;
+        self.record(patient_event(AuditAction::PatientRead, org, actor, id), meta).await?;
+        Ok(patient)
+    }
+
+    /// Whether the user is on the patient's care team (NotFound if the patient is not the org's).
+    pub async fn is_on_care_team(&self, org: OrgId, patient: PatientId, user: UserId) -> Result<bool> {
+        self.read(|mut c| {
+            Box::pin(async move {
+                patient_in_org(&mut c, org, patient).await?;
+                on_care_team(&mut c, patient, user).await
+            })
+        })
+        .await
+    }
+
+    /// Finds a patient by MRN within the organisation, auditing the lookup.
+    pub async fn find_patient(&self, org: OrgId, actor: UserId, mrn: String, meta: RequestMeta) -> Result<Patient> {
+        let id = self
+            .read(|mut c| {
+                Box::pin(async move {
+                    Ok(scalar!(fetch_optional, &mut c, uuid::Uuid, "SELECT id FROM patients WHERE org_id = $1 AND mrn = $2", org.0, mrn)?)
+                })
+            })
+            .await?;
+        match id {
+            Some(id) => self.read_patient(org, actor, PatientId(id), meta).await,
+            None => {
+                let mut ev = AuditEvent::new(AuditAction::PatientRead, Outcome::Failure).detail("reason", DetailValue::Code("no_match"));
+                ev.org_id = Some(org);
+                ev.actor = Some(actor);
+                self.record(ev, meta).await?;
+                Err(StoreError::NotFound)
+            }
+        }
+    }
+
+    /// Replaces a patient's care team.
+    pub async fn set_care_team(&self, org: OrgId, actor: UserId, id: PatientId, team: Vec<UserId>, meta: RequestMeta) -> Result<Patient> {
+        self.write(move |mut c| {
+            Box::pin(async move {
+                patient_in_org(&mut c, org, id).await?;
+                set_team(&mut c, org, id, &team, now_ms()).await?;
+                let ev =
+                    patient_event(AuditAction::CareTeam, org, actor, id).detail("care_team", DetailValue::Int(team.len() as i64));
+                audit::append(&mut c, &ev, &meta).await?;
+                patient_in_org(&mut c, org, id).await
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,419 @@
+//! User accounts: creation, lookup, disabling, roles, passwords and second factors.
+
+use ward_domain::audit::{AuditAction, AuditEvent, DetailValue, Outcome};
+use ward_domain::ids::{OrgId, PatientId, SessionId, UserId};
+use ward_domain::role::Role;
+
+use crate::db::{exec, fetch, scalar, Conn};
+use crate::error::{Result, StoreError};
+use crate::sessions::revoke_user_sessions;
+use crate::{audit, now_ms, Credentials, NewUser, RequestMeta, Restriction, Store, User};
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct UserRow {
+    id: uuid::Uuid,
+    org_id: uuid::Uuid,
+    login: String,
+    display_name: String,
+    role: String,
+    patient_id: Option<uuid::Uuid>,
+    disabled_at: Option<i64>,
+    mfa_enabled: bool,
+    password_must_change: bool,
+    created_at: i64,
+}
+
+impl UserRow {
+    pub(crate) fn into_user(self) -> Result<User> {
+        Ok(User {
+            id: UserId(self.id),
+            org_id: OrgId(self.org_id),
+            login: self.login,
+            display_name: self.display_name,
+            role: self.role.parse().map_err(|_| StoreError::Corrupt("users.role"))?,
+            patient_id: self.patient_id.map(PatientId),
+            disabled: self.disabled_at.is_some(),
+            mfa_enabled: self.mfa_enabled,
+            password_must_change: self.password_must_change,
+            created_at: self.created_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct CredentialRow {
+    #[sqlx(flatten)]
+    user: UserRow,
+    password_hash: String,
+    totp_secret: Option<Vec<u8>>,
+    totp_last_step: Option<i64>,
+    totp_pending_secret: Option<Vec<u8>>,
+}
+
+macro_rules! user_select {
+    ($rest:literal) => {
+        sqlx::AssertSqlSafe(concat!(
+            "SELECT id, org_id, login, display_name, role, patient_id, disabled_at, \
+             (totp_secret IS NOT NULL) AS mfa_enabled, password_must_change, created_at FROM users ",
+            $rest
+        ))
+    };
+}
+
+/// A user of the organisation, or NotFound (also for another tenant's user).
+pub(crate) async fn user_in_org(c: &mut Conn<'_>, org: OrgId, id: UserId) -> Result<User> {
+    fetch!(fetch_one, c, UserRow, user_select!("WHERE id = $1 AND org_id = $2"), id.0, org.0)?.into_user()
+}
+
+fn admin_event(action: AuditAction, org: OrgId, actor: Option<UserId>, target: UserId) -> AuditEvent {
+    let mut ev = AuditEvent::new(action, Outcome::Success).target("user", target);
+    ev.org_id = Some(org);
+    ev.actor = actor;
+    ev
+}
+
+impl Store {
+    /// Creates an account. `actor` is the admin, or `None` for the command line.
+    pub async fn create_user(&self, new: NewUser, actor: Option<UserId>, meta: RequestMeta) -> Result<User> {
+        self.write(move |mut c| {
+            Box::pin(async move {
+                if let Some(p) = new.patient_id {
+                    let found = scalar!(
+                        fetch_optional,
+                        &mut c,
+                        i64,
+                        "SELECT 1 FROM patients WHERE id = $1 AND org_id = $2",
+                        p.0,
+                        new.org_id.0
+                    )?;
+                    if found.is_none() {
+                        return Err(StoreError::NotFound);
+                    }
+                }
+                let id = UserId::new();
+                let n = exec!(
+                    &mut c,
+                    "INSERT INTO users (id, org_id, login, display_name, role, password_hash, password_must_change, patient_id, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (login) DO NOTHING",
+                    id.0,
+                    new.org_id.0,
+                    new.login.as_str(),
+                    new.display_name.as_str(),
+                    new.role.as_str(),
+                    new.password_hash.as_str(),
+                    new.password_must_change,
+                    new.patient_id.map(|p| p.0),
+                    now_ms(),
+                )?;
+                if n == 0 {
+                    return Err(StoreError::Conflict("login"));
+                }
+                let ev = admin_event(AuditAction::UserCreate, new.org_id, actor, id)
+                    .detail("role", DetailValue::Code(new.role.as_str()));
+                audit::append(&mut c, &ev, &meta).await?;
+                user_in_org(&mut c, new.org_id, id).await
+            })
+        })
+        .await
+    }
+
+    /// The secrets needed to check a sign-in, by login name (any tenant: login names are global).
+    pub async fn credentials(&self, login: &str) -> Result<Option<Credentials>> {
+        let login = login.to_owned();
+        self.read(|mut c| {
+            Box::pin(async move {
+                let row = fetch!(
+                    fetch_optional,
+                    &mut c,
+                    CredentialRow,
+                    "SELECT id, org_id, login, display_name, role, patient_id, disabled_at, \
+                     (totp_secret IS NOT NULL) AS mfa_enabled, password_must_change, created_at, \
+                     password_hash, totp_secret, totp_last_step, totp_pending_secret FROM users WHERE login = $1",
+                    login
+                )?;
+                row.map(|r| {
+                    Ok(Credentials {
+                        user: r.user.into_user()?,
+                        password_hash: r.password_hash,
+                        totp_secret: r.totp_secret,
+                        totp_last_step: r.totp_last_step,
+                        totp_pending_secret: r.totp_pending_secret,
+                    })
+                })
+                .transpose()
+            })
+        })
+        .await
+    }
+
+    /// The secrets of a user by id (for second-factor checks on a signed-in session).
+    pub async fn credentials_by_id(&self, org: OrgId, id: UserId) -> Result<Credentials> {
+        let user = self.user(org, id).await?;
+        self.credentials(&user.login).await?.ok_or(StoreError::NotFound)
+    }
+
+    /// A user of the organisation.
+    pub async fn user(&self, org: OrgId, id: UserId) -> Result<User> {
+        self.read(|mut c| Box::pin(async move { user_in_org(&mut c, org, id).await })).await
+    }
+
+    /// Users of the organisation ordered by login, after `after_login`, at most `limit`.
+    pub async fn users(&self, org: OrgId, after_login: Option<String>, limit: u32) -> Result<Vec<User>> {
+        self.read(|mut c| {
+            Box::pin(async move {
+                fetch!(
+                    fetch_all,
+                    &mut c,
+                    UserRow,
+                    user_select!("WHERE org_id = $1 AND login > $2 ORDER BY login LIMIT $3"),
+                    org.0,
+                    after_login.unwrap_or_default(),
+                    i64::from(limit)
+                )?
+                .into_iter()
+                .map(UserRow::into_user)
+                .collect()
+            })
+        })
+        .await
+    }
+
+    /// Disables or re-enables a user; disabling revokes every session. Returns the revoked sessions.
+    pub async fn set_user_disabled(
+        &self,
+        org: OrgId,
+        id: UserId,
+        disabled: bool,
+        actor: Option<UserId>,
+        meta: RequestMeta,
+    ) -> Result<Vec<SessionId>> {
+        self.write(move |mut c| {
+            Box::pin(async move {
+                user_in_org(&mut c, org, id).await?;
+                let now = now_ms();
+                exec!(
+                    &mut c,
+                    "UPDATE users SET disabled_at = $2 WHERE id = $1",
+                    id.0,
+                    disabled.then_some(now)
+                )?;
+                let revoked =
+                    if disabled { revoke_user_sessions(&mut c, id, None, "user_disabled", now).await? } else { Vec::new() };
+                let action = if disabled { AuditAction::UserDisable } else { AuditAction::UserEnable };
+                let ev = admin_event(action, org, actor, id).detail("sessions_revoked", DetailValue::Int(revoked.len() as i64));
+                audit::append(&mut c, &ev, &meta).await?;
+                Ok(revoked)
+            })
+        })
+        .await
+    }
+
+    /// Changes a user's role.
+    pub async fn set_user_role(&self, org: OrgId, id: UserId, role: Role, actor: UserId, meta: RequestMeta) -> Result<User> {
+        self.write(move |mut c| {
+            Box::pin(async move {
+                let before = user_in_org(&mut c, org, id).await?;
+                if before.role == Role::Patient || role == Role::Patient {
+                    return Err(StoreError::State("patient accounts cannot change role"));
+                }
+                exec!(&mut c, "UPDATE users SET role = $2 WHERE id = $1", id.0, role.as_str())?;
+                let ev = admin_event(AuditAction::UserRole, org, Some(actor), id)
+                    .detail("from", DetailValue::Code(before.role.as_str()))
+                    .detail("to", DetailValue::Code(role.as_str()));
+                audit::append(&mut c, &ev, &meta).await?;
+                user_in_org(&mut c, org, id).await
+            })
+        })
+        .await
+    }
+
+    /// Sets a one-time password (which must be changed at next sign-in) and revokes every
+    /// session of the user. Returns the revoked sessions.
+    pub async fn reset_password(
+        &self,
+        org: OrgId,
+        id: UserId,
+        password_hash: String,
+        actor: Option<UserId>,
+        meta: RequestMeta,
+    ) -> Result<Vec<SessionId>> {
+        self.write(move |mut c| {
+            Box::pin(async move {
+                user_in_org(&mut c, org, id).await?;
+                exec!(
+                    &mut c,
+                    "UPDATE users SET password_hash = $2, password_must_change = $3 WHERE id = $1",
+                    id.0,
+                    password_hash,
+                    true
+                )?;
+                let revoked = revoke_user_sessions(&mut c, id, None, "password_reset", now_ms()).await?;
+                let ev = admin_event(AuditAction::PasswordReset, org, actor, id);
+                audit::append(&mut c, &ev, &meta).await?;
+                Ok(revoked)
+            })
+        })
+        .await
+    }
+
+    /// A user changes their own password: the current session is freed from the
+    /// password-change restriction and every other session is revoked.
+    pub async fn change_password(
+        &self,
+        org: OrgId,
+        id: UserId,
+        current_session: SessionId,
+        password_hash: String,
+        meta: RequestMeta,
+    ) -> Result<Vec<SessionId>> {
+        self.write(move |mut c| {
+            Box::pin(async move {
+                exec!(
+                    &mut c,
+                    "UPDATE users SET password_hash = $2, password_must_change = $3 WHERE id = $1",
+                    id.0,
+                    password_hash,
+                    false
+                )?;
+                exec!(
+                    &mut c,
+                    "UPDATE sessions SET restriction = NULL WHERE id = $1 AND restriction = $2",
+                    current_session.0,
+                    Restriction::PasswordChange.as_str()
+                )?;
+                let revoked = revoke_user_sessions(&mut c, id, Some(current_session), "password_changed", now_ms()).await?;
+                let ev = admin_event(AuditAction::PasswordChange, org, Some(id), id);
+                audit::append(&mut c, &ev, &meta).await?;
+                Ok(revoked)
+            })
+        })
+        .await
+    }
+
+    /// Stores a TOTP secret awaiting confirmation.
+    pub async fn begin_totp(&self, org: OrgId, id: UserId, secret: Vec<u8>, meta: RequestMeta) -> Result<()> {
+        self.write(move |mut c| {
+            Box::pin(async move {
+                exec!(&mut c, "UPDATE users SET totp_pending_secret = $2 WHERE id = $1", id.0, secret)?;
+                audit::append(&mut c, &admin_event(AuditAction::TotpEnroll, org, Some(id), id), &meta).await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Activates the pending TOTP secret after a code from it was verified at `step`, stores
+    /// the recovery code hashes, and lifts an enrolment restriction from the current session.
+    pub async fn confirm_totp(
+        &self,
+        org: OrgId,
+        id: UserId,
+        current_session: SessionId,
+        step: i64,
+        recovery_hashes: Vec<Vec<u8>>,
+        meta: RequestMeta,
+    ) -> Result<()> {
+        self.write(move |mut c| {
+            Box::pin(async move {
+                let n = exec!(
+                    &mut c,
+                    "UPDATE users SET totp_secret = totp_pending_secret, totp_pending_secret = NULL, totp_last_step = $2 \
+                     WHERE id = $1 AND totp_pending_secret IS NOT NULL",
+                    id.0,
+                    step
+                )?;
+                if n == 0 {
+                    return Err(StoreError::State("no TOTP enrolment is pending"));
+                }
+                replace_recovery_codes(&mut c, id, &recovery_hashes).await?;
+                let now = now_ms();
+                exec!(
+                    &mut c,
+                    "UPDATE sessions SET restriction = NULL, mfa_verified_at = $3 WHERE id = $1 AND (restriction IS NULL OR restriction = $2)",
+                    current_session.0,
+                    Restriction::MfaEnrollment.as_str(),
+                    now
+                )?;
+                audit::append(&mut c, &admin_event(AuditAction::TotpConfirm, org, Some(id), id), &meta).await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Removes TOTP and recovery codes.
+    pub async fn remove_totp(&self, org: OrgId, id: UserId, actor: UserId, meta: RequestMeta) -> Result<()> {
+        self.write(move |mut c| {
+            Box::pin(async move {
+                exec!(
+                    &mut c,
+                    "UPDATE users SET totp_secret = NULL, totp_pending_secret = NULL, totp_last_step = NULL WHERE id = $1",
+                    id.0
+                )?;
+                exec!(&mut c, "DELETE FROM recovery_codes WHERE user_id = $1", id.0)?;
+                audit::append(&mut c, &admin_event(AuditAction::TotpRemove, org, Some(actor), id), &meta).await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Replaces the recovery codes.
+    pub async fn set_recovery_codes(&self, org: OrgId, id: UserId, hashes: Vec<Vec<u8>>, meta: RequestMeta) -> Result<()> {
+        self.write(move |mut c| {
+            Box::pin(async move {
+                replace_recovery_codes(&mut c, id, &hashes).await?;
+                let ev = admin_event(AuditAction::RecoveryCodes, org, Some(id), id)
+                    .detail("count", DetailValue::Int(hashes.len() as i64));
+                audit::append(&mut c, &ev, &meta).await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Records a TOTP code verified at `step` for a signed-in user (step-up), refusing replays.
+    pub async fn use_totp_step(&self, id: UserId, session: SessionId, step: i64) -> Result<bool> {
+        self.write(move |mut c| {
+            Box::pin(async move {
+                let fresh = mark_totp_step(&mut c, id, step).await?;
+                if fresh {
+                    exec!(&mut c, "UPDATE sessions SET mfa_verified_at = $2 WHERE id = $1", session.0, now_ms())?;
+                }
+                Ok(fresh)
+            })
+        })
+        .await
+    }
+}
+
+async fn replace_recovery_codes(c: &mut Conn<'_>, id: UserId, hashes: &[Vec<u8>]) -> Result<()> {
+    exec!(c, "DELETE FROM recovery_codes WHERE user_id = $1", id.0)?;
+    for h in hashes {
+        exec!(c, "INSERT INTO recovery_codes (user_id, code_hash) VALUES ($1, $2)", id.0, h.as_slice())?;
+    }
+    Ok(())
+}
+
+/// Accepts a TOTP step only if it is newer than the last one used: each code works once.
+pub(crate) async fn mark_totp_step(c: &mut Conn<'_>, id: UserId, step: i64) -> Result<bool> {
+    let n = exec!(
+        c,
+        "UPDATE users SET totp_last_step = $2 WHERE id = $1 AND (totp_last_step IS NULL OR totp_last_step < $2)",
+        id.0,
+        step
+    )?;
+    Ok(n == 1)
+}
+
+/// Spends a recovery code; false if it is unknown or already used.
+pub(crate) async fn spend_recovery_code(c: &mut Conn<'_>, id: UserId, hash: &[u8]) -> Result<bool> {
+    let n = exec!(
+        c,
+        "UPDATE recovery_codes SET used_at = $3 WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL",
+        id.0,
+        hash,
+        now_ms()
+    )?;
+    Ok(n == 1)
+}
