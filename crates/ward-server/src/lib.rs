@@ -1,1 +1,120 @@
-//! placeholder
+//! Ward's server: the HTTPS JSON API and WebSocket stream on axum and rustls, with
+//! authentication extractors, the fan-out hub, problem+json errors and the OpenAPI document.
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod extract;
+pub mod hub;
+pub mod metrics;
+pub mod problem;
+pub mod provision;
+pub mod secrets;
+pub mod serve;
+pub mod telemetry;
+pub mod tls;
+pub mod ws;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use ward_fanout::{FanOut, InProcess};
+use ward_store::{Store, StoreOptions};
+
+pub use app::AppState;
+pub use config::Config;
+
+/// A running server.
+pub struct Running {
+    /// The bound address (port 0 in the config becomes the real port here).
+    pub addr: SocketAddr,
+    /// `https://127.0.0.1:PORT`.
+    pub url: String,
+    /// The shared state (tests inspect the store through it).
+    pub state: AppState,
+    /// SHA-256 fingerprint of the TLS certificate.
+    pub fingerprint: String,
+    /// Whether the certificate was generated on this start.
+    pub generated_cert: bool,
+    /// The certificate file.
+    pub cert_path: std::path::PathBuf,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Running {
+    /// Stops accepting connections and waits for the listener to close.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+
+    /// Waits until the listener ends (it only ends on error or stop).
+    pub async fn wait(mut self) -> std::io::Result<()> {
+        match self.task.take() {
+            Some(t) => t.await.unwrap_or(Ok(())),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Opens the store named by the configuration (creating the data directory).
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", config.data_dir.display()))?;
+    let mut opts = StoreOptions::new(config.database_url());
+    opts.read_connections = config.limits.db_read_connections;
+    Ok(Store::open(opts).await?)
+}
+
+/// Starts the server on an open store with in-process fan-out.
+pub async fn start(config: Config, store: Store) -> anyhow::Result<Running> {
+    start_with(config, store, Arc::new(InProcess::default())).await
+}
+
+/// Starts the server with the given fan-out transport.
+pub async fn start_with(config: Config, store: Store, fanout: Arc<dyn FanOut>) -> anyhow::Result<Running> {
+    let cert = tls::load_or_generate(config.tls.cert.as_deref(), config.tls.key.as_deref(), &config.data_dir)?;
+    let listener = TcpListener::bind(config.listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let config = Arc::new(config);
+    let (state, router) = app::build(store.clone(), fanout, config);
+    spawn_housekeeping(store);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(serve::serve_tls(listener, cert.server_config.clone(), router, async move {
+        let _ = rx.await;
+    }));
+    let host = if addr.ip().is_unspecified() { "127.0.0.1".to_owned() } else { addr.ip().to_string() };
+    let host = if host.contains(':') { format!("[{host}]") } else { host };
+    Ok(Running {
+        addr,
+        url: format!("https://{host}:{}", addr.port()),
+        state,
+        fingerprint: cert.fingerprint,
+        generated_cert: cert.generated,
+        cert_path: cert.cert_path,
+        shutdown: Some(tx),
+        task: Some(task),
+    })
+}
+
+fn spawn_housekeeping(store: Store) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(300));
+        loop {
+            tick.tick().await;
+            if let Err(e) = store.purge_expired_tokens().await {
+                tracing::warn!(error = %e, "token purge failed");
+            }
+        }
+    });
+}

@@ -297,6 +297,35 @@ impl Store {
         .await
     }
 
+    /// One message, if the actor is a member (audited as a read).
+    pub async fn message(&self, actor: Actor, conv: ConversationId, id: MessageId, meta: RequestMeta) -> Result<Message> {
+        let found = self
+            .read(|mut c| {
+                Box::pin(async move {
+                    let (row, _) = match membership(&mut c, &actor, conv).await {
+                        Ok(m) => m,
+                        Err(StoreError::NotFound) => return Ok(None),
+                        Err(e) => return Err(e),
+                    };
+                    Ok(Some((row.patient(), message_in(&mut c, conv, id).await?.into_message()?)))
+                })
+            })
+            .await?;
+        let Some((patient, msg)) = found else {
+            self.record_denied(actor, AuditAction::MessageRead, conv, meta).await?;
+            return Err(StoreError::NotFound);
+        };
+        let mut ev = AuditEvent::new(AuditAction::MessageRead, Outcome::Success)
+            .target("message", id)
+            .patient(patient)
+            .detail("conversation", DetailValue::Id(conv.0))
+            .detail("count", DetailValue::Int(1));
+        ev.org_id = Some(actor.org_id);
+        ev.actor = Some(actor.user_id);
+        self.record(ev, meta).await?;
+        Ok(msg)
+    }
+
     /// How many messages a conversation holds (test and benchmark helper).
     pub async fn message_count(&self, conv: ConversationId) -> Result<i64> {
         self.read(|mut c| {

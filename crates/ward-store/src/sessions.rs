@@ -628,6 +628,28 @@ impl Store {
         .await
     }
 
+    /// Whether a session may still be used: not revoked, not past its lifetime, not idle, and
+    /// its user not disabled. Open WebSocket connections check this periodically.
+    pub async fn session_alive(&self, session: SessionId) -> Result<bool> {
+        self.read(|mut c| {
+            Box::pin(async move {
+                let now = now_ms();
+                let alive = scalar!(
+                    fetch_optional,
+                    &mut c,
+                    i64,
+                    "SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id JOIN organizations o ON o.id = s.org_id \
+                     WHERE s.id = $1 AND s.revoked_at IS NULL AND u.disabled_at IS NULL AND s.expires_at > $2 \
+                     AND s.last_active_at + o.idle_timeout_secs * 1000 >= $2",
+                    session.0,
+                    now
+                )?;
+                Ok(alive.is_some())
+            })
+        })
+        .await
+    }
+
     /// Deletes expired tokens and challenges (housekeeping; sessions themselves are kept as records).
     pub async fn purge_expired_tokens(&self) -> Result<u64> {
         self.write(|mut c| {

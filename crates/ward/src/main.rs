@@ -1,1 +1,267 @@
-fn main() {}
+//! The `ward` command: run the server, the demo, and administer organisations and users.
+
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ward_domain::role::Role;
+use ward_server::provision::{self, operator_meta};
+use ward_server::Config;
+
+/// Ward: secure clinical messaging.
+#[derive(Parser)]
+#[command(name = "ward", version, about)]
+struct Cli {
+    /// TOML configuration file (settings can also come from WARD_* environment variables).
+    #[arg(long, short, global = true, env = "WARD_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTPS server.
+    Serve,
+    /// Create a demo organisation with one account per role (first run), print their
+    /// one-time passwords and serve it on embedded SQLite.
+    Demo {
+        /// Data directory for the demo.
+        #[arg(long, default_value = "ward-demo")]
+        data_dir: PathBuf,
+        /// Port to listen on (127.0.0.1).
+        #[arg(long, default_value_t = 8443)]
+        port: u16,
+    },
+    /// Apply pending database migrations.
+    Migrate,
+    /// Organisations.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// User accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum OrgCommand {
+    /// Create an organisation.
+    Create {
+        /// Short unique name (a-z, 0-9, -).
+        #[arg(long)]
+        slug: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+    },
+    /// List organisations.
+    List,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add an account; prints its one-time password.
+    Add {
+        /// Organisation slug.
+        #[arg(long)]
+        org: String,
+        /// Unique login name.
+        #[arg(long)]
+        login: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// admin, compliance_officer, clinician, nurse or staff.
+        #[arg(long)]
+        role: String,
+    },
+    /// List an organisation's accounts.
+    List {
+        /// Organisation slug.
+        #[arg(long)]
+        org: String,
+    },
+    /// Disable an account and end its sessions.
+    Disable {
+        /// Login name.
+        login: String,
+    },
+    /// Enable a disabled account.
+    Enable {
+        /// Login name.
+        login: String,
+    },
+    /// Set a new one-time password and end the account's sessions.
+    ResetPassword {
+        /// Login name.
+        login: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration (file, environment and defaults) with secrets redacted.
+    Print,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ward: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ward: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve => {
+            ward_server::telemetry::init(&config.log.level, &config.log.format);
+            serve(config, None).await
+        }
+        Command::Demo { data_dir, port } => {
+            config.data_dir = data_dir;
+            config.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            ward_server::telemetry::init(&config.log.level, &config.log.format);
+            let store = ward_server::open_store(&config).await?;
+            let created = provision::demo(&store, config.sessions.idle_timeout_secs).await?;
+            serve(config, Some((store, created))).await
+        }
+        Command::Migrate => {
+            let mut opts = ward_store::StoreOptions::new(config.database_url());
+            opts.migrate = false;
+            std::fs::create_dir_all(&config.data_dir)?;
+            let store = ward_store::Store::open(opts).await?;
+            let n = store.migrate().await?;
+            println!("applied {n} migration(s)");
+            Ok(())
+        }
+        Command::Org(cmd) => {
+            let store = ward_server::open_store(&config).await?;
+            match cmd {
+                OrgCommand::Create { slug, name } => {
+                    let org = store.create_org(&slug, &name, config.sessions.idle_timeout_secs, None, operator_meta()).await?;
+                    println!("created organisation {} ({})", org.slug, org.id);
+                }
+                OrgCommand::List => {
+                    for o in store.orgs().await? {
+                        println!("{}\t{}\t{}", o.slug, o.id, o.name);
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::User(cmd) => user(cmd, &config).await,
+        Command::Config(ConfigCommand::Print) => {
+            print!("{}", config.redacted_toml());
+            Ok(())
+        }
+    }
+}
+
+async fn user(cmd: UserCommand, config: &Config) -> anyhow::Result<()> {
+    let store = ward_server::open_store(config).await?;
+    let by_login = |login: String| {
+        let store = store.clone();
+        async move {
+            let login = ward_domain::login::LoginName::parse(&login)?;
+            store.credentials(login.as_str()).await?.map(|c| c.user).ok_or_else(|| anyhow::anyhow!("no account named {login}"))
+        }
+    };
+    match cmd {
+        UserCommand::Add { org, login, name, role } => {
+            let role: Role = role.parse()?;
+            if role == Role::Patient {
+                anyhow::bail!("patient accounts are created through the API, linked to a patient record");
+            }
+            let org = store.org_by_slug(&org).await.map_err(|_| anyhow::anyhow!("no organisation {org}"))?;
+            let (u, password) = provision::add_user(&store, &org, &login, &name, role, None).await?;
+            println!("created {} ({}) as {}; one-time password: {password}", u.login, u.id, u.role);
+        }
+        UserCommand::List { org } => {
+            let org = store.org_by_slug(&org).await.map_err(|_| anyhow::anyhow!("no organisation {org}"))?;
+            let mut after = None;
+            loop {
+                let page = store.users(org.id, after.clone(), 200).await?;
+                for u in &page {
+                    let state = if u.disabled { "disabled" } else { "active" };
+                    println!("{}\t{}\t{}\t{}\t{}", u.login, u.role, state, if u.mfa_enabled { "mfa" } else { "-" }, u.id);
+                }
+                if page.len() < 200 {
+                    break;
+                }
+                after = page.last().map(|u| u.login.clone());
+            }
+        }
+        UserCommand::Disable { login } => {
+            let u = by_login(login).await?;
+            let revoked = store.set_user_disabled(u.org_id, u.id, true, None, operator_meta()).await?;
+            println!("disabled {}; ended {} session(s)", u.login, revoked.len());
+        }
+        UserCommand::Enable { login } => {
+            let u = by_login(login).await?;
+            store.set_user_disabled(u.org_id, u.id, false, None, operator_meta()).await?;
+            println!("enabled {}", u.login);
+        }
+        UserCommand::ResetPassword { login } => {
+            let u = by_login(login).await?;
+            let password = ward_server::secrets::one_time_password();
+            let hash = ward_server::secrets::hash_password(password.clone()).await?;
+            let revoked = store.reset_password(u.org_id, u.id, hash, None, operator_meta()).await?;
+            println!("reset {}; ended {} session(s); one-time password: {password}", u.login, revoked.len());
+        }
+    }
+    Ok(())
+}
+
+type Demo = (ward_store::Store, Option<(ward_store::Org, Vec<provision::DemoAccount>)>);
+
+async fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
+    let (store, created) = match demo {
+        Some((store, created)) => (store, Some(created)),
+        None => (ward_server::open_store(&config).await?, None),
+    };
+    let running = ward_server::start(config, store).await?;
+    if running.generated_cert {
+        println!("Generated a self-signed TLS certificate: {}", running.cert_path.display());
+    }
+    println!("TLS certificate SHA-256 fingerprint: {}", running.fingerprint);
+    match created {
+        Some(Some((org, accounts))) => {
+            println!("\nCreated the demo organisation \"{}\". One-time passwords (each must be changed at first sign-in):", org.name);
+            for a in &accounts {
+                println!("  {:<19} {:<24} {}", a.user.role.as_str(), a.user.login, a.password);
+            }
+            println!();
+        }
+        Some(None) => println!("The demo organisation already exists; its accounts keep their passwords (reset one with `ward user reset-password LOGIN`)."),
+        None => {}
+    }
+    println!("Ward is serving at {} (health: {}/healthz)", running.url, running.url);
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    tokio::select! {
+        r = running_wait(running) => r,
+        () = stop => { println!("stopping"); Ok(()) }
+    }
+}
+
+async fn running_wait(r: ward_server::Running) -> anyhow::Result<()> {
+    r.wait().await.map_err(Into::into)
+}

@@ -1,0 +1,46 @@
+//! The JSON API under `/api/v1`, one module per area; the router and the OpenAPI document are
+//! built from the same declarations, so they cannot disagree.
+
+pub(crate) mod auth;
+pub(crate) mod conversations;
+pub mod dto;
+pub(crate) mod me;
+pub(crate) mod org;
+pub(crate) mod patients;
+pub(crate) mod users;
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::app::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Ward API", description = "Secure clinical messaging: accounts, sessions, conversations, messages and the real-time stream. \
+        Errors are RFC 9457 problem details with a stable `code`."),
+    modifiers(&BearerAuth),
+    components(schemas(crate::problem::Problem, dto::EventFrame))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    }
+}
+
+/// Every API route with its OpenAPI document.
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(auth::routes())
+        .merge(me::routes())
+        .merge(users::routes())
+        .merge(org::routes())
+        .merge(patients::routes())
+        .merge(conversations::routes())
+        .routes(utoipa_axum::routes!(crate::ws::stream))
+}

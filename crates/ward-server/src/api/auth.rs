@@ -1,0 +1,202 @@
+//! Sign-in: `POST /api/v1/auth/login`, `/auth/mfa`, `/auth/refresh`, `/auth/logout`.
+//! Serves 164.312(d) person authentication and 164.312(a)(2)(iii) automatic logoff.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use ward_domain::audit::AuditAction;
+use ward_domain::login::{parse_label, LoginName, NewPassword};
+use ward_store::{now_ms, DeviceClaim, NewSession, RefreshOutcome, Restriction, SecondFactor, TokenHashes};
+
+use super::dto::{ts, DeviceRequest, LoginRequest, LoginResponse, MfaRequest, RefreshRequest, RestrictionView, Tokens};
+use crate::app::AppState;
+use crate::auth::{AnySession, Meta};
+use crate::extract::Json;
+use crate::problem::{ApiError, ApiResult, Problem};
+use crate::secrets::{
+    new_token, recovery_hash, token_hash, totp_step, verify_password, ACCESS_PREFIX, CHALLENGE_PREFIX, DUMMY_HASH, REFRESH_PREFIX,
+};
+
+pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(login))
+        .routes(utoipa_axum::routes!(mfa))
+        .routes(utoipa_axum::routes!(refresh))
+        .routes(utoipa_axum::routes!(logout))
+}
+
+fn device_claim(d: DeviceRequest) -> ApiResult<DeviceClaim> {
+    Ok(DeviceClaim {
+        id: d.id,
+        name: parse_label("device.name", &d.name, 100)?,
+        platform: parse_label("device.platform", &d.platform, 32)?,
+    })
+}
+
+/// Fresh tokens for a session, and their hashes for the store.
+struct Issued {
+    access: String,
+    refresh: String,
+    hashes: TokenHashes,
+}
+
+fn issue(state: &AppState) -> Issued {
+    let access = new_token(ACCESS_PREFIX);
+    let refresh = new_token(REFRESH_PREFIX);
+    let hashes = TokenHashes {
+        access: token_hash(&access),
+        access_expires_at: now_ms() + state.config.sessions.access_ttl_secs * 1000,
+        refresh: token_hash(&refresh),
+    };
+    Issued { access, refresh, hashes }
+}
+
+fn tokens(issued: Issued, session: ward_domain::ids::SessionId, device: ward_domain::ids::DeviceId, r: Option<Restriction>) -> Tokens {
+    Tokens {
+        access_expires_at: ts(issued.hashes.access_expires_at),
+        access_token: issued.access,
+        refresh_token: issued.refresh,
+        session_id: session,
+        device_id: device,
+        restriction: r.map(RestrictionView::from),
+    }
+}
+
+/// Signs in with a login name and password.
+///
+/// Wrong names and wrong passwords get the same answer after the same work. Repeated failures
+/// lock the name (known or not) with a growing backoff. If the user has TOTP, the answer is a
+/// challenge for `POST /api/v1/auth/mfa`.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, body = LoginResponse), (status = 401, body = Problem), (status = 403, body = Problem), (status = 429, body = Problem)))]
+async fn login(State(state): State<AppState>, Meta(meta): Meta, Json(req): Json<LoginRequest>) -> ApiResult<Json<LoginResponse>> {
+    let device = device_claim(req.device)?;
+    let Ok(login) = LoginName::parse(&req.login) else {
+        // A name that cannot exist still costs a hash, so timing tells nothing.
+        verify_password(req.password, DUMMY_HASH.clone()).await;
+        return Err(ApiError::invalid_credentials());
+    };
+    if req.password.len() > NewPassword::MAX_BYTES {
+        return Err(ApiError::invalid_credentials());
+    }
+    let creds = state.store.credentials(login.as_str()).await?;
+    let who = creds.as_ref().map(|c| (c.user.org_id, c.user.id));
+    let now = now_ms();
+    if let Some(wait) = state.store.throttle(login.as_str()).await?.locked(now) {
+        state.store.login_failed(login.to_string(), who, "locked", true, meta).await?;
+        return Err(ApiError::login_locked().retry_after(wait.max(1) as u64));
+    }
+    let hash = creds.as_ref().map_or_else(|| DUMMY_HASH.clone(), |c| c.password_hash.clone());
+    let password_ok = verify_password(req.password, hash).await;
+    let Some(creds) = creds.filter(|_| password_ok) else {
+        let reason = if who.is_some() { "wrong_password" } else { "unknown_login" };
+        state.store.login_failed(login.to_string(), who, reason, false, meta).await?;
+        return Err(ApiError::invalid_credentials());
+    };
+    let user = &creds.user;
+    if user.disabled {
+        state.store.login_failed(login.to_string(), who, "disabled", false, meta).await?;
+        return Err(ApiError::account_disabled());
+    }
+    if creds.totp_secret.is_some() {
+        let token = new_token(CHALLENGE_PREFIX);
+        let expires = now + state.config.sessions.mfa_challenge_ttl_secs * 1000;
+        state.store.create_challenge(user.org_id, user.id, token_hash(&token), device, expires, meta).await?;
+        return Ok(Json(LoginResponse::MfaRequired { mfa_token: token, expires_at: ts(expires) }));
+    }
+    let org = state.store.org(user.org_id).await?;
+    let restriction = if user.password_must_change {
+        Some(Restriction::PasswordChange)
+    } else if org.mfa_required_roles.contains(&user.role) {
+        Some(Restriction::MfaEnrollment)
+    } else {
+        None
+    };
+    let issued = issue(&state);
+    let new = NewSession {
+        user_id: user.id,
+        device,
+        tokens: issued.hashes.clone(),
+        expires_at: now + state.config.sessions.session_ttl_secs * 1000,
+        restriction,
+        mfa_verified: false,
+    };
+    let (session, device) = state.store.login(user.org_id, login.to_string(), new, meta).await.map_err(device_error)?;
+    Ok(Json(LoginResponse::Authenticated { tokens: tokens(issued, session, device, restriction) }))
+}
+
+fn device_error(e: ward_store::StoreError) -> ApiError {
+    match e {
+        ward_store::StoreError::State("unknown or revoked device") => {
+            ApiError::validation_failed().detail("device.id is not a device of this user, or it was revoked")
+        }
+        other => other.into(),
+    }
+}
+
+/// Completes a sign-in with a TOTP code or a recovery code. Each code works once; wrong codes
+/// count towards the lockout.
+#[utoipa::path(post, path = "/api/v1/auth/mfa", tag = "auth", request_body = MfaRequest,
+    responses((status = 200, body = Tokens), (status = 401, body = Problem), (status = 429, body = Problem)))]
+async fn mfa(State(state): State<AppState>, Meta(meta): Meta, Json(req): Json<MfaRequest>) -> ApiResult<Json<Tokens>> {
+    if !req.mfa_token.starts_with(CHALLENGE_PREFIX) || req.mfa_token.len() > 128 {
+        return Err(ApiError::invalid_mfa_code().detail("the sign-in attempt is unknown or has expired"));
+    }
+    let hash = token_hash(&req.mfa_token);
+    let challenge =
+        state.store.challenge(hash.clone()).await?.ok_or_else(|| ApiError::invalid_mfa_code().detail("the sign-in attempt is unknown or has expired"))?;
+    if let Some(wait) = state.store.throttle(&challenge.login).await?.locked(now_ms()) {
+        return Err(ApiError::login_locked().retry_after(wait.max(1) as u64));
+    }
+    let factor = match (&req.code, &req.recovery_code, &challenge.totp_secret) {
+        (Some(code), None, Some(secret)) => totp_step(secret, &challenge.login, code).map_or(SecondFactor::Invalid, SecondFactor::TotpStep),
+        (None, Some(rc), _) if rc.len() <= 64 => SecondFactor::RecoveryCode(recovery_hash(rc)),
+        (Some(_), Some(_), _) => return Err(ApiError::invalid_body().detail("send either code or recovery_code, not both")),
+        _ => SecondFactor::Invalid,
+    };
+    let restriction = challenge.password_must_change.then_some(Restriction::PasswordChange);
+    let issued = issue(&state);
+    let new = NewSession {
+        user_id: challenge.user_id,
+        device: challenge.device.clone(),
+        tokens: issued.hashes.clone(),
+        expires_at: now_ms() + state.config.sessions.session_ttl_secs * 1000,
+        restriction,
+        mfa_verified: true,
+    };
+    match state.store.answer_challenge(hash, challenge, factor, new, meta).await.map_err(|e| match e {
+        ward_store::StoreError::NotFound => ApiError::invalid_mfa_code().detail("the sign-in attempt is unknown or has expired"),
+        other => device_error(other),
+    })? {
+        Some((session, device)) => Ok(Json(tokens(issued, session, device, restriction))),
+        None => Err(ApiError::invalid_mfa_code()),
+    }
+}
+
+/// Exchanges a refresh token for new tokens. Each refresh token works once: presenting a used
+/// one (a sign of theft) revokes the whole session, as does presenting it from another device.
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses((status = 200, body = Tokens), (status = 401, body = Problem)))]
+async fn refresh(State(state): State<AppState>, Meta(meta): Meta, Json(req): Json<RefreshRequest>) -> ApiResult<Json<Tokens>> {
+    if !req.refresh_token.starts_with(REFRESH_PREFIX) || req.refresh_token.len() > 128 {
+        return Err(ApiError::invalid_refresh_token());
+    }
+    let issued = issue(&state);
+    match state.store.refresh(token_hash(&req.refresh_token), req.device_id, issued.hashes.clone(), meta).await? {
+        RefreshOutcome::Rotated { session_id, .. } => Ok(Json(tokens(issued, session_id, req.device_id, None))),
+        RefreshOutcome::Reused { session_id, user_id } => {
+            state.end_sessions(user_id, Some(vec![session_id])).await;
+            Err(ApiError::invalid_refresh_token().detail("this refresh token was already used; the session has been revoked"))
+        }
+        RefreshOutcome::Rejected => Err(ApiError::invalid_refresh_token()),
+    }
+}
+
+/// Ends the current session.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = Problem)))]
+async fn logout(State(state): State<AppState>, Meta(meta): Meta, s: AnySession) -> ApiResult<StatusCode> {
+    let a = s.actor;
+    state.store.revoke_session(a.org_id, s.session, Some(a.user_id), Some(a.user_id), AuditAction::Logout, "logout", meta).await?;
+    state.end_sessions(a.user_id, Some(vec![s.session])).await;
+    Ok(StatusCode::NO_CONTENT)
+}

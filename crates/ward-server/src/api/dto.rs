@@ -1,0 +1,677 @@
+//! Request and response bodies of the JSON API. Requests reject unknown fields.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use ward_domain::conversation::{AccessReason, ConversationKind, MemberRole, Priority, ReceiptKind};
+use ward_domain::ids::{ConversationId, DeviceId, MessageId, OrgId, PatientId, SessionId, UserId};
+use ward_domain::role::Role;
+use ward_store::{ConversationEvent, EventKind, Restriction};
+
+/// Formats Unix milliseconds as RFC 3339 UTC.
+pub fn ts(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// The device a client signs in from.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceRequest {
+    /// The device id from an earlier sign-in, to keep one device record per device.
+    pub id: Option<DeviceId>,
+    /// A name the user will recognise ("Dr Adams's iPhone").
+    pub name: String,
+    /// `ios`, `android`, `web`, `cli`, ...
+    pub platform: String,
+}
+
+/// Password sign-in.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// Login name.
+    pub login: String,
+    /// Password.
+    pub password: String,
+    /// The device signing in.
+    pub device: DeviceRequest,
+}
+
+/// Second-factor step of a sign-in: a TOTP code or a recovery code.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MfaRequest {
+    /// The token from the login response.
+    pub mfa_token: String,
+    /// A 6-digit TOTP code.
+    pub code: Option<String>,
+    /// A recovery code instead.
+    pub recovery_code: Option<String>,
+}
+
+/// Refresh-token exchange.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    /// The current refresh token; it is used up by this call.
+    pub refresh_token: String,
+    /// The device the session is bound to.
+    pub device_id: DeviceId,
+}
+
+/// What a session is limited to until its holder acts.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RestrictionView {
+    /// Change the one-time password (`POST /api/v1/me/password`).
+    PasswordChange,
+    /// Enrol TOTP (`POST /api/v1/me/mfa/totp`).
+    MfaEnrollment,
+}
+
+impl From<Restriction> for RestrictionView {
+    fn from(r: Restriction) -> Self {
+        match r {
+            Restriction::PasswordChange => Self::PasswordChange,
+            Restriction::MfaEnrollment => Self::MfaEnrollment,
+        }
+    }
+}
+
+/// Tokens of a session.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Tokens {
+    /// Bearer token for API calls; short-lived.
+    pub access_token: String,
+    /// When the access token expires.
+    pub access_expires_at: String,
+    /// Single-use token for `POST /api/v1/auth/refresh`.
+    pub refresh_token: String,
+    /// The session.
+    pub session_id: SessionId,
+    /// The device the session is bound to.
+    pub device_id: DeviceId,
+    /// What the session is limited to, if anything.
+    pub restriction: Option<RestrictionView>,
+}
+
+/// Result of a password sign-in.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum LoginResponse {
+    /// Signed in.
+    Authenticated {
+        /// The session's tokens.
+        tokens: Tokens,
+    },
+    /// The password was right; a second factor is needed (`POST /api/v1/auth/mfa`).
+    MfaRequired {
+        /// Token for the second step.
+        mfa_token: String,
+        /// When it expires.
+        expires_at: String,
+    },
+}
+
+/// A user as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserView {
+    /// Id.
+    pub id: UserId,
+    /// Login name.
+    pub login: String,
+    /// Display name.
+    pub display_name: String,
+    /// Role.
+    pub role: Role,
+    /// Disabled accounts cannot sign in.
+    pub disabled: bool,
+    /// Whether TOTP is enrolled.
+    pub mfa_enabled: bool,
+    /// For patient accounts: their record.
+    pub patient_id: Option<PatientId>,
+    /// Creation time.
+    pub created_at: String,
+}
+
+impl From<ward_store::User> for UserView {
+    fn from(u: ward_store::User) -> Self {
+        Self {
+            id: u.id,
+            login: u.login,
+            display_name: u.display_name,
+            role: u.role,
+            disabled: u.disabled,
+            mfa_enabled: u.mfa_enabled,
+            patient_id: u.patient_id,
+            created_at: ts(u.created_at),
+        }
+    }
+}
+
+/// An organisation and its policy.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrgView {
+    /// Id.
+    pub id: OrgId,
+    /// Short name.
+    pub slug: String,
+    /// Name.
+    pub name: String,
+    /// Roles that must use a second factor.
+    pub mfa_required_roles: Vec<Role>,
+    /// Idle timeout in seconds.
+    pub idle_timeout_secs: i64,
+}
+
+impl From<ward_store::Org> for OrgView {
+    fn from(o: ward_store::Org) -> Self {
+        Self { id: o.id, slug: o.slug, name: o.name, mfa_required_roles: o.mfa_required_roles, idle_timeout_secs: o.idle_timeout_secs }
+    }
+}
+
+/// The signed-in user, their organisation and session.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MeView {
+    /// The user.
+    pub user: UserView,
+    /// Their organisation.
+    pub org: OrgView,
+    /// The current session.
+    pub session_id: SessionId,
+    /// The current device.
+    pub device_id: DeviceId,
+    /// What the session is limited to.
+    pub restriction: Option<RestrictionView>,
+}
+
+/// Changing one's own password.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    /// The current (or one-time) password.
+    pub current_password: String,
+    /// The new password: at least 12 characters.
+    pub new_password: String,
+}
+
+/// A session as listed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionView {
+    /// Id.
+    pub id: SessionId,
+    /// Device.
+    pub device_id: DeviceId,
+    /// Device name.
+    pub device_name: String,
+    /// Device platform.
+    pub device_platform: String,
+    /// When it began.
+    pub created_at: String,
+    /// Last request.
+    pub last_active_at: String,
+    /// Address at sign-in.
+    pub source_ip: Option<String>,
+    /// Whether this is the session making the request.
+    pub current: bool,
+}
+
+/// Starting TOTP enrolment (the password is asked again).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TotpBeginRequest {
+    /// The account password.
+    pub password: String,
+}
+
+/// A new TOTP secret to load into an authenticator app.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TotpBeginResponse {
+    /// The secret in base32.
+    pub secret: String,
+    /// `otpauth://` URI (for a QR code).
+    pub otpauth_uri: String,
+}
+
+/// A TOTP code.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CodeRequest {
+    /// 6 digits.
+    pub code: String,
+}
+
+/// Recovery codes, shown once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecoveryCodes {
+    /// Ten single-use codes.
+    pub recovery_codes: Vec<String>,
+}
+
+/// A new account.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUserRequest {
+    /// Unique login name.
+    pub login: String,
+    /// Display name.
+    pub display_name: String,
+    /// Role.
+    pub role: Role,
+    /// For patient accounts: their patient record.
+    pub patient_id: Option<PatientId>,
+}
+
+/// A created account and its one-time password.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedUser {
+    /// The account.
+    pub user: UserView,
+    /// Must be changed at first sign-in.
+    pub one_time_password: String,
+}
+
+/// A one-time password.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OneTimePassword {
+    /// Must be changed at next sign-in.
+    pub one_time_password: String,
+}
+
+/// Changing a user's role.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUserRequest {
+    /// New role.
+    pub role: Role,
+}
+
+/// How many sessions were revoked.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Revoked {
+    /// Count.
+    pub revoked: usize,
+}
+
+/// Organisation policy.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRequest {
+    /// Roles that must use a second factor.
+    pub mfa_required_roles: Vec<Role>,
+    /// Idle timeout in seconds (60 to 86400).
+    pub idle_timeout_secs: i64,
+}
+
+/// A page of users.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserPage {
+    /// Users, by login.
+    pub items: Vec<UserView>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A new patient record.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePatientRequest {
+    /// Medical record number, unique in the organisation.
+    pub mrn: String,
+    /// Patient's name.
+    pub display_name: String,
+    /// Care team members (staff of the organisation).
+    #[serde(default)]
+    pub care_team: Vec<UserId>,
+}
+
+/// Looking a patient up by MRN (in the body, so the MRN never appears in a URL or access log).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatientSearchRequest {
+    /// Exact medical record number.
+    pub mrn: String,
+}
+
+/// Replacing a care team.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CareTeamRequest {
+    /// The whole new care team.
+    pub care_team: Vec<UserId>,
+}
+
+/// A patient record.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PatientView {
+    /// Id.
+    pub id: PatientId,
+    /// Medical record number.
+    pub mrn: String,
+    /// Name.
+    pub display_name: String,
+    /// Care team.
+    pub care_team: Vec<UserId>,
+}
+
+impl From<ward_store::Patient> for PatientView {
+    fn from(p: ward_store::Patient) -> Self {
+        Self { id: p.id, mrn: p.mrn, display_name: p.display_name, care_team: p.care_team }
+    }
+}
+
+/// A stated reason for adding someone outside the care team.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonRequest {
+    /// Reason code.
+    pub code: AccessReason,
+    /// Explanation (required for `other`).
+    pub note: Option<String>,
+}
+
+/// A member to add at creation.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewMemberRequest {
+    /// The user.
+    pub user_id: UserId,
+    /// Required for someone outside the patient's care team.
+    pub reason: Option<ReasonRequest>,
+}
+
+/// A new conversation.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateConversationRequest {
+    /// Kind.
+    pub kind: ConversationKind,
+    /// Title (group and patient conversations).
+    pub title: Option<String>,
+    /// The patient (patient conversations).
+    pub patient_id: Option<PatientId>,
+    /// Members besides the creator.
+    pub members: Vec<NewMemberRequest>,
+    /// The creator's own reason, if outside the patient's care team.
+    pub reason: Option<ReasonRequest>,
+}
+
+/// Adding a member.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddMemberRequest {
+    /// The user.
+    pub user_id: UserId,
+    /// Standing (default member).
+    pub role: Option<MemberRole>,
+    /// Required for someone outside the patient's care team.
+    pub reason: Option<ReasonRequest>,
+}
+
+/// The event sequence of a membership change.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventSeq {
+    /// Sequence number in the conversation's event stream.
+    pub seq: i64,
+}
+
+/// A conversation in a listing.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConversationSummaryView {
+    /// Id.
+    pub id: ConversationId,
+    /// Kind.
+    pub kind: ConversationKind,
+    /// Title.
+    pub title: Option<String>,
+    /// Patient.
+    pub patient_id: Option<PatientId>,
+    /// Creation time.
+    pub created_at: String,
+    /// Sequence of the newest message.
+    pub last_message_seq: i64,
+    /// Sequence of the newest event.
+    pub last_event_seq: i64,
+    /// Caller's standing.
+    pub my_role: MemberRole,
+    /// Caller's read watermark.
+    pub my_read_seq: i64,
+    /// Messages after the caller's read watermark.
+    pub unread: i64,
+}
+
+impl From<ward_store::ConversationSummary> for ConversationSummaryView {
+    fn from(s: ward_store::ConversationSummary) -> Self {
+        Self {
+            id: s.id,
+            kind: s.kind,
+            title: s.title,
+            patient_id: s.patient_id,
+            created_at: ts(s.created_at),
+            last_message_seq: s.last_message_seq,
+            last_event_seq: s.last_event_seq,
+            my_role: s.my_role,
+            my_read_seq: s.my_read_seq,
+            unread: (s.last_message_seq - s.my_read_seq).max(0),
+        }
+    }
+}
+
+/// A page of conversations.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConversationPage {
+    /// Newest first.
+    pub items: Vec<ConversationSummaryView>,
+    /// Pass as `before` for the next page; absent on the last page.
+    pub next_cursor: Option<ConversationId>,
+}
+
+/// A member and their receipts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberView {
+    /// User.
+    pub user_id: UserId,
+    /// Name.
+    pub display_name: String,
+    /// Organisation role.
+    pub user_role: Role,
+    /// Standing.
+    pub role: MemberRole,
+    /// Join time.
+    pub joined_at: String,
+    /// Messages up to this sequence reached the member.
+    pub delivered_seq: i64,
+    /// Messages up to this sequence were read.
+    pub read_seq: i64,
+    /// Reason recorded for joining from outside the care team.
+    pub reason: Option<AccessReason>,
+}
+
+/// A conversation with members.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConversationView {
+    /// Summary.
+    #[serde(flatten)]
+    pub summary: ConversationSummaryView,
+    /// Members.
+    pub members: Vec<MemberView>,
+    /// The patient (patient conversations).
+    pub patient: Option<PatientView>,
+}
+
+impl From<ward_store::ConversationDetail> for ConversationView {
+    fn from(d: ward_store::ConversationDetail) -> Self {
+        Self {
+            summary: d.summary.into(),
+            members: d
+                .members
+                .into_iter()
+                .map(|m| MemberView {
+                    user_id: m.user_id,
+                    display_name: m.display_name,
+                    user_role: m.user_role,
+                    role: m.role,
+                    joined_at: ts(m.joined_at),
+                    delivered_seq: m.delivered_seq,
+                    read_seq: m.read_seq,
+                    reason: m.reason,
+                })
+                .collect(),
+            patient: d.patient.map(Into::into),
+        }
+    }
+}
+
+/// A new message.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendMessageRequest {
+    /// Client-chosen id; retrying with the same id never creates a second message.
+    pub client_txn_id: String,
+    /// Text, up to 64 KiB.
+    pub body: String,
+    /// Priority (default routine).
+    #[serde(default)]
+    pub priority: Priority,
+    /// The message this corrects (own messages only).
+    pub corrects: Option<MessageId>,
+}
+
+/// A message.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MessageView {
+    /// Id.
+    pub id: MessageId,
+    /// Conversation.
+    pub conversation_id: ConversationId,
+    /// Gapless position in the conversation, from 1.
+    pub seq: i64,
+    /// Sender.
+    pub sender_id: UserId,
+    /// The sender's transaction id.
+    pub client_txn_id: String,
+    /// Priority.
+    pub priority: Priority,
+    /// Text; null once recalled.
+    pub body: Option<String>,
+    /// The corrected message.
+    pub corrects: Option<MessageId>,
+    /// Send time.
+    pub created_at: String,
+    /// Recall time.
+    pub recalled_at: Option<String>,
+}
+
+impl From<ward_store::Message> for MessageView {
+    fn from(m: ward_store::Message) -> Self {
+        Self {
+            id: m.id,
+            conversation_id: m.conversation_id,
+            seq: m.seq,
+            sender_id: m.sender_id,
+            client_txn_id: m.client_txn_id,
+            priority: m.priority,
+            body: m.body,
+            corrects: m.corrects,
+            created_at: ts(m.created_at),
+            recalled_at: m.recalled_at.map(ts),
+        }
+    }
+}
+
+/// A page of messages, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessagePage {
+    /// Messages in sequence order.
+    pub items: Vec<MessageView>,
+    /// Sequence to pass as `before` for older messages; absent when there are none.
+    pub before_cursor: Option<i64>,
+    /// Sequence to pass as `after` for newer messages.
+    pub after_cursor: Option<i64>,
+}
+
+/// Moving a receipt watermark.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptRequest {
+    /// Delivered or read.
+    pub kind: ReceiptKind,
+    /// Up to this message sequence.
+    pub up_to_seq: i64,
+}
+
+/// A conversation event as streamed over the WebSocket.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventFrame {
+    /// Always `event`.
+    #[serde(rename = "type")]
+    pub frame: &'static str,
+    /// Conversation.
+    pub conversation_id: ConversationId,
+    /// Gapless position in the conversation's event stream; acknowledge it.
+    pub seq: i64,
+    /// Time.
+    pub at: String,
+    /// Who caused it.
+    pub actor_id: Option<UserId>,
+    /// What happened.
+    #[serde(flatten)]
+    pub event: EventBody,
+}
+
+/// The body of an event frame.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventBody {
+    /// A new message.
+    Message {
+        /// The message.
+        message: MessageView,
+    },
+    /// A message was recalled; clients drop its text.
+    Recall {
+        /// The message.
+        message_id: MessageId,
+    },
+    /// A member's receipt moved.
+    Receipt {
+        /// The member.
+        user_id: UserId,
+        /// Which watermark.
+        receipt: ReceiptKind,
+        /// Up to which message.
+        up_to_seq: i64,
+    },
+    /// A member joined.
+    MemberAdded {
+        /// The member.
+        user_id: UserId,
+        /// Standing.
+        role: MemberRole,
+    },
+    /// A member left or was removed.
+    MemberRemoved {
+        /// The former member.
+        user_id: UserId,
+    },
+}
+
+impl From<ConversationEvent> for EventFrame {
+    fn from(e: ConversationEvent) -> Self {
+        let event = match e.kind {
+            EventKind::Message(m) => EventBody::Message { message: m.into() },
+            EventKind::Recall { message_id } => EventBody::Recall { message_id },
+            EventKind::Receipt { user_id, kind, up_to_seq } => EventBody::Receipt { user_id, receipt: kind, up_to_seq },
+            EventKind::MemberAdded { user_id, role } => EventBody::MemberAdded { user_id, role },
+            EventKind::MemberRemoved { user_id } => EventBody::MemberRemoved { user_id },
+        };
+        Self { frame: "event", conversation_id: e.conversation_id, seq: e.seq, at: ts(e.created_at), actor_id: e.actor_id, event }
+    }
+}
+
+/// Renders an event as the JSON text of a WebSocket frame.
+pub fn render_event(e: ConversationEvent) -> String {
+    serde_json::to_string(&EventFrame::from(e)).unwrap_or_default()
+}

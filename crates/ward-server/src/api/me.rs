@@ -1,0 +1,197 @@
+//! The signed-in user's own account: `/api/v1/me`, password, sessions and TOTP.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use ward_domain::audit::AuditAction;
+use ward_domain::ids::SessionId;
+use ward_domain::login::NewPassword;
+
+use super::dto::{
+    ChangePasswordRequest, CodeRequest, MeView, RecoveryCodes, SessionView, TotpBeginRequest, TotpBeginResponse, ts,
+};
+use crate::app::AppState;
+use crate::auth::{AnySession, Auth, Meta};
+use crate::extract::{Json, Path};
+use crate::problem::{ApiError, ApiResult, Problem};
+use crate::secrets::{hash_password, random_bytes, recovery_codes, totp, totp_step, verify_password};
+
+pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(me))
+        .routes(utoipa_axum::routes!(change_password))
+        .routes(utoipa_axum::routes!(my_sessions))
+        .routes(utoipa_axum::routes!(revoke_my_session))
+        .routes(utoipa_axum::routes!(begin_totp, remove_totp))
+        .routes(utoipa_axum::routes!(confirm_totp))
+        .routes(utoipa_axum::routes!(new_recovery_codes))
+}
+
+/// The signed-in user, organisation and session (works for restricted sessions too).
+#[utoipa::path(get, path = "/api/v1/me", tag = "me", security(("bearer" = [])),
+    responses((status = 200, body = MeView), (status = 401, body = Problem)))]
+async fn me(State(state): State<AppState>, s: AnySession) -> ApiResult<Json<MeView>> {
+    let user = state.store.user(s.actor.org_id, s.actor.user_id).await?;
+    let org = state.store.org(s.actor.org_id).await?;
+    Ok(Json(MeView {
+        user: user.into(),
+        org: org.into(),
+        session_id: s.session,
+        device_id: s.device,
+        restriction: s.restriction.map(Into::into),
+    }))
+}
+
+/// Changes the user's password (required first when it is one-time). Every other session of
+/// the user is revoked.
+#[utoipa::path(post, path = "/api/v1/me/password", tag = "me", security(("bearer" = [])), request_body = ChangePasswordRequest,
+    responses((status = 204), (status = 401, body = Problem), (status = 422, body = Problem)))]
+async fn change_password(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    s: AnySession,
+    Json(req): Json<ChangePasswordRequest>,
+) -> ApiResult<StatusCode> {
+    let a = s.actor;
+    let new = NewPassword::parse(&req.new_password)?;
+    if req.current_password == req.new_password {
+        return Err(ApiError::validation_failed().detail("the new password must differ from the current one"));
+    }
+    let creds = state.store.credentials_by_id(a.org_id, a.user_id).await?;
+    if req.current_password.len() > NewPassword::MAX_BYTES || !verify_password(req.current_password, creds.password_hash).await {
+        return Err(ApiError::invalid_credentials().detail("the current password is wrong"));
+    }
+    let hash = hash_password(new.expose().to_owned()).await.map_err(ApiError::internal_cause)?;
+    let revoked = state.store.change_password(a.org_id, a.user_id, s.session, hash, meta).await?;
+    if !revoked.is_empty() {
+        state.end_sessions(a.user_id, Some(revoked)).await;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) fn session_views(list: Vec<ward_store::SessionInfo>, current: Option<SessionId>) -> Vec<SessionView> {
+    list.into_iter()
+        .map(|s| SessionView {
+            current: Some(s.id) == current,
+            id: s.id,
+            device_id: s.device_id,
+            device_name: s.device_name,
+            device_platform: s.device_platform,
+            created_at: ts(s.created_at),
+            last_active_at: ts(s.last_active_at),
+            source_ip: s.source_ip,
+        })
+        .collect()
+}
+
+
+/// The user's live sessions.
+#[utoipa::path(get, path = "/api/v1/me/sessions", tag = "me", security(("bearer" = [])),
+    responses((status = 200, body = Vec<SessionView>), (status = 401, body = Problem)))]
+async fn my_sessions(State(state): State<AppState>, s: AnySession) -> ApiResult<Json<Vec<SessionView>>> {
+    let list = state.store.sessions(s.actor.org_id, s.actor.user_id).await?;
+    Ok(Json(session_views(list, Some(s.session))))
+}
+
+/// Revokes one of the user's sessions; its connections close at once.
+#[utoipa::path(delete, path = "/api/v1/me/sessions/{session_id}", tag = "me", security(("bearer" = [])),
+    params(("session_id" = SessionId, Path)),
+    responses((status = 204), (status = 401, body = Problem), (status = 404, body = Problem)))]
+async fn revoke_my_session(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    s: AnySession,
+    Path(id): Path<SessionId>,
+) -> ApiResult<StatusCode> {
+    let a = s.actor;
+    state.store.revoke_session(a.org_id, id, Some(a.user_id), Some(a.user_id), AuditAction::SessionRevoke, "user_revoked", meta).await?;
+    state.end_sessions(a.user_id, Some(vec![id])).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Starts TOTP enrolment: returns a new secret to load into an authenticator app. The password
+/// is asked again. Confirm with a code from the app.
+#[utoipa::path(post, path = "/api/v1/me/mfa/totp", tag = "me", security(("bearer" = [])), request_body = TotpBeginRequest,
+    responses((status = 200, body = TotpBeginResponse), (status = 401, body = Problem)))]
+async fn begin_totp(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    s: AnySession,
+    Json(req): Json<TotpBeginRequest>,
+) -> ApiResult<Json<TotpBeginResponse>> {
+    let a = s.actor;
+    if s.restriction == Some(ward_store::Restriction::PasswordChange) {
+        return Err(ApiError::password_change_required());
+    }
+    let creds = state.store.credentials_by_id(a.org_id, a.user_id).await?;
+    if creds.totp_secret.is_some() {
+        return Err(ApiError::invalid_state().detail("TOTP is already enrolled; remove it first"));
+    }
+    if req.password.len() > NewPassword::MAX_BYTES || !verify_password(req.password, creds.password_hash).await {
+        return Err(ApiError::invalid_credentials().detail("the password is wrong"));
+    }
+    // 160 bits, as RFC 4226 recommends.
+    let secret = random_bytes::<20>().to_vec();
+    let t = totp(&secret, &creds.user.login).map_err(ApiError::internal_cause)?;
+    let uri = t.to_url().map_err(ApiError::internal_cause)?;
+    let encoded = t.secret().to_base32();
+    state.store.begin_totp(a.org_id, a.user_id, secret, meta).await?;
+    Ok(Json(TotpBeginResponse { secret: encoded, otpauth_uri: uri }))
+}
+
+/// Confirms TOTP enrolment with a code from the app; returns ten single-use recovery codes
+/// (shown only now) and lifts an enrolment restriction from the session.
+#[utoipa::path(post, path = "/api/v1/me/mfa/totp/confirm", tag = "me", security(("bearer" = [])), request_body = CodeRequest,
+    responses((status = 200, body = RecoveryCodes), (status = 401, body = Problem), (status = 409, body = Problem)))]
+async fn confirm_totp(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    s: AnySession,
+    Json(req): Json<CodeRequest>,
+) -> ApiResult<Json<RecoveryCodes>> {
+    let a = s.actor;
+    let creds = state.store.credentials_by_id(a.org_id, a.user_id).await?;
+    let pending = creds.totp_pending_secret.ok_or_else(|| ApiError::invalid_state().detail("start enrolment first"))?;
+    let step = totp_step(&pending, &creds.user.login, &req.code).ok_or_else(ApiError::invalid_mfa_code)?;
+    let (codes, hashes) = recovery_codes();
+    state.store.confirm_totp(a.org_id, a.user_id, s.session, step, hashes, meta).await?;
+    Ok(Json(RecoveryCodes { recovery_codes: codes }))
+}
+
+/// Removes TOTP (with a current code). Refused where the organisation requires MFA for the role.
+#[utoipa::path(delete, path = "/api/v1/me/mfa/totp", tag = "me", security(("bearer" = [])), request_body = CodeRequest,
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem)))]
+async fn remove_totp(State(state): State<AppState>, Meta(meta): Meta, s: Auth, Json(req): Json<CodeRequest>) -> ApiResult<StatusCode> {
+    let a = s.actor;
+    let org = state.store.org(a.org_id).await?;
+    if org.mfa_required_roles.contains(&a.role) {
+        return Err(ApiError::forbidden().detail("your organisation requires a second factor for your role"));
+    }
+    verify_current_code(&state, &s, &req.code).await?;
+    state.store.remove_totp(a.org_id, a.user_id, a.user_id, meta).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Replaces the recovery codes (with a current TOTP code).
+#[utoipa::path(post, path = "/api/v1/me/mfa/recovery-codes", tag = "me", security(("bearer" = [])), request_body = CodeRequest,
+    responses((status = 200, body = RecoveryCodes), (status = 401, body = Problem)))]
+async fn new_recovery_codes(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    s: Auth,
+    Json(req): Json<CodeRequest>,
+) -> ApiResult<Json<RecoveryCodes>> {
+    verify_current_code(&state, &s, &req.code).await?;
+    let (codes, hashes) = recovery_codes();
+    state.store.set_recovery_codes(s.actor.org_id, s.actor.user_id, hashes, meta).await?;
+    Ok(Json(RecoveryCodes { recovery_codes: codes }))
+}
+
+async fn verify_current_code(state: &AppState, s: &AnySession, code: &str) -> ApiResult<()> {
+    let creds = state.store.credentials_by_id(s.actor.org_id, s.actor.user_id).await?;
+    let secret = creds.totp_secret.ok_or_else(|| ApiError::invalid_state().detail("TOTP is not enrolled"))?;
+    let step = totp_step(&secret, &creds.user.login, code).ok_or_else(ApiError::invalid_mfa_code)?;
+    if !state.store.use_totp_step(s.actor.user_id, s.session, step).await? {
+        return Err(ApiError::invalid_mfa_code());
+    }
+    Ok(())
+}

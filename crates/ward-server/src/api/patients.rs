@@ -1,0 +1,99 @@
+//! Patient records and care teams: `/api/v1/patients`. The MRN travels only in bodies, never
+//! in URLs, so it cannot reach access logs.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use ward_domain::ids::PatientId;
+use ward_domain::login::parse_label;
+use ward_domain::policy;
+use ward_domain::role::Role;
+
+use super::dto::{CareTeamRequest, CreatePatientRequest, PatientSearchRequest, PatientView};
+use crate::app::AppState;
+use crate::auth::{Auth, Meta};
+use crate::extract::{Json, Path};
+use crate::problem::{ApiError, ApiResult, Problem};
+
+pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(create_patient))
+        .routes(utoipa_axum::routes!(search_patient))
+        .routes(utoipa_axum::routes!(get_patient))
+        .routes(utoipa_axum::routes!(set_care_team))
+}
+
+fn mrn(raw: &str) -> ApiResult<String> {
+    let m = parse_label("mrn", raw, 64)?;
+    if !m.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(ApiError::validation_failed().detail("mrn may use only letters, digits and -"));
+    }
+    Ok(m)
+}
+
+/// Creates a patient record with its care team (admins, clinicians, nurses).
+#[utoipa::path(post, path = "/api/v1/patients", tag = "patients", security(("bearer" = [])), request_body = CreatePatientRequest,
+    responses((status = 201, body = PatientView), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+async fn create_patient(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    s: Auth,
+    Json(req): Json<CreatePatientRequest>,
+) -> ApiResult<(StatusCode, Json<PatientView>)> {
+    policy::may_create_patient(&s.actor)?;
+    let mrn = mrn(&req.mrn)?;
+    let name = parse_label("display_name", &req.display_name, 200)?;
+    if req.care_team.len() > 100 {
+        return Err(ApiError::validation_failed().detail("a care team has at most 100 members"));
+    }
+    let p = state.store.create_patient(s.actor.org_id, s.actor.user_id, mrn, name, req.care_team, meta).await?;
+    Ok((StatusCode::CREATED, Json(p.into())))
+}
+
+/// Finds a patient by exact MRN (staff only; audited).
+#[utoipa::path(post, path = "/api/v1/patients/search", tag = "patients", security(("bearer" = [])), request_body = PatientSearchRequest,
+    responses((status = 200, body = PatientView), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn search_patient(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    s: Auth,
+    Json(req): Json<PatientSearchRequest>,
+) -> ApiResult<Json<PatientView>> {
+    policy::may_use_directory(&s.actor)?;
+    let mrn = mrn(&req.mrn)?;
+    Ok(Json(state.store.find_patient(s.actor.org_id, s.actor.user_id, mrn, meta).await?.into()))
+}
+
+/// A patient record (staff, or the patient themself; audited).
+#[utoipa::path(get, path = "/api/v1/patients/{patient_id}", tag = "patients", security(("bearer" = [])), params(("patient_id" = PatientId, Path)),
+    responses((status = 200, body = PatientView), (status = 404, body = Problem)))]
+async fn get_patient(State(state): State<AppState>, Meta(meta): Meta, s: Auth, Path(id): Path<PatientId>) -> ApiResult<Json<PatientView>> {
+    if s.actor.role == Role::Patient {
+        let me = state.store.user(s.actor.org_id, s.actor.user_id).await?;
+        if me.patient_id != Some(id) {
+            return Err(ApiError::not_found());
+        }
+    }
+    Ok(Json(state.store.read_patient(s.actor.org_id, s.actor.user_id, id, meta).await?.into()))
+}
+
+/// Replaces a patient's care team (admins, or clinicians and nurses on the team).
+#[utoipa::path(put, path = "/api/v1/patients/{patient_id}/care-team", tag = "patients", security(("bearer" = [])),
+    params(("patient_id" = PatientId, Path)), request_body = CareTeamRequest,
+    responses((status = 200, body = PatientView), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+async fn set_care_team(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    s: Auth,
+    Path(id): Path<PatientId>,
+    Json(req): Json<CareTeamRequest>,
+) -> ApiResult<Json<PatientView>> {
+    if s.actor.role == Role::Patient {
+        return Err(ApiError::forbidden());
+    }
+    let on_team = state.store.is_on_care_team(s.actor.org_id, id, s.actor.user_id).await?;
+    policy::may_edit_care_team(&s.actor, on_team)?;
+    if req.care_team.len() > 100 {
+        return Err(ApiError::validation_failed().detail("a care team has at most 100 members"));
+    }
+    Ok(Json(state.store.set_care_team(s.actor.org_id, s.actor.user_id, id, req.care_team, meta).await?.into()))
+}

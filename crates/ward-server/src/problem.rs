@@ -1,0 +1,211 @@
+//! RFC 9457 problem details: every error the API returns, with a stable machine-readable code.
+//!
+//! Each code below is part of the API contract. The `type` member is `urn:ward:problem:<code>`.
+//! Details never echo request values or stored content (they could carry PHI); 5xx bodies are
+//! generic and the cause is logged by middleware, inside the request's span.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use ward_domain::policy::Denial;
+use ward_domain::DomainError;
+use ward_store::StoreError;
+
+/// An API error, rendered as `application/problem+json`.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable code.
+    pub code: &'static str,
+    /// Short, fixed summary of the code.
+    pub title: &'static str,
+    /// Specific explanation (never containing request values).
+    pub detail: Option<String>,
+    /// Seconds to wait, for 429 and 503.
+    pub retry_after: Option<u64>,
+    /// Cause to log (5xx only); never sent.
+    pub internal: Option<String>,
+}
+
+/// The internal cause of a 5xx, handed to the logging middleware through response extensions.
+#[derive(Debug, Clone)]
+pub struct InternalCause(pub String);
+
+#[derive(Serialize, utoipa::ToSchema)]
+/// RFC 9457 problem details.
+pub struct Problem {
+    /// `urn:ward:problem:<code>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Summary.
+    pub title: &'static str,
+    /// HTTP status.
+    pub status: u16,
+    /// Explanation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Stable machine-readable code.
+    pub code: &'static str,
+}
+
+macro_rules! problems {
+    ($($(#[$doc:meta])* $fn:ident => $status:ident, $code:literal, $title:literal;)*) => {
+        impl ApiError {
+            $(
+                $(#[$doc])*
+                pub fn $fn() -> Self {
+                    Self::new(StatusCode::$status, $code, $title)
+                }
+            )*
+        }
+
+        /// Every problem code with its status and title (documentation and tests).
+        pub const CODES: &[(&str, u16, &str)] = &[$(($code, StatusCode::$status.as_u16(), $title)),*];
+    };
+}
+
+problems! {
+    /// The body is not valid JSON (or not UTF-8).
+    malformed_json => BAD_REQUEST, "malformed_json", "The request body is not valid JSON";
+    /// The body is JSON of the wrong shape: a missing, unknown or mistyped field.
+    invalid_body => BAD_REQUEST, "invalid_body", "The request body does not have the expected fields";
+    /// A path or query parameter is malformed.
+    invalid_parameter => BAD_REQUEST, "invalid_parameter", "A path or query parameter is invalid";
+    /// The body is not JSON.
+    unsupported_media_type => UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Send a JSON body with Content-Type: application/json";
+    /// The body is larger than allowed.
+    payload_too_large => PAYLOAD_TOO_LARGE, "payload_too_large", "The request body is too large";
+    /// A value broke a rule (length, alphabet, range).
+    validation_failed => UNPROCESSABLE_ENTITY, "validation_failed", "A value in the request is not acceptable";
+    /// No bearer token was sent.
+    missing_token => UNAUTHORIZED, "missing_token", "Authentication is required";
+    /// The token is unknown, malformed or revoked.
+    invalid_token => UNAUTHORIZED, "invalid_token", "The access token is not valid";
+    /// The access token has expired; refresh it.
+    token_expired => UNAUTHORIZED, "token_expired", "The access token has expired";
+    /// The session ended (revoked, idle too long, or past its lifetime); sign in again.
+    session_ended => UNAUTHORIZED, "session_ended", "The session has ended; sign in again";
+    /// Wrong login name or password (the same answer whether or not the name exists).
+    invalid_credentials => UNAUTHORIZED, "invalid_credentials", "The login name or password is wrong";
+    /// Wrong or reused second-factor code.
+    invalid_mfa_code => UNAUTHORIZED, "invalid_mfa_code", "The verification code is wrong or was already used";
+    /// The refresh token is unknown, used, expired or from another device.
+    invalid_refresh_token => UNAUTHORIZED, "invalid_refresh_token", "The refresh token is not valid";
+    /// The account is disabled.
+    account_disabled => FORBIDDEN, "account_disabled", "The account is disabled";
+    /// The role does not allow the action.
+    forbidden => FORBIDDEN, "forbidden", "Your role does not allow this action";
+    /// The password is one-time and must be changed first.
+    password_change_required => FORBIDDEN, "password_change_required", "Change your one-time password first";
+    /// The organisation requires MFA for this role and none is enrolled.
+    mfa_enrollment_required => FORBIDDEN, "mfa_enrollment_required", "Enrol a second factor first";
+    /// Only an owner may do this.
+    not_owner => FORBIDDEN, "not_owner", "Only an owner of the conversation may do this";
+    /// Only the sender may do this.
+    not_sender => FORBIDDEN, "not_sender", "Only the sender of the message may do this";
+    /// The record does not exist or is not visible to the caller.
+    not_found => NOT_FOUND, "not_found", "Not found";
+    /// A unique value is taken.
+    conflict => CONFLICT, "conflict", "That already exists";
+    /// A client transaction id was reused for different content.
+    client_txn_id_reused => CONFLICT, "client_txn_id_reused", "This client_txn_id was already used for a different message";
+    /// The operation does not fit the record's state.
+    invalid_state => CONFLICT, "invalid_state", "The request does not fit the current state";
+    /// Someone outside the patient's care team needs a stated reason.
+    reason_required => UNPROCESSABLE_ENTITY, "reason_required", "A reason is required to add someone outside the patient's care team";
+    /// The person cannot join this conversation.
+    ineligible_member => UNPROCESSABLE_ENTITY, "ineligible_member", "That person cannot join this conversation";
+    /// Too many failed sign-ins; wait.
+    login_locked => TOO_MANY_REQUESTS, "login_locked", "Too many failed attempts; try again later";
+    /// The database is unavailable; retry.
+    unavailable => SERVICE_UNAVAILABLE, "unavailable", "The service is temporarily unavailable";
+    /// Something failed inside Ward.
+    internal => INTERNAL_SERVER_ERROR, "internal", "Internal error";
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, title: &'static str) -> Self {
+        Self { status, code, title, detail: None, retry_after: None, internal: None }
+    }
+
+    /// Adds an explanation.
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// Adds a Retry-After.
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
+    /// An internal error with its cause for the log.
+    pub fn internal_cause(cause: impl std::fmt::Display) -> Self {
+        let mut e = Self::internal();
+        e.internal = Some(cause.to_string());
+        e
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        ApiError::validation_failed().detail(e.to_string())
+    }
+}
+
+impl From<Denial> for ApiError {
+    fn from(d: Denial) -> Self {
+        let e = match d {
+            Denial::RoleNotPermitted => ApiError::forbidden(),
+            Denial::NotOwner => ApiError::not_owner(),
+            Denial::NotSender => ApiError::not_sender(),
+            Denial::ReasonRequired => ApiError::reason_required(),
+            Denial::IneligibleMember => ApiError::ineligible_member(),
+            Denial::ConversationShape => ApiError::invalid_state(),
+            _ => ApiError::forbidden(),
+        };
+        e.detail(d.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ApiError::not_found(),
+            StoreError::Conflict("client_txn_id") => ApiError::client_txn_id_reused(),
+            StoreError::Conflict(what) => ApiError::conflict().detail(format!("{what} already exists")),
+            StoreError::Denied(d) => d.into(),
+            StoreError::Invalid(d) => d.into(),
+            StoreError::State(why) => ApiError::invalid_state().detail(why),
+            StoreError::Unavailable => ApiError::unavailable().retry_after(1),
+            other => ApiError::internal_cause(other),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Problem {
+            kind: format!("urn:ward:problem:{}", self.code),
+            title: self.title,
+            status: self.status.as_u16(),
+            detail: self.detail,
+            code: self.code,
+        };
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        let mut res = (self.status, bytes).into_response();
+        res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(secs) = self.retry_after {
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Some(cause) = self.internal {
+            res.extensions_mut().insert(InternalCause(cause));
+        }
+        res
+    }
+}
+
+/// Shorthand for handler results.
+pub type ApiResult<T> = Result<T, ApiError>;

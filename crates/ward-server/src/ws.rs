@@ -1,0 +1,258 @@
+//! `GET /api/v1/stream`: the real-time stream of a session over WebSocket.
+//!
+//! Authenticate with an `Authorization: Bearer` header, or (browsers cannot set headers) with
+//! a first frame `{"type":"auth","access_token":"..."}` within 10 seconds; tokens never go in
+//! the URL. The server then sends `{"type":"ready"}`, replays what the session has not
+//! acknowledged, and streams live events. Each event carries its conversation's gapless `seq`;
+//! the client acknowledges with `{"type":"ack","conversation_id":"...","seq":N}` and, after a
+//! reconnect, resumes after the last acknowledged event: no gaps, no duplicates.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use ward_domain::audit::{AuditAction, AuditEvent, DetailValue, Outcome};
+use ward_domain::ids::ConversationId;
+use ward_fanout::Delivery;
+use ward_store::RequestMeta;
+
+use crate::api::dto::render_event;
+use crate::app::AppState;
+use crate::auth::{authenticate, AnySession, Meta};
+use crate::problem::{ApiError, Problem};
+
+/// Close code sent when the session ends (revoked, idle, disabled).
+pub const CLOSE_SESSION_ENDED: u16 = 4001;
+/// Close code sent when authentication fails.
+pub const CLOSE_UNAUTHENTICATED: u16 = 4401;
+/// How many events to load per database page when catching up.
+const CATCH_UP_PAGE: u32 = 500;
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum ClientFrame {
+    Auth { access_token: String },
+    Ack { conversation_id: ConversationId, seq: i64 },
+    Ping,
+}
+
+/// Opens the session's event stream.
+#[utoipa::path(get, path = "/api/v1/stream", tag = "stream",
+    responses((status = 101, description = "Switching to the WebSocket protocol"), (status = 401, body = Problem)))]
+pub(crate) async fn stream(State(state): State<AppState>, Meta(meta): Meta, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
+    let pre = match crate::auth::bearer_header(&headers) {
+        Ok(Some(token)) => match authenticate(&state, token, meta.clone()).await.and_then(full_access) {
+            Ok(s) => Some(s),
+            Err(e) => return e.into_response(),
+        },
+        Ok(None) => None,
+        Err(e) => return e.into_response(),
+    };
+    ws.max_message_size(64 * 1024).on_upgrade(move |socket| async move {
+        if let Err(e) = run(state, socket, pre, meta).await {
+            tracing::debug!(error = %e, "stream ended");
+        }
+    })
+}
+
+fn full_access(s: AnySession) -> Result<AnySession, ApiError> {
+    match s.restriction {
+        None => Ok(s),
+        Some(ward_store::Restriction::PasswordChange) => Err(ApiError::password_change_required()),
+        Some(ward_store::Restriction::MfaEnrollment) => Err(ApiError::mfa_enrollment_required()),
+    }
+}
+
+async fn close(mut socket: WebSocket, code: u16, reason: &'static str) {
+    let _ = socket.send(Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }))).await;
+}
+
+async fn send(socket: &mut WebSocket, text: impl Into<Utf8Bytes>) -> anyhow::Result<()> {
+    socket.send(Message::Text(text.into())).await?;
+    Ok(())
+}
+
+async fn first_frame_auth(state: &AppState, socket: &mut WebSocket, meta: &RequestMeta) -> Result<AnySession, &'static str> {
+    let frame = tokio::time::timeout(Duration::from_secs(10), socket.recv()).await.map_err(|_| "authentication timed out")?;
+    let Some(Ok(Message::Text(text))) = frame else { return Err("expected an auth frame") };
+    let Ok(ClientFrame::Auth { access_token }) = serde_json::from_str::<ClientFrame>(&text) else {
+        return Err("expected an auth frame");
+    };
+    if !access_token.starts_with(crate::secrets::ACCESS_PREFIX) || access_token.len() > 128 {
+        return Err("invalid token");
+    }
+    authenticate(state, &access_token, meta.clone()).await.and_then(full_access).map_err(|e| e.code)
+}
+
+/// Where this connection stands in each conversation.
+struct Positions(HashMap<ConversationId, i64>);
+
+async fn run(state: AppState, mut socket: WebSocket, pre: Option<AnySession>, meta: RequestMeta) -> anyhow::Result<()> {
+    let session = match pre {
+        Some(s) => s,
+        None => match first_frame_auth(&state, &mut socket, &meta).await {
+            Ok(s) => s,
+            Err(why) => {
+                let _ = send(&mut socket, format!(r#"{{"type":"error","code":"{why}"}}"#)).await;
+                close(socket, CLOSE_UNAUTHENTICATED, "authentication failed").await;
+                return Ok(());
+            }
+        },
+    };
+    let user = session.actor.user_id;
+    // Register before reading positions so nothing committed in between is missed: it is
+    // either in the catch-up read or queued here (duplicates are dropped by sequence).
+    let mut reg = state.hub.register(user, session.session, state.config.limits.ws_send_buffer);
+    let mut pos = Positions(HashMap::new());
+    send(&mut socket, format!(r#"{{"type":"ready","session_id":"{}"}}"#, session.session)).await?;
+    catch_up(&state, &mut socket, &session, &mut pos, &meta).await?;
+
+    let mut pending_acks: HashMap<ConversationId, i64> = HashMap::new();
+    let mut flush = tokio::time::interval(Duration::from_millis(500));
+    let mut check = tokio::time::interval(Duration::from_secs(5));
+    check.tick().await;
+    loop {
+        tokio::select! {
+            biased;
+            _ = reg.control.end.notified() => {
+                let _ = send(&mut socket, r#"{"type":"session_ended"}"#).await;
+                flush_acks(&state, &session, &mut pending_acks).await;
+                close(socket, CLOSE_SESSION_ENDED, "session ended").await;
+                return Ok(());
+            }
+            _ = reg.control.resync.notified() => {
+                while reg.rx.try_recv().is_ok() {}
+                catch_up(&state, &mut socket, &session, &mut pos, &meta).await?;
+            }
+            d = reg.rx.recv() => {
+                let Some(d) = d else { return Ok(()) };
+                deliver(&state, &mut socket, &session, &mut pos, &d).await?;
+            }
+            frame = socket.recv() => {
+                match frame {
+                    Some(Ok(Message::Text(text))) => match serde_json::from_str::<ClientFrame>(&text) {
+                        Ok(ClientFrame::Ack { conversation_id, seq }) => {
+                            let e = pending_acks.entry(conversation_id).or_insert(seq);
+                            *e = (*e).max(seq);
+                        }
+                        Ok(ClientFrame::Ping) => send(&mut socket, r#"{"type":"pong"}"#).await?,
+                        Ok(ClientFrame::Auth { .. }) | Err(_) => {
+                            send(&mut socket, r#"{"type":"error","code":"invalid_frame"}"#).await?;
+                        }
+                    },
+                    Some(Ok(Message::Binary(_))) => send(&mut socket, r#"{"type":"error","code":"invalid_frame"}"#).await?,
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => {
+                        flush_acks(&state, &session, &mut pending_acks).await;
+                        return Ok(());
+                    }
+                }
+            }
+            _ = flush.tick() => flush_acks(&state, &session, &mut pending_acks).await,
+            _ = check.tick() => {
+                // Covers a missed end signal and the idle timeout.
+                if !state.store.session_alive(session.session).await.unwrap_or(true) {
+                    let _ = send(&mut socket, r#"{"type":"session_ended"}"#).await;
+                    close(socket, CLOSE_SESSION_ENDED, "session ended").await;
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+async fn flush_acks(state: &AppState, session: &AnySession, pending: &mut HashMap<ConversationId, i64>) {
+    if pending.is_empty() {
+        return;
+    }
+    let acks: Vec<_> = pending.drain().collect();
+    if let Err(e) = state.store.ack(session.session, acks).await {
+        tracing::warn!(error = %e, "could not record stream acknowledgements");
+    }
+}
+
+/// Sends a live event in order, filling any gap before it from the database.
+async fn deliver(state: &AppState, socket: &mut WebSocket, s: &AnySession, pos: &mut Positions, d: &Delivery) -> anyhow::Result<()> {
+    let conv = d.conversation_id;
+    let at = pos.0.get(&conv).copied();
+    match at {
+        Some(p) if d.seq <= p => return Ok(()),
+        Some(p) if d.seq == p + 1 => {
+            send(socket, d.frame.as_ref()).await?;
+            state.metrics.ws_events.inc();
+        }
+        _ => {
+            let reached = fill(state, socket, s, conv, at.unwrap_or(0), Some(d.seq)).await?;
+            if reached < d.seq {
+                // Not readable any more (the user was just removed): the event itself is
+                // still theirs to see.
+                send(socket, d.frame.as_ref()).await?;
+            }
+        }
+    }
+    pos.0.insert(conv, d.seq);
+    Ok(())
+}
+
+/// Sends the conversation's events after `after` (up to `until`) from the database; returns
+/// the last sequence sent (or `after`).
+async fn fill(
+    state: &AppState,
+    socket: &mut WebSocket,
+    s: &AnySession,
+    conv: ConversationId,
+    after: i64,
+    until: Option<i64>,
+) -> anyhow::Result<i64> {
+    let mut last = after;
+    loop {
+        let page = state.store.events_after(s.actor.user_id, conv, last, CATCH_UP_PAGE).await?;
+        let n = page.len();
+        for e in page {
+            if until.is_some_and(|u| e.seq > u) {
+                return Ok(last);
+            }
+            last = e.seq;
+            send(socket, render_event(e)).await?;
+            state.metrics.ws_events.inc();
+        }
+        if n < CATCH_UP_PAGE as usize {
+            return Ok(last);
+        }
+    }
+}
+
+/// Replays everything the session has not seen in each of the user's conversations, and
+/// audits the delivery of message content.
+async fn catch_up(state: &AppState, socket: &mut WebSocket, s: &AnySession, pos: &mut Positions, meta: &RequestMeta) -> anyhow::Result<()> {
+    let positions = state.store.stream_positions(s.session, s.actor.user_id, s.created_at).await?;
+    let mut replayed = 0i64;
+    let mut conversations = 0i64;
+    for p in positions {
+        let from = pos.0.get(&p.conversation_id).copied().unwrap_or(p.position).max(p.position);
+        if from < p.last_event_seq {
+            let reached = fill(state, socket, s, p.conversation_id, from, None).await?;
+            replayed += reached - from;
+            conversations += 1;
+            pos.0.insert(p.conversation_id, reached);
+        } else {
+            pos.0.insert(p.conversation_id, from);
+        }
+    }
+    if replayed > 0 {
+        let mut ev = AuditEvent::new(AuditAction::StreamReplay, Outcome::Success)
+            .target("session", s.session)
+            .detail("events", DetailValue::Int(replayed))
+            .detail("conversations", DetailValue::Int(conversations));
+        ev.org_id = Some(s.actor.org_id);
+        ev.actor = Some(s.actor.user_id);
+        ev.device = Some(s.device);
+        state.store.record(ev, meta.clone()).await?;
+    }
+    Ok(())
+}
+
