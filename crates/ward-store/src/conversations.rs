@@ -416,7 +416,7 @@ impl Store {
                 let already = scalar!(
                     fetch_optional,
                     &mut c,
-                    i64,
+                    i32,
                     "SELECT 1 FROM conversation_members WHERE conversation_id = $1 AND user_id = $2",
                     conv.0,
                     user.0

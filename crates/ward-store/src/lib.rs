@@ -13,6 +13,8 @@ mod orgs;
 mod patients;
 mod sessions;
 mod stream;
+#[cfg(feature = "test-support")]
+pub mod testing;
 mod users;
 mod writer;
 

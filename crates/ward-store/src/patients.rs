@@ -48,7 +48,7 @@ pub(crate) async fn on_care_team(c: &mut Conn<'_>, patient: PatientId, user: Use
     Ok(scalar!(
         fetch_optional,
         c,
-        i64,
+        i32,
         "SELECT 1 FROM care_team_members WHERE patient_id = $1 AND user_id = $2",
         patient.0,
         user.0
@@ -63,7 +63,7 @@ async fn set_team(c: &mut Conn<'_>, org: OrgId, id: PatientId, team: &[UserId], 
         let ok = scalar!(
             fetch_optional,
             c,
-            i64,
+            i32,
             "SELECT 1 FROM users WHERE id = $1 AND org_id = $2 AND role <> 'patient' AND disabled_at IS NULL",
             u.0,
             org.0

@@ -204,7 +204,7 @@ async fn open_session(
             let ok = scalar!(
                 fetch_optional,
                 c,
-                i64,
+                i32,
                 "SELECT 1 FROM devices WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
                 id.0,
                 new.user_id.0
@@ -637,7 +637,7 @@ impl Store {
                 let alive = scalar!(
                     fetch_optional,
                     &mut c,
-                    i64,
+                    i32,
                     "SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id JOIN organizations o ON o.id = s.org_id \
                      WHERE s.id = $1 AND s.revoked_at IS NULL AND u.disabled_at IS NULL AND s.expires_at > $2 \
                      AND s.last_active_at + o.idle_timeout_secs * 1000 >= $2",

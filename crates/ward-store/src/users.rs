@@ -81,7 +81,7 @@ impl Store {
                     let found = scalar!(
                         fetch_optional,
                         &mut c,
-                        i64,
+                        i32,
                         "SELECT 1 FROM patients WHERE id = $1 AND org_id = $2",
                         p.0,
                         new.org_id.0

@@ -1,0 +1,118 @@
+//! Test support (feature `test-support`): a fresh database per test on either backend, and
+//! ways to move a session's clock. Never compiled into the server.
+//!
+//! PostgreSQL tests use `WARD_TEST_PG_URL` (default `postgres://postgres@127.0.0.1:5432/test`)
+//! and a schema of their own. With `CI=true` an unreachable server fails the test; elsewhere
+//! the test is skipped with a printed reason.
+
+use std::time::Duration;
+
+use crate::db::exec;
+use crate::{Backend, Store, StoreOptions};
+
+/// The PostgreSQL URL tests use.
+pub fn pg_url() -> String {
+    std::env::var("WARD_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// Whether PostgreSQL tests must run (in CI) rather than skip.
+pub fn pg_required() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// A database of its own for one test; the PostgreSQL schema is dropped afterwards.
+pub struct TestDb {
+    /// The open store.
+    pub store: Store,
+    /// The backend.
+    pub backend: Backend,
+    /// The database URL.
+    pub url: String,
+    /// The PostgreSQL schema, if any.
+    pub schema: Option<String>,
+    /// The directory holding the SQLite file (kept alive with the test).
+    pub dir: tempfile::TempDir,
+}
+
+impl TestDb {
+    /// Opens a fresh database, or `None` (after printing why) when PostgreSQL is unavailable
+    /// outside CI.
+    pub async fn open(backend: Backend) -> Option<TestDb> {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        match backend {
+            Backend::Sqlite => {
+                let url = format!("sqlite://{}", dir.path().join("ward.db").display());
+                let store = Store::open(StoreOptions::new(url.clone())).await.expect("open SQLite");
+                Some(TestDb { store, backend, url, schema: None, dir })
+            }
+            Backend::Postgres => {
+                let url = pg_url();
+                let reachable = tokio::time::timeout(
+                    Duration::from_secs(3),
+                    <sqlx::PgConnection as sqlx::Connection>::connect(&url),
+                )
+                .await
+                .is_ok_and(|r| r.is_ok());
+                if !reachable {
+                    assert!(!pg_required(), "PostgreSQL at {url} is required in CI (CI=true) but does not answer");
+                    eprintln!("SKIPPED: no PostgreSQL answers at {url} (set WARD_TEST_PG_URL; required when CI=true)");
+                    return None;
+                }
+                let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+                let mut opts = StoreOptions::new(url.clone());
+                opts.pg_schema = Some(schema.clone());
+                opts.read_connections = 4;
+                let store = Store::open(opts).await.expect("open PostgreSQL");
+                Some(TestDb { store, backend, url, schema: Some(schema), dir })
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(schema) = self.schema.take() else { return };
+        let url = self.url.clone();
+        // Drop runs outside async context: use a small runtime on its own thread.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async move {
+                if let Ok(mut c) = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))).execute(&mut c).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+impl Store {
+    /// Moves a session's last activity `ms` milliseconds into the past (idle-timeout tests).
+    pub async fn test_age_session(&self, session: ward_domain::ids::SessionId, ms: i64) {
+        self.write(move |mut c| {
+            Box::pin(async move {
+                exec!(&mut c, "UPDATE sessions SET last_active_at = last_active_at - $2 WHERE id = $1", session.0, ms)?;
+                Ok(())
+            })
+        })
+        .await
+        .expect("age session");
+    }
+
+    /// Makes every access token of a session expired (token-expiry tests).
+    pub async fn test_expire_access_tokens(&self, session: ward_domain::ids::SessionId) {
+        self.write(move |mut c| {
+            Box::pin(async move {
+                exec!(&mut c, "UPDATE access_tokens SET expires_at = 0 WHERE session_id = $1", session.0)?;
+                Ok(())
+            })
+        })
+        .await
+        .expect("expire tokens");
+    }
+
+    /// Runs a raw statement (tests that tamper with stored data to prove detection).
+    pub async fn test_execute(&self, sql: String) -> crate::Result<u64> {
+        self.write(move |mut c| Box::pin(async move { Ok(exec!(&mut c, sqlx::AssertSqlSafe(sql))?) })).await
+    }
+}

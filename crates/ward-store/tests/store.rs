@@ -1,0 +1,340 @@
+//! Storage behaviour on both SQLite and PostgreSQL: each test runs once per backend with a
+//! database of its own.
+
+use ward_domain::audit::AuditAction;
+use ward_domain::conversation::{
+    AccessReason, ClientTxnId, ConversationKind, MessageText, Priority, ReceiptKind, StatedReason,
+};
+use ward_domain::ids::{ConversationId, DeviceId, UserId};
+use ward_domain::policy::{Actor, Denial};
+use ward_domain::role::Role;
+use ward_store::testing::TestDb;
+use ward_store::{
+    Backend, DeviceClaim, MemberSpec, NewConversation, NewMessage, NewSession, NewUser, Org, Page, RefreshOutcome,
+    RequestMeta, Store, StoreError, TokenHashes,
+};
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(ward_store::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(ward_store::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    sends_are_gapless_and_idempotent_under_concurrency,
+    audit_indexes_are_dense_and_only_committed_changes_are_audited,
+    audit_log_is_append_only,
+    tenants_never_see_each_other,
+    patient_conversations_need_reasons_outside_the_care_team,
+    recall_hides_text_and_receipts_only_move_forward,
+    refresh_tokens_rotate_and_reuse_revokes_the_family,
+    stream_positions_and_replay,
+);
+
+fn meta() -> RequestMeta {
+    RequestMeta { source_ip: Some("127.0.0.1".into()), request_id: Some("test".into()) }
+}
+
+async fn org(store: &Store, slug: &str) -> Org {
+    store.create_org(slug, "Test Org", 900, None, meta()).await.unwrap()
+}
+
+async fn user(store: &Store, org: &Org, login: &str, role: Role) -> Actor {
+    let u = store
+        .create_user(
+            NewUser {
+                org_id: org.id,
+                login: login.into(),
+                display_name: login.into(),
+                role,
+                password_hash: "$argon2id$placeholder".into(),
+                password_must_change: false,
+                patient_id: None,
+            },
+            None,
+            meta(),
+        )
+        .await
+        .unwrap();
+    Actor { user_id: u.id, org_id: org.id, role }
+}
+
+async fn group(store: &Store, owner: Actor, members: &[Actor]) -> ConversationId {
+    let spec = NewConversation {
+        kind: ConversationKind::Group,
+        title: Some("Ward 4".into()),
+        patient_id: None,
+        members: members.iter().map(|m| MemberSpec { user_id: m.user_id, reason: None }).collect(),
+        creator_reason: None,
+    };
+    store.create_conversation(owner, spec, meta()).await.unwrap().id
+}
+
+fn msg(conv: ConversationId, txn: &str, body: &str) -> NewMessage {
+    NewMessage {
+        conversation_id: conv,
+        client_txn_id: ClientTxnId::parse(txn.into()).unwrap(),
+        body: MessageText::parse(body.into()).unwrap(),
+        priority: Priority::Routine,
+        corrects: None,
+    }
+}
+
+async fn sends_are_gapless_and_idempotent_under_concurrency(backend: Backend) {
+    let Some(db) = TestDb::open(backend).await else { return };
+    let s = &db.store;
+    let o = org(s, "acme").await;
+    let a = user(s, &o, "a@acme", Role::Clinician).await;
+    let b = user(s, &o, "b@acme", Role::Nurse).await;
+    let conv = group(s, a, &[b]).await;
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let s = s.clone();
+        let who = if i % 2 == 0 { a } else { b };
+        tasks.push(tokio::spawn(async move {
+            // Every send is retried once: retries must not create a second message.
+            let first = s.send_message(who, DeviceId::new(), msg(conv, &format!("t{i}"), &format!("m{i}")), meta()).await.unwrap();
+            let again = s.send_message(who, DeviceId::new(), msg(conv, &format!("t{i}"), &format!("m{i}")), meta()).await.unwrap();
+            assert!(first.created && !again.created);
+            assert_eq!(first.message.id, again.message.id);
+            first.message.seq
+        }));
+    }
+    let mut seqs = Vec::new();
+    for t in tasks {
+        seqs.push(t.await.unwrap());
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=200).collect::<Vec<i64>>(), "sequence numbers must be exactly 1..=200");
+    assert_eq!(s.message_count(conv).await.unwrap(), 200);
+    let conflict = s.send_message(a, DeviceId::new(), msg(conv, "t0", "different text"), meta()).await;
+    assert!(matches!(conflict, Err(StoreError::Conflict("client_txn_id"))));
+    // Paging is stable and complete.
+    let mut seen = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = s.messages(a, conv, Page::After(after), 37, meta()).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().unwrap().seq;
+        seen.extend(page.into_iter().map(|m| m.seq));
+    }
+    assert_eq!(seen, (1..=200).collect::<Vec<i64>>());
+    // Event sequence: two member_added events, then one per message, without gaps.
+    let events = s.events_after(a.user_id, conv, 0, 1000).await.unwrap();
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=202).collect::<Vec<i64>>());
+}
+
+async fn audit_indexes_are_dense_and_only_committed_changes_are_audited(backend: Backend) {
+    let Some(db) = TestDb::open(backend).await else { return };
+    let s = &db.store;
+    let o = org(s, "acme").await;
+    let a = user(s, &o, "a@acme", Role::Admin).await;
+    let before = s.audit_events(0, 10_000).await.unwrap().len();
+    // A refused change (duplicate login) commits nothing, audit event included.
+    let dup = s
+        .create_user(
+            NewUser {
+                org_id: o.id,
+                login: "a@acme".into(),
+                display_name: "x".into(),
+                role: Role::Staff,
+                password_hash: "x".into(),
+                password_must_change: false,
+                patient_id: None,
+            },
+            Some(a.user_id),
+            meta(),
+        )
+        .await;
+    assert!(matches!(dup, Err(StoreError::Conflict("login"))));
+    assert_eq!(s.audit_events(0, 10_000).await.unwrap().len(), before);
+    // Concurrent audited changes get dense, unique indexes.
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let s = s.clone();
+        let org = o.clone();
+        tasks.push(tokio::spawn(async move { user(&s, &org, &format!("u{i}@acme"), Role::Staff).await }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let all = s.audit_events(0, 10_000).await.unwrap();
+    assert_eq!(all.iter().map(|e| e.idx).collect::<Vec<_>>(), (0..all.len() as i64).collect::<Vec<_>>());
+    assert_eq!(all.iter().filter(|e| e.action == AuditAction::UserCreate.as_str()).count(), 51);
+    assert!(all.iter().all(|e| e.request_id.as_deref() == Some("test")));
+}
+
+async fn audit_log_is_append_only(backend: Backend) {
+    let Some(db) = TestDb::open(backend).await else { return };
+    let s = &db.store;
+    org(s, "acme").await;
+    assert!(s.test_execute("UPDATE audit_events SET outcome = 'failure'".into()).await.is_err());
+    assert!(s.test_execute("DELETE FROM audit_events".into()).await.is_err());
+    assert_eq!(s.audit_events(0, 10).await.unwrap()[0].outcome, "success");
+}
+
+async fn tenants_never_see_each_other(backend: Backend) {
+    let Some(db) = TestDb::open(backend).await else { return };
+    let s = &db.store;
+    let (o1, o2) = (org(s, "one").await, org(s, "two").await);
+    let a = user(s, &o1, "a@one", Role::Clinician).await;
+    let b = user(s, &o1, "b@one", Role::Clinician).await;
+    let x = user(s, &o2, "x@two", Role::Admin).await;
+    let conv = group(s, a, &[b]).await;
+    assert!(matches!(s.conversation(x, conv, meta()).await, Err(StoreError::NotFound)));
+    assert!(matches!(s.messages(x, conv, Page::Latest, 10, meta()).await, Err(StoreError::NotFound)));
+    assert!(matches!(s.send_message(x, DeviceId::new(), msg(conv, "x", "hi"), meta()).await, Err(StoreError::NotFound)));
+    assert!(matches!(s.user(o2.id, a.user_id).await, Err(StoreError::NotFound)));
+    // Adding a user of another tenant is refused as if they did not exist.
+    let err = s.add_member(a, conv, x.user_id, ward_domain::conversation::MemberRole::Member, None, meta()).await;
+    assert!(matches!(err, Err(StoreError::NotFound)));
+    assert!(s.conversations(x, None, 50).await.unwrap().is_empty());
+    // The refused read is itself audited.
+    let denied = s.audit_events(0, 10_000).await.unwrap();
+    assert!(denied.iter().any(|e| e.outcome == "denied" && e.actor_user_id == Some(x.user_id.0)));
+}
+
+async fn patient_conversations_need_reasons_outside_the_care_team(backend: Backend) {
+    let Some(db) = TestDb::open(backend).await else { return };
+    let s = &db.store;
+    let o = org(s, "acme").await;
+    let doc = user(s, &o, "doc@acme", Role::Clinician).await;
+    let nurse = user(s, &o, "nurse@acme", Role::Nurse).await;
+    let outsider = user(s, &o, "out@acme", Role::Clinician).await;
+    let p = s.create_patient(o.id, doc.user_id, "MRN-1".into(), "Pat".into(), vec![doc.user_id, nurse.user_id], meta()).await.unwrap();
+    let spec = |members: Vec<MemberSpec>| NewConversation {
+        kind: ConversationKind::Patient,
+        title: None,
+        patient_id: Some(p.id),
+        members,
+        creator_reason: None,
+    };
+    let plain = |u: UserId| MemberSpec { user_id: u, reason: None };
+    let err = s.create_conversation(doc, spec(vec![plain(nurse.user_id), plain(outsider.user_id)]), meta()).await;
+    assert!(matches!(err, Err(StoreError::Denied(Denial::ReasonRequired))));
+    let created = s.create_conversation(doc, spec(vec![plain(nurse.user_id)]), meta()).await.unwrap();
+    let err = s.add_member(doc, created.id, outsider.user_id, ward_domain::conversation::MemberRole::Member, None, meta()).await;
+    assert!(matches!(err, Err(StoreError::Denied(Denial::ReasonRequired))));
+    let reason = StatedReason::parse(AccessReason::Consult, Some("cardiology consult".into())).unwrap();
+    s.add_member(doc, created.id, outsider.user_id, ward_domain::conversation::MemberRole::Member, Some(reason), meta()).await.unwrap();
+    let d = s.conversation(doc, created.id, meta()).await.unwrap();
+    let m = d.members.iter().find(|m| m.user_id == outsider.user_id).unwrap();
+    assert_eq!(m.reason, Some(AccessReason::Consult));
+    // The audit event has the reason code but never the note.
+    let events = s.audit_events(0, 10_000).await.unwrap();
+    let add = events.iter().rev().find(|e| e.action == "member.add").unwrap();
+    assert!(add.detail.contains("consult") && !add.detail.contains("cardiology"));
+    assert_eq!(add.patient_id, Some(p.id.0));
+    assert!(events.iter().all(|e| !e.detail.contains("MRN-1") && e.target_id.as_deref() != Some("MRN-1")));
+}
+
+async fn recall_hides_text_and_receipts_only_move_forward(backend: Backend) {
+    let Some(db) = TestDb::open(backend).await else { return };
+    let s = &db.store;
+    let o = org(s, "acme").await;
+    let a = user(s, &o, "a@acme", Role::Clinician).await;
+    let b = user(s, &o, "b@acme", Role::Nurse).await;
+    let conv = group(s, a, &[b]).await;
+    let m1 = s.send_message(a, DeviceId::new(), msg(conv, "1", "first"), meta()).await.unwrap().message;
+    s.send_message(a, DeviceId::new(), msg(conv, "2", "second"), meta()).await.unwrap();
+    assert!(matches!(s.recall(b, conv, m1.id, meta()).await, Err(StoreError::Denied(Denial::NotSender))));
+    assert!(s.recall(a, conv, m1.id, meta()).await.unwrap().is_some());
+    assert!(s.recall(a, conv, m1.id, meta()).await.unwrap().is_none(), "recalling twice changes nothing");
+    let seen = s.messages(b, conv, Page::After(0), 10, meta()).await.unwrap();
+    assert_eq!(seen[0].body, None);
+    assert!(seen[0].recalled_at.is_some());
+    assert_eq!(seen[1].body.as_deref(), Some("second"));
+    // Corrections reference the corrected message and are new messages.
+    let mut fix = msg(conv, "3", "second, corrected");
+    fix.corrects = Some(seen[1].id);
+    let fixed = s.send_message(a, DeviceId::new(), fix, meta()).await.unwrap().message;
+    assert_eq!((fixed.seq, fixed.corrects), (3, Some(seen[1].id)));
+    let mut bad = msg(conv, "4", "x");
+    bad.corrects = Some(seen[1].id);
+    assert!(matches!(s.send_message(b, DeviceId::new(), bad, meta()).await, Err(StoreError::Denied(Denial::NotSender))));
+    // Receipts.
+    assert!(s.receipt(b, conv, ReceiptKind::Read, 2).await.unwrap().is_some());
+    assert!(s.receipt(b, conv, ReceiptKind::Read, 1).await.unwrap().is_none(), "watermarks never move back");
+    assert!(s.receipt(b, conv, ReceiptKind::Delivered, 9).await.is_err());
+    let d = s.conversation(a, conv, meta()).await.unwrap();
+    let mb = d.members.iter().find(|m| m.user_id == b.user_id).unwrap();
+    assert_eq!((mb.read_seq, mb.delivered_seq), (2, 2));
+}
+
+async fn refresh_tokens_rotate_and_reuse_revokes_the_family(backend: Backend) {
+    let Some(db) = TestDb::open(backend).await else { return };
+    let s = &db.store;
+    let o = org(s, "acme").await;
+    let a = user(s, &o, "a@acme", Role::Clinician).await;
+    let tokens = |n: u8| TokenHashes { access: vec![n; 32], access_expires_at: ward_store::now_ms() + 60_000, refresh: vec![n + 100; 32] };
+    let new = NewSession {
+        user_id: a.user_id,
+        device: DeviceClaim { id: None, name: "phone".into(), platform: "ios".into() },
+        tokens: tokens(1),
+        expires_at: ward_store::now_ms() + 3_600_000,
+        restriction: None,
+        mfa_verified: false,
+    };
+    let (session, device) = s.login(o.id, "a@acme".into(), new, meta()).await.unwrap();
+    assert!(s.session_by_access(vec![1; 32]).await.unwrap().is_some());
+    let r = s.refresh(vec![101; 32], device, tokens(2), meta()).await.unwrap();
+    assert!(matches!(r, RefreshOutcome::Rotated { session_id, .. } if session_id == session));
+    assert!(s.session_by_access(vec![1; 32]).await.unwrap().is_none(), "the old access token stops working");
+    // Another device presenting the live token: theft; the family dies.
+    let r = s.refresh(vec![102; 32], DeviceId::new(), tokens(3), meta()).await.unwrap();
+    assert!(matches!(r, RefreshOutcome::Reused { .. }));
+    assert!(s.session_by_access(vec![2; 32]).await.unwrap().unwrap().revoked);
+    // Reusing an already used token is rejected too.
+    let r = s.refresh(vec![101; 32], device, tokens(4), meta()).await.unwrap();
+    assert!(matches!(r, RefreshOutcome::Reused { .. } | RefreshOutcome::Rejected));
+    assert!(!s.session_alive(session).await.unwrap());
+    let audit = s.audit_events(0, 10_000).await.unwrap();
+    assert!(audit.iter().any(|e| e.action == "auth.refresh_reuse"));
+}
+
+async fn stream_positions_and_replay(backend: Backend) {
+    let Some(db) = TestDb::open(backend).await else { return };
+    let s = &db.store;
+    let o = org(s, "acme").await;
+    let a = user(s, &o, "a@acme", Role::Clinician).await;
+    let b = user(s, &o, "b@acme", Role::Nurse).await;
+    let c = user(s, &o, "c@acme", Role::Nurse).await;
+    let conv = group(s, a, &[b]).await;
+    for i in 0..5 {
+        s.send_message(a, DeviceId::new(), msg(conv, &i.to_string(), "hello"), meta()).await.unwrap();
+    }
+    let session = ward_domain::ids::SessionId::new();
+    // A session created now starts after existing history.
+    let later = ward_store::now_ms() + 1;
+    let p = s.stream_positions(session, b.user_id, later).await.unwrap();
+    assert_eq!((p[0].position, p[0].last_event_seq), (7, 7));
+    // A newcomer never reads events from before they joined.
+    s.add_member(a, conv, c.user_id, ward_domain::conversation::MemberRole::Member, None, meta()).await.unwrap();
+    let seen = s.events_after(c.user_id, conv, 0, 100).await.unwrap();
+    assert_eq!(seen.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![8]);
+    // Acknowledged positions win over the default and only move forward.
+    let new = NewSession {
+        user_id: b.user_id,
+        device: DeviceClaim { id: None, name: "phone".into(), platform: "ios".into() },
+        tokens: TokenHashes { access: vec![9; 32], access_expires_at: ward_store::now_ms() + 60_000, refresh: vec![19; 32] },
+        expires_at: ward_store::now_ms() + 3_600_000,
+        restriction: None,
+        mfa_verified: false,
+    };
+    let (real, _) = s.login(o.id, "b@acme".into(), new, meta()).await.unwrap();
+    s.ack(real, vec![(conv, 3)]).await.unwrap();
+    s.ack(real, vec![(conv, 2)]).await.unwrap();
+    let p = s.stream_positions(real, b.user_id, 0).await.unwrap();
+    assert_eq!((p[0].position, p[0].last_event_seq), (3, 8));
+}
