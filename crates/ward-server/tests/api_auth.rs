@@ -19,6 +19,7 @@ on_sqlite!(
     one_time_passwords_must_be_changed_first,
     totp_enrolment_and_sign_in_match_pyotp,
     sessions_are_listed_and_bound_to_their_device,
+    a_one_time_password_change_leads_to_required_mfa_enrolment,
 );
 
 fn login_body(login: &str, password: &str) -> Value {
@@ -249,4 +250,22 @@ async fn sessions_are_listed_and_bound_to_their_device(backend: Backend) {
     let sb = h.login(&b).await;
     h.call(Method::DELETE, &format!("/api/v1/me/sessions/{}", sb.session_id), Some(&s1.access), None).await.expect_problem(404, "not_found");
     h.get("/api/v1/me", &sb.access).await.expect(200);
+}
+
+async fn a_one_time_password_change_leads_to_required_mfa_enrolment(backend: Backend) {
+    let Some(h) = Harness::start(backend).await else { return };
+    let org = h.org("acme", vec![Role::ComplianceOfficer]).await;
+    let (user, otp) = ward_server::provision::add_user(&h.store, &org, "co@acme", "Compliance", Role::ComplianceOfficer, None).await.unwrap();
+    let r = attempt(&h, "co@acme", &otp).await.expect(200);
+    assert_eq!(r.body["tokens"]["restriction"], "password_change");
+    let access = r.body["tokens"]["access_token"].as_str().unwrap().to_owned();
+    let refresh = json!({"refresh_token": r.body["tokens"]["refresh_token"], "device_id": r.body["tokens"]["device_id"]});
+    h.post("/api/v1/me/mfa/totp", &access, json!({"password": otp})).await.expect_problem(403, "password_change_required");
+    h.post("/api/v1/me/password", &access, json!({"current_password": otp, "new_password": "a long new passphrase"})).await.expect(204);
+    // The password step is done, but policy still requires a second factor for this role.
+    assert_eq!(h.get("/api/v1/me", &access).await.expect(200).body["restriction"], "mfa_enrollment");
+    h.get("/api/v1/conversations", &access).await.expect_problem(403, "mfa_enrollment_required");
+    let rotated = h.call(Method::POST, "/api/v1/auth/refresh", None, Some(refresh)).await.expect(200);
+    assert_eq!(rotated.body["restriction"], "mfa_enrollment");
+    let _ = user;
 }

@@ -217,6 +217,8 @@ pub enum RefreshOutcome {
         session_id: SessionId,
         /// Its user.
         user_id: UserId,
+        /// What the session is still limited to.
+        restriction: Option<Restriction>,
     },
     /// An already-used token was presented: the whole session was revoked.
     Reused {

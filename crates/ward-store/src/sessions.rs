@@ -69,6 +69,7 @@ struct AuthRow {
 #[derive(sqlx::FromRow)]
 struct RefreshRow {
     session_id: uuid::Uuid,
+    restriction: Option<String>,
     used_at: Option<i64>,
     user_id: uuid::Uuid,
     org_id: uuid::Uuid,
@@ -490,7 +491,7 @@ impl Store {
                     fetch_optional,
                     &mut c,
                     RefreshRow,
-                    "SELECT r.session_id, r.used_at, s.user_id, s.org_id, s.device_id, s.last_active_at, s.expires_at, \
+                    "SELECT r.session_id, s.restriction, r.used_at, s.user_id, s.org_id, s.device_id, s.last_active_at, s.expires_at, \
                      s.revoked_at, u.disabled_at, o.idle_timeout_secs FROM refresh_tokens r \
                      JOIN sessions s ON s.id = r.session_id JOIN users u ON u.id = s.user_id \
                      JOIN organizations o ON o.id = s.org_id WHERE r.token_hash = $1",
@@ -529,7 +530,8 @@ impl Store {
                 insert_tokens(&mut c, session, &tokens, now).await?;
                 ev.outcome = Outcome::Success;
                 audit::append(&mut c, &ev, &meta).await?;
-                Ok(RefreshOutcome::Rotated { session_id: session, user_id: user })
+                let restriction = row.restriction.as_deref().and_then(Restriction::parse);
+                Ok(RefreshOutcome::Rotated { session_id: session, user_id: user, restriction })
             })
         })
         .await

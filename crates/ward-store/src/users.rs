@@ -256,14 +256,16 @@ impl Store {
         .await
     }
 
-    /// A user changes their own password: the current session is freed from the
-    /// password-change restriction and every other session is revoked.
+    /// A user changes their own password: the current session's password-change restriction
+    /// gives way to `next_restriction` (MFA enrolment, where policy requires it) and every
+    /// other session is revoked.
     pub async fn change_password(
         &self,
         org: OrgId,
         id: UserId,
         current_session: SessionId,
         password_hash: String,
+        next_restriction: Option<Restriction>,
         meta: RequestMeta,
     ) -> Result<Vec<SessionId>> {
         self.write(move |mut c| {
@@ -275,11 +277,13 @@ impl Store {
                     password_hash,
                     false
                 )?;
+                // The password step is done; a pending MFA enrolment may still hold the session.
                 exec!(
                     &mut c,
-                    "UPDATE sessions SET restriction = NULL WHERE id = $1 AND restriction = $2",
+                    "UPDATE sessions SET restriction = $3 WHERE id = $1 AND restriction = $2",
                     current_session.0,
-                    Restriction::PasswordChange.as_str()
+                    Restriction::PasswordChange.as_str(),
+                    next_restriction.map(Restriction::as_str)
                 )?;
                 let revoked = revoke_user_sessions(&mut c, id, Some(current_session), "password_changed", now_ms()).await?;
                 let ev = admin_event(AuditAction::PasswordChange, org, Some(id), id);

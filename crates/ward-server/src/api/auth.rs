@@ -182,7 +182,7 @@ async fn refresh(State(state): State<AppState>, Meta(meta): Meta, Json(req): Jso
     }
     let issued = issue(&state);
     match state.store.refresh(token_hash(&req.refresh_token), req.device_id, issued.hashes.clone(), meta).await? {
-        RefreshOutcome::Rotated { session_id, .. } => Ok(Json(tokens(issued, session_id, req.device_id, None))),
+        RefreshOutcome::Rotated { session_id, restriction, .. } => Ok(Json(tokens(issued, session_id, req.device_id, restriction))),
         RefreshOutcome::Reused { session_id, user_id } => {
             state.end_sessions(user_id, Some(vec![session_id])).await;
             Err(ApiError::invalid_refresh_token().detail("this refresh token was already used; the session has been revoked"))
