@@ -31,10 +31,7 @@ impl Throttle {
         let locked_until_ms = match failures.checked_sub(FREE_ATTEMPTS) {
             None => 0,
             Some(over) => {
-                let secs = BASE_LOCK_SECS
-                    .checked_shl(over.min(20))
-                    .unwrap_or(MAX_LOCK_SECS)
-                    .min(MAX_LOCK_SECS);
+                let secs = BASE_LOCK_SECS.checked_shl(over.min(20)).unwrap_or(MAX_LOCK_SECS).min(MAX_LOCK_SECS);
                 now_ms + secs * 1000
             }
         };

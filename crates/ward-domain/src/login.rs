@@ -18,10 +18,7 @@ impl LoginName {
         if !(3..=254).contains(&folded.len()) {
             return Err(DomainError::invalid("login", "must be 3 to 254 characters"));
         }
-        if !folded
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._@+-".contains(&b))
-        {
+        if !folded.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._@+-".contains(&b)) {
             return Err(DomainError::invalid("login", "may use only letters, digits and . _ @ + -"));
         }
         Ok(Self(folded))

@@ -120,9 +120,7 @@ pub fn may_add_member(
     }
     if candidate.role == Role::Patient {
         // A patient only ever joins the conversations about themself.
-        let own = target.kind == ConversationKind::Patient
-            && candidate.patient_id.is_some()
-            && candidate.patient_id == target.patient_id;
+        let own = target.kind == ConversationKind::Patient && candidate.patient_id.is_some() && candidate.patient_id == target.patient_id;
         return if own { Ok(Admission::Routine) } else { Err(Denial::IneligibleMember) };
     }
     match target.kind {
@@ -138,20 +136,11 @@ pub fn may_add_member(
 }
 
 /// Whether a member may remove `subject` (themself, or anyone if they own the conversation).
-pub fn may_remove_member(
-    remover: UserId,
-    remover_role: MemberRole,
-    subject: UserId,
-    kind: ConversationKind,
-) -> Result<(), Denial> {
+pub fn may_remove_member(remover: UserId, remover_role: MemberRole, subject: UserId, kind: ConversationKind) -> Result<(), Denial> {
     if kind == ConversationKind::Direct {
         return Err(Denial::ConversationShape);
     }
-    if remover == subject || remover_role == MemberRole::Owner {
-        Ok(())
-    } else {
-        Err(Denial::NotOwner)
-    }
+    if remover == subject || remover_role == MemberRole::Owner { Ok(()) } else { Err(Denial::NotOwner) }
 }
 
 /// Whether the actor may recall or correct a message: only its sender may.

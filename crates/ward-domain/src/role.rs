@@ -24,14 +24,7 @@ pub enum Role {
 
 impl Role {
     /// Every role, in a stable order.
-    pub const ALL: [Role; 6] = [
-        Role::Admin,
-        Role::ComplianceOfficer,
-        Role::Clinician,
-        Role::Nurse,
-        Role::Staff,
-        Role::Patient,
-    ];
+    pub const ALL: [Role; 6] = [Role::Admin, Role::ComplianceOfficer, Role::Clinician, Role::Nurse, Role::Staff, Role::Patient];
 
     /// The wire and database spelling.
     pub fn as_str(self) -> &'static str {

@@ -10,11 +10,11 @@ use ward_domain::audit::AuditAction;
 use ward_domain::ids::{DeviceId, SessionId};
 use ward_domain::policy::Actor;
 use ward_fanout::Signal;
-use ward_store::{now_ms, RequestMeta, Restriction};
+use ward_store::{RequestMeta, Restriction, now_ms};
 
 use crate::app::AppState;
 use crate::problem::ApiError;
-use crate::secrets::{token_hash, ACCESS_PREFIX};
+use crate::secrets::{ACCESS_PREFIX, token_hash};
 
 /// The client's network address, put in each request's extensions by the listener.
 #[derive(Debug, Clone, Copy)]
@@ -101,10 +101,8 @@ pub async fn authenticate(state: &AppState, token: &str, meta: RequestMeta) -> R
     if now - s.last_active_at > s.idle_timeout_secs * 1000 {
         // Automatic logoff (164.312(a)(2)(iii)): the session ends server-side, and its
         // connections close.
-        let ended = state
-            .store
-            .revoke_session(s.org_id, s.session_id, None, None, AuditAction::SessionIdleTimeout, "idle_timeout", meta)
-            .await;
+        let ended =
+            state.store.revoke_session(s.org_id, s.session_id, None, None, AuditAction::SessionIdleTimeout, "idle_timeout", meta).await;
         if ended.is_ok() {
             state.end_sessions(s.user_id, Some(vec![s.session_id])).await;
         }

@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 /// Everything `ward serve` can be told.
@@ -121,10 +121,7 @@ impl Config {
             }
             fig = fig.merge(Toml::file(f));
         }
-        let cfg: Config = fig
-            .merge(Env::prefixed("WARD_").split("__"))
-            .extract()
-            .map_err(|e| ConfigError(e.to_string()))?;
+        let cfg: Config = fig.merge(Env::prefixed("WARD_").split("__")).extract().map_err(|e| ConfigError(e.to_string()))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -154,10 +151,10 @@ impl Config {
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return bad("tls.cert and tls.key must be given together");
         }
-        if let Some(url) = &self.database_url {
-            if !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:")) {
-                return bad("database_url must start with sqlite:, postgres: or postgresql:");
-            }
+        if let Some(url) = &self.database_url
+            && !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:"))
+        {
+            return bad("database_url must start with sqlite:, postgres: or postgresql:");
         }
         if !matches!(self.log.format.as_str(), "json" | "text") {
             return bad("log.format must be json or text");
@@ -167,9 +164,7 @@ impl Config {
 
     /// The database URL in force.
     pub fn database_url(&self) -> String {
-        self.database_url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("ward.db").display()))
+        self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("ward.db").display()))
     }
 
     /// The configuration as TOML with secrets (database passwords) redacted.

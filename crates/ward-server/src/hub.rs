@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use tokio::sync::{broadcast, mpsc, Notify};
+use tokio::sync::{Notify, broadcast, mpsc};
 use ward_domain::ids::{SessionId, UserId};
 use ward_fanout::{Delivery, FanOut, Signal};
 
@@ -72,12 +72,12 @@ impl Hub {
         let (tx, rx) = mpsc::channel(buffer);
         let control = Arc::new(Control::default());
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.conns
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(user)
-            .or_default()
-            .push(Entry { id, session, tx, control: control.clone() });
+        self.conns.write().unwrap_or_else(|p| p.into_inner()).entry(user).or_default().push(Entry {
+            id,
+            session,
+            tx,
+            control: control.clone(),
+        });
         self.metrics.ws_connections.inc();
         Registration { hub: self.clone(), user, id, rx, control }
     }

@@ -4,11 +4,11 @@
 //! Details never echo request values or stored content (they could carry PHI); 5xx bodies are
 //! generic and the cause is logged by middleware, inside the request's span.
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use ward_domain::policy::Denial;
 use ward_domain::DomainError;
+use ward_domain::policy::Denial;
 use ward_store::StoreError;
 
 /// An API error, rendered as `application/problem+json`.

@@ -1,7 +1,7 @@
 //! Provisioning used by the command line and tests: organisations, accounts with one-time
 //! passwords, and the demo organisation.
 
-use ward_domain::login::{parse_label, LoginName};
+use ward_domain::login::{LoginName, parse_label};
 use ward_domain::role::Role;
 use ward_store::{NewUser, Org, RequestMeta, Store, User};
 
@@ -68,9 +68,8 @@ pub async fn demo(store: &Store, idle_timeout_secs: i64) -> anyhow::Result<Optio
         accounts.push(DemoAccount { user, password });
     }
     let care_team = vec![accounts[2].user.id, accounts[4].user.id];
-    let patient = store
-        .create_patient(org.id, accounts[2].user.id, "DEMO-0001".into(), "Pat Demo".into(), care_team, operator_meta())
-        .await?;
+    let patient =
+        store.create_patient(org.id, accounts[2].user.id, "DEMO-0001".into(), "Pat Demo".into(), care_team, operator_meta()).await?;
     let (user, password) = add_user(store, &org, "pat.demo@demo.ward", "Pat Demo", Role::Patient, Some(patient.id)).await?;
     accounts.push(DemoAccount { user, password });
     let actor = ward_domain::policy::Actor { user_id: accounts[2].user.id, org_id: org.id, role: Role::Clinician };

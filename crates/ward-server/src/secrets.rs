@@ -3,8 +3,8 @@
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 /// Prefix of access tokens (lets secret scanners recognise a leaked one).
 pub const ACCESS_PREFIX: &str = "wat_";
@@ -54,17 +54,12 @@ pub async fn hash_password(password: String) -> anyhow::Result<String> {
 /// A valid hash of a random password, verified against when the login name does not exist so
 /// that unknown names take as long as known ones.
 pub static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    argon2()
-        .hash_password_with_salt(&random_bytes::<16>(), &random_bytes::<16>())
-        .map(|h| h.to_string())
-        .unwrap_or_default()
+    argon2().hash_password_with_salt(&random_bytes::<16>(), &random_bytes::<16>()).map(|h| h.to_string()).unwrap_or_default()
 });
 
 /// Checks a password against a PHC hash (constant work whatever the outcome).
 pub async fn verify_password(password: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || argon2().verify_password(password.as_bytes(), hash.as_str()).is_ok())
-        .await
-        .unwrap_or(false)
+    tokio::task::spawn_blocking(move || argon2().verify_password(password.as_bytes(), hash.as_str()).is_ok()).await.unwrap_or(false)
 }
 
 /// A one-time password for a new or reset account: 20 characters from an unambiguous alphabet

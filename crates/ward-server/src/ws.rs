@@ -10,8 +10,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -22,7 +22,7 @@ use ward_store::RequestMeta;
 
 use crate::api::dto::render_event;
 use crate::app::AppState;
-use crate::auth::{authenticate, AnySession, Meta};
+use crate::auth::{AnySession, Meta, authenticate};
 use crate::problem::{ApiError, Problem};
 
 /// Close code sent when the session ends (revoked, idle, disabled).
@@ -255,4 +255,3 @@ async fn catch_up(state: &AppState, socket: &mut WebSocket, s: &AnySession, pos:
     }
     Ok(())
 }
-

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{Account, Harness, PASSWORD};
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use ward_domain::role::Role;
 use ward_store::Backend;
 
@@ -71,13 +71,19 @@ async fn refresh_rotates_and_reuse_revokes_the_session(backend: Backend) {
     h.get("/api/v1/me", &access2).await.expect(200);
     h.get("/api/v1/me", &s.access).await.expect_problem(401, "invalid_token");
     // Presenting the used token again is theft: the whole family dies.
-    h.call(Method::POST, "/api/v1/auth/refresh", None, Some(refresh(&s.refresh, &s.device_id))).await.expect_problem(401, "invalid_refresh_token");
+    h.call(Method::POST, "/api/v1/auth/refresh", None, Some(refresh(&s.refresh, &s.device_id)))
+        .await
+        .expect_problem(401, "invalid_refresh_token");
     h.get("/api/v1/me", &access2).await.expect_problem(401, "session_ended");
-    h.call(Method::POST, "/api/v1/auth/refresh", None, Some(refresh(&refresh2, &s.device_id))).await.expect_problem(401, "invalid_refresh_token");
+    h.call(Method::POST, "/api/v1/auth/refresh", None, Some(refresh(&refresh2, &s.device_id)))
+        .await
+        .expect_problem(401, "invalid_refresh_token");
     // A refresh token from another device kills its session too.
     let s2 = h.login(&a).await;
     let other_device = ward_domain::ids::DeviceId::new().to_string();
-    h.call(Method::POST, "/api/v1/auth/refresh", None, Some(refresh(&s2.refresh, &other_device))).await.expect_problem(401, "invalid_refresh_token");
+    h.call(Method::POST, "/api/v1/auth/refresh", None, Some(refresh(&s2.refresh, &other_device)))
+        .await
+        .expect_problem(401, "invalid_refresh_token");
     h.get("/api/v1/me", &s2.access).await.expect_problem(401, "session_ended");
     // An expired access token asks for a refresh, which works.
     let s3 = h.login(&a).await;
@@ -112,9 +118,12 @@ async fn idle_sessions_end_server_side(backend: Backend) {
     // The organisation's policy sets the timeout.
     let admin = h.account(&org, "admin@acme", Role::Admin).await;
     let sa = h.login(&admin).await;
-    let r = h.call(Method::PUT, "/api/v1/org/policy", Some(&sa.access), Some(json!({"mfa_required_roles": [], "idle_timeout_secs": 30}))).await;
+    let r =
+        h.call(Method::PUT, "/api/v1/org/policy", Some(&sa.access), Some(json!({"mfa_required_roles": [], "idle_timeout_secs": 30}))).await;
     r.expect_problem(422, "validation_failed");
-    let r = h.call(Method::PUT, "/api/v1/org/policy", Some(&sa.access), Some(json!({"mfa_required_roles": ["admin"], "idle_timeout_secs": 300}))).await;
+    let r = h
+        .call(Method::PUT, "/api/v1/org/policy", Some(&sa.access), Some(json!({"mfa_required_roles": ["admin"], "idle_timeout_secs": 300})))
+        .await;
     assert_eq!(r.expect(200).body["idle_timeout_secs"], 300);
 }
 
@@ -129,7 +138,9 @@ async fn one_time_passwords_must_be_changed_first(backend: Backend) {
         .expect(201);
     assert_eq!(created.body["user"]["login"], "new.nurse@acme");
     let otp = created.body["one_time_password"].as_str().unwrap().to_owned();
-    h.post("/api/v1/users", &sa.access, json!({"login": "new.nurse@acme", "display_name": "Again", "role": "nurse"})).await.expect_problem(409, "conflict");
+    h.post("/api/v1/users", &sa.access, json!({"login": "new.nurse@acme", "display_name": "Again", "role": "nurse"}))
+        .await
+        .expect_problem(409, "conflict");
     let r = attempt(&h, "new.nurse@acme", &otp).await.expect(200);
     let access = r.body["tokens"]["access_token"].as_str().unwrap().to_owned();
     assert_eq!(r.body["tokens"]["restriction"], "password_change");
@@ -137,7 +148,9 @@ async fn one_time_passwords_must_be_changed_first(backend: Backend) {
     assert_eq!(h.get("/api/v1/me", &access).await.expect(200).body["restriction"], "password_change");
     let change = |current: &str, new: &str| json!({"current_password": current, "new_password": new});
     h.post("/api/v1/me/password", &access, change(&otp, "short")).await.expect_problem(422, "validation_failed");
-    h.post("/api/v1/me/password", &access, change("wrong one-time pw", "a long new passphrase")).await.expect_problem(401, "invalid_credentials");
+    h.post("/api/v1/me/password", &access, change("wrong one-time pw", "a long new passphrase"))
+        .await
+        .expect_problem(401, "invalid_credentials");
     h.post("/api/v1/me/password", &access, change(&otp, "a long new passphrase")).await.expect(204);
     h.get("/api/v1/conversations", &access).await.expect(200);
     attempt(&h, "new.nurse@acme", &otp).await.expect_problem(401, "invalid_credentials");
@@ -203,18 +216,24 @@ async fn totp_enrolment_and_sign_in_match_pyotp(backend: Backend) {
     let challenge = attempt(&h, "admin@acme", PASSWORD).await.expect(200);
     assert_eq!(challenge.body["status"], "mfa_required");
     let token = challenge.body["mfa_token"].as_str().unwrap().to_owned();
-    h.call(Method::POST, "/api/v1/auth/mfa", None, Some(json!({"mfa_token": token, "code": "123456"}))).await.expect_problem(401, "invalid_mfa_code");
+    h.call(Method::POST, "/api/v1/auth/mfa", None, Some(json!({"mfa_token": token, "code": "123456"})))
+        .await
+        .expect_problem(401, "invalid_mfa_code");
     let code = pyotp(&secret).unwrap();
     let ok = h.call(Method::POST, "/api/v1/auth/mfa", None, Some(json!({"mfa_token": token, "code": code}))).await.expect(200);
     assert!(ok.body["restriction"].is_null());
     let again = attempt(&h, "admin@acme", PASSWORD).await.expect(200);
     let token2 = again.body["mfa_token"].as_str().unwrap().to_owned();
-    h.call(Method::POST, "/api/v1/auth/mfa", None, Some(json!({"mfa_token": token2, "code": code}))).await.expect_problem(401, "invalid_mfa_code");
+    h.call(Method::POST, "/api/v1/auth/mfa", None, Some(json!({"mfa_token": token2, "code": code})))
+        .await
+        .expect_problem(401, "invalid_mfa_code");
     // A recovery code works once.
     h.call(Method::POST, "/api/v1/auth/mfa", None, Some(json!({"mfa_token": token2, "recovery_code": recovery[0]}))).await.expect(200);
     let again = attempt(&h, "admin@acme", PASSWORD).await.expect(200);
     let token3 = again.body["mfa_token"].as_str().unwrap().to_owned();
-    h.call(Method::POST, "/api/v1/auth/mfa", None, Some(json!({"mfa_token": token3, "recovery_code": recovery[0]}))).await.expect_problem(401, "invalid_mfa_code");
+    h.call(Method::POST, "/api/v1/auth/mfa", None, Some(json!({"mfa_token": token3, "recovery_code": recovery[0]})))
+        .await
+        .expect_problem(401, "invalid_mfa_code");
     // Policy forbids removing the second factor for this role.
     let access = ok.body["access_token"].as_str().unwrap();
     h.call(Method::DELETE, "/api/v1/me/mfa/totp", Some(access), Some(json!({"code": "000000"}))).await.expect_problem(403, "forbidden");
@@ -232,15 +251,25 @@ async fn sessions_are_listed_and_bound_to_their_device(backend: Backend) {
     let s1 = h.login(&a).await;
     // Signing in again from the same device reuses its registration.
     let r = h
-        .call(Method::POST, "/api/v1/auth/login", None, Some(json!({"login": "a@acme", "password": PASSWORD, "device": {"id": s1.device_id, "name": "phone", "platform": "ios"}})))
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"login": "a@acme", "password": PASSWORD, "device": {"id": s1.device_id, "name": "phone", "platform": "ios"}})),
+        )
         .await
         .expect(200);
     assert_eq!(r.body["tokens"]["device_id"], s1.device_id.as_str());
     // Someone else's device id is refused.
     let b = h.account(&org, "b@acme", Role::Nurse).await;
-    h.call(Method::POST, "/api/v1/auth/login", None, Some(json!({"login": "b@acme", "password": PASSWORD, "device": {"id": s1.device_id, "name": "x", "platform": "ios"}})))
-        .await
-        .expect_problem(422, "validation_failed");
+    h.call(
+        Method::POST,
+        "/api/v1/auth/login",
+        None,
+        Some(json!({"login": "b@acme", "password": PASSWORD, "device": {"id": s1.device_id, "name": "x", "platform": "ios"}})),
+    )
+    .await
+    .expect_problem(422, "validation_failed");
     let list = h.get("/api/v1/me/sessions", &s1.access).await.expect(200);
     let list = list.body.as_array().unwrap();
     assert_eq!(list.len(), 2);
@@ -248,14 +277,17 @@ async fn sessions_are_listed_and_bound_to_their_device(backend: Backend) {
     assert_eq!(list[0]["source_ip"], "127.0.0.1");
     // Another user's session cannot be revoked by id.
     let sb = h.login(&b).await;
-    h.call(Method::DELETE, &format!("/api/v1/me/sessions/{}", sb.session_id), Some(&s1.access), None).await.expect_problem(404, "not_found");
+    h.call(Method::DELETE, &format!("/api/v1/me/sessions/{}", sb.session_id), Some(&s1.access), None)
+        .await
+        .expect_problem(404, "not_found");
     h.get("/api/v1/me", &sb.access).await.expect(200);
 }
 
 async fn a_one_time_password_change_leads_to_required_mfa_enrolment(backend: Backend) {
     let Some(h) = Harness::start(backend).await else { return };
     let org = h.org("acme", vec![Role::ComplianceOfficer]).await;
-    let (user, otp) = ward_server::provision::add_user(&h.store, &org, "co@acme", "Compliance", Role::ComplianceOfficer, None).await.unwrap();
+    let (user, otp) =
+        ward_server::provision::add_user(&h.store, &org, "co@acme", "Compliance", Role::ComplianceOfficer, None).await.unwrap();
     let r = attempt(&h, "co@acme", &otp).await.expect(200);
     assert_eq!(r.body["tokens"]["restriction"], "password_change");
     let access = r.body["tokens"]["access_token"].as_str().unwrap().to_owned();

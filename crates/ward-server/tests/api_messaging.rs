@@ -28,7 +28,11 @@ async fn messages_flow_between_members_in_real_time(backend: Backend) {
     let mut stream_c = h.stream(&sc).await;
 
     let sent = h
-        .post(&format!("/api/v1/conversations/{conv}/messages"), &sa.access, json!({"client_txn_id": "t1", "body": "BP 120/80", "priority": "stat"}))
+        .post(
+            &format!("/api/v1/conversations/{conv}/messages"),
+            &sa.access,
+            json!({"client_txn_id": "t1", "body": "BP 120/80", "priority": "stat"}),
+        )
         .await
         .expect(201);
     assert_eq!(sent.body["seq"], 1);
@@ -41,7 +45,11 @@ async fn messages_flow_between_members_in_real_time(backend: Backend) {
 
     // A retry with the same transaction id returns the same message; no second event.
     let again = h
-        .post(&format!("/api/v1/conversations/{conv}/messages"), &sa.access, json!({"client_txn_id": "t1", "body": "BP 120/80", "priority": "stat"}))
+        .post(
+            &format!("/api/v1/conversations/{conv}/messages"),
+            &sa.access,
+            json!({"client_txn_id": "t1", "body": "BP 120/80", "priority": "stat"}),
+        )
         .await
         .expect(200);
     assert_eq!(again.body["id"], sent.body["id"]);
@@ -90,7 +98,11 @@ async fn messages_flow_between_members_in_real_time(backend: Backend) {
     let second = h.get(&format!("/api/v1/conversations/{conv}/messages?after=1&limit=1"), &sa.access).await.expect(200);
     let second_id = second.body["items"][0]["id"].as_str().unwrap().to_owned();
     let fix = h
-        .post(&format!("/api/v1/conversations/{conv}/messages"), &sa.access, json!({"client_txn_id": "fix", "body": "note 2 (corrected)", "corrects": second_id}))
+        .post(
+            &format!("/api/v1/conversations/{conv}/messages"),
+            &sa.access,
+            json!({"client_txn_id": "fix", "body": "note 2 (corrected)", "corrects": second_id}),
+        )
         .await
         .expect(201);
     assert_eq!((fix.body["seq"].as_i64(), fix.body["corrects"].as_str()), (Some(13), Some(second_id.as_str())));
@@ -197,7 +209,12 @@ async fn revoking_sessions_closes_streams_within_a_second(backend: Backend) {
     h.post(&format!("/api/v1/users/{}/disable", nurse.id), &sadmin.access, json!({})).await.expect(200);
     assert_eq!(w3.next_json(Duration::from_secs(1)).await.unwrap()["type"], "session_ended");
     let r = h
-        .call(Method::POST, "/api/v1/auth/login", None, Some(json!({"login": "nurse@acme", "password": common::PASSWORD, "device": {"name": "x", "platform": "ios"}})))
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"login": "nurse@acme", "password": common::PASSWORD, "device": {"name": "x", "platform": "ios"}})),
+        )
         .await;
     r.expect_problem(403, "account_disabled");
 }
@@ -223,8 +240,12 @@ async fn patient_conversations_and_minimum_necessary(backend: Backend) {
     r.expect_problem(422, "reason_required");
     // ...accepted with one, and the reason is shown to members.
     let r = h
-        .post("/api/v1/conversations", &sdoc.access, json!({"kind": "patient", "title": "Jamie", "patient_id": pid,
-            "members": [{"user_id": nurse.id}, {"user_id": patient.id}, {"user_id": consultant.id, "reason": {"code": "consult"}}]}))
+        .post(
+            "/api/v1/conversations",
+            &sdoc.access,
+            json!({"kind": "patient", "title": "Jamie", "patient_id": pid,
+            "members": [{"user_id": nurse.id}, {"user_id": patient.id}, {"user_id": consultant.id, "reason": {"code": "consult"}}]}),
+        )
         .await
         .expect(201);
     let conv = r.body["id"].as_str().unwrap().to_owned();
@@ -260,5 +281,7 @@ async fn direct_conversations_are_reused(backend: Backend) {
     assert_eq!(second.body["id"], first);
     h.post(&format!("/api/v1/conversations/{first}/members"), &sa.access, json!({"user_id": a.id})).await.expect_problem(409, "conflict");
     let c = h.account(&org, "c@acme", Role::Staff).await;
-    h.post(&format!("/api/v1/conversations/{first}/members"), &sa.access, json!({"user_id": c.id})).await.expect_problem(409, "invalid_state");
+    h.post(&format!("/api/v1/conversations/{first}/members"), &sa.access, json!({"user_id": c.id}))
+        .await
+        .expect_problem(409, "invalid_state");
 }

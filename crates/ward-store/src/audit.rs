@@ -7,9 +7,9 @@
 
 use ward_domain::audit::AuditEvent;
 
-use crate::db::{exec, fetch, scalar, Conn};
+use crate::db::{Conn, exec, fetch, scalar};
 use crate::error::Result;
-use crate::{now_ms, RequestMeta, Store};
+use crate::{RequestMeta, Store, now_ms};
 
 /// The advisory lock key held while appending (PostgreSQL): "WARD" in ASCII.
 const AUDIT_LOCK_KEY: i64 = 0x5741_5244;

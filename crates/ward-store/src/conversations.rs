@@ -7,14 +7,12 @@ use ward_domain::ids::{ConversationId, PatientId, UserId};
 use ward_domain::policy::{self, Actor, Admission, Candidate, Target};
 use ward_domain::role::Role;
 
-use crate::db::{exec, fetch, scalar, Conn};
+use crate::db::{Conn, exec, fetch, scalar};
 use crate::error::{Result, StoreError};
 use crate::patients::{on_care_team, patient_in_org};
 use crate::stream::load_event;
 use crate::users::user_in_org;
-use crate::{
-    audit, now_ms, ConversationDetail, ConversationSummary, EventKind, Fanout, Member, NewConversation, RequestMeta, Store,
-};
+use crate::{ConversationDetail, ConversationSummary, EventKind, Fanout, Member, NewConversation, RequestMeta, Store, audit, now_ms};
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct ConvRow {
@@ -241,10 +239,10 @@ async fn admit(
 
 async fn fanouts(c: &mut Conn<'_>, conv: ConversationId, seqs: &[i64], extra: Option<UserId>) -> Result<Vec<Fanout>> {
     let mut recipients = member_ids(c, conv).await?;
-    if let Some(u) = extra {
-        if !recipients.contains(&u) {
-            recipients.push(u);
-        }
+    if let Some(u) = extra
+        && !recipients.contains(&u)
+    {
+        recipients.push(u);
     }
     let mut out = Vec::with_capacity(seqs.len());
     for &seq in seqs {
@@ -342,7 +340,9 @@ impl Store {
                     fetch_all,
                     &mut c,
                     SummaryRow,
-                    sqlx::AssertSqlSafe(format!("{SUMMARY_SELECT} WHERE m.user_id = $1 AND c.org_id = $2 AND c.id < $3 ORDER BY c.id DESC LIMIT $4")),
+                    sqlx::AssertSqlSafe(format!(
+                        "{SUMMARY_SELECT} WHERE m.user_id = $1 AND c.org_id = $2 AND c.id < $3 ORDER BY c.id DESC LIMIT $4"
+                    )),
                     actor.user_id.0,
                     actor.org_id.0,
                     before,
@@ -467,4 +467,3 @@ impl Store {
         self.record(ev, meta).await.map(|_| ())
     }
 }
-

@@ -1,7 +1,7 @@
 //! The store's error type.
 
-use ward_domain::policy::Denial;
 use ward_domain::DomainError;
+use ward_domain::policy::Denial;
 
 /// Why a store operation did not happen. Nothing here carries stored content.
 #[derive(Debug, thiserror::Error)]

@@ -29,11 +29,11 @@ use sqlx::{PgPool, SqlitePool};
 
 pub use audit::AuditRecord;
 pub use conversations::Created;
+pub use error::{Result, StoreError};
 pub use messages::Page;
+pub use model::*;
 pub use sessions::{Challenge, SecondFactor};
 pub use stream::StreamPosition;
-pub use error::{Result, StoreError};
-pub use model::*;
 pub use writer::WriterStats;
 
 use db::Conn;
@@ -171,8 +171,7 @@ impl Store {
 
     /// Whether the database answers a trivial query.
     pub async fn ping(&self) -> Result<()> {
-        self.read(|mut c| Box::pin(async move { db::scalar!(fetch_one, &mut c, i32, "SELECT 1").map(|_| ()).map_err(Into::into) }))
-            .await
+        self.read(|mut c| Box::pin(async move { db::scalar!(fetch_one, &mut c, i32, "SELECT 1").map(|_| ()).map_err(Into::into) })).await
     }
 
     /// Runs `f` on a pooled read connection.
@@ -203,22 +202,14 @@ impl Store {
 }
 
 async fn applied_count_sqlite(p: &SqlitePool) -> usize {
-    sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
-        .fetch_one(p)
-        .await
-        .map_or(0, |n| n as usize)
+    sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM _sqlx_migrations WHERE success").fetch_one(p).await.map_or(0, |n| n as usize)
 }
 
 async fn applied_count_pg(p: &PgPool) -> usize {
-    sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
-        .fetch_one(p)
-        .await
-        .map_or(0, |n| n as usize)
+    sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM _sqlx_migrations WHERE success").fetch_one(p).await.map_or(0, |n| n as usize)
 }
 
 /// The current time in Unix milliseconds, the unit every stored time uses.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

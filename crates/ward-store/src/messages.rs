@@ -7,10 +7,10 @@ use ward_domain::ids::{ConversationId, DeviceId, MessageId, UserId};
 use ward_domain::policy::{self, Actor};
 
 use crate::conversations::{append_event, insert_event, member_ids, membership};
-use crate::db::{exec, fetch, scalar, Conn};
+use crate::db::{Conn, exec, fetch, scalar};
 use crate::error::{Result, StoreError};
 use crate::stream::load_event;
-use crate::{audit, now_ms, Fanout, Message, NewMessage, RequestMeta, Sent, Store};
+use crate::{Fanout, Message, NewMessage, RequestMeta, Sent, Store, audit, now_ms};
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct MessageRow {
@@ -204,7 +204,9 @@ impl Store {
                         fetch_all,
                         &mut c,
                         MessageRow,
-                        sqlx::AssertSqlSafe(format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND {sql} LIMIT $3")),
+                        sqlx::AssertSqlSafe(format!(
+                            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND {sql} LIMIT $3"
+                        )),
                         conv.0,
                         bound,
                         i64::from(limit)
@@ -329,7 +331,9 @@ impl Store {
     /// How many messages a conversation holds (test and benchmark helper).
     pub async fn message_count(&self, conv: ConversationId) -> Result<i64> {
         self.read(|mut c| {
-            Box::pin(async move { Ok(scalar!(fetch_one, &mut c, i64, "SELECT COUNT(*) FROM messages WHERE conversation_id = $1", conv.0)?) })
+            Box::pin(
+                async move { Ok(scalar!(fetch_one, &mut c, i64, "SELECT COUNT(*) FROM messages WHERE conversation_id = $1", conv.0)?) },
+            )
         })
         .await
     }

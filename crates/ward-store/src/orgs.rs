@@ -4,9 +4,9 @@ use ward_domain::audit::{AuditAction, AuditEvent, DetailValue, Outcome};
 use ward_domain::ids::{OrgId, UserId};
 use ward_domain::role::Role;
 
-use crate::db::{exec, fetch, Conn};
+use crate::db::{Conn, exec, fetch};
 use crate::error::{Result, StoreError};
-use crate::{audit, now_ms, Org, RequestMeta, Store};
+use crate::{Org, RequestMeta, Store, audit, now_ms};
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct OrgRow {
@@ -32,10 +32,7 @@ impl OrgRow {
 }
 
 pub(crate) fn parse_roles(s: &str) -> Result<Vec<Role>> {
-    s.split(',')
-        .filter(|r| !r.is_empty())
-        .map(|r| r.parse().map_err(|_| StoreError::Corrupt("organizations.mfa_required_roles")))
-        .collect()
+    s.split(',').filter(|r| !r.is_empty()).map(|r| r.parse().map_err(|_| StoreError::Corrupt("organizations.mfa_required_roles"))).collect()
 }
 
 fn join_roles(roles: &[Role]) -> String {
@@ -45,8 +42,7 @@ fn join_roles(roles: &[Role]) -> String {
 const ORG_COLUMNS: &str = "id, slug, name, mfa_required_roles, idle_timeout_secs, created_at";
 
 pub(crate) async fn org_by_id(c: &mut Conn<'_>, id: OrgId) -> Result<Org> {
-    fetch!(fetch_one, c, OrgRow, sqlx::AssertSqlSafe(format!("SELECT {ORG_COLUMNS} FROM organizations WHERE id = $1")), id.0)?
-        .into_org()
+    fetch!(fetch_one, c, OrgRow, sqlx::AssertSqlSafe(format!("SELECT {ORG_COLUMNS} FROM organizations WHERE id = $1")), id.0)?.into_org()
 }
 
 impl Store {

@@ -3,9 +3,9 @@
 use ward_domain::audit::{AuditAction, AuditEvent, DetailValue, Outcome};
 use ward_domain::ids::{OrgId, PatientId, UserId};
 
-use crate::db::{exec, fetch, scalar, Conn};
+use crate::db::{Conn, exec, fetch, scalar};
 use crate::error::{Result, StoreError};
-use crate::{audit, now_ms, Patient, RequestMeta, Store};
+use crate::{Patient, RequestMeta, Store, audit, now_ms};
 
 #[derive(sqlx::FromRow)]
 struct PatientRow {
@@ -45,15 +45,8 @@ pub(crate) async fn care_team(c: &mut Conn<'_>, id: PatientId) -> Result<Vec<Use
 }
 
 pub(crate) async fn on_care_team(c: &mut Conn<'_>, patient: PatientId, user: UserId) -> Result<bool> {
-    Ok(scalar!(
-        fetch_optional,
-        c,
-        i32,
-        "SELECT 1 FROM care_team_members WHERE patient_id = $1 AND user_id = $2",
-        patient.0,
-        user.0
-    )?
-    .is_some())
+    Ok(scalar!(fetch_optional, c, i32, "SELECT 1 FROM care_team_members WHERE patient_id = $1 AND user_id = $2", patient.0, user.0)?
+        .is_some())
 }
 
 async fn set_team(c: &mut Conn<'_>, org: OrgId, id: PatientId, team: &[UserId], now: i64) -> Result<()> {
@@ -118,8 +111,7 @@ impl Store {
                     return Err(StoreError::Conflict("patient with this MRN"));
                 }
                 set_team(&mut c, org, id, &team, now).await?;
-                let ev = patient_event(AuditAction::PatientCreate, org, actor, id)
-                    .detail("care_team", DetailValue::Int(team.len() as i64));
+                let ev = patient_event(AuditAction::PatientCreate, org, actor, id).detail("care_team", DetailValue::Int(team.len() as i64));
                 audit::append(&mut c, &ev, &meta).await?;
                 patient_in_org(&mut c, org, id).await
             })
@@ -172,8 +164,7 @@ impl Store {
             Box::pin(async move {
                 patient_in_org(&mut c, org, id).await?;
                 set_team(&mut c, org, id, &team, now_ms()).await?;
-                let ev =
-                    patient_event(AuditAction::CareTeam, org, actor, id).detail("care_team", DetailValue::Int(team.len() as i64));
+                let ev = patient_event(AuditAction::CareTeam, org, actor, id).detail("care_team", DetailValue::Int(team.len() as i64));
                 audit::append(&mut c, &ev, &meta).await?;
                 patient_in_org(&mut c, org, id).await
             })

@@ -5,12 +5,11 @@ use ward_domain::audit::{AuditAction, AuditEvent, DetailValue, Outcome};
 use ward_domain::ids::{DeviceId, OrgId, PatientId, SessionId, UserId};
 use ward_domain::lockout::Throttle;
 
-use crate::db::{exec, fetch, scalar, Conn};
+use crate::db::{Conn, exec, fetch, scalar};
 use crate::error::{Result, StoreError};
 use crate::users::{mark_totp_step, spend_recovery_code};
 use crate::{
-    audit, now_ms, AuthSession, DeviceClaim, NewSession, RefreshOutcome, RequestMeta, Restriction, SessionInfo, Store,
-    TokenHashes,
+    AuthSession, DeviceClaim, NewSession, RefreshOutcome, RequestMeta, Restriction, SessionInfo, Store, TokenHashes, audit, now_ms,
 };
 
 /// A second-factor challenge issued after a correct password.
@@ -143,14 +142,8 @@ pub(crate) async fn revoke_user_sessions(
     now: i64,
 ) -> Result<Vec<SessionId>> {
     let keep = keep.map_or(uuid::Uuid::nil(), |s| s.0);
-    let ids = scalar!(
-        fetch_all,
-        c,
-        uuid::Uuid,
-        "SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND id <> $2",
-        user.0,
-        keep
-    )?;
+    let ids =
+        scalar!(fetch_all, c, uuid::Uuid, "SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND id <> $2", user.0, keep)?;
     exec!(
         c,
         "UPDATE sessions SET revoked_at = $3, revoke_reason = $4 WHERE user_id = $1 AND revoked_at IS NULL AND id <> $2",
@@ -163,13 +156,8 @@ pub(crate) async fn revoke_user_sessions(
 }
 
 async fn revoke_session_row(c: &mut Conn<'_>, session: SessionId, reason: &'static str, now: i64) -> Result<bool> {
-    let n = exec!(
-        c,
-        "UPDATE sessions SET revoked_at = $2, revoke_reason = $3 WHERE id = $1 AND revoked_at IS NULL",
-        session.0,
-        now,
-        reason
-    )?;
+    let n =
+        exec!(c, "UPDATE sessions SET revoked_at = $2, revoke_reason = $3 WHERE id = $1 AND revoked_at IS NULL", session.0, now, reason)?;
     Ok(n == 1)
 }
 
@@ -193,13 +181,7 @@ async fn insert_tokens(c: &mut Conn<'_>, session: SessionId, tokens: &TokenHashe
 
 /// Registers the claimed device (or checks the named one is the user's and not revoked) and
 /// creates the session with its tokens. Returns the session and device ids.
-async fn open_session(
-    c: &mut Conn<'_>,
-    org: OrgId,
-    new: &NewSession,
-    meta: &RequestMeta,
-    now: i64,
-) -> Result<(SessionId, DeviceId)> {
+async fn open_session(c: &mut Conn<'_>, org: OrgId, new: &NewSession, meta: &RequestMeta, now: i64) -> Result<(SessionId, DeviceId)> {
     let device = match new.device.id {
         Some(id) => {
             let ok = scalar!(
@@ -288,8 +270,7 @@ impl Store {
         self.write(move |mut c| {
             Box::pin(async move {
                 let now = now_ms();
-                let disabled =
-                    scalar!(fetch_one, &mut c, Option<i64>, "SELECT disabled_at FROM users WHERE id = $1", new.user_id.0)?;
+                let disabled = scalar!(fetch_one, &mut c, Option<i64>, "SELECT disabled_at FROM users WHERE id = $1", new.user_id.0)?;
                 if disabled.is_some() {
                     return Err(StoreError::State("account disabled"));
                 }
@@ -463,12 +444,7 @@ impl Store {
     pub async fn touch_session(&self, session: SessionId, now: i64) -> Result<()> {
         self.write(move |mut c| {
             Box::pin(async move {
-                exec!(
-                    &mut c,
-                    "UPDATE sessions SET last_active_at = $2 WHERE id = $1 AND last_active_at < $2",
-                    session.0,
-                    now
-                )?;
+                exec!(&mut c, "UPDATE sessions SET last_active_at = $2 WHERE id = $1 AND last_active_at < $2", session.0, now)?;
                 Ok(())
             })
         })

@@ -9,7 +9,7 @@
 use ward_domain::conversation::{MemberRole, ReceiptKind};
 use ward_domain::ids::{ConversationId, MessageId, SessionId, UserId};
 
-use crate::db::{exec, fetch, Conn};
+use crate::db::{Conn, exec, fetch};
 use crate::error::{Result, StoreError};
 use crate::messages::MessageRow;
 use crate::{ConversationEvent, EventKind, Store};
@@ -99,15 +99,8 @@ impl EventRow {
 }
 
 pub(crate) async fn load_event(c: &mut Conn<'_>, conv: ConversationId, seq: i64) -> Result<ConversationEvent> {
-    fetch!(
-        fetch_one,
-        c,
-        EventRow,
-        sqlx::AssertSqlSafe(format!("{EVENT_SELECT} WHERE e.conversation_id = $1 AND e.seq = $2")),
-        conv.0,
-        seq
-    )?
-    .into_event()
+    fetch!(fetch_one, c, EventRow, sqlx::AssertSqlSafe(format!("{EVENT_SELECT} WHERE e.conversation_id = $1 AND e.seq = $2")), conv.0, seq)?
+        .into_event()
 }
 
 /// Where a session's stream stands in one conversation.

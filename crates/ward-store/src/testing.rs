@@ -47,12 +47,9 @@ impl TestDb {
             }
             Backend::Postgres => {
                 let url = pg_url();
-                let reachable = tokio::time::timeout(
-                    Duration::from_secs(3),
-                    <sqlx::PgConnection as sqlx::Connection>::connect(&url),
-                )
-                .await
-                .is_ok_and(|r| r.is_ok());
+                let reachable = tokio::time::timeout(Duration::from_secs(3), <sqlx::PgConnection as sqlx::Connection>::connect(&url))
+                    .await
+                    .is_ok_and(|r| r.is_ok());
                 if !reachable {
                     assert!(!pg_required(), "PostgreSQL at {url} is required in CI (CI=true) but does not answer");
                     eprintln!("SKIPPED: no PostgreSQL answers at {url} (set WARD_TEST_PG_URL; required when CI=true)");

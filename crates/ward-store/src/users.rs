@@ -4,10 +4,10 @@ use ward_domain::audit::{AuditAction, AuditEvent, DetailValue, Outcome};
 use ward_domain::ids::{OrgId, PatientId, SessionId, UserId};
 use ward_domain::role::Role;
 
-use crate::db::{exec, fetch, scalar, Conn};
+use crate::db::{Conn, exec, fetch, scalar};
 use crate::error::{Result, StoreError};
 use crate::sessions::revoke_user_sessions;
-use crate::{audit, now_ms, Credentials, NewUser, RequestMeta, Restriction, Store, User};
+use crate::{Credentials, NewUser, RequestMeta, Restriction, Store, User, audit, now_ms};
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct UserRow {
@@ -191,14 +191,8 @@ impl Store {
             Box::pin(async move {
                 user_in_org(&mut c, org, id).await?;
                 let now = now_ms();
-                exec!(
-                    &mut c,
-                    "UPDATE users SET disabled_at = $2 WHERE id = $1",
-                    id.0,
-                    disabled.then_some(now)
-                )?;
-                let revoked =
-                    if disabled { revoke_user_sessions(&mut c, id, None, "user_disabled", now).await? } else { Vec::new() };
+                exec!(&mut c, "UPDATE users SET disabled_at = $2 WHERE id = $1", id.0, disabled.then_some(now))?;
+                let revoked = if disabled { revoke_user_sessions(&mut c, id, None, "user_disabled", now).await? } else { Vec::new() };
                 let action = if disabled { AuditAction::UserDisable } else { AuditAction::UserEnable };
                 let ev = admin_event(action, org, actor, id).detail("sessions_revoked", DetailValue::Int(revoked.len() as i64));
                 audit::append(&mut c, &ev, &meta).await?;
@@ -240,13 +234,7 @@ impl Store {
         self.write(move |mut c| {
             Box::pin(async move {
                 user_in_org(&mut c, org, id).await?;
-                exec!(
-                    &mut c,
-                    "UPDATE users SET password_hash = $2, password_must_change = $3 WHERE id = $1",
-                    id.0,
-                    password_hash,
-                    true
-                )?;
+                exec!(&mut c, "UPDATE users SET password_hash = $2, password_must_change = $3 WHERE id = $1", id.0, password_hash, true)?;
                 let revoked = revoke_user_sessions(&mut c, id, None, "password_reset", now_ms()).await?;
                 let ev = admin_event(AuditAction::PasswordReset, org, actor, id);
                 audit::append(&mut c, &ev, &meta).await?;
@@ -270,13 +258,7 @@ impl Store {
     ) -> Result<Vec<SessionId>> {
         self.write(move |mut c| {
             Box::pin(async move {
-                exec!(
-                    &mut c,
-                    "UPDATE users SET password_hash = $2, password_must_change = $3 WHERE id = $1",
-                    id.0,
-                    password_hash,
-                    false
-                )?;
+                exec!(&mut c, "UPDATE users SET password_hash = $2, password_must_change = $3 WHERE id = $1", id.0, password_hash, false)?;
                 // The password step is done; a pending MFA enrolment may still hold the session.
                 exec!(
                     &mut c,
@@ -367,8 +349,7 @@ impl Store {
         self.write(move |mut c| {
             Box::pin(async move {
                 replace_recovery_codes(&mut c, id, &hashes).await?;
-                let ev = admin_event(AuditAction::RecoveryCodes, org, Some(id), id)
-                    .detail("count", DetailValue::Int(hashes.len() as i64));
+                let ev = admin_event(AuditAction::RecoveryCodes, org, Some(id), id).detail("count", DetailValue::Int(hashes.len() as i64));
                 audit::append(&mut c, &ev, &meta).await?;
                 Ok(())
             })
@@ -401,23 +382,13 @@ async fn replace_recovery_codes(c: &mut Conn<'_>, id: UserId, hashes: &[Vec<u8>]
 
 /// Accepts a TOTP step only if it is newer than the last one used: each code works once.
 pub(crate) async fn mark_totp_step(c: &mut Conn<'_>, id: UserId, step: i64) -> Result<bool> {
-    let n = exec!(
-        c,
-        "UPDATE users SET totp_last_step = $2 WHERE id = $1 AND (totp_last_step IS NULL OR totp_last_step < $2)",
-        id.0,
-        step
-    )?;
+    let n = exec!(c, "UPDATE users SET totp_last_step = $2 WHERE id = $1 AND (totp_last_step IS NULL OR totp_last_step < $2)", id.0, step)?;
     Ok(n == 1)
 }
 
 /// Spends a recovery code; false if it is unknown or already used.
 pub(crate) async fn spend_recovery_code(c: &mut Conn<'_>, id: UserId, hash: &[u8]) -> Result<bool> {
-    let n = exec!(
-        c,
-        "UPDATE recovery_codes SET used_at = $3 WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL",
-        id.0,
-        hash,
-        now_ms()
-    )?;
+    let n =
+        exec!(c, "UPDATE recovery_codes SET used_at = $3 WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL", id.0, hash, now_ms())?;
     Ok(n == 1)
 }

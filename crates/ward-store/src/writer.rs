@@ -13,7 +13,7 @@ use futures_util::future::BoxFuture;
 use sqlx::{Connection, PgConnection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::db::{exec, Conn};
+use crate::db::{Conn, exec};
 use crate::error::{Result, StoreError};
 
 /// How many jobs at most share one transaction.
@@ -145,10 +145,7 @@ fn fail_all(batch: &mut Vec<Job>) {
     batch.clear();
 }
 
-async fn commit_batch(
-    c: &mut OwnedConn,
-    batch: &mut Vec<Job>,
-) -> std::result::Result<Vec<Completion>, (StoreError, Vec<Completion>)> {
+async fn commit_batch(c: &mut OwnedConn, batch: &mut Vec<Job>) -> std::result::Result<Vec<Completion>, (StoreError, Vec<Completion>)> {
     let begin = match c {
         OwnedConn::Sqlite(_) => "BEGIN IMMEDIATE",
         OwnedConn::Pg(_) => "BEGIN",
@@ -159,10 +156,8 @@ async fn commit_batch(
     let isolate = batch.len() > 1;
     let mut completions = Vec::with_capacity(batch.len());
     for job in batch.drain(..) {
-        if isolate {
-            if let Err(e) = exec!(&mut c.as_conn(), "SAVEPOINT job") {
-                return Err((e.into(), completions));
-            }
+        if isolate && let Err(e) = exec!(&mut c.as_conn(), "SAVEPOINT job") {
+            return Err((e.into(), completions));
         }
         let (ok, done) = job(c.as_conn()).await;
         completions.push(done);

@@ -2,16 +2,14 @@
 //! database of its own.
 
 use ward_domain::audit::AuditAction;
-use ward_domain::conversation::{
-    AccessReason, ClientTxnId, ConversationKind, MessageText, Priority, ReceiptKind, StatedReason,
-};
+use ward_domain::conversation::{AccessReason, ClientTxnId, ConversationKind, MessageText, Priority, ReceiptKind, StatedReason};
 use ward_domain::ids::{ConversationId, DeviceId, UserId};
 use ward_domain::policy::{Actor, Denial};
 use ward_domain::role::Role;
 use ward_store::testing::TestDb;
 use ward_store::{
-    Backend, DeviceClaim, MemberSpec, NewConversation, NewMessage, NewSession, NewUser, Org, Page, RefreshOutcome,
-    RequestMeta, Store, StoreError, TokenHashes,
+    Backend, DeviceClaim, MemberSpec, NewConversation, NewMessage, NewSession, NewUser, Org, Page, RefreshOutcome, RequestMeta, Store,
+    StoreError, TokenHashes,
 };
 
 macro_rules! on_both_backends {

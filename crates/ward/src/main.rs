@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use ward_domain::role::Role;
-use ward_server::provision::{self, operator_meta};
 use ward_server::Config;
+use ward_server::provision::{self, operator_meta};
 
 /// Ward: secure clinical messaging.
 #[derive(Parser)]
@@ -249,7 +249,9 @@ async fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
             }
             println!();
         }
-        Some(None) => println!("The demo organisation already exists; its accounts keep their passwords (reset one with `ward user reset-password LOGIN`)."),
+        Some(None) => println!(
+            "The demo organisation already exists; its accounts keep their passwords (reset one with `ward user reset-password LOGIN`)."
+        ),
         None => {}
     }
     println!("Ward is serving at {} (health: {}/healthz)", running.url, running.url);

@@ -4,16 +4,16 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use ward_domain::audit::AuditAction;
-use ward_domain::login::{parse_label, LoginName, NewPassword};
-use ward_store::{now_ms, DeviceClaim, NewSession, RefreshOutcome, Restriction, SecondFactor, TokenHashes};
+use ward_domain::login::{LoginName, NewPassword, parse_label};
+use ward_store::{DeviceClaim, NewSession, RefreshOutcome, Restriction, SecondFactor, TokenHashes, now_ms};
 
-use super::dto::{ts, DeviceRequest, LoginRequest, LoginResponse, MfaRequest, RefreshRequest, RestrictionView, Tokens};
+use super::dto::{DeviceRequest, LoginRequest, LoginResponse, MfaRequest, RefreshRequest, RestrictionView, Tokens, ts};
 use crate::app::AppState;
 use crate::auth::{AnySession, Meta};
 use crate::extract::Json;
 use crate::problem::{ApiError, ApiResult, Problem};
 use crate::secrets::{
-    new_token, recovery_hash, token_hash, totp_step, verify_password, ACCESS_PREFIX, CHALLENGE_PREFIX, DUMMY_HASH, REFRESH_PREFIX,
+    ACCESS_PREFIX, CHALLENGE_PREFIX, DUMMY_HASH, REFRESH_PREFIX, new_token, recovery_hash, token_hash, totp_step, verify_password,
 };
 
 pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
@@ -142,8 +142,11 @@ async fn mfa(State(state): State<AppState>, Meta(meta): Meta, Json(req): Json<Mf
         return Err(ApiError::invalid_mfa_code().detail("the sign-in attempt is unknown or has expired"));
     }
     let hash = token_hash(&req.mfa_token);
-    let challenge =
-        state.store.challenge(hash.clone()).await?.ok_or_else(|| ApiError::invalid_mfa_code().detail("the sign-in attempt is unknown or has expired"))?;
+    let challenge = state
+        .store
+        .challenge(hash.clone())
+        .await?
+        .ok_or_else(|| ApiError::invalid_mfa_code().detail("the sign-in attempt is unknown or has expired"))?;
     if let Some(wait) = state.store.throttle(&challenge.login).await?.locked(now_ms()) {
         return Err(ApiError::login_locked().retry_after(wait.max(1) as u64));
     }

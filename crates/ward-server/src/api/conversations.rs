@@ -12,8 +12,8 @@ use ward_domain::page::PageLimit;
 use ward_store::{MemberSpec, NewConversation, NewMessage, Page, StoreError};
 
 use super::dto::{
-    AddMemberRequest, ConversationPage, ConversationView, CreateConversationRequest, EventSeq, MessagePage, MessageView,
-    ReasonRequest, ReceiptRequest, SendMessageRequest,
+    AddMemberRequest, ConversationPage, ConversationView, CreateConversationRequest, EventSeq, MessagePage, MessageView, ReasonRequest,
+    ReceiptRequest, SendMessageRequest,
 };
 use crate::app::AppState;
 use crate::auth::{Auth, Meta};
@@ -49,7 +49,11 @@ struct ConversationListQuery {
 /// The caller's conversations, newest first, with unread counts.
 #[utoipa::path(get, path = "/api/v1/conversations", tag = "conversations", security(("bearer" = [])), params(ConversationListQuery),
     responses((status = 200, body = ConversationPage), (status = 400, body = Problem), (status = 401, body = Problem)))]
-async fn list_conversations(State(state): State<AppState>, s: Auth, Query(q): Query<ConversationListQuery>) -> ApiResult<Json<ConversationPage>> {
+async fn list_conversations(
+    State(state): State<AppState>,
+    s: Auth,
+    Query(q): Query<ConversationListQuery>,
+) -> ApiResult<Json<ConversationPage>> {
     let limit = PageLimit::parse(q.limit)?;
     let list = state.store.conversations(s.actor, q.before, limit.get()).await?;
     let next_cursor = if list.len() == limit.get() as usize { list.last().map(|c| c.id) } else { None };
@@ -76,11 +80,8 @@ async fn create_conversation(
         (Some(t), _) => Some(parse_label("title", t, 200)?),
         (None, _) => None,
     };
-    let members = req
-        .members
-        .into_iter()
-        .map(|m| Ok(MemberSpec { user_id: m.user_id, reason: reason(m.reason)? }))
-        .collect::<ApiResult<Vec<_>>>()?;
+    let members =
+        req.members.into_iter().map(|m| Ok(MemberSpec { user_id: m.user_id, reason: reason(m.reason)? })).collect::<ApiResult<Vec<_>>>()?;
     let spec = NewConversation { kind: req.kind, title, patient_id: req.patient_id, members, creator_reason: reason(req.reason)? };
     let created = state.store.create_conversation(s.actor, spec, meta.clone()).await.map_err(|e| match e {
         StoreError::NotFound => ApiError::not_found().detail("a member or the patient does not exist in this organisation"),
@@ -98,7 +99,12 @@ async fn create_conversation(
 #[utoipa::path(get, path = "/api/v1/conversations/{conversation_id}", tag = "conversations", security(("bearer" = [])),
     params(("conversation_id" = ConversationId, Path)),
     responses((status = 200, body = ConversationView), (status = 404, body = Problem)))]
-async fn get_conversation(State(state): State<AppState>, Meta(meta): Meta, s: Auth, Path(id): Path<ConversationId>) -> ApiResult<Json<ConversationView>> {
+async fn get_conversation(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    s: Auth,
+    Path(id): Path<ConversationId>,
+) -> ApiResult<Json<ConversationView>> {
     Ok(Json(state.store.conversation(s.actor, id, meta).await?.into()))
 }
 
@@ -116,8 +122,15 @@ async fn add_member(
     Json(req): Json<AddMemberRequest>,
 ) -> ApiResult<(StatusCode, Json<EventSeq>)> {
     let role = req.role.unwrap_or(MemberRole::Member);
-    let f = denied_as_audited(&state, &s, AuditAction::MemberAdd, id, &meta, state.store.add_member(s.actor, id, req.user_id, role, reason(req.reason)?, meta.clone()).await)
-        .await?;
+    let f = denied_as_audited(
+        &state,
+        &s,
+        AuditAction::MemberAdd,
+        id,
+        &meta,
+        state.store.add_member(s.actor, id, req.user_id, role, reason(req.reason)?, meta.clone()).await,
+    )
+    .await?;
     let seq = f.event.seq;
     state.publish(f).await;
     Ok((StatusCode::CREATED, Json(EventSeq { seq })))
@@ -133,8 +146,15 @@ async fn remove_member(
     s: Auth,
     Path((id, user)): Path<(ConversationId, UserId)>,
 ) -> ApiResult<StatusCode> {
-    let f = denied_as_audited(&state, &s, AuditAction::MemberRemove, id, &meta, state.store.remove_member(s.actor, id, user, meta.clone()).await)
-        .await?;
+    let f = denied_as_audited(
+        &state,
+        &s,
+        AuditAction::MemberRemove,
+        id,
+        &meta,
+        state.store.remove_member(s.actor, id, user, meta.clone()).await,
+    )
+    .await?;
     state.publish(f).await;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -201,8 +221,15 @@ async fn send_message(
         priority: req.priority,
         corrects: req.corrects,
     };
-    let sent = denied_as_audited(&state, &s, AuditAction::MessageSend, id, &meta, state.store.send_message(s.actor, s.device, new, meta.clone()).await)
-        .await?;
+    let sent = denied_as_audited(
+        &state,
+        &s,
+        AuditAction::MessageSend,
+        id,
+        &meta,
+        state.store.send_message(s.actor, s.device, new, meta.clone()).await,
+    )
+    .await?;
     let status = if sent.created { StatusCode::CREATED } else { StatusCode::OK };
     if let Some(f) = sent.event {
         state.metrics.messages_sent.inc();

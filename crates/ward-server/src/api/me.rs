@@ -6,9 +6,7 @@ use ward_domain::audit::AuditAction;
 use ward_domain::ids::SessionId;
 use ward_domain::login::NewPassword;
 
-use super::dto::{
-    ChangePasswordRequest, CodeRequest, MeView, RecoveryCodes, SessionView, TotpBeginRequest, TotpBeginResponse, ts,
-};
+use super::dto::{ChangePasswordRequest, CodeRequest, MeView, RecoveryCodes, SessionView, TotpBeginRequest, TotpBeginResponse, ts};
 use crate::app::AppState;
 use crate::auth::{AnySession, Auth, Meta};
 use crate::extract::{Json, Path};
@@ -84,7 +82,6 @@ pub(crate) fn session_views(list: Vec<ward_store::SessionInfo>, current: Option<
         })
         .collect()
 }
-
 
 /// The user's live sessions.
 #[utoipa::path(get, path = "/api/v1/me/sessions", tag = "me", security(("bearer" = [])),

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use ward_domain::audit::{AuditAction, AuditEvent, DetailValue, Outcome};
 use ward_domain::ids::UserId;
-use ward_domain::login::{parse_label, LoginName};
+use ward_domain::login::{LoginName, parse_label};
 use ward_domain::page::PageLimit;
 use ward_domain::policy;
 use ward_domain::role::Role;
@@ -151,7 +151,12 @@ async fn enable_user(State(state): State<AppState>, Meta(meta): Meta, s: Auth, P
 /// Sets a new one-time password and ends every session of the user.
 #[utoipa::path(post, path = "/api/v1/users/{user_id}/password-reset", tag = "users", security(("bearer" = [])), params(("user_id" = UserId, Path)),
     responses((status = 200, body = OneTimePassword), (status = 403, body = Problem), (status = 404, body = Problem)))]
-async fn reset_password(State(state): State<AppState>, Meta(meta): Meta, s: Auth, Path(id): Path<UserId>) -> ApiResult<Json<OneTimePassword>> {
+async fn reset_password(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    s: Auth,
+    Path(id): Path<UserId>,
+) -> ApiResult<Json<OneTimePassword>> {
     policy::may_administer(&s.actor)?;
     let password = one_time_password();
     let hash = hash_password(password.clone()).await.map_err(ApiError::internal_cause)?;
@@ -173,7 +178,12 @@ async fn user_sessions(State(state): State<AppState>, s: Auth, Path(id): Path<Us
 /// Revokes every session of a user; their connections close within a second.
 #[utoipa::path(delete, path = "/api/v1/users/{user_id}/sessions", tag = "users", security(("bearer" = [])), params(("user_id" = UserId, Path)),
     responses((status = 200, body = Revoked), (status = 403, body = Problem), (status = 404, body = Problem)))]
-async fn revoke_user_sessions(State(state): State<AppState>, Meta(meta): Meta, s: Auth, Path(id): Path<UserId>) -> ApiResult<Json<Revoked>> {
+async fn revoke_user_sessions(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    s: Auth,
+    Path(id): Path<UserId>,
+) -> ApiResult<Json<Revoked>> {
     policy::may_administer(&s.actor)?;
     let revoked = state.store.revoke_all_sessions(s.actor.org_id, id, s.actor.user_id, meta).await?;
     state.end_sessions(id, None).await;

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use ward_domain::role::Role;
 use ward_store::testing::TestDb;
 use ward_store::{Backend, NewUser, Org, RequestMeta, Store};
@@ -104,11 +104,7 @@ impl Harness {
                 .with_root_certificates(roots)
                 .with_no_client_auth(),
         );
-        let http = reqwest::Client::builder()
-            .use_preconfigured_tls((*tls).clone())
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap();
+        let http = reqwest::Client::builder().use_preconfigured_tls((*tls).clone()).timeout(Duration::from_secs(30)).build().unwrap();
         Some(Harness { url: running.url.clone(), store: db.store.clone(), http, running: Some(running), tls, db })
     }
 
@@ -128,13 +124,7 @@ impl Harness {
         self.account_for_patient(org, login, role, None).await
     }
 
-    pub async fn account_for_patient(
-        &self,
-        org: &Org,
-        login: &str,
-        role: Role,
-        patient: Option<ward_domain::ids::PatientId>,
-    ) -> Account {
+    pub async fn account_for_patient(&self, org: &Org, login: &str, role: Role, patient: Option<ward_domain::ids::PatientId>) -> Account {
         let hash = ward_server::secrets::hash_password(PASSWORD.into()).await.unwrap();
         let u = self
             .store
@@ -324,7 +314,11 @@ async fn reply(res: reqwest::Response) -> Reply {
     let status = res.status();
     let headers = res.headers().clone();
     let bytes = res.bytes().await.unwrap();
-    let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into())) };
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
+    };
     Reply { status, headers, body }
 }
 
