@@ -209,3 +209,18 @@ impl IntoResponse for ApiError {
 
 /// Shorthand for handler results.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::CODES;
+
+    #[test]
+    fn codes_are_unique_and_documented() {
+        let doc = include_str!("../../../docs/errors.md");
+        let mut seen = std::collections::HashSet::new();
+        for (code, status, _) in CODES {
+            assert!(seen.insert(*code), "duplicate problem code {code}");
+            assert!(doc.contains(&format!("| `{code}` | {status} |")), "docs/errors.md lacks {code}");
+        }
+    }
+}
