@@ -101,6 +101,18 @@ pub enum Admission {
     WithReason,
 }
 
+/// Whether a member with this standing may add others to a conversation of this kind (checked
+/// before anything about the candidate is looked up, so a refusal reveals nothing about them).
+pub fn may_change_membership(adder_role: MemberRole, kind: ConversationKind) -> Result<(), Denial> {
+    if kind == ConversationKind::Direct {
+        return Err(Denial::ConversationShape);
+    }
+    if adder_role == MemberRole::Member {
+        return Err(Denial::NotOwner);
+    }
+    Ok(())
+}
+
 /// Decides whether `candidate` may join a conversation, and whether a reason must be recorded.
 /// `adder_role` is the adder's standing in the conversation (`None` while it is being created).
 pub fn may_add_member(
@@ -109,11 +121,8 @@ pub fn may_add_member(
     candidate: Candidate,
     reason_given: bool,
 ) -> Result<Admission, Denial> {
-    if adder_role == Some(MemberRole::Member) {
-        return Err(Denial::NotOwner);
-    }
-    if adder_role.is_some() && target.kind == ConversationKind::Direct {
-        return Err(Denial::ConversationShape);
+    if let Some(role) = adder_role {
+        may_change_membership(role, target.kind)?;
     }
     if candidate.disabled {
         return Err(Denial::IneligibleMember);

@@ -413,6 +413,7 @@ impl Store {
             Box::pin(async move {
                 let (row, my_role) = membership(&mut c, &actor, conv).await?;
                 let target = Target { kind: row.kind()?, patient_id: row.patient() };
+                policy::may_change_membership(my_role, target.kind)?;
                 let already = scalar!(
                     fetch_optional,
                     &mut c,

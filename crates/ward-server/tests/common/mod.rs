@@ -79,11 +79,12 @@ impl Reply {
 }
 
 pub fn test_config(dir: &std::path::Path, database_url: &str) -> ward_server::Config {
-    let mut c = ward_server::Config::default();
-    c.data_dir = dir.to_path_buf();
-    c.listen = "127.0.0.1:0".parse().unwrap();
-    c.database_url = Some(database_url.to_owned());
-    c
+    ward_server::Config {
+        data_dir: dir.to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: Some(database_url.to_owned()),
+        ..ward_server::Config::default()
+    }
 }
 
 impl Harness {

@@ -1,0 +1,1357 @@
+//! The authorization matrix: every operation of the OpenAPI document × every role × every
+//! target, checked against an expectation table written from the policy
+//! (`ward_domain::policy`, the handlers' checks and the store's tenancy and membership queries).
+//!
+//! Targets, substituted into the path or (for collection endpoints) the body:
+//! - `own`: the actor's own conversation / message / account / session / patient record;
+//! - `other`: the same kind of resource in the actor's organisation that is not theirs
+//!   (a conversation they are not a member of, another user, another user's session, ...);
+//! - `foreign`: the same kind of resource in another organisation;
+//! - `random`: a well-formed id that exists nowhere (id guessing);
+//! - `invalid`: a malformed id;
+//! - `cross`: the actor's own container with a child id that belongs elsewhere (a message of
+//!   another conversation, a user of another organisation);
+//! - `peer`: the actor's own container with a child that belongs to another member (a message
+//!   someone else sent; a patient account in the directory).
+//!
+//! Rules the table encodes: a non-member gets `404 not_found` for every conversation endpoint,
+//! byte-for-byte the same answer as for a conversation that does not exist; another tenant's ids
+//! always answer 404; admin-only endpoints answer `403 forbidden` to other roles before looking
+//! anything up; patients cannot start conversations or use the directory; only owners change
+//! membership and only senders recall or correct. Every bearer-protected operation also answers
+//! 401 `missing_token` without a token, `invalid_token` for a forged or malformed one and
+//! `session_ended` for a signed-out session, and refuses sessions restricted to changing a
+//! one-time password unless it is one of the few that must work for them.
+//!
+//! The WebSocket stream (`GET /api/v1/stream`) cannot be driven like the JSON operations: it is
+//! covered by its handshake (bearer header: 101 and `ready` for every role, 401 `invalid_token`
+//! for a forged token, 403 for a restricted session), by first-frame authentication with a
+//! forged token (error frame and close 4401), and by checking that no role, nor a member who was
+//! removed, ever receives an event of a conversation it does not belong to.
+//!
+//! Mismatches are collected and printed as a table; the test fails at the end if there are any,
+//! or if the OpenAPI document has an operation the table does not cover (or the other way round).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use common::{Account, Harness, PASSWORD, Reply, Session};
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use ward_domain::role::Role;
+use ward_store::Patient;
+
+/// The password every actor changes to through `POST /api/v1/me/password`.
+const NEW_PASSWORD: &str = "a different horse, battery and staple";
+/// A path id that is not a UUID.
+const BAD_ID: &str = "not-a-uuid";
+
+// ---------------------------------------------------------------------------------------------
+// The operation table
+// ---------------------------------------------------------------------------------------------
+
+/// How an operation authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    /// No bearer token (sign-in steps).
+    Public,
+    /// `Authorization: Bearer` required.
+    Bearer,
+    /// The WebSocket stream: bearer header or first-frame authentication.
+    Stream,
+}
+
+/// One operation of the API, in the order the matrix runs them (mutating operations come after
+/// the reads that need the state they change).
+struct OpDef {
+    method: &'static str,
+    path: &'static str,
+    gate: Gate,
+    /// Whether a session restricted to changing a one-time password may use it.
+    restricted_ok: bool,
+}
+
+const fn op(method: &'static str, path: &'static str, gate: Gate, restricted_ok: bool) -> OpDef {
+    OpDef { method, path, gate, restricted_ok }
+}
+
+const OPS: &[OpDef] = &[
+    op("POST", "/api/v1/auth/login", Gate::Public, false),
+    op("POST", "/api/v1/auth/mfa", Gate::Public, false),
+    op("POST", "/api/v1/auth/refresh", Gate::Public, false),
+    op("POST", "/api/v1/auth/logout", Gate::Bearer, true),
+    op("GET", "/api/v1/me", Gate::Bearer, true),
+    op("GET", "/api/v1/me/sessions", Gate::Bearer, true),
+    op("DELETE", "/api/v1/me/sessions/{session_id}", Gate::Bearer, true),
+    // Admits restricted sessions, except those that must change a one-time password first.
+    op("POST", "/api/v1/me/mfa/totp", Gate::Bearer, false),
+    op("POST", "/api/v1/me/mfa/totp/confirm", Gate::Bearer, true),
+    op("DELETE", "/api/v1/me/mfa/totp", Gate::Bearer, false),
+    op("POST", "/api/v1/me/mfa/recovery-codes", Gate::Bearer, false),
+    op("POST", "/api/v1/me/password", Gate::Bearer, true),
+    op("GET", "/api/v1/org", Gate::Bearer, false),
+    op("PUT", "/api/v1/org/policy", Gate::Bearer, false),
+    op("GET", "/api/v1/users", Gate::Bearer, false),
+    op("POST", "/api/v1/users", Gate::Bearer, false),
+    op("GET", "/api/v1/users/{user_id}", Gate::Bearer, false),
+    op("PATCH", "/api/v1/users/{user_id}", Gate::Bearer, false),
+    op("POST", "/api/v1/users/{user_id}/disable", Gate::Bearer, false),
+    op("POST", "/api/v1/users/{user_id}/enable", Gate::Bearer, false),
+    op("POST", "/api/v1/users/{user_id}/password-reset", Gate::Bearer, false),
+    op("GET", "/api/v1/users/{user_id}/sessions", Gate::Bearer, false),
+    op("DELETE", "/api/v1/users/{user_id}/sessions", Gate::Bearer, false),
+    op("POST", "/api/v1/patients", Gate::Bearer, false),
+    op("POST", "/api/v1/patients/search", Gate::Bearer, false),
+    op("GET", "/api/v1/patients/{patient_id}", Gate::Bearer, false),
+    op("PUT", "/api/v1/patients/{patient_id}/care-team", Gate::Bearer, false),
+    op("GET", "/api/v1/conversations", Gate::Bearer, false),
+    op("POST", "/api/v1/conversations", Gate::Bearer, false),
+    op("GET", "/api/v1/conversations/{conversation_id}", Gate::Bearer, false),
+    op("POST", "/api/v1/conversations/{conversation_id}/members", Gate::Bearer, false),
+    op("DELETE", "/api/v1/conversations/{conversation_id}/members/{user_id}", Gate::Bearer, false),
+    op("GET", "/api/v1/conversations/{conversation_id}/messages", Gate::Bearer, false),
+    op("POST", "/api/v1/conversations/{conversation_id}/messages", Gate::Bearer, false),
+    op("GET", "/api/v1/conversations/{conversation_id}/messages/{message_id}", Gate::Bearer, false),
+    op("POST", "/api/v1/conversations/{conversation_id}/messages/{message_id}/recall", Gate::Bearer, false),
+    op("POST", "/api/v1/conversations/{conversation_id}/receipts", Gate::Bearer, false),
+    op("GET", "/api/v1/stream", Gate::Stream, false),
+];
+
+impl OpDef {
+    fn key(&self) -> String {
+        format!("{} {}", self.method, self.path)
+    }
+
+    fn method(&self) -> Method {
+        Method::from_bytes(self.method.as_bytes()).unwrap()
+    }
+
+    fn is(&self, method: &str, path: &str) -> bool {
+        self.method == method && self.path == path
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Target {
+    Own,
+    Other,
+    Foreign,
+    Random,
+    Invalid,
+    Cross,
+    Peer,
+}
+
+const TARGETS: [Target; 7] = [Target::Own, Target::Other, Target::Foreign, Target::Random, Target::Invalid, Target::Cross, Target::Peer];
+
+impl Target {
+    fn label(self) -> &'static str {
+        match self {
+            Target::Own => "own",
+            Target::Other => "other",
+            Target::Foreign => "foreign",
+            Target::Random => "random",
+            Target::Invalid => "invalid",
+            Target::Cross => "cross",
+            Target::Peer => "peer",
+        }
+    }
+}
+
+/// An expected answer: a status and, for errors, the problem code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Exp {
+    status: u16,
+    code: Option<&'static str>,
+}
+
+impl std::fmt::Display for Exp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.code {
+            Some(c) => write!(f, "{} {c}", self.status),
+            None => write!(f, "{}", self.status),
+        }
+    }
+}
+
+const fn ok(status: u16) -> Exp {
+    Exp { status, code: None }
+}
+
+const fn problem(status: u16, code: &'static str) -> Exp {
+    Exp { status, code: Some(code) }
+}
+
+const OK: Exp = ok(200);
+const CREATED: Exp = ok(201);
+const NO_CONTENT: Exp = ok(204);
+const NOT_FOUND: Exp = problem(404, "not_found");
+const FORBIDDEN: Exp = problem(403, "forbidden");
+const BAD_PARAM: Exp = problem(400, "invalid_parameter");
+const NOT_OWNER: Exp = problem(403, "not_owner");
+const NOT_SENDER: Exp = problem(403, "not_sender");
+const INVALID_STATE: Exp = problem(409, "invalid_state");
+const VALIDATION: Exp = problem(422, "validation_failed");
+
+/// `yes` when the condition holds, else `no`.
+fn when(cond: bool, yes: Exp, no: Exp) -> Exp {
+    if cond { yes } else { no }
+}
+
+/// Which session sends the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    Anonymous,
+    Main,
+    SpareA,
+}
+
+/// Where an answer came from: method, path, who asked, target.
+type At<'a> = (&'a str, &'a str, &'a str, &'a str);
+
+type BodyCheck = Box<dyn Fn(&Value) -> Result<(), String>>;
+
+/// One request of the matrix and its expected answer.
+struct Cell {
+    path: String,
+    body: Option<Value>,
+    who: Who,
+    expect: Exp,
+    /// Further checks on a 2xx body (lists show nothing of other users, tenants, ...).
+    check: Option<BodyCheck>,
+}
+
+fn cell(path: impl Into<String>, body: Option<Value>, expect: Exp) -> Cell {
+    Cell { path: path.into(), body, who: Who::Main, expect, check: None }
+}
+
+impl Cell {
+    fn who(mut self, who: Who) -> Self {
+        self.who = who;
+        self
+    }
+
+    fn check(mut self, f: impl Fn(&Value) -> Result<(), String> + 'static) -> Self {
+        self.check = Some(Box::new(f));
+        self
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fixture
+// ---------------------------------------------------------------------------------------------
+
+/// One actor of organisation A per role.
+struct Act {
+    role: Role,
+    acc: Account,
+    /// Used for every bearer request of the matrix.
+    main: Session,
+    /// Refreshed by `POST /auth/refresh`, then signed out by `POST /auth/logout`.
+    spare_a: Session,
+    /// Revoked through `DELETE /me/sessions/{id}`.
+    spare_b: Session,
+    /// A conversation the actor belongs to: a group it owns (workforce), or the patient
+    /// conversation about themself (patient, as a plain member).
+    conv: String,
+    /// A message the actor sent in `conv`.
+    msg: String,
+    /// A message another member sent in `conv`.
+    peer_msg: String,
+}
+
+struct Fx {
+    org_a: String,
+    acts: Vec<Act>,
+    /// Org A clinician outside every actor's conversations; owns `c_other`.
+    outsider: Session,
+    /// Org A staff; a member of every workforce actor's conversation and of `c_other`.
+    filler: Session,
+    /// Org A staff added to and removed from the actors' conversations.
+    throwaway: Account,
+    /// Org A staff: "another user" for the user endpoints (disabled, enabled, reset by admins).
+    victim: Account,
+    /// Org B.
+    b_clin: Session,
+    b_staff: Account,
+    /// The patient actor's record (care team: the clinician and the nurse actors).
+    p_self: Patient,
+    /// Another patient of org A (care team: the outsider).
+    p_other: Patient,
+    /// A patient of org B.
+    p_b: Patient,
+    c_other: String,
+    m_other: String,
+    c_b: String,
+    m_b: String,
+}
+
+impl Fx {
+    fn act(&self, role: Role) -> &Act {
+        self.acts.iter().find(|a| a.role == role).unwrap()
+    }
+}
+
+fn rnd() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// A token of the right shape that was never issued.
+fn forged(prefix: &str) -> String {
+    format!("{prefix}{}{}", uuid::Uuid::new_v4().simple(), "AbCdEfGhIjK")
+}
+
+fn device() -> Value {
+    json!({"name": "matrix", "platform": "cli"})
+}
+
+/// Signs in without panicking (the harness's `login` asserts).
+async fn try_login(h: &Harness, acc: &Account, password: &str) -> Option<Session> {
+    let r =
+        h.call(Method::POST, "/api/v1/auth/login", None, Some(json!({"login": acc.login, "password": password, "device": device()}))).await;
+    if r.status != 200 || r.body["status"] != "authenticated" {
+        return None;
+    }
+    let t = &r.body["tokens"];
+    Some(Session {
+        access: t["access_token"].as_str()?.into(),
+        refresh: t["refresh_token"].as_str()?.into(),
+        session_id: t["session_id"].as_str()?.into(),
+        device_id: t["device_id"].as_str()?.into(),
+        account: acc.clone(),
+    })
+}
+
+async fn send_id(h: &Harness, s: &Session, conv: &str, txn: &str) -> String {
+    let r = h.send(s, conv, txn, "fixture message").await.expect(201);
+    r.body["id"].as_str().unwrap().to_owned()
+}
+
+async fn patient(h: &Harness, org: &ward_store::Org, creator: &Account, mrn: &str, team: Vec<ward_domain::ids::UserId>) -> Patient {
+    h.store.create_patient(org.id, creator.id, mrn.into(), format!("Patient {mrn}"), team, Harness::meta()).await.unwrap()
+}
+
+async fn fixture(h: &Harness) -> Fx {
+    let a = h.org("alpha", vec![]).await;
+    let b = h.org("beta", vec![]).await;
+
+    let mut accounts = HashMap::new();
+    for role in Role::ALL.into_iter().filter(|r| r.is_workforce()) {
+        accounts.insert(role, h.account(&a, &format!("a-{}", role.as_str().replace('_', "-")), role).await);
+    }
+    let admin = accounts[&Role::Admin].clone();
+    let outsider = h.account(&a, "a-outsider", Role::Clinician).await;
+    let filler = h.account(&a, "a-filler", Role::Staff).await;
+    let throwaway = h.account(&a, "a-throwaway", Role::Staff).await;
+    let victim = h.account(&a, "a-victim", Role::Staff).await;
+    let p_self = patient(h, &a, &admin, "A-0001", vec![accounts[&Role::Clinician].id, accounts[&Role::Nurse].id]).await;
+    let p_other = patient(h, &a, &admin, "A-0002", vec![outsider.id]).await;
+    accounts.insert(Role::Patient, h.account_for_patient(&a, "a-patient", Role::Patient, Some(p_self.id)).await);
+
+    let b_clin_acc = h.account(&b, "b-clinician", Role::Clinician).await;
+    let b_staff = h.account(&b, "b-staff", Role::Staff).await;
+    let p_b = patient(h, &b, &b_clin_acc, "B-0001", vec![b_clin_acc.id]).await;
+
+    let outsider = h.login(&outsider).await;
+    let filler = h.login(&filler).await;
+    let b_clin = h.login(&b_clin_acc).await;
+
+    let mut acts = Vec::new();
+    for role in Role::ALL {
+        let acc = accounts[&role].clone();
+        let (main, spare_a, spare_b) = (h.login(&acc).await, h.login(&acc).await, h.login(&acc).await);
+        acts.push(Act { role, acc, main, spare_a, spare_b, conv: String::new(), msg: String::new(), peer_msg: String::new() });
+    }
+    let clin_main = acts.iter().find(|x| x.role == Role::Clinician).unwrap().main.clone();
+    for act in &mut acts {
+        let tag = act.role.as_str();
+        if act.role.is_workforce() {
+            act.conv = h.conversation(&act.main, "group", &[&filler.account]).await;
+            act.msg = send_id(h, &act.main, &act.conv, &format!("own-{tag}")).await;
+            act.peer_msg = send_id(h, &filler, &act.conv, &format!("peer-{tag}")).await;
+        } else {
+            let r = h
+                .post(
+                    "/api/v1/conversations",
+                    &clin_main.access,
+                    json!({"kind": "patient", "title": "About me", "patient_id": p_self.id, "members": [{"user_id": act.acc.id}]}),
+                )
+                .await
+                .expect(201);
+            act.conv = r.body["id"].as_str().unwrap().to_owned();
+            act.msg = send_id(h, &act.main, &act.conv, "own-patient").await;
+            act.peer_msg = send_id(h, &clin_main, &act.conv, "peer-patient").await;
+        }
+    }
+    let c_other = h.conversation(&outsider, "group", &[&filler.account]).await;
+    let m_other = send_id(h, &outsider, &c_other, "other").await;
+    let c_b = h.conversation(&b_clin, "group", &[&b_staff]).await;
+    let m_b = send_id(h, &b_clin, &c_b, "foreign").await;
+
+    Fx {
+        org_a: a.id.to_string(),
+        acts,
+        outsider,
+        filler,
+        throwaway,
+        victim,
+        b_clin,
+        b_staff,
+        p_self,
+        p_other,
+        p_b,
+        c_other,
+        m_other,
+        c_b,
+        m_b,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The expectation table
+// ---------------------------------------------------------------------------------------------
+
+fn ids_of(list: &Value, key: &str) -> Vec<String> {
+    list.as_array().map(|a| a.iter().filter_map(|x| x[key].as_str().map(str::to_owned)).collect()).unwrap_or_default()
+}
+
+/// The body check that a listing contains `must` and none of `never`.
+fn listing(items: &'static str, must: Vec<String>, never: Vec<String>) -> impl Fn(&Value) -> Result<(), String> {
+    move |body| {
+        let list = if items.is_empty() { body } else { &body[items] };
+        let ids = ids_of(list, "id");
+        for m in &must {
+            if !ids.contains(m) {
+                return Err(format!("listing lacks {m}"));
+            }
+        }
+        for n in &never {
+            if ids.contains(n) {
+                return Err(format!("listing shows {n}, which is not the caller's to see"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn has_id(want: String) -> impl Fn(&Value) -> Result<(), String> {
+    move |body| if body["id"].as_str() == Some(want.as_str()) { Ok(()) } else { Err(format!("expected id {want}")) }
+}
+
+/// A minimal valid body for each operation (ids are random); the matrix overrides it where the
+/// target matters.
+fn min_body(op: &OpDef) -> Option<Value> {
+    let b = match (op.method, op.path) {
+        ("POST", "/api/v1/auth/login") => json!({"login": "nobody-probe", "password": "not the password", "device": device()}),
+        ("POST", "/api/v1/auth/mfa") => json!({"mfa_token": forged("wmc_"), "code": "123456"}),
+        ("POST", "/api/v1/auth/refresh") => json!({"refresh_token": forged("wrt_"), "device_id": rnd()}),
+        ("POST", "/api/v1/me/password") => json!({"current_password": "not the current password", "new_password": NEW_PASSWORD}),
+        ("POST", "/api/v1/me/mfa/totp") => json!({"password": PASSWORD}),
+        ("POST", "/api/v1/me/mfa/totp/confirm") => json!({"code": "abcdef"}),
+        ("DELETE", "/api/v1/me/mfa/totp") | ("POST", "/api/v1/me/mfa/recovery-codes") => json!({"code": "123456"}),
+        ("PUT", "/api/v1/org/policy") => json!({"mfa_required_roles": [], "idle_timeout_secs": 900}),
+        ("POST", "/api/v1/users") => json!({"login": "matrix-probe", "display_name": "Probe", "role": "staff"}),
+        ("PATCH", "/api/v1/users/{user_id}") => json!({"role": "staff"}),
+        ("POST", "/api/v1/patients") => json!({"mrn": "PROBE-1", "display_name": "Probe", "care_team": []}),
+        ("POST", "/api/v1/patients/search") => json!({"mrn": "PROBE-1"}),
+        ("PUT", "/api/v1/patients/{patient_id}/care-team") => json!({"care_team": []}),
+        ("POST", "/api/v1/conversations") => json!({"kind": "group", "title": "Probe", "members": []}),
+        ("POST", "/api/v1/conversations/{conversation_id}/members") => json!({"user_id": rnd()}),
+        ("POST", "/api/v1/conversations/{conversation_id}/messages") => json!({"client_txn_id": "probe", "body": "probe"}),
+        ("POST", "/api/v1/conversations/{conversation_id}/receipts") => json!({"kind": "read", "up_to_seq": 0}),
+        _ => return None,
+    };
+    Some(b)
+}
+
+/// The path of an operation with every id replaced by a random one.
+fn random_path(op: &OpDef) -> String {
+    let mut p = op.path.to_owned();
+    for param in ["{session_id}", "{user_id}", "{patient_id}", "{conversation_id}", "{message_id}"] {
+        p = p.replace(param, &rnd());
+    }
+    p
+}
+
+/// The request for one operation, actor and target, and the answer the policy demands; `None`
+/// where the target means nothing for the operation.
+fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
+    use Target::{Cross, Foreign, Invalid, Other, Own, Peer, Random};
+    let role = a.role;
+    let admin = role == Role::Admin;
+    let workforce = role.is_workforce();
+    let may_create_patient = matches!(role, Role::Admin | Role::Clinician | Role::Nurse);
+    let patient_acc = fx.act(Role::Patient).acc.id.to_string();
+    let body = min_body(op);
+
+    // A conversation id by target (Own/Cross/Peer are the actor's conversation).
+    let conv = |t: Target| -> String {
+        match t {
+            Other => fx.c_other.clone(),
+            Foreign => fx.c_b.clone(),
+            Random => rnd(),
+            Invalid => BAD_ID.into(),
+            Own | Cross | Peer => a.conv.clone(),
+        }
+    };
+    // What any conversation endpoint answers outside the actor's own conversation.
+    let outside = |t: Target| -> Option<Exp> {
+        match t {
+            Other | Foreign | Random => Some(NOT_FOUND),
+            Invalid => Some(BAD_PARAM),
+            _ => None,
+        }
+    };
+
+    let c = match (op.method, op.path) {
+        // --- sign-in ------------------------------------------------------------------------
+        ("POST", "/api/v1/auth/login") => match t {
+            Own => cell(op.path, Some(json!({"login": a.acc.login, "password": PASSWORD, "device": device()})), OK)
+                .check(|b| if b["status"] == "authenticated" { Ok(()) } else { Err("not authenticated".into()) }),
+            Random => cell(
+                op.path,
+                Some(json!({"login": format!("nobody-{n}"), "password": PASSWORD, "device": device()})),
+                problem(401, "invalid_credentials"),
+            ),
+            _ => return None,
+        }
+        .who(Who::Anonymous),
+        ("POST", "/api/v1/auth/mfa") => match t {
+            Random => cell(op.path, body, problem(401, "invalid_mfa_code")).who(Who::Anonymous),
+            _ => return None,
+        },
+        ("POST", "/api/v1/auth/refresh") => match t {
+            Own => cell(op.path, Some(json!({"refresh_token": a.spare_a.refresh, "device_id": a.spare_a.device_id})), OK),
+            Random => cell(op.path, body, problem(401, "invalid_refresh_token")),
+            _ => return None,
+        }
+        .who(Who::Anonymous),
+        ("POST", "/api/v1/auth/logout") => match t {
+            Own => cell(op.path, None, NO_CONTENT).who(Who::SpareA),
+            _ => return None,
+        },
+
+        // --- the caller's own account ---------------------------------------------------------
+        ("GET", "/api/v1/me") => match t {
+            Own => {
+                let (user, org, session) = (a.acc.id.to_string(), fx.org_a.clone(), a.main.session_id.clone());
+                cell(op.path, None, OK).check(move |b| {
+                    let right = b["user"]["id"] == user.as_str() && b["org"]["id"] == org.as_str() && b["session_id"] == session.as_str();
+                    if right { Ok(()) } else { Err("another user, organisation or session".into()) }
+                })
+            }
+            _ => return None,
+        },
+        ("GET", "/api/v1/me/sessions") => match t {
+            Own => cell(op.path, None, OK).check(listing(
+                "",
+                vec![a.main.session_id.clone()],
+                vec![fx.outsider.session_id.clone(), fx.b_clin.session_id.clone(), fx.filler.session_id.clone()],
+            )),
+            _ => return None,
+        },
+        ("DELETE", "/api/v1/me/sessions/{session_id}") => {
+            let (id, exp) = match t {
+                Own => (a.spare_b.session_id.clone(), NO_CONTENT),
+                Other => (fx.outsider.session_id.clone(), NOT_FOUND),
+                Foreign => (fx.b_clin.session_id.clone(), NOT_FOUND),
+                Random => (rnd(), NOT_FOUND),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                _ => return None,
+            };
+            cell(op.path.replace("{session_id}", &id), None, exp)
+        }
+        ("POST", "/api/v1/me/mfa/totp") => match t {
+            Own => cell(op.path, body, OK),
+            _ => return None,
+        },
+        // A code that can never be right: the enrolment just begun stays pending.
+        ("POST", "/api/v1/me/mfa/totp/confirm") => match t {
+            Own => cell(op.path, body, problem(401, "invalid_mfa_code")),
+            _ => return None,
+        },
+        // Nobody has TOTP enrolled, so these reach the handler and stop at the state check.
+        ("DELETE", "/api/v1/me/mfa/totp") | ("POST", "/api/v1/me/mfa/recovery-codes") => match t {
+            Own => cell(op.path, body, INVALID_STATE),
+            _ => return None,
+        },
+        ("POST", "/api/v1/me/password") => match t {
+            Own => cell(op.path, Some(json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD})), NO_CONTENT),
+            _ => return None,
+        },
+
+        // --- the organisation ----------------------------------------------------------------
+        ("GET", "/api/v1/org") => match t {
+            Own => cell(op.path, None, OK).check(has_id(fx.org_a.clone())),
+            _ => return None,
+        },
+        ("PUT", "/api/v1/org/policy") => match t {
+            Own => cell(op.path, body, when(admin, OK, FORBIDDEN)),
+            _ => return None,
+        },
+
+        // --- users ---------------------------------------------------------------------------
+        ("GET", "/api/v1/users") => match t {
+            Own => {
+                let never = vec![fx.b_staff.id.to_string(), fx.b_clin.account.id.to_string()];
+                let all = listing("items", vec![a.acc.id.to_string(), fx.victim.id.to_string()], never);
+                cell("/api/v1/users?limit=200", None, when(workforce, OK, FORBIDDEN)).check(move |b| {
+                    all(b)?;
+                    let patients = b["items"].as_array().map_or(0, |i| i.iter().filter(|u| u["role"] == "patient").count());
+                    if !admin && patients > 0 { Err("a non-admin sees patient accounts".into()) } else { Ok(()) }
+                })
+            }
+            _ => return None,
+        },
+        ("POST", "/api/v1/users") => {
+            let login = format!("matrix-user-{n}");
+            let (b, exp) = match t {
+                Own => (json!({"login": login, "display_name": "Matrix", "role": "staff"}), CREATED),
+                Other => (json!({"login": login, "display_name": "Matrix", "role": "patient", "patient_id": fx.p_other.id}), CREATED),
+                Foreign => (json!({"login": login, "display_name": "Matrix", "role": "patient", "patient_id": fx.p_b.id}), VALIDATION),
+                Random => (json!({"login": login, "display_name": "Matrix", "role": "patient", "patient_id": rnd()}), VALIDATION),
+                _ => return None,
+            };
+            cell(op.path, Some(b), when(admin, exp, FORBIDDEN))
+        }
+        (_, p) if p.starts_with("/api/v1/users/{user_id}") => {
+            let user = match t {
+                Own => a.acc.id.to_string(),
+                Other => fx.victim.id.to_string(),
+                Foreign => fx.b_staff.id.to_string(),
+                Random => rnd(),
+                Invalid => BAD_ID.into(),
+                Peer => patient_acc.clone(),
+                Cross => return None,
+            };
+            let path = op.path.replace("{user_id}", &user);
+            // Admin-only operations refuse other roles before looking anything up; a malformed
+            // id fails extraction first; another tenant's or a made-up id is not found.
+            let admin_only = |own: Exp, other: Exp| -> Option<Exp> {
+                Some(match t {
+                    Invalid => BAD_PARAM,
+                    _ if !admin => FORBIDDEN,
+                    Own => own,
+                    Other => other,
+                    Foreign | Random => NOT_FOUND,
+                    _ => return None,
+                })
+            };
+            let exp = match op.method {
+                "GET" if op.path == "/api/v1/users/{user_id}" => match t {
+                    Invalid => BAD_PARAM,
+                    _ if !workforce => FORBIDDEN,
+                    Own | Other => OK,
+                    Foreign | Random => NOT_FOUND,
+                    // Patient accounts are PHI: only admins see them in the directory.
+                    Peer => when(admin, OK, NOT_FOUND),
+                    Cross => return None,
+                },
+                "PATCH" => match t {
+                    // Patient accounts never change role.
+                    Peer => when(admin, INVALID_STATE, FORBIDDEN),
+                    _ => admin_only(INVALID_STATE, OK)?,
+                },
+                _ if t == Peer => return None,
+                _ => match op.path {
+                    "/api/v1/users/{user_id}/disable" => admin_only(INVALID_STATE, OK)?,
+                    "/api/v1/users/{user_id}/enable" => admin_only(OK, OK)?,
+                    // An admin resetting their own password or revoking their own sessions ends
+                    // the session the matrix runs on: that cell runs last (see `deferred`).
+                    "/api/v1/users/{user_id}/password-reset" | "/api/v1/users/{user_id}/sessions"
+                        if op.method != "GET" && admin && t == Own =>
+                    {
+                        return None;
+                    }
+                    _ => admin_only(OK, OK)?,
+                },
+            };
+            let b = match (op.method, t) {
+                ("PATCH", Own) => Some(json!({"role": role})),
+                _ => body,
+            };
+            let mut c = cell(path, b, exp);
+            if op.method == "GET" && op.path == "/api/v1/users/{user_id}/sessions" && t == Own {
+                c = c.check(listing("", vec![a.main.session_id.clone()], vec![fx.outsider.session_id.clone()]));
+            } else if op.is("GET", "/api/v1/users/{user_id}") && exp == OK {
+                c = c.check(has_id(user.clone()));
+            }
+            c
+        }
+
+        // --- patients ------------------------------------------------------------------------
+        ("POST", "/api/v1/patients") => {
+            let mrn = format!("M-{n}");
+            let (team, exp) = match t {
+                Own => (json!([]), CREATED),
+                // Care teams are active staff of the caller's organisation only.
+                Foreign => (json!([fx.b_staff.id]), INVALID_STATE),
+                Random => (json!([rnd()]), INVALID_STATE),
+                Peer => (json!([patient_acc]), INVALID_STATE),
+                _ => return None,
+            };
+            cell(op.path, Some(json!({"mrn": mrn, "display_name": "Matrix", "care_team": team})), when(may_create_patient, exp, FORBIDDEN))
+        }
+        ("POST", "/api/v1/patients/search") => {
+            let (mrn, exp, id) = match t {
+                Own => (fx.p_self.mrn.clone(), OK, Some(fx.p_self.id.to_string())),
+                Other => (fx.p_other.mrn.clone(), OK, Some(fx.p_other.id.to_string())),
+                Foreign => (fx.p_b.mrn.clone(), NOT_FOUND, None),
+                Random => ("NO-SUCH-MRN".into(), NOT_FOUND, None),
+                _ => return None,
+            };
+            let c = cell(op.path, Some(json!({"mrn": mrn})), when(workforce, exp, FORBIDDEN));
+            match id {
+                Some(id) if workforce => c.check(has_id(id)),
+                _ => c,
+            }
+        }
+        ("GET", "/api/v1/patients/{patient_id}") => {
+            let (id, exp) = match t {
+                Own => (fx.p_self.id.to_string(), OK),
+                // A patient sees only their own record.
+                Other => (fx.p_other.id.to_string(), when(workforce, OK, NOT_FOUND)),
+                Foreign => (fx.p_b.id.to_string(), NOT_FOUND),
+                Random => (rnd(), NOT_FOUND),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                _ => return None,
+            };
+            let c = cell(op.path.replace("{patient_id}", &id), None, exp);
+            if exp == OK { c.check(has_id(id)) } else { c }
+        }
+        ("PUT", "/api/v1/patients/{patient_id}/care-team") => {
+            // The body is the current team, so a permitted call changes nothing.
+            let (p, exp) = match t {
+                // The clinician and nurse actors are on this patient's care team.
+                Own => (Some(&fx.p_self), when(matches!(role, Role::Admin | Role::Clinician | Role::Nurse), OK, FORBIDDEN)),
+                Other => (Some(&fx.p_other), when(admin, OK, FORBIDDEN)),
+                Foreign => (Some(&fx.p_b), when(workforce, NOT_FOUND, FORBIDDEN)),
+                Random => (None, when(workforce, NOT_FOUND, FORBIDDEN)),
+                Invalid => (None, BAD_PARAM),
+                _ => return None,
+            };
+            let id = match (p, t) {
+                (Some(p), _) => p.id.to_string(),
+                (None, Invalid) => BAD_ID.into(),
+                (None, _) => rnd(),
+            };
+            let team = p.map_or(json!([]), |p| json!(p.care_team));
+            cell(op.path.replace("{patient_id}", &id), Some(json!({"care_team": team})), exp)
+        }
+
+        // --- conversations -------------------------------------------------------------------
+        ("GET", "/api/v1/conversations") => match t {
+            Own => cell("/api/v1/conversations?limit=200", None, OK).check(listing(
+                "items",
+                vec![a.conv.clone()],
+                vec![fx.c_other.clone(), fx.c_b.clone()],
+            )),
+            _ => return None,
+        },
+        ("POST", "/api/v1/conversations") => {
+            let (b, exp) = match t {
+                Own => (json!({"kind": "group", "title": "Matrix", "members": [{"user_id": fx.filler.account.id}]}), CREATED),
+                // Starting a conversation about a patient whose care team one is not on needs a
+                // stated reason (minimum necessary).
+                Other => (
+                    json!({"kind": "patient", "title": "Matrix", "patient_id": fx.p_other.id, "members": []}),
+                    problem(422, "reason_required"),
+                ),
+                Foreign => (json!({"kind": "group", "title": "Matrix", "members": [{"user_id": fx.b_staff.id}]}), NOT_FOUND),
+                Random => (json!({"kind": "group", "title": "Matrix", "members": [{"user_id": rnd()}]}), NOT_FOUND),
+                Cross => (json!({"kind": "patient", "title": "Matrix", "patient_id": fx.p_b.id, "members": []}), NOT_FOUND),
+                _ => return None,
+            };
+            cell(op.path, Some(b), when(workforce, exp, FORBIDDEN))
+        }
+        ("GET", "/api/v1/conversations/{conversation_id}") => {
+            let exp = match t {
+                Own => OK,
+                _ => outside(t)?,
+            };
+            let c = cell(op.path.replace("{conversation_id}", &conv(t)), None, exp);
+            if t == Own {
+                let (id, me) = (a.conv.clone(), a.acc.id.to_string());
+                c.check(move |b| {
+                    let members = ids_of(&b["members"], "user_id");
+                    if b["id"] == id.as_str() && members.contains(&me) { Ok(()) } else { Err("not the caller's conversation".into()) }
+                })
+            } else {
+                c
+            }
+        }
+        ("POST", "/api/v1/conversations/{conversation_id}/members") => {
+            // The candidate is always someone who could join, so only the caller's standing
+            // decides. The standing is checked before the candidate is looked up, so a
+            // non-owner learns nothing about whether a user id exists (`cross`: a user of
+            // another organisation is not found for owners, and refused for non-owners).
+            let (user, exp) = match t {
+                Own => (fx.throwaway.id.to_string(), when(workforce, CREATED, NOT_OWNER)),
+                Cross => (fx.b_staff.id.to_string(), when(workforce, NOT_FOUND, NOT_OWNER)),
+                _ => (fx.throwaway.id.to_string(), outside(t)?),
+            };
+            cell(op.path.replace("{conversation_id}", &conv(t)), Some(json!({"user_id": user})), exp)
+        }
+        ("DELETE", "/api/v1/conversations/{conversation_id}/members/{user_id}") => {
+            let (user, exp) = match t {
+                // Removes the member the previous operation added.
+                Own => (fx.throwaway.id.to_string(), when(workforce, NO_CONTENT, NOT_OWNER)),
+                Other => (fx.filler.account.id.to_string(), NOT_FOUND),
+                Foreign => (fx.b_staff.id.to_string(), NOT_FOUND),
+                Random | Invalid => (fx.throwaway.id.to_string(), outside(t)?),
+                Cross => (fx.b_staff.id.to_string(), when(workforce, NOT_FOUND, NOT_OWNER)),
+                Peer => return None,
+            };
+            cell(op.path.replace("{conversation_id}", &conv(t)).replace("{user_id}", &user), None, exp)
+        }
+        ("GET", "/api/v1/conversations/{conversation_id}/messages") => {
+            let exp = match t {
+                Own => OK,
+                _ => outside(t)?,
+            };
+            let c = cell(op.path.replace("{conversation_id}", &conv(t)), None, exp);
+            if t == Own {
+                c.check(listing("items", vec![a.msg.clone(), a.peer_msg.clone()], vec![fx.m_other.clone(), fx.m_b.clone()]))
+            } else {
+                c
+            }
+        }
+        ("POST", "/api/v1/conversations/{conversation_id}/messages") => {
+            let txn = format!("matrix-{n}");
+            let (b, exp) = match t {
+                Own => (json!({"client_txn_id": txn, "body": "matrix"}), CREATED),
+                // Corrections: only one's own messages, and only of this conversation.
+                Cross => (json!({"client_txn_id": txn, "body": "matrix", "corrects": fx.m_other}), NOT_FOUND),
+                Peer => (json!({"client_txn_id": txn, "body": "matrix", "corrects": a.peer_msg}), NOT_SENDER),
+                _ => (json!({"client_txn_id": txn, "body": "matrix"}), outside(t)?),
+            };
+            cell(op.path.replace("{conversation_id}", &conv(t)), Some(b), exp)
+        }
+        ("GET", "/api/v1/conversations/{conversation_id}/messages/{message_id}")
+        | ("POST", "/api/v1/conversations/{conversation_id}/messages/{message_id}/recall") => {
+            let recall = op.method == "POST";
+            let (msg, exp) = match t {
+                Own => (a.msg.clone(), OK),
+                Other => (fx.m_other.clone(), NOT_FOUND),
+                Foreign => (fx.m_b.clone(), NOT_FOUND),
+                Random => (rnd(), NOT_FOUND),
+                Invalid => (a.msg.clone(), BAD_PARAM),
+                // A message of another conversation, through one's own.
+                Cross => (fx.m_other.clone(), NOT_FOUND),
+                Peer => (a.peer_msg.clone(), when(recall, NOT_SENDER, OK)),
+            };
+            let c = cell(op.path.replace("{conversation_id}", &conv(t)).replace("{message_id}", &msg), None, exp);
+            if exp == OK {
+                c.check(move |b| {
+                    if b["id"] != msg.as_str() {
+                        Err("another message".into())
+                    } else if recall && !b["body"].is_null() {
+                        Err("a recalled message still shows its text".into())
+                    } else {
+                        Ok(())
+                    }
+                })
+            } else {
+                c
+            }
+        }
+        ("POST", "/api/v1/conversations/{conversation_id}/receipts") => {
+            let exp = match t {
+                Own => NO_CONTENT,
+                _ => outside(t)?,
+            };
+            cell(op.path.replace("{conversation_id}", &conv(t)), body, exp)
+        }
+        _ => panic!("the matrix has no plan for {}", op.key()),
+    };
+    Some(c)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running and recording
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Default)]
+struct Recorder {
+    cells: usize,
+    extra: usize,
+    per_op: BTreeMap<String, usize>,
+    per_target: BTreeMap<&'static str, usize>,
+    failures: Vec<String>,
+    /// 404 answers by (operation, role, target), to compare "not yours" with "does not exist".
+    not_found: HashMap<(String, Role, Target), Value>,
+}
+
+fn short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 300 { format!("{}…", s.chars().take(300).collect::<String>()) } else { s }
+}
+
+impl Recorder {
+    fn fail(&mut self, at: At<'_>, expected: &str, got: &str, body: &str) {
+        let (method, path, who, target) = at;
+        self.failures.push(format!("| {method:<6} | {path} | {who} | {target} | expected {expected} | got {got} | {body} |"));
+    }
+
+    /// Compares an answer with the expectation; returns whether it matched.
+    fn judge(&mut self, at: At<'_>, exp: Exp, r: &Reply, check: Option<&BodyCheck>) -> bool {
+        let got = format!("{} {}", r.status.as_u16(), r.code());
+        let mut why = None;
+        if r.status.as_u16() != exp.status {
+            why = Some(String::new());
+        } else if let Some(code) = exp.code {
+            let problem_json = r.headers.get("content-type").is_some_and(|v| v == "application/problem+json");
+            if r.code() != code || !problem_json || r.body["type"] != format!("urn:ward:problem:{code}") {
+                why = Some("not the expected problem+json".into());
+            }
+        } else if let Some(Err(e)) = check.map(|c| c(&r.body)) {
+            why = Some(e);
+        }
+        match why {
+            None => true,
+            Some(why) => {
+                let body = if why.is_empty() { short(&r.body) } else { format!("{why}: {}", short(&r.body)) };
+                self.fail(at, &exp.to_string(), got.trim(), &body);
+                false
+            }
+        }
+    }
+}
+
+async fn run_matrix(h: &Harness, fx: &mut Fx, rec: &mut Recorder) {
+    let mut n = 0u32;
+    for op in OPS {
+        if op.gate == Gate::Stream {
+            stream_cells(h, fx, rec).await;
+            continue;
+        }
+        for ai in 0..fx.acts.len() {
+            for t in TARGETS {
+                n += 1;
+                let Some(c) = plan(fx, op, &fx.acts[ai], t, n) else { continue };
+                let a = &fx.acts[ai];
+                let token = match c.who {
+                    Who::Anonymous => None,
+                    Who::Main => Some(a.main.access.clone()),
+                    Who::SpareA => Some(a.spare_a.access.clone()),
+                };
+                let r = h.call(op.method(), &c.path, token.as_deref(), c.body.clone()).await;
+                rec.cells += 1;
+                *rec.per_op.entry(op.key()).or_default() += 1;
+                *rec.per_target.entry(t.label()).or_default() += 1;
+                let matched = rec.judge((op.method, &c.path, a.role.as_str(), t.label()), c.expect, &r, c.check.as_ref());
+                if r.status == 404 {
+                    rec.not_found.insert((op.key(), a.role, t), r.body.clone());
+                }
+                // The refreshed tokens replace the spare session's (the old access token is dead).
+                if op.is("POST", "/api/v1/auth/refresh") && t == Target::Own && matched {
+                    let a = &mut fx.acts[ai];
+                    a.spare_a.access = r.body["access_token"].as_str().unwrap().into();
+                    a.spare_a.refresh = r.body["refresh_token"].as_str().unwrap().into();
+                }
+                if op.is("POST", "/api/v1/auth/logout") && matched {
+                    let r = h.get("/api/v1/me", &fx.acts[ai].spare_a.access).await;
+                    rec.extra += 1;
+                    let who = format!("{} (signed out)", fx.acts[ai].role.as_str());
+                    rec.judge(("GET", "/api/v1/me", &who, "own"), problem(401, "session_ended"), &r, None);
+                }
+            }
+        }
+    }
+}
+
+/// "Not yours" must be indistinguishable from "does not exist": same status, same body.
+fn compare_not_found(rec: &mut Recorder) {
+    let mut diffs = Vec::new();
+    for ((op, role, t), body) in &rec.not_found {
+        if !matches!(t, Target::Other | Target::Foreign | Target::Cross) {
+            continue;
+        }
+        let random = rec.not_found.get(&(op.clone(), *role, Target::Random));
+        if let Some(random) = random.filter(|r| *r != body) {
+            diffs.push(format!(
+                "| {op} | {} | {} vs random | bodies differ: {} vs {} |",
+                role.as_str(),
+                t.label(),
+                short(body),
+                short(random)
+            ));
+        }
+    }
+    rec.extra += rec.not_found.len();
+    rec.failures.extend(diffs);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The WebSocket stream
+// ---------------------------------------------------------------------------------------------
+
+/// Opens the stream with an optional bearer header: the stream, or the refused handshake's
+/// status and body.
+async fn ws_connect(h: &Harness, bearer: Option<&str>) -> Result<common::Stream, (u16, Value)> {
+    let url = h.url.replace("https://", "wss://") + "/api/v1/stream";
+    let mut req = url.into_client_request().unwrap();
+    if let Some(t) = bearer {
+        req.headers_mut().insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    let connector = Some(tokio_tungstenite::Connector::Rustls(h.tls.clone()));
+    match tokio_tungstenite::connect_async_tls_with_config(req, None, false, connector).await {
+        Ok((ws, _)) => Ok(common::Stream { ws }),
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+            let body = res.body().as_deref().and_then(|b| serde_json::from_slice(b).ok()).unwrap_or(Value::Null);
+            Err((res.status().as_u16(), body))
+        }
+        Err(e) => Err((0, json!(e.to_string()))),
+    }
+}
+
+/// A refused handshake judged like an HTTP answer.
+fn judge_handshake(rec: &mut Recorder, who: &str, target: &str, exp: Exp, got: Result<common::Stream, (u16, Value)>) {
+    const PATH: &str = "/api/v1/stream";
+    match got {
+        Ok(_) => rec.fail(("GET", PATH, who, target), &exp.to_string(), "101", "the WebSocket was accepted"),
+        Err((status, body)) => {
+            let code = body["code"].as_str().unwrap_or("");
+            if status != exp.status || exp.code.is_some_and(|c| c != code) {
+                rec.fail(("GET", PATH, who, target), &exp.to_string(), &format!("{status} {code}"), &short(&body));
+            }
+        }
+    }
+}
+
+/// The stream's matrix cells: every role connects (own), a forged bearer is refused (random).
+async fn stream_cells(h: &Harness, fx: &Fx, rec: &mut Recorder) {
+    for a in &fx.acts {
+        rec.cells += 2;
+        *rec.per_op.entry("GET /api/v1/stream".into()).or_default() += 2;
+        *rec.per_target.entry("own").or_default() += 1;
+        *rec.per_target.entry("random").or_default() += 1;
+        match ws_connect(h, Some(&a.main.access)).await {
+            Ok(mut st) => {
+                let ready = st.next_json(Duration::from_secs(5)).await.unwrap_or(Value::Null);
+                if ready["type"] != "ready" {
+                    rec.fail(("GET", "/api/v1/stream", a.role.as_str(), "own"), "101 ready", "101", &short(&ready));
+                }
+            }
+            Err((status, body)) => {
+                rec.fail(("GET", "/api/v1/stream", a.role.as_str(), "own"), "101 ready", &status.to_string(), &short(&body))
+            }
+        }
+        let forged_token = forged("wat_");
+        judge_handshake(rec, a.role.as_str(), "random", problem(401, "invalid_token"), ws_connect(h, Some(&forged_token)).await);
+    }
+}
+
+/// No role, and no former member, receives an event of a conversation it does not belong to:
+/// neither in the catch-up replay nor live.
+async fn stream_isolation(h: &Harness, fx: &Fx, rec: &mut Recorder) {
+    let throwaway = h.login(&fx.throwaway).await;
+    let mut observers: Vec<(String, Session, Option<String>)> =
+        fx.acts.iter().map(|a| (a.role.as_str().to_owned(), a.main.clone(), Some(a.conv.clone()))).collect();
+    observers.push(("throwaway (removed member)".into(), throwaway, None));
+    let mut streams = Vec::new();
+    for (who, s, conv) in &observers {
+        let allowed: BTreeSet<String> =
+            ids_of(&h.get("/api/v1/conversations?limit=200", &s.access).await.expect(200).body["items"], "id").into_iter().collect();
+        let mut st = h.stream(s).await;
+        // The catch-up replay.
+        let mut strays = Vec::new();
+        while let Some(ev) = st.next_event(Duration::from_millis(300)).await {
+            let c = ev["conversation_id"].as_str().unwrap_or("").to_owned();
+            if !allowed.contains(&c) {
+                strays.push(c);
+            }
+        }
+        rec.extra += 1;
+        if !strays.is_empty() {
+            rec.fail(("GET", "/api/v1/stream", who, "replay"), "own events only", "foreign events", &format!("{strays:?}"));
+        }
+        streams.push((who.clone(), s.clone(), conv.clone(), allowed, st));
+    }
+    // Traffic the observers must not see, then a marker in each observer's own conversation.
+    h.send(&fx.outsider, &fx.c_other, "isolation-other", "not for the matrix actors").await.expect(201);
+    h.send(&fx.b_clin, &fx.c_b, "isolation-foreign", "not for organisation A").await.expect(201);
+    let mut markers = Vec::new();
+    for (who, s, conv, _, _) in &streams {
+        let marker = match conv {
+            Some(c) => Some(send_id(h, s, c, &format!("marker-{who}")).await),
+            None => None,
+        };
+        markers.push(marker);
+    }
+    // The throwaway was removed from every actor's conversation: the actors' markers (sent
+    // after the foreign traffic) bound how long to wait for anything stray.
+    for ((who, _, _, allowed, st), marker) in streams.iter_mut().zip(markers) {
+        let wait = if marker.is_some() { Duration::from_secs(5) } else { Duration::from_millis(700) };
+        let mut strays = Vec::new();
+        let mut seen_marker = false;
+        while let Some(ev) = st.next_event(wait).await {
+            let c = ev["conversation_id"].as_str().unwrap_or("").to_owned();
+            if !allowed.contains(&c) {
+                strays.push(c);
+            }
+            if marker.as_ref().is_some_and(|m| ev.to_string().contains(m.as_str())) {
+                seen_marker = true;
+                break;
+            }
+        }
+        rec.extra += 1;
+        if !strays.is_empty() {
+            rec.fail(("GET", "/api/v1/stream", who, "live"), "own events only", "foreign events", &format!("{strays:?}"));
+        }
+        if marker.is_some() && !seen_marker {
+            rec.fail(("GET", "/api/v1/stream", who, "live"), "own conversation's event", "nothing", "the marker message never arrived");
+        }
+    }
+}
+
+/// First-frame authentication with a forged token: an error frame and close 4401.
+async fn stream_first_frame(h: &Harness, rec: &mut Recorder) {
+    let mut st = h.stream_unauthenticated().await;
+    st.send_json(json!({"type": "auth", "access_token": forged("wat_")})).await;
+    rec.extra += 1;
+    let err = st.next_json(Duration::from_secs(5)).await.unwrap_or(Value::Null);
+    if err["type"] != "error" || err["code"] != "invalid_token" {
+        rec.fail(("GET", "/api/v1/stream", "anonymous", "first-frame forged"), "error invalid_token", "", &short(&err));
+    }
+    match st.next_frame(Duration::from_secs(5)).await {
+        common::Frame::Closed(Some(4401)) => {}
+        other => rec.fail(("GET", "/api/v1/stream", "anonymous", "first-frame forged"), "close 4401", &format!("{other:?}"), ""),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tokens: missing, forged, malformed, signed out, restricted
+// ---------------------------------------------------------------------------------------------
+
+const AUTH_CODES: &[&str] =
+    &["missing_token", "invalid_token", "token_expired", "session_ended", "password_change_required", "mfa_enrollment_required"];
+
+/// Every bearer operation without a token, with forged and malformed ones, with a refresh
+/// token in place of an access token, and with a signed-out session.
+async fn token_probes(h: &Harness, fx: &Fx, rec: &mut Recorder) {
+    let signed_out = fx.act(Role::Clinician).spare_a.access.clone();
+    let refresh_as_access = fx.act(Role::Admin).main.refresh.clone();
+    for op in OPS.iter().filter(|o| o.gate == Gate::Bearer) {
+        let probes: [(&str, Option<String>, Exp); 6] = [
+            ("no token", None, problem(401, "missing_token")),
+            ("forged wat_ token", Some(format!("Bearer {}", forged("wat_"))), problem(401, "invalid_token")),
+            ("refresh token as bearer", Some(format!("Bearer {refresh_as_access}")), problem(401, "invalid_token")),
+            ("not a bearer header", Some(format!("Basic {}", forged(""))), problem(401, "invalid_token")),
+            ("empty bearer", Some("Bearer ".into()), problem(401, "invalid_token")),
+            ("signed-out session", Some(format!("Bearer {signed_out}")), problem(401, "session_ended")),
+        ];
+        for (what, header, exp) in probes {
+            let path = random_path(op);
+            let mut req = h.http.request(op.method(), format!("{}{path}", h.url));
+            if let Some(v) = header {
+                req = req.header("authorization", v);
+            }
+            if let Some(b) = min_body(op) {
+                req = req.json(&b);
+            }
+            let res = req.send().await.expect("request reaches the server");
+            let status = res.status();
+            let headers = res.headers().clone();
+            let bytes = res.bytes().await.unwrap();
+            let r = Reply { status, headers, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
+            rec.extra += 1;
+            rec.judge((op.method, &path, what, "-"), exp, &r, None);
+        }
+    }
+    // The stream: a forged bearer header is refused at the handshake.
+    rec.extra += 1;
+    judge_handshake(rec, "forged wat_ token", "-", problem(401, "invalid_token"), ws_connect(h, Some(&forged("wat_"))).await);
+    stream_first_frame(h, rec).await;
+}
+
+/// A session restricted to changing a one-time password reaches only the operations that
+/// must work for it.
+async fn restricted_probes(h: &Harness, fx: &Fx, rec: &mut Recorder) {
+    let admin = &fx.act(Role::Admin).main;
+    let r = h.call(Method::POST, &format!("/api/v1/users/{}/password-reset", fx.victim.id), Some(&admin.access), None).await;
+    let Some(otp) = r.body["one_time_password"].as_str() else {
+        rec.fail(("POST", "/api/v1/users/{victim}/password-reset", "admin", "other"), "200", &r.status.to_string(), &short(&r.body));
+        return;
+    };
+    let Some(v) = try_login(h, &fx.victim, otp).await else {
+        rec.fail(("POST", "/api/v1/auth/login", "victim", "one-time password"), "200", "", "cannot sign in");
+        return;
+    };
+    let mut logout = None;
+    for op in OPS.iter().filter(|o| o.gate == Gate::Bearer) {
+        if op.is("POST", "/api/v1/auth/logout") {
+            logout = Some(op);
+            continue;
+        }
+        let path = random_path(op);
+        let r = h.call(op.method(), &path, Some(&v.access), min_body(op)).await;
+        rec.extra += 1;
+        if op.restricted_ok {
+            if AUTH_CODES.contains(&r.code()) || r.status == 403 {
+                rec.fail(
+                    (op.method, &path, "restricted (password change)", "-"),
+                    "past authentication",
+                    &format!("{} {}", r.status, r.code()),
+                    &short(&r.body),
+                );
+            }
+        } else {
+            rec.judge((op.method, &path, "restricted (password change)", "-"), problem(403, "password_change_required"), &r, None);
+        }
+    }
+    rec.extra += 1;
+    judge_handshake(
+        rec,
+        "restricted (password change)",
+        "-",
+        problem(403, "password_change_required"),
+        ws_connect(h, Some(&v.access)).await,
+    );
+    let op = logout.unwrap();
+    let r = h.call(op.method(), op.path, Some(&v.access), None).await;
+    rec.extra += 1;
+    rec.judge((op.method, op.path, "restricted (password change)", "-"), NO_CONTENT, &r, None);
+}
+
+/// The admin cells that end the admin's own sessions run last, each on a fresh session.
+async fn deferred(h: &Harness, fx: &Fx, rec: &mut Recorder) {
+    let a = fx.act(Role::Admin);
+    let me = a.acc.id.to_string();
+    let revoke = format!("/api/v1/users/{me}/sessions");
+    let r = h.call(Method::DELETE, &revoke, Some(&a.main.access), None).await;
+    rec.cells += 1;
+    *rec.per_op.entry("DELETE /api/v1/users/{user_id}/sessions".into()).or_default() += 1;
+    *rec.per_target.entry("own").or_default() += 1;
+    let check: BodyCheck = Box::new(|b| if b["revoked"].as_u64().unwrap_or(0) >= 1 { Ok(()) } else { Err("nothing revoked".into()) });
+    rec.judge(("DELETE", &revoke, "admin", "own"), OK, &r, Some(&check));
+    rec.extra += 1;
+    let r = h.get("/api/v1/me", &a.main.access).await;
+    rec.judge(("GET", "/api/v1/me", "admin (sessions revoked)", "own"), problem(401, "session_ended"), &r, None);
+
+    let mut again = None;
+    for pw in [NEW_PASSWORD, PASSWORD] {
+        again = try_login(h, &a.acc, pw).await;
+        if again.is_some() {
+            break;
+        }
+    }
+    let Some(again) = again else {
+        rec.fail(("POST", "/api/v1/auth/login", "admin", "own"), "200", "", "the admin cannot sign in again");
+        return;
+    };
+    let reset = format!("/api/v1/users/{me}/password-reset");
+    let r = h.call(Method::POST, &reset, Some(&again.access), None).await;
+    rec.cells += 1;
+    *rec.per_op.entry("POST /api/v1/users/{user_id}/password-reset".into()).or_default() += 1;
+    *rec.per_target.entry("own").or_default() += 1;
+    rec.judge(("POST", &reset, "admin", "own"), OK, &r, None);
+    rec.extra += 1;
+    let r = h.get("/api/v1/me", &again.access).await;
+    rec.judge(("GET", "/api/v1/me", "admin (password reset)", "own"), problem(401, "session_ended"), &r, None);
+}
+
+/// Denied attempts changed nothing: the sessions and memberships the matrix aimed at as
+/// `other` and `foreign` are intact.
+async fn intact(h: &Harness, fx: &Fx, rec: &mut Recorder) {
+    let checks = [
+        ("outsider", &fx.outsider, fx.c_other.clone(), fx.filler.account.id.to_string()),
+        ("b-clinician", &fx.b_clin, fx.c_b.clone(), fx.b_staff.id.to_string()),
+    ];
+    for (who, s, conv, member) in checks {
+        let r = h.get(&format!("/api/v1/conversations/{conv}"), &s.access).await;
+        rec.extra += 1;
+        let members = ids_of(&r.body["members"], "user_id");
+        if r.status != 200 || !members.contains(&member) {
+            rec.fail(("GET", "/api/v1/conversations/{id}", who, "intact"), "200 with its members", &r.status.to_string(), &short(&r.body));
+        }
+    }
+    let r = h.get(&format!("/api/v1/patients/{}", fx.p_b.id), &fx.b_clin.access).await;
+    rec.extra += 1;
+    if r.body["care_team"] != json!(fx.p_b.care_team) {
+        rec.fail(("GET", "/api/v1/patients/{id}", "b-clinician", "intact"), "unchanged care team", &r.status.to_string(), &short(&r.body));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// OpenAPI coverage
+// ---------------------------------------------------------------------------------------------
+
+async fn openapi_coverage(h: &Harness, rec: &mut Recorder) -> usize {
+    let doc = h.call(Method::GET, "/api/v1/openapi.json", None, None).await.expect(200).body;
+    let mut documented = BTreeMap::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().unwrap() {
+            if ["get", "put", "post", "delete", "options", "head", "patch", "trace"].contains(&method.as_str()) {
+                let secured = operation.get("security").and_then(Value::as_array).is_some_and(|s| !s.is_empty());
+                documented.insert(format!("{} {path}", method.to_uppercase()), secured);
+            }
+        }
+    }
+    let table: BTreeMap<String, &OpDef> = OPS.iter().map(|o| (o.key(), o)).collect();
+    assert_eq!(table.len(), OPS.len(), "the operation table lists an operation twice");
+    for (key, secured) in &documented {
+        match table.get(key) {
+            None => rec
+                .failures
+                .push(format!("| {key} | in the OpenAPI document but not in the authorization matrix: add it to OPS and plan() |")),
+            // The stream authenticates with a header or its first frame, so it declares none.
+            Some(o) if *secured != (o.gate == Gate::Bearer) => {
+                rec.failures.push(format!("| {key} | OpenAPI security {secured} disagrees with the matrix gate {:?} |", o.gate))
+            }
+            Some(_) => {}
+        }
+    }
+    for key in table.keys() {
+        if !documented.contains_key(key) {
+            rec.failures.push(format!("| {key} | in the matrix but not in the OpenAPI document (stale table?) |"));
+        }
+    }
+    documented.len()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The test
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_checks_tenant_role_and_membership() {
+    let started = Instant::now();
+    let Some(h) = Harness::start(ward_store::Backend::Sqlite).await else { return };
+    let mut rec = Recorder::default();
+    let documented = openapi_coverage(&h, &mut rec).await;
+    let mut fx = fixture(&h).await;
+    let fixture_done = started.elapsed();
+
+    run_matrix(&h, &mut fx, &mut rec).await;
+    compare_not_found(&mut rec);
+    token_probes(&h, &fx, &mut rec).await;
+    stream_isolation(&h, &fx, &mut rec).await;
+    intact(&h, &fx, &mut rec).await;
+    restricted_probes(&h, &fx, &mut rec).await;
+    deferred(&h, &fx, &mut rec).await;
+
+    eprintln!(
+        "authorization matrix: {documented} documented operations, {} in the table; {} matrix cells (operation × role × target), \
+         {} further checks; fixture {:.1?}, total {:.1?}",
+        OPS.len(),
+        rec.cells,
+        rec.extra,
+        fixture_done,
+        started.elapsed()
+    );
+    eprintln!("cells by target: {:?}", rec.per_target);
+    for (op, n) in &rec.per_op {
+        eprintln!("  {n:>3}  {op}");
+    }
+    if !rec.failures.is_empty() {
+        eprintln!("| method | path | role | target | expected | got | body |");
+        for f in &rec.failures {
+            eprintln!("{f}");
+        }
+    }
+    assert!(rec.failures.is_empty(), "{} authorization mismatches (table above)", rec.failures.len());
+}
