@@ -121,7 +121,9 @@ impl Config {
             }
             fig = fig.merge(Toml::file(f));
         }
-        let cfg: Config = fig.merge(Env::prefixed("WARD_").split("__")).extract().map_err(|e| ConfigError(e.to_string()))?;
+        // WARD_CONFIG names the file itself, and WARD_TEST_* belong to the test suite.
+        let env = Env::prefixed("WARD_").filter(|k| k != "config" && !k.as_str().to_ascii_lowercase().starts_with("test_")).split("__");
+        let cfg: Config = fig.merge(env).extract().map_err(|e| ConfigError(e.to_string()))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -242,5 +244,21 @@ mod tests {
         std::fs::write(&f, "no_such_setting = 1\n").unwrap();
         assert!(Config::load(Some(&f)).is_err());
         assert!(Config::load(Some(&dir.join("missing.toml"))).is_err());
+    }
+
+    #[test]
+    fn the_config_file_variable_and_test_variables_are_not_settings() {
+        // Set in this test process only; other tests in the binary do not read these names.
+        // figment's Jail restores the environment afterwards (set_var would need unsafe).
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("WARD_CONFIG", "elsewhere.toml");
+            jail.set_env("WARD_TEST_PYTHON", "/usr/bin/python3");
+            jail.set_env("WARD_SESSIONS__IDLE_TIMEOUT_SECS", "600");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.sessions.idle_timeout_secs, 600);
+            jail.set_env("WARD_NO_SUCH_SETTING", "1");
+            assert!(Config::load(None).is_err());
+            Ok(())
+        });
     }
 }

@@ -1,0 +1,241 @@
+//! The `ward` command as an operator runs it: the built binary, a temporary data directory
+//! (`WARD_DATA_DIR`) with embedded SQLite, and nothing else. Every failure must be a single
+//! `ward: ...` line on stderr and a non-zero exit, never a panic.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Runs `ward` with `args` in `dir`, its data directory `dir/data`, and only the `WARD_*`
+/// variables given in `env` (the caller's own `WARD_*` variables, such as the test runner's
+/// `WARD_TEST_PYTHON`, are removed so they cannot change the configuration).
+fn ward_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ward"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("WARD_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.current_dir(dir).env("WARD_DATA_DIR", dir.join("data")).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run the ward binary")
+}
+
+fn ward(dir: &Path, args: &[&str]) -> Output {
+    ward_with(dir, args, &[])
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts success and returns stdout.
+fn ok(o: Output) -> String {
+    assert!(o.status.success(), "ward failed ({}):\nstdout: {}\nstderr: {}", o.status, stdout(&o), stderr(&o));
+    stdout(&o)
+}
+
+/// Asserts a clean failure: non-zero exit, one `ward: ...` line on stderr mentioning
+/// `mentions`, no panic. Returns the message.
+fn fails(o: Output, mentions: &str) -> String {
+    let err = stderr(&o);
+    assert!(!o.status.success(), "ward should have failed:\nstdout: {}\nstderr: {err}", stdout(&o));
+    assert!(!err.contains("panicked"), "ward panicked: {err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one line on stderr, got: {err:?}");
+    assert!(lines[0].starts_with("ward: "), "stderr should start with `ward: `: {err:?}");
+    assert!(lines[0].contains(mentions), "stderr should mention {mentions:?}: {err:?}");
+    lines[0].to_owned()
+}
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temporary directory")
+}
+
+/// The one-time password at the end of a `user add` / `user reset-password` line.
+fn one_time_password(out: &str) -> String {
+    let (_, pw) = out.trim().rsplit_once("one-time password: ").unwrap_or_else(|| panic!("no one-time password in {out:?}"));
+    assert!(pw.len() >= 12 && pw.chars().all(|c| c.is_ascii_alphanumeric()), "odd one-time password {pw:?}");
+    pw.to_owned()
+}
+
+/// `login -> (role, state)` from `ward user list`.
+fn listed_users(dir: &Path, org: &str) -> Vec<(String, String, String)> {
+    ok(ward(dir, &["user", "list", "--org", org]))
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            assert_eq!(f.len(), 5, "user list line {l:?}");
+            (f[0].to_owned(), f[1].to_owned(), f[2].to_owned())
+        })
+        .collect()
+}
+
+fn example_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ward.example.toml")
+}
+
+#[test]
+fn org_create_then_list() {
+    let d = tempdir();
+    let out = ok(ward(d.path(), &["org", "create", "--slug", "acme", "--name", "Acme Clinic"]));
+    assert!(out.starts_with("created organisation acme ("), "{out}");
+    ok(ward(d.path(), &["org", "create", "--slug", "north-wing", "--name", "North Wing"]));
+    let list = ok(ward(d.path(), &["org", "list"]));
+    let slugs: Vec<(&str, &str)> = list
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            assert_eq!(f.len(), 3, "org list line {l:?}");
+            (f[0], f[2])
+        })
+        .collect();
+    assert!(slugs.contains(&("acme", "Acme Clinic")), "{list}");
+    assert!(slugs.contains(&("north-wing", "North Wing")), "{list}");
+    assert!(d.path().join("data/ward.db").exists(), "the SQLite file lives in WARD_DATA_DIR");
+}
+
+#[test]
+fn user_add_prints_a_one_time_password_and_list_shows_the_user() {
+    let d = tempdir();
+    ok(ward(d.path(), &["org", "create", "--slug", "acme", "--name", "Acme Clinic"]));
+    let out =
+        ok(ward(d.path(), &["user", "add", "--org", "acme", "--login", "dr.who@acme.test", "--name", "Dr Who", "--role", "clinician"]));
+    assert!(out.starts_with("created dr.who@acme.test ("), "{out}");
+    assert!(out.contains(" as clinician;"), "{out}");
+    one_time_password(&out);
+    let users = listed_users(d.path(), "acme");
+    assert_eq!(users, vec![("dr.who@acme.test".to_owned(), "clinician".to_owned(), "active".to_owned())]);
+}
+
+#[test]
+fn disabled_users_are_listed_as_disabled_until_enabled() {
+    let d = tempdir();
+    ok(ward(d.path(), &["org", "create", "--slug", "acme", "--name", "Acme Clinic"]));
+    ok(ward(d.path(), &["user", "add", "--org", "acme", "--login", "nurse@acme.test", "--name", "N", "--role", "nurse"]));
+    let out = ok(ward(d.path(), &["user", "disable", "nurse@acme.test"]));
+    assert!(out.starts_with("disabled nurse@acme.test; ended 0 session(s)"), "{out}");
+    assert_eq!(listed_users(d.path(), "acme")[0].2, "disabled");
+    ok(ward(d.path(), &["user", "enable", "nurse@acme.test"]));
+    assert_eq!(listed_users(d.path(), "acme")[0].2, "active");
+}
+
+#[test]
+fn reset_password_prints_a_new_one_time_password() {
+    let d = tempdir();
+    ok(ward(d.path(), &["org", "create", "--slug", "acme", "--name", "Acme Clinic"]));
+    let first = one_time_password(&ok(ward(
+        d.path(),
+        &["user", "add", "--org", "acme", "--login", "admin@acme.test", "--name", "A", "--role", "admin"],
+    )));
+    let out = ok(ward(d.path(), &["user", "reset-password", "admin@acme.test"]));
+    assert!(out.starts_with("reset admin@acme.test; ended 0 session(s)"), "{out}");
+    let second = one_time_password(&out);
+    assert_ne!(first, second);
+}
+
+#[test]
+fn config_print_redacts_the_database_password() {
+    let d = tempdir();
+    let out = ok(ward_with(
+        d.path(),
+        &["config", "print"],
+        &[("WARD_DATABASE_URL", "postgres://ward:hunter2-s3cret@127.0.0.1:5432/ward?sslmode=disable&password=other-s3cret")],
+    ));
+    assert!(!out.contains("s3cret"), "a password leaked: {out}");
+    assert!(out.contains("postgres://ward:****@127.0.0.1:5432/ward"), "{out}");
+    assert!(out.contains("password=****"), "{out}");
+    // Nothing was opened: printing the configuration needs no database.
+    assert!(!d.path().join("data").exists());
+}
+
+#[test]
+fn config_print_shows_file_and_environment_over_defaults() {
+    let d = tempdir();
+    let defaults = ok(ward(d.path(), &["config", "print"]));
+    assert!(defaults.contains("listen = \"127.0.0.1:8443\""), "{defaults}");
+    assert!(defaults.contains("idle_timeout_secs = 900"), "{defaults}");
+    std::fs::write(d.path().join("ward.toml"), "listen = \"127.0.0.1:9443\"\n[sessions]\nidle_timeout_secs = 600\n").unwrap();
+    let out = ok(ward_with(d.path(), &["-c", "ward.toml", "config", "print"], &[("WARD_SESSIONS__IDLE_TIMEOUT_SECS", "1200")]));
+    assert!(out.contains("listen = \"127.0.0.1:9443\""), "the file sets listen: {out}");
+    assert!(out.contains("idle_timeout_secs = 1200"), "the environment wins over the file: {out}");
+}
+
+/// `ward.example.toml` must stay loadable, list every setting, and show the defaults.
+#[test]
+fn example_config_is_valid_complete_and_shows_the_defaults() {
+    let d = tempdir();
+    let example = example_config();
+    let text = std::fs::read_to_string(&example).expect("ward.example.toml at the workspace root");
+    let with_example = ok(ward(d.path(), &["-c", example.to_str().unwrap(), "config", "print"]));
+    let defaults = ok(ward(d.path(), &["config", "print"]));
+    assert_eq!(with_example, defaults, "ward.example.toml should set every value to its default");
+    // Every setting `config print` knows appears in the example, under its table.
+    let mut table = String::new();
+    for line in defaults.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            table = line.to_owned();
+            assert!(text.lines().any(|l| l.trim() == table), "ward.example.toml lacks {table}");
+        } else if let Some((key, _)) = line.split_once(" = ") {
+            let documented = text.lines().any(|l| {
+                let l = l.trim().trim_start_matches('#').trim_start();
+                l.starts_with(&format!("{key} =")) || l.starts_with(&format!("{key}="))
+            });
+            assert!(documented, "ward.example.toml lacks {table} {key}");
+        }
+    }
+    for key in ["cert", "key"] {
+        assert!(text.contains(&format!("# {key} = ")), "ward.example.toml should show tls.{key} (commented out)");
+    }
+}
+
+#[test]
+fn migrate_applies_the_embedded_migrations_once() {
+    let d = tempdir();
+    let out = ok(ward(d.path(), &["migrate"]));
+    let n: u32 = out
+        .trim()
+        .strip_prefix("applied ")
+        .and_then(|r| r.strip_suffix(" migration(s)"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected migrate output {out:?}"));
+    assert!(n >= 1, "a fresh database needs migrations: {out}");
+    assert_eq!(ok(ward(d.path(), &["migrate"])).trim(), "applied 0 migration(s)");
+    // The migrated database works.
+    ok(ward(d.path(), &["org", "create", "--slug", "acme", "--name", "Acme Clinic"]));
+}
+
+#[test]
+fn bad_input_fails_with_one_line_and_no_panic() {
+    let d = tempdir();
+    let p = d.path();
+    ok(ward(p, &["org", "create", "--slug", "acme", "--name", "Acme Clinic"]));
+    ok(ward(p, &["user", "add", "--org", "acme", "--login", "taken@acme.test", "--name", "T", "--role", "staff"]));
+
+    fails(ward(p, &["user", "add", "--org", "acme", "--login", "x@acme.test", "--name", "X", "--role", "root"]), "role");
+    fails(ward(p, &["org", "create", "--slug", "Not A Slug", "--name", "Bad"]), "slug");
+    fails(ward(p, &["org", "create", "--slug", "acme", "--name", "Again"]), "exists");
+    fails(ward(p, &["user", "add", "--org", "nowhere", "--login", "x@acme.test", "--name", "X", "--role", "nurse"]), "nowhere");
+    fails(ward(p, &["user", "list", "--org", "nowhere"]), "nowhere");
+    fails(ward(p, &["user", "add", "--org", "acme", "--login", "taken@acme.test", "--name", "T", "--role", "staff"]), "exists");
+    fails(ward(p, &["user", "add", "--org", "acme", "--login", "has space", "--name", "X", "--role", "nurse"]), "login");
+    fails(ward(p, &["user", "add", "--org", "acme", "--login", "pat@acme.test", "--name", "P", "--role", "patient"]), "patient");
+    for cmd in ["disable", "enable", "reset-password"] {
+        fails(ward(p, &["user", cmd, "nobody@acme.test"]), "nobody@acme.test");
+    }
+
+    std::fs::write(p.join("unknown-key.toml"), "listen = \"127.0.0.1:8443\"\nno_such_setting = 1\n").unwrap();
+    fails(ward(p, &["-c", "unknown-key.toml", "config", "print"]), "no_such_setting");
+    fails(ward(p, &["-c", "unknown-key.toml", "org", "list"]), "no_such_setting");
+    fails(ward(p, &["-c", "missing.toml", "config", "print"]), "missing.toml");
+    fails(ward(p, &["-c", "missing.toml", "migrate"]), "missing.toml");
+    fails(ward_with(p, &["config", "print"], &[("WARD_SESSIONS__IDLE_TIMEOUT_SECS", "5")]), "idle_timeout_secs");
+    fails(ward_with(p, &["config", "print"], &[("WARD_DATABASE_URL", "mysql://127.0.0.1/ward")]), "database_url");
+    fails(ward_with(p, &["config", "print"], &[("WARD_LISTEN", "not-an-address")]), "LISTEN");
+}
