@@ -1,16 +1,20 @@
 //! The application: shared state, the router with its middleware, and the operational
 //! endpoints (`/healthz`, `/readyz`, `/metrics`, `/api/v1/openapi.json`).
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, Version, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use hyper::body::{Frame, SizeHint};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use ward_fanout::{Delivery, FanOut, Signal};
 use ward_store::{Fanout, Store};
@@ -75,6 +79,7 @@ pub fn build(store: Store, fanout: Arc<dyn FanOut>, config: Arc<Config>) -> (App
         .layer(DefaultBodyLimit::max(config.limits.max_body_bytes))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
         .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeRequestUuid))
+        .layer(middleware::from_fn(only_uuid_request_ids))
         .with_state(state.clone());
     (state, router)
 }
@@ -87,6 +92,7 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
     let request_id = req.headers().get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let span = tracing::info_span!("request", %method, %route, %request_id);
+    let (req, body_read) = watch_http1_body(req);
     let mut res = tracing::Instrument::instrument(next.run(req), span.clone()).await;
     let status = res.status().as_u16();
     let elapsed = started.elapsed();
@@ -105,7 +111,60 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         // Responses can carry PHI: nothing may be cached.
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
+    if body_read.is_some_and(|read| !read.load(Ordering::Relaxed)) {
+        // HTTP/1.1: hyper closes a connection whose request body was left unread (a refusal
+        // before or while reading it, such as 413), but without saying so; say it, so clients
+        // do not send their next request on a connection that is about to close.
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     res
+}
+
+/// Keeps a client's `x-request-id` only if it is a UUID; anything else is replaced by a
+/// generated one. The id is copied into logs and audit events, so it must not be a channel
+/// for free text (which could carry PHI).
+async fn only_uuid_request_ids(mut req: Request, next: Next) -> Response {
+    let acceptable = req.headers().get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()).is_some_and(|v| uuid::Uuid::try_parse(v).is_ok());
+    if !acceptable {
+        req.headers_mut().remove(&X_REQUEST_ID);
+    }
+    next.run(req).await
+}
+
+/// Wraps a non-empty HTTP/1.x request body to learn whether it was read to its end.
+fn watch_http1_body(req: Request) -> (Request, Option<Arc<AtomicBool>>) {
+    if req.version() >= Version::HTTP_2 || HttpBody::is_end_stream(req.body()) {
+        return (req, None);
+    }
+    let read = Arc::new(AtomicBool::new(false));
+    let watched = read.clone();
+    (req.map(|inner| Body::new(WatchedBody { inner, read: watched })), Some(read))
+}
+
+struct WatchedBody {
+    inner: Body,
+    read: Arc<AtomicBool>,
+}
+
+impl HttpBody for WatchedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.read.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 const SECURITY_HEADERS: &[(HeaderName, &str)] = &[

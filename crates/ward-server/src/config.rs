@@ -247,6 +247,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure type, not ours
     fn the_config_file_variable_and_test_variables_are_not_settings() {
         // Set in this test process only; other tests in the binary do not read these names.
         // figment's Jail restores the environment afterwards (set_var would need unsafe).

@@ -44,12 +44,24 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
-        let path = e.path().to_string();
+        // The path names fields Ward knows, except when the last step is an unknown field: that
+        // name is the client's own text (it could carry PHI), so it is left out.
+        let unknown = e.inner().to_string().starts_with("unknown field");
+        let segments: Vec<_> = e.path().iter().collect();
+        let known = &segments[..segments.len() - usize::from(unknown && !segments.is_empty())];
+        let mut path = String::new();
+        for s in known {
+            if !path.is_empty() && !matches!(s, serde_path_to_error::Segment::Seq { .. }) {
+                path.push('.');
+            }
+            path.push_str(&s.to_string());
+        }
         let inner = e.into_inner();
         match inner.classify() {
             serde_json::error::Category::Data => {
-                let at = if path == "." { "the top level".to_owned() } else { format!("`{path}`") };
-                ApiError::invalid_body().detail(format!("a field at {at} is missing, unknown or of the wrong type"))
+                let at = if path.is_empty() { "the top level".to_owned() } else { format!("`{path}`") };
+                let what = if unknown { "an unknown field" } else { "a field that is missing or of the wrong type" };
+                ApiError::invalid_body().detail(format!("{what} at {at}"))
             }
             _ => ApiError::malformed_json().detail(format!("syntax error at line {} column {}", inner.line(), inner.column())),
         }
