@@ -4,6 +4,8 @@
 
 mod common;
 
+use ward_store::{on_both_backends, on_sqlite};
+
 use std::time::Duration;
 
 use common::{Account, Harness, PASSWORD};

@@ -3,6 +3,8 @@
 
 mod common;
 
+use ward_store::{on_both_backends, on_sqlite};
+
 use std::time::{Duration, Instant};
 
 use common::{Frame, Harness};
@@ -279,7 +281,9 @@ async fn direct_conversations_are_reused(backend: Backend) {
     let first = h.conversation(&sa, "direct", &[&b]).await;
     let second = h.post("/api/v1/conversations", &sb.access, json!({"kind": "direct", "members": [{"user_id": a.id}]})).await.expect(200);
     assert_eq!(second.body["id"], first);
-    h.post(&format!("/api/v1/conversations/{first}/members"), &sa.access, json!({"user_id": a.id})).await.expect_problem(409, "invalid_state");
+    h.post(&format!("/api/v1/conversations/{first}/members"), &sa.access, json!({"user_id": a.id}))
+        .await
+        .expect_problem(409, "invalid_state");
     let c = h.account(&org, "c@acme", Role::Staff).await;
     h.post(&format!("/api/v1/conversations/{first}/members"), &sa.access, json!({"user_id": c.id}))
         .await

@@ -8,6 +8,8 @@
 
 mod common;
 
+use ward_store::{on_both_backends, on_sqlite};
+
 use common::{Account, Harness, PASSWORD, Reply, Session};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};

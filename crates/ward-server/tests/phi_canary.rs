@@ -9,6 +9,8 @@
 
 mod common;
 
+use ward_store::on_both_backends;
+
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;

@@ -3,6 +3,8 @@
 
 mod common;
 
+use ward_store::on_sqlite;
+
 use std::sync::Arc;
 use std::time::Duration;
 

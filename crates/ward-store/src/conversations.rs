@@ -92,6 +92,15 @@ pub(crate) async fn membership(c: &mut Conn<'_>, actor: &Actor, conv: Conversati
     Ok((row.conv, role))
 }
 
+/// Like [`membership`], with "not a member" as `None` (for reads that audit a refusal).
+pub(crate) async fn membership_if_any(c: &mut Conn<'_>, actor: &Actor, conv: ConversationId) -> Result<Option<(ConvRow, MemberRole)>> {
+    match membership(c, actor, conv).await {
+        Ok(m) => Ok(Some(m)),
+        Err(StoreError::NotFound) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Appends an event to the conversation's stream; returns its sequence number.
 pub(crate) async fn append_event(
     c: &mut Conn<'_>,

@@ -6,7 +6,7 @@ use ward_domain::conversation::{Priority, ReceiptKind};
 use ward_domain::ids::{ConversationId, DeviceId, MessageId, UserId};
 use ward_domain::policy::{self, Actor};
 
-use crate::conversations::{append_event, insert_event, member_ids, membership};
+use crate::conversations::{append_event, insert_event, member_ids, membership, membership_if_any};
 use crate::db::{Conn, exec, fetch, scalar};
 use crate::error::{Result, StoreError};
 use crate::stream::load_event;
@@ -186,11 +186,7 @@ impl Store {
         let found = self
             .read(|mut c| {
                 Box::pin(async move {
-                    let (row, _) = match membership(&mut c, &actor, conv).await {
-                        Ok(m) => m,
-                        Err(StoreError::NotFound) => return Ok(None),
-                        Err(e) => return Err(e),
-                    };
+                    let Some((row, _)) = membership_if_any(&mut c, &actor, conv).await? else { return Ok(None) };
                     let sql = match page {
                         Page::Latest => "seq > $2 ORDER BY seq DESC",
                         Page::After(_) => "seq > $2 ORDER BY seq ASC",
@@ -304,11 +300,7 @@ impl Store {
         let found = self
             .read(|mut c| {
                 Box::pin(async move {
-                    let (row, _) = match membership(&mut c, &actor, conv).await {
-                        Ok(m) => m,
-                        Err(StoreError::NotFound) => return Ok(None),
-                        Err(e) => return Err(e),
-                    };
+                    let Some((row, _)) = membership_if_any(&mut c, &actor, conv).await? else { return Ok(None) };
                     Ok(Some((row.patient(), message_in(&mut c, conv, id).await?.into_message()?)))
                 })
             })

@@ -113,3 +113,34 @@ impl Store {
         self.write(move |mut c| Box::pin(async move { Ok(exec!(&mut c, sqlx::AssertSqlSafe(sql))?) })).await
     }
 }
+
+/// Runs each named `async fn(Backend)` test body once on SQLite and once on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(ward_store::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(ward_store::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
+/// Runs each named `async fn(Backend)` test body on SQLite only (for behaviour above the
+/// storage layer, which the storage tests already cover on both backends).
+#[macro_export]
+macro_rules! on_sqlite {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(ward_store::Backend::Sqlite).await
+            }
+        }
+    )*};
+}

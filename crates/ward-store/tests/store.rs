@@ -6,26 +6,12 @@ use ward_domain::conversation::{AccessReason, ClientTxnId, ConversationKind, Mes
 use ward_domain::ids::{ConversationId, DeviceId, UserId};
 use ward_domain::policy::{Actor, Denial};
 use ward_domain::role::Role;
+use ward_store::on_both_backends;
 use ward_store::testing::TestDb;
 use ward_store::{
     Backend, DeviceClaim, MemberSpec, NewConversation, NewMessage, NewSession, NewUser, Org, Page, RefreshOutcome, RequestMeta, Store,
     StoreError, TokenHashes,
 };
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(ward_store::Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(ward_store::Backend::Postgres).await
-            }
-        }
-    )*};
-}
 
 on_both_backends!(
     sends_are_gapless_and_idempotent_under_concurrency,
