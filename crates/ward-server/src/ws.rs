@@ -8,6 +8,7 @@
 //! reconnect, resumes after the last acknowledged event: no gaps, no duplicates.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -88,8 +89,22 @@ async fn first_frame_auth(state: &AppState, socket: &mut WebSocket, meta: &Reque
     authenticate(state, &access_token, meta.clone()).await.and_then(full_access).map_err(|e| e.code)
 }
 
-/// Where this connection stands in each conversation.
-struct Positions(HashMap<ConversationId, i64>);
+/// Where this connection stands in each conversation, with live events that arrived ahead of
+/// a missing one.
+///
+/// Events of one conversation are committed in order but can be published out of order (the
+/// handlers of one committed batch finish together; several nodes publish independently).
+/// An early event waits here briefly for the ones before it; only a gap that persists is
+/// filled from the database.
+#[derive(Default)]
+struct Positions {
+    at: HashMap<ConversationId, i64>,
+    early: HashMap<ConversationId, std::collections::BTreeMap<i64, Arc<Delivery>>>,
+    gap_since: Option<tokio::time::Instant>,
+}
+
+/// How long an early event waits for the events before it before they are read from the database.
+const REORDER_WAIT: Duration = Duration::from_millis(100);
 
 async fn run(state: AppState, mut socket: WebSocket, pre: Option<AnySession>, meta: RequestMeta) -> anyhow::Result<()> {
     let session = match pre {
@@ -107,7 +122,7 @@ async fn run(state: AppState, mut socket: WebSocket, pre: Option<AnySession>, me
     // Register before reading positions so nothing committed in between is missed: it is
     // either in the catch-up read or queued here (duplicates are dropped by sequence).
     let mut reg = state.hub.register(user, session.session, state.config.limits.ws_send_buffer);
-    let mut pos = Positions(HashMap::new());
+    let mut pos = Positions::default();
     send(&mut socket, format!(r#"{{"type":"ready","session_id":"{}"}}"#, session.session)).await?;
     catch_up(&state, &mut socket, &session, &mut pos, &meta).await?;
 
@@ -130,8 +145,9 @@ async fn run(state: AppState, mut socket: WebSocket, pre: Option<AnySession>, me
             }
             d = reg.rx.recv() => {
                 let Some(d) = d else { return Ok(()) };
-                deliver(&state, &mut socket, &session, &mut pos, &d).await?;
+                deliver(&state, &mut socket, &session, &mut pos, d).await?;
             }
+            () = gap_deadline(pos.gap_since) => fill_gaps(&state, &mut socket, &session, &mut pos).await?,
             frame = socket.recv() => {
                 match frame {
                     Some(Ok(Message::Text(text))) => match serde_json::from_str::<ClientFrame>(&text) {
@@ -175,26 +191,71 @@ async fn flush_acks(state: &AppState, session: &AnySession, pending: &mut HashMa
     }
 }
 
-/// Sends a live event in order, filling any gap before it from the database.
-async fn deliver(state: &AppState, socket: &mut WebSocket, s: &AnySession, pos: &mut Positions, d: &Delivery) -> anyhow::Result<()> {
+/// Sends a live event in order: at once if it is the next one, after the events before it if
+/// it is early (see [`Positions`]), never if it was already sent.
+async fn deliver(state: &AppState, socket: &mut WebSocket, s: &AnySession, pos: &mut Positions, d: Arc<Delivery>) -> anyhow::Result<()> {
     let conv = d.conversation_id;
-    let at = pos.0.get(&conv).copied();
-    match at {
-        Some(p) if d.seq <= p => return Ok(()),
-        Some(p) if d.seq == p + 1 => {
+    let Some(at) = pos.at.get(&conv).copied() else {
+        // A conversation this connection has not seen (the user was just added): read it
+        // from the database up to this event.
+        let reached = fill(state, socket, s, conv, 0, Some(d.seq)).await?;
+        if reached < d.seq {
+            // Not readable any more (the user was just removed): the event is still theirs.
             send(socket, d.frame.as_ref()).await?;
-            state.metrics.ws_events.inc();
         }
-        _ => {
-            let reached = fill(state, socket, s, conv, at.unwrap_or(0), Some(d.seq)).await?;
-            if reached < d.seq {
-                // Not readable any more (the user was just removed): the event itself is
-                // still theirs to see.
-                send(socket, d.frame.as_ref()).await?;
-            }
+        pos.at.insert(conv, d.seq);
+        return Ok(());
+    };
+    if d.seq <= at {
+        return Ok(());
+    }
+    if d.seq > at + 1 {
+        pos.early.entry(conv).or_default().insert(d.seq, d);
+        pos.gap_since.get_or_insert_with(tokio::time::Instant::now);
+        return Ok(());
+    }
+    send(socket, d.frame.as_ref()).await?;
+    state.metrics.ws_events.inc();
+    let mut at = d.seq;
+    if let Some(early) = pos.early.get_mut(&conv) {
+        while let Some(next) = early.remove(&(at + 1)) {
+            send(socket, next.frame.as_ref()).await?;
+            state.metrics.ws_events.inc();
+            at = next.seq;
+        }
+        if early.is_empty() {
+            pos.early.remove(&conv);
         }
     }
-    pos.0.insert(conv, d.seq);
+    pos.at.insert(conv, at);
+    if pos.early.is_empty() {
+        pos.gap_since = None;
+    }
+    Ok(())
+}
+
+async fn gap_deadline(since: Option<tokio::time::Instant>) {
+    match since {
+        Some(t) => tokio::time::sleep_until(t + REORDER_WAIT).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Fills every gap that outlasted the reorder wait from the database, then sends what was
+/// waiting behind it.
+async fn fill_gaps(state: &AppState, socket: &mut WebSocket, s: &AnySession, pos: &mut Positions) -> anyhow::Result<()> {
+    for (conv, early) in std::mem::take(&mut pos.early) {
+        let Some(&last) = early.keys().next_back() else { continue };
+        let at = pos.at.get(&conv).copied().unwrap_or(0);
+        let mut reached = fill(state, socket, s, conv, at, Some(last)).await?;
+        // Whatever the database could not give (the user was removed meanwhile) is sent as received.
+        for (seq, d) in early.range(reached + 1..) {
+            send(socket, d.frame.as_ref()).await?;
+            reached = *seq;
+        }
+        pos.at.insert(conv, reached.max(at));
+    }
+    pos.gap_since = None;
     Ok(())
 }
 
@@ -232,15 +293,18 @@ async fn catch_up(state: &AppState, socket: &mut WebSocket, s: &AnySession, pos:
     let positions = state.store.stream_positions(s.session, s.actor.user_id, s.created_at).await?;
     let mut replayed = 0i64;
     let mut conversations = 0i64;
+    // Early events are covered by the full catch-up below.
+    pos.early.clear();
+    pos.gap_since = None;
     for p in positions {
-        let from = pos.0.get(&p.conversation_id).copied().unwrap_or(p.position).max(p.position);
+        let from = pos.at.get(&p.conversation_id).copied().unwrap_or(p.position).max(p.position);
         if from < p.last_event_seq {
             let reached = fill(state, socket, s, p.conversation_id, from, None).await?;
             replayed += reached - from;
             conversations += 1;
-            pos.0.insert(p.conversation_id, reached);
+            pos.at.insert(p.conversation_id, reached);
         } else {
-            pos.0.insert(p.conversation_id, from);
+            pos.at.insert(p.conversation_id, from);
         }
     }
     if replayed > 0 {

@@ -14,7 +14,12 @@ use ward_domain::role::Role;
 use ward_store::Backend;
 
 on_both_backends!(messages_flow_between_members_in_real_time, streams_resume_without_gaps_or_duplicates);
-on_sqlite!(revoking_sessions_closes_streams_within_a_second, patient_conversations_and_minimum_necessary, direct_conversations_are_reused);
+on_sqlite!(
+    out_of_order_and_lost_publications_still_arrive_in_order,
+    revoking_sessions_closes_streams_within_a_second,
+    patient_conversations_and_minimum_necessary,
+    direct_conversations_are_reused
+);
 
 async fn messages_flow_between_members_in_real_time(backend: Backend) {
     let Some(h) = Harness::start(backend).await else { return };
@@ -288,4 +293,41 @@ async fn direct_conversations_are_reused(backend: Backend) {
     h.post(&format!("/api/v1/conversations/{first}/members"), &sa.access, json!({"user_id": c.id}))
         .await
         .expect_problem(409, "invalid_state");
+}
+
+/// Events of one conversation can be published out of order (one committed batch, several
+/// nodes) or not at all (a fan-out outage). The stream still delivers them in sequence, once.
+async fn out_of_order_and_lost_publications_still_arrive_in_order(backend: Backend) {
+    let Some(h) = Harness::start(backend).await else { return };
+    let org = h.org("acme", vec![]).await;
+    let (a, b) = (h.account(&org, "a@acme", Role::Clinician).await, h.account(&org, "b@acme", Role::Nurse).await);
+    let (sa, sb) = (h.login(&a).await, h.login(&b).await);
+    let conv = h.conversation(&sa, "group", &[&b]).await;
+    let mut stream = h.stream(&sb).await;
+    while stream.next_event(Duration::from_millis(300)).await.is_some() {}
+    let state = h.running.as_ref().unwrap().state.clone();
+    let actor = ward_domain::policy::Actor { user_id: a.id, org_id: org.id, role: Role::Clinician };
+    let conv_id: ward_domain::ids::ConversationId = conv.parse().unwrap();
+    let mut sent = Vec::new();
+    for i in 1..=6 {
+        let m = ward_store::NewMessage {
+            conversation_id: conv_id,
+            client_txn_id: ward_domain::conversation::ClientTxnId::parse(format!("o{i}")).unwrap(),
+            body: ward_domain::conversation::MessageText::parse(format!("out of order {i}")).unwrap(),
+            priority: ward_domain::conversation::Priority::Routine,
+            corrects: None,
+        };
+        sent.push(h.store.send_message(actor, ward_domain::ids::DeviceId::new(), m, Harness::meta()).await.unwrap().event.unwrap());
+    }
+    // Published 3, 1, 2 (reordered in memory); 4 and 5 never published; 6 published last.
+    for i in [2, 0, 1, 5] {
+        state.publish(sent[i].clone()).await;
+    }
+    let mut bodies = Vec::new();
+    while bodies.len() < 6 {
+        let e = stream.next_of_kind("message", Duration::from_secs(5)).await.expect("every message arrives");
+        bodies.push(e["message"]["body"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(bodies, (1..=6).map(|i| format!("out of order {i}")).collect::<Vec<_>>());
+    assert!(stream.next_event(Duration::from_millis(300)).await.is_none(), "nothing twice");
 }

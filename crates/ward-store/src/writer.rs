@@ -9,6 +9,9 @@
 
 use std::time::Instant;
 
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use sqlx::{Connection, PgConnection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
@@ -159,7 +162,15 @@ async fn commit_batch(c: &mut OwnedConn, batch: &mut Vec<Job>) -> std::result::R
         if isolate && let Err(e) = exec!(&mut c.as_conn(), "SAVEPOINT job") {
             return Err((e.into(), completions));
         }
-        let (ok, done) = job(c.as_conn()).await;
+        // A panicking job must not take the writer (and so every write) down with it: it
+        // fails alone, and its waiter sees the channel close (reported as Unavailable).
+        let (ok, done) = match AssertUnwindSafe(job(c.as_conn())).catch_unwind().await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                tracing::error!("a write job panicked; it was rolled back");
+                (false, Box::new(|_| {}) as Completion)
+            }
+        };
         completions.push(done);
         let step = match (isolate, ok) {
             (true, true) => exec!(&mut c.as_conn(), "RELEASE SAVEPOINT job"),
