@@ -1,0 +1,35 @@
+//! The audit log's verifiable structure: RFC 9162 Merkle tree hashing, inclusion and consistency proofs, C2SP signed notes and checkpoints.
+
+#![forbid(unsafe_code)]
+
+pub mod checkpoint;
+pub mod hash;
+pub mod note;
+pub mod proof;
+pub mod tree;
+
+pub use checkpoint::{Checkpoint, CheckpointError};
+pub use hash::{EMPTY_ROOT, Hash, HashError, leaf_hash, node_hash};
+pub use note::{Note, NoteError, Signer, Verifier};
+pub use proof::{ConsistencyProof, InclusionProof, ProofError};
+pub use tree::{Frontier, MemoryTree, NodeId, ProofPlan, TreeError};
+
+/// Any error of this crate, for callers that want one type; functions return the precise one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// A hash did not parse.
+    #[error(transparent)]
+    Hash(#[from] HashError),
+    /// A tree operation got impossible arguments or missing nodes.
+    #[error(transparent)]
+    Tree(#[from] TreeError),
+    /// A proof did not verify.
+    #[error(transparent)]
+    Proof(#[from] ProofError),
+    /// A key or signed note was refused.
+    #[error(transparent)]
+    Note(#[from] NoteError),
+    /// A checkpoint was refused.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+}
