@@ -39,9 +39,55 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(19 * 1024, 2, 1, None).expect("valid argon2 parameters"))
 }
 
-/// Hashes a password (PHC string). Runs on the blocking pool: it takes tens of milliseconds.
+/// Threads that run argon2. Each hash takes 19 MiB and tens of milliseconds; a small fixed
+/// pool bounds both the memory (every thread's allocator keeps what it once used) and the CPU
+/// that a flood of sign-ins can take, and queues the rest.
+const HASHING_THREADS: usize = 2;
+
+type HashJob = Box<dyn FnOnce() + Send>;
+
+static HASHING_POOL: std::sync::LazyLock<std::sync::Mutex<std::sync::mpsc::Sender<HashJob>>> = std::sync::LazyLock::new(|| {
+    let (tx, rx) = std::sync::mpsc::channel::<HashJob>();
+    let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+    for i in 0..HASHING_THREADS {
+        let rx = rx.clone();
+        let spawned = std::thread::Builder::new().name(format!("ward-argon2-{i}")).spawn(move || {
+            loop {
+                // Hold the lock only to take a job, not while running it.
+                let job = match rx.lock() {
+                    Ok(r) => r.recv(),
+                    Err(_) => return,
+                };
+                match job {
+                    Ok(job) => job(),
+                    Err(_) => return,
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start a password hashing thread");
+        }
+    }
+    std::sync::Mutex::new(tx)
+});
+
+/// Runs `f` on the password-hashing pool.
+async fn on_hashing_pool<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job: HashJob = Box::new(move || {
+        let _ = tx.send(f());
+    });
+    HASHING_POOL
+        .lock()
+        .map_err(|_| anyhow::anyhow!("password hashing pool poisoned"))?
+        .send(job)
+        .map_err(|_| anyhow::anyhow!("password hashing pool stopped"))?;
+    Ok(rx.await?)
+}
+
+/// Hashes a password (PHC string) on the hashing pool.
 pub async fn hash_password(password: String) -> anyhow::Result<String> {
-    tokio::task::spawn_blocking(move || {
+    on_hashing_pool(move || {
         let salt = random_bytes::<16>();
         argon2()
             .hash_password_with_salt(password.as_bytes(), &salt)
@@ -57,9 +103,9 @@ pub static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(||
     argon2().hash_password_with_salt(&random_bytes::<16>(), &random_bytes::<16>()).map(|h| h.to_string()).unwrap_or_default()
 });
 
-/// Checks a password against a PHC hash (constant work whatever the outcome).
+/// Checks a password against a PHC hash (constant work whatever the outcome), on the hashing pool.
 pub async fn verify_password(password: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || argon2().verify_password(password.as_bytes(), hash.as_str()).is_ok()).await.unwrap_or(false)
+    on_hashing_pool(move || argon2().verify_password(password.as_bytes(), hash.as_str()).is_ok()).await.unwrap_or(false)
 }
 
 /// A one-time password for a new or reset account: 20 characters from an unambiguous alphabet
