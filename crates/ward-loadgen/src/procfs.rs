@@ -1,0 +1,63 @@
+//! What `/proc` says about a process: resident memory and CPU time (Linux only).
+
+use std::sync::OnceLock;
+
+/// Resident memory of a process, now and at its peak.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Memory {
+    /// `VmRSS` in bytes.
+    pub(crate) rss: u64,
+    /// `VmHWM` (peak resident set) in bytes.
+    pub(crate) peak: u64,
+}
+
+/// Reads `VmRSS` and `VmHWM` from `/proc/PID/status`; `None` if the process is gone or this is
+/// not Linux.
+pub(crate) fn memory(pid: u32) -> Option<Memory> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        let kb: u64 = line[name.len()..].trim().trim_end_matches("kB").trim().parse().ok()?;
+        Some(kb * 1024)
+    };
+    Some(Memory { rss: field("VmRSS:")?, peak: field("VmHWM:")? })
+}
+
+/// User plus system CPU time a process has used, in seconds.
+pub(crate) fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces; fields after it are plain numbers.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state is field 3, so utime (14) and stime (15) are at 11 and 12 here.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / clock_ticks())
+}
+
+/// `CLK_TCK`, asked of `getconf` once (100 on practically every Linux).
+fn clock_ticks() -> f64 {
+    static TICKS: OnceLock<f64> = OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .filter(|t| *t > 0.0)
+            .unwrap_or(100.0)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_own_process() {
+        let m = memory(std::process::id()).expect("own status");
+        assert!(m.rss > 0 && m.peak >= m.rss);
+        assert!(cpu_seconds(std::process::id()).is_some());
+    }
+}
