@@ -3,16 +3,20 @@
 #![forbid(unsafe_code)]
 
 pub mod checkpoint;
+pub mod event;
 pub mod hash;
 pub mod note;
 pub mod proof;
 pub mod tree;
+pub mod verify;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
+pub use event::AuditLeaf;
 pub use hash::{EMPTY_ROOT, Hash, HashError, leaf_hash, node_hash};
 pub use note::{Note, NoteError, Signer, Verifier};
 pub use proof::{ConsistencyProof, InclusionProof, ProofError};
 pub use tree::{Frontier, MemoryTree, NodeId, ProofPlan, TreeError};
+pub use verify::{ExportLine, LogVerifier, Summary, VerifyError};
 
 /// Any error of this crate, for callers that want one type; functions return the precise one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
