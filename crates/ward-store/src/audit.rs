@@ -5,10 +5,11 @@
 //! appender in a process, and on PostgreSQL an advisory lock also serialises other processes
 //! (the `ward` admin commands) for the moment of the append.
 
+use ward_audit::{AuditLeaf, Hash, NodeId};
 use ward_domain::audit::AuditEvent;
 
 use crate::db::{Conn, exec, fetch, scalar};
-use crate::error::Result;
+use crate::error::{Result, StoreError};
 use crate::{RequestMeta, Store, now_ms};
 
 /// The advisory lock key held while appending (PostgreSQL): "WARD" in ASCII.
@@ -92,6 +93,282 @@ impl Store {
                     from,
                     limit
                 )?)
+            })
+        })
+        .await
+    }
+}
+
+impl AuditRecord {
+    /// The event as the leaf the Merkle tree hashes (see `ward_audit::AuditLeaf`).
+    pub fn leaf(&self) -> AuditLeaf {
+        AuditLeaf {
+            // Indexes are assigned from 0 upwards, never negative.
+            idx: self.idx as u64,
+            occurred_at: self.occurred_at,
+            org_id: self.org_id,
+            actor_user_id: self.actor_user_id,
+            actor_device_id: self.actor_device_id,
+            action: self.action.clone(),
+            outcome: self.outcome.clone(),
+            target_type: self.target_type.clone(),
+            target_id: self.target_id.clone(),
+            patient_id: self.patient_id,
+            source_ip: self.source_ip.clone(),
+            request_id: self.request_id.clone(),
+            detail: self.detail.clone(),
+        }
+    }
+}
+
+/// A signed checkpoint as stored.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StoredCheckpoint {
+    /// The tree size it commits to.
+    pub tree_size: i64,
+    /// The root hash at that size (32 bytes).
+    pub root_hash: Vec<u8>,
+    /// The C2SP signed note, verbatim.
+    pub note: String,
+    /// Unix milliseconds when it was issued.
+    pub created_at: i64,
+}
+
+impl StoredCheckpoint {
+    /// The root hash as a [`Hash`].
+    pub fn root(&self) -> Result<Hash> {
+        Hash::try_from(self.root_hash.as_slice()).map_err(|_| StoreError::Corrupt("checkpoint root hash"))
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct NodeRow {
+    hash: Vec<u8>,
+}
+
+fn to_i64(n: u64) -> Result<i64> {
+    i64::try_from(n).map_err(|_| StoreError::State("number out of range"))
+}
+
+impl Store {
+    /// The number of audit events: the next index to be assigned.
+    pub async fn audit_size(&self) -> Result<u64> {
+        self.read(|mut c| {
+            Box::pin(async move {
+                let n = scalar!(fetch_one, &mut c, i64, "SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_events")?;
+                Ok(n as u64)
+            })
+        })
+        .await
+    }
+
+    /// The leaf hashes of the events from index `from` onwards, in index order, at most
+    /// `limit`. Computed from the rows themselves (`ward_audit::AuditLeaf`).
+    pub async fn audit_leaf_hashes(&self, from: u64, limit: u64) -> Result<Vec<Hash>> {
+        let rows = self.audit_events(to_i64(from)?, to_i64(limit)?).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (expected, r) in (from..).zip(rows) {
+            if r.idx as u64 != expected {
+                return Err(StoreError::Corrupt("audit index gap"));
+            }
+            out.push(r.leaf().leaf_hash());
+        }
+        Ok(out)
+    }
+
+    /// The size of the stored tree: how many leaves have been integrated into
+    /// `audit_tree_nodes`.
+    pub async fn tree_size(&self) -> Result<u64> {
+        self.read(|mut c| {
+            Box::pin(async move {
+                let n = scalar!(fetch_one, &mut c, i64, "SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_tree_nodes WHERE level = 0")?;
+                Ok(n as u64)
+            })
+        })
+        .await
+    }
+
+    /// Stores completed perfect subtrees in one transaction. Storing a node again is a no-op
+    /// (nodes never change), so an integrator that crashed half-way can simply redo its work.
+    pub async fn store_tree_nodes(&self, nodes: Vec<(NodeId, Hash)>) -> Result<()> {
+        let nodes =
+            nodes.into_iter().map(|(id, h)| Ok((i16::from(id.level), to_i64(id.index)?, h.0.to_vec()))).collect::<Result<Vec<_>>>()?;
+        self.write(move |mut c| {
+            Box::pin(async move {
+                for (level, idx, hash) in nodes {
+                    exec!(
+                        &mut c,
+                        "INSERT INTO audit_tree_nodes (level, idx, hash) VALUES ($1, $2, $3) ON CONFLICT (level, idx) DO NOTHING",
+                        level,
+                        idx,
+                        hash
+                    )?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// The hashes of the given nodes, in order; [`StoreError::NotFound`] if one is not stored.
+    pub async fn tree_node_hashes(&self, ids: &[NodeId]) -> Result<Vec<Hash>> {
+        let ids = ids.iter().map(|id| Ok((i16::from(id.level), to_i64(id.index)?))).collect::<Result<Vec<_>>>()?;
+        self.read(move |mut c| {
+            Box::pin(async move {
+                let mut out = Vec::with_capacity(ids.len());
+                for (level, idx) in ids {
+                    let row =
+                        fetch!(fetch_one, &mut c, NodeRow, "SELECT hash FROM audit_tree_nodes WHERE level = $1 AND idx = $2", level, idx)?;
+                    out.push(Hash::try_from(row.hash.as_slice()).map_err(|_| StoreError::Corrupt("tree node hash"))?);
+                }
+                Ok(out)
+            })
+        })
+        .await
+    }
+
+    /// The checkpoint with the largest tree size, if any.
+    pub async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>> {
+        self.read(|mut c| {
+            Box::pin(async move {
+                Ok(fetch!(
+                    fetch_optional,
+                    &mut c,
+                    StoredCheckpoint,
+                    "SELECT tree_size, root_hash, note, created_at FROM audit_checkpoints ORDER BY tree_size DESC LIMIT 1"
+                )?)
+            })
+        })
+        .await
+    }
+
+    /// The checkpoint at exactly `size`, if one was issued.
+    pub async fn checkpoint(&self, size: u64) -> Result<Option<StoredCheckpoint>> {
+        let size = to_i64(size)?;
+        self.read(move |mut c| {
+            Box::pin(async move {
+                Ok(fetch!(
+                    fetch_optional,
+                    &mut c,
+                    StoredCheckpoint,
+                    "SELECT tree_size, root_hash, note, created_at FROM audit_checkpoints WHERE tree_size = $1",
+                    size
+                )?)
+            })
+        })
+        .await
+    }
+
+    /// Checkpoints with tree size at least `from`, smallest first, at most `limit`.
+    pub async fn checkpoints(&self, from: u64, limit: u64) -> Result<Vec<StoredCheckpoint>> {
+        let (from, limit) = (to_i64(from)?, to_i64(limit)?);
+        self.read(move |mut c| {
+            Box::pin(async move {
+                Ok(fetch!(fetch_all, &mut c, StoredCheckpoint, "SELECT tree_size, root_hash, note, created_at FROM audit_checkpoints WHERE tree_size >= $1 ORDER BY tree_size LIMIT $2", from, limit)?)
+            })
+        })
+        .await
+    }
+
+    /// Records a signed checkpoint. [`StoreError::Conflict`] if one exists at that size.
+    pub async fn insert_checkpoint(&self, size: u64, root: Hash, note: String) -> Result<StoredCheckpoint> {
+        let cp = StoredCheckpoint { tree_size: to_i64(size)?, root_hash: root.0.to_vec(), note, created_at: now_ms() };
+        self.write(move |mut c| {
+            Box::pin(async move {
+                exec!(
+                    &mut c,
+                    "INSERT INTO audit_checkpoints (tree_size, root_hash, note, created_at) VALUES ($1, $2, $3, $4)",
+                    cp.tree_size,
+                    cp.root_hash.clone(),
+                    cp.note.clone(),
+                    cp.created_at
+                )
+                .map_err(|e| match StoreError::from(e) {
+                    StoreError::Conflict(_) => StoreError::Conflict("checkpoint"),
+                    other => other,
+                })?;
+                Ok(cp)
+            })
+        })
+        .await
+    }
+}
+
+/// What an audit search matches; every given criterion must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// The acting user.
+    pub actor: Option<uuid::Uuid>,
+    /// The patient involved.
+    pub patient: Option<uuid::Uuid>,
+    /// The dotted action name.
+    pub action: Option<String>,
+    /// `success`, `failure` or `denied`.
+    pub outcome: Option<String>,
+    /// Unix milliseconds, inclusive.
+    pub from: Option<i64>,
+    /// Unix milliseconds, exclusive.
+    pub to: Option<i64>,
+    /// Only events with a larger index (the cursor).
+    pub after: Option<i64>,
+}
+
+impl Store {
+    /// The organisation's audit events matching `q`, by index, at most `limit`.
+    pub async fn search_audit(&self, org: ward_domain::ids::OrgId, q: AuditQuery, limit: i64) -> Result<Vec<AuditRecord>> {
+        self.read(move |mut c| {
+            Box::pin(async move {
+                Ok(fetch!(
+                    fetch_all,
+                    &mut c,
+                    AuditRecord,
+                    "SELECT idx, occurred_at, org_id, actor_user_id, actor_device_id, action, outcome, target_type, \
+                     target_id, patient_id, source_ip, request_id, detail FROM audit_events \
+                     WHERE org_id = $1 AND idx > $2 \
+                     AND ($3 IS NULL OR actor_user_id = $3) AND ($4 IS NULL OR patient_id = $4) \
+                     AND ($5 IS NULL OR action = $5) AND ($6 IS NULL OR outcome = $6) \
+                     AND ($7 IS NULL OR occurred_at >= $7) AND ($8 IS NULL OR occurred_at < $8) \
+                     ORDER BY idx LIMIT $9",
+                    org.0,
+                    q.after.unwrap_or(-1),
+                    q.actor,
+                    q.patient,
+                    q.action,
+                    q.outcome,
+                    q.from,
+                    q.to,
+                    limit
+                )?)
+            })
+        })
+        .await
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct LeafRow {
+    idx: i64,
+    hash: Vec<u8>,
+}
+
+impl Store {
+    /// The leaf hashes the tree holds (level-0 nodes) from index `from`, in index order, at
+    /// most `limit`, as `(index, hash)`.
+    pub async fn integrated_leaf_hashes(&self, from: u64, limit: u64) -> Result<Vec<(u64, Hash)>> {
+        let (from, limit) = (to_i64(from)?, to_i64(limit)?);
+        self.read(move |mut c| {
+            Box::pin(async move {
+                let rows = fetch!(
+                    fetch_all,
+                    &mut c,
+                    LeafRow,
+                    "SELECT idx, hash FROM audit_tree_nodes WHERE level = 0 AND idx >= $1 ORDER BY idx LIMIT $2",
+                    from,
+                    limit
+                )?;
+                rows.into_iter()
+                    .map(|r| Ok((r.idx as u64, Hash::try_from(r.hash.as_slice()).map_err(|_| StoreError::Corrupt("tree node hash"))?)))
+                    .collect()
             })
         })
         .await

@@ -27,7 +27,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
-pub use audit::AuditRecord;
+pub use audit::{AuditQuery, AuditRecord, StoredCheckpoint};
 pub use conversations::Created;
 pub use error::{Result, StoreError};
 pub use messages::Page;

@@ -22,6 +22,7 @@ on_both_backends!(
     recall_hides_text_and_receipts_only_move_forward,
     refresh_tokens_rotate_and_reuse_revokes_the_family,
     stream_positions_and_replay,
+    audit_tree_nodes_and_checkpoints,
 );
 
 fn meta() -> RequestMeta {
@@ -321,4 +322,65 @@ async fn stream_positions_and_replay(backend: Backend) {
     s.ack(real, vec![(conv, 2)]).await.unwrap();
     let p = s.stream_positions(real, b.user_id, 0).await.unwrap();
     assert_eq!((p[0].position, p[0].last_event_seq), (3, 8));
+}
+
+async fn audit_tree_nodes_and_checkpoints(backend: Backend) {
+    use ward_audit::{Frontier, tree};
+    let Some(db) = TestDb::open(backend).await else { return };
+    let s = &db.store;
+    let o = org(s, "acme").await;
+    for i in 0..6 {
+        user(s, &o, &format!("u{i}@acme"), Role::Clinician).await;
+    }
+    let size = s.audit_size().await.unwrap();
+    assert_eq!(size, 7);
+
+    // Leaf hashes are those of the rows' canonical encoding, in index order, from any offset.
+    let rows = s.audit_events(0, 100).await.unwrap();
+    let leaves = s.audit_leaf_hashes(0, 100).await.unwrap();
+    assert_eq!(leaves, rows.iter().map(|r| r.leaf().leaf_hash()).collect::<Vec<_>>());
+    assert_eq!(s.audit_leaf_hashes(3, 2).await.unwrap(), leaves[3..5].to_vec());
+
+    // Integrate in two steps, the second restoring the frontier from stored nodes.
+    assert_eq!(s.tree_size().await.unwrap(), 0);
+    let mut f = Frontier::new();
+    let mut nodes = Vec::new();
+    for l in &leaves[..5] {
+        f.append(*l, |id, h| nodes.push((id, *h)));
+    }
+    s.store_tree_nodes(nodes.clone()).await.unwrap();
+    s.store_tree_nodes(nodes).await.unwrap(); // idempotent
+    assert_eq!(s.tree_size().await.unwrap(), 5);
+    let plan = tree::root_plan(5);
+    let mut f = Frontier::restore(5, s.tree_node_hashes(plan.nodes()).await.unwrap()).unwrap();
+    let mut nodes = Vec::new();
+    for l in &leaves[5..] {
+        f.append(*l, |id, h| nodes.push((id, *h)));
+    }
+    s.store_tree_nodes(nodes).await.unwrap();
+    assert_eq!(s.tree_size().await.unwrap(), 7);
+    let root = tree::root(&leaves);
+    assert_eq!(f.root(), root);
+    let stored_root = tree::root_of(7, |ids| s_block(s.tree_node_hashes(ids)).map_err(anyhow::Error::from)).unwrap();
+    assert_eq!(stored_root, root);
+    let missing = [ward_audit::NodeId::new(0, 7)];
+    assert!(matches!(s.tree_node_hashes(&missing).await, Err(StoreError::NotFound)));
+
+    // Checkpoints: one per size, newest wins, append-only.
+    assert!(s.latest_checkpoint().await.unwrap().is_none());
+    s.insert_checkpoint(5, leaves[0], "five\n".into()).await.unwrap();
+    s.insert_checkpoint(7, root, "seven\n".into()).await.unwrap();
+    assert!(matches!(s.insert_checkpoint(7, root, "again\n".into()).await, Err(StoreError::Conflict(_))));
+    let latest = s.latest_checkpoint().await.unwrap().unwrap();
+    assert_eq!((latest.tree_size, latest.root().unwrap(), latest.note.as_str()), (7, root, "seven\n"));
+    assert_eq!(s.checkpoint(5).await.unwrap().unwrap().note, "five\n");
+    assert!(s.checkpoint(6).await.unwrap().is_none());
+    assert_eq!(s.checkpoints(0, 10).await.unwrap().iter().map(|c| c.tree_size).collect::<Vec<_>>(), vec![5, 7]);
+    assert!(s.test_execute("UPDATE audit_checkpoints SET note = 'x'".into()).await.is_err());
+    assert!(s.test_execute("DELETE FROM audit_tree_nodes".into()).await.is_err());
+}
+
+/// Runs a store future to completion from synchronous code inside the multi-threaded runtime.
+fn s_block<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
 }

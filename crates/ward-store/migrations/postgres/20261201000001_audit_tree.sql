@@ -1,0 +1,32 @@
+-- The audit log's Merkle tree (issue 4). Leaf hashes are not stored in audit_events: a leaf
+-- hash is a pure function of the row (ward_audit::AuditLeaf, docs/audit-log.md), computed on
+-- read, so no row ever needs a second, possibly disagreeing copy and rows written before this
+-- migration need no backfill. The integrator copies each leaf hash into audit_tree_nodes
+-- (level 0) when it sequences the event into the tree; a row altered later no longer matches.
+
+-- Every completed perfect subtree: level 0 holds leaf hashes, a node at level l+1 hashes
+-- nodes 2i and 2i+1 of level l. Written once, never changed.
+CREATE TABLE audit_tree_nodes (
+    level SMALLINT NOT NULL,
+    idx BIGINT NOT NULL,
+    hash BYTEA NOT NULL,
+    PRIMARY KEY (level, idx)
+);
+
+-- Signed checkpoints (C2SP signed notes), one per tree size.
+CREATE TABLE audit_checkpoints (
+    tree_size BIGINT PRIMARY KEY NOT NULL,
+    root_hash BYTEA NOT NULL,
+    note TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+
+CREATE FUNCTION ward_audit_tree_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '% is append-only', TG_TABLE_NAME;
+END;
+$$;
+CREATE TRIGGER audit_tree_nodes_no_change BEFORE UPDATE OR DELETE ON audit_tree_nodes
+FOR EACH ROW EXECUTE FUNCTION ward_audit_tree_append_only();
+CREATE TRIGGER audit_checkpoints_no_change BEFORE UPDATE OR DELETE ON audit_checkpoints
+FOR EACH ROW EXECUTE FUNCTION ward_audit_tree_append_only();
