@@ -101,6 +101,10 @@ audit_actions! {
     MessageRecall = "message.recall",
     /// A real-time stream replayed missed events (content delivery after reconnect).
     StreamReplay = "stream.replay",
+    /// The audit log itself was read: a checkpoint, a proof or an event search (detail `op`).
+    AuditLogRead = "audit.read",
+    /// The whole audit log was exported (`ward audit export`).
+    AuditExport = "audit.export",
 }
 
 /// Whether the action succeeded.

@@ -46,6 +46,12 @@ pub fn may_administer(actor: &Actor) -> Result<(), Denial> {
     ok_if(actor.role == Role::Admin)
 }
 
+/// Whether the actor may read the audit log (checkpoints, proofs, event search): compliance
+/// officers and admins only.
+pub fn may_read_audit_log(actor: &Actor) -> Result<(), Denial> {
+    ok_if(matches!(actor.role, Role::ComplianceOfficer | Role::Admin))
+}
+
 /// Whether the actor may start a conversation of this kind.
 pub fn may_create_conversation(actor: &Actor, _kind: ConversationKind) -> Result<(), Denial> {
     ok_if(actor.role.is_workforce())
@@ -211,6 +217,9 @@ mod tests {
         assert!(may_administer(&actor(Role::Admin)).is_ok());
         for role in [Role::ComplianceOfficer, Role::Clinician, Role::Nurse, Role::Staff, Role::Patient] {
             assert!(may_administer(&actor(role)).is_err());
+        }
+        for role in Role::ALL {
+            assert_eq!(may_read_audit_log(&actor(role)).is_ok(), matches!(role, Role::Admin | Role::ComplianceOfficer));
         }
         assert!(may_create_conversation(&actor(Role::Patient), ConversationKind::Group).is_err());
         assert!(may_create_patient(&actor(Role::Staff)).is_err());

@@ -1,6 +1,7 @@
 //! The JSON API under `/api/v1`, one module per area; the router and the OpenAPI document are
 //! built from the same declarations, so they cannot disagree.
 
+pub(crate) mod audit;
 pub(crate) mod auth;
 pub(crate) mod conversations;
 pub mod dto;
@@ -37,6 +38,7 @@ impl Modify for BearerAuth {
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(auth::routes())
+        .merge(audit::routes())
         .merge(me::routes())
         .merge(users::routes())
         .merge(org::routes())

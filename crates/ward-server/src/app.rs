@@ -40,6 +40,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The OpenAPI document, rendered once.
     pub openapi: Arc<String>,
+    /// The audit log's integrator and signer.
+    pub audit: Arc<crate::audit_log::AuditLog>,
 }
 
 impl AppState {
@@ -61,13 +63,13 @@ impl AppState {
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Builds the state and the router (without a listener: tests can drive it directly).
-pub fn build(store: Store, fanout: Arc<dyn FanOut>, config: Arc<Config>) -> (AppState, Router) {
+pub fn build(store: Store, fanout: Arc<dyn FanOut>, config: Arc<Config>, audit: Arc<crate::audit_log::AuditLog>) -> (AppState, Router) {
     let metrics = Metrics::new();
     let hub = Hub::new(metrics.clone());
     hub.spawn(&fanout);
     let (api, openapi) = crate::api::router().split_for_parts();
     let openapi = Arc::new(openapi.to_pretty_json().unwrap_or_default());
-    let state = AppState { store, fanout, hub, config: config.clone(), metrics, openapi };
+    let state = AppState { store, fanout, hub, config: config.clone(), metrics, openapi, audit };
     let router = Router::new()
         .merge(api)
         .route("/healthz", get(healthz))

@@ -26,6 +26,27 @@ pub struct Config {
     pub limits: LimitConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The tamper-evident audit log.
+    pub audit: AuditConfig,
+}
+
+/// The audit log's Merkle tree and signed checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// The log's identity: first line of every checkpoint and the signing key's name. A
+    /// scheme-less URL; never change it for a running log.
+    pub origin: String,
+    /// Sign a checkpoint once this many entries are not yet covered by one.
+    pub checkpoint_every_entries: u64,
+    /// Sign a checkpoint at least this often while new entries arrive.
+    pub checkpoint_interval_secs: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { origin: "ward.local/audit".into(), checkpoint_every_entries: 1000, checkpoint_interval_secs: 10 }
+    }
 }
 
 /// TLS settings. Only TLS 1.3 is ever offered.
@@ -84,6 +105,7 @@ impl Default for Config {
             sessions: SessionConfig::default(),
             limits: LimitConfig::default(),
             log: LogConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -160,6 +182,13 @@ impl Config {
         }
         if !matches!(self.log.format.as_str(), "json" | "text") {
             return bad("log.format must be json or text");
+        }
+        let a = &self.audit;
+        if a.origin.is_empty() || a.origin.chars().any(|c| c.is_whitespace() || c.is_control() || c == '+') {
+            return bad("audit.origin must be non-empty, without spaces or '+'");
+        }
+        if a.checkpoint_every_entries == 0 || !(1..=86_400).contains(&a.checkpoint_interval_secs) {
+            return bad("audit.checkpoint_every_entries must be positive and audit.checkpoint_interval_secs between 1 and 86400");
         }
         Ok(())
     }

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod app;
+pub mod audit_log;
 pub mod auth;
 pub mod config;
 pub mod extract;
@@ -45,11 +46,13 @@ pub struct Running {
     pub cert_path: std::path::PathBuf,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    audit_task: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
     /// Stops accepting connections and waits for the listener to close.
     pub async fn stop(mut self) {
+        self.audit_task.abort();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -86,8 +89,10 @@ pub async fn start_with(config: Config, store: Store, fanout: Arc<dyn FanOut>) -
     let cert = tls::load_or_generate(config.tls.cert.as_deref(), config.tls.key.as_deref(), &config.data_dir)?;
     let listener = TcpListener::bind(config.listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
+    let audit = audit_log::AuditLog::open(&config, store.clone())?;
+    let audit_task = audit.spawn();
     let config = Arc::new(config);
-    let (state, router) = app::build(store.clone(), fanout, config);
+    let (state, router) = app::build(store.clone(), fanout, config, audit);
     spawn_housekeeping(store);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(serve::serve_tls(listener, cert.server_config.clone(), router, async move {
@@ -104,6 +109,7 @@ pub async fn start_with(config: Config, store: Store, fanout: Arc<dyn FanOut>) -
         cert_path: cert.cert_path,
         shutdown: Some(tx),
         task: Some(task),
+        audit_task,
     })
 }
 

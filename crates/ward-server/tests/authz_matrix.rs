@@ -94,6 +94,10 @@ const OPS: &[OpDef] = &[
     op("POST", "/api/v1/me/password", Gate::Bearer, true),
     op("GET", "/api/v1/org", Gate::Bearer, false),
     op("PUT", "/api/v1/org/policy", Gate::Bearer, false),
+    op("GET", "/api/v1/audit/checkpoint", Gate::Bearer, false),
+    op("GET", "/api/v1/audit/proofs/inclusion", Gate::Bearer, false),
+    op("GET", "/api/v1/audit/proofs/consistency", Gate::Bearer, false),
+    op("GET", "/api/v1/audit/events", Gate::Bearer, false),
     op("GET", "/api/v1/users", Gate::Bearer, false),
     op("POST", "/api/v1/users", Gate::Bearer, false),
     op("GET", "/api/v1/users/{user_id}", Gate::Bearer, false),
@@ -482,6 +486,7 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
     use Target::{Cross, Foreign, Invalid, Other, Own, Peer, Random};
     let role = a.role;
     let admin = role == Role::Admin;
+    let auditor = matches!(role, Role::Admin | Role::ComplianceOfficer);
     let workforce = role.is_workforce();
     let may_create_patient = matches!(role, Role::Admin | Role::Clinician | Role::Nurse);
     let patient_acc = fx.act(Role::Patient).acc.id.to_string();
@@ -590,6 +595,24 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
         },
         ("PUT", "/api/v1/org/policy") => match t {
             Own => cell(op.path, body, when(admin, OK, FORBIDDEN)),
+            _ => return None,
+        },
+
+        // --- the audit log: compliance officers and admins only -------------------------------
+        ("GET", "/api/v1/audit/checkpoint") => match t {
+            Own => cell(op.path, None, when(auditor, OK, FORBIDDEN)),
+            _ => return None,
+        },
+        ("GET", "/api/v1/audit/proofs/inclusion") => match t {
+            Own => cell("/api/v1/audit/proofs/inclusion?index=0", None, when(auditor, OK, FORBIDDEN)),
+            _ => return None,
+        },
+        ("GET", "/api/v1/audit/proofs/consistency") => match t {
+            Own => cell("/api/v1/audit/proofs/consistency?old_size=0", None, when(auditor, OK, FORBIDDEN)),
+            _ => return None,
+        },
+        ("GET", "/api/v1/audit/events") => match t {
+            Own => cell("/api/v1/audit/events?limit=200", None, when(auditor, OK, FORBIDDEN)),
             _ => return None,
         },
 

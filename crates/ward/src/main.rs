@@ -10,6 +10,8 @@ use ward_domain::role::Role;
 use ward_server::Config;
 use ward_server::provision::{self, operator_meta};
 
+mod audit;
+
 /// Ward: secure clinical messaging.
 #[derive(Parser)]
 #[command(name = "ward", version, about)]
@@ -46,6 +48,33 @@ enum Command {
     /// Configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Integrate every committed event into the tree and sign a checkpoint now (with the key
+    /// in the data directory, created on first use); prints the signed note.
+    Checkpoint,
+    /// Write every audit event (with its leaf hash) and every signed checkpoint as NDJSON.
+    Export {
+        /// The file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Recompute every leaf and root, check every checkpoint's signature and the consistency
+    /// of successive checkpoints; report the first bad index. Reads an export offline, or the
+    /// database when no export is given.
+    Verify {
+        /// An export written by `ward audit export`.
+        #[arg(long)]
+        export: Option<PathBuf>,
+        /// The log's verifier key (`<data_dir>/audit/verifier.vkey`).
+        #[arg(long)]
+        vkey: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -169,6 +198,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User(cmd) => user(cmd, &config).await,
         Command::Config(ConfigCommand::Print) => {
             print!("{}", config.redacted_toml());
+            Ok(())
+        }
+        Command::Audit(AuditCommand::Checkpoint) => {
+            let store = ward_server::open_store(&config).await?;
+            let log = ward_server::audit_log::AuditLog::open(&config, store)?;
+            print!("{}", log.checkpoint_now().await?.note);
+            Ok(())
+        }
+        Command::Audit(AuditCommand::Export { out }) => {
+            let store = ward_server::open_store(&config).await?;
+            let (entries, checkpoints) = audit::export(&store, &out).await?;
+            println!("exported {entries} entries and {checkpoints} checkpoints to {}", out.display());
+            Ok(())
+        }
+        Command::Audit(AuditCommand::Verify { export, vkey }) => {
+            let vkey = audit::read_vkey(&vkey)?;
+            let summary = match export {
+                Some(path) => audit::verify_export(&path, vkey),
+                None => audit::verify_database(&ward_server::open_store(&config).await?, vkey).await,
+            }
+            .map_err(|e| match e.downcast_ref::<ward_audit::VerifyError>().and_then(|v| v.first_bad_index()) {
+                Some(i) => anyhow::anyhow!("audit log verification failed at index {i}: {e}"),
+                None => anyhow::anyhow!("audit log verification failed: {e}"),
+            })?;
+            println!(
+                "verified {} entries and {} checkpoints; root {} ({} entries after the last checkpoint)",
+                summary.entries, summary.checkpoints, summary.root, summary.uncovered
+            );
             Ok(())
         }
     }

@@ -239,3 +239,89 @@ fn bad_input_fails_with_one_line_and_no_panic() {
     fails(ward_with(p, &["config", "print"], &[("WARD_DATABASE_URL", "mysql://127.0.0.1/ward")]), "database_url");
     fails(ward_with(p, &["config", "print"], &[("WARD_LISTEN", "not-an-address")]), "LISTEN");
 }
+
+/// The export lines of `path`, parsed.
+fn export_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn write_lines(path: &Path, lines: &[serde_json::Value]) {
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(path, text).unwrap();
+}
+
+/// `ward audit checkpoint`, `export` and `verify`: an intact log verifies offline and in the
+/// database; every kind of tampering with an export is found and named by its first bad index.
+#[test]
+fn audit_export_verifies_and_tampering_is_detected() {
+    let dir = tempdir();
+    let d = dir.path();
+    ok(ward(d, &["org", "create", "--slug", "acme", "--name", "Acme"]));
+    for i in 0..3 {
+        ok(ward(d, &["user", "add", "--org", "acme", "--login", &format!("u{i}@acme"), "--name", "U", "--role", "nurse"]));
+    }
+    let note = ok(ward(d, &["audit", "checkpoint"]));
+    assert!(note.starts_with("ward.local/audit\n4\n"), "{note}");
+    for i in 3..6 {
+        ok(ward(d, &["user", "add", "--org", "acme", "--login", &format!("u{i}@acme"), "--name", "U", "--role", "nurse"]));
+    }
+    ok(ward(d, &["audit", "checkpoint"]));
+    ok(ward(d, &["user", "add", "--org", "acme", "--login", "late@acme", "--name", "U", "--role", "nurse"]));
+
+    let vkey = d.join("data/audit/verifier.vkey");
+    let vkey = vkey.to_str().unwrap();
+    let export = d.join("audit.ndjson");
+    let out = ok(ward(d, &["audit", "export", "--out", export.to_str().unwrap()]));
+    assert!(out.contains("exported 9 entries and 2 checkpoints"), "{out}");
+    let out = ok(ward(d, &["audit", "verify", "--export", export.to_str().unwrap(), "--vkey", vkey]));
+    assert!(out.contains("verified 9 entries and 2 checkpoints") && out.contains("(2 entries after the last checkpoint)"), "{out}");
+    let out = ok(ward(d, &["audit", "verify", "--vkey", vkey]));
+    assert!(out.contains("verified 9 entries and 2 checkpoints"), "{out}");
+
+    let lines = export_lines(&export);
+    assert_eq!(lines.iter().filter(|l| l["type"] == "event").count(), 9);
+    assert!(lines[..9].iter().all(|l| l["type"] == "event") && lines[9..].iter().all(|l| l["type"] == "checkpoint"));
+    let bad = d.join("bad.ndjson");
+    let check = |lines: &[serde_json::Value], mentions: &str| {
+        write_lines(&bad, lines);
+        fails(ward(d, &["audit", "verify", "--export", bad.to_str().unwrap(), "--vkey", vkey]), mentions)
+    };
+
+    // Modified (its integrated leaf hash kept): found at its index.
+    let mut l = lines.clone();
+    l[2]["event"]["outcome"] = "denied".into();
+    check(&l, "at index 2");
+    // Modified with the leaf hash dropped: found within its checkpoint range.
+    l[2]["leaf_hash"] = serde_json::Value::Null;
+    check(&l, "at index 0");
+    // Deleted.
+    let mut l = lines.clone();
+    l.remove(5);
+    check(&l, "at index 5");
+    // Inserted.
+    let mut l = lines.clone();
+    l.insert(3, lines[2].clone());
+    check(&l, "at index 3");
+    // Reordered.
+    let mut l = lines.clone();
+    l.swap(6, 7);
+    check(&l, "at index 6");
+    // Truncated below the last checkpoint (size 7).
+    let mut l = lines.clone();
+    l.drain(5..9);
+    check(&l, "at index 5");
+    // A forged checkpoint: another root under the genuine signature.
+    let mut l = lines.clone();
+    let genuine = l[10]["note"].as_str().unwrap().to_owned();
+    let mut parts: Vec<&str> = genuine.split('\n').collect();
+    let forged_root = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    parts[2] = forged_root;
+    l[10]["note"] = parts.join("\n").into();
+    check(&l, "does not verify");
+    // A key that is not the log's.
+    let other_dir = tempdir();
+    ok(ward(other_dir.path(), &["audit", "checkpoint"]));
+    let other = other_dir.path().join("data/audit/verifier.vkey");
+    assert_ne!(std::fs::read(&other).unwrap(), std::fs::read(vkey).unwrap());
+    fails(ward(d, &["audit", "verify", "--export", export.to_str().unwrap(), "--vkey", other.to_str().unwrap()]), "does not verify");
+}

@@ -90,8 +90,14 @@ pub fn test_config(dir: &std::path::Path, database_url: &str) -> ward_server::Co
 impl Harness {
     /// Starts a server on a fresh database, or `None` when PostgreSQL is unavailable outside CI.
     pub async fn start(backend: Backend) -> Option<Harness> {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// As [`Harness::start`], with the test configuration adjusted first.
+    pub async fn start_with(backend: Backend, adjust: impl FnOnce(&mut ward_server::Config)) -> Option<Harness> {
         let db = TestDb::open(backend).await?;
-        let config = test_config(db.dir.path(), &db.url);
+        let mut config = test_config(db.dir.path(), &db.url);
+        adjust(&mut config);
         let running = ward_server::start(config, db.store.clone()).await.expect("server starts");
         let pem = std::fs::read(&running.cert_path).unwrap();
         let mut roots = rustls::RootCertStore::empty();
