@@ -360,6 +360,7 @@ async fn measure(args: &Args, tag: &str, store: Store, ep: &Endpoint, server_pid
     ));
     let cpu_server_0 = server_pid.and_then(procfs::cpu_seconds);
     let cpu_self_0 = procfs::cpu_seconds(std::process::id());
+    let busy_0 = procfs::machine_busy_seconds();
     let started = tokio::time::Instant::now();
     let t0 = shared.elapsed();
     let deadline = started + Duration::from_secs(args.timeout);
@@ -376,6 +377,7 @@ async fn measure(args: &Args, tag: &str, store: Store, ep: &Endpoint, server_pid
     let send_wall = started.elapsed();
     let cpu_server_1 = server_pid.and_then(procfs::cpu_seconds);
     let cpu_self_1 = procfs::cpu_seconds(std::process::id());
+    let busy_1 = procfs::machine_busy_seconds();
 
     // Wait (bounded) for deliveries still in flight.
     let drain_until = tokio::time::Instant::now() + Duration::from_secs(args.drain);
@@ -428,6 +430,7 @@ async fn measure(args: &Args, tag: &str, store: Store, ep: &Endpoint, server_pid
         mem_end,
         cpu_server: cpu_server_0.zip(cpu_server_1).map(|(a, b)| b - a),
         cpu_self: cpu_self_0.zip(cpu_self_1).map(|(a, b)| b - a),
+        cpu_machine: busy_0.zip(busy_1).map(|(a, b)| b - a),
         db_commits: delta("ward_db_write_transactions_total"),
         db_jobs: delta("ward_db_write_jobs_total"),
         ws_resyncs: delta("ward_ws_resyncs_total"),

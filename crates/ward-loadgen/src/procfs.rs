@@ -35,6 +35,23 @@ pub(crate) fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) as f64 / clock_ticks())
 }
 
+/// CPU time the whole machine has spent busy (not idle, waiting for I/O or stolen), in seconds
+/// summed over all cores, from `/proc/stat`.
+pub(crate) fn machine_busy_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal: busy is user, nice, system, irq and
+    // softirq (guest time is already in user; steal is time the hypervisor took away).
+    let busy: u64 = v.iter().take(7).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, x)| x).sum();
+    Some(busy as f64 / clock_ticks())
+}
+
+/// Cores this machine has online.
+pub(crate) fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// `CLK_TCK`, asked of `getconf` once (100 on practically every Linux).
 fn clock_ticks() -> f64 {
     static TICKS: OnceLock<f64> = OnceLock::new();
@@ -59,5 +76,6 @@ mod tests {
         let m = memory(std::process::id()).expect("own status");
         assert!(m.rss > 0 && m.peak >= m.rss);
         assert!(cpu_seconds(std::process::id()).is_some());
+        assert!(machine_busy_seconds().is_some());
     }
 }

@@ -42,6 +42,7 @@ pub(crate) struct Report {
     pub(crate) mem_end: Option<Memory>,
     pub(crate) cpu_server: Option<f64>,
     pub(crate) cpu_self: Option<f64>,
+    pub(crate) cpu_machine: Option<f64>,
     pub(crate) db_commits: Option<f64>,
     pub(crate) db_jobs: Option<f64>,
     pub(crate) ws_resyncs: Option<f64>,
@@ -132,6 +133,17 @@ impl Report {
         if let (Some(c), false) = (self.cpu_self, self.in_process) {
             println!("| load generator CPU while sending | {c:.2} s ({:.0}% of one core) |", 100.0 * c / secs.max(1e-9));
         }
+        if let Some(busy) = self.cpu_machine {
+            let ours =
+                if self.in_process { self.cpu_self.unwrap_or(0.0) } else { self.cpu_server.unwrap_or(0.0) + self.cpu_self.unwrap_or(0.0) };
+            let cores = crate::procfs::cores();
+            println!(
+                "| machine CPU busy while sending (all {cores} cores) | {:.0}% of {:.0}% (everything else: other processes and the kernel {:.0}%) |",
+                100.0 * busy / secs.max(1e-9),
+                100.0 * cores as f64,
+                100.0 * (busy - ours).max(0.0) / secs.max(1e-9)
+            );
+        }
         if let (Some(j), Some(c)) = (self.db_jobs, self.db_commits) {
             println!("| write jobs / commits (group commit) | {j:.0} / {c:.0} ({:.1} jobs per commit) |", j / c.max(1.0));
         }
@@ -153,7 +165,7 @@ impl Report {
                 "send_latency": h(&self.send_latency), "delivery_latency": h(&self.delivery),
                 "delivered": self.delivered, "expected": self.expected, "duplicates": self.duplicates,
                 "server_rss_idle": m(self.mem_idle), "server_rss_signed_in": m(self.mem_signed_in), "server_rss_streams": m(self.mem_streams), "server_rss_connected": m(self.mem_connected), "server_rss_end": m(self.mem_end),
-                "server_cpu_secs": self.cpu_server, "loadgen_cpu_secs": self.cpu_self,
+                "server_cpu_secs": self.cpu_server, "loadgen_cpu_secs": self.cpu_self, "machine_busy_cpu_secs": self.cpu_machine,
                 "db_write_jobs": self.db_jobs, "db_write_commits": self.db_commits,
             });
             println!();

@@ -27,6 +27,8 @@ pub(crate) struct StoreReport {
     pub(crate) latency: Histogram<u64>,
     pub(crate) jobs: u64,
     pub(crate) commits: u64,
+    pub(crate) cpu_self: Option<f64>,
+    pub(crate) cpu_machine: Option<f64>,
 }
 
 impl StoreReport {
@@ -59,6 +61,15 @@ impl StoreReport {
             self.commits,
             self.jobs as f64 / (self.commits.max(1)) as f64
         );
+        if let (Some(me), Some(busy)) = (self.cpu_self, self.cpu_machine) {
+            println!(
+                "| CPU while sending: this process / whole machine ({} cores) | {:.0}% / {:.0}% (everything else {:.0}%) |",
+                crate::procfs::cores(),
+                100.0 * me / secs,
+                100.0 * busy / secs,
+                100.0 * (busy - me).max(0.0) / secs
+            );
+        }
     }
 }
 
@@ -107,6 +118,7 @@ pub(crate) async fn run(
     let (jobs0, commits0) = (stats.jobs.load(Ordering::Relaxed), stats.commits.load(Ordering::Relaxed));
     let actors: Vec<Actor> = (0..prov.accounts.len()).map(actor).collect();
     let shared = Arc::new((groups.to_vec(), convs, devices, actors, AtomicU64::new(0), AtomicU64::new(0)));
+    let cpu0 = crate::procfs::cpu_seconds(std::process::id()).zip(crate::procfs::machine_busy_seconds());
     let started = Instant::now();
     let deadline = started + timeout;
     let tasks: Vec<_> = (0..concurrency)
@@ -147,6 +159,8 @@ pub(crate) async fn run(
         hists.push(t.await?);
     }
     let wall = started.elapsed();
+    let cpu1 = crate::procfs::cpu_seconds(std::process::id()).zip(crate::procfs::machine_busy_seconds());
+    let cpu = cpu0.zip(cpu1).map(|((a0, b0), (a1, b1))| (a1 - a0, b1 - b0));
     let mut latency = histogram();
     for h in &hists {
         latency.add(h)?;
@@ -164,5 +178,7 @@ pub(crate) async fn run(
         latency,
         jobs: stats.jobs.load(Ordering::Relaxed) - jobs0,
         commits: stats.commits.load(Ordering::Relaxed) - commits0,
+        cpu_self: cpu.map(|c| c.0),
+        cpu_machine: cpu.map(|c| c.1),
     })
 }
