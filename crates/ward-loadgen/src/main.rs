@@ -79,7 +79,8 @@ struct Args {
     /// Fixed target rate in messages per second (default: as fast as possible).
     #[arg(long)]
     rate: Option<f64>,
-    /// Bound on the sending phase, in seconds.
+    /// Bound on the sending phase, in seconds. Access tokens are not refreshed, so keep the
+    /// whole run within the server's access-token lifetime (10 minutes by default).
     #[arg(long, default_value_t = 300)]
     timeout: u64,
     /// How long to wait for outstanding deliveries after the last send, in seconds.
@@ -119,8 +120,8 @@ impl Args {
         if self.concurrency == 0 || self.concurrency > 10_000 || self.login_concurrency == 0 {
             bail!("--concurrency and --login-concurrency must be positive (at most 10000)");
         }
-        if self.messages == 0 || self.messages > 100_000_000 {
-            bail!("--messages must be between 1 and 100000000");
+        if self.messages == 0 || self.messages > 10_000_000 {
+            bail!("--messages must be between 1 and 10000000");
         }
         if self.receivers.is_some_and(|r| r > self.users) {
             bail!("--receivers must not exceed --users");
@@ -337,9 +338,11 @@ async fn measure(args: &Args, tag: &str, store: Store, ep: &Endpoint, server_pid
     // Sender connections, warmed up (TLS handshakes happen before the clock starts).
     let pools = args.connections.unwrap_or(args.concurrency).min(args.concurrency);
     let mut clients = Vec::with_capacity(pools);
+    let mut version = String::new();
     for _ in 0..pools {
         let c = ep.http()?;
-        c.get(format!("{}/healthz", ep.url)).send().await?.error_for_status()?;
+        let res = c.get(format!("{}/healthz", ep.url)).send().await?.error_for_status()?;
+        version = format!("{:?}", res.version());
         clients.push(c);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -407,7 +410,7 @@ async fn measure(args: &Args, tag: &str, store: Store, ep: &Endpoint, server_pid
         receivers,
         concurrency: args.concurrency,
         connections: pools,
-        http1: args.http1,
+        http_version: version,
         rate: args.rate,
         messages: args.messages,
         acked: shared.acked.load(Relaxed),

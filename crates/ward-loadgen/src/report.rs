@@ -19,7 +19,8 @@ pub(crate) struct Report {
     pub(crate) receivers: usize,
     pub(crate) concurrency: usize,
     pub(crate) connections: usize,
-    pub(crate) http1: bool,
+    /// The HTTP version the sender connections negotiated.
+    pub(crate) http_version: String,
     pub(crate) rate: Option<f64>,
     pub(crate) messages: u64,
     pub(crate) acked: u64,
@@ -92,7 +93,7 @@ impl Report {
             self.receivers,
             self.concurrency,
             self.connections,
-            if self.http1 { "HTTP/1.1" } else { "HTTP/2" },
+            self.http_version,
             self.messages,
             rate
         );
@@ -160,7 +161,7 @@ impl Report {
                 "label": self.label, "backend": self.backend, "in_process": self.in_process,
                 "users": self.users, "conversations": self.conversations, "members": self.members,
                 "receivers": self.receivers, "concurrency": self.concurrency, "connections": self.connections,
-                "http1": self.http1, "rate": self.rate, "messages": self.messages, "acked": self.acked,
+                "http_version": self.http_version, "rate": self.rate, "messages": self.messages, "acked": self.acked,
                 "errors": self.errors, "wall_secs": secs, "messages_per_sec": self.throughput(),
                 "send_latency": h(&self.send_latency), "delivery_latency": h(&self.delivery),
                 "delivered": self.delivered, "expected": self.expected, "duplicates": self.duplicates,
