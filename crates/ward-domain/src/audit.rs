@@ -105,6 +105,12 @@ audit_actions! {
     AuditLogRead = "audit.read",
     /// The whole audit log was exported (`ward audit export`).
     AuditExport = "audit.export",
+    /// An anomaly rule raised an alert (detail: `rule`, counts, window; subjects as ids).
+    AlertRaised = "alert.raised",
+    /// A compliance officer or admin acknowledged an alert.
+    AlertAcknowledge = "alert.acknowledge",
+    /// A patient was flagged as restricted (staff member, VIP) or the flag was cleared.
+    PatientRestrict = "patient.restrict",
 }
 
 /// Whether the action succeeded.

@@ -52,6 +52,12 @@ pub fn may_read_audit_log(actor: &Actor) -> Result<(), Denial> {
     ok_if(matches!(actor.role, Role::ComplianceOfficer | Role::Admin))
 }
 
+/// Whether the actor may configure anomaly alert rules, acknowledge alerts and flag patients
+/// as restricted: compliance officers and admins only.
+pub fn may_manage_alerts(actor: &Actor) -> Result<(), Denial> {
+    ok_if(matches!(actor.role, Role::ComplianceOfficer | Role::Admin))
+}
+
 /// Whether the actor may start a conversation of this kind.
 pub fn may_create_conversation(actor: &Actor, _kind: ConversationKind) -> Result<(), Denial> {
     ok_if(actor.role.is_workforce())

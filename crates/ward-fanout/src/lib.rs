@@ -27,6 +27,16 @@ pub struct Delivery {
     pub frame: Arc<str>,
 }
 
+/// An anomaly alert for the compliance officers of an organisation: a PHI-free frame (ids,
+/// codes and counts only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertNotice {
+    /// The compliance officers who should receive it.
+    pub recipients: Vec<UserId>,
+    /// The WebSocket frame (JSON text) to send as is.
+    pub frame: Arc<str>,
+}
+
 /// What travels between nodes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -40,6 +50,8 @@ pub enum Signal {
         /// Only these sessions; `None` means every session of the user.
         sessions: Option<Vec<SessionId>>,
     },
+    /// Deliver an anomaly alert to compliance officers' connections.
+    Alert(Arc<AlertNotice>),
 }
 
 /// Why a signal could not be published.

@@ -1,6 +1,7 @@
 //! The JSON API under `/api/v1`, one module per area; the router and the OpenAPI document are
 //! built from the same declarations, so they cannot disagree.
 
+pub(crate) mod alerts;
 pub(crate) mod audit;
 pub(crate) mod auth;
 pub(crate) mod conversations;
@@ -21,7 +22,7 @@ use crate::app::AppState;
     info(title = "Ward API", description = "Secure clinical messaging: accounts, sessions, conversations, messages and the real-time stream. \
         Errors are RFC 9457 problem details with a stable `code`."),
     modifiers(&BearerAuth),
-    components(schemas(crate::problem::Problem, dto::EventFrame))
+    components(schemas(crate::problem::Problem, dto::EventFrame, alerts::AlertFrame))
 )]
 struct ApiDoc;
 
@@ -44,5 +45,6 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(org::routes())
         .merge(patients::routes())
         .merge(conversations::routes())
+        .merge(alerts::routes())
         .routes(utoipa_axum::routes!(crate::ws::stream))
 }

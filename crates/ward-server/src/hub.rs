@@ -23,10 +23,15 @@ pub struct Control {
     pub resync: Notify,
 }
 
+/// Alert frames one connection may hold unsent; past this they are dropped (the console
+/// lists every alert from the database).
+const ALERT_BUFFER: usize = 64;
+
 struct Entry {
     id: u64,
     session: SessionId,
     tx: mpsc::Sender<Arc<Delivery>>,
+    alerts: mpsc::Sender<Arc<str>>,
     control: Arc<Control>,
 }
 
@@ -44,6 +49,8 @@ pub struct Registration {
     id: u64,
     /// Live events for this connection.
     pub rx: mpsc::Receiver<Arc<Delivery>>,
+    /// Anomaly alert frames for this connection (compliance officers only receive any).
+    pub alerts: mpsc::Receiver<Arc<str>>,
     /// Signals for this connection.
     pub control: Arc<Control>,
 }
@@ -70,16 +77,18 @@ impl Hub {
     /// Registers a connection of `user` in `session` with a buffer of `buffer` events.
     pub fn register(self: &Arc<Self>, user: UserId, session: SessionId, buffer: usize) -> Registration {
         let (tx, rx) = mpsc::channel(buffer);
+        let (alerts_tx, alerts) = mpsc::channel(ALERT_BUFFER);
         let control = Arc::new(Control::default());
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.conns.write().unwrap_or_else(|p| p.into_inner()).entry(user).or_default().push(Entry {
             id,
             session,
             tx,
+            alerts: alerts_tx,
             control: control.clone(),
         });
         self.metrics.ws_connections.inc();
-        Registration { hub: self.clone(), user, id, rx, control }
+        Registration { hub: self.clone(), user, id, rx, alerts, control }
     }
 
     /// Delivers a signal to the local connections it concerns.
@@ -100,6 +109,15 @@ impl Hub {
                 for e in conns.get(user).into_iter().flatten() {
                     if sessions.as_ref().is_none_or(|s| s.contains(&e.session)) {
                         e.control.end.notify_one();
+                    }
+                }
+            }
+            Signal::Alert(a) => {
+                for user in &a.recipients {
+                    for e in conns.get(user).into_iter().flatten() {
+                        if e.alerts.try_send(a.frame.clone()).is_err() {
+                            tracing::warn!("alert frame dropped for a slow connection; the alert list has it");
+                        }
                     }
                 }
             }

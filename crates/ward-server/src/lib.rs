@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod api;
 pub mod app;
 pub mod audit_log;
@@ -47,12 +48,14 @@ pub struct Running {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     audit_task: tokio::task::JoinHandle<()>,
+    alert_task: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
     /// Stops accepting connections and waits for the listener to close.
     pub async fn stop(mut self) {
         self.audit_task.abort();
+        self.alert_task.abort();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -92,6 +95,7 @@ pub async fn start_with(config: Config, store: Store, fanout: Arc<dyn FanOut>) -
     let audit = audit_log::AuditLog::open(&config, store.clone())?;
     let audit_task = audit.spawn();
     let config = Arc::new(config);
+    let alert_task = alerts::spawn(store.clone(), fanout.clone());
     let (state, router) = app::build(store.clone(), fanout, config, audit);
     spawn_housekeeping(store);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -110,6 +114,7 @@ pub async fn start_with(config: Config, store: Store, fanout: Arc<dyn FanOut>) -
         shutdown: Some(tx),
         task: Some(task),
         audit_task,
+        alert_task,
     })
 }
 

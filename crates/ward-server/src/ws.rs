@@ -6,6 +6,9 @@
 //! acknowledged, and streams live events. Each event carries its conversation's gapless `seq`;
 //! the client acknowledges with `{"type":"ack","conversation_id":"...","seq":N}` and, after a
 //! reconnect, resumes after the last acknowledged event: no gaps, no duplicates.
+//!
+//! Compliance officers also receive `{"type":"alert",...}` frames for their organisation's
+//! anomaly alerts as they are raised (ids and codes only; `GET /api/v1/audit/alerts` lists them).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -147,6 +150,7 @@ async fn run(state: AppState, mut socket: WebSocket, pre: Option<AnySession>, me
                 let Some(d) = d else { return Ok(()) };
                 deliver(&state, &mut socket, &session, &mut pos, d).await?;
             }
+            Some(frame) = reg.alerts.recv() => send(&mut socket, frame.as_ref()).await?,
             () = gap_deadline(pos.gap_since) => fill_gaps(&state, &mut socket, &session, &mut pos).await?,
             frame = socket.recv() => {
                 match frame {

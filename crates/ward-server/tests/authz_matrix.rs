@@ -98,6 +98,11 @@ const OPS: &[OpDef] = &[
     op("GET", "/api/v1/audit/proofs/inclusion", Gate::Bearer, false),
     op("GET", "/api/v1/audit/proofs/consistency", Gate::Bearer, false),
     op("GET", "/api/v1/audit/events", Gate::Bearer, false),
+    op("GET", "/api/v1/org/alert-rules", Gate::Bearer, false),
+    op("PUT", "/api/v1/org/alert-rules", Gate::Bearer, false),
+    op("GET", "/api/v1/audit/alerts", Gate::Bearer, false),
+    op("POST", "/api/v1/audit/alerts/{alert_id}/acknowledge", Gate::Bearer, false),
+    op("PUT", "/api/v1/patients/{patient_id}/restricted", Gate::Bearer, false),
     op("GET", "/api/v1/users", Gate::Bearer, false),
     op("POST", "/api/v1/users", Gate::Bearer, false),
     op("GET", "/api/v1/users/{user_id}", Gate::Bearer, false),
@@ -291,6 +296,9 @@ struct Fx {
     m_other: String,
     c_b: String,
     m_b: String,
+    /// An anomaly alert of org A, and one of org B.
+    alert_a: String,
+    alert_b: String,
 }
 
 impl Fx {
@@ -394,6 +402,8 @@ async fn fixture(h: &Harness) -> Fx {
     let m_other = send_id(h, &outsider, &c_other, "other").await;
     let c_b = h.conversation(&b_clin, "group", &[&b_staff]).await;
     let m_b = send_id(h, &b_clin, &c_b, "foreign").await;
+    let alert_a = h.store.test_insert_alert(a.id).await.id.to_string();
+    let alert_b = h.store.test_insert_alert(b.id).await.id.to_string();
 
     Fx {
         org_a: a.id.to_string(),
@@ -411,6 +421,8 @@ async fn fixture(h: &Harness) -> Fx {
         m_other,
         c_b,
         m_b,
+        alert_a,
+        alert_b,
     }
 }
 
@@ -462,6 +474,8 @@ fn min_body(op: &OpDef) -> Option<Value> {
         ("POST", "/api/v1/patients") => json!({"mrn": "PROBE-1", "display_name": "Probe", "care_team": []}),
         ("POST", "/api/v1/patients/search") => json!({"mrn": "PROBE-1"}),
         ("PUT", "/api/v1/patients/{patient_id}/care-team") => json!({"care_team": []}),
+        ("PUT", "/api/v1/patients/{patient_id}/restricted") => json!({"restricted": false}),
+        ("PUT", "/api/v1/org/alert-rules") => serde_json::to_value(ward_domain::alerts::AlertRules::default()).unwrap(),
         ("POST", "/api/v1/conversations") => json!({"kind": "group", "title": "Probe", "members": []}),
         ("POST", "/api/v1/conversations/{conversation_id}/members") => json!({"user_id": rnd()}),
         ("POST", "/api/v1/conversations/{conversation_id}/messages") => json!({"client_txn_id": "probe", "body": "probe"}),
@@ -474,7 +488,7 @@ fn min_body(op: &OpDef) -> Option<Value> {
 /// The path of an operation with every id replaced by a random one.
 fn random_path(op: &OpDef) -> String {
     let mut p = op.path.to_owned();
-    for param in ["{session_id}", "{user_id}", "{patient_id}", "{conversation_id}", "{message_id}"] {
+    for param in ["{session_id}", "{user_id}", "{patient_id}", "{conversation_id}", "{message_id}", "{alert_id}"] {
         p = p.replace(param, &rnd());
     }
     p
@@ -615,6 +629,48 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
             Own => cell("/api/v1/audit/events?limit=200", None, when(auditor, OK, FORBIDDEN)),
             _ => return None,
         },
+
+        // --- anomaly alerts: compliance officers and admins only ------------------------------
+        ("GET", "/api/v1/org/alert-rules") => match t {
+            Own => cell(op.path, None, when(auditor, OK, FORBIDDEN)),
+            _ => return None,
+        },
+        ("PUT", "/api/v1/org/alert-rules") => match t {
+            Own => cell(op.path, body, when(auditor, OK, FORBIDDEN)),
+            _ => return None,
+        },
+        ("GET", "/api/v1/audit/alerts") => match t {
+            Own => cell("/api/v1/audit/alerts?limit=200", None, when(auditor, OK, FORBIDDEN)).check(listing(
+                "items",
+                vec![fx.alert_a.clone()],
+                vec![fx.alert_b.clone()],
+            )),
+            _ => return None,
+        },
+        ("POST", "/api/v1/audit/alerts/{alert_id}/acknowledge") => {
+            // The role is checked before the alert is looked up.
+            let (id, exp) = match t {
+                Own => (fx.alert_a.clone(), when(auditor, OK, FORBIDDEN)),
+                Foreign => (fx.alert_b.clone(), when(auditor, NOT_FOUND, FORBIDDEN)),
+                Random => (rnd(), when(auditor, NOT_FOUND, FORBIDDEN)),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                _ => return None,
+            };
+            let c = cell(op.path.replace("{alert_id}", &id), None, exp);
+            if exp == OK { c.check(has_id(id)) } else { c }
+        }
+        ("PUT", "/api/v1/patients/{patient_id}/restricted") => {
+            let (id, exp) = match t {
+                Own => (fx.p_self.id.to_string(), when(auditor, OK, FORBIDDEN)),
+                Other => (fx.p_other.id.to_string(), when(auditor, OK, FORBIDDEN)),
+                Foreign => (fx.p_b.id.to_string(), when(auditor, NOT_FOUND, FORBIDDEN)),
+                Random => (rnd(), when(auditor, NOT_FOUND, FORBIDDEN)),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                _ => return None,
+            };
+            let c = cell(op.path.replace("{patient_id}", &id), body, exp);
+            if exp == OK { c.check(has_id(id)) } else { c }
+        }
 
         // --- users ---------------------------------------------------------------------------
         ("GET", "/api/v1/users") => match t {

@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+mod alerts;
 mod audit;
 mod conversations;
 mod db;
@@ -27,6 +28,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+pub use alerts::{Alert, NewAlert};
 pub use audit::{AuditQuery, AuditRecord, StoredCheckpoint};
 pub use conversations::Created;
 pub use error::{Result, StoreError};

@@ -246,6 +246,8 @@ pub struct Patient {
     pub care_team: Vec<UserId>,
     /// Unix ms.
     pub created_at: i64,
+    /// Flagged as restricted (staff member, VIP): every access raises an alert.
+    pub restricted: bool,
 }
 
 /// A member to add, with a reason when they are outside the care team.

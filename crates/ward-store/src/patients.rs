@@ -14,6 +14,7 @@ struct PatientRow {
     mrn: String,
     display_name: String,
     created_at: i64,
+    restricted: bool,
 }
 
 /// A patient of the organisation with the care team, or NotFound.
@@ -22,7 +23,7 @@ pub(crate) async fn patient_in_org(c: &mut Conn<'_>, org: OrgId, id: PatientId) 
         fetch_one,
         c,
         PatientRow,
-        "SELECT id, org_id, mrn, display_name, created_at FROM patients WHERE id = $1 AND org_id = $2",
+        "SELECT id, org_id, mrn, display_name, created_at, restricted FROM patients WHERE id = $1 AND org_id = $2",
         id.0,
         org.0
     )?;
@@ -34,6 +35,7 @@ pub(crate) async fn patient_in_org(c: &mut Conn<'_>, org: OrgId, id: PatientId) 
         display_name: r.display_name,
         care_team,
         created_at: r.created_at,
+        restricted: r.restricted,
     })
 }
 
@@ -156,6 +158,38 @@ impl Store {
                 Err(StoreError::NotFound)
             }
         }
+    }
+
+    /// Flags a patient as restricted (staff member, VIP), or clears the flag: any access to a
+    /// restricted patient's records raises an alert. Audited with the new value.
+    pub async fn set_patient_restricted(
+        &self,
+        org: OrgId,
+        actor: UserId,
+        id: PatientId,
+        restricted: bool,
+        meta: RequestMeta,
+    ) -> Result<Patient> {
+        self.write(move |mut c| {
+            Box::pin(async move {
+                patient_in_org(&mut c, org, id).await?;
+                exec!(&mut c, "UPDATE patients SET restricted = $2 WHERE id = $1", id.0, restricted)?;
+                let ev = patient_event(AuditAction::PatientRestrict, org, actor, id).detail("restricted", DetailValue::Bool(restricted));
+                audit::append(&mut c, &ev, &meta).await?;
+                patient_in_org(&mut c, org, id).await
+            })
+        })
+        .await
+    }
+
+    /// Whether the patient is flagged as restricted (false for an unknown id).
+    pub async fn patient_restricted(&self, id: PatientId) -> Result<bool> {
+        self.read(|mut c| {
+            Box::pin(async move {
+                Ok(scalar!(fetch_optional, &mut c, bool, "SELECT restricted FROM patients WHERE id = $1", id.0)?.unwrap_or(false))
+            })
+        })
+        .await
     }
 
     /// Replaces a patient's care team.

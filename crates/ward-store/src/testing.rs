@@ -84,6 +84,26 @@ impl Drop for TestDb {
 }
 
 impl Store {
+    /// Records an anomaly alert of the organisation directly (without the evaluator), with its
+    /// audit event: a restricted-patient-style finding about nobody in particular.
+    pub async fn test_insert_alert(&self, org: ward_domain::ids::OrgId) -> crate::Alert {
+        let finding = ward_domain::alerts::Finding {
+            rule: ward_domain::alerts::RuleCode::AuditAccessByNonCompliance,
+            org,
+            at_ms: crate::now_ms(),
+            subject_user: None,
+            subject_patient: None,
+            count: None,
+            threshold: None,
+            window_minutes: None,
+        };
+        self.write(move |mut c| {
+            Box::pin(async move { crate::alerts::insert_alert(&mut c, crate::NewAlert { finding, trigger_idx: 0 }).await })
+        })
+        .await
+        .expect("insert alert")
+    }
+
     /// Moves a session's last activity `ms` milliseconds into the past (idle-timeout tests).
     pub async fn test_age_session(&self, session: ward_domain::ids::SessionId, ms: i64) {
         self.write(move |mut c| {

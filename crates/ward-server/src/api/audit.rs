@@ -26,7 +26,7 @@ pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
 }
 
 /// Checks the role and records the access (or the refusal) before anything is answered.
-async fn audited(state: &AppState, s: &Auth, meta: ward_store::RequestMeta, op: &'static str) -> ApiResult<()> {
+pub(crate) async fn audited(state: &AppState, s: &Auth, meta: ward_store::RequestMeta, op: &'static str) -> ApiResult<()> {
     let allowed = policy::may_read_audit_log(&s.actor);
     let outcome = if allowed.is_ok() { Outcome::Success } else { Outcome::Denied };
     let mut ev = AuditEvent::new(AuditAction::AuditLogRead, outcome).detail("op", DetailValue::Code(op));

@@ -354,11 +354,13 @@ pub struct PatientView {
     pub display_name: String,
     /// Care team.
     pub care_team: Vec<UserId>,
+    /// Flagged as restricted (staff member, VIP): every access raises an anomaly alert.
+    pub restricted: bool,
 }
 
 impl From<ward_store::Patient> for PatientView {
     fn from(p: ward_store::Patient) -> Self {
-        Self { id: p.id, mrn: p.mrn, display_name: p.display_name, care_team: p.care_team }
+        Self { id: p.id, mrn: p.mrn, display_name: p.display_name, care_team: p.care_team, restricted: p.restricted }
     }
 }
 

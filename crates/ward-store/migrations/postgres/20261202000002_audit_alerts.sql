@@ -1,0 +1,40 @@
+-- Anomaly alerts (issue 4): per-organisation rules, the alerts raised, the evaluator's cursor
+-- in the audit log, and the restricted flag on patients (staff members, VIPs).
+
+ALTER TABLE patients ADD COLUMN restricted BOOLEAN NOT NULL DEFAULT FALSE;
+
+-- One row per organisation that configured its rules (ward_domain::alerts::AlertRules as
+-- JSON); an organisation without a row uses the defaults.
+CREATE TABLE alert_rules (
+    org_id UUID PRIMARY KEY NOT NULL REFERENCES organizations(id),
+    rules TEXT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+
+-- Every alert raised. Ids and numbers only: no names, no content. audit_idx is the index of
+-- the alert's own `alert.raised` event; trigger_idx the event that tripped the rule.
+CREATE TABLE audit_alerts (
+    id UUID PRIMARY KEY NOT NULL,
+    org_id UUID NOT NULL REFERENCES organizations(id),
+    rule TEXT NOT NULL,
+    raised_at BIGINT NOT NULL,
+    subject_user_id UUID,
+    subject_patient_id UUID,
+    observed BIGINT,
+    threshold BIGINT,
+    window_minutes BIGINT,
+    trigger_idx BIGINT NOT NULL,
+    audit_idx BIGINT NOT NULL UNIQUE,
+    acknowledged_at BIGINT,
+    acknowledged_by UUID
+);
+CREATE INDEX audit_alerts_by_org ON audit_alerts (org_id, audit_idx);
+
+-- The next audit index the evaluator will read; advanced in the transaction that records the
+-- alerts it raised, so a restart neither repeats nor skips an event. It starts at the end of
+-- the log as it is now: history from before this migration is not evaluated.
+CREATE TABLE alert_cursor (
+    id BIGINT PRIMARY KEY NOT NULL CHECK (id = 1),
+    next_idx BIGINT NOT NULL
+);
+INSERT INTO alert_cursor (id, next_idx) SELECT 1, COALESCE(MAX(idx) + 1, 0) FROM audit_events;
