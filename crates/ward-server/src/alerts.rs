@@ -32,6 +32,10 @@ pub struct AlertTask {
     fanout: Arc<dyn FanOut>,
     engine: AlertEngine,
     rules: HashMap<OrgId, AlertRules>,
+    /// The restricted flag of every patient whose flag was set or cleared before the cursor
+    /// (learnt from `patient.restrict` events in log order, so an access is judged by the flag
+    /// as it stood then, not as it stands when the evaluator gets to it).
+    restricted: HashMap<PatientId, bool>,
     cursor: i64,
     last_prune_ms: i64,
 }
@@ -40,13 +44,22 @@ pub struct AlertTask {
 #[derive(Default)]
 struct Lookups {
     roles: HashMap<UserId, Option<Role>>,
-    restricted: HashMap<PatientId, bool>,
+    /// Patients whose flag was never set before the batch.
+    never_restricted: std::collections::HashSet<PatientId>,
 }
 
 impl AlertTask {
     /// Reads the cursor and rebuilds the windows from the events before it.
     pub async fn start(store: Store, fanout: Arc<dyn FanOut>) -> Result<AlertTask, StoreError> {
-        let mut task = AlertTask { store, fanout, engine: AlertEngine::new(), rules: HashMap::new(), cursor: 0, last_prune_ms: 0 };
+        let mut task = AlertTask {
+            store,
+            fanout,
+            engine: AlertEngine::new(),
+            rules: HashMap::new(),
+            restricted: HashMap::new(),
+            cursor: 0,
+            last_prune_ms: 0,
+        };
         task.rebuild().await?;
         Ok(task)
     }
@@ -60,6 +73,7 @@ impl AlertTask {
     async fn rebuild(&mut self) -> Result<(), StoreError> {
         self.engine = AlertEngine::new();
         self.rules.clear();
+        self.restricted.clear();
         self.cursor = self.store.alert_cursor().await?;
         let Some(last) = self.store.audit_events(self.cursor - 1, 1).await?.pop().filter(|_| self.cursor > 0) else { return Ok(()) };
         let horizon = last.occurred_at - i64::from(MAX_WINDOW_MINUTES) * 60_000;
@@ -97,7 +111,7 @@ impl AlertTask {
         Ok(r)
     }
 
-    async fn observation(&self, e: &AuditRecord, l: &mut Lookups) -> Result<Option<Observation>, StoreError> {
+    async fn observation(&mut self, e: &AuditRecord, l: &mut Lookups) -> Result<Option<Observation>, StoreError> {
         let (Some(org), Some(action)) = (e.org_id.map(OrgId), AuditAction::parse(&e.action)) else { return Ok(None) };
         let outcome = match e.outcome.as_str() {
             "success" => Outcome::Success,
@@ -122,13 +136,19 @@ impl AlertTask {
         };
         let patient = e.patient_id.map(PatientId);
         let patient_restricted = match patient {
-            Some(p) => match l.restricted.get(&p) {
+            Some(p) if l.never_restricted.contains(&p) => false,
+            Some(p) => match self.restricted.get(&p) {
                 Some(r) => *r,
-                None => {
-                    let r = self.store.patient_restricted(p).await?;
-                    l.restricted.insert(p, r);
-                    r
-                }
+                None => match self.store.patient_restricted_before(p, e.idx).await? {
+                    Some(r) => {
+                        self.restricted.insert(p, r);
+                        r
+                    }
+                    None => {
+                        l.never_restricted.insert(p);
+                        false
+                    }
+                },
             },
             None => false,
         };
@@ -153,6 +173,14 @@ impl AlertTask {
             {
                 // The organisation changed its rules: they apply from the next event on.
                 self.rules.remove(&OrgId(org));
+            }
+            if e.action == AuditAction::PatientRestrict.as_str()
+                && e.outcome == "success"
+                && let Some(p) = e.patient_id
+            {
+                let restricted = e.detail.contains("\"restricted\":true");
+                self.restricted.insert(PatientId(p), restricted);
+                lookups.never_restricted.remove(&PatientId(p));
             }
             let Some(o) = self.observation(e, &mut lookups).await? else { continue };
             let rules = self.rules_of(o.org).await?;

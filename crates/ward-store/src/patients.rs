@@ -192,6 +192,30 @@ impl Store {
         .await
     }
 
+    /// Whether the patient was flagged as restricted just before audit index `before`, from
+    /// the `patient.restrict` events (`None` if the flag was never set or cleared).
+    pub async fn patient_restricted_before(&self, id: PatientId, before: i64) -> Result<Option<bool>> {
+        let detail = self
+            .read(|mut c| {
+                Box::pin(async move {
+                    Ok(scalar!(
+                        fetch_optional,
+                        &mut c,
+                        String,
+                        "SELECT detail FROM audit_events WHERE patient_id = $1 AND idx < $2 AND action = $3 AND outcome = 'success' \
+                         ORDER BY idx DESC LIMIT 1",
+                        id.0,
+                        before,
+                        AuditAction::PatientRestrict.as_str()
+                    )?)
+                })
+            })
+            .await?;
+        let Some(detail) = detail else { return Ok(None) };
+        let v: serde_json::Value = serde_json::from_str(&detail).map_err(|_| StoreError::Corrupt("audit_events.detail"))?;
+        v["restricted"].as_bool().map(Some).ok_or(StoreError::Corrupt("patient.restrict detail"))
+    }
+
     /// Replaces a patient's care team.
     pub async fn set_care_team(&self, org: OrgId, actor: UserId, id: PatientId, team: Vec<UserId>, meta: RequestMeta) -> Result<Patient> {
         self.write(move |mut c| {

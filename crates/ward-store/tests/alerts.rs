@@ -138,4 +138,11 @@ async fn restricted_flag_is_stored_and_audited(backend: Backend) {
     assert!(matches!(s.set_patient_restricted(other.id, admin.id, p.id, false, meta()).await, Err(StoreError::NotFound)));
     let ev = s.audit_events(0, 100).await.unwrap().into_iter().rfind(|e| e.action == "patient.restrict").unwrap();
     assert_eq!((ev.patient_id, ev.detail.as_str()), (Some(p.id.0), r#"{"restricted":true}"#));
+    // The flag as it stood at a point of the log, not as it stands now.
+    assert_eq!(s.patient_restricted_before(p.id, ev.idx).await.unwrap(), None);
+    assert_eq!(s.patient_restricted_before(p.id, ev.idx + 1).await.unwrap(), Some(true));
+    s.set_patient_restricted(org.id, admin.id, p.id, false, meta()).await.unwrap();
+    assert_eq!(s.patient_restricted_before(p.id, ev.idx + 1).await.unwrap(), Some(true));
+    assert_eq!(s.patient_restricted_before(p.id, i64::MAX).await.unwrap(), Some(false));
+    assert!(!s.patient_restricted(p.id).await.unwrap());
 }

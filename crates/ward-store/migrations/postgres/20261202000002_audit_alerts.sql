@@ -3,6 +3,10 @@
 
 ALTER TABLE patients ADD COLUMN restricted BOOLEAN NOT NULL DEFAULT FALSE;
 
+-- The evaluator asks, for a patient, the latest `patient.restrict` event before a given index
+-- (whether the patient was restricted when an access happened, not merely now).
+CREATE INDEX audit_events_by_patient_idx ON audit_events (patient_id, idx);
+
 -- One row per organisation that configured its rules (ward_domain::alerts::AlertRules as
 -- JSON); an organisation without a row uses the defaults.
 CREATE TABLE alert_rules (
