@@ -6,6 +6,7 @@
 pub mod api;
 pub mod app;
 pub mod audit_log;
+pub mod audit_sink;
 pub mod auth;
 pub mod config;
 pub mod extract;
@@ -47,12 +48,16 @@ pub struct Running {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     audit_task: tokio::task::JoinHandle<()>,
+    syslog_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
     /// Stops accepting connections and waits for the listener to close.
     pub async fn stop(mut self) {
         self.audit_task.abort();
+        if let Some(t) = &self.syslog_task {
+            t.abort();
+        }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -92,7 +97,10 @@ pub async fn start_with(config: Config, store: Store, fanout: Arc<dyn FanOut>) -
     let audit = audit_log::AuditLog::open(&config, store.clone())?;
     let audit_task = audit.spawn();
     let config = Arc::new(config);
+    // Built before anything is spawned, so a bad CA or key file stops the start.
+    let syslog = if config.audit.syslog.enabled { Some(audit_sink::SyslogSink::new(&config.audit.syslog, store.clone())?) } else { None };
     let (state, router) = app::build(store.clone(), fanout, config, audit);
+    let syslog_task = syslog.map(|s| s.spawn(state.metrics.clone()));
     spawn_housekeeping(store);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(serve::serve_tls(listener, cert.server_config.clone(), router, async move {
@@ -110,6 +118,7 @@ pub async fn start_with(config: Config, store: Store, fanout: Arc<dyn FanOut>) -
         shutdown: Some(tx),
         task: Some(task),
         audit_task,
+        syslog_task,
     })
 }
 

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod audit_sinks;
 mod conversations;
 mod db;
 mod error;
@@ -28,6 +29,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use audit::{AuditQuery, AuditRecord, StoredCheckpoint};
+pub use audit_sinks::SinkCursor;
 pub use conversations::Created;
 pub use error::{Result, StoreError};
 pub use messages::Page;
