@@ -421,6 +421,26 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn unreadable_tls_files_name_their_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = ward_store::testing::TestDb::open(ward_store::Backend::Sqlite).await.unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let base = SyslogConfig {
+            enabled: true,
+            address: "127.0.0.1:6514".into(),
+            ca_file: Some(dir.path().join("missing.pem")),
+            ..SyslogConfig::default()
+        };
+        let err = |c: &SyslogConfig| format!("{:#}", SyslogSink::new(c, db.store.clone()).unwrap_err());
+        assert!(err(&base).contains("audit.syslog.ca_file"), "{}", err(&base));
+        let c = SyslogConfig { ca_file: Some(empty.clone()), ..base.clone() };
+        assert!(err(&c).contains("no PEM certificate"), "{}", err(&c));
+        let c = SyslogConfig { enabled: true, address: "nowhere".into(), ..base };
+        assert!(err(&c).contains("audit.syslog.address"), "{}", err(&c));
+    }
+
     #[test]
     fn backoff_grows_to_the_cap_with_jitter() {
         let mut b = Backoff::new(Duration::from_secs(2));

@@ -378,6 +378,34 @@ mod tests {
     }
 
     #[test]
+    fn syslog_settings_are_checked_only_when_enabled() {
+        let mut c = Config::default();
+        c.audit.syslog.facility = "nonsense".into();
+        c.validate().unwrap();
+        c.audit.syslog =
+            SyslogConfig { enabled: true, address: "siem.example:6514".into(), ca_file: Some("ca.pem".into()), ..SyslogConfig::default() };
+        c.validate().unwrap();
+        let named = |f: &dyn Fn(&mut SyslogConfig), setting: &str| {
+            let mut c = c.clone();
+            f(&mut c.audit.syslog);
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(setting), "{e} does not name {setting}");
+        };
+        named(&|s| s.address = "siem.example".into(), "audit.syslog.address");
+        named(&|s| s.address = "siem.example:0".into(), "audit.syslog.address");
+        named(&|s| s.server_name = Some("not a name".into()), "audit.syslog.server_name");
+        named(&|s| s.ca_file = None, "audit.syslog.ca_file");
+        named(&|s| s.client_cert = Some("c.pem".into()), "audit.syslog.client_cert");
+        named(&|s| s.facility = "local8".into(), "audit.syslog.facility");
+        named(&|s| s.app_name = "ward app".into(), "audit.syslog.app_name");
+        named(&|s| s.hostname = Some(String::new()), "audit.syslog.hostname");
+        named(&|s| s.enterprise_number = 0, "audit.syslog.enterprise_number");
+        named(&|s| s.batch_size = 0, "audit.syslog.batch_size");
+        named(&|s| s.confirm_interval_secs = 0, "confirm_interval_secs");
+        named(&|s| s.reconnect_max_secs = 0, "audit.syslog.reconnect_max_secs");
+    }
+
+    #[test]
     fn file_then_environment() {
         let dir = std::env::temp_dir().join(format!("ward-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

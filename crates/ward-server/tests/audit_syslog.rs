@@ -296,9 +296,10 @@ async fn the_server_streams_events_and_checkpoints_in_order_without_phi(backend:
     })
     .await;
 
-    let events: BTreeMap<i64, ward_store::AuditRecord> = h.store.audit_events(0, n).await.unwrap().into_iter().map(|r| (r.idx, r)).collect();
+    let events: BTreeMap<i64, ward_store::AuditRecord> =
+        h.store.audit_events(0, n).await.unwrap().into_iter().map(|r| (r.idx, r)).collect();
     let verifier = audit.verifier();
-    let received = log.lock().unwrap();
+    let received = std::mem::take(&mut *log.lock().unwrap());
     let mut last_event = -1i64;
     let mut checkpoints = 0;
     for raw in &received.messages {
@@ -307,7 +308,7 @@ async fn the_server_streams_events_and_checkpoints_in_order_without_phi(backend:
         assert_eq!(m.version, 1);
         assert_eq!(m.hostname.as_deref(), Some("ward-test"));
         assert_eq!(m.appname.as_deref(), Some("ward"));
-        assert_eq!(m.procid, Some(syslog_rfc5424::ProcId::PID(std::process::id() as i32)));
+        assert_eq!(m.procid, Some(syslog_rfc5424::message::ProcId::PID(std::process::id() as i32)));
         let body = m.msg.strip_prefix('\u{feff}').expect("MSG starts with the UTF-8 BOM");
         if m.msgid.as_deref() == Some("checkpoint") {
             let size: i64 = m.sd.find_tuple("ward-checkpoint@32473", "size").unwrap().parse().unwrap();
@@ -353,12 +354,14 @@ async fn the_server_streams_events_and_checkpoints_in_order_without_phi(backend:
     let metrics = h.http.get(format!("{}/metrics", h.url)).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("ward_audit_syslog_messages_total{kind=\"event\"}"), "{metrics}");
     assert!(metrics.contains("ward_audit_syslog_lag_entries"), "{metrics}");
-    drop(received);
     receiver.kill();
 }
 
 fn sink(store: &Store, config: &SyslogConfig) -> tokio::task::JoinHandle<()> {
-    SyslogSink::new(config, store.clone()).unwrap().with_confirm_interval(Duration::from_millis(300)).spawn(ward_server::metrics::Metrics::new())
+    SyslogSink::new(config, store.clone())
+        .unwrap()
+        .with_confirm_interval(Duration::from_millis(300))
+        .spawn(ward_server::metrics::Metrics::new())
 }
 
 async fn cursor(store: &Store) -> i64 {
