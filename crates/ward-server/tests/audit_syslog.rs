@@ -292,13 +292,15 @@ async fn the_server_streams_events_and_checkpoints_in_order_without_phi(backend:
             let m = parse(m);
             m.msgid.as_deref() == Some("checkpoint") && m.sd.find_tuple("ward-checkpoint@32473", "size") == Some(&n.to_string())
         });
-        got && indexes(&log).iter().filter(|i| **i < n).count() >= n as usize
+        got && indexes(&log).iter().filter(|i| **i < n).collect::<std::collections::BTreeSet<_>>().len() == n as usize
     })
     .await;
 
     let events: BTreeMap<i64, ward_store::AuditRecord> =
         h.store.audit_events(0, n).await.unwrap().into_iter().map(|r| (r.idx, r)).collect();
     let verifier = audit.verifier();
+    let below: Vec<i64> = indexes(&log).into_iter().filter(|i| *i < n).collect();
+    assert_complete(&below, n);
     let received = std::mem::take(&mut *log.lock().unwrap());
     let mut last_event = -1i64;
     let mut checkpoints = 0;
