@@ -7,6 +7,7 @@ pub mod alerts;
 pub mod api;
 pub mod app;
 pub mod audit_log;
+pub mod audit_sink;
 pub mod auth;
 pub mod config;
 pub mod extract;
@@ -49,6 +50,7 @@ pub struct Running {
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     audit_task: tokio::task::JoinHandle<()>,
     alert_task: tokio::task::JoinHandle<()>,
+    syslog_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -56,6 +58,9 @@ impl Running {
     pub async fn stop(mut self) {
         self.audit_task.abort();
         self.alert_task.abort();
+        if let Some(t) = &self.syslog_task {
+            t.abort();
+        }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -92,11 +97,14 @@ pub async fn start_with(config: Config, store: Store, fanout: Arc<dyn FanOut>) -
     let cert = tls::load_or_generate(config.tls.cert.as_deref(), config.tls.key.as_deref(), &config.data_dir)?;
     let listener = TcpListener::bind(config.listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
+    // Built before anything is spawned, so a bad CA or key file stops the start.
+    let syslog = if config.audit.syslog.enabled { Some(audit_sink::SyslogSink::new(&config.audit.syslog, store.clone())?) } else { None };
     let audit = audit_log::AuditLog::open(&config, store.clone())?;
     let audit_task = audit.spawn();
     let config = Arc::new(config);
     let alert_task = alerts::spawn(store.clone(), fanout.clone());
     let (state, router) = app::build(store.clone(), fanout, config, audit);
+    let syslog_task = syslog.map(|s| s.spawn(state.metrics.clone()));
     spawn_housekeeping(store);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(serve::serve_tls(listener, cert.server_config.clone(), router, async move {
@@ -115,6 +123,7 @@ pub async fn start_with(config: Config, store: Store, fanout: Arc<dyn FanOut>) -
         task: Some(task),
         audit_task,
         alert_task,
+        syslog_task,
     })
 }
 

@@ -31,6 +31,13 @@ pub struct RouteLabels {
     pub route: String,
 }
 
+/// Labels of a message on the audit syslog stream.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SyslogMessageLabels {
+    /// `event` or `checkpoint`.
+    pub kind: &'static str,
+}
+
 /// The server's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -50,6 +57,16 @@ pub struct Metrics {
     pub db_commits: Counter,
     /// Committed write jobs (from the store).
     pub db_jobs: Counter,
+    /// Audit events committed but not yet written to the syslog stream.
+    pub audit_syslog_lag: Gauge<i64, AtomicI64>,
+    /// Messages written to the syslog stream, by kind (resent ones count again).
+    pub audit_syslog_messages: Family<SyslogMessageLabels, Counter>,
+    /// Syslog connections that failed or were lost.
+    pub audit_syslog_reconnects: Counter,
+    /// Whether a syslog connection is open (0 or 1).
+    pub audit_syslog_connected: Gauge<i64, AtomicI64>,
+    /// Syslog connections closed without the receiver's close_notify answer.
+    pub audit_syslog_unconfirmed: Counter,
 }
 
 impl Metrics {
@@ -72,7 +89,36 @@ impl Metrics {
         registry.register("ws_resyncs", "WebSocket connections that fell behind and caught up from the database", ws_resyncs.clone());
         registry.register("db_write_transactions", "Committed write transactions", db_commits.clone());
         registry.register("db_write_jobs", "Committed write jobs (several per transaction under load)", db_jobs.clone());
-        Arc::new(Self { registry, requests, durations, messages_sent, ws_connections, ws_events, ws_resyncs, db_commits, db_jobs })
+        let audit_syslog_lag = Gauge::default();
+        let audit_syslog_messages = Family::<SyslogMessageLabels, Counter>::default();
+        let audit_syslog_reconnects = Counter::default();
+        let audit_syslog_connected = Gauge::default();
+        let audit_syslog_unconfirmed = Counter::default();
+        registry.register("audit_syslog_lag_entries", "Audit events not yet written to the syslog stream", audit_syslog_lag.clone());
+        registry.register("audit_syslog_messages", "Messages written to the audit syslog stream", audit_syslog_messages.clone());
+        registry.register("audit_syslog_reconnects", "Audit syslog connections that failed or were lost", audit_syslog_reconnects.clone());
+        registry.register("audit_syslog_connected", "Whether the audit syslog connection is open", audit_syslog_connected.clone());
+        registry.register(
+            "audit_syslog_unconfirmed_closes",
+            "Audit syslog connections the receiver closed without answering close_notify",
+            audit_syslog_unconfirmed.clone(),
+        );
+        Arc::new(Self {
+            registry,
+            requests,
+            durations,
+            messages_sent,
+            ws_connections,
+            ws_events,
+            ws_resyncs,
+            db_commits,
+            db_jobs,
+            audit_syslog_lag,
+            audit_syslog_messages,
+            audit_syslog_reconnects,
+            audit_syslog_connected,
+            audit_syslog_unconfirmed,
+        })
     }
 
     /// The text exposition.

@@ -5,6 +5,7 @@
 
 mod alerts;
 mod audit;
+mod audit_sinks;
 mod conversations;
 mod db;
 mod error;
@@ -30,6 +31,7 @@ use sqlx::{PgPool, SqlitePool};
 
 pub use alerts::{Alert, NewAlert};
 pub use audit::{AuditQuery, AuditRecord, StoredCheckpoint};
+pub use audit_sinks::SinkCursor;
 pub use conversations::Created;
 pub use error::{Result, StoreError};
 pub use messages::Page;
