@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod conversation;
+pub mod disclosure;
 pub mod error;
 pub mod ids;
 pub mod lockout;

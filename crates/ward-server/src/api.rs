@@ -2,6 +2,7 @@
 //! built from the same declarations, so they cannot disagree.
 
 pub(crate) mod audit;
+pub(crate) mod audit_reports;
 pub(crate) mod auth;
 pub(crate) mod conversations;
 pub mod dto;
@@ -39,6 +40,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(auth::routes())
         .merge(audit::routes())
+        .merge(audit_reports::routes())
         .merge(me::routes())
         .merge(users::routes())
         .merge(org::routes())

@@ -11,6 +11,7 @@ mod messages;
 mod model;
 mod orgs;
 mod patients;
+mod reports;
 mod sessions;
 mod stream;
 #[cfg(feature = "test-support")]
@@ -31,6 +32,7 @@ pub use audit::{AuditQuery, AuditRecord, StoredCheckpoint};
 pub use conversations::Created;
 pub use error::{Result, StoreError};
 pub use messages::Page;
+pub use reports::{AccessSummary, ActionCount, DisclosurePage, DisclosureRecord, TimeRange};
 pub use model::*;
 pub use sessions::{Challenge, SecondFactor};
 pub use stream::StreamPosition;
