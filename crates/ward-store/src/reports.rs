@@ -100,6 +100,14 @@ impl Store {
         .await
     }
 
+    /// The organisation a user belongs to, if the account exists.
+    pub async fn user_org(&self, id: UserId) -> Result<Option<OrgId>> {
+        self.read(move |mut c| {
+            Box::pin(async move { Ok(scalar!(fetch_optional, &mut c, uuid::Uuid, "SELECT org_id FROM users WHERE id = $1", id.0)?.map(OrgId)) })
+        })
+        .await
+    }
+
     /// Audit events matching `q`, in one organisation or (`None`) across all, by index, at most
     /// `limit`. The CLI exports across organisations; the API within the caller's.
     pub async fn search_audit_scoped(&self, org: Option<OrgId>, q: AuditQuery, limit: i64) -> Result<Vec<AuditRecord>> {

@@ -90,6 +90,13 @@ pub(crate) async fn export(store: &Store, origin: &str, out: &Path, format: Expo
     if let Some(u) = filter.user {
         ev = ev.detail("user", DetailValue::Id(u.0));
     }
+    // A filtered export belongs to the organisation of the patient or user it is about, so that
+    // it shows in that organisation's accounting of disclosures; a whole-log export has none.
+    ev.org_id = match (filter.patient, filter.user) {
+        (Some(p), _) => store.patient_org(p).await?,
+        (None, Some(u)) => store.user_org(u).await?,
+        (None, None) => None,
+    };
     store.record(ev.patient(filter.patient), operator_meta()).await?;
     let size = store.audit_size().await?;
     let file = File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
