@@ -53,8 +53,12 @@ pub struct DisclosureRule {
 
 impl DisclosureRule {
     /// The rule for new disclosing actions: recipient and purpose under the conventional keys.
-    pub const CONVENTION: DisclosureRule =
-        DisclosureRule { recipient: RecipientFrom::Detail(RECIPIENT_KEY), purpose: PurposeFrom::Detail(PURPOSE_KEY), only_if: None, covers_range: false };
+    pub const CONVENTION: DisclosureRule = DisclosureRule {
+        recipient: RecipientFrom::Detail(RECIPIENT_KEY),
+        purpose: PurposeFrom::Detail(PURPOSE_KEY),
+        only_if: None,
+        covers_range: false,
+    };
 
     /// Classifies one stored event of this rule's action: `None` unless it succeeded, meets
     /// `only_if`, and names a recipient and purpose. `detail` is the stored details JSON.

@@ -29,7 +29,10 @@ async fn download(h: &Harness, path: &str, s: &Session) -> (u16, String, String)
 /// (a printed skip; a failure in CI).
 fn validate_fhir(kind: &str, file: &Path) -> Option<String> {
     let Ok(python) = std::env::var("WARD_TEST_PYTHON") else {
-        assert!(!ward_store::testing::pg_required(), "WARD_TEST_PYTHON is required in CI (run scripts/test, which installs fhir.resources)");
+        assert!(
+            !ward_store::testing::pg_required(),
+            "WARD_TEST_PYTHON is required in CI (run scripts/test, which installs fhir.resources)"
+        );
         eprintln!("SKIPPED: FHIR validation needs WARD_TEST_PYTHON with fhir.resources (scripts/test sets it up)");
         return None;
     };
@@ -65,15 +68,23 @@ async fn exports_validate_as_fhir_r4_and_reports_account_for_disclosures(backend
         .as_str()
         .unwrap()
         .to_owned();
-    let q = h.post("/api/v1/patients", &doc.access, json!({"mrn": "MRN-2", "display_name": "John Roe", "care_team": [doc_acc.id]})).await.expect(201).body
-        ["id"]
+    let q = h
+        .post("/api/v1/patients", &doc.access, json!({"mrn": "MRN-2", "display_name": "John Roe", "care_team": [doc_acc.id]}))
+        .await
+        .expect(201)
+        .body["id"]
         .as_str()
         .unwrap()
         .to_owned();
     h.get(&format!("/api/v1/patients/{p}"), &nurse.access).await.expect(200);
-    h.call(Method::PUT, &format!("/api/v1/patients/{p}/care-team"), Some(&doc.access), Some(json!({"care_team": [doc_acc.id, nurse_acc.id]})))
-        .await
-        .expect(200);
+    h.call(
+        Method::PUT,
+        &format!("/api/v1/patients/{p}/care-team"),
+        Some(&doc.access),
+        Some(json!({"care_team": [doc_acc.id, nurse_acc.id]})),
+    )
+    .await
+    .expect(200);
     let conv = h
         .post(
             "/api/v1/conversations",
@@ -99,16 +110,25 @@ async fn exports_validate_as_fhir_r4_and_reports_account_for_disclosures(backend
     .expect(201);
     // Not disclosures: a care-team member joining another patient's conversation is not about P,
     // and removing a member discloses nothing.
-    let conv_q =
-        h.post("/api/v1/conversations", &doc.access, json!({"kind": "patient", "title": "Bed 5", "patient_id": q, "members": []})).await.expect(201).body
-            ["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-    h.call(Method::DELETE, &format!("/api/v1/conversations/{conv}/members/{}", consultant_acc.id), Some(&doc.access), None).await.expect(204);
-    h.call(Method::POST, "/api/v1/auth/login", None, Some(json!({"login": "doc@acme", "password": "wrong password", "device": {"name": "x", "platform": "cli"}})))
+    let conv_q = h
+        .post("/api/v1/conversations", &doc.access, json!({"kind": "patient", "title": "Bed 5", "patient_id": q, "members": []}))
         .await
-        .expect(401);
+        .expect(201)
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    h.call(Method::DELETE, &format!("/api/v1/conversations/{conv}/members/{}", consultant_acc.id), Some(&doc.access), None)
+        .await
+        .expect(204);
+    h.call(
+        Method::POST,
+        "/api/v1/auth/login",
+        None,
+        Some(json!({"login": "doc@acme", "password": "wrong password", "device": {"name": "x", "platform": "cli"}})),
+    )
+    .await
+    .expect(401);
     let spare = h.login(&nurse_acc).await;
     h.call(Method::POST, "/api/v1/auth/logout", Some(&spare.access), None).await.expect(204);
     let before_exports = ward_store::now_ms();
@@ -155,7 +175,8 @@ async fn exports_validate_as_fhir_r4_and_reports_account_for_disclosures(backend
     validate_fhir("bundle", &file);
 
     // CSV: stable header, one row per event, filtered by user and time.
-    let (status, ct, csv) = download(&h, &format!("/api/v1/audit/export?format=csv&user={}&from=0&to={before_exports}", doc_acc.id), &co).await;
+    let (status, ct, csv) =
+        download(&h, &format!("/api/v1/audit/export?format=csv&user={}&from=0&to={before_exports}", doc_acc.id), &co).await;
     assert_eq!((status, ct.as_str()), (200, "text/csv; charset=utf-8"));
     let mut reader = csv::Reader::from_reader(csv.as_bytes());
     let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_owned).collect();
@@ -179,7 +200,11 @@ async fn exports_validate_as_fhir_r4_and_reports_account_for_disclosures(backend
     assert_eq!(exports.len(), 5);
     assert!(exports.iter().all(|e| e.actor_user_id == Some(co_acc.id.0) && e.outcome == "success"));
     assert_eq!(exports[1].patient_id.map(|u| u.to_string()), Some(p.clone()));
-    assert!(exports[2].detail.contains(r#""format":"csv""#) && exports[2].detail.contains(&doc_acc.id.to_string()), "{}", exports[2].detail);
+    assert!(
+        exports[2].detail.contains(r#""format":"csv""#) && exports[2].detail.contains(&doc_acc.id.to_string()),
+        "{}",
+        exports[2].detail
+    );
 
     // The accounting of disclosures for P: the member added from outside the care team, then the
     // three exports that covered P (everything; P only; the doctor's events) and not the other two.
@@ -261,10 +286,11 @@ async fn bad_parameters_and_other_roles_are_refused(backend: Backend) {
     let nurse = h.login(&nurse_acc).await;
     let foreign = h.account(&other, "x@other", Role::Clinician).await;
     let doc = h.login(&h.account(&org, "doc@acme", Role::Clinician).await).await;
-    let p = h.post("/api/v1/patients", &doc.access, json!({"mrn": "M-1", "display_name": "P", "care_team": []})).await.expect(201).body["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let p =
+        h.post("/api/v1/patients", &doc.access, json!({"mrn": "M-1", "display_name": "P", "care_team": []})).await.expect(201).body["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
     let random = uuid::Uuid::new_v4();
 
     for path in [

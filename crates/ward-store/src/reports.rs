@@ -103,7 +103,9 @@ impl Store {
     /// The organisation a user belongs to, if the account exists.
     pub async fn user_org(&self, id: UserId) -> Result<Option<OrgId>> {
         self.read(move |mut c| {
-            Box::pin(async move { Ok(scalar!(fetch_optional, &mut c, uuid::Uuid, "SELECT org_id FROM users WHERE id = $1", id.0)?.map(OrgId)) })
+            Box::pin(
+                async move { Ok(scalar!(fetch_optional, &mut c, uuid::Uuid, "SELECT org_id FROM users WHERE id = $1", id.0)?.map(OrgId)) },
+            )
         })
         .await
     }
@@ -117,7 +119,9 @@ impl Store {
                 self.read(move |mut c| {
                     Box::pin(async move {
                         let sql = concat!(
-                            "SELECT ", columns!(), " FROM audit_events WHERE idx > $1 \
+                            "SELECT ",
+                            columns!(),
+                            " FROM audit_events WHERE idx > $1 \
                              AND ($2 IS NULL OR actor_user_id = $2) AND ($3 IS NULL OR patient_id = $3) \
                              AND ($4 IS NULL OR action = $4) AND ($5 IS NULL OR outcome = $5) \
                              AND ($6 IS NULL OR occurred_at >= $6) AND ($7 IS NULL OR occurred_at < $7) \
@@ -145,11 +149,20 @@ impl Store {
     }
 
     /// One user's events in the organisation over `range`, after index `after`, at most `limit`.
-    pub async fn user_activity(&self, org: OrgId, user: UserId, range: TimeRange, after: Option<i64>, limit: i64) -> Result<Vec<AuditRecord>> {
+    pub async fn user_activity(
+        &self,
+        org: OrgId,
+        user: UserId,
+        range: TimeRange,
+        after: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<AuditRecord>> {
         self.read(move |mut c| {
             Box::pin(async move {
                 let sql = concat!(
-                    "SELECT ", columns!(), " FROM audit_events WHERE actor_user_id = $1 AND org_id = $2 AND idx > $3 \
+                    "SELECT ",
+                    columns!(),
+                    " FROM audit_events WHERE actor_user_id = $1 AND org_id = $2 AND idx > $3 \
                      AND ($4 IS NULL OR occurred_at >= $4) AND ($5 IS NULL OR occurred_at < $5) ORDER BY idx LIMIT $6"
                 );
                 Ok(fetch!(fetch_all, &mut c, AuditRecord, sql, user.0, org.0, after.unwrap_or(-1), range.from, range.to, limit)?)
@@ -195,7 +208,14 @@ impl Store {
     /// every event of the patient that [`ward_domain::disclosure::classify`] calls a disclosure,
     /// plus every audit export without a patient filter whose range covers one of the patient's
     /// events. At most `limit` items; see [`DisclosurePage`] for the cursor.
-    pub async fn disclosures(&self, org: OrgId, patient: PatientId, range: TimeRange, after: Option<i64>, limit: usize) -> Result<DisclosurePage> {
+    pub async fn disclosures(
+        &self,
+        org: OrgId,
+        patient: PatientId,
+        range: TimeRange,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<DisclosurePage> {
         let mut cursor = after.unwrap_or(-1);
         let mut items = Vec::new();
         for _ in 0..SCAN_ROUNDS {
@@ -205,8 +225,12 @@ impl Store {
             let exports = self.unfiltered_exports(org, range, cursor, upper).await?;
             // The exports list may be cut at SCAN rows too: then stop the round where it stops.
             let upper = if exports.len() as i64 == SCAN { exports.last().map_or(upper, |e| e.idx).min(upper) } else { upper };
-            let mut merged: Vec<(AuditRecord, bool)> =
-                rows.into_iter().map(|r| (r, false)).chain(exports.into_iter().map(|e| (e, true))).filter(|(r, _)| r.idx <= upper).collect();
+            let mut merged: Vec<(AuditRecord, bool)> = rows
+                .into_iter()
+                .map(|r| (r, false))
+                .chain(exports.into_iter().map(|e| (e, true)))
+                .filter(|(r, _)| r.idx <= upper)
+                .collect();
             merged.sort_by_key(|(r, _)| r.idx);
             for (r, coverage) in merged {
                 let Some(d) = disclosure::classify(&r.action, &r.outcome, r.actor_user_id, &r.detail) else { continue };
@@ -239,7 +263,9 @@ impl Store {
         self.read(move |mut c| {
             Box::pin(async move {
                 let sql = concat!(
-                    "SELECT ", columns!(), " FROM audit_events WHERE patient_id = $1 AND org_id = $2 AND idx > $3 \
+                    "SELECT ",
+                    columns!(),
+                    " FROM audit_events WHERE patient_id = $1 AND org_id = $2 AND idx > $3 \
                      AND ($4 IS NULL OR occurred_at >= $4) AND ($5 IS NULL OR occurred_at < $5) ORDER BY idx LIMIT $6"
                 );
                 Ok(fetch!(fetch_all, &mut c, AuditRecord, sql, patient.0, org.0, after, range.from, range.to, SCAN)?)
@@ -254,7 +280,9 @@ impl Store {
         self.read(move |mut c| {
             Box::pin(async move {
                 let sql = concat!(
-                    "SELECT ", columns!(), " FROM audit_events WHERE action = 'audit.export' AND idx > $1 AND idx <= $2 \
+                    "SELECT ",
+                    columns!(),
+                    " FROM audit_events WHERE action = 'audit.export' AND idx > $1 AND idx <= $2 \
                      AND patient_id IS NULL AND (org_id = $3 OR org_id IS NULL) \
                      AND ($4 IS NULL OR occurred_at >= $4) AND ($5 IS NULL OR occurred_at < $5) ORDER BY idx LIMIT $6"
                 );

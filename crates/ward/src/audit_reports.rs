@@ -10,7 +10,9 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ward_domain::audit::{AuditAction, AuditEvent, DetailValue, Outcome};
 use ward_domain::ids::{PatientId, UserId};
-use ward_server::audit_export::reports::{ACTIVITY_COLUMNS, ActivitySummaryView, ActivityView, DISCLOSURE_COLUMNS, DisclosureView, to_csv, to_table};
+use ward_server::audit_export::reports::{
+    ACTIVITY_COLUMNS, ActivitySummaryView, ActivityView, DISCLOSURE_COLUMNS, DisclosureView, to_csv, to_table,
+};
 use ward_server::audit_export::{Encoder, ExportFormat};
 use ward_server::provision::operator_meta;
 use ward_store::{AuditQuery, Store, TimeRange, now_ms};
@@ -203,10 +205,8 @@ pub(crate) async fn access_report(store: &Store, login: &str, range: TimeRange, 
         }
         ReportFormat::Csv => to_csv(ACTIVITY_COLUMNS, items.iter().map(ActivityView::fields)),
         ReportFormat::Table => {
-            let mut out = format!(
-                "Access report for user {}: {} event(s), {} distinct patient(s)\n\n",
-                user.id, summary.total, summary.patients
-            );
+            let mut out =
+                format!("Access report for user {}: {} event(s), {} distinct patient(s)\n\n", user.id, summary.total, summary.patients);
             let counts: Vec<Vec<String>> =
                 summary.by_action.iter().map(|a| vec![a.action.clone(), a.outcome.clone(), a.count.to_string()]).collect();
             out.push_str(&to_table(&["action", "outcome", "count"], &counts));

@@ -48,7 +48,10 @@ async fn clinical_activity(data: &Path) -> PatientId {
         }
     };
     let (doc, nurse, consultant) = (account("doc@acme").await, account("nurse@acme").await, account("consultant@acme").await);
-    let p = store.create_patient(doc.org_id, doc.user_id, "MRN-7".into(), "Pat".into(), vec![doc.user_id, nurse.user_id], meta()).await.unwrap();
+    let p = store
+        .create_patient(doc.org_id, doc.user_id, "MRN-7".into(), "Pat".into(), vec![doc.user_id, nurse.user_id], meta())
+        .await
+        .unwrap();
     let spec = NewConversation {
         kind: ConversationKind::Patient,
         title: None,
@@ -115,7 +118,8 @@ fn exports_and_reports_from_the_command_line() {
     let bundle = d.join("all.json");
     ok(ward(d, &["audit", "export", "--format", "fhir-bundle", "--from", "2020-01-01", "--out", bundle.to_str().unwrap()]));
     validate_fhir("bundle", &bundle);
-    let json: serde_json::Value = serde_json::from_str(&ok(ward(d, &["audit", "disclosures", "--patient", &patient, "--format", "json"]))).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(ward(d, &["audit", "disclosures", "--patient", &patient, "--format", "json"]))).unwrap();
     let items = json["items"].as_array().unwrap();
     assert_eq!(items.len(), 3, "the member, then the two exports: {json}");
     assert!(items[1..].iter().all(|i| i["recipient_kind"] == "operator" && i["purpose"] == "audit_export"));
@@ -128,7 +132,8 @@ fn exports_and_reports_from_the_command_line() {
     // patient.create, the owner's and the nurse's member.add, conversation.create, the consultant's member.add.
     assert_eq!(csv.lines().count(), 6, "{csv}");
     let report: serde_json::Value =
-        serde_json::from_str(&ok(ward(d, &["audit", "access-report", "--user", "doc@acme", "--format", "json", "--to", "2999-01-01"]))).unwrap();
+        serde_json::from_str(&ok(ward(d, &["audit", "access-report", "--user", "doc@acme", "--format", "json", "--to", "2999-01-01"])))
+            .unwrap();
     assert_eq!(report["summary"]["total"], 5);
     assert_eq!(report["summary"]["patients"], 1);
     assert_eq!(report["items"].as_array().unwrap().len(), 5);
@@ -151,7 +156,10 @@ fn exports_and_reports_from_the_command_line() {
     fails(ward(d, &["audit", "export", "--out", out, "--from", "2026-01-01"]), "verifiable export is always complete");
     fails(ward(d, &["audit", "export", "--out", out, "--format", "xml"]), "--format must be");
     fails(ward(d, &["audit", "export", "--out", out, "--format", "csv", "--from", "yesterday"]), "is not a time");
-    fails(ward(d, &["audit", "export", "--out", out, "--format", "csv", "--from", "2026-02-01", "--to", "2026-01-01"]), "--from must not be after --to");
+    fails(
+        ward(d, &["audit", "export", "--out", out, "--format", "csv", "--from", "2026-02-01", "--to", "2026-01-01"]),
+        "--from must not be after --to",
+    );
     fails(ward(d, &["audit", "export", "--out", out, "--format", "csv", "--user", "nobody@acme"]), "no account named");
     fails(ward(d, &["audit", "disclosures", "--patient", &uuid::Uuid::new_v4().to_string()]), "no patient record");
     fails(ward(d, &["audit", "access-report", "--user", "nobody@acme"]), "no account named");

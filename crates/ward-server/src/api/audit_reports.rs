@@ -86,7 +86,9 @@ struct ExportQuery {
 async fn export_events(State(state): State<AppState>, Meta(meta): Meta, s: Auth, Query(q): Query<ExportQuery>) -> ApiResult<Response> {
     let format = match q.format.as_deref() {
         None => ExportFormat::FhirNdjson,
-        Some(f) => ExportFormat::parse(f).ok_or_else(|| ApiError::invalid_parameter().detail("format must be fhir-ndjson, fhir-bundle or csv"))?,
+        Some(f) => {
+            ExportFormat::parse(f).ok_or_else(|| ApiError::invalid_parameter().detail("format must be fhir-ndjson, fhir-bundle or csv"))?
+        }
     };
     let window = range(q.from, q.to)?;
     let mut ev = AuditEvent::new(AuditAction::AuditExport, Outcome::Success).detail("format", DetailValue::Code(format.as_str()));
@@ -100,7 +102,13 @@ async fn export_events(State(state): State<AppState>, Meta(meta): Meta, s: Auth,
         ev = ev.detail("user", DetailValue::Id(u.0));
     }
     record_use(&state, &s, meta, ev, q.patient).await?;
-    let query = AuditQuery { actor: q.user.map(|u| u.0), patient: q.patient.map(|p| p.0), from: window.from, to: window.to, ..AuditQuery::default() };
+    let query = AuditQuery {
+        actor: q.user.map(|u| u.0),
+        patient: q.patient.map(|p| p.0),
+        from: window.from,
+        to: window.to,
+        ..AuditQuery::default()
+    };
     // Events appended while the export streams are left for the next export.
     let upto = state.store.audit_size().await? as i64;
     let encoder = Encoder::new(format, state.audit.origin());
@@ -213,7 +221,11 @@ async fn patient_disclosures(
         return Err(ApiError::not_found());
     }
     let page = state.store.disclosures(s.actor.org_id, patient, window, after, limit.get() as usize).await?;
-    Ok(Json(DisclosuresPage { patient_id: patient, items: page.items.into_iter().map(Into::into).collect(), next_cursor: page.next_cursor }))
+    Ok(Json(DisclosuresPage {
+        patient_id: patient,
+        items: page.items.into_iter().map(Into::into).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// One user's activity over a period.

@@ -222,7 +222,8 @@ pub fn audit_event(r: &AuditRecord, origin: &str) -> AuditEvent {
         // requests that failed inside the server (their change rolled back), so 8 and 12 do not occur.
         other => ("4", Some(other.to_owned())),
     };
-    let network = r.source_ip.as_deref().filter(|ip| ip.parse::<std::net::IpAddr>().is_ok()).map(|ip| Network { address: ip.to_owned(), kind: "2" });
+    let network =
+        r.source_ip.as_deref().filter(|ip| ip.parse::<std::net::IpAddr>().is_ok()).map(|ip| Network { address: ip.to_owned(), kind: "2" });
     let mut agent = Vec::new();
     let user_type = || CodeableConcept { coding: vec![coding(SECURITY_ROLE, "humanuser", "human user")] };
     match (r.actor_user_id, r.actor_device_id) {
@@ -248,7 +249,11 @@ pub fn audit_event(r: &AuditRecord, origin: &str) -> AuditEvent {
     let mut entity = Vec::new();
     if let Some(p) = r.patient_id {
         entity.push(Entity {
-            what: Reference { reference: Some(format!("Patient/{p}")), kind: Some("Patient"), identifier: Identifier { system: PATIENT_SYSTEM, value: p.to_string() } },
+            what: Reference {
+                reference: Some(format!("Patient/{p}")),
+                kind: Some("Patient"),
+                identifier: Identifier { system: PATIENT_SYSTEM, value: p.to_string() },
+            },
             kind: coding(ENTITY_TYPE, "1", "Person"),
             role: Some(coding(OBJECT_ROLE, "1", "Patient")),
             detail: vec![],

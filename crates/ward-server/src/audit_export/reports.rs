@@ -55,8 +55,18 @@ impl From<DisclosureRecord> for DisclosureView {
 }
 
 /// The columns of a disclosures CSV or table.
-pub const DISCLOSURE_COLUMNS: &[&str] =
-    &["date", "action", "disclosed_by", "recipient_kind", "recipient_id", "purpose", "purpose_statement", "target_type", "target_id", "idx"];
+pub const DISCLOSURE_COLUMNS: &[&str] = &[
+    "date",
+    "action",
+    "disclosed_by",
+    "recipient_kind",
+    "recipient_id",
+    "purpose",
+    "purpose_statement",
+    "target_type",
+    "target_id",
+    "idx",
+];
 
 impl DisclosureView {
     /// The fields in [`DISCLOSURE_COLUMNS`] order.
@@ -123,7 +133,8 @@ impl From<AuditRecord> for ActivityView {
 }
 
 /// The columns of an access report CSV or table.
-pub const ACTIVITY_COLUMNS: &[&str] = &["time", "action", "outcome", "target_type", "target_id", "patient_id", "device_id", "source_ip", "detail", "idx"];
+pub const ACTIVITY_COLUMNS: &[&str] =
+    &["time", "action", "outcome", "target_type", "target_id", "patient_id", "device_id", "source_ip", "detail", "idx"];
 
 impl ActivityView {
     /// The fields in [`ACTIVITY_COLUMNS`] order.
