@@ -5,6 +5,7 @@
 pub mod alerts;
 pub mod audit;
 pub mod conversation;
+pub mod disclosure;
 pub mod error;
 pub mod ids;
 pub mod lockout;

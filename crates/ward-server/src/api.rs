@@ -3,6 +3,7 @@
 
 pub(crate) mod alerts;
 pub(crate) mod audit;
+pub(crate) mod audit_reports;
 pub(crate) mod auth;
 pub(crate) mod conversations;
 pub mod dto;
@@ -40,6 +41,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(auth::routes())
         .merge(audit::routes())
+        .merge(audit_reports::routes())
         .merge(me::routes())
         .merge(users::routes())
         .merge(org::routes())

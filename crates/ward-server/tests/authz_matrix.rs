@@ -103,6 +103,9 @@ const OPS: &[OpDef] = &[
     op("GET", "/api/v1/audit/alerts", Gate::Bearer, false),
     op("POST", "/api/v1/audit/alerts/{alert_id}/acknowledge", Gate::Bearer, false),
     op("PUT", "/api/v1/patients/{patient_id}/restricted", Gate::Bearer, false),
+    op("GET", "/api/v1/audit/export", Gate::Bearer, false),
+    op("GET", "/api/v1/patients/{patient_id}/disclosures", Gate::Bearer, false),
+    op("GET", "/api/v1/users/{user_id}/access-report", Gate::Bearer, false),
     op("GET", "/api/v1/users", Gate::Bearer, false),
     op("POST", "/api/v1/users", Gate::Bearer, false),
     op("GET", "/api/v1/users/{user_id}", Gate::Bearer, false),
@@ -629,6 +632,36 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
             Own => cell("/api/v1/audit/events?limit=200", None, when(auditor, OK, FORBIDDEN)),
             _ => return None,
         },
+        ("GET", "/api/v1/audit/export") => match t {
+            Own => cell("/api/v1/audit/export?format=csv", None, when(auditor, OK, FORBIDDEN)),
+            _ => return None,
+        },
+        // Reports on one patient or user: the role is checked first; then another tenant's or a
+        // made-up id is not found.
+        ("GET", "/api/v1/patients/{patient_id}/disclosures") => {
+            let (id, exp) = match t {
+                Own => (fx.p_self.id.to_string(), OK),
+                Other => (fx.p_other.id.to_string(), OK),
+                Foreign => (fx.p_b.id.to_string(), NOT_FOUND),
+                Random => (rnd(), NOT_FOUND),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                _ => return None,
+            };
+            let exp = if t == Invalid { exp } else { when(auditor, exp, FORBIDDEN) };
+            cell(op.path.replace("{patient_id}", &id), None, exp)
+        }
+        ("GET", "/api/v1/users/{user_id}/access-report") => {
+            let (id, exp) = match t {
+                Own => (a.acc.id.to_string(), OK),
+                Other => (fx.victim.id.to_string(), OK),
+                Foreign => (fx.b_staff.id.to_string(), NOT_FOUND),
+                Random => (rnd(), NOT_FOUND),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                _ => return None,
+            };
+            let exp = if t == Invalid { exp } else { when(auditor, exp, FORBIDDEN) };
+            cell(op.path.replace("{user_id}", &id), None, exp)
+        }
 
         // --- anomaly alerts: compliance officers and admins only ------------------------------
         ("GET", "/api/v1/org/alert-rules") => match t {

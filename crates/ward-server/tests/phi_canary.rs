@@ -357,6 +357,22 @@ async fn canary_stays_out_of_logs_audit_metrics_and_errors(backend: Backend) {
         assert_no_canary("the audit log", &serde_json::to_string(e).unwrap());
     }
 
+    // The audit exports and reports: FHIR, CSV, the accounting of disclosures (the consultant
+    // joined with a canary in the reason's note) and the access report of the doctor.
+    for format in ["fhir-ndjson", "fhir-bundle", "csv"] {
+        let res = h.http.get(format!("{}/api/v1/audit/export?format={format}", h.url)).bearer_auth(&s_admin.access).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        let text = res.text().await.unwrap();
+        assert!(text.contains("member.add") && text.contains(&patient), "the {format} export is empty or lacks the patient's events");
+        assert_no_canary(&format!("the {format} export"), &text);
+    }
+    let disclosures = h.get(&format!("/api/v1/patients/{patient}/disclosures"), &s_admin.access).await.expect(200);
+    assert!(disclosures.body["items"].as_array().unwrap().iter().any(|d| d["purpose"] == "other"), "{}", disclosures.body);
+    assert_no_canary("the accounting of disclosures", &disclosures.body.to_string());
+    let report = h.get(&format!("/api/v1/users/{}/access-report?limit=200", doc.id), &s_admin.access).await.expect(200);
+    assert!(report.body["summary"]["total"].as_i64().unwrap() > 5);
+    assert_no_canary("the access report", &report.body.to_string());
+
     // The logs: captured for real (this test's requests are there), and free of the canary.
     let text = logs();
     let lines: Vec<Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();

@@ -13,6 +13,7 @@ mod messages;
 mod model;
 mod orgs;
 mod patients;
+mod reports;
 mod sessions;
 mod stream;
 #[cfg(feature = "test-support")]
@@ -36,6 +37,7 @@ pub use conversations::Created;
 pub use error::{Result, StoreError};
 pub use messages::Page;
 pub use model::*;
+pub use reports::{AccessSummary, ActionCount, DisclosurePage, DisclosureRecord, TimeRange};
 pub use sessions::{Challenge, SecondFactor};
 pub use stream::StreamPosition;
 pub use writer::WriterStats;

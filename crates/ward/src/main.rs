@@ -11,6 +11,7 @@ use ward_server::Config;
 use ward_server::provision::{self, operator_meta};
 
 mod audit;
+mod audit_reports;
 
 /// Ward: secure clinical messaging.
 #[derive(Parser)]
@@ -58,11 +59,60 @@ enum AuditCommand {
     /// Integrate every committed event into the tree and sign a checkpoint now (with the key
     /// in the data directory, created on first use); prints the signed note.
     Checkpoint,
-    /// Write every audit event (with its leaf hash) and every signed checkpoint as NDJSON.
+    /// Write the audit log to a file: by default every event (with its leaf hash) and every
+    /// signed checkpoint as the verifiable NDJSON `ward audit verify` reads; or, with
+    /// --format, the events (optionally filtered) as FHIR R4 AuditEvents or CSV.
     Export {
         /// The file to write.
         #[arg(long)]
         out: PathBuf,
+        /// verifiable (complete, for `ward audit verify`), fhir-ndjson, fhir-bundle or csv.
+        #[arg(long, default_value = "verifiable")]
+        format: String,
+        /// Only events from this time (Unix ms, RFC 3339 or YYYY-MM-DD; not with verifiable).
+        #[arg(long)]
+        from: Option<String>,
+        /// Only events before this time (not with verifiable).
+        #[arg(long)]
+        to: Option<String>,
+        /// Only events by this login name (not with verifiable).
+        #[arg(long)]
+        user: Option<String>,
+        /// Only events naming this patient id (not with verifiable).
+        #[arg(long)]
+        patient: Option<ward_domain::ids::PatientId>,
+    },
+    /// The accounting of disclosures of one patient's information outside the care team
+    /// (HIPAA 164.528): date, recipient, purpose and who disclosed.
+    Disclosures {
+        /// The patient record id.
+        #[arg(long)]
+        patient: ward_domain::ids::PatientId,
+        /// From this time (Unix ms, RFC 3339 or YYYY-MM-DD).
+        #[arg(long)]
+        from: Option<String>,
+        /// Before this time.
+        #[arg(long)]
+        to: Option<String>,
+        /// How to print it.
+        #[arg(long, value_enum, default_value = "table")]
+        format: audit_reports::ReportFormat,
+    },
+    /// Everything one user read and did over a period (HIPAA 164.308(a)(1)(ii)(D) activity
+    /// review), with counts per action.
+    AccessReport {
+        /// The user's login name.
+        #[arg(long)]
+        user: String,
+        /// From this time (Unix ms, RFC 3339 or YYYY-MM-DD).
+        #[arg(long)]
+        from: Option<String>,
+        /// Before this time.
+        #[arg(long)]
+        to: Option<String>,
+        /// How to print it.
+        #[arg(long, value_enum, default_value = "table")]
+        format: audit_reports::ReportFormat,
     },
     /// Recompute every leaf and root, check every checkpoint's signature and the consistency
     /// of successive checkpoints; report the first bad index. Reads an export offline, or the
@@ -206,10 +256,42 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", log.checkpoint_now().await?.note);
             Ok(())
         }
-        Command::Audit(AuditCommand::Export { out }) => {
+        Command::Audit(AuditCommand::Export { out, format, from, to, user, patient }) => {
+            let filtered = from.is_some() || to.is_some() || user.is_some() || patient.is_some();
+            if format == "verifiable" {
+                if filtered {
+                    anyhow::bail!("the verifiable export is always complete: --from, --to, --user and --patient need another --format");
+                }
+                let store = ward_server::open_store(&config).await?;
+                let (entries, checkpoints) = audit::export(&store, &out).await?;
+                println!("exported {entries} entries and {checkpoints} checkpoints to {}", out.display());
+                return Ok(());
+            }
+            let format = ward_server::audit_export::ExportFormat::parse(&format)
+                .ok_or_else(|| anyhow::anyhow!("--format must be verifiable, fhir-ndjson, fhir-bundle or csv"))?;
+            let range = audit_reports::time_range(from.as_deref(), to.as_deref())?;
             let store = ward_server::open_store(&config).await?;
-            let (entries, checkpoints) = audit::export(&store, &out).await?;
-            println!("exported {entries} entries and {checkpoints} checkpoints to {}", out.display());
+            let user = match user {
+                Some(login) => Some(audit_reports::user_by_login(&store, &login).await?.id),
+                None => None,
+            };
+            let filter = audit_reports::ExportFilter { range, user, patient };
+            let n = audit_reports::export(&store, &config.audit.origin, &out, format, filter).await?;
+            println!("exported {n} entries as {} to {}", format.as_str(), out.display());
+            Ok(())
+        }
+        Command::Audit(AuditCommand::Disclosures { patient, from, to, format }) => {
+            let range = audit_reports::time_range(from.as_deref(), to.as_deref())?;
+            let store = ward_server::open_store(&config).await?;
+            let out = audit_reports::disclosures(&store, patient, range, format).await?;
+            std::io::Write::write_all(&mut std::io::stdout().lock(), &out)?;
+            Ok(())
+        }
+        Command::Audit(AuditCommand::AccessReport { user, from, to, format }) => {
+            let range = audit_reports::time_range(from.as_deref(), to.as_deref())?;
+            let store = ward_server::open_store(&config).await?;
+            let out = audit_reports::access_report(&store, &user, range, format).await?;
+            std::io::Write::write_all(&mut std::io::stdout().lock(), &out)?;
             Ok(())
         }
         Command::Audit(AuditCommand::Verify { export, vkey }) => {
