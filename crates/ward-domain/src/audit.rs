@@ -105,6 +105,9 @@ audit_actions! {
     AuditLogRead = "audit.read",
     /// The whole audit log was exported (`ward audit export`).
     AuditExport = "audit.export",
+    /// Entries past retention were archived to a verifiable segment and left the live
+    /// database (`ward audit archive`; detail `from`, `to`, `tree_size`).
+    AuditArchive = "audit.archive",
 }
 
 /// Whether the action succeeded.

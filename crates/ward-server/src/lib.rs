@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod app;
+pub mod audit_archive;
 pub mod audit_log;
 pub mod auth;
 pub mod config;
@@ -91,6 +92,7 @@ pub async fn start_with(config: Config, store: Store, fanout: Arc<dyn FanOut>) -
     let addr = listener.local_addr()?;
     let audit = audit_log::AuditLog::open(&config, store.clone())?;
     let audit_task = audit.spawn();
+    audit_archive::spawn_daily(store.clone(), audit.verifier(), config.audit.archive_dir(&config.data_dir), config.audit.retention_days);
     let config = Arc::new(config);
     let (state, router) = app::build(store.clone(), fanout, config, audit);
     spawn_housekeeping(store);

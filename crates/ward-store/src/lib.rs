@@ -11,6 +11,7 @@ mod messages;
 mod model;
 mod orgs;
 mod patients;
+mod retention;
 mod sessions;
 mod stream;
 #[cfg(feature = "test-support")]
@@ -28,6 +29,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use audit::{AuditQuery, AuditRecord, StoredCheckpoint};
+pub use retention::AuditArchive;
 pub use conversations::Created;
 pub use error::{Result, StoreError};
 pub use messages::Page;
