@@ -405,10 +405,10 @@ fn audit_archive_writes_verifiable_segments_and_the_pruned_log_still_verifies() 
 
     // A wrong checkpoint in the segment header: a genuine later one.
     let later_note = exported.iter().rev().find(|l| l["type"] == "checkpoint").unwrap()["note"].clone();
-    let mut header: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
-    header["checkpoint"] = later_note;
-    let rest: String = lines[1..].iter().map(|l| format!("{l}\n")).collect();
-    check(format!("{header}\n{rest}"), "checkpoint does not verify");
+    let header: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    // Replaced in place: the segment's lines must keep Ward's exact spelling.
+    let note_json = serde_json::to_string(&header["checkpoint"]).unwrap();
+    check(text.replacen(&note_json, &later_note.to_string(), 1), "checkpoint does not verify");
 
     // The next run continues where the last segment ended, into another directory.
     let elsewhere = d.join("elsewhere");
