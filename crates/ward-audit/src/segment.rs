@@ -168,9 +168,14 @@ impl SegmentVerifier {
         if h.origin != verifier.name() {
             return Err(SegmentError::BadCheckpoint(format!("origin {:?} is not the key's {:?}", h.origin, verifier.name())));
         }
-        let checkpoint = Checkpoint::parse(h.checkpoint.as_bytes(), &h.origin, verifier).map_err(|e| SegmentError::BadCheckpoint(e.to_string()))?;
+        let checkpoint =
+            Checkpoint::parse(h.checkpoint.as_bytes(), &h.origin, verifier).map_err(|e| SegmentError::BadCheckpoint(e.to_string()))?;
         if checkpoint.size() != h.tree_size {
-            return Err(SegmentError::BadCheckpoint(format!("the note is for size {}, the header says {}", checkpoint.size(), h.tree_size)));
+            return Err(SegmentError::BadCheckpoint(format!(
+                "the note is for size {}, the header says {}",
+                checkpoint.size(),
+                h.tree_size
+            )));
         }
         let (left, right) = proof_nodes(h.start, h.end, h.tree_size)?;
         if left.len() != h.left.len() || right.len() != h.right.len() {
@@ -234,7 +239,11 @@ impl SegmentVerifier {
 
 /// Verifies a whole segment read from `reader`; `progress` gets the number of entries checked
 /// so far (every 65,536 entries, and at the end) and the segment's entry count.
-pub fn verify_segment(mut reader: impl BufRead, verifier: &Verifier, mut progress: impl FnMut(u64, u64)) -> Result<SegmentSummary, SegmentError> {
+pub fn verify_segment(
+    mut reader: impl BufRead,
+    verifier: &Verifier,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<SegmentSummary, SegmentError> {
     let mut buf = Vec::with_capacity(1024);
     let mut line_no = 0u64;
     let mut next_line = |buf: &mut Vec<u8>| -> Result<bool, SegmentError> {
@@ -258,7 +267,7 @@ pub fn verify_segment(mut reader: impl BufRead, verifier: &Verifier, mut progres
     while next_line(&mut buf)? {
         v.push_line(&buf)?;
         done += 1;
-        if done % 65_536 == 0 {
+        if done.is_multiple_of(65_536) {
             progress(done, total);
         }
     }
@@ -289,10 +298,10 @@ mod tests {
             idx,
             occurred_at: 1_600_000_000_000 + idx as i64 * 1000,
             org_id: Some(uuid::Uuid::from_u128(7)),
-            actor_user_id: (idx % 2 == 0).then(|| uuid::Uuid::from_u128(u128::from(idx))),
+            actor_user_id: idx.is_multiple_of(2).then(|| uuid::Uuid::from_u128(u128::from(idx))),
             actor_device_id: None,
             action: "message.read".into(),
-            outcome: if idx % 3 == 0 { "denied" } else { "success" }.into(),
+            outcome: if idx.is_multiple_of(3) { "denied" } else { "success" }.into(),
             target_type: Some("conversation".into()),
             target_id: Some(format!("c{}", idx % 4)),
             patient_id: None,
@@ -376,9 +385,12 @@ mod tests {
         };
         let bytes = header(&|h| h.left[0] = crate::hash::EMPTY_ROOT);
         assert_eq!(verify(&bytes), Err(SegmentError::RootMismatch { start: 3, end: 9, tree_size: 13 }));
-        assert!(matches!(verify(&header(&|h| {
-            h.right.pop();
-        })), Err(SegmentError::BadHeader(_))));
+        assert!(matches!(
+            verify(&header(&|h| {
+                h.right.pop();
+            })),
+            Err(SegmentError::BadHeader(_))
+        ));
         assert!(matches!(verify(&header(&|h| h.end = 14)), Err(SegmentError::BadHeader(_))));
         assert!(matches!(verify(&header(&|h| h.start = 4)), Err(SegmentError::BadHeader(_))));
         // The genuine checkpoint of another size, under this one.

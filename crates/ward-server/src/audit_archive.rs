@@ -8,7 +8,8 @@
 //! syncs the directory; only then does one transaction record the segment (range, checkpoint
 //! size, file name, SHA-256), delete the archived rows, and append the `audit.archive` event.
 //! A crash anywhere before that transaction leaves the rows in place (and at worst a segment
-//! file that the next run rewrites).
+//! file that the next run rewrites). A lock file in the archive directory keeps two archivers
+//! from writing there at once.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
@@ -80,6 +81,14 @@ pub async fn archive_once(
     meta: RequestMeta,
     progress: &mut (dyn FnMut(u64, u64) + Send),
 ) -> anyhow::Result<Option<Archived>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create the archive directory {}", dir.display()))?;
+    // One archiver per directory at a time (a `ward audit archive` beside the server's daily
+    // job): they would write the same file names. Released when `lock` is dropped.
+    let lock_path = dir.join(".archive.lock");
+    let lock = File::create(&lock_path).with_context(|| format!("cannot create {}", lock_path.display()))?;
+    if let Err(e) = lock.try_lock() {
+        anyhow::bail!("another archiver is working in {} ({e})", dir.display());
+    }
     let start = store.audit_archived_end().await?;
     let Some(cp) = store.latest_checkpoint().await? else { return Ok(None) };
     let tree_size = cp.tree_size as u64;
@@ -102,15 +111,15 @@ pub async fn archive_once(
         right: store.tree_node_hashes(&right).await?,
     };
 
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create the archive directory {}", dir.display()))?;
     let file_name = format!("segment-{start:012}-{end:012}.ndjson");
     let path = dir.join(&file_name);
     let tmp = dir.join(format!(".{file_name}.tmp"));
     let written = write_segment(store, &header, &tmp, progress).await;
     let sha256 = match written.and_then(|sha| {
         let f = File::open(&tmp).with_context(|| format!("cannot reopen {}", tmp.display()))?;
-        segment::verify_segment(BufReader::new(f), verifier, |_, _| {})
-            .map_err(|e| anyhow::anyhow!("refusing to archive entries {start}..{end}: they do not verify against checkpoint {tree_size}: {e}"))?;
+        segment::verify_segment(BufReader::new(f), verifier, |_, _| {}).map_err(|e| {
+            anyhow::anyhow!("refusing to archive entries {start}..{end}: they do not verify against checkpoint {tree_size}: {e}")
+        })?;
         Ok(sha)
     }) {
         Ok(sha) => sha,

@@ -29,11 +29,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use audit::{AuditQuery, AuditRecord, StoredCheckpoint};
-pub use retention::AuditArchive;
 pub use conversations::Created;
 pub use error::{Result, StoreError};
 pub use messages::Page;
 pub use model::*;
+pub use retention::AuditArchive;
 pub use sessions::{Challenge, SecondFactor};
 pub use stream::StreamPosition;
 pub use writer::WriterStats;

@@ -84,7 +84,14 @@ impl Store {
                         cap_i,
                         horizon_ms
                     )?;
-                    let last = scalar!(fetch_one, &mut c, Option<i64>, "SELECT MAX(idx) FROM audit_events WHERE idx >= $1 AND idx < $2", start_i, cap_i)?;
+                    let last = scalar!(
+                        fetch_one,
+                        &mut c,
+                        Option<i64>,
+                        "SELECT MAX(idx) FROM audit_events WHERE idx >= $1 AND idx < $2",
+                        start_i,
+                        cap_i
+                    )?;
                     Ok(first_live.or(last.map(|l| l + 1)).unwrap_or(start_i))
                 })
             })
@@ -113,11 +120,12 @@ impl Store {
                 )
                 .map_err(|e| match StoreError::from(e) {
                     StoreError::Conflict(_) => StoreError::Conflict("audit archive"),
-                    StoreError::Database(_) => StoreError::State("an archive segment must continue the last one and be covered by a checkpoint"),
+                    StoreError::Database(_) => {
+                        StoreError::State("an archive segment must continue the last one and be covered by a checkpoint")
+                    }
                     other => other,
                 })?;
-                let deleted =
-                    exec!(&mut c, "DELETE FROM audit_events WHERE idx >= $1 AND idx < $2", archive.start_idx, archive.end_idx)?;
+                let deleted = exec!(&mut c, "DELETE FROM audit_events WHERE idx >= $1 AND idx < $2", archive.start_idx, archive.end_idx)?;
                 if deleted != (archive.end_idx - archive.start_idx) as u64 {
                     // Rolls the whole transaction back: the archive record must match the rows.
                     return Err(StoreError::Corrupt("audit entries missing from the archived range"));

@@ -447,9 +447,12 @@ async fn audit_archives_delete_only_archived_entries(backend: Backend) {
     assert!(s.record_audit_archive(archive(2, 4, 5), event(), meta()).await.is_err());
 
     // The trigger itself: DELETE only inside a recorded segment; UPDATE never.
-    s.test_execute("INSERT INTO audit_archives (start_idx, end_idx, tree_size, file_name, file_sha256, created_at) VALUES (3, 4, 5, 'x', 'y', 1)".into())
-        .await
-        .unwrap();
+    s.test_execute(
+        "INSERT INTO audit_archives (start_idx, end_idx, tree_size, file_name, file_sha256, created_at) VALUES (3, 4, 5, 'x', 'y', 1)"
+            .into(),
+    )
+    .await
+    .unwrap();
     assert!(s.test_execute("DELETE FROM audit_events WHERE idx = 4".into()).await.is_err());
     assert!(s.test_execute("DELETE FROM audit_events".into()).await.is_err());
     assert_eq!(s.test_execute("DELETE FROM audit_events WHERE idx = 3".into()).await.unwrap(), 1);
@@ -458,24 +461,33 @@ async fn audit_archives_delete_only_archived_entries(backend: Backend) {
     assert!(s.test_execute("DELETE FROM audit_archives".into()).await.is_err());
 
     s.insert_checkpoint(8, tree::root(&leaves[..5]), "eight\n".into()).await.unwrap();
-    s.test_execute("INSERT INTO audit_archives (start_idx, end_idx, tree_size, file_name, file_sha256, created_at) VALUES (4, 5, 5, 'x', 'y', 1)".into())
-        .await
-        .unwrap();
+    s.test_execute(
+        "INSERT INTO audit_archives (start_idx, end_idx, tree_size, file_name, file_sha256, created_at) VALUES (4, 5, 5, 'x', 'y', 1)"
+            .into(),
+    )
+    .await
+    .unwrap();
     s.test_execute("DELETE FROM audit_events WHERE idx = 4".into()).await.unwrap();
     // Every live row archived: the next index still follows the archived ones.
     s.record_audit_archive(archive(5, 8, 8), event(), meta()).await.unwrap();
     assert_eq!(s.audit_events(0, 100).await.unwrap().iter().map(|e| e.idx).collect::<Vec<_>>(), vec![8]);
-    s.test_execute("INSERT INTO audit_archives (start_idx, end_idx, tree_size, file_name, file_sha256, created_at) VALUES (8, 9, 9, 'x', 'y', 1)".into())
-        .await
-        .expect_err("no checkpoint at 9");
+    s.test_execute(
+        "INSERT INTO audit_archives (start_idx, end_idx, tree_size, file_name, file_sha256, created_at) VALUES (8, 9, 9, 'x', 'y', 1)"
+            .into(),
+    )
+    .await
+    .expect_err("no checkpoint at 9");
     s.insert_checkpoint(9, tree::root(&leaves[..5]), "nine\n".into()).await.unwrap();
     s.record_audit_archive(archive(8, 9, 9), event(), meta()).await.unwrap();
     assert_eq!(s.audit_events(0, 100).await.unwrap().iter().map(|e| e.idx).collect::<Vec<_>>(), vec![9]);
     assert!(matches!(s.record_audit_archive(archive(9, 10, 9), event(), meta()).await, Err(StoreError::State(_))));
     s.insert_checkpoint(10, tree::root(&leaves[..5]), "ten\n".into()).await.unwrap();
-    s.test_execute("INSERT INTO audit_archives (start_idx, end_idx, tree_size, file_name, file_sha256, created_at) VALUES (9, 10, 10, 'x', 'y', 1)".into())
-        .await
-        .unwrap();
+    s.test_execute(
+        "INSERT INTO audit_archives (start_idx, end_idx, tree_size, file_name, file_sha256, created_at) VALUES (9, 10, 10, 'x', 'y', 1)"
+            .into(),
+    )
+    .await
+    .unwrap();
     s.test_execute("DELETE FROM audit_events WHERE idx = 9".into()).await.unwrap();
     assert!(s.audit_events(0, 100).await.unwrap().is_empty());
     assert_eq!(s.audit_size().await.unwrap(), 10);

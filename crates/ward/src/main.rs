@@ -258,7 +258,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(AuditCommand::Archive { before, dir }) => retention::archive(&config, before.as_deref(), dir).await,
         Command::Audit(AuditCommand::VerifySegment { segment, vkey }) => {
             let s = retention::verify_segment(&segment, &audit::read_vkey(&vkey)?)?;
-            println!("verified segment of entries {}..{} against the signed checkpoint at tree size {}; root {}", s.start, s.end, s.tree_size, s.root);
+            println!(
+                "verified segment of entries {}..{} against the signed checkpoint at tree size {}; root {}",
+                s.start, s.end, s.tree_size, s.root
+            );
             Ok(())
         }
     }
