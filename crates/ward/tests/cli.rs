@@ -414,7 +414,13 @@ fn audit_archive_writes_verifiable_segments_and_the_pruned_log_still_verifies() 
     let elsewhere = d.join("elsewhere");
     let out = ok(ward_with(d, &["audit", "archive", "--dir", elsewhere.to_str().unwrap()], &in_seven_years));
     assert!(out.contains("archived entries 4.."), "{out}");
-    let second = std::fs::read_dir(&elsewhere).unwrap().next().unwrap().unwrap().path();
+    let segments: Vec<PathBuf> = std::fs::read_dir(&elsewhere)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "ndjson"))
+        .collect();
+    assert_eq!(segments.len(), 1, "{segments:?}");
+    let second = &segments[0];
     assert!(second.file_name().unwrap().to_str().unwrap().starts_with("segment-000000000004-"), "{second:?}");
     ok(ward(d, &["audit", "verify-segment", "--segment", second.to_str().unwrap(), "--vkey", vkey]));
     let out = ok(ward(d, &["audit", "verify", "--vkey", vkey]));
