@@ -7,6 +7,7 @@ pub mod event;
 pub mod hash;
 pub mod note;
 pub mod proof;
+pub mod segment;
 pub mod tree;
 pub mod verify;
 
@@ -15,6 +16,7 @@ pub use event::AuditLeaf;
 pub use hash::{EMPTY_ROOT, Hash, HashError, leaf_hash, node_hash};
 pub use note::{Note, NoteError, Signer, Verifier};
 pub use proof::{ConsistencyProof, InclusionProof, ProofError};
+pub use segment::{SegmentError, SegmentHeader, SegmentSummary, SegmentVerifier};
 pub use tree::{Frontier, MemoryTree, NodeId, ProofPlan, TreeError};
 pub use verify::{ExportLine, LogVerifier, Summary, VerifyError};
 

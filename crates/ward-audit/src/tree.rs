@@ -56,6 +56,14 @@ pub enum TreeError {
     /// The tree does not (yet) hold this node.
     #[error("node at level {} index {} is not in the tree", .0.level, .0.index)]
     MissingNode(NodeId),
+    /// A perfect subtree was appended at a size it is not aligned to.
+    #[error("a subtree of level {level} cannot be appended to a tree of size {size}")]
+    Misaligned {
+        /// The tree size.
+        size: u64,
+        /// The subtree's level.
+        level: u8,
+    },
     /// A frontier was restored with another number of subtree roots than its size implies.
     #[error("a tree of size {size} has {expected} perfect subtree roots, got {got}")]
     WrongFrontier {
@@ -172,6 +180,14 @@ where
     Ok(hashes.first().copied().unwrap_or(EMPTY_ROOT))
 }
 
+/// The aligned perfect subtrees that exactly cover leaves `begin..end`, left to right: the
+/// compact range of that span. `compact_range(0, n)` names the same nodes as [`root_plan`]`(n)`.
+pub fn compact_range(begin: u64, end: u64) -> Vec<NodeId> {
+    let mut out = Vec::new();
+    decompose(begin, end, &mut out);
+    out
+}
+
 /// The Merkle Tree Hash of a list of leaf hashes, straight from the RFC 9162 §2.1.1
 /// definition. O(n); use a [`Frontier`] to follow a growing log.
 pub fn root(leaves: &[Hash]) -> Hash {
@@ -230,8 +246,25 @@ impl Frontier {
 
     /// Appends a leaf hash and reports every perfect subtree it completes, bottom up, starting
     /// with the leaf itself at level 0: exactly the nodes storage must keep to serve proofs.
-    pub fn append(&mut self, leaf: Hash, mut completed: impl FnMut(NodeId, &Hash)) {
-        let (mut hash, mut index, mut level) = (leaf, self.size, 0u8);
+    pub fn append(&mut self, leaf: Hash, completed: impl FnMut(NodeId, &Hash)) {
+        self.append_node(0, leaf, completed);
+    }
+
+    /// Appends a whole perfect subtree of `2^level` leaves, given only its root: how a
+    /// verifier skips over leaves it does not hold (see [`compact_range`]). The size must be a
+    /// multiple of `2^level`.
+    pub fn append_subtree(&mut self, level: u8, hash: Hash) -> Result<(), TreeError> {
+        if level >= 64 || self.size.trailing_zeros() < u32::from(level) || self.size.checked_add(1 << level).is_none() {
+            return Err(TreeError::Misaligned { size: self.size, level });
+        }
+        self.append_node(level, hash, |_, _| {});
+        Ok(())
+    }
+
+    /// Appends the root of an aligned perfect subtree of `2^level` leaves.
+    fn append_node(&mut self, level: u8, hash: Hash, mut completed: impl FnMut(NodeId, &Hash)) {
+        let (mut hash, mut index, mut level) = (hash, self.size >> level, level);
+        let added = 1u64 << level;
         completed(NodeId::new(level, index), &hash);
         // Each trailing one bit of the old size is a perfect subtree of the same height as the
         // one just completed, sitting to its left: merge them.
@@ -244,7 +277,7 @@ impl Frontier {
             completed(NodeId::new(level, index), &hash);
         }
         self.roots.push(hash);
-        self.size += 1;
+        self.size += added;
     }
 
     /// The root at the current size.
@@ -449,5 +482,25 @@ mod tests {
         assert_eq!(Frontier::restore(5, vec![]), Err(TreeError::WrongFrontier { size: 5, expected: 2, got: 0 }));
         let plan = inclusion_plan(0, 5).unwrap();
         assert_eq!(plan.assemble(&[]), Err(TreeError::WrongHashCount { expected: plan.nodes().len(), got: 0 }));
+    }
+
+    #[test]
+    fn compact_ranges_skip_leaves_exactly() {
+        let all = leaves(70);
+        let tree = MemoryTree::from_leaf_hashes(all.iter().copied());
+        for n in 0..=70u64 {
+            assert_eq!(compact_range(0, n), root_plan(n).nodes());
+            for b in 0..=n {
+                let mut f = Frontier::new();
+                all[..b as usize].iter().for_each(|l| f.push(*l));
+                for id in compact_range(b, n) {
+                    f.append_subtree(id.level, tree.nodes(&[id]).unwrap()[0]).unwrap();
+                }
+                assert_eq!((f.size(), f.root()), (n, root(&all[..n as usize])), "b = {b}, n = {n}");
+            }
+        }
+        let mut f = Frontier::new();
+        f.push(all[0]);
+        assert_eq!(f.append_subtree(1, all[1]), Err(TreeError::Misaligned { size: 1, level: 1 }));
     }
 }

@@ -7,6 +7,12 @@
 //!   event (`null` if it had not yet), so a row changed after integration shows as a mismatch
 //!   at its exact index even where the row's own encoding is self-consistent.
 //! - `{"type":"checkpoint","tree_size":N,"note":"…signed note…"}`: every stored checkpoint.
+//! - `{"type":"base","tree_size":A,"hashes":["base64",…]}`: only in the export of a log whose
+//!   oldest entries were archived (`crate::segment`), as its first line. The entries below `A`
+//!   are gone; `hashes` are the roots of the perfect subtrees covering them (their compact
+//!   range, [`crate::tree::root_plan`]`(A)`), so the tree can be continued from `A`. The base
+//!   is not trusted on its own word: [`LogVerifier::finish`] fails unless the events after it
+//!   reproduce the root of a signed checkpoint at a size of `A` or more.
 //!
 //! [`LogVerifier`] takes every checkpoint first (checking its signature), then the events in
 //! order. It recomputes each leaf hash from the event, compares it with the recorded one,
@@ -37,6 +43,13 @@ pub enum ExportLine {
         event: Box<AuditLeaf>,
         /// The integrated leaf hash, if the event was integrated.
         leaf_hash: Option<Hash>,
+    },
+    /// Where a pruned log starts: its first index and the compact range of the entries before.
+    Base {
+        /// The number of archived entries: the index of the first event that follows.
+        tree_size: u64,
+        /// The roots of the perfect subtrees covering the archived entries, largest first.
+        hashes: Vec<Hash>,
     },
     /// A signed checkpoint.
     Checkpoint {
@@ -87,6 +100,21 @@ pub enum VerifyError {
         /// The checkpoint size that did not match.
         to: u64,
     },
+    /// The base of a pruned log is malformed, or came after events.
+    #[error("the log's base at tree size {size} is unusable: {reason}")]
+    BadBase {
+        /// The size it claims.
+        size: u64,
+        /// What was wrong.
+        reason: String,
+    },
+    /// No signed checkpoint at or after the base of a pruned log matched, so nothing vouches
+    /// for the base's hashes.
+    #[error("entry {size}: no signed checkpoint at or after the archived base of {size} entries confirms it")]
+    UnconfirmedBase {
+        /// The base size.
+        size: u64,
+    },
     /// A checkpoint covers more entries than the log holds: the log was truncated.
     #[error("entry {index}: the log ends at {index} entries but a checkpoint covers {size}")]
     Truncated {
@@ -105,6 +133,7 @@ impl VerifyError {
                 Some(*index)
             }
             VerifyError::RootMismatch { from, .. } => Some(*from),
+            VerifyError::UnconfirmedBase { size } => Some(*size),
             _ => None,
         }
     }
@@ -121,6 +150,9 @@ pub struct Summary {
     pub root: Hash,
     /// Entries not yet covered by any checkpoint (verified for sequence and leaf hash only).
     pub uncovered: u64,
+    /// Entries archived before the log's base (counted in `entries`; their events are not in
+    /// the log, their hashes are proven through the base).
+    pub archived: u64,
 }
 
 /// Streams a log through verification; see the module documentation.
@@ -131,12 +163,39 @@ pub struct LogVerifier {
     frontier: Frontier,
     /// The size of the last checkpoint that matched.
     last_good: u64,
+    /// The size the log starts at (0 unless pruned).
+    base: u64,
+    /// Whether events were pushed (or a base checked): after that, no base can be set.
+    started: bool,
+    /// Whether a checkpoint at or after the base matched.
+    base_confirmed: bool,
 }
 
 impl LogVerifier {
     /// A verifier for the log whose checkpoints `verifier` signs (its name is the origin).
     pub fn new(verifier: Verifier) -> Self {
-        LogVerifier { verifier, checkpoints: BTreeMap::new(), frontier: Frontier::new(), last_good: 0 }
+        LogVerifier {
+            verifier,
+            checkpoints: BTreeMap::new(),
+            frontier: Frontier::new(),
+            last_good: 0,
+            base: 0,
+            started: false,
+            base_confirmed: false,
+        }
+    }
+
+    /// Starts a pruned log at `size` entries, from the compact range of the archived ones
+    /// ([`ExportLine::Base`]). Must come before the first event; checkpoints may come before or
+    /// after. The base only counts once a signed checkpoint at or after it matches.
+    pub fn start_at(&mut self, size: u64, hashes: Vec<Hash>) -> Result<(), VerifyError> {
+        if self.started || self.frontier.size() != 0 {
+            return Err(VerifyError::BadBase { size, reason: "it must come before every event, once".into() });
+        }
+        self.frontier = Frontier::restore(size, hashes).map_err(|e| VerifyError::BadBase { size, reason: e.to_string() })?;
+        self.base = size;
+        self.last_good = size;
+        Ok(())
     }
 
     /// Adds a checkpoint after checking its signature, origin and claimed size.
@@ -159,8 +218,9 @@ impl LogVerifier {
     /// Checks the next event (its index, its leaf hash, and any checkpoint it completes).
     pub fn push(&mut self, event: &AuditLeaf, recorded: Option<Hash>) -> Result<(), VerifyError> {
         let index = self.frontier.size();
-        if index == 0 {
-            // A checkpoint of the empty tree.
+        if !self.started {
+            // A checkpoint of the empty tree, or at exactly the base.
+            self.started = true;
             self.at_size()?;
         }
         if event.idx != index {
@@ -182,20 +242,30 @@ impl LogVerifier {
             return Err(VerifyError::RootMismatch { from: self.last_good, to: size });
         }
         self.last_good = size;
+        self.base_confirmed = true;
         Ok(())
     }
 
     /// Ends verification: every checkpoint must have been reached.
     pub fn finish(mut self) -> Result<Summary, VerifyError> {
-        if self.frontier.size() == 0 {
+        if !self.started {
             self.at_size()?;
         }
         let entries = self.frontier.size();
         if let Some((&size, _)) = self.checkpoints.range(entries + 1..).next() {
             return Err(VerifyError::Truncated { index: entries, size });
         }
-        let covered = self.checkpoints.keys().next_back().copied().unwrap_or(0);
-        Ok(Summary { entries, checkpoints: self.checkpoints.len() as u64, root: self.frontier.root(), uncovered: entries - covered })
+        if self.base > 0 && !self.base_confirmed {
+            return Err(VerifyError::UnconfirmedBase { size: self.base });
+        }
+        let covered = self.checkpoints.keys().next_back().copied().unwrap_or(0).min(entries);
+        Ok(Summary {
+            entries,
+            checkpoints: self.checkpoints.len() as u64,
+            root: self.frontier.root(),
+            uncovered: entries - covered,
+            archived: self.base,
+        })
     }
 }
 
@@ -315,11 +385,52 @@ mod tests {
     }
 
     #[test]
+    fn a_pruned_log_verifies_from_its_base_only_when_a_checkpoint_confirms_it() {
+        let signer = Signer::from_seed("audit.example/log", &[7; 32]).unwrap();
+        let v = signer.verifier();
+        let (events, cps) = log(&signer);
+        let hashes: Vec<Hash> = events.iter().map(|(e, _)| e.leaf_hash()).collect();
+        let tree = crate::tree::MemoryTree::from_leaf_hashes(hashes.iter().copied());
+        let base = |a: u64| tree.nodes(crate::tree::root_plan(a).nodes()).unwrap();
+        let run_from = |a: u64, base: Vec<Hash>, cps: &[(u64, String)]| {
+            let mut lv = LogVerifier::new(v.clone());
+            for (n, note) in cps {
+                lv.add_checkpoint(*n, note)?;
+            }
+            lv.start_at(a, base)?;
+            for (e, h) in &events[a as usize..] {
+                lv.push(e, *h)?;
+            }
+            lv.finish()
+        };
+        for a in [1, 5, 9, 13, 19] {
+            let ok = run_from(a, base(a), &cps).unwrap();
+            assert_eq!((ok.entries, ok.archived, ok.uncovered), (20, a, 0));
+        }
+        // A forged base (another hash) no longer reproduces the signed roots.
+        let mut forged = base(9);
+        forged[0] = hashes[0];
+        assert_eq!(run_from(9, forged, &cps), Err(VerifyError::RootMismatch { from: 9, to: 13 }));
+        // A base with the wrong number of hashes is refused outright.
+        assert!(matches!(run_from(9, vec![], &cps), Err(VerifyError::BadBase { size: 9, .. })));
+        // Without a checkpoint at or after the base, nothing vouches for it.
+        assert_eq!(run_from(14, base(14), &cps[..3]), Err(VerifyError::UnconfirmedBase { size: 14 }));
+        // A base after events is refused.
+        let mut lv = LogVerifier::new(v.clone());
+        lv.push(&events[0].0, None).unwrap();
+        assert!(matches!(lv.start_at(1, base(1)), Err(VerifyError::BadBase { .. })));
+    }
+
+    #[test]
     fn export_lines_round_trip() {
         let line = ExportLine::Event { event: Box::new(leaf(3)), leaf_hash: Some(leaf(3).leaf_hash()) };
         let text = serde_json::to_string(&line).unwrap();
         assert!(text.starts_with(r#"{"type":"event","event":{"idx":3,"#), "{text}");
         assert_eq!(serde_json::from_str::<ExportLine>(&text).unwrap(), line);
+        let base = ExportLine::Base { tree_size: 3, hashes: vec![leaf(0).leaf_hash(), leaf(1).leaf_hash()] };
+        let text = serde_json::to_string(&base).unwrap();
+        assert!(text.starts_with(r#"{"type":"base","tree_size":3,"hashes":[""#), "{text}");
+        assert_eq!(serde_json::from_str::<ExportLine>(&text).unwrap(), base);
         let cp = ExportLine::Checkpoint { tree_size: 5, note: "n\n".into() };
         assert_eq!(serde_json::from_str::<ExportLine>(&serde_json::to_string(&cp).unwrap()).unwrap(), cp);
     }

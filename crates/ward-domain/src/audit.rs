@@ -111,6 +111,9 @@ audit_actions! {
     AlertAcknowledge = "alert.acknowledge",
     /// A patient was flagged as restricted (staff member, VIP) or the flag was cleared.
     PatientRestrict = "patient.restrict",
+    /// Entries past retention were archived to a verifiable segment and left the live
+    /// database (`ward audit archive`; detail `from`, `to`, `tree_size`).
+    AuditArchive = "audit.archive",
 }
 
 /// Whether the action succeeded.

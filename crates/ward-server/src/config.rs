@@ -41,8 +41,27 @@ pub struct AuditConfig {
     pub checkpoint_every_entries: u64,
     /// Sign a checkpoint at least this often while new entries arrive.
     pub checkpoint_interval_secs: u64,
+    /// Keep audit entries in the live database at least this many days; older ones may be
+    /// archived (`ward audit archive`). HIPAA 164.316(b)(2)(i) asks for six years, so less than
+    /// [`MIN_AUDIT_RETENTION_DAYS`] is refused.
+    pub retention_days: u32,
+    /// Where archive segments are written. Default: `<data_dir>/audit/archive`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive_dir: Option<PathBuf>,
     /// Streaming the log and its checkpoints to a SIEM as RFC 5424 syslog over TLS.
     pub syslog: SyslogConfig,
+}
+
+/// Six years of days, leap days included: 6 × 365 = 2190, plus 2 because any six consecutive
+/// years contain at most two 29ths of February. So a retention of this many days is six years
+/// or longer, whichever six years are meant.
+pub const MIN_AUDIT_RETENTION_DAYS: u32 = 2192;
+
+impl AuditConfig {
+    /// The archive directory in force for data directory `data_dir`.
+    pub fn archive_dir(&self, data_dir: &Path) -> PathBuf {
+        self.archive_dir.clone().unwrap_or_else(|| data_dir.join("audit").join("archive"))
+    }
 }
 
 impl Default for AuditConfig {
@@ -51,6 +70,8 @@ impl Default for AuditConfig {
             origin: "ward.local/audit".into(),
             checkpoint_every_entries: 1000,
             checkpoint_interval_secs: 10,
+            retention_days: MIN_AUDIT_RETENTION_DAYS,
+            archive_dir: None,
             syslog: SyslogConfig::default(),
         }
     }
@@ -306,6 +327,13 @@ impl Config {
             return bad("audit.checkpoint_every_entries must be positive and audit.checkpoint_interval_secs between 1 and 86400");
         }
         a.syslog.validate()?;
+        if a.retention_days < MIN_AUDIT_RETENTION_DAYS {
+            return Err(ConfigError(format!(
+                "audit.retention_days is {}, but audit entries must be kept at least six years \
+                 ({MIN_AUDIT_RETENTION_DAYS} days, HIPAA 164.316(b)(2)(i))",
+                a.retention_days
+            )));
+        }
         Ok(())
     }
 
@@ -375,6 +403,11 @@ mod tests {
         let mut c = Config::default();
         c.tls.cert = Some("x".into());
         assert!(c.validate().unwrap_err().to_string().contains("tls.cert"));
+        let mut c = Config::default();
+        c.audit.retention_days = MIN_AUDIT_RETENTION_DAYS - 1;
+        assert!(c.validate().unwrap_err().to_string().contains("audit.retention_days is 2191"));
+        c.audit.retention_days = 3650;
+        c.validate().unwrap();
     }
 
     #[test]

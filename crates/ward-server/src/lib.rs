@@ -7,6 +7,7 @@ pub mod alerts;
 pub mod api;
 pub mod app;
 pub mod audit_export;
+pub mod audit_archive;
 pub mod audit_log;
 pub mod audit_sink;
 pub mod auth;
@@ -102,6 +103,7 @@ pub async fn start_with(config: Config, store: Store, fanout: Arc<dyn FanOut>) -
     let syslog = if config.audit.syslog.enabled { Some(audit_sink::SyslogSink::new(&config.audit.syslog, store.clone())?) } else { None };
     let audit = audit_log::AuditLog::open(&config, store.clone())?;
     let audit_task = audit.spawn();
+    audit_archive::spawn_daily(store.clone(), audit.verifier(), config.audit.archive_dir(&config.data_dir), config.audit.retention_days);
     let config = Arc::new(config);
     let alert_task = alerts::spawn(store.clone(), fanout.clone());
     let (state, router) = app::build(store.clone(), fanout, config, audit);

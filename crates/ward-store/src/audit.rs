@@ -15,12 +15,16 @@ use crate::{RequestMeta, Store, now_ms};
 /// The advisory lock key held while appending (PostgreSQL): "WARD" in ASCII.
 const AUDIT_LOCK_KEY: i64 = 0x5741_5244;
 
+/// The next index to assign: after the last event, or after the last archived one when every
+/// live event was archived.
+const NEXT_INDEX: &str = "SELECT COALESCE(MAX(idx) + 1, (SELECT COALESCE(MAX(end_idx), 0) FROM audit_archives)) FROM audit_events";
+
 /// Appends one event; returns its index.
 pub(crate) async fn append(c: &mut Conn<'_>, event: &AuditEvent, meta: &RequestMeta) -> Result<i64> {
     if c.is_postgres() {
         exec!(c, "SELECT pg_advisory_xact_lock($1)", AUDIT_LOCK_KEY)?;
     }
-    let idx = scalar!(fetch_one, c, i64, "SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_events")?;
+    let idx = scalar!(fetch_one, c, i64, NEXT_INDEX)?;
     exec!(
         c,
         "INSERT INTO audit_events (idx, occurred_at, org_id, actor_user_id, actor_device_id, action, outcome, \
@@ -155,7 +159,7 @@ impl Store {
     pub async fn audit_size(&self) -> Result<u64> {
         self.read(|mut c| {
             Box::pin(async move {
-                let n = scalar!(fetch_one, &mut c, i64, "SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_events")?;
+                let n = scalar!(fetch_one, &mut c, i64, NEXT_INDEX)?;
                 Ok(n as u64)
             })
         })

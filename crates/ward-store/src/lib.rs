@@ -14,6 +14,7 @@ mod model;
 mod orgs;
 mod patients;
 mod reports;
+mod retention;
 mod sessions;
 mod stream;
 #[cfg(feature = "test-support")]
@@ -38,6 +39,7 @@ pub use error::{Result, StoreError};
 pub use messages::Page;
 pub use model::*;
 pub use reports::{AccessSummary, ActionCount, DisclosurePage, DisclosureRecord, TimeRange};
+pub use retention::AuditArchive;
 pub use sessions::{Challenge, SecondFactor};
 pub use stream::StreamPosition;
 pub use writer::WriterStats;

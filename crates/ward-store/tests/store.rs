@@ -23,6 +23,7 @@ on_both_backends!(
     refresh_tokens_rotate_and_reuse_revokes_the_family,
     stream_positions_and_replay,
     audit_tree_nodes_and_checkpoints,
+    audit_archives_delete_only_archived_entries,
 );
 
 fn meta() -> RequestMeta {
@@ -378,6 +379,124 @@ async fn audit_tree_nodes_and_checkpoints(backend: Backend) {
     assert_eq!(s.checkpoints(0, 10).await.unwrap().iter().map(|c| c.tree_size).collect::<Vec<_>>(), vec![5, 7]);
     assert!(s.test_execute("UPDATE audit_checkpoints SET note = 'x'".into()).await.is_err());
     assert!(s.test_execute("DELETE FROM audit_tree_nodes".into()).await.is_err());
+}
+
+/// Retention: a recorded archive segment is the only way rows leave `audit_events`, segments
+/// are contiguous and covered by a checkpoint, and indexes continue after archived ones.
+async fn audit_archives_delete_only_archived_entries(backend: Backend) {
+    use ward_audit::{Frontier, tree};
+    use ward_domain::audit::{AuditEvent, Outcome};
+    use ward_store::AuditArchive;
+    let Some(db) = TestDb::open(backend).await else { return };
+    let s = &db.store;
+    let o = org(s, "acme").await;
+    for i in 0..6 {
+        user(s, &o, &format!("u{i}@acme"), Role::Clinician).await;
+    }
+    let leaves = s.audit_leaf_hashes(0, 100).await.unwrap();
+    let mut f = Frontier::new();
+    let mut nodes = Vec::new();
+    for l in &leaves {
+        f.append(*l, |id, h| nodes.push((id, *h)));
+    }
+    s.store_tree_nodes(nodes).await.unwrap();
+    s.insert_checkpoint(5, tree::root(&leaves[..5]), "five\n".into()).await.unwrap();
+
+    // Nothing is deletable before an archive is recorded.
+    assert!(s.test_execute("DELETE FROM audit_events WHERE idx = 0".into()).await.is_err());
+    assert_eq!(s.audit_archived_end().await.unwrap(), 0);
+    assert_eq!(s.audit_base().await.unwrap(), (0, vec![]));
+    // The expired run: everything before the horizon, capped; nothing when the horizon is old.
+    assert_eq!(s.audit_expired_end(0, i64::MAX, 5).await.unwrap(), 5);
+    assert_eq!(s.audit_expired_end(2, i64::MAX, 100).await.unwrap(), 7);
+    assert_eq!(s.audit_expired_end(0, 0, 5).await.unwrap(), 0);
+
+    let archive = |start: i64, end: i64, tree_size: i64| AuditArchive {
+        start_idx: start,
+        end_idx: end,
+        tree_size,
+        file_name: format!("segment-{start}-{end}.ndjson"),
+        file_sha256: "00".repeat(32),
+        created_at: 0,
+    };
+    let event = || AuditEvent::new(AuditAction::AuditArchive, Outcome::Success);
+    // Refused: not starting at 0, beyond the checkpoint, or against a size never checkpointed.
+    for bad in [archive(1, 3, 5), archive(0, 6, 5), archive(0, 3, 6), archive(0, 0, 5)] {
+        assert!(matches!(s.record_audit_archive(bad, event(), meta()).await, Err(StoreError::State(_))));
+    }
+    assert_eq!(s.audit_events(0, 100).await.unwrap().len(), 7, "refused archives delete nothing");
+
+    // Recorded: the rows go, with the archiving event in the same transaction.
+    let idx = s.record_audit_archive(archive(0, 3, 5), event(), meta()).await.unwrap();
+    assert_eq!(idx, 7);
+    let live = s.audit_events(0, 100).await.unwrap();
+    assert_eq!(live.iter().map(|e| e.idx).collect::<Vec<_>>(), (3..8).collect::<Vec<i64>>());
+    assert_eq!(live.last().unwrap().action, "audit.archive");
+    assert_eq!(s.audit_archived_end().await.unwrap(), 3);
+    let base = s.audit_base().await.unwrap();
+    assert_eq!(base, (3, s.tree_node_hashes(tree::root_plan(3).nodes()).await.unwrap()));
+    assert_eq!(Frontier::restore(3, base.1).unwrap().root(), tree::root(&leaves[..3]));
+    let recorded = s.audit_archives().await.unwrap();
+    assert_eq!(recorded.len(), 1);
+    assert_eq!((recorded[0].start_idx, recorded[0].end_idx, recorded[0].tree_size), (0, 3, 5));
+    assert!(recorded[0].created_at > 0);
+    // Tree nodes of archived entries stay (proofs keep working).
+    assert_eq!(s.integrated_leaf_hashes(0, 3).await.unwrap().len(), 3);
+    // The same segment again, or an overlapping one, is refused.
+    assert!(s.record_audit_archive(archive(0, 3, 5), event(), meta()).await.is_err());
+    assert!(s.record_audit_archive(archive(2, 4, 5), event(), meta()).await.is_err());
+
+    // The trigger itself: DELETE only inside a recorded segment; UPDATE never.
+    s.test_execute(
+        "INSERT INTO audit_archives (start_idx, end_idx, tree_size, file_name, file_sha256, created_at) VALUES (3, 4, 5, 'x', 'y', 1)"
+            .into(),
+    )
+    .await
+    .unwrap();
+    assert!(s.test_execute("DELETE FROM audit_events WHERE idx = 4".into()).await.is_err());
+    assert!(s.test_execute("DELETE FROM audit_events".into()).await.is_err());
+    assert_eq!(s.test_execute("DELETE FROM audit_events WHERE idx = 3".into()).await.unwrap(), 1);
+    assert!(s.test_execute("UPDATE audit_events SET outcome = 'failure' WHERE idx = 5".into()).await.is_err());
+    assert!(s.test_execute("UPDATE audit_archives SET end_idx = 7".into()).await.is_err());
+    assert!(s.test_execute("DELETE FROM audit_archives".into()).await.is_err());
+
+    s.insert_checkpoint(8, tree::root(&leaves[..5]), "eight\n".into()).await.unwrap();
+    s.test_execute(
+        "INSERT INTO audit_archives (start_idx, end_idx, tree_size, file_name, file_sha256, created_at) VALUES (4, 5, 5, 'x', 'y', 1)"
+            .into(),
+    )
+    .await
+    .unwrap();
+    s.test_execute("DELETE FROM audit_events WHERE idx = 4".into()).await.unwrap();
+    // Every live row archived: the next index still follows the archived ones.
+    s.record_audit_archive(archive(5, 8, 8), event(), meta()).await.unwrap();
+    assert_eq!(s.audit_events(0, 100).await.unwrap().iter().map(|e| e.idx).collect::<Vec<_>>(), vec![8]);
+    s.test_execute(
+        "INSERT INTO audit_archives (start_idx, end_idx, tree_size, file_name, file_sha256, created_at) VALUES (8, 9, 9, 'x', 'y', 1)"
+            .into(),
+    )
+    .await
+    .expect_err("no checkpoint at 9");
+    s.insert_checkpoint(9, tree::root(&leaves[..5]), "nine\n".into()).await.unwrap();
+    s.record_audit_archive(archive(8, 9, 9), event(), meta()).await.unwrap();
+    assert_eq!(s.audit_events(0, 100).await.unwrap().iter().map(|e| e.idx).collect::<Vec<_>>(), vec![9]);
+    assert!(matches!(s.record_audit_archive(archive(9, 10, 9), event(), meta()).await, Err(StoreError::State(_))));
+    s.insert_checkpoint(10, tree::root(&leaves[..5]), "ten\n".into()).await.unwrap();
+    s.test_execute(
+        "INSERT INTO audit_archives (start_idx, end_idx, tree_size, file_name, file_sha256, created_at) VALUES (9, 10, 10, 'x', 'y', 1)"
+            .into(),
+    )
+    .await
+    .unwrap();
+    s.test_execute("DELETE FROM audit_events WHERE idx = 9".into()).await.unwrap();
+    assert!(s.audit_events(0, 100).await.unwrap().is_empty());
+    assert_eq!(s.audit_size().await.unwrap(), 10);
+    assert_eq!(s.record(event(), meta()).await.unwrap(), 10);
+    // A segment claiming a row that is not there rolls back whole.
+    s.insert_checkpoint(12, tree::root(&leaves[..5]), "twelve\n".into()).await.unwrap();
+    assert!(matches!(s.record_audit_archive(archive(10, 12, 12), event(), meta()).await, Err(StoreError::Corrupt(_))));
+    assert_eq!(s.audit_events(0, 100).await.unwrap().iter().map(|e| e.idx).collect::<Vec<_>>(), vec![10]);
+    assert_eq!(s.audit_archived_end().await.unwrap(), 10);
 }
 
 /// Runs a store future to completion from synchronous code inside the multi-threaded runtime.

@@ -23,7 +23,11 @@ pub(crate) async fn export(store: &Store, out: &Path) -> anyhow::Result<(u64, u6
     let file = File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut w = BufWriter::new(file);
     let mut progress = Progress::new("exporting", size);
-    let mut from = 0;
+    // A pruned log starts with its base: where it starts, and the hashes of what was archived.
+    let (mut from, base) = store.audit_base().await?;
+    if from > 0 {
+        line(&mut w, &ExportLine::Base { tree_size: from, hashes: base })?;
+    }
     while from < size {
         let rows = store.audit_events(from as i64, PAGE.min(size - from) as i64).await?;
         if rows.is_empty() {
@@ -83,6 +87,7 @@ pub(crate) fn verify_export(path: &Path, vkey: Verifier) -> anyhow::Result<Summa
     for (n, l) in open()?.lines().enumerate() {
         match parse(&l?, n)? {
             ExportLine::Checkpoint { tree_size, note } => v.add_checkpoint(tree_size, &note)?,
+            ExportLine::Base { tree_size, hashes } => v.start_at(tree_size, hashes)?,
             ExportLine::Event { .. } => events += 1,
         }
     }
@@ -119,7 +124,10 @@ pub(crate) async fn verify_database(store: &Store, vkey: Verifier) -> anyhow::Re
     }
     let size = store.audit_size().await?;
     let mut progress = Progress::new("verifying", size);
-    let mut from = 0u64;
+    let (mut from, base) = store.audit_base().await?;
+    if from > 0 {
+        v.start_at(from, base)?;
+    }
     loop {
         let rows = store.audit_events(from as i64, PAGE as i64).await?;
         if rows.is_empty() {

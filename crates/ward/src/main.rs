@@ -12,6 +12,7 @@ use ward_server::provision::{self, operator_meta};
 
 mod audit;
 mod audit_reports;
+mod retention;
 
 /// Ward: secure clinical messaging.
 #[derive(Parser)]
@@ -121,6 +122,28 @@ enum AuditCommand {
         /// An export written by `ward audit export`.
         #[arg(long)]
         export: Option<PathBuf>,
+        /// The log's verifier key (`<data_dir>/audit/verifier.vkey`).
+        #[arg(long)]
+        vkey: PathBuf,
+    },
+    // Retention (archive segments).
+    /// Move entries older than audit.retention_days, and covered by a signed checkpoint, out of
+    /// the live database into verifiable segment files (oldest first).
+    Archive {
+        /// Archive only entries before this date (YYYY-MM-DD, UTC) or RFC 3339 time; it may
+        /// only be earlier than the retention horizon.
+        #[arg(long)]
+        before: Option<String>,
+        /// Where to write the segments (default: audit.archive_dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Verify an archive segment offline: its events, and the proof tying them to the signed
+    /// checkpoint it carries.
+    VerifySegment {
+        /// A segment written by `ward audit archive`.
+        #[arg(long)]
+        segment: PathBuf,
         /// The log's verifier key (`<data_dir>/audit/verifier.vkey`).
         #[arg(long)]
         vkey: PathBuf,
@@ -307,6 +330,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!(
                 "verified {} entries and {} checkpoints; root {} ({} entries after the last checkpoint)",
                 summary.entries, summary.checkpoints, summary.root, summary.uncovered
+            );
+            if summary.archived > 0 {
+                println!("entries below {} were archived; the signed checkpoints confirm the base they left", summary.archived);
+            }
+            Ok(())
+        }
+        // Retention (archive segments).
+        Command::Audit(AuditCommand::Archive { before, dir }) => retention::archive(&config, before.as_deref(), dir).await,
+        Command::Audit(AuditCommand::VerifySegment { segment, vkey }) => {
+            let s = retention::verify_segment(&segment, &audit::read_vkey(&vkey)?)?;
+            println!(
+                "verified segment of entries {}..{} against the signed checkpoint at tree size {}; root {}",
+                s.start, s.end, s.tree_size, s.root
             );
             Ok(())
         }

@@ -325,3 +325,104 @@ fn audit_export_verifies_and_tampering_is_detected() {
     assert_ne!(std::fs::read(&other).unwrap(), std::fs::read(vkey).unwrap());
     fails(ward(d, &["audit", "verify", "--export", export.to_str().unwrap(), "--vkey", other.to_str().unwrap()]), "does not verify");
 }
+
+/// Retention: `ward audit archive` moves checkpointed entries older than the retention period
+/// into a segment that verifies offline (and fails when tampered with), and the pruned live
+/// log still exports and verifies from its base.
+#[test]
+fn audit_archive_writes_verifiable_segments_and_the_pruned_log_still_verifies() {
+    const DAY_MS: i64 = 86_400_000;
+    let dir = tempdir();
+    let d = dir.path();
+    ok(ward(d, &["org", "create", "--slug", "acme", "--name", "Acme"]));
+    for i in 0..3 {
+        ok(ward(d, &["user", "add", "--org", "acme", "--login", &format!("u{i}@acme"), "--name", "U", "--role", "nurse"]));
+    }
+    ok(ward(d, &["audit", "checkpoint"]));
+    for i in 3..5 {
+        ok(ward(d, &["user", "add", "--org", "acme", "--login", &format!("u{i}@acme"), "--name", "U", "--role", "nurse"]));
+    }
+    let vkey = d.join("data/audit/verifier.vkey");
+    let vkey = vkey.to_str().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let later = (now + 7 * 365 * DAY_MS).to_string();
+    let in_seven_years = [("WARD_TEST_NOW_MS", later.as_str())];
+
+    // Nothing is six years old yet; less than six years of retention is refused; --before can
+    // only move the horizon earlier.
+    assert!(ok(ward(d, &["audit", "archive"])).contains("nothing to archive"));
+    fails(ward_with(d, &["audit", "archive"], &[("WARD_AUDIT__RETENTION_DAYS", "2000")]), "at least six years");
+    fails(ward(d, &["audit", "archive", "--before", "2999-01-01"]), "after the retention horizon");
+    fails(ward(d, &["audit", "archive", "--before", "soon"]), "YYYY-MM-DD");
+    let out = ok(ward_with(d, &["audit", "archive", "--before", "2000-01-01"], &in_seven_years));
+    assert!(out.contains("nothing to archive"), "{out}");
+
+    // Seven years on, the entries the checkpoint covers (0..4) go; the uncovered ones stay.
+    let out = ok(ward_with(d, &["audit", "archive"], &in_seven_years));
+    assert!(out.contains("archived entries 0..4 (checkpoint 4)"), "{out}");
+    let segment = d.join("data/audit/archive/segment-000000000000-000000000004.ndjson");
+    let seg = segment.to_str().unwrap();
+    let out = ok(ward(d, &["audit", "verify-segment", "--segment", seg, "--vkey", vkey]));
+    assert!(out.contains("verified segment of entries 0..4 against the signed checkpoint at tree size 4"), "{out}");
+    assert!(ok(ward_with(d, &["audit", "archive"], &in_seven_years)).contains("nothing to archive"));
+
+    // Tampering with the segment is found.
+    let text = std::fs::read_to_string(&segment).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 5, "a header and four events");
+    let bad = d.join("bad-segment.ndjson");
+    let check = |content: String, mentions: &str| {
+        std::fs::write(&bad, content).unwrap();
+        fails(ward(d, &["audit", "verify-segment", "--segment", bad.to_str().unwrap(), "--vkey", vkey]), mentions)
+    };
+    let mut bytes = text.clone().into_bytes();
+    let at = text.find("nurse").or_else(|| text.find("success")).unwrap();
+    bytes[at] ^= 0x20;
+    check(String::from_utf8(bytes).unwrap(), "does not verify");
+    check(text.replacen("\"outcome\":\"success\"", "\"outcome\":\"denied\"", 1), "does not match its recorded leaf hash");
+    let dropped: String = lines.iter().enumerate().filter(|(i, _)| *i != 2).map(|(_, l)| format!("{l}\n")).collect();
+    check(dropped, "expected index 1, found index 2");
+    let truncated: String = lines[..4].iter().map(|l| format!("{l}\n")).collect();
+    check(truncated, "ends before entry 3");
+
+    // The pruned live log exports with its base first, and verifies from the export and the database.
+    let export = d.join("pruned.ndjson");
+    ok(ward(d, &["audit", "checkpoint"]));
+    ok(ward(d, &["audit", "export", "--out", export.to_str().unwrap()]));
+    let exported = export_lines(&export);
+    assert_eq!(exported[0]["type"], "base");
+    assert_eq!(exported[0]["tree_size"], 4);
+    assert_eq!(exported[1]["event"]["idx"], 4);
+    let out = ok(ward(d, &["audit", "verify", "--export", export.to_str().unwrap(), "--vkey", vkey]));
+    assert!(out.contains("entries below 4 were archived"), "{out}");
+    let out = ok(ward(d, &["audit", "verify", "--vkey", vkey]));
+    assert!(out.contains("entries below 4 were archived"), "{out}");
+    // A forged base does not reproduce the signed roots.
+    let mut forged = exported.clone();
+    forged[0]["hashes"][0] = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into();
+    write_lines(&bad, &forged);
+    fails(ward(d, &["audit", "verify", "--export", bad.to_str().unwrap(), "--vkey", vkey]), "at index 4");
+
+    // A wrong checkpoint in the segment header: a genuine later one.
+    let later_note = exported.iter().rev().find(|l| l["type"] == "checkpoint").unwrap()["note"].clone();
+    let header: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    // Replaced in place: the segment's lines must keep Ward's exact spelling.
+    let note_json = serde_json::to_string(&header["checkpoint"]).unwrap();
+    check(text.replacen(&note_json, &later_note.to_string(), 1), "checkpoint does not verify");
+
+    // The next run continues where the last segment ended, into another directory.
+    let elsewhere = d.join("elsewhere");
+    let out = ok(ward_with(d, &["audit", "archive", "--dir", elsewhere.to_str().unwrap()], &in_seven_years));
+    assert!(out.contains("archived entries 4.."), "{out}");
+    let segments: Vec<PathBuf> = std::fs::read_dir(&elsewhere)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "ndjson"))
+        .collect();
+    assert_eq!(segments.len(), 1, "{segments:?}");
+    let second = &segments[0];
+    assert!(second.file_name().unwrap().to_str().unwrap().starts_with("segment-000000000004-"), "{second:?}");
+    ok(ward(d, &["audit", "verify-segment", "--segment", second.to_str().unwrap(), "--vkey", vkey]));
+    let out = ok(ward(d, &["audit", "verify", "--vkey", vkey]));
+    assert!(!out.contains("entries below 4 were"), "the base moved on: {out}");
+}

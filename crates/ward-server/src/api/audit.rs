@@ -220,6 +220,9 @@ pub(crate) struct AuditEventPage {
     pub(crate) items: Vec<AuditEventView>,
     /// Pass as `after` for the next page; absent on the last page.
     pub(crate) next_cursor: Option<i64>,
+    /// Entries below this index were archived past retention (`ward audit archive`) and are
+    /// searched in their segment files, not here; 0 if none were. Their proofs still work.
+    pub(crate) archived_before: u64,
 }
 
 /// The organisation's audit events, by index, with cursor paging.
@@ -278,5 +281,6 @@ async fn search_events(
             }
         })
         .collect();
-    Ok(Json(AuditEventPage { items, next_cursor }))
+    let archived_before = state.store.audit_archived_end().await?;
+    Ok(Json(AuditEventPage { items, next_cursor, archived_before }))
 }
