@@ -6,8 +6,8 @@
 pub mod alerts;
 pub mod api;
 pub mod app;
-pub mod audit_export;
 pub mod audit_archive;
+pub mod audit_export;
 pub mod audit_log;
 pub mod audit_sink;
 pub mod auth;
