@@ -320,32 +320,7 @@ pub struct AuditQuery {
 impl Store {
     /// The organisation's audit events matching `q`, by index, at most `limit`.
     pub async fn search_audit(&self, org: ward_domain::ids::OrgId, q: AuditQuery, limit: i64) -> Result<Vec<AuditRecord>> {
-        self.read(move |mut c| {
-            Box::pin(async move {
-                Ok(fetch!(
-                    fetch_all,
-                    &mut c,
-                    AuditRecord,
-                    "SELECT idx, occurred_at, org_id, actor_user_id, actor_device_id, action, outcome, target_type, \
-                     target_id, patient_id, source_ip, request_id, detail FROM audit_events \
-                     WHERE org_id = $1 AND idx > $2 \
-                     AND ($3 IS NULL OR actor_user_id = $3) AND ($4 IS NULL OR patient_id = $4) \
-                     AND ($5 IS NULL OR action = $5) AND ($6 IS NULL OR outcome = $6) \
-                     AND ($7 IS NULL OR occurred_at >= $7) AND ($8 IS NULL OR occurred_at < $8) \
-                     ORDER BY idx LIMIT $9",
-                    org.0,
-                    q.after.unwrap_or(-1),
-                    q.actor,
-                    q.patient,
-                    q.action,
-                    q.outcome,
-                    q.from,
-                    q.to,
-                    limit
-                )?)
-            })
-        })
-        .await
+        self.search_audit_scoped(Some(org), q, limit).await
     }
 }
 

@@ -113,39 +113,35 @@ impl Store {
     /// Audit events matching `q`, in one organisation or (`None`) across all, by index, at most
     /// `limit`. The CLI exports across organisations; the API within the caller's.
     pub async fn search_audit_scoped(&self, org: Option<OrgId>, q: AuditQuery, limit: i64) -> Result<Vec<AuditRecord>> {
-        match org {
-            Some(org) => self.search_audit(org, q, limit).await,
-            None => {
-                self.read(move |mut c| {
-                    Box::pin(async move {
-                        let sql = concat!(
-                            "SELECT ",
-                            columns!(),
-                            " FROM audit_events WHERE idx > $1 \
-                             AND ($2 IS NULL OR actor_user_id = $2) AND ($3 IS NULL OR patient_id = $3) \
-                             AND ($4 IS NULL OR action = $4) AND ($5 IS NULL OR outcome = $5) \
-                             AND ($6 IS NULL OR occurred_at >= $6) AND ($7 IS NULL OR occurred_at < $7) \
-                             ORDER BY idx LIMIT $8"
-                        );
-                        Ok(fetch!(
-                            fetch_all,
-                            &mut c,
-                            AuditRecord,
-                            sql,
-                            q.after.unwrap_or(-1),
-                            q.actor,
-                            q.patient,
-                            q.action,
-                            q.outcome,
-                            q.from,
-                            q.to,
-                            limit
-                        )?)
-                    })
-                })
-                .await
-            }
-        }
+        self.read(move |mut c| {
+            Box::pin(async move {
+                let sql = concat!(
+                    "SELECT ",
+                    columns!(),
+                    " FROM audit_events WHERE ($1 IS NULL OR org_id = $1) AND idx > $2 \
+                     AND ($3 IS NULL OR actor_user_id = $3) AND ($4 IS NULL OR patient_id = $4) \
+                     AND ($5 IS NULL OR action = $5) AND ($6 IS NULL OR outcome = $6) \
+                     AND ($7 IS NULL OR occurred_at >= $7) AND ($8 IS NULL OR occurred_at < $8) \
+                     ORDER BY idx LIMIT $9"
+                );
+                Ok(fetch!(
+                    fetch_all,
+                    &mut c,
+                    AuditRecord,
+                    sql,
+                    org.map(|o| o.0),
+                    q.after.unwrap_or(-1),
+                    q.actor,
+                    q.patient,
+                    q.action,
+                    q.outcome,
+                    q.from,
+                    q.to,
+                    limit
+                )?)
+            })
+        })
+        .await
     }
 
     /// One user's events in the organisation over `range`, after index `after`, at most `limit`.
