@@ -25,34 +25,37 @@ use serde::{Deserialize, Serialize};
 use crate::hash::{Hash, leaf_hash};
 
 /// One audit event as stored: the fields of an `audit_events` row, nothing else.
+///
+/// The fields are declared in the canonical key order, so serde's JSON of a leaf (as in an
+/// export line) *is* its canonical encoding: a verifier can hash the bytes it reads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditLeaf {
+    /// Dotted action name.
+    pub action: String,
+    /// Acting device.
+    pub actor_device_id: Option<uuid::Uuid>,
+    /// Acting user.
+    pub actor_user_id: Option<uuid::Uuid>,
+    /// The stored JSON text of the details, verbatim.
+    pub detail: String,
     /// Dense position in the log, from 0.
     pub idx: u64,
     /// Unix milliseconds.
     pub occurred_at: i64,
     /// Tenant.
     pub org_id: Option<uuid::Uuid>,
-    /// Acting user.
-    pub actor_user_id: Option<uuid::Uuid>,
-    /// Acting device.
-    pub actor_device_id: Option<uuid::Uuid>,
-    /// Dotted action name.
-    pub action: String,
     /// `success`, `failure` or `denied`.
     pub outcome: String,
-    /// Kind of record acted on.
-    pub target_type: Option<String>,
-    /// Id of the record acted on.
-    pub target_id: Option<String>,
     /// Patient involved (opaque id).
     pub patient_id: Option<uuid::Uuid>,
-    /// Client address.
-    pub source_ip: Option<String>,
     /// Request id.
     pub request_id: Option<String>,
-    /// The stored JSON text of the details, verbatim.
-    pub detail: String,
+    /// Client address.
+    pub source_ip: Option<String>,
+    /// Id of the record acted on.
+    pub target_id: Option<String>,
+    /// Kind of record acted on.
+    pub target_type: Option<String>,
 }
 
 impl AuditLeaf {
@@ -224,6 +227,12 @@ mod tests {
             prop_assert_eq!(serde_json::to_vec(&value).unwrap(), bytes.clone());
             let back: AuditLeaf = serde_json::from_slice(&bytes).unwrap();
             prop_assert_eq!(back, leaf);
+        }
+
+        /// serde's JSON of a leaf is its canonical encoding (the fields are in key order).
+        #[test]
+        fn serde_json_is_the_canonical_encoding(leaf in arb_leaf()) {
+            prop_assert_eq!(serde_json::to_vec(&leaf).unwrap(), leaf.canonical_bytes());
         }
 
         /// Different rows never share an encoding (it decodes back, so it is injective) or,
