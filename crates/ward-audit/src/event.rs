@@ -174,6 +174,34 @@ mod tests {
     const EXAMPLE_LEAF_HASH: &str = "4d92aaf47fb9ff1a54782277a763f508f644a1865c93666556816a5c87bae696";
 
     #[test]
+    fn canonical_index_edges() {
+        let mut leaf = example();
+        for (idx, occurred_at) in [(0, 0), (u64::MAX, i64::MIN), (1, i64::MAX), (10, -1)] {
+            leaf.idx = idx;
+            leaf.occurred_at = occurred_at;
+            assert_eq!(canonical_index(&leaf.canonical_bytes()), Some(idx));
+        }
+        let text = String::from_utf8(example().canonical_bytes()).unwrap();
+        for bad in [
+            text.replace("\"idx\":7", "\"idx\":07"),
+            text.replace("\"idx\":7", "\"idx\":18446744073709551616"),
+            text.replace("1767225600000", "-0"),
+            text.replace("1767225600000", "9223372036854775808"),
+            text.replace("0192f0a4-6c1e-7d2a-9b3c-4d5e6f708193", "0192F0A4-6C1E-7D2A-9B3C-4D5E6F708193"),
+            text.replace("10.0.0.5", "10.0.0\\u002e5"),
+            text.replace("10.0.0.5", "10.0.0\\/5"),
+            text.replace("10.0.0.5", "10.0.0\\u000a5"),
+            text.replace("10.0.0.5", "10.0.0\t5"),
+            format!("{text} "),
+            text[..text.len() - 1].to_owned(),
+        ] {
+            assert_eq!(canonical_index(bad.as_bytes()), None, "{bad}");
+        }
+        let with_control = text.replace("10.0.0.5", "10.0.0\\u001f5");
+        assert_eq!(canonical_index(with_control.as_bytes()), Some(7));
+    }
+
+    #[test]
     fn strings_are_escaped_as_jcs_does() {
         let mut s = String::new();
         string(&mut s, "a\"b\\c\u{8}\t\n\u{c}\r\u{1}\u{1f}é€😀/\u{7f}");
@@ -244,6 +272,23 @@ mod tests {
             prop_assert_ne!(a.leaf_hash(), b.leaf_hash());
         }
 
+        /// The allocation-free check accepts every canonical encoding, with its index.
+        #[test]
+        fn canonical_index_accepts_every_encoding(leaf in arb_leaf()) {
+            prop_assert_eq!(canonical_index(&leaf.canonical_bytes()), Some(leaf.idx));
+        }
+
+        /// ...and, after any one byte changed, accepts exactly what parsing and re-encoding
+        /// accepts (the slow, obviously right definition).
+        #[test]
+        fn canonical_index_agrees_with_parse_and_reencode(leaf in arb_leaf(), at in any::<prop::sample::Index>(), to in any::<u8>()) {
+            let mut bytes = leaf.canonical_bytes();
+            let at = at.index(bytes.len());
+            bytes[at] = to;
+            let slow = serde_json::from_slice::<AuditLeaf>(&bytes).ok().filter(|l| l.canonical_bytes() == bytes).map(|l| l.idx);
+            prop_assert_eq!(canonical_index(&bytes), slow);
+        }
+
         /// Changing any one field changes the bytes.
         #[test]
         fn every_field_counts(leaf in arb_leaf(), field in 0usize..13) {
@@ -280,5 +325,132 @@ mod tests {
             None => Some(String::new()),
             Some(s) => Some(s + "x"),
         }
+    }
+}
+
+/// If `bytes` are exactly the canonical encoding of some event, its index; `None` otherwise.
+///
+/// Equivalent to parsing the bytes and comparing them with [`AuditLeaf::canonical_bytes`] of
+/// the result, but a single pass without allocation: the verifier's hot path, where the bytes
+/// themselves are then hashed.
+pub fn canonical_index(bytes: &[u8]) -> Option<u64> {
+    // Raw bytes of 0x80 and above must form valid UTF-8, as the encoder's output does.
+    std::str::from_utf8(bytes).ok()?;
+    let mut s = Scanner { b: bytes, i: 0 };
+    s.lit(b"{\"action\":")?;
+    s.string()?;
+    s.lit(b",\"actor_device_id\":")?;
+    s.opt_uuid()?;
+    s.lit(b",\"actor_user_id\":")?;
+    s.opt_uuid()?;
+    s.lit(b",\"detail\":")?;
+    s.string()?;
+    s.lit(b",\"idx\":")?;
+    let idx = s.digits()?;
+    s.lit(b",\"occurred_at\":")?;
+    let negative = s.lit(b"-").is_some();
+    let magnitude = s.digits()?;
+    // i64 range, and no "-0".
+    let fits = if negative { magnitude != 0 && magnitude <= 1 << 63 } else { magnitude < 1 << 63 };
+    if !fits {
+        return None;
+    }
+    s.lit(b",\"org_id\":")?;
+    s.opt_uuid()?;
+    s.lit(b",\"outcome\":")?;
+    s.string()?;
+    s.lit(b",\"patient_id\":")?;
+    s.opt_uuid()?;
+    for key in [&b",\"request_id\":"[..], b",\"source_ip\":", b",\"target_id\":", b",\"target_type\":"] {
+        s.lit(key)?;
+        s.opt_string()?;
+    }
+    s.lit(b"}")?;
+    (s.i == bytes.len()).then_some(idx)
+}
+
+/// A cursor over canonical bytes; each method consumes one token or fails.
+struct Scanner<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl Scanner<'_> {
+    fn lit(&mut self, expected: &[u8]) -> Option<()> {
+        if self.b.get(self.i..)?.starts_with(expected) {
+            self.i += expected.len();
+            Some(())
+        } else {
+            None
+        }
+    }
+
+    /// A string as [`string`] writes it: only the escapes it emits, no raw control characters.
+    fn string(&mut self) -> Option<()> {
+        self.lit(b"\"")?;
+        loop {
+            match *self.b.get(self.i)? {
+                b'"' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                b'\\' => {
+                    match *self.b.get(self.i + 1)? {
+                        b'"' | b'\\' | b'b' | b't' | b'n' | b'f' | b'r' => self.i += 2,
+                        b'u' => {
+                            // Only `\u00xx`, lower-case hex, for controls without a short form.
+                            let hex = self.b.get(self.i + 2..self.i + 6)?;
+                            let digit = |c: u8| match c {
+                                b'0'..=b'9' => Some(c - b'0'),
+                                b'a'..=b'f' => Some(c - b'a' + 10),
+                                _ => None,
+                            };
+                            if &hex[..2] != b"00" {
+                                return None;
+                            }
+                            let value = digit(hex[2])? << 4 | digit(hex[3])?;
+                            if value >= 0x20 || matches!(value, 0x08 | 0x09 | 0x0a | 0x0c | 0x0d) {
+                                return None;
+                            }
+                            self.i += 6;
+                        }
+                        _ => return None,
+                    }
+                }
+                0x00..=0x1f => return None,
+                _ => self.i += 1,
+            }
+        }
+    }
+
+    fn opt_string(&mut self) -> Option<()> {
+        if self.lit(b"null").is_some() { Some(()) } else { self.string() }
+    }
+
+    /// `null` or a quoted lower-case hyphenated uuid.
+    fn opt_uuid(&mut self) -> Option<()> {
+        if self.lit(b"null").is_some() {
+            return Some(());
+        }
+        let quoted = self.b.get(self.i..self.i + 38)?;
+        let well_formed = quoted[0] == b'"'
+            && quoted[37] == b'"'
+            && quoted[1..37].iter().enumerate().all(|(k, &c)| match k {
+                8 | 13 | 18 | 23 => c == b'-',
+                _ => c.is_ascii_digit() || (b'a'..=b'f').contains(&c),
+            });
+        well_formed.then(|| self.i += 38)
+    }
+
+    /// A non-negative decimal integer without leading zeroes that fits in a u64.
+    fn digits(&mut self) -> Option<u64> {
+        let start = self.i;
+        let mut value = 0u64;
+        while let Some(&c @ b'0'..=b'9') = self.b.get(self.i) {
+            value = value.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+            self.i += 1;
+        }
+        let len = self.i - start;
+        (len > 0 && (len == 1 || self.b[start] != b'0')).then_some(value)
     }
 }

@@ -96,15 +96,30 @@ pub(crate) fn verify_export(path: &Path, vkey: Verifier) -> anyhow::Result<Summa
     for_each_line(open()?, |l, n| Ok(v.add_checkpoint_line(l, n)?))?;
     let total = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let progress = crate::progress::bytes("verifying", total);
-    let mut read = 0u64;
-    for_each_line(open()?, |l, n| {
-        v.push_line(l, n)?;
-        read += l.len() as u64 + 1;
-        if n % 16_384 == 0 {
-            progress.set_position(read);
+    // Blocks of lines, so parsing and hashing run on every core (LogVerifier::push_lines).
+    let (mut text, mut ends) = (Vec::with_capacity(32 << 20), Vec::with_capacity(ward_audit::verify::BLOCK_LINES));
+    let (mut first, mut read) = (1u64, 0u64);
+    let mut flush = |text: &mut Vec<u8>, ends: &mut Vec<usize>, first: &mut u64| -> anyhow::Result<()> {
+        let starts = std::iter::once(0).chain(ends.iter().map(|e| e + 1));
+        let lines: Vec<&[u8]> = starts.zip(ends.iter()).map(|(s, &e)| &text[s..e]).collect();
+        v.push_lines(&lines, *first)?;
+        *first += lines.len() as u64;
+        read += text.len() as u64;
+        progress.set_position(read);
+        text.clear();
+        ends.clear();
+        Ok(())
+    };
+    for_each_line(open()?, |l, _| {
+        text.extend_from_slice(l);
+        ends.push(text.len());
+        text.push(b'\n');
+        if ends.len() == ward_audit::verify::BLOCK_LINES {
+            flush(&mut text, &mut ends, &mut first)?;
         }
         Ok(())
     })?;
+    flush(&mut text, &mut ends, &mut first)?;
     progress.finish_and_clear();
     Ok(v.finish()?)
 }
