@@ -25,34 +25,37 @@ use serde::{Deserialize, Serialize};
 use crate::hash::{Hash, leaf_hash};
 
 /// One audit event as stored: the fields of an `audit_events` row, nothing else.
+///
+/// The fields are declared in the canonical key order, so serde's JSON of a leaf (as in an
+/// export line) *is* its canonical encoding: a verifier can hash the bytes it reads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditLeaf {
+    /// Dotted action name.
+    pub action: String,
+    /// Acting device.
+    pub actor_device_id: Option<uuid::Uuid>,
+    /// Acting user.
+    pub actor_user_id: Option<uuid::Uuid>,
+    /// The stored JSON text of the details, verbatim.
+    pub detail: String,
     /// Dense position in the log, from 0.
     pub idx: u64,
     /// Unix milliseconds.
     pub occurred_at: i64,
     /// Tenant.
     pub org_id: Option<uuid::Uuid>,
-    /// Acting user.
-    pub actor_user_id: Option<uuid::Uuid>,
-    /// Acting device.
-    pub actor_device_id: Option<uuid::Uuid>,
-    /// Dotted action name.
-    pub action: String,
     /// `success`, `failure` or `denied`.
     pub outcome: String,
-    /// Kind of record acted on.
-    pub target_type: Option<String>,
-    /// Id of the record acted on.
-    pub target_id: Option<String>,
     /// Patient involved (opaque id).
     pub patient_id: Option<uuid::Uuid>,
-    /// Client address.
-    pub source_ip: Option<String>,
     /// Request id.
     pub request_id: Option<String>,
-    /// The stored JSON text of the details, verbatim.
-    pub detail: String,
+    /// Client address.
+    pub source_ip: Option<String>,
+    /// Id of the record acted on.
+    pub target_id: Option<String>,
+    /// Kind of record acted on.
+    pub target_type: Option<String>,
 }
 
 impl AuditLeaf {
@@ -171,6 +174,34 @@ mod tests {
     const EXAMPLE_LEAF_HASH: &str = "4d92aaf47fb9ff1a54782277a763f508f644a1865c93666556816a5c87bae696";
 
     #[test]
+    fn canonical_index_edges() {
+        let mut leaf = example();
+        for (idx, occurred_at) in [(0, 0), (u64::MAX, i64::MIN), (1, i64::MAX), (10, -1)] {
+            leaf.idx = idx;
+            leaf.occurred_at = occurred_at;
+            assert_eq!(canonical_index(&leaf.canonical_bytes()), Some(idx));
+        }
+        let text = String::from_utf8(example().canonical_bytes()).unwrap();
+        for bad in [
+            text.replace("\"idx\":7", "\"idx\":07"),
+            text.replace("\"idx\":7", "\"idx\":18446744073709551616"),
+            text.replace("1767225600000", "-0"),
+            text.replace("1767225600000", "9223372036854775808"),
+            text.replace("0192f0a4-6c1e-7d2a-9b3c-4d5e6f708193", "0192F0A4-6C1E-7D2A-9B3C-4D5E6F708193"),
+            text.replace("10.0.0.5", "10.0.0\\u002e5"),
+            text.replace("10.0.0.5", "10.0.0\\/5"),
+            text.replace("10.0.0.5", "10.0.0\\u000a5"),
+            text.replace("10.0.0.5", "10.0.0\t5"),
+            format!("{text} "),
+            text[..text.len() - 1].to_owned(),
+        ] {
+            assert_eq!(canonical_index(bad.as_bytes()), None, "{bad}");
+        }
+        let with_control = text.replace("10.0.0.5", "10.0.0\\u001f5");
+        assert_eq!(canonical_index(with_control.as_bytes()), Some(7));
+    }
+
+    #[test]
     fn strings_are_escaped_as_jcs_does() {
         let mut s = String::new();
         string(&mut s, "a\"b\\c\u{8}\t\n\u{c}\r\u{1}\u{1f}é€😀/\u{7f}");
@@ -226,6 +257,12 @@ mod tests {
             prop_assert_eq!(back, leaf);
         }
 
+        /// serde's JSON of a leaf is its canonical encoding (the fields are in key order).
+        #[test]
+        fn serde_json_is_the_canonical_encoding(leaf in arb_leaf()) {
+            prop_assert_eq!(serde_json::to_vec(&leaf).unwrap(), leaf.canonical_bytes());
+        }
+
         /// Different rows never share an encoding (it decodes back, so it is injective) or,
         /// in practice, a leaf hash.
         #[test]
@@ -233,6 +270,23 @@ mod tests {
             prop_assume!(a != b);
             prop_assert_ne!(a.canonical_bytes(), b.canonical_bytes());
             prop_assert_ne!(a.leaf_hash(), b.leaf_hash());
+        }
+
+        /// The allocation-free check accepts every canonical encoding, with its index.
+        #[test]
+        fn canonical_index_accepts_every_encoding(leaf in arb_leaf()) {
+            prop_assert_eq!(canonical_index(&leaf.canonical_bytes()), Some(leaf.idx));
+        }
+
+        /// ...and, after any one byte changed, accepts exactly what parsing and re-encoding
+        /// accepts (the slow, obviously right definition).
+        #[test]
+        fn canonical_index_agrees_with_parse_and_reencode(leaf in arb_leaf(), at in any::<prop::sample::Index>(), to in any::<u8>()) {
+            let mut bytes = leaf.canonical_bytes();
+            let at = at.index(bytes.len());
+            bytes[at] = to;
+            let slow = serde_json::from_slice::<AuditLeaf>(&bytes).ok().filter(|l| l.canonical_bytes() == bytes).map(|l| l.idx);
+            prop_assert_eq!(canonical_index(&bytes), slow);
         }
 
         /// Changing any one field changes the bytes.
@@ -271,5 +325,132 @@ mod tests {
             None => Some(String::new()),
             Some(s) => Some(s + "x"),
         }
+    }
+}
+
+/// If `bytes` are exactly the canonical encoding of some event, its index; `None` otherwise.
+///
+/// Equivalent to parsing the bytes and comparing them with [`AuditLeaf::canonical_bytes`] of
+/// the result, but a single pass without allocation: the verifier's hot path, where the bytes
+/// themselves are then hashed.
+pub fn canonical_index(bytes: &[u8]) -> Option<u64> {
+    // Raw bytes of 0x80 and above must form valid UTF-8, as the encoder's output does.
+    std::str::from_utf8(bytes).ok()?;
+    let mut s = Scanner { b: bytes, i: 0 };
+    s.lit(b"{\"action\":")?;
+    s.string()?;
+    s.lit(b",\"actor_device_id\":")?;
+    s.opt_uuid()?;
+    s.lit(b",\"actor_user_id\":")?;
+    s.opt_uuid()?;
+    s.lit(b",\"detail\":")?;
+    s.string()?;
+    s.lit(b",\"idx\":")?;
+    let idx = s.digits()?;
+    s.lit(b",\"occurred_at\":")?;
+    let negative = s.lit(b"-").is_some();
+    let magnitude = s.digits()?;
+    // i64 range, and no "-0".
+    let fits = if negative { magnitude != 0 && magnitude <= 1 << 63 } else { magnitude < 1 << 63 };
+    if !fits {
+        return None;
+    }
+    s.lit(b",\"org_id\":")?;
+    s.opt_uuid()?;
+    s.lit(b",\"outcome\":")?;
+    s.string()?;
+    s.lit(b",\"patient_id\":")?;
+    s.opt_uuid()?;
+    for key in [&b",\"request_id\":"[..], b",\"source_ip\":", b",\"target_id\":", b",\"target_type\":"] {
+        s.lit(key)?;
+        s.opt_string()?;
+    }
+    s.lit(b"}")?;
+    (s.i == bytes.len()).then_some(idx)
+}
+
+/// A cursor over canonical bytes; each method consumes one token or fails.
+struct Scanner<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl Scanner<'_> {
+    fn lit(&mut self, expected: &[u8]) -> Option<()> {
+        if self.b.get(self.i..)?.starts_with(expected) {
+            self.i += expected.len();
+            Some(())
+        } else {
+            None
+        }
+    }
+
+    /// A string as [`string`] writes it: only the escapes it emits, no raw control characters.
+    fn string(&mut self) -> Option<()> {
+        self.lit(b"\"")?;
+        loop {
+            match *self.b.get(self.i)? {
+                b'"' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                b'\\' => {
+                    match *self.b.get(self.i + 1)? {
+                        b'"' | b'\\' | b'b' | b't' | b'n' | b'f' | b'r' => self.i += 2,
+                        b'u' => {
+                            // Only `\u00xx`, lower-case hex, for controls without a short form.
+                            let hex = self.b.get(self.i + 2..self.i + 6)?;
+                            let digit = |c: u8| match c {
+                                b'0'..=b'9' => Some(c - b'0'),
+                                b'a'..=b'f' => Some(c - b'a' + 10),
+                                _ => None,
+                            };
+                            if &hex[..2] != b"00" {
+                                return None;
+                            }
+                            let value = digit(hex[2])? << 4 | digit(hex[3])?;
+                            if value >= 0x20 || matches!(value, 0x08 | 0x09 | 0x0a | 0x0c | 0x0d) {
+                                return None;
+                            }
+                            self.i += 6;
+                        }
+                        _ => return None,
+                    }
+                }
+                0x00..=0x1f => return None,
+                _ => self.i += 1,
+            }
+        }
+    }
+
+    fn opt_string(&mut self) -> Option<()> {
+        if self.lit(b"null").is_some() { Some(()) } else { self.string() }
+    }
+
+    /// `null` or a quoted lower-case hyphenated uuid.
+    fn opt_uuid(&mut self) -> Option<()> {
+        if self.lit(b"null").is_some() {
+            return Some(());
+        }
+        let quoted = self.b.get(self.i..self.i + 38)?;
+        let well_formed = quoted[0] == b'"'
+            && quoted[37] == b'"'
+            && quoted[1..37].iter().enumerate().all(|(k, &c)| match k {
+                8 | 13 | 18 | 23 => c == b'-',
+                _ => c.is_ascii_digit() || (b'a'..=b'f').contains(&c),
+            });
+        well_formed.then(|| self.i += 38)
+    }
+
+    /// A non-negative decimal integer without leading zeroes that fits in a u64.
+    fn digits(&mut self) -> Option<u64> {
+        let start = self.i;
+        let mut value = 0u64;
+        while let Some(&c @ b'0'..=b'9') = self.b.get(self.i) {
+            value = value.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+            self.i += 1;
+        }
+        let len = self.i - start;
+        (len > 0 && (len == 1 || self.b[start] != b'0')).then_some(value)
     }
 }

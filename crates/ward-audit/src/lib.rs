@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bundle;
 pub mod checkpoint;
 pub mod event;
 pub mod hash;
@@ -11,6 +12,7 @@ pub mod segment;
 pub mod tree;
 pub mod verify;
 
+pub use bundle::{BUNDLE_FORMAT, BundleError, Held, Included, InclusionBundle, verify_bundle};
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use event::AuditLeaf;
 pub use hash::{EMPTY_ROOT, Hash, HashError, leaf_hash, node_hash};
@@ -38,4 +40,7 @@ pub enum Error {
     /// A checkpoint was refused.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// An inclusion bundle was refused.
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
 }

@@ -2,17 +2,23 @@
 //!
 //! An export is NDJSON, one object per line, each with a `type`:
 //!
+//! - `{"type":"checkpoint","tree_size":N,"note":"…signed note…"}`: every stored checkpoint,
+//!   first (so a file cut short loses events, never the checkpoints that reveal the cut).
 //! - `{"type":"event","event":{…AuditLeaf…},"leaf_hash":"base64"|null}`: one per event, in
-//!   index order. `leaf_hash` is the hash the server put into its tree when it integrated the
-//!   event (`null` if it had not yet), so a row changed after integration shows as a mismatch
-//!   at its exact index even where the row's own encoding is self-consistent.
-//! - `{"type":"checkpoint","tree_size":N,"note":"…signed note…"}`: every stored checkpoint.
+//!   index order. The `event` object is the event's canonical encoding, byte for byte.
+//!   `leaf_hash` is the hash the server put into its tree when it integrated the event
+//!   (`null` if it had not yet), so a row changed after integration shows as a mismatch at its
+//!   exact index even where the row's own encoding is self-consistent.
 //! - `{"type":"base","tree_size":A,"hashes":["base64",…]}`: only in the export of a log whose
-//!   oldest entries were archived (`crate::segment`), as its first line. The entries below `A`
-//!   are gone; `hashes` are the roots of the perfect subtrees covering them (their compact
+//!   oldest entries were archived (`crate::segment`), after the checkpoints and before the
+//!   events. The entries below `A` are gone; `hashes` are the roots of the perfect subtrees covering them (their compact
 //!   range, [`crate::tree::root_plan`]`(A)`), so the tree can be continued from `A`. The base
 //!   is not trusted on its own word: [`LogVerifier::finish`] fails unless the events after it
 //!   reproduce the root of a signed checkpoint at a size of `A` or more.
+//!
+//! Each line must be exactly the text [`ExportLine::to_line`] writes for the record it holds
+//! (no other spacing, key order, escaping or number spelling), so no byte of an export can
+//! change without the verifier noticing, even where JSON would read the same values.
 //!
 //! [`LogVerifier`] takes every checkpoint first (checking its signature), then the events in
 //! order. It recomputes each leaf hash from the event, compares it with the recorded one,
@@ -28,8 +34,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::Checkpoint;
-use crate::event::AuditLeaf;
-use crate::hash::Hash;
+use crate::event::{AuditLeaf, canonical_index};
+use crate::hash::{Hash, leaf_hash};
 use crate::note::Verifier;
 use crate::tree::Frontier;
 
@@ -60,9 +66,180 @@ pub enum ExportLine {
     },
 }
 
+/// The start of every event line.
+const EVENT_PREFIX: &[u8] = br#"{"type":"event","event":"#;
+/// The start of every checkpoint line.
+const CHECKPOINT_PREFIX: &[u8] = br#"{"type":"checkpoint","#;
+/// The start of the base line of a pruned log.
+const BASE_PREFIX: &[u8] = br#"{"type":"base","#;
+/// What follows the event object of a line without a recorded leaf hash.
+const NULL_LEAF_TAIL: &[u8] = br#","leaf_hash":null}"#;
+/// What precedes the base64 leaf hash after the event object.
+const LEAF_TAIL: &[u8] = br#","leaf_hash":""#;
+/// Length of a base64 SHA-256 hash.
+const B64_HASH_LEN: usize = 44;
+
+impl ExportLine {
+    /// The line as an export holds it, without the final newline.
+    pub fn to_line(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(512);
+        self.write_line(&mut out);
+        out
+    }
+
+    /// Appends the line (without the final newline) to `out`.
+    pub fn write_line(&self, out: &mut Vec<u8>) {
+        match self {
+            ExportLine::Event { event, leaf_hash } => {
+                out.extend_from_slice(EVENT_PREFIX);
+                out.extend_from_slice(&event.canonical_bytes());
+                match leaf_hash {
+                    Some(h) => {
+                        out.extend_from_slice(LEAF_TAIL);
+                        out.extend_from_slice(h.to_string().as_bytes());
+                        out.extend_from_slice(b"\"}");
+                    }
+                    None => out.extend_from_slice(NULL_LEAF_TAIL),
+                }
+            }
+            // Checkpoint and base lines have no hot path: serde's text is the form.
+            ExportLine::Checkpoint { .. } | ExportLine::Base { .. } => {
+                serde_json::to_writer(&mut *out, self).expect("a checkpoint line serialises");
+            }
+        }
+    }
+
+    /// Parses one export line (without its newline), refusing any text other than exactly
+    /// what [`ExportLine::to_line`] writes for the record.
+    pub fn parse_line(line: &[u8]) -> Result<ExportLine, LineError> {
+        match kind(line) {
+            LineKind::Event => {
+                let (event, _, leaf_hash) = parse_event(line)?;
+                Ok(ExportLine::Event { event: Box::new(event), leaf_hash })
+            }
+            LineKind::Checkpoint | LineKind::Base => parse_record(line),
+            LineKind::Unknown => Err(LineError::UnknownType),
+        }
+    }
+}
+
+/// Why a line is not an export record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LineError {
+    /// The line is neither an event nor a checkpoint line.
+    #[error("not an export record")]
+    UnknownType,
+    /// The line does not parse as the record its type names.
+    #[error("not a valid export record: {0}")]
+    Syntax(String),
+    /// The line parses, but is not written exactly as Ward writes that record.
+    #[error("not in the canonical form of the record it holds")]
+    NotCanonical,
+}
+
+enum LineKind {
+    Event,
+    Checkpoint,
+    Base,
+    Unknown,
+}
+
+fn kind(line: &[u8]) -> LineKind {
+    if line.starts_with(EVENT_PREFIX) {
+        LineKind::Event
+    } else if line.starts_with(CHECKPOINT_PREFIX) {
+        LineKind::Checkpoint
+    } else if line.starts_with(BASE_PREFIX) {
+        LineKind::Base
+    } else {
+        LineKind::Unknown
+    }
+}
+
+/// An event line's index, leaf hash and recorded leaf hash, or why it is not one.
+type HashedLine = Result<(u64, Hash, Option<Hash>), LineError>;
+
+/// What [`LogVerifier::push_line`] needs of a line; `None` for a checkpoint or base line.
+fn hash_line(line: &[u8]) -> Option<HashedLine> {
+    match kind(line) {
+        LineKind::Checkpoint | LineKind::Base => None,
+        LineKind::Unknown => Some(Err(LineError::UnknownType)),
+        LineKind::Event => Some(hash_event(line)),
+    }
+}
+
+/// Whether a line of no known type holds a key only checkpoint lines have, so it is (part of)
+/// a damaged checkpoint line. Inside JSON strings every `"` is escaped, so these byte sequences
+/// can only be keys, and no event line has them; one changed byte cannot remove both (a
+/// newline splitting the line leaves both in one part or one in each).
+fn looks_like_checkpoint(line: &[u8]) -> bool {
+    let has = |needle: &[u8]| line.windows(needle.len()).any(|w| w == needle);
+    has(br#""tree_size":"#) || has(br#""note":""#)
+}
+
+/// The event object and the recorded leaf hash of an event line.
+fn split_event(line: &[u8]) -> Result<(&[u8], Option<Hash>), LineError> {
+    let rest = &line[EVENT_PREFIX.len()..];
+    if let Some(object) = rest.strip_suffix(NULL_LEAF_TAIL) {
+        return Ok((object, None));
+    }
+    let body = rest.strip_suffix(b"\"}").ok_or(LineError::NotCanonical)?;
+    let split = body.len().checked_sub(B64_HASH_LEN).ok_or(LineError::NotCanonical)?;
+    let (object, hash) = body.split_at(split);
+    let object = object.strip_suffix(LEAF_TAIL).ok_or(LineError::NotCanonical)?;
+    let hash = std::str::from_utf8(hash).ok().and_then(|h| h.parse::<Hash>().ok()).ok_or(LineError::NotCanonical)?;
+    Ok((object, Some(hash)))
+}
+
+/// The event, its leaf hash and the recorded leaf hash of an event line.
+fn parse_event(line: &[u8]) -> Result<(AuditLeaf, Hash, Option<Hash>), LineError> {
+    let (object, recorded) = split_event(line)?;
+    let event: AuditLeaf = serde_json::from_slice(object).map_err(|e| LineError::Syntax(e.to_string()))?;
+    let canonical = event.canonical_bytes();
+    if canonical != object {
+        return Err(LineError::NotCanonical);
+    }
+    Ok((event, leaf_hash(&canonical), recorded))
+}
+
+/// The verifier's hot path: what [`parse_event`] gives, without building the event. The
+/// object is checked to be canonical in place and hashed as it stands.
+fn hash_event(line: &[u8]) -> HashedLine {
+    let (object, recorded) = split_event(line)?;
+    let idx = canonical_index(object).ok_or(LineError::NotCanonical)?;
+    Ok((idx, leaf_hash(object), recorded))
+}
+
+/// A checkpoint or base line, exactly as written.
+fn parse_record(line: &[u8]) -> Result<ExportLine, LineError> {
+    let parsed: ExportLine = serde_json::from_slice(line).map_err(|e| LineError::Syntax(e.to_string()))?;
+    if matches!(parsed, ExportLine::Event { .. }) || parsed.to_line() != line {
+        return Err(LineError::NotCanonical);
+    }
+    Ok(parsed)
+}
+
 /// Why verification failed: the first problem found, with the index it concerns.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
+    /// A line of an export is not a record of a known type.
+    #[error("export line {line}: {reason}")]
+    Malformed {
+        /// The 1-based line number.
+        line: u64,
+        /// What is wrong with it.
+        reason: LineError,
+    },
+    /// An event line is damaged: it does not parse or is not in canonical form.
+    #[error("entry {index} (export line {line}): {reason}")]
+    MalformedEntry {
+        /// The index the line stands at.
+        index: u64,
+        /// The 1-based line number.
+        line: u64,
+        /// What is wrong with it.
+        reason: LineError,
+    },
     /// A checkpoint's signature or format was refused: forged or damaged.
     #[error("checkpoint at tree size {size} does not verify: {reason}")]
     BadCheckpoint {
@@ -129,9 +306,10 @@ impl VerifyError {
     /// The first index this failure implicates, if it is about entries.
     pub fn first_bad_index(&self) -> Option<u64> {
         match self {
-            VerifyError::Sequence { index, .. } | VerifyError::LeafMismatch { index } | VerifyError::Truncated { index, .. } => {
-                Some(*index)
-            }
+            VerifyError::Sequence { index, .. }
+            | VerifyError::LeafMismatch { index }
+            | VerifyError::Truncated { index, .. }
+            | VerifyError::MalformedEntry { index, .. } => Some(*index),
             VerifyError::RootMismatch { from, .. } => Some(*from),
             VerifyError::UnconfirmedBase { size } => Some(*size),
             _ => None,
@@ -153,6 +331,30 @@ pub struct Summary {
     /// Entries archived before the log's base (counted in `entries`; their events are not in
     /// the log, their hashes are proven through the base).
     pub archived: u64,
+}
+
+/// Verifies a whole export held in memory (two passes: checkpoints, then events).
+pub fn verify_export(text: &[u8], verifier: Verifier) -> Result<Summary, VerifyError> {
+    let mut v = LogVerifier::new(verifier);
+    for (n, line) in (1..).zip(lines(text)) {
+        v.add_checkpoint_line(line, n)?;
+    }
+    let all: Vec<&[u8]> = lines(text).collect();
+    for (block, first) in all.chunks(BLOCK_LINES).zip((1..).step_by(BLOCK_LINES)) {
+        v.push_lines(block, first)?;
+    }
+    v.finish()
+}
+
+/// Lines handed to [`LogVerifier::push_lines`] at a time: enough to keep every core busy,
+/// little enough memory (about 30 MB of export text).
+pub const BLOCK_LINES: usize = 65_536;
+
+/// The lines of an export, without their newlines; a final newline ends the last line
+/// rather than starting an empty one.
+fn lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let text = text.strip_suffix(b"\n").unwrap_or(text);
+    text.split(|&b| b == b'\n').filter(move |_| !text.is_empty())
 }
 
 /// Streams a log through verification; see the module documentation.
@@ -215,18 +417,85 @@ impl LogVerifier {
         Ok(())
     }
 
+    /// Takes the checkpoint or the base of an export line (1-based number `number`), if it is
+    /// one; event lines are left for [`LogVerifier::push_line`]. Call it for every line before
+    /// pushing any: a line of no known type that holds a checkpoint's (or base's) keys is
+    /// refused here, so a damaged checkpoint is never blamed on an entry.
+    pub fn add_checkpoint_line(&mut self, line: &[u8], number: u64) -> Result<(), VerifyError> {
+        match kind(line) {
+            LineKind::Event => Ok(()),
+            LineKind::Unknown if !looks_like_checkpoint(line) => Ok(()),
+            LineKind::Unknown => Err(VerifyError::Malformed { line: number, reason: LineError::UnknownType }),
+            LineKind::Checkpoint | LineKind::Base => match parse_record(line) {
+                Ok(ExportLine::Checkpoint { tree_size, note }) => self.add_checkpoint(tree_size, &note),
+                Ok(ExportLine::Base { tree_size, hashes }) => self.start_at(tree_size, hashes),
+                Ok(ExportLine::Event { .. }) => unreachable!("parse_record never returns events"),
+                Err(reason) => Err(VerifyError::Malformed { line: number, reason }),
+            },
+        }
+    }
+
+    /// Checks the event of an export line (1-based number `number`); checkpoint lines were
+    /// taken by [`LogVerifier::add_checkpoint_line`] and are skipped. Any other line stands
+    /// where the next entry should, so a failure names that entry's index.
+    pub fn push_line(&mut self, line: &[u8], number: u64) -> Result<(), VerifyError> {
+        match hash_line(line) {
+            None => Ok(()),
+            Some(Err(reason)) => Err(VerifyError::MalformedEntry { index: self.size(), line: number, reason }),
+            Some(Ok((idx, leaf, recorded))) => self.push_hashed(idx, leaf, recorded),
+        }
+    }
+
+    /// Checks a block of consecutive export lines, `first` being the 1-based number of the
+    /// first, as [`LogVerifier::push_line`] does line by line. Parsing, the canonical form check
+    /// and leaf hashing (nearly all the work) run on every core; the results are then fed to
+    /// the tree in order, so the outcome (and the first error) is the same as line by line.
+    pub fn push_lines(&mut self, lines: &[&[u8]], first: u64) -> Result<(), VerifyError> {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        // Below a few thousand lines a thread costs more than it saves.
+        let threads = cores.min(lines.len() / 4096).max(1);
+        let hashed: Vec<Option<HashedLine>> = if threads == 1 {
+            lines.iter().map(|l| hash_line(l)).collect()
+        } else {
+            std::thread::scope(|scope| {
+                let parts: Vec<_> = lines
+                    .chunks(lines.len().div_ceil(threads))
+                    .map(|part| scope.spawn(move || part.iter().map(|l| hash_line(l)).collect::<Vec<_>>()))
+                    .collect();
+                parts.into_iter().flat_map(|p| p.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+            })
+        };
+        for (number, h) in (first..).zip(hashed) {
+            match h {
+                None => {}
+                Some(Err(reason)) => return Err(VerifyError::MalformedEntry { index: self.size(), line: number, reason }),
+                Some(Ok((idx, leaf, recorded))) => self.push_hashed(idx, leaf, recorded)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The number of events checked so far: the index the next one must have.
+    pub fn size(&self) -> u64 {
+        self.frontier.size()
+    }
+
     /// Checks the next event (its index, its leaf hash, and any checkpoint it completes).
     pub fn push(&mut self, event: &AuditLeaf, recorded: Option<Hash>) -> Result<(), VerifyError> {
+        self.push_hashed(event.idx, event.leaf_hash(), recorded)
+    }
+
+    /// Checks the next event given its index and the leaf hash of its canonical encoding.
+    pub fn push_hashed(&mut self, idx: u64, leaf: Hash, recorded: Option<Hash>) -> Result<(), VerifyError> {
         let index = self.frontier.size();
         if !self.started {
             // A checkpoint of the empty tree, or at exactly the base.
             self.started = true;
             self.at_size()?;
         }
-        if event.idx != index {
-            return Err(VerifyError::Sequence { index, found: event.idx });
+        if idx != index {
+            return Err(VerifyError::Sequence { index, found: idx });
         }
-        let leaf = event.leaf_hash();
         if recorded.is_some_and(|r| r != leaf) {
             return Err(VerifyError::LeafMismatch { index });
         }
@@ -423,15 +692,128 @@ mod tests {
 
     #[test]
     fn export_lines_round_trip() {
-        let line = ExportLine::Event { event: Box::new(leaf(3)), leaf_hash: Some(leaf(3).leaf_hash()) };
-        let text = serde_json::to_string(&line).unwrap();
-        assert!(text.starts_with(r#"{"type":"event","event":{"idx":3,"#), "{text}");
-        assert_eq!(serde_json::from_str::<ExportLine>(&text).unwrap(), line);
+        for leaf_hash in [Some(leaf(3).leaf_hash()), None] {
+            let line = ExportLine::Event { event: Box::new(leaf(3)), leaf_hash };
+            let text = line.to_line();
+            assert_eq!(text, serde_json::to_vec(&line).unwrap(), "to_line is serde's text");
+            let s = String::from_utf8(text.clone()).unwrap();
+            assert!(s.starts_with(r#"{"type":"event","event":{"action":"message.read","#), "{s}");
+            assert!(s.contains(&String::from_utf8(leaf(3).canonical_bytes()).unwrap()), "the event object is the canonical encoding");
+            assert_eq!(serde_json::from_slice::<ExportLine>(&text).unwrap(), line);
+            assert_eq!(ExportLine::parse_line(&text), Ok(line));
+        }
         let base = ExportLine::Base { tree_size: 3, hashes: vec![leaf(0).leaf_hash(), leaf(1).leaf_hash()] };
-        let text = serde_json::to_string(&base).unwrap();
+        let text = String::from_utf8(base.to_line()).unwrap();
         assert!(text.starts_with(r#"{"type":"base","tree_size":3,"hashes":[""#), "{text}");
-        assert_eq!(serde_json::from_str::<ExportLine>(&text).unwrap(), base);
+        assert_eq!(ExportLine::parse_line(text.as_bytes()), Ok(base));
         let cp = ExportLine::Checkpoint { tree_size: 5, note: "n\n".into() };
-        assert_eq!(serde_json::from_str::<ExportLine>(&serde_json::to_string(&cp).unwrap()).unwrap(), cp);
+        assert_eq!(cp.to_line(), br#"{"type":"checkpoint","tree_size":5,"note":"n\n"}"#);
+        assert_eq!(ExportLine::parse_line(&cp.to_line()), Ok(cp));
+    }
+
+    #[test]
+    fn lines_must_be_exactly_canonical() {
+        let line = ExportLine::Event { event: Box::new(leaf(3)), leaf_hash: Some(leaf(3).leaf_hash()) }.to_line();
+        let s = String::from_utf8(line).unwrap();
+        // Each of these reads as the same record to a lenient JSON parser.
+        for variant in [
+            s.replacen(r#""action":"message.read""#, r#""action": "message.read""#, 1),
+            s.replacen(r#""source_ip":"10.0.0.1""#, r#""source_ip":"10.0.0\u002e1""#, 1),
+            s.replacen(r#""patient_id":null,"#, "", 1),
+            s.replacen(r#""action":"message.read","#, r#""action":"message.read","extra":1,"#, 1),
+            s.replacen(
+                r#"{"type":"event","event":{"action":"message.read","actor_device_id":null"#,
+                r#"{"type":"event","event":{"actor_device_id":null,"action":"message.read""#,
+                1,
+            ),
+            s.replacen(r#""idx":3"#, r#""idx":3.0"#, 1),
+            format!("{s} "),
+        ] {
+            assert_ne!(variant, s);
+            assert!(ExportLine::parse_line(variant.as_bytes()).is_err(), "{variant}");
+        }
+        assert_eq!(ExportLine::parse_line(b"{}"), Err(LineError::UnknownType));
+        let cp = br#"{"type":"checkpoint", "tree_size":5,"note":"n\n"}"#;
+        assert_eq!(ExportLine::parse_line(cp), Err(LineError::NotCanonical));
+    }
+
+    /// The parallel block path gives the same outcome as the line-by-line one, errors included.
+    #[test]
+    fn blocks_and_single_lines_agree() {
+        let signer = Signer::from_seed("audit.example/log", &[7; 32]).unwrap();
+        let events: Vec<AuditLeaf> = (0..10_000).map(leaf).collect();
+        let hashes: Vec<Hash> = events.iter().map(AuditLeaf::leaf_hash).collect();
+        let cp = Checkpoint::sign(signer.name(), 10_000, root(&hashes), &signer).unwrap();
+        let mut lines = vec![ExportLine::Checkpoint { tree_size: 10_000, note: cp.note().to_owned() }.to_line()];
+        lines.extend(
+            events.iter().zip(&hashes).map(|(e, h)| ExportLine::Event { event: Box::new(e.clone()), leaf_hash: Some(*h) }.to_line()),
+        );
+        let run_lines = |lines: &[Vec<u8>]| {
+            let mut v = LogVerifier::new(signer.verifier());
+            for (n, l) in (1..).zip(lines) {
+                v.add_checkpoint_line(l, n)?;
+            }
+            for (n, l) in (1..).zip(lines) {
+                v.push_line(l, n)?;
+            }
+            v.finish()
+        };
+        let run_block = |lines: &[Vec<u8>]| {
+            let mut v = LogVerifier::new(signer.verifier());
+            for (n, l) in (1..).zip(lines) {
+                v.add_checkpoint_line(l, n)?;
+            }
+            let refs: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+            v.push_lines(&refs, 1)?;
+            v.finish()
+        };
+        assert_eq!(run_block(&lines), run_lines(&lines));
+        assert_eq!(run_block(&lines).unwrap().entries, 10_000);
+        let mut damaged = lines.clone();
+        damaged[7_001][40] ^= 1;
+        damaged[9_000].push(b' ');
+        assert_eq!(run_block(&damaged), run_lines(&damaged));
+        assert_eq!(run_block(&damaged).unwrap_err().first_bad_index(), Some(7_000));
+        let mut swapped = lines.clone();
+        swapped.swap(5_000, 5_001);
+        assert_eq!(run_block(&swapped), Err(VerifyError::Sequence { index: 4_999, found: 5_000 }));
+    }
+
+    #[test]
+    fn verify_export_reads_lines_and_names_the_damaged_entry() {
+        let signer = Signer::from_seed("audit.example/log", &[7; 32]).unwrap();
+        let (events, cps) = log(&signer);
+        let mut text = Vec::new();
+        for (n, note) in &cps {
+            text.extend(ExportLine::Checkpoint { tree_size: *n, note: note.clone() }.to_line());
+            text.push(b'\n');
+        }
+        let at = text.len();
+        for (e, h) in &events {
+            text.extend(ExportLine::Event { event: Box::new(e.clone()), leaf_hash: *h }.to_line());
+            text.push(b'\n');
+        }
+        let ok = verify_export(&text, signer.verifier()).unwrap();
+        assert_eq!((ok.entries, ok.checkpoints), (20, 4));
+        // A space after the first event's first comma, in its type prefix or inside the event:
+        // entry 0, the line after the checkpoints.
+        let comma = at + text[at..].iter().position(|&b| b == b',').unwrap();
+        let mut damaged = text.clone();
+        damaged.insert(comma + 1, b' ');
+        let err = verify_export(&damaged, signer.verifier()).unwrap_err();
+        assert_eq!(err, VerifyError::MalformedEntry { index: 0, line: 5, reason: LineError::UnknownType });
+        let comma = at + EVENT_PREFIX.len() + text[at + EVENT_PREFIX.len()..].iter().position(|&b| b == b',').unwrap();
+        text.insert(comma + 1, b' ');
+        let err = verify_export(&text, signer.verifier()).unwrap_err();
+        assert_eq!(err, VerifyError::MalformedEntry { index: 0, line: 5, reason: LineError::NotCanonical });
+        text.truncate(at);
+        text.extend(b"garbage\n");
+        let err = verify_export(&text, signer.verifier()).unwrap_err();
+        assert_eq!(err, VerifyError::MalformedEntry { index: 0, line: 5, reason: LineError::UnknownType });
+        // A damaged checkpoint line is not blamed on an entry.
+        let mut text = ExportLine::Checkpoint { tree_size: 0, note: cps[0].1.clone() }.to_line();
+        text[3] = b'T';
+        let err = verify_export(&text, signer.verifier()).unwrap_err();
+        assert_eq!(err, VerifyError::Malformed { line: 1, reason: LineError::UnknownType });
     }
 }

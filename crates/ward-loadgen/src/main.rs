@@ -5,6 +5,7 @@
 //! measured then goes over real TLS 1.3 connections on 127.0.0.1, exactly as a client would.
 //! Every loop is bounded in count and in time.
 
+mod auditbench;
 mod client;
 mod load;
 mod procfs;
@@ -42,6 +43,18 @@ struct Args {
     /// directory unless --database-url), to measure the durable write path alone.
     #[arg(long, conflicts_with_all = ["url", "spawn_server"])]
     store_only: bool,
+    /// No server: the audit log's figures. --messages audit events appended through
+    /// Store::record by --concurrency tasks (SQLite in a temporary directory unless
+    /// --database-url), bytes stored per event, then a tree of --tree-leaves leaves and the
+    /// latency of --proofs inclusion proofs.
+    #[arg(long, conflicts_with_all = ["url", "spawn_server", "store_only"])]
+    audit: bool,
+    /// Leaves of the stored tree for the inclusion proof figures (--audit).
+    #[arg(long, default_value_t = 10_000_000)]
+    tree_leaves: u64,
+    /// Inclusion proofs to time (--audit).
+    #[arg(long, default_value_t = 10_000)]
+    proofs: u64,
     /// Base URL of a running server, e.g. https://127.0.0.1:8443.
     #[arg(long)]
     url: Option<String>,
@@ -108,7 +121,7 @@ struct Args {
 
 impl Args {
     fn check(&self) -> anyhow::Result<()> {
-        if !self.spawn_server && !self.store_only && self.url.is_none() {
+        if !self.spawn_server && !self.store_only && !self.audit && self.url.is_none() {
             bail!("give --url (with --data-dir or --database-url, and --server-pid), --spawn-server or --store-only");
         }
         if self.members < 2 || self.members > self.users {
@@ -168,6 +181,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
     if args.store_only {
         return store_only(&args, &tag).await;
+    }
+    if args.audit {
+        return audit(&args, &tag).await;
     }
 
     // The server and a store on its database.
@@ -232,6 +248,28 @@ fn groups(args: &Args) -> Vec<Vec<usize>> {
             m
         })
         .collect()
+}
+
+/// `--audit`: the audit log's append, storage and proof figures, in this process.
+async fn audit(args: &Args, tag: &str) -> anyhow::Result<()> {
+    let temp = args.data_dir.is_none().then(|| std::env::temp_dir().join(format!("ward-loadgen-{tag}")));
+    let config = ward_server::Config {
+        data_dir: args.data_dir.clone().or_else(|| temp.clone()).context("a data directory")?,
+        database_url: args.database_url.clone(),
+        ..ward_server::Config::default()
+    };
+    let sqlite = args.database_url.is_none().then(|| config.data_dir.join("ward.db"));
+    let result = async {
+        let store = ward_server::open_store(&config).await?;
+        say(format!("appending {} audit events with {} callers of Store::record", args.messages, args.concurrency));
+        auditbench::run(&config, &store, sqlite, args.concurrency, args.messages, args.tree_leaves, args.proofs).await
+    }
+    .await;
+    if let Some(t) = temp {
+        let _ = std::fs::remove_dir_all(t);
+    }
+    result?.print();
+    Ok(())
 }
 
 /// `--store-only`: provision and send through the store library in this process.

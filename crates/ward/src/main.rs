@@ -11,7 +11,9 @@ use ward_server::Config;
 use ward_server::provision::{self, operator_meta};
 
 mod audit;
+mod audit_proof;
 mod audit_reports;
+mod progress;
 mod retention;
 
 /// Ward: secure clinical messaging.
@@ -147,6 +149,35 @@ enum AuditCommand {
         /// The log's verifier key (`<data_dir>/audit/verifier.vkey`).
         #[arg(long)]
         vkey: PathBuf,
+    },
+    /// Write a self-contained inclusion bundle for one event: the event, a signed checkpoint
+    /// and the proof linking them, checkable offline with `ward audit check-proof`.
+    Prove {
+        /// The event's index.
+        #[arg(long)]
+        index: u64,
+        /// The tree size of a signed checkpoint to prove against (default: the latest).
+        #[arg(long)]
+        size: Option<u64>,
+        /// The file to write (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Check an inclusion bundle offline: recompute the event's leaf hash, check the
+    /// checkpoint's signature and the inclusion proof.
+    CheckProof {
+        /// A bundle written by `ward audit prove`.
+        #[arg(long)]
+        bundle: PathBuf,
+        /// The log's verifier key; its name is the log's origin.
+        #[arg(long)]
+        vkey: PathBuf,
+        /// A signed checkpoint you already hold, used instead of the bundle's (which must match).
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// The event's export line you already hold, used instead of the bundle's (which must match).
+        #[arg(long)]
+        event: Option<PathBuf>,
     },
 }
 
@@ -344,6 +375,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "verified segment of entries {}..{} against the signed checkpoint at tree size {}; root {}",
                 s.start, s.end, s.tree_size, s.root
             );
+            Ok(())
+        }
+        Command::Audit(AuditCommand::Prove { index, size, out }) => {
+            let store = ward_server::open_store(&config).await?;
+            let bundle = audit_proof::prove(&store, index, size).await?;
+            audit_proof::write_bundle(&bundle, out.as_deref())?;
+            if let Some(out) = out {
+                println!("wrote the inclusion proof of entry {index} at tree size {} to {}", bundle.proof.tree_size, out.display());
+            }
+            Ok(())
+        }
+        Command::Audit(AuditCommand::CheckProof { bundle, vkey, checkpoint, event }) => {
+            let vkey = audit::read_vkey(&vkey)?;
+            let ok = audit_proof::check_proof(&bundle, vkey, checkpoint.as_deref(), event.as_deref())
+                .map_err(|e| anyhow::anyhow!("inclusion proof check failed: {e:#}"))?;
+            println!("entry {} is included in {} at tree size {} (root {})", ok.index, ok.origin, ok.tree_size, ok.root);
             Ok(())
         }
     }

@@ -245,9 +245,25 @@ fn export_lines(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
+/// Writes export lines in the exact form an export uses (the verifier refuses any other).
 fn write_lines(path: &Path, lines: &[serde_json::Value]) {
-    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let mut text = Vec::new();
+    for l in lines {
+        let line: ward_audit::ExportLine = serde_json::from_value(l.clone()).unwrap();
+        text.extend(line.to_line());
+        text.push(b'\n');
+    }
     std::fs::write(path, text).unwrap();
+}
+
+/// The raw text of the export line of event `idx`, newline included.
+fn event_line(export: &Path, idx: u64) -> String {
+    let text = std::fs::read_to_string(export).unwrap();
+    let found = text.lines().find(|l| {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        v["type"] == "event" && v["event"]["idx"] == idx
+    });
+    format!("{}\n", found.unwrap_or_else(|| panic!("no event {idx} in the export")))
 }
 
 /// `ward audit checkpoint`, `export` and `verify`: an intact log verifies offline and in the
@@ -280,44 +296,56 @@ fn audit_export_verifies_and_tampering_is_detected() {
 
     let lines = export_lines(&export);
     assert_eq!(lines.iter().filter(|l| l["type"] == "event").count(), 9);
-    assert!(lines[..9].iter().all(|l| l["type"] == "event") && lines[9..].iter().all(|l| l["type"] == "checkpoint"));
+    // Checkpoints first (a cut-short file keeps them), then the events by index.
+    assert!(lines[..2].iter().all(|l| l["type"] == "checkpoint") && lines[2..].iter().all(|l| l["type"] == "event"));
+    assert!((0..9).all(|i| lines[i + 2]["event"]["idx"] == i as u64));
     let bad = d.join("bad.ndjson");
     let check = |lines: &[serde_json::Value], mentions: &str| {
         write_lines(&bad, lines);
         fails(ward(d, &["audit", "verify", "--export", bad.to_str().unwrap(), "--vkey", vkey]), mentions)
     };
+    // Rewriting the lines unchanged keeps them verifiable (so the failures below are the edits').
+    write_lines(&bad, &lines);
+    ok(ward(d, &["audit", "verify", "--export", bad.to_str().unwrap(), "--vkey", vkey]));
+    let ev = |i: usize| i + 2;
 
     // Modified (its integrated leaf hash kept): found at its index.
     let mut l = lines.clone();
-    l[2]["event"]["outcome"] = "denied".into();
+    l[ev(2)]["event"]["outcome"] = "denied".into();
     check(&l, "at index 2");
     // Modified with the leaf hash dropped: found within its checkpoint range.
-    l[2]["leaf_hash"] = serde_json::Value::Null;
+    l[ev(2)]["leaf_hash"] = serde_json::Value::Null;
     check(&l, "at index 0");
     // Deleted.
     let mut l = lines.clone();
-    l.remove(5);
+    l.remove(ev(5));
     check(&l, "at index 5");
     // Inserted.
     let mut l = lines.clone();
-    l.insert(3, lines[2].clone());
+    l.insert(ev(3), lines[ev(2)].clone());
     check(&l, "at index 3");
     // Reordered.
     let mut l = lines.clone();
-    l.swap(6, 7);
+    l.swap(ev(6), ev(7));
     check(&l, "at index 6");
     // Truncated below the last checkpoint (size 7).
     let mut l = lines.clone();
-    l.drain(5..9);
+    l.truncate(ev(5));
     check(&l, "at index 5");
     // A forged checkpoint: another root under the genuine signature.
     let mut l = lines.clone();
-    let genuine = l[10]["note"].as_str().unwrap().to_owned();
+    let genuine = l[1]["note"].as_str().unwrap().to_owned();
     let mut parts: Vec<&str> = genuine.split('\n').collect();
     let forged_root = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
     parts[2] = forged_root;
-    l[10]["note"] = parts.join("\n").into();
+    l[1]["note"] = parts.join("\n").into();
     check(&l, "does not verify");
+    // One byte changed where JSON would read the same record (an escaped character): the
+    // line is refused and the entry named.
+    let text = std::fs::read_to_string(&export).unwrap();
+    let respelled = text.replacen(r#""outcome":"success""#, r#""outcome":"succes\u0073""#, 1);
+    std::fs::write(&bad, respelled).unwrap();
+    fails(ward(d, &["audit", "verify", "--export", bad.to_str().unwrap(), "--vkey", vkey]), "at index 0");
     // A key that is not the log's.
     let other_dir = tempdir();
     ok(ward(other_dir.path(), &["audit", "checkpoint"]));
@@ -425,4 +453,125 @@ fn audit_archive_writes_verifiable_segments_and_the_pruned_log_still_verifies() 
     ok(ward(d, &["audit", "verify-segment", "--segment", second.to_str().unwrap(), "--vkey", vkey]));
     let out = ok(ward(d, &["audit", "verify", "--vkey", vkey]));
     assert!(!out.contains("entries below 4 were"), "the base moved on: {out}");
+}
+
+/// `ward audit prove` and `ward audit check-proof`: a bundle for one event verifies offline
+/// with only the verifier key, also against a checkpoint and an export line the checker
+/// already holds; every tampering, mismatch, forgery or wrong key fails with one line.
+#[test]
+fn audit_prove_and_check_proof() {
+    let dir = tempdir();
+    let d = dir.path();
+    let path = |name: &str| d.join(name).to_str().unwrap().to_owned();
+    ok(ward(d, &["org", "create", "--slug", "acme", "--name", "Acme"]));
+    fails(ward(d, &["audit", "prove", "--index", "0"]), "no signed checkpoint yet");
+    for i in 0..4 {
+        ok(ward(d, &["user", "add", "--org", "acme", "--login", &format!("u{i}@acme"), "--name", "U", "--role", "nurse"]));
+    }
+    let early = ok(ward(d, &["audit", "checkpoint"]));
+    // The refused prove recorded its audit.read event too: 1 + 1 + 4 entries.
+    assert!(early.starts_with("ward.local/audit\n6\n"), "{early}");
+    for i in 4..7 {
+        ok(ward(d, &["user", "add", "--org", "acme", "--login", &format!("u{i}@acme"), "--name", "U", "--role", "nurse"]));
+    }
+    let latest = ok(ward(d, &["audit", "checkpoint"]));
+    assert!(latest.starts_with("ward.local/audit\n9\n"), "{latest}");
+    std::fs::write(path("latest.note"), &latest).unwrap();
+    std::fs::write(path("early.note"), &early).unwrap();
+    let vkey = path("data/audit/verifier.vkey");
+    let export = path("audit.ndjson");
+    ok(ward(d, &["audit", "export", "--out", &export]));
+    let lines = export_lines(Path::new(&export));
+    std::fs::write(path("entry3.ndjson"), event_line(Path::new(&export), 3)).unwrap();
+    std::fs::write(path("entry4.ndjson"), event_line(Path::new(&export), 4)).unwrap();
+
+    // Against the latest checkpoint (the default), written to a file.
+    let out = ok(ward(d, &["audit", "prove", "--index", "3", "--out", &path("b3.json")]));
+    assert!(out.contains("entry 3 at tree size 9"), "{out}");
+    let bundle: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path("b3.json")).unwrap()).unwrap();
+    assert_eq!(bundle["format"], "ward-audit-inclusion/v1");
+    assert_eq!(bundle["entry"], lines[2 + 3], "the bundle's entry is the export line");
+    assert_eq!(bundle["checkpoint"], latest.as_str());
+    assert_eq!((bundle["proof"]["leaf_index"].as_u64(), bundle["proof"]["tree_size"].as_u64()), (Some(3), Some(9)));
+    let check = |extra: &[&str]| ward(d, &[&["audit", "check-proof", "--vkey", &vkey][..], extra].concat());
+    let out = ok(check(&["--bundle", &path("b3.json")]));
+    assert!(out.starts_with("entry 3 is included in ward.local/audit at tree size 9 (root "), "{out}");
+    ok(check(&["--bundle", &path("b3.json"), "--checkpoint", &path("latest.note"), "--event", &path("entry3.ndjson")]));
+    // The published copy in checkpoints.log (note plus an empty line) works as a held checkpoint.
+    let published = std::fs::read_to_string(path("data/audit/checkpoints.log")).unwrap();
+    let last = published.trim_end().rsplit("\n\nward.local/audit").next().unwrap();
+    std::fs::write(path("published.note"), format!("ward.local/audit{last}\n\n")).unwrap();
+    ok(check(&["--bundle", &path("b3.json"), "--checkpoint", &path("published.note")]));
+
+    // Against an older checkpoint, on standard output.
+    let b = ok(ward(d, &["audit", "prove", "--index", "2", "--size", "6"]));
+    std::fs::write(path("b2.json"), &b).unwrap();
+    assert!(ok(check(&["--bundle", &path("b2.json"), "--checkpoint", &path("early.note")])).contains("at tree size 6"));
+
+    // prove refuses what it cannot prove.
+    fails(ward(d, &["audit", "prove", "--index", "2", "--size", "7"]), "no signed checkpoint at tree size 7");
+    fails(ward(d, &["audit", "prove", "--index", "9"]), "index 9 is not covered");
+    fails(ward(d, &["audit", "prove", "--index", "6", "--size", "6"]), "index 6 is not covered");
+
+    // Held files that do not match the bundle.
+    fails(check(&["--bundle", &path("b3.json"), "--checkpoint", &path("early.note")]), "is not the held checkpoint");
+    fails(check(&["--bundle", &path("b3.json"), "--event", &path("entry4.ndjson")]), "is not the held event");
+
+    let bad = path("bad.json");
+    let tampered = |edit: &dyn Fn(&mut serde_json::Value), mentions: &str| {
+        let mut b = bundle.clone();
+        edit(&mut b);
+        std::fs::write(&bad, b.to_string()).unwrap();
+        fails(check(&["--bundle", &bad]), mentions)
+    };
+    // A tampered event: its recorded leaf hash kept, or recomputed/dropped.
+    tampered(&|b| b["entry"]["event"]["outcome"] = "denied".into(), "does not match its recorded leaf hash");
+    tampered(
+        &|b| {
+            b["entry"]["event"]["outcome"] = "denied".into();
+            b["entry"]["leaf_hash"] = serde_json::Value::Null;
+        },
+        "not proven included",
+    );
+    // A wrong index, in the proof or in the event.
+    tampered(&|b| b["proof"]["leaf_index"] = 4.into(), "the proof is for index 4, but the event has index 3");
+    tampered(
+        &|b| {
+            b["entry"]["event"]["idx"] = 4.into();
+            b["proof"]["leaf_index"] = 4.into();
+            b["entry"]["leaf_hash"] = serde_json::Value::Null;
+        },
+        "not proven included",
+    );
+    // A changed proof hash, a forged checkpoint root, another format, garbage.
+    tampered(
+        &|b| {
+            let h = b["proof"]["hashes"][0].as_str().unwrap().to_owned();
+            b["proof"]["hashes"][0] = format!("{}{}", if h.starts_with('A') { "B" } else { "A" }, &h[1..]).into();
+        },
+        "not proven included",
+    );
+    tampered(
+        &|b| {
+            let note = b["checkpoint"].as_str().unwrap().to_owned();
+            let mut parts: Vec<&str> = note.split('\n').collect();
+            parts[2] = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+            b["checkpoint"] = parts.join("\n").into();
+        },
+        "the checkpoint does not verify",
+    );
+    tampered(&|b| b["format"] = "something/v9".into(), "unsupported bundle format");
+    std::fs::write(&bad, "{not json").unwrap();
+    fails(check(&["--bundle", &bad]), "not an inclusion bundle");
+    fails(check(&["--bundle", &path("missing.json")]), "missing.json");
+    fails(check(&["--bundle", &path("b3.json"), "--event", &export]), "exactly one export line");
+
+    // A key that is not the log's (same origin, another key).
+    let other_dir = tempdir();
+    ok(ward(other_dir.path(), &["audit", "checkpoint"]));
+    let other = other_dir.path().join("data/audit/verifier.vkey");
+    fails(
+        ward(d, &["audit", "check-proof", "--bundle", &path("b3.json"), "--vkey", other.to_str().unwrap()]),
+        "the checkpoint does not verify with this key",
+    );
 }
