@@ -43,7 +43,7 @@ fn export(n: u64, signer: &Signer) -> Vec<u8> {
         frontier.push(h);
         ExportLine::Event { event: Box::new(e.clone()), leaf_hash: Some(h) }.write_line(&mut body);
         body.push(b'\n');
-        if frontier.size() % 4096 == 0 || frontier.size() == n {
+        if frontier.size().is_multiple_of(4096) || frontier.size() == n {
             let cp = Checkpoint::sign(ORIGIN, frontier.size(), frontier.root(), signer).unwrap();
             cps.push(ExportLine::Checkpoint { tree_size: frontier.size(), note: cp.note().to_owned() });
         }

@@ -134,6 +134,133 @@ fn string(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// If `bytes` are exactly the canonical encoding of some event, its index; `None` otherwise.
+///
+/// Equivalent to parsing the bytes and comparing them with [`AuditLeaf::canonical_bytes`] of
+/// the result, but a single pass without allocation: the verifier's hot path, where the bytes
+/// themselves are then hashed.
+pub fn canonical_index(bytes: &[u8]) -> Option<u64> {
+    // Raw bytes of 0x80 and above must form valid UTF-8, as the encoder's output does.
+    std::str::from_utf8(bytes).ok()?;
+    let mut s = Scanner { b: bytes, i: 0 };
+    s.lit(b"{\"action\":")?;
+    s.string()?;
+    s.lit(b",\"actor_device_id\":")?;
+    s.opt_uuid()?;
+    s.lit(b",\"actor_user_id\":")?;
+    s.opt_uuid()?;
+    s.lit(b",\"detail\":")?;
+    s.string()?;
+    s.lit(b",\"idx\":")?;
+    let idx = s.digits()?;
+    s.lit(b",\"occurred_at\":")?;
+    let negative = s.lit(b"-").is_some();
+    let magnitude = s.digits()?;
+    // i64 range, and no "-0".
+    let fits = if negative { magnitude != 0 && magnitude <= 1 << 63 } else { magnitude < 1 << 63 };
+    if !fits {
+        return None;
+    }
+    s.lit(b",\"org_id\":")?;
+    s.opt_uuid()?;
+    s.lit(b",\"outcome\":")?;
+    s.string()?;
+    s.lit(b",\"patient_id\":")?;
+    s.opt_uuid()?;
+    for key in [&b",\"request_id\":"[..], b",\"source_ip\":", b",\"target_id\":", b",\"target_type\":"] {
+        s.lit(key)?;
+        s.opt_string()?;
+    }
+    s.lit(b"}")?;
+    (s.i == bytes.len()).then_some(idx)
+}
+
+/// A cursor over canonical bytes; each method consumes one token or fails.
+struct Scanner<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl Scanner<'_> {
+    fn lit(&mut self, expected: &[u8]) -> Option<()> {
+        if self.b.get(self.i..)?.starts_with(expected) {
+            self.i += expected.len();
+            Some(())
+        } else {
+            None
+        }
+    }
+
+    /// A string as [`string`] writes it: only the escapes it emits, no raw control characters.
+    fn string(&mut self) -> Option<()> {
+        self.lit(b"\"")?;
+        loop {
+            match *self.b.get(self.i)? {
+                b'"' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                b'\\' => {
+                    match *self.b.get(self.i + 1)? {
+                        b'"' | b'\\' | b'b' | b't' | b'n' | b'f' | b'r' => self.i += 2,
+                        b'u' => {
+                            // Only `\u00xx`, lower-case hex, for controls without a short form.
+                            let hex = self.b.get(self.i + 2..self.i + 6)?;
+                            let digit = |c: u8| match c {
+                                b'0'..=b'9' => Some(c - b'0'),
+                                b'a'..=b'f' => Some(c - b'a' + 10),
+                                _ => None,
+                            };
+                            if &hex[..2] != b"00" {
+                                return None;
+                            }
+                            let value = digit(hex[2])? << 4 | digit(hex[3])?;
+                            if value >= 0x20 || matches!(value, 0x08 | 0x09 | 0x0a | 0x0c | 0x0d) {
+                                return None;
+                            }
+                            self.i += 6;
+                        }
+                        _ => return None,
+                    }
+                }
+                0x00..=0x1f => return None,
+                _ => self.i += 1,
+            }
+        }
+    }
+
+    fn opt_string(&mut self) -> Option<()> {
+        if self.lit(b"null").is_some() { Some(()) } else { self.string() }
+    }
+
+    /// `null` or a quoted lower-case hyphenated uuid.
+    fn opt_uuid(&mut self) -> Option<()> {
+        if self.lit(b"null").is_some() {
+            return Some(());
+        }
+        let quoted = self.b.get(self.i..self.i + 38)?;
+        let well_formed = quoted[0] == b'"'
+            && quoted[37] == b'"'
+            && quoted[1..37].iter().enumerate().all(|(k, &c)| match k {
+                8 | 13 | 18 | 23 => c == b'-',
+                _ => c.is_ascii_digit() || (b'a'..=b'f').contains(&c),
+            });
+        well_formed.then(|| self.i += 38)
+    }
+
+    /// A non-negative decimal integer without leading zeroes that fits in a u64.
+    fn digits(&mut self) -> Option<u64> {
+        let start = self.i;
+        let mut value = 0u64;
+        while let Some(&c @ b'0'..=b'9') = self.b.get(self.i) {
+            value = value.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+            self.i += 1;
+        }
+        let len = self.i - start;
+        (len > 0 && (len == 1 || self.b[start] != b'0')).then_some(value)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -325,132 +452,5 @@ mod tests {
             None => Some(String::new()),
             Some(s) => Some(s + "x"),
         }
-    }
-}
-
-/// If `bytes` are exactly the canonical encoding of some event, its index; `None` otherwise.
-///
-/// Equivalent to parsing the bytes and comparing them with [`AuditLeaf::canonical_bytes`] of
-/// the result, but a single pass without allocation: the verifier's hot path, where the bytes
-/// themselves are then hashed.
-pub fn canonical_index(bytes: &[u8]) -> Option<u64> {
-    // Raw bytes of 0x80 and above must form valid UTF-8, as the encoder's output does.
-    std::str::from_utf8(bytes).ok()?;
-    let mut s = Scanner { b: bytes, i: 0 };
-    s.lit(b"{\"action\":")?;
-    s.string()?;
-    s.lit(b",\"actor_device_id\":")?;
-    s.opt_uuid()?;
-    s.lit(b",\"actor_user_id\":")?;
-    s.opt_uuid()?;
-    s.lit(b",\"detail\":")?;
-    s.string()?;
-    s.lit(b",\"idx\":")?;
-    let idx = s.digits()?;
-    s.lit(b",\"occurred_at\":")?;
-    let negative = s.lit(b"-").is_some();
-    let magnitude = s.digits()?;
-    // i64 range, and no "-0".
-    let fits = if negative { magnitude != 0 && magnitude <= 1 << 63 } else { magnitude < 1 << 63 };
-    if !fits {
-        return None;
-    }
-    s.lit(b",\"org_id\":")?;
-    s.opt_uuid()?;
-    s.lit(b",\"outcome\":")?;
-    s.string()?;
-    s.lit(b",\"patient_id\":")?;
-    s.opt_uuid()?;
-    for key in [&b",\"request_id\":"[..], b",\"source_ip\":", b",\"target_id\":", b",\"target_type\":"] {
-        s.lit(key)?;
-        s.opt_string()?;
-    }
-    s.lit(b"}")?;
-    (s.i == bytes.len()).then_some(idx)
-}
-
-/// A cursor over canonical bytes; each method consumes one token or fails.
-struct Scanner<'a> {
-    b: &'a [u8],
-    i: usize,
-}
-
-impl Scanner<'_> {
-    fn lit(&mut self, expected: &[u8]) -> Option<()> {
-        if self.b.get(self.i..)?.starts_with(expected) {
-            self.i += expected.len();
-            Some(())
-        } else {
-            None
-        }
-    }
-
-    /// A string as [`string`] writes it: only the escapes it emits, no raw control characters.
-    fn string(&mut self) -> Option<()> {
-        self.lit(b"\"")?;
-        loop {
-            match *self.b.get(self.i)? {
-                b'"' => {
-                    self.i += 1;
-                    return Some(());
-                }
-                b'\\' => {
-                    match *self.b.get(self.i + 1)? {
-                        b'"' | b'\\' | b'b' | b't' | b'n' | b'f' | b'r' => self.i += 2,
-                        b'u' => {
-                            // Only `\u00xx`, lower-case hex, for controls without a short form.
-                            let hex = self.b.get(self.i + 2..self.i + 6)?;
-                            let digit = |c: u8| match c {
-                                b'0'..=b'9' => Some(c - b'0'),
-                                b'a'..=b'f' => Some(c - b'a' + 10),
-                                _ => None,
-                            };
-                            if &hex[..2] != b"00" {
-                                return None;
-                            }
-                            let value = digit(hex[2])? << 4 | digit(hex[3])?;
-                            if value >= 0x20 || matches!(value, 0x08 | 0x09 | 0x0a | 0x0c | 0x0d) {
-                                return None;
-                            }
-                            self.i += 6;
-                        }
-                        _ => return None,
-                    }
-                }
-                0x00..=0x1f => return None,
-                _ => self.i += 1,
-            }
-        }
-    }
-
-    fn opt_string(&mut self) -> Option<()> {
-        if self.lit(b"null").is_some() { Some(()) } else { self.string() }
-    }
-
-    /// `null` or a quoted lower-case hyphenated uuid.
-    fn opt_uuid(&mut self) -> Option<()> {
-        if self.lit(b"null").is_some() {
-            return Some(());
-        }
-        let quoted = self.b.get(self.i..self.i + 38)?;
-        let well_formed = quoted[0] == b'"'
-            && quoted[37] == b'"'
-            && quoted[1..37].iter().enumerate().all(|(k, &c)| match k {
-                8 | 13 | 18 | 23 => c == b'-',
-                _ => c.is_ascii_digit() || (b'a'..=b'f').contains(&c),
-            });
-        well_formed.then(|| self.i += 38)
-    }
-
-    /// A non-negative decimal integer without leading zeroes that fits in a u64.
-    fn digits(&mut self) -> Option<u64> {
-        let start = self.i;
-        let mut value = 0u64;
-        while let Some(&c @ b'0'..=b'9') = self.b.get(self.i) {
-            value = value.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
-            self.i += 1;
-        }
-        let len = self.i - start;
-        (len > 0 && (len == 1 || self.b[start] != b'0')).then_some(value)
     }
 }

@@ -366,6 +366,15 @@ async fn audit_tree_nodes_and_checkpoints(backend: Backend) {
     assert_eq!(stored_root, root);
     let missing = [ward_audit::NodeId::new(0, 7)];
     assert!(matches!(s.tree_node_hashes(&missing).await, Err(StoreError::NotFound)));
+    // More nodes than one query fetches, out of order and repeated: answered in the order asked.
+    let mem = ward_audit::MemoryTree::from_leaf_hashes(leaves.iter().copied());
+    let widths = [7u64, 3, 1];
+    let many: Vec<ward_audit::NodeId> =
+        (0..40u64).map(|k| ward_audit::NodeId::new((k % 3) as u8, (k * 5) % widths[(k % 3) as usize])).collect();
+    assert_eq!(s.tree_node_hashes(&many).await.unwrap(), mem.nodes(&many).unwrap());
+    let mut with_missing = many.clone();
+    with_missing.insert(20, ward_audit::NodeId::new(1, 3));
+    assert!(matches!(s.tree_node_hashes(&with_missing).await, Err(StoreError::NotFound)));
 
     // Checkpoints: one per size, newest wins, append-only.
     assert!(s.latest_checkpoint().await.unwrap().is_none());
