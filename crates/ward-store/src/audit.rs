@@ -12,6 +12,15 @@ use crate::db::{Conn, exec, fetch, scalar};
 use crate::error::{Result, StoreError};
 use crate::{RequestMeta, Store, now_ms};
 
+/// The columns of an [`AuditRecord`], for `concat!` (sqlx takes only static SQL text).
+macro_rules! audit_columns {
+    () => {
+        "idx, occurred_at, org_id, actor_user_id, actor_device_id, action, outcome, target_type, target_id, patient_id, \
+         source_ip, request_id, detail"
+    };
+}
+pub(crate) use audit_columns;
+
 /// The advisory lock key held while appending (PostgreSQL): "WARD" in ASCII.
 const AUDIT_LOCK_KEY: i64 = 0x5741_5244;
 
@@ -88,15 +97,8 @@ impl Store {
     pub async fn audit_events(&self, from: i64, limit: i64) -> Result<Vec<AuditRecord>> {
         self.read(|mut c| {
             Box::pin(async move {
-                Ok(fetch!(
-                    fetch_all,
-                    &mut c,
-                    AuditRecord,
-                    "SELECT idx, occurred_at, org_id, actor_user_id, actor_device_id, action, outcome, target_type, \
-                     target_id, patient_id, source_ip, request_id, detail FROM audit_events WHERE idx >= $1 ORDER BY idx LIMIT $2",
-                    from,
-                    limit
-                )?)
+                let sql = concat!("SELECT ", audit_columns!(), " FROM audit_events WHERE idx >= $1 ORDER BY idx LIMIT $2");
+                Ok(fetch!(fetch_all, &mut c, AuditRecord, sql, from, limit)?)
             })
         })
         .await

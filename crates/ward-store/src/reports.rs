@@ -9,7 +9,7 @@
 use ward_domain::disclosure::{self, Recipient};
 use ward_domain::ids::{OrgId, PatientId, UserId};
 
-use crate::audit::AuditRecord;
+use crate::audit::{AuditRecord, audit_columns};
 use crate::db::{fetch, scalar};
 use crate::error::Result;
 use crate::{AuditQuery, Store};
@@ -18,14 +18,6 @@ use crate::{AuditQuery, Store};
 const SCAN: i64 = 1000;
 /// Queries one request may spend scanning before it returns a short page with a cursor.
 const SCAN_ROUNDS: usize = 20;
-
-/// The columns of an [`AuditRecord`], for `concat!` (sqlx takes only static SQL text).
-macro_rules! columns {
-    () => {
-        "idx, occurred_at, org_id, actor_user_id, actor_device_id, action, outcome, target_type, target_id, patient_id, \
-         source_ip, request_id, detail"
-    };
-}
 
 /// A time range in Unix milliseconds: `from` inclusive, `to` exclusive; either may be open.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -117,7 +109,7 @@ impl Store {
             Box::pin(async move {
                 let sql = concat!(
                     "SELECT ",
-                    columns!(),
+                    audit_columns!(),
                     " FROM audit_events WHERE ($1 IS NULL OR org_id = $1) AND idx > $2 \
                      AND ($3 IS NULL OR actor_user_id = $3) AND ($4 IS NULL OR patient_id = $4) \
                      AND ($5 IS NULL OR action = $5) AND ($6 IS NULL OR outcome = $6) \
@@ -157,7 +149,7 @@ impl Store {
             Box::pin(async move {
                 let sql = concat!(
                     "SELECT ",
-                    columns!(),
+                    audit_columns!(),
                     " FROM audit_events WHERE actor_user_id = $1 AND org_id = $2 AND idx > $3 \
                      AND ($4 IS NULL OR occurred_at >= $4) AND ($5 IS NULL OR occurred_at < $5) ORDER BY idx LIMIT $6"
                 );
@@ -260,7 +252,7 @@ impl Store {
             Box::pin(async move {
                 let sql = concat!(
                     "SELECT ",
-                    columns!(),
+                    audit_columns!(),
                     " FROM audit_events WHERE patient_id = $1 AND org_id = $2 AND idx > $3 \
                      AND ($4 IS NULL OR occurred_at >= $4) AND ($5 IS NULL OR occurred_at < $5) ORDER BY idx LIMIT $6"
                 );
@@ -277,7 +269,7 @@ impl Store {
             Box::pin(async move {
                 let sql = concat!(
                     "SELECT ",
-                    columns!(),
+                    audit_columns!(),
                     " FROM audit_events WHERE action = 'audit.export' AND idx > $1 AND idx <= $2 \
                      AND patient_id IS NULL AND (org_id = $3 OR org_id IS NULL) \
                      AND ($4 IS NULL OR occurred_at >= $4) AND ($5 IS NULL OR occurred_at < $5) ORDER BY idx LIMIT $6"
