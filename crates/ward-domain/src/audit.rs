@@ -114,6 +114,13 @@ audit_actions! {
     /// Entries past retention were archived to a verifiable segment and left the live
     /// database (`ward audit archive`; detail `from`, `to`, `tree_size`).
     AuditArchive = "audit.archive",
+    /// The key provider's KEK was rotated and data keys rewrapped under it (`ward keys
+    /// rotate`; detail `provider`, `rewrapped`).
+    KeyRotate = "keys.rotate",
+    /// The key inventory was listed (`ward keys inventory`).
+    KeyInventory = "keys.inventory",
+    /// A KEK version no data key uses any more was destroyed (`ward keys retire`).
+    KeyRetire = "keys.retire",
 }
 
 /// Whether the action succeeded.

@@ -215,7 +215,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
             (None, None) => bail!("give --cert or --data-dir"),
         };
         let pem = std::fs::read(&cert).with_context(|| format!("reading {}", cert.display()))?;
-        let mut opts = StoreOptions::new(db);
+        // Provisioning seals conversation content under the server's own KEKs: its key file.
+        let key_file = args
+            .data_dir
+            .as_ref()
+            .map(|d| d.join("keys").join("kek.json"))
+            .context("give --data-dir: provisioning needs the server's key file")?;
+        let provider = ward_crypto::FileKeyProvider::open_or_create(&key_file).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let keyring = std::sync::Arc::new(ward_crypto::Keyring::new(std::sync::Arc::new(provider), 4096));
+        let mut opts = StoreOptions::new(db, keyring);
         // The server has migrated its own database; never change its schema from here.
         opts.migrate = false;
         opts.read_connections = 2;

@@ -28,6 +28,60 @@ pub struct Config {
     pub log: LogConfig,
     /// The tamper-evident audit log.
     pub audit: AuditConfig,
+    /// Encryption at rest: the key provider and data key rotation.
+    pub keys: KeysConfig,
+}
+
+/// Where key-encryption keys live, and how data keys rotate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// `file` (the default: a local key file), `pkcs11` (an HSM) or `kms` (AWS KMS or a
+    /// KMS-compatible server).
+    pub provider: KeyProviderKind,
+    /// The key file for `provider = "file"`. Default: `<data_dir>/keys/kek.json`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    /// New content gets a new data key version once its scope's current key is this old.
+    pub data_key_rotation_days: u32,
+    /// Unwrapped data keys kept in memory, so the provider is asked once per key.
+    pub cache_keys: usize,
+    /// The HSM, for `provider = "pkcs11"`.
+    pub pkcs11: ward_crypto::pkcs11::Pkcs11Options,
+    /// KMS, for `provider = "kms"`.
+    pub kms: ward_crypto::kms::KmsOptions,
+}
+
+/// The kinds of key provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyProviderKind {
+    /// A local key file (mode 0600) in the data directory.
+    File,
+    /// A PKCS#11 HSM.
+    Pkcs11,
+    /// AWS KMS or a KMS-compatible server.
+    Kms,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        KeysConfig {
+            provider: KeyProviderKind::File,
+            file: None,
+            data_key_rotation_days: 90,
+            cache_keys: ward_crypto::keyring::DEFAULT_CACHE_KEYS,
+            pkcs11: Default::default(),
+            kms: Default::default(),
+        }
+    }
+}
+
+impl KeysConfig {
+    /// The key file in force for data directory `data_dir`.
+    pub fn key_file(&self, data_dir: &Path) -> PathBuf {
+        self.file.clone().unwrap_or_else(|| data_dir.join("keys").join("kek.json"))
+    }
 }
 
 /// The audit log's Merkle tree and signed checkpoints.
@@ -242,6 +296,7 @@ impl Default for Config {
             limits: LimitConfig::default(),
             log: LogConfig::default(),
             audit: AuditConfig::default(),
+            keys: KeysConfig::default(),
         }
     }
 }
@@ -334,6 +389,13 @@ impl Config {
                 a.retention_days
             )));
         }
+        let k = &self.keys;
+        if !(1..=3650).contains(&k.data_key_rotation_days) {
+            return bad("keys.data_key_rotation_days must be between 1 and 3650");
+        }
+        if k.cache_keys < 16 {
+            return bad("keys.cache_keys must be at least 16");
+        }
         Ok(())
     }
 
@@ -342,10 +404,13 @@ impl Config {
         self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("ward.db").display()))
     }
 
-    /// The configuration as TOML with secrets (database passwords) redacted.
+    /// The configuration as TOML with secrets (database passwords, the HSM PIN) redacted.
     pub fn redacted_toml(&self) -> String {
         let mut shown = self.clone();
         shown.database_url = Some(redact_url(&self.database_url()));
+        if shown.keys.pkcs11.pin.is_some() {
+            shown.keys.pkcs11.pin = Some("****".into());
+        }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
     }
 }

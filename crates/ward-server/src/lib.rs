@@ -14,6 +14,7 @@ pub mod auth;
 pub mod config;
 pub mod extract;
 pub mod hub;
+pub mod keys;
 pub mod metrics;
 pub mod problem;
 pub mod provision;
@@ -84,9 +85,21 @@ impl Running {
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", config.data_dir.display()))?;
-    let mut opts = StoreOptions::new(config.database_url());
+    let mut opts = StoreOptions::new(config.database_url(), keys::keyring(config).await?);
     opts.read_connections = config.limits.db_read_connections;
-    Ok(Store::open(opts).await?)
+    opts.data_key_rotation_days = config.keys.data_key_rotation_days;
+    let store = Store::open(opts).await?;
+    // A database from before encryption at rest holds plaintext: seal it before serving.
+    let sealed = store.seal_legacy_rows().await?;
+    if sealed != ward_store::LegacySealed::default() {
+        tracing::info!(
+            messages = sealed.messages,
+            titles = sealed.titles,
+            patients = sealed.patients,
+            "sealed rows written before encryption at rest"
+        );
+    }
+    Ok(store)
 }
 
 /// Starts the server on an open store with in-process fan-out.

@@ -118,6 +118,9 @@ problems! {
     ineligible_member => UNPROCESSABLE_ENTITY, "ineligible_member", "That person cannot join this conversation";
     /// Too many failed sign-ins; wait.
     login_locked => TOO_MANY_REQUESTS, "login_locked", "Too many failed attempts; try again later";
+    /// The content was crypto-shredded at the end of its retention period: its data key is
+    /// destroyed, and only the metadata tombstone remains.
+    content_shredded => GONE, "content_shredded", "The content was destroyed at the end of its retention period";
     /// The database is unavailable; retry.
     unavailable => SERVICE_UNAVAILABLE, "unavailable", "The service is temporarily unavailable";
     /// Something failed inside Ward.
@@ -180,6 +183,7 @@ impl From<StoreError> for ApiError {
             StoreError::Invalid(d) => d.into(),
             StoreError::State(why) => ApiError::invalid_state().detail(why),
             StoreError::Unavailable => ApiError::unavailable().retry_after(1),
+            StoreError::KeyDestroyed => ApiError::content_shredded(),
             other => ApiError::internal_cause(other),
         }
     }

@@ -1,15 +1,17 @@
 //! Conversations and their membership, with the minimum-necessary rule for patient
 //! conversations checked in the same transaction that changes the membership.
 
+use ward_crypto::{Keyring, SealContext};
 use ward_domain::audit::{AuditAction, AuditEvent, DetailValue, Outcome};
 use ward_domain::conversation::{AccessReason, ConversationKind, MemberRole, StatedReason};
-use ward_domain::ids::{ConversationId, PatientId, UserId};
+use ward_domain::ids::{ConversationId, OrgId, PatientId, UserId};
 use ward_domain::policy::{self, Actor, Admission, Candidate, Target};
 use ward_domain::role::Role;
 
 use crate::db::{Conn, exec, fetch, scalar};
 use crate::error::{Result, StoreError};
-use crate::patients::{on_care_team, patient_in_org};
+use crate::keys::{ScopeKind, insert_key, open_field, purpose};
+use crate::patients::{on_care_team, patient_id_in_org, patient_in_org};
 use crate::stream::load_event;
 use crate::users::user_in_org;
 use crate::{ConversationDetail, ConversationSummary, EventKind, Fanout, Member, NewConversation, RequestMeta, Store, audit, now_ms};
@@ -19,6 +21,7 @@ pub(crate) struct ConvRow {
     pub(crate) id: uuid::Uuid,
     pub(crate) kind: String,
     pub(crate) title: Option<String>,
+    pub(crate) title_sealed: Option<Vec<u8>>,
     pub(crate) patient_id: Option<uuid::Uuid>,
     pub(crate) created_at: i64,
     pub(crate) last_message_seq: i64,
@@ -44,11 +47,16 @@ struct SummaryRow {
 }
 
 impl SummaryRow {
-    fn into_summary(self) -> Result<ConversationSummary> {
+    async fn open(self, c: &mut Conn<'_>, ring: &Keyring, org: OrgId) -> Result<ConversationSummary> {
+        let title = match &self.conv.title_sealed {
+            Some(sealed) => Some(open_field(c, ring, &title_context(org, ConversationId(self.conv.id)), sealed).await?),
+            // Written before encryption at rest (sealed later by the store), or no title.
+            None => self.conv.title.clone(),
+        };
         Ok(ConversationSummary {
             id: ConversationId(self.conv.id),
             kind: self.conv.kind()?,
-            title: self.conv.title,
+            title,
             patient_id: self.conv.patient_id.map(PatientId),
             created_at: self.conv.created_at,
             last_message_seq: self.conv.last_message_seq,
@@ -71,7 +79,12 @@ struct MemberRow {
     reason_code: Option<String>,
 }
 
-const SUMMARY_SELECT: &str = "SELECT c.id, c.org_id, c.kind, c.title, c.patient_id, c.created_at, c.last_message_seq, \
+/// Where a conversation title is sealed: under the conversation's key, bound to its id.
+pub(crate) fn title_context(org: OrgId, conv: ConversationId) -> SealContext<'static> {
+    SealContext { purpose: purpose::CONVERSATION_TITLE, org: org.0, scope: conv.0, record: conv.0 }
+}
+
+const SUMMARY_SELECT: &str = "SELECT c.id, c.org_id, c.kind, c.title, c.title_sealed, c.patient_id, c.created_at, c.last_message_seq, \
      c.last_event_seq, m.role AS my_role, m.read_seq AS my_read_seq \
      FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id ";
 
@@ -246,7 +259,7 @@ async fn admit(
     Ok(seq)
 }
 
-async fn fanouts(c: &mut Conn<'_>, conv: ConversationId, seqs: &[i64], extra: Option<UserId>) -> Result<Vec<Fanout>> {
+async fn fanouts(c: &mut Conn<'_>, ring: &Keyring, conv: ConversationId, seqs: &[i64], extra: Option<UserId>) -> Result<Vec<Fanout>> {
     let mut recipients = member_ids(c, conv).await?;
     if let Some(u) = extra
         && !recipients.contains(&u)
@@ -255,7 +268,7 @@ async fn fanouts(c: &mut Conn<'_>, conv: ConversationId, seqs: &[i64], extra: Op
     }
     let mut out = Vec::with_capacity(seqs.len());
     for &seq in seqs {
-        let event = load_event(c, conv, seq).await?;
+        let event = load_event(c, ring, conv, seq).await?;
         out.push(Fanout { event, recipients: recipients.clone() });
     }
     Ok(out)
@@ -277,7 +290,13 @@ impl Store {
     /// exists between the same two people is returned instead of a second one.
     pub async fn create_conversation(&self, actor: Actor, spec: NewConversation, meta: RequestMeta) -> Result<Created> {
         policy::may_create_conversation(&actor, spec.kind)?;
-        self.write(move |mut c| {
+        // The conversation's first data key is made before the write (a key provider round
+        // trip must not hold up the single writer) and stored with the conversation.
+        let id = ConversationId::new();
+        let prepared = self.prepare_key(actor.org_id, id.0).await?;
+        let ring = self.keyring().clone();
+        let created = self
+            .write(move |mut c| {
             Box::pin(async move {
                 let now = now_ms();
                 let mut others: Vec<_> = spec.members.iter().filter(|m| m.user_id != actor.user_id).cloned().collect();
@@ -299,20 +318,21 @@ impl Store {
                     _ => None,
                 };
                 let patient = match (spec.kind, spec.patient_id) {
-                    (ConversationKind::Patient, Some(p)) => Some(patient_in_org(&mut c, actor.org_id, p).await?.id),
+                    (ConversationKind::Patient, Some(p)) => Some(patient_id_in_org(&mut c, actor.org_id, p).await?),
                     (ConversationKind::Patient, None) => return Err(StoreError::State("a patient conversation needs a patient_id")),
                     (_, Some(_)) => return Err(StoreError::State("only patient conversations have a patient_id")),
                     _ => None,
                 };
-                let id = ConversationId::new();
+                insert_key(&mut c, actor.org_id.0, ScopeKind::Conversation, id.0, 1, &prepared.wrapped).await?;
+                let title_sealed = spec.title.as_deref().map(|t| prepared.key.seal(&title_context(actor.org_id, id), t.as_bytes()));
                 exec!(
                     &mut c,
-                    "INSERT INTO conversations (id, org_id, kind, title, patient_id, direct_key, created_by, created_at, last_message_seq, last_event_seq) \
+                    "INSERT INTO conversations (id, org_id, kind, title_sealed, patient_id, direct_key, created_by, created_at, last_message_seq, last_event_seq) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, 0)",
                     id.0,
                     actor.org_id.0,
                     spec.kind.as_str(),
-                    spec.title.as_deref(),
+                    title_sealed,
                     patient.map(|p| p.0),
                     direct_key.as_deref(),
                     actor.user_id.0,
@@ -333,19 +353,25 @@ impl Store {
                 ev.org_id = Some(actor.org_id);
                 ev.actor = Some(actor.user_id);
                 audit::append(&mut c, &ev, &meta).await?;
-                let fanouts = fanouts(&mut c, id, &seqs, None).await?;
+                let fanouts = fanouts(&mut c, &ring, id, &seqs, None).await?;
                 Ok(Created { id, created: true, fanouts })
             })
         })
-        .await
+        .await?;
+        if !created.created {
+            // An existing direct conversation was returned: the prepared key was never stored.
+            self.keyring().forget(id.0);
+        }
+        Ok(created)
     }
 
     /// The actor's conversations, newest first, strictly before the cursor id.
     pub async fn conversations(&self, actor: Actor, before: Option<ConversationId>, limit: u32) -> Result<Vec<ConversationSummary>> {
+        let ring = self.keyring().clone();
         self.read(|mut c| {
             Box::pin(async move {
                 let before = before.map_or(uuid::Uuid::max(), |b| b.0);
-                fetch!(
+                let rows = fetch!(
                     fetch_all,
                     &mut c,
                     SummaryRow,
@@ -356,10 +382,12 @@ impl Store {
                     actor.org_id.0,
                     before,
                     i64::from(limit)
-                )?
-                .into_iter()
-                .map(SummaryRow::into_summary)
-                .collect()
+                )?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in rows {
+                    out.push(r.open(&mut c, &ring, actor.org_id).await?);
+                }
+                Ok(out)
             })
         })
         .await
@@ -368,6 +396,7 @@ impl Store {
     /// A conversation with members and receipts (and the patient, for patient conversations),
     /// if the actor is a member; audited as a read.
     pub async fn conversation(&self, actor: Actor, id: ConversationId, meta: RequestMeta) -> Result<ConversationDetail> {
+        let ring = self.keyring().clone();
         let detail = self
             .read(|mut c| {
                 Box::pin(async move {
@@ -381,10 +410,10 @@ impl Store {
                         actor.org_id.0
                     )?;
                     let Some(row) = row else { return Ok(None) };
-                    let summary = row.into_summary()?;
+                    let summary = row.open(&mut c, &ring, actor.org_id).await?;
                     let members = members(&mut c, id).await?;
                     let patient = match summary.patient_id {
-                        Some(p) => Some(patient_in_org(&mut c, actor.org_id, p).await?),
+                        Some(p) => Some(patient_in_org(&mut c, &ring, actor.org_id, p).await?),
                         None => None,
                     };
                     Ok(Some(ConversationDetail { summary, members, patient }))
@@ -418,6 +447,7 @@ impl Store {
         reason: Option<StatedReason>,
         meta: RequestMeta,
     ) -> Result<Fanout> {
+        let ring = self.keyring().clone();
         self.write(move |mut c| {
             Box::pin(async move {
                 let (row, my_role) = membership(&mut c, &actor, conv).await?;
@@ -435,7 +465,7 @@ impl Store {
                     return Err(StoreError::Conflict("member"));
                 }
                 let seq = admit(&mut c, &actor, Some(my_role), conv, target, user, role, reason.as_ref(), &meta, now_ms()).await?;
-                Ok(fanouts(&mut c, conv, &[seq], None).await?.remove(0))
+                Ok(fanouts(&mut c, &ring, conv, &[seq], None).await?.remove(0))
             })
         })
         .await
@@ -443,6 +473,7 @@ impl Store {
 
     /// Removes a member (owners remove anyone; members only themselves).
     pub async fn remove_member(&self, actor: Actor, conv: ConversationId, user: UserId, meta: RequestMeta) -> Result<Fanout> {
+        let ring = self.keyring().clone();
         self.write(move |mut c| {
             Box::pin(async move {
                 let (row, my_role) = membership(&mut c, &actor, conv).await?;
@@ -460,7 +491,7 @@ impl Store {
                 ev.org_id = Some(actor.org_id);
                 ev.actor = Some(actor.user_id);
                 audit::append(&mut c, &ev, &meta).await?;
-                let out = fanouts(&mut c, conv, &[seq], Some(user)).await?.remove(0);
+                let out = fanouts(&mut c, &ring, conv, &[seq], Some(user)).await?.remove(0);
                 debug_assert!(matches!(out.event.kind, EventKind::MemberRemoved { .. }));
                 Ok(out)
             })

@@ -34,6 +34,13 @@ pub enum StoreError {
     /// Stored data could not be read back as the program expects.
     #[error("stored data is corrupt: {0}")]
     Corrupt(&'static str),
+    /// Sealed content could not be opened or sealed: a key provider failure, or a ciphertext
+    /// that fails authentication (altered, or moved from another row).
+    #[error(transparent)]
+    Crypto(#[from] ward_crypto::CryptoError),
+    /// The data key this content was sealed under has been destroyed (crypto-shredded).
+    #[error("the content's data key has been destroyed")]
+    KeyDestroyed,
 }
 
 impl From<sqlx::Error> for StoreError {

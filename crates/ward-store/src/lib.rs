@@ -9,6 +9,8 @@ mod audit_sinks;
 mod conversations;
 mod db;
 mod error;
+mod keys;
+mod legacy;
 mod messages;
 mod model;
 mod orgs;
@@ -30,12 +32,15 @@ use futures_util::future::BoxFuture;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
+use ward_crypto::Keyring;
 
 pub use alerts::{Alert, NewAlert};
 pub use audit::{AuditQuery, AuditRecord, StoredCheckpoint};
 pub use audit_sinks::SinkCursor;
 pub use conversations::Created;
 pub use error::{Result, StoreError};
+pub use keys::{DataKeyInfo, RewrapBatch, ScopeKind};
+pub use legacy::LegacySealed;
 pub use messages::Page;
 pub use model::*;
 pub use reports::{AccessSummary, ActionCount, DisclosurePage, DisclosureRecord, TimeRange};
@@ -67,12 +72,17 @@ pub struct StoreOptions {
     pub read_connections: u32,
     /// Apply pending migrations on open.
     pub migrate: bool,
+    /// Wraps, unwraps and caches the data keys that seal content.
+    pub keyring: Arc<Keyring>,
+    /// New content gets a new data key version once its scope's key is this many days old.
+    pub data_key_rotation_days: u32,
 }
 
 impl StoreOptions {
-    /// Options for a URL with the defaults: 8 read connections, migrate on open.
-    pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), pg_schema: None, read_connections: 8, migrate: true }
+    /// Options for a URL and keyring with the defaults: 8 read connections, migrate on open,
+    /// data keys rotated every 90 days.
+    pub fn new(url: impl Into<String>, keyring: Arc<Keyring>) -> Self {
+        Self { url: url.into(), pg_schema: None, read_connections: 8, migrate: true, keyring, data_key_rotation_days: 90 }
     }
 }
 
@@ -85,6 +95,8 @@ struct Inner {
     read: ReadPool,
     writer: Writer,
     stats: Arc<WriterStats>,
+    keys: Arc<Keyring>,
+    data_key_max_age_ms: i64,
 }
 
 /// The store: a pool for reads and the single writer for changes. Cheap to clone.
@@ -105,7 +117,9 @@ impl Store {
                 // FULL: every commit is fsynced before the writer acknowledges it.
                 .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
-                .busy_timeout(Duration::from_secs(10));
+                .busy_timeout(Duration::from_secs(10))
+                // Freed pages are zeroed, so a destroyed data key leaves no copy in the file.
+                .pragma("secure_delete", "ON");
             let pool = SqlitePoolOptions::new()
                 .max_connections(options.read_connections.max(1))
                 .acquire_timeout(Duration::from_secs(5))
@@ -115,7 +129,7 @@ impl Store {
                 sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
             }
             let writer = Writer::spawn(Connector::Sqlite(connect), stats.clone());
-            Ok(Store { inner: Arc::new(Inner { read: ReadPool::Sqlite(pool), writer, stats }) })
+            Ok(Store::assemble(ReadPool::Sqlite(pool), writer, stats, &options))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let mut connect = PgConnectOptions::from_str(url)?;
             if let Some(schema) = &options.pg_schema {
@@ -139,10 +153,20 @@ impl Store {
                 sqlx::migrate!("./migrations/postgres").run(&pool).await?;
             }
             let writer = Writer::spawn(Connector::Pg(connect), stats.clone());
-            Ok(Store { inner: Arc::new(Inner { read: ReadPool::Pg(pool), writer, stats }) })
+            Ok(Store::assemble(ReadPool::Pg(pool), writer, stats, &options))
         } else {
             Err(StoreError::State("database url must start with sqlite: or postgres:"))
         }
+    }
+
+    fn assemble(read: ReadPool, writer: Writer, stats: Arc<WriterStats>, options: &StoreOptions) -> Store {
+        let data_key_max_age_ms = i64::from(options.data_key_rotation_days.max(1)) * 86_400_000;
+        Store { inner: Arc::new(Inner { read, writer, stats, keys: options.keyring.clone(), data_key_max_age_ms }) }
+    }
+
+    /// The keyring that seals and opens content.
+    pub fn keyring(&self) -> &Arc<Keyring> {
+        &self.inner.keys
     }
 
     /// Applies pending migrations; returns how many were applied.

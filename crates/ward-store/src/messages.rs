@@ -1,14 +1,16 @@
 //! Messages: idempotent sends with gapless per-conversation sequence numbers, paged reads
 //! (audited), recall, corrections and receipts.
 
+use ward_crypto::{Keyring, SealContext};
 use ward_domain::audit::{AuditAction, AuditEvent, DetailValue, Outcome};
 use ward_domain::conversation::{Priority, ReceiptKind};
-use ward_domain::ids::{ConversationId, DeviceId, MessageId, UserId};
+use ward_domain::ids::{ConversationId, DeviceId, MessageId, OrgId, UserId};
 use ward_domain::policy::{self, Actor};
 
 use crate::conversations::{append_event, insert_event, member_ids, membership, membership_if_any};
 use crate::db::{Conn, exec, fetch, scalar};
 use crate::error::{Result, StoreError};
+use crate::keys::{open_field, purpose};
 use crate::stream::load_event;
 use crate::{Fanout, Message, NewMessage, RequestMeta, Sent, Store, audit, now_ms};
 
@@ -21,13 +23,18 @@ pub(crate) struct MessageRow {
     pub(crate) client_txn_id: String,
     pub(crate) priority: String,
     pub(crate) body: String,
+    pub(crate) body_sealed: Option<Vec<u8>>,
     pub(crate) corrects_id: Option<uuid::Uuid>,
     pub(crate) created_at: i64,
     pub(crate) recalled_at: Option<i64>,
 }
 
 impl MessageRow {
-    pub(crate) fn into_message(self) -> Result<Message> {
+    /// The message as members see it, its body opened under the conversation's data key. A
+    /// recalled message keeps its sealed text for retention and legal hold, but no member ever
+    /// sees it again (and it is not even decrypted).
+    pub(crate) async fn open(self, c: &mut Conn<'_>, ring: &Keyring, org: OrgId) -> Result<Message> {
+        let body = if self.recalled_at.is_some() { None } else { Some(self.body_text(c, ring, org).await?) };
         Ok(Message {
             id: MessageId(self.id),
             conversation_id: ConversationId(self.conversation_id),
@@ -35,18 +42,30 @@ impl MessageRow {
             sender_id: UserId(self.sender_id),
             client_txn_id: self.client_txn_id,
             priority: Priority::parse(&self.priority).ok_or(StoreError::Corrupt("messages.priority"))?,
-            // A recalled message keeps its stored text for retention and legal hold, but no
-            // member ever sees it again.
-            body: if self.recalled_at.is_some() { None } else { Some(self.body) },
+            body,
             corrects: self.corrects_id.map(MessageId),
             created_at: self.created_at,
             recalled_at: self.recalled_at,
         })
     }
+
+    /// The plaintext body. Rows written before encryption at rest keep plaintext in `body`
+    /// until the store seals them.
+    async fn body_text(&self, c: &mut Conn<'_>, ring: &Keyring, org: OrgId) -> Result<String> {
+        match &self.body_sealed {
+            Some(sealed) => open_field(c, ring, &body_context(org, ConversationId(self.conversation_id), MessageId(self.id)), sealed).await,
+            None => Ok(self.body.clone()),
+        }
+    }
+}
+
+/// Where a message body is sealed: under its conversation's key, bound to its id.
+pub(crate) fn body_context(org: OrgId, conv: ConversationId, id: MessageId) -> SealContext<'static> {
+    SealContext { purpose: purpose::MESSAGE_BODY, org: org.0, scope: conv.0, record: id.0 }
 }
 
 pub(crate) const MESSAGE_COLUMNS: &str =
-    "id, conversation_id, seq, sender_id, client_txn_id, priority, body, corrects_id, created_at, recalled_at";
+    "id, conversation_id, seq, sender_id, client_txn_id, priority, body, body_sealed, corrects_id, created_at, recalled_at";
 
 async fn message_in(c: &mut Conn<'_>, conv: ConversationId, id: MessageId) -> Result<MessageRow> {
     fetch!(
@@ -75,9 +94,14 @@ impl Store {
     /// Sends a message. A retry with the same client transaction id returns the first message
     /// (`created: false`); reusing the id for different content is a conflict.
     pub async fn send_message(&self, actor: Actor, device: DeviceId, new: NewMessage, meta: RequestMeta) -> Result<Sent> {
+        let conv = new.conversation_id;
+        // Sealed before the write, so the single writer never waits on a key provider.
+        let key = self.conversation_key(actor.org_id, conv).await?;
+        let id = MessageId::new();
+        let sealed = key.seal(&body_context(actor.org_id, conv, id), new.body.as_str().as_bytes());
+        let ring = self.keyring().clone();
         self.write(move |mut c| {
             Box::pin(async move {
-                let conv = new.conversation_id;
                 let (row, _) = membership(&mut c, &actor, conv).await?;
                 let existing = fetch!(
                     fetch_optional,
@@ -91,13 +115,13 @@ impl Store {
                     new.client_txn_id.as_str()
                 )?;
                 if let Some(prev) = existing {
-                    let same = prev.body == new.body.as_str()
+                    let same = prev.body_text(&mut c, &ring, actor.org_id).await? == new.body.as_str()
                         && prev.priority == new.priority.as_str()
                         && prev.corrects_id == new.corrects.map(|m| m.0);
                     if !same {
                         return Err(StoreError::Conflict("client_txn_id"));
                     }
-                    return Ok(Sent { message: prev.into_message()?, created: false, event: None });
+                    return Ok(Sent { message: prev.open(&mut c, &ring, actor.org_id).await?, created: false, event: None });
                 }
                 if let Some(corrected) = new.corrects {
                     let target = message_in(&mut c, conv, corrected).await?;
@@ -116,11 +140,10 @@ impl Store {
                     conv.0
                 )?;
                 let (seq, event_seq) = seqs;
-                let id = MessageId::new();
                 exec!(
                     &mut c,
-                    "INSERT INTO messages (id, conversation_id, seq, sender_id, sender_device_id, client_txn_id, priority, body, corrects_id, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                    "INSERT INTO messages (id, conversation_id, seq, sender_id, sender_device_id, client_txn_id, priority, body, body_sealed, corrects_id, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, '', $8, $9, $10)",
                     id.0,
                     conv.0,
                     seq,
@@ -128,7 +151,7 @@ impl Store {
                     device.0,
                     new.client_txn_id.as_str(),
                     new.priority.as_str(),
-                    new.body.as_str(),
+                    sealed.as_slice(),
                     new.corrects.map(|m| m.0),
                     now
                 )?;
@@ -183,6 +206,7 @@ impl Store {
     /// A page of messages, if the actor is a member. The read is audited before content is
     /// returned; a refused read is audited as denied.
     pub async fn messages(&self, actor: Actor, conv: ConversationId, page: Page, limit: u32, meta: RequestMeta) -> Result<Vec<Message>> {
+        let ring = self.keyring().clone();
         let found = self
             .read(|mut c| {
                 Box::pin(async move {
@@ -207,7 +231,10 @@ impl Store {
                         bound,
                         i64::from(limit)
                     )?;
-                    let msgs = rows.into_iter().map(MessageRow::into_message).collect::<Result<Vec<_>>>()?;
+                    let mut msgs = Vec::with_capacity(rows.len());
+                    for r in rows {
+                        msgs.push(r.open(&mut c, &ring, actor.org_id).await?);
+                    }
                     Ok(Some((row.patient(), msgs)))
                 })
             })
@@ -233,6 +260,7 @@ impl Store {
     /// Recalls a message: its text disappears for every member; the record stays. Only the
     /// sender may recall. Recalling twice changes nothing more (`None`).
     pub async fn recall(&self, actor: Actor, conv: ConversationId, id: MessageId, meta: RequestMeta) -> Result<Option<Fanout>> {
+        let ring = self.keyring().clone();
         self.write(move |mut c| {
             Box::pin(async move {
                 let (row, _) = membership(&mut c, &actor, conv).await?;
@@ -251,7 +279,7 @@ impl Store {
                 ev.org_id = Some(actor.org_id);
                 ev.actor = Some(actor.user_id);
                 audit::append(&mut c, &ev, &meta).await?;
-                let event = load_event(&mut c, conv, seq).await?;
+                let event = load_event(&mut c, &ring, conv, seq).await?;
                 let recipients = member_ids(&mut c, conv).await?;
                 Ok(Some(Fanout { event, recipients }))
             })
@@ -262,6 +290,7 @@ impl Store {
     /// Moves the actor's delivered or read watermark up to `up_to_seq` (never down; read
     /// implies delivered). Returns the event to fan out, or `None` if nothing moved.
     pub async fn receipt(&self, actor: Actor, conv: ConversationId, kind: ReceiptKind, up_to_seq: i64) -> Result<Option<Fanout>> {
+        let ring = self.keyring().clone();
         self.write(move |mut c| {
             Box::pin(async move {
                 let (row, _) = membership(&mut c, &actor, conv).await?;
@@ -287,7 +316,7 @@ impl Store {
                 };
                 let data = format!(r#"{{"kind":"{name}","up_to_seq":{up_to_seq}}}"#);
                 let seq = append_event(&mut c, conv, "receipt", Some(actor.user_id.0), Some(actor.user_id), &data, now_ms()).await?;
-                let event = load_event(&mut c, conv, seq).await?;
+                let event = load_event(&mut c, &ring, conv, seq).await?;
                 let recipients = member_ids(&mut c, conv).await?;
                 Ok(Some(Fanout { event, recipients }))
             })
@@ -297,11 +326,13 @@ impl Store {
 
     /// One message, if the actor is a member (audited as a read).
     pub async fn message(&self, actor: Actor, conv: ConversationId, id: MessageId, meta: RequestMeta) -> Result<Message> {
+        let ring = self.keyring().clone();
         let found = self
             .read(|mut c| {
                 Box::pin(async move {
                     let Some((row, _)) = membership_if_any(&mut c, &actor, conv).await? else { return Ok(None) };
-                    Ok(Some((row.patient(), message_in(&mut c, conv, id).await?.into_message()?)))
+                    let msg = message_in(&mut c, conv, id).await?;
+                    Ok(Some((row.patient(), msg.open(&mut c, &ring, actor.org_id).await?)))
                 })
             })
             .await?;

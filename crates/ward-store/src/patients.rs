@@ -3,8 +3,11 @@
 use ward_domain::audit::{AuditAction, AuditEvent, DetailValue, Outcome};
 use ward_domain::ids::{OrgId, PatientId, UserId};
 
+use ward_crypto::{DataKey, Keyring, SealContext};
+
 use crate::db::{Conn, exec, fetch, scalar};
 use crate::error::{Result, StoreError};
+use crate::keys::{ScopeKind, insert_key, open_field, purpose};
 use crate::{Patient, RequestMeta, Store, audit, now_ms};
 
 #[derive(sqlx::FromRow)]
@@ -13,26 +16,70 @@ struct PatientRow {
     org_id: uuid::Uuid,
     mrn: String,
     display_name: String,
+    mrn_sealed: Option<Vec<u8>>,
+    name_sealed: Option<Vec<u8>>,
     created_at: i64,
     restricted: bool,
 }
 
-/// A patient of the organisation with the care team, or NotFound.
-pub(crate) async fn patient_in_org(c: &mut Conn<'_>, org: OrgId, id: PatientId) -> Result<Patient> {
+/// Prefix of the blind index stored in `patients.mrn` (rows written before encryption at rest
+/// hold the plain MRN until the store seals them).
+const MRN_INDEX_PREFIX: &str = "bi1:";
+
+/// The blind index of an MRN under the organisation's index key.
+pub(crate) fn mrn_index(index_key: &DataKey, mrn: &str) -> String {
+    let mac = index_key.blind_index(purpose::MRN_INDEX, mrn.as_bytes());
+    let mut out = String::with_capacity(MRN_INDEX_PREFIX.len() + 64);
+    out.push_str(MRN_INDEX_PREFIX);
+    for b in mac {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// What a row written before encryption at rest holds in `patients.mrn`: the MRN itself. A
+/// value that looks like an index never matches as a plain MRN.
+fn legacy_mrn(mrn: &str, index: &str) -> String {
+    if mrn.starts_with(MRN_INDEX_PREFIX) { index.to_owned() } else { mrn.to_owned() }
+}
+
+/// Where a patient's identifying fields are sealed: under the patient's own key, so that
+/// shredding one patient's key reaches only that patient.
+pub(crate) fn patient_context(purpose: &'static str, org: OrgId, id: PatientId) -> SealContext<'static> {
+    SealContext { purpose, org: org.0, scope: id.0, record: id.0 }
+}
+
+/// The id of a patient of the organisation, or NotFound.
+pub(crate) async fn patient_id_in_org(c: &mut Conn<'_>, org: OrgId, id: PatientId) -> Result<PatientId> {
+    scalar!(fetch_optional, c, uuid::Uuid, "SELECT id FROM patients WHERE id = $1 AND org_id = $2", id.0, org.0)?
+        .map(PatientId)
+        .ok_or(StoreError::NotFound)
+}
+
+/// A patient of the organisation with the care team and identifying fields opened, or NotFound.
+pub(crate) async fn patient_in_org(c: &mut Conn<'_>, ring: &Keyring, org: OrgId, id: PatientId) -> Result<Patient> {
     let r = fetch!(
         fetch_one,
         c,
         PatientRow,
-        "SELECT id, org_id, mrn, display_name, created_at, restricted FROM patients WHERE id = $1 AND org_id = $2",
+        "SELECT id, org_id, mrn, display_name, mrn_sealed, name_sealed, created_at, restricted FROM patients WHERE id = $1 AND org_id = $2",
         id.0,
         org.0
     )?;
+    let mrn = match &r.mrn_sealed {
+        Some(sealed) => open_field(c, ring, &patient_context(purpose::PATIENT_MRN, org, id), sealed).await?,
+        None => r.mrn,
+    };
+    let display_name = match &r.name_sealed {
+        Some(sealed) => open_field(c, ring, &patient_context(purpose::PATIENT_NAME, org, id), sealed).await?,
+        None => r.display_name,
+    };
     let care_team = care_team(c, id).await?;
     Ok(Patient {
         id: PatientId(r.id),
         org_id: OrgId(r.org_id),
-        mrn: r.mrn,
-        display_name: r.display_name,
+        mrn,
+        display_name,
         care_team,
         created_at: r.created_at,
         restricted: r.restricted,
@@ -95,27 +142,41 @@ impl Store {
         team: Vec<UserId>,
         meta: RequestMeta,
     ) -> Result<Patient> {
+        let id = PatientId::new();
+        let index = mrn_index(&*self.index_key(org).await?, &mrn);
+        let legacy = legacy_mrn(&mrn, &index);
+        let prepared = self.prepare_key(org, id.0).await?;
+        let mrn_sealed = prepared.key.seal(&patient_context(purpose::PATIENT_MRN, org, id), mrn.as_bytes());
+        let name_sealed = prepared.key.seal(&patient_context(purpose::PATIENT_NAME, org, id), display_name.as_bytes());
+        let ring = self.keyring().clone();
         self.write(move |mut c| {
             Box::pin(async move {
-                let id = PatientId::new();
                 let now = now_ms();
-                let n = exec!(
-                    &mut c,
-                    "INSERT INTO patients (id, org_id, mrn, display_name, created_at) VALUES ($1, $2, $3, $4, $5) \
-                     ON CONFLICT (org_id, mrn) DO NOTHING",
-                    id.0,
-                    org.0,
-                    mrn.as_str(),
-                    display_name.as_str(),
-                    now
-                )?;
+                // Legacy rows still hold the plain MRN until sealed: they count as taken too.
+                let taken = scalar!(fetch_optional, &mut c, uuid::Uuid, "SELECT id FROM patients WHERE org_id = $1 AND mrn = $2", org.0, legacy.as_str())?;
+                let n = if taken.is_some() {
+                    0
+                } else {
+                    exec!(
+                        &mut c,
+                        "INSERT INTO patients (id, org_id, mrn, display_name, mrn_sealed, name_sealed, created_at) VALUES ($1, $2, $3, '', $4, $5, $6) \
+                         ON CONFLICT (org_id, mrn) DO NOTHING",
+                        id.0,
+                        org.0,
+                        index.as_str(),
+                        mrn_sealed.as_slice(),
+                        name_sealed.as_slice(),
+                        now
+                    )?
+                };
                 if n == 0 {
                     return Err(StoreError::Conflict("patient with this MRN"));
                 }
+                insert_key(&mut c, org.0, ScopeKind::Patient, id.0, 1, &prepared.wrapped).await?;
                 set_team(&mut c, org, id, &team, now).await?;
                 let ev = patient_event(AuditAction::PatientCreate, org, actor, id).detail("care_team", DetailValue::Int(team.len() as i64));
                 audit::append(&mut c, &ev, &meta).await?;
-                patient_in_org(&mut c, org, id).await
+                patient_in_org(&mut c, &ring, org, id).await
             })
         })
         .await
@@ -123,7 +184,8 @@ impl Store {
 
     /// Reads a patient record, auditing the access.
     pub async fn read_patient(&self, org: OrgId, actor: UserId, id: PatientId, meta: RequestMeta) -> Result<Patient> {
-        let patient = self.read(|mut c| Box::pin(async move { patient_in_org(&mut c, org, id).await })).await?;
+        let ring = self.keyring().clone();
+        let patient = self.read(|mut c| Box::pin(async move { patient_in_org(&mut c, &ring, org, id).await })).await?;
         self.record(patient_event(AuditAction::PatientRead, org, actor, id), meta).await?;
         Ok(patient)
     }
@@ -132,7 +194,7 @@ impl Store {
     pub async fn is_on_care_team(&self, org: OrgId, patient: PatientId, user: UserId) -> Result<bool> {
         self.read(|mut c| {
             Box::pin(async move {
-                patient_in_org(&mut c, org, patient).await?;
+                patient_id_in_org(&mut c, org, patient).await?;
                 on_care_team(&mut c, patient, user).await
             })
         })
@@ -141,10 +203,20 @@ impl Store {
 
     /// Finds a patient by MRN within the organisation, auditing the lookup.
     pub async fn find_patient(&self, org: OrgId, actor: UserId, mrn: String, meta: RequestMeta) -> Result<Patient> {
+        let index = mrn_index(&*self.index_key(org).await?, &mrn);
         let id = self
             .read(|mut c| {
                 Box::pin(async move {
-                    Ok(scalar!(fetch_optional, &mut c, uuid::Uuid, "SELECT id FROM patients WHERE org_id = $1 AND mrn = $2", org.0, mrn)?)
+                    // The plain MRN matches rows written before encryption at rest, until sealed.
+                    Ok(scalar!(
+                        fetch_optional,
+                        &mut c,
+                        uuid::Uuid,
+                        "SELECT id FROM patients WHERE org_id = $1 AND (mrn = $2 OR mrn = $3)",
+                        org.0,
+                        index.as_str(),
+                        legacy_mrn(&mrn, &index)
+                    )?)
                 })
             })
             .await?;
@@ -170,13 +242,14 @@ impl Store {
         restricted: bool,
         meta: RequestMeta,
     ) -> Result<Patient> {
+        let ring = self.keyring().clone();
         self.write(move |mut c| {
             Box::pin(async move {
-                patient_in_org(&mut c, org, id).await?;
+                patient_id_in_org(&mut c, org, id).await?;
                 exec!(&mut c, "UPDATE patients SET restricted = $2 WHERE id = $1", id.0, restricted)?;
                 let ev = patient_event(AuditAction::PatientRestrict, org, actor, id).detail("restricted", DetailValue::Bool(restricted));
                 audit::append(&mut c, &ev, &meta).await?;
-                patient_in_org(&mut c, org, id).await
+                patient_in_org(&mut c, &ring, org, id).await
             })
         })
         .await
@@ -218,13 +291,14 @@ impl Store {
 
     /// Replaces a patient's care team.
     pub async fn set_care_team(&self, org: OrgId, actor: UserId, id: PatientId, team: Vec<UserId>, meta: RequestMeta) -> Result<Patient> {
+        let ring = self.keyring().clone();
         self.write(move |mut c| {
             Box::pin(async move {
-                patient_in_org(&mut c, org, id).await?;
+                patient_id_in_org(&mut c, org, id).await?;
                 set_team(&mut c, org, id, &team, now_ms()).await?;
                 let ev = patient_event(AuditAction::CareTeam, org, actor, id).detail("care_team", DetailValue::Int(team.len() as i64));
                 audit::append(&mut c, &ev, &meta).await?;
-                patient_in_org(&mut c, org, id).await
+                patient_in_org(&mut c, &ring, org, id).await
             })
         })
         .await

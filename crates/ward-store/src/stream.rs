@@ -6,8 +6,9 @@
 //! the last event before the session was created (a new device does not replay history; it
 //! fetches what it wants over the paged API).
 
+use ward_crypto::Keyring;
 use ward_domain::conversation::{MemberRole, ReceiptKind};
-use ward_domain::ids::{ConversationId, MessageId, SessionId, UserId};
+use ward_domain::ids::{ConversationId, MessageId, OrgId, SessionId, UserId};
 
 use crate::db::{Conn, exec, fetch};
 use crate::error::{Result, StoreError};
@@ -17,6 +18,7 @@ use crate::{ConversationEvent, EventKind, Store};
 #[derive(sqlx::FromRow)]
 struct EventRow {
     conversation_id: uuid::Uuid,
+    org_id: uuid::Uuid,
     seq: i64,
     kind: String,
     subject_id: Option<uuid::Uuid>,
@@ -29,16 +31,18 @@ struct EventRow {
     m_client_txn_id: Option<String>,
     m_priority: Option<String>,
     m_body: Option<String>,
+    m_body_sealed: Option<Vec<u8>>,
     m_corrects_id: Option<uuid::Uuid>,
     m_created_at: Option<i64>,
     m_recalled_at: Option<i64>,
 }
 
-const EVENT_SELECT: &str = "SELECT e.conversation_id, e.seq, e.kind, e.subject_id, e.actor_id, e.data, e.created_at, \
+const EVENT_SELECT: &str = "SELECT e.conversation_id, cv.org_id, e.seq, e.kind, e.subject_id, e.actor_id, e.data, e.created_at, \
      msg.id AS m_id, msg.seq AS m_seq, msg.sender_id AS m_sender_id, msg.client_txn_id AS m_client_txn_id, \
-     msg.priority AS m_priority, msg.body AS m_body, msg.corrects_id AS m_corrects_id, msg.created_at AS m_created_at, \
+     msg.priority AS m_priority, msg.body AS m_body, msg.body_sealed AS m_body_sealed, msg.corrects_id AS m_corrects_id, msg.created_at AS m_created_at, \
      msg.recalled_at AS m_recalled_at \
-     FROM conversation_events e LEFT JOIN messages msg ON e.kind = 'message' AND msg.id = e.subject_id ";
+     FROM conversation_events e JOIN conversations cv ON cv.id = e.conversation_id \
+     LEFT JOIN messages msg ON e.kind = 'message' AND msg.id = e.subject_id ";
 
 #[derive(serde::Deserialize)]
 struct ReceiptData {
@@ -52,7 +56,7 @@ struct MemberData {
 }
 
 impl EventRow {
-    fn into_event(self) -> Result<ConversationEvent> {
+    async fn open(self, c: &mut Conn<'_>, ring: &Keyring) -> Result<ConversationEvent> {
         let corrupt = || StoreError::Corrupt("conversation_events");
         let subject = self.subject_id.ok_or_else(corrupt)?;
         let kind = match self.kind.as_str() {
@@ -65,11 +69,13 @@ impl EventRow {
                     client_txn_id: self.m_client_txn_id.ok_or_else(corrupt)?,
                     priority: self.m_priority.ok_or_else(corrupt)?,
                     body: self.m_body.ok_or_else(corrupt)?,
+                    body_sealed: self.m_body_sealed,
                     corrects_id: self.m_corrects_id,
                     created_at: self.m_created_at.ok_or_else(corrupt)?,
                     recalled_at: self.m_recalled_at,
                 }
-                .into_message()?,
+                .open(c, ring, OrgId(self.org_id))
+                .await?,
             ),
             "recall" => EventKind::Recall { message_id: MessageId(subject) },
             "receipt" => {
@@ -98,9 +104,10 @@ impl EventRow {
     }
 }
 
-pub(crate) async fn load_event(c: &mut Conn<'_>, conv: ConversationId, seq: i64) -> Result<ConversationEvent> {
+pub(crate) async fn load_event(c: &mut Conn<'_>, ring: &Keyring, conv: ConversationId, seq: i64) -> Result<ConversationEvent> {
     fetch!(fetch_one, c, EventRow, sqlx::AssertSqlSafe(format!("{EVENT_SELECT} WHERE e.conversation_id = $1 AND e.seq = $2")), conv.0, seq)?
-        .into_event()
+        .open(c, ring)
+        .await
 }
 
 /// Where a session's stream stands in one conversation.
@@ -164,9 +171,10 @@ impl Store {
     /// Up to `limit` events of a conversation after `after_seq`, for a current member, never
     /// reaching back before the member joined.
     pub async fn events_after(&self, user: UserId, conv: ConversationId, after_seq: i64, limit: u32) -> Result<Vec<ConversationEvent>> {
+        let ring = self.keyring().clone();
         self.read(|mut c| {
             Box::pin(async move {
-                fetch!(
+                let rows = fetch!(
                     fetch_all,
                     &mut c,
                     EventRow,
@@ -178,10 +186,12 @@ impl Store {
                     user.0,
                     after_seq,
                     i64::from(limit)
-                )?
-                .into_iter()
-                .map(EventRow::into_event)
-                .collect()
+                )?;
+                let mut events = Vec::with_capacity(rows.len());
+                for r in rows {
+                    events.push(r.open(&mut c, &ring).await?);
+                }
+                Ok(events)
             })
         })
         .await

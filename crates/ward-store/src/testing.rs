@@ -42,7 +42,7 @@ impl TestDb {
         match backend {
             Backend::Sqlite => {
                 let url = format!("sqlite://{}", dir.path().join("ward.db").display());
-                let store = Store::open(StoreOptions::new(url.clone())).await.expect("open SQLite");
+                let store = Store::open(StoreOptions::new(url.clone(), ward_crypto::Keyring::ephemeral())).await.expect("open SQLite");
                 Some(TestDb { store, backend, url, schema: None, dir })
             }
             Backend::Postgres => {
@@ -56,7 +56,7 @@ impl TestDb {
                     return None;
                 }
                 let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-                let mut opts = StoreOptions::new(url.clone());
+                let mut opts = StoreOptions::new(url.clone(), ward_crypto::Keyring::ephemeral());
                 opts.pg_schema = Some(schema.clone());
                 opts.read_connections = 4;
                 let store = Store::open(opts).await.expect("open PostgreSQL");

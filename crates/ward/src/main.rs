@@ -13,6 +13,7 @@ use ward_server::provision::{self, operator_meta};
 mod audit;
 mod audit_proof;
 mod audit_reports;
+mod keys;
 mod progress;
 mod retention;
 
@@ -55,6 +56,36 @@ enum Command {
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Encryption keys: KEK rotation and retirement, the key inventory (never key material).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a new KEK version in the key provider and rewrap every data key under it, online
+    /// (content is not re-encrypted; the server keeps running).
+    Rotate {
+        /// Do not create a new KEK: finish rewrapping under the current one (after an
+        /// interrupted rotation).
+        #[arg(long)]
+        resume: bool,
+    },
+    /// List the KEK versions and the data keys' versions, creation and rotation dates.
+    Inventory {
+        /// Also list every data key.
+        #[arg(long)]
+        all: bool,
+        /// table or json.
+        #[arg(long, value_enum, default_value = "table")]
+        format: keys::InventoryFormat,
+    },
+    /// Destroy an old KEK version no data key uses any more. Backups taken while it was
+    /// current become unreadable, including any content shredded since.
+    Retire {
+        /// The KEK id, as `ward keys inventory` shows it (such as file:v1).
+        kek_id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -276,9 +307,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             serve(config, Some((store, created))).await
         }
         Command::Migrate => {
-            let mut opts = ward_store::StoreOptions::new(config.database_url());
-            opts.migrate = false;
             std::fs::create_dir_all(&config.data_dir)?;
+            let mut opts = ward_store::StoreOptions::new(config.database_url(), ward_server::keys::keyring(&config).await?);
+            opts.migrate = false;
             let store = ward_store::Store::open(opts).await?;
             let n = store.migrate().await?;
             println!("applied {n} migration(s)");
@@ -300,6 +331,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::User(cmd) => user(cmd, &config).await,
+        Command::Keys(cmd) => {
+            let store = ward_server::open_store(&config).await?;
+            match cmd {
+                KeysCommand::Rotate { resume } => {
+                    let r = keys::rotate(&store, resume).await?;
+                    if r.remaining > 0 {
+                        anyhow::bail!(
+                            "{} data key(s) changed during the rotation and are not yet under {}: run `ward keys rotate --resume`",
+                            r.remaining,
+                            r.kek_id
+                        );
+                    }
+                    println!("current KEK {}: {} data key(s) rewrapped", r.kek_id, r.rewrapped);
+                }
+                KeysCommand::Inventory { all, format } => {
+                    let inv = keys::inventory(&store, all).await?;
+                    match format {
+                        keys::InventoryFormat::Json => println!("{}", serde_json::to_string_pretty(&inv)?),
+                        keys::InventoryFormat::Table => keys::print_inventory(&inv),
+                    }
+                }
+                KeysCommand::Retire { kek_id } => {
+                    keys::retire(&store, &kek_id).await?;
+                    println!("{kek_id} destroyed");
+                }
+            }
+            Ok(())
+        }
         Command::Config(ConfigCommand::Print) => {
             print!("{}", config.redacted_toml());
             Ok(())

@@ -38,7 +38,9 @@ fn fails(o: Output, mentions: &str) {
 /// care team added with a stated reason: one disclosure.
 async fn clinical_activity(data: &Path) -> PatientId {
     let url = format!("sqlite://{}", data.join("ward.db").display());
-    let store = Store::open(StoreOptions::new(url)).await.unwrap();
+    let provider = ward_crypto::FileKeyProvider::open_or_create(&data.join("keys").join("kek.json")).unwrap();
+    let keyring = std::sync::Arc::new(ward_crypto::Keyring::new(std::sync::Arc::new(provider), 1024));
+    let store = Store::open(StoreOptions::new(url, keyring)).await.unwrap();
     let meta = || RequestMeta { source_ip: Some("127.0.0.1".into()), request_id: None };
     let account = |login: &'static str| {
         let store = store.clone();
