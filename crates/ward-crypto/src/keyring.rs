@@ -14,8 +14,8 @@ use crate::provider::{KeyProvider, MemoryKeyProvider, WrapContext, WrappedKey};
 pub const DEFAULT_CACHE_KEYS: usize = 65_536;
 
 struct Cache {
-    keys: HashMap<(Uuid, u32), Arc<DataKey>>,
-    order: VecDeque<(Uuid, u32)>,
+    keys: HashMap<WrapContext, Arc<DataKey>>,
+    order: VecDeque<WrapContext>,
     capacity: usize,
 }
 
@@ -59,7 +59,7 @@ impl Keyring {
 
     /// The data key for `ctx`, from the cache or by unwrapping `wrapped`.
     pub async fn open(&self, ctx: WrapContext, wrapped: &WrappedKey) -> Result<Arc<DataKey>, CryptoError> {
-        if let Some(k) = self.cached(ctx.scope, ctx.version) {
+        if let Some(k) = self.cached(ctx) {
             return Ok(k);
         }
         let bytes = self.provider.unwrap(&ctx, wrapped).await?;
@@ -75,32 +75,32 @@ impl Keyring {
         self.provider.wrap(&ctx, &bytes).await
     }
 
-    /// A cached key, if present.
-    pub fn cached(&self, scope: Uuid, version: u32) -> Option<Arc<DataKey>> {
-        self.cache.lock().ok()?.keys.get(&(scope, version)).cloned()
+    /// A cached key, if present. Looked up by the whole context, tenant included, so a scope
+    /// id can never reach another tenant's key through the cache.
+    pub fn cached(&self, ctx: WrapContext) -> Option<Arc<DataKey>> {
+        self.cache.lock().ok()?.keys.get(&ctx).cloned()
     }
 
     /// Drops every cached version of `scope`'s key (after shredding it).
     pub fn forget(&self, scope: Uuid) {
         if let Ok(mut c) = self.cache.lock() {
-            c.keys.retain(|(s, _), _| *s != scope);
-            c.order.retain(|(s, _)| *s != scope);
+            c.keys.retain(|k, _| k.scope != scope);
+            c.order.retain(|k| k.scope != scope);
         }
     }
 
     /// Drops one cached version (a key created but not stored).
     pub fn forget_version(&self, scope: Uuid, version: u32) {
         if let Ok(mut c) = self.cache.lock() {
-            c.keys.remove(&(scope, version));
-            c.order.retain(|id| *id != (scope, version));
+            c.keys.retain(|k, _| (k.scope, k.version) != (scope, version));
+            c.order.retain(|k| (k.scope, k.version) != (scope, version));
         }
     }
 
     fn insert(&self, ctx: WrapContext, key: Arc<DataKey>) {
         let Ok(mut c) = self.cache.lock() else { return };
-        let id = (ctx.scope, ctx.version);
-        if c.keys.insert(id, key).is_none() {
-            c.order.push_back(id);
+        if c.keys.insert(ctx, key).is_none() {
+            c.order.push_back(ctx);
         }
         while c.keys.len() > c.capacity {
             match c.order.pop_front() {
@@ -127,7 +127,12 @@ mod tests {
         let sealed = key.seal(&ctx, b"hello");
         // A second key evicts the first (capacity 1); the first comes back by unwrapping.
         ring.create(WrapContext { scope: Uuid::from_u128(3), ..a }).await.unwrap();
-        assert!(ring.cached(a.scope, 1).is_none());
+        assert!(ring.cached(a).is_none());
+        assert!(ring.cached(WrapContext { scope: Uuid::from_u128(3), ..a }).is_some());
+        assert!(
+            ring.cached(WrapContext { org: Uuid::from_u128(9), scope: Uuid::from_u128(3), ..a }).is_none(),
+            "the tenant is part of the cache key"
+        );
         let again = ring.open(a, &wrapped).await.unwrap();
         assert_eq!(again.open(&ctx, &sealed).unwrap(), b"hello");
         // The wrapping is bound to its scope and version.

@@ -70,7 +70,7 @@ pub(crate) async fn key_version(
     scope: uuid::Uuid,
     version: u32,
 ) -> Result<Arc<DataKey>> {
-    if let Some(k) = ring.cached(scope, version) {
+    if let Some(k) = ring.cached(wrap_ctx(org, scope, version as i32)) {
         return Ok(k);
     }
     let row = fetch!(
@@ -166,7 +166,7 @@ impl Store {
         let next_version = match newest {
             Some(row) if now_ms() - row.created_at < max_age => {
                 let v = row.version;
-                if let Some(k) = ring.cached(scope, v as u32) {
+                if let Some(k) = ring.cached(wrap_ctx(org.0, scope, v)) {
                     return Ok(k);
                 }
                 return Ok(ring.open(wrap_ctx(org.0, scope, v), &row.wrapped()?).await?);

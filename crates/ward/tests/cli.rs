@@ -2,56 +2,11 @@
 //! (`WARD_DATA_DIR`) with embedded SQLite, and nothing else. Every failure must be a single
 //! `ward: ...` line on stderr and a non-zero exit, never a panic.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-/// Runs `ward` with `args` in `dir`, its data directory `dir/data`, and only the `WARD_*`
-/// variables given in `env` (the caller's own `WARD_*` variables, such as the test runner's
-/// `WARD_TEST_PYTHON`, are removed so they cannot change the configuration).
-fn ward_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ward"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("WARD_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.current_dir(dir).env("WARD_DATA_DIR", dir.join("data")).args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run the ward binary")
-}
-
-fn ward(dir: &Path, args: &[&str]) -> Output {
-    ward_with(dir, args, &[])
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Asserts success and returns stdout.
-fn ok(o: Output) -> String {
-    assert!(o.status.success(), "ward failed ({}):\nstdout: {}\nstderr: {}", o.status, stdout(&o), stderr(&o));
-    stdout(&o)
-}
-
-/// Asserts a clean failure: non-zero exit, one `ward: ...` line on stderr mentioning
-/// `mentions`, no panic. Returns the message.
-fn fails(o: Output, mentions: &str) -> String {
-    let err = stderr(&o);
-    assert!(!o.status.success(), "ward should have failed:\nstdout: {}\nstderr: {err}", stdout(&o));
-    assert!(!err.contains("panicked"), "ward panicked: {err}");
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 1, "expected one line on stderr, got: {err:?}");
-    assert!(lines[0].starts_with("ward: "), "stderr should start with `ward: `: {err:?}");
-    assert!(lines[0].contains(mentions), "stderr should mention {mentions:?}: {err:?}");
-    lines[0].to_owned()
-}
+use support::{fails, ok, ward, ward_with};
 
 fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temporary directory")

@@ -2,45 +2,21 @@
 //! an operator runs them: the built binary on a temporary data directory (embedded SQLite). The
 //! clinical activity the reports are about is written through the store, as the server would.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod support;
 
+use std::path::Path;
+use std::process::Command;
+
+use support::{fails, ok, open_store, ward};
 use ward_domain::conversation::{AccessReason, ConversationKind, MemberRole, StatedReason};
 use ward_domain::ids::PatientId;
 use ward_domain::policy::Actor;
-use ward_store::{MemberSpec, NewConversation, RequestMeta, Store, StoreOptions};
-
-fn ward(dir: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ward"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("WARD_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.current_dir(dir).env("WARD_DATA_DIR", dir.join("data")).args(args).output().expect("run the ward binary")
-}
-
-fn ok(o: Output) -> String {
-    let (out, err) = (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned());
-    assert!(o.status.success(), "ward failed ({}):\nstdout: {out}\nstderr: {err}", o.status);
-    out
-}
-
-fn fails(o: Output, mentions: &str) {
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(!o.status.success(), "ward should have failed: {err}");
-    assert!(!err.contains("panicked"), "ward panicked: {err}");
-    assert_eq!(err.lines().count(), 1, "one line expected: {err:?}");
-    assert!(err.starts_with("ward: ") && err.contains(mentions), "{err:?} should mention {mentions:?}");
-}
+use ward_store::{MemberSpec, NewConversation, RequestMeta};
 
 /// A patient, a patient conversation with a care-team nurse, and a consultant from outside the
 /// care team added with a stated reason: one disclosure.
 async fn clinical_activity(data: &Path) -> PatientId {
-    let url = format!("sqlite://{}", data.join("ward.db").display());
-    let provider = ward_crypto::FileKeyProvider::open_or_create(&data.join("keys").join("kek.json")).unwrap();
-    let keyring = std::sync::Arc::new(ward_crypto::Keyring::new(std::sync::Arc::new(provider), 1024));
-    let store = Store::open(StoreOptions::new(url, keyring)).await.unwrap();
+    let store = open_store(data).await;
     let meta = || RequestMeta { source_ip: Some("127.0.0.1".into()), request_id: None };
     let account = |login: &'static str| {
         let store = store.clone();
