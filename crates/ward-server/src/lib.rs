@@ -95,6 +95,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
         tracing::info!(
             messages = sealed.messages,
             titles = sealed.titles,
+            reason_notes = sealed.reason_notes,
             patients = sealed.patients,
             "sealed rows written before encryption at rest"
         );

@@ -84,6 +84,11 @@ pub(crate) fn title_context(org: OrgId, conv: ConversationId) -> SealContext<'st
     SealContext { purpose: purpose::CONVERSATION_TITLE, org: org.0, scope: conv.0, record: conv.0 }
 }
 
+/// The seal context of the free-text note of a member's stated reason (it can name a patient).
+pub(crate) fn reason_note_context(org: OrgId, conv: ConversationId, member: UserId) -> SealContext<'static> {
+    SealContext { purpose: purpose::REASON_NOTE, org: org.0, scope: conv.0, record: member.0 }
+}
+
 const SUMMARY_SELECT: &str = "SELECT c.id, c.org_id, c.kind, c.title, c.title_sealed, c.patient_id, c.created_at, c.last_message_seq, \
      c.last_event_seq, m.role AS my_role, m.read_seq AS my_read_seq \
      FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id ";
@@ -200,10 +205,12 @@ fn parse_reason(s: &str) -> Option<AccessReason> {
 }
 
 /// Checks `user` may join (policy plus tenancy), inserts the membership and its event, and
-/// audits it. Returns the event's sequence number.
+/// audits it; a reason's note is sealed under `key`, the conversation's data key. Returns the
+/// event's sequence number.
 #[allow(clippy::too_many_arguments)]
 async fn admit(
     c: &mut Conn<'_>,
+    key: &ward_crypto::DataKey,
     actor: &Actor,
     adder_role: Option<MemberRole>,
     conv: ConversationId,
@@ -232,7 +239,7 @@ async fn admit(
     let inserted = exec!(
         c,
         "INSERT INTO conversation_members (conversation_id, user_id, role, joined_at, joined_event_seq, delivered_seq, read_seq, \
-         added_by, reason_code, reason_note) VALUES ($1, $2, $3, $4, $5, 0, 0, $6, $7, $8) ON CONFLICT DO NOTHING",
+         added_by, reason_code, reason_note_sealed) VALUES ($1, $2, $3, $4, $5, 0, 0, $6, $7, $8) ON CONFLICT DO NOTHING",
         conv.0,
         user.0,
         role.as_str(),
@@ -240,7 +247,7 @@ async fn admit(
         seq,
         actor.user_id.0,
         reason.map(|r| r.code.as_str()),
-        reason.and_then(|r| r.note.as_deref())
+        reason.and_then(|r| r.note.as_deref()).map(|n| key.seal(&reason_note_context(actor.org_id, conv, user), n.as_bytes()))
     )?;
     if inserted == 0 {
         return Err(StoreError::Conflict("member"));
@@ -340,10 +347,10 @@ impl Store {
                 )?;
                 let target = Target { kind: spec.kind, patient_id: patient };
                 let mut seqs = Vec::with_capacity(others.len() + 1);
-                let creator = admit(&mut c, &actor, None, id, target, actor.user_id, MemberRole::Owner, spec.creator_reason.as_ref(), &meta, now);
+                let creator = admit(&mut c, &prepared.key, &actor, None, id, target, actor.user_id, MemberRole::Owner, spec.creator_reason.as_ref(), &meta, now);
                 seqs.push(creator.await?);
                 for m in &others {
-                    seqs.push(admit(&mut c, &actor, None, id, target, m.user_id, MemberRole::Member, m.reason.as_ref(), &meta, now).await?);
+                    seqs.push(admit(&mut c, &prepared.key, &actor, None, id, target, m.user_id, MemberRole::Member, m.reason.as_ref(), &meta, now).await?);
                 }
                 let mut ev = AuditEvent::new(AuditAction::ConversationCreate, Outcome::Success)
                     .target("conversation", id)
@@ -448,6 +455,8 @@ impl Store {
         meta: RequestMeta,
     ) -> Result<Fanout> {
         let ring = self.keyring().clone();
+        // For a reason's note; fetched first to keep key provider round trips out of the writer.
+        let key = self.conversation_key(actor.org_id, conv).await?;
         self.write(move |mut c| {
             Box::pin(async move {
                 let (row, my_role) = membership(&mut c, &actor, conv).await?;
@@ -464,7 +473,7 @@ impl Store {
                 if already.is_some() {
                     return Err(StoreError::Conflict("member"));
                 }
-                let seq = admit(&mut c, &actor, Some(my_role), conv, target, user, role, reason.as_ref(), &meta, now_ms()).await?;
+                let seq = admit(&mut c, &key, &actor, Some(my_role), conv, target, user, role, reason.as_ref(), &meta, now_ms()).await?;
                 Ok(fanouts(&mut c, &ring, conv, &[seq], None).await?.remove(0))
             })
         })

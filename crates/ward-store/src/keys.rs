@@ -36,6 +36,7 @@ impl ScopeKind {
 pub(crate) mod purpose {
     pub(crate) const MESSAGE_BODY: &str = "message.body";
     pub(crate) const CONVERSATION_TITLE: &str = "conversation.title";
+    pub(crate) const REASON_NOTE: &str = "member.reason_note";
     pub(crate) const PATIENT_MRN: &str = "patient.mrn";
     pub(crate) const PATIENT_NAME: &str = "patient.name";
     pub(crate) const MRN_INDEX: &str = "patient.mrn.index";

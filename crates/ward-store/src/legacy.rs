@@ -1,10 +1,11 @@
-//! Sealing rows written before encryption at rest: message bodies, conversation titles and
-//! patient identifiers that a database of an earlier version holds in plaintext.
+//! Sealing rows written before encryption at rest: message bodies, conversation titles,
+//! stated-reason notes and patient identifiers that a database of an earlier version holds in
+//! plaintext.
 
-use ward_domain::ids::{ConversationId, MessageId, OrgId, PatientId};
+use ward_domain::ids::{ConversationId, MessageId, OrgId, PatientId, UserId};
 
 use crate::Store;
-use crate::conversations::title_context;
+use crate::conversations::{reason_note_context, title_context};
 use crate::db::{exec, fetch};
 use crate::error::Result;
 use crate::keys::{ScopeKind, purpose};
@@ -18,6 +19,8 @@ pub struct LegacySealed {
     pub messages: u64,
     /// Conversation titles.
     pub titles: u64,
+    /// Notes of members' stated reasons.
+    pub reason_notes: u64,
     /// Patient records (MRN and name).
     pub patients: u64,
 }
@@ -35,6 +38,14 @@ struct PlainTitle {
     id: uuid::Uuid,
     org_id: uuid::Uuid,
     title: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct PlainNote {
+    conversation_id: uuid::Uuid,
+    user_id: uuid::Uuid,
+    org_id: uuid::Uuid,
+    reason_note: String,
 }
 
 #[derive(sqlx::FromRow)]
@@ -123,6 +134,52 @@ impl Store {
                             &mut c,
                             "UPDATE conversations SET title_sealed = $2, title = NULL WHERE id = $1 AND title_sealed IS NULL",
                             *id,
+                            blob.as_slice()
+                        )?;
+                    }
+                    Ok(())
+                })
+            })
+            .await?;
+        }
+        loop {
+            let rows = self
+                .read(|mut c| {
+                    Box::pin(async move {
+                        Ok(fetch!(
+                            fetch_all,
+                            &mut c,
+                            PlainNote,
+                            "SELECT m.conversation_id, m.user_id, c.org_id, m.reason_note FROM conversation_members m \
+                             JOIN conversations c ON c.id = m.conversation_id WHERE m.reason_note IS NOT NULL LIMIT $1",
+                            BATCH
+                        )?)
+                    })
+                })
+                .await?;
+            if rows.is_empty() {
+                break;
+            }
+            let mut sealed = Vec::with_capacity(rows.len());
+            for r in rows {
+                let (org, conv) = (OrgId(r.org_id), ConversationId(r.conversation_id));
+                let key = self.current_key(org, ScopeKind::Conversation, conv.0).await?;
+                sealed.push((
+                    r.conversation_id,
+                    r.user_id,
+                    key.seal(&reason_note_context(org, conv, UserId(r.user_id)), r.reason_note.as_bytes()),
+                ));
+            }
+            done.reason_notes += sealed.len() as u64;
+            self.write(move |mut c| {
+                Box::pin(async move {
+                    for (conv, user, blob) in &sealed {
+                        exec!(
+                            &mut c,
+                            "UPDATE conversation_members SET reason_note_sealed = $3, reason_note = NULL \
+                             WHERE conversation_id = $1 AND user_id = $2 AND reason_note IS NOT NULL",
+                            *conv,
+                            *user,
                             blob.as_slice()
                         )?;
                     }

@@ -66,6 +66,55 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// Every byte this test's database holds, for scans that prove what is not stored: on
+    /// SQLite every file under the test's directory (database, WAL, shared memory, and
+    /// whatever else the test put there), on PostgreSQL every row of every table of the test's
+    /// schema as text.
+    pub async fn raw_contents(&self) -> Vec<u8> {
+        let mut out = files_under(self.dir.path());
+        if let Some(schema) = &self.schema {
+            let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&self.url).await.expect("connect to PostgreSQL");
+            let tables: Vec<String> = sqlx::query_scalar("SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1")
+                .bind(schema)
+                .fetch_all(&mut c)
+                .await
+                .expect("list tables");
+            for t in tables {
+                let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT t::text FROM \"{schema}\".\"{t}\" t")))
+                    .fetch_all(&mut c)
+                    .await
+                    .expect("read a table");
+                for r in rows {
+                    out.extend_from_slice(r.as_bytes());
+                    out.push(b'\n');
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The contents of every file under `dir`, concatenated.
+pub fn files_under(dir: &std::path::Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.extend(bytes);
+        }
+    }
+    out
+}
+
+/// Whether `needle` occurs in `haystack`, as bytes.
+pub fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         let Some(schema) = self.schema.take() else { return };

@@ -1,15 +1,14 @@
 //! Encryption at rest on both SQLite and PostgreSQL: what is stored is ciphertext bound to its
 //! row, keys rotate without re-encrypting content, and rows from before encryption get sealed.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use ward_crypto::Keyring;
-use ward_domain::conversation::{ClientTxnId, ConversationKind, MessageText, Priority};
+use ward_domain::conversation::{AccessReason, ClientTxnId, ConversationKind, MessageText, Priority, StatedReason};
 use ward_domain::ids::{ConversationId, DeviceId};
 use ward_domain::policy::Actor;
 use ward_domain::role::Role;
-use ward_store::testing::TestDb;
+use ward_store::testing::{TestDb, contains_bytes};
 use ward_store::{
     Backend, MemberSpec, NewConversation, NewMessage, NewUser, Org, Page, RequestMeta, ScopeKind, Store, StoreError, StoreOptions,
     on_both_backends,
@@ -80,52 +79,14 @@ fn uuid_sql(backend: Backend, id: uuid::Uuid) -> String {
     }
 }
 
-/// Every byte the database holds for this test: the SQLite files (database, WAL, shared
-/// memory) or, on PostgreSQL, every row of every table of the test's schema as text.
 async fn raw_database(db: &TestDb) -> Vec<u8> {
-    match db.backend {
-        Backend::Sqlite => files_under(db.dir.path()),
-        Backend::Postgres => {
-            use sqlx::Connection as _;
-            let schema = db.schema.clone().unwrap();
-            let mut c = sqlx::PgConnection::connect(&db.url).await.unwrap();
-            let tables: Vec<String> = sqlx::query_scalar("SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1")
-                .bind(&schema)
-                .fetch_all(&mut c)
-                .await
-                .unwrap();
-            assert!(tables.len() > 10, "the schema has Ward's tables");
-            let mut out = Vec::new();
-            for t in tables {
-                let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT t::text FROM \"{schema}\".\"{t}\" t")))
-                    .fetch_all(&mut c)
-                    .await
-                    .unwrap();
-                for r in rows {
-                    out.extend_from_slice(r.as_bytes());
-                    out.push(b'\n');
-                }
-            }
-            out
-        }
-    }
-}
-
-fn files_under(dir: &Path) -> Vec<u8> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(files_under(&path));
-        } else {
-            out.extend(std::fs::read(&path).unwrap());
-        }
-    }
-    out
+    let raw = db.raw_contents().await;
+    assert!(raw.len() > 1000, "the scan sees the stored data");
+    raw
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+    contains_bytes(haystack, needle.as_bytes())
 }
 
 async fn stored_content_is_ciphertext_and_reads_back(backend: Backend) {
@@ -139,6 +100,17 @@ async fn stored_content_is_ciphertext_and_reads_back(backend: Backend) {
     send(s, a, conv, "1", &format!("body {canary}")).await;
     let mrn = format!("MRN{}", &canary[7..19]);
     let p = s.create_patient(o.id, a.user_id, mrn.clone(), format!("name {canary}"), vec![a.user_id], meta()).await.unwrap();
+    // Someone outside the care team joins a patient conversation with a reason whose note
+    // names the patient.
+    let note = StatedReason::parse(AccessReason::Other, Some(format!("covering for {canary}"))).unwrap();
+    let spec = NewConversation {
+        kind: ConversationKind::Patient,
+        title: None,
+        patient_id: Some(p.id),
+        members: vec![MemberSpec { user_id: b.user_id, reason: Some(note) }],
+        creator_reason: None,
+    };
+    s.create_conversation(a, spec, meta()).await.unwrap();
     // Everyone entitled reads plaintext.
     assert_eq!(bodies(s, b, conv).await, [Some(format!("body {canary}"))]);
     assert_eq!(s.conversation(b, conv, meta()).await.unwrap().summary.title.as_deref(), Some(format!("title {canary}").as_str()));
@@ -149,7 +121,6 @@ async fn stored_content_is_ciphertext_and_reads_back(backend: Backend) {
     assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
     // The database holds none of it.
     let raw = raw_database(&db).await;
-    assert!(!raw.is_empty());
     assert!(!contains(&raw, &canary), "a canary reached the database in plaintext");
     assert!(!contains(&raw, &mrn), "an MRN reached the database in plaintext");
 }
@@ -310,7 +281,7 @@ async fn rows_from_before_encryption_are_sealed(backend: Backend) {
     .unwrap();
     assert!(contains(&raw_database(&db).await, "LEGACYCANARY"));
     let sealed = s.seal_legacy_rows().await.unwrap();
-    assert_eq!((sealed.messages, sealed.titles, sealed.patients), (1, 1, 1));
+    assert_eq!((sealed.messages, sealed.titles, sealed.reason_notes, sealed.patients), (1, 1, 0, 1));
     assert_eq!(s.seal_legacy_rows().await.unwrap(), ward_store::LegacySealed::default(), "sealing twice changes nothing");
     assert_eq!(bodies(s, b, conv).await, [Some("legacy body LEGACYCANARY".to_owned())]);
     assert_eq!(s.conversation(a, conv, meta()).await.unwrap().summary.title.as_deref(), Some("legacy title LEGACYCANARY"));

@@ -27,3 +27,4 @@ ALTER TABLE messages ADD COLUMN body_sealed BYTEA;
 ALTER TABLE conversations ADD COLUMN title_sealed BYTEA;
 ALTER TABLE patients ADD COLUMN mrn_sealed BYTEA;
 ALTER TABLE patients ADD COLUMN name_sealed BYTEA;
+ALTER TABLE conversation_members ADD COLUMN reason_note_sealed BYTEA;

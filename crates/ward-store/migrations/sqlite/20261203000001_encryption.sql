@@ -27,3 +27,4 @@ ALTER TABLE messages ADD COLUMN body_sealed BLOB;
 ALTER TABLE conversations ADD COLUMN title_sealed BLOB;
 ALTER TABLE patients ADD COLUMN mrn_sealed BLOB;
 ALTER TABLE patients ADD COLUMN name_sealed BLOB;
+ALTER TABLE conversation_members ADD COLUMN reason_note_sealed BLOB;

@@ -1,0 +1,64 @@
+//! Encryption at rest through the API: a canary carried in every field that can hold PHI
+//! (patient MRN and name, conversation title, message text and its correction, a stated
+//! reason's note) reads back for members and is nowhere in what the server stores: the
+//! database files, WAL and shared memory (SQLite), every table (PostgreSQL), the audit files.
+
+mod common;
+
+use common::Harness;
+use serde_json::json;
+use ward_domain::role::Role;
+use ward_store::testing::contains_bytes;
+use ward_store::{Backend, on_both_backends};
+
+on_both_backends!(phi_is_sealed_in_storage);
+
+async fn phi_is_sealed_in_storage(backend: Backend) {
+    let Some(h) = Harness::start(backend).await else { return };
+    let canary = format!("STORECANARY{}", uuid::Uuid::new_v4().simple());
+    let org = h.org("wardfour", vec![]).await;
+    let doc = h.account(&org, "doc@wardfour", Role::Clinician).await;
+    let nurse = h.account(&org, "nurse@wardfour", Role::Nurse).await;
+    let consultant = h.account(&org, "consultant@wardfour", Role::Clinician).await;
+    let (s_doc, s_nurse) = (h.login(&doc).await, h.login(&nurse).await);
+    let mrn = format!("{}-MRN", &canary[..24]);
+    let patient = h
+        .post("/api/v1/patients", &s_doc.access, json!({"mrn": mrn, "display_name": format!("Jane {canary}"), "care_team": [doc.id, nurse.id]}))
+        .await
+        .expect(201);
+    let patient = patient.body["id"].as_str().unwrap().to_owned();
+    let conv = h
+        .post(
+            "/api/v1/conversations",
+            &s_doc.access,
+            json!({"kind": "patient", "title": format!("{canary} handover"), "patient_id": patient, "members": [{"user_id": nurse.id}]}),
+        )
+        .await
+        .expect(201);
+    let conv = conv.body["id"].as_str().unwrap().to_owned();
+    let msgs = format!("/api/v1/conversations/{conv}/messages");
+    let first = h.post(&msgs, &s_doc.access, json!({"client_txn_id": "t1", "body": format!("BP 90/60 {canary}")})).await.expect(201);
+    let first = first.body["id"].as_str().unwrap().to_owned();
+    h.post(&msgs, &s_doc.access, json!({"client_txn_id": "t2", "body": format!("fix: {canary}"), "corrects": first})).await.expect(201);
+    h.post(
+        &format!("/api/v1/conversations/{conv}/members"),
+        &s_doc.access,
+        json!({"user_id": consultant.id, "reason": {"code": "other", "note": format!("second opinion {canary}")}}),
+    )
+    .await
+    .expect(201);
+
+    // Members read it all back.
+    let page = h.get(&msgs, &s_nurse.access).await.expect(200);
+    assert!(page.body.to_string().contains(&format!("BP 90/60 {canary}")), "{}", page.body);
+    let detail = h.get(&format!("/api/v1/conversations/{conv}"), &s_nurse.access).await.expect(200);
+    assert!(detail.body.to_string().contains(&canary), "{}", detail.body);
+    let found = h.post("/api/v1/patients/search", &s_nurse.access, json!({"mrn": mrn})).await.expect(200);
+    assert_eq!(found.body["display_name"], format!("Jane {canary}"));
+
+    // Storage holds none of it.
+    let raw = h.db.raw_contents().await;
+    assert!(raw.len() > 10_000, "the scan sees the stored data ({} bytes)", raw.len());
+    assert!(!contains_bytes(&raw, canary.as_bytes()), "the canary is stored in plaintext");
+    assert!(!contains_bytes(&raw, mrn.as_bytes()), "the MRN is stored in plaintext");
+}
