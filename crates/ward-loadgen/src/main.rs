@@ -7,6 +7,7 @@
 
 mod auditbench;
 mod client;
+mod keybench;
 mod load;
 mod procfs;
 mod provision;
@@ -49,6 +50,11 @@ struct Args {
     /// latency of --proofs inclusion proofs.
     #[arg(long, conflicts_with_all = ["url", "spawn_server", "store_only"])]
     audit: bool,
+    /// No server: KEK rotation figures. Stores this many wrapped data keys (SQLite in a
+    /// temporary directory unless --database-url; the local key file), then times the
+    /// rotation `ward keys rotate` runs over them.
+    #[arg(long, conflicts_with_all = ["url", "spawn_server", "store_only", "audit"])]
+    keys: Option<u64>,
     /// Leaves of the stored tree for the inclusion proof figures (--audit).
     #[arg(long, default_value_t = 10_000_000)]
     tree_leaves: u64,
@@ -121,7 +127,10 @@ struct Args {
 
 impl Args {
     fn check(&self) -> anyhow::Result<()> {
-        if !self.spawn_server && !self.store_only && !self.audit && self.url.is_none() {
+        if self.keys.is_some_and(|k| k == 0 || k > 100_000_000) {
+            bail!("--keys must be between 1 and 100000000");
+        }
+        if !self.spawn_server && !self.store_only && !self.audit && self.keys.is_none() && self.url.is_none() {
             bail!("give --url (with --data-dir or --database-url, and --server-pid), --spawn-server or --store-only");
         }
         if self.members < 2 || self.members > self.users {
@@ -184,6 +193,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if args.audit {
         return audit(&args, &tag).await;
+    }
+    if let Some(n) = args.keys {
+        return keys(&args, &tag, n).await;
     }
 
     // The server and a store on its database.
@@ -271,6 +283,26 @@ async fn audit(args: &Args, tag: &str) -> anyhow::Result<()> {
         let store = ward_server::open_store(&config).await?;
         say(format!("appending {} audit events with {} callers of Store::record", args.messages, args.concurrency));
         auditbench::run(&config, &store, sqlite, args.concurrency, args.messages, args.tree_leaves, args.proofs).await
+    }
+    .await;
+    if let Some(t) = temp {
+        let _ = std::fs::remove_dir_all(t);
+    }
+    result?.print();
+    Ok(())
+}
+
+/// `--keys N`: KEK rotation over N data keys, in this process.
+async fn keys(args: &Args, tag: &str, n: u64) -> anyhow::Result<()> {
+    let temp = args.data_dir.is_none().then(|| std::env::temp_dir().join(format!("ward-loadgen-{tag}")));
+    let config = ward_server::Config {
+        data_dir: args.data_dir.clone().or_else(|| temp.clone()).context("a data directory")?,
+        database_url: args.database_url.clone(),
+        ..ward_server::Config::default()
+    };
+    let result = async {
+        let store = ward_server::open_store(&config).await?;
+        keybench::run(&store, if args.database_url.is_some() { "PostgreSQL" } else { "SQLite" }, n, tag).await
     }
     .await;
     if let Some(t) = temp {

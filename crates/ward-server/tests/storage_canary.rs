@@ -23,7 +23,11 @@ async fn phi_is_sealed_in_storage(backend: Backend) {
     let (s_doc, s_nurse) = (h.login(&doc).await, h.login(&nurse).await);
     let mrn = format!("{}-MRN", &canary[..24]);
     let patient = h
-        .post("/api/v1/patients", &s_doc.access, json!({"mrn": mrn, "display_name": format!("Jane {canary}"), "care_team": [doc.id, nurse.id]}))
+        .post(
+            "/api/v1/patients",
+            &s_doc.access,
+            json!({"mrn": mrn, "display_name": format!("Jane {canary}"), "care_team": [doc.id, nurse.id]}),
+        )
         .await
         .expect(201);
     let patient = patient.body["id"].as_str().unwrap().to_owned();

@@ -260,6 +260,21 @@ struct RewrapRow {
     wrapped: Option<Vec<u8>>,
 }
 
+/// A data key already wrapped, to store as it is (bulk loads: benchmarks, imports).
+#[derive(Debug, Clone)]
+pub struct WrappedDataKey {
+    /// The organisation.
+    pub org: OrgId,
+    /// What the scope is.
+    pub kind: ScopeKind,
+    /// The conversation, patient or organisation id.
+    pub scope: uuid::Uuid,
+    /// The version within the scope.
+    pub version: u32,
+    /// The key, wrapped with the context `(org, scope, version)`.
+    pub wrapped: WrappedKey,
+}
+
 /// What one [`Store::rewrap_batch`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RewrapBatch {
@@ -296,6 +311,21 @@ impl Store {
                     "SELECT COUNT(*) FROM data_keys WHERE wrapped IS NOT NULL AND kek_id <> $1",
                     kek_id.as_str()
                 )? as u64)
+            })
+        })
+        .await
+    }
+
+    /// Stores already wrapped data keys in one transaction; keys whose scope and version
+    /// exist are left as they are. Returns how many were stored.
+    pub async fn store_wrapped_keys(&self, keys: Vec<WrappedDataKey>) -> Result<u64> {
+        self.write(move |mut c| {
+            Box::pin(async move {
+                let mut n = 0;
+                for k in &keys {
+                    n += u64::from(insert_key(&mut c, k.org.0, k.kind, k.scope, k.version, &k.wrapped).await?);
+                }
+                Ok(n)
             })
         })
         .await

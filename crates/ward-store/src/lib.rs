@@ -39,7 +39,7 @@ pub use audit::{AuditQuery, AuditRecord, StoredCheckpoint};
 pub use audit_sinks::SinkCursor;
 pub use conversations::Created;
 pub use error::{Result, StoreError};
-pub use keys::{DataKeyInfo, RewrapBatch, ScopeKind};
+pub use keys::{DataKeyInfo, RewrapBatch, ScopeKind, WrappedDataKey};
 pub use legacy::LegacySealed;
 pub use messages::Page;
 pub use model::*;

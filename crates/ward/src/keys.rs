@@ -2,13 +2,13 @@
 //! command line. Key material is never printed; only ids, versions and dates.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use serde::Serialize;
 use ward_crypto::KekInfo;
 use ward_domain::audit::{AuditAction, AuditEvent, DetailValue, Outcome};
 use ward_server::audit_archive::format_ms;
+use ward_server::keys::Rotated;
 use ward_server::provision::operator_meta;
 use ward_store::{DataKeyInfo, Store};
 
@@ -21,54 +21,19 @@ pub(crate) enum InventoryFormat {
     Json,
 }
 
-/// Keys read or rewrapped per query.
+/// Keys read per query.
 const BATCH: u32 = 1000;
 
-/// What a rotation did.
-#[derive(Debug)]
-pub(crate) struct Rotated {
-    /// The KEK now current.
-    pub kek_id: String,
-    /// Data keys rewrapped under it.
-    pub rewrapped: u64,
-    /// Data keys still under another KEK (changed during the run; a rerun with --resume
-    /// picks them up).
-    pub remaining: u64,
-}
-
-/// Creates a new KEK version (unless `resume`) and rewraps every live data key under it, in
-/// batches, while the server keeps running: content is never re-encrypted, and a server
-/// picks up the new KEK for new keys on its own (see each provider).
+/// `ward keys rotate`: [`ward_server::keys::rotate`] with a progress bar.
 pub(crate) async fn rotate(store: &Store, resume: bool) -> anyhow::Result<Rotated> {
-    let provider = store.keyring().provider().clone();
-    let kek_id = if resume { provider.current_kek().await? } else { provider.rotate().await? };
-    let started = Instant::now();
-    let mut rewrapped = 0;
-    // Two passes: keys created by a server that had not yet seen the new KEK during the
-    // first pass are caught by the second.
-    for _ in 0..2 {
-        let todo = store.data_keys_not_under(kek_id.clone()).await?;
-        if todo == 0 {
-            break;
-        }
-        let bar = crate::progress::entries("rewrapping data keys", todo);
-        let mut cursor = None;
-        while let Some(batch) = store.rewrap_batch(kek_id.clone(), cursor, BATCH).await? {
-            cursor = Some(batch.next);
-            rewrapped += batch.rewrapped;
-            bar.inc(batch.rewrapped);
-        }
-        bar.finish_and_clear();
-    }
-    let remaining = store.data_keys_not_under(kek_id.clone()).await?;
-    let event = AuditEvent::new(AuditAction::KeyRotate, if remaining == 0 { Outcome::Success } else { Outcome::Failure })
-        .detail("provider", DetailValue::Code(provider.kind()))
-        .detail("rewrapped", DetailValue::Int(rewrapped as i64))
-        .detail("remaining", DetailValue::Int(remaining as i64))
-        .detail("resumed", DetailValue::Bool(resume))
-        .detail("ms", DetailValue::Int(started.elapsed().as_millis() as i64));
-    store.record(event, operator_meta()).await?;
-    Ok(Rotated { kek_id, rewrapped, remaining })
+    let bar = crate::progress::entries("rewrapping data keys", 0);
+    let rotated = ward_server::keys::rotate(store, resume, operator_meta(), |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })
+    .await?;
+    bar.finish_and_clear();
+    Ok(rotated)
 }
 
 /// Destroys a KEK version, refusing the current one and one any live data key still uses.
