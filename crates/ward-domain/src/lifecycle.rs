@@ -71,6 +71,7 @@ impl From<RetentionDays> for u32 {
 
 /// An organisation's retention policy: one period per conversation kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RetentionPolicy {
     /// Direct conversations.
     pub direct: RetentionDays,

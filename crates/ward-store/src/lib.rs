@@ -42,7 +42,9 @@ pub use conversations::Created;
 pub use error::{Result, StoreError};
 pub use keys::{DataKeyInfo, RewrapBatch, ScopeKind};
 pub use legacy::LegacySealed;
-pub use lifecycle::{LegalHold, LifecycleStatus, RetentionRun, RunProgress, ShredRecord, ShreddedScope};
+pub use lifecycle::{
+    ExportConversation, ExportMessage, LegalHold, LifecycleStatus, PatientExport, RetentionRun, RunProgress, ShredRecord, ShreddedScope,
+};
 pub use messages::Page;
 pub use model::*;
 pub use reports::{AccessSummary, ActionCount, DisclosurePage, DisclosureRecord, TimeRange};

@@ -750,3 +750,158 @@ impl Store {
         .await
     }
 }
+
+/// A patient's conversations for a right-of-access request (HIPAA 164.524): what
+/// `ward patient export` and `POST /api/v1/patients/{id}/export` put in the archive.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PatientExport {
+    /// The patient.
+    pub patient_id: PatientId,
+    /// The patient's name (PHI: the archive goes only to the requester).
+    pub patient_name: String,
+    /// The medical record number.
+    pub mrn: String,
+    /// When the export was made (Unix ms).
+    pub exported_at: i64,
+    /// Every conversation about the patient, oldest first.
+    pub conversations: Vec<ExportConversation>,
+}
+
+/// One conversation in a patient export.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ExportConversation {
+    /// Id.
+    pub id: ConversationId,
+    /// Title, unless there is none or it was shredded.
+    pub title: Option<String>,
+    /// Created (Unix ms).
+    pub created_at: i64,
+    /// When its title went with its last key (Unix ms).
+    pub shredded_at: Option<i64>,
+    /// Messages in sequence order.
+    pub messages: Vec<ExportMessage>,
+}
+
+/// One message in a patient export.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ExportMessage {
+    /// Id.
+    pub id: ward_domain::ids::MessageId,
+    /// Position in the conversation.
+    pub seq: i64,
+    /// Sender.
+    pub sender_id: UserId,
+    /// The sender's display name.
+    pub sender_name: String,
+    /// Sent (Unix ms).
+    pub created_at: i64,
+    /// Text; `None` when recalled or shredded.
+    pub body: Option<String>,
+    /// When it was recalled (Unix ms).
+    pub recalled_at: Option<i64>,
+    /// When its content was shredded at the end of retention (Unix ms).
+    pub shredded_at: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ExportConvRow {
+    id: uuid::Uuid,
+    title: Option<String>,
+    title_sealed: Option<Vec<u8>>,
+    created_at: i64,
+    shredded_at: Option<i64>,
+}
+
+impl Store {
+    /// Gathers a patient's conversations with every message, for a right-of-access export.
+    /// Compliance officers and admins may export any patient of their organisation, a patient
+    /// only themself (others answer NotFound, as for a record that does not exist). Audited
+    /// as `patient.export`.
+    pub async fn patient_export(&self, actor: Actor, patient: PatientId, meta: RequestMeta) -> Result<PatientExport> {
+        let ring = self.keyring().clone();
+        let export = self
+            .read(move |mut c| {
+                Box::pin(async move {
+                    let own = scalar!(fetch_optional, &mut c, Option<uuid::Uuid>, "SELECT patient_id FROM users WHERE id = $1", actor.user_id.0)?
+                        .flatten()
+                        .is_some_and(|p| p == patient.0);
+                    if actor.role == ward_domain::role::Role::Patient && !own {
+                        return Err(StoreError::NotFound);
+                    }
+                    policy::may_export_patient(&actor, own)?;
+                    let p = crate::patients::patient_in_org(&mut c, &ring, actor.org_id, patient).await?;
+                    let convs = fetch!(
+                        fetch_all,
+                        &mut c,
+                        ExportConvRow,
+                        "SELECT id, title, title_sealed, created_at, shredded_at FROM conversations WHERE patient_id = $1 AND org_id = $2 ORDER BY created_at, id",
+                        patient.0,
+                        actor.org_id.0
+                    )?;
+                    let mut conversations = Vec::with_capacity(convs.len());
+                    for cv in convs {
+                        let conv = ConversationId(cv.id);
+                        let title = match &cv.title_sealed {
+                            Some(sealed) => match open_field(&mut c, &ring, &title_context(actor.org_id, conv), sealed).await {
+                                Ok(t) => Some(t),
+                                Err(StoreError::KeyDestroyed) => None,
+                                Err(e) => return Err(e),
+                            },
+                            None => cv.title.clone(),
+                        };
+                        let rows = fetch!(
+                            fetch_all,
+                            &mut c,
+                            crate::messages::MessageRow,
+                            sqlx::AssertSqlSafe(format!(
+                                "SELECT {} FROM messages WHERE conversation_id = $1 ORDER BY seq",
+                                crate::messages::MESSAGE_COLUMNS
+                            )),
+                            conv.0
+                        )?;
+                        let names: std::collections::HashMap<uuid::Uuid, String> = fetch!(
+                            fetch_all,
+                            &mut c,
+                            (uuid::Uuid, String),
+                            "SELECT DISTINCT u.id, u.display_name FROM messages m JOIN users u ON u.id = m.sender_id WHERE m.conversation_id = $1",
+                            conv.0
+                        )?
+                        .into_iter()
+                        .collect();
+                        let mut messages = Vec::with_capacity(rows.len());
+                        for r in rows {
+                            let m = r.open(&mut c, &ring, actor.org_id).await?;
+                            messages.push(ExportMessage {
+                                id: m.id,
+                                seq: m.seq,
+                                sender_id: m.sender_id,
+                                sender_name: names.get(&m.sender_id.0).cloned().unwrap_or_default(),
+                                created_at: m.created_at,
+                                body: m.body,
+                                recalled_at: m.recalled_at,
+                                shredded_at: m.shredded_at,
+                            });
+                        }
+                        conversations.push(ExportConversation { id: conv, title, created_at: cv.created_at, shredded_at: cv.shredded_at, messages });
+                    }
+                    Ok(PatientExport {
+                        patient_id: patient,
+                        patient_name: p.display_name,
+                        mrn: p.mrn,
+                        exported_at: now_ms(),
+                        conversations,
+                    })
+                })
+            })
+            .await?;
+        let mut ev = AuditEvent::new(AuditAction::PatientExport, Outcome::Success)
+            .target("patient", patient)
+            .patient(Some(patient))
+            .detail("conversations", DetailValue::Int(export.conversations.len() as i64))
+            .detail("messages", DetailValue::Int(export.conversations.iter().map(|c| c.messages.len() as i64).sum()));
+        ev.org_id = Some(actor.org_id);
+        ev.actor = Some(actor.user_id);
+        self.record(ev, meta).await?;
+        Ok(export)
+    }
+}
