@@ -829,79 +829,95 @@ impl Store {
                         return Err(StoreError::NotFound);
                     }
                     policy::may_export_patient(&actor, own)?;
-                    let p = crate::patients::patient_in_org(&mut c, &ring, actor.org_id, patient).await?;
-                    let convs = fetch!(
-                        fetch_all,
-                        &mut c,
-                        ExportConvRow,
-                        "SELECT id, title, title_sealed, created_at, shredded_at FROM conversations WHERE patient_id = $1 AND org_id = $2 ORDER BY created_at, id",
-                        patient.0,
-                        actor.org_id.0
-                    )?;
-                    let mut conversations = Vec::with_capacity(convs.len());
-                    for cv in convs {
-                        let conv = ConversationId(cv.id);
-                        let title = match &cv.title_sealed {
-                            Some(sealed) => match open_field(&mut c, &ring, &title_context(actor.org_id, conv), sealed).await {
-                                Ok(t) => Some(t),
-                                Err(StoreError::KeyDestroyed) => None,
-                                Err(e) => return Err(e),
-                            },
-                            None => cv.title.clone(),
-                        };
-                        let rows = fetch!(
-                            fetch_all,
-                            &mut c,
-                            crate::messages::MessageRow,
-                            sqlx::AssertSqlSafe(format!(
-                                "SELECT {} FROM messages WHERE conversation_id = $1 ORDER BY seq",
-                                crate::messages::MESSAGE_COLUMNS
-                            )),
-                            conv.0
-                        )?;
-                        let names: std::collections::HashMap<uuid::Uuid, String> = fetch!(
-                            fetch_all,
-                            &mut c,
-                            (uuid::Uuid, String),
-                            "SELECT DISTINCT u.id, u.display_name FROM messages m JOIN users u ON u.id = m.sender_id WHERE m.conversation_id = $1",
-                            conv.0
-                        )?
-                        .into_iter()
-                        .collect();
-                        let mut messages = Vec::with_capacity(rows.len());
-                        for r in rows {
-                            let m = r.open(&mut c, &ring, actor.org_id).await?;
-                            messages.push(ExportMessage {
-                                id: m.id,
-                                seq: m.seq,
-                                sender_id: m.sender_id,
-                                sender_name: names.get(&m.sender_id.0).cloned().unwrap_or_default(),
-                                created_at: m.created_at,
-                                body: m.body,
-                                recalled_at: m.recalled_at,
-                                shredded_at: m.shredded_at,
-                            });
-                        }
-                        conversations.push(ExportConversation { id: conv, title, created_at: cv.created_at, shredded_at: cv.shredded_at, messages });
-                    }
-                    Ok(PatientExport {
-                        patient_id: patient,
-                        patient_name: p.display_name,
-                        mrn: p.mrn,
-                        exported_at: now_ms(),
-                        conversations,
-                    })
+                    gather_export(&mut c, &ring, actor.org_id, patient).await
                 })
             })
             .await?;
-        let mut ev = AuditEvent::new(AuditAction::PatientExport, Outcome::Success)
-            .target("patient", patient)
-            .patient(Some(patient))
-            .detail("conversations", DetailValue::Int(export.conversations.len() as i64))
-            .detail("messages", DetailValue::Int(export.conversations.iter().map(|c| c.messages.len() as i64).sum()));
-        ev.org_id = Some(actor.org_id);
-        ev.actor = Some(actor.user_id);
-        self.record(ev, meta).await?;
+        self.record(export_event(actor.org_id, Some(actor.user_id), &export), meta).await?;
         Ok(export)
     }
+
+    /// The same export for the host operator (`ward patient export`), audited with no actor.
+    pub async fn patient_export_by_operator(&self, patient: PatientId, meta: RequestMeta) -> Result<PatientExport> {
+        let ring = self.keyring().clone();
+        let (org, export) = self
+            .read(move |mut c| {
+                Box::pin(async move {
+                    let org = scalar!(fetch_optional, &mut c, uuid::Uuid, "SELECT org_id FROM patients WHERE id = $1", patient.0)?
+                        .map(OrgId)
+                        .ok_or(StoreError::NotFound)?;
+                    Ok((org, gather_export(&mut c, &ring, org, patient).await?))
+                })
+            })
+            .await?;
+        self.record(export_event(org, None, &export), meta).await?;
+        Ok(export)
+    }
+}
+
+fn export_event(org: OrgId, actor: Option<UserId>, export: &PatientExport) -> AuditEvent {
+    let mut ev = AuditEvent::new(AuditAction::PatientExport, Outcome::Success)
+        .target("patient", export.patient_id)
+        .patient(Some(export.patient_id))
+        .detail("conversations", DetailValue::Int(export.conversations.len() as i64))
+        .detail("messages", DetailValue::Int(export.conversations.iter().map(|c| c.messages.len() as i64).sum()));
+    ev.org_id = Some(org);
+    ev.actor = actor;
+    ev
+}
+
+async fn gather_export(c: &mut Conn<'_>, ring: &ward_crypto::Keyring, org: OrgId, patient: PatientId) -> Result<PatientExport> {
+    let p = crate::patients::patient_in_org(c, ring, org, patient).await?;
+    let convs = fetch!(
+        fetch_all,
+        c,
+        ExportConvRow,
+        "SELECT id, title, title_sealed, created_at, shredded_at FROM conversations WHERE patient_id = $1 AND org_id = $2 ORDER BY created_at, id",
+        patient.0,
+        org.0
+    )?;
+    let mut conversations = Vec::with_capacity(convs.len());
+    for cv in convs {
+        let conv = ConversationId(cv.id);
+        let title = match &cv.title_sealed {
+            Some(sealed) => match open_field(c, ring, &title_context(org, conv), sealed).await {
+                Ok(t) => Some(t),
+                Err(StoreError::KeyDestroyed) => None,
+                Err(e) => return Err(e),
+            },
+            None => cv.title.clone(),
+        };
+        let rows = fetch!(
+            fetch_all,
+            c,
+            crate::messages::MessageRow,
+            sqlx::AssertSqlSafe(format!("SELECT {} FROM messages WHERE conversation_id = $1 ORDER BY seq", crate::messages::MESSAGE_COLUMNS)),
+            conv.0
+        )?;
+        let names: std::collections::HashMap<uuid::Uuid, String> = fetch!(
+            fetch_all,
+            c,
+            (uuid::Uuid, String),
+            "SELECT DISTINCT u.id, u.display_name FROM messages m JOIN users u ON u.id = m.sender_id WHERE m.conversation_id = $1",
+            conv.0
+        )?
+        .into_iter()
+        .collect();
+        let mut messages = Vec::with_capacity(rows.len());
+        for r in rows {
+            let m = r.open(c, ring, org).await?;
+            messages.push(ExportMessage {
+                id: m.id,
+                seq: m.seq,
+                sender_id: m.sender_id,
+                sender_name: names.get(&m.sender_id.0).cloned().unwrap_or_default(),
+                created_at: m.created_at,
+                body: m.body,
+                recalled_at: m.recalled_at,
+                shredded_at: m.shredded_at,
+            });
+        }
+        conversations.push(ExportConversation { id: conv, title, created_at: cv.created_at, shredded_at: cv.shredded_at, messages });
+    }
+    Ok(PatientExport { patient_id: patient, patient_name: p.display_name, mrn: p.mrn, exported_at: now_ms(), conversations })
 }
