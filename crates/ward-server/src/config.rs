@@ -497,6 +497,11 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("audit.retention_days is 2191"));
         c.audit.retention_days = 3650;
         c.validate().unwrap();
+        let mut c = Config::default();
+        c.retention.interval_secs = 59;
+        assert!(c.validate().unwrap_err().to_string().contains("retention.interval_secs"));
+        c.retention.interval_secs = 604_800;
+        c.validate().unwrap();
     }
 
     #[test]

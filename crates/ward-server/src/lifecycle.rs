@@ -73,7 +73,8 @@ pub fn patient_archive(export: &PatientExport) -> anyhow::Result<Vec<u8>> {
     ));
     for (i, c) in export.conversations.iter().enumerate() {
         let file = format!("conversations/{:03}.txt", i + 1);
-        let title = c.title.as_deref().unwrap_or(if c.shredded_at.is_some() { "(title removed at end of retention)" } else { "(untitled)" });
+        let title =
+            c.title.as_deref().unwrap_or(if c.shredded_at.is_some() { "(title removed at end of retention)" } else { "(untitled)" });
         index.push_str(&format!("{file}  {title}  started {}  {} messages\n", ts(c.created_at), c.messages.len()));
         let mut t = format!("{title}\nConversation {}\nStarted {}\n\n", c.id, ts(c.created_at));
         for m in &c.messages {

@@ -79,7 +79,9 @@ async fn retention_holds_and_shredding_over_http(backend: Backend) {
     let released = h.post(&format!("/api/v1/legal-holds/{hold_id}/release"), &officer.access, json!({})).await.expect(200);
     assert_eq!(released.body["active"], false);
     h.post(&format!("/api/v1/legal-holds/{hold_id}/release"), &officer.access, json!({})).await.expect_problem(409, "invalid_state");
-    h.post(&format!("/api/v1/legal-holds/{}/release", uuid::Uuid::now_v7()), &officer.access, json!({})).await.expect_problem(404, "not_found");
+    h.post(&format!("/api/v1/legal-holds/{}/release", uuid::Uuid::now_v7()), &officer.access, json!({}))
+        .await
+        .expect_problem(404, "not_found");
     let run = ward_server::lifecycle::run_once(&h.store, ward_store::now_ms(), |_| {}).await.unwrap();
     assert_eq!((run.held, run.versions_destroyed, run.messages_shredded), (0, 1, 1));
 
@@ -113,13 +115,7 @@ async fn retention_holds_and_shredding_over_http(backend: Backend) {
 }
 
 async fn export(h: &Harness, s: &Session, patient: &str) -> (u16, Vec<u8>, String) {
-    let r = h
-        .http
-        .post(format!("{}/api/v1/patients/{patient}/export", h.url))
-        .bearer_auth(&s.access)
-        .send()
-        .await
-        .unwrap();
+    let r = h.http.post(format!("{}/api/v1/patients/{patient}/export", h.url)).bearer_auth(&s.access).send().await.unwrap();
     let status = r.status().as_u16();
     let ct = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     (status, r.bytes().await.unwrap().to_vec(), ct)
@@ -143,8 +139,13 @@ async fn patient_export_is_a_readable_archive(backend: Backend) {
     let officer = h.login(&h.account(&org, "officer", Role::ComplianceOfficer).await).await;
     let clin_acc = h.account(&org, "dr-jones", Role::Clinician).await;
     let clin = h.login(&clin_acc).await;
-    let patient = h.store.create_patient(org.id, clin_acc.id, "MRN-EXP-1".into(), "Pat Canary".into(), vec![clin_acc.id], Harness::meta()).await.unwrap();
-    let other = h.store.create_patient(org.id, clin_acc.id, "MRN-EXP-2".into(), "Someone Else".into(), vec![], Harness::meta()).await.unwrap();
+    let patient = h
+        .store
+        .create_patient(org.id, clin_acc.id, "MRN-EXP-1".into(), "Pat Canary".into(), vec![clin_acc.id], Harness::meta())
+        .await
+        .unwrap();
+    let other =
+        h.store.create_patient(org.id, clin_acc.id, "MRN-EXP-2".into(), "Someone Else".into(), vec![], Harness::meta()).await.unwrap();
     let pat_acc = h.account_for_patient(&org, "pat", Role::Patient, Some(patient.id)).await;
     let pat = h.login(&pat_acc).await;
     let conv = h

@@ -731,7 +731,11 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
                 Random => (rnd(), NOT_FOUND),
                 _ => return None,
             };
-            cell(op.path, Some(json!({"subject_kind": "user", "subject_id": subject, "reason": "Matrix matter"})), when(auditor, exp, FORBIDDEN))
+            cell(
+                op.path,
+                Some(json!({"subject_kind": "user", "subject_id": subject, "reason": "Matrix matter"})),
+                when(auditor, exp, FORBIDDEN),
+            )
         }
         ("POST", "/api/v1/legal-holds/{hold_id}/release") => {
             let (id, exp) = match t {
@@ -747,7 +751,16 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
             let patient = role == Role::Patient;
             let (id, exp) = match t {
                 Own => (fx.p_self.id.to_string(), if auditor || patient { OK } else { FORBIDDEN }),
-                Other => (fx.p_other.id.to_string(), if auditor { OK } else if patient { NOT_FOUND } else { FORBIDDEN }),
+                Other => (
+                    fx.p_other.id.to_string(),
+                    if auditor {
+                        OK
+                    } else if patient {
+                        NOT_FOUND
+                    } else {
+                        FORBIDDEN
+                    },
+                ),
                 Foreign => (fx.p_b.id.to_string(), if auditor || patient { NOT_FOUND } else { FORBIDDEN }),
                 Random => (rnd(), if auditor || patient { NOT_FOUND } else { FORBIDDEN }),
                 Invalid => (BAD_ID.into(), BAD_PARAM),

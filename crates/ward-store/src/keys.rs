@@ -143,8 +143,9 @@ impl Store {
         Ok(PreparedKey { key, wrapped })
     }
 
-    /// The data key new content in `scope` is sealed under: the newest live version, rotated
-    /// to a new version once it is older than the configured age, created if none exists.
+    /// The data key new content in `scope` is sealed under: the newest version, rotated to a
+    /// new version once it is older than the configured age or destroyed (crypto-shredded;
+    /// the new number is one above every earlier one), created if none exists.
     pub async fn current_key(&self, org: OrgId, kind: ScopeKind, scope: uuid::Uuid) -> Result<Arc<DataKey>> {
         let ring = self.keyring().clone();
         let newest = self

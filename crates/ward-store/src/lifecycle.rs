@@ -242,7 +242,8 @@ async fn policy_of(c: &mut Conn<'_>, org: OrgId) -> Result<RetentionPolicy> {
     let mut policy = RetentionPolicy::default();
     for (kind, days) in rows {
         let kind = ConversationKind::parse(&kind).ok_or(StoreError::Corrupt("retention_policies.kind"))?;
-        let days = u32::try_from(days).ok().and_then(|d| RetentionDays::parse(d).ok()).ok_or(StoreError::Corrupt("retention_policies.days"))?;
+        let days =
+            u32::try_from(days).ok().and_then(|d| RetentionDays::parse(d).ok()).ok_or(StoreError::Corrupt("retention_policies.days"))?;
         policy.set(kind, days);
     }
     Ok(policy)
@@ -273,7 +274,13 @@ async fn facts_of(c: &mut Conn<'_>, conv: uuid::Uuid, kind: ConversationKind) ->
             messages += g.n as u64;
             newest = Some(newest.map_or(g.newest, |n| n.max(g.newest)));
         }
-        out.push(KeyVersionFacts { version, created_at: v.created_at, destroyed: v.destroyed_at.is_some(), newest_message_at: newest, messages });
+        out.push(KeyVersionFacts {
+            version,
+            created_at: v.created_at,
+            destroyed: v.destroyed_at.is_some(),
+            newest_message_at: newest,
+            messages,
+        });
     }
     Ok(ConversationFacts { kind, held, versions: out })
 }
@@ -477,8 +484,12 @@ impl Store {
             Box::pin(async move {
                 let active_holds = scalar!(fetch_one, &mut c, i64, "SELECT COUNT(*) FROM legal_holds WHERE released_at IS NULL")?;
                 let shred_records = scalar!(fetch_one, &mut c, i64, "SELECT COUNT(*) FROM shred_records")?;
-                let destroyed_versions =
-                    scalar!(fetch_one, &mut c, i64, "SELECT COUNT(*) FROM data_keys WHERE destroyed_at IS NOT NULL AND scope_kind = 'conversation'")?;
+                let destroyed_versions = scalar!(
+                    fetch_one,
+                    &mut c,
+                    i64,
+                    "SELECT COUNT(*) FROM data_keys WHERE destroyed_at IS NOT NULL AND scope_kind = 'conversation'"
+                )?;
                 let shredded_messages = scalar!(fetch_one, &mut c, i64, "SELECT COUNT(*) FROM messages WHERE shredded_at IS NOT NULL")?;
                 let last_shred_at = scalar!(fetch_one, &mut c, Option<i64>, "SELECT MAX(shredded_at) FROM shred_records")?;
                 Ok(LifecycleStatus { active_holds, shred_records, destroyed_versions, shredded_messages, last_shred_at })
@@ -710,18 +721,19 @@ impl Store {
     #[doc(hidden)]
     pub async fn destroy_key_version_unchecked(&self, conv: ConversationId, version: u32) -> Result<u64> {
         let ring = self.keyring().clone();
-        let n = self.write(move |mut c| {
-            Box::pin(async move {
-                Ok(exec!(
-                    &mut c,
-                    "UPDATE data_keys SET wrapped = NULL, kek_id = NULL, destroyed_at = $3 WHERE scope_id = $1 AND version = $2",
-                    conv.0,
-                    version as i32,
-                    now_ms()
-                )?)
+        let n = self
+            .write(move |mut c| {
+                Box::pin(async move {
+                    Ok(exec!(
+                        &mut c,
+                        "UPDATE data_keys SET wrapped = NULL, kek_id = NULL, destroyed_at = $3 WHERE scope_id = $1 AND version = $2",
+                        conv.0,
+                        version as i32,
+                        now_ms()
+                    )?)
+                })
             })
-        })
-        .await?;
+            .await?;
         ring.forget_version(conv.0, version);
         Ok(n)
     }
@@ -729,7 +741,13 @@ impl Store {
     /// Opens one message body sealed under its recorded key version, without the tombstone
     /// rule (test support: after a shredding this must fail with `KeyDestroyed`).
     #[doc(hidden)]
-    pub async fn open_sealed_body(&self, org: OrgId, conv: ConversationId, id: ward_domain::ids::MessageId, sealed: Vec<u8>) -> Result<String> {
+    pub async fn open_sealed_body(
+        &self,
+        org: OrgId,
+        conv: ConversationId,
+        id: ward_domain::ids::MessageId,
+        sealed: Vec<u8>,
+    ) -> Result<String> {
         let ring = self.keyring().clone();
         self.read(move |mut c| {
             Box::pin(async move {
@@ -745,7 +763,9 @@ impl Store {
     #[doc(hidden)]
     pub async fn sealed_body(&self, id: ward_domain::ids::MessageId) -> Result<Option<Vec<u8>>> {
         self.read(move |mut c| {
-            Box::pin(async move { Ok(scalar!(fetch_one, &mut c, Option<Vec<u8>>, "SELECT body_sealed FROM messages WHERE id = $1", id.0)?) })
+            Box::pin(
+                async move { Ok(scalar!(fetch_one, &mut c, Option<Vec<u8>>, "SELECT body_sealed FROM messages WHERE id = $1", id.0)?) },
+            )
         })
         .await
     }
@@ -822,9 +842,10 @@ impl Store {
         let export = self
             .read(move |mut c| {
                 Box::pin(async move {
-                    let own = scalar!(fetch_optional, &mut c, Option<uuid::Uuid>, "SELECT patient_id FROM users WHERE id = $1", actor.user_id.0)?
-                        .flatten()
-                        .is_some_and(|p| p == patient.0);
+                    let own =
+                        scalar!(fetch_optional, &mut c, Option<uuid::Uuid>, "SELECT patient_id FROM users WHERE id = $1", actor.user_id.0)?
+                            .flatten()
+                            .is_some_and(|p| p == patient.0);
                     if actor.role == ward_domain::role::Role::Patient && !own {
                         return Err(StoreError::NotFound);
                     }
@@ -891,7 +912,10 @@ async fn gather_export(c: &mut Conn<'_>, ring: &ward_crypto::Keyring, org: OrgId
             fetch_all,
             c,
             crate::messages::MessageRow,
-            sqlx::AssertSqlSafe(format!("SELECT {} FROM messages WHERE conversation_id = $1 ORDER BY seq", crate::messages::MESSAGE_COLUMNS)),
+            sqlx::AssertSqlSafe(format!(
+                "SELECT {} FROM messages WHERE conversation_id = $1 ORDER BY seq",
+                crate::messages::MESSAGE_COLUMNS
+            )),
             conv.0
         )?;
         let names: std::collections::HashMap<uuid::Uuid, String> = fetch!(

@@ -36,8 +36,7 @@ impl MessageRow {
     /// sees it again (and it is not even decrypted).
     pub(crate) async fn open(self, c: &mut Conn<'_>, ring: &Keyring, org: OrgId) -> Result<Message> {
         // A shredded message is a tombstone: there is no body left to open.
-        let body =
-            if self.recalled_at.is_some() || self.shredded_at.is_some() { None } else { Some(self.body_text(c, ring, org).await?) };
+        let body = if self.recalled_at.is_some() || self.shredded_at.is_some() { None } else { Some(self.body_text(c, ring, org).await?) };
         Ok(Message {
             id: MessageId(self.id),
             conversation_id: ConversationId(self.conversation_id),

@@ -283,7 +283,8 @@ async fn the_database_refuses_to_destroy_a_held_key(backend: Backend) {
     let a = user(s, &o, "a@acme", Role::Clinician).await;
     let conv = group(s, a, &[]).await;
     let m = s.send_message(a, DeviceId::new(), msg(conv, "1", CANARY), meta()).await.unwrap().message;
-    let hold = s.place_hold(officer, HoldSubject::Conversation, conv.0, HoldReason::parse("Matter 1".into()).unwrap(), meta()).await.unwrap();
+    let hold =
+        s.place_hold(officer, HoldSubject::Conversation, conv.0, HoldReason::parse("Matter 1".into()).unwrap(), meta()).await.unwrap();
     assert!(matches!(s.destroy_key_version_unchecked(conv, 1).await, Err(StoreError::LegalHold)));
     assert!(s.test_execute("DELETE FROM data_keys WHERE scope_kind = 'conversation'".into()).await.is_err());
     assert!(s.test_execute("UPDATE messages SET body_sealed = NULL".into()).await.is_err());

@@ -54,7 +54,12 @@ async fn get_policy(State(state): State<AppState>, s: Auth) -> ApiResult<Json<Re
 /// Replaces the organisation's retention periods (1 to 36500 days each; audited).
 #[utoipa::path(put, path = "/api/v1/org/retention", tag = "retention", security(("bearer" = [])), request_body = RetentionPolicy,
     responses((status = 200, body = RetentionPolicy), (status = 400, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
-async fn put_policy(State(state): State<AppState>, Meta(meta): Meta, s: Auth, Json(p): Json<RetentionPolicy>) -> ApiResult<Json<RetentionPolicy>> {
+async fn put_policy(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    s: Auth,
+    Json(p): Json<RetentionPolicy>,
+) -> ApiResult<Json<RetentionPolicy>> {
     if let Err(d) = policy::may_manage_retention(&s.actor) {
         return Err(refuse(&state, &s, meta, AuditAction::RetentionPolicy, d).await);
     }
