@@ -16,6 +16,7 @@ on_both_backends!(
     expired_conversations_are_shredded_whole_and_start_a_new_key_version,
     old_versions_go_while_the_conversation_lives_and_the_title_is_resealed,
     legal_holds_block_shredding_until_released,
+    a_hold_on_a_patient_keeps_their_conversations,
     the_database_refuses_to_destroy_a_held_key,
 );
 
@@ -292,4 +293,34 @@ async fn the_database_refuses_to_destroy_a_held_key(backend: Backend) {
     s.release_hold(officer, hold.id, meta()).await.unwrap();
     assert_eq!(s.destroy_key_version_unchecked(conv, 1).await.unwrap(), 1);
     assert!(matches!(s.message(a, conv, m.id, meta()).await, Err(StoreError::KeyDestroyed)));
+}
+
+async fn a_hold_on_a_patient_keeps_their_conversations(backend: Backend) {
+    let Some(db) = TestDb::open(backend).await else { return };
+    let s = &db.store;
+    let o = org(s, "acme").await;
+    let officer = user(s, &o, "co@acme", Role::ComplianceOfficer).await;
+    let a = user(s, &o, "a@acme", Role::Clinician).await;
+    let patient = s.create_patient(o.id, a.user_id, "MRN-HOLD-1".into(), "Held Patient".into(), vec![a.user_id], meta()).await.unwrap();
+    let spec = NewConversation {
+        kind: ConversationKind::Patient,
+        title: Some(TITLE.into()),
+        patient_id: Some(patient.id),
+        members: vec![],
+        creator_reason: None,
+    };
+    let conv = s.create_conversation(a, spec, meta()).await.unwrap().id;
+    s.send_message(a, DeviceId::new(), msg(conv, "1", CANARY), meta()).await.unwrap();
+    let hold =
+        s.place_hold(officer, HoldSubject::Patient, patient.id.0, HoldReason::parse("Matter 9".into()).unwrap(), meta()).await.unwrap();
+    // Seven years on, past the patient period.
+    age_everything(s, 7 * 366).await;
+    let run = s.enforce_retention(now_ms(), |_| {}).await.unwrap();
+    assert_eq!((run.held, run.versions_destroyed), (1, 0));
+    assert!(matches!(s.destroy_key_version_unchecked(conv, 1).await, Err(StoreError::LegalHold)));
+    s.release_hold(officer, hold.id, meta()).await.unwrap();
+    let run = s.enforce_retention(now_ms(), |_| {}).await.unwrap();
+    assert_eq!((run.held, run.versions_destroyed, run.messages_shredded), (0, 1, 1));
+    let r = &s.shred_records(o.id, 10).await.unwrap()[0];
+    assert_eq!((r.policy_kind.as_str(), r.policy_days), ("patient", 2192));
 }
