@@ -324,3 +324,33 @@ async fn a_hold_on_a_patient_keeps_their_conversations(backend: Backend) {
     let r = &s.shred_records(o.id, 10).await.unwrap()[0];
     assert_eq!((r.policy_kind.as_str(), r.policy_days), ("patient", 2192));
 }
+
+/// Throughput figure for docs and reports, not a check (run with `--ignored --nocapture`):
+/// shredding 500 expired group conversations of 4 messages each on SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a test"]
+async fn measure_shredding_throughput() {
+    let Some(db) = TestDb::open(Backend::Sqlite).await else { return };
+    let s = &db.store;
+    let o = org(s, "acme").await;
+    let a = user(s, &o, "a@acme", Role::Clinician).await;
+    let b = user(s, &o, "b@acme", Role::Nurse).await;
+    for i in 0..500 {
+        let conv = group(s, a, &[b]).await;
+        for j in 0..4 {
+            s.send_message(a, DeviceId::new(), msg(conv, &format!("{i}-{j}"), CANARY), meta()).await.unwrap();
+        }
+    }
+    age_everything(s, 400).await;
+    let started = std::time::Instant::now();
+    let run = s.enforce_retention(now_ms(), |_| {}).await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(run.messages_shredded, 2000);
+    println!(
+        "shredded {} conversations / {} messages in {:.2} s ({:.0} conversations/s)",
+        run.shredded_conversations,
+        run.messages_shredded,
+        took.as_secs_f64(),
+        run.shredded_conversations as f64 / took.as_secs_f64()
+    );
+}
