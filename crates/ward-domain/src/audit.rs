@@ -121,6 +121,16 @@ audit_actions! {
     KeyInventory = "keys.inventory",
     /// A KEK version no data key uses any more was destroyed (`ward keys retire`).
     KeyRetire = "keys.retire",
+    /// An organisation's retention periods changed (detail: `kind`, `days`).
+    RetentionPolicy = "retention.policy",
+    /// A legal hold was placed (detail: `hold`, `subject_kind`, `subject`).
+    LegalHoldPlace = "legal_hold.place",
+    /// A legal hold was released (detail: `hold`).
+    LegalHoldRelease = "legal_hold.release",
+    /// Expired content was crypto-shredded (detail: `versions`, `messages`, `days`, `whole`).
+    RetentionShred = "retention.shred",
+    /// A patient's conversations were exported for a right-of-access request.
+    PatientExport = "patient.export",
 }
 
 /// Whether the action succeeded.

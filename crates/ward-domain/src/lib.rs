@@ -8,6 +8,7 @@ pub mod conversation;
 pub mod disclosure;
 pub mod error;
 pub mod ids;
+pub mod lifecycle;
 pub mod lockout;
 pub mod login;
 pub mod page;

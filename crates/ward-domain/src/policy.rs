@@ -169,6 +169,19 @@ pub fn may_amend_message(actor: &Actor, sender: UserId) -> Result<(), Denial> {
     if actor.user_id == sender { Ok(()) } else { Err(Denial::NotSender) }
 }
 
+/// Whether the actor may set retention periods, place and release legal holds and see the
+/// shred records: compliance officers and admins only.
+pub fn may_manage_retention(actor: &Actor) -> Result<(), Denial> {
+    ok_if(matches!(actor.role, Role::ComplianceOfficer | Role::Admin))
+}
+
+/// Whether the actor may export a patient's conversations (right of access, HIPAA 164.524):
+/// compliance officers and admins, who fulfil such requests, and the patient themself
+/// (`is_the_patient`). Clinicians see a patient's conversations only as members.
+pub fn may_export_patient(actor: &Actor, is_the_patient: bool) -> Result<(), Denial> {
+    ok_if(matches!(actor.role, Role::ComplianceOfficer | Role::Admin) || (actor.role == Role::Patient && is_the_patient))
+}
+
 fn ok_if(allowed: bool) -> Result<(), Denial> {
     if allowed { Ok(()) } else { Err(Denial::RoleNotPermitted) }
 }

@@ -7,6 +7,7 @@ pub(crate) mod audit_reports;
 pub(crate) mod auth;
 pub(crate) mod conversations;
 pub mod dto;
+pub(crate) mod lifecycle;
 pub(crate) mod me;
 pub(crate) mod org;
 pub(crate) mod patients;
@@ -48,5 +49,6 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(patients::routes())
         .merge(conversations::routes())
         .merge(alerts::routes())
+        .merge(lifecycle::routes())
         .routes(utoipa_axum::routes!(crate::ws::stream))
 }

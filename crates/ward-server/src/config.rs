@@ -30,6 +30,26 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Encryption at rest: the key provider and data key rotation.
     pub keys: KeysConfig,
+    /// The retention job: crypto-shreds conversation content past its organisation's
+    /// retention period (periods are set per organisation through the API).
+    pub retention: RetentionConfig,
+}
+
+/// The scheduled retention job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Run the job in this server. With several nodes, enable it on one (it is safe on more:
+    /// each shredding decides again inside its transaction).
+    pub enabled: bool,
+    /// Seconds between runs (the first run one interval after start); 60 to 604800.
+    pub interval_secs: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self { enabled: true, interval_secs: 3600 }
+    }
 }
 
 /// Where key-encryption keys live, and how data keys rotate.
@@ -297,6 +317,7 @@ impl Default for Config {
             log: LogConfig::default(),
             audit: AuditConfig::default(),
             keys: KeysConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -396,6 +417,9 @@ impl Config {
         if k.cache_keys < 16 {
             return bad("keys.cache_keys must be at least 16");
         }
+        if !(60..=604_800).contains(&self.retention.interval_secs) {
+            return bad("retention.interval_secs must be between 60 and 604800");
+        }
         Ok(())
     }
 
@@ -472,6 +496,11 @@ mod tests {
         c.audit.retention_days = MIN_AUDIT_RETENTION_DAYS - 1;
         assert!(c.validate().unwrap_err().to_string().contains("audit.retention_days is 2191"));
         c.audit.retention_days = 3650;
+        c.validate().unwrap();
+        let mut c = Config::default();
+        c.retention.interval_secs = 59;
+        assert!(c.validate().unwrap_err().to_string().contains("retention.interval_secs"));
+        c.retention.interval_secs = 604_800;
         c.validate().unwrap();
     }
 

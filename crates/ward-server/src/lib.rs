@@ -15,6 +15,7 @@ pub mod config;
 pub mod extract;
 pub mod hub;
 pub mod keys;
+pub mod lifecycle;
 pub mod metrics;
 pub mod problem;
 pub mod provision;
@@ -119,6 +120,7 @@ pub async fn start_with(config: Config, store: Store, fanout: Arc<dyn FanOut>) -
     let audit_task = audit.spawn();
     audit_archive::spawn_daily(store.clone(), audit.verifier(), config.audit.archive_dir(&config.data_dir), config.audit.retention_days);
     let config = Arc::new(config);
+    let _retention_task = lifecycle::spawn(store.clone(), &config.retention);
     let alert_task = alerts::spawn(store.clone(), fanout.clone());
     let (state, router) = app::build(store.clone(), fanout, config, audit);
     let syslog_task = syslog.map(|s| s.spawn(state.metrics.clone()));

@@ -121,6 +121,8 @@ problems! {
     /// The content was crypto-shredded at the end of its retention period: its data key is
     /// destroyed, and only the metadata tombstone remains.
     content_shredded => GONE, "content_shredded", "The content was destroyed at the end of its retention period";
+    /// A legal hold covers the content, so it cannot be destroyed now.
+    legal_hold => CONFLICT, "legal_hold", "A legal hold covers this content";
     /// The database is unavailable; retry.
     unavailable => SERVICE_UNAVAILABLE, "unavailable", "The service is temporarily unavailable";
     /// Something failed inside Ward.
@@ -184,6 +186,7 @@ impl From<StoreError> for ApiError {
             StoreError::State(why) => ApiError::invalid_state().detail(why),
             StoreError::Unavailable => ApiError::unavailable().retry_after(1),
             StoreError::KeyDestroyed => ApiError::content_shredded(),
+            StoreError::LegalHold => ApiError::legal_hold(),
             other => ApiError::internal_cause(other),
         }
     }

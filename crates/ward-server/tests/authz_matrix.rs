@@ -103,6 +103,13 @@ const OPS: &[OpDef] = &[
     op("GET", "/api/v1/audit/alerts", Gate::Bearer, false),
     op("POST", "/api/v1/audit/alerts/{alert_id}/acknowledge", Gate::Bearer, false),
     op("PUT", "/api/v1/patients/{patient_id}/restricted", Gate::Bearer, false),
+    op("GET", "/api/v1/org/retention", Gate::Bearer, false),
+    op("PUT", "/api/v1/org/retention", Gate::Bearer, false),
+    op("GET", "/api/v1/legal-holds", Gate::Bearer, false),
+    op("POST", "/api/v1/legal-holds", Gate::Bearer, false),
+    op("POST", "/api/v1/legal-holds/{hold_id}/release", Gate::Bearer, false),
+    op("GET", "/api/v1/retention/shreds", Gate::Bearer, false),
+    op("POST", "/api/v1/patients/{patient_id}/export", Gate::Bearer, false),
     op("GET", "/api/v1/audit/export", Gate::Bearer, false),
     op("GET", "/api/v1/patients/{patient_id}/disclosures", Gate::Bearer, false),
     op("GET", "/api/v1/users/{user_id}/access-report", Gate::Bearer, false),
@@ -479,6 +486,8 @@ fn min_body(op: &OpDef) -> Option<Value> {
         ("PUT", "/api/v1/patients/{patient_id}/care-team") => json!({"care_team": []}),
         ("PUT", "/api/v1/patients/{patient_id}/restricted") => json!({"restricted": false}),
         ("PUT", "/api/v1/org/alert-rules") => serde_json::to_value(ward_domain::alerts::AlertRules::default()).unwrap(),
+        ("PUT", "/api/v1/org/retention") => serde_json::to_value(ward_domain::lifecycle::RetentionPolicy::default()).unwrap(),
+        ("POST", "/api/v1/legal-holds") => json!({"subject_kind": "user", "subject_id": rnd(), "reason": "Matrix matter"}),
         ("POST", "/api/v1/conversations") => json!({"kind": "group", "title": "Probe", "members": []}),
         ("POST", "/api/v1/conversations/{conversation_id}/members") => json!({"user_id": rnd()}),
         ("POST", "/api/v1/conversations/{conversation_id}/messages") => json!({"client_txn_id": "probe", "body": "probe"}),
@@ -491,7 +500,7 @@ fn min_body(op: &OpDef) -> Option<Value> {
 /// The path of an operation with every id replaced by a random one.
 fn random_path(op: &OpDef) -> String {
     let mut p = op.path.to_owned();
-    for param in ["{session_id}", "{user_id}", "{patient_id}", "{conversation_id}", "{message_id}", "{alert_id}"] {
+    for param in ["{session_id}", "{user_id}", "{patient_id}", "{conversation_id}", "{message_id}", "{alert_id}", "{hold_id}"] {
         p = p.replace(param, &rnd());
     }
     p
@@ -703,6 +712,61 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
             };
             let c = cell(op.path.replace("{patient_id}", &id), body, exp);
             if exp == OK { c.check(has_id(id)) } else { c }
+        }
+
+        // --- retention and legal holds: compliance officers and admins only -----------------
+        ("GET", "/api/v1/org/retention") | ("GET", "/api/v1/legal-holds") | ("GET", "/api/v1/retention/shreds") => match t {
+            Own => cell(op.path, None, when(auditor, OK, FORBIDDEN)),
+            _ => return None,
+        },
+        ("PUT", "/api/v1/org/retention") => match t {
+            Own => cell(op.path, body, when(auditor, OK, FORBIDDEN)),
+            _ => return None,
+        },
+        ("POST", "/api/v1/legal-holds") => {
+            // The role is checked before the subject is looked up.
+            let (subject, exp) = match t {
+                Own => (a.acc.id.to_string(), CREATED),
+                Foreign => (fx.b_staff.id.to_string(), NOT_FOUND),
+                Random => (rnd(), NOT_FOUND),
+                _ => return None,
+            };
+            cell(
+                op.path,
+                Some(json!({"subject_kind": "user", "subject_id": subject, "reason": "Matrix matter"})),
+                when(auditor, exp, FORBIDDEN),
+            )
+        }
+        ("POST", "/api/v1/legal-holds/{hold_id}/release") => {
+            let (id, exp) = match t {
+                Random => (rnd(), when(auditor, NOT_FOUND, FORBIDDEN)),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                _ => return None,
+            };
+            cell(op.path.replace("{hold_id}", &id), None, exp)
+        }
+        // Right of access: compliance officers and admins for any patient of the organisation,
+        // a patient for their own record only (others look absent); other roles are refused.
+        ("POST", "/api/v1/patients/{patient_id}/export") => {
+            let patient = role == Role::Patient;
+            let (id, exp) = match t {
+                Own => (fx.p_self.id.to_string(), if auditor || patient { OK } else { FORBIDDEN }),
+                Other => (
+                    fx.p_other.id.to_string(),
+                    if auditor {
+                        OK
+                    } else if patient {
+                        NOT_FOUND
+                    } else {
+                        FORBIDDEN
+                    },
+                ),
+                Foreign => (fx.p_b.id.to_string(), if auditor || patient { NOT_FOUND } else { FORBIDDEN }),
+                Random => (rnd(), if auditor || patient { NOT_FOUND } else { FORBIDDEN }),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                _ => return None,
+            };
+            cell(op.path.replace("{patient_id}", &id), None, exp)
         }
 
         // --- users ---------------------------------------------------------------------------

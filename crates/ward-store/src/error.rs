@@ -41,6 +41,10 @@ pub enum StoreError {
     /// The data key this content was sealed under has been destroyed (crypto-shredded).
     #[error("the content's data key has been destroyed")]
     KeyDestroyed,
+    /// A legal hold forbids destroying this content (refused by the store or, as a second
+    /// line, by a database trigger).
+    #[error("a legal hold forbids this")]
+    LegalHold,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -49,6 +53,7 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::RowNotFound => StoreError::NotFound,
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => StoreError::Unavailable,
             sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict("record"),
+            sqlx::Error::Database(db) if db.message().contains("ward_legal_hold") => StoreError::LegalHold,
             _ => StoreError::Database(e),
         }
     }

@@ -144,8 +144,9 @@ impl Store {
         Ok(PreparedKey { key, wrapped })
     }
 
-    /// The data key new content in `scope` is sealed under: the newest live version, rotated
-    /// to a new version once it is older than the configured age, created if none exists.
+    /// The data key new content in `scope` is sealed under: the newest version, rotated to a
+    /// new version once it is older than the configured age or destroyed (crypto-shredded;
+    /// the new number is one above every earlier one), created if none exists.
     pub async fn current_key(&self, org: OrgId, kind: ScopeKind, scope: uuid::Uuid) -> Result<Arc<DataKey>> {
         let ring = self.keyring().clone();
         let newest = self
@@ -156,7 +157,7 @@ impl Store {
                         &mut c,
                         KeyRow,
                         "SELECT version, kek_id, wrapped, created_at FROM data_keys \
-                         WHERE scope_id = $1 AND org_id = $2 AND destroyed_at IS NULL ORDER BY version DESC LIMIT 1",
+                         WHERE scope_id = $1 AND org_id = $2 ORDER BY version DESC LIMIT 1",
                         scope,
                         org.0
                     )?)
@@ -165,6 +166,9 @@ impl Store {
             .await?;
         let max_age = self.inner.data_key_max_age_ms;
         let next_version = match newest {
+            // The newest version was destroyed (crypto-shredded): new content gets a new
+            // version above every earlier one, never a reused number.
+            Some(row) if row.wrapped.is_none() => row.version as u32 + 1,
             Some(row) if now_ms() - row.created_at < max_age => {
                 let v = row.version;
                 if let Some(k) = ring.cached(wrap_ctx(org.0, scope, v)) {

@@ -11,6 +11,7 @@ mod db;
 mod error;
 mod keys;
 mod legacy;
+mod lifecycle;
 mod messages;
 mod model;
 mod orgs;
@@ -41,6 +42,9 @@ pub use conversations::Created;
 pub use error::{Result, StoreError};
 pub use keys::{DataKeyInfo, RewrapBatch, ScopeKind, WrappedDataKey};
 pub use legacy::LegacySealed;
+pub use lifecycle::{
+    ExportConversation, ExportMessage, LegalHold, LifecycleStatus, PatientExport, RetentionRun, RunProgress, ShredRecord, ShreddedScope,
+};
 pub use messages::Page;
 pub use model::*;
 pub use reports::{AccessSummary, ActionCount, DisclosurePage, DisclosureRecord, TimeRange};

@@ -27,6 +27,7 @@ pub(crate) struct MessageRow {
     pub(crate) corrects_id: Option<uuid::Uuid>,
     pub(crate) created_at: i64,
     pub(crate) recalled_at: Option<i64>,
+    pub(crate) shredded_at: Option<i64>,
 }
 
 impl MessageRow {
@@ -34,7 +35,8 @@ impl MessageRow {
     /// recalled message keeps its sealed text for retention and legal hold, but no member ever
     /// sees it again (and it is not even decrypted).
     pub(crate) async fn open(self, c: &mut Conn<'_>, ring: &Keyring, org: OrgId) -> Result<Message> {
-        let body = if self.recalled_at.is_some() { None } else { Some(self.body_text(c, ring, org).await?) };
+        // A shredded message is a tombstone: there is no body left to open.
+        let body = if self.recalled_at.is_some() || self.shredded_at.is_some() { None } else { Some(self.body_text(c, ring, org).await?) };
         Ok(Message {
             id: MessageId(self.id),
             conversation_id: ConversationId(self.conversation_id),
@@ -46,6 +48,7 @@ impl MessageRow {
             corrects: self.corrects_id.map(MessageId),
             created_at: self.created_at,
             recalled_at: self.recalled_at,
+            shredded_at: self.shredded_at,
         })
     }
 
@@ -65,7 +68,7 @@ pub(crate) fn body_context(org: OrgId, conv: ConversationId, id: MessageId) -> S
 }
 
 pub(crate) const MESSAGE_COLUMNS: &str =
-    "id, conversation_id, seq, sender_id, client_txn_id, priority, body, body_sealed, corrects_id, created_at, recalled_at";
+    "id, conversation_id, seq, sender_id, client_txn_id, priority, body, body_sealed, corrects_id, created_at, recalled_at, shredded_at";
 
 async fn message_in(c: &mut Conn<'_>, conv: ConversationId, id: MessageId) -> Result<MessageRow> {
     fetch!(
@@ -94,15 +97,36 @@ impl Store {
     /// Sends a message. A retry with the same client transaction id returns the first message
     /// (`created: false`); reusing the id for different content is a conflict.
     pub async fn send_message(&self, actor: Actor, device: DeviceId, new: NewMessage, meta: RequestMeta) -> Result<Sent> {
+        // The retention job may destroy the key version this body was sealed under between
+        // sealing and writing; then the body is sealed again under the next version.
+        match self.send_message_once(actor, device, new.clone(), meta.clone()).await {
+            Err(StoreError::KeyDestroyed) => self.send_message_once(actor, device, new, meta).await,
+            other => other,
+        }
+    }
+
+    async fn send_message_once(&self, actor: Actor, device: DeviceId, new: NewMessage, meta: RequestMeta) -> Result<Sent> {
         let conv = new.conversation_id;
         // Sealed before the write, so the single writer never waits on a key provider.
         let key = self.conversation_key(actor.org_id, conv).await?;
         let id = MessageId::new();
         let sealed = key.seal(&body_context(actor.org_id, conv, id), new.body.as_str().as_bytes());
+        let key_version = key.version() as i32;
         let ring = self.keyring().clone();
         self.write(move |mut c| {
             Box::pin(async move {
                 let (row, _) = membership(&mut c, &actor, conv).await?;
+                let destroyed = scalar!(
+                    fetch_optional,
+                    &mut c,
+                    Option<i64>,
+                    "SELECT destroyed_at FROM data_keys WHERE scope_id = $1 AND version = $2",
+                    conv.0,
+                    key_version
+                )?;
+                if matches!(destroyed, Some(Some(_))) {
+                    return Err(StoreError::KeyDestroyed);
+                }
                 let existing = fetch!(
                     fetch_optional,
                     &mut c,
@@ -128,6 +152,9 @@ impl Store {
                     policy::may_amend_message(&actor, UserId(target.sender_id))?;
                     if target.recalled_at.is_some() {
                         return Err(StoreError::State("a recalled message cannot be corrected"));
+                    }
+                    if target.shredded_at.is_some() {
+                        return Err(StoreError::State("a shredded message cannot be corrected"));
                     }
                 }
                 let now = now_ms();
@@ -188,6 +215,7 @@ impl Store {
                     corrects: new.corrects,
                     created_at: now,
                     recalled_at: None,
+                    shredded_at: None,
                 };
                 let recipients = member_ids(&mut c, conv).await?;
                 let event = crate::ConversationEvent {

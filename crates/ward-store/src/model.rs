@@ -352,6 +352,9 @@ pub struct Message {
     pub created_at: i64,
     /// When it was recalled (Unix ms).
     pub recalled_at: Option<i64>,
+    /// When its content was crypto-shredded at the end of retention (Unix ms): the message
+    /// is a tombstone (id, sender, times and seq remain; `body` is `None`).
+    pub shredded_at: Option<i64>,
 }
 
 /// A message to send.

@@ -35,12 +35,13 @@ struct EventRow {
     m_corrects_id: Option<uuid::Uuid>,
     m_created_at: Option<i64>,
     m_recalled_at: Option<i64>,
+    m_shredded_at: Option<i64>,
 }
 
 const EVENT_SELECT: &str = "SELECT e.conversation_id, cv.org_id, e.seq, e.kind, e.subject_id, e.actor_id, e.data, e.created_at, \
      msg.id AS m_id, msg.seq AS m_seq, msg.sender_id AS m_sender_id, msg.client_txn_id AS m_client_txn_id, \
      msg.priority AS m_priority, msg.body AS m_body, msg.body_sealed AS m_body_sealed, msg.corrects_id AS m_corrects_id, msg.created_at AS m_created_at, \
-     msg.recalled_at AS m_recalled_at \
+     msg.recalled_at AS m_recalled_at, msg.shredded_at AS m_shredded_at \
      FROM conversation_events e JOIN conversations cv ON cv.id = e.conversation_id \
      LEFT JOIN messages msg ON e.kind = 'message' AND msg.id = e.subject_id ";
 
@@ -73,6 +74,7 @@ impl EventRow {
                     corrects_id: self.m_corrects_id,
                     created_at: self.m_created_at.ok_or_else(corrupt)?,
                     recalled_at: self.m_recalled_at,
+                    shredded_at: self.m_shredded_at,
                 }
                 .open(c, ring, OrgId(self.org_id))
                 .await?,

@@ -177,6 +177,25 @@ impl Store {
         .expect("expire tokens");
     }
 
+    /// The wrapped bytes of one data key version, if it is not destroyed (shredding tests look
+    /// for them in the raw database files).
+    pub async fn test_wrapped_key(&self, scope: uuid::Uuid, version: u32) -> Option<Vec<u8>> {
+        self.read(move |mut c| {
+            Box::pin(async move {
+                Ok(crate::db::scalar!(
+                    fetch_one,
+                    &mut c,
+                    Option<Vec<u8>>,
+                    "SELECT wrapped FROM data_keys WHERE scope_id = $1 AND version = $2",
+                    scope,
+                    version as i32
+                )?)
+            })
+        })
+        .await
+        .expect("read data key")
+    }
+
     /// Runs a raw statement (tests that tamper with stored data to prove detection).
     pub async fn test_execute(&self, sql: String) -> crate::Result<u64> {
         self.write(move |mut c| Box::pin(async move { Ok(exec!(&mut c, sqlx::AssertSqlSafe(sql))?) })).await

@@ -14,6 +14,7 @@ mod audit;
 mod audit_proof;
 mod audit_reports;
 mod keys;
+mod lifecycle;
 mod progress;
 mod retention;
 
@@ -59,6 +60,35 @@ enum Command {
     /// Encryption keys: KEK rotation and retirement, the key inventory (never key material).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Data retention: crypto-shred content past its retention period (legal holds respected).
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+    /// Patient records.
+    #[command(subcommand)]
+    Patient(PatientCommand),
+}
+
+#[derive(Subcommand)]
+enum RetentionCommand {
+    /// Enforce every organisation's retention policy now: destroy the data keys of expired
+    /// content no legal hold covers, leaving tombstones and shred records.
+    Run,
+    /// Show the retention periods, standing legal holds and shredding counts.
+    Status,
+}
+
+#[derive(Subcommand)]
+enum PatientCommand {
+    /// Export a patient's conversations for a right-of-access request, as a zip archive with
+    /// a readable transcript per conversation (audited as patient.export).
+    Export {
+        /// The patient id.
+        #[arg(long)]
+        patient: ward_domain::ids::PatientId,
+        /// The archive to create (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -359,6 +389,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Retention(RetentionCommand::Run) => lifecycle::run(&config).await,
+        Command::Retention(RetentionCommand::Status) => lifecycle::status(&config).await,
+        Command::Patient(PatientCommand::Export { patient, out }) => lifecycle::export(&config, patient, &out).await,
         Command::Config(ConfigCommand::Print) => {
             print!("{}", config.redacted_toml());
             Ok(())

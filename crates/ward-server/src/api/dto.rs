@@ -564,6 +564,11 @@ pub struct MessageView {
     pub created_at: String,
     /// Recall time.
     pub recalled_at: Option<String>,
+    /// True once the content was crypto-shredded at the end of its retention period: a
+    /// tombstone (id, sender, seq and times remain; `body` is null).
+    pub shredded: bool,
+    /// When it was shredded.
+    pub shredded_at: Option<String>,
 }
 
 impl From<ward_store::Message> for MessageView {
@@ -579,6 +584,8 @@ impl From<ward_store::Message> for MessageView {
             corrects: m.corrects,
             created_at: ts(m.created_at),
             recalled_at: m.recalled_at.map(ts),
+            shredded: m.shredded_at.is_some(),
+            shredded_at: m.shredded_at.map(ts),
         }
     }
 }
