@@ -121,6 +121,12 @@ audit_actions! {
     KeyInventory = "keys.inventory",
     /// A KEK version no data key uses any more was destroyed (`ward keys retire`).
     KeyRetire = "keys.retire",
+    /// An encrypted backup was written (`ward backup`; detail `backend`, `entries`, `files`,
+    /// `bytes`, `messages`, `conversations`, `audit_events`, `ms`).
+    BackupCreate = "backup.create",
+    /// The data directory and database were rebuilt from a backup (`ward restore`; recorded in
+    /// the restored log; detail `backup`, `entries`, `files`, `messages`, `ms`).
+    BackupRestore = "backup.restore",
 }
 
 /// Whether the action succeeded.
