@@ -953,6 +953,17 @@ pub async fn restore_backup<R: Read>(
             }
             sqlx::migrate!("./migrations/postgres").run_to(header.migration_version, &mut *conn).await?;
             sqlx::query("BEGIN").execute(&mut *conn).await?;
+            // Migrations seed some rows (singletons, defaults); the backup holds their state.
+            // Only tables holding rows are emptied (the audit tables refuse TRUNCATE and DELETE).
+            for t in pg_tables(&mut conn).await? {
+                // Names checked by pg_tables to be plain identifiers.
+                let any: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT EXISTS (SELECT 1 FROM \"{t}\")")))
+                    .fetch_one(&mut *conn)
+                    .await?;
+                if any {
+                    sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM \"{t}\""))).execute(&mut *conn).await?;
+                }
+            }
             let loaded = async {
                 let mut entries = entries.peekable();
                 while let Some(entry) = entries.next() {
