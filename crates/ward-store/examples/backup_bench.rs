@@ -77,7 +77,8 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let t = Instant::now();
-    let v = verify_backup(std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&out)?), keyring.provider().as_ref(), None).await?;
+    let v =
+        verify_backup(std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&out)?), keyring.provider().as_ref(), None).await?;
     println!("verify: {:.1} s ({} entries)", t.elapsed().as_secs_f64(), v.entries);
 
     let t = Instant::now();
@@ -124,7 +125,9 @@ async fn fill(store: &Store, total: i64) -> anyhow::Result<()> {
         let m = NewMessage {
             conversation_id: conv,
             client_txn_id: ClientTxnId::parse(format!("seed-{k}"))?,
-            body: MessageText::parse("Patient in bed 4 needs a review of the evening medication; BP 150/95, asks for the on-call doctor.".into())?,
+            body: MessageText::parse(
+                "Patient in bed 4 needs a review of the evening medication; BP 150/95, asks for the on-call doctor.".into(),
+            )?,
             priority: Priority::Routine,
             corrects: None,
         };

@@ -156,8 +156,8 @@ impl BackupHeader {
         }
         let mut json = vec![0u8; len];
         r.read_exact(&mut json).map_err(|_| BackupError::NotABackup("the header is cut short".into()))?;
-        let header: BackupHeader =
-            serde_json::from_slice(&json).map_err(|_| BackupError::NotABackup("the header is not valid JSON of the expected shape".into()))?;
+        let header: BackupHeader = serde_json::from_slice(&json)
+            .map_err(|_| BackupError::NotABackup("the header is not valid JSON of the expected shape".into()))?;
         let mut raw = fixed.to_vec();
         raw.extend_from_slice(&json);
         Ok((header, raw))
@@ -412,10 +412,11 @@ impl Store {
             kek_id: String::new(),
             wrapped_key: String::new(),
         };
-        let wrapped = provider
-            .wrap(&header.wrap_context(), &key)
-            .await
-            .map_err(|e| BackupError::Key { provider: provider.kind(), kek_id: "(current)".into(), detail: e.to_string() })?;
+        let wrapped = provider.wrap(&header.wrap_context(), &key).await.map_err(|e| BackupError::Key {
+            provider: provider.kind(),
+            kek_id: "(current)".into(),
+            detail: e.to_string(),
+        })?;
         header.kek_id = wrapped.kek_id;
         header.wrapped_key = to_hex(&wrapped.blob);
         let raw = header.encode();
@@ -704,7 +705,11 @@ impl Seen {
             return Err(BackupError::Damaged("the manifest does not match the header".into()));
         }
         if m.entries.len() != self.entries.len() {
-            return Err(BackupError::Damaged(format!("the manifest lists {} entries, the archive holds {}", m.entries.len(), self.entries.len())));
+            return Err(BackupError::Damaged(format!(
+                "the manifest lists {} entries, the archive holds {}",
+                m.entries.len(),
+                self.entries.len()
+            )));
         }
         for (want, got) in m.entries.iter().zip(&self.entries) {
             if want != got {
@@ -754,16 +759,20 @@ fn copy_entry<R: Read>(
 }
 
 fn open_archive<R: Read>(
-    mut input: R,
-    provider_key: &[u8],
+    input: R,
+    key: &[u8],
     raw: &[u8],
     progress: Option<Box<dyn Fn(u64) + Sync + 'static>>,
-) -> Result<(tar::Archive<OpeningReader<R>>, Arc<AtomicBool>), BackupError> {
-    let _ = &mut input;
-    let dec = Decryptor::new(provider_key, raw).map_err(|e| BackupError::NotABackup(e.to_string()))?;
+) -> Result<(OpeningReader<R>, Arc<AtomicBool>), BackupError> {
+    let dec = Decryptor::new(key, raw).map_err(|e| BackupError::NotABackup(e.to_string()))?;
     let failed = Arc::new(AtomicBool::new(false));
-    let reader = OpeningReader { inner: input, dec: Some(dec), buf: Vec::new(), pos: 0, failed: failed.clone(), progress };
-    Ok((tar::Archive::new(reader), failed))
+    Ok((OpeningReader { inner: input, dec: Some(dec), buf: Vec::new(), pos: 0, failed: failed.clone(), progress }, failed))
+}
+
+/// Reads the stream to its end after the archive's end marker, so its last chunk is opened and
+/// a stream cut or altered after the marker fails too.
+fn drain<R: Read>(reader: &mut OpeningReader<R>, failed: &AtomicBool) -> Result<(), BackupError> {
+    io::copy(reader, &mut io::sink()).map(|_| ()).map_err(|e| read_error(failed, &e))
 }
 
 /// Decrypts a whole backup and checks every entry against the manifest, restoring nothing.
@@ -774,7 +783,8 @@ pub async fn verify_backup<R: Read>(
 ) -> Result<BackupSummary, BackupError> {
     let (header, raw) = BackupHeader::read(&mut input)?;
     let key = header.unwrap_key(provider).await?;
-    let (mut archive, failed) = open_archive(input, key.as_ref(), &raw, progress)?;
+    let (mut reader, failed) = open_archive(input, key.as_ref(), &raw, progress)?;
+    let mut archive = tar::Archive::new(&mut reader);
     let mut seen = Seen::default();
     let entries = archive.entries().map_err(|e| read_error(&failed, &e))?;
     for entry in entries {
@@ -797,6 +807,8 @@ pub async fn verify_backup<R: Read>(
         seen.bytes += m.size;
         seen.entries.push(m);
     }
+    drop(archive);
+    drain(&mut reader, &failed)?;
     let manifest = seen.check(&header)?;
     let summary =
         BackupSummary { tables: manifest.tables.clone(), header, entries: seen.entries.len() as u64, files: seen.files, bytes: seen.bytes };
@@ -884,7 +896,8 @@ pub async fn restore_backup<R: Read>(
     check_data_dir(&target.data_dir)?;
     let provider = target.options.keyring.provider().clone();
     let key = header.unwrap_key(provider.as_ref()).await?;
-    let (mut archive, failed) = open_archive(input, key.as_ref(), &raw, progress)?;
+    let (mut reader, failed) = open_archive(input, key.as_ref(), &raw, progress)?;
+    let mut archive = tar::Archive::new(&mut reader);
     create_private_dir(&target.data_dir)?;
 
     let mut seen = Seen::default();
@@ -911,7 +924,8 @@ pub async fn restore_backup<R: Read>(
                         }
                         got_db = true;
                         let mut f = create_private_file(&staging)?;
-                        let m = copy_entry(&mut entry, &path, &failed, |b| f.write_all(b).map_err(|e| io_at("cannot write", &staging, &e)))?;
+                        let m =
+                            copy_entry(&mut entry, &path, &failed, |b| f.write_all(b).map_err(|e| io_at("cannot write", &staging, &e)))?;
                         f.sync_all().map_err(|e| io_at("cannot write", &staging, &e))?;
                         seen.bytes += m.size;
                         seen.entries.push(m);
@@ -920,6 +934,8 @@ pub async fn restore_backup<R: Read>(
                     _ => {}
                 }
             }
+            drop(archive);
+            drain(&mut reader, &failed)?;
             let manifest = seen.check(&header)?.clone();
             if !got_db {
                 return Err(BackupError::Damaged("the database snapshot is missing".into()));
@@ -930,7 +946,8 @@ pub async fn restore_backup<R: Read>(
             compare_counts(&manifest.tables, &counts)?;
             std::fs::rename(&staging, &db_path).map_err(|e| io_at("cannot rename into", &db_path, &e))?;
             let store = Store::open(target.options).await?;
-            let summary = BackupSummary { tables: manifest.tables, header, entries: seen.entries.len() as u64, files: seen.files, bytes: seen.bytes };
+            let summary =
+                BackupSummary { tables: manifest.tables, header, entries: seen.entries.len() as u64, files: seen.files, bytes: seen.bytes };
             Ok((store, summary))
         }
         Backend::Postgres => {
@@ -957,9 +974,8 @@ pub async fn restore_backup<R: Read>(
             // Only tables holding rows are emptied (the audit tables refuse TRUNCATE and DELETE).
             for t in pg_tables(&mut conn).await? {
                 // Names checked by pg_tables to be plain identifiers.
-                let any: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT EXISTS (SELECT 1 FROM \"{t}\")")))
-                    .fetch_one(&mut *conn)
-                    .await?;
+                let any: bool =
+                    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT EXISTS (SELECT 1 FROM \"{t}\")"))).fetch_one(&mut *conn).await?;
                 if any {
                     sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM \"{t}\""))).execute(&mut *conn).await?;
                 }
@@ -998,20 +1014,30 @@ pub async fn restore_backup<R: Read>(
                         _ => {}
                     }
                 }
-                let manifest = seen.check(&header)?.clone();
-                let mut counts = Vec::new();
-                for t in &manifest.tables {
-                    if !plain_identifier(&t.table) {
-                        return Err(BackupError::Damaged(format!("unexpected table name {:?}", t.table)));
-                    }
-                    let sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM \"{}\"", t.table));
-                    let rows: i64 = sqlx::query_scalar(sql).fetch_one(&mut *conn).await?;
-                    counts.push(TableRows { table: t.table.clone(), rows: rows as u64 });
-                }
-                compare_counts(&manifest.tables, &counts)?;
-                Ok::<_, BackupError>(manifest)
+                Ok::<_, BackupError>(())
             }
             .await;
+            drop(archive);
+            let loaded = match loaded.and_then(|()| drain(&mut reader, &failed)) {
+                Err(e) => Err(e),
+                Ok(()) => {
+                    async {
+                        let manifest = seen.check(&header)?.clone();
+                        let mut counts = Vec::new();
+                        for t in &manifest.tables {
+                            if !plain_identifier(&t.table) {
+                                return Err(BackupError::Damaged(format!("unexpected table name {:?}", t.table)));
+                            }
+                            let sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM \"{}\"", t.table));
+                            let rows: i64 = sqlx::query_scalar(sql).fetch_one(&mut *conn).await?;
+                            counts.push(TableRows { table: t.table.clone(), rows: rows as u64 });
+                        }
+                        compare_counts(&manifest.tables, &counts)?;
+                        Ok::<_, BackupError>(manifest)
+                    }
+                    .await
+                }
+            };
             let manifest = match loaded {
                 Ok(m) => m,
                 Err(e) => {
@@ -1022,7 +1048,8 @@ pub async fn restore_backup<R: Read>(
             sqlx::query("COMMIT").execute(&mut *conn).await?;
             drop(conn);
             store.migrate().await?;
-            let summary = BackupSummary { tables: manifest.tables, header, entries: seen.entries.len() as u64, files: seen.files, bytes: seen.bytes };
+            let summary =
+                BackupSummary { tables: manifest.tables, header, entries: seen.entries.len() as u64, files: seen.files, bytes: seen.bytes };
             Ok((store, summary))
         }
     }
