@@ -26,6 +26,33 @@ fn ward(dir: &Path, data: &Path, args: &[&str]) -> Output {
     cmd.current_dir(dir).env("WARD_DATA_DIR", data).args(args).output().expect("run the ward binary")
 }
 
+/// Starts `ward serve` on `data` (127.0.0.1, port 0) and stops it once it reports serving;
+/// false if it exits first.
+fn serves(dir: &Path, data: &Path) -> bool {
+    use std::io::BufRead as _;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ward"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("WARD_") {
+            cmd.env_remove(key);
+        }
+    }
+    let mut child = cmd
+        .current_dir(dir)
+        .env("WARD_DATA_DIR", data)
+        .env("WARD_LISTEN", "127.0.0.1:0")
+        .env("WARD_LOG__LEVEL", "warn")
+        .arg("serve")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start ward serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let served = std::io::BufReader::new(stdout).lines().map_while(Result::ok).any(|l| l.starts_with("Ward is serving at"));
+    let _ = child.kill();
+    let _ = child.wait();
+    served
+}
+
 fn ok(o: Output) -> String {
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(o.status.success(), "ward failed ({}):\nstdout: {out}\nstderr: {}", o.status, String::from_utf8_lossy(&o.stderr));
@@ -144,6 +171,7 @@ fn backup_while_open_restore_to_a_new_directory_and_the_audit_log_verifies() {
     let out = ok(ward(d, &new, &["audit", "verify", "--vkey", vkey.to_str().unwrap()]));
     assert!(out.starts_with("verified "), "{out}");
     ok(ward(d, &new, &["org", "list"]));
+    assert!(serves(d, &new), "ward serve did not start on the restored data directory");
 
     // Everything the snapshot held reads back.
     let restored = rt.block_on(open(&new));
