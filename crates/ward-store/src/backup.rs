@@ -807,7 +807,6 @@ pub async fn verify_backup<R: Read>(
         seen.bytes += m.size;
         seen.entries.push(m);
     }
-    drop(archive);
     drain(&mut reader, &failed)?;
     let manifest = seen.check(&header)?;
     let summary =
@@ -934,7 +933,6 @@ pub async fn restore_backup<R: Read>(
                     _ => {}
                 }
             }
-            drop(archive);
             drain(&mut reader, &failed)?;
             let manifest = seen.check(&header)?.clone();
             if !got_db {
@@ -1017,7 +1015,6 @@ pub async fn restore_backup<R: Read>(
                 Ok::<_, BackupError>(())
             }
             .await;
-            drop(archive);
             let loaded = match loaded.and_then(|()| drain(&mut reader, &failed)) {
                 Err(e) => Err(e),
                 Ok(()) => {
