@@ -131,6 +131,12 @@ audit_actions! {
     RetentionShred = "retention.shred",
     /// A patient's conversations were exported for a right-of-access request.
     PatientExport = "patient.export",
+    /// An encrypted backup was written (`ward backup`; detail `backend`, `entries`, `files`,
+    /// `bytes`, `messages`, `conversations`, `audit_events`, `ms`).
+    BackupCreate = "backup.create",
+    /// The data directory and database were rebuilt from a backup (`ward restore`; recorded in
+    /// the restored log; detail `backup`, `entries`, `files`, `messages`, `ms`).
+    BackupRestore = "backup.restore",
 }
 
 /// Whether the action succeeded.

@@ -6,6 +6,7 @@
 mod alerts;
 mod audit;
 mod audit_sinks;
+pub mod backup;
 mod conversations;
 mod db;
 mod error;

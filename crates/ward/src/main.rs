@@ -13,6 +13,7 @@ use ward_server::provision::{self, operator_meta};
 mod audit;
 mod audit_proof;
 mod audit_reports;
+mod backup;
 mod keys;
 mod lifecycle;
 mod progress;
@@ -66,6 +67,40 @@ enum Command {
     /// Patient records.
     #[command(subcommand)]
     Patient(PatientCommand),
+    /// Write an encrypted, integrity-checked backup of the database and the data directory's
+    /// Ward files while the server keeps running (`ward backup verify` checks one).
+    #[command(args_conflicts_with_subcommands = true)]
+    Backup {
+        /// The backup file to write (must not exist).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(subcommand)]
+        command: Option<BackupCommand>,
+    },
+    /// Rebuild a data directory (and its database) from a backup. Needs the key provider that
+    /// made the backup (for the key file: copy keys/ into the new data directory first).
+    Restore {
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+        /// The new data directory: missing, empty, or holding only keys/.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The database to rebuild (an empty PostgreSQL database or schema); default: SQLite
+        /// in the new data directory.
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BackupCommand {
+    /// Decrypt a backup and check every entry's digest, without restoring anything.
+    Verify {
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -392,6 +427,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Retention(RetentionCommand::Run) => lifecycle::run(&config).await,
         Command::Retention(RetentionCommand::Status) => lifecycle::status(&config).await,
         Command::Patient(PatientCommand::Export { patient, out }) => lifecycle::export(&config, patient, &out).await,
+        Command::Backup { out, command } => {
+            match (out, command) {
+                (_, Some(BackupCommand::Verify { from })) => {
+                    let s = backup::verify(&config, &from).await?;
+                    println!("verified {}", backup::describe(&s));
+                }
+                (Some(out), None) => {
+                    let s = backup::backup(&config, &out).await?;
+                    println!("wrote {} to {}", backup::describe(&s), out.display());
+                }
+                (None, None) => anyhow::bail!("give --out FILE to write a backup, or `ward backup verify --from FILE`"),
+            }
+            Ok(())
+        }
+        Command::Restore { from, data_dir, database_url } => {
+            let s = backup::restore(&config, &from, &data_dir, database_url).await?;
+            println!("restored {} into {}", backup::describe(&s), data_dir.display());
+            Ok(())
+        }
         Command::Config(ConfigCommand::Print) => {
             print!("{}", config.redacted_toml());
             Ok(())
