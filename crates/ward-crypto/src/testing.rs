@@ -1,5 +1,5 @@
-//! Test support (feature `test-support`): local peers for the key provider tests. Never
-//! compiled into the server.
+//! Test support (feature `test-support`): local peers for the key provider tests (moto's
+//! server as KMS, SoftHSM 2 as PKCS#11 token). Never compiled into the server.
 //!
 //! Each peer is found through an environment variable that `scripts/test` exports. When it is
 //! unset the test is skipped with a printed reason, except with `CI=true`, where it fails.
@@ -123,6 +123,80 @@ fn announced_port(line: &str) -> Option<u16> {
     let rest = &line[line.find("http://127.0.0.1:")? + "http://127.0.0.1:".len()..];
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok().filter(|p| *p != 0)
+}
+
+/// A SoftHSM 2 token of the test's own: its configuration and token directory in a temporary
+/// directory.
+///
+/// SoftHSM reads `SOFTHSM2_CONF` from the environment when the module is first loaded, and a
+/// test cannot change its own environment safely, so each test runs its HSM work in a child
+/// process: [`SoftHsm::token`] called in the test (the parent) creates the token, runs the same
+/// test again in a child with `SOFTHSM2_CONF` set, and reports its result; called in that child
+/// it returns the token. Parallel test processes never share a token.
+#[derive(Debug, Clone)]
+pub struct SoftHsm {
+    /// The PKCS#11 module (`WARD_TEST_SOFTHSM_MODULE`).
+    pub module: std::path::PathBuf,
+    /// The token's label.
+    pub token_label: String,
+    /// The user PIN.
+    pub pin: String,
+    /// The directory holding the configuration and the token.
+    pub dir: std::path::PathBuf,
+}
+
+/// Set in the child process to the directory of the token its parent made.
+const SOFTHSM_CHILD: &str = "WARD_TEST_SOFTHSM_DIR";
+
+impl SoftHsm {
+    /// The token label every test token has.
+    pub const TOKEN_LABEL: &str = "ward-test";
+    /// The user PIN every test token has.
+    pub const PIN: &str = "1234-user";
+
+    /// In the child: the token. In the parent: makes the token, runs `test` (the test's name as
+    /// the test harness knows it, such as `round_trip` or `module::round_trip`) in a child
+    /// process, panics if it failed, and returns `None`. Also `None`, after printing why, when
+    /// SoftHSM is not installed outside CI (panics in CI).
+    pub fn token(test: &str) -> Option<SoftHsm> {
+        let module = peer_from_env("WARD_TEST_SOFTHSM_MODULE", "SoftHSM 2 PKCS#11 module")?;
+        if let Ok(dir) = std::env::var(SOFTHSM_CHILD) {
+            return Some(SoftHsm { module: module.into(), token_label: Self::TOKEN_LABEL.into(), pin: Self::PIN.into(), dir: dir.into() });
+        }
+        let util = peer_from_env("WARD_TEST_SOFTHSM_UTIL", "softhsm2-util")?;
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let conf = Self::create_token(&util, dir.path());
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let out = Command::new(exe)
+            .args([test, "--exact", "--nocapture", "--test-threads", "1"])
+            .env(SOFTHSM_CHILD, dir.path())
+            .env("SOFTHSM2_CONF", &conf)
+            .output()
+            .expect("run the test in a child process");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "the test failed in its SoftHSM child process:\n{stdout}\n{stderr}");
+        assert!(stdout.contains("1 passed"), "the child process did not run the test {test:?}:\n{stdout}\n{stderr}");
+        None
+    }
+
+    /// Writes a SoftHSM configuration under `dir` and initialises a token labelled
+    /// [`SoftHsm::TOKEN_LABEL`] with PIN [`SoftHsm::PIN`] in it, using the `softhsm2-util` at
+    /// `util`; returns the configuration file's path (for `SOFTHSM2_CONF`).
+    pub fn create_token(util: &str, dir: &std::path::Path) -> std::path::PathBuf {
+        let tokens = dir.join("tokens");
+        std::fs::create_dir_all(&tokens).expect("token directory");
+        let conf = dir.join("softhsm2.conf");
+        std::fs::write(&conf, format!("directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n", tokens.display()))
+            .expect("write softhsm2.conf");
+        let out = Command::new(util)
+            .args(["--init-token", "--free", "--label", Self::TOKEN_LABEL, "--so-pin", "5678-so", "--pin", Self::PIN])
+            .env("SOFTHSM2_CONF", &conf)
+            .output()
+            .unwrap_or_else(|e| panic!("could not run {util}: {e}"));
+        assert!(out.status.success(), "softhsm2-util --init-token failed: {}", String::from_utf8_lossy(&out.stderr));
+        conf
+    }
 }
 
 #[cfg(test)]
