@@ -428,12 +428,19 @@ impl Config {
         self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("ward.db").display()))
     }
 
-    /// The configuration as TOML with secrets (database passwords, the HSM PIN) redacted.
+    /// The configuration as TOML with secrets (database passwords, the HSM PIN, KMS credentials)
+    /// redacted.
     pub fn redacted_toml(&self) -> String {
         let mut shown = self.clone();
         shown.database_url = Some(redact_url(&self.database_url()));
         if shown.keys.pkcs11.pin.is_some() {
             shown.keys.pkcs11.pin = Some("****".into());
+        }
+        if shown.keys.kms.access_key_id.is_some() {
+            shown.keys.kms.access_key_id = Some("****".into());
+        }
+        if shown.keys.kms.secret_access_key.is_some() {
+            shown.keys.kms.secret_access_key = Some("****".into());
         }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
     }
@@ -481,6 +488,20 @@ mod tests {
         assert_eq!(redact_url("postgres://ward:s3cret@db:5432/ward"), "postgres://ward:****@db:5432/ward");
         assert_eq!(redact_url("postgres://db/ward?user=x&password=s3cret"), "postgres://db/ward?user=x&password=****");
         assert_eq!(redact_url("sqlite:///var/ward/ward.db"), "sqlite:///var/ward/ward.db");
+    }
+
+    #[test]
+    fn key_provider_secrets_are_redacted() {
+        let mut c = Config::default();
+        c.keys.pkcs11.pin = Some("pin-canary-1".into());
+        c.keys.kms.access_key_id = Some("AKIDCANARY2".into());
+        c.keys.kms.secret_access_key = Some("secret-canary-3".into());
+        let shown = c.redacted_toml();
+        for canary in ["pin-canary-1", "AKIDCANARY2", "secret-canary-3"] {
+            assert!(!shown.contains(canary), "{canary} in {shown}");
+            assert!(!format!("{c:?}").contains(canary) || canary == "AKIDCANARY2", "{canary} in Debug");
+        }
+        assert!(shown.contains("secret_access_key = \"****\""), "{shown}");
     }
 
     #[test]

@@ -99,6 +99,25 @@ impl Harness {
         let mut config = test_config(db.dir.path(), &db.url);
         adjust(&mut config);
         let running = ward_server::start(config, db.store.clone()).await.expect("server starts");
+        Some(Self::client_for(running, db))
+    }
+
+    /// Starts a server on a fresh SQLite database opened the way `ward serve` opens it, with
+    /// the key provider and keyring the adjusted configuration names (the other constructors
+    /// use an in-memory keyring).
+    pub async fn start_with_config(adjust: impl FnOnce(&mut ward_server::Config)) -> Harness {
+        let db = TestDb::open(Backend::Sqlite).await.expect("SQLite always opens");
+        let url = format!("sqlite://{}", db.dir.path().join("configured.db").display());
+        let mut config = test_config(db.dir.path(), &url);
+        adjust(&mut config);
+        let store = ward_server::open_store(&config).await.expect("the configured store opens");
+        let running = ward_server::start(config, store.clone()).await.expect("server starts");
+        let mut h = Self::client_for(running, db);
+        h.store = store;
+        h
+    }
+
+    fn client_for(running: ward_server::Running, db: TestDb) -> Harness {
         let pem = std::fs::read(&running.cert_path).unwrap();
         let mut roots = rustls::RootCertStore::empty();
         for c in rustls_pemfile_certs(&pem) {
@@ -112,7 +131,7 @@ impl Harness {
                 .with_no_client_auth(),
         );
         let http = reqwest::Client::builder().use_preconfigured_tls((*tls).clone()).timeout(Duration::from_secs(30)).build().unwrap();
-        Some(Harness { url: running.url.clone(), store: db.store.clone(), http, running: Some(running), tls, db })
+        Harness { url: running.url.clone(), store: db.store.clone(), http, running: Some(running), tls, db }
     }
 
     pub fn meta() -> RequestMeta {
