@@ -121,6 +121,11 @@ audit_actions! {
     KeyInventory = "keys.inventory",
     /// A KEK version no data key uses any more was destroyed (`ward keys retire`).
     KeyRetire = "keys.retire",
+    /// A file was uploaded to a conversation (target the attachment; detail `conversation`,
+    /// `content_type`, `size`; never the file name).
+    AttachmentUpload = "attachment.upload",
+    /// An attachment was downloaded (target the attachment; detail `conversation`).
+    AttachmentDownload = "attachment.download",
 }
 
 /// Whether the action succeeded.

@@ -141,7 +141,7 @@ pub(crate) async fn run(
                         continue;
                     };
                     let new =
-                        NewMessage { conversation_id: convs[c], client_txn_id: txn, body, priority: Priority::Routine, corrects: None };
+                        NewMessage { conversation_id: convs[c], client_txn_id: txn, body, priority: Priority::Routine, corrects: None, attachments: vec![] };
                     let t0 = Instant::now();
                     match store.send_message(actors[who], devices[who], new, meta()).await {
                         Ok(_) => h.saturating_record(t0.elapsed().as_micros() as u64),

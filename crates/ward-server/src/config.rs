@@ -30,6 +30,110 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Encryption at rest: the key provider and data key rotation.
     pub keys: KeysConfig,
+    /// Encrypted attachments: size limit, accepted types and where the sealed content is kept.
+    pub attachments: AttachmentsConfig,
+}
+
+/// Content types an attachment may have; `allowed_types` picks from these.
+pub const SUPPORTED_ATTACHMENT_TYPES: &[&str] = &["image/jpeg", "image/png", "image/webp", "image/heic", "image/gif", "application/pdf"];
+
+/// Encrypted attachments (`[attachments]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AttachmentsConfig {
+    /// Largest attachment in bytes, enforced while the upload streams in.
+    pub max_bytes: u64,
+    /// Content types accepted, checked against the content itself (not only the declared
+    /// type). JPEG, PNG and WebP images have their EXIF and XMP metadata (GPS location
+    /// included) removed; HEIC and GIF are stored as uploaded, so they are off by default.
+    pub allowed_types: Vec<String>,
+    /// `fs` (a directory, the default) or `s3` (an S3-compatible object store).
+    pub store: AttachmentStoreKind,
+    /// The directory for `store = "fs"`. Default: `<data_dir>/attachments`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// The bucket for `store = "s3"`.
+    pub s3: S3Config,
+}
+
+/// Where attachment content is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachmentStoreKind {
+    /// A local directory.
+    Fs,
+    /// An S3-compatible object store.
+    S3,
+}
+
+/// An S3-compatible bucket (`[attachments.s3]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    /// The bucket name.
+    pub bucket: String,
+    /// The region, such as `eu-west-1`.
+    pub region: String,
+    /// An endpoint other than AWS's own (an S3-compatible server); `http://` is allowed only
+    /// for a loopback address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The access key id. Without it, the standard `AWS_*` environment variables are used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<String>,
+    /// The secret access key (shown redacted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_access_key: Option<String>,
+}
+
+impl Default for AttachmentsConfig {
+    fn default() -> Self {
+        AttachmentsConfig {
+            max_bytes: 25 * 1024 * 1024,
+            allowed_types: ["image/jpeg", "image/png", "image/webp", "application/pdf"].map(String::from).to_vec(),
+            store: AttachmentStoreKind::Fs,
+            path: None,
+            s3: S3Config::default(),
+        }
+    }
+}
+
+impl AttachmentsConfig {
+    /// The attachment directory in force for data directory `data_dir` (`store = "fs"`).
+    pub fn dir(&self, data_dir: &Path) -> PathBuf {
+        self.path.clone().unwrap_or_else(|| data_dir.join("attachments"))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |what: &str| Err(ConfigError(what.to_owned()));
+        if !(1024..=1024 * 1024 * 1024).contains(&self.max_bytes) {
+            return bad("attachments.max_bytes must be between 1 KiB and 1 GiB");
+        }
+        if self.allowed_types.is_empty() {
+            return bad("attachments.allowed_types must name at least one type");
+        }
+        if let Some(t) = self.allowed_types.iter().find(|t| !SUPPORTED_ATTACHMENT_TYPES.contains(&t.as_str())) {
+            return Err(ConfigError(format!(
+                "attachments.allowed_types: {t} is not supported (choose from {})",
+                SUPPORTED_ATTACHMENT_TYPES.join(", ")
+            )));
+        }
+        if self.store == AttachmentStoreKind::S3 {
+            let s3 = &self.s3;
+            if s3.bucket.is_empty() || s3.region.is_empty() {
+                return bad("attachments.s3.bucket and attachments.s3.region are needed for store = \"s3\"");
+            }
+            if s3.access_key_id.is_some() != s3.secret_access_key.is_some() {
+                return bad("attachments.s3.access_key_id and attachments.s3.secret_access_key must be given together");
+            }
+            if let Some(e) = &s3.endpoint
+                && !(e.starts_with("https://") || e.starts_with("http://127.") || e.starts_with("http://localhost") || e.starts_with("http://[::1]"))
+            {
+                return bad("attachments.s3.endpoint must be https:// (or http:// on a loopback address)");
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Where key-encryption keys live, and how data keys rotate.
@@ -297,6 +401,7 @@ impl Default for Config {
             log: LogConfig::default(),
             audit: AuditConfig::default(),
             keys: KeysConfig::default(),
+            attachments: AttachmentsConfig::default(),
         }
     }
 }
@@ -396,7 +501,7 @@ impl Config {
         if k.cache_keys < 16 {
             return bad("keys.cache_keys must be at least 16");
         }
-        Ok(())
+        self.attachments.validate()
     }
 
     /// The database URL in force.
@@ -410,6 +515,9 @@ impl Config {
         shown.database_url = Some(redact_url(&self.database_url()));
         if shown.keys.pkcs11.pin.is_some() {
             shown.keys.pkcs11.pin = Some("****".into());
+        }
+        if shown.attachments.s3.secret_access_key.is_some() {
+            shown.attachments.s3.secret_access_key = Some("****".into());
         }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
     }
