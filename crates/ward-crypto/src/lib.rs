@@ -15,6 +15,8 @@ pub mod kms;
 pub mod pkcs11;
 pub mod provider;
 pub mod stream;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 pub use aead::{DataKey, SealContext};
 pub use file::FileKeyProvider;
