@@ -15,7 +15,7 @@ use ward_store::{Backend, on_both_backends, on_sqlite};
 
 on_both_backends!(a_multi_chunk_file_round_trips_encrypted_and_messages_refer_to_it);
 on_sqlite!(the_size_limit_refuses_large_uploads, only_allowed_types_recognised_from_the_content_are_accepted);
-on_sqlite!(gps_exif_is_removed_from_jpeg_images, a_truncated_or_reordered_object_is_refused);
+on_sqlite!(gps_exif_is_removed_from_jpeg_images, a_truncated_or_reordered_object_is_refused, an_s3_compatible_store_round_trips);
 
 const CANARY: &str = "canary-attach-5d21";
 const NAME_CANARY: &str = "canary-name-88ce";
@@ -310,4 +310,58 @@ async fn a_truncated_or_reordered_object_is_refused(backend: Backend) {
     std::fs::remove_file(&objects[0].1).unwrap();
     let (status, _, _) = download(&h, &owner, &conv, &objects[0].0).await;
     assert_eq!(status, 500);
+}
+
+/// The same round trip against an S3-compatible store (moto's server on 127.0.0.1), with a file
+/// large enough for a multipart upload of several parts; the stored object holds no plaintext
+/// and a truncated one is refused.
+async fn an_s3_compatible_store_round_trips(backend: Backend) {
+    let Some(moto) = ward_crypto::testing::MotoServer::start() else { return };
+    let endpoint = moto.endpoint().to_owned();
+    let bucket = "ward-attachments";
+    let plain = reqwest::Client::new();
+    let r = plain.put(format!("{endpoint}/{bucket}")).send().await.expect("moto answers");
+    assert!(r.status().is_success(), "cannot create the bucket: {}", r.status());
+    let ep = endpoint.clone();
+    let Some(Setup { h, owner, member, outsider, org, conv, .. }) = setup(backend, move |c| {
+        c.attachments.store = ward_server::config::AttachmentStoreKind::S3;
+        c.attachments.s3 = ward_server::config::S3Config {
+            bucket: bucket.into(),
+            region: "us-east-1".into(),
+            endpoint: Some(ep),
+            access_key_id: Some("testing".into()),
+            secret_access_key: Some("testing".into()),
+        };
+    })
+    .await
+    else {
+        return;
+    };
+    let content = pdf(9 * 1024 * 1024 + 4321);
+    let r = upload(&h, &owner, &conv, "application/pdf", Some(NAME_CANARY), content.clone()).await.expect(201);
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let (status, headers, body) = download(&h, &member, &conv, &id).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "application/pdf");
+    assert!(body == content, "the content read back from S3 differs");
+    let (status, _, _) = download(&h, &outsider, &conv, &id).await;
+    assert_eq!(status, 404);
+
+    // In the bucket: sealed bytes only, under ids only.
+    let url = format!("{endpoint}/{bucket}/{}/{conv}/{id}", org.id);
+    let sealed = plain.get(&url).send().await.unwrap().bytes().await.unwrap().to_vec();
+    assert_eq!(sealed.len() as u64, ward_crypto::stream::sealed_len(content.len() as u64));
+    assert!(!contains(&sealed, CANARY.as_bytes()));
+    let listing = plain.get(format!("{endpoint}/{bucket}")).send().await.unwrap().text().await.unwrap();
+    assert!(listing.contains(&id) && !listing.contains(NAME_CANARY), "{listing}");
+    // Nothing on local disk either.
+    assert!(!h.db.dir.path().join("attachments").exists() || files_under(&h.db.dir.path().join("attachments")).is_empty());
+
+    // A truncated object is refused.
+    let r = plain.put(&url).body(sealed[..sealed.len() - 100].to_vec()).send().await.unwrap();
+    assert!(r.status().is_success());
+    let (status, _, body) = download(&h, &member, &conv, &id).await;
+    assert_eq!(status, 500);
+    assert!(!contains(&body, CANARY.as_bytes()));
+    drop(moto);
 }
