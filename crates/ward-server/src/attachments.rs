@@ -126,34 +126,38 @@ impl Blobs {
         let mut out = WriteMultipart::new_with_chunk_size(upload, PART_LEN);
         let mut enc = Encryptor::new(draft.key(), &draft.stream_context()).map_err(|e| ApiError::internal_cause(e))?;
         let written = match strippable(content_type) {
-            true => async {
-                let mut all = head;
-                if !ended {
-                    while let Some(b) = body.next_chunk().await? {
-                        all.extend_from_slice(&b);
+            true => {
+                async {
+                    let mut all = head;
+                    if !ended {
+                        while let Some(b) = body.next_chunk().await? {
+                            all.extend_from_slice(&b);
+                        }
                     }
-                }
-                let clean = strip_metadata(content_type, Bytes::from(all))?;
-                for piece in clean.chunks(FEED_LEN) {
-                    out.write(&enc.update(piece));
-                    out.wait_for_capacity(PART_CONCURRENCY).await.map_err(storage_error)?;
-                }
-                Ok::<u64, ApiError>(clean.len() as u64)
-            }
-            .await,
-            false => async {
-                out.write(&enc.update(&head));
-                let mut size = head.len() as u64;
-                if !ended {
-                    while let Some(b) = body.next_chunk().await? {
-                        size += b.len() as u64;
-                        out.write(&enc.update(&b));
+                    let clean = strip_metadata(content_type, Bytes::from(all))?;
+                    for piece in clean.chunks(FEED_LEN) {
+                        out.write(&enc.update(piece));
                         out.wait_for_capacity(PART_CONCURRENCY).await.map_err(storage_error)?;
                     }
+                    Ok::<u64, ApiError>(clean.len() as u64)
                 }
-                Ok(size)
+                .await
             }
-            .await,
+            false => {
+                async {
+                    out.write(&enc.update(&head));
+                    let mut size = head.len() as u64;
+                    if !ended {
+                        while let Some(b) = body.next_chunk().await? {
+                            size += b.len() as u64;
+                            out.write(&enc.update(&b));
+                            out.wait_for_capacity(PART_CONCURRENCY).await.map_err(storage_error)?;
+                        }
+                    }
+                    Ok(size)
+                }
+                .await
+            }
         };
         match written {
             Ok(size) => {

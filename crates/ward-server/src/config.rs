@@ -127,7 +127,10 @@ impl AttachmentsConfig {
                 return bad("attachments.s3.access_key_id and attachments.s3.secret_access_key must be given together");
             }
             if let Some(e) = &s3.endpoint
-                && !(e.starts_with("https://") || e.starts_with("http://127.") || e.starts_with("http://localhost") || e.starts_with("http://[::1]"))
+                && !(e.starts_with("https://")
+                    || e.starts_with("http://127.")
+                    || e.starts_with("http://localhost")
+                    || e.starts_with("http://[::1]"))
             {
                 return bad("attachments.s3.endpoint must be https:// (or http:// on a loopback address)");
             }

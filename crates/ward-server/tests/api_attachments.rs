@@ -99,7 +99,8 @@ async fn setup(backend: Backend, adjust: impl FnOnce(&mut ward_server::Config)) 
     let member = h.account(&org, "member", Role::Nurse).await;
     let outsider = h.account(&org, "outsider", Role::Clinician).await;
     let foreign = h.account(&other_org, "foreign", Role::Clinician).await;
-    let (owner, member, outsider, foreign) = (h.login(&owner).await, h.login(&member).await, h.login(&outsider).await, h.login(&foreign).await);
+    let (owner, member, outsider, foreign) =
+        (h.login(&owner).await, h.login(&member).await, h.login(&outsider).await, h.login(&foreign).await);
     let conv = h.conversation(&owner, "group", &[&member.account]).await;
     Some(Setup { h, owner, member, outsider, foreign, org, conv })
 }
@@ -158,9 +159,13 @@ async fn a_multi_chunk_file_round_trips_encrypted_and_messages_refer_to_it(backe
         .await
         .expect_problem(422, "validation_failed");
     let other_conv = h.conversation(&owner, "group", &[&member.account]).await;
-    h.post(&format!("/api/v1/conversations/{other_conv}/messages"), &owner.access, json!({"client_txn_id": "att-6", "body": "x", "attachments": [id]}))
-        .await
-        .expect_problem(422, "validation_failed");
+    h.post(
+        &format!("/api/v1/conversations/{other_conv}/messages"),
+        &owner.access,
+        json!({"client_txn_id": "att-6", "body": "x", "attachments": [id]}),
+    )
+    .await
+    .expect_problem(422, "validation_failed");
 
     // Uploads and downloads are audited, without the file name.
     let events = h.store.audit_events(0, 10_000).await.unwrap();
@@ -199,7 +204,14 @@ async fn only_allowed_types_recognised_from_the_content_are_accepted(backend: Ba
     // A real PDF declared as something else.
     upload(&h, &owner, &conv, "image/png", None, pdf(2000)).await.expect_problem(415, "attachment_type_not_allowed");
     // No declared type.
-    let r = h.http.post(format!("{}/api/v1/conversations/{conv}/attachments", h.url)).bearer_auth(&owner.access).body(pdf(2000)).send().await.unwrap();
+    let r = h
+        .http
+        .post(format!("{}/api/v1/conversations/{conv}/attachments", h.url))
+        .bearer_auth(&owner.access)
+        .body(pdf(2000))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 415);
     // A recognised type that is not on the list (GIF is off by default).
     upload(&h, &owner, &conv, "image/gif", None, b"GIF89a\x01\x00\x01\x00\x00\x00\x00;".to_vec())
@@ -244,7 +256,10 @@ fn has_gps(jpeg: &[u8]) -> bool {
 async fn gps_exif_is_removed_from_jpeg_images(backend: Backend) {
     let Some(Setup { h, owner, member, conv, .. }) = setup(backend, |_| {}).await else { return };
     let original = jpeg_with_gps();
-    assert!(has_gps(&original) && contains(&original, b"Exif\0\0") && contains(&original, CANARY.as_bytes()), "the fixture lacks its GPS EXIF");
+    assert!(
+        has_gps(&original) && contains(&original, b"Exif\0\0") && contains(&original, CANARY.as_bytes()),
+        "the fixture lacks its GPS EXIF"
+    );
     let r = upload(&h, &owner, &conv, "image/jpeg", Some("ward.jpg"), original.clone()).await.expect(201);
     let id = r.body["id"].as_str().unwrap().to_owned();
     let (status, headers, back) = download(&h, &member, &conv, &id).await;

@@ -364,7 +364,9 @@ async fn send_id(h: &Harness, s: &Session, conv: &str, txn: &str) -> String {
 }
 
 async fn upload_id(h: &Harness, s: &Session, conv: &str) -> String {
-    let r = h.raw(Method::POST, &format!("/api/v1/conversations/{conv}/attachments"), Some(&s.access), "application/pdf", FIXTURE_PDF.to_vec()).await;
+    let r = h
+        .raw(Method::POST, &format!("/api/v1/conversations/{conv}/attachments"), Some(&s.access), "application/pdf", FIXTURE_PDF.to_vec())
+        .await;
     r.expect(201).body["id"].as_str().unwrap().to_owned()
 }
 
@@ -1041,9 +1043,11 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
             };
             let c = cell(op.path.replace("{conversation_id}", &conv(t)).replace("{attachment_id}", &att), None, exp);
             if exp == OK {
-                c.check(|b| {
-                    if b.as_str().map(str::as_bytes) == Some(FIXTURE_PDF) { Ok(()) } else { Err("not the uploaded content".into()) }
-                })
+                c.check(
+                    |b| {
+                        if b.as_str().map(str::as_bytes) == Some(FIXTURE_PDF) { Ok(()) } else { Err("not the uploaded content".into()) }
+                    },
+                )
             } else {
                 c
             }

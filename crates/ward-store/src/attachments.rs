@@ -205,7 +205,12 @@ impl Store {
             self.record_denied(actor, AuditAction::AttachmentUpload, conv, meta).await?;
             return Err(StoreError::NotFound);
         }
-        Ok(AttachmentDraft { id: AttachmentId::new(), org_id: actor.org_id, conversation_id: conv, key: ward_crypto::aead::new_key_bytes() })
+        Ok(AttachmentDraft {
+            id: AttachmentId::new(),
+            org_id: actor.org_id,
+            conversation_id: conv,
+            key: ward_crypto::aead::new_key_bytes(),
+        })
     }
 
     /// Records an attachment whose content is in the attachment store: seals its content key
@@ -268,7 +273,13 @@ impl Store {
     /// record, file name and content key. The download is audited before anything is
     /// returned; a refusal is audited as denied and answers NotFound, exactly like an
     /// attachment that does not exist.
-    pub async fn open_attachment(&self, actor: Actor, conv: ConversationId, id: AttachmentId, meta: RequestMeta) -> Result<OpenedAttachment> {
+    pub async fn open_attachment(
+        &self,
+        actor: Actor,
+        conv: ConversationId,
+        id: AttachmentId,
+        meta: RequestMeta,
+    ) -> Result<OpenedAttachment> {
         let ring = self.keyring().clone();
         let found = self
             .read(move |mut c| {

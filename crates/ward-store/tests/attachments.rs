@@ -7,7 +7,9 @@ use ward_domain::ids::{AttachmentId, ConversationId, DeviceId};
 use ward_domain::policy::Actor;
 use ward_domain::role::Role;
 use ward_store::testing::TestDb;
-use ward_store::{Backend, MemberSpec, NewAttachment, NewConversation, NewMessage, NewUser, Org, RequestMeta, Store, StoreError, on_both_backends};
+use ward_store::{
+    Backend, MemberSpec, NewAttachment, NewConversation, NewMessage, NewUser, Org, RequestMeta, Store, StoreError, on_both_backends,
+};
 
 on_both_backends!(attachments_are_sealed_and_opened_only_by_members, messages_refer_to_their_senders_attachments);
 
