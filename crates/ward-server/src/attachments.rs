@@ -124,7 +124,7 @@ impl Blobs {
         let path = ObjectPath::from(draft.object_key());
         let upload = self.store.put_multipart(&path).await.map_err(storage_error)?;
         let mut out = WriteMultipart::new_with_chunk_size(upload, PART_LEN);
-        let mut enc = Encryptor::new(draft.key(), &draft.stream_context()).map_err(|e| ApiError::internal_cause(e))?;
+        let mut enc = Encryptor::new(draft.key(), &draft.stream_context()).map_err(ApiError::internal_cause)?;
         let written = match strippable(content_type) {
             true => {
                 async {
@@ -315,6 +315,21 @@ mod tests {
     fn unreadable_images_are_refused_not_stored() {
         let e = strip_metadata("image/jpeg", Bytes::from_static(b"\xff\xd8\xff\xe1 not really")).unwrap_err();
         assert_eq!(e.code, "attachment_type_not_allowed");
+    }
+
+    /// The limit is enforced as chunks arrive: the chunk that crosses it is refused, and the
+    /// body is not read any further (the stream below would panic if it were).
+    #[tokio::test]
+    async fn the_size_limit_stops_reading_at_the_first_byte_over() {
+        let chunks = (0..).map(|i| {
+            assert!(i < 3, "the body was read past the limit");
+            Ok::<_, std::io::Error>(Bytes::from(vec![0u8; 1000]))
+        });
+        let mut body = Limited { inner: futures_util::stream::iter(chunks), seen: 0, max: 2500 };
+        assert_eq!(body.next_chunk().await.unwrap().unwrap().len(), 1000);
+        assert_eq!(body.next_chunk().await.unwrap().unwrap().len(), 1000);
+        let e = body.next_chunk().await.unwrap_err();
+        assert_eq!((e.status.as_u16(), e.code), (413, "attachment_too_large"));
     }
 
     #[test]
