@@ -564,6 +564,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn attachment_settings_are_checked_and_the_s3_secret_redacted() {
+        let mut c = Config::default();
+        c.attachments.allowed_types.push("text/html".into());
+        assert!(c.validate().unwrap_err().0.contains("text/html"));
+        c.attachments = AttachmentsConfig { store: AttachmentStoreKind::S3, ..AttachmentsConfig::default() };
+        assert!(c.validate().is_err(), "s3 needs a bucket and region");
+        c.attachments.s3 = S3Config {
+            bucket: "b".into(),
+            region: "r".into(),
+            endpoint: Some("http://10.0.0.1:9000".into()),
+            access_key_id: Some("id".into()),
+            secret_access_key: Some("s3cret-value".into()),
+        };
+        assert!(c.validate().is_err(), "plain http only to loopback");
+        c.attachments.s3.endpoint = Some("http://127.0.0.1:9000".into());
+        c.validate().unwrap();
+        let shown = c.redacted_toml();
+        assert!(!shown.contains("s3cret-value") && shown.contains("****"), "{shown}");
+        c.attachments.max_bytes = 10;
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
     fn passwords_are_redacted() {
         assert_eq!(redact_url("postgres://ward:s3cret@db:5432/ward"), "postgres://ward:****@db:5432/ward");
         assert_eq!(redact_url("postgres://db/ward?user=x&password=s3cret"), "postgres://db/ward?user=x&password=****");
