@@ -68,25 +68,46 @@ impl Encryptor {
         Ok(Encryptor { key: ChunkKey::new(key, context)?, index: 0, pending: Vec::with_capacity(CHUNK_LEN) })
     }
 
-    fn seal(&mut self, mut chunk: Vec<u8>, last: bool, out: &mut Vec<u8>) {
+    /// Seals `chunk` straight into `out`: the plaintext is copied once, encrypted in place
+    /// there, and followed by its tag (no allocation per chunk).
+    fn seal_into(&mut self, chunk: &[u8], last: bool, out: &mut Vec<u8>) {
         let aad = self.key.aad(self.index, last);
+        let start = out.len();
+        out.extend_from_slice(chunk);
         // Only inputs over GCM's 64 GiB limit fail; a chunk is 64 KiB.
-        self.key.key.seal_in_place_append_tag(nonce(self.index), Aad::from(&aad), &mut chunk).expect("AES-GCM input within limits");
+        let tag = self
+            .key
+            .key
+            .seal_in_place_separate_tag(nonce(self.index), Aad::from(&aad), &mut out[start..])
+            .expect("AES-GCM input within limits");
+        out.extend_from_slice(tag.as_ref());
         self.index += 1;
-        out.extend_from_slice(&chunk);
+    }
+
+    /// Seals the pending full chunk (not the last) into `out`, keeping its buffer.
+    fn seal_pending(&mut self, last: bool, out: &mut Vec<u8>) {
+        let mut chunk = std::mem::take(&mut self.pending);
+        self.seal_into(&chunk, last, out);
+        chunk.clear();
+        self.pending = chunk;
     }
 
     /// Takes more plaintext; returns the sealed chunks it completed (possibly none).
     pub fn update(&mut self, mut data: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
+        let chunks = (self.pending.len() + data.len()) / CHUNK_LEN;
+        let mut out = Vec::with_capacity(chunks * SEALED_CHUNK_LEN);
         while !data.is_empty() {
+            // A full chunk is sealed only once more data proves it is not the last.
+            if self.pending.is_empty() && data.len() > CHUNK_LEN {
+                self.seal_into(&data[..CHUNK_LEN], false, &mut out);
+                data = &data[CHUNK_LEN..];
+                continue;
+            }
             let take = (CHUNK_LEN - self.pending.len()).min(data.len());
             self.pending.extend_from_slice(&data[..take]);
             data = &data[take..];
-            // A full chunk is sealed only once more data proves it is not the last.
             if self.pending.len() == CHUNK_LEN && !data.is_empty() {
-                let chunk = std::mem::replace(&mut self.pending, Vec::with_capacity(CHUNK_LEN));
-                self.seal(chunk, false, &mut out);
+                self.seal_pending(false, &mut out);
             }
         }
         out
@@ -94,15 +115,14 @@ impl Encryptor {
 
     /// Seals what is left as the last chunk.
     pub fn finish(mut self) -> Vec<u8> {
-        let mut out = Vec::new();
-        let chunk = std::mem::take(&mut self.pending);
-        if chunk.len() == CHUNK_LEN {
+        let mut out = Vec::with_capacity(self.pending.len() + 2 * TAG_LEN);
+        if self.pending.len() == CHUNK_LEN {
             // A full final chunk is sealed as a normal one, then an empty last chunk ends
             // the stream, so a reader can tell "ends here" from "cut here".
-            self.seal(chunk, false, &mut out);
-            self.seal(Vec::new(), true, &mut out);
+            self.seal_pending(false, &mut out);
+            self.seal_into(&[], true, &mut out);
         } else {
-            self.seal(chunk, true, &mut out);
+            self.seal_pending(true, &mut out);
         }
         out
     }

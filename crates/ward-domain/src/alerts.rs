@@ -326,7 +326,9 @@ impl ObservedKind {
             _ if outcome != Outcome::Success => ObservedKind::Ignored,
             // Flagging a patient is administration of the record, not access to it.
             A::PatientRestrict => ObservedKind::Activity,
-            A::PatientRead | A::ConversationRead | A::MessageRead if has_patient => ObservedKind::PatientRecord { read: true },
+            A::PatientRead | A::ConversationRead | A::MessageRead | A::AttachmentDownload if has_patient => {
+                ObservedKind::PatientRecord { read: true }
+            }
             _ if has_patient => ObservedKind::PatientRecord { read: false },
             _ => ObservedKind::Activity,
         }

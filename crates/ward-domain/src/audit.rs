@@ -137,6 +137,11 @@ audit_actions! {
     /// The data directory and database were rebuilt from a backup (`ward restore`; recorded in
     /// the restored log; detail `backup`, `entries`, `files`, `messages`, `ms`).
     BackupRestore = "backup.restore",
+    /// A file was uploaded to a conversation (target the attachment; detail `conversation`,
+    /// `content_type`, `size`; never the file name).
+    AttachmentUpload = "attachment.upload",
+    /// An attachment was downloaded (target the attachment; detail `conversation`).
+    AttachmentDownload = "attachment.download",
 }
 
 /// Whether the action succeeded.

@@ -54,4 +54,6 @@ id_type!(
     MessageId,
     /// A patient record (the opaque id that stands for the patient everywhere, so the MRN itself need not).
     PatientId,
+    /// An attachment: a file uploaded to a conversation.
+    AttachmentId,
 );

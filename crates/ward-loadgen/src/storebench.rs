@@ -140,8 +140,14 @@ pub(crate) async fn run(
                         errors.fetch_add(1, Ordering::Relaxed);
                         continue;
                     };
-                    let new =
-                        NewMessage { conversation_id: convs[c], client_txn_id: txn, body, priority: Priority::Routine, corrects: None };
+                    let new = NewMessage {
+                        conversation_id: convs[c],
+                        client_txn_id: txn,
+                        body,
+                        priority: Priority::Routine,
+                        corrects: None,
+                        attachments: vec![],
+                    };
                     let t0 = Instant::now();
                     match store.send_message(actors[who], devices[who], new, meta()).await {
                         Ok(_) => h.saturating_record(t0.elapsed().as_micros() as u64),

@@ -2,6 +2,7 @@
 //! built from the same declarations, so they cannot disagree.
 
 pub(crate) mod alerts;
+pub(crate) mod attachments;
 pub(crate) mod audit;
 pub(crate) mod audit_reports;
 pub(crate) mod auth;
@@ -48,6 +49,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(org::routes())
         .merge(patients::routes())
         .merge(conversations::routes())
+        .merge(attachments::routes())
         .merge(alerts::routes())
         .merge(lifecycle::routes())
         .routes(utoipa_axum::routes!(crate::ws::stream))

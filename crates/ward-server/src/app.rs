@@ -42,6 +42,8 @@ pub struct AppState {
     pub openapi: Arc<String>,
     /// The audit log's integrator and signer.
     pub audit: Arc<crate::audit_log::AuditLog>,
+    /// The attachment store.
+    pub blobs: Arc<crate::attachments::Blobs>,
 }
 
 impl AppState {
@@ -63,13 +65,19 @@ impl AppState {
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Builds the state and the router (without a listener: tests can drive it directly).
-pub fn build(store: Store, fanout: Arc<dyn FanOut>, config: Arc<Config>, audit: Arc<crate::audit_log::AuditLog>) -> (AppState, Router) {
+pub fn build(
+    store: Store,
+    fanout: Arc<dyn FanOut>,
+    config: Arc<Config>,
+    audit: Arc<crate::audit_log::AuditLog>,
+    blobs: Arc<crate::attachments::Blobs>,
+) -> (AppState, Router) {
     let metrics = Metrics::new();
     let hub = Hub::new(metrics.clone());
     hub.spawn(&fanout);
     let (api, openapi) = crate::api::router().split_for_parts();
     let openapi = Arc::new(openapi.to_pretty_json().unwrap_or_default());
-    let state = AppState { store, fanout, hub, config: config.clone(), metrics, openapi, audit };
+    let state = AppState { store, fanout, hub, config: config.clone(), metrics, openapi, audit, blobs };
     let router = Router::new()
         .merge(api)
         .route("/healthz", get(healthz))

@@ -33,6 +33,113 @@ pub struct Config {
     /// The retention job: crypto-shreds conversation content past its organisation's
     /// retention period (periods are set per organisation through the API).
     pub retention: RetentionConfig,
+    /// Encrypted attachments: size limit, accepted types and where the sealed content is kept.
+    pub attachments: AttachmentsConfig,
+}
+
+/// Content types an attachment may have; `allowed_types` picks from these.
+pub const SUPPORTED_ATTACHMENT_TYPES: &[&str] = &["image/jpeg", "image/png", "image/webp", "image/heic", "image/gif", "application/pdf"];
+
+/// Encrypted attachments (`[attachments]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AttachmentsConfig {
+    /// Largest attachment in bytes, enforced while the upload streams in.
+    pub max_bytes: u64,
+    /// Content types accepted, checked against the content itself (not only the declared
+    /// type). JPEG, PNG and WebP images have their EXIF and XMP metadata (GPS location
+    /// included) removed; HEIC and GIF are stored as uploaded, so they are off by default.
+    pub allowed_types: Vec<String>,
+    /// `fs` (a directory, the default) or `s3` (an S3-compatible object store).
+    pub store: AttachmentStoreKind,
+    /// The directory for `store = "fs"`. Default: `<data_dir>/attachments`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// The bucket for `store = "s3"`.
+    pub s3: S3Config,
+}
+
+/// Where attachment content is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachmentStoreKind {
+    /// A local directory.
+    Fs,
+    /// An S3-compatible object store.
+    S3,
+}
+
+/// An S3-compatible bucket (`[attachments.s3]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    /// The bucket name.
+    pub bucket: String,
+    /// The region, such as `eu-west-1`.
+    pub region: String,
+    /// An endpoint other than AWS's own (an S3-compatible server); `http://` is allowed only
+    /// for a loopback address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The access key id. Without it, the standard `AWS_*` environment variables are used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<String>,
+    /// The secret access key (shown redacted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_access_key: Option<String>,
+}
+
+impl Default for AttachmentsConfig {
+    fn default() -> Self {
+        AttachmentsConfig {
+            max_bytes: 25 * 1024 * 1024,
+            allowed_types: ["image/jpeg", "image/png", "image/webp", "application/pdf"].map(String::from).to_vec(),
+            store: AttachmentStoreKind::Fs,
+            path: None,
+            s3: S3Config::default(),
+        }
+    }
+}
+
+impl AttachmentsConfig {
+    /// The attachment directory in force for data directory `data_dir` (`store = "fs"`).
+    pub fn dir(&self, data_dir: &Path) -> PathBuf {
+        self.path.clone().unwrap_or_else(|| data_dir.join("attachments"))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |what: &str| Err(ConfigError(what.to_owned()));
+        if !(1024..=1024 * 1024 * 1024).contains(&self.max_bytes) {
+            return bad("attachments.max_bytes must be between 1 KiB and 1 GiB");
+        }
+        if self.allowed_types.is_empty() {
+            return bad("attachments.allowed_types must name at least one type");
+        }
+        if let Some(t) = self.allowed_types.iter().find(|t| !SUPPORTED_ATTACHMENT_TYPES.contains(&t.as_str())) {
+            return Err(ConfigError(format!(
+                "attachments.allowed_types: {t} is not supported (choose from {})",
+                SUPPORTED_ATTACHMENT_TYPES.join(", ")
+            )));
+        }
+        if self.store == AttachmentStoreKind::S3 {
+            let s3 = &self.s3;
+            if s3.bucket.is_empty() || s3.region.is_empty() {
+                return bad("attachments.s3.bucket and attachments.s3.region are needed for store = \"s3\"");
+            }
+            if s3.access_key_id.is_some() != s3.secret_access_key.is_some() {
+                return bad("attachments.s3.access_key_id and attachments.s3.secret_access_key must be given together");
+            }
+            if let Some(e) = &s3.endpoint
+                && !(e.starts_with("https://")
+                    || e.starts_with("http://127.")
+                    || e.starts_with("http://localhost")
+                    || e.starts_with("http://[::1]"))
+            {
+                return bad("attachments.s3.endpoint must be https:// (or http:// on a loopback address)");
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The scheduled retention job.
@@ -318,6 +425,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             keys: KeysConfig::default(),
             retention: RetentionConfig::default(),
+            attachments: AttachmentsConfig::default(),
         }
     }
 }
@@ -420,7 +528,7 @@ impl Config {
         if !(60..=604_800).contains(&self.retention.interval_secs) {
             return bad("retention.interval_secs must be between 60 and 604800");
         }
-        Ok(())
+        self.attachments.validate()
     }
 
     /// The database URL in force.
@@ -441,6 +549,9 @@ impl Config {
         }
         if shown.keys.kms.secret_access_key.is_some() {
             shown.keys.kms.secret_access_key = Some("****".into());
+        }
+        if shown.attachments.s3.secret_access_key.is_some() {
+            shown.attachments.s3.secret_access_key = Some("****".into());
         }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
     }
@@ -582,5 +693,28 @@ mod tests {
             assert!(Config::load(None).is_err());
             Ok(())
         });
+    }
+
+    #[test]
+    fn attachment_settings_are_checked_and_the_s3_secret_redacted() {
+        let mut c = Config::default();
+        c.attachments.allowed_types.push("text/html".into());
+        assert!(c.validate().unwrap_err().0.contains("text/html"));
+        c.attachments = AttachmentsConfig { store: AttachmentStoreKind::S3, ..AttachmentsConfig::default() };
+        assert!(c.validate().is_err(), "s3 needs a bucket and region");
+        c.attachments.s3 = S3Config {
+            bucket: "b".into(),
+            region: "r".into(),
+            endpoint: Some("http://10.0.0.1:9000".into()),
+            access_key_id: Some("id".into()),
+            secret_access_key: Some("s3cret-value".into()),
+        };
+        assert!(c.validate().is_err(), "plain http only to loopback");
+        c.attachments.s3.endpoint = Some("http://127.0.0.1:9000".into());
+        c.validate().unwrap();
+        let shown = c.redacted_toml();
+        assert!(!shown.contains("s3cret-value") && shown.contains("****"), "{shown}");
+        c.attachments.max_bytes = 10;
+        assert!(c.validate().is_err());
     }
 }

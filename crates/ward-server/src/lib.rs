@@ -6,6 +6,7 @@
 pub mod alerts;
 pub mod api;
 pub mod app;
+pub mod attachments;
 pub mod audit_archive;
 pub mod audit_export;
 pub mod audit_log;
@@ -119,10 +120,11 @@ pub async fn start_with(config: Config, store: Store, fanout: Arc<dyn FanOut>) -
     let audit = audit_log::AuditLog::open(&config, store.clone())?;
     let audit_task = audit.spawn();
     audit_archive::spawn_daily(store.clone(), audit.verifier(), config.audit.archive_dir(&config.data_dir), config.audit.retention_days);
+    let blobs = Arc::new(attachments::Blobs::from_config(&config)?);
     let config = Arc::new(config);
-    let _retention_task = lifecycle::spawn(store.clone(), &config.retention);
+    let _retention_task = lifecycle::spawn(store.clone(), blobs.clone(), &config.retention);
     let alert_task = alerts::spawn(store.clone(), fanout.clone());
-    let (state, router) = app::build(store.clone(), fanout, config, audit);
+    let (state, router) = app::build(store.clone(), fanout, config, audit, blobs);
     let syslog_task = syslog.map(|s| s.spawn(state.metrics.clone()));
     spawn_housekeeping(store);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -9,29 +9,35 @@ use std::time::Duration;
 use ward_store::{PatientExport, RetentionRun, RunProgress, ShreddedScope, Store};
 
 use crate::api::dto::ts;
+use crate::attachments::Blobs;
 use crate::config::RetentionConfig;
 
-/// Runs retention once at `now`: shreds what expired, then deletes objects kept outside the
-/// database for the shredded scopes.
-pub async fn run_once(store: &Store, now: i64, progress: impl FnMut(RunProgress) + Send) -> anyhow::Result<RetentionRun> {
+/// Runs retention once at `now`: shreds what expired, then deletes the attachment objects of
+/// the shredded scopes.
+pub async fn run_once(store: &Store, blobs: &Blobs, now: i64, progress: impl FnMut(RunProgress) + Send) -> anyhow::Result<RetentionRun> {
     let run = store.enforce_retention(now, progress).await?;
-    delete_shredded_objects(&run.scopes).await?;
+    delete_shredded_objects(store, blobs, &run.scopes).await?;
     Ok(run)
 }
 
-/// The hook for content kept outside the database (attachment objects). Attachments are
-/// sealed under their conversation's data key, so destroying the key already makes them
-/// unreadable; this deletes the objects themselves so storage is given back. It has nothing
-/// to delete until the attachment store exists: wire it to delete every object of
-/// `scope.conversation_id` sealed under one of `scope.versions` (all of them when
-/// `scope.whole`). Returns the number of objects deleted.
-pub async fn delete_shredded_objects(scopes: &[ShreddedScope]) -> anyhow::Result<u64> {
-    let _ = scopes;
-    Ok(0)
+/// Deletes the attachment objects whose keys were sealed under a destroyed key version.
+/// Destroying the key already made them unreadable; this gives the storage back. Returns the
+/// number of objects deleted (a failed delete is logged and left for an operator: the object
+/// stays unreadable either way).
+pub async fn delete_shredded_objects(store: &Store, blobs: &Blobs, scopes: &[ShreddedScope]) -> anyhow::Result<u64> {
+    let mut deleted = 0;
+    for scope in scopes {
+        for key in store.attachment_objects_sealed_under(scope.conversation_id, scope.versions.clone(), scope.whole).await? {
+            if blobs.remove(&key).await {
+                deleted += 1;
+            }
+        }
+    }
+    Ok(deleted)
 }
 
 /// The scheduled job: every `interval_secs` (the first run one interval after start).
-pub fn spawn(store: Store, config: &RetentionConfig) -> Option<tokio::task::JoinHandle<()>> {
+pub fn spawn(store: Store, blobs: std::sync::Arc<Blobs>, config: &RetentionConfig) -> Option<tokio::task::JoinHandle<()>> {
     if !config.enabled {
         return None;
     }
@@ -41,7 +47,7 @@ pub fn spawn(store: Store, config: &RetentionConfig) -> Option<tokio::task::Join
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            match run_once(&store, ward_store::now_ms(), |_| {}).await {
+            match run_once(&store, &blobs, ward_store::now_ms(), |_| {}).await {
                 Ok(run) if run.versions_destroyed > 0 || run.held > 0 => tracing::info!(
                     conversations = run.shredded_conversations,
                     versions = run.versions_destroyed,

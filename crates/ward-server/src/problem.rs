@@ -123,6 +123,13 @@ problems! {
     content_shredded => GONE, "content_shredded", "The content was destroyed at the end of its retention period";
     /// A legal hold covers the content, so it cannot be destroyed now.
     legal_hold => CONFLICT, "legal_hold", "A legal hold covers this content";
+    /// The attachment is larger than `[attachments] max_bytes` (refused as it streams in).
+    attachment_too_large => PAYLOAD_TOO_LARGE, "attachment_too_large", "The attachment is too large";
+    /// The attachment's content (recognised from its bytes, not only the declared type) is not
+    /// an allowed type, or does not match the declared Content-Type.
+    attachment_type_not_allowed => UNSUPPORTED_MEDIA_TYPE, "attachment_type_not_allowed", "This type of file cannot be attached";
+    /// The stored attachment is missing, truncated, reordered or altered; nothing of it is served.
+    attachment_damaged => INTERNAL_SERVER_ERROR, "attachment_damaged", "The stored attachment is damaged";
     /// The database is unavailable; retry.
     unavailable => SERVICE_UNAVAILABLE, "unavailable", "The service is temporarily unavailable";
     /// Something failed inside Ward.

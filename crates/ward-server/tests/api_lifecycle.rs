@@ -48,6 +48,16 @@ async fn retention_holds_and_shredding_over_http(backend: Backend) {
     let conv = h.conversation(&clin, "group", &[&nurse_acc]).await;
     let sent = h.send(&clin, &conv, "t1", CANARY).await.expect(201);
     let msg_id = sent.body["id"].as_str().unwrap().to_owned();
+    // An attachment: its object goes when its conversation's key is shredded.
+    let pdf = b"%PDF-1.4\n% retention fixture\n%%EOF\n".to_vec();
+    let att = h
+        .raw(Method::POST, &format!("/api/v1/conversations/{conv}/attachments"), Some(&clin.access), "application/pdf", pdf)
+        .await
+        .expect(201);
+    let att_id = att.body["id"].as_str().unwrap().to_owned();
+    let objects = || ward_store::testing::files_under(&h.db.dir.path().join("attachments")).len();
+    assert!(objects() > 0);
+    let blobs = ward_server::attachments::Blobs::from_config(&common::test_config(h.db.dir.path(), &h.db.url)).unwrap();
 
     // Holds: validated, role-checked, listed.
     let hold_body = json!({"subject_kind": "conversation", "subject_id": conv, "reason": "Matter 2026-17"});
@@ -68,7 +78,7 @@ async fn retention_holds_and_shredding_over_http(backend: Backend) {
     let ms = 40 * ward_domain::lifecycle::DAY_MS;
     h.store.test_execute(format!("UPDATE data_keys SET created_at = created_at - {ms} WHERE scope_kind = 'conversation'")).await.unwrap();
     h.store.test_execute(format!("UPDATE messages SET created_at = created_at - {ms}")).await.unwrap();
-    let run = ward_server::lifecycle::run_once(&h.store, ward_store::now_ms(), |_| {}).await.unwrap();
+    let run = ward_server::lifecycle::run_once(&h.store, &blobs, ward_store::now_ms(), |_| {}).await.unwrap();
     assert_eq!((run.held, run.versions_destroyed), (1, 0));
     let msgs = h.get(&format!("/api/v1/conversations/{conv}/messages"), &clin.access).await.expect(200);
     assert_eq!(msgs.body["items"][0]["body"], CANARY);
@@ -82,8 +92,10 @@ async fn retention_holds_and_shredding_over_http(backend: Backend) {
     h.post(&format!("/api/v1/legal-holds/{}/release", uuid::Uuid::now_v7()), &officer.access, json!({}))
         .await
         .expect_problem(404, "not_found");
-    let run = ward_server::lifecycle::run_once(&h.store, ward_store::now_ms(), |_| {}).await.unwrap();
+    let run = ward_server::lifecycle::run_once(&h.store, &blobs, ward_store::now_ms(), |_| {}).await.unwrap();
     assert_eq!((run.held, run.versions_destroyed, run.messages_shredded), (0, 1, 1));
+    assert_eq!(objects(), 0, "the shredded attachment's object is deleted");
+    h.get(&format!("/api/v1/conversations/{conv}/attachments/{att_id}"), &clin.access).await.expect_problem(410, "content_shredded");
 
     // Tombstones, not errors.
     let msgs = h.get(&format!("/api/v1/conversations/{conv}/messages"), &clin.access).await.expect(200);

@@ -316,6 +316,7 @@ async fn out_of_order_and_lost_publications_still_arrive_in_order(backend: Backe
             body: ward_domain::conversation::MessageText::parse(format!("out of order {i}")).unwrap(),
             priority: ward_domain::conversation::Priority::Routine,
             corrects: None,
+            attachments: vec![],
         };
         sent.push(h.store.send_message(actor, ward_domain::ids::DeviceId::new(), m, Harness::meta()).await.unwrap().event.unwrap());
     }

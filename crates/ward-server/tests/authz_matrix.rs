@@ -136,6 +136,8 @@ const OPS: &[OpDef] = &[
     op("GET", "/api/v1/conversations/{conversation_id}/messages/{message_id}", Gate::Bearer, false),
     op("POST", "/api/v1/conversations/{conversation_id}/messages/{message_id}/recall", Gate::Bearer, false),
     op("POST", "/api/v1/conversations/{conversation_id}/receipts", Gate::Bearer, false),
+    op("POST", "/api/v1/conversations/{conversation_id}/attachments", Gate::Bearer, false),
+    op("GET", "/api/v1/conversations/{conversation_id}/attachments/{attachment_id}", Gate::Bearer, false),
     op("GET", "/api/v1/stream", Gate::Stream, false),
 ];
 
@@ -241,13 +243,23 @@ struct Cell {
     expect: Exp,
     /// Further checks on a 2xx body (lists show nothing of other users, tenants, ...).
     check: Option<BodyCheck>,
+    /// A raw (non-JSON) body with its content type, sent instead of `body`.
+    raw: Option<(&'static str, Vec<u8>)>,
 }
 
 fn cell(path: impl Into<String>, body: Option<Value>, expect: Exp) -> Cell {
-    Cell { path: path.into(), body, who: Who::Main, expect, check: None }
+    Cell { path: path.into(), body, who: Who::Main, expect, check: None, raw: None }
 }
 
+/// The PDF every attachment cell uploads.
+const FIXTURE_PDF: &[u8] = b"%PDF-1.4\n% matrix fixture attachment\n%%EOF\n";
+
 impl Cell {
+    fn raw(mut self, content_type: &'static str, bytes: &[u8]) -> Self {
+        self.raw = Some((content_type, bytes.to_vec()));
+        self
+    }
+
     fn who(mut self, who: Who) -> Self {
         self.who = who;
         self
@@ -280,6 +292,9 @@ struct Act {
     msg: String,
     /// A message another member sent in `conv`.
     peer_msg: String,
+    /// An attachment the actor uploaded to `conv`, and one another member uploaded there.
+    att: String,
+    peer_att: String,
 }
 
 struct Fx {
@@ -306,6 +321,9 @@ struct Fx {
     m_other: String,
     c_b: String,
     m_b: String,
+    /// Attachments of `c_other` and `c_b`.
+    att_other: String,
+    att_b: String,
     /// An anomaly alert of org A, and one of org B.
     alert_a: String,
     alert_b: String,
@@ -352,6 +370,13 @@ async fn send_id(h: &Harness, s: &Session, conv: &str, txn: &str) -> String {
     r.body["id"].as_str().unwrap().to_owned()
 }
 
+async fn upload_id(h: &Harness, s: &Session, conv: &str) -> String {
+    let r = h
+        .raw(Method::POST, &format!("/api/v1/conversations/{conv}/attachments"), Some(&s.access), "application/pdf", FIXTURE_PDF.to_vec())
+        .await;
+    r.expect(201).body["id"].as_str().unwrap().to_owned()
+}
+
 async fn patient(h: &Harness, org: &ward_store::Org, creator: &Account, mrn: &str, team: Vec<ward_domain::ids::UserId>) -> Patient {
     h.store.create_patient(org.id, creator.id, mrn.into(), format!("Patient {mrn}"), team, Harness::meta()).await.unwrap()
 }
@@ -385,7 +410,18 @@ async fn fixture(h: &Harness) -> Fx {
     for role in Role::ALL {
         let acc = accounts[&role].clone();
         let (main, spare_a, spare_b) = (h.login(&acc).await, h.login(&acc).await, h.login(&acc).await);
-        acts.push(Act { role, acc, main, spare_a, spare_b, conv: String::new(), msg: String::new(), peer_msg: String::new() });
+        acts.push(Act {
+            role,
+            acc,
+            main,
+            spare_a,
+            spare_b,
+            conv: String::new(),
+            msg: String::new(),
+            peer_msg: String::new(),
+            att: String::new(),
+            peer_att: String::new(),
+        });
     }
     let clin_main = acts.iter().find(|x| x.role == Role::Clinician).unwrap().main.clone();
     for act in &mut acts {
@@ -394,6 +430,8 @@ async fn fixture(h: &Harness) -> Fx {
             act.conv = h.conversation(&act.main, "group", &[&filler.account]).await;
             act.msg = send_id(h, &act.main, &act.conv, &format!("own-{tag}")).await;
             act.peer_msg = send_id(h, &filler, &act.conv, &format!("peer-{tag}")).await;
+            act.att = upload_id(h, &act.main, &act.conv).await;
+            act.peer_att = upload_id(h, &filler, &act.conv).await;
         } else {
             let r = h
                 .post(
@@ -406,12 +444,16 @@ async fn fixture(h: &Harness) -> Fx {
             act.conv = r.body["id"].as_str().unwrap().to_owned();
             act.msg = send_id(h, &act.main, &act.conv, "own-patient").await;
             act.peer_msg = send_id(h, &clin_main, &act.conv, "peer-patient").await;
+            act.att = upload_id(h, &act.main, &act.conv).await;
+            act.peer_att = upload_id(h, &clin_main, &act.conv).await;
         }
     }
     let c_other = h.conversation(&outsider, "group", &[&filler.account]).await;
     let m_other = send_id(h, &outsider, &c_other, "other").await;
     let c_b = h.conversation(&b_clin, "group", &[&b_staff]).await;
     let m_b = send_id(h, &b_clin, &c_b, "foreign").await;
+    let att_other = upload_id(h, &outsider, &c_other).await;
+    let att_b = upload_id(h, &b_clin, &c_b).await;
     let alert_a = h.store.test_insert_alert(a.id).await.id.to_string();
     let alert_b = h.store.test_insert_alert(b.id).await.id.to_string();
 
@@ -431,6 +473,8 @@ async fn fixture(h: &Harness) -> Fx {
         m_other,
         c_b,
         m_b,
+        att_other,
+        att_b,
         alert_a,
         alert_b,
     }
@@ -500,7 +544,9 @@ fn min_body(op: &OpDef) -> Option<Value> {
 /// The path of an operation with every id replaced by a random one.
 fn random_path(op: &OpDef) -> String {
     let mut p = op.path.to_owned();
-    for param in ["{session_id}", "{user_id}", "{patient_id}", "{conversation_id}", "{message_id}", "{alert_id}", "{hold_id}"] {
+    for param in
+        ["{session_id}", "{user_id}", "{patient_id}", "{conversation_id}", "{message_id}", "{alert_id}", "{hold_id}", "{attachment_id}"]
+    {
         p = p.replace(param, &rnd());
     }
     p
@@ -1041,6 +1087,37 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
             };
             cell(op.path.replace("{conversation_id}", &conv(t)), body, exp)
         }
+        ("POST", "/api/v1/conversations/{conversation_id}/attachments") => {
+            let exp = match t {
+                Own => CREATED,
+                Cross | Peer => return None,
+                _ => outside(t)?,
+            };
+            cell(op.path.replace("{conversation_id}", &conv(t)), None, exp).raw("application/pdf", FIXTURE_PDF)
+        }
+        ("GET", "/api/v1/conversations/{conversation_id}/attachments/{attachment_id}") => {
+            let (att, exp) = match t {
+                Own => (a.att.clone(), OK),
+                Other => (fx.att_other.clone(), NOT_FOUND),
+                Foreign => (fx.att_b.clone(), NOT_FOUND),
+                Random => (rnd(), NOT_FOUND),
+                Invalid => (a.att.clone(), BAD_PARAM),
+                // An attachment of another conversation, through one's own.
+                Cross => (fx.att_other.clone(), NOT_FOUND),
+                // Any member may read what another member attached.
+                Peer => (a.peer_att.clone(), OK),
+            };
+            let c = cell(op.path.replace("{conversation_id}", &conv(t)).replace("{attachment_id}", &att), None, exp);
+            if exp == OK {
+                c.check(
+                    |b| {
+                        if b.as_str().map(str::as_bytes) == Some(FIXTURE_PDF) { Ok(()) } else { Err("not the uploaded content".into()) }
+                    },
+                )
+            } else {
+                c
+            }
+        }
         _ => panic!("the matrix has no plan for {}", op.key()),
     };
     Some(c)
@@ -1114,7 +1191,10 @@ async fn run_matrix(h: &Harness, fx: &mut Fx, rec: &mut Recorder) {
                     Who::Main => Some(a.main.access.clone()),
                     Who::SpareA => Some(a.spare_a.access.clone()),
                 };
-                let r = h.call(op.method(), &c.path, token.as_deref(), c.body.clone()).await;
+                let r = match &c.raw {
+                    Some((ct, bytes)) => h.raw(op.method(), &c.path, token.as_deref(), ct, bytes.clone()).await,
+                    None => h.call(op.method(), &c.path, token.as_deref(), c.body.clone()).await,
+                };
                 rec.cells += 1;
                 *rec.per_op.entry(op.key()).or_default() += 1;
                 *rec.per_target.entry(t.label()).or_default() += 1;

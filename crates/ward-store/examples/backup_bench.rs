@@ -130,6 +130,7 @@ async fn fill(store: &Store, total: i64) -> anyhow::Result<()> {
             )?,
             priority: Priority::Routine,
             corrects: None,
+            attachments: Vec::new(),
         };
         let sent = store.send_message(actors[0], DeviceId::new(), m, meta()).await?;
         let id = sent.message.id.0;

@@ -40,6 +40,8 @@ pub(crate) mod purpose {
     pub(crate) const PATIENT_MRN: &str = "patient.mrn";
     pub(crate) const PATIENT_NAME: &str = "patient.name";
     pub(crate) const MRN_INDEX: &str = "patient.mrn.index";
+    pub(crate) const ATTACHMENT_KEY: &str = "attachment.key";
+    pub(crate) const ATTACHMENT_NAME: &str = "attachment.name";
 }
 
 #[derive(sqlx::FromRow)]

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod alerts;
+mod attachments;
 mod audit;
 mod audit_sinks;
 pub mod backup;
@@ -37,6 +38,10 @@ use sqlx::{PgPool, SqlitePool};
 use ward_crypto::Keyring;
 
 pub use alerts::{Alert, NewAlert};
+pub use attachments::{
+    Attachment, AttachmentDraft, MAX_ATTACHMENTS_PER_MESSAGE, NewAttachment, OpenedAttachment, object_key as attachment_object_key,
+    stream_context as attachment_stream_context,
+};
 pub use audit::{AuditQuery, AuditRecord, StoredCheckpoint};
 pub use audit_sinks::SinkCursor;
 pub use conversations::Created;

@@ -7,6 +7,7 @@ use ward_domain::conversation::{Priority, ReceiptKind};
 use ward_domain::ids::{ConversationId, DeviceId, MessageId, OrgId, UserId};
 use ward_domain::policy::{self, Actor};
 
+use crate::attachments::{check_message_attachments, join_ids, split_ids};
 use crate::conversations::{append_event, insert_event, member_ids, membership, membership_if_any};
 use crate::db::{Conn, exec, fetch, scalar};
 use crate::error::{Result, StoreError};
@@ -24,6 +25,7 @@ pub(crate) struct MessageRow {
     pub(crate) priority: String,
     pub(crate) body: String,
     pub(crate) body_sealed: Option<Vec<u8>>,
+    pub(crate) attachment_ids: String,
     pub(crate) corrects_id: Option<uuid::Uuid>,
     pub(crate) created_at: i64,
     pub(crate) recalled_at: Option<i64>,
@@ -46,6 +48,7 @@ impl MessageRow {
             priority: Priority::parse(&self.priority).ok_or(StoreError::Corrupt("messages.priority"))?,
             body,
             corrects: self.corrects_id.map(MessageId),
+            attachments: if self.recalled_at.is_some() || self.shredded_at.is_some() { Vec::new() } else { split_ids(&self.attachment_ids)? },
             created_at: self.created_at,
             recalled_at: self.recalled_at,
             shredded_at: self.shredded_at,
@@ -67,8 +70,7 @@ pub(crate) fn body_context(org: OrgId, conv: ConversationId, id: MessageId) -> S
     SealContext { purpose: purpose::MESSAGE_BODY, org: org.0, scope: conv.0, record: id.0 }
 }
 
-pub(crate) const MESSAGE_COLUMNS: &str =
-    "id, conversation_id, seq, sender_id, client_txn_id, priority, body, body_sealed, corrects_id, created_at, recalled_at, shredded_at";
+pub(crate) const MESSAGE_COLUMNS: &str = "id, conversation_id, seq, sender_id, client_txn_id, priority, body, body_sealed, attachment_ids, corrects_id, created_at, recalled_at, shredded_at";
 
 async fn message_in(c: &mut Conn<'_>, conv: ConversationId, id: MessageId) -> Result<MessageRow> {
     fetch!(
@@ -141,12 +143,14 @@ impl Store {
                 if let Some(prev) = existing {
                     let same = prev.body_text(&mut c, &ring, actor.org_id).await? == new.body.as_str()
                         && prev.priority == new.priority.as_str()
-                        && prev.corrects_id == new.corrects.map(|m| m.0);
+                        && prev.corrects_id == new.corrects.map(|m| m.0)
+                        && prev.attachment_ids == join_ids(&new.attachments);
                     if !same {
                         return Err(StoreError::Conflict("client_txn_id"));
                     }
                     return Ok(Sent { message: prev.open(&mut c, &ring, actor.org_id).await?, created: false, event: None });
                 }
+                check_message_attachments(&mut c, conv, actor.user_id, &new.attachments).await?;
                 if let Some(corrected) = new.corrects {
                     let target = message_in(&mut c, conv, corrected).await?;
                     policy::may_amend_message(&actor, UserId(target.sender_id))?;
@@ -169,8 +173,8 @@ impl Store {
                 let (seq, event_seq) = seqs;
                 exec!(
                     &mut c,
-                    "INSERT INTO messages (id, conversation_id, seq, sender_id, sender_device_id, client_txn_id, priority, body, body_sealed, corrects_id, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, '', $8, $9, $10)",
+                    "INSERT INTO messages (id, conversation_id, seq, sender_id, sender_device_id, client_txn_id, priority, body, body_sealed, corrects_id, created_at, attachment_ids) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, '', $8, $9, $10, $11)",
                     id.0,
                     conv.0,
                     seq,
@@ -180,7 +184,8 @@ impl Store {
                     new.priority.as_str(),
                     sealed.as_slice(),
                     new.corrects.map(|m| m.0),
-                    now
+                    now,
+                    join_ids(&new.attachments)
                 )?;
                 insert_event(&mut c, conv, event_seq, "message", Some(id.0), Some(actor.user_id), "{}", now).await?;
                 // Sending implies the sender has seen everything up to their own message.
@@ -200,6 +205,9 @@ impl Store {
                 if let Some(m) = new.corrects {
                     ev = ev.detail("corrects", DetailValue::Id(m.0));
                 }
+                if !new.attachments.is_empty() {
+                    ev = ev.detail("attachments", DetailValue::Int(new.attachments.len() as i64));
+                }
                 ev.org_id = Some(actor.org_id);
                 ev.actor = Some(actor.user_id);
                 ev.device = Some(device);
@@ -213,6 +221,7 @@ impl Store {
                     priority: new.priority,
                     body: Some(new.body.into_string()),
                     corrects: new.corrects,
+                    attachments: new.attachments,
                     created_at: now,
                     recalled_at: None,
                     shredded_at: None,

@@ -348,6 +348,8 @@ pub struct Message {
     pub body: Option<String>,
     /// The message this one corrects.
     pub corrects: Option<MessageId>,
+    /// The attachments it refers to, in the order given.
+    pub attachments: Vec<ward_domain::ids::AttachmentId>,
     /// Unix ms.
     pub created_at: i64,
     /// When it was recalled (Unix ms).
@@ -370,6 +372,8 @@ pub struct NewMessage {
     pub priority: Priority,
     /// Corrected message.
     pub corrects: Option<MessageId>,
+    /// Attachments (at most 10), each uploaded by the sender to the same conversation.
+    pub attachments: Vec<ward_domain::ids::AttachmentId>,
 }
 
 /// What a send produced.

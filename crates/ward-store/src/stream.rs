@@ -32,6 +32,7 @@ struct EventRow {
     m_priority: Option<String>,
     m_body: Option<String>,
     m_body_sealed: Option<Vec<u8>>,
+    m_attachment_ids: Option<String>,
     m_corrects_id: Option<uuid::Uuid>,
     m_created_at: Option<i64>,
     m_recalled_at: Option<i64>,
@@ -40,8 +41,8 @@ struct EventRow {
 
 const EVENT_SELECT: &str = "SELECT e.conversation_id, cv.org_id, e.seq, e.kind, e.subject_id, e.actor_id, e.data, e.created_at, \
      msg.id AS m_id, msg.seq AS m_seq, msg.sender_id AS m_sender_id, msg.client_txn_id AS m_client_txn_id, \
-     msg.priority AS m_priority, msg.body AS m_body, msg.body_sealed AS m_body_sealed, msg.corrects_id AS m_corrects_id, msg.created_at AS m_created_at, \
-     msg.recalled_at AS m_recalled_at, msg.shredded_at AS m_shredded_at \
+     msg.priority AS m_priority, msg.body AS m_body, msg.body_sealed AS m_body_sealed, msg.attachment_ids AS m_attachment_ids, msg.corrects_id AS m_corrects_id, \
+     msg.created_at AS m_created_at, msg.recalled_at AS m_recalled_at, msg.shredded_at AS m_shredded_at \
      FROM conversation_events e JOIN conversations cv ON cv.id = e.conversation_id \
      LEFT JOIN messages msg ON e.kind = 'message' AND msg.id = e.subject_id ";
 
@@ -71,6 +72,7 @@ impl EventRow {
                     priority: self.m_priority.ok_or_else(corrupt)?,
                     body: self.m_body.ok_or_else(corrupt)?,
                     body_sealed: self.m_body_sealed,
+                    attachment_ids: self.m_attachment_ids.unwrap_or_default(),
                     corrects_id: self.m_corrects_id,
                     created_at: self.m_created_at.ok_or_else(corrupt)?,
                     recalled_at: self.m_recalled_at,

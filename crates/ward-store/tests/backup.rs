@@ -74,6 +74,7 @@ async fn populate(s: &Store, n: usize) -> Fixture {
                 body: MessageText::parse(format!("note {i} {BODY_CANARY}")).unwrap(),
                 priority: Priority::Routine,
                 corrects: None,
+                attachments: Vec::new(),
             };
             s.send_message(a, DeviceId::new(), m, meta()).await.unwrap();
         }
@@ -139,6 +140,7 @@ async fn backup_restores_everything_and_hides_content(backend: Backend) {
                     body: MessageText::parse(format!("late {i} {BODY_CANARY}")).unwrap(),
                     priority: Priority::Routine,
                     corrects: None,
+                    attachments: Vec::new(),
                 };
                 s.send_message(a, DeviceId::new(), m, meta()).await.unwrap();
             }
@@ -210,6 +212,7 @@ async fn backup_restores_everything_and_hides_content(backend: Backend) {
         body: MessageText::parse("after".into()).unwrap(),
         priority: Priority::Routine,
         corrects: None,
+        attachments: Vec::new(),
     };
     restored.send_message(fx.a, DeviceId::new(), m, meta()).await.unwrap();
 

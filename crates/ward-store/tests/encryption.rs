@@ -63,6 +63,7 @@ async fn send(store: &Store, who: Actor, conv: ConversationId, txn: &str, body: 
         body: MessageText::parse(body.into()).unwrap(),
         priority: Priority::Routine,
         corrects: None,
+        attachments: Vec::new(),
     };
     store.send_message(who, DeviceId::new(), new, meta()).await.unwrap().message
 }

@@ -72,6 +72,7 @@ fn msg(conv: ConversationId, txn: &str, body: &str) -> NewMessage {
         body: MessageText::parse(body.into()).unwrap(),
         priority: Priority::Routine,
         corrects: None,
+        attachments: vec![],
     }
 }
 

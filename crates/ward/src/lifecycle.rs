@@ -29,7 +29,8 @@ pub(crate) async fn run(config: &Config) -> anyhow::Result<()> {
     let now = now_ms()?;
     let store = ward_server::open_store(config).await?;
     let bar = crate::progress::entries("shredding expired content", 0);
-    let result = ward_server::lifecycle::run_once(&store, now, |p| {
+    let blobs = ward_server::attachments::Blobs::from_config(config)?;
+    let result = ward_server::lifecycle::run_once(&store, &blobs, now, |p| {
         bar.set_length(p.total);
         bar.set_position(p.done);
     })

@@ -119,6 +119,7 @@ async fn send(s: &Store, a: Actor, conv: ConversationId, txn: &str) {
         body: MessageText::parse(format!("body {txn} {CANARY}")).unwrap(),
         priority: Priority::Routine,
         corrects: None,
+        attachments: Vec::new(),
     };
     s.send_message(a, DeviceId::new(), m, meta()).await.unwrap();
 }

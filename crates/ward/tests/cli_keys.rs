@@ -54,6 +54,7 @@ async fn content(data: &Path) -> (Actor, Vec<ConversationId>) {
             body: MessageText::parse(format!("secret {i}")).unwrap(),
             priority: Priority::Routine,
             corrects: None,
+            attachments: Vec::new(),
         };
         store.send_message(doc, DeviceId::new(), msg, meta()).await.unwrap();
         convs.push(conv);

@@ -214,12 +214,16 @@ async fn send_message(
     Path(id): Path<ConversationId>,
     Json(req): Json<SendMessageRequest>,
 ) -> ApiResult<(StatusCode, Json<MessageView>)> {
+    if req.attachments.len() > ward_store::MAX_ATTACHMENTS_PER_MESSAGE {
+        return Err(ApiError::validation_failed().detail("a message refers to at most 10 attachments"));
+    }
     let new = NewMessage {
         conversation_id: id,
         client_txn_id: ClientTxnId::parse(req.client_txn_id)?,
         body: MessageText::parse(req.body)?,
         priority: req.priority,
         corrects: req.corrects,
+        attachments: req.attachments,
     };
     let sent = denied_as_audited(
         &state,

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use ward_domain::conversation::{AccessReason, ConversationKind, MemberRole, Priority, ReceiptKind};
-use ward_domain::ids::{ConversationId, DeviceId, MessageId, OrgId, PatientId, SessionId, UserId};
+use ward_domain::ids::{AttachmentId, ConversationId, DeviceId, MessageId, OrgId, PatientId, SessionId, UserId};
 use ward_domain::role::Role;
 use ward_store::{ConversationEvent, EventKind, Restriction};
 
@@ -539,6 +539,10 @@ pub struct SendMessageRequest {
     pub priority: Priority,
     /// The message this corrects (own messages only).
     pub corrects: Option<MessageId>,
+    /// Attachments to refer to (at most 10), each uploaded by the sender to this conversation
+    /// with `POST .../attachments`. Part of the content a retry must repeat.
+    #[serde(default)]
+    pub attachments: Vec<AttachmentId>,
 }
 
 /// A message.
@@ -560,6 +564,8 @@ pub struct MessageView {
     pub body: Option<String>,
     /// The corrected message.
     pub corrects: Option<MessageId>,
+    /// Attachments, in the order given (empty once recalled).
+    pub attachments: Vec<AttachmentId>,
     /// Send time.
     pub created_at: String,
     /// Recall time.
@@ -582,6 +588,7 @@ impl From<ward_store::Message> for MessageView {
             priority: m.priority,
             body: m.body,
             corrects: m.corrects,
+            attachments: m.attachments,
             created_at: ts(m.created_at),
             recalled_at: m.recalled_at.map(ts),
             shredded: m.shredded_at.is_some(),
@@ -683,4 +690,37 @@ impl From<ConversationEvent> for EventFrame {
 /// Renders an event as the JSON text of a WebSocket frame.
 pub fn render_event(e: ConversationEvent) -> String {
     serde_json::to_string(&EventFrame::from(e)).unwrap_or_default()
+}
+
+/// An uploaded attachment.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AttachmentView {
+    /// Id, to refer to from a message's `attachments`.
+    pub id: AttachmentId,
+    /// The conversation it belongs to.
+    pub conversation_id: ConversationId,
+    /// Who uploaded it.
+    pub uploader_id: UserId,
+    /// The content type, as detected from the content itself.
+    pub content_type: String,
+    /// Size in bytes (after location metadata was removed from images).
+    pub size: u64,
+    /// The file name given at upload, if any.
+    pub file_name: Option<String>,
+    /// Upload time.
+    pub created_at: String,
+}
+
+impl From<ward_store::Attachment> for AttachmentView {
+    fn from(a: ward_store::Attachment) -> Self {
+        Self {
+            id: a.id,
+            conversation_id: a.conversation_id,
+            uploader_id: a.uploader_id,
+            content_type: a.content_type,
+            size: a.size,
+            file_name: a.file_name,
+            created_at: ts(a.created_at),
+        }
+    }
 }

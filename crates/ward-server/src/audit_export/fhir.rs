@@ -171,8 +171,12 @@ fn classify(action: Option<AuditAction>) -> (Coding, Vec<Coding>, &'static str) 
         A::OrgCreate => (dcm("110113", "Security Alert"), vec![dcm("110129", "Security Configuration")], "C"),
         A::OrgPolicy => (dcm("110113", "Security Alert"), vec![dcm("110129", "Security Configuration")], "U"),
         A::DirectoryRead => (rest(), vec![interaction("search-type")], "E"),
-        A::PatientCreate | A::ConversationCreate | A::MemberAdd | A::MessageSend => (rest(), vec![interaction("create")], "C"),
-        A::PatientRead | A::ConversationRead | A::MessageRead | A::StreamReplay => (rest(), vec![interaction("read")], "R"),
+        A::PatientCreate | A::ConversationCreate | A::MemberAdd | A::MessageSend | A::AttachmentUpload => {
+            (rest(), vec![interaction("create")], "C")
+        }
+        A::PatientRead | A::ConversationRead | A::MessageRead | A::StreamReplay | A::AttachmentDownload => {
+            (rest(), vec![interaction("read")], "R")
+        }
         A::CareTeam => (rest(), vec![interaction("update")], "U"),
         A::MemberRemove | A::MessageRecall => (rest(), vec![interaction("delete")], "D"),
         A::AuditLogRead => (dcm("110101", "Audit Log Used"), vec![], "R"),
