@@ -1,7 +1,8 @@
 //! Encryption at rest through the API: a canary carried in every field that can hold PHI
 //! (patient MRN and name, conversation title, message text and its correction, a stated
-//! reason's note) reads back for members and is nowhere in what the server stores: the
-//! database files, WAL and shared memory (SQLite), every table (PostgreSQL), the audit files.
+//! reason's note, an attachment's content and file name) reads back for members and is nowhere
+//! in what the server stores: the database files, WAL and shared memory (SQLite), every table
+//! (PostgreSQL), the audit files, the attachment store, and a backup.
 
 mod common;
 
@@ -52,6 +53,26 @@ async fn phi_is_sealed_in_storage(backend: Backend) {
     .await
     .expect(201);
 
+    // An attachment whose content and file name carry the canary.
+    let pdf = format!("%PDF-1.4\n% lab report for {canary}\n%%EOF\n").into_bytes();
+    let up = h
+        .http
+        .post(format!("{}/api/v1/conversations/{conv}/attachments", h.url))
+        .bearer_auth(&s_doc.access)
+        .header("content-type", "application/pdf")
+        .header("x-file-name", format!("{canary}.pdf"))
+        .body(pdf.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(up.status(), 201);
+    let att: serde_json::Value = up.json().await.unwrap();
+    let att = att["id"].as_str().unwrap().to_owned();
+    let down =
+        h.http.get(format!("{}/api/v1/conversations/{conv}/attachments/{att}", h.url)).bearer_auth(&s_nurse.access).send().await.unwrap();
+    assert_eq!(down.status(), 200);
+    assert_eq!(down.bytes().await.unwrap().as_ref(), pdf.as_slice(), "a member downloads the attachment");
+
     // Members read it all back.
     let page = h.get(&msgs, &s_nurse.access).await.expect(200);
     assert!(page.body.to_string().contains(&format!("BP 90/60 {canary}")), "{}", page.body);
@@ -59,6 +80,14 @@ async fn phi_is_sealed_in_storage(backend: Backend) {
     assert!(detail.body.to_string().contains(&canary), "{}", detail.body);
     let found = h.post("/api/v1/patients/search", &s_nurse.access, json!({"mrn": mrn})).await.expect(200);
     assert_eq!(found.body["display_name"], format!("Jane {canary}"));
+
+    // A backup of it all, kept in the data directory so the scan below reads it too.
+    let files = ward_store::backup::BackupFiles { data_dir: h.db.dir.path().to_owned(), dirs: vec!["audit".into(), "attachments".into()] };
+    let scratch = tempfile::tempdir().unwrap();
+    let mut backup = Vec::new();
+    h.store.write_backup(&mut backup, &files, scratch.path(), &|_| {}).await.unwrap();
+    assert!(backup.len() > 10_000);
+    std::fs::write(h.db.dir.path().join("backup.ward"), &backup).unwrap();
 
     // Storage holds none of it.
     let raw = h.db.raw_contents().await;

@@ -48,7 +48,11 @@ impl MessageRow {
             priority: Priority::parse(&self.priority).ok_or(StoreError::Corrupt("messages.priority"))?,
             body,
             corrects: self.corrects_id.map(MessageId),
-            attachments: if self.recalled_at.is_some() || self.shredded_at.is_some() { Vec::new() } else { split_ids(&self.attachment_ids)? },
+            attachments: if self.recalled_at.is_some() || self.shredded_at.is_some() {
+                Vec::new()
+            } else {
+                split_ids(&self.attachment_ids)?
+            },
             created_at: self.created_at,
             recalled_at: self.recalled_at,
             shredded_at: self.shredded_at,
