@@ -47,7 +47,7 @@ struct Kek {
 
 struct Loaded {
     keks: Vec<Kek>,
-    modified: Option<SystemTime>,
+    stamp: Option<FileStamp>,
 }
 
 /// KEKs kept in a local file.
@@ -82,12 +82,30 @@ impl FileKeyProvider {
     /// Runs `f` on the KEKs, re-reading the file first if another process changed it.
     fn with_keks<T>(&self, f: impl FnOnce(&[Kek]) -> Result<T, CryptoError>) -> Result<T, CryptoError> {
         let mut loaded = self.loaded.lock().map_err(|_| CryptoError::Provider("key file lock poisoned".into()))?;
-        let modified = std::fs::metadata(&self.path).and_then(|m| m.modified()).ok();
-        if modified != loaded.modified {
+        if file_stamp(&self.path) != loaded.stamp {
             *loaded = read_file(&self.path)?;
         }
         f(&loaded.keks)
     }
+}
+
+/// What tells that the key file changed: its inode (every write renames a new file into
+/// place), size and modification time. The time alone is not enough: two writes within one
+/// tick of the file system's clock share it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    modified: Option<SystemTime>,
+    len: u64,
+    inode: u64,
+}
+
+fn file_stamp(path: &Path) -> Option<FileStamp> {
+    let m = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&m);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some(FileStamp { modified: m.modified().ok(), len: m.len(), inode })
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> CryptoError {
@@ -95,7 +113,7 @@ fn io_error(path: &Path, e: std::io::Error) -> CryptoError {
 }
 
 fn read_file(path: &Path) -> Result<Loaded, CryptoError> {
-    let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let stamp = file_stamp(path);
     let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| io_error(path, e))?);
     let body: FileBody = serde_json::from_str(&text).map_err(|e| {
         CryptoError::Provider(format!("key file {} is not valid: line {}, column {}", path.display(), e.line(), e.column()))
@@ -120,7 +138,7 @@ fn read_file(path: &Path) -> Result<Loaded, CryptoError> {
     if keks.is_empty() {
         return Err(CryptoError::Provider(format!("key file {} holds no KEK", path.display())));
     }
-    Ok(Loaded { keks, modified })
+    Ok(Loaded { keks, stamp })
 }
 
 /// Writes the key file atomically: a 0600 temporary file, fsync, rename, fsync of the folder.
