@@ -734,6 +734,36 @@ fn read_error(failed: &AtomicBool, e: &io::Error) -> BackupError {
     }
 }
 
+/// The SHA-256 and size of an entry, as its bytes go by.
+#[derive(Default)]
+struct EntryDigest {
+    hash: Sha256,
+    size: u64,
+}
+
+impl EntryDigest {
+    fn update(&mut self, bytes: &[u8]) {
+        self.hash.update(bytes);
+        self.size += bytes.len() as u64;
+    }
+
+    fn finish(self, path: &str) -> ManifestEntry {
+        ManifestEntry { path: path.to_owned(), size: self.size, sha256: to_hex(&self.hash.finalize()) }
+    }
+}
+
+/// Reads the next piece of a tar entry into `buf`; `None` at the entry's end.
+fn read_piece<R: Read>(entry: &mut tar::Entry<'_, R>, buf: &mut [u8], failed: &AtomicBool) -> Result<Option<usize>, BackupError> {
+    loop {
+        match entry.read(buf) {
+            Ok(0) => return Ok(None),
+            Ok(n) => return Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_error(failed, &e)),
+        }
+    }
+}
+
 /// Copies an entry to `sink` in pieces, hashing it; returns its manifest entry.
 fn copy_entry<R: Read>(
     entry: &mut tar::Entry<'_, R>,
@@ -741,21 +771,13 @@ fn copy_entry<R: Read>(
     failed: &AtomicBool,
     mut sink: impl FnMut(&[u8]) -> Result<(), BackupError>,
 ) -> Result<ManifestEntry, BackupError> {
-    let mut hash = Sha256::new();
-    let mut size = 0u64;
+    let mut digest = EntryDigest::default();
     let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = match entry.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(read_error(failed, &e)),
-        };
-        hash.update(&buf[..n]);
-        size += n as u64;
+    while let Some(n) = read_piece(entry, &mut buf, failed)? {
+        digest.update(&buf[..n]);
         sink(&buf[..n])?;
     }
-    Ok(ManifestEntry { path: path.to_owned(), size, sha256: to_hex(&hash.finalize()) })
+    Ok(digest.finish(path))
 }
 
 fn open_archive<R: Read>(
@@ -1058,21 +1080,13 @@ async fn copy_pg_part<R: Read>(
     failed: &AtomicBool,
     copy: &mut sqlx::postgres::PgCopyIn<&mut sqlx::PgConnection>,
 ) -> Result<ManifestEntry, BackupError> {
-    let mut hash = Sha256::new();
-    let mut size = 0u64;
+    let mut digest = EntryDigest::default();
     let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = match entry.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(read_error(failed, &e)),
-        };
-        hash.update(&buf[..n]);
-        size += n as u64;
+    while let Some(n) = read_piece(entry, &mut buf, failed)? {
+        digest.update(&buf[..n]);
         copy.send(&buf[..n]).await?;
     }
-    Ok(ManifestEntry { path: path.to_owned(), size, sha256: to_hex(&hash.finalize()) })
+    Ok(digest.finish(path))
 }
 
 /// Handles the entries both backends treat alike (files, the manifest); returns the kind of

@@ -232,3 +232,67 @@ macro_rules! on_sqlite {
         }
     )*};
 }
+
+/// The request metadata tests act with.
+pub fn meta() -> crate::RequestMeta {
+    crate::RequestMeta { source_ip: Some("127.0.0.1".into()), request_id: Some("test".into()) }
+}
+
+/// A new organisation with the slug `slug`.
+pub async fn org(store: &Store, slug: &str) -> crate::Org {
+    store.create_org(slug, "Test Org", 900, None, meta()).await.expect("create an organisation")
+}
+
+/// A new account of `org` with the login name `login` (its display name too) and `role`.
+pub async fn user(store: &Store, org: &crate::Org, login: &str, role: ward_domain::role::Role) -> ward_domain::policy::Actor {
+    let new = crate::NewUser {
+        org_id: org.id,
+        login: login.into(),
+        display_name: login.into(),
+        role,
+        password_hash: "$argon2id$placeholder".into(),
+        password_must_change: false,
+        patient_id: None,
+    };
+    let u = store.create_user(new, None, meta()).await.expect("create an account");
+    ward_domain::policy::Actor { user_id: u.id, org_id: org.id, role }
+}
+
+/// A group conversation titled `title`, owned by `owner`, with `members`.
+pub async fn group_titled(
+    store: &Store,
+    owner: ward_domain::policy::Actor,
+    members: &[ward_domain::policy::Actor],
+    title: &str,
+) -> ward_domain::ids::ConversationId {
+    let spec = crate::NewConversation {
+        kind: ward_domain::conversation::ConversationKind::Group,
+        title: Some(title.into()),
+        patient_id: None,
+        members: members.iter().map(|m| crate::MemberSpec { user_id: m.user_id, reason: None }).collect(),
+        creator_reason: None,
+    };
+    store.create_conversation(owner, spec, meta()).await.expect("create a conversation").id
+}
+
+/// A group conversation titled "Ward 4" (see [`group_titled`]).
+pub async fn group(
+    store: &Store,
+    owner: ward_domain::policy::Actor,
+    members: &[ward_domain::policy::Actor],
+) -> ward_domain::ids::ConversationId {
+    group_titled(store, owner, members, "Ward 4").await
+}
+
+/// A routine message with text `body` and client transaction id `txn`.
+pub fn msg(conv: ward_domain::ids::ConversationId, txn: &str, body: &str) -> crate::NewMessage {
+    use ward_domain::conversation::{ClientTxnId, MessageText, Priority};
+    crate::NewMessage {
+        conversation_id: conv,
+        client_txn_id: ClientTxnId::parse(txn.into()).expect("a valid client_txn_id"),
+        body: MessageText::parse(body.into()).expect("a valid message text"),
+        priority: Priority::Routine,
+        corrects: None,
+        attachments: Vec::new(),
+    }
+}

@@ -2,51 +2,14 @@
 //! conversation's data key, membership on every path (refusals audited), messages that refer
 //! to attachments, and sealed values that fail to open once moved.
 
-use ward_domain::conversation::{ClientTxnId, ConversationKind, MessageText, Priority};
+use ward_domain::conversation::{ClientTxnId, MessageText, Priority};
 use ward_domain::ids::{AttachmentId, ConversationId, DeviceId};
-use ward_domain::policy::Actor;
 use ward_domain::role::Role;
 use ward_store::testing::TestDb;
-use ward_store::{
-    Backend, MemberSpec, NewAttachment, NewConversation, NewMessage, NewUser, Org, RequestMeta, Store, StoreError, on_both_backends,
-};
+use ward_store::testing::{group, meta, user};
+use ward_store::{Backend, NewAttachment, NewMessage, StoreError, on_both_backends};
 
 on_both_backends!(attachments_are_sealed_and_opened_only_by_members, messages_refer_to_their_senders_attachments);
-
-fn meta() -> RequestMeta {
-    RequestMeta { source_ip: Some("127.0.0.1".into()), request_id: Some("test".into()) }
-}
-
-async fn user(store: &Store, org: &Org, login: &str) -> Actor {
-    let u = store
-        .create_user(
-            NewUser {
-                org_id: org.id,
-                login: login.into(),
-                display_name: login.into(),
-                role: Role::Clinician,
-                password_hash: "$argon2id$placeholder".into(),
-                password_must_change: false,
-                patient_id: None,
-            },
-            None,
-            meta(),
-        )
-        .await
-        .unwrap();
-    Actor { user_id: u.id, org_id: org.id, role: Role::Clinician }
-}
-
-async fn group(store: &Store, owner: Actor, members: &[Actor]) -> ConversationId {
-    let spec = NewConversation {
-        kind: ConversationKind::Group,
-        title: Some("Ward 4".into()),
-        patient_id: None,
-        members: members.iter().map(|m| MemberSpec { user_id: m.user_id, reason: None }).collect(),
-        creator_reason: None,
-    };
-    store.create_conversation(owner, spec, meta()).await.unwrap().id
-}
 
 fn pdf(name: Option<&str>) -> NewAttachment {
     NewAttachment { content_type: "application/pdf".into(), size: 1234, file_name: name.map(str::to_owned) }
@@ -57,8 +20,12 @@ async fn attachments_are_sealed_and_opened_only_by_members(backend: Backend) {
     let s = &db.store;
     let org = s.create_org("acme", "Acme", 900, None, meta()).await.unwrap();
     let other_org = s.create_org("other", "Other", 900, None, meta()).await.unwrap();
-    let (owner, member, outsider) = (user(s, &org, "owner").await, user(s, &org, "member").await, user(s, &org, "outsider").await);
-    let foreign = user(s, &other_org, "foreign").await;
+    let (owner, member, outsider) = (
+        user(s, &org, "owner", Role::Clinician).await,
+        user(s, &org, "member", Role::Clinician).await,
+        user(s, &org, "outsider", Role::Clinician).await,
+    );
+    let foreign = user(s, &other_org, "foreign", Role::Clinician).await;
     let conv = group(s, owner, &[member]).await;
     let conv2 = group(s, owner, &[]).await;
 
@@ -91,7 +58,7 @@ async fn attachments_are_sealed_and_opened_only_by_members(backend: Backend) {
     assert!(matches!(s.open_attachment(owner, conv2, saved.id, meta()).await, Err(StoreError::NotFound)));
     assert!(matches!(s.open_attachment(owner, conv, AttachmentId::new(), meta()).await, Err(StoreError::NotFound)));
     // A member who leaves between the upload and its record keeps nothing.
-    let leaver = user(s, &org, "leaver").await;
+    let leaver = user(s, &org, "leaver", Role::Clinician).await;
     let conv3 = group(s, leaver, &[owner]).await;
     let d3 = s.prepare_attachment(leaver, conv3, meta()).await.unwrap();
     s.remove_member(leaver, conv3, leaver.user_id, meta()).await.unwrap();
@@ -132,7 +99,7 @@ async fn messages_refer_to_their_senders_attachments(backend: Backend) {
     let Some(db) = TestDb::open(backend).await else { return };
     let s = &db.store;
     let org = s.create_org("acme", "Acme", 900, None, meta()).await.unwrap();
-    let (owner, member) = (user(s, &org, "owner").await, user(s, &org, "member").await);
+    let (owner, member) = (user(s, &org, "owner", Role::Clinician).await, user(s, &org, "member", Role::Clinician).await);
     let conv = group(s, owner, &[member]).await;
     let other = group(s, owner, &[member]).await;
     let mut mine = Vec::new();

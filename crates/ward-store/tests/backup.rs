@@ -12,37 +12,14 @@ use ward_domain::role::Role;
 use ward_store::backup::{BackupError, BackupFiles, RestoreTarget, restore_backup, verify_backup};
 use ward_store::on_both_backends;
 use ward_store::testing::TestDb;
-use ward_store::{Backend, MemberSpec, NewConversation, NewMessage, NewUser, Page, RequestMeta, Store, StoreOptions};
+use ward_store::testing::{meta, user};
+use ward_store::{Backend, MemberSpec, NewConversation, NewMessage, Page, Store, StoreOptions};
 
 on_both_backends!(backup_restores_everything_and_hides_content, damaged_or_foreign_backups_fail_clearly);
 
 const BODY_CANARY: &str = "CANARYBODYq7Zx";
 const TITLE_CANARY: &str = "CANARYTITLEw3Kp";
 const NAME_CANARY: &str = "CANARYNAMEj9Lm";
-
-fn meta() -> RequestMeta {
-    RequestMeta { source_ip: Some("127.0.0.1".into()), request_id: Some("test".into()) }
-}
-
-async fn actor(store: &Store, org: ward_domain::ids::OrgId, login: &str, role: Role) -> Actor {
-    let u = store
-        .create_user(
-            NewUser {
-                org_id: org,
-                login: login.into(),
-                display_name: login.into(),
-                role,
-                password_hash: "$argon2id$placeholder".into(),
-                password_must_change: false,
-                patient_id: None,
-            },
-            None,
-            meta(),
-        )
-        .await
-        .unwrap();
-    Actor { user_id: u.id, org_id: org, role }
-}
 
 struct Fixture {
     a: Actor,
@@ -53,8 +30,8 @@ struct Fixture {
 /// An organisation, two users, a patient, two conversations and `n` messages each.
 async fn populate(s: &Store, n: usize) -> Fixture {
     let org = s.create_org("acme", "Acme", 900, None, meta()).await.unwrap();
-    let a = actor(s, org.id, "a@acme", Role::Clinician).await;
-    let b = actor(s, org.id, "b@acme", Role::Nurse).await;
+    let a = user(s, &org, "a@acme", Role::Clinician).await;
+    let b = user(s, &org, "b@acme", Role::Nurse).await;
     let patient =
         s.create_patient(org.id, a.user_id, "MRN-77".into(), format!("Pat {NAME_CANARY}"), vec![a.user_id], meta()).await.unwrap().id;
     let mut convs = Vec::new();

@@ -4,15 +4,12 @@
 use std::sync::Arc;
 
 use ward_crypto::Keyring;
-use ward_domain::conversation::{AccessReason, ClientTxnId, ConversationKind, MessageText, Priority, StatedReason};
+use ward_domain::conversation::{AccessReason, ConversationKind, StatedReason};
 use ward_domain::ids::{ConversationId, DeviceId};
 use ward_domain::policy::Actor;
 use ward_domain::role::Role;
-use ward_store::testing::{TestDb, contains_bytes};
-use ward_store::{
-    Backend, MemberSpec, NewConversation, NewMessage, NewUser, Org, Page, RequestMeta, ScopeKind, Store, StoreError, StoreOptions,
-    on_both_backends,
-};
+use ward_store::testing::{TestDb, contains_bytes, group_titled, meta, msg, org, user};
+use ward_store::{Backend, MemberSpec, NewConversation, Page, ScopeKind, Store, StoreError, StoreOptions, on_both_backends};
 
 on_both_backends!(
     stored_content_is_ciphertext_and_reads_back,
@@ -23,49 +20,8 @@ on_both_backends!(
     rows_from_before_encryption_are_sealed,
 );
 
-fn meta() -> RequestMeta {
-    RequestMeta { source_ip: Some("127.0.0.1".into()), request_id: Some("test".into()) }
-}
-
-async fn org(store: &Store, slug: &str) -> Org {
-    store.create_org(slug, "Test Org", 900, None, meta()).await.unwrap()
-}
-
-async fn user(store: &Store, org: &Org, login: &str, role: Role) -> Actor {
-    let new = NewUser {
-        org_id: org.id,
-        login: login.into(),
-        display_name: login.into(),
-        role,
-        password_hash: "$argon2id$placeholder".into(),
-        password_must_change: false,
-        patient_id: None,
-    };
-    let u = store.create_user(new, None, meta()).await.unwrap();
-    Actor { user_id: u.id, org_id: org.id, role }
-}
-
-async fn group(store: &Store, owner: Actor, member: Actor, title: &str) -> ConversationId {
-    let spec = NewConversation {
-        kind: ConversationKind::Group,
-        title: Some(title.into()),
-        patient_id: None,
-        members: vec![MemberSpec { user_id: member.user_id, reason: None }],
-        creator_reason: None,
-    };
-    store.create_conversation(owner, spec, meta()).await.unwrap().id
-}
-
 async fn send(store: &Store, who: Actor, conv: ConversationId, txn: &str, body: &str) -> ward_store::Message {
-    let new = NewMessage {
-        conversation_id: conv,
-        client_txn_id: ClientTxnId::parse(txn.into()).unwrap(),
-        body: MessageText::parse(body.into()).unwrap(),
-        priority: Priority::Routine,
-        corrects: None,
-        attachments: Vec::new(),
-    };
-    store.send_message(who, DeviceId::new(), new, meta()).await.unwrap().message
+    store.send_message(who, DeviceId::new(), msg(conv, txn, body), meta()).await.unwrap().message
 }
 
 async fn bodies(store: &Store, who: Actor, conv: ConversationId) -> Vec<Option<String>> {
@@ -97,7 +53,7 @@ async fn stored_content_is_ciphertext_and_reads_back(backend: Backend) {
     let o = org(s, "acme").await;
     let a = user(s, &o, "a@acme", Role::Clinician).await;
     let b = user(s, &o, "b@acme", Role::Nurse).await;
-    let conv = group(s, a, b, &format!("title {canary}")).await;
+    let conv = group_titled(s, a, &[b], &format!("title {canary}")).await;
     send(s, a, conv, "1", &format!("body {canary}")).await;
     let mrn = format!("MRN{}", &canary[7..19]);
     let p = s.create_patient(o.id, a.user_id, mrn.clone(), format!("name {canary}"), vec![a.user_id], meta()).await.unwrap();
@@ -132,8 +88,8 @@ async fn ciphertext_moved_to_another_row_does_not_open(backend: Backend) {
     let o = org(s, "acme").await;
     let a = user(s, &o, "a@acme", Role::Clinician).await;
     let b = user(s, &o, "b@acme", Role::Nurse).await;
-    let conv = group(s, a, b, "Ward 4").await;
-    let other = group(s, a, b, "Ward 5").await;
+    let conv = group_titled(s, a, &[b], "Ward 4").await;
+    let other = group_titled(s, a, &[b], "Ward 5").await;
     let m1 = send(s, a, conv, "1", "first").await;
     let m2 = send(s, a, conv, "2", "second").await;
     let m3 = send(s, a, other, "3", "third").await;
@@ -169,7 +125,7 @@ async fn kek_rotation_rewraps_every_key_without_touching_content(backend: Backen
     let b = user(s, &o, "b@acme", Role::Nurse).await;
     let mut convs = Vec::new();
     for i in 0..7 {
-        let c = group(s, a, b, &format!("room {i}")).await;
+        let c = group_titled(s, a, &[b], &format!("room {i}")).await;
         send(s, a, c, &format!("t{i}"), &format!("hello {i}")).await;
         convs.push(c);
     }
@@ -216,7 +172,7 @@ async fn data_keys_rotate_by_age_and_old_content_stays_readable(backend: Backend
     let o = org(s, "acme").await;
     let a = user(s, &o, "a@acme", Role::Clinician).await;
     let b = user(s, &o, "b@acme", Role::Nurse).await;
-    let conv = group(s, a, b, "Ward 4").await;
+    let conv = group_titled(s, a, &[b], "Ward 4").await;
     send(s, a, conv, "1", "before").await;
     assert_eq!(s.conversation_key(o.id, conv).await.unwrap().version(), 1);
     // The current key turns 91 days old (the default rotation is 90).
@@ -243,7 +199,7 @@ async fn a_tenant_cannot_claim_another_tenants_key_space(backend: Backend) {
     let globex = org(s, "globex").await;
     let a = user(s, &acme, "a@acme", Role::Clinician).await;
     let b = user(s, &acme, "b@acme", Role::Nurse).await;
-    let conv = group(s, a, b, "Ward 4").await;
+    let conv = group_titled(s, a, &[b], "Ward 4").await;
     assert!(matches!(s.current_key(globex.id, ScopeKind::Conversation, conv.0).await, Err(StoreError::NotFound)));
     assert!(matches!(s.current_key(globex.id, ScopeKind::Conversation, uuid::Uuid::new_v4()).await, Err(StoreError::NotFound)));
     assert!(s.conversation_key_version(globex.id, conv, 1).await.is_err());
@@ -256,7 +212,7 @@ async fn rows_from_before_encryption_are_sealed(backend: Backend) {
     let o = org(s, "acme").await;
     let a = user(s, &o, "a@acme", Role::Clinician).await;
     let b = user(s, &o, "b@acme", Role::Nurse).await;
-    let conv = group(s, a, b, "Ward 4").await;
+    let conv = group_titled(s, a, &[b], "Ward 4").await;
     let m = send(s, a, conv, "1", "sealed already").await;
     // Turn the rows back into what a database from before encryption held.
     db.store

@@ -2,14 +2,15 @@
 //! crypto-shredding (keys destroyed, messages tombstoned, bytes gone from the files).
 
 use ward_domain::audit::AuditAction;
-use ward_domain::conversation::{ClientTxnId, ConversationKind, MessageText, Priority};
+use ward_domain::conversation::ConversationKind;
 use ward_domain::ids::{ConversationId, DeviceId};
 use ward_domain::lifecycle::{DAY_MS, HoldReason, HoldSubject, RetentionDays, RetentionPolicy};
 use ward_domain::policy::{Actor, Denial};
 use ward_domain::role::Role;
 use ward_store::on_both_backends;
 use ward_store::testing::TestDb;
-use ward_store::{Backend, MemberSpec, NewConversation, NewMessage, NewUser, Org, Page, RequestMeta, Store, StoreError, now_ms};
+use ward_store::testing::{group_titled, meta, msg, org, user};
+use ward_store::{Backend, NewConversation, Page, Store, StoreError, now_ms};
 
 on_both_backends!(
     policies_default_per_kind_and_only_compliance_roles_change_them,
@@ -23,54 +24,8 @@ on_both_backends!(
 const CANARY: &str = "CANARY-lifecycle-7f3a9c";
 const TITLE: &str = "TITLE-CANARY-b41e";
 
-fn meta() -> RequestMeta {
-    RequestMeta { source_ip: Some("127.0.0.1".into()), request_id: Some("test".into()) }
-}
-
-async fn org(store: &Store, slug: &str) -> Org {
-    store.create_org(slug, "Test Org", 900, None, meta()).await.unwrap()
-}
-
-async fn user(store: &Store, org: &Org, login: &str, role: Role) -> Actor {
-    let u = store
-        .create_user(
-            NewUser {
-                org_id: org.id,
-                login: login.into(),
-                display_name: login.into(),
-                role,
-                password_hash: "$argon2id$placeholder".into(),
-                password_must_change: false,
-                patient_id: None,
-            },
-            None,
-            meta(),
-        )
-        .await
-        .unwrap();
-    Actor { user_id: u.id, org_id: org.id, role }
-}
-
 async fn group(store: &Store, owner: Actor, members: &[Actor]) -> ConversationId {
-    let spec = NewConversation {
-        kind: ConversationKind::Group,
-        title: Some(TITLE.into()),
-        patient_id: None,
-        members: members.iter().map(|m| MemberSpec { user_id: m.user_id, reason: None }).collect(),
-        creator_reason: None,
-    };
-    store.create_conversation(owner, spec, meta()).await.unwrap().id
-}
-
-fn msg(conv: ConversationId, txn: &str, body: &str) -> NewMessage {
-    NewMessage {
-        conversation_id: conv,
-        client_txn_id: ClientTxnId::parse(txn.into()).unwrap(),
-        body: MessageText::parse(body.into()).unwrap(),
-        priority: Priority::Routine,
-        corrects: None,
-        attachments: Vec::new(),
-    }
+    group_titled(store, owner, members, TITLE).await
 }
 
 /// Moves every conversation key and message `days` into the past.

@@ -5,30 +5,12 @@ use ward_domain::audit::{AuditAction, AuditEvent, DetailValue, Outcome};
 use ward_domain::conversation::{AccessReason, ConversationKind, MemberRole, StatedReason};
 use ward_domain::disclosure::Recipient;
 use ward_domain::ids::{PatientId, UserId};
-use ward_domain::policy::Actor;
 use ward_domain::role::Role;
 use ward_store::testing::TestDb;
-use ward_store::{AuditQuery, Backend, MemberSpec, NewConversation, NewUser, Org, RequestMeta, Store, TimeRange, on_both_backends};
+use ward_store::testing::{meta, user};
+use ward_store::{AuditQuery, Backend, MemberSpec, NewConversation, Org, Store, TimeRange, on_both_backends};
 
 on_both_backends!(disclosures_are_classified_scanned_and_paged, access_reports_count_and_page);
-
-fn meta() -> RequestMeta {
-    RequestMeta { source_ip: Some("127.0.0.1".into()), request_id: None }
-}
-
-async fn user(store: &Store, org: &Org, login: &str, role: Role) -> Actor {
-    let new = NewUser {
-        org_id: org.id,
-        login: login.into(),
-        display_name: login.into(),
-        role,
-        password_hash: "$argon2id$placeholder".into(),
-        password_must_change: false,
-        patient_id: None,
-    };
-    let u = store.create_user(new, None, meta()).await.unwrap();
-    Actor { user_id: u.id, org_id: org.id, role }
-}
 
 /// `n` reads of the patient's record by `who`, appended concurrently (group commit keeps it quick).
 async fn reads(store: &Store, org: &Org, who: UserId, patient: PatientId, n: usize) {

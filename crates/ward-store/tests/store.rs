@@ -2,16 +2,14 @@
 //! database of its own.
 
 use ward_domain::audit::AuditAction;
-use ward_domain::conversation::{AccessReason, ClientTxnId, ConversationKind, MessageText, Priority, ReceiptKind, StatedReason};
-use ward_domain::ids::{ConversationId, DeviceId, UserId};
-use ward_domain::policy::{Actor, Denial};
+use ward_domain::conversation::{AccessReason, ConversationKind, ReceiptKind, StatedReason};
+use ward_domain::ids::{DeviceId, UserId};
+use ward_domain::policy::Denial;
 use ward_domain::role::Role;
 use ward_store::on_both_backends;
 use ward_store::testing::TestDb;
-use ward_store::{
-    Backend, DeviceClaim, MemberSpec, NewConversation, NewMessage, NewSession, NewUser, Org, Page, RefreshOutcome, RequestMeta, Store,
-    StoreError, TokenHashes,
-};
+use ward_store::testing::{group, meta, msg, org, user};
+use ward_store::{Backend, DeviceClaim, MemberSpec, NewConversation, NewSession, NewUser, Page, RefreshOutcome, StoreError, TokenHashes};
 
 on_both_backends!(
     sends_are_gapless_and_idempotent_under_concurrency,
@@ -25,56 +23,6 @@ on_both_backends!(
     audit_tree_nodes_and_checkpoints,
     audit_archives_delete_only_archived_entries,
 );
-
-fn meta() -> RequestMeta {
-    RequestMeta { source_ip: Some("127.0.0.1".into()), request_id: Some("test".into()) }
-}
-
-async fn org(store: &Store, slug: &str) -> Org {
-    store.create_org(slug, "Test Org", 900, None, meta()).await.unwrap()
-}
-
-async fn user(store: &Store, org: &Org, login: &str, role: Role) -> Actor {
-    let u = store
-        .create_user(
-            NewUser {
-                org_id: org.id,
-                login: login.into(),
-                display_name: login.into(),
-                role,
-                password_hash: "$argon2id$placeholder".into(),
-                password_must_change: false,
-                patient_id: None,
-            },
-            None,
-            meta(),
-        )
-        .await
-        .unwrap();
-    Actor { user_id: u.id, org_id: org.id, role }
-}
-
-async fn group(store: &Store, owner: Actor, members: &[Actor]) -> ConversationId {
-    let spec = NewConversation {
-        kind: ConversationKind::Group,
-        title: Some("Ward 4".into()),
-        patient_id: None,
-        members: members.iter().map(|m| MemberSpec { user_id: m.user_id, reason: None }).collect(),
-        creator_reason: None,
-    };
-    store.create_conversation(owner, spec, meta()).await.unwrap().id
-}
-
-fn msg(conv: ConversationId, txn: &str, body: &str) -> NewMessage {
-    NewMessage {
-        conversation_id: conv,
-        client_txn_id: ClientTxnId::parse(txn.into()).unwrap(),
-        body: MessageText::parse(body.into()).unwrap(),
-        priority: Priority::Routine,
-        corrects: None,
-        attachments: vec![],
-    }
-}
 
 async fn sends_are_gapless_and_idempotent_under_concurrency(backend: Backend) {
     let Some(db) = TestDb::open(backend).await else { return };

@@ -2,42 +2,25 @@
 //! directory with the file key provider, a backup taken while a store has it open and writes
 //! to it, a restore into a new directory whose audit log verifies, and one-line failures.
 
-use std::path::Path;
-use std::process::{Command, Output};
-use std::sync::Arc;
+mod support;
 
-use ward_crypto::{FileKeyProvider, Keyring};
-use ward_domain::conversation::{ClientTxnId, ConversationKind, MessageText, Priority};
+use std::path::Path;
+
+use support::{fails, ok, open_store as open, ward_in as ward};
+use ward_domain::conversation::ConversationKind;
 use ward_domain::ids::{ConversationId, DeviceId};
 use ward_domain::policy::Actor;
 use ward_domain::role::Role;
-use ward_store::{NewConversation, NewMessage, NewUser, Page, RequestMeta, Store, StoreOptions};
+use ward_store::testing::{meta, msg, user};
+use ward_store::{NewConversation, Page, Store};
 
 const CANARY: &str = "CANARYCLIBACKUPz81";
-
-/// Runs `ward` with `args` in `dir`, data directory `data`, and no other `WARD_*` variables.
-fn ward(dir: &Path, data: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ward"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("WARD_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.current_dir(dir).env("WARD_DATA_DIR", data).args(args).output().expect("run the ward binary")
-}
 
 /// Starts `ward serve` on `data` (127.0.0.1, port 0) and stops it once it reports serving;
 /// false if it exits first.
 fn serves(dir: &Path, data: &Path) -> bool {
     use std::io::BufRead as _;
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ward"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("WARD_") {
-            cmd.env_remove(key);
-        }
-    }
-    let mut child = cmd
-        .current_dir(dir)
+    let mut child = support::command(dir)
         .env("WARD_DATA_DIR", data)
         .env("WARD_LISTEN", "127.0.0.1:0")
         .env("WARD_LOG__LEVEL", "warn")
@@ -53,51 +36,9 @@ fn serves(dir: &Path, data: &Path) -> bool {
     served
 }
 
-fn ok(o: Output) -> String {
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(o.status.success(), "ward failed ({}):\nstdout: {out}\nstderr: {}", o.status, String::from_utf8_lossy(&o.stderr));
-    out
-}
-
-#[track_caller]
-fn fails(o: Output, mentions: &str) {
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(!o.status.success(), "ward should have failed: {err}");
-    assert!(!err.contains("panicked"), "ward panicked: {err}");
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 1, "expected one line on stderr, got: {err:?}");
-    assert!(lines[0].starts_with("ward: ") && lines[0].contains(mentions), "stderr should mention {mentions:?}: {err:?}");
-}
-
-fn meta() -> RequestMeta {
-    RequestMeta { source_ip: Some("127.0.0.1".into()), request_id: Some("cli-backup".into()) }
-}
-
-async fn open(data: &Path) -> Store {
-    let provider = Arc::new(FileKeyProvider::open_or_create(&data.join("keys/kek.json")).unwrap());
-    let url = format!("sqlite://{}", data.join("ward.db").display());
-    Store::open(StoreOptions::new(url, Arc::new(Keyring::new(provider, 64)))).await.unwrap()
-}
-
 async fn populate(s: &Store) -> (Actor, ConversationId) {
     let org = s.create_org("acme", "Acme", 900, None, meta()).await.unwrap();
-    let u = s
-        .create_user(
-            NewUser {
-                org_id: org.id,
-                login: "a@acme".into(),
-                display_name: "A".into(),
-                role: Role::Clinician,
-                password_hash: "$argon2id$placeholder".into(),
-                password_must_change: false,
-                patient_id: None,
-            },
-            None,
-            meta(),
-        )
-        .await
-        .unwrap();
-    let a = Actor { user_id: u.id, org_id: org.id, role: Role::Clinician };
+    let a = user(s, &org, "a@acme", Role::Clinician).await;
     let spec = NewConversation {
         kind: ConversationKind::Group,
         title: Some(format!("Title {CANARY}")),
@@ -113,15 +54,7 @@ async fn populate(s: &Store) -> (Actor, ConversationId) {
 }
 
 async fn send(s: &Store, a: Actor, conv: ConversationId, txn: &str) {
-    let m = NewMessage {
-        conversation_id: conv,
-        client_txn_id: ClientTxnId::parse(txn.into()).unwrap(),
-        body: MessageText::parse(format!("body {txn} {CANARY}")).unwrap(),
-        priority: Priority::Routine,
-        corrects: None,
-        attachments: Vec::new(),
-    };
-    s.send_message(a, DeviceId::new(), m, meta()).await.unwrap();
+    s.send_message(a, DeviceId::new(), msg(conv, txn, &format!("body {txn} {CANARY}")), meta()).await.unwrap();
 }
 
 #[test]
@@ -200,7 +133,7 @@ fn backup_while_open_restore_to_a_new_directory_and_the_audit_log_verifies() {
     let other = d.join("other");
     fails(ward(d, &other, &["restore", "--from", file.to_str().unwrap(), "--data-dir", other.to_str().unwrap()]), "no key file");
     std::fs::create_dir_all(&other).unwrap();
-    drop(FileKeyProvider::open_or_create(&other.join("keys/kek.json")).unwrap());
+    drop(ward_crypto::FileKeyProvider::open_or_create(&other.join("keys/kek.json")).unwrap());
     fails(
         ward(d, &other, &["restore", "--from", file.to_str().unwrap(), "--data-dir", other.to_str().unwrap()]),
         "cannot unwrap the backup key",

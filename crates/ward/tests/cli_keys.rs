@@ -6,57 +6,25 @@ mod support;
 use std::path::Path;
 
 use ward_domain::audit::AuditAction;
-use ward_domain::conversation::{ClientTxnId, ConversationKind, MessageText, Priority};
 use ward_domain::ids::{ConversationId, DeviceId};
 use ward_domain::policy::Actor;
 use ward_domain::role::Role;
-use ward_store::{MemberSpec, NewConversation, NewMessage, NewUser, Page, RequestMeta, Store};
+use ward_store::Page;
+use ward_store::testing::{group_titled, meta, msg, org, user};
 
 use support::{fails, ok, open_store, ward};
-
-fn meta() -> RequestMeta {
-    RequestMeta { source_ip: Some("127.0.0.1".into()), request_id: None }
-}
-
-async fn actor(store: &Store, org: ward_domain::ids::OrgId, login: &str, role: Role) -> Actor {
-    let new = NewUser {
-        org_id: org,
-        login: login.into(),
-        display_name: login.into(),
-        role,
-        password_hash: "$argon2id$placeholder".into(),
-        password_must_change: false,
-        patient_id: None,
-    };
-    Actor { user_id: store.create_user(new, None, meta()).await.unwrap().id, org_id: org, role }
-}
 
 /// Three conversations with a message each, and a patient: five data keys with the
 /// organisation's index key.
 async fn content(data: &Path) -> (Actor, Vec<ConversationId>) {
     let store = open_store(data).await;
-    let org = store.create_org("acme", "Acme", 900, None, meta()).await.unwrap();
-    let doc = actor(&store, org.id, "doc@acme", Role::Clinician).await;
-    let nurse = actor(&store, org.id, "nurse@acme", Role::Nurse).await;
+    let org = org(&store, "acme").await;
+    let doc = user(&store, &org, "doc@acme", Role::Clinician).await;
+    let nurse = user(&store, &org, "nurse@acme", Role::Nurse).await;
     let mut convs = Vec::new();
     for i in 0..3 {
-        let spec = NewConversation {
-            kind: ConversationKind::Group,
-            title: Some(format!("room {i}")),
-            patient_id: None,
-            members: vec![MemberSpec { user_id: nurse.user_id, reason: None }],
-            creator_reason: None,
-        };
-        let conv = store.create_conversation(doc, spec, meta()).await.unwrap().id;
-        let msg = NewMessage {
-            conversation_id: conv,
-            client_txn_id: ClientTxnId::parse(format!("t{i}")).unwrap(),
-            body: MessageText::parse(format!("secret {i}")).unwrap(),
-            priority: Priority::Routine,
-            corrects: None,
-            attachments: Vec::new(),
-        };
-        store.send_message(doc, DeviceId::new(), msg, meta()).await.unwrap();
+        let conv = group_titled(&store, doc, &[nurse], &format!("room {i}")).await;
+        store.send_message(doc, DeviceId::new(), msg(conv, &format!("t{i}"), &format!("secret {i}")), meta()).await.unwrap();
         convs.push(conv);
     }
     store.create_patient(org.id, doc.user_id, "MRN-1".into(), "P One".into(), vec![], meta()).await.unwrap();

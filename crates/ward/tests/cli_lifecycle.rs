@@ -2,61 +2,21 @@
 //! binary on a temporary data directory. The conversations are written through the store
 //! (the CLI has no command to send messages), with the same key file the binary uses.
 
+mod support;
+
 use std::io::Read as _;
 use std::path::Path;
-use std::process::{Command, Output};
 
-use ward_domain::conversation::{ClientTxnId, ConversationKind, MessageText, Priority};
-use ward_domain::ids::{ConversationId, DeviceId, PatientId};
+use support::{fails, ok, ward_with};
+use ward_domain::conversation::ConversationKind;
+use ward_domain::ids::{DeviceId, PatientId};
 use ward_domain::policy::Actor;
 use ward_domain::role::Role;
-use ward_store::{MemberSpec, NewConversation, NewMessage, NewUser, RequestMeta};
+use ward_store::testing::{meta, msg};
+use ward_store::{MemberSpec, NewConversation, NewUser};
 
 const DAY_MS: i64 = 86_400_000;
 const CANARY: &str = "CANARY-cli-lifecycle-5e01";
-
-fn ward_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ward"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("WARD_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.current_dir(dir).env("WARD_DATA_DIR", dir.join("data")).args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run the ward binary")
-}
-
-fn ok(o: Output) -> String {
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(o.status.success(), "ward failed ({}):\nstdout: {out}\nstderr: {}", o.status, String::from_utf8_lossy(&o.stderr));
-    out
-}
-
-fn fails(o: Output, mentions: &str) {
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(!o.status.success(), "ward should have failed: {err}");
-    assert!(!err.contains("panicked"), "ward panicked: {err}");
-    assert_eq!(err.lines().count(), 1, "one line on stderr: {err:?}");
-    assert!(err.starts_with("ward: ") && err.contains(mentions), "{err:?}");
-}
-
-fn meta() -> RequestMeta {
-    RequestMeta::default()
-}
-
-fn msg(conv: ConversationId, txn: &str, body: &str) -> NewMessage {
-    NewMessage {
-        conversation_id: conv,
-        client_txn_id: ClientTxnId::parse(txn.into()).unwrap(),
-        body: MessageText::parse(body.into()).unwrap(),
-        priority: Priority::Routine,
-        corrects: None,
-        attachments: Vec::new(),
-    }
-}
 
 /// Writes a group conversation (canary text) and a patient conversation; returns the patient.
 async fn seed(dir: &Path) -> PatientId {

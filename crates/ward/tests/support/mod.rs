@@ -9,21 +9,33 @@ use std::sync::Arc;
 
 use ward_store::{Store, StoreOptions};
 
-/// Runs `ward` with `args` in `dir`, its data directory `dir/data`, and only the `WARD_*`
-/// variables given in `env` (the caller's own `WARD_*` variables, such as the test runner's
-/// `WARD_TEST_PYTHON`, are removed so they cannot change the configuration).
-pub(crate) fn ward_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+/// The built `ward` binary as a command in `dir`, without the caller's own `WARD_*` variables
+/// (such as the test runner's `WARD_TEST_PYTHON`), so they cannot change the configuration.
+pub(crate) fn command(dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ward"));
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("WARD_") {
             cmd.env_remove(key);
         }
     }
-    cmd.current_dir(dir).env("WARD_DATA_DIR", dir.join("data")).args(args);
+    cmd.current_dir(dir);
+    cmd
+}
+
+/// Runs `ward` with `args` in `dir`, its data directory `dir/data`, and only the `WARD_*`
+/// variables given in `env`.
+pub(crate) fn ward_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = command(dir);
+    cmd.env("WARD_DATA_DIR", dir.join("data")).args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
     cmd.output().expect("run the ward binary")
+}
+
+/// Runs `ward` with `args` in `dir` on the data directory `data`.
+pub(crate) fn ward_in(dir: &Path, data: &Path, args: &[&str]) -> Output {
+    command(dir).env("WARD_DATA_DIR", data).args(args).output().expect("run the ward binary")
 }
 
 /// [`ward_with`] without extra variables.
