@@ -122,17 +122,6 @@ impl Store {
         self.write(move |mut c| {
             Box::pin(async move {
                 let (row, _) = membership(&mut c, &actor, conv).await?;
-                let destroyed = scalar!(
-                    fetch_optional,
-                    &mut c,
-                    Option<i64>,
-                    "SELECT destroyed_at FROM data_keys WHERE scope_id = $1 AND version = $2",
-                    conv.0,
-                    key_version
-                )?;
-                if matches!(destroyed, Some(Some(_))) {
-                    return Err(StoreError::KeyDestroyed);
-                }
                 let existing = fetch!(
                     fetch_optional,
                     &mut c,
@@ -166,15 +155,21 @@ impl Store {
                     }
                 }
                 let now = now_ms();
+                // The key the body was sealed under may have been destroyed (crypto-shredded)
+                // since it was fetched: then no row is updated and the send is retried under a
+                // new key. Checked in this statement, which every send runs anyway, so the
+                // single writer gets no extra round trip.
                 let seqs = fetch!(
-                    fetch_one,
+                    fetch_optional,
                     &mut c,
                     (i64, i64),
                     "UPDATE conversations SET last_message_seq = last_message_seq + 1, last_event_seq = last_event_seq + 1 \
-                     WHERE id = $1 RETURNING last_message_seq, last_event_seq",
-                    conv.0
+                     WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM data_keys WHERE scope_id = $1 AND version = $2 AND destroyed_at IS NOT NULL) \
+                     RETURNING last_message_seq, last_event_seq",
+                    conv.0,
+                    key_version
                 )?;
-                let (seq, event_seq) = seqs;
+                let (seq, event_seq) = seqs.ok_or(StoreError::KeyDestroyed)?;
                 exec!(
                     &mut c,
                     "INSERT INTO messages (id, conversation_id, seq, sender_id, sender_device_id, client_txn_id, priority, body, body_sealed, corrects_id, created_at, attachment_ids) \
