@@ -71,7 +71,18 @@ fn verify(c: &mut Criterion) {
     g.bench_function("export_lines_one_core", |b| {
         b.iter(|| {
             let mut v = LogVerifier::new(signer.verifier());
-            let lines = || text.strip_suffix(b"\n").unwrap_or(&text).split(|&c| c == b'\n');
+            // Split once, as verify_export does (memchr), so only the verifier is measured.
+            let body = text.strip_suffix(b"\n").unwrap_or(&text);
+            let mut start = 0;
+            let mut all: Vec<&[u8]> = memchr::memchr_iter(b'\n', body)
+                .map(|end| {
+                    let line = &body[start..end];
+                    start = end + 1;
+                    line
+                })
+                .collect();
+            all.push(&body[start..]);
+            let lines = || all.iter().copied();
             for (n, l) in (1..).zip(lines()) {
                 v.add_checkpoint_line(l, n).unwrap();
             }

@@ -195,6 +195,13 @@ impl Scanner<'_> {
     fn string(&mut self) -> Option<()> {
         self.lit(b"\"")?;
         loop {
+            // Jump to the next quote or backslash; the bytes skipped must hold no control
+            // character (a test the compiler vectorises), which is what makes this fast.
+            let skip = memchr::memchr2(b'"', b'\\', self.b.get(self.i..)?)?;
+            if self.b[self.i..self.i + skip].iter().any(|&c| c < 0x20) {
+                return None;
+            }
+            self.i += skip;
             match *self.b.get(self.i)? {
                 b'"' => {
                     self.i += 1;
@@ -223,8 +230,8 @@ impl Scanner<'_> {
                         _ => return None,
                     }
                 }
-                0x00..=0x1f => return None,
-                _ => self.i += 1,
+                // memchr2 stopped at one of the two bytes above.
+                _ => return None,
             }
         }
     }

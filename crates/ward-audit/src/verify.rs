@@ -187,7 +187,7 @@ fn split_event(line: &[u8]) -> Result<(&[u8], Option<Hash>), LineError> {
     let split = body.len().checked_sub(B64_HASH_LEN).ok_or(LineError::NotCanonical)?;
     let (object, hash) = body.split_at(split);
     let object = object.strip_suffix(LEAF_TAIL).ok_or(LineError::NotCanonical)?;
-    let hash = std::str::from_utf8(hash).ok().and_then(|h| h.parse::<Hash>().ok()).ok_or(LineError::NotCanonical)?;
+    let hash = Hash::from_base64(hash).map_err(|_| LineError::NotCanonical)?;
     Ok((object, Some(hash)))
 }
 
@@ -336,17 +336,15 @@ pub struct Summary {
 /// Verifies a whole export held in memory (two passes: checkpoints, then events).
 pub fn verify_export(text: &[u8], verifier: Verifier) -> Result<Summary, VerifyError> {
     let mut v = LogVerifier::new(verifier);
-    for (n, line) in (1..).zip(lines(text)) {
+    let all: Vec<&[u8]> = lines(text).collect();
+    for (n, line) in (1..).zip(&all) {
         v.add_checkpoint_line(line, n)?;
     }
-    let all: Vec<&[u8]> = lines(text).collect();
-    for (block, first) in all.chunks(BLOCK_LINES).zip((1..).step_by(BLOCK_LINES)) {
-        v.push_lines(block, first)?;
-    }
+    v.push_lines(&all, 1)?;
     v.finish()
 }
 
-/// Lines handed to [`LogVerifier::push_lines`] at a time: enough to keep every core busy,
+/// Lines a streaming reader hands to [`LogVerifier::push_lines`] at a time: enough to keep every core busy,
 /// little enough memory (about 30 MB of export text).
 pub const BLOCK_LINES: usize = 65_536;
 
@@ -354,7 +352,20 @@ pub const BLOCK_LINES: usize = 65_536;
 /// rather than starting an empty one.
 fn lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
     let text = text.strip_suffix(b"\n").unwrap_or(text);
-    text.split(|&b| b == b'\n').filter(move |_| !text.is_empty())
+    let mut rest = (!text.is_empty()).then_some(text);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        match memchr::memchr(b'\n', current) {
+            Some(end) => {
+                rest = Some(&current[end + 1..]);
+                Some(&current[..end])
+            }
+            None => {
+                rest = None;
+                Some(current)
+            }
+        }
+    })
 }
 
 /// Streams a log through verification; see the module documentation.
@@ -448,31 +459,55 @@ impl LogVerifier {
 
     /// Checks a block of consecutive export lines, `first` being the 1-based number of the
     /// first, as [`LogVerifier::push_line`] does line by line. Parsing, the canonical form check
-    /// and leaf hashing (nearly all the work) run on every core; the results are then fed to
-    /// the tree in order, so the outcome (and the first error) is the same as line by line.
+    /// and leaf hashing (nearly all the work) run on every core, in chunks; meanwhile this
+    /// thread feeds the finished chunks to the tree in order, so the outcome (and the first
+    /// error) is the same as line by line, and the tree's share of the work overlaps the rest.
     pub fn push_lines(&mut self, lines: &[&[u8]], first: u64) -> Result<(), VerifyError> {
+        /// Lines a worker takes at a time.
+        const CHUNK: usize = 2048;
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-        // Below a few thousand lines a thread costs more than it saves.
-        let threads = cores.min(lines.len() / 4096).max(1);
-        let hashed: Vec<Option<HashedLine>> = if threads == 1 {
-            lines.iter().map(|l| hash_line(l)).collect()
-        } else {
-            std::thread::scope(|scope| {
-                let parts: Vec<_> = lines
-                    .chunks(lines.len().div_ceil(threads))
-                    .map(|part| scope.spawn(move || part.iter().map(|l| hash_line(l)).collect::<Vec<_>>()))
-                    .collect();
-                parts.into_iter().flat_map(|p| p.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
-            })
-        };
-        for (number, h) in (first..).zip(hashed) {
-            match h {
-                None => {}
-                Some(Err(reason)) => return Err(VerifyError::MalformedEntry { index: self.size(), line: number, reason }),
-                Some(Ok((idx, leaf, recorded))) => self.push_hashed(idx, leaf, recorded)?,
-            }
+        if cores == 1 || lines.len() < 2 * CHUNK {
+            return (first..).zip(lines).try_for_each(|(number, line)| self.push_line(line, number));
         }
-        Ok(())
+        let chunks: Vec<&[&[u8]]> = lines.chunks(CHUNK).collect();
+        let claimed = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            // Bounded, so workers cannot run far ahead of the tree (each holds one chunk).
+            let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<(usize, Vec<Option<HashedLine>>)>(2 * cores);
+            for _ in 0..cores {
+                let (done_tx, claimed, chunks) = (done_tx.clone(), &claimed, &chunks);
+                scope.spawn(move || {
+                    loop {
+                        let k = claimed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(chunk) = chunks.get(k) else { break };
+                        // The receiver is gone once an error was found: stop.
+                        if done_tx.send((k, chunk.iter().map(|l| hash_line(l)).collect())).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(done_tx);
+            let mut early = BTreeMap::new();
+            for k in 0..chunks.len() {
+                let hashed = loop {
+                    if let Some(h) = early.remove(&k) {
+                        break h;
+                    }
+                    // Only a panicking worker closes the channel early; the scope re-raises it.
+                    let Ok((at, h)) = done_rx.recv() else { return Ok(()) };
+                    early.insert(at, h);
+                };
+                for (number, h) in ((first + (k * CHUNK) as u64)..).zip(hashed) {
+                    match h {
+                        None => {}
+                        Some(Err(reason)) => return Err(VerifyError::MalformedEntry { index: self.size(), line: number, reason }),
+                        Some(Ok((idx, leaf, recorded))) => self.push_hashed(idx, leaf, recorded)?,
+                    }
+                }
+            }
+            Ok(())
+        })
     }
 
     /// The number of events checked so far: the index the next one must have.

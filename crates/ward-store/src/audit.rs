@@ -56,6 +56,101 @@ pub(crate) async fn append(c: &mut Conn<'_>, event: &AuditEvent, meta: &RequestM
     Ok(idx)
 }
 
+/// Rows per multi-row `INSERT`, largest first. A batch is written as a sum of these (say
+/// 300 = 256 + 32 + 8 + 4), so only these few statement texts exist, each prepared once per
+/// connection. 512 rows of 13 columns bind 6,656 values, within both backends' limits
+/// (SQLite 32,766, PostgreSQL 65,535).
+const ROWS_PER_INSERT: [usize; 10] = [512, 256, 128, 64, 32, 16, 8, 4, 2, 1];
+
+/// `{head} VALUES (…), (…), … {tail}` for each size of [`ROWS_PER_INSERT`]: PostgreSQL's
+/// texts number their parameters (`$1`), SQLite's use anonymous `?`. (SQLite looks a `$N`
+/// name up by walking a list of all of them, once per parameter: quadratic in a statement
+/// of thousands, where it was most of the time spent.)
+struct MultiRowSql {
+    sqlite: Vec<String>,
+    postgres: Vec<String>,
+}
+
+impl MultiRowSql {
+    fn new(head: &str, columns: usize, tail: &str) -> Self {
+        let texts = |param: &dyn Fn(usize) -> String| -> Vec<String> {
+            ROWS_PER_INSERT
+                .iter()
+                .map(|&rows| {
+                    let values: Vec<String> = (0..rows)
+                        .map(|r| format!("({})", (1..=columns).map(|k| param(r * columns + k)).collect::<Vec<_>>().join(", ")))
+                        .collect();
+                    format!("{head} VALUES {} {tail}", values.join(", ")).trim_end().to_owned()
+                })
+                .collect()
+        };
+        MultiRowSql { sqlite: texts(&|_| "?".to_owned()), postgres: texts(&|n| format!("${n}")) }
+    }
+}
+
+/// How to cut `len` rows into statements: (index into [`ROWS_PER_INSERT`], start, rows).
+fn insert_chunks(len: usize) -> impl Iterator<Item = (usize, usize, usize)> {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        let left = len - start;
+        let (which, &rows) = ROWS_PER_INSERT.iter().enumerate().find(|&(_, &n)| n <= left)?;
+        start += rows;
+        Some((which, start - rows, rows))
+    })
+}
+
+static INSERT_EVENTS_SQL: std::sync::LazyLock<MultiRowSql> =
+    std::sync::LazyLock::new(|| MultiRowSql::new(concat!("INSERT INTO audit_events (", audit_columns!(), ")"), 13, ""));
+
+static INSERT_NODES_SQL: std::sync::LazyLock<MultiRowSql> = std::sync::LazyLock::new(|| {
+    MultiRowSql::new("INSERT INTO audit_tree_nodes (level, idx, hash)", 3, "ON CONFLICT (level, idx) DO NOTHING")
+});
+
+/// Appends several events that accompany no other change, with consecutive indexes from the
+/// one returned. One index lookup and a few statements for the lot: this is what lets the
+/// single writer keep up with a busy server's refusals and reads.
+pub(crate) async fn append_many(c: &mut Conn<'_>, events: &[(&AuditEvent, &RequestMeta)]) -> Result<i64> {
+    if c.is_postgres() {
+        exec!(c, "SELECT pg_advisory_xact_lock($1)", AUDIT_LOCK_KEY)?;
+    }
+    let first = scalar!(fetch_one, c, i64, NEXT_INDEX)?;
+    let at = now_ms();
+    for (which, start, rows) in insert_chunks(events.len()) {
+        let chunk = &events[start..start + rows];
+        macro_rules! bind_rows {
+            ($q:expr) => {{
+                let mut q = $q;
+                for (idx, (event, meta)) in (first + start as i64..).zip(chunk) {
+                    q = q
+                        .bind(idx)
+                        .bind(at)
+                        .bind(event.org_id.map(|i| i.0))
+                        .bind(event.actor.map(|i| i.0))
+                        .bind(event.device.map(|i| i.0))
+                        .bind(event.action.as_str())
+                        .bind(event.outcome.as_str())
+                        .bind(event.target_type)
+                        .bind(event.target_id.as_deref())
+                        .bind(event.patient.map(|i| i.0))
+                        .bind(meta.source_ip.as_deref())
+                        .bind(meta.request_id.as_deref())
+                        .bind(event.detail_json());
+                }
+                q
+            }};
+        }
+        match c {
+            Conn::Sqlite(c) => {
+                bind_rows!(sqlx::query(INSERT_EVENTS_SQL.sqlite[which].as_str())).execute(&mut **c).await.map(|r| r.rows_affected())?
+            }
+            Conn::Pg(c) => {
+                bind_rows!(sqlx::query(INSERT_EVENTS_SQL.postgres[which].as_str())).execute(&mut **c).await.map(|r| r.rows_affected())?
+            }
+        };
+    }
+    Ok(first)
+}
+
 /// A stored audit event as read back.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
 pub struct AuditRecord {
@@ -90,7 +185,7 @@ pub struct AuditRecord {
 impl Store {
     /// Records an event that accompanies no other change (a refused request, a failed login).
     pub async fn record(&self, event: AuditEvent, meta: RequestMeta) -> Result<i64> {
-        self.write(move |mut c| Box::pin(async move { append(&mut c, &event, &meta).await })).await
+        self.inner.writer.append_audit(event, meta).await
     }
 
     /// Audit events from index `from` onwards, oldest first, at most `limit`.
@@ -158,6 +253,69 @@ const NODES_SQL: &str = "SELECT level, idx, hash FROM audit_tree_nodes WHERE \
      (level = $17 AND idx = $18) OR (level = $19 AND idx = $20) OR (level = $21 AND idx = $22) OR (level = $23 AND idx = $24) OR \
      (level = $25 AND idx = $26) OR (level = $27 AND idx = $28) OR (level = $29 AND idx = $30) OR (level = $31 AND idx = $32)";
 
+/// The given nodes as stored, [`NODES_PER_QUERY`] per query; absent ones are left out.
+async fn fetch_nodes(c: &mut Conn<'_>, ids: &[(i16, i64)]) -> Result<Vec<((i16, i64), Hash)>> {
+    let mut found = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(NODES_PER_QUERY) {
+        // Unused slots ask for a node that cannot exist, so the text never changes.
+        let padded = chunk.iter().copied().chain(std::iter::repeat((-1, -1))).take(NODES_PER_QUERY);
+        macro_rules! bind_ids {
+            ($q:expr) => {{
+                let mut q = $q;
+                for (level, idx) in padded {
+                    q = q.bind(level).bind(idx);
+                }
+                q
+            }};
+        }
+        let rows = match c {
+            Conn::Sqlite(c) => bind_ids!(sqlx::query_as::<_, NodeAtRow>(NODES_SQL)).fetch_all(&mut **c).await?,
+            Conn::Pg(c) => bind_ids!(sqlx::query_as::<_, NodeAtRow>(NODES_SQL)).fetch_all(&mut **c).await?,
+        };
+        for r in rows {
+            let hash = Hash::try_from(r.hash.as_slice()).map_err(|_| StoreError::Corrupt("tree node hash"))?;
+            found.push(((r.level, r.idx), hash));
+        }
+    }
+    Ok(found)
+}
+
+/// The tree's upper nodes, kept in memory once read. Every inclusion or consistency proof
+/// needs about one node per level, and the upper levels are few and shared by all proofs, so
+/// after a warm-up a proof reads only its lowest levels from the database. Stored nodes never
+/// change (triggers refuse updates and deletes), so nothing here ever needs invalidating.
+#[derive(Default)]
+pub(crate) struct TreeCache {
+    nodes: std::sync::RwLock<std::collections::HashMap<(i16, i64), Hash>>,
+}
+
+/// The lowest level kept: a node there covers 256 leaves, so a tree of ten million leaves has
+/// about 78,000 such nodes (some 5 MB), and a proof reads its 8 lowest nodes from the database.
+const CACHED_FROM_LEVEL: i16 = 8;
+/// At most this many nodes are kept (about 64 MB): enough for a tree of 128 million leaves.
+const CACHED_NODES_MAX: usize = 1 << 20;
+
+impl TreeCache {
+    fn lookup(&self, ids: &[(i16, i64)]) -> std::collections::HashMap<(i16, i64), Hash> {
+        let nodes = self.nodes.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        ids.iter().filter_map(|key| nodes.get(key).map(|h| (*key, *h))).collect()
+    }
+
+    fn keep(&self, fetched: &[((i16, i64), Hash)]) {
+        let mut upper = fetched.iter().filter(|((level, _), _)| *level >= CACHED_FROM_LEVEL).peekable();
+        if upper.peek().is_none() {
+            return;
+        }
+        let mut nodes = self.nodes.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (key, hash) in upper {
+            if nodes.len() >= CACHED_NODES_MAX {
+                break;
+            }
+            nodes.insert(*key, *hash);
+        }
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct NodeAtRow {
     level: i16,
@@ -214,14 +372,28 @@ impl Store {
             nodes.into_iter().map(|(id, h)| Ok((i16::from(id.level), to_i64(id.index)?, h.0.to_vec()))).collect::<Result<Vec<_>>>()?;
         self.write(move |mut c| {
             Box::pin(async move {
-                for (level, idx, hash) in nodes {
-                    exec!(
-                        &mut c,
-                        "INSERT INTO audit_tree_nodes (level, idx, hash) VALUES ($1, $2, $3) ON CONFLICT (level, idx) DO NOTHING",
-                        level,
-                        idx,
-                        hash
-                    )?;
+                // Multi-row statements: building a large tree (or catching up after a burst) is
+                // bound by statements, not bytes.
+                for (which, start, rows) in insert_chunks(nodes.len()) {
+                    macro_rules! bind_nodes {
+                        ($q:expr) => {{
+                            let mut q = $q;
+                            for (level, idx, hash) in &nodes[start..start + rows] {
+                                q = q.bind(*level).bind(*idx).bind(hash.as_slice());
+                            }
+                            q
+                        }};
+                    }
+                    match &mut c {
+                        Conn::Sqlite(c) => bind_nodes!(sqlx::query(INSERT_NODES_SQL.sqlite[which].as_str()))
+                            .execute(&mut **c)
+                            .await
+                            .map(|r| r.rows_affected())?,
+                        Conn::Pg(c) => bind_nodes!(sqlx::query(INSERT_NODES_SQL.postgres[which].as_str()))
+                            .execute(&mut **c)
+                            .await
+                            .map(|r| r.rows_affected())?,
+                    };
                 }
                 Ok(())
             })
@@ -236,37 +408,14 @@ impl Store {
     /// (or to SQLite's worker thread), which is what an API proof's latency is made of.
     pub async fn tree_node_hashes(&self, ids: &[NodeId]) -> Result<Vec<Hash>> {
         let ids = ids.iter().map(|id| Ok((i16::from(id.level), to_i64(id.index)?))).collect::<Result<Vec<_>>>()?;
-        self.read(move |mut c| {
-            Box::pin(async move {
-                let mut found = std::collections::HashMap::with_capacity(ids.len());
-                for chunk in ids.chunks(NODES_PER_QUERY) {
-                    // Unused slots ask for a node that cannot exist, so the text never changes.
-                    let padded = chunk.iter().copied().chain(std::iter::repeat((-1, -1))).take(NODES_PER_QUERY);
-                    let rows = match &mut c {
-                        Conn::Sqlite(c) => {
-                            let mut q = sqlx::query_as::<_, NodeAtRow>(NODES_SQL);
-                            for (level, idx) in padded {
-                                q = q.bind(level).bind(idx);
-                            }
-                            q.fetch_all(&mut **c).await?
-                        }
-                        Conn::Pg(c) => {
-                            let mut q = sqlx::query_as::<_, NodeAtRow>(NODES_SQL);
-                            for (level, idx) in padded {
-                                q = q.bind(level).bind(idx);
-                            }
-                            q.fetch_all(&mut **c).await?
-                        }
-                    };
-                    for r in rows {
-                        let hash = Hash::try_from(r.hash.as_slice()).map_err(|_| StoreError::Corrupt("tree node hash"))?;
-                        found.insert((r.level, r.idx), hash);
-                    }
-                }
-                ids.iter().map(|key| found.get(key).copied().ok_or(StoreError::NotFound)).collect()
-            })
-        })
-        .await
+        let mut found = self.inner.tree_cache.lookup(&ids);
+        let missing: Vec<(i16, i64)> = ids.iter().filter(|key| !found.contains_key(key)).copied().collect();
+        if !missing.is_empty() {
+            let fetched = self.read(move |mut c| Box::pin(async move { fetch_nodes(&mut c, &missing).await })).await?;
+            self.inner.tree_cache.keep(&fetched);
+            found.extend(fetched);
+        }
+        ids.iter().map(|key| found.get(key).copied().ok_or(StoreError::NotFound)).collect()
     }
 
     /// The checkpoint with the largest tree size, if any.
@@ -394,6 +543,26 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn batches_are_cut_into_the_fixed_statement_sizes() {
+        for len in [0usize, 1, 2, 3, 255, 256, 257, 300, 1000, 4096] {
+            let chunks: Vec<_> = super::insert_chunks(len).collect();
+            assert_eq!(chunks.iter().map(|c| c.2).sum::<usize>(), len, "{len}");
+            let mut next = 0;
+            for &(which, start, rows) in &chunks {
+                assert_eq!((start, super::ROWS_PER_INSERT[which]), (next, rows));
+                next += rows;
+            }
+        }
+        let two = super::ROWS_PER_INSERT.len() - 2;
+        let pg = &super::INSERT_NODES_SQL.postgres[two];
+        assert!(pg.ends_with("VALUES ($1, $2, $3), ($4, $5, $6) ON CONFLICT (level, idx) DO NOTHING"), "{pg}");
+        let lite = &super::INSERT_NODES_SQL.sqlite[two];
+        assert!(lite.ends_with("VALUES (?, ?, ?), (?, ?, ?) ON CONFLICT (level, idx) DO NOTHING"), "{lite}");
+        assert!(super::INSERT_EVENTS_SQL.postgres[0].ends_with(&format!("${})", 512 * 13)));
+        assert_eq!(super::INSERT_EVENTS_SQL.sqlite[0].matches('?').count(), 512 * 13);
+    }
+
     #[test]
     fn nodes_sql_has_one_term_per_node() {
         assert_eq!(super::NODES_SQL.matches("(level = $").count(), super::NODES_PER_QUERY);

@@ -6,6 +6,10 @@
 //! not take the others down. A job's result is released only after its batch commits, so
 //! nothing is acknowledged that is not on disk. One writer also makes the audit index and the
 //! per-conversation sequences trivially gapless, and spares SQLite its busy-lock retries.
+//!
+//! Audit events that accompany no other change (a refused request, a read, a failed login)
+//! are the most frequent writes and the simplest: a batch's worth of them is appended with one
+//! index lookup and a few multi-row `INSERT`s instead of four statements each.
 
 use std::time::Instant;
 
@@ -16,14 +20,70 @@ use futures_util::future::BoxFuture;
 use sqlx::{Connection, PgConnection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
+use ward_domain::audit::AuditEvent;
+
+use crate::RequestMeta;
+use crate::audit;
 use crate::db::{Conn, exec};
 use crate::error::{Result, StoreError};
 
-/// How many jobs at most share one transaction.
+/// How many jobs running their own statements at most share one transaction.
 const MAX_BATCH: usize = 512;
+/// How many audit-only events at most share one transaction (they cost a row each).
+const MAX_AUDIT_BATCH: usize = 4096;
 
 type Completion = Box<dyn FnOnce(Result<()>) + Send>;
-pub(crate) type Job = Box<dyn for<'c> FnOnce(Conn<'c>) -> BoxFuture<'c, (bool, Completion)> + Send>;
+type RunJob = Box<dyn for<'c> FnOnce(Conn<'c>) -> BoxFuture<'c, (bool, Completion)> + Send>;
+
+/// What the writer is asked to do.
+pub(crate) enum Job {
+    /// Run statements of the caller's own.
+    Run(RunJob),
+    /// Append an audit event that accompanies no other change; answered with its index.
+    Audit(AuditOnly),
+}
+
+/// An audit event waiting for the next batch.
+pub(crate) struct AuditOnly {
+    event: AuditEvent,
+    meta: RequestMeta,
+    done: oneshot::Sender<Result<i64>>,
+}
+
+impl AuditOnly {
+    /// The completion that answers the caller once the batch's fate is known.
+    fn completion(self, outcome: Result<i64>) -> Completion {
+        let done = self.done;
+        Box::new(move |committed: Result<()>| {
+            let _ = done.send(committed.and(outcome));
+        })
+    }
+
+    /// The same append as a job of its own (a lone event, or the fallback when a batch's
+    /// combined append fails and each event must succeed or fail alone).
+    fn into_run(self) -> RunJob {
+        let AuditOnly { event, meta, done } = self;
+        run_job(move |mut c| Box::pin(async move { audit::append(&mut c, &event, &meta).await }), done)
+    }
+}
+
+/// Wraps `f` as a job whose outcome is sent on `done` once its batch commits.
+fn run_job<T, F>(f: F, done: oneshot::Sender<Result<T>>) -> RunJob
+where
+    T: Send + 'static,
+    F: for<'c> FnOnce(Conn<'c>) -> BoxFuture<'c, Result<T>> + Send + 'static,
+{
+    Box::new(move |conn| {
+        Box::pin(async move {
+            let outcome = f(conn).await;
+            let ok = outcome.is_ok();
+            let completion: Completion = Box::new(move |committed: Result<()>| {
+                let _ = done.send(committed.and(outcome));
+            });
+            (ok, completion)
+        })
+    })
+}
 
 /// How the writer (re)opens its connection.
 pub(crate) enum Connector {
@@ -62,7 +122,7 @@ pub(crate) struct Writer {
 
 impl Writer {
     pub(crate) fn spawn(connector: Connector, stats: std::sync::Arc<WriterStats>) -> Writer {
-        let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+        let (tx, rx) = mpsc::channel(MAX_AUDIT_BATCH);
         tokio::spawn(run(connector, rx, stats));
         Writer { jobs: tx }
     }
@@ -74,17 +134,15 @@ impl Writer {
         F: for<'c> FnOnce(Conn<'c>) -> BoxFuture<'c, Result<T>> + Send + 'static,
     {
         let (done_tx, done_rx) = oneshot::channel::<Result<T>>();
-        let job: Job = Box::new(move |conn| {
-            Box::pin(async move {
-                let outcome = f(conn).await;
-                let ok = outcome.is_ok();
-                let completion: Completion = Box::new(move |committed: Result<()>| {
-                    let _ = done_tx.send(committed.and(outcome));
-                });
-                (ok, completion)
-            })
-        });
-        self.jobs.send(job).await.map_err(|_| StoreError::Unavailable)?;
+        self.jobs.send(Job::Run(run_job(f, done_tx))).await.map_err(|_| StoreError::Unavailable)?;
+        done_rx.await.map_err(|_| StoreError::Unavailable)?
+    }
+
+    /// Appends an audit event that accompanies no other change; returns its index once the
+    /// batch holding it has committed.
+    pub(crate) async fn append_audit(&self, event: AuditEvent, meta: RequestMeta) -> Result<i64> {
+        let (done, done_rx) = oneshot::channel();
+        self.jobs.send(Job::Audit(AuditOnly { event, meta, done })).await.map_err(|_| StoreError::Unavailable)?;
         done_rx.await.map_err(|_| StoreError::Unavailable)?
     }
 }
@@ -98,10 +156,10 @@ async fn connect(connector: &Connector) -> Result<OwnedConn> {
 
 async fn run(connector: Connector, mut rx: mpsc::Receiver<Job>, stats: std::sync::Arc<WriterStats>) {
     let mut conn: Option<OwnedConn> = None;
-    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    let mut batch = Batch::default();
     while let Some(first) = rx.recv().await {
         batch.push(first);
-        while batch.len() < MAX_BATCH {
+        while batch.runs.len() < MAX_BATCH && batch.audits.len() < MAX_AUDIT_BATCH {
             match rx.try_recv() {
                 Ok(job) => batch.push(job),
                 Err(_) => break,
@@ -120,7 +178,7 @@ async fn run(connector: Connector, mut rx: mpsc::Receiver<Job>, stats: std::sync
         let Some(c) = conn.as_mut() else { continue };
         let started = Instant::now();
         let size = batch.len();
-        match commit_batch(c, &mut batch).await {
+        match commit_batch(c, std::mem::take(&mut batch)).await {
             Ok(completions) => {
                 stats.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 stats.jobs.fetch_add(size as u64, std::sync::atomic::Ordering::Relaxed);
@@ -134,7 +192,6 @@ async fn run(connector: Connector, mut rx: mpsc::Receiver<Job>, stats: std::sync
                 for done in completions {
                     done(Err(StoreError::Unavailable));
                 }
-                fail_all(&mut batch);
                 // The connection's state is unknown after a failed commit: start afresh.
                 conn = None;
             }
@@ -142,13 +199,35 @@ async fn run(connector: Connector, mut rx: mpsc::Receiver<Job>, stats: std::sync
     }
 }
 
-fn fail_all(batch: &mut Vec<Job>) {
-    // A job's completion only exists once it has run, so dropping the job drops its sender,
-    // and the waiting caller sees the channel close: reported as Unavailable.
-    batch.clear();
+/// The jobs of one transaction, audit-only events apart.
+#[derive(Default)]
+struct Batch {
+    runs: Vec<RunJob>,
+    audits: Vec<AuditOnly>,
 }
 
-async fn commit_batch(c: &mut OwnedConn, batch: &mut Vec<Job>) -> std::result::Result<Vec<Completion>, (StoreError, Vec<Completion>)> {
+impl Batch {
+    fn push(&mut self, job: Job) {
+        match job {
+            Job::Run(run) => self.runs.push(run),
+            Job::Audit(audit) => self.audits.push(audit),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.runs.len() + self.audits.len()
+    }
+}
+
+fn fail_all(batch: &mut Batch) {
+    // A job's completion only exists once it has run, so dropping the job drops its sender,
+    // and the waiting caller sees the channel close: reported as Unavailable.
+    *batch = Batch::default();
+}
+
+type BatchOutcome = std::result::Result<Vec<Completion>, (StoreError, Vec<Completion>)>;
+
+async fn commit_batch(c: &mut OwnedConn, batch: Batch) -> BatchOutcome {
     let begin = match c {
         OwnedConn::Sqlite(_) => "BEGIN IMMEDIATE",
         OwnedConn::Pg(_) => "BEGIN",
@@ -157,10 +236,77 @@ async fn commit_batch(c: &mut OwnedConn, batch: &mut Vec<Job>) -> std::result::R
         return Err((e.into(), Vec::new()));
     }
     let isolate = batch.len() > 1;
-    let mut completions = Vec::with_capacity(batch.len());
-    for job in batch.drain(..) {
+    let Batch { mut runs, mut audits } = batch;
+    // A lone audit event is simply a job; several are appended together after the others.
+    if audits.len() == 1
+        && let Some(audit) = audits.pop()
+    {
+        runs.push(audit.into_run());
+    }
+    let mut completions = Vec::with_capacity(runs.len() + audits.len());
+    if let Flow::RolledBack = run_jobs(c, runs, isolate, &mut completions).await? {
+        return Ok(completions);
+    }
+    if !audits.is_empty() {
+        append_audits(c, audits, &mut completions).await?;
+    }
+    match exec!(&mut c.as_conn(), "COMMIT") {
+        Ok(_) => Ok(completions),
+        Err(e) => {
+            let _ = exec!(&mut c.as_conn(), "ROLLBACK");
+            Err((e.into(), completions))
+        }
+    }
+}
+
+/// Appends several audit-only events with one index lookup and multi-row inserts, inside a
+/// savepoint. Should that fail, each is retried as a job of its own, so one bad event cannot
+/// take the others down.
+async fn append_audits(
+    c: &mut OwnedConn,
+    audits: Vec<AuditOnly>,
+    completions: &mut Vec<Completion>,
+) -> std::result::Result<(), (StoreError, Vec<Completion>)> {
+    if let Err(e) = exec!(&mut c.as_conn(), "SAVEPOINT audits") {
+        return Err((e.into(), std::mem::take(completions)));
+    }
+    let rows: Vec<(&AuditEvent, &RequestMeta)> = audits.iter().map(|a| (&a.event, &a.meta)).collect();
+    match audit::append_many(&mut c.as_conn(), &rows).await {
+        Ok(first) => {
+            if let Err(e) = exec!(&mut c.as_conn(), "RELEASE SAVEPOINT audits") {
+                let _ = exec!(&mut c.as_conn(), "ROLLBACK");
+                return Err((e.into(), std::mem::take(completions)));
+            }
+            completions.extend((first..).zip(audits).map(|(idx, a)| a.completion(Ok(idx))));
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, events = audits.len(), "combined audit append failed; appending one by one");
+            let undone = match exec!(&mut c.as_conn(), "ROLLBACK TO SAVEPOINT audits") {
+                Ok(_) => exec!(&mut c.as_conn(), "RELEASE SAVEPOINT audits"),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = undone {
+                let _ = exec!(&mut c.as_conn(), "ROLLBACK");
+                return Err((e.into(), std::mem::take(completions)));
+            }
+            run_jobs(c, audits.into_iter().map(AuditOnly::into_run).collect(), true, completions).await.map(|_| ())
+        }
+    }
+}
+
+/// Runs jobs in order, each in a savepoint when `isolate`, collecting their completions.
+/// On an error that leaves the transaction unusable it rolls back and returns the
+/// completions gathered so far; a lone failed job (not isolated) rolls the transaction back.
+async fn run_jobs(
+    c: &mut OwnedConn,
+    runs: Vec<RunJob>,
+    isolate: bool,
+    completions: &mut Vec<Completion>,
+) -> std::result::Result<Flow, (StoreError, Vec<Completion>)> {
+    for job in runs {
         if isolate && let Err(e) = exec!(&mut c.as_conn(), "SAVEPOINT job") {
-            return Err((e.into(), completions));
+            return Err((e.into(), std::mem::take(completions)));
         }
         // A panicking job must not take the writer (and so every write) down with it: it
         // fails alone, and its waiter sees the channel close (reported as Unavailable).
@@ -182,21 +328,22 @@ async fn commit_batch(c: &mut OwnedConn, batch: &mut Vec<Job>) -> std::result::R
         };
         if let Err(e) = step {
             let _ = exec!(&mut c.as_conn(), "ROLLBACK");
-            return Err((e.into(), completions));
+            return Err((e.into(), std::mem::take(completions)));
         }
         if !isolate && !ok {
-            // A lone failed job: roll back rather than commit its partial work.
+            // A lone failed job: roll back rather than commit its partial work; its completion
+            // reports the job's own error.
             return match exec!(&mut c.as_conn(), "ROLLBACK") {
-                Ok(_) => Ok(completions),
-                Err(e) => Err((e.into(), completions)),
+                Ok(_) => Ok(Flow::RolledBack),
+                Err(e) => Err((e.into(), std::mem::take(completions))),
             };
         }
     }
-    match exec!(&mut c.as_conn(), "COMMIT") {
-        Ok(_) => Ok(completions),
-        Err(e) => {
-            let _ = exec!(&mut c.as_conn(), "ROLLBACK");
-            Err((e.into(), completions))
-        }
-    }
+    Ok(Flow::Continue)
+}
+
+/// Whether the transaction is still open after [`run_jobs`].
+enum Flow {
+    Continue,
+    RolledBack,
 }

@@ -14,6 +14,7 @@ use ward_store::{Backend, DeviceClaim, MemberSpec, NewConversation, NewSession, 
 on_both_backends!(
     sends_are_gapless_and_idempotent_under_concurrency,
     audit_indexes_are_dense_and_only_committed_changes_are_audited,
+    audit_only_events_share_statements_but_keep_their_own_indexes,
     audit_log_is_append_only,
     tenants_never_see_each_other,
     patient_conversations_need_reasons_outside_the_care_team,
@@ -108,6 +109,48 @@ async fn audit_indexes_are_dense_and_only_committed_changes_are_audited(backend:
     assert_eq!(all.iter().map(|e| e.idx).collect::<Vec<_>>(), (0..all.len() as i64).collect::<Vec<_>>());
     assert_eq!(all.iter().filter(|e| e.action == AuditAction::UserCreate.as_str()).count(), 51);
     assert!(all.iter().all(|e| e.request_id.as_deref() == Some("test")));
+}
+
+async fn audit_only_events_share_statements_but_keep_their_own_indexes(backend: Backend) {
+    use ward_domain::audit::{AuditEvent, DetailValue, Outcome};
+    let Some(db) = TestDb::open(backend).await else { return };
+    let s = &db.store;
+    let o = org(s, "acme").await;
+    // Many callers at once (so the writer appends them in multi-row statements, several sizes
+    // of them), interleaved with changes that write their own events.
+    let mut records = Vec::new();
+    for i in 0..700i64 {
+        let s = s.clone();
+        let ev = AuditEvent::new(AuditAction::MessageRead, Outcome::Denied)
+            .target("conversation", format!("c{i}"))
+            .detail("n", DetailValue::Int(i));
+        records.push(tokio::spawn(async move { (i, s.record(ev, meta()).await.unwrap()) }));
+    }
+    let mut changes = Vec::new();
+    for i in 0..20 {
+        let s = s.clone();
+        let org = o.clone();
+        changes.push(tokio::spawn(async move { user(&s, &org, &format!("u{i}@acme"), Role::Staff).await }));
+    }
+    let mut given = Vec::new();
+    for t in records {
+        given.push(t.await.unwrap());
+    }
+    for t in changes {
+        t.await.unwrap();
+    }
+    let all = s.audit_events(0, 10_000).await.unwrap();
+    assert_eq!(all.iter().map(|e| e.idx).collect::<Vec<_>>(), (0..all.len() as i64).collect::<Vec<_>>());
+    // Each caller was told the index its own event is stored at.
+    for (i, idx) in given {
+        let row = &all[idx as usize];
+        assert_eq!((row.target_id.as_deref(), row.detail.as_str()), (Some(format!("c{i}").as_str()), format!(r#"{{"n":{i}}}"#).as_str()));
+        assert_eq!((row.action.as_str(), row.outcome.as_str(), row.request_id.as_deref()), ("message.read", "denied", Some("test")));
+    }
+    assert_eq!(all.iter().filter(|e| e.action == AuditAction::UserCreate.as_str()).count(), 20);
+    // Far fewer transactions than events: they were committed together.
+    let stats = s.writer_stats();
+    assert!(stats.commits.load(std::sync::atomic::Ordering::Relaxed) < 700);
 }
 
 async fn audit_log_is_append_only(backend: Backend) {
