@@ -20,19 +20,13 @@ fn bench(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("outbound");
     group.throughput(criterion::Throughput::Elements(1));
-    group.bench_function("check_160_char_sms_allowed", |b| {
-        b.iter(|| policy.check(black_box(BENIGN_SMS), black_box(&exempt)))
-    });
-    group.bench_function("check_160_char_sms_blocked", |b| {
-        b.iter(|| policy.check(black_box(CLINICAL_SMS), black_box(&exempt)))
-    });
+    group.bench_function("check_160_char_sms_allowed", |b| b.iter(|| policy.check(black_box(BENIGN_SMS), black_box(&exempt))));
+    group.bench_function("check_160_char_sms_blocked", |b| b.iter(|| policy.check(black_box(CLINICAL_SMS), black_box(&exempt))));
     group.finish();
 
     let mut build = c.benchmark_group("outbound_build");
     build.sample_size(10);
-    build.bench_function("build_standard_policy", |b| {
-        b.iter(|| ContentPolicy::builder().build().map(|p| p.is_icd10cm_code("F32.1")))
-    });
+    build.bench_function("build_standard_policy", |b| b.iter(|| ContentPolicy::builder().build().map(|p| p.is_icd10cm_code("F32.1"))));
     build.finish();
 }
 

@@ -72,14 +72,7 @@ impl Category {
 
     /// Whether this is one of the sensitive categories that some laws protect beyond HIPAA.
     pub fn is_sensitive(self) -> bool {
-        matches!(
-            self,
-            Category::MentalHealth
-                | Category::Hiv
-                | Category::SubstanceUse
-                | Category::ReproductiveHealth
-                | Category::Sti
-        )
+        matches!(self, Category::MentalHealth | Category::Hiv | Category::SubstanceUse | Category::ReproductiveHealth | Category::Sti)
     }
 }
 

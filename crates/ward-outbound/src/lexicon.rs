@@ -25,10 +25,7 @@ const SOURCES: &[Source] = &[
     Source { text: include_str!("../data/substance_use.txt"), category: Category::SubstanceUse },
     Source { text: include_str!("../data/hiv.txt"), category: Category::Hiv },
     Source { text: include_str!("../data/sti.txt"), category: Category::Sti },
-    Source {
-        text: include_str!("../data/reproductive_health.txt"),
-        category: Category::ReproductiveHealth,
-    },
+    Source { text: include_str!("../data/reproductive_health.txt"), category: Category::ReproductiveHealth },
     Source { text: include_str!("../data/lab_analytes.txt"), category: Category::LabValue },
     Source { text: include_str!("../data/procedures.txt"), category: Category::Procedure },
     Source { text: include_str!("../data/conditions_lay.txt"), category: Category::Condition },

@@ -17,6 +17,4 @@ mod template;
 
 pub use category::Category;
 pub use policy::{ContentPolicy, ContentPolicyBuilder, Finding, MAX_TERM_LEN, PolicyError, Verdict};
-pub use template::{
-    Field, MAX_TEMPLATE_LEN, MAX_VALUE_CHARS, RenderError, Template, TemplateError, TemplateValues,
-};
+pub use template::{Field, MAX_TEMPLATE_LEN, MAX_VALUE_CHARS, RenderError, Template, TemplateError, TemplateValues};

@@ -39,9 +39,7 @@ impl Patterns {
             lab_value: compile(
                 r"(?i)\b[0-9]+(?:[.,][0-9]+)?\s?(?:mg/dl|mmol/l|mmol/mol|miu/ml|miu/l|uiu/ml|µiu/ml|ng/ml|ng/dl|pg/ml|g/dl|g/l|mg/l|u/l|iu/l|meq/l|cells/mm3|cells/ul|cells/µl|copies/ml|mm ?hg|k/ul|x ?10\^9/l)(?:\b|$)",
             ),
-            blood_pressure: compile(
-                r"(?i)\b(?:bp|b/p|blood pressure)\b[^0-9\n]{0,20}\b([0-9]{2,3}/[0-9]{2,3})\b",
-            ),
+            blood_pressure: compile(r"(?i)\b(?:bp|b/p|blood pressure)\b[^0-9\n]{0,20}\b([0-9]{2,3}/[0-9]{2,3})\b"),
             dose: compile(r"(?i)\b[0-9]+(?:\.[0-9]+)?\s?(?:mg|mcg|µg|ug|milligrams?|micrograms?)\b"),
             codes: codes.collect(),
         }

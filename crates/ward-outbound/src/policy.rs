@@ -5,7 +5,7 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::{Arc, LazyLock};
 
-use aho_corasick::{AhoCorasick, Anchored, Input, MatchKind};
+use aho_corasick::{AhoCorasick, Anchored, Input, Match, MatchKind};
 
 use crate::category::Category;
 use crate::lexicon::{self, LexiconTerm};
@@ -125,8 +125,7 @@ impl ContentPolicyBuilder {
     pub fn build(self) -> Result<ContentPolicy, PolicyError> {
         let allowed = self.allowed.iter().map(|t| (t.as_str(), None, false));
         let blocked = self.blocked.iter().map(|(t, c)| (t.as_str(), Some(*c), false));
-        let embedded = lexicon::embedded_terms()
-            .map(|LexiconTerm { term, category, exact_case }| (term, Some(category), exact_case));
+        let embedded = lexicon::embedded_terms().map(|LexiconTerm { term, category, exact_case }| (term, Some(category), exact_case));
 
         let mut seen = HashSet::new();
         let mut terms = Vec::new();
@@ -212,28 +211,49 @@ impl ContentPolicy {
 
     /// Whole-word term matches: blocked ones into `findings`, allowed ones into `shields`.
     fn find_terms(&self, text: &str, shields: &mut Vec<Range<usize>>, findings: &mut Vec<Finding>) {
-        let inner = &*self.inner;
         let mut at = 0;
         while at < text.len() {
-            let input = Input::new(text).range(at..).anchored(Anchored::No);
-            let Some(m) = inner.automaton.find(input) else { break };
-            let span = m.range();
-            let entry = &inner.entries[m.pattern().as_usize()];
-            let matched = &text[span.clone()];
-            let whole_word = is_word_start(text, span.start) && is_word_end(text, span.end);
-            let case_ok = entry.exact_case.as_deref().is_none_or(|exact| exact == matched);
-            if whole_word && case_ok {
+            let Some(first) = self.find_from(text, at..text.len()) else { break };
+            let start = first.start();
+            let mut candidate = Some(first);
+            while let Some(m) = candidate.take() {
+                let span = m.range();
+                let Some(entry) = self.accept(text, &m) else {
+                    // The longest term here is not a whole word ("allergy shot" in "allergy
+                    // shots"): a shorter term from the same start may be ("allergy").
+                    if is_word_start(text, start) && span.end > start + 1 {
+                        candidate = self.find_from(text, start..span.end - 1).filter(|m| m.start() == start);
+                    }
+                    continue;
+                };
                 match entry.category {
-                    Some(category) => findings.push(Finding { category, span: span.clone(), term: matched.to_owned() }),
+                    Some(category) => findings.push(Finding { category, span: span.clone(), term: text[span.clone()].to_owned() }),
                     None => shields.push(span.clone()),
                 }
                 at = span.end;
-            } else {
-                // A longest match that is not a whole word may hide a shorter or later one
-                // that is: search again from the next word start after this match's start.
-                at = next_word_start(text, span.start);
+                break;
+            }
+            if at <= start {
+                // Nothing whole-word starts here; a later word may still hold a term.
+                at = next_word_start(text, start);
             }
         }
+    }
+
+    /// The leftmost-longest term match inside `range`.
+    fn find_from(&self, text: &str, range: Range<usize>) -> Option<Match> {
+        let input = Input::new(text).range(range).anchored(Anchored::No);
+        self.inner.automaton.find(input)
+    }
+
+    /// The entry for a match, if the match is a whole word in the case its entry requires.
+    fn accept(&self, text: &str, m: &Match) -> Option<&Entry> {
+        if !is_word_start(text, m.start()) || !is_word_end(text, m.end()) {
+            return None;
+        }
+        let entry = &self.inner.entries[m.pattern().as_usize()];
+        let matched = &text[m.range()];
+        entry.exact_case.as_deref().is_none_or(|exact| exact == matched).then_some(entry)
     }
 }
 

@@ -30,8 +30,7 @@ pub enum Field {
 
 impl Field {
     /// Every allowed field.
-    pub const ALL: [Field; 5] =
-        [Field::FirstName, Field::Date, Field::Time, Field::LocationName, Field::PortalLink];
+    pub const ALL: [Field; 5] = [Field::FirstName, Field::Date, Field::Time, Field::LocationName, Field::PortalLink];
 
     /// The name written between braces.
     pub fn name(self) -> &'static str {
@@ -59,12 +58,51 @@ impl fmt::Display for Field {
 /// Field names that someone may well try and that carry PHI or clinical detail; named in
 /// the error so the author learns why, not just that the name is unknown.
 const DISALLOWED_FIELDS: &[&str] = &[
-    "last_name", "surname", "family_name", "full_name", "name", "patient_name", "dob",
-    "date_of_birth", "birth_date", "birthday", "age", "mrn", "patient_id", "ssn", "diagnosis",
-    "condition", "conditions", "problem", "medication", "medications", "drug", "prescription",
-    "dose", "procedure", "test", "test_name", "result", "results", "lab", "labs", "reason",
-    "visit_reason", "appointment_type", "visit_type", "department", "specialty", "provider",
-    "provider_name", "clinician", "doctor", "address", "phone", "email", "insurance", "notes",
+    "last_name",
+    "surname",
+    "family_name",
+    "full_name",
+    "name",
+    "patient_name",
+    "dob",
+    "date_of_birth",
+    "birth_date",
+    "birthday",
+    "age",
+    "mrn",
+    "patient_id",
+    "ssn",
+    "diagnosis",
+    "condition",
+    "conditions",
+    "problem",
+    "medication",
+    "medications",
+    "drug",
+    "prescription",
+    "dose",
+    "procedure",
+    "test",
+    "test_name",
+    "result",
+    "results",
+    "lab",
+    "labs",
+    "reason",
+    "visit_reason",
+    "appointment_type",
+    "visit_type",
+    "department",
+    "specialty",
+    "provider",
+    "provider_name",
+    "clinician",
+    "doctor",
+    "address",
+    "phone",
+    "email",
+    "insurance",
+    "notes",
 ];
 
 /// Why a template cannot be saved. Offsets are bytes into the template source.
@@ -221,10 +259,10 @@ impl Template {
     pub fn fields(&self) -> Vec<Field> {
         let mut out = Vec::new();
         for part in &self.parts {
-            if let Part::Field(f) = part {
-                if !out.contains(f) {
-                    out.push(*f);
-                }
+            if let Part::Field(f) = part
+                && !out.contains(f)
+            {
+                out.push(*f);
             }
         }
         out
@@ -373,7 +411,11 @@ mod tests {
         assert_eq!(parse_parts("See you {}").unwrap_err(), TemplateError::EmptyField { offset: 8 });
         assert_eq!(parse_parts("See you { date }").unwrap_err(), TemplateError::MalformedField { offset: 8 });
         assert_eq!(parse_parts("{a{date}}").unwrap_err(), TemplateError::UnclosedBrace { offset: 0 });
-        assert!(matches!(parse_parts("{diagnosis}").unwrap_err(), TemplateError::DisallowedField { ref name, offset: 0 } if name == "diagnosis"));
-        assert!(matches!(parse_parts("x {weather}").unwrap_err(), TemplateError::UnknownField { ref name, offset: 2 } if name == "weather"));
+        assert!(
+            matches!(parse_parts("{diagnosis}").unwrap_err(), TemplateError::DisallowedField { ref name, offset: 0 } if name == "diagnosis")
+        );
+        assert!(
+            matches!(parse_parts("x {weather}").unwrap_err(), TemplateError::UnknownField { ref name, offset: 2 } if name == "weather")
+        );
     }
 }

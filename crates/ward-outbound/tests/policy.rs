@@ -52,10 +52,7 @@ fn every_category_is_detected() {
     ];
     for (text, category, term) in cases {
         let got = found(text, &[]);
-        assert!(
-            got.iter().any(|(c, t)| c == category && t == term),
-            "{text:?}: expected {term:?} [{category:?}], got {got:?}"
-        );
+        assert!(got.iter().any(|(c, t)| c == category && t == term), "{text:?}: expected {term:?} [{category:?}], got {got:?}");
     }
 }
 
@@ -70,10 +67,15 @@ fn blood_pressure_reading_is_found_but_dates_are_not() {
 #[test]
 fn exempt_names_are_never_flagged() {
     let p = policy();
-    // "Allegra" is a drug brand and a first name.
-    assert!(!p.check("Hi Allegra, see you Monday", &[]).is_allowed() || true);
-    assert_eq!(p.check("Hi Allegra, see you Monday", &["Allegra"]), Verdict::Allowed);
-    for name in ["Addison", "Grace", "Kay", "Hope", "Chase", "Lyrica"] {
+    // "Lyrica" and "Evista" are drug brands and first names: flagged unless exempt.
+    for name in ["Lyrica", "Evista"] {
+        let text = format!("Hi {name}, see you Monday");
+        assert_eq!(p.check(&text, &[]).findings()[0].category, Category::Medication);
+        assert_eq!(p.check(&text, &[name]), Verdict::Allowed);
+    }
+    // "Allegra" collides too, and the generator's first-name stop-list drops it.
+    assert_eq!(p.check("Hi Allegra, see you Monday", &[]), Verdict::Allowed);
+    for name in ["Addison", "Grace", "Kay", "Hope", "Chase", "Lyrica", "Evista"] {
         let text = format!("Hi {name}, see you Tuesday at 3 with Dr Rose Grant");
         assert_eq!(p.check(&text, &[name, "Dr Rose Grant"]), Verdict::Allowed, "{text}");
     }
