@@ -27,7 +27,7 @@ pub struct ApiError {
     /// Cause to log (5xx only); never sent.
     pub internal: Option<String>,
     /// For `outbound_content_blocked`: the categories of clinical detail found (never the text).
-    pub categories: Option<Vec<&'static str>>,
+    pub categories: Option<Box<[&'static str]>>,
 }
 
 /// The internal cause of a 5xx, handed to the logging middleware through response extensions.
@@ -52,7 +52,7 @@ pub struct Problem {
     /// For `outbound_content_blocked`: the categories of clinical detail found, by id
     /// (`condition`, `medication`, `mental_health`, ...); never the matched text.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub categories: Option<Vec<&'static str>>,
+    pub categories: Option<Box<[&'static str]>>,
 }
 
 macro_rules! problems {
@@ -171,7 +171,8 @@ impl ApiError {
 
     /// Lists the categories of clinical detail found (`outbound_content_blocked`).
     pub fn categories(mut self, categories: Vec<&'static str>) -> Self {
-        self.categories = Some(categories);
+        // Boxed slice, not Vec: keeps ApiError small enough to return by value everywhere.
+        self.categories = Some(categories.into_boxed_slice());
         self
     }
 
