@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Harness, Reply, captured, logs};
+use common::{Harness, Reply, Session, captured, logs};
 use reqwest::Method;
 use serde_json::{Value, json};
 use ward_domain::role::Role;
@@ -34,6 +34,12 @@ fn assert_clean(what: &str, text: &str) {
     }
 }
 
+/// A patient record created over the API; its id.
+async fn new_patient(h: &Harness, by: &Session, mrn: &str, care_team: Value) -> String {
+    let r = h.post("/api/v1/patients", &by.access, json!({"mrn": mrn, "display_name": "Jamie Doe", "care_team": care_team})).await;
+    r.expect(201).body["id"].as_str().unwrap().to_owned()
+}
+
 fn categories(r: &Reply) -> Vec<String> {
     r.body["categories"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_owned()).collect()
 }
@@ -47,30 +53,12 @@ async fn consent_templates_and_notices(backend: Backend) {
     let staff = h.login(&h.account(&a, "staff@consenta", Role::Staff).await).await;
     let nurse = h.login(&h.account(&a, "nurse@consenta", Role::Nurse).await).await;
     let officer = h.login(&h.account(&a, "officer@consenta", Role::ComplianceOfficer).await).await;
-    let p = h
-        .post(
-            "/api/v1/patients",
-            &doc.access,
-            json!({"mrn": "C-1", "display_name": "Jamie Doe", "care_team": [doc.account.id, staff.account.id]}),
-        )
-        .await
-        .expect(201)
-        .body["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let p = new_patient(&h, &doc, "C-1", json!([doc.account.id, staff.account.id])).await;
     let patient_acc =
         h.account_for_patient(&a, "jamie@consenta", Role::Patient, Some(ward_domain::ids::PatientId(p.parse().unwrap()))).await;
     let me = h.login(&patient_acc).await;
     let b_doc = h.login(&h.account(&b, "doc@consentb", Role::Clinician).await).await;
-    let p_b = h
-        .post("/api/v1/patients", &b_doc.access, json!({"mrn": "B-1", "display_name": "Sam Roe", "care_team": [b_doc.account.id]}))
-        .await
-        .expect(201)
-        .body["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let p_b = new_patient(&h, &b_doc, "B-1", json!([b_doc.account.id])).await;
 
     // --- consent -------------------------------------------------------------------------------
     let sms = h.post(&consents(&p), &doc.access, json!({"channel": "sms_notices"})).await.expect(201);
@@ -119,6 +107,9 @@ async fn consent_templates_and_notices(backend: Backend) {
     let r =
         h.post(TEMPLATES, &admin.access, json!({"name": "bad", "channel": "sms", "body": "Hi {first_name}, about your {diagnosis}"})).await;
     assert!(r.expect_problem(422, "template_field_not_allowed").body["detail"].as_str().unwrap().contains("diagnosis"));
+    // An unknown name is request text: only its position is given back.
+    let r = h.post(TEMPLATES, &admin.access, json!({"name": "bad", "channel": "sms", "body": "Hi {jamie_sertraline}"})).await;
+    assert_clean("an error body", &r.expect_problem(422, "template_field_not_allowed").body.to_string());
     let r = h
         .post(TEMPLATES, &admin.access, json!({"name": "bad", "channel": "sms", "body": "See you {date} for your Depression follow-up"}))
         .await

@@ -46,6 +46,13 @@ pub(crate) async fn standing(state: &AppState, s: &Auth, patient: PatientId) -> 
     Ok(Standing { on_care_team, is_the_patient: false })
 }
 
+/// An audit event by the caller: organisation, user and device filled in.
+pub(crate) fn actor_event(s: &Auth, action: AuditAction, outcome: Outcome) -> AuditEvent {
+    let mut ev = AuditEvent::new(action, outcome);
+    (ev.org_id, ev.actor, ev.device) = (Some(s.actor.org_id), Some(s.actor.user_id), Some(s.device));
+    ev
+}
+
 /// Records a refused attempt on a patient's records, then answers 403.
 pub(crate) async fn refuse(
     state: &AppState,
@@ -55,14 +62,11 @@ pub(crate) async fn refuse(
     patient: PatientId,
     denial: Denial,
 ) -> ApiError {
-    let mut ev = AuditEvent::new(action, Outcome::Denied).target("patient", patient).patient(Some(patient));
-    ev.org_id = Some(s.actor.org_id);
-    ev.actor = Some(s.actor.user_id);
-    ev.device = Some(s.device);
-    if let Err(e) = state.store.record(ev, meta).await {
-        return e.into();
+    let ev = actor_event(s, action, Outcome::Denied).target("patient", patient).patient(Some(patient));
+    match state.store.record(ev, meta).await {
+        Ok(_) => denial.into(),
+        Err(e) => e.into(),
     }
-    denial.into()
 }
 
 /// One consent grant, current or ended.

@@ -15,10 +15,10 @@ use ward_domain::consent::NoticeChannel;
 use ward_domain::ids::{PatientId, UserId};
 use ward_domain::login::parse_label;
 use ward_domain::policy;
-use ward_outbound::{Category, ContentPolicy, Finding, RenderError, Template, TemplateError, TemplateValues};
+use ward_outbound::{Category, ContentPolicy, Field, Finding, RenderError, Template, TemplateError, TemplateValues};
 use ward_store::{NoticeDraft, NoticeOutcome, RequestMeta, TemplateDraft};
 
-use super::consents::{refuse, standing};
+use super::consents::{actor_event, refuse, standing};
 use super::dto::ts;
 use crate::app::AppState;
 use crate::auth::{Auth, Meta};
@@ -164,9 +164,17 @@ fn template_refusal(e: TemplateError) -> Refusal {
             let found = categories(&findings);
             Refusal { error: blocked(&found, "the template text"), reason: "outbound_content_blocked", found }
         }
-        e @ (TemplateError::DisallowedField { .. } | TemplateError::UnknownField { .. }) => {
+        // A disallowed name comes from ward-outbound's fixed list, so it may be named.
+        e @ TemplateError::DisallowedField { .. } => {
             Refusal { error: ApiError::template_field_not_allowed().detail(e.to_string()), reason: "field_not_allowed", found: vec![] }
         }
+        // Any other name is free text from the request: only its position is given.
+        TemplateError::UnknownField { offset, .. } => Refusal {
+            error: ApiError::template_field_not_allowed()
+                .detail(format!("unknown field at byte {offset}: use one of {}", Field::ALL.map(Field::name).join(", "))),
+            reason: "field_not_allowed",
+            found: vec![],
+        },
         e => Refusal { error: ApiError::template_invalid().detail(e.to_string()), reason: "template_invalid", found: vec![] },
     }
 }
@@ -192,14 +200,6 @@ fn with_refusal(mut ev: AuditEvent, r: &Refusal) -> AuditEvent {
     ev
 }
 
-fn event(s: &Auth, action: AuditAction) -> AuditEvent {
-    let mut ev = AuditEvent::new(action, Outcome::Success);
-    ev.org_id = Some(s.actor.org_id);
-    ev.actor = Some(s.actor.user_id);
-    ev.device = Some(s.device);
-    ev
-}
-
 /// Records a refusal, then answers its error.
 async fn refused(state: &AppState, ev: AuditEvent, r: Refusal, meta: RequestMeta) -> ApiError {
     let ev = with_refusal(ev, &r);
@@ -211,13 +211,11 @@ async fn refused(state: &AppState, ev: AuditEvent, r: Refusal, meta: RequestMeta
 
 /// Refuses non-admins (audited), then checks the name and the text against the content policy.
 async fn checked_draft(state: &AppState, s: &Auth, meta: &RequestMeta, op: &'static str, req: TemplateRequest) -> ApiResult<TemplateDraft> {
-    let ev = event(s, AuditAction::NoticeTemplate)
+    let ev = actor_event(s, AuditAction::NoticeTemplate, Outcome::Success)
         .detail("op", DetailValue::Code(op))
         .detail("channel", DetailValue::Code(req.channel.as_str()));
     if let Err(d) = policy::may_administer(&s.actor) {
-        let mut ev = ev;
-        ev.outcome = Outcome::Denied;
-        state.store.record(ev, meta.clone()).await?;
+        state.store.record(AuditEvent { outcome: Outcome::Denied, ..ev }, meta.clone()).await?;
         return Err(d.into());
     }
     let name = parse_label("name", &req.name, 100)?;
@@ -274,9 +272,10 @@ async fn update_template(
     responses((status = 204), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
 async fn delete_template(State(state): State<AppState>, Meta(meta): Meta, s: Auth, Path(id): Path<uuid::Uuid>) -> ApiResult<StatusCode> {
     if let Err(d) = policy::may_administer(&s.actor) {
-        let mut ev = event(&s, AuditAction::NoticeTemplate).detail("op", DetailValue::Code("delete"));
-        ev.outcome = Outcome::Denied;
-        state.store.record(ev, meta).await?;
+        state
+            .store
+            .record(actor_event(&s, AuditAction::NoticeTemplate, Outcome::Denied).detail("op", DetailValue::Code("delete")), meta)
+            .await?;
         return Err(d.into());
     }
     state.store.delete_notice_template(s.actor.org_id, s.actor.user_id, id, meta).await?;
@@ -305,7 +304,7 @@ async fn send_notice(
     if stored.channel != req.channel {
         return Err(ApiError::validation_failed().detail(format!("the template is written for the {} channel", stored.channel.as_str())));
     }
-    let ev = event(&s, AuditAction::NoticeSend)
+    let ev = actor_event(&s, AuditAction::NoticeSend, Outcome::Success)
         .target("patient", id)
         .patient(Some(id))
         .detail("channel", DetailValue::Code(req.channel.as_str()))
