@@ -79,7 +79,8 @@ pub fn build(
     hub.spawn(&fanout);
     let (api, openapi) = crate::api::router().split_for_parts();
     let openapi = Arc::new(openapi.to_pretty_json().unwrap_or_default());
-    let outbound = crate::outbound::OutboundPolicy::warm();
+    let outbound =
+        if config.outbound.build_at_start { crate::outbound::OutboundPolicy::warm() } else { crate::outbound::OutboundPolicy::default() };
     let state = AppState { store, fanout, hub, config: config.clone(), metrics, openapi, audit, blobs, outbound };
     let router = Router::new()
         .merge(api)

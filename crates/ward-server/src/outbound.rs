@@ -45,3 +45,17 @@ impl OutboundPolicy {
             .cloned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn warmed_and_lazy_handles_give_the_standard_policy() {
+        for handle in [OutboundPolicy::warm(), OutboundPolicy::default()] {
+            let policy = handle.get().await.unwrap();
+            assert!(policy.check("See you Tuesday at 3, Jamie", &["Jamie"]).is_allowed());
+            assert!(!policy.check("See you Tuesday at 3 for your depression follow-up", &[]).is_allowed());
+        }
+    }
+}

@@ -84,6 +84,9 @@ pub fn test_config(dir: &std::path::Path, database_url: &str) -> ward_server::Co
         data_dir: dir.to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: Some(database_url.to_owned()),
+        // Built on first use: most test servers never send a notice, and each test process
+        // would otherwise spend a debug build's 1.5 s of CPU on it.
+        outbound: ward_server::config::OutboundConfig { build_at_start: false },
         ..ward_server::Config::default()
     }
 }
