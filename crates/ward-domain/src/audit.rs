@@ -142,6 +142,19 @@ audit_actions! {
     AttachmentUpload = "attachment.upload",
     /// An attachment was downloaded (target the attachment; detail `conversation`).
     AttachmentDownload = "attachment.download",
+    /// A patient's consent to a channel was recorded (detail `channel`, `insists`; a grant
+    /// that replaced the current one has `superseded`).
+    ConsentRecord = "consent.record",
+    /// A patient's consent to a channel was revoked (detail `channel`).
+    ConsentRevoke = "consent.revoke",
+    /// A patient's consents and their history were read.
+    ConsentRead = "consent.read",
+    /// An organisation notice template was created, changed or deleted (detail `op`; a
+    /// refused template has `reason` and the blocked categories, never its text).
+    NoticeTemplate = "notice.template",
+    /// A notice to a patient was queued for delivery, or refused (detail `channel`,
+    /// `template`; a refusal has `reason` and, for blocked content, the categories).
+    NoticeSend = "notice.send",
 }
 
 /// Whether the action succeeded.

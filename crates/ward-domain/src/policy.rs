@@ -182,6 +182,29 @@ pub fn may_export_patient(actor: &Actor, is_the_patient: bool) -> Result<(), Den
     ok_if(matches!(actor.role, Role::ComplianceOfficer | Role::Admin) || (actor.role == Role::Patient && is_the_patient))
 }
 
+/// Whether the actor may record or revoke a patient's consent to a channel: admins, the
+/// clinicians, nurses and staff on the patient's care team, and the patient themself.
+pub fn may_record_consent(actor: &Actor, actor_on_care_team: bool, is_the_patient: bool) -> Result<(), Denial> {
+    ok_if(match actor.role {
+        Role::Admin => true,
+        Role::Clinician | Role::Nurse | Role::Staff => actor_on_care_team,
+        Role::Patient => is_the_patient,
+        Role::ComplianceOfficer => false,
+    })
+}
+
+/// Whether the actor may read a patient's consents and their history: whoever may record
+/// them, and compliance officers (the history is evidence).
+pub fn may_read_consent(actor: &Actor, actor_on_care_team: bool, is_the_patient: bool) -> Result<(), Denial> {
+    ok_if(actor.role == Role::ComplianceOfficer || may_record_consent(actor, actor_on_care_team, is_the_patient).is_ok())
+}
+
+/// Whether the actor may send a notice to a patient: the clinicians, nurses and staff on the
+/// patient's care team.
+pub fn may_send_notice(actor: &Actor, actor_on_care_team: bool) -> Result<(), Denial> {
+    ok_if(matches!(actor.role, Role::Clinician | Role::Nurse | Role::Staff) && actor_on_care_team)
+}
+
 fn ok_if(allowed: bool) -> Result<(), Denial> {
     if allowed { Ok(()) } else { Err(Denial::RoleNotPermitted) }
 }
@@ -244,5 +267,20 @@ mod tests {
         assert!(may_create_patient(&actor(Role::Staff)).is_err());
         assert!(may_edit_care_team(&actor(Role::Clinician), false).is_err());
         assert!(may_edit_care_team(&actor(Role::Clinician), true).is_ok());
+    }
+
+    #[test]
+    fn consent_and_notices() {
+        let actor = |role| Actor { user_id: UserId::new(), org_id: OrgId::new(), role };
+        for role in Role::ALL {
+            let a = actor(role);
+            let record_on_team = may_record_consent(&a, true, false).is_ok();
+            assert_eq!(record_on_team, matches!(role, Role::Admin | Role::Clinician | Role::Nurse | Role::Staff), "{role}");
+            assert_eq!(may_record_consent(&a, false, false).is_ok(), role == Role::Admin, "{role}");
+            assert_eq!(may_record_consent(&a, false, true).is_ok(), matches!(role, Role::Admin | Role::Patient), "{role}");
+            assert_eq!(may_read_consent(&a, false, false).is_ok(), matches!(role, Role::Admin | Role::ComplianceOfficer), "{role}");
+            assert_eq!(may_send_notice(&a, true).is_ok(), matches!(role, Role::Clinician | Role::Nurse | Role::Staff), "{role}");
+            assert!(may_send_notice(&a, false).is_err());
+        }
     }
 }

@@ -6,10 +6,12 @@ pub(crate) mod attachments;
 pub(crate) mod audit;
 pub(crate) mod audit_reports;
 pub(crate) mod auth;
+pub(crate) mod consents;
 pub(crate) mod conversations;
 pub mod dto;
 pub(crate) mod lifecycle;
 pub(crate) mod me;
+pub(crate) mod notices;
 pub(crate) mod org;
 pub(crate) mod patients;
 pub(crate) mod users;
@@ -48,6 +50,8 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(users::routes())
         .merge(org::routes())
         .merge(patients::routes())
+        .merge(consents::routes())
+        .merge(notices::routes())
         .merge(conversations::routes())
         .merge(attachments::routes())
         .merge(alerts::routes())

@@ -44,6 +44,8 @@ pub struct AppState {
     pub audit: Arc<crate::audit_log::AuditLog>,
     /// The attachment store.
     pub blobs: Arc<crate::attachments::Blobs>,
+    /// The outbound content policy (built in the background at start).
+    pub outbound: crate::outbound::OutboundPolicy,
 }
 
 impl AppState {
@@ -77,7 +79,9 @@ pub fn build(
     hub.spawn(&fanout);
     let (api, openapi) = crate::api::router().split_for_parts();
     let openapi = Arc::new(openapi.to_pretty_json().unwrap_or_default());
-    let state = AppState { store, fanout, hub, config: config.clone(), metrics, openapi, audit, blobs };
+    let outbound =
+        if config.outbound.build_at_start { crate::outbound::OutboundPolicy::warm() } else { crate::outbound::OutboundPolicy::default() };
+    let state = AppState { store, fanout, hub, config: config.clone(), metrics, openapi, audit, blobs, outbound };
     let router = Router::new()
         .merge(api)
         .route("/healthz", get(healthz))

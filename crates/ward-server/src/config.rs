@@ -35,6 +35,24 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// Encrypted attachments: size limit, accepted types and where the sealed content is kept.
     pub attachments: AttachmentsConfig,
+    /// The outbound content policy that checks patient notices.
+    pub outbound: OutboundConfig,
+}
+
+/// The outbound content policy (`[outbound]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundConfig {
+    /// Build the policy on a background thread when the server starts, so the first notice
+    /// does not wait for it (about 0.5 s in a release build); off, the first request that
+    /// needs it builds it.
+    pub build_at_start: bool,
+}
+
+impl Default for OutboundConfig {
+    fn default() -> Self {
+        Self { build_at_start: true }
+    }
 }
 
 /// Content types an attachment may have; `allowed_types` picks from these.
@@ -426,6 +444,7 @@ impl Default for Config {
             keys: KeysConfig::default(),
             retention: RetentionConfig::default(),
             attachments: AttachmentsConfig::default(),
+            outbound: OutboundConfig::default(),
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod hub;
 pub mod keys;
 pub mod lifecycle;
 pub mod metrics;
+pub mod outbound;
 pub mod problem;
 pub mod provision;
 pub mod secrets;

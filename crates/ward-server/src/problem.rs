@@ -26,6 +26,8 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
     /// Cause to log (5xx only); never sent.
     pub internal: Option<String>,
+    /// For `outbound_content_blocked`: the categories of clinical detail found (never the text).
+    pub categories: Option<Box<[&'static str]>>,
 }
 
 /// The internal cause of a 5xx, handed to the logging middleware through response extensions.
@@ -47,6 +49,10 @@ pub struct Problem {
     pub detail: Option<String>,
     /// Stable machine-readable code.
     pub code: &'static str,
+    /// For `outbound_content_blocked`: the categories of clinical detail found, by id
+    /// (`condition`, `medication`, `mental_health`, ...); never the matched text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub categories: Option<Box<[&'static str]>>,
 }
 
 macro_rules! problems {
@@ -130,6 +136,16 @@ problems! {
     attachment_type_not_allowed => UNSUPPORTED_MEDIA_TYPE, "attachment_type_not_allowed", "This type of file cannot be attached";
     /// The stored attachment is missing, truncated, reordered or altered; nothing of it is served.
     attachment_damaged => INTERNAL_SERVER_ERROR, "attachment_damaged", "The stored attachment is damaged";
+    /// Nothing is sent on a channel without the patient's current consent for it.
+    consent_required => CONFLICT, "consent_required", "The patient has not consented to this channel";
+    /// The outbound content policy found clinical detail in text meant for a channel Ward does
+    /// not control; `categories` lists what kinds (never the text).
+    outbound_content_blocked => UNPROCESSABLE_ENTITY, "outbound_content_blocked", "The text contains clinical detail and cannot be sent outside Ward";
+    /// A notice template uses a field that is not allowed (only first name, date, time,
+    /// location name and portal link are).
+    template_field_not_allowed => UNPROCESSABLE_ENTITY, "template_field_not_allowed", "The template uses a field that is not allowed in patient notices";
+    /// A notice template is empty, too long or has unbalanced braces.
+    template_invalid => UNPROCESSABLE_ENTITY, "template_invalid", "The template cannot be parsed";
     /// The database is unavailable; retry.
     unavailable => SERVICE_UNAVAILABLE, "unavailable", "The service is temporarily unavailable";
     /// Something failed inside Ward.
@@ -138,7 +154,7 @@ problems! {
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, title: &'static str) -> Self {
-        Self { status, code, title, detail: None, retry_after: None, internal: None }
+        Self { status, code, title, detail: None, retry_after: None, internal: None, categories: None }
     }
 
     /// Adds an explanation.
@@ -150,6 +166,13 @@ impl ApiError {
     /// Adds a Retry-After.
     pub fn retry_after(mut self, secs: u64) -> Self {
         self.retry_after = Some(secs);
+        self
+    }
+
+    /// Lists the categories of clinical detail found (`outbound_content_blocked`).
+    pub fn categories(mut self, categories: Vec<&'static str>) -> Self {
+        // Boxed slice, not Vec: keeps ApiError small enough to return by value everywhere.
+        self.categories = Some(categories.into_boxed_slice());
         self
     }
 
@@ -207,6 +230,7 @@ impl IntoResponse for ApiError {
             status: self.status.as_u16(),
             detail: self.detail,
             code: self.code,
+            categories: self.categories,
         };
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         let mut res = (self.status, bytes).into_response();

@@ -41,6 +41,7 @@ use common::{Account, Harness, PASSWORD, Reply, Session};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use ward_domain::consent::{ConsentChannel, ConsentGrant, NoticeChannel};
 use ward_domain::role::Role;
 use ward_store::Patient;
 
@@ -126,6 +127,14 @@ const OPS: &[OpDef] = &[
     op("POST", "/api/v1/patients/search", Gate::Bearer, false),
     op("GET", "/api/v1/patients/{patient_id}", Gate::Bearer, false),
     op("PUT", "/api/v1/patients/{patient_id}/care-team", Gate::Bearer, false),
+    op("GET", "/api/v1/patients/{patient_id}/consents", Gate::Bearer, false),
+    op("POST", "/api/v1/patients/{patient_id}/consents", Gate::Bearer, false),
+    op("POST", "/api/v1/patients/{patient_id}/consents/revoke", Gate::Bearer, false),
+    op("GET", "/api/v1/org/notice-templates", Gate::Bearer, false),
+    op("POST", "/api/v1/org/notice-templates", Gate::Bearer, false),
+    op("PUT", "/api/v1/org/notice-templates/{template_id}", Gate::Bearer, false),
+    op("POST", "/api/v1/patients/{patient_id}/notices", Gate::Bearer, false),
+    op("DELETE", "/api/v1/org/notice-templates/{template_id}", Gate::Bearer, false),
     op("GET", "/api/v1/conversations", Gate::Bearer, false),
     op("POST", "/api/v1/conversations", Gate::Bearer, false),
     op("GET", "/api/v1/conversations/{conversation_id}", Gate::Bearer, false),
@@ -327,6 +336,11 @@ struct Fx {
     /// An anomaly alert of org A, and one of org B.
     alert_a: String,
     alert_b: String,
+    /// Notice templates: org A's (sent by the notice cells), one of org A that admins delete,
+    /// and one of org B. `p_self` has a current SMS consent.
+    tpl_a: String,
+    tpl_del: String,
+    tpl_b: String,
 }
 
 impl Fx {
@@ -456,6 +470,12 @@ async fn fixture(h: &Harness) -> Fx {
     let att_b = upload_id(h, &b_clin, &c_b).await;
     let alert_a = h.store.test_insert_alert(a.id).await.id.to_string();
     let alert_b = h.store.test_insert_alert(b.id).await.id.to_string();
+    let tpl = |name: &str| ward_store::TemplateDraft { name: name.into(), channel: NoticeChannel::Sms, body: TEMPLATE_BODY.into() };
+    let tpl_a = h.store.create_notice_template(a.id, admin.id, tpl("matrix-a"), Harness::meta()).await.unwrap().id.to_string();
+    let tpl_del = h.store.create_notice_template(a.id, admin.id, tpl("matrix-del"), Harness::meta()).await.unwrap().id.to_string();
+    let tpl_b = h.store.create_notice_template(b.id, b_clin_acc.id, tpl("matrix-b"), Harness::meta()).await.unwrap().id.to_string();
+    let sms = ConsentGrant::new(ConsentChannel::SmsNotices, None, false).unwrap();
+    h.store.record_consent(a.id, admin.id, p_self.id, sms, Harness::meta()).await.unwrap();
 
     Fx {
         org_a: a.id.to_string(),
@@ -477,6 +497,9 @@ async fn fixture(h: &Harness) -> Fx {
         att_b,
         alert_a,
         alert_b,
+        tpl_a,
+        tpl_del,
+        tpl_b,
     }
 }
 
@@ -529,6 +552,13 @@ fn min_body(op: &OpDef) -> Option<Value> {
         ("POST", "/api/v1/patients/search") => json!({"mrn": "PROBE-1"}),
         ("PUT", "/api/v1/patients/{patient_id}/care-team") => json!({"care_team": []}),
         ("PUT", "/api/v1/patients/{patient_id}/restricted") => json!({"restricted": false}),
+        ("POST", "/api/v1/patients/{patient_id}/consents") => json!({"channel": "portal"}),
+        // No actor ever has an email consent: a permitted revocation answers 409.
+        ("POST", "/api/v1/patients/{patient_id}/consents/revoke") => json!({"channel": "email_notices"}),
+        ("POST", "/api/v1/org/notice-templates") | ("PUT", "/api/v1/org/notice-templates/{template_id}") => {
+            json!({"name": "matrix-probe", "channel": "sms", "body": TEMPLATE_BODY})
+        }
+        ("POST", "/api/v1/patients/{patient_id}/notices") => json!({"template_id": rnd(), "channel": "sms", "values": notice_values()}),
         ("PUT", "/api/v1/org/alert-rules") => serde_json::to_value(ward_domain::alerts::AlertRules::default()).unwrap(),
         ("PUT", "/api/v1/org/retention") => serde_json::to_value(ward_domain::lifecycle::RetentionPolicy::default()).unwrap(),
         ("POST", "/api/v1/legal-holds") => json!({"subject_kind": "user", "subject_id": rnd(), "reason": "Matrix matter"}),
@@ -541,12 +571,27 @@ fn min_body(op: &OpDef) -> Option<Value> {
     Some(b)
 }
 
+/// The text of the matrix's notice templates.
+const TEMPLATE_BODY: &str = "See you {date} at {time}, {first_name}";
+
+fn notice_values() -> Value {
+    json!({"first_name": "Jamie", "date": "Tuesday", "time": "3 PM"})
+}
+
 /// The path of an operation with every id replaced by a random one.
 fn random_path(op: &OpDef) -> String {
     let mut p = op.path.to_owned();
-    for param in
-        ["{session_id}", "{user_id}", "{patient_id}", "{conversation_id}", "{message_id}", "{alert_id}", "{hold_id}", "{attachment_id}"]
-    {
+    for param in [
+        "{session_id}",
+        "{user_id}",
+        "{patient_id}",
+        "{conversation_id}",
+        "{message_id}",
+        "{alert_id}",
+        "{hold_id}",
+        "{attachment_id}",
+        "{template_id}",
+    ] {
         p = p.replace(param, &rnd());
     }
     p
@@ -962,6 +1007,86 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
             };
             let team = p.map_or(json!([]), |p| json!(p.care_team));
             cell(op.path.replace("{patient_id}", &id), Some(json!({"care_team": team})), exp)
+        }
+
+        // --- consent: admins, the care team and the patient record and revoke; compliance
+        // officers also read. A patient account sees only its own record; the care team of
+        // `p_self` is the clinician and the nurse actors, `p_other`'s is the outsider.
+        (_, "/api/v1/patients/{patient_id}/consents") | ("POST", "/api/v1/patients/{patient_id}/consents/revoke") => {
+            let patient = role == Role::Patient;
+            let (success, may): (Exp, fn(Role, bool) -> bool) = match (op.method, op.path.ends_with("/revoke")) {
+                ("GET", _) => (OK, |r: Role, own: bool| r == Role::Admin || r == Role::ComplianceOfficer || own),
+                (_, false) => (CREATED, |r: Role, own: bool| r == Role::Admin || own),
+                (_, true) => (INVALID_STATE, |r: Role, own: bool| r == Role::Admin || own),
+            };
+            let on_self = matches!(role, Role::Clinician | Role::Nurse | Role::Patient);
+            let (id, exp) = match t {
+                Own => (fx.p_self.id.to_string(), when(may(role, on_self), success, FORBIDDEN)),
+                Other => (fx.p_other.id.to_string(), if patient { NOT_FOUND } else { when(may(role, false), success, FORBIDDEN) }),
+                Foreign => (fx.p_b.id.to_string(), NOT_FOUND),
+                Random => (rnd(), NOT_FOUND),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                _ => return None,
+            };
+            let c = cell(op.path.replace("{patient_id}", &id), body, exp);
+            if exp == OK {
+                let want = id.clone();
+                c.check(move |b| {
+                    let all = b["history"].as_array().map(Vec::as_slice).unwrap_or_default();
+                    if all.iter().all(|x| x["patient_id"] == want.as_str()) { Ok(()) } else { Err("another patient's consent".into()) }
+                })
+            } else {
+                c
+            }
+        }
+
+        // --- notice templates: the workforce lists, admins change -----------------------------
+        ("GET", "/api/v1/org/notice-templates") => match t {
+            Own => {
+                let c = cell(op.path, None, when(workforce, OK, FORBIDDEN));
+                if workforce { c.check(listing("items", vec![fx.tpl_a.clone()], vec![fx.tpl_b.clone()])) } else { c }
+            }
+            _ => return None,
+        },
+        ("POST", "/api/v1/org/notice-templates") => match t {
+            Own => cell(
+                op.path,
+                Some(json!({"name": format!("matrix-{n}"), "channel": "sms", "body": TEMPLATE_BODY})),
+                when(admin, CREATED, FORBIDDEN),
+            ),
+            _ => return None,
+        },
+        ("PUT", "/api/v1/org/notice-templates/{template_id}") | ("DELETE", "/api/v1/org/notice-templates/{template_id}") => {
+            let delete = op.method == "DELETE";
+            let (id, exp) = match t {
+                // PUT rewrites the template as it is, so the notice cells still use it.
+                Own if delete => (fx.tpl_del.clone(), when(admin, NO_CONTENT, FORBIDDEN)),
+                Own => (fx.tpl_a.clone(), when(admin, OK, FORBIDDEN)),
+                Foreign => (fx.tpl_b.clone(), when(admin, NOT_FOUND, FORBIDDEN)),
+                Random => (rnd(), when(admin, NOT_FOUND, FORBIDDEN)),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                _ => return None,
+            };
+            let b = (!delete).then(|| json!({"name": "matrix-a", "channel": "sms", "body": TEMPLATE_BODY}));
+            let c = cell(op.path.replace("{template_id}", &id), b, exp);
+            if exp == OK { c.check(has_id(id)) } else { c }
+        }
+
+        // --- notices: the clinicians, nurses and staff on the care team send ------------------
+        ("POST", "/api/v1/patients/{patient_id}/notices") => {
+            let patient = role == Role::Patient;
+            let sender = matches!(role, Role::Clinician | Role::Nurse);
+            let (id, tpl, exp) = match t {
+                Own => (fx.p_self.id.to_string(), fx.tpl_a.clone(), when(sender, CREATED, FORBIDDEN)),
+                Other => (fx.p_other.id.to_string(), fx.tpl_a.clone(), when(patient, NOT_FOUND, FORBIDDEN)),
+                Foreign => (fx.p_b.id.to_string(), fx.tpl_a.clone(), NOT_FOUND),
+                Random => (rnd(), fx.tpl_a.clone(), NOT_FOUND),
+                Invalid => (BAD_ID.into(), fx.tpl_a.clone(), BAD_PARAM),
+                // The caller's own patient with another organisation's template.
+                Cross => (fx.p_self.id.to_string(), fx.tpl_b.clone(), when(sender, NOT_FOUND, FORBIDDEN)),
+                Peer => return None,
+            };
+            cell(op.path.replace("{patient_id}", &id), Some(json!({"template_id": tpl, "channel": "sms", "values": notice_values()})), exp)
         }
 
         // --- conversations -------------------------------------------------------------------

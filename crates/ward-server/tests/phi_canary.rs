@@ -11,11 +11,9 @@ mod common;
 
 use ward_store::on_both_backends;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use common::{Harness, Reply};
+use common::{Harness, Reply, captured, logs};
 use reqwest::Method;
 use serde_json::{Value, json};
 use ward_domain::role::Role;
@@ -25,46 +23,6 @@ use ward_store::Backend;
 const CANARY: &str = "canary-7f3a9";
 /// The canary as clients send it.
 const LOUD: &str = "CANARY-7f3a9";
-
-/// Everything logged by this process (one test binary: one process under `cargo test`, one per
-/// test under nextest; the subscriber is installed once either way).
-fn captured() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let writer = Capture(buf.clone());
-        tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(true)
-            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
-            // The filter Ward itself installs, at its most verbose: TRACE for every target
-            // (only the dependencies that would log WebSocket payloads are capped).
-            .with_env_filter(ward_server::telemetry::filter("trace"))
-            .with_writer(move || writer.clone())
-            .try_init()
-            .expect("the canary test installs the only global subscriber");
-        buf
-    })
-}
-
-#[derive(Clone)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn logs() -> String {
-    String::from_utf8_lossy(&captured().lock().unwrap()).into_owned()
-}
 
 /// Fails with the surrounding text if `haystack` carries the canary in any letter case.
 #[track_caller]

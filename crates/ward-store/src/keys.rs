@@ -42,6 +42,7 @@ pub(crate) mod purpose {
     pub(crate) const MRN_INDEX: &str = "patient.mrn.index";
     pub(crate) const ATTACHMENT_KEY: &str = "attachment.key";
     pub(crate) const ATTACHMENT_NAME: &str = "attachment.name";
+    pub(crate) const OUTBOX_BODY: &str = "outbox.body";
 }
 
 #[derive(sqlx::FromRow)]

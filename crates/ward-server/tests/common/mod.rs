@@ -3,7 +3,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::sync::Arc;
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -83,6 +84,9 @@ pub fn test_config(dir: &std::path::Path, database_url: &str) -> ward_server::Co
         data_dir: dir.to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: Some(database_url.to_owned()),
+        // Built on first use: most test servers never send a notice, and each test process
+        // would otherwise spend a debug build's 1.5 s of CPU on it.
+        outbound: ward_server::config::OutboundConfig { build_at_start: false },
         ..ward_server::Config::default()
     }
 }
@@ -351,4 +355,44 @@ async fn reply(res: reqwest::Response) -> Reply {
 fn rustls_pemfile_certs(pem: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'static>> {
     use rustls::pki_types::pem::PemObject;
     rustls::pki_types::CertificateDer::pem_slice_iter(pem).map(|c| c.unwrap()).collect()
+}
+
+/// Everything logged by this process (one test binary: one process under `cargo test`, one per
+/// test under nextest; the subscriber is installed once either way).
+pub fn captured() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let writer = Capture(buf.clone());
+        tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
+            // The filter Ward itself installs, at its most verbose: TRACE for every target
+            // (only the dependencies that would log WebSocket payloads are capped).
+            .with_env_filter(ward_server::telemetry::filter("trace"))
+            .with_writer(move || writer.clone())
+            .try_init()
+            .expect("the canary test installs the only global subscriber");
+        buf
+    })
+}
+
+#[derive(Clone)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+pub fn logs() -> String {
+    String::from_utf8_lossy(&captured().lock().unwrap()).into_owned()
 }
