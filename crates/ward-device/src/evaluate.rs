@@ -438,7 +438,8 @@ mod tests {
         assert_eq!(e.item(ItemId::PasscodePresent).unwrap().outcome, Outcome::Unknown);
         assert!(e.item(ItemId::PasscodePresent).unwrap().failing);
         assert!(matches!(e.state, DeviceState::BlockPhi { ref fix } if fix.contains(&ItemId::PasscodePresent)));
-        // Attestation the platform could not perform is unknown, not a failure.
+        // Items that do not apply never fail.
+        assert_eq!(e.item(ItemId::NotificationPreviews).unwrap().outcome, Outcome::NotApplicable);
         assert!(!e.item(ItemId::NotificationPreviews).unwrap().failing);
     }
 
