@@ -16,7 +16,8 @@ use uuid::Uuid;
 /// The suffix of every identifier under the organisation's prefix.
 const IDENTIFIER_ROOT: &str = "ward.baseline";
 
-/// Ward's iOS app bundle id, the default for the notification settings.
+/// The default bundle id for the notification settings: a placeholder until Ward ships an iOS
+/// app (organisations give their build's id).
 pub const DEFAULT_BUNDLE_ID: &str = "org.ward.app";
 
 /// A profile could not be generated from the options given.
