@@ -177,6 +177,23 @@ pub fn evaluate(
     Evaluation { evaluated_at_ms: now_ms, report_received_at_ms: latest.map(|r| r.received_at_ms), items, state }
 }
 
+/// When the device, judged by `evaluation` (made from `latest` at its time), will be blocked
+/// from PHI if nothing changes: at once if it already is, when a grace period ends, or when
+/// its latest report goes stale; `None` if no such time comes. A server keeps this beside the
+/// evaluation, so a read only compares a time instead of evaluating again.
+pub fn blocked_from(policy: &PosturePolicy, device: &DeviceFacts, latest: Option<&ReceivedReport>, evaluation: &Evaluation) -> Option<i64> {
+    let now_ms = evaluation.evaluated_at_ms;
+    let stale_from_ms = latest.map_or(device.registered_at_ms, |r| r.received_at_ms).saturating_add(policy.stale_after_ms);
+    let mut candidates = vec![now_ms, stale_from_ms];
+    if let DeviceState::InGrace { deadline_ms, .. } = evaluation.state {
+        candidates.push(deadline_ms);
+    }
+    candidates.retain(|&t| t >= now_ms);
+    candidates.sort_unstable();
+    let since = evaluation.failing_since();
+    candidates.into_iter().find(|&t| matches!(evaluate(policy, device, latest, t, &since).state, DeviceState::BlockPhi { .. }))
+}
+
 fn judge(
     spec: &ItemSpec,
     policy: &PosturePolicy,
@@ -410,6 +427,32 @@ mod tests {
         let fixed = evaluate(&p, &device(true), Some(&at(compliant_report(), deadline)), deadline, &late.failing_since());
         assert_eq!(fixed.state, DeviceState::Compliant);
         assert!(fixed.failing_since().is_empty());
+    }
+
+    #[test]
+    fn blocked_from_names_the_end_of_grace_or_staleness() {
+        let p = PosturePolicy::default();
+        let d = device(true);
+        let good = at(compliant_report(), T0);
+        let e = evaluate(&p, &d, Some(&good), T0, &FailingSince::new());
+        assert_eq!(blocked_from(&p, &d, Some(&good), &e), Some(T0 + p.stale_after_ms));
+        let mut weak = compliant_report();
+        weak.passcode_length = Some(4);
+        let weak = at(weak, T0);
+        let e = evaluate(&p, &d, Some(&weak), T0, &FailingSince::new());
+        assert!(matches!(e.state, DeviceState::InGrace { .. }));
+        assert_eq!(blocked_from(&p, &d, Some(&weak), &e), Some(T0 + 7 * DAY));
+        let mut open = compliant_report();
+        open.passcode_present = Some(false);
+        open.passcode_length = None;
+        open.passcode_alphanumeric = None;
+        let open = at(open, T0);
+        let e = evaluate(&p, &d, Some(&open), T0, &FailingSince::new());
+        assert_eq!(blocked_from(&p, &d, Some(&open), &e), Some(T0));
+        let mut lax = p.clone();
+        lax.rules = ITEMS.iter().map(|s| ItemRule { item: s.id, action: Action::RecordOnly, grace_ms: 0 }).collect();
+        let e = evaluate(&lax, &d, Some(&open), T0, &FailingSince::new());
+        assert_eq!(blocked_from(&lax, &d, Some(&open), &e), None);
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub mod review;
 pub mod sample;
 
 pub use drift::{DriftEvent, drift};
-pub use evaluate::{DeviceFacts, DeviceState, Evaluation, FailingSince, ItemResult, Outcome, StateKind, evaluate};
+pub use evaluate::{DeviceFacts, DeviceState, Evaluation, FailingSince, ItemResult, Outcome, StateKind, blocked_from, evaluate};
 pub use policy::{Action, ITEMS, ItemId, ItemRule, PosturePolicy};
 pub use profile::{ProfileOptions, UuidSource, profile_xml};
 pub use report::{DeviceRegistration, PostureReport, ReceivedReport, ReportError};

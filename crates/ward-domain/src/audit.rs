@@ -142,6 +142,25 @@ audit_actions! {
     AttachmentUpload = "attachment.upload",
     /// An attachment was downloaded (target the attachment; detail `conversation`).
     AttachmentDownload = "attachment.download",
+    /// A device stated its registration facts (target the device; detail `platform`,
+    /// `ownership`, `supervised`, `mdm_enrolled`).
+    DeviceRegister = "device.register",
+    /// A posture report was received and evaluated, or refused (target the device; detail
+    /// `state`, or `reason` when refused).
+    DevicePosture = "device.posture",
+    /// An organisation's device posture policy changed (detail `devices_reevaluated`).
+    DevicePosturePolicy = "device.posture_policy",
+    /// A selective wipe of Ward's data was requested for a device; its sessions were revoked
+    /// (target the device; detail `wipe`, `source`, `sessions_revoked`; never the reason text).
+    DeviceWipe = "device.wipe",
+    /// A revoked device fetched its wipe command (target the device; detail `wipe`).
+    DeviceWipeDelivered = "device.wipe_delivered",
+    /// A device confirmed it erased Ward's data, or a confirmation was refused (replayed,
+    /// wrong secret; detail `wipe`, `reason`).
+    DeviceWipeAck = "device.wipe_ack",
+    /// A spot-check sample of devices was drawn (target the sample; detail `seed`, `percent`,
+    /// `population`, `sampled`).
+    DeviceSpotCheck = "device.spot_check",
 }
 
 /// Whether the action succeeded.

@@ -182,6 +182,18 @@ pub fn may_export_patient(actor: &Actor, is_the_patient: bool) -> Result<(), Den
     ok_if(matches!(actor.role, Role::ComplianceOfficer | Role::Admin) || (actor.role == Role::Patient && is_the_patient))
 }
 
+/// Whether the actor may wipe any device of the organisation, set the device posture policy
+/// and download the configuration profile: admins only.
+pub fn may_manage_devices(actor: &Actor) -> Result<(), Denial> {
+    ok_if(actor.role == Role::Admin)
+}
+
+/// Whether the actor may see the organisation's devices, their posture history and the device
+/// reports (drift, spot checks, the quarterly review, wipes): compliance officers and admins.
+pub fn may_review_devices(actor: &Actor) -> Result<(), Denial> {
+    ok_if(matches!(actor.role, Role::ComplianceOfficer | Role::Admin))
+}
+
 fn ok_if(allowed: bool) -> Result<(), Denial> {
     if allowed { Ok(()) } else { Err(Denial::RoleNotPermitted) }
 }

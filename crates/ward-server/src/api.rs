@@ -7,6 +7,7 @@ pub(crate) mod audit;
 pub(crate) mod audit_reports;
 pub(crate) mod auth;
 pub(crate) mod conversations;
+pub(crate) mod devices;
 pub mod dto;
 pub(crate) mod lifecycle;
 pub(crate) mod me;
@@ -52,5 +53,6 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(attachments::routes())
         .merge(alerts::routes())
         .merge(lifecycle::routes())
+        .merge(devices::routes())
         .routes(utoipa_axum::routes!(crate::ws::stream))
 }

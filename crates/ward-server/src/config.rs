@@ -35,6 +35,24 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// Encrypted attachments: size limit, accepted types and where the sealed content is kept.
     pub attachments: AttachmentsConfig,
+    /// Device trust: when unacknowledged wipes count as overdue (the posture policy itself is
+    /// set per organisation through the API).
+    pub devices: DevicesConfig,
+}
+
+/// Device trust (`[devices]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DevicesConfig {
+    /// A wipe the device has not acknowledged this many hours after it was requested is listed
+    /// as overdue (1 to 8760).
+    pub wipe_ack_overdue_hours: u32,
+}
+
+impl Default for DevicesConfig {
+    fn default() -> Self {
+        Self { wipe_ack_overdue_hours: 72 }
+    }
 }
 
 /// Content types an attachment may have; `allowed_types` picks from these.
@@ -426,6 +444,7 @@ impl Default for Config {
             keys: KeysConfig::default(),
             retention: RetentionConfig::default(),
             attachments: AttachmentsConfig::default(),
+            devices: DevicesConfig::default(),
         }
     }
 }
@@ -527,6 +546,9 @@ impl Config {
         }
         if !(60..=604_800).contains(&self.retention.interval_secs) {
             return bad("retention.interval_secs must be between 60 and 604800");
+        }
+        if !(1..=8760).contains(&self.devices.wipe_ack_overdue_hours) {
+            return bad("devices.wipe_ack_overdue_hours must be between 1 and 8760");
         }
         self.attachments.validate()
     }

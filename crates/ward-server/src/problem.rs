@@ -130,6 +130,13 @@ problems! {
     attachment_type_not_allowed => UNSUPPORTED_MEDIA_TYPE, "attachment_type_not_allowed", "This type of file cannot be attached";
     /// The stored attachment is missing, truncated, reordered or altered; nothing of it is served.
     attachment_damaged => INTERNAL_SERVER_ERROR, "attachment_damaged", "The stored attachment is damaged";
+    /// A posture report or device registration has unknown keys or values no device can have.
+    invalid_device_report => BAD_REQUEST, "invalid_device_report", "The device report has unknown fields or impossible values";
+    /// The device already confirmed this wipe; nothing changed.
+    wipe_already_acknowledged => CONFLICT, "wipe_already_acknowledged", "This wipe was already acknowledged";
+    /// The session's device is blocked from PHI by the organisation's posture policy until the
+    /// named settings are fixed.
+    device_blocked => FORBIDDEN, "device_blocked", "This device must fix its security settings before it receives PHI";
     /// The database is unavailable; retry.
     unavailable => SERVICE_UNAVAILABLE, "unavailable", "The service is temporarily unavailable";
     /// Something failed inside Ward.

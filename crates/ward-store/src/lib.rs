@@ -10,6 +10,7 @@ mod audit_sinks;
 pub mod backup;
 mod conversations;
 mod db;
+mod devices;
 mod error;
 mod keys;
 mod legacy;
@@ -45,6 +46,7 @@ pub use attachments::{
 pub use audit::{AuditQuery, AuditRecord, StoredCheckpoint};
 pub use audit_sinks::SinkCursor;
 pub use conversations::Created;
+pub use devices::{DeviceRecord, DeviceWipe, PostureRecord, SpotCheck, WipeAck, WipeRequested, WipeSource};
 pub use error::{Result, StoreError};
 pub use keys::{DataKeyInfo, RewrapBatch, ScopeKind, WrappedDataKey};
 pub use legacy::LegacySealed;
