@@ -573,7 +573,7 @@ pub struct MessageView {
     /// Present when the organisation's device posture policy blocks this device from PHI:
     /// `body` is null and `attachments` empty; fix the named settings and report again.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub withheld: Option<PhiWithheld>,
+    pub withheld: Option<Box<PhiWithheld>>,
     /// True once the content was crypto-shredded at the end of its retention period: a
     /// tombstone (id, sender, seq and times remain; `body` is null).
     pub shredded: bool,
@@ -617,7 +617,7 @@ impl MessageView {
     pub fn withhold(mut self, notice: &PhiWithheld) -> Self {
         self.body = None;
         self.attachments = Vec::new();
-        self.withheld = Some(notice.clone());
+        self.withheld = Some(Box::new(notice.clone()));
         self
     }
 }
@@ -665,6 +665,8 @@ pub struct EventFrame {
 /// The body of an event frame.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+// Built once per event, rendered to JSON and dropped: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum EventBody {
     /// A new message.
     Message {
