@@ -184,7 +184,10 @@ pub fn evaluate(
 pub fn blocked_from(policy: &PosturePolicy, device: &DeviceFacts, latest: Option<&ReceivedReport>, evaluation: &Evaluation) -> Option<i64> {
     let now_ms = evaluation.evaluated_at_ms;
     let stale_from_ms = latest.map_or(device.registered_at_ms, |r| r.received_at_ms).saturating_add(policy.stale_after_ms);
-    let mut candidates = vec![now_ms, stale_from_ms];
+    // The state changes only at these times: a grace period ending, the report going stale,
+    // and the staleness item's own grace ending.
+    let stale_grace_ms = policy.rule(ItemId::RecentReport).grace_ms;
+    let mut candidates = vec![now_ms, stale_from_ms, stale_from_ms.saturating_add(stale_grace_ms)];
     if let DeviceState::InGrace { deadline_ms, .. } = evaluation.state {
         candidates.push(deadline_ms);
     }

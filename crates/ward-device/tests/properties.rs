@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 use serde_json::{Map, Value};
-use ward_device::evaluate::{DeviceFacts, DeviceState, FailingSince, evaluate};
+use ward_device::evaluate::{DeviceFacts, DeviceState, FailingSince, blocked_from, evaluate};
 use ward_device::policy::{Action, ITEMS, ItemRule, PosturePolicy};
 use ward_device::report::{
     Attestation, AutoLock, DeviceRegistration, EraseAfterFailures, NotificationPreview, OsVersion, Ownership, Platform, PostureReport,
@@ -186,6 +186,29 @@ proptest! {
         }
         for i in &a.items {
             if i.failing { prop_assert!(i.failing_since_ms.is_some()); }
+        }
+    }
+
+    #[test]
+    fn blocked_from_is_the_first_blocked_time(
+        p in policy(),
+        d in device(),
+        r in prop::option::of(report()),
+        received in 0i64..2_000_000_000,
+        now in 0i64..4_000_000_000,
+    ) {
+        let received = r.map(|report| ReceivedReport { received_at_ms: received, report });
+        let e = evaluate(&p, &d, received.as_ref(), now, &FailingSince::new());
+        let since = e.failing_since();
+        let blocked = |t: i64| matches!(evaluate(&p, &d, received.as_ref(), t, &since).state, DeviceState::BlockPhi { .. });
+        match blocked_from(&p, &d, received.as_ref(), &e) {
+            Some(t) => {
+                prop_assert!(t >= now);
+                prop_assert!(blocked(t));
+                prop_assert!(t == now || !blocked(t - 1));
+            }
+            // Nothing blocks it later either (years after every grace period and staleness).
+            None => prop_assert!(!blocked(now) && !blocked(now.max(received.as_ref().map_or(0, |r| r.received_at_ms)) + 3 * 366 * 86_400_000)),
         }
     }
 

@@ -72,7 +72,8 @@ async fn register_report_and_withhold_phi(backend: Backend) {
     // Another user's device, another tenant's or a made-up one: 404, audited.
     report(&h, &sa, &sb.device_id, &good()).await.expect_problem(404, "not_found");
     report(&h, &sa, &uuid::Uuid::new_v4().to_string(), &good()).await.expect_problem(404, "not_found");
-    assert_eq!(audit_count(&h, "device.posture", "failure").await, 3);
+    assert_eq!(audit_count(&h, "device.register", "failure").await, 1);
+    assert_eq!(audit_count(&h, "device.posture", "failure").await, 2);
     assert_eq!(audit_count(&h, "device.posture", "denied").await, 2);
     let hist = h.get(&format!("/api/v1/devices/{}/posture", sa.device_id), &sadmin.access).await.expect(200);
     assert_eq!(hist.body.as_array().unwrap().len(), 0, "refused reports are not stored");

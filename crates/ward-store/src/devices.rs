@@ -398,6 +398,20 @@ pub(crate) async fn revoke_device(c: &mut Conn<'_>, device: DeviceId, reason: &'
     Ok(ids.into_iter().map(SessionId).collect())
 }
 
+/// The organisation's live registered devices (the ones judged and sampled), ascending.
+async fn live_registered(c: &mut Conn<'_>, org: OrgId) -> Result<Vec<uuid::Uuid>> {
+    let mut ids = scalar!(
+        fetch_all,
+        c,
+        uuid::Uuid,
+        "SELECT d.id FROM devices d JOIN users u ON u.id = d.user_id \
+         WHERE u.org_id = $1 AND d.registration IS NOT NULL AND d.revoked_at IS NULL",
+        org.0
+    )?;
+    ids.sort();
+    Ok(ids)
+}
+
 async fn wipe_by_device(c: &mut Conn<'_>, device: DeviceId) -> Result<Option<DeviceWipe>> {
     let sql = sqlx::AssertSqlSafe(format!("SELECT {WIPE_COLUMNS} FROM device_wipes w WHERE w.device_id = $1"));
     fetch!(fetch_optional, c, WipeRow, sql, device.0)?.map(WipeRow::into_wipe).transpose()
@@ -534,16 +548,16 @@ impl Store {
 
     /// Audits a posture report or registration refused before reaching the store (unknown
     /// keys, impossible values, another device's id); nothing else is written.
-    pub async fn posture_refused(
+    pub async fn device_refused(
         &self,
         actor: Actor,
         device: DeviceId,
+        action: AuditAction,
         outcome: Outcome,
         reason: &'static str,
         meta: RequestMeta,
     ) -> Result<()> {
-        let ev = device_event(AuditAction::DevicePosture, outcome, actor.org_id, Some(actor.user_id), device)
-            .detail("reason", DetailValue::Code(reason));
+        let ev = device_event(action, outcome, actor.org_id, Some(actor.user_id), device).detail("reason", DetailValue::Code(reason));
         self.record(ev, meta).await.map(|_| ())
     }
 
@@ -596,14 +610,7 @@ impl Store {
                     now,
                     actor.0
                 )?;
-                let ids = scalar!(
-                    fetch_all,
-                    &mut c,
-                    uuid::Uuid,
-                    "SELECT d.id FROM devices d JOIN users u ON u.id = d.user_id \
-                     WHERE u.org_id = $1 AND d.registration IS NOT NULL AND d.revoked_at IS NULL",
-                    org.0
-                )?;
+                let ids = live_registered(&mut c, org).await?;
                 for id in &ids {
                     reevaluate(&mut c, org, DeviceId(*id), &policy, now).await?;
                 }
@@ -680,15 +687,7 @@ impl Store {
         self.write(move |mut c| {
             Box::pin(async move {
                 let now = now_ms();
-                let mut population: Vec<uuid::Uuid> = scalar!(
-                    fetch_all,
-                    &mut c,
-                    uuid::Uuid,
-                    "SELECT d.id FROM devices d JOIN users u ON u.id = d.user_id \
-                     WHERE u.org_id = $1 AND d.registration IS NOT NULL AND d.revoked_at IS NULL",
-                    org.0
-                )?;
-                population.sort();
+                let population = live_registered(&mut c, org).await?;
                 let sample = ward_device::spot_check(&population, seed, percent)
                     .map_err(|_| StoreError::State("a spot check samples from 10 to 100 percent of devices"))?;
                 let id = uuid::Uuid::now_v7();

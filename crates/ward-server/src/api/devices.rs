@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use ward_device::profile::{PreviewSetting, ProfileOptions, RandomUuids, profile_xml};
 use ward_device::{DeviceRegistration, PosturePolicy, PostureReport, ReportError, StateKind, drift, review_summary};
-use ward_domain::audit::Outcome;
+use ward_domain::audit::{AuditAction, Outcome};
 use ward_domain::ids::{DeviceId, UserId};
 use ward_domain::login::parse_label;
 use ward_domain::policy;
@@ -394,7 +394,7 @@ async fn register_device(
     let reg = match DeviceRegistration::from_json(body_text(&body)?) {
         Ok(r) => r,
         Err(e) => {
-            state.store.posture_refused(s.actor, s.device, Outcome::Failure, report_reason(&e), meta).await?;
+            state.store.device_refused(s.actor, s.device, AuditAction::DeviceRegister, Outcome::Failure, report_reason(&e), meta).await?;
             return Err(report_error(&e));
         }
     };
@@ -428,13 +428,13 @@ async fn report_posture(
     require_json(&headers)?;
     if device != s.device {
         // Checked before the body, so a probe of someone else's device learns nothing more.
-        state.store.posture_refused(s.actor, device, Outcome::Denied, "not_the_session_device", meta).await?;
+        state.store.device_refused(s.actor, device, AuditAction::DevicePosture, Outcome::Denied, "not_the_session_device", meta).await?;
         return Err(ApiError::not_found());
     }
     let report = match PostureReport::from_json(body_text(&body)?) {
         Ok(r) => r,
         Err(e) => {
-            state.store.posture_refused(s.actor, device, Outcome::Failure, report_reason(&e), meta).await?;
+            state.store.device_refused(s.actor, device, AuditAction::DevicePosture, Outcome::Failure, report_reason(&e), meta).await?;
             return Err(report_error(&e));
         }
     };
