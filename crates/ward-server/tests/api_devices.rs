@@ -108,6 +108,21 @@ async fn register_report_and_withhold_phi(backend: Backend) {
     assert!(!page.body.to_string().contains("potassium"));
     let one = h.get(&format!("/api/v1/conversations/{conv}/messages/{}", m["id"].as_str().unwrap()), &sa.access).await.expect(200);
     assert_eq!(one.body["body"], Value::Null);
+    // Attachment bytes cannot be withheld field by field: the download is refused.
+    let att = h
+        .raw(
+            Method::POST,
+            &format!("/api/v1/conversations/{conv}/attachments"),
+            Some(&sb.access),
+            "application/pdf",
+            b"%PDF-1.4\n%%EOF\n".to_vec(),
+        )
+        .await
+        .expect(201);
+    let att_path = format!("/api/v1/conversations/{conv}/attachments/{}", att.body["id"].as_str().unwrap());
+    let r = h.get(&att_path, &sa.access).await.expect_problem(403, "device_blocked");
+    assert!(r.body["detail"].as_str().unwrap().contains("passcode_present"));
+    h.get(&att_path, &sb.access).await.expect(200);
     // Live deliveries too; the compliant device still gets the text.
     let mut st_a = h.stream(&sa).await;
     let mut st_b = h.stream(&sb).await;

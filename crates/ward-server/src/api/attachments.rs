@@ -100,10 +100,7 @@ async fn download_attachment(
     s: Auth,
     Path((id, attachment)): Path<(ConversationId, AttachmentId)>,
 ) -> ApiResult<Response> {
-    if let Some(notice) = super::devices::phi_withheld(&state, &s).await? {
-        let fix: Vec<&str> = notice.fix.iter().map(|i| i.as_str()).collect();
-        return Err(ApiError::device_blocked().detail(format!("fix these settings and report again: {}", fix.join(", "))));
-    }
+    super::devices::require_phi_allowed(&state, &s).await?;
     let opened = state.store.open_attachment(s.actor, id, attachment, meta).await?;
     let body = state.blobs.download(&opened).await?;
     let a = &opened.attachment;

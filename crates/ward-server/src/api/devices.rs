@@ -711,3 +711,15 @@ async fn device_profile(State(state): State<AppState>, s: Auth, Query(q): Query<
 pub(crate) async fn phi_withheld(state: &AppState, s: &crate::auth::AnySession) -> ApiResult<Option<PhiWithheld>> {
     Ok(state.store.phi_block(s.actor.org_id, s.device).await?.map(|fix| PhiWithheld { reason: "device_posture", fix }))
 }
+
+/// Refuses content that cannot be withheld field by field (attachment bytes, a patient
+/// archive) while the session's device is blocked from PHI.
+pub(crate) async fn require_phi_allowed(state: &AppState, s: &crate::auth::AnySession) -> ApiResult<()> {
+    match phi_withheld(state, s).await? {
+        Some(notice) => {
+            let fix: Vec<&str> = notice.fix.iter().map(|i| i.as_str()).collect();
+            Err(ApiError::device_blocked().detail(format!("fix these settings and report again: {}", fix.join(", "))))
+        }
+        None => Ok(()),
+    }
+}
