@@ -155,6 +155,25 @@ audit_actions! {
     /// A notice to a patient was queued for delivery, or refused (detail `channel`,
     /// `template`; a refusal has `reason` and, for blocked content, the categories).
     NoticeSend = "notice.send",
+    /// A device stated its registration facts (target the device; detail `platform`,
+    /// `ownership`, `supervised`, `mdm_enrolled`).
+    DeviceRegister = "device.register",
+    /// A posture report was received and evaluated, or refused (target the device; detail
+    /// `state`, or `reason` when refused).
+    DevicePosture = "device.posture",
+    /// An organisation's device posture policy changed (detail `devices_reevaluated`).
+    DevicePosturePolicy = "device.posture_policy",
+    /// A selective wipe of Ward's data was requested for a device; its sessions were revoked
+    /// (target the device; detail `wipe`, `source`, `sessions_revoked`; never the reason text).
+    DeviceWipe = "device.wipe",
+    /// A revoked device fetched its wipe command (target the device; detail `wipe`).
+    DeviceWipeDelivered = "device.wipe_delivered",
+    /// A device confirmed it erased Ward's data, or a confirmation was refused (replayed,
+    /// wrong secret; detail `wipe`, `reason`).
+    DeviceWipeAck = "device.wipe_ack",
+    /// A spot-check sample of devices was drawn (target the sample; detail `seed`, `percent`,
+    /// `population`, `sampled`).
+    DeviceSpotCheck = "device.spot_check",
 }
 
 /// Whether the action succeeded.

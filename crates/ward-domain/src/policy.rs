@@ -205,6 +205,18 @@ pub fn may_send_notice(actor: &Actor, actor_on_care_team: bool) -> Result<(), De
     ok_if(matches!(actor.role, Role::Clinician | Role::Nurse | Role::Staff) && actor_on_care_team)
 }
 
+/// Whether the actor may wipe any device of the organisation, set the device posture policy
+/// and download the configuration profile: admins only.
+pub fn may_manage_devices(actor: &Actor) -> Result<(), Denial> {
+    ok_if(actor.role == Role::Admin)
+}
+
+/// Whether the actor may see the organisation's devices, their posture history and the device
+/// reports (drift, spot checks, the quarterly review, wipes): compliance officers and admins.
+pub fn may_review_devices(actor: &Actor) -> Result<(), Denial> {
+    ok_if(matches!(actor.role, Role::ComplianceOfficer | Role::Admin))
+}
+
 fn ok_if(allowed: bool) -> Result<(), Denial> {
     if allowed { Ok(()) } else { Err(Denial::RoleNotPermitted) }
 }

@@ -8,6 +8,7 @@ pub(crate) mod audit_reports;
 pub(crate) mod auth;
 pub(crate) mod consents;
 pub(crate) mod conversations;
+pub(crate) mod devices;
 pub mod dto;
 pub(crate) mod lifecycle;
 pub(crate) mod me;
@@ -56,5 +57,6 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(attachments::routes())
         .merge(alerts::routes())
         .merge(lifecycle::routes())
+        .merge(devices::routes())
         .routes(utoipa_axum::routes!(crate::ws::stream))
 }

@@ -37,6 +37,9 @@ pub struct Config {
     pub attachments: AttachmentsConfig,
     /// The outbound content policy that checks patient notices.
     pub outbound: OutboundConfig,
+    /// Device trust: when unacknowledged wipes count as overdue (the posture policy itself is
+    /// set per organisation through the API).
+    pub devices: DevicesConfig,
 }
 
 /// The outbound content policy (`[outbound]`).
@@ -52,6 +55,21 @@ pub struct OutboundConfig {
 impl Default for OutboundConfig {
     fn default() -> Self {
         Self { build_at_start: true }
+    }
+}
+
+/// Device trust (`[devices]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DevicesConfig {
+    /// A wipe the device has not acknowledged this many hours after it was requested is listed
+    /// as overdue (1 to 8760).
+    pub wipe_ack_overdue_hours: u32,
+}
+
+impl Default for DevicesConfig {
+    fn default() -> Self {
+        Self { wipe_ack_overdue_hours: 72 }
     }
 }
 
@@ -445,6 +463,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             attachments: AttachmentsConfig::default(),
             outbound: OutboundConfig::default(),
+            devices: DevicesConfig::default(),
         }
     }
 }
@@ -546,6 +565,9 @@ impl Config {
         }
         if !(60..=604_800).contains(&self.retention.interval_secs) {
             return bad("retention.interval_secs must be between 60 and 604800");
+        }
+        if !(1..=8760).contains(&self.devices.wipe_ack_overdue_hours) {
+            return bad("devices.wipe_ack_overdue_hours must be between 1 and 8760");
         }
         self.attachments.validate()
     }

@@ -146,6 +146,13 @@ problems! {
     template_field_not_allowed => UNPROCESSABLE_ENTITY, "template_field_not_allowed", "The template uses a field that is not allowed in patient notices";
     /// A notice template is empty, too long or has unbalanced braces.
     template_invalid => UNPROCESSABLE_ENTITY, "template_invalid", "The template cannot be parsed";
+    /// A posture report or device registration has unknown keys or values no device can have.
+    invalid_device_report => BAD_REQUEST, "invalid_device_report", "The device report has unknown fields or impossible values";
+    /// The device already confirmed this wipe; nothing changed.
+    wipe_already_acknowledged => CONFLICT, "wipe_already_acknowledged", "This wipe was already acknowledged";
+    /// The session's device is blocked from PHI by the organisation's posture policy until the
+    /// named settings are fixed.
+    device_blocked => FORBIDDEN, "device_blocked", "This device must fix its security settings before it receives PHI";
     /// The database is unavailable; retry.
     unavailable => SERVICE_UNAVAILABLE, "unavailable", "The service is temporarily unavailable";
     /// Something failed inside Ward.

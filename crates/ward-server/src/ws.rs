@@ -24,7 +24,7 @@ use ward_domain::ids::ConversationId;
 use ward_fanout::Delivery;
 use ward_store::RequestMeta;
 
-use crate::api::dto::render_event;
+use crate::api::dto::{PhiWithheld, render_event, withhold_frame};
 use crate::app::AppState;
 use crate::auth::{AnySession, Meta, authenticate};
 use crate::problem::{ApiError, Problem};
@@ -80,6 +80,14 @@ async fn send(socket: &mut WebSocket, text: impl Into<Utf8Bytes>) -> anyhow::Res
     Ok(())
 }
 
+/// Sends a conversation event, without message content while the device is blocked from PHI.
+async fn send_event(socket: &mut WebSocket, frame: &str, withheld: Option<&PhiWithheld>) -> anyhow::Result<()> {
+    match withheld {
+        Some(notice) => send(socket, withhold_frame(frame, notice)).await,
+        None => send(socket, frame.to_owned()).await,
+    }
+}
+
 async fn first_frame_auth(state: &AppState, socket: &mut WebSocket, meta: &RequestMeta) -> Result<AnySession, &'static str> {
     let frame = tokio::time::timeout(Duration::from_secs(10), socket.recv()).await.map_err(|_| "authentication timed out")?;
     let Some(Ok(Message::Text(text))) = frame else { return Err("expected an auth frame") };
@@ -104,6 +112,8 @@ struct Positions {
     at: HashMap<ConversationId, i64>,
     early: HashMap<ConversationId, std::collections::BTreeMap<i64, Arc<Delivery>>>,
     gap_since: Option<tokio::time::Instant>,
+    /// Set while the device is blocked from PHI: message events go out without content.
+    withheld: Option<PhiWithheld>,
 }
 
 /// How long an early event waits for the events before it before they are read from the database.
@@ -127,6 +137,7 @@ async fn run(state: AppState, mut socket: WebSocket, pre: Option<AnySession>, me
     let mut reg = state.hub.register(user, session.session, state.config.limits.ws_send_buffer);
     let mut pos = Positions::default();
     send(&mut socket, format!(r#"{{"type":"ready","session_id":"{}"}}"#, session.session)).await?;
+    pos.withheld = crate::api::devices::phi_withheld(&state, &session).await.unwrap_or(None);
     catch_up(&state, &mut socket, &session, &mut pos, &meta).await?;
 
     let mut pending_acks: HashMap<ConversationId, i64> = HashMap::new();
@@ -180,6 +191,10 @@ async fn run(state: AppState, mut socket: WebSocket, pre: Option<AnySession>, me
                     close(socket, CLOSE_SESSION_ENDED, "session ended").await;
                     return Ok(());
                 }
+                // A posture report or policy change may block or unblock the device.
+                if let Ok(w) = crate::api::devices::phi_withheld(&state, &session).await {
+                    pos.withheld = w;
+                }
             }
         }
     }
@@ -202,10 +217,10 @@ async fn deliver(state: &AppState, socket: &mut WebSocket, s: &AnySession, pos: 
     let Some(at) = pos.at.get(&conv).copied() else {
         // A conversation this connection has not seen (the user was just added): read it
         // from the database up to this event.
-        let reached = fill(state, socket, s, conv, 0, Some(d.seq)).await?;
+        let reached = fill(state, socket, s, conv, 0, Some(d.seq), pos.withheld.as_ref()).await?;
         if reached < d.seq {
             // Not readable any more (the user was just removed): the event is still theirs.
-            send(socket, d.frame.as_ref()).await?;
+            send_event(socket, d.frame.as_ref(), pos.withheld.as_ref()).await?;
         }
         pos.at.insert(conv, d.seq);
         return Ok(());
@@ -218,12 +233,12 @@ async fn deliver(state: &AppState, socket: &mut WebSocket, s: &AnySession, pos: 
         pos.gap_since.get_or_insert_with(tokio::time::Instant::now);
         return Ok(());
     }
-    send(socket, d.frame.as_ref()).await?;
+    send_event(socket, d.frame.as_ref(), pos.withheld.as_ref()).await?;
     state.metrics.ws_events.inc();
     let mut at = d.seq;
     if let Some(early) = pos.early.get_mut(&conv) {
         while let Some(next) = early.remove(&(at + 1)) {
-            send(socket, next.frame.as_ref()).await?;
+            send_event(socket, next.frame.as_ref(), pos.withheld.as_ref()).await?;
             state.metrics.ws_events.inc();
             at = next.seq;
         }
@@ -251,10 +266,10 @@ async fn fill_gaps(state: &AppState, socket: &mut WebSocket, s: &AnySession, pos
     for (conv, early) in std::mem::take(&mut pos.early) {
         let Some(&last) = early.keys().next_back() else { continue };
         let at = pos.at.get(&conv).copied().unwrap_or(0);
-        let mut reached = fill(state, socket, s, conv, at, Some(last)).await?;
+        let mut reached = fill(state, socket, s, conv, at, Some(last), pos.withheld.as_ref()).await?;
         // Whatever the database could not give (the user was removed meanwhile) is sent as received.
         for (seq, d) in early.range(reached + 1..) {
-            send(socket, d.frame.as_ref()).await?;
+            send_event(socket, d.frame.as_ref(), pos.withheld.as_ref()).await?;
             reached = *seq;
         }
         pos.at.insert(conv, reached.max(at));
@@ -272,6 +287,7 @@ async fn fill(
     conv: ConversationId,
     after: i64,
     until: Option<i64>,
+    withheld: Option<&PhiWithheld>,
 ) -> anyhow::Result<i64> {
     let mut last = after;
     loop {
@@ -282,7 +298,7 @@ async fn fill(
                 return Ok(last);
             }
             last = e.seq;
-            send(socket, render_event(e)).await?;
+            send_event(socket, &render_event(e), withheld).await?;
             state.metrics.ws_events.inc();
         }
         if n < CATCH_UP_PAGE as usize {
@@ -303,7 +319,7 @@ async fn catch_up(state: &AppState, socket: &mut WebSocket, s: &AnySession, pos:
     for p in positions {
         let from = pos.at.get(&p.conversation_id).copied().unwrap_or(p.position).max(p.position);
         if from < p.last_event_seq {
-            let reached = fill(state, socket, s, p.conversation_id, from, None).await?;
+            let reached = fill(state, socket, s, p.conversation_id, from, None, pos.withheld.as_ref()).await?;
             replayed += reached - from;
             conversations += 1;
             pos.at.insert(p.conversation_id, reached);

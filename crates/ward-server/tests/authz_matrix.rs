@@ -147,6 +147,26 @@ const OPS: &[OpDef] = &[
     op("POST", "/api/v1/conversations/{conversation_id}/receipts", Gate::Bearer, false),
     op("POST", "/api/v1/conversations/{conversation_id}/attachments", Gate::Bearer, false),
     op("GET", "/api/v1/conversations/{conversation_id}/attachments/{attachment_id}", Gate::Bearer, false),
+    // Device trust: the caller's own device first (registration before reports), then the
+    // organisation's devices and reports; wipes aim only at devices no later cell needs.
+    op("PUT", "/api/v1/me/device", Gate::Bearer, false),
+    op("GET", "/api/v1/me/devices", Gate::Bearer, false),
+    op("POST", "/api/v1/me/devices/{device_id}/posture", Gate::Bearer, false),
+    op("POST", "/api/v1/me/devices/{device_id}/wipe", Gate::Bearer, false),
+    op("GET", "/api/v1/devices", Gate::Bearer, false),
+    op("GET", "/api/v1/devices/{device_id}/posture", Gate::Bearer, false),
+    op("POST", "/api/v1/devices/{device_id}/wipe", Gate::Bearer, false),
+    op("GET", "/api/v1/device-wipes", Gate::Bearer, false),
+    op("POST", "/api/v1/device-wipe/command", Gate::Public, false),
+    op("POST", "/api/v1/device-wipe/ack", Gate::Public, false),
+    op("GET", "/api/v1/org/device-policy", Gate::Bearer, false),
+    op("PUT", "/api/v1/org/device-policy", Gate::Bearer, false),
+    op("GET", "/api/v1/device-reports/drift", Gate::Bearer, false),
+    op("GET", "/api/v1/device-reports/review", Gate::Bearer, false),
+    op("POST", "/api/v1/device-reports/spot-checks", Gate::Bearer, false),
+    op("GET", "/api/v1/device-reports/spot-checks", Gate::Bearer, false),
+    op("GET", "/api/v1/device-reports/spot-checks/{spot_check_id}", Gate::Bearer, false),
+    op("GET", "/api/v1/org/device-profile", Gate::Bearer, false),
     op("GET", "/api/v1/stream", Gate::Stream, false),
 ];
 
@@ -341,6 +361,8 @@ struct Fx {
     tpl_a: String,
     tpl_del: String,
     tpl_b: String,
+    /// The device of an org A session that admins wipe (`other`).
+    wipee_device: String,
 }
 
 impl Fx {
@@ -476,6 +498,8 @@ async fn fixture(h: &Harness) -> Fx {
     let tpl_b = h.store.create_notice_template(b.id, b_clin_acc.id, tpl("matrix-b"), Harness::meta()).await.unwrap().id.to_string();
     let sms = ConsentGrant::new(ConsentChannel::SmsNotices, None, false).unwrap();
     h.store.record_consent(a.id, admin.id, p_self.id, sms, Harness::meta()).await.unwrap();
+    let wipee = h.account(&a, "a-wipee", Role::Staff).await;
+    let wipee_device = h.login(&wipee).await.device_id;
 
     Fx {
         org_a: a.id.to_string(),
@@ -500,6 +524,7 @@ async fn fixture(h: &Harness) -> Fx {
         tpl_a,
         tpl_del,
         tpl_b,
+        wipee_device,
     }
 }
 
@@ -566,6 +591,17 @@ fn min_body(op: &OpDef) -> Option<Value> {
         ("POST", "/api/v1/conversations/{conversation_id}/members") => json!({"user_id": rnd()}),
         ("POST", "/api/v1/conversations/{conversation_id}/messages") => json!({"client_txn_id": "probe", "body": "probe"}),
         ("POST", "/api/v1/conversations/{conversation_id}/receipts") => json!({"kind": "read", "up_to_seq": 0}),
+        ("PUT", "/api/v1/me/device") => json!({"platform": "ios", "model": "iPhone16,1", "os_version": "18.1", "app_version": "1.0.0",
+            "ownership": "corporate", "supervised": true, "mdm_enrolled": true}),
+        ("POST", "/api/v1/me/devices/{device_id}/posture") => json!({"os_version": "18.1", "passcode_present": true,
+            "passcode_length": 6, "passcode_alphanumeric": true, "erase_after_failed_attempts": 10, "auto_lock_minutes": 5,
+            "icloud_backup_enabled": false, "icloud_photos_enabled": false, "siri_while_locked": false,
+            "notification_preview": "when_unlocked", "encrypted_backups": true, "jailbreak_detected": false, "app_attestation": "passed"}),
+        ("POST", "/api/v1/me/devices/{device_id}/wipe") | ("POST", "/api/v1/devices/{device_id}/wipe") => json!({"reason": "Matrix"}),
+        ("POST", "/api/v1/device-wipe/command") => json!({"device_id": rnd(), "wipe_secret": "wdw_matrix"}),
+        ("POST", "/api/v1/device-wipe/ack") => json!({"device_id": rnd(), "wipe_secret": "wdw_matrix", "wipe_id": rnd()}),
+        ("PUT", "/api/v1/org/device-policy") => serde_json::to_value(ward_device::PosturePolicy::default()).unwrap(),
+        ("POST", "/api/v1/device-reports/spot-checks") => json!({"percent": 10, "seed": 1}),
         _ => return None,
     };
     Some(b)
@@ -591,6 +627,8 @@ fn random_path(op: &OpDef) -> String {
         "{hold_id}",
         "{attachment_id}",
         "{template_id}",
+        "{device_id}",
+        "{spot_check_id}",
     ] {
         p = p.replace(param, &rnd());
     }
@@ -1243,6 +1281,113 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
                 c
             }
         }
+        // --- device trust ----------------------------------------------------------------------
+        ("PUT", "/api/v1/me/device") => match t {
+            Own => cell(op.path, body, OK).check({
+                let d = a.main.device_id.clone();
+                move |b| if b["device"]["id"] == d.as_str() { Ok(()) } else { Err("another device".into()) }
+            }),
+            _ => return None,
+        },
+        ("GET", "/api/v1/me/devices") => match t {
+            Own => cell(op.path, None, OK).check(listing(
+                "",
+                vec![a.main.device_id.clone()],
+                vec![fx.outsider.device_id.clone(), fx.b_clin.device_id.clone()],
+            )),
+            _ => return None,
+        },
+        // Only the session's own device reports; any other id looks absent.
+        ("POST", "/api/v1/me/devices/{device_id}/posture") => {
+            let (id, exp) = match t {
+                Own => (a.main.device_id.clone(), CREATED),
+                Other => (fx.outsider.device_id.clone(), NOT_FOUND),
+                Foreign => (fx.b_clin.device_id.clone(), NOT_FOUND),
+                Random => (rnd(), NOT_FOUND),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                // The caller's own device, but not the one of this session.
+                Cross => (a.spare_a.device_id.clone(), NOT_FOUND),
+                Peer => return None,
+            };
+            cell(op.path.replace("{device_id}", &id), body, exp)
+        }
+        // A user reports their own device lost (the revoked spare session's device).
+        ("POST", "/api/v1/me/devices/{device_id}/wipe") => {
+            let (id, exp) = match t {
+                Own => (a.spare_b.device_id.clone(), CREATED),
+                Other => (fx.outsider.device_id.clone(), NOT_FOUND),
+                Foreign => (fx.b_clin.device_id.clone(), NOT_FOUND),
+                Random => (rnd(), NOT_FOUND),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                _ => return None,
+            };
+            cell(op.path.replace("{device_id}", &id), body, exp)
+        }
+        ("GET", "/api/v1/devices") => match t {
+            Own => cell(op.path, None, when(auditor, OK, FORBIDDEN)).check(listing(
+                "",
+                vec![a.main.device_id.clone(), fx.outsider.device_id.clone()],
+                vec![fx.b_clin.device_id.clone()],
+            )),
+            _ => return None,
+        },
+        ("GET", "/api/v1/devices/{device_id}/posture") => {
+            let (id, exp) = match t {
+                Own => (a.main.device_id.clone(), OK),
+                Other => (fx.outsider.device_id.clone(), OK),
+                Foreign => (fx.b_clin.device_id.clone(), NOT_FOUND),
+                Random => (rnd(), NOT_FOUND),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                _ => return None,
+            };
+            let exp = if t == Invalid { exp } else { when(auditor, exp, FORBIDDEN) };
+            cell(op.path.replace("{device_id}", &id), None, exp)
+        }
+        // Admins wipe any device of the organisation (the role is checked before the lookup).
+        ("POST", "/api/v1/devices/{device_id}/wipe") => {
+            let (id, exp) = match t {
+                Other => (fx.wipee_device.clone(), CREATED),
+                Foreign => (fx.b_clin.device_id.clone(), NOT_FOUND),
+                Random => (rnd(), NOT_FOUND),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                _ => return None,
+            };
+            let exp = if t == Invalid { exp } else { when(admin, exp, FORBIDDEN) };
+            cell(op.path.replace("{device_id}", &id), body, exp)
+        }
+        ("GET", "/api/v1/device-wipes")
+        | ("GET", "/api/v1/org/device-policy")
+        | ("GET", "/api/v1/device-reports/drift")
+        | ("GET", "/api/v1/device-reports/review")
+        | ("GET", "/api/v1/device-reports/spot-checks") => match t {
+            Own => cell(op.path, None, when(auditor, OK, FORBIDDEN)),
+            _ => return None,
+        },
+        // Without a valid wipe secret there is nothing to fetch or acknowledge.
+        ("POST", "/api/v1/device-wipe/command") | ("POST", "/api/v1/device-wipe/ack") => match t {
+            Random => cell(op.path, body, NOT_FOUND).who(Who::Anonymous),
+            _ => return None,
+        },
+        ("PUT", "/api/v1/org/device-policy") => match t {
+            Own => cell(op.path, body, when(admin, OK, FORBIDDEN)),
+            _ => return None,
+        },
+        ("POST", "/api/v1/device-reports/spot-checks") => match t {
+            Own => cell(op.path, body, when(auditor, CREATED, FORBIDDEN)),
+            _ => return None,
+        },
+        ("GET", "/api/v1/device-reports/spot-checks/{spot_check_id}") => {
+            let (id, exp) = match t {
+                Random => (rnd(), when(auditor, NOT_FOUND, FORBIDDEN)),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                _ => return None,
+            };
+            cell(op.path.replace("{spot_check_id}", &id), None, exp)
+        }
+        ("GET", "/api/v1/org/device-profile") => match t {
+            Own => cell("/api/v1/org/device-profile?org_prefix=org.example.matrix", None, when(admin, OK, FORBIDDEN)),
+            _ => return None,
+        },
         _ => panic!("the matrix has no plan for {}", op.key()),
     };
     Some(c)

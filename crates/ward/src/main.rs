@@ -14,6 +14,7 @@ mod audit;
 mod audit_proof;
 mod audit_reports;
 mod backup;
+mod device;
 mod keys;
 mod lifecycle;
 mod progress;
@@ -67,6 +68,9 @@ enum Command {
     /// Patient records.
     #[command(subcommand)]
     Patient(PatientCommand),
+    /// Device trust: the configuration profile enforcing the device baseline.
+    #[command(subcommand)]
+    Device(DeviceCommand),
     /// Write an encrypted, integrity-checked backup of the database and the data directory's
     /// Ward files while the server keeps running (`ward backup verify` checks one).
     #[command(args_conflicts_with_subcommands = true)]
@@ -110,6 +114,31 @@ enum RetentionCommand {
     Run,
     /// Show the retention periods, standing legal holds and shredding counts.
     Status,
+}
+
+#[derive(Subcommand)]
+enum DeviceCommand {
+    /// Write the unsigned Apple configuration profile (.mobileconfig) enforcing the device
+    /// baseline: passcode policy, restrictions, and notification previews for Ward's app
+    /// (supervised devices). Payload identifiers are stable, UUIDs fresh each time.
+    Profile {
+        /// The organisation's reverse-DNS prefix for the payload identifiers (such as
+        /// org.example.hospital); installing a profile with the same identifiers replaces it.
+        #[arg(long, default_value = device::DEFAULT_ORG_PREFIX)]
+        org_prefix: String,
+        /// The bundle id of Ward's iOS app.
+        #[arg(long, default_value = ward_device::profile::DEFAULT_BUNDLE_ID)]
+        bundle_id: String,
+        /// The organisation's name, shown on the device.
+        #[arg(long)]
+        organisation: Option<String>,
+        /// Never show previews of Ward's notifications (stricter than "when unlocked").
+        #[arg(long)]
+        no_previews: bool,
+        /// The file to write (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -426,6 +455,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Retention(RetentionCommand::Run) => lifecycle::run(&config).await,
         Command::Retention(RetentionCommand::Status) => lifecycle::status(&config).await,
+        Command::Device(DeviceCommand::Profile { org_prefix, bundle_id, organisation, no_previews, out }) => {
+            device::profile(&device::ProfileRequest {
+                org_prefix: &org_prefix,
+                bundle_id: &bundle_id,
+                organisation: organisation.as_deref(),
+                no_previews,
+                out: out.as_deref(),
+            })
+        }
         Command::Patient(PatientCommand::Export { patient, out }) => lifecycle::export(&config, patient, &out).await,
         Command::Backup { out, command } => {
             match (out, command) {

@@ -198,7 +198,9 @@ async fn list_messages(
         Page::After(a) => Some(a),
         _ => None,
     });
-    Ok(Json(MessagePage { items: msgs.into_iter().map(Into::into).collect(), before_cursor, after_cursor }))
+    let withheld = super::devices::phi_withheld(&state, &s).await?;
+    let items = msgs.into_iter().map(|m| shown(m.into(), withheld.as_ref())).collect();
+    Ok(Json(MessagePage { items, before_cursor, after_cursor }))
 }
 
 /// Sends a message. Retrying with the same `client_txn_id` returns the first message (200)
@@ -252,7 +254,18 @@ async fn get_message(
     s: Auth,
     Path((id, msg)): Path<(ConversationId, MessageId)>,
 ) -> ApiResult<Json<MessageView>> {
-    Ok(Json(state.store.message(s.actor, id, msg, meta).await?.into()))
+    let m = state.store.message(s.actor, id, msg, meta).await?;
+    let withheld = super::devices::phi_withheld(&state, &s).await?;
+    Ok(Json(shown(m.into(), withheld.as_ref())))
+}
+
+/// A message as the session's device may see it: without content while the organisation's
+/// posture policy blocks the device from PHI.
+fn shown(m: MessageView, withheld: Option<&super::dto::PhiWithheld>) -> MessageView {
+    match withheld {
+        Some(notice) => m.withhold(notice),
+        None => m,
+    }
 }
 
 /// Recalls a message (sender only): its text disappears for every member; the record stays
@@ -271,7 +284,9 @@ async fn recall_message(
     if let Some(f) = f {
         state.publish(f).await;
     }
-    Ok(Json(state.store.message(s.actor, id, msg, meta).await?.into()))
+    let m = state.store.message(s.actor, id, msg, meta).await?;
+    let withheld = super::devices::phi_withheld(&state, &s).await?;
+    Ok(Json(shown(m.into(), withheld.as_ref())))
 }
 
 /// Moves the caller's delivered or read watermark forward (never back).

@@ -570,6 +570,10 @@ pub struct MessageView {
     pub created_at: String,
     /// Recall time.
     pub recalled_at: Option<String>,
+    /// Present when the organisation's device posture policy blocks this device from PHI:
+    /// `body` is null and `attachments` empty; fix the named settings and report again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub withheld: Option<Box<PhiWithheld>>,
     /// True once the content was crypto-shredded at the end of its retention period: a
     /// tombstone (id, sender, seq and times remain; `body` is null).
     pub shredded: bool,
@@ -591,9 +595,30 @@ impl From<ward_store::Message> for MessageView {
             attachments: m.attachments,
             created_at: ts(m.created_at),
             recalled_at: m.recalled_at.map(ts),
+            withheld: None,
             shredded: m.shredded_at.is_some(),
             shredded_at: m.shredded_at.map(ts),
         }
+    }
+}
+
+/// The notice a blocked device receives instead of message content.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PhiWithheld {
+    /// Always `device_posture`.
+    pub reason: &'static str,
+    /// The settings to fix (posture item names, docs/devices.md).
+    #[schema(value_type = Vec<String>)]
+    pub fix: Vec<ward_device::ItemId>,
+}
+
+impl MessageView {
+    /// The view a device blocked from PHI gets: everything but the content, and the notice.
+    pub fn withhold(mut self, notice: &PhiWithheld) -> Self {
+        self.body = None;
+        self.attachments = Vec::new();
+        self.withheld = Some(Box::new(notice.clone()));
+        self
     }
 }
 
@@ -640,6 +665,8 @@ pub struct EventFrame {
 /// The body of an event frame.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+// Built once per event, rendered to JSON and dropped: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum EventBody {
     /// A new message.
     Message {
@@ -690,6 +717,21 @@ impl From<ConversationEvent> for EventFrame {
 /// Renders an event as the JSON text of a WebSocket frame.
 pub fn render_event(e: ConversationEvent) -> String {
     serde_json::to_string(&EventFrame::from(e)).unwrap_or_default()
+}
+
+/// A rendered event frame as a device blocked from PHI receives it: a message event loses its
+/// body and attachments and carries the notice; other events pass unchanged.
+pub fn withhold_frame(frame: &str, notice: &PhiWithheld) -> String {
+    let Ok(mut v) = serde_json::from_str::<serde_json::Value>(frame) else { return frame.to_owned() };
+    if v.get("kind").and_then(|k| k.as_str()) != Some("message") {
+        return frame.to_owned();
+    }
+    if let Some(m) = v.get_mut("message").and_then(|m| m.as_object_mut()) {
+        m.insert("body".into(), serde_json::Value::Null);
+        m.insert("attachments".into(), serde_json::Value::Array(Vec::new()));
+        m.insert("withheld".into(), serde_json::to_value(notice).unwrap_or_default());
+    }
+    serde_json::to_string(&v).unwrap_or_default()
 }
 
 /// An uploaded attachment.
