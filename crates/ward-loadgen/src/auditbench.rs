@@ -113,6 +113,8 @@ pub(crate) async fn run(
     tree_leaves: u64,
     proofs: u64,
 ) -> anyhow::Result<AuditReport> {
+    // Sizes are taken with the WAL checkpointed and emptied, so each byte is counted once.
+    store.checkpoint_wal().await?;
     let bytes0 = sqlite.as_deref().and_then(sqlite_bytes);
     let stats = store.writer_stats();
     let (jobs0, commits0) = (stats.jobs.load(Ordering::Relaxed), stats.commits.load(Ordering::Relaxed));
@@ -159,6 +161,7 @@ pub(crate) async fn run(
         latency.add(&t.await?)?;
     }
     let wall = started.elapsed();
+    store.checkpoint_wal().await?;
     let (jobs, commits) = (stats.jobs.load(Ordering::Relaxed) - jobs0, stats.commits.load(Ordering::Relaxed) - commits0);
     let bytes_events = sqlite.as_deref().and_then(sqlite_bytes).zip(bytes0).map(|(a, b)| a.saturating_sub(b));
 
@@ -169,6 +172,7 @@ pub(crate) async fn run(
     let integrate = t0.elapsed();
     // Leaves from here on are synthetic, with known leaf hashes.
     let synthetic_from = size;
+    store.checkpoint_wal().await?;
     let bytes_with_tree = sqlite.as_deref().and_then(sqlite_bytes).zip(bytes0).map(|(a, b)| a.saturating_sub(b));
 
     crate::say(format!("extending the stored tree from {size} to {tree_leaves} leaves"));

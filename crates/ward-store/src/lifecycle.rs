@@ -708,12 +708,18 @@ impl Store {
                     exec!(&mut c, "VACUUM data_keys, messages, conversations")?;
                     Ok(true)
                 } else {
-                    let (busy, _, _) = fetch!(fetch_one, &mut c, (i64, i64, i64), "PRAGMA wal_checkpoint(TRUNCATE)")?;
-                    Ok(busy == 0)
+                    truncate_wal(&mut c).await
                 }
             })
         })
         .await
+    }
+
+    /// SQLite: copies the whole WAL into the database file and empties it, so the file's size
+    /// is what the data takes (the benchmarks measure that). Returns whether it completed;
+    /// always true on PostgreSQL, where there is nothing to do.
+    pub async fn checkpoint_wal(&self) -> Result<bool> {
+        self.read(move |mut c| Box::pin(async move { if c.is_postgres() { Ok(true) } else { truncate_wal(&mut c).await } })).await
     }
 
     /// Destroys one conversation key version directly, bypassing the planner (test support
@@ -944,4 +950,10 @@ async fn gather_export(c: &mut Conn<'_>, ring: &ward_crypto::Keyring, org: OrgId
         conversations.push(ExportConversation { id: conv, title, created_at: cv.created_at, shredded_at: cv.shredded_at, messages });
     }
     Ok(PatientExport { patient_id: patient, patient_name: p.display_name, mrn: p.mrn, exported_at: now_ms(), conversations })
+}
+
+/// `PRAGMA wal_checkpoint(TRUNCATE)`: whether it completed (no reader or writer in the way).
+async fn truncate_wal(c: &mut Conn<'_>) -> Result<bool> {
+    let (busy, _, _) = fetch!(fetch_one, c, (i64, i64, i64), "PRAGMA wal_checkpoint(TRUNCATE)")?;
+    Ok(busy == 0)
 }
