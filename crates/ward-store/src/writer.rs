@@ -36,6 +36,7 @@ type Completion = Box<dyn FnOnce(Result<()>) + Send>;
 type RunJob = Box<dyn for<'c> FnOnce(Conn<'c>) -> BoxFuture<'c, (bool, Completion)> + Send>;
 
 /// What the writer is asked to do.
+#[allow(clippy::large_enum_variant, reason = "audit events, the commonest jobs, travel by value: no allocation each")]
 pub(crate) enum Job {
     /// Run statements of the caller's own.
     Run(RunJob),
