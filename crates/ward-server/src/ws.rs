@@ -31,6 +31,9 @@ use crate::problem::{ApiError, Problem};
 
 /// Close code sent when the session ends (revoked, idle, disabled).
 pub const CLOSE_SESSION_ENDED: u16 = 4001;
+/// Close code: the server could not check what this connection may receive; reconnect later
+/// (1013, "Try Again Later", RFC 6455 §7.4.1 registry).
+pub const CLOSE_TRY_AGAIN: u16 = 1013;
 /// Close code sent when authentication fails.
 pub const CLOSE_UNAUTHENTICATED: u16 = 4401;
 /// How many events to load per database page when catching up.
@@ -137,7 +140,14 @@ async fn run(state: AppState, mut socket: WebSocket, pre: Option<AnySession>, me
     let mut reg = state.hub.register(user, session.session, state.config.limits.ws_send_buffer);
     let mut pos = Positions::default();
     send(&mut socket, format!(r#"{{"type":"ready","session_id":"{}"}}"#, session.session)).await?;
-    pos.withheld = crate::api::devices::phi_withheld(&state, &session).await.unwrap_or(None);
+    // Fail closed: without knowing the device's standing, send nothing (the client reconnects).
+    pos.withheld = match crate::api::devices::phi_withheld(&state, &session).await {
+        Ok(w) => w,
+        Err(_) => {
+            close(socket, CLOSE_TRY_AGAIN, "try again later").await;
+            return Ok(());
+        }
+    };
     catch_up(&state, &mut socket, &session, &mut pos, &meta).await?;
 
     let mut pending_acks: HashMap<ConversationId, i64> = HashMap::new();

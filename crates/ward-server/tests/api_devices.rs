@@ -34,6 +34,11 @@ async fn register(h: &Harness, s: &Session) -> String {
     assert_eq!(r.body["device"]["id"], s.device_id.as_str());
     let secret = r.body["wipe_secret"].as_str().unwrap().to_owned();
     assert!(secret.starts_with("wdw_"));
+    // Registering again (an app update) keeps the secret: a stolen session token cannot
+    // replace it and so take over the device's wipe.
+    let again =
+        h.raw(Method::PUT, "/api/v1/me/device", Some(&s.access), "application/json", REGISTRATION.as_bytes().to_vec()).await.expect(200);
+    assert!(again.body["wipe_secret"].is_null(), "{}", again.body);
     secret
 }
 
@@ -123,6 +128,12 @@ async fn register_report_and_withhold_phi(backend: Backend) {
     let r = h.get(&att_path, &sa.access).await.expect_problem(403, "device_blocked");
     assert!(r.body["detail"].as_str().unwrap().contains("passcode_present"));
     h.get(&att_path, &sb.access).await.expect(200);
+    // Patient names and MRNs are PHI too: the directory refuses the blocked device.
+    let search = h.call(Method::POST, "/api/v1/patients/search", Some(&sa.access), Some(json!({"mrn": "MRN-000123"}))).await;
+    search.expect_problem(403, "device_blocked");
+    h.call(Method::POST, "/api/v1/patients/search", Some(&sb.access), Some(json!({"mrn": "MRN-000123"})))
+        .await
+        .expect_problem(404, "not_found");
     // Live deliveries too; the compliant device still gets the text.
     let mut st_a = h.stream(&sa).await;
     let mut st_b = h.stream(&sb).await;

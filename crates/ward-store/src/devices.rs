@@ -430,9 +430,24 @@ async fn device_by_secret(c: &mut Conn<'_>, device: DeviceId, secret_hash: &[u8]
     Ok(org.map(OrgId))
 }
 
+/// The organisation a device belongs to, whatever secret was presented: a failed attempt on
+/// a real device is its organisation's business (audited there); one on an id that does not
+/// exist is noise, and is not audited (anyone can send those, and each would cost a
+/// permanent row in the log).
+async fn org_of_device(c: &mut Conn<'_>, device: DeviceId) -> Result<Option<OrgId>> {
+    let org = scalar!(
+        fetch_optional,
+        c,
+        uuid::Uuid,
+        "SELECT u.org_id FROM devices d JOIN users u ON u.id = d.user_id WHERE d.id = $1",
+        device.0
+    )?;
+    Ok(org.map(OrgId))
+}
+
 impl Store {
-    /// Records what the actor's device states about itself, with a new wipe secret's hash
-    /// (the previous secret stops working), and judges it. The device must be the actor's own
+    /// Records what the actor's device states about itself (with the hash of a wipe secret,
+    /// kept only if the device has none yet: see the body), and judges it. The device must be the actor's own
     /// and not revoked.
     pub async fn register_device(
         &self,
@@ -441,14 +456,27 @@ impl Store {
         registration: DeviceRegistration,
         wipe_secret_hash: Vec<u8>,
         meta: RequestMeta,
-    ) -> Result<DeviceRecord> {
+    ) -> Result<(DeviceRecord, bool)> {
         self.write(move |mut c| {
             Box::pin(async move {
                 let now = now_ms();
+                // The wipe secret is issued once, at the first registration: were a session
+                // token enough to replace it, whoever stole one could keep the real device from
+                // ever fetching its wipe, and acknowledge the wipe themselves.
+                let had_secret = scalar!(
+                    fetch_optional,
+                    &mut c,
+                    bool,
+                    "SELECT wipe_secret_hash IS NOT NULL FROM devices WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
+                    device.0,
+                    actor.user_id.0
+                )?
+                .ok_or(StoreError::NotFound)?;
                 let n = exec!(
                     &mut c,
                     "UPDATE devices SET registration = $3, model = $4, os_version = $5, app_version = $6, ownership = $7, \
-                     supervised = $8, mdm_enrolled = $9, registered_at = COALESCE(registered_at, $10), wipe_secret_hash = $11, \
+                     supervised = $8, mdm_enrolled = $9, registered_at = COALESCE(registered_at, $10), \
+                     wipe_secret_hash = COALESCE(wipe_secret_hash, $11), \
                      last_seen_at = $10 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
                     device.0,
                     actor.user_id.0,
@@ -471,9 +499,10 @@ impl Store {
                     .detail("platform", DetailValue::Code(platform_name(registration.platform)))
                     .detail("ownership", DetailValue::Code(ownership_name(registration.ownership)))
                     .detail("supervised", DetailValue::Bool(registration.supervised))
-                    .detail("mdm_enrolled", DetailValue::Bool(registration.mdm_enrolled));
+                    .detail("mdm_enrolled", DetailValue::Bool(registration.mdm_enrolled))
+                    .detail("wipe_secret_issued", DetailValue::Bool(!had_secret));
                 audit::append(&mut c, &ev, &meta).await?;
-                device_row(&mut c, actor.org_id, device).await?.into_record(&policy, now)
+                Ok((device_row(&mut c, actor.org_id, device).await?.into_record(&policy, now)?, !had_secret))
             })
         })
         .await
@@ -503,8 +532,10 @@ impl Store {
                     None
                 };
                 let Some(row) = row.filter(|r| r.user_id == actor.user_id.0 && r.revoked_at.is_none()) else {
-                    let ev = device_event(AuditAction::DevicePosture, Outcome::Denied, actor.org_id, Some(actor.user_id), device)
+                    let mut ev = device_event(AuditAction::DevicePosture, Outcome::Denied, actor.org_id, Some(actor.user_id), device)
                         .detail("reason", DetailValue::Code("not_the_session_device"));
+                    // The probe came from the session's device; the probed one is the target.
+                    ev.device = Some(session_device);
                     audit::append(&mut c, &ev, &meta).await?;
                     return Ok(Err(StoreError::NotFound));
                 };
@@ -548,16 +579,20 @@ impl Store {
 
     /// Audits a posture report or registration refused before reaching the store (unknown
     /// keys, impossible values, another device's id); nothing else is written.
+    #[allow(clippy::too_many_arguments, reason = "an audit record's fields, each distinct")]
     pub async fn device_refused(
         &self,
         actor: Actor,
+        session_device: DeviceId,
         device: DeviceId,
         action: AuditAction,
         outcome: Outcome,
         reason: &'static str,
         meta: RequestMeta,
     ) -> Result<()> {
-        let ev = device_event(action, outcome, actor.org_id, Some(actor.user_id), device).detail("reason", DetailValue::Code(reason));
+        let mut ev = device_event(action, outcome, actor.org_id, Some(actor.user_id), device).detail("reason", DetailValue::Code(reason));
+        // Who acted, from which device; `device` (the target) may be someone else's.
+        ev.device = Some(session_device);
         self.record(ev, meta).await.map(|_| ())
     }
 
@@ -805,15 +840,25 @@ impl Store {
     pub async fn fetch_wipe(&self, device: DeviceId, secret_hash: Vec<u8>, meta: RequestMeta) -> Result<Option<DeviceWipe>> {
         self.write(move |mut c| {
             Box::pin(async move {
-                let Some(org) = device_by_secret(&mut c, device, &secret_hash).await? else { return Ok(None) };
+                let Some(org) = device_by_secret(&mut c, device, &secret_hash).await? else {
+                    if let Some(owner) = org_of_device(&mut c, device).await? {
+                        let ev = device_event(AuditAction::DeviceWipeDelivered, Outcome::Failure, owner, None, device)
+                            .detail("reason", DetailValue::Code("wrong_secret"));
+                        audit::append(&mut c, &ev, &meta).await?;
+                    }
+                    return Ok(None);
+                };
                 let Some(wipe) = wipe_by_device(&mut c, device).await? else { return Ok(None) };
                 if wipe.delivered_at.is_none() {
                     let now = now_ms();
-                    exec!(&mut c, "UPDATE device_wipes SET delivered_at = $2 WHERE id = $1 AND delivered_at IS NULL", wipe.id, now)?;
-                    let ev = device_event(AuditAction::DeviceWipeDelivered, Outcome::Success, org, None, device)
-                        .detail("wipe", DetailValue::Id(wipe.id));
-                    audit::append(&mut c, &ev, &meta).await?;
-                    return Ok(Some(DeviceWipe { delivered_at: Some(now), ..wipe }));
+                    let n =
+                        exec!(&mut c, "UPDATE device_wipes SET delivered_at = $2 WHERE id = $1 AND delivered_at IS NULL", wipe.id, now)?;
+                    if n == 1 {
+                        let ev = device_event(AuditAction::DeviceWipeDelivered, Outcome::Success, org, None, device)
+                            .detail("wipe", DetailValue::Id(wipe.id));
+                        audit::append(&mut c, &ev, &meta).await?;
+                        return Ok(Some(DeviceWipe { delivered_at: Some(now), ..wipe }));
+                    }
                 }
                 Ok(Some(wipe))
             })
@@ -841,29 +886,39 @@ impl Store {
                 let (outcome, reason) = match &wipe {
                     Some(w) if w.acknowledged_at.is_some() => (WipeAck::Replayed, "replayed"),
                     Some(w) => {
-                        exec!(
+                        // Conditional, so two confirmations racing cannot both succeed.
+                        let n = exec!(
                             &mut c,
-                            "UPDATE device_wipes SET acknowledged_at = $2, delivered_at = COALESCE(delivered_at, $2) WHERE id = $1",
+                            "UPDATE device_wipes SET acknowledged_at = $2, delivered_at = COALESCE(delivered_at, $2) \
+                             WHERE id = $1 AND acknowledged_at IS NULL",
                             w.id,
                             now
                         )?;
-                        let done = DeviceWipe { acknowledged_at: Some(now), delivered_at: w.delivered_at.or(Some(now)), ..w.clone() };
-                        (WipeAck::Acknowledged(done), "")
+                        if n == 1 {
+                            let done = DeviceWipe { acknowledged_at: Some(now), delivered_at: w.delivered_at.or(Some(now)), ..w.clone() };
+                            (WipeAck::Acknowledged(done), "")
+                        } else {
+                            (WipeAck::Replayed, "replayed")
+                        }
                     }
-                    None => (WipeAck::Unknown, "unknown_wipe"),
+                    None => (WipeAck::Unknown, if org.is_some() { "unknown_wipe" } else { "wrong_secret" }),
                 };
-                // Unknown devices or secrets are audited without a tenant: nothing says whose they are.
-                let org_or_none = org.or(wipe.as_ref().map(|w| w.org_id));
+                // A failure is audited in the organisation that owns the device; an id that
+                // belongs to no device is not audited at all (see `org_of_device`).
+                let owner = match org {
+                    Some(o) => Some(o),
+                    None => org_of_device(&mut c, device).await?,
+                };
+                let Some(owner) = owner else { return Ok(outcome) };
                 let mut ev = match &outcome {
                     WipeAck::Acknowledged(_) => AuditEvent::new(AuditAction::DeviceWipeAck, Outcome::Success),
                     _ => AuditEvent::new(AuditAction::DeviceWipeAck, Outcome::Failure).detail("reason", DetailValue::Code(reason)),
                 }
                 .target("device", device)
                 .detail("wipe", DetailValue::Id(wipe_id));
-                ev.org_id = org_or_none;
-                if org_or_none.is_some() {
-                    ev.device = Some(device);
-                }
+                ev.org_id = Some(owner);
+                // Only a caller holding the device's secret is taken to be the device.
+                ev.device = org.map(|_| device);
                 audit::append(&mut c, &ev, &meta).await?;
                 Ok(outcome)
             })

@@ -243,12 +243,23 @@ async fn a_wipe_revokes_at_once_and_is_acknowledged_once(backend: Backend) {
     let WipeAck::Acknowledged(w) = s.acknowledge_wipe(d, vec![1; 32], cmd.id, meta()).await.unwrap() else { panic!("not acknowledged") };
     assert!(w.acknowledged_at.is_some());
     assert_eq!(s.acknowledge_wipe(d, vec![1; 32], cmd.id, meta()).await.unwrap(), WipeAck::Replayed);
+    // An id that is no device at all is answered the same way, and leaves no audit row
+    // (anyone can send those).
+    let before = s.audit_size().await.unwrap();
+    assert_eq!(s.acknowledge_wipe(DeviceId::new(), vec![1; 32], cmd.id, meta()).await.unwrap(), WipeAck::Unknown);
+    assert_eq!(s.fetch_wipe(DeviceId::new(), vec![1; 32], meta()).await.unwrap(), None);
+    assert_eq!(s.audit_size().await.unwrap(), before);
     assert!(s.wipes(o.id, Some(now_ms() - 1000)).await.unwrap().is_empty(), "acknowledged wipes are not overdue");
     let all = s.wipes(o.id, None).await.unwrap();
     assert_eq!(all[0].acknowledged_at, w.acknowledged_at, "a replay changed nothing");
     let audit = s.audit_events(0, 10_000).await.unwrap();
     assert_eq!(audit.iter().filter(|e| e.action == "device.wipe_ack" && e.outcome == "failure").count(), 3);
-    assert_eq!(audit.iter().filter(|e| e.action == "device.wipe_delivered").count(), 1);
+    assert_eq!(audit.iter().filter(|e| e.action == "device.wipe_delivered" && e.outcome == "success").count(), 1);
+    // The wrong secret presented for a real device is its organisation's business.
+    assert!(audit.iter().any(|e| e.action == "device.wipe_delivered"
+        && e.outcome == "failure"
+        && e.org_id == Some(o.id.0)
+        && e.detail.contains("wrong_secret")));
     assert!(audit.iter().any(|e| e.action == "device.wipe" && e.detail.contains("sessions_revoked")));
     assert!(!audit.iter().any(|e| e.detail.contains("left the organisation")), "the reason text stays out of the audit log");
 }

@@ -105,7 +105,13 @@ async fn get_conversation(
     s: Auth,
     Path(id): Path<ConversationId>,
 ) -> ApiResult<Json<ConversationView>> {
-    Ok(Json(state.store.conversation(s.actor, id, meta).await?.into()))
+    let mut view: ConversationView = state.store.conversation(s.actor, id, meta).await?.into();
+    // A device blocked from PHI sees that the conversation is patient-linked, not who the
+    // patient is (name and MRN are PHI).
+    if super::devices::phi_withheld(&state, &s).await?.is_some() {
+        view.patient = None;
+    }
+    Ok(Json(view))
 }
 
 /// Adds a member (owners only; not to direct conversations). Someone outside the patient's

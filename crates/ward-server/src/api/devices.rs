@@ -123,8 +123,9 @@ pub(crate) struct Registered {
     pub(crate) device: DeviceView,
     /// Shown once: keep it in the device's secure storage. It opens only
     /// `POST /api/v1/device-wipe/command` and `/ack`, and still works after the device's
-    /// sessions were revoked. Registering again issues a new one.
-    pub(crate) wipe_secret: String,
+    /// sessions were revoked. Only the first registration of a device issues one; registering
+    /// again (new OS or app version) leaves it as it is, and this is `null`.
+    pub(crate) wipe_secret: Option<String>,
 }
 
 /// A stored posture report with its evaluation.
@@ -394,13 +395,16 @@ async fn register_device(
     let reg = match DeviceRegistration::from_json(body_text(&body)?) {
         Ok(r) => r,
         Err(e) => {
-            state.store.device_refused(s.actor, s.device, AuditAction::DeviceRegister, Outcome::Failure, report_reason(&e), meta).await?;
+            state
+                .store
+                .device_refused(s.actor, s.device, s.device, AuditAction::DeviceRegister, Outcome::Failure, report_reason(&e), meta)
+                .await?;
             return Err(report_error(&e));
         }
     };
     let secret = new_token(WIPE_SECRET_PREFIX);
-    let device = state.store.register_device(s.actor, s.device, reg, token_hash(&secret), meta).await?;
-    Ok(Json(Registered { device: device_view(device)?, wipe_secret: secret }))
+    let (device, issued) = state.store.register_device(s.actor, s.device, reg, token_hash(&secret), meta).await?;
+    Ok(Json(Registered { device: device_view(device)?, wipe_secret: issued.then_some(secret) }))
 }
 
 /// The user's own devices with their state now.
@@ -428,13 +432,19 @@ async fn report_posture(
     require_json(&headers)?;
     if device != s.device {
         // Checked before the body, so a probe of someone else's device learns nothing more.
-        state.store.device_refused(s.actor, device, AuditAction::DevicePosture, Outcome::Denied, "not_the_session_device", meta).await?;
+        state
+            .store
+            .device_refused(s.actor, s.device, device, AuditAction::DevicePosture, Outcome::Denied, "not_the_session_device", meta)
+            .await?;
         return Err(ApiError::not_found());
     }
     let report = match PostureReport::from_json(body_text(&body)?) {
         Ok(r) => r,
         Err(e) => {
-            state.store.device_refused(s.actor, device, AuditAction::DevicePosture, Outcome::Failure, report_reason(&e), meta).await?;
+            state
+                .store
+                .device_refused(s.actor, s.device, device, AuditAction::DevicePosture, Outcome::Failure, report_reason(&e), meta)
+                .await?;
             return Err(report_error(&e));
         }
     };
