@@ -152,6 +152,11 @@ mod tests {
         let h = leaf_hash(b"x");
         assert_eq!(h.to_string().parse::<Hash>(), Ok(h));
         assert_eq!("AAAA".parse::<Hash>(), Err(HashError::Length(3)));
+        // Longer than a hash: decoded (into a 33-byte buffer, then in full) only to say so.
+        let long = STANDARD.encode([7u8; 36]);
+        assert_eq!(Hash::from_base64(long.as_bytes()), Err(HashError::Length(36)));
+        assert_eq!(Hash::from_base64(&long.as_bytes()[..44]), Err(HashError::Length(33)), "44 characters of 33 bytes");
+        assert_eq!(Hash::from_base64(b"not base64 at all, and forty-four bytes long!"), Err(HashError::Base64));
         // Unpadded and non-canonical forms are refused.
         let unpadded = h.to_string().trim_end_matches('=').to_owned();
         assert_eq!(unpadded.parse::<Hash>(), Err(HashError::Base64));
