@@ -28,32 +28,10 @@ const AUDIT_LOCK_KEY: i64 = 0x5741_5244;
 /// live event was archived.
 const NEXT_INDEX: &str = "SELECT COALESCE(MAX(idx) + 1, (SELECT COALESCE(MAX(end_idx), 0) FROM audit_archives)) FROM audit_events";
 
-/// Appends one event; returns its index.
+/// Appends one event; returns its index. The one-row case of [`append_many`], so there is a
+/// single place where an event becomes a row.
 pub(crate) async fn append(c: &mut Conn<'_>, event: &AuditEvent, meta: &RequestMeta) -> Result<i64> {
-    if c.is_postgres() {
-        exec!(c, "SELECT pg_advisory_xact_lock($1)", AUDIT_LOCK_KEY)?;
-    }
-    let idx = scalar!(fetch_one, c, i64, NEXT_INDEX)?;
-    exec!(
-        c,
-        "INSERT INTO audit_events (idx, occurred_at, org_id, actor_user_id, actor_device_id, action, outcome, \
-         target_type, target_id, patient_id, source_ip, request_id, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        idx,
-        now_ms(),
-        event.org_id.map(|i| i.0),
-        event.actor.map(|i| i.0),
-        event.device.map(|i| i.0),
-        event.action.as_str(),
-        event.outcome.as_str(),
-        event.target_type,
-        event.target_id.as_deref(),
-        event.patient.map(|i| i.0),
-        meta.source_ip.as_deref(),
-        meta.request_id.as_deref(),
-        event.detail_json(),
-    )?;
-    Ok(idx)
+    append_many(c, &[(event, meta)]).await
 }
 
 /// Rows per multi-row `INSERT`, largest first. A batch is written as a sum of these (say
