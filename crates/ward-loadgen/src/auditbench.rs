@@ -1,7 +1,8 @@
 //! `--audit`: the audit log's storage figures (docs/benchmarks.md, "Audit log"):
 //!
 //! 1. appends: `Store::record` from many concurrent tasks, each a durable commit through the
-//!    normal single-writer path (group commit included), then the integrator over them;
+//!    normal single-writer path (group commit included), with the server's integrator running
+//!    alongside (`--integrate-every-ms`), then the integrator over the rest;
 //! 2. bytes stored per event (SQLite: database file growth; events, then with tree nodes);
 //! 3. a tree of `--tree-leaves` leaves in the store (synthetic leaf hashes after the real
 //!    events, stored in big `store_tree_nodes` batches), and inclusion proof latency through
@@ -34,6 +35,9 @@ pub(crate) struct AuditReport {
     jobs: u64,
     commits: u64,
     integrate: Duration,
+    integrate_every_ms: u64,
+    integrated_during: u64,
+    integrate_rest: u64,
     bytes_events: Option<u64>,
     bytes_with_tree: Option<u64>,
     tree_leaves: u64,
@@ -66,13 +70,20 @@ impl AuditReport {
             self.commits,
             self.jobs as f64 / self.commits.max(1) as f64
         );
+        if self.integrate_every_ms > 0 {
+            println!(
+                "| integrated while appending (every {} ms, as the server does) | {} of {} events |",
+                self.integrate_every_ms, self.integrated_during, self.events
+            );
+        }
         println!(
-            "| integrating them into the tree | {:.2} s ({:.0} leaves/s) |",
+            "| integrating the rest into the tree | {} events in {:.2} s ({:.0} leaves/s) |",
+            self.integrate_rest,
             self.integrate.as_secs_f64(),
-            self.events as f64 / self.integrate.as_secs_f64().max(1e-9)
+            self.integrate_rest as f64 / self.integrate.as_secs_f64().max(1e-9)
         );
         let per = |b: Option<u64>| {
-            b.map_or("n/a (PostgreSQL: see docs/benchmarks.md)".to_owned(), |b| {
+            b.map_or("n/a (PostgreSQL, or integrated while appending: see docs/benchmarks.md)".to_owned(), |b| {
                 format!("{:.0} bytes", b as f64 / self.events.max(1) as f64)
             })
         };
@@ -108,11 +119,10 @@ pub(crate) async fn run(
     config: &ward_server::Config,
     store: &Store,
     sqlite: Option<PathBuf>,
-    concurrency: usize,
-    events: u64,
-    tree_leaves: u64,
-    proofs: u64,
+    args: &crate::Args,
 ) -> anyhow::Result<AuditReport> {
+    let (concurrency, events, tree_leaves, proofs, integrate_every_ms) =
+        (args.concurrency, args.messages, args.tree_leaves, args.proofs, args.integrate_every_ms);
     // Sizes are taken with the WAL checkpointed and emptied, so each byte is counted once.
     store.checkpoint_wal().await?;
     let bytes0 = sqlite.as_deref().and_then(sqlite_bytes);
@@ -120,6 +130,22 @@ pub(crate) async fn run(
     let (jobs0, commits0) = (stats.jobs.load(Ordering::Relaxed), stats.commits.load(Ordering::Relaxed));
     let next = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
     let org = OrgId(uuid::Uuid::now_v7());
+    let log = Arc::new(ward_server::audit_log::AuditLog::open(config, store.clone())?);
+    // The server's integrator competes with the appends for the one writer: run it alongside.
+    let appending = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let integrator = (integrate_every_ms > 0).then(|| {
+        let (log, appending) = (log.clone(), appending.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(integrate_every_ms));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            while appending.load(Ordering::Relaxed) {
+                tick.tick().await;
+                if let Err(e) = log.integrate().await {
+                    crate::say(format!("integration failed: {e}"));
+                }
+            }
+        })
+    });
     let started = Instant::now();
     let tasks: Vec<_> = (0..concurrency)
         .map(|t| {
@@ -161,15 +187,24 @@ pub(crate) async fn run(
         latency.add(&t.await?)?;
     }
     let wall = started.elapsed();
+    let integrated_during = store.tree_size().await?;
+    appending.store(false, Ordering::Relaxed);
+    if let Some(task) = integrator {
+        task.await?;
+    }
+    // Where the last round alongside the appends left the tree.
+    let integrated_after = store.tree_size().await?;
     store.checkpoint_wal().await?;
     let (jobs, commits) = (stats.jobs.load(Ordering::Relaxed) - jobs0, stats.commits.load(Ordering::Relaxed) - commits0);
-    let bytes_events = sqlite.as_deref().and_then(sqlite_bytes).zip(bytes0).map(|(a, b)| a.saturating_sub(b));
+    // With the integrator alongside, the growth holds tree nodes too: only the total is clean.
+    let bytes_events =
+        (integrate_every_ms == 0).then(|| sqlite.as_deref().and_then(sqlite_bytes).zip(bytes0).map(|(a, b)| a.saturating_sub(b))).flatten();
 
-    crate::say("integrating the events into the tree");
-    let log = ward_server::audit_log::AuditLog::open(config, store.clone())?;
+    crate::say("integrating the rest of the events into the tree");
     let t0 = Instant::now();
     let size = log.integrate().await?;
     let integrate = t0.elapsed();
+    let integrate_rest = size.saturating_sub(integrated_after);
     // Leaves from here on are synthetic, with known leaf hashes.
     let synthetic_from = size;
     store.checkpoint_wal().await?;
@@ -231,6 +266,9 @@ pub(crate) async fn run(
         jobs,
         commits,
         integrate,
+        integrate_every_ms,
+        integrated_during,
+        integrate_rest,
         bytes_events,
         bytes_with_tree,
         tree_leaves: size,

@@ -61,6 +61,10 @@ struct Args {
     /// Inclusion proofs to time (--audit).
     #[arg(long, default_value_t = 10_000)]
     proofs: u64,
+    /// While appending (--audit), integrate new events into the tree this often, as `ward
+    /// serve` does every second; 0 integrates only after the appends.
+    #[arg(long, default_value_t = 1000)]
+    integrate_every_ms: u64,
     /// Base URL of a running server, e.g. https://127.0.0.1:8443.
     #[arg(long)]
     url: Option<String>,
@@ -282,7 +286,7 @@ async fn audit(args: &Args, tag: &str) -> anyhow::Result<()> {
     let result = async {
         let store = ward_server::open_store(&config).await?;
         say(format!("appending {} audit events with {} callers of Store::record", args.messages, args.concurrency));
-        auditbench::run(&config, &store, sqlite, args.concurrency, args.messages, args.tree_leaves, args.proofs).await
+        auditbench::run(&config, &store, sqlite, args).await
     }
     .await;
     if let Some(t) = temp {

@@ -21,6 +21,15 @@ macro_rules! audit_columns {
 }
 pub(crate) use audit_columns;
 
+/// The same columns of `audit_events e`, for joins.
+macro_rules! audit_columns_of_e {
+    () => {
+        "e.idx, e.occurred_at, e.org_id, e.actor_user_id, e.actor_device_id, e.action, e.outcome, e.target_type, e.target_id, \
+         e.patient_id, e.source_ip, e.request_id, e.detail"
+    };
+}
+pub(crate) use audit_columns_of_e;
+
 /// The advisory lock key held while appending (PostgreSQL): "WARD" in ASCII.
 const AUDIT_LOCK_KEY: i64 = 0x5741_5244;
 
@@ -301,6 +310,12 @@ struct NodeAtRow {
     hash: Vec<u8>,
 }
 
+/// The number of leaves in the stored tree: events below it are integrated, and those with an
+/// acting user are in `audit_actor_index`; events from it up are found by scanning.
+pub(crate) async fn integrated_size(c: &mut Conn<'_>) -> Result<i64> {
+    Ok(scalar!(fetch_one, c, i64, "SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_tree_nodes WHERE level = 0")?)
+}
+
 fn to_i64(n: u64) -> Result<i64> {
     i64::try_from(n).map_err(|_| StoreError::State("number out of range"))
 }
@@ -334,13 +349,7 @@ impl Store {
     /// The size of the stored tree: how many leaves have been integrated into
     /// `audit_tree_nodes`.
     pub async fn tree_size(&self) -> Result<u64> {
-        self.read(|mut c| {
-            Box::pin(async move {
-                let n = scalar!(fetch_one, &mut c, i64, "SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_tree_nodes WHERE level = 0")?;
-                Ok(n as u64)
-            })
-        })
-        .await
+        self.read(|mut c| Box::pin(async move { Ok(integrated_size(&mut c).await? as u64) })).await
     }
 
     /// Stores completed perfect subtrees in one transaction. Storing a node again is a no-op
@@ -372,6 +381,20 @@ impl Store {
                             .await
                             .map(|r| r.rows_affected())?,
                     };
+                }
+                // The leaves' events join the per-user index in the same transaction, so the
+                // index covers exactly the integrated tree (see `actor_watermark`).
+                let leaves = nodes.iter().filter(|(level, _, _)| *level == 0).map(|(_, idx, _)| *idx);
+                if let Some((lo, hi)) =
+                    leaves.fold(None, |r: Option<(i64, i64)>, i| Some(r.map_or((i, i), |(lo, hi)| (lo.min(i), hi.max(i)))))
+                {
+                    exec!(
+                        &mut c,
+                        "INSERT INTO audit_actor_index (actor_user_id, idx) SELECT actor_user_id, idx FROM audit_events \
+                         WHERE idx >= $1 AND idx <= $2 AND actor_user_id IS NOT NULL ON CONFLICT (actor_user_id, idx) DO NOTHING",
+                        lo,
+                        hi
+                    )?;
                 }
                 Ok(())
             })

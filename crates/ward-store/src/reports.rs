@@ -2,14 +2,15 @@
 //! (HIPAA 164.528), the access report for one user (164.308(a)(1)(ii)(D)), and the filtered
 //! reads behind the FHIR and CSV exports.
 //!
-//! The per-patient and per-user scans use their own queries with `patient_id = $n` /
-//! `actor_user_id = $n` (not the optional filters of `search_audit`), so the indexes of
-//! migration `20261202000004_audit_reports` serve them.
+//! The per-patient scans use their own queries with `patient_id = $n` (not the optional
+//! filters of `search_audit`), so the partial index `audit_events_by_patient_idx` serves them.
+//! The per-user ones read `audit_actor_index` below the integrated tree size and scan the
+//! events above it (migration `20261209000004_audit_actor_index` says why).
 
 use ward_domain::disclosure::{self, Recipient};
 use ward_domain::ids::{OrgId, PatientId, UserId};
 
-use crate::audit::{AuditRecord, audit_columns};
+use crate::audit::{AuditRecord, audit_columns, audit_columns_of_e, integrated_size};
 use crate::db::{fetch, scalar};
 use crate::error::Result;
 use crate::{AuditQuery, Store};
@@ -147,13 +148,29 @@ impl Store {
     ) -> Result<Vec<AuditRecord>> {
         self.read(move |mut c| {
             Box::pin(async move {
+                // Integrated events through the per-user index, in index order; then, if the
+                // page is not full, the newer ones by scanning from the tree size up.
+                let integrated = integrated_size(&mut c).await?;
                 let sql = concat!(
                     "SELECT ",
-                    audit_columns!(),
-                    " FROM audit_events WHERE actor_user_id = $1 AND org_id = $2 AND idx > $3 \
-                     AND ($4 IS NULL OR occurred_at >= $4) AND ($5 IS NULL OR occurred_at < $5) ORDER BY idx LIMIT $6"
+                    audit_columns_of_e!(),
+                    " FROM audit_actor_index a JOIN audit_events e ON e.idx = a.idx \
+                     WHERE a.actor_user_id = $1 AND a.idx > $2 AND a.idx < $3 AND e.org_id = $4 \
+                     AND ($5 IS NULL OR e.occurred_at >= $5) AND ($6 IS NULL OR e.occurred_at < $6) ORDER BY a.idx LIMIT $7"
                 );
-                Ok(fetch!(fetch_all, &mut c, AuditRecord, sql, user.0, org.0, after.unwrap_or(-1), range.from, range.to, limit)?)
+                let after = after.unwrap_or(-1);
+                let mut page = fetch!(fetch_all, &mut c, AuditRecord, sql, user.0, after, integrated, org.0, range.from, range.to, limit)?;
+                let rest = limit - page.len() as i64;
+                if rest > 0 {
+                    let sql = concat!(
+                        "SELECT ",
+                        audit_columns!(),
+                        " FROM audit_events WHERE idx >= $1 AND idx > $2 AND actor_user_id = $3 AND org_id = $4 \
+                         AND ($5 IS NULL OR occurred_at >= $5) AND ($6 IS NULL OR occurred_at < $6) ORDER BY idx LIMIT $7"
+                    );
+                    page.extend(fetch!(fetch_all, &mut c, AuditRecord, sql, integrated, after, user.0, org.0, range.from, range.to, rest)?);
+                }
+                Ok(page)
             })
         })
         .await
@@ -163,28 +180,33 @@ impl Store {
     pub async fn user_activity_summary(&self, org: OrgId, user: UserId, range: TimeRange) -> Result<AccessSummary> {
         self.read(move |mut c| {
             Box::pin(async move {
+                let integrated = integrated_size(&mut c).await?;
                 let by_action = fetch!(
                     fetch_all,
                     &mut c,
                     ActionCount,
-                    "SELECT action, outcome, COUNT(*) AS count FROM audit_events WHERE actor_user_id = $1 AND org_id = $2 \
-                     AND ($3 IS NULL OR occurred_at >= $3) AND ($4 IS NULL OR occurred_at < $4) \
+                    "SELECT action, outcome, COUNT(*) AS count FROM audit_events WHERE idx IN (SELECT idx FROM audit_actor_index \
+                     WHERE actor_user_id = $1 AND idx < $5 UNION ALL SELECT idx FROM audit_events WHERE idx >= $5 AND actor_user_id = $1) \
+                     AND org_id = $2 AND ($3 IS NULL OR occurred_at >= $3) AND ($4 IS NULL OR occurred_at < $4) \
                      GROUP BY action, outcome ORDER BY action, outcome",
                     user.0,
                     org.0,
                     range.from,
-                    range.to
+                    range.to,
+                    integrated
                 )?;
                 let patients = scalar!(
                     fetch_one,
                     &mut c,
                     i64,
-                    "SELECT COUNT(DISTINCT patient_id) FROM audit_events WHERE actor_user_id = $1 AND org_id = $2 \
-                     AND ($3 IS NULL OR occurred_at >= $3) AND ($4 IS NULL OR occurred_at < $4)",
+                    "SELECT COUNT(DISTINCT patient_id) FROM audit_events WHERE idx IN (SELECT idx FROM audit_actor_index \
+                     WHERE actor_user_id = $1 AND idx < $5 UNION ALL SELECT idx FROM audit_events WHERE idx >= $5 AND actor_user_id = $1) \
+                     AND org_id = $2 AND ($3 IS NULL OR occurred_at >= $3) AND ($4 IS NULL OR occurred_at < $4)",
                     user.0,
                     org.0,
                     range.from,
-                    range.to
+                    range.to,
+                    integrated
                 )?;
                 Ok(AccessSummary { total: by_action.iter().map(|a| a.count).sum(), patients, by_action })
             })

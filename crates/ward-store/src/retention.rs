@@ -130,6 +130,8 @@ impl Store {
                     // Rolls the whole transaction back: the archive record must match the rows.
                     return Err(StoreError::Corrupt("audit entries missing from the archived range"));
                 }
+                // The per-user index is keyed by user first: this scans it, once per segment.
+                exec!(&mut c, "DELETE FROM audit_actor_index WHERE idx >= $1 AND idx < $2", archive.start_idx, archive.end_idx)?;
                 append(&mut c, &event, &meta).await
             })
         })

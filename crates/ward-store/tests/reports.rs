@@ -115,6 +115,9 @@ async fn access_reports_count_and_page(backend: Backend) {
     let p1 = s.create_patient(o.id, doc.user_id, "MRN-1".into(), "A".into(), vec![], meta()).await.unwrap().id;
     let p2 = s.create_patient(o.id, doc.user_id, "MRN-2".into(), "B".into(), vec![], meta()).await.unwrap().id;
     reads(s, &o, nurse.user_id, p1, 30).await;
+    // The first reads are in the tree, so in the per-user index; the rest are newer than the
+    // tree and found by scanning. The report must not tell the two apart.
+    integrate(s).await;
     let middle = ward_store::now_ms();
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     reads(s, &o, nurse.user_id, p2, 20).await;
@@ -122,32 +125,11 @@ async fn access_reports_count_and_page(backend: Backend) {
     failed.org_id = Some(o.id);
     failed.actor = Some(nurse.user_id);
     s.record(failed, meta()).await.unwrap();
-
-    let all = s.user_activity_summary(o.id, nurse.user_id, TimeRange::default()).await.unwrap();
-    assert_eq!((all.total, all.patients), (51, 2));
-    let counts: Vec<(&str, &str, i64)> = all.by_action.iter().map(|a| (a.action.as_str(), a.outcome.as_str(), a.count)).collect();
-    assert_eq!(counts, [("patient.read", "failure", 1), ("patient.read", "success", 50)]);
-    let early = s.user_activity_summary(o.id, nurse.user_id, TimeRange { from: None, to: Some(middle + 1) }).await.unwrap();
-    assert_eq!((early.total, early.patients), (30, 1));
-    // The doctor's own events are theirs alone.
-    let doc_summary = s.user_activity_summary(o.id, doc.user_id, TimeRange::default()).await.unwrap();
-    assert_eq!(doc_summary.by_action.iter().map(|a| a.action.as_str()).collect::<Vec<_>>(), ["patient.create"]);
-
-    let mut seen = Vec::new();
-    let mut after = None;
-    loop {
-        let rows = s.user_activity(o.id, nurse.user_id, TimeRange::default(), after, 16).await.unwrap();
-        assert!(rows.iter().all(|r| r.actor_user_id == Some(nurse.user_id.0)));
-        seen.extend(rows.iter().map(|r| r.idx));
-        if rows.len() < 16 {
-            break;
-        }
-        after = rows.last().map(|r| r.idx);
-    }
-    assert_eq!(seen.len(), 51);
-    assert!(seen.windows(2).all(|w| w[0] < w[1]));
-    let later = s.user_activity(o.id, nurse.user_id, TimeRange { from: Some(middle + 1), to: None }, None, 100).await.unwrap();
-    assert_eq!(later.len(), 21);
+    check_access_report(s, &o, doc.user_id, nurse.user_id, middle).await;
+    // Everything integrated: the same answers, now all from the index.
+    integrate(s).await;
+    assert_eq!(s.tree_size().await.unwrap(), s.audit_size().await.unwrap());
+    check_access_report(s, &o, doc.user_id, nurse.user_id, middle).await;
 
     // The unscoped search (the operator's export) sees every organisation; the scoped one only its own.
     let q = AuditQuery { patient: Some(p2.0), ..AuditQuery::default() };
@@ -156,4 +138,46 @@ async fn access_reports_count_and_page(backend: Backend) {
     let other = s.create_org("other", "Other", 900, None, meta()).await.unwrap();
     assert!(s.search_audit_scoped(Some(other.id), AuditQuery::default(), 1000).await.unwrap().iter().all(|e| e.org_id == Some(other.id.0)));
     assert!(s.search_audit_scoped(None, AuditQuery::default(), 100_000).await.unwrap().iter().any(|e| e.org_id == Some(other.id.0)));
+}
+
+/// The access report of `nurse` (30 reads of one patient, then, after `middle`, 20 of another
+/// and a failed read) and of `doc` (who created the patients).
+async fn check_access_report(s: &Store, o: &Org, doc: UserId, nurse: UserId, middle: i64) {
+    let all = s.user_activity_summary(o.id, nurse, TimeRange::default()).await.unwrap();
+    assert_eq!((all.total, all.patients), (51, 2));
+    let counts: Vec<(&str, &str, i64)> = all.by_action.iter().map(|a| (a.action.as_str(), a.outcome.as_str(), a.count)).collect();
+    assert_eq!(counts, [("patient.read", "failure", 1), ("patient.read", "success", 50)]);
+    let early = s.user_activity_summary(o.id, nurse, TimeRange { from: None, to: Some(middle + 1) }).await.unwrap();
+    assert_eq!((early.total, early.patients), (30, 1));
+    // The doctor's own events are theirs alone.
+    let doc_summary = s.user_activity_summary(o.id, doc, TimeRange::default()).await.unwrap();
+    assert_eq!(doc_summary.by_action.iter().map(|a| a.action.as_str()).collect::<Vec<_>>(), ["patient.create"]);
+
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let rows = s.user_activity(o.id, nurse, TimeRange::default(), after, 16).await.unwrap();
+        assert!(rows.iter().all(|r| r.actor_user_id == Some(nurse.0)));
+        seen.extend(rows.iter().map(|r| r.idx));
+        if rows.len() < 16 {
+            break;
+        }
+        after = rows.last().map(|r| r.idx);
+    }
+    assert_eq!(seen.len(), 51);
+    assert!(seen.windows(2).all(|w| w[0] < w[1]));
+    let later = s.user_activity(o.id, nurse, TimeRange { from: Some(middle + 1), to: None }, None, 100).await.unwrap();
+    assert_eq!(later.len(), 21);
+}
+
+/// What the server's integrator does: every event not yet in the stored tree becomes a leaf.
+async fn integrate(s: &Store) {
+    let size = s.tree_size().await.unwrap();
+    let plan = ward_audit::tree::root_plan(size);
+    let mut frontier = ward_audit::Frontier::restore(size, s.tree_node_hashes(plan.nodes()).await.unwrap()).unwrap();
+    let mut nodes = Vec::new();
+    for leaf in s.audit_leaf_hashes(size, 1_000_000).await.unwrap() {
+        frontier.append(leaf, |id, h| nodes.push((id, *h)));
+    }
+    s.store_tree_nodes(nodes).await.unwrap();
 }

@@ -391,8 +391,12 @@ async fn audit_archives_delete_only_archived_entries(backend: Backend) {
     let Some(db) = TestDb::open(backend).await else { return };
     let s = &db.store;
     let o = org(s, "acme").await;
-    for i in 0..6 {
-        user(s, &o, &format!("u{i}@acme"), Role::Clinician).await;
+    // Six events of six users: they land in the per-user index too.
+    for _ in 0..6 {
+        let mut ev = AuditEvent::new(AuditAction::PatientRead, Outcome::Success);
+        ev.org_id = Some(o.id);
+        ev.actor = Some(ward_domain::ids::UserId(uuid::Uuid::now_v7()));
+        s.record(ev, meta()).await.unwrap();
     }
     let leaves = s.audit_leaf_hashes(0, 100).await.unwrap();
     let mut f = Frontier::new();
@@ -427,8 +431,12 @@ async fn audit_archives_delete_only_archived_entries(backend: Backend) {
     }
     assert_eq!(s.audit_events(0, 100).await.unwrap().len(), 7, "refused archives delete nothing");
 
-    // Recorded: the rows go, with the archiving event in the same transaction.
+    // Recorded: the rows go, with the archiving event in the same transaction, and so do
+    // their entries in the per-user index (a no-op UPDATE counts them).
+    let indexed_below = || s.test_execute("UPDATE audit_actor_index SET idx = idx WHERE idx < 3".into());
+    assert_eq!(indexed_below().await.unwrap(), 2, "events 1 and 2 have an acting user");
     let idx = s.record_audit_archive(archive(0, 3, 5), event(), meta()).await.unwrap();
+    assert_eq!(indexed_below().await.unwrap(), 0);
     assert_eq!(idx, 7);
     let live = s.audit_events(0, 100).await.unwrap();
     assert_eq!(live.iter().map(|e| e.idx).collect::<Vec<_>>(), (3..8).collect::<Vec<i64>>());
