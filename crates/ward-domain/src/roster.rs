@@ -120,6 +120,29 @@ fn valid_date(s: &str) -> bool {
     y >= 1900 && (1..=days).contains(&d)
 }
 
+/// Line numbers (from 1) of increasing byte offsets in one text, counted incrementally.
+struct LineCounter<'a> {
+    text: &'a [u8],
+    byte: usize,
+    line: u64,
+}
+
+impl LineCounter<'_> {
+    fn at(&mut self, byte: u64) -> u64 {
+        let byte = usize::try_from(byte).unwrap_or(usize::MAX).min(self.text.len());
+        if byte > self.byte {
+            self.line += self.text[self.byte..byte].iter().filter(|&&b| b == b'\n').count() as u64;
+            self.byte = byte;
+        }
+        // A record's position is where the reader started, before the blank lines it skipped.
+        while let Some(&b) = self.text.get(self.byte).filter(|b| matches!(b, b'\n' | b'\r')) {
+            self.line += u64::from(b == b'\n');
+            self.byte += 1;
+        }
+        self.line
+    }
+}
+
 impl Roster {
     /// Parses a roster CSV. The header is required and names the columns `employee_id`,
     /// `login`, `status` (`active` or `terminated`) and optionally `termination_date`
@@ -146,9 +169,12 @@ impl Roster {
         let mut people = Vec::new();
         let mut by_login: HashMap<String, u64> = HashMap::new();
         let mut by_emp: HashMap<String, u64> = HashMap::new();
+        // The csv crate's own line count leaves out blank lines; count from byte offsets
+        // instead, so a refusal names the line an editor shows.
+        let mut lines = LineCounter { text: text.as_bytes(), byte: 0, line: 1 };
         for record in reader.records() {
-            let record = record.map_err(|e| RosterError::Unreadable { line: e.position().map_or(0, csv::Position::line) })?;
-            let line = record.position().map_or(0, csv::Position::line);
+            let record = record.map_err(|e| RosterError::Unreadable { line: e.position().map_or(0, |p| lines.at(p.byte())) })?;
+            let line = record.position().map_or(0, |p| lines.at(p.byte()));
             if record.iter().all(str::is_empty) {
                 continue;
             }
@@ -400,6 +426,10 @@ mod tests {
             (format!("{HEADER}E1,abc,active,\nE2,ABC,active,\n"), RosterError::Duplicate { line: 3, column: "login", first: 2 }),
             (format!("{HEADER}E1,abc,active,\nE1,abd,active,\n"), RosterError::Duplicate { line: 3, column: "employee_id", first: 2 }),
             (format!("{HEADER}E1,abc,active\n"), RosterError::Unreadable { line: 2 }),
+            (
+                format!("{HEADER}\n\nE1,abc,gone,\n"),
+                RosterError::BadField { line: 4, column: "status", rule: "must be active or terminated" },
+            ),
         ];
         for (text, want) in cases {
             let got = Roster::parse_csv(&text).unwrap_err();
@@ -478,6 +508,22 @@ mod tests {
             for f in &r.already_disabled {
                 prop_assert!(!f.needs_action());
             }
+        }
+
+        #[test]
+        fn lines_are_the_lines_an_editor_shows(blanks in proptest::collection::vec(0usize..3, 1..10), crlf in any::<bool>()) {
+            let nl = if crlf { "\r\n" } else { "\n" };
+            let mut text = format!("employee_id,login,status{nl}");
+            let mut line = 1u64;
+            let mut expected = Vec::new();
+            for (i, b) in blanks.iter().enumerate() {
+                text.push_str(&nl.repeat(*b));
+                line += *b as u64 + 1;
+                text.push_str(&format!("E{i},user{i},active{nl}"));
+                expected.push(line);
+            }
+            let r = Roster::parse_csv(&text).unwrap();
+            prop_assert_eq!(r.people.iter().map(|p| p.line).collect::<Vec<_>>(), expected);
         }
 
         #[test]
