@@ -403,13 +403,22 @@ async fn reevaluate(c: &mut Conn<'_>, org: OrgId, device: DeviceId, policy: &Pos
     Ok(Some(e))
 }
 
-/// Revokes a device and its live sessions; returns the sessions.
-pub(crate) async fn revoke_device(c: &mut Conn<'_>, device: DeviceId, reason: &'static str, now: i64) -> Result<Vec<SessionId>> {
+/// Revokes a device and its live sessions; returns the sessions. With `delete_tokens`, the
+/// sessions' access tokens are deleted too.
+pub(crate) async fn revoke_device(
+    c: &mut Conn<'_>,
+    device: DeviceId,
+    reason: &'static str,
+    now: i64,
+    delete_tokens: bool,
+) -> Result<Vec<SessionId>> {
     exec!(c, "UPDATE devices SET revoked_at = $2, revoke_reason = $3 WHERE id = $1 AND revoked_at IS NULL", device.0, now, reason)?;
     let ids = scalar!(fetch_all, c, uuid::Uuid, "SELECT id FROM sessions WHERE device_id = $1 AND revoked_at IS NULL", device.0)?;
     exec!(c, "UPDATE sessions SET revoked_at = $2, revoke_reason = $3 WHERE device_id = $1 AND revoked_at IS NULL", device.0, now, reason)?;
-    // The tokens die with the sessions; deleting them leaves nothing to present.
-    exec!(c, "DELETE FROM access_tokens WHERE session_id IN (SELECT id FROM sessions WHERE device_id = $1)", device.0)?;
+    if delete_tokens {
+        // The tokens die with the sessions; deleting them leaves nothing to present.
+        exec!(c, "DELETE FROM access_tokens WHERE session_id IN (SELECT id FROM sessions WHERE device_id = $1)", device.0)?;
+    }
     Ok(ids.into_iter().map(SessionId).collect())
 }
 
@@ -495,7 +504,11 @@ pub(crate) async fn queue_wipe(c: &mut Conn<'_>, order: &WipeOrder, reason: &str
         order.source.as_str(),
         closed
     )?;
-    let revoked_sessions = revoke_device(c, order.device, "wiped", order.now).await?;
+    // A deprovisioned person's tokens are kept until they expire (the sessions are revoked, so
+    // they open nothing): presented, they answer 403 account_disabled, which tells the client
+    // why, rather than a bare 401.
+    let delete_tokens = order.source != WipeSource::Deprovisioned;
+    let revoked_sessions = revoke_device(c, order.device, "wiped", order.now, delete_tokens).await?;
     let ev = device_event(AuditAction::DeviceWipe, Outcome::Success, order.org, order.requested_by, order.device)
         .detail("wipe", DetailValue::Id(id))
         .detail("source", DetailValue::Code(order.source.as_str()))
