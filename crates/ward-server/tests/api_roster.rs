@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Frame, Harness};
+use common::{Frame, Harness, captured, logs};
 use reqwest::Method;
 use serde_json::{Value, json};
 use ward_domain::role::Role;
@@ -26,6 +26,8 @@ async fn audit(h: &Harness, action: &str) -> Vec<ward_store::AuditRecord> {
 }
 
 async fn reconcile_then_remediate_once(backend: Backend) {
+    // Every log line of the process, to show the roster's personal data never reaches them.
+    captured();
     let Some(h) = Harness::start(backend).await else { return };
     let o = h.org("acme", vec![]).await;
     let admin = h.account(&o, "admin@acme", Role::Admin).await;
@@ -45,7 +47,7 @@ async fn reconcile_then_remediate_once(backend: Backend) {
     // The admin is not on this roster: flagged, but never remediated.
     let roster = "Name,employee_id,login,status,termination_date\n\
                   \"Doe, Jane\",E1,stays@acme,active,\n\
-                  \"Roe, Rick\",E2,GONE@acme,terminated,2026-01-31\n\
+                  \"Roe, Rick-Canary-R0ster\",E2,GONE@acme,terminated,2026-01-31\n\
                   \"New, Nora\",E3,new@acme,active,\n";
     let csv = |body: &str| body.as_bytes().to_vec();
     let reconcile = "/api/v1/admin/roster/reconcile";
@@ -77,6 +79,7 @@ async fn reconcile_then_remediate_once(backend: Backend) {
     assert_eq!(r.body["excluded_self"]["login"], "admin@acme");
     assert_eq!(r.body["missing_accounts"][0]["login"], "new@acme");
     assert_eq!(r.body["missing_accounts"][0]["line"], 4);
+    assert!(!r.body.to_string().contains("Canary-R0ster"), "other columns are never echoed");
     h.get("/api/v1/me", &sgone.access).await.expect(200);
 
     h.raw(Method::POST, "/api/v1/admin/roster/remediate", Some(&sadmin.access), "text/csv", csv(roster))
@@ -151,5 +154,10 @@ async fn reconcile_then_remediate_once(backend: Backend) {
         for personal in ["gone@acme", "Roe, Rick", "new@acme", "E2"] {
             assert!(!e.detail.contains(personal), "{} holds roster data: {}", e.action, e.detail);
         }
+    }
+    let text = logs();
+    assert!(text.contains("/api/v1/admin/roster/remediate"), "the requests were logged");
+    for personal in ["Canary-R0ster", "new@acme", "Doe, Jane"] {
+        assert!(!text.contains(personal), "the logs hold roster data ({personal})");
     }
 }
