@@ -4,7 +4,34 @@
 
 mod support;
 
-use support::{fails, ok, ward};
+use std::path::Path;
+
+use support::{fails, ok, open_store, ward};
+use ward_device::DeviceRegistration;
+use ward_domain::policy::Actor;
+use ward_store::{DeviceClaim, NewSession, RequestMeta, TokenHashes, now_ms};
+
+/// Signs `login` in on a new phone and registers it, as the server would.
+async fn signed_in_with_a_phone(data: &Path, login: &str) {
+    let store = open_store(data).await;
+    let u = store.credentials(login).await.unwrap().unwrap().user;
+    let actor = Actor { user_id: u.id, org_id: u.org_id, role: u.role };
+    let meta = || RequestMeta { source_ip: Some("127.0.0.1".into()), request_id: None };
+    let new = NewSession {
+        user_id: u.id,
+        device: DeviceClaim { id: None, name: "phone".into(), platform: "ios".into() },
+        tokens: TokenHashes { access: vec![7; 32], access_expires_at: now_ms() + 60_000, refresh: vec![8; 32] },
+        expires_at: now_ms() + 3_600_000,
+        restriction: None,
+        mfa_verified: false,
+    };
+    let device = store.login(u.org_id, login.into(), new, meta()).await.unwrap().1;
+    let reg = DeviceRegistration::from_json(
+        r#"{"platform":"ios","model":"iPhone16,1","os_version":"18.1","app_version":"1.0.0","ownership":"corporate","supervised":true,"mdm_enrolled":true}"#,
+    )
+    .unwrap();
+    store.register_device(actor, device, reg, vec![9; 32], meta()).await.unwrap();
+}
 
 #[test]
 fn reconcile_reports_then_remediates_once() {
@@ -24,12 +51,16 @@ fn reconcile_reports_then_remediates_once() {
     )
     .unwrap();
     let file = roster.to_str().unwrap();
+    let data = p.join("data");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(signed_in_with_a_phone(&data, "gone@acme.test"));
 
     let out = ok(ward(p, &["roster", "reconcile", "--org", "acme", "--file", file]));
     assert!(out.contains("roster: 3 people (1 terminated); workforce accounts: 3"), "{out}");
     assert!(out.contains("needing action (left or not on the roster, something live): 2"), "{out}");
     let line = |who: &str| out.lines().find(|l| l.trim_start().starts_with(who)).unwrap_or_else(|| panic!("no {who} in {out}")).to_owned();
-    assert!(line("gone@acme.test").contains("terminated") && line("gone@acme.test").contains("active"), "{out}");
+    let gone: Vec<String> = line("gone@acme.test").split_whitespace().map(str::to_owned).collect();
+    assert_eq!(gone, ["gone@acme.test", "clinician", "terminated", "active", "1", "1", "0", "0"], "{out}");
     assert!(line("stranger@acme.test").contains("not on roster"), "{out}");
     assert!(out.contains("active roster people with no account: 1") && out.contains("new@acme.test"), "{out}");
     assert!(!out.contains("Doe, Jane"), "other columns are ignored: {out}");
@@ -37,7 +68,7 @@ fn reconcile_reports_then_remediates_once() {
     assert!(!users.contains("disabled"), "reconciling alone changes nothing: {users}");
 
     let out = ok(ward(p, &["roster", "reconcile", "--org", "acme", "--file", file, "--remediate"]));
-    assert!(out.contains("remediated gone@acme.test: disabled; 0 session(s) revoked; 0 wipe(s) queued"), "{out}");
+    assert!(out.contains("remediated gone@acme.test: disabled; 1 session(s) revoked; 1 wipe(s) queued (0 to devices"), "{out}");
     assert!(out.contains("remediated stranger@acme.test: disabled"), "{out}");
     assert!(out.trim_end().ends_with("remediated 2 account(s)"), "{out}");
     let users = ok(ward(p, &["user", "list", "--org", "acme"]));
@@ -51,6 +82,21 @@ fn reconcile_reports_then_remediates_once() {
     assert!(out.contains("needing action (left or not on the roster, something live): 0"), "{out}");
     assert!(out.contains("already disabled, nothing live (no action needed): 2"), "{out}");
     assert!(out.trim_end().ends_with("remediated 0 account(s)"), "{out}");
+
+    // The phone's wipe waits for it; the command line has no account, so the nil id asked.
+    let wipes = runtime.block_on(async {
+        let store = open_store(&data).await;
+        let org = store.org_by_slug("acme").await.unwrap();
+        let events = store.audit_events(0, 10_000).await.unwrap();
+        (store.wipes(org.id, None).await.unwrap(), events)
+    });
+    assert_eq!(wipes.0.len(), 1);
+    assert_eq!(wipes.0[0].reason, "deprovisioned: roster");
+    assert!(wipes.0[0].requested_by.0.is_nil() && wipes.0[0].acknowledged_at.is_none());
+    let actions: Vec<&str> = wipes.1.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions.iter().filter(|a| **a == "roster.remediate").count(), 4, "two accounts, two runs");
+    assert_eq!(actions.iter().filter(|a| **a == "roster.reconcile").count(), 1);
+    assert!(wipes.1.iter().filter(|e| e.action.starts_with("roster.")).all(|e| !e.detail.contains("@acme")), "counts and ids, no logins");
 }
 
 #[test]
