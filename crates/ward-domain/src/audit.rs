@@ -174,6 +174,13 @@ audit_actions! {
     /// A spot-check sample of devices was drawn (target the sample; detail `seed`, `percent`,
     /// `population`, `sampled`).
     DeviceSpotCheck = "device.spot_check",
+    /// An HR roster was compared with the accounts, or refused (detail: counts only, never a
+    /// name or login; a refusal has `reason` and `line`).
+    RosterReconcile = "roster.reconcile",
+    /// Roster remediation of one account: disabled, sessions revoked, wipes queued (target
+    /// the user; detail `reason`, `disabled`, `sessions_revoked`, `wipes_queued`), or a whole
+    /// run's summary (detail: counts).
+    RosterRemediate = "roster.remediate",
 }
 
 /// Whether the action succeeded.

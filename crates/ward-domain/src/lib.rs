@@ -1,4 +1,4 @@
-//! Ward's domain: ids, roles, conversations, messages, audit events and the authorization policy, as plain types and pure functions with no I/O.
+//! Ward's domain: ids, roles, the HR roster, conversations, messages, audit events and the authorization policy, as plain types and pure functions with no I/O.
 
 #![forbid(unsafe_code)]
 
@@ -15,5 +15,6 @@ pub mod login;
 pub mod page;
 pub mod policy;
 pub mod role;
+pub mod roster;
 
 pub use error::DomainError;

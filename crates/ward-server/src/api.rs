@@ -15,6 +15,7 @@ pub(crate) mod me;
 pub(crate) mod notices;
 pub(crate) mod org;
 pub(crate) mod patients;
+pub(crate) mod roster;
 pub(crate) mod users;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -58,5 +59,6 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(alerts::routes())
         .merge(lifecycle::routes())
         .merge(devices::routes())
+        .merge(roster::routes())
         .routes(utoipa_axum::routes!(crate::ws::stream))
 }

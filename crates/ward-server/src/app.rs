@@ -46,6 +46,8 @@ pub struct AppState {
     pub blobs: Arc<crate::attachments::Blobs>,
     /// The outbound content policy (built in the background at start).
     pub outbound: crate::outbound::OutboundPolicy,
+    /// Request limits on the unauthenticated device wipe endpoints.
+    pub wipe_limits: Arc<crate::rate_limit::WipeLimits>,
 }
 
 impl AppState {
@@ -81,7 +83,11 @@ pub fn build(
     let openapi = Arc::new(openapi.to_pretty_json().unwrap_or_default());
     let outbound =
         if config.outbound.build_at_start { crate::outbound::OutboundPolicy::warm() } else { crate::outbound::OutboundPolicy::default() };
-    let state = AppState { store, fanout, hub, config: config.clone(), metrics, openapi, audit, blobs, outbound };
+    let wipe_limits = Arc::new(crate::rate_limit::WipeLimits::new(
+        config.devices.wipe_requests_per_minute_per_address,
+        config.devices.wipe_requests_per_minute_per_device,
+    ));
+    let state = AppState { store, fanout, hub, config: config.clone(), metrics, openapi, audit, blobs, outbound, wipe_limits };
     let router = Router::new()
         .merge(api)
         .route("/healthz", get(healthz))

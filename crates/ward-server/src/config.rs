@@ -65,11 +65,16 @@ pub struct DevicesConfig {
     /// A wipe the device has not acknowledged this many hours after it was requested is listed
     /// as overdue (1 to 8760).
     pub wipe_ack_overdue_hours: u32,
+    /// Requests to the unauthenticated wipe endpoints (`/api/v1/device-wipe/command` and
+    /// `/ack`, counted together) one source address may make per minute (1 to 100000).
+    pub wipe_requests_per_minute_per_address: u32,
+    /// Requests to the same endpoints naming one device id, per minute (1 to 100000).
+    pub wipe_requests_per_minute_per_device: u32,
 }
 
 impl Default for DevicesConfig {
     fn default() -> Self {
-        Self { wipe_ack_overdue_hours: 72 }
+        Self { wipe_ack_overdue_hours: 72, wipe_requests_per_minute_per_address: 30, wipe_requests_per_minute_per_device: 10 }
     }
 }
 
@@ -568,6 +573,12 @@ impl Config {
         }
         if !(1..=8760).contains(&self.devices.wipe_ack_overdue_hours) {
             return bad("devices.wipe_ack_overdue_hours must be between 1 and 8760");
+        }
+        if !(1..=100_000).contains(&self.devices.wipe_requests_per_minute_per_address) {
+            return bad("devices.wipe_requests_per_minute_per_address must be between 1 and 100000");
+        }
+        if !(1..=100_000).contains(&self.devices.wipe_requests_per_minute_per_device) {
+            return bad("devices.wipe_requests_per_minute_per_device must be between 1 and 100000");
         }
         self.attachments.validate()
     }

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod outbound;
 pub mod problem;
 pub mod provision;
+pub mod rate_limit;
 pub mod secrets;
 pub mod serve;
 pub mod telemetry;

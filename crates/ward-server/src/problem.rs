@@ -153,6 +153,11 @@ problems! {
     /// The session's device is blocked from PHI by the organisation's posture policy until the
     /// named settings are fixed.
     device_blocked => FORBIDDEN, "device_blocked", "This device must fix its security settings before it receives PHI";
+    /// Too many requests from this address or for this device; wait `Retry-After` seconds.
+    rate_limited => TOO_MANY_REQUESTS, "rate_limited", "Too many requests; try again later";
+    /// The roster CSV cannot be read or breaks a rule; the detail names the line and column
+    /// (never a value: rosters hold personal data).
+    invalid_roster => UNPROCESSABLE_ENTITY, "invalid_roster", "The roster cannot be read";
     /// The database is unavailable; retry.
     unavailable => SERVICE_UNAVAILABLE, "unavailable", "The service is temporarily unavailable";
     /// Something failed inside Ward.

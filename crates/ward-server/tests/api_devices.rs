@@ -15,7 +15,7 @@ use ward_domain::role::Role;
 use ward_store::{Backend, on_both_backends, on_sqlite};
 
 on_both_backends!(register_report_and_withhold_phi, wipe_revokes_and_is_acknowledged_once);
-on_sqlite!(policy_reports_spot_checks_and_profile);
+on_sqlite!(policy_reports_spot_checks_and_profile, disable_wipes_devices_and_the_wipe_channel_is_rate_limited);
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -113,6 +113,16 @@ async fn register_report_and_withhold_phi(backend: Backend) {
     assert!(!page.body.to_string().contains("potassium"));
     let one = h.get(&format!("/api/v1/conversations/{conv}/messages/{}", m["id"].as_str().unwrap()), &sa.access).await.expect(200);
     assert_eq!(one.body["body"], Value::Null);
+    // Titles are free text that may carry PHI: withheld from the list and the conversation.
+    let list = h.get("/api/v1/conversations", &sa.access).await.expect(200);
+    let c = list.body["items"].as_array().unwrap().iter().find(|c| c["id"] == conv.as_str()).unwrap().clone();
+    assert_eq!(c["title"], Value::Null, "{c}");
+    assert_eq!(c["withheld"]["reason"], "device_posture");
+    let got = h.get(&format!("/api/v1/conversations/{conv}"), &sa.access).await.expect(200);
+    assert_eq!(got.body["title"], Value::Null, "{}", got.body);
+    assert!(got.body["withheld"]["fix"].as_array().unwrap().contains(&json!("passcode_present")));
+    assert!(!list.body.to_string().contains("Ward 4 handover") && !got.body.to_string().contains("Ward 4 handover"));
+    assert_eq!(h.get(&format!("/api/v1/conversations/{conv}"), &sb.access).await.expect(200).body["title"], "Ward 4 handover");
     // Attachment bytes cannot be withheld field by field: the download is refused.
     let att = h
         .raw(
@@ -160,6 +170,8 @@ async fn register_report_and_withhold_phi(backend: Backend) {
     let items = page.body["items"].as_array().unwrap();
     assert!(items.iter().any(|m| m["body"] == "sodium 128"), "{page:?}");
     assert!(items.iter().all(|m| m.get("withheld").is_none()));
+    let got = h.get(&format!("/api/v1/conversations/{conv}"), &sa.access).await.expect(200);
+    assert_eq!((got.body["title"].as_str(), &got.body["withheld"]), (Some("Ward 4 handover"), &Value::Null));
     let hist = h.get(&format!("/api/v1/devices/{}/posture", sa.device_id), &sadmin.access).await.expect(200);
     assert_eq!(hist.body.as_array().unwrap().len(), 3, "every report is kept");
     let drift = h.get("/api/v1/device-reports/drift", &sadmin.access).await.expect(200);
@@ -312,4 +324,60 @@ async fn policy_reports_spot_checks_and_profile(backend: Backend) {
     assert!(text.starts_with("<?xml") && text.contains("com.apple.mobiledevice.passwordpolicy"), "{text}");
     h.get("/api/v1/org/device-profile?org_prefix=org.example.hospital", &sco.access).await.expect_problem(403, "forbidden");
     h.get("/api/v1/org/device-profile?org_prefix=not%20dns", &sadmin.access).await.expect_problem(422, "validation_failed");
+}
+
+async fn disable_wipes_devices_and_the_wipe_channel_is_rate_limited(backend: Backend) {
+    let Some(h) = Harness::start_with(backend, |c| {
+        c.devices.wipe_requests_per_minute_per_address = 6;
+        c.devices.wipe_requests_per_minute_per_device = 3;
+    })
+    .await
+    else {
+        return;
+    };
+    let o = h.org("acme", vec![]).await;
+    let admin = h.account(&o, "admin@acme", Role::Admin).await;
+    let a = h.account(&o, "a@acme", Role::Clinician).await;
+    let b = h.account(&o, "b@acme", Role::Nurse).await;
+    let sadmin = h.login(&admin).await;
+    let sa = h.login(&a).await;
+    let sb = h.login(&b).await;
+    let secret = register(&h, &sa).await;
+
+    // A device that never registered has no wipe channel: its sessions end at once and the
+    // wipe is closed, never overdue.
+    let w = h.post(&format!("/api/v1/devices/{}/wipe", sb.device_id), &sadmin.access, json!({"reason": "lost"})).await.expect(201);
+    assert_eq!((w.body["closed_reason"].as_str(), w.body["overdue"].as_bool()), (Some("no_wipe_channel"), Some(false)));
+    assert_eq!(h.get("/api/v1/me", &sb.access).await.status.as_u16(), 401);
+    h.store.test_execute("UPDATE device_wipes SET requested_at = requested_at - 1000000000".into()).await.unwrap();
+    let overdue = h.get("/api/v1/device-wipes?overdue=true", &sadmin.access).await.expect(200);
+    assert_eq!(overdue.body, json!([]), "a closed wipe is never overdue");
+
+    // Disabling a user through the API queues a wipe to their device in the same step.
+    h.post(&format!("/api/v1/users/{}/disable", a.id), &sadmin.access, json!({})).await.expect(200);
+    h.get("/api/v1/me", &sa.access).await.expect_problem(403, "account_disabled");
+    let cmd = "/api/v1/device-wipe/command";
+    let c = h.call(Method::POST, cmd, None, Some(json!({"device_id": sa.device_id, "wipe_secret": secret}))).await.expect(200);
+    let wipes = h.get("/api/v1/device-wipes", &sadmin.access).await.expect(200);
+    let w = wipes.body.as_array().unwrap().iter().find(|w| w["id"] == c.body["wipe_id"]).unwrap().clone();
+    assert_eq!((w["source"].as_str(), w["reason"].as_str()), (Some("deprovisioned"), Some("deprovisioned")));
+    let body = json!({"device_id": sa.device_id, "wipe_secret": secret, "wipe_id": c.body["wipe_id"]});
+    h.call(Method::POST, "/api/v1/device-wipe/ack", None, Some(body)).await.expect(204);
+
+    // Per device: the third request for one id is the last this minute.
+    let probe = uuid::Uuid::new_v4().to_string();
+    for _ in 0..3 {
+        h.call(Method::POST, cmd, None, Some(json!({"device_id": probe, "wipe_secret": "wdw_guess"})))
+            .await
+            .expect_problem(404, "not_found");
+    }
+    let r = h.call(Method::POST, cmd, None, Some(json!({"device_id": probe, "wipe_secret": "wdw_guess"}))).await;
+    let r = r.expect_problem(429, "rate_limited");
+    let wait: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    // Per address: this address has spent its six, whatever device it names.
+    let other = uuid::Uuid::new_v4().to_string();
+    h.call(Method::POST, "/api/v1/device-wipe/ack", None, Some(json!({"device_id": other, "wipe_secret": "wdw_x", "wipe_id": other})))
+        .await
+        .expect_problem(429, "rate_limited");
 }

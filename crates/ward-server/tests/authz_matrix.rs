@@ -167,6 +167,8 @@ const OPS: &[OpDef] = &[
     op("GET", "/api/v1/device-reports/spot-checks", Gate::Bearer, false),
     op("GET", "/api/v1/device-reports/spot-checks/{spot_check_id}", Gate::Bearer, false),
     op("GET", "/api/v1/org/device-profile", Gate::Bearer, false),
+    op("POST", "/api/v1/admin/roster/reconcile", Gate::Bearer, false),
+    op("POST", "/api/v1/admin/roster/remediate", Gate::Bearer, false),
     op("GET", "/api/v1/stream", Gate::Stream, false),
 ];
 
@@ -279,6 +281,9 @@ struct Cell {
 fn cell(path: impl Into<String>, body: Option<Value>, expect: Exp) -> Cell {
     Cell { path: path.into(), body, who: Who::Main, expect, check: None, raw: None }
 }
+
+/// The roster the roster cells send (nobody on it: every account is reported, none touched).
+const MATRIX_ROSTER: &[u8] = b"employee_id,login,status\n";
 
 /// The PDF every attachment cell uploads.
 const FIXTURE_PDF: &[u8] = b"%PDF-1.4\n% matrix fixture attachment\n%%EOF\n";
@@ -1386,6 +1391,17 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
         }
         ("GET", "/api/v1/org/device-profile") => match t {
             Own => cell("/api/v1/org/device-profile?org_prefix=org.example.matrix", None, when(admin, OK, FORBIDDEN)),
+            _ => return None,
+        },
+        // Roster reconciliation is admin-only and changes nothing; remediation is refused
+        // without `confirm=true` (so the matrix never disables its own actors), after the role
+        // check.
+        ("POST", "/api/v1/admin/roster/reconcile") => match t {
+            Own => cell(op.path, None, when(admin, OK, FORBIDDEN)).raw("text/csv", MATRIX_ROSTER),
+            _ => return None,
+        },
+        ("POST", "/api/v1/admin/roster/remediate") => match t {
+            Own => cell(op.path, None, when(admin, VALIDATION, FORBIDDEN)).raw("text/csv", MATRIX_ROSTER),
             _ => return None,
         },
         _ => panic!("the matrix has no plan for {}", op.key()),

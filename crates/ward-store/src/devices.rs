@@ -95,6 +95,9 @@ pub enum WipeSource {
     Admin,
     /// The device's own user, reporting it lost.
     LostByUser,
+    /// The user's account was disabled (by an admin, the command line or roster
+    /// remediation).
+    Deprovisioned,
 }
 
 impl WipeSource {
@@ -103,6 +106,7 @@ impl WipeSource {
         match self {
             WipeSource::Admin => "admin",
             WipeSource::LostByUser => "lost_by_user",
+            WipeSource::Deprovisioned => "deprovisioned",
         }
     }
 
@@ -110,6 +114,7 @@ impl WipeSource {
         match s {
             "admin" => Some(WipeSource::Admin),
             "lost_by_user" => Some(WipeSource::LostByUser),
+            "deprovisioned" => Some(WipeSource::Deprovisioned),
             _ => None,
         }
     }
@@ -126,7 +131,7 @@ pub struct DeviceWipe {
     pub device_id: DeviceId,
     /// Its user.
     pub user_id: UserId,
-    /// Who asked.
+    /// Who asked (the nil id: the command-line operator).
     pub requested_by: UserId,
     /// When (Unix ms).
     pub requested_at: i64,
@@ -138,7 +143,15 @@ pub struct DeviceWipe {
     pub delivered_at: Option<i64>,
     /// When the device confirmed the erasure.
     pub acknowledged_at: Option<i64>,
+    /// Why the wipe was closed without an acknowledgement: `no_wipe_channel` for a device
+    /// that never registered (it holds no wipe secret, so it can never fetch the command; its
+    /// sessions were revoked, which is all a wipe can do for it). Closed wipes are never
+    /// overdue.
+    pub closed_reason: Option<String>,
 }
+
+/// Closed reason of a wipe of a device that never registered.
+pub const NO_WIPE_CHANNEL: &str = "no_wipe_channel";
 
 /// A wipe requested: the record, the device's user and the sessions revoked.
 #[derive(Debug, Clone)]
@@ -312,10 +325,11 @@ struct WipeRow {
     source: String,
     delivered_at: Option<i64>,
     acknowledged_at: Option<i64>,
+    closed_reason: Option<String>,
 }
 
-const WIPE_COLUMNS: &str =
-    "w.id, w.org_id, w.device_id, w.user_id, w.requested_by, w.requested_at, w.reason, w.source, w.delivered_at, w.acknowledged_at";
+const WIPE_COLUMNS: &str = "w.id, w.org_id, w.device_id, w.user_id, w.requested_by, w.requested_at, w.reason, w.source, w.delivered_at, \
+     w.acknowledged_at, w.closed_reason";
 
 impl WipeRow {
     fn into_wipe(self) -> Result<DeviceWipe> {
@@ -330,6 +344,7 @@ impl WipeRow {
             source: WipeSource::parse(&self.source).ok_or(StoreError::Corrupt("device_wipes.source"))?,
             delivered_at: self.delivered_at,
             acknowledged_at: self.acknowledged_at,
+            closed_reason: self.closed_reason,
         })
     }
 }
@@ -388,13 +403,22 @@ async fn reevaluate(c: &mut Conn<'_>, org: OrgId, device: DeviceId, policy: &Pos
     Ok(Some(e))
 }
 
-/// Revokes a device and its live sessions; returns the sessions.
-pub(crate) async fn revoke_device(c: &mut Conn<'_>, device: DeviceId, reason: &'static str, now: i64) -> Result<Vec<SessionId>> {
+/// Revokes a device and its live sessions; returns the sessions. With `delete_tokens`, the
+/// sessions' access tokens are deleted too.
+pub(crate) async fn revoke_device(
+    c: &mut Conn<'_>,
+    device: DeviceId,
+    reason: &'static str,
+    now: i64,
+    delete_tokens: bool,
+) -> Result<Vec<SessionId>> {
     exec!(c, "UPDATE devices SET revoked_at = $2, revoke_reason = $3 WHERE id = $1 AND revoked_at IS NULL", device.0, now, reason)?;
     let ids = scalar!(fetch_all, c, uuid::Uuid, "SELECT id FROM sessions WHERE device_id = $1 AND revoked_at IS NULL", device.0)?;
     exec!(c, "UPDATE sessions SET revoked_at = $2, revoke_reason = $3 WHERE device_id = $1 AND revoked_at IS NULL", device.0, now, reason)?;
-    // The tokens die with the sessions; deleting them leaves nothing to present.
-    exec!(c, "DELETE FROM access_tokens WHERE session_id IN (SELECT id FROM sessions WHERE device_id = $1)", device.0)?;
+    if delete_tokens {
+        // The tokens die with the sessions; deleting them leaves nothing to present.
+        exec!(c, "DELETE FROM access_tokens WHERE session_id IN (SELECT id FROM sessions WHERE device_id = $1)", device.0)?;
+    }
     Ok(ids.into_iter().map(SessionId).collect())
 }
 
@@ -443,6 +467,85 @@ async fn org_of_device(c: &mut Conn<'_>, device: DeviceId) -> Result<Option<OrgI
         device.0
     )?;
     Ok(org.map(OrgId))
+}
+
+/// What a wipe is for: one device of one user.
+pub(crate) struct WipeOrder {
+    pub(crate) org: OrgId,
+    pub(crate) device: DeviceId,
+    pub(crate) user: UserId,
+    /// `None`: the command-line operator (stored as the nil id).
+    pub(crate) requested_by: Option<UserId>,
+    pub(crate) source: WipeSource,
+    pub(crate) now: i64,
+}
+
+/// Writes a wipe record, revokes the device and its sessions and audits `device.wipe`, in the
+/// caller's transaction. A device that never registered has no wipe secret, so it can never
+/// fetch or acknowledge the command: its wipe is closed at once as `no_wipe_channel` (the
+/// sessions are still revoked, which is all a wipe can do there) rather than left to be
+/// flagged overdue forever.
+pub(crate) async fn queue_wipe(c: &mut Conn<'_>, order: &WipeOrder, reason: &str, meta: &RequestMeta) -> Result<WipeRequested> {
+    let has_channel = scalar!(fetch_one, c, bool, "SELECT wipe_secret_hash IS NOT NULL FROM devices WHERE id = $1", order.device.0)?;
+    let closed = (!has_channel).then_some(NO_WIPE_CHANNEL);
+    let id = uuid::Uuid::now_v7();
+    let by = order.requested_by.map_or(uuid::Uuid::nil(), |u| u.0);
+    exec!(
+        c,
+        "INSERT INTO device_wipes (id, org_id, device_id, user_id, requested_by, requested_at, reason, source, closed_reason) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        id,
+        order.org.0,
+        order.device.0,
+        order.user.0,
+        by,
+        order.now,
+        reason,
+        order.source.as_str(),
+        closed
+    )?;
+    // A deprovisioned person's tokens are kept until they expire (the sessions are revoked, so
+    // they open nothing): presented, they answer 403 account_disabled, which tells the client
+    // why, rather than a bare 401.
+    let delete_tokens = order.source != WipeSource::Deprovisioned;
+    let revoked_sessions = revoke_device(c, order.device, "wiped", order.now, delete_tokens).await?;
+    let ev = device_event(AuditAction::DeviceWipe, Outcome::Success, order.org, order.requested_by, order.device)
+        .detail("wipe", DetailValue::Id(id))
+        .detail("source", DetailValue::Code(order.source.as_str()))
+        .detail("user", DetailValue::Id(order.user.0))
+        .detail("sessions_revoked", DetailValue::Int(revoked_sessions.len() as i64))
+        .detail("no_wipe_channel", DetailValue::Bool(!has_channel));
+    audit::append(c, &ev, meta).await?;
+    let wipe = wipe_by_device(c, order.device).await?.ok_or(StoreError::NotFound)?;
+    Ok(WipeRequested { wipe, revoked_sessions })
+}
+
+/// Queues a wipe (source `deprovisioned`) for each of the user's devices not yet revoked, in
+/// the caller's transaction; returns the wipes.
+pub(crate) async fn wipe_user_devices(
+    c: &mut Conn<'_>,
+    org: OrgId,
+    user: UserId,
+    requested_by: Option<UserId>,
+    reason: &str,
+    now: i64,
+    meta: &RequestMeta,
+) -> Result<Vec<DeviceWipe>> {
+    let mut devices = scalar!(
+        fetch_all,
+        c,
+        uuid::Uuid,
+        "SELECT d.id FROM devices d WHERE d.user_id = $1 AND d.revoked_at IS NULL \
+         AND NOT EXISTS (SELECT 1 FROM device_wipes w WHERE w.device_id = d.id)",
+        user.0
+    )?;
+    devices.sort();
+    let mut wipes = Vec::with_capacity(devices.len());
+    for d in devices {
+        let order = WipeOrder { org, device: DeviceId(d), user, requested_by, source: WipeSource::Deprovisioned, now };
+        wipes.push(queue_wipe(c, &order, reason, meta).await?.wipe);
+    }
+    Ok(wipes)
 }
 
 impl Store {
@@ -807,29 +910,8 @@ impl Store {
                 if wipe_by_device(&mut c, device).await?.is_some() {
                     return Err(StoreError::Conflict("wipe of this device"));
                 }
-                let id = uuid::Uuid::now_v7();
-                exec!(
-                    &mut c,
-                    "INSERT INTO device_wipes (id, org_id, device_id, user_id, requested_by, requested_at, reason, source) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                    id,
-                    org.0,
-                    device.0,
-                    row.user_id,
-                    requested_by.0,
-                    now,
-                    reason.as_str(),
-                    source.as_str()
-                )?;
-                let revoked_sessions = revoke_device(&mut c, device, "wiped", now).await?;
-                let ev = device_event(AuditAction::DeviceWipe, Outcome::Success, org, Some(requested_by), device)
-                    .detail("wipe", DetailValue::Id(id))
-                    .detail("source", DetailValue::Code(source.as_str()))
-                    .detail("user", DetailValue::Id(row.user_id))
-                    .detail("sessions_revoked", DetailValue::Int(revoked_sessions.len() as i64));
-                audit::append(&mut c, &ev, &meta).await?;
-                let wipe = wipe_by_device(&mut c, device).await?.ok_or(StoreError::NotFound)?;
-                Ok(WipeRequested { wipe, revoked_sessions })
+                let order = WipeOrder { org, device, user: UserId(row.user_id), requested_by: Some(requested_by), source, now };
+                queue_wipe(&mut c, &order, &reason, &meta).await
             })
         })
         .await
@@ -933,7 +1015,7 @@ impl Store {
             Box::pin(async move {
                 let sql = sqlx::AssertSqlSafe(format!(
                     "SELECT {WIPE_COLUMNS} FROM device_wipes w WHERE w.org_id = $1 \
-                     AND ($2 OR (w.acknowledged_at IS NULL AND w.requested_at < $3)) ORDER BY w.requested_at DESC, w.id DESC"
+                     AND ($2 OR (w.acknowledged_at IS NULL AND w.closed_reason IS NULL AND w.requested_at < $3)) ORDER BY w.requested_at DESC, w.id DESC"
                 ));
                 let rows = fetch!(fetch_all, &mut c, WipeRow, sql, org.0, overdue_before.is_none(), overdue_before.unwrap_or(0))?;
                 rows.into_iter().map(WipeRow::into_wipe).collect()

@@ -178,7 +178,9 @@ impl Store {
         .await
     }
 
-    /// Disables or re-enables a user; disabling revokes every session. Returns the revoked sessions.
+    /// Disables or re-enables a user; disabling revokes every session and queues a wipe
+    /// (`deprovisioned`) to each of the user's devices not yet revoked, each audited, in the
+    /// same transaction. Returns the revoked sessions.
     pub async fn set_user_disabled(
         &self,
         org: OrgId,
@@ -193,8 +195,16 @@ impl Store {
                 let now = now_ms();
                 exec!(&mut c, "UPDATE users SET disabled_at = $2 WHERE id = $1", id.0, disabled.then_some(now))?;
                 let revoked = if disabled { revoke_user_sessions(&mut c, id, None, "user_disabled", now).await? } else { Vec::new() };
+                let wipes = if disabled {
+                    crate::devices::wipe_user_devices(&mut c, org, id, actor, "deprovisioned", now, &meta).await?.len()
+                } else {
+                    0
+                };
                 let action = if disabled { AuditAction::UserDisable } else { AuditAction::UserEnable };
-                let ev = admin_event(action, org, actor, id).detail("sessions_revoked", DetailValue::Int(revoked.len() as i64));
+                let mut ev = admin_event(action, org, actor, id).detail("sessions_revoked", DetailValue::Int(revoked.len() as i64));
+                if disabled {
+                    ev = ev.detail("wipes_queued", DetailValue::Int(wipes as i64));
+                }
                 audit::append(&mut c, &ev, &meta).await?;
                 Ok(revoked)
             })

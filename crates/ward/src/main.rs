@@ -19,6 +19,7 @@ mod keys;
 mod lifecycle;
 mod progress;
 mod retention;
+mod roster;
 
 /// Ward: secure clinical messaging.
 #[derive(Parser)]
@@ -71,6 +72,9 @@ enum Command {
     /// Device trust: the configuration profile enforcing the device baseline.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// HR roster reconciliation: accounts, sessions and devices of people who left.
+    #[command(subcommand)]
+    Roster(RosterCommand),
     /// Write an encrypted, integrity-checked backup of the database and the data directory's
     /// Ward files while the server keeps running (`ward backup verify` checks one).
     #[command(args_conflicts_with_subcommands = true)]
@@ -138,6 +142,26 @@ enum DeviceCommand {
         /// The file to write (default: standard output).
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RosterCommand {
+    /// Compare an HR roster CSV (employee_id, login, status = active|terminated, optional
+    /// termination_date = YYYY-MM-DD; other columns ignored) with the organisation's
+    /// workforce accounts and print the accounts of people who left or are not on the roster
+    /// (with live sessions and devices) and the roster people with no account.
+    Reconcile {
+        /// The organisation's short name.
+        #[arg(long)]
+        org: String,
+        /// The roster CSV file.
+        #[arg(long)]
+        file: PathBuf,
+        /// Also disable each flagged account, revoke its sessions and send its devices a wipe
+        /// (each step audited; running it again changes nothing).
+        #[arg(long)]
+        remediate: bool,
     },
 }
 
@@ -463,6 +487,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 no_previews,
                 out: out.as_deref(),
             })
+        }
+        Command::Roster(RosterCommand::Reconcile { org, file, remediate }) => {
+            roster::reconcile_cmd(&config, &roster::ReconcileRequest { org: &org, file: &file, remediate }).await
         }
         Command::Patient(PatientCommand::Export { patient, out }) => lifecycle::export(&config, patient, &out).await,
         Command::Backup { out, command } => {

@@ -12,8 +12,8 @@ use ward_domain::page::PageLimit;
 use ward_store::{MemberSpec, NewConversation, NewMessage, Page, StoreError};
 
 use super::dto::{
-    AddMemberRequest, ConversationPage, ConversationView, CreateConversationRequest, EventSeq, MessagePage, MessageView, ReasonRequest,
-    ReceiptRequest, SendMessageRequest,
+    AddMemberRequest, ConversationPage, ConversationSummaryView, ConversationView, CreateConversationRequest, EventSeq, MessagePage,
+    MessageView, ReasonRequest, ReceiptRequest, SendMessageRequest,
 };
 use crate::app::AppState;
 use crate::auth::{Auth, Meta};
@@ -57,7 +57,12 @@ async fn list_conversations(
     let limit = PageLimit::parse(q.limit)?;
     let list = state.store.conversations(s.actor, q.before, limit.get()).await?;
     let next_cursor = if list.len() == limit.get() as usize { list.last().map(|c| c.id) } else { None };
-    Ok(Json(ConversationPage { items: list.into_iter().map(Into::into).collect(), next_cursor }))
+    let mut items: Vec<ConversationSummaryView> = list.into_iter().map(Into::into).collect();
+    // Titles are free text and may carry PHI: a device blocked from PHI does not get them.
+    if let Some(notice) = super::devices::phi_withheld(&state, &s).await? {
+        items.iter_mut().for_each(|c| c.withhold(&notice));
+    }
+    Ok(Json(ConversationPage { items, next_cursor }))
 }
 
 /// Starts a conversation with the caller as owner. Direct conversations have exactly one other
@@ -90,9 +95,12 @@ async fn create_conversation(
     for f in created.fanouts {
         state.publish(f).await;
     }
-    let detail = state.store.conversation(s.actor, created.id, meta).await?;
+    let mut view: ConversationView = state.store.conversation(s.actor, created.id, meta).await?.into();
+    if let Some(notice) = super::devices::phi_withheld(&state, &s).await? {
+        view.withhold(&notice);
+    }
     let status = if created.created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(detail.into())))
+    Ok((status, Json(view)))
 }
 
 /// A conversation with its members and their receipts (and the patient, for patient conversations).
@@ -107,9 +115,9 @@ async fn get_conversation(
 ) -> ApiResult<Json<ConversationView>> {
     let mut view: ConversationView = state.store.conversation(s.actor, id, meta).await?.into();
     // A device blocked from PHI sees that the conversation is patient-linked, not who the
-    // patient is (name and MRN are PHI).
-    if super::devices::phi_withheld(&state, &s).await?.is_some() {
-        view.patient = None;
+    // patient is (name and MRN are PHI), and not its title (free text that may carry PHI).
+    if let Some(notice) = super::devices::phi_withheld(&state, &s).await? {
+        view.withhold(&notice);
     }
     Ok(Json(view))
 }

@@ -174,18 +174,23 @@ pub(crate) struct WipeView {
     pub(crate) requested_at: String,
     /// Why.
     pub(crate) reason: String,
-    /// `admin` or `lost_by_user`.
+    /// `admin`, `lost_by_user` or `deprovisioned` (the user's account was disabled).
     pub(crate) source: &'static str,
     /// When the device fetched the command.
     pub(crate) delivered_at: Option<String>,
     /// When the device confirmed the erasure.
     pub(crate) acknowledged_at: Option<String>,
-    /// Not acknowledged within `[devices] wipe_ack_overdue_hours`.
+    /// Not acknowledged within `[devices] wipe_ack_overdue_hours` (and not closed).
     pub(crate) overdue: bool,
+    /// `no_wipe_channel` when the device never registered: it holds no wipe secret, so it can
+    /// never fetch the command; its sessions were revoked at once and the wipe is closed (never
+    /// overdue). Null otherwise.
+    pub(crate) closed_reason: Option<String>,
 }
 
 fn wipe_view(w: DeviceWipe, overdue_hours: u32) -> WipeView {
-    let overdue = w.acknowledged_at.is_none() && now_ms() - w.requested_at > i64::from(overdue_hours) * 3_600_000;
+    let overdue =
+        w.acknowledged_at.is_none() && w.closed_reason.is_none() && now_ms() - w.requested_at > i64::from(overdue_hours) * 3_600_000;
     WipeView {
         id: w.id,
         device_id: w.device_id,
@@ -197,6 +202,7 @@ fn wipe_view(w: DeviceWipe, overdue_hours: u32) -> WipeView {
         delivered_at: w.delivered_at.map(ts),
         acknowledged_at: w.acknowledged_at.map(ts),
         overdue,
+        closed_reason: w.closed_reason,
     }
 }
 
@@ -534,6 +540,20 @@ async fn list_wipes(State(state): State<AppState>, s: Auth, Query(q): Query<Wipe
     Ok(Json(list.into_iter().map(|w| wipe_view(w, hours)).collect()))
 }
 
+/// Counts a request to the unauthenticated wipe endpoints against its source address and the
+/// device it names: 429 `rate_limited` with Retry-After past `[devices]
+/// wipe_requests_per_minute_per_address` or `..._per_device`.
+fn wipe_rate_limit(state: &AppState, meta: &ward_store::RequestMeta, device: DeviceId) -> ApiResult<()> {
+    let now = now_ms();
+    let address = meta.source_ip.as_deref().unwrap_or("unknown");
+    state
+        .wipe_limits
+        .by_address
+        .check(address, now)
+        .and_then(|()| state.wipe_limits.by_device.check(&device.to_string(), now))
+        .map_err(|wait| ApiError::rate_limited().retry_after(wait))
+}
+
 fn wipe_secret_hash(secret: &str) -> ApiResult<Vec<u8>> {
     if !secret.starts_with(WIPE_SECRET_PREFIX) || secret.len() > 128 {
         return Err(ApiError::not_found());
@@ -544,12 +564,13 @@ fn wipe_secret_hash(secret: &str) -> ApiResult<Vec<u8>> {
 /// For a device whose sessions were revoked: fetches its wipe command with the wipe secret
 /// (no bearer token; the secret opens nothing else). 404 when there is none.
 #[utoipa::path(post, path = "/api/v1/device-wipe/command", tag = "devices", request_body = WipeCommandRequest,
-    responses((status = 200, body = WipeCommand), (status = 404, body = Problem)))]
+    responses((status = 200, body = WipeCommand), (status = 404, body = Problem), (status = 429, body = Problem)))]
 async fn wipe_command(
     State(state): State<AppState>,
     Meta(meta): Meta,
     Json(req): Json<WipeCommandRequest>,
 ) -> ApiResult<Json<WipeCommand>> {
+    wipe_rate_limit(&state, &meta, req.device_id)?;
     let hash = wipe_secret_hash(&req.wipe_secret)?;
     let wipe = state.store.fetch_wipe(req.device_id, hash, meta).await?.ok_or_else(ApiError::not_found)?;
     Ok(Json(WipeCommand { wipe_id: wipe.id, scope: "ward_data", requested_at: ts(wipe.requested_at) }))
@@ -558,8 +579,10 @@ async fn wipe_command(
 /// The device confirms it erased Ward's data. A second confirmation answers 409
 /// `wipe_already_acknowledged`; both outcomes are audited.
 #[utoipa::path(post, path = "/api/v1/device-wipe/ack", tag = "devices", request_body = WipeCommandRequest,
-    responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem),
+        (status = 429, body = Problem)))]
 async fn wipe_ack(State(state): State<AppState>, Meta(meta): Meta, Json(req): Json<WipeCommandRequest>) -> ApiResult<StatusCode> {
+    wipe_rate_limit(&state, &meta, req.device_id)?;
     let wipe_id = req.wipe_id.ok_or_else(|| ApiError::validation_failed().detail("wipe_id is required"))?;
     let hash = wipe_secret_hash(&req.wipe_secret)?;
     match state.store.acknowledge_wipe(req.device_id, hash, wipe_id, meta).await? {

@@ -442,6 +442,31 @@ pub struct ConversationSummaryView {
     pub my_read_seq: i64,
     /// Messages after the caller's read watermark.
     pub unread: i64,
+    /// Set when the caller's device is blocked from PHI by its posture: the title (free text
+    /// that may carry PHI) is then withheld (null).
+    pub withheld: Option<Box<PhiWithheld>>,
+}
+
+impl ConversationSummaryView {
+    /// As a device blocked from PHI sees it: without the title.
+    pub fn withhold(&mut self, notice: &PhiWithheld) {
+        self.title = None;
+        self.withheld = Some(Box::new(notice.clone()));
+    }
+}
+
+impl ConversationView {
+    /// As a device blocked from PHI sees it: no title, no patient (name and MRN), and patient
+    /// members' names withheld.
+    pub fn withhold(&mut self, notice: &PhiWithheld) {
+        self.summary.withhold(notice);
+        self.patient = None;
+        for m in &mut self.members {
+            if m.user_role == Role::Patient {
+                m.display_name = "(withheld)".into();
+            }
+        }
+    }
 }
 
 impl From<ward_store::ConversationSummary> for ConversationSummaryView {
@@ -457,6 +482,7 @@ impl From<ward_store::ConversationSummary> for ConversationSummaryView {
             my_role: s.my_role,
             my_read_seq: s.my_read_seq,
             unread: (s.last_message_seq - s.my_read_seq).max(0),
+            withheld: None,
         }
     }
 }
