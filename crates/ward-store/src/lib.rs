@@ -8,6 +8,7 @@ mod attachments;
 mod audit;
 mod audit_sinks;
 pub mod backup;
+mod break_glass;
 mod consents;
 mod conversations;
 mod db;
@@ -47,6 +48,7 @@ pub use attachments::{
 };
 pub use audit::{AuditQuery, AuditRecord, StoredCheckpoint};
 pub use audit_sinks::SinkCursor;
+pub use break_glass::{BreakGlassConversation, BreakGlassGrant};
 pub use consents::{Consent, ConsentEnd};
 pub use conversations::Created;
 pub use devices::{DeviceRecord, DeviceWipe, PostureRecord, SpotCheck, WipeAck, WipeRequested, WipeSource};
