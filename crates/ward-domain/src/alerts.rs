@@ -669,10 +669,7 @@ mod tests {
             assert_eq!((f[0].rule, f[0].subject_user, f[0].subject_patient), (RuleCode::BreakGlassAccess, Some(u), Some(p)));
         }
         assert_eq!(ObservedKind::classify(AuditAction::BreakGlassRequest, Outcome::Denied, true), ObservedKind::Ignored);
-        assert_eq!(
-            ObservedKind::classify(AuditAction::BreakGlassRead, Outcome::Success, true),
-            ObservedKind::PatientRecord { read: true }
-        );
+        assert_eq!(ObservedKind::classify(AuditAction::BreakGlassRead, Outcome::Success, true), ObservedKind::PatientRecord { read: true });
         assert_eq!(ObservedKind::classify(AuditAction::StepUp, Outcome::Failure, false), ObservedKind::FailedLogin);
     }
 

@@ -27,8 +27,12 @@ pub enum ReasonCategory {
 
 impl ReasonCategory {
     /// Every category.
-    pub const ALL: [ReasonCategory; 4] =
-        [ReasonCategory::EmergencyTreatment, ReasonCategory::PatientUnresponsive, ReasonCategory::CareTeamUnreachable, ReasonCategory::Other];
+    pub const ALL: [ReasonCategory; 4] = [
+        ReasonCategory::EmergencyTreatment,
+        ReasonCategory::PatientUnresponsive,
+        ReasonCategory::CareTeamUnreachable,
+        ReasonCategory::Other,
+    ];
 
     /// The wire and database spelling.
     pub fn as_str(self) -> &'static str {

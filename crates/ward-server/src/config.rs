@@ -490,7 +490,13 @@ impl Default for Config {
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        Self { access_ttl_secs: 600, session_ttl_secs: 12 * 3600, idle_timeout_secs: 900, mfa_challenge_ttl_secs: 300, step_up_max_age_secs: 300 }
+        Self {
+            access_ttl_secs: 600,
+            session_ttl_secs: 12 * 3600,
+            idle_timeout_secs: 900,
+            mfa_challenge_ttl_secs: 300,
+            step_up_max_age_secs: 300,
+        }
     }
 }
 

@@ -195,7 +195,9 @@ impl ApiError {
     pub fn step_up(max_age_secs: u32) -> Self {
         let mut e = Self::step_up_required();
         e.max_age = Some(max_age_secs);
-        e.detail(format!("this action needs a second-factor verification within the last {max_age_secs} seconds; POST /api/v1/me/step-up and retry"))
+        e.detail(format!(
+            "this action needs a second-factor verification within the last {max_age_secs} seconds; POST /api/v1/me/step-up and retry"
+        ))
     }
 
     /// An internal error with its cause for the log.
@@ -261,7 +263,9 @@ impl IntoResponse for ApiError {
             res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if let Some(max_age) = self.max_age {
-            let challenge = format!("Bearer error=\"insufficient_user_authentication\", error_description=\"A recent second-factor verification is required\", max_age={max_age}");
+            let challenge = format!(
+                "Bearer error=\"insufficient_user_authentication\", error_description=\"A recent second-factor verification is required\", max_age={max_age}"
+            );
             if let Ok(v) = HeaderValue::from_str(&challenge) {
                 res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
             }

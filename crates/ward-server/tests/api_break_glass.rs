@@ -131,7 +131,8 @@ async fn next_alert(st: &mut Stream, rule: &str) -> Option<Value> {
 }
 
 async fn request(h: &Harness, s: &Session, patient: &str) -> common::Reply {
-    h.post("/api/v1/break-glass", &s.access, json!({"patient_id": patient, "reason_category": "patient_unresponsive", "reason": CANARY})).await
+    h.post("/api/v1/break-glass", &s.access, json!({"patient_id": patient, "reason_category": "patient_unresponsive", "reason": CANARY}))
+        .await
 }
 
 async fn break_glass_grants_read_access_for_a_window(backend: Backend) {

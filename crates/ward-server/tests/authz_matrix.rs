@@ -420,7 +420,8 @@ async fn try_login(h: &Harness, acc: &Account, password: &str) -> Option<Session
         h.call(Method::POST, "/api/v1/auth/login", None, Some(json!({"login": acc.login, "password": password, "device": device()}))).await;
     let r = if r.status == 200 && r.body["status"] == "mfa_required" {
         let code = h.fresh_recovery_code(acc).await;
-        let t = h.call(Method::POST, "/api/v1/auth/mfa", None, Some(json!({"mfa_token": r.body["mfa_token"], "recovery_code": code}))).await;
+        let t =
+            h.call(Method::POST, "/api/v1/auth/mfa", None, Some(json!({"mfa_token": r.body["mfa_token"], "recovery_code": code}))).await;
         Reply { status: t.status, headers: t.headers, body: json!({"status": "authenticated", "tokens": t.body}) }
     } else {
         r
@@ -550,7 +551,11 @@ async fn fixture(h: &Harness) -> Fx {
     let wipee_device = h.login(&wipee).await.device_id;
 
     let c_p_other = h
-        .post("/api/v1/conversations", &outsider.access, json!({"kind": "patient", "title": "Bed 9", "patient_id": p_other.id, "members": []}))
+        .post(
+            "/api/v1/conversations",
+            &outsider.access,
+            json!({"kind": "patient", "title": "Bed 9", "patient_id": p_other.id, "members": []}),
+        )
         .await
         .expect(201)
         .body["id"]
@@ -1521,8 +1526,11 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
             cell(op.path.replace("{grant_id}", &g).replace("{conversation_id}", &conv), None, exp)
         }
         ("GET", "/api/v1/break-glass/reviews") => match t {
-            Own => cell(op.path, None, when(role == Role::ComplianceOfficer, OK, FORBIDDEN))
-                .check(listing("", vec![fx.grant_other.clone()], vec![fx.grant_b.clone()])),
+            Own => cell(op.path, None, when(role == Role::ComplianceOfficer, OK, FORBIDDEN)).check(listing(
+                "",
+                vec![fx.grant_other.clone()],
+                vec![fx.grant_b.clone()],
+            )),
             _ => return None,
         },
         // The role is checked before the lookup.

@@ -101,7 +101,8 @@ impl GrantRow {
         let patient = PatientId(self.patient_id);
         let (reason, review_note) = match ring {
             Some(ring) => {
-                let reason = open_field(c, ring, &text_context(purpose::BREAK_GLASS_REASON, org, patient, self.id), &self.reason_sealed).await?;
+                let reason =
+                    open_field(c, ring, &text_context(purpose::BREAK_GLASS_REASON, org, patient, self.id), &self.reason_sealed).await?;
                 let note = match &self.review_note_sealed {
                     Some(s) => Some(open_field(c, ring, &text_context(purpose::BREAK_GLASS_NOTE, org, patient, self.id), s).await?),
                     None => None,
@@ -115,7 +116,8 @@ impl GrantRow {
             org_id: org,
             patient_id: patient,
             requester_id: UserId(self.requester_id),
-            reason_category: ReasonCategory::parse(&self.reason_category).ok_or(StoreError::Corrupt("break_glass_grants.reason_category"))?,
+            reason_category: ReasonCategory::parse(&self.reason_category)
+                .ok_or(StoreError::Corrupt("break_glass_grants.reason_category"))?,
             reason,
             granted_at: self.granted_at,
             expires_at: self.expires_at,
@@ -367,7 +369,9 @@ impl Store {
                         fetch_all,
                         &mut c,
                         MessageRow,
-                        sqlx::AssertSqlSafe(format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND {sql} LIMIT $3")),
+                        sqlx::AssertSqlSafe(format!(
+                            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND {sql} LIMIT $3"
+                        )),
                         conv.0,
                         bound,
                         i64::from(limit)

@@ -11,11 +11,15 @@ use ward_domain::policy::Actor;
 use ward_domain::role::Role;
 use ward_store::testing::{TestDb, meta, org, user};
 use ward_store::{
-    Backend, DeviceClaim, MemberSpec, NewConversation, NewMessage, NewSession, Page, SecondFactor, Store, StoreError, TimeRange, TokenHashes,
-    now_ms, on_both_backends,
+    Backend, DeviceClaim, MemberSpec, NewConversation, NewMessage, NewSession, Page, SecondFactor, Store, StoreError, TimeRange,
+    TokenHashes, now_ms, on_both_backends,
 };
 
-on_both_backends!(a_grant_opens_the_patients_conversations_for_its_window, uses_are_reviewed_once_and_can_be_ended_early, step_up_refreshes_the_session_once_per_code,);
+on_both_backends!(
+    a_grant_opens_the_patients_conversations_for_its_window,
+    uses_are_reviewed_once_and_can_be_ended_early,
+    step_up_refreshes_the_session_once_per_code,
+);
 
 /// The free text of every request here: it must never reach the audit log.
 const REASON: &str = "Unconscious in bay 4, allergies unknown (BG-CANARY-7781)";
@@ -32,9 +36,16 @@ async fn sign_in(s: &Store, actor: Actor, login: &str, n: u8) -> (SessionId, Dev
     s.login(actor.org_id, login.into(), new, meta()).await.unwrap()
 }
 
-async fn patient_conversation(s: &Store, owner: Actor, device: DeviceId, patient: Option<PatientId>, text: &str) -> ward_domain::ids::ConversationId {
+async fn patient_conversation(
+    s: &Store,
+    owner: Actor,
+    device: DeviceId,
+    patient: Option<PatientId>,
+    text: &str,
+) -> ward_domain::ids::ConversationId {
     let kind = if patient.is_some() { ConversationKind::Patient } else { ConversationKind::Group };
-    let spec = NewConversation { kind, title: Some("Bed 4".into()), patient_id: patient, members: Vec::<MemberSpec>::new(), creator_reason: None };
+    let spec =
+        NewConversation { kind, title: Some("Bed 4".into()), patient_id: patient, members: Vec::<MemberSpec>::new(), creator_reason: None };
     let conv = s.create_conversation(owner, spec, meta()).await.unwrap().id;
     let msg = NewMessage {
         conversation_id: conv,

@@ -223,7 +223,12 @@ struct QueueQuery {
 /// pending first, then newest first. Reading it is audited (`audit.read`, op `break_glass_queue`).
 #[utoipa::path(get, path = "/api/v1/break-glass/reviews", tag = "break-glass", security(("bearer" = [])), params(QueueQuery),
     responses((status = 200, body = Vec<BreakGlassView>), (status = 400, body = Problem), (status = 403, body = Problem)))]
-async fn review_queue(State(state): State<AppState>, Meta(meta): Meta, s: Auth, Query(q): Query<QueueQuery>) -> ApiResult<Json<Vec<BreakGlassView>>> {
+async fn review_queue(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    s: Auth,
+    Query(q): Query<QueueQuery>,
+) -> ApiResult<Json<Vec<BreakGlassView>>> {
     policy::may_review_break_glass(&s.actor)?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
@@ -271,7 +276,12 @@ async fn review_grant(
 #[utoipa::path(post, path = "/api/v1/break-glass/{grant_id}/revoke", tag = "break-glass", security(("bearer" = [])),
     params(("grant_id" = uuid::Uuid, Path)),
     responses((status = 200, body = BreakGlassView), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
-async fn revoke_grant(State(state): State<AppState>, Meta(meta): Meta, s: Auth, Path(grant): Path<uuid::Uuid>) -> ApiResult<Json<BreakGlassView>> {
+async fn revoke_grant(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    s: Auth,
+    Path(grant): Path<uuid::Uuid>,
+) -> ApiResult<Json<BreakGlassView>> {
     policy::may_revoke_break_glass(&s.actor)?;
     Ok(Json(view(state.store.revoke_break_glass(s.actor, grant, meta).await?)))
 }

@@ -7,7 +7,8 @@ use ward_domain::ids::SessionId;
 use ward_domain::login::NewPassword;
 
 use super::dto::{
-    ChangePasswordRequest, CodeRequest, MeView, RecoveryCodes, SessionView, StepUpRequest, StepUpView, TotpBeginRequest, TotpBeginResponse, ts,
+    ChangePasswordRequest, CodeRequest, MeView, RecoveryCodes, SessionView, StepUpRequest, StepUpView, TotpBeginRequest, TotpBeginResponse,
+    ts,
 };
 use crate::app::AppState;
 use crate::auth::{AnySession, Auth, Meta};
