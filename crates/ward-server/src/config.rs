@@ -707,6 +707,14 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("retention.interval_secs"));
         c.retention.interval_secs = 604_800;
         c.validate().unwrap();
+        let mut c = Config::default();
+        c.sessions.step_up_max_age_secs = 29;
+        assert!(c.validate().unwrap_err().to_string().contains("sessions.step_up_max_age_secs"));
+        let mut c = Config::default();
+        c.break_glass.access_minutes = 721;
+        assert!(c.validate().unwrap_err().to_string().contains("break_glass.access_minutes"));
+        c.break_glass.access_minutes = 5;
+        c.validate().unwrap();
     }
 
     #[test]

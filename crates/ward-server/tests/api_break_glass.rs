@@ -229,6 +229,13 @@ async fn break_glass_grants_read_access_for_a_window(backend: Backend) {
     assert!(h.get("/api/v1/break-glass", &er.access).await.expect(200).body.as_array().unwrap().is_empty());
     let denied = h.store.audit_events(0, 100_000).await.unwrap();
     assert!(denied.iter().any(|e| e.action == "break_glass.read" && e.outcome == "denied" && e.detail.contains("expired")));
+    // The refused requests are evidence too: the wrong role, the blank reason, the step-ups.
+    let refused = |action: &str, outcome: &str, why: &str| {
+        denied.iter().any(|e| e.action == action && e.outcome == outcome && e.detail.contains(&format!("\"{why}\"")))
+    };
+    assert!(refused("break_glass.request", "denied", "role"));
+    assert!(refused("break_glass.request", "failure", "invalid_reason"));
+    assert!(refused("auth.step_up_required", "denied", "not_enrolled") && refused("auth.step_up_required", "denied", "stale"));
 
     // A second grant, ended early by the compliance officer.
     h.step_up(&er).await;
@@ -247,6 +254,10 @@ async fn break_glass_grants_read_access_for_a_window(backend: Backend) {
     assert!(q.iter().all(|g| g["review_status"] == "pending" && g["reason"] == CANARY));
     let review = format!("/api/v1/break-glass/{grant}/review");
     h.post(&review, &er.access, json!({"status": "justified"})).await.expect_problem(403, "forbidden");
+    h.post(&format!("/api/v1/break-glass/{grant}/revoke"), &er.access, json!({})).await.expect_problem(403, "forbidden");
+    let refusals = h.store.audit_events(0, 100_000).await.unwrap();
+    assert!(refusals.iter().any(|e| e.action == "break_glass.review" && e.outcome == "denied"));
+    assert!(refusals.iter().any(|e| e.action == "break_glass.revoke" && e.outcome == "denied"));
     h.post(&review, &co.access, json!({"status": "pending"})).await.expect_problem(422, "validation_failed");
     h.post(&review, &co.access, json!({"status": "maybe"})).await.expect_problem(400, "invalid_body");
     let done = h.post(&review, &co.access, json!({"status": "justified", "note": "Matches the ED record"})).await.expect(200).body;

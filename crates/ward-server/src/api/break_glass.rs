@@ -11,6 +11,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use ward_domain::audit::{AuditAction, AuditEvent, DetailValue, Outcome};
 use ward_domain::break_glass::{ReasonCategory, ReasonText, ReviewStatus};
 use ward_domain::ids::{ConversationId, PatientId, UserId};
 use ward_domain::page::PageLimit;
@@ -81,6 +82,31 @@ pub(crate) struct BreakGlassView {
     pub(crate) review_note: Option<String>,
 }
 
+/// Records a refused break-glass call (wrong role, bad reason) as a denied or failed event of
+/// its action, then hands the error back: refusals on this sensitive endpoint are evidence too.
+async fn refused(
+    state: &AppState,
+    s: &Auth,
+    meta: &ward_store::RequestMeta,
+    action: AuditAction,
+    grant: Option<uuid::Uuid>,
+    why: &'static str,
+    err: ApiError,
+) -> ApiError {
+    let outcome = if why == "role" { Outcome::Denied } else { Outcome::Failure };
+    let mut ev = AuditEvent::new(action, outcome).detail("reason", DetailValue::Code(why));
+    if let Some(g) = grant {
+        ev = ev.target("break_glass", g);
+    }
+    ev.org_id = Some(s.actor.org_id);
+    ev.actor = Some(s.actor.user_id);
+    ev.device = Some(s.device);
+    match state.store.record(ev, meta.clone()).await {
+        Ok(_) => err,
+        Err(e) => e.into(),
+    }
+}
+
 fn view(g: BreakGlassGrant) -> BreakGlassView {
     BreakGlassView {
         active: g.active_at(now_ms()),
@@ -124,8 +150,14 @@ async fn request_access(
     s: Auth,
     Json(req): Json<BreakGlassRequest>,
 ) -> ApiResult<(StatusCode, Json<BreakGlassView>)> {
-    policy::may_request_break_glass(&s.actor)?;
-    let reason = ReasonText::parse("reason", &req.reason)?;
+    let action = AuditAction::BreakGlassRequest;
+    if let Err(d) = policy::may_request_break_glass(&s.actor) {
+        return Err(refused(&state, &s, &meta, action, None, "role", d.into()).await);
+    }
+    let reason = match ReasonText::parse("reason", &req.reason) {
+        Ok(r) => r,
+        Err(e) => return Err(refused(&state, &s, &meta, action, None, "invalid_reason", e.into()).await),
+    };
     require_step_up(&state, &s, "break_glass", &meta).await?;
     let minutes = state.config.break_glass.access_minutes;
     let grant = state.store.request_break_glass(s.actor, s.device, req.patient_id, req.reason_category, reason, minutes, meta).await?;
@@ -229,7 +261,9 @@ async fn review_queue(
     s: Auth,
     Query(q): Query<QueueQuery>,
 ) -> ApiResult<Json<Vec<BreakGlassView>>> {
-    policy::may_review_break_glass(&s.actor)?;
+    if let Err(d) = policy::may_review_break_glass(&s.actor) {
+        return Err(refused(&state, &s, &meta, AuditAction::BreakGlassReview, None, "role", d.into()).await);
+    }
     let limit = q.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::invalid_parameter().detail("limit must be from 1 to 500"));
@@ -261,7 +295,9 @@ async fn review_grant(
     Path(grant): Path<uuid::Uuid>,
     Json(req): Json<ReviewRequest>,
 ) -> ApiResult<Json<BreakGlassView>> {
-    policy::may_review_break_glass(&s.actor)?;
+    if let Err(d) = policy::may_review_break_glass(&s.actor) {
+        return Err(refused(&state, &s, &meta, AuditAction::BreakGlassReview, Some(grant), "role", d.into()).await);
+    }
     if req.status == ReviewStatus::Pending {
         return Err(ApiError::validation_failed().detail("status must be justified or unjustified"));
     }
@@ -282,6 +318,8 @@ async fn revoke_grant(
     s: Auth,
     Path(grant): Path<uuid::Uuid>,
 ) -> ApiResult<Json<BreakGlassView>> {
-    policy::may_revoke_break_glass(&s.actor)?;
+    if let Err(d) = policy::may_revoke_break_glass(&s.actor) {
+        return Err(refused(&state, &s, &meta, AuditAction::BreakGlassRevoke, Some(grant), "role", d.into()).await);
+    }
     Ok(Json(view(state.store.revoke_break_glass(s.actor, grant, meta).await?)))
 }
