@@ -184,8 +184,11 @@ impl Store {
         let exists = self.read(move |mut c| Box::pin(async move { patient_id_in_org(&mut c, org, patient).await })).await;
         if let Err(e) = exists {
             if matches!(e, StoreError::NotFound) {
-                let ev = event(AuditAction::BreakGlassRequest, Outcome::Denied, &actor, Some(device), uuid::Uuid::nil())
-                    .detail("reason", DetailValue::Code("unknown_patient"));
+                let mut ev =
+                    AuditEvent::new(AuditAction::BreakGlassRequest, Outcome::Denied).detail("reason", DetailValue::Code("unknown_patient"));
+                ev.org_id = Some(actor.org_id);
+                ev.actor = Some(actor.user_id);
+                ev.device = Some(device);
                 self.record(ev, meta).await?;
             }
             return Err(e);
