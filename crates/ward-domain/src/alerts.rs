@@ -43,17 +43,21 @@ pub enum RuleCode {
     FailedLoginsOrg,
     /// The audit log was read or exported by a role other than compliance officer.
     AuditAccessByNonCompliance,
+    /// A clinician was granted break-glass (emergency) access to a patient's conversations.
+    /// Always raised, for every grant: it cannot be switched off.
+    BreakGlassAccess,
 }
 
 impl RuleCode {
     /// Every rule.
-    pub const ALL: [RuleCode; 6] = [
+    pub const ALL: [RuleCode; 7] = [
         RuleCode::BulkPatientAccess,
         RuleCode::OffHoursAccess,
         RuleCode::RestrictedPatientAccess,
         RuleCode::FailedLoginsAccount,
         RuleCode::FailedLoginsOrg,
         RuleCode::AuditAccessByNonCompliance,
+        RuleCode::BreakGlassAccess,
     ];
 
     /// The stable code.
@@ -65,6 +69,7 @@ impl RuleCode {
             RuleCode::FailedLoginsAccount => "failed_logins_account",
             RuleCode::FailedLoginsOrg => "failed_logins_org",
             RuleCode::AuditAccessByNonCompliance => "audit_access_by_non_compliance",
+            RuleCode::BreakGlassAccess => "break_glass_access",
         }
     }
 
@@ -307,6 +312,8 @@ pub enum ObservedKind {
     FailedLogin,
     /// A read or export of the audit log, allowed or refused.
     AuditAccess,
+    /// A break-glass grant: emergency access to a patient's conversations.
+    BreakGlass,
     /// Background or bookkeeping events (token refresh, alerts themselves): never alert.
     Ignored,
 }
@@ -321,12 +328,13 @@ impl ObservedKind {
             A::TokenRefresh | A::RefreshReuse | A::Logout | A::SessionRevoke | A::SessionIdleTimeout | A::StreamReplay => {
                 ObservedKind::Ignored
             }
-            A::Login | A::MfaVerify if outcome == Outcome::Failure => ObservedKind::FailedLogin,
+            A::Login | A::MfaVerify | A::StepUp if outcome == Outcome::Failure => ObservedKind::FailedLogin,
             A::AuditLogRead | A::AuditExport => ObservedKind::AuditAccess,
             _ if outcome != Outcome::Success => ObservedKind::Ignored,
             // Flagging a patient is administration of the record, not access to it.
             A::PatientRestrict => ObservedKind::Activity,
-            A::PatientRead | A::ConversationRead | A::MessageRead | A::AttachmentDownload if has_patient => {
+            A::BreakGlassRequest => ObservedKind::BreakGlass,
+            A::PatientRead | A::ConversationRead | A::MessageRead | A::AttachmentDownload | A::BreakGlassRead if has_patient => {
                 ObservedKind::PatientRecord { read: true }
             }
             _ if has_patient => ObservedKind::PatientRecord { read: false },
@@ -564,6 +572,11 @@ impl AlertEngine {
                     self.raise(f, rules.audit_access.repeat_after_minutes, &mut out);
                 }
             }
+            ObservedKind::BreakGlass => {
+                // Every grant alerts at once, whatever the rules say: no quiet period.
+                let f = Finding { rule: RuleCode::BreakGlassAccess, subject_patient: o.patient, ..base.clone() };
+                self.raise(f, 0, &mut out);
+            }
             ObservedKind::Activity => {}
         }
         let w = &rules.working_hours;
@@ -637,6 +650,27 @@ mod tests {
         assert_eq!((r.bulk_access.max_patients, r.bulk_access.window_minutes), (20, 60));
         assert_eq!((r.failed_logins.per_account, r.failed_logins.window_minutes), (10, 5));
         assert_eq!(r.enabled_count(), 4);
+    }
+
+    #[test]
+    fn every_break_glass_grant_alerts_even_with_every_rule_off() {
+        let mut rules = AlertRules::default();
+        rules.bulk_access.enabled = false;
+        rules.restricted_patient.enabled = false;
+        rules.failed_logins.enabled = false;
+        rules.audit_access.enabled = false;
+        let mut e = AlertEngine::new();
+        let (u, p) = (UserId::new(), PatientId::new());
+        let kind = ObservedKind::classify(AuditAction::BreakGlassRequest, Outcome::Success, true);
+        assert_eq!(kind, ObservedKind::BreakGlass);
+        for i in 0..2 {
+            let f = e.observe(&rules, &obs(kind, T0 + 12 * 3_600_000 + i, u, Some(p)));
+            assert_eq!(f.len(), 1, "grant {i} alerts");
+            assert_eq!((f[0].rule, f[0].subject_user, f[0].subject_patient), (RuleCode::BreakGlassAccess, Some(u), Some(p)));
+        }
+        assert_eq!(ObservedKind::classify(AuditAction::BreakGlassRequest, Outcome::Denied, true), ObservedKind::Ignored);
+        assert_eq!(ObservedKind::classify(AuditAction::BreakGlassRead, Outcome::Success, true), ObservedKind::PatientRecord { read: true });
+        assert_eq!(ObservedKind::classify(AuditAction::StepUp, Outcome::Failure, false), ObservedKind::FailedLogin);
     }
 
     #[test]

@@ -181,6 +181,22 @@ audit_actions! {
     /// the user; detail `reason`, `disabled`, `sessions_revoked`, `wipes_queued`), or a whole
     /// run's summary (detail: counts).
     RosterRemediate = "roster.remediate",
+    /// A signed-in user verified a second factor again for a sensitive action, or failed to
+    /// (detail `method`; a failure counts towards the login name's lockout).
+    StepUp = "auth.step_up",
+    /// A sensitive action was refused because the session's last second-factor verification
+    /// is too old or the user has none enrolled (detail `for`: the action; `reason`).
+    StepUpRequired = "auth.step_up_required",
+    /// Emergency (break-glass) access to a patient's conversations was requested and granted,
+    /// or refused (target the grant; detail `reason_category`, `minutes`; never the reason text).
+    BreakGlassRequest = "break_glass.request",
+    /// Conversations or messages of a patient were read under a break-glass grant (target the
+    /// grant; detail `conversation`, `count`, `recipient`, `purpose`): a disclosure.
+    BreakGlassRead = "break_glass.read",
+    /// A compliance officer marked a break-glass use justified or unjustified (detail `status`).
+    BreakGlassReview = "break_glass.review",
+    /// A break-glass grant was ended early by an admin or compliance officer.
+    BreakGlassRevoke = "break_glass.revoke",
 }
 
 /// Whether the action succeeded.

@@ -17,6 +17,8 @@ pub const RECIPIENT_KEY: &str = "recipient";
 pub const PURPOSE_KEY: &str = "purpose";
 /// The purpose code of an audit export.
 pub const PURPOSE_AUDIT_EXPORT: &str = "audit_export";
+/// The purpose code of a read under a break-glass (emergency access) grant.
+pub const PURPOSE_BREAK_GLASS: &str = "break_glass";
 
 /// Where a disclosure's recipient is found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +106,8 @@ impl AuditAction {
                 only_if: None,
                 covers_range: true,
             }),
+            // A clinician outside the patient's conversations read them under emergency access.
+            AuditAction::BreakGlassRead => Some(DisclosureRule::CONVENTION),
             _ => None,
         }
     }
@@ -165,6 +169,7 @@ pub fn purpose_statement(code: &str) -> &'static str {
         "coordination" => "Coordinating a referral, transport or other care logistics",
         "other" => "Another reason stated by the person who shared the information",
         PURPOSE_AUDIT_EXPORT => "Export of the audit trail for compliance review or oversight",
+        PURPOSE_BREAK_GLASS => "Emergency access by a clinician outside the patient's conversations (break-glass)",
         _ => "Purpose recorded as a code (see the code)",
     }
 }
@@ -206,11 +211,20 @@ mod tests {
     }
 
     #[test]
+    fn break_glass_reads_are_disclosures_to_the_reader() {
+        let d = classify("break_glass.read", "success", None, &format!(r#"{{"purpose":"break_glass","recipient":"{USER}"}}"#)).unwrap();
+        assert_eq!(d.recipient, Recipient::User(USER.parse().unwrap()));
+        assert_eq!(d.purpose, PURPOSE_BREAK_GLASS);
+        assert!(purpose_statement(PURPOSE_BREAK_GLASS).contains("break-glass"));
+        assert_eq!(classify("break_glass.read", "denied", None, &format!(r#"{{"purpose":"break_glass","recipient":"{USER}"}}"#)), None);
+    }
+
+    #[test]
     fn reads_and_sends_are_not_disclosures() {
         for a in [AuditAction::MessageRead, AuditAction::MessageSend, AuditAction::PatientRead, AuditAction::AuditLogRead] {
             assert!(a.disclosure_rule().is_none(), "{}", a.as_str());
         }
-        assert_eq!(AuditAction::disclosing().count(), 2);
+        assert_eq!(AuditAction::disclosing().count(), 3);
         assert_eq!(classify("no.such_action", "success", None, "{}"), None);
     }
 }

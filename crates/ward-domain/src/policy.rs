@@ -58,6 +58,23 @@ pub fn may_manage_alerts(actor: &Actor) -> Result<(), Denial> {
     ok_if(matches!(actor.role, Role::ComplianceOfficer | Role::Admin))
 }
 
+/// Whether the actor may request break-glass (emergency) access to a patient's conversations:
+/// clinicians and nurses only.
+pub fn may_request_break_glass(actor: &Actor) -> Result<(), Denial> {
+    ok_if(matches!(actor.role, Role::Clinician | Role::Nurse))
+}
+
+/// Whether the actor may review break-glass uses (the review queue, justified or not):
+/// compliance officers only.
+pub fn may_review_break_glass(actor: &Actor) -> Result<(), Denial> {
+    ok_if(actor.role == Role::ComplianceOfficer)
+}
+
+/// Whether the actor may end a break-glass grant early: compliance officers and admins.
+pub fn may_revoke_break_glass(actor: &Actor) -> Result<(), Denial> {
+    ok_if(matches!(actor.role, Role::ComplianceOfficer | Role::Admin))
+}
+
 /// Whether the actor may start a conversation of this kind.
 pub fn may_create_conversation(actor: &Actor, _kind: ConversationKind) -> Result<(), Denial> {
     ok_if(actor.role.is_workforce())

@@ -6,6 +6,7 @@ pub(crate) mod attachments;
 pub(crate) mod audit;
 pub(crate) mod audit_reports;
 pub(crate) mod auth;
+pub(crate) mod break_glass;
 pub(crate) mod consents;
 pub(crate) mod conversations;
 pub(crate) mod devices;
@@ -60,5 +61,6 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(lifecycle::routes())
         .merge(devices::routes())
         .merge(roster::routes())
+        .merge(break_glass::routes())
         .routes(utoipa_axum::routes!(crate::ws::stream))
 }

@@ -152,6 +152,35 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
+/// The step-up guard for sensitive actions (audit export, role changes, admin wipes,
+/// break-glass): the session's last second-factor verification must be at most
+/// `[sessions] step_up_max_age_secs` old. Otherwise the answer is `401 step_up_required` with
+/// an RFC 9470 challenge (`insufficient_user_authentication`, `max_age`), or `403
+/// mfa_enrollment_required` for a user with no second factor to verify; either refusal is
+/// audited as `auth.step_up_required` naming the action (`for`). Handlers call it after their
+/// role check, so a role that may never do the action still gets `forbidden`.
+pub async fn require_step_up(state: &AppState, s: &AnySession, action: &'static str, meta: &RequestMeta) -> Result<(), ApiError> {
+    let max_age = state.config.sessions.step_up_max_age_secs;
+    if s.mfa_verified_at.is_some_and(|at| now_ms() - at <= i64::from(max_age) * 1000) {
+        return Ok(());
+    }
+    let enrolled = state.store.user(s.actor.org_id, s.actor.user_id).await?.mfa_enabled;
+    let (reason, err) = if enrolled {
+        ("stale", ApiError::step_up(max_age))
+    } else {
+        ("not_enrolled", ApiError::mfa_enrollment_required().detail("this action needs a second-factor verification; enrol TOTP first"))
+    };
+    let mut ev = ward_domain::audit::AuditEvent::new(AuditAction::StepUpRequired, ward_domain::audit::Outcome::Denied)
+        .target("session", s.session)
+        .detail("for", ward_domain::audit::DetailValue::Code(action))
+        .detail("reason", ward_domain::audit::DetailValue::Code(reason));
+    ev.org_id = Some(s.actor.org_id);
+    ev.actor = Some(s.actor.user_id);
+    ev.device = Some(s.device);
+    state.store.record(ev, meta.clone()).await?;
+    Err(err)
+}
+
 impl AppState {
     /// Tells every node to close the user's connections (all, or those of `sessions`).
     pub async fn end_sessions(&self, user: ward_domain::ids::UserId, sessions: Option<Vec<SessionId>>) {

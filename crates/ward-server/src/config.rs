@@ -40,6 +40,22 @@ pub struct Config {
     /// Device trust: when unacknowledged wipes count as overdue (the posture policy itself is
     /// set per organisation through the API).
     pub devices: DevicesConfig,
+    /// Break-glass (emergency) access: how long a grant lasts.
+    pub break_glass: BreakGlassConfig,
+}
+
+/// Break-glass emergency access (`[break_glass]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakGlassConfig {
+    /// How long a grant's read access lasts, in minutes (5 to 720).
+    pub access_minutes: u32,
+}
+
+impl Default for BreakGlassConfig {
+    fn default() -> Self {
+        Self { access_minutes: 60 }
+    }
 }
 
 /// The outbound content policy (`[outbound]`).
@@ -429,6 +445,9 @@ pub struct SessionConfig {
     pub idle_timeout_secs: i64,
     /// How long a second-factor challenge stays open, in seconds.
     pub mfa_challenge_ttl_secs: i64,
+    /// How recent (seconds) a second-factor verification must be for sensitive actions (audit
+    /// export, role changes, admin wipes, break-glass): older, they answer `step_up_required`.
+    pub step_up_max_age_secs: u32,
 }
 
 /// Request and connection limits.
@@ -469,13 +488,20 @@ impl Default for Config {
             attachments: AttachmentsConfig::default(),
             outbound: OutboundConfig::default(),
             devices: DevicesConfig::default(),
+            break_glass: BreakGlassConfig::default(),
         }
     }
 }
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        Self { access_ttl_secs: 600, session_ttl_secs: 12 * 3600, idle_timeout_secs: 900, mfa_challenge_ttl_secs: 300 }
+        Self {
+            access_ttl_secs: 600,
+            session_ttl_secs: 12 * 3600,
+            idle_timeout_secs: 900,
+            mfa_challenge_ttl_secs: 300,
+            step_up_max_age_secs: 300,
+        }
     }
 }
 
@@ -528,6 +554,12 @@ impl Config {
         }
         if !(30..=900).contains(&s.mfa_challenge_ttl_secs) {
             return bad("sessions.mfa_challenge_ttl_secs must be between 30 and 900");
+        }
+        if !(30..=3600).contains(&s.step_up_max_age_secs) {
+            return bad("sessions.step_up_max_age_secs must be between 30 and 3600");
+        }
+        if !(5..=720).contains(&self.break_glass.access_minutes) {
+            return bad("break_glass.access_minutes must be between 5 and 720");
         }
         if !(1024..=16 * 1024 * 1024).contains(&self.limits.max_body_bytes) {
             return bad("limits.max_body_bytes must be between 1 KiB and 16 MiB");
@@ -685,6 +717,14 @@ mod tests {
         c.retention.interval_secs = 59;
         assert!(c.validate().unwrap_err().to_string().contains("retention.interval_secs"));
         c.retention.interval_secs = 604_800;
+        c.validate().unwrap();
+        let mut c = Config::default();
+        c.sessions.step_up_max_age_secs = 29;
+        assert!(c.validate().unwrap_err().to_string().contains("sessions.step_up_max_age_secs"));
+        let mut c = Config::default();
+        c.break_glass.access_minutes = 721;
+        assert!(c.validate().unwrap_err().to_string().contains("break_glass.access_minutes"));
+        c.break_glass.access_minutes = 5;
         c.validate().unwrap();
     }
 

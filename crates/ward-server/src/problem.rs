@@ -23,7 +23,10 @@ pub struct ApiError {
     /// Specific explanation (never containing request values).
     pub detail: Option<String>,
     /// Seconds to wait, for 429 and 503.
-    pub retry_after: Option<u64>,
+    pub retry_after: Option<u32>,
+    /// For `step_up_required`: how recent (seconds) the second-factor verification must be,
+    /// sent as `max_age` in the `WWW-Authenticate` challenge (RFC 9470).
+    pub max_age: Option<u32>,
     /// Cause to log (5xx only); never sent.
     pub internal: Option<String>,
     /// For `outbound_content_blocked`: the categories of clinical detail found (never the text).
@@ -104,8 +107,13 @@ problems! {
     forbidden => FORBIDDEN, "forbidden", "Your role does not allow this action";
     /// The password is one-time and must be changed first.
     password_change_required => FORBIDDEN, "password_change_required", "Change your one-time password first";
-    /// The organisation requires MFA for this role and none is enrolled.
+    /// The organisation requires MFA for this role and none is enrolled; or the action needs a
+    /// recent second-factor verification (step-up) and the user has no second factor.
     mfa_enrollment_required => FORBIDDEN, "mfa_enrollment_required", "Enrol a second factor first";
+    /// A sensitive action needs a second-factor verification within the last few minutes:
+    /// verify again with `POST /api/v1/me/step-up`, then retry. The `WWW-Authenticate` header
+    /// carries RFC 9470's `insufficient_user_authentication` error and the `max_age`.
+    step_up_required => UNAUTHORIZED, "step_up_required", "Verify your second factor again to continue";
     /// Only an owner may do this.
     not_owner => FORBIDDEN, "not_owner", "Only an owner of the conversation may do this";
     /// Only the sender may do this.
@@ -166,7 +174,7 @@ problems! {
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, title: &'static str) -> Self {
-        Self { status, code, title, detail: None, retry_after: None, internal: None, categories: None }
+        Self { status, code, title, detail: None, retry_after: None, max_age: None, internal: None, categories: None }
     }
 
     /// Adds an explanation.
@@ -177,7 +185,7 @@ impl ApiError {
 
     /// Adds a Retry-After.
     pub fn retry_after(mut self, secs: u64) -> Self {
-        self.retry_after = Some(secs);
+        self.retry_after = Some(u32::try_from(secs).unwrap_or(u32::MAX));
         self
     }
 
@@ -186,6 +194,15 @@ impl ApiError {
         // Boxed slice, not Vec: keeps ApiError small enough to return by value everywhere.
         self.categories = Some(categories.into_boxed_slice());
         self
+    }
+
+    /// Step-up required: the last second-factor verification must be at most `max_age_secs` old.
+    pub fn step_up(max_age_secs: u32) -> Self {
+        let mut e = Self::step_up_required();
+        e.max_age = Some(max_age_secs);
+        e.detail(format!(
+            "this action needs a second-factor verification within the last {max_age_secs} seconds; POST /api/v1/me/step-up and retry"
+        ))
     }
 
     /// An internal error with its cause for the log.
@@ -249,6 +266,14 @@ impl IntoResponse for ApiError {
         res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if let Some(secs) = self.retry_after {
             res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Some(max_age) = self.max_age {
+            let challenge = format!(
+                "Bearer error=\"insufficient_user_authentication\", error_description=\"A recent second-factor verification is required\", max_age={max_age}"
+            );
+            if let Ok(v) = HeaderValue::from_str(&challenge) {
+                res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
         }
         if let Some(cause) = self.internal {
             res.extensions_mut().insert(InternalCause(cause));

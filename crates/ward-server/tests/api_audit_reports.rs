@@ -132,6 +132,8 @@ async fn exports_validate_as_fhir_r4_and_reports_account_for_disclosures(backend
     let spare = h.login(&nurse_acc).await;
     h.call(Method::POST, "/api/v1/auth/logout", Some(&spare.access), None).await.expect(204);
     let before_exports = ward_store::now_ms();
+    // Exports are sensitive: they need a recent second-factor verification.
+    h.step_up(&co).await;
 
     // FHIR NDJSON: one AuditEvent per line, valid R4.
     let dir = tempfile::tempdir().unwrap();
@@ -273,7 +275,7 @@ async fn exports_validate_as_fhir_r4_and_reports_account_for_disclosures(backend
     assert!(reads.iter().any(|e| e.detail.contains("disclosures") && e.patient_id.map(|u| u.to_string()) == Some(p.clone())));
     assert!(reads.iter().any(|e| e.detail.contains("access_report") && e.detail.contains(&doc_acc.id.to_string())));
     // An admin may export too (recorded as who it was; alerts on it come later).
-    let admin = h.login(&h.account(&org, "admin@acme", Role::Admin).await).await;
+    let admin = h.login_stepped_up(&h.account(&org, "admin@acme", Role::Admin).await).await;
     assert_eq!(download(&h, "/api/v1/audit/export?format=csv", &admin).await.0, 200);
 }
 

@@ -190,6 +190,11 @@ async fn wipe_revokes_and_is_acknowledged_once(backend: Backend) {
     let sa = h.login(&a).await;
     let sadmin = h.login(&admin).await;
     let sz = h.login(&z_admin).await;
+    // An admin's wipe needs a recent second-factor verification (the user's own report does not).
+    let wipe = format!("/api/v1/devices/{}/wipe", sa.device_id);
+    h.post(&wipe, &sadmin.access, json!({"reason": "probe"})).await.expect_problem(403, "mfa_enrollment_required");
+    h.step_up(&sadmin).await;
+    h.step_up(&sz).await;
     let secret = register(&h, &sa).await;
     let mut st = h.stream(&sa).await;
 

@@ -111,7 +111,11 @@ const OPS: &[OpDef] = &[
     op("POST", "/api/v1/legal-holds/{hold_id}/release", Gate::Bearer, false),
     op("GET", "/api/v1/retention/shreds", Gate::Bearer, false),
     op("POST", "/api/v1/patients/{patient_id}/export", Gate::Bearer, false),
+    // Sensitive operations need a recent second-factor verification: the matrix steps up every
+    // workforce actor's main session before each of them (see `STEP_UP_OPS`).
     op("GET", "/api/v1/audit/export", Gate::Bearer, false),
+    // Every workforce actor has a second factor from here on; the patient has none.
+    op("POST", "/api/v1/me/step-up", Gate::Bearer, false),
     op("GET", "/api/v1/patients/{patient_id}/disclosures", Gate::Bearer, false),
     op("GET", "/api/v1/users/{user_id}/access-report", Gate::Bearer, false),
     op("GET", "/api/v1/users", Gate::Bearer, false),
@@ -169,7 +173,23 @@ const OPS: &[OpDef] = &[
     op("GET", "/api/v1/org/device-profile", Gate::Bearer, false),
     op("POST", "/api/v1/admin/roster/reconcile", Gate::Bearer, false),
     op("POST", "/api/v1/admin/roster/remediate", Gate::Bearer, false),
+    // Break-glass: requests, reads under the fixture's grants, then review and revocation.
+    op("POST", "/api/v1/break-glass", Gate::Bearer, false),
+    op("GET", "/api/v1/break-glass", Gate::Bearer, false),
+    op("GET", "/api/v1/break-glass/{grant_id}/conversations", Gate::Bearer, false),
+    op("GET", "/api/v1/break-glass/{grant_id}/conversations/{conversation_id}/messages", Gate::Bearer, false),
+    op("GET", "/api/v1/break-glass/reviews", Gate::Bearer, false),
+    op("POST", "/api/v1/break-glass/{grant_id}/review", Gate::Bearer, false),
+    op("POST", "/api/v1/break-glass/{grant_id}/revoke", Gate::Bearer, false),
     op("GET", "/api/v1/stream", Gate::Stream, false),
+];
+
+/// The operations guarded by the step-up check (`ward_server::auth::require_step_up`).
+const STEP_UP_OPS: &[(&str, &str)] = &[
+    ("GET", "/api/v1/audit/export"),
+    ("PATCH", "/api/v1/users/{user_id}"),
+    ("POST", "/api/v1/devices/{device_id}/wipe"),
+    ("POST", "/api/v1/break-glass"),
 ];
 
 impl OpDef {
@@ -329,6 +349,8 @@ struct Act {
     /// An attachment the actor uploaded to `conv`, and one another member uploaded there.
     att: String,
     peer_att: String,
+    /// The actor's open break-glass grant on `p_other` (clinician and nurse only).
+    grant: Option<String>,
 }
 
 struct Fx {
@@ -368,6 +390,14 @@ struct Fx {
     tpl_b: String,
     /// The device of an org A session that admins wipe (`other`).
     wipee_device: String,
+    /// A patient conversation about `p_other` (the outsider's), read under break-glass grants.
+    c_p_other: String,
+    /// The outsider's open grant on `p_other` ("another user's"), and org B's grant.
+    grant_other: String,
+    grant_b: String,
+    /// Grants of the outsider that the admin and the compliance officer end early.
+    grant_revoke_admin: String,
+    grant_revoke_co: String,
 }
 
 impl Fx {
@@ -393,6 +423,14 @@ fn device() -> Value {
 async fn try_login(h: &Harness, acc: &Account, password: &str) -> Option<Session> {
     let r =
         h.call(Method::POST, "/api/v1/auth/login", None, Some(json!({"login": acc.login, "password": password, "device": device()}))).await;
+    let r = if r.status == 200 && r.body["status"] == "mfa_required" {
+        let code = h.fresh_recovery_code(acc).await;
+        let t =
+            h.call(Method::POST, "/api/v1/auth/mfa", None, Some(json!({"mfa_token": r.body["mfa_token"], "recovery_code": code}))).await;
+        Reply { status: t.status, headers: t.headers, body: json!({"status": "authenticated", "tokens": t.body}) }
+    } else {
+        r
+    };
     if r.status != 200 || r.body["status"] != "authenticated" {
         return None;
     }
@@ -404,6 +442,16 @@ async fn try_login(h: &Harness, acc: &Account, password: &str) -> Option<Session
         device_id: t["device_id"].as_str()?.into(),
         account: acc.clone(),
     })
+}
+
+/// A break-glass grant of the session's user on the patient, made directly in the store.
+async fn grant(h: &Harness, s: &Session, patient: ward_domain::ids::PatientId) -> String {
+    let actor = ward_domain::policy::Actor { user_id: s.account.id, org_id: s.account.org.id, role: s.account.role };
+    let device = ward_domain::ids::DeviceId(s.device_id.parse().unwrap());
+    let reason = ward_domain::break_glass::ReasonText::parse("reason", "Matrix emergency").unwrap();
+    let category = ward_domain::break_glass::ReasonCategory::EmergencyTreatment;
+    let g = h.store.request_break_glass(actor, device, patient, category, reason, 60, Harness::meta()).await.unwrap();
+    g.id.to_string()
 }
 
 async fn send_id(h: &Harness, s: &Session, conv: &str, txn: &str) -> String {
@@ -462,6 +510,7 @@ async fn fixture(h: &Harness) -> Fx {
             peer_msg: String::new(),
             att: String::new(),
             peer_att: String::new(),
+            grant: None,
         });
     }
     let clin_main = acts.iter().find(|x| x.role == Role::Clinician).unwrap().main.clone();
@@ -506,6 +555,29 @@ async fn fixture(h: &Harness) -> Fx {
     let wipee = h.account(&a, "a-wipee", Role::Staff).await;
     let wipee_device = h.login(&wipee).await.device_id;
 
+    let c_p_other = h
+        .post(
+            "/api/v1/conversations",
+            &outsider.access,
+            json!({"kind": "patient", "title": "Bed 9", "patient_id": p_other.id, "members": []}),
+        )
+        .await
+        .expect(201)
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    send_id(h, &outsider, &c_p_other, "bg-1").await;
+    for act in &mut acts {
+        if matches!(act.role, Role::Clinician | Role::Nurse) {
+            act.grant = Some(grant(h, &act.main, p_other.id).await);
+        }
+    }
+    let grant_other = grant(h, &outsider, p_other.id).await;
+    let grant_b = grant(h, &b_clin, p_b.id).await;
+    let grant_revoke_admin = grant(h, &outsider, p_other.id).await;
+    let grant_revoke_co = grant(h, &outsider, p_other.id).await;
+
     Fx {
         org_a: a.id.to_string(),
         acts,
@@ -530,6 +602,11 @@ async fn fixture(h: &Harness) -> Fx {
         tpl_del,
         tpl_b,
         wipee_device,
+        c_p_other,
+        grant_other,
+        grant_b,
+        grant_revoke_admin,
+        grant_revoke_co,
     }
 }
 
@@ -607,6 +684,9 @@ fn min_body(op: &OpDef) -> Option<Value> {
         ("POST", "/api/v1/device-wipe/ack") => json!({"device_id": rnd(), "wipe_secret": "wdw_matrix", "wipe_id": rnd()}),
         ("PUT", "/api/v1/org/device-policy") => serde_json::to_value(ward_device::PosturePolicy::default()).unwrap(),
         ("POST", "/api/v1/device-reports/spot-checks") => json!({"percent": 10, "seed": 1}),
+        ("POST", "/api/v1/me/step-up") => json!({"code": "000000"}),
+        ("POST", "/api/v1/break-glass") => json!({"patient_id": rnd(), "reason_category": "emergency_treatment", "reason": "Matrix"}),
+        ("POST", "/api/v1/break-glass/{grant_id}/review") => json!({"status": "justified"}),
         _ => return None,
     };
     Some(b)
@@ -634,6 +714,7 @@ fn random_path(op: &OpDef) -> String {
         "{template_id}",
         "{device_id}",
         "{spot_check_id}",
+        "{grant_id}",
     ] {
         p = p.replace(param, &rnd());
     }
@@ -777,6 +858,12 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
         },
         ("GET", "/api/v1/audit/export") => match t {
             Own => cell("/api/v1/audit/export?format=csv", None, when(auditor, OK, FORBIDDEN)),
+            _ => return None,
+        },
+        // A code that is never right: workforce actors have a second factor and the code counts
+        // as a miss; the patient has none to verify.
+        ("POST", "/api/v1/me/step-up") => match t {
+            Own => cell(op.path, body, when(workforce, problem(401, "invalid_mfa_code"), problem(403, "mfa_enrollment_required"))),
             _ => return None,
         },
         // Reports on one patient or user: the role is checked first; then another tenant's or a
@@ -1404,6 +1491,90 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
             Own => cell(op.path, None, when(admin, VALIDATION, FORBIDDEN)).raw("text/csv", MATRIX_ROSTER),
             _ => return None,
         },
+
+        // --- break-glass ----------------------------------------------------------------------
+        // Clinicians and nurses request (after the step-up); another tenant's or a made-up
+        // patient is not found.
+        ("POST", "/api/v1/break-glass") => {
+            let may = matches!(role, Role::Clinician | Role::Nurse);
+            let (patient, exp) = match t {
+                Own => (fx.p_other.id.to_string(), CREATED),
+                Foreign => (fx.p_b.id.to_string(), NOT_FOUND),
+                Random => (rnd(), NOT_FOUND),
+                Invalid => (BAD_ID.into(), problem(400, "invalid_body")),
+                _ => return None,
+            };
+            let exp = if t == Invalid { exp } else { when(may, exp, FORBIDDEN) };
+            cell(op.path, Some(json!({"patient_id": patient, "reason_category": "emergency_treatment", "reason": "Matrix emergency"})), exp)
+        }
+        ("GET", "/api/v1/break-glass") => match t {
+            Own => cell(op.path, None, OK).check(listing(
+                "",
+                a.grant.iter().cloned().collect(),
+                vec![fx.grant_other.clone(), fx.grant_b.clone()],
+            )),
+            _ => return None,
+        },
+        // Only the requester reads under a grant; anyone else's grant looks absent.
+        ("GET", "/api/v1/break-glass/{grant_id}/conversations") => {
+            let (g, exp) = match t {
+                Own => (a.grant.clone()?, OK),
+                Other => (fx.grant_other.clone(), NOT_FOUND),
+                Foreign => (fx.grant_b.clone(), NOT_FOUND),
+                Random => (rnd(), NOT_FOUND),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                _ => return None,
+            };
+            let c = cell(op.path.replace("{grant_id}", &g), None, exp);
+            if t == Own { c.check(listing("", vec![fx.c_p_other.clone()], vec![a.conv.clone(), fx.c_other.clone()])) } else { c }
+        }
+        // Cross: the caller's own grant with a conversation that is not about its patient.
+        ("GET", "/api/v1/break-glass/{grant_id}/conversations/{conversation_id}/messages") => {
+            let (g, conv, exp) = match t {
+                Own => (a.grant.clone()?, fx.c_p_other.clone(), OK),
+                Cross => (a.grant.clone()?, a.conv.clone(), NOT_FOUND),
+                Other => (fx.grant_other.clone(), fx.c_p_other.clone(), NOT_FOUND),
+                Foreign => (fx.grant_b.clone(), fx.c_b.clone(), NOT_FOUND),
+                Random => (rnd(), rnd(), NOT_FOUND),
+                Invalid => (BAD_ID.into(), BAD_ID.into(), BAD_PARAM),
+                Peer => return None,
+            };
+            cell(op.path.replace("{grant_id}", &g).replace("{conversation_id}", &conv), None, exp)
+        }
+        ("GET", "/api/v1/break-glass/reviews") => match t {
+            Own => cell(op.path, None, when(role == Role::ComplianceOfficer, OK, FORBIDDEN)).check(listing(
+                "",
+                vec![fx.grant_other.clone()],
+                vec![fx.grant_b.clone()],
+            )),
+            _ => return None,
+        },
+        // The role is checked before the lookup.
+        ("POST", "/api/v1/break-glass/{grant_id}/review") => {
+            let (g, exp) = match t {
+                Other => (fx.grant_other.clone(), OK),
+                Foreign => (fx.grant_b.clone(), NOT_FOUND),
+                Random => (rnd(), NOT_FOUND),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                _ => return None,
+            };
+            let exp = if t == Invalid { exp } else { when(role == Role::ComplianceOfficer, exp, FORBIDDEN) };
+            cell(op.path.replace("{grant_id}", &g), body, exp)
+        }
+        ("POST", "/api/v1/break-glass/{grant_id}/revoke") => {
+            let may = matches!(role, Role::Admin | Role::ComplianceOfficer);
+            let (g, exp) = match t {
+                Other if role == Role::Admin => (fx.grant_revoke_admin.clone(), OK),
+                Other if role == Role::ComplianceOfficer => (fx.grant_revoke_co.clone(), OK),
+                Other => (fx.grant_other.clone(), FORBIDDEN),
+                Foreign => (fx.grant_b.clone(), NOT_FOUND),
+                Random => (rnd(), NOT_FOUND),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                _ => return None,
+            };
+            let exp = if t == Invalid { exp } else { when(may, exp, FORBIDDEN) };
+            cell(op.path.replace("{grant_id}", &g), None, exp)
+        }
         _ => panic!("the matrix has no plan for {}", op.key()),
     };
     Some(c)
@@ -1466,6 +1637,11 @@ async fn run_matrix(h: &Harness, fx: &mut Fx, rec: &mut Recorder) {
         if op.gate == Gate::Stream {
             stream_cells(h, fx, rec).await;
             continue;
+        }
+        if STEP_UP_OPS.contains(&(op.method, op.path)) {
+            for a in fx.acts.iter().filter(|a| a.role.is_workforce()) {
+                h.step_up(&a.main).await;
+            }
         }
         for ai in 0..fx.acts.len() {
             for t in TARGETS {

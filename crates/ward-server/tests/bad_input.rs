@@ -616,6 +616,9 @@ async fn other_tenant_ids(backend: Backend) {
     let mallory = h.account(&two, "mallory@two", Role::Clinician).await;
     let trent = h.account(&two, "trent@two", Role::Admin).await;
     let (sm, st) = (h.login(&mallory).await, h.login(&trent).await);
+    // Role changes need a recent second factor: the foreign admin has one, so the answer is
+    // about the tenant boundary alone.
+    h.step_up(&st).await;
     let own = h.conversation(&sm, "group", &[&trent]).await;
 
     let members_before = accepted(h.get(&format!("/api/v1/conversations/{conv}"), &sa.access).await, 200).body["members"].clone();

@@ -62,6 +62,8 @@ async fn canary_stays_out_of_logs_audit_metrics_and_errors(backend: Backend) {
     let nurse = h.account(&org, "nurse@wardfour", Role::Nurse).await;
     let consultant = h.account(&org, "consultant@wardfour", Role::Clinician).await;
     let (s_admin, s_doc, s_nurse, s_cons) = (h.login(&admin).await, h.login(&doc).await, h.login(&nurse).await, h.login(&consultant).await);
+    // The admin exports the audit log below: a sensitive action, after a step-up.
+    h.step_up(&s_admin).await;
 
     // A patient record: MRN and name carry the canary.
     let mrn = format!("{LOUD}-MRN-0042");

@@ -1,6 +1,7 @@
 //! Encryption at rest through the API: a canary carried in every field that can hold PHI
 //! (patient MRN and name, conversation title, message text and its correction, a stated
-//! reason's note, an attachment's content and file name) reads back for members and is nowhere
+//! reason's note, an attachment's content and file name, a break-glass reason and its review
+//! note) reads back for those who may read it and is nowhere
 //! in what the server stores: the database files, WAL and shared memory (SQLite), every table
 //! (PostgreSQL), the audit files, the attachment store, and a backup.
 
@@ -80,6 +81,26 @@ async fn phi_is_sealed_in_storage(backend: Backend) {
     assert!(detail.body.to_string().contains(&canary), "{}", detail.body);
     let found = h.post("/api/v1/patients/search", &s_nurse.access, json!({"mrn": mrn})).await.expect(200);
     assert_eq!(found.body["display_name"], format!("Jane {canary}"));
+
+    // A break-glass request whose reason, and a review whose note, carry the canary; the
+    // compliance officer reads both back.
+    let er = h.login_stepped_up(&h.account(&org, "er@wardfour", Role::Clinician).await).await;
+    let co = h.login(&h.account(&org, "co@wardfour", Role::ComplianceOfficer).await).await;
+    let grant = h
+        .post(
+            "/api/v1/break-glass",
+            &er.access,
+            json!({"patient_id": patient, "reason_category": "other", "reason": format!("fall {canary}")}),
+        )
+        .await
+        .expect(201);
+    let grant = grant.body["id"].as_str().unwrap().to_owned();
+    h.post(&format!("/api/v1/break-glass/{grant}/review"), &co.access, json!({"status": "justified", "note": format!("ok {canary}")}))
+        .await
+        .expect(200);
+    let queue = h.get("/api/v1/break-glass/reviews", &co.access).await.expect(200);
+    assert_eq!(queue.body[0]["reason"], format!("fall {canary}"));
+    assert_eq!(queue.body[0]["review_note"], format!("ok {canary}"));
 
     // A backup of it all, kept in the data directory so the scan below reads it too.
     let files = ward_store::backup::BackupFiles { data_dir: h.db.dir.path().to_owned(), dirs: vec!["audit".into(), "attachments".into()] };

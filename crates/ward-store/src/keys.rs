@@ -43,6 +43,8 @@ pub(crate) mod purpose {
     pub(crate) const ATTACHMENT_KEY: &str = "attachment.key";
     pub(crate) const ATTACHMENT_NAME: &str = "attachment.name";
     pub(crate) const OUTBOX_BODY: &str = "outbox.body";
+    pub(crate) const BREAK_GLASS_REASON: &str = "break_glass.reason";
+    pub(crate) const BREAK_GLASS_NOTE: &str = "break_glass.review_note";
 }
 
 #[derive(sqlx::FromRow)]

@@ -8,6 +8,7 @@ mod attachments;
 mod audit;
 mod audit_sinks;
 pub mod backup;
+mod break_glass;
 mod consents;
 mod conversations;
 mod db;
@@ -48,6 +49,7 @@ pub use attachments::{
 };
 pub use audit::{AuditQuery, AuditRecord, StoredCheckpoint};
 pub use audit_sinks::SinkCursor;
+pub use break_glass::{BreakGlassConversation, BreakGlassGrant};
 pub use consents::{Consent, ConsentEnd};
 pub use conversations::Created;
 pub use devices::{DeviceRecord, DeviceWipe, NO_WIPE_CHANNEL, PostureRecord, SpotCheck, WipeAck, WipeRequested, WipeSource};

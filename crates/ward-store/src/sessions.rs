@@ -400,6 +400,46 @@ impl Store {
         .await
     }
 
+    /// Step-up: a signed-in user verifies a second factor again before a sensitive action.
+    /// On success the session's `mfa_verified_at` becomes now and the login name's throttle is
+    /// reset; on failure the throttle counts the miss exactly as a wrong code at sign-in does.
+    /// Both are audited (`auth.step_up`). Returns whether the factor was accepted.
+    pub async fn step_up(
+        &self,
+        org: OrgId,
+        user: UserId,
+        login: String,
+        session: SessionId,
+        factor: SecondFactor,
+        meta: RequestMeta,
+    ) -> Result<bool> {
+        self.write(move |mut c| {
+            Box::pin(async move {
+                let now = now_ms();
+                let (accepted, method) = match &factor {
+                    SecondFactor::TotpStep(step) => (mark_totp_step(&mut c, user, *step).await?, "totp"),
+                    SecondFactor::RecoveryCode(h) => (spend_recovery_code(&mut c, user, h).await?, "recovery_code"),
+                    SecondFactor::Invalid => (false, "invalid"),
+                };
+                let ev = login_event(AuditAction::StepUp, Outcome::Success, Some(org), Some(user))
+                    .detail("method", DetailValue::Code(method))
+                    .detail("session", DetailValue::Id(session.0));
+                if !accepted {
+                    let t = throttle_of(&mut c, &login).await?.after_failure(now);
+                    save_throttle(&mut c, &login, t).await?;
+                    let ev = AuditEvent { outcome: Outcome::Failure, ..ev }.detail("failures", DetailValue::Int(i64::from(t.failures)));
+                    audit::append(&mut c, &ev, &meta).await?;
+                    return Ok(false);
+                }
+                save_throttle(&mut c, &login, Throttle::default()).await?;
+                exec!(&mut c, "UPDATE sessions SET mfa_verified_at = $2 WHERE id = $1 AND user_id = $3", session.0, now, user.0)?;
+                audit::append(&mut c, &ev, &meta).await?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+
     /// The session behind an access-token hash, if the token exists (validity is the caller's call).
     pub async fn session_by_access(&self, token_hash: Vec<u8>) -> Result<Option<AuthSession>> {
         self.read(|mut c| {

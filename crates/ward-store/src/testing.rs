@@ -153,6 +153,31 @@ impl Store {
         .expect("insert alert")
     }
 
+    /// Closes a break-glass grant's window now, as if its time had run out (expiry tests).
+    pub async fn test_expire_break_glass(&self, grant: uuid::Uuid) {
+        self.write(move |mut c| {
+            Box::pin(async move {
+                exec!(&mut c, "UPDATE break_glass_grants SET expires_at = $2 WHERE id = $1", grant, crate::now_ms() - 1)?;
+                Ok(())
+            })
+        })
+        .await
+        .expect("expire grant");
+    }
+
+    /// Moves a session's last second-factor verification `ms` milliseconds into the past
+    /// (step-up tests).
+    pub async fn test_age_mfa(&self, session: ward_domain::ids::SessionId, ms: i64) {
+        self.write(move |mut c| {
+            Box::pin(async move {
+                exec!(&mut c, "UPDATE sessions SET mfa_verified_at = mfa_verified_at - $2 WHERE id = $1", session.0, ms)?;
+                Ok(())
+            })
+        })
+        .await
+        .expect("age mfa");
+    }
+
     /// Moves a session's last activity `ms` milliseconds into the past (idle-timeout tests).
     pub async fn test_age_session(&self, session: ward_domain::ids::SessionId, ms: i64) {
         self.write(move |mut c| {

@@ -101,6 +101,11 @@ async fn export_events(State(state): State<AppState>, Meta(meta): Meta, s: Auth,
     if let Some(u) = q.user {
         ev = ev.detail("user", DetailValue::Id(u.0));
     }
+    // The role first (a role that may never export hears `forbidden`), then the step-up; the
+    // use is recorded only once both pass, so an `audit.export` event is an export that ran.
+    if policy::may_read_audit_log(&s.actor).is_ok() {
+        crate::auth::require_step_up(&state, &s, "audit_export", &meta).await?;
+    }
     record_use(&state, &s, meta, ev, q.patient).await?;
     let query = AuditQuery {
         actor: q.user.map(|u| u.0),

@@ -463,7 +463,9 @@ fn wipe_reason(r: &WipeRequest) -> ApiResult<String> {
 }
 
 /// Reports one of the user's own devices lost: its Ward data is wiped at its next contact and
-/// its sessions end now (the current session too, if it is this device).
+/// its sessions end now (the current session too, if it is this device). Deliberately no
+/// step-up: whoever lost their phone may have lost their authenticator with it, and the
+/// report only takes access away.
 #[utoipa::path(post, path = "/api/v1/me/devices/{device_id}/wipe", tag = "devices", security(("bearer" = [])),
     params(("device_id" = DeviceId, Path)), request_body = WipeRequest,
     responses((status = 201, body = WipeView), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
@@ -524,6 +526,7 @@ async fn wipe_device(
 ) -> ApiResult<(StatusCode, Json<WipeView>)> {
     policy::may_manage_devices(&s.actor)?;
     let reason = wipe_reason(&req)?;
+    crate::auth::require_step_up(&state, &s, "device_wipe", &meta).await?;
     let done = state.store.request_wipe(s.actor.org_id, device, None, s.actor.user_id, reason, WipeSource::Admin, meta).await?;
     state.end_sessions(done.wipe.user_id, Some(done.revoked_sessions)).await;
     Ok((StatusCode::CREATED, Json(wipe_view(done.wipe, state.config.devices.wipe_ack_overdue_hours))))

@@ -243,6 +243,25 @@ pub struct CodeRequest {
     pub code: String,
 }
 
+/// Step-up: a TOTP code, or a recovery code instead.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepUpRequest {
+    /// A 6-digit TOTP code.
+    pub code: Option<String>,
+    /// A recovery code instead (single use).
+    pub recovery_code: Option<String>,
+}
+
+/// A successful step-up.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StepUpView {
+    /// When the second factor was verified.
+    pub mfa_verified_at: String,
+    /// Until when sensitive actions are allowed without verifying again.
+    pub valid_until: String,
+}
+
 /// Recovery codes, shown once.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RecoveryCodes {

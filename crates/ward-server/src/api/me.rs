@@ -6,12 +6,15 @@ use ward_domain::audit::AuditAction;
 use ward_domain::ids::SessionId;
 use ward_domain::login::NewPassword;
 
-use super::dto::{ChangePasswordRequest, CodeRequest, MeView, RecoveryCodes, SessionView, TotpBeginRequest, TotpBeginResponse, ts};
+use super::dto::{
+    ChangePasswordRequest, CodeRequest, MeView, RecoveryCodes, SessionView, StepUpRequest, StepUpView, TotpBeginRequest, TotpBeginResponse,
+    ts,
+};
 use crate::app::AppState;
 use crate::auth::{AnySession, Auth, Meta};
 use crate::extract::{Json, Path};
 use crate::problem::{ApiError, ApiResult, Problem};
-use crate::secrets::{hash_password, random_bytes, recovery_codes, totp, totp_step, verify_password};
+use crate::secrets::{hash_password, random_bytes, recovery_codes, recovery_hash, totp, totp_step, verify_password};
 
 pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
     utoipa_axum::router::OpenApiRouter::new()
@@ -22,6 +25,7 @@ pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .routes(utoipa_axum::routes!(begin_totp, remove_totp))
         .routes(utoipa_axum::routes!(confirm_totp))
         .routes(utoipa_axum::routes!(new_recovery_codes))
+        .routes(utoipa_axum::routes!(step_up))
 }
 
 /// The signed-in user, organisation and session (works for restricted sessions too).
@@ -193,4 +197,42 @@ async fn verify_current_code(state: &AppState, s: &AnySession, code: &str) -> Ap
         return Err(ApiError::invalid_mfa_code());
     }
     Ok(())
+}
+
+/// Step-up: verifies the second factor again (a TOTP code, or one of the recovery codes for
+/// someone without their authenticator) so that sensitive actions are allowed for the next
+/// `[sessions] step_up_max_age_secs`. Each code works once; wrong codes count towards the
+/// login name's lockout exactly as at sign-in, and every attempt is audited (`auth.step_up`).
+#[utoipa::path(post, path = "/api/v1/me/step-up", tag = "me", security(("bearer" = [])), request_body = StepUpRequest,
+    responses((status = 200, body = StepUpView), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 429, body = Problem)))]
+async fn step_up(State(state): State<AppState>, Meta(meta): Meta, s: Auth, Json(req): Json<StepUpRequest>) -> ApiResult<Json<StepUpView>> {
+    let a = s.actor;
+    let creds = state.store.credentials_by_id(a.org_id, a.user_id).await?;
+    let Some(secret) = creds.totp_secret.as_deref() else {
+        return Err(ApiError::mfa_enrollment_required().detail("there is no second factor to verify; enrol TOTP first"));
+    };
+    let login = creds.user.login.clone();
+    if let Some(wait) = state.store.throttle(&login).await?.locked(ward_store::now_ms()) {
+        let mut ev = ward_domain::audit::AuditEvent::new(AuditAction::StepUp, ward_domain::audit::Outcome::Failure)
+            .target("user", a.user_id)
+            .detail("reason", ward_domain::audit::DetailValue::Code("locked"));
+        ev.org_id = Some(a.org_id);
+        ev.actor = Some(a.user_id);
+        state.store.record(ev, meta).await?;
+        return Err(ApiError::login_locked().retry_after(wait.max(1) as u64));
+    }
+    let factor = match (&req.code, &req.recovery_code) {
+        (Some(code), None) => totp_step(secret, &login, code).map_or(ward_store::SecondFactor::Invalid, ward_store::SecondFactor::TotpStep),
+        (None, Some(rc)) if rc.len() <= 64 => ward_store::SecondFactor::RecoveryCode(recovery_hash(rc)),
+        (None, Some(_)) => ward_store::SecondFactor::Invalid,
+        (Some(_), Some(_)) => return Err(ApiError::invalid_body().detail("send either code or recovery_code, not both")),
+        (None, None) => return Err(ApiError::invalid_body().detail("send code or recovery_code")),
+    };
+    if !state.store.step_up(a.org_id, a.user_id, login, s.session, factor, meta).await? {
+        return Err(ApiError::invalid_mfa_code());
+    }
+    let now = ward_store::now_ms();
+    let valid = i64::from(state.config.sessions.step_up_max_age_secs) * 1000;
+    Ok(Json(StepUpView { mfa_verified_at: ts(now), valid_until: ts(now + valid) }))
 }

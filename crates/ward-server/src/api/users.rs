@@ -123,6 +123,7 @@ async fn update_user(
     if id == s.actor.user_id {
         return Err(ApiError::invalid_state().detail("admins cannot change their own role"));
     }
+    crate::auth::require_step_up(&state, &s, "user_role", &meta).await?;
     Ok(Json(state.store.set_user_role(s.actor.org_id, id, req.role, s.actor.user_id, meta).await?.into()))
 }
 

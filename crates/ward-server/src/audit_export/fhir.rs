@@ -157,7 +157,7 @@ fn classify(action: Option<AuditAction>) -> (Coding, Vec<Coding>, &'static str) 
         return (dcm("110100", "Application Activity"), vec![], "E");
     };
     match action {
-        A::Login | A::MfaVerify => (dcm("110114", "User Authentication"), vec![dcm("110122", "Login")], "E"),
+        A::Login | A::MfaVerify | A::StepUp => (dcm("110114", "User Authentication"), vec![dcm("110122", "Login")], "E"),
         A::Logout | A::SessionRevoke | A::SessionIdleTimeout => (dcm("110114", "User Authentication"), vec![dcm("110123", "Logout")], "E"),
         A::TokenRefresh => (dcm("110114", "User Authentication"), vec![], "E"),
         A::RefreshReuse => (dcm("110113", "Security Alert"), vec![dcm("110126", "Node Authentication")], "E"),
@@ -174,7 +174,7 @@ fn classify(action: Option<AuditAction>) -> (Coding, Vec<Coding>, &'static str) 
         A::PatientCreate | A::ConversationCreate | A::MemberAdd | A::MessageSend | A::AttachmentUpload => {
             (rest(), vec![interaction("create")], "C")
         }
-        A::PatientRead | A::ConversationRead | A::MessageRead | A::StreamReplay | A::AttachmentDownload => {
+        A::PatientRead | A::ConversationRead | A::MessageRead | A::StreamReplay | A::AttachmentDownload | A::BreakGlassRead => {
             (rest(), vec![interaction("read")], "R")
         }
         A::CareTeam => (rest(), vec![interaction("update")], "U"),

@@ -217,6 +217,17 @@ impl Harness {
             )
             .await
             .expect(200);
+        let r = if r.body["status"] == "mfa_required" {
+            // An account with a second factor (see `enroll_mfa`) answers with a recovery code.
+            let code = self.fresh_recovery_code(account).await;
+            let t = self
+                .call(Method::POST, "/api/v1/auth/mfa", None, Some(json!({"mfa_token": r.body["mfa_token"], "recovery_code": code})))
+                .await
+                .expect(200);
+            Reply { status: t.status, headers: t.headers, body: json!({"status": "authenticated", "tokens": t.body}) }
+        } else {
+            r
+        };
         assert_eq!(r.body["status"], "authenticated", "{}", r.body);
         let t = &r.body["tokens"];
         Session {
@@ -226,6 +237,44 @@ impl Harness {
             device_id: t["device_id"].as_str().unwrap().into(),
             account: account.clone(),
         }
+    }
+
+    /// Enrols a TOTP second factor for the account directly in the store, if it has none
+    /// (no recovery codes: `fresh_recovery_code` makes one at a time). Returns the secret.
+    pub async fn enroll_mfa(&self, account: &Account) -> Vec<u8> {
+        let creds = self.store.credentials_by_id(account.org.id, account.id).await.unwrap();
+        if let Some(secret) = creds.totp_secret {
+            return secret;
+        }
+        let secret = b"harness-totp-secret-".to_vec();
+        self.store.begin_totp(account.org.id, account.id, secret.clone(), Self::meta()).await.unwrap();
+        let nowhere = ward_domain::ids::SessionId::new();
+        self.store.confirm_totp(account.org.id, account.id, nowhere, 0, vec![], Self::meta()).await.unwrap();
+        secret
+    }
+
+    /// A new single-use recovery code for the account (replacing any others): a second factor
+    /// the harness can present any number of times a minute, unlike TOTP codes.
+    pub async fn fresh_recovery_code(&self, account: &Account) -> String {
+        let code = format!("harness-{}", uuid::Uuid::new_v4().simple());
+        let hash = ward_server::secrets::recovery_hash(&code);
+        self.store.set_recovery_codes(account.org.id, account.id, vec![hash], Self::meta()).await.unwrap();
+        code
+    }
+
+    /// Verifies the session's second factor again through `POST /api/v1/me/step-up` (enrolling
+    /// one first if the account has none), so sensitive actions are allowed for a while.
+    pub async fn step_up(&self, s: &Session) {
+        self.enroll_mfa(&s.account).await;
+        let code = self.fresh_recovery_code(&s.account).await;
+        self.post("/api/v1/me/step-up", &s.access, json!({"recovery_code": code})).await.expect(200);
+    }
+
+    /// Signs in and steps up.
+    pub async fn login_stepped_up(&self, account: &Account) -> Session {
+        let s = self.login(account).await;
+        self.step_up(&s).await;
+        s
     }
 
     /// Creates a conversation through the API and returns its id.
