@@ -5,6 +5,7 @@
 pub mod alerts;
 pub mod audit;
 pub mod consent;
+pub mod contact;
 pub mod conversation;
 pub mod disclosure;
 pub mod error;

@@ -43,6 +43,9 @@ pub(crate) mod purpose {
     pub(crate) const ATTACHMENT_KEY: &str = "attachment.key";
     pub(crate) const ATTACHMENT_NAME: &str = "attachment.name";
     pub(crate) const OUTBOX_BODY: &str = "outbox.body";
+    pub(crate) const CONTACT_VALUE: &str = "contact.value";
+    pub(crate) const CONTACT_INDEX: &str = "contact.value.index";
+    pub(crate) const CONTACT_CODE: &str = "contact.code";
 }
 
 #[derive(sqlx::FromRow)]

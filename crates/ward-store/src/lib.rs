@@ -9,6 +9,7 @@ mod audit;
 mod audit_sinks;
 pub mod backup;
 mod consents;
+mod contacts;
 mod conversations;
 mod db;
 mod devices;
@@ -48,6 +49,7 @@ pub use attachments::{
 pub use audit::{AuditQuery, AuditRecord, StoredCheckpoint};
 pub use audit_sinks::SinkCursor;
 pub use consents::{Consent, ConsentEnd};
+pub use contacts::{Contact, ContactConflict, ContactMessage, ContactOwner, VerificationResult, VerificationStart, new_verification_code};
 pub use conversations::Created;
 pub use devices::{DeviceRecord, DeviceWipe, PostureRecord, SpotCheck, WipeAck, WipeRequested, WipeSource};
 pub use error::{Result, StoreError};
