@@ -65,11 +65,16 @@ pub struct DevicesConfig {
     /// A wipe the device has not acknowledged this many hours after it was requested is listed
     /// as overdue (1 to 8760).
     pub wipe_ack_overdue_hours: u32,
+    /// PEM certificate that signs configuration profiles (`GET /api/v1/org/device-profile?signed=true`);
+    /// give `profile_sign_key` with it. Unset: profiles are only served unsigned.
+    pub profile_sign_cert: Option<PathBuf>,
+    /// The certificate's PEM private key (PKCS#8, SEC 1 or PKCS#1; ECDSA P-256 or RSA).
+    pub profile_sign_key: Option<PathBuf>,
 }
 
 impl Default for DevicesConfig {
     fn default() -> Self {
-        Self { wipe_ack_overdue_hours: 72 }
+        Self { wipe_ack_overdue_hours: 72, profile_sign_cert: None, profile_sign_key: None }
     }
 }
 
@@ -568,6 +573,9 @@ impl Config {
         }
         if !(1..=8760).contains(&self.devices.wipe_ack_overdue_hours) {
             return bad("devices.wipe_ack_overdue_hours must be between 1 and 8760");
+        }
+        if self.devices.profile_sign_cert.is_some() != self.devices.profile_sign_key.is_some() {
+            return bad("devices.profile_sign_cert and devices.profile_sign_key must be given together");
         }
         self.attachments.validate()
     }
