@@ -26,6 +26,11 @@ pub const MAX_CODE_ATTEMPTS: i64 = 5;
 pub const MAX_CODES_PER_WINDOW: i64 = 5;
 /// The window [`MAX_CODES_PER_WINDOW`] counts in.
 pub const CODE_WINDOW_MS: i64 = 24 * 3600 * 1000;
+/// Verification codes one person may have sent (to any contacts) per [`CODE_WINDOW_MS`]:
+/// removing and re-adding a contact must not turn Ward into a free SMS pump.
+pub const MAX_CODES_PER_ACTOR: i64 = 20;
+/// Contacts one user or patient may have.
+pub const MAX_CONTACTS_PER_OWNER: i64 = 20;
 /// The longest email address (RFC 5321's path limit less the angle brackets).
 pub const MAX_EMAIL_LEN: usize = 254;
 

@@ -7,8 +7,8 @@ use ward_crypto::SealContext;
 use ward_domain::audit::{AuditAction, AuditEvent, DetailValue, Outcome};
 use ward_domain::consent::NoticeChannel;
 use ward_domain::contact::{
-    CODE_TTL_MS, CODE_WINDOW_MS, ContactFacts, ContactKind, ContactStatus, DEFAULT_REVERIFY_DAYS, MAX_CODE_ATTEMPTS, MAX_CODES_PER_WINDOW,
-    SuppressReason, status, verification_text,
+    CODE_TTL_MS, CODE_WINDOW_MS, ContactFacts, ContactKind, ContactStatus, DEFAULT_REVERIFY_DAYS, MAX_CODE_ATTEMPTS, MAX_CODES_PER_ACTOR,
+    MAX_CODES_PER_WINDOW, MAX_CONTACTS_PER_OWNER, SuppressReason, status, verification_text,
 };
 use ward_domain::ids::{OrgId, PatientId, UserId};
 
@@ -411,6 +411,18 @@ impl Store {
                 if taken.is_some() {
                     return Err(StoreError::Conflict("this contact"));
                 }
+                let held = scalar!(
+                    fetch_one,
+                    &mut c,
+                    i64,
+                    "SELECT COUNT(*) FROM contacts WHERE org_id = $1 AND (user_id = $2 OR patient_id = $3)",
+                    org.0,
+                    user_id,
+                    patient_id
+                )?;
+                if held >= MAX_CONTACTS_PER_OWNER {
+                    return Err(StoreError::State("a user or patient has at most 20 contacts"));
+                }
                 exec!(
                     &mut c,
                     "INSERT INTO contacts (id, org_id, user_id, patient_id, person_id, kind, value_sealed, value_index, created_at, created_by) \
@@ -533,6 +545,20 @@ impl Store {
                 let now = now_ms();
                 let window_open = row.codes_window_start.is_some_and(|s| now - s < CODE_WINDOW_MS);
                 let (window_start, sent) = if window_open { (row.codes_window_start.unwrap_or(now), row.codes_in_window) } else { (now, 0) };
+                let by_actor = scalar!(
+                    fetch_one,
+                    &mut c,
+                    i64,
+                    "SELECT COUNT(*) FROM notice_outbox WHERE created_by = $1 AND kind = 'verification' AND created_at > $2",
+                    actor.0,
+                    now - CODE_WINDOW_MS
+                )?;
+                if by_actor >= MAX_CODES_PER_ACTOR {
+                    ev.outcome = Outcome::Failure;
+                    ev = ev.detail("reason", DetailValue::Code("actor_rate_limited"));
+                    audit::append(&mut c, &ev, &meta).await?;
+                    return Ok(VerificationStart::RateLimited { retry_after_secs: 3600 });
+                }
                 if sent >= MAX_CODES_PER_WINDOW {
                     ev.outcome = Outcome::Failure;
                     ev = ev.detail("reason", DetailValue::Code("rate_limited"));

@@ -142,6 +142,20 @@ async fn verification_counts_attempts_and_locks(backend: Backend) {
     };
     assert!(retry_after_secs > 0 && retry_after_secs <= 86_400);
 
+    // Removing and re-adding contacts does not lift the sender's own daily limit (20 codes).
+    let mut sent = 5;
+    'outer: for n in 0..10 {
+        let extra = s.add_contact(a.id, doc.user_id, me, ContactKind::Phone, format!("+1415555010{n}"), meta()).await.unwrap();
+        for _ in 0..5 {
+            match s.start_contact_verification(a.id, doc.user_id, me, extra.id, "112233".into(), meta()).await.unwrap() {
+                VerificationStart::Sent { .. } => sent += 1,
+                VerificationStart::RateLimited { .. } => break 'outer,
+            }
+        }
+        s.remove_contact(a.id, doc.user_id, me, extra.id, meta()).await.unwrap();
+    }
+    assert_eq!(sent, 20, "at most 20 codes a day from one person");
+
     // The code is stored only as a keyed hash, and the message is sealed.
     assert!(!contains_bytes(&db.raw_contents().await, b"Your Ward verification code"));
     let events = s.audit_events(0, 1000).await.unwrap();

@@ -219,9 +219,9 @@ async fn start(
         VerificationStart::Sent { message_id, expires_at } => {
             Ok((StatusCode::ACCEPTED, Json(VerificationSent { message_id, expires_at: ts(expires_at) })))
         }
-        VerificationStart::RateLimited { retry_after_secs } => {
-            Err(ApiError::verification_rate_limited().detail("at most 5 codes a day go to one contact").retry_after(retry_after_secs))
-        }
+        VerificationStart::RateLimited { retry_after_secs } => Err(ApiError::verification_rate_limited()
+            .detail("at most 5 codes a day go to one contact, and at most 20 a day are sent by one person")
+            .retry_after(retry_after_secs)),
     }
 }
 
