@@ -101,6 +101,17 @@ impl DataKey {
         out
     }
 
+    /// Whether `expected` is the blind index of `value` under `purpose`, compared in constant
+    /// time (by aws-lc's HMAC verification): for secrets kept only as their keyed hash, such
+    /// as one-time codes, where an early-exit comparison would leak how much matched.
+    pub fn verify_blind_index(&self, purpose: &str, value: &[u8], expected: &[u8]) -> bool {
+        let mut msg = Vec::with_capacity(4 + purpose.len() + value.len());
+        msg.extend_from_slice(&(purpose.len() as u32).to_be_bytes());
+        msg.extend_from_slice(purpose.as_bytes());
+        msg.extend_from_slice(value);
+        hmac::verify(&self.index, &msg, expected).is_ok()
+    }
+
     /// The key's version within its scope.
     pub fn version(&self) -> u32 {
         self.version
@@ -187,6 +198,16 @@ mod tests {
 
     fn ctx(record: Uuid) -> SealContext<'static> {
         SealContext { purpose: "message.body", org: Uuid::from_u128(1), scope: Uuid::from_u128(2), record }
+    }
+
+    #[test]
+    fn blind_index_verifies_only_its_own_value() {
+        let key = DataKey::from_bytes(1, &[7u8; 32]).unwrap();
+        let mac = key.blind_index("contact.code", b"123456");
+        assert!(key.verify_blind_index("contact.code", b"123456", &mac));
+        assert!(!key.verify_blind_index("contact.code", b"123457", &mac));
+        assert!(!key.verify_blind_index("contact.other", b"123456", &mac));
+        assert!(!key.verify_blind_index("contact.code", b"123456", &mac[..31]));
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod keyring;
 pub mod kms;
 pub mod pkcs11;
 pub mod provider;
+pub mod signed_data;
 pub mod stream;
 #[cfg(feature = "test-support")]
 pub mod testing;

@@ -197,6 +197,25 @@ audit_actions! {
     BreakGlassReview = "break_glass.review",
     /// A break-glass grant was ended early by an admin or compliance officer.
     BreakGlassRevoke = "break_glass.revoke",
+    /// A phone number or email address was added to a user's or patient's contacts (target the
+    /// contact; detail `kind`, `owner`, `conflict` when another person claims the same value;
+    /// never the value).
+    ContactAdd = "contact.add",
+    /// A contact was removed (target the contact; detail `kind`, `owner`).
+    ContactRemove = "contact.remove",
+    /// A patient's contacts were read (detail `records`).
+    ContactRead = "contact.read",
+    /// A verification code was sent to a contact, or refused (target the contact; detail
+    /// `kind`, `message` (the outbox entry), or `reason`).
+    ContactVerifyStart = "contact.verify_start",
+    /// A verification code was confirmed, or a wrong one counted (target the contact; detail
+    /// `kind`, `attempts`, `reason`: `wrong_code`, `expired`, `locked`, `no_challenge`).
+    ContactVerify = "contact.verify",
+    /// Delivery feedback suppressed a contact value (bounce, disconnected number, complaint):
+    /// every contact of the organisation with that value (detail `reason`, `kind`, `contacts`).
+    ContactSuppress = "contact.suppress",
+    /// An organisation's contact policy changed (detail `reverify_days`).
+    ContactPolicy = "contact.policy",
 }
 
 /// Whether the action succeeded.

@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod audit;
 pub mod break_glass;
 pub mod consent;
+pub mod contact;
 pub mod conversation;
 pub mod disclosure;
 pub mod error;

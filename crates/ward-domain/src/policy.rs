@@ -234,6 +234,18 @@ pub fn may_review_devices(actor: &Actor) -> Result<(), Denial> {
     ok_if(matches!(actor.role, Role::ComplianceOfficer | Role::Admin))
 }
 
+/// Whether the actor may add, verify and remove a patient's phone numbers and email
+/// addresses: admins, the clinicians, nurses and staff on the patient's care team, and the
+/// patient themself (the same people who record consent).
+pub fn may_manage_patient_contacts(actor: &Actor, actor_on_care_team: bool, is_the_patient: bool) -> Result<(), Denial> {
+    may_record_consent(actor, actor_on_care_team, is_the_patient)
+}
+
+/// Whether the actor may list a patient's contacts: whoever may manage them.
+pub fn may_read_patient_contacts(actor: &Actor, actor_on_care_team: bool, is_the_patient: bool) -> Result<(), Denial> {
+    may_manage_patient_contacts(actor, actor_on_care_team, is_the_patient)
+}
+
 fn ok_if(allowed: bool) -> Result<(), Denial> {
     if allowed { Ok(()) } else { Err(Denial::RoleNotPermitted) }
 }

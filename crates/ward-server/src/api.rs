@@ -8,6 +8,7 @@ pub(crate) mod audit_reports;
 pub(crate) mod auth;
 pub(crate) mod break_glass;
 pub(crate) mod consents;
+pub(crate) mod contacts;
 pub(crate) mod conversations;
 pub(crate) mod devices;
 pub mod dto;
@@ -55,6 +56,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(patients::routes())
         .merge(consents::routes())
         .merge(notices::routes())
+        .merge(contacts::routes())
         .merge(conversations::routes())
         .merge(attachments::routes())
         .merge(alerts::routes())

@@ -86,11 +86,22 @@ pub struct DevicesConfig {
     pub wipe_requests_per_minute_per_address: u32,
     /// Requests to the same endpoints naming one device id, per minute (1 to 100000).
     pub wipe_requests_per_minute_per_device: u32,
+    /// PEM certificate that signs configuration profiles (`GET /api/v1/org/device-profile?signed=true`);
+    /// give `profile_sign_key` with it. Unset: profiles are only served unsigned.
+    pub profile_sign_cert: Option<PathBuf>,
+    /// The certificate's PEM private key (PKCS#8, SEC 1 or PKCS#1; ECDSA P-256 or RSA).
+    pub profile_sign_key: Option<PathBuf>,
 }
 
 impl Default for DevicesConfig {
     fn default() -> Self {
-        Self { wipe_ack_overdue_hours: 72, wipe_requests_per_minute_per_address: 30, wipe_requests_per_minute_per_device: 10 }
+        Self {
+            wipe_ack_overdue_hours: 72,
+            wipe_requests_per_minute_per_address: 30,
+            wipe_requests_per_minute_per_device: 10,
+            profile_sign_cert: None,
+            profile_sign_key: None,
+        }
     }
 }
 
@@ -611,6 +622,9 @@ impl Config {
         }
         if !(1..=100_000).contains(&self.devices.wipe_requests_per_minute_per_device) {
             return bad("devices.wipe_requests_per_minute_per_device must be between 1 and 100000");
+        }
+        if self.devices.profile_sign_cert.is_some() != self.devices.profile_sign_key.is_some() {
+            return bad("devices.profile_sign_cert and devices.profile_sign_key must be given together");
         }
         self.attachments.validate()
     }

@@ -146,6 +146,18 @@ problems! {
     attachment_damaged => INTERNAL_SERVER_ERROR, "attachment_damaged", "The stored attachment is damaged";
     /// Nothing is sent on a channel without the patient's current consent for it.
     consent_required => CONFLICT, "consent_required", "The patient has not consented to this channel";
+    /// Nothing is sent to a phone number or email address unless it is verified, within the
+    /// organisation's re-verification period, not suppressed by delivery feedback and not
+    /// claimed by another person.
+    verified_contact_required => CONFLICT, "verified_contact_required", "The patient has no verified contact for this channel";
+    /// The verification code is wrong; `detail` says how many attempts remain.
+    invalid_verification_code => UNPROCESSABLE_ENTITY, "invalid_verification_code", "The verification code is wrong";
+    /// Too many wrong codes: this code no longer works; ask for a new one.
+    verification_locked => CONFLICT, "verification_locked", "Too many wrong codes; ask for a new code";
+    /// No code is pending for the contact, or it expired; ask for a new one.
+    verification_expired => CONFLICT, "verification_expired", "No verification code is pending, or it expired";
+    /// Too many codes were sent to the contact lately; see Retry-After.
+    verification_rate_limited => TOO_MANY_REQUESTS, "verification_rate_limited", "Too many verification codes were sent to this contact; try later";
     /// The outbound content policy found clinical detail in text meant for a channel Ward does
     /// not control; `categories` lists what kinds (never the text).
     outbound_content_blocked => UNPROCESSABLE_ENTITY, "outbound_content_blocked", "The text contains clinical detail and cannot be sent outside Ward";

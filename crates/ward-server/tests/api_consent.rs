@@ -158,9 +158,13 @@ async fn consent_templates_and_notices(backend: Backend) {
     // --- notices -------------------------------------------------------------------------------
     let values = json!({"first_name": "Jamie", "date": "Tuesday", "time": "3 PM", "location_name": "Main Street Clinic"});
     let send = |tpl: &str, channel: &str, values: &Value| json!({"template_id": tpl, "channel": channel, "values": values});
+    // Consent alone is not enough: an SMS needs a verified phone number (docs/devices.md).
+    h.post(&notices(&p), &doc.access, send(&t_sms, "sms", &values)).await.expect_problem(409, "verified_contact_required");
+    let owner = ward_store::ContactOwner::Patient(ward_domain::ids::PatientId(p.parse().unwrap()));
+    let phone = h.store.test_verified_contact(a.id, doc.account.id, owner, ward_domain::contact::ContactKind::Phone, "+14155550142").await;
     let sent = h.post(&notices(&p), &doc.access, send(&t_sms, "sms", &values)).await.expect(201);
     assert_eq!(sent.body["text"], "See you Tuesday at 3 PM, Jamie. Main Street Clinic");
-    assert_eq!((sent.body["status"].as_str(), sent.body["destination"].clone()), (Some("queued"), json!(format!("patient:{p}"))));
+    assert_eq!((sent.body["status"].as_str(), sent.body["destination"].clone()), (Some("queued"), json!(format!("contact:{}", phone.id))));
     // No email consent.
     h.post(&notices(&p), &staff.access, send(&t_email, "email", &values)).await.expect_problem(409, "consent_required");
     h.post(&notices(&p), &doc.access, send(&t_sms, "email", &values)).await.expect_problem(422, "validation_failed");
@@ -194,7 +198,7 @@ async fn consent_templates_and_notices(backend: Backend) {
     let events = h.store.audit_events(0, 100_000).await.unwrap();
     let n = |action: &str, outcome: &str| events.iter().filter(|e| e.action == action && e.outcome == outcome).count();
     assert_eq!(n("notice.send", "success"), 1);
-    assert_eq!(n("notice.send", "failure"), 4, "two without consent, one blocked, one missing value");
+    assert_eq!(n("notice.send", "failure"), 5, "two without consent, one without a verified number, one blocked, one missing value");
     assert!(n("notice.send", "denied") >= 4);
     assert!(n("notice.template", "failure") >= 4);
     assert!(n("notice.template", "denied") >= 2);

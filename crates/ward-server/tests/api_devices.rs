@@ -15,7 +15,11 @@ use ward_domain::role::Role;
 use ward_store::{Backend, on_both_backends, on_sqlite};
 
 on_both_backends!(register_report_and_withhold_phi, wipe_revokes_and_is_acknowledged_once);
-on_sqlite!(policy_reports_spot_checks_and_profile, disable_wipes_devices_and_the_wipe_channel_is_rate_limited);
+on_sqlite!(
+    policy_reports_spot_checks_and_profile,
+    disable_wipes_devices_and_the_wipe_channel_is_rate_limited,
+    signed_profile_with_the_configured_certificate
+);
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -329,6 +333,71 @@ async fn policy_reports_spot_checks_and_profile(backend: Backend) {
     assert!(text.starts_with("<?xml") && text.contains("com.apple.mobiledevice.passwordpolicy"), "{text}");
     h.get("/api/v1/org/device-profile?org_prefix=org.example.hospital", &sco.access).await.expect_problem(403, "forbidden");
     h.get("/api/v1/org/device-profile?org_prefix=not%20dns", &sadmin.access).await.expect_problem(422, "validation_failed");
+    // No signing certificate configured here.
+    h.get("/api/v1/org/device-profile?org_prefix=org.example.hospital&signed=true", &sadmin.access)
+        .await
+        .expect_problem(409, "invalid_state");
+}
+
+/// With `[devices] profile_sign_cert` and `profile_sign_key` set, `signed=true` answers CMS
+/// SignedData that OpenSSL verifies against the certificate (when `openssl` is on PATH; without
+/// it that part prints SKIPPED, except with CI=true, where it fails), carrying the profile.
+async fn signed_profile_with_the_configured_certificate(backend: Backend) {
+    let keys = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["profiles.example.org".into()]).unwrap().self_signed(&key).unwrap();
+    let (cert_path, key_path) = (keys.path().join("signer.crt"), keys.path().join("signer.key"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let Some(h) = Harness::start_with(backend, |c| {
+        c.devices.profile_sign_cert = Some(cert_path.clone());
+        c.devices.profile_sign_key = Some(key_path.clone());
+    })
+    .await
+    else {
+        return;
+    };
+    let org = h.org("signing", vec![]).await;
+    let admin = h.login(&h.account(&org, "admin@signing", Role::Admin).await).await;
+    let res = h
+        .http
+        .get(format!("{}/api/v1/org/device-profile?org_prefix=org.example.hospital&signed=true", h.url))
+        .bearer_auth(&admin.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(res.headers()["content-type"], "application/x-apple-aspen-config");
+    let signed = res.bytes().await.unwrap().to_vec();
+    assert_eq!(signed[0], 0x30, "DER, not XML");
+    if !std::process::Command::new("openssl").arg("version").output().is_ok_and(|o| o.status.success()) {
+        assert!(!std::env::var("CI").is_ok_and(|v| v == "true" || v == "1"), "openssl is required in CI (CI=true)");
+        eprintln!("SKIPPED: openssl is not on PATH; the signed profile was not verified independently");
+        return;
+    }
+    let (input, content) = (keys.path().join("p.der"), keys.path().join("p.plist"));
+    std::fs::write(&input, &signed).unwrap();
+    let o = std::process::Command::new("openssl")
+        .args(["cms", "-verify", "-binary", "-inform", "DER", "-purpose", "any", "-in"])
+        .arg(&input)
+        .arg("-CAfile")
+        .arg(&cert_path)
+        .arg("-out")
+        .arg(&content)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "openssl refused the signature: {}", String::from_utf8_lossy(&o.stderr));
+    let xml = String::from_utf8(std::fs::read(&content).unwrap()).unwrap();
+    assert!(xml.starts_with("<?xml") && xml.contains("org.example.hospital.ward.baseline.passcode"), "{xml}");
+    // Unsigned stays the default.
+    let plain = h
+        .http
+        .get(format!("{}/api/v1/org/device-profile?org_prefix=org.example.hospital", h.url))
+        .bearer_auth(&admin.access)
+        .send()
+        .await
+        .unwrap();
+    assert!(plain.text().await.unwrap().starts_with("<?xml"));
 }
 
 async fn disable_wipes_devices_and_the_wipe_channel_is_rate_limited(backend: Backend) {

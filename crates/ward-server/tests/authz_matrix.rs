@@ -42,8 +42,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use ward_domain::consent::{ConsentChannel, ConsentGrant, NoticeChannel};
+use ward_domain::contact::ContactKind;
 use ward_domain::role::Role;
-use ward_store::Patient;
+use ward_store::{ContactOwner, Patient};
 
 /// The password every actor changes to through `POST /api/v1/me/password`.
 const NEW_PASSWORD: &str = "a different horse, battery and staple";
@@ -139,6 +140,22 @@ const OPS: &[OpDef] = &[
     op("PUT", "/api/v1/org/notice-templates/{template_id}", Gate::Bearer, false),
     op("POST", "/api/v1/patients/{patient_id}/notices", Gate::Bearer, false),
     op("DELETE", "/api/v1/org/notice-templates/{template_id}", Gate::Bearer, false),
+    // The contact directory: codes are confirmed (wrongly) before new ones are sent, and
+    // deletions come last.
+    op("GET", "/api/v1/me/contacts", Gate::Bearer, false),
+    op("POST", "/api/v1/me/contacts", Gate::Bearer, false),
+    op("POST", "/api/v1/me/contacts/{contact_id}/confirm", Gate::Bearer, false),
+    op("POST", "/api/v1/me/contacts/{contact_id}/verify", Gate::Bearer, false),
+    op("DELETE", "/api/v1/me/contacts/{contact_id}", Gate::Bearer, false),
+    op("GET", "/api/v1/patients/{patient_id}/contacts", Gate::Bearer, false),
+    op("POST", "/api/v1/patients/{patient_id}/contacts", Gate::Bearer, false),
+    op("POST", "/api/v1/patients/{patient_id}/contacts/{contact_id}/confirm", Gate::Bearer, false),
+    op("POST", "/api/v1/patients/{patient_id}/contacts/{contact_id}/verify", Gate::Bearer, false),
+    op("DELETE", "/api/v1/patients/{patient_id}/contacts/{contact_id}", Gate::Bearer, false),
+    op("POST", "/api/v1/contacts/suppress", Gate::Bearer, false),
+    op("GET", "/api/v1/contacts/conflicts", Gate::Bearer, false),
+    op("GET", "/api/v1/org/contact-policy", Gate::Bearer, false),
+    op("PUT", "/api/v1/org/contact-policy", Gate::Bearer, false),
     op("GET", "/api/v1/conversations", Gate::Bearer, false),
     op("POST", "/api/v1/conversations", Gate::Bearer, false),
     op("GET", "/api/v1/conversations/{conversation_id}", Gate::Bearer, false),
@@ -259,6 +276,7 @@ const fn problem(status: u16, code: &'static str) -> Exp {
 
 const OK: Exp = ok(200);
 const CREATED: Exp = ok(201);
+const ACCEPTED: Exp = ok(202);
 const NO_CONTENT: Exp = ok(204);
 const NOT_FOUND: Exp = problem(404, "not_found");
 const FORBIDDEN: Exp = problem(403, "forbidden");
@@ -351,6 +369,12 @@ struct Act {
     peer_att: String,
     /// The actor's open break-glass grant on `p_other` (clinician and nurse only).
     grant: Option<String>,
+    /// The actor's own contacts: one with a pending code (`111111`), one to delete.
+    mc: String,
+    mc_del: String,
+    /// Contacts of `p_self` per actor: one with a pending code (`111111`), one to delete.
+    pc: String,
+    pc_del: String,
 }
 
 struct Fx {
@@ -398,6 +422,14 @@ struct Fx {
     /// Grants of the outsider that the admin and the compliance officer end early.
     grant_revoke_admin: String,
     grant_revoke_co: String,
+    /// Contacts: the filler's own (another user's), org B's clinician's, `p_other`'s (with a
+    /// pending code `111111`), `p_b`'s, and the filler's one that admins suppress. `p_self`
+    /// has a verified phone number, so the notice cells can send.
+    mc_other: String,
+    mc_b: String,
+    po: String,
+    pc_b: String,
+    supp: String,
 }
 
 impl Fx {
@@ -511,6 +543,10 @@ async fn fixture(h: &Harness) -> Fx {
             att: String::new(),
             peer_att: String::new(),
             grant: None,
+            mc: String::new(),
+            mc_del: String::new(),
+            pc: String::new(),
+            pc_del: String::new(),
         });
     }
     let clin_main = acts.iter().find(|x| x.role == Role::Clinician).unwrap().main.clone();
@@ -577,6 +613,30 @@ async fn fixture(h: &Harness) -> Fx {
     let grant_b = grant(h, &b_clin, p_b.id).await;
     let grant_revoke_admin = grant(h, &outsider, p_other.id).await;
     let grant_revoke_co = grant(h, &outsider, p_other.id).await;
+    // Contacts, each with its own number (no conflicts).
+    let mut numbers = 0u32;
+    let mut contact = async |org: &ward_store::Org, actor: ward_domain::ids::UserId, owner: ContactOwner, pending: bool| -> String {
+        numbers += 1;
+        let value = format!("+1415555{numbers:04}");
+        let c = h.store.add_contact(org.id, actor, owner, ContactKind::Phone, value, Harness::meta()).await.unwrap();
+        if pending {
+            h.store.start_contact_verification(org.id, actor, owner, c.id, "111111".into(), Harness::meta()).await.unwrap();
+        }
+        c.id.to_string()
+    };
+    for act in &mut acts {
+        let me = ContactOwner::User(act.acc.id);
+        act.mc = contact(&a, act.acc.id, me, true).await;
+        act.mc_del = contact(&a, act.acc.id, me, false).await;
+        act.pc = contact(&a, admin.id, ContactOwner::Patient(p_self.id), true).await;
+        act.pc_del = contact(&a, admin.id, ContactOwner::Patient(p_self.id), false).await;
+    }
+    let mc_other = contact(&a, filler.account.id, ContactOwner::User(filler.account.id), false).await;
+    let mc_b = contact(&b, b_clin_acc.id, ContactOwner::User(b_clin_acc.id), false).await;
+    let po = contact(&a, admin.id, ContactOwner::Patient(p_other.id), true).await;
+    let pc_b = contact(&b, b_clin_acc.id, ContactOwner::Patient(p_b.id), false).await;
+    let supp = contact(&a, filler.account.id, ContactOwner::User(filler.account.id), false).await;
+    h.store.test_verified_contact(a.id, admin.id, ContactOwner::Patient(p_self.id), ContactKind::Phone, "+14155559999").await;
 
     Fx {
         org_a: a.id.to_string(),
@@ -607,6 +667,11 @@ async fn fixture(h: &Harness) -> Fx {
         grant_b,
         grant_revoke_admin,
         grant_revoke_co,
+        mc_other,
+        mc_b,
+        po,
+        pc_b,
+        supp,
     }
 }
 
@@ -687,6 +752,14 @@ fn min_body(op: &OpDef) -> Option<Value> {
         ("POST", "/api/v1/me/step-up") => json!({"code": "000000"}),
         ("POST", "/api/v1/break-glass") => json!({"patient_id": rnd(), "reason_category": "emergency_treatment", "reason": "Matrix"}),
         ("POST", "/api/v1/break-glass/{grant_id}/review") => json!({"status": "justified"}),
+        ("POST", "/api/v1/me/contacts") | ("POST", "/api/v1/patients/{patient_id}/contacts") => {
+            json!({"kind": "email", "value": "probe@example.org"})
+        }
+        ("POST", "/api/v1/me/contacts/{contact_id}/confirm") | ("POST", "/api/v1/patients/{patient_id}/contacts/{contact_id}/confirm") => {
+            json!({"code": "222222"})
+        }
+        ("POST", "/api/v1/contacts/suppress") => json!({"contact_id": rnd(), "reason": "bounce"}),
+        ("PUT", "/api/v1/org/contact-policy") => json!({"reverify_days": 90}),
         _ => return None,
     };
     Some(b)
@@ -715,6 +788,7 @@ fn random_path(op: &OpDef) -> String {
         "{device_id}",
         "{spot_check_id}",
         "{grant_id}",
+        "{contact_id}",
     ] {
         p = p.replace(param, &rnd());
     }
@@ -1218,6 +1292,101 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
             };
             cell(op.path.replace("{patient_id}", &id), Some(json!({"template_id": tpl, "channel": "sms", "values": notice_values()})), exp)
         }
+
+        // --- the contact directory: one's own contacts; a patient's for admins, the care team
+        // and the patient (as for consent); suppression, conflicts and the policy for admins ---
+        ("GET", "/api/v1/me/contacts") => match t {
+            Own => cell(op.path, None, OK).check(listing("items", vec![a.mc.clone()], vec![fx.mc_other.clone(), fx.mc_b.clone()])),
+            _ => return None,
+        },
+        ("POST", "/api/v1/me/contacts") => match t {
+            Own => cell(op.path, Some(json!({"kind": "phone", "value": format!("+1415666{:04}", n % 10_000)})), CREATED),
+            _ => return None,
+        },
+        ("DELETE", "/api/v1/me/contacts/{contact_id}")
+        | ("POST", "/api/v1/me/contacts/{contact_id}/confirm")
+        | ("POST", "/api/v1/me/contacts/{contact_id}/verify") => {
+            let success = match op.method {
+                "DELETE" => NO_CONTENT,
+                _ if op.path.ends_with("/confirm") => problem(422, "invalid_verification_code"),
+                _ => ACCEPTED,
+            };
+            let (id, exp) = match t {
+                Own if op.method == "DELETE" => (a.mc_del.clone(), success),
+                Own => (a.mc.clone(), success),
+                Other => (fx.mc_other.clone(), NOT_FOUND),
+                Foreign => (fx.mc_b.clone(), NOT_FOUND),
+                Random => (rnd(), NOT_FOUND),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                // A contact of the actor's patient record is not the actor's own.
+                Cross => (a.pc.clone(), NOT_FOUND),
+                Peer => return None,
+            };
+            cell(op.path.replace("{contact_id}", &id), body, exp)
+        }
+        ("GET", "/api/v1/patients/{patient_id}/contacts") | ("POST", "/api/v1/patients/{patient_id}/contacts") => {
+            let patient = role == Role::Patient;
+            let may = |own: bool| admin || own;
+            let on_self = matches!(role, Role::Clinician | Role::Nurse | Role::Patient);
+            let success = if op.method == "GET" { OK } else { CREATED };
+            let (id, exp) = match t {
+                Own => (fx.p_self.id.to_string(), when(may(on_self), success, FORBIDDEN)),
+                Other => (fx.p_other.id.to_string(), if patient { NOT_FOUND } else { when(may(false), success, FORBIDDEN) }),
+                Foreign => (fx.p_b.id.to_string(), NOT_FOUND),
+                Random => (rnd(), NOT_FOUND),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                _ => return None,
+            };
+            let b = (op.method == "POST").then(|| json!({"kind": "phone", "value": format!("+1415777{:04}", n % 10_000)}));
+            let c = cell(op.path.replace("{patient_id}", &id), b, exp);
+            if exp == OK && t == Own { c.check(listing("items", vec![a.pc.clone()], vec![fx.po.clone(), fx.pc_b.clone()])) } else { c }
+        }
+        ("DELETE", "/api/v1/patients/{patient_id}/contacts/{contact_id}")
+        | ("POST", "/api/v1/patients/{patient_id}/contacts/{contact_id}/confirm")
+        | ("POST", "/api/v1/patients/{patient_id}/contacts/{contact_id}/verify") => {
+            let patient = role == Role::Patient;
+            let may = |own: bool| admin || own;
+            let on_self = matches!(role, Role::Clinician | Role::Nurse | Role::Patient);
+            let success = match op.method {
+                "DELETE" => NO_CONTENT,
+                _ if op.path.ends_with("/confirm") => problem(422, "invalid_verification_code"),
+                _ => ACCEPTED,
+            };
+            let mine = if op.method == "DELETE" { a.pc_del.clone() } else { a.pc.clone() };
+            let (pid, cid, exp) = match t {
+                Own => (fx.p_self.id.to_string(), mine, when(may(on_self), success, FORBIDDEN)),
+                // Only admins may act on p_other's contacts (its care team is the outsider).
+                Other => (fx.p_other.id.to_string(), fx.po.clone(), if patient { NOT_FOUND } else { when(may(false), success, FORBIDDEN) }),
+                Foreign => (fx.p_b.id.to_string(), fx.pc_b.clone(), NOT_FOUND),
+                Random => (rnd(), rnd(), NOT_FOUND),
+                Invalid => (BAD_ID.into(), rnd(), BAD_PARAM),
+                // The actor's own patient with another patient's contact.
+                Cross => (fx.p_self.id.to_string(), fx.po.clone(), when(may(on_self), NOT_FOUND, FORBIDDEN)),
+                Peer => return None,
+            };
+            cell(op.path.replace("{patient_id}", &pid).replace("{contact_id}", &cid), body, exp)
+        }
+        ("POST", "/api/v1/contacts/suppress") => {
+            let (id, exp) = match t {
+                Own => (fx.supp.clone(), OK),
+                Foreign => (fx.mc_b.clone(), NOT_FOUND),
+                Random => (rnd(), NOT_FOUND),
+                _ => return None,
+            };
+            cell(op.path, Some(json!({"contact_id": id, "reason": "bounce"})), when(admin, exp, FORBIDDEN))
+        }
+        ("GET", "/api/v1/contacts/conflicts") => match t {
+            Own => cell(op.path, None, when(admin, OK, FORBIDDEN)),
+            _ => return None,
+        },
+        ("GET", "/api/v1/org/contact-policy") => match t {
+            Own => cell(op.path, None, when(workforce, OK, FORBIDDEN)),
+            _ => return None,
+        },
+        ("PUT", "/api/v1/org/contact-policy") => match t {
+            Own => cell(op.path, body, when(admin, OK, FORBIDDEN)),
+            _ => return None,
+        },
 
         // --- conversations -------------------------------------------------------------------
         ("GET", "/api/v1/conversations") => match t {

@@ -118,6 +118,38 @@ async fn canary_stays_out_of_logs_audit_metrics_and_errors(backend: Backend) {
         "conflict",
     );
 
+    // The patient's email address carries the canary: added, claimed twice, malformed,
+    // verified with a wrong code, and reported bounced.
+    let contacts = format!("/api/v1/patients/{patient}/contacts");
+    let r = h.post(&contacts, &s_doc.access, json!({"kind": "email", "value": format!("{LOUD}@Example.org")})).await.expect(201);
+    assert_canary("the created contact", &r.body.to_string());
+    let contact = r.body["id"].as_str().unwrap().to_owned();
+    errors.problem(
+        h.post(&contacts, &s_doc.access, json!({"kind": "email", "value": format!("{LOUD}@example.org")})).await,
+        409,
+        "conflict",
+    );
+    errors.problem(
+        h.post(&contacts, &s_doc.access, json!({"kind": "email", "value": format!("{LOUD}@@example")})).await,
+        422,
+        "validation_failed",
+    );
+    errors.problem(h.post(&contacts, &s_doc.access, json!({"kind": "phone", "value": LOUD})).await, 422, "validation_failed");
+    errors.problem(
+        h.post("/api/v1/me/contacts", &s_doc.access, json!({"kind": "email", "value": format!("{LOUD} @x.org")})).await,
+        422,
+        "validation_failed",
+    );
+    h.call(Method::POST, &format!("{contacts}/{contact}/verify"), Some(&s_doc.access), None).await.expect(202);
+    errors.problem(h.post(&format!("{contacts}/{contact}/confirm"), &s_doc.access, json!({"code": LOUD})).await, 422, "validation_failed");
+    errors.problem(
+        h.post("/api/v1/contacts/suppress", &s_admin.access, json!({"contact_id": LOUD, "reason": "bounce"})).await,
+        400,
+        "invalid_body",
+    );
+    h.post("/api/v1/contacts/suppress", &s_admin.access, json!({"contact_id": contact, "reason": "bounce"})).await.expect(200);
+    assert_canary("the patient's contacts", &h.get(&contacts, &s_nurse.access).await.expect(200).body.to_string());
+
     // A patient conversation with a canary title; the nurse listens on the stream.
     let mut stream = h.stream(&s_nurse).await;
     let r = h

@@ -1,7 +1,8 @@
 //! Encryption at rest through the API: a canary carried in every field that can hold PHI
 //! (patient MRN and name, conversation title, message text and its correction, a stated
 //! reason's note, an attachment's content and file name, a break-glass reason and its review
-//! note) reads back for those who may read it and is nowhere
+//! note, a patient's phone number and email address and a user's own) reads back for those
+//! who may read it and is nowhere
 //! in what the server stores: the database files, WAL and shared memory (SQLite), every table
 //! (PostgreSQL), the audit files, the attachment store, and a backup.
 
@@ -101,6 +102,19 @@ async fn phi_is_sealed_in_storage(backend: Backend) {
     let queue = h.get("/api/v1/break-glass/reviews", &co.access).await.expect(200);
     assert_eq!(queue.body[0]["reason"], format!("fall {canary}"));
     assert_eq!(queue.body[0]["review_note"], format!("ok {canary}"));
+    // The patient's phone number and email address, and the doctor's own number: sealed
+    // values, blind indexes, and a verification code message in the outbox.
+    let digits: String = uuid::Uuid::new_v4().as_u128().to_string().chars().take(10).collect();
+    let phone = format!("+1{digits}");
+    let email = format!("{}@example.org", canary.to_ascii_lowercase());
+    let pc = format!("/api/v1/patients/{patient}/contacts");
+    let added = h.post(&pc, &s_doc.access, json!({"kind": "phone", "value": phone})).await.expect(201);
+    let contact = added.body["id"].as_str().unwrap().to_owned();
+    h.call(reqwest::Method::POST, &format!("{pc}/{contact}/verify"), Some(&s_doc.access), None).await.expect(202);
+    h.post(&pc, &s_doc.access, json!({"kind": "email", "value": email})).await.expect(201);
+    h.post("/api/v1/me/contacts", &s_doc.access, json!({"kind": "phone", "value": format!("{phone}1")})).await.expect(201);
+    let listed = h.get(&pc, &s_nurse.access).await.expect(200).body.to_string();
+    assert!(listed.contains(&phone) && listed.contains(&email), "the care team reads the contacts back: {listed}");
 
     // A backup of it all, kept in the data directory so the scan below reads it too.
     let files = ward_store::backup::BackupFiles { data_dir: h.db.dir.path().to_owned(), dirs: vec!["audit".into(), "attachments".into()] };
@@ -115,4 +129,6 @@ async fn phi_is_sealed_in_storage(backend: Backend) {
     assert!(raw.len() > 10_000, "the scan sees the stored data ({} bytes)", raw.len());
     assert!(!contains_bytes(&raw, canary.as_bytes()), "the canary is stored in plaintext");
     assert!(!contains_bytes(&raw, mrn.as_bytes()), "the MRN is stored in plaintext");
+    assert!(!contains_bytes(&raw, email.as_bytes()), "the email address is stored in plaintext");
+    assert!(!contains_bytes(&raw, &phone.as_bytes()[2..]), "the phone number is stored in plaintext");
 }

@@ -45,6 +45,9 @@ pub(crate) mod purpose {
     pub(crate) const OUTBOX_BODY: &str = "outbox.body";
     pub(crate) const BREAK_GLASS_REASON: &str = "break_glass.reason";
     pub(crate) const BREAK_GLASS_NOTE: &str = "break_glass.review_note";
+    pub(crate) const CONTACT_VALUE: &str = "contact.value";
+    pub(crate) const CONTACT_INDEX: &str = "contact.value.index";
+    pub(crate) const CONTACT_CODE: &str = "contact.code";
 }
 
 #[derive(sqlx::FromRow)]

@@ -1,7 +1,8 @@
 //! Organisation notice templates and the outbox of rendered notices waiting for a delivery
 //! provider. Checking a template or a rendered text against the outbound content policy is the
 //! caller's job (`ward_outbound`); the store keeps what passed, and refuses to queue a notice
-//! unless the patient has a current consent for its channel, in the same transaction.
+//! unless the patient has a current consent for its channel and, for SMS and email, a
+//! verified, fresh, unsuppressed contact to send it to, in the same transaction.
 
 use ward_crypto::SealContext;
 use ward_domain::audit::{AuditAction, AuditEvent, DetailValue, Outcome};
@@ -9,6 +10,7 @@ use ward_domain::consent::NoticeChannel;
 use ward_domain::ids::{OrgId, PatientId, UserId};
 
 use crate::consents::current_consent;
+use crate::contacts::{contact_destination, kind_for, sendable_contact};
 use crate::db::{Conn, exec, fetch};
 use crate::error::{Result, StoreError};
 use crate::keys::{ScopeKind, open_field, purpose};
@@ -91,8 +93,11 @@ pub struct OutboxEntry {
     pub patient_id: PatientId,
     /// The medium.
     pub channel: NoticeChannel,
-    /// What the provider resolves to an address (`patient:<id>`).
+    /// What the provider resolves to an address: `contact:<id>` for SMS and email (the
+    /// verified contact it goes to), `patient:<id>` for push.
     pub destination: String,
+    /// The contact it goes to (SMS and email).
+    pub contact_id: Option<uuid::Uuid>,
     /// The template it was rendered from.
     pub template_id: uuid::Uuid,
     /// The consent grant it was sent under.
@@ -114,8 +119,9 @@ struct OutboxRow {
     patient_id: uuid::Uuid,
     channel: String,
     destination: String,
-    template_id: uuid::Uuid,
-    consent_id: uuid::Uuid,
+    contact_id: Option<uuid::Uuid>,
+    template_id: Option<uuid::Uuid>,
+    consent_id: Option<uuid::Uuid>,
     body_sealed: Vec<u8>,
     status: String,
     created_at: i64,
@@ -142,14 +148,16 @@ pub enum NoticeOutcome {
     Queued(OutboxEntry),
     /// Refused: the patient has no current consent for the channel (the refusal is audited).
     ConsentRequired,
+    /// Refused: the patient has no contact for the channel that is verified, within the
+    /// re-verification period, unsuppressed and unclaimed by anyone else (audited).
+    VerifiedContactRequired,
 }
 
 fn outbox_context(org: OrgId, patient: PatientId, id: uuid::Uuid) -> SealContext<'static> {
     SealContext { purpose: purpose::OUTBOX_BODY, org: org.0, scope: patient.0, record: id }
 }
 
-/// The destination reference for a patient: the provider looks up the address itself, so no
-/// phone number or email address is copied into the outbox.
+/// The destination reference for a push notice: the patient's app (no address involved).
 fn destination(patient: PatientId) -> String {
     format!("patient:{}", patient.0)
 }
@@ -301,13 +309,26 @@ impl Store {
                     audit::append(&mut c, &ev, &meta).await?;
                     return Ok(NoticeOutcome::ConsentRequired);
                 };
+                let contact_id = match kind_for(draft.channel) {
+                    None => None,
+                    Some(kind) => match sendable_contact(&mut c, org, patient, kind).await? {
+                        Some(id) => Some(id),
+                        None => {
+                            ev.outcome = Outcome::Failure;
+                            ev = ev.detail("reason", DetailValue::Code("verified_contact_required")).detail("contact_kind", DetailValue::Code(kind.as_str()));
+                            audit::append(&mut c, &ev, &meta).await?;
+                            return Ok(NoticeOutcome::VerifiedContactRequired);
+                        }
+                    },
+                };
                 let now = now_ms();
                 let entry = OutboxEntry {
                     id,
                     org_id: org,
                     patient_id: patient,
                     channel: draft.channel,
-                    destination: destination(patient),
+                    destination: contact_id.map_or_else(|| destination(patient), contact_destination),
+                    contact_id,
                     template_id: draft.template_id,
                     consent_id: consent.id,
                     body: draft.text,
@@ -317,8 +338,8 @@ impl Store {
                 };
                 exec!(
                     &mut c,
-                    "INSERT INTO notice_outbox (id, org_id, patient_id, channel, destination, template_id, consent_id, body_sealed, status, \
-                     created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', $9, $10)",
+                    "INSERT INTO notice_outbox (id, org_id, kind, patient_id, contact_id, channel, destination, template_id, consent_id, \
+                     body_sealed, status, created_at, created_by) VALUES ($1, $2, 'notice', $3, $11, $4, $5, $6, $7, $8, 'queued', $9, $10)",
                     id,
                     org.0,
                     patient.0,
@@ -328,9 +349,13 @@ impl Store {
                     consent.id,
                     sealed.as_slice(),
                     now,
-                    actor.0
+                    actor.0,
+                    contact_id
                 )?;
                 ev = ev.detail("notice", DetailValue::Id(id)).detail("consent", DetailValue::Id(consent.id));
+                if let Some(contact) = contact_id {
+                    ev = ev.detail("contact", DetailValue::Id(contact));
+                }
                 audit::append(&mut c, &ev, &meta).await?;
                 Ok(NoticeOutcome::Queued(entry))
             })
@@ -348,8 +373,8 @@ impl Store {
                     fetch_all,
                     &mut c,
                     OutboxRow,
-                    "SELECT id, org_id, patient_id, channel, destination, template_id, consent_id, body_sealed, status, created_at, created_by \
-                     FROM notice_outbox WHERE org_id = $1 AND patient_id = $2 ORDER BY created_at, id",
+                    "SELECT id, org_id, patient_id, channel, destination, contact_id, template_id, consent_id, body_sealed, status, created_at, \
+                     created_by FROM notice_outbox WHERE org_id = $1 AND patient_id = $2 AND kind = 'notice' ORDER BY created_at, id",
                     org.0,
                     patient.0
                 )?;
@@ -362,8 +387,9 @@ impl Store {
                         patient_id: PatientId(r.patient_id),
                         channel: NoticeChannel::parse(&r.channel).ok_or(StoreError::Corrupt("notice_outbox.channel"))?,
                         destination: r.destination,
-                        template_id: r.template_id,
-                        consent_id: r.consent_id,
+                        contact_id: r.contact_id,
+                        template_id: r.template_id.ok_or(StoreError::Corrupt("notice_outbox.template_id"))?,
+                        consent_id: r.consent_id.ok_or(StoreError::Corrupt("notice_outbox.consent_id"))?,
                         body,
                         status: r.status,
                         created_at: r.created_at,

@@ -221,6 +221,25 @@ impl Store {
         .expect("read data key")
     }
 
+    /// Adds a contact and verifies it through the real code path (a known code, sent and
+    /// confirmed): the fixture for tests that need somewhere verified to send to.
+    pub async fn test_verified_contact(
+        &self,
+        org: ward_domain::ids::OrgId,
+        actor: ward_domain::ids::UserId,
+        owner: crate::ContactOwner,
+        kind: ward_domain::contact::ContactKind,
+        value: &str,
+    ) -> crate::Contact {
+        let value = kind.normalize(value).expect("a valid contact value");
+        let c = self.add_contact(org, actor, owner, kind, value, meta()).await.expect("add contact");
+        self.start_contact_verification(org, actor, owner, c.id, "246810".into(), meta()).await.expect("start verification");
+        match self.confirm_contact(org, actor, owner, c.id, "246810".into(), meta()).await.expect("confirm") {
+            crate::VerificationResult::Verified(c) => c,
+            other => panic!("not verified: {other:?}"),
+        }
+    }
+
     /// Runs a raw statement (tests that tamper with stored data to prove detection).
     pub async fn test_execute(&self, sql: String) -> crate::Result<u64> {
         self.write(move |mut c| Box::pin(async move { Ok(exec!(&mut c, sqlx::AssertSqlSafe(sql))?) })).await

@@ -4,9 +4,10 @@
 //! patient's key, and every change is audited with codes and ids only.
 
 use ward_domain::consent::{ConsentChannel, ConsentGrant, NoticeChannel};
+use ward_domain::contact::ContactKind;
 use ward_domain::role::Role;
 use ward_store::testing::{TestDb, contains_bytes, meta, org, user};
-use ward_store::{Backend, ConsentEnd, NoticeDraft, NoticeOutcome, StoreError, TemplateDraft, on_both_backends};
+use ward_store::{Backend, ConsentEnd, ContactOwner, NoticeDraft, NoticeOutcome, StoreError, TemplateDraft, on_both_backends};
 
 on_both_backends!(consent_history_is_append_only_and_audited, templates_are_per_organisation, notices_need_a_current_consent);
 
@@ -112,11 +113,18 @@ async fn notices_need_a_current_consent(backend: Backend) {
     let consent = s.record_consent(a.id, doc.user_id, p.id, grant(ConsentChannel::SmsNotices), meta()).await.unwrap();
     // An SMS consent does not cover email.
     assert_eq!(s.enqueue_notice(a.id, doc.user_id, draft(NoticeChannel::Email), meta()).await.unwrap(), NoticeOutcome::ConsentRequired);
+    // Consent alone is not enough: SMS needs a verified phone number (docs/devices.md).
+    assert_eq!(
+        s.enqueue_notice(a.id, doc.user_id, draft(NoticeChannel::Sms), meta()).await.unwrap(),
+        NoticeOutcome::VerifiedContactRequired
+    );
+    let phone = s.test_verified_contact(a.id, doc.user_id, ContactOwner::Patient(p.id), ContactKind::Phone, "+14155550100").await;
     let NoticeOutcome::Queued(q) = s.enqueue_notice(a.id, doc.user_id, draft(NoticeChannel::Sms), meta()).await.unwrap() else {
         panic!("not queued")
     };
     assert_eq!((q.status.as_str(), q.consent_id), ("queued", consent.id));
-    assert_eq!(q.destination, format!("patient:{}", p.id.0));
+    assert_eq!(q.destination, format!("contact:{}", phone.id));
+    assert_eq!(q.contact_id, Some(phone.id));
     // Another tenant cannot queue for this patient.
     assert!(matches!(s.enqueue_notice(b.id, doc.user_id, draft(NoticeChannel::Sms), meta()).await, Err(StoreError::NotFound)));
     s.revoke_consent(a.id, doc.user_id, p.id, ConsentChannel::SmsNotices, meta()).await.unwrap();
@@ -133,5 +141,6 @@ async fn notices_need_a_current_consent(backend: Backend) {
     let sends: Vec<_> = events.iter().filter(|e| e.action == "notice.send").collect();
     assert_eq!(sends.iter().filter(|e| e.outcome == "success").count(), 1);
     assert_eq!(sends.iter().filter(|e| e.outcome == "failure" && e.detail.contains("consent_required")).count(), 3);
+    assert_eq!(sends.iter().filter(|e| e.outcome == "failure" && e.detail.contains("verified_contact_required")).count(), 1);
     assert!(sends.iter().all(|e| !e.detail.contains("OUTBOXCANARY")));
 }

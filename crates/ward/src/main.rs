@@ -122,9 +122,10 @@ enum RetentionCommand {
 
 #[derive(Subcommand)]
 enum DeviceCommand {
-    /// Write the unsigned Apple configuration profile (.mobileconfig) enforcing the device
-    /// baseline: passcode policy, restrictions, and notification previews for Ward's app
-    /// (supervised devices). Payload identifiers are stable, UUIDs fresh each time.
+    /// Write the Apple configuration profile (.mobileconfig) enforcing the device baseline:
+    /// passcode policy, restrictions, and notification previews for Ward's app (supervised
+    /// devices). Payload identifiers are stable, UUIDs fresh each time. Unsigned XML, or
+    /// CMS-signed DER with --sign-cert and --sign-key.
     Profile {
         /// The organisation's reverse-DNS prefix for the payload identifiers (such as
         /// org.example.hospital); installing a profile with the same identifiers replaces it.
@@ -142,6 +143,12 @@ enum DeviceCommand {
         /// The file to write (default: standard output).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Sign the profile (CMS SignedData, DER) with this PEM certificate; needs --sign-key.
+        #[arg(long, requires = "sign_key")]
+        sign_cert: Option<PathBuf>,
+        /// The certificate's PEM private key (PKCS#8, SEC 1 or PKCS#1; ECDSA P-256 or RSA).
+        #[arg(long, requires = "sign_cert")]
+        sign_key: Option<PathBuf>,
     },
 }
 
@@ -479,13 +486,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Retention(RetentionCommand::Run) => lifecycle::run(&config).await,
         Command::Retention(RetentionCommand::Status) => lifecycle::status(&config).await,
-        Command::Device(DeviceCommand::Profile { org_prefix, bundle_id, organisation, no_previews, out }) => {
+        Command::Device(DeviceCommand::Profile { org_prefix, bundle_id, organisation, no_previews, out, sign_cert, sign_key }) => {
             device::profile(&device::ProfileRequest {
                 org_prefix: &org_prefix,
                 bundle_id: &bundle_id,
                 organisation: organisation.as_deref(),
                 no_previews,
                 out: out.as_deref(),
+                sign: sign_cert.as_deref().zip(sign_key.as_deref()),
             })
         }
         Command::Roster(RosterCommand::Reconcile { org, file, remediate }) => {

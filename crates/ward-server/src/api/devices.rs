@@ -352,6 +352,9 @@ struct ProfileQuery {
     bundle_id: Option<String>,
     /// Notification previews for Ward: `never` (default) or `when_unlocked`.
     previews: Option<String>,
+    /// `true`: CMS-signed (DER) with the configured certificate (`[devices] profile_sign_cert`
+    /// and `profile_sign_key`); default unsigned XML.
+    signed: Option<bool>,
 }
 
 fn report_error(e: &ReportError) -> ApiError {
@@ -718,9 +721,10 @@ async fn get_spot_check(State(state): State<AppState>, s: Auth, Path(id): Path<u
     Ok(Json(found.into()))
 }
 
-/// The unsigned Apple configuration profile enforcing the baseline (passcode policy,
-/// restrictions, Ward's notification previews on supervised devices), with fresh payload
-/// UUIDs. Sign it with the organisation's certificate before distributing it.
+/// The Apple configuration profile enforcing the baseline (passcode policy, restrictions,
+/// Ward's notification previews on supervised devices), with fresh payload UUIDs: unsigned
+/// XML, or with `signed=true` CMS SignedData (DER) signed with the configured certificate
+/// (409 `invalid_state` when none is configured).
 #[utoipa::path(get, path = "/api/v1/org/device-profile", tag = "devices", security(("bearer" = [])), params(ProfileQuery),
     responses((status = 200, content_type = "application/x-apple-aspen-config", body = String), (status = 400, body = Problem),
         (status = 403, body = Problem), (status = 422, body = Problem)))]
@@ -738,9 +742,26 @@ async fn device_profile(State(state): State<AppState>, s: Auth, Query(q): Query<
         Some("when_unlocked") => PreviewSetting::WhenUnlocked,
         Some(_) => return Err(ApiError::invalid_parameter().detail("previews must be never or when_unlocked")),
     });
+    let signer = if q.signed.unwrap_or(false) {
+        let d = &state.config.devices;
+        let (Some(cert), Some(key)) = (&d.profile_sign_cert, &d.profile_sign_key) else {
+            return Err(
+                ApiError::invalid_state().detail("profile signing is not configured ([devices] profile_sign_cert and profile_sign_key)")
+            );
+        };
+        let cert = tokio::fs::read(cert).await.map_err(|e| ApiError::internal_cause(format!("profile signing certificate: {e}")))?;
+        let key = tokio::fs::read(key).await.map_err(|e| ApiError::internal_cause(format!("profile signing key: {e}")))?;
+        Some(ward_crypto::signed_data::CmsSigner::from_pem(&cert, &key).map_err(ApiError::internal_cause)?)
+    } else {
+        None
+    };
     let xml = profile_xml(&options, &mut RandomUuids).map_err(bad)?;
+    let body = match signer {
+        Some(s) => s.sign_attached(&xml, std::time::SystemTime::now()).map_err(ApiError::internal_cause)?,
+        None => xml,
+    };
     let name = format!("attachment; filename=\"{}.mobileconfig\"", options.profile_identifier());
-    Ok(([(header::CONTENT_TYPE, "application/x-apple-aspen-config".to_owned()), (header::CONTENT_DISPOSITION, name)], xml).into_response())
+    Ok(([(header::CONTENT_TYPE, "application/x-apple-aspen-config".to_owned()), (header::CONTENT_DISPOSITION, name)], body).into_response())
 }
 
 /// Whether the session's device may receive message content now; the notice if not.

@@ -126,7 +126,8 @@ pub(crate) struct NoticeView {
     pub(crate) patient_id: PatientId,
     /// The medium.
     pub(crate) channel: NoticeChannel,
-    /// What the delivery provider resolves to an address (`patient:<id>`).
+    /// What the delivery provider resolves to an address: `contact:<id>` (SMS, email: the
+    /// patient's verified contact) or `patient:<id>` (push).
     pub(crate) destination: String,
     /// The template.
     pub(crate) template_id: uuid::Uuid,
@@ -283,7 +284,8 @@ async fn delete_template(State(state): State<AppState>, Meta(meta): Meta, s: Aut
 }
 
 /// Renders a template for the patient and queues it for delivery: refused without the
-/// patient's current consent for the channel (`consent_required`) or when the text carries
+/// patient's current consent for the channel (`consent_required`), without a verified, fresh,
+/// unsuppressed contact for an SMS or email notice (`verified_contact_required`) or when the text carries
 /// clinical detail (`outbound_content_blocked`). Every attempt is audited with its outcome.
 #[utoipa::path(post, path = "/api/v1/patients/{patient_id}/notices", tag = "notices", security(("bearer" = [])),
     params(("patient_id" = PatientId, Path)), request_body = SendNoticeRequest,
@@ -347,5 +349,9 @@ async fn send_notice(
             Err(ApiError::consent_required()
                 .detail(format!("the patient has no current {} consent", req.channel.required_consent().as_str())))
         }
+        NoticeOutcome::VerifiedContactRequired => Err(ApiError::verified_contact_required().detail(format!(
+            "the patient has no {} channel contact that is verified, within the re-verification period, unsuppressed and unclaimed by anyone else",
+            req.channel.as_str()
+        ))),
     }
 }
