@@ -317,6 +317,23 @@ pub struct RosterReport {
     pub missing_accounts: Vec<MissingAccount>,
 }
 
+impl RosterReport {
+    /// Why remediating this report is refused, if it is: a roster that lists nobody, or one
+    /// that would act on more than half of the workforce (and more than five accounts)
+    /// without `allow_mass`. Both are the marks of a truncated or wrong file, and disabling
+    /// and wiping are not undone by enabling the accounts again.
+    pub fn remediation_refusal(&self, allow_mass: bool) -> Option<&'static str> {
+        let n = self.needs_action.len();
+        if self.roster_people == 0 {
+            Some("the roster lists nobody: remediation would disable every account")
+        } else if !allow_mass && n > 5 && n * 2 > self.accounts {
+            Some("remediation would disable more than half of the workforce: check the roster, or repeat with the mass override")
+        } else {
+            None
+        }
+    }
+}
+
 /// Compares the roster with the organisation's accounts on `today` (`YYYY-MM-DD`). Patient
 /// accounts are not workforce and are skipped. `acting` is the administrator running it.
 pub fn reconcile(roster: &Roster, accounts: &[AccountSnapshot], today: &str, acting: Option<UserId>) -> RosterReport {
@@ -478,6 +495,25 @@ mod tests {
         // eve has no account; pat's account is a patient's, not workforce.
         let missing: Vec<&str> = r.missing_accounts.iter().map(|m| m.login.as_str()).collect();
         assert_eq!(missing, ["eve", "pat"]);
+        assert_eq!(r.remediation_refusal(false), None);
+    }
+
+    #[test]
+    fn remediation_of_an_empty_or_mostly_missing_roster_is_refused() {
+        let accounts: Vec<AccountSnapshot> = (0..10).map(|i| account(&format!("u{i}"), Role::Nurse, false, 1, vec![])).collect();
+        let empty = reconcile(&Roster::parse_csv(HEADER).unwrap(), &accounts, "2026-06-01", None);
+        assert_eq!(empty.needs_action.len(), 10);
+        assert!(empty.remediation_refusal(true).is_some(), "an empty roster is never acted on");
+        // Six of ten leave: more than half and more than five, so only with the override.
+        let four: String = (0..4).map(|i| format!("E{i},u{i},active,\n")).collect();
+        let most = reconcile(&Roster::parse_csv(&format!("{HEADER}{four}")).unwrap(), &accounts, "2026-06-01", None);
+        assert_eq!(most.needs_action.len(), 6);
+        assert!(most.remediation_refusal(false).is_some());
+        assert_eq!(most.remediation_refusal(true), None);
+        // Five of ten: acted on.
+        let five: String = (0..5).map(|i| format!("E{i},u{i},active,\n")).collect();
+        let half = reconcile(&Roster::parse_csv(&format!("{HEADER}{five}")).unwrap(), &accounts, "2026-06-01", None);
+        assert_eq!(half.remediation_refusal(false), None);
     }
 
     proptest! {

@@ -91,6 +91,11 @@ async fn step_up_guards_sensitive_actions(backend: Backend) {
     let spare = h.login(&victim).await;
     h.post(&format!("/api/v1/me/devices/{}/wipe", spare.device_id), &other.access, json!({"reason": "lost"})).await.expect(201);
 
+    // Replacing the recovery codes takes a current code too: a guess there counts the same.
+    let before = h.store.throttle(&admin_acc.login).await.unwrap().failures;
+    h.post("/api/v1/me/mfa/recovery-codes", &admin.access, json!({"code": "000000"})).await.expect_problem(401, "invalid_mfa_code");
+    assert_eq!(h.store.throttle(&admin_acc.login).await.unwrap().failures, before + 1);
+
     // Lockout applies to step-up guessing as to sign-in.
     for _ in 0..5 {
         h.post("/api/v1/me/step-up", &admin.access, json!({"code": "000000"})).await;
@@ -98,6 +103,9 @@ async fn step_up_guards_sensitive_actions(backend: Backend) {
     let locked = h.post("/api/v1/me/step-up", &admin.access, json!({"code": totp_code(&secret, &admin_acc.login, now_secs() + 30)})).await;
     let locked = locked.expect_problem(429, "login_locked");
     assert!(locked.headers.contains_key("retry-after"));
+    // ... and to every other endpoint that takes a current code, even with the right one.
+    let right = totp_code(&secret, &admin_acc.login, now_secs() + 60);
+    h.post("/api/v1/me/mfa/recovery-codes", &admin.access, json!({"code": right})).await.expect_problem(429, "login_locked");
 
     // The audit trail: refusals name the action, attempts their method and outcome.
     let events = h.store.audit_events(0, 100_000).await.unwrap();

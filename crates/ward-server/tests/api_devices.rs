@@ -413,7 +413,7 @@ async fn disable_wipes_devices_and_the_wipe_channel_is_rate_limited(backend: Bac
     let admin = h.account(&o, "admin@acme", Role::Admin).await;
     let a = h.account(&o, "a@acme", Role::Clinician).await;
     let b = h.account(&o, "b@acme", Role::Nurse).await;
-    let sadmin = h.login(&admin).await;
+    let sadmin = h.login_stepped_up(&admin).await;
     let sa = h.login(&a).await;
     let sb = h.login(&b).await;
     let secret = register(&h, &sa).await;

@@ -187,7 +187,7 @@ async fn revoking_sessions_closes_streams_within_a_second(backend: Backend) {
     let org = h.org("acme", vec![]).await;
     let admin = h.account(&org, "admin@acme", Role::Admin).await;
     let nurse = h.account(&org, "nurse@acme", Role::Nurse).await;
-    let sadmin = h.login(&admin).await;
+    let sadmin = h.login_stepped_up(&admin).await;
     let (s1, s2) = (h.login(&nurse).await, h.login(&nurse).await);
     let (mut w1, mut w2) = (h.stream(&s1).await, h.stream(&s2).await);
 

@@ -34,7 +34,7 @@ async fn reconcile_then_remediate_once(backend: Backend) {
     let gone = h.account(&o, "gone@acme", Role::Clinician).await;
     let stranger = h.account(&o, "stranger@acme", Role::Staff).await;
     let stays = h.account(&o, "stays@acme", Role::Nurse).await;
-    let sadmin = h.login(&admin).await;
+    let sadmin = h.login_stepped_up(&admin).await;
     let sgone = h.login(&gone).await;
     let sstranger = h.login(&stranger).await;
     let sstays = h.login(&stays).await;
@@ -85,6 +85,14 @@ async fn reconcile_then_remediate_once(backend: Backend) {
     h.raw(Method::POST, "/api/v1/admin/roster/remediate", Some(&sadmin.access), "text/csv", csv(roster))
         .await
         .expect_problem(422, "validation_failed");
+    // A roster that lists nobody (a truncated export) would disable everyone: refused, audited.
+    let empty = h.raw(Method::POST, remediate, Some(&sadmin.access), "text/csv", csv("employee_id,login,status\n")).await;
+    empty.expect_problem(422, "invalid_roster");
+    assert_eq!(audit(&h, "roster.remediate").await.iter().filter(|e| e.outcome == "failure").count(), 1);
+    h.get("/api/v1/me", &sgone.access).await.expect(200);
+    // Remediation disables and wipes: it needs a recent second factor, like a wipe.
+    let stale = h.login(&admin).await;
+    h.raw(Method::POST, remediate, Some(&stale.access), "text/csv", csv(roster)).await.expect_problem(401, "step_up_required");
     let done = h.raw(Method::POST, remediate, Some(&sadmin.access), "text/csv", csv(roster)).await.expect(200);
     let steps = done.body["remediated"].as_array().unwrap();
     assert_eq!(steps.len(), 2, "{}", done.body);

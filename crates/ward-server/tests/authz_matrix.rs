@@ -207,6 +207,8 @@ const STEP_UP_OPS: &[(&str, &str)] = &[
     ("PATCH", "/api/v1/users/{user_id}"),
     ("POST", "/api/v1/devices/{device_id}/wipe"),
     ("POST", "/api/v1/break-glass"),
+    ("POST", "/api/v1/users/{user_id}/disable"),
+    ("POST", "/api/v1/admin/roster/remediate"),
 ];
 
 impl OpDef {

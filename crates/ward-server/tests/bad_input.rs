@@ -540,7 +540,7 @@ async fn disabled_user(backend: Backend) {
     let admin = h.account(&org, "admin@disabled", Role::Admin).await;
     let a = h.account(&org, "alice@disabled", Role::Clinician).await;
     let d = h.account(&org, "dave@disabled", Role::Clinician).await;
-    let (s_admin, sa, sd) = (h.login(&admin).await, h.login(&a).await, h.login(&d).await);
+    let (s_admin, sa, sd) = (h.login_stepped_up(&admin).await, h.login(&a).await, h.login(&d).await);
     let conv = h.conversation(&sa, "group", &[&d]).await;
     accepted(h.send(&sd, &conv, "d1", "before disabling").await, 201);
 

@@ -366,20 +366,6 @@ impl Store {
         })
         .await
     }
-
-    /// Records a TOTP code verified at `step` for a signed-in user (step-up), refusing replays.
-    pub async fn use_totp_step(&self, id: UserId, session: SessionId, step: i64) -> Result<bool> {
-        self.write(move |mut c| {
-            Box::pin(async move {
-                let fresh = mark_totp_step(&mut c, id, step).await?;
-                if fresh {
-                    exec!(&mut c, "UPDATE sessions SET mfa_verified_at = $2 WHERE id = $1", session.0, now_ms())?;
-                }
-                Ok(fresh)
-            })
-        })
-        .await
-    }
 }
 
 async fn replace_recovery_codes(c: &mut Conn<'_>, id: UserId, hashes: &[Vec<u8>]) -> Result<()> {

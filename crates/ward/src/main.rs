@@ -169,6 +169,10 @@ enum RosterCommand {
         /// (each step audited; running it again changes nothing).
         #[arg(long)]
         remediate: bool,
+        /// Remediate even when more than half of the workforce would be disabled (refused
+        /// otherwise: the mark of a truncated or wrong roster).
+        #[arg(long, requires = "remediate")]
+        allow_mass: bool,
     },
 }
 
@@ -496,8 +500,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 sign: sign_cert.as_deref().zip(sign_key.as_deref()),
             })
         }
-        Command::Roster(RosterCommand::Reconcile { org, file, remediate }) => {
-            roster::reconcile_cmd(&config, &roster::ReconcileRequest { org: &org, file: &file, remediate }).await
+        Command::Roster(RosterCommand::Reconcile { org, file, remediate, allow_mass }) => {
+            roster::reconcile_cmd(&config, &roster::ReconcileRequest { org: &org, file: &file, remediate, allow_mass }).await
         }
         Command::Patient(PatientCommand::Export { patient, out }) => lifecycle::export(&config, patient, &out).await,
         Command::Backup { out, command } => {

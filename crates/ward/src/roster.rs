@@ -17,6 +17,8 @@ pub(crate) struct ReconcileRequest<'a> {
     pub(crate) file: &'a Path,
     /// Disable, revoke and wipe the flagged accounts.
     pub(crate) remediate: bool,
+    /// Remediate although more than half of the workforce would be disabled.
+    pub(crate) allow_mass: bool,
 }
 
 fn reason(r: FlagReason) -> &'static str {
@@ -89,6 +91,12 @@ pub(crate) async fn reconcile_cmd(config: &Config, req: &ReconcileRequest<'_>) -
             println!("run again with --remediate to disable, revoke and wipe");
         }
         return Ok(());
+    }
+    if let Some(why) = report.remediation_refusal(req.allow_mass) {
+        let ev = counts(AuditEvent::new(AuditAction::RosterRemediate, Outcome::Failure), &report, org.id)
+            .detail("reason", DetailValue::Code("mass_remediation_refused"));
+        store.record(ev, operator_meta()).await?;
+        anyhow::bail!("{why} (--allow-mass)");
     }
     let bar = crate::progress::entries("remediating", report.needs_action.len() as u64);
     let mut done = 0;

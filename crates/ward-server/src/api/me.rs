@@ -10,6 +10,8 @@ use super::dto::{
     ChangePasswordRequest, CodeRequest, MeView, RecoveryCodes, SessionView, StepUpRequest, StepUpView, TotpBeginRequest, TotpBeginResponse,
     ts,
 };
+use ward_store::RequestMeta;
+
 use crate::app::AppState;
 use crate::auth::{AnySession, Auth, Meta};
 use crate::extract::{Json, Path};
@@ -169,7 +171,7 @@ async fn remove_totp(State(state): State<AppState>, Meta(meta): Meta, s: Auth, J
     if org.mfa_required_roles.contains(&a.role) {
         return Err(ApiError::forbidden().detail("your organisation requires a second factor for your role"));
     }
-    verify_current_code(&state, &s, &req.code).await?;
+    verify_current_code(&state, &s, &req.code, meta.clone()).await?;
     state.store.remove_totp(a.org_id, a.user_id, a.user_id, meta).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -183,30 +185,33 @@ async fn new_recovery_codes(
     s: Auth,
     Json(req): Json<CodeRequest>,
 ) -> ApiResult<Json<RecoveryCodes>> {
-    verify_current_code(&state, &s, &req.code).await?;
+    verify_current_code(&state, &s, &req.code, meta.clone()).await?;
     let (codes, hashes) = recovery_codes();
     state.store.set_recovery_codes(s.actor.org_id, s.actor.user_id, hashes, meta).await?;
     Ok(Json(RecoveryCodes { recovery_codes: codes }))
 }
 
-async fn verify_current_code(state: &AppState, s: &AnySession, code: &str) -> ApiResult<()> {
+/// A current TOTP code for changing the second factor itself. A correct one is a step-up
+/// too, so it goes through the same checks: refused while the login name is locked, wrong
+/// codes counted towards the lockout, every attempt audited.
+async fn verify_current_code(state: &AppState, s: &AnySession, code: &str, meta: RequestMeta) -> ApiResult<()> {
     let creds = state.store.credentials_by_id(s.actor.org_id, s.actor.user_id).await?;
-    let secret = creds.totp_secret.ok_or_else(|| ApiError::invalid_state().detail("TOTP is not enrolled"))?;
-    let step = totp_step(&secret, &creds.user.login, code).ok_or_else(ApiError::invalid_mfa_code)?;
-    if !state.store.use_totp_step(s.actor.user_id, s.session, step).await? {
-        return Err(ApiError::invalid_mfa_code());
+    if creds.totp_secret.is_none() {
+        return Err(ApiError::invalid_state().detail("TOTP is not enrolled"));
     }
-    Ok(())
+    verify_second_factor(state, s, Some(code), None, meta).await
 }
 
-/// Step-up: verifies the second factor again (a TOTP code, or one of the recovery codes for
-/// someone without their authenticator) so that sensitive actions are allowed for the next
-/// `[sessions] step_up_max_age_secs`. Each code works once; wrong codes count towards the
-/// login name's lockout exactly as at sign-in, and every attempt is audited (`auth.step_up`).
-#[utoipa::path(post, path = "/api/v1/me/step-up", tag = "me", security(("bearer" = [])), request_body = StepUpRequest,
-    responses((status = 200, body = StepUpView), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 403, body = Problem), (status = 429, body = Problem)))]
-async fn step_up(State(state): State<AppState>, Meta(meta): Meta, s: Auth, Json(req): Json<StepUpRequest>) -> ApiResult<Json<StepUpView>> {
+/// Verifies a second factor of the signed-in user, as sign-in does: refused while the login
+/// name is locked, each wrong code counted towards the lockout, every attempt audited
+/// (`auth.step_up`), and a success refreshes the session's MFA time.
+async fn verify_second_factor(
+    state: &AppState,
+    s: &AnySession,
+    code: Option<&str>,
+    recovery_code: Option<&str>,
+    meta: RequestMeta,
+) -> ApiResult<()> {
     let a = s.actor;
     let creds = state.store.credentials_by_id(a.org_id, a.user_id).await?;
     let Some(secret) = creds.totp_secret.as_deref() else {
@@ -222,7 +227,7 @@ async fn step_up(State(state): State<AppState>, Meta(meta): Meta, s: Auth, Json(
         state.store.record(ev, meta).await?;
         return Err(ApiError::login_locked().retry_after(wait.max(1) as u64));
     }
-    let factor = match (&req.code, &req.recovery_code) {
+    let factor = match (code, recovery_code) {
         (Some(code), None) => totp_step(secret, &login, code).map_or(ward_store::SecondFactor::Invalid, ward_store::SecondFactor::TotpStep),
         (None, Some(rc)) if rc.len() <= 64 => ward_store::SecondFactor::RecoveryCode(recovery_hash(rc)),
         (None, Some(_)) => ward_store::SecondFactor::Invalid,
@@ -232,6 +237,18 @@ async fn step_up(State(state): State<AppState>, Meta(meta): Meta, s: Auth, Json(
     if !state.store.step_up(a.org_id, a.user_id, login, s.session, factor, meta).await? {
         return Err(ApiError::invalid_mfa_code());
     }
+    Ok(())
+}
+
+/// Step-up: verifies the second factor again (a TOTP code, or one of the recovery codes for
+/// someone without their authenticator) so that sensitive actions are allowed for the next
+/// `[sessions] step_up_max_age_secs`. Each code works once; wrong codes count towards the
+/// login name's lockout exactly as at sign-in, and every attempt is audited (`auth.step_up`).
+#[utoipa::path(post, path = "/api/v1/me/step-up", tag = "me", security(("bearer" = [])), request_body = StepUpRequest,
+    responses((status = 200, body = StepUpView), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 429, body = Problem)))]
+async fn step_up(State(state): State<AppState>, Meta(meta): Meta, s: Auth, Json(req): Json<StepUpRequest>) -> ApiResult<Json<StepUpView>> {
+    verify_second_factor(&state, &s, req.code.as_deref(), req.recovery_code.as_deref(), meta).await?;
     let now = ward_store::now_ms();
     let valid = i64::from(state.config.sessions.step_up_max_age_secs) * 1000;
     Ok(Json(StepUpView { mfa_verified_at: ts(now), valid_until: ts(now + valid) }))

@@ -69,6 +69,9 @@ pub(crate) struct RemediationReport {
 struct RemediateQuery {
     /// Must be `true`: disabling accounts and wiping devices is not undone by enabling them.
     confirm: Option<bool>,
+    /// `true` to act although more than half of the workforce would be disabled (refused
+    /// otherwise, as the mark of a truncated roster).
+    allow_mass: Option<bool>,
 }
 
 fn require_csv(headers: &HeaderMap) -> ApiResult<()> {
@@ -164,7 +167,14 @@ async fn remediate_roster(
     if q.confirm != Some(true) {
         return Err(ApiError::validation_failed().detail("remediation disables accounts and wipes devices: add ?confirm=true"));
     }
+    crate::auth::require_step_up(&state, &s, "roster_remediate", &meta).await?;
     let report = reconciled(&state, &s, &headers, &body, &meta).await?;
+    if let Some(why) = report.remediation_refusal(q.allow_mass == Some(true)) {
+        let ev = counts(org_event(AuditAction::RosterRemediate, Outcome::Failure, &s), &report)
+            .detail("reason", DetailValue::Code("mass_remediation_refused"));
+        state.store.record(ev, meta).await?;
+        return Err(ApiError::invalid_roster().detail(why));
+    }
     let mut remediated = Vec::new();
     for f in &report.needs_action {
         let step = state.store.remediate_roster_account(s.actor.org_id, f.user_id, f.reason, Some(s.actor.user_id), meta.clone()).await?;

@@ -135,6 +135,8 @@ async fn disable_user(State(state): State<AppState>, Meta(meta): Meta, s: Auth, 
     if id == s.actor.user_id {
         return Err(ApiError::invalid_state().detail("admins cannot disable themselves"));
     }
+    // Disabling queues a wipe to each of the person's devices: as sensitive as a wipe.
+    crate::auth::require_step_up(&state, &s, "user_disable", &meta).await?;
     state.store.set_user_disabled(s.actor.org_id, id, true, Some(s.actor.user_id), meta).await?;
     state.end_sessions(id, None).await;
     Ok(Json(state.store.user(s.actor.org_id, id).await?.into()))
