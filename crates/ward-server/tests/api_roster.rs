@@ -67,6 +67,7 @@ async fn reconcile_then_remediate_once(backend: Backend) {
         .expect_problem(422, "invalid_roster");
     assert_eq!(bad.body["detail"], "line 3: employee_id repeats line 2");
     assert_eq!(audit(&h, "roster.reconcile").await.iter().filter(|e| e.outcome == "failure").count(), 1);
+    assert_eq!(audit(&h, "roster.reconcile").await.iter().filter(|e| e.outcome == "denied").count(), 1, "the non-admin's try");
 
     let r = h.raw(Method::POST, reconcile, Some(&sadmin.access), "text/csv", csv(roster)).await.expect(200);
     let logins = |v: &Value| v.as_array().unwrap().iter().map(|f| f["login"].as_str().unwrap().to_owned()).collect::<Vec<_>>();

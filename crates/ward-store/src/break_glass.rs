@@ -264,11 +264,15 @@ impl Store {
                 })
             })
             .await?;
+        // The role is checked at each read, not only at the request: someone moved out of a
+        // clinical role loses the access with it.
+        let role_ok = ward_domain::policy::may_request_break_glass(&actor).is_ok();
         match grant {
-            Some(g) if g.active_at(now) => Ok(g),
+            Some(g) if g.active_at(now) && role_ok => Ok(g),
             other => {
                 let why = match other {
                     None => "unknown_grant",
+                    Some(_) if !role_ok => "role",
                     Some(ref g) if g.revoked_at.is_some() => "revoked",
                     Some(_) => "expired",
                 };

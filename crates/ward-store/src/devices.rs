@@ -521,7 +521,7 @@ pub(crate) async fn queue_wipe(c: &mut Conn<'_>, order: &WipeOrder, reason: &str
 }
 
 /// Queues a wipe (source `deprovisioned`) for each of the user's devices not yet revoked, in
-/// the caller's transaction; returns the wipes.
+/// the caller's transaction; returns the wipes with the sessions each revoked.
 pub(crate) async fn wipe_user_devices(
     c: &mut Conn<'_>,
     org: OrgId,
@@ -530,7 +530,7 @@ pub(crate) async fn wipe_user_devices(
     reason: &str,
     now: i64,
     meta: &RequestMeta,
-) -> Result<Vec<DeviceWipe>> {
+) -> Result<Vec<WipeRequested>> {
     let mut devices = scalar!(
         fetch_all,
         c,
@@ -543,7 +543,7 @@ pub(crate) async fn wipe_user_devices(
     let mut wipes = Vec::with_capacity(devices.len());
     for d in devices {
         let order = WipeOrder { org, device: DeviceId(d), user, requested_by, source: WipeSource::Deprovisioned, now };
-        wipes.push(queue_wipe(c, &order, reason, meta).await?.wipe);
+        wipes.push(queue_wipe(c, &order, reason, meta).await?);
     }
     Ok(wipes)
 }

@@ -152,8 +152,11 @@ impl Store {
                 }
                 let now = now_ms();
                 let disabled = exec!(&mut c, "UPDATE users SET disabled_at = $2 WHERE id = $1 AND disabled_at IS NULL", user.0, now)? == 1;
-                let revoked_sessions = revoke_user_sessions(&mut c, user, None, "user_disabled", now).await?;
-                let wipes = wipe_user_devices(&mut c, org, user, actor, ROSTER_WIPE_REASON, now, &meta).await?;
+                // Wipes first, so each device's wipe event counts the sessions it revoked.
+                let requested = wipe_user_devices(&mut c, org, user, actor, ROSTER_WIPE_REASON, now, &meta).await?;
+                let mut revoked_sessions: Vec<_> = requested.iter().flat_map(|w| w.revoked_sessions.iter().copied()).collect();
+                revoked_sessions.extend(revoke_user_sessions(&mut c, user, None, "user_disabled", now).await?);
+                let wipes: Vec<_> = requested.into_iter().map(|w| w.wipe).collect();
                 let step = RemediationStep {
                     user_id: user,
                     disabled,

@@ -194,12 +194,17 @@ impl Store {
                 user_in_org(&mut c, org, id).await?;
                 let now = now_ms();
                 exec!(&mut c, "UPDATE users SET disabled_at = $2 WHERE id = $1", id.0, disabled.then_some(now))?;
-                let revoked = if disabled { revoke_user_sessions(&mut c, id, None, "user_disabled", now).await? } else { Vec::new() };
-                let wipes = if disabled {
-                    crate::devices::wipe_user_devices(&mut c, org, id, actor, "deprovisioned", now, &meta).await?.len()
+                // Wipes first: each device's wipe revokes (and its event counts) that device's
+                // sessions; what is left (sessions of no device still live) goes next.
+                let (wipes, mut revoked) = if disabled {
+                    let queued = crate::devices::wipe_user_devices(&mut c, org, id, actor, "deprovisioned", now, &meta).await?;
+                    (queued.len(), queued.into_iter().flat_map(|w| w.revoked_sessions).collect())
                 } else {
-                    0
+                    (0, Vec::new())
                 };
+                if disabled {
+                    revoked.extend(revoke_user_sessions(&mut c, id, None, "user_disabled", now).await?);
+                }
                 let action = if disabled { AuditAction::UserDisable } else { AuditAction::UserEnable };
                 let mut ev = admin_event(action, org, actor, id).detail("sessions_revoked", DetailValue::Int(revoked.len() as i64));
                 if disabled {

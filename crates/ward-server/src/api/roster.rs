@@ -83,6 +83,15 @@ fn require_csv(headers: &HeaderMap) -> ApiResult<()> {
     if ok { Ok(()) } else { Err(ApiError::unsupported_media_type().detail("send the roster as text/csv")) }
 }
 
+/// Admins only; anyone else is refused, and the refusal audited (a roster names the workforce).
+async fn administers(state: &AppState, s: &Auth, action: AuditAction, meta: &RequestMeta) -> ApiResult<()> {
+    if let Err(denial) = policy::may_administer(&s.actor) {
+        state.store.record(org_event(action, Outcome::Denied, s).detail("reason", DetailValue::Code("role")), meta.clone()).await?;
+        return Err(denial.into());
+    }
+    Ok(())
+}
+
 fn org_event(action: AuditAction, outcome: Outcome, s: &Auth) -> AuditEvent {
     let mut ev = AuditEvent::new(action, outcome);
     ev.org_id = Some(s.actor.org_id);
@@ -93,7 +102,7 @@ fn org_event(action: AuditAction, outcome: Outcome, s: &Auth) -> AuditEvent {
 /// Parses the body and reconciles it with the accounts now; a refused roster is audited
 /// (`roster.reconcile` failure with the line, never a value).
 async fn reconciled(state: &AppState, s: &Auth, headers: &HeaderMap, body: &Bytes, meta: &RequestMeta) -> ApiResult<RosterReport> {
-    policy::may_administer(&s.actor)?;
+    administers(state, s, AuditAction::RosterReconcile, meta).await?;
     require_csv(headers)?;
     let parsed = std::str::from_utf8(body).map_err(|_| RosterError::Unreadable { line: 0 }).and_then(Roster::parse_csv);
     let roster = match parsed {
@@ -163,7 +172,7 @@ async fn remediate_roster(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<RemediationReport>> {
-    policy::may_administer(&s.actor)?;
+    administers(&state, &s, AuditAction::RosterRemediate, &meta).await?;
     if q.confirm != Some(true) {
         return Err(ApiError::validation_failed().detail("remediation disables accounts and wipes devices: add ?confirm=true"));
     }
