@@ -84,7 +84,7 @@ pub struct DevicesConfig {
     /// Requests to the unauthenticated wipe endpoints (`/api/v1/device-wipe/command` and
     /// `/ack`, counted together) one source address may make per minute (1 to 100000).
     pub wipe_requests_per_minute_per_address: u32,
-    /// Requests to the same endpoints naming one device id, per minute (1 to 100000).
+    /// Failed requests to the same endpoints naming one device id, per minute (1 to 100000).
     pub wipe_requests_per_minute_per_device: u32,
     /// PEM certificate that signs configuration profiles (`GET /api/v1/org/device-profile?signed=true`);
     /// give `profile_sign_key` with it. Unset: profiles are only served unsigned.

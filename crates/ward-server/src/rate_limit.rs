@@ -25,6 +25,15 @@ impl RateLimiter {
 
     /// Counts one request for `key` at `now_ms`; `Err(seconds)` to wait when over the limit.
     pub fn check(&self, key: &str, now_ms: i64) -> Result<(), u64> {
+        self.count(key, now_ms, true)
+    }
+
+    /// Whether `key` is over the limit at `now_ms`, without counting a request.
+    pub fn blocked(&self, key: &str, now_ms: i64) -> Result<(), u64> {
+        self.count(key, now_ms, false)
+    }
+
+    fn count(&self, key: &str, now_ms: i64, add: bool) -> Result<(), u64> {
         if self.per_minute == 0 {
             return Ok(());
         }
@@ -47,13 +56,28 @@ impl RateLimiter {
             let wait_ms = (entry.0 + WINDOW_MS - now_ms).max(1000);
             return Err(u64::try_from(wait_ms).unwrap_or(60_000).div_ceil(1000));
         }
-        entry.1 += 1;
+        if add {
+            entry.1 += 1;
+        }
         Ok(())
     }
 }
 
+/// The key of a source address: IPv6 addresses by their /64, which one subscriber usually
+/// holds whole, so that walking through it buys no fresh windows.
+pub fn address_key(address: &str) -> String {
+    match address.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        _ => address.to_owned(),
+    }
+}
+
 /// The limits on `POST /api/v1/device-wipe/command` and `/ack` together: per source address
-/// and per device id.
+/// (every request) and per device id (failed requests only, so that someone who knows a
+/// device's id cannot keep its rightful owner out by spending the budget).
 #[derive(Debug)]
 pub struct WipeLimits {
     /// Per source address.
@@ -72,6 +96,23 @@ impl WipeLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_addresses_share_their_64() {
+        assert_eq!(address_key("2001:db8:1:2:aaaa::1"), address_key("2001:db8:1:2:bbbb::9"));
+        assert_ne!(address_key("2001:db8:1:2::1"), address_key("2001:db8:1:3::1"));
+        assert_eq!(address_key("192.0.2.7"), "192.0.2.7");
+        assert_eq!(address_key("::ffff:192.0.2.7"), "::ffff:192.0.2.7");
+    }
+
+    #[test]
+    fn blocked_reads_without_counting() {
+        let l = RateLimiter::new(1);
+        assert_eq!(l.blocked("a", 0), Ok(()));
+        assert_eq!(l.blocked("a", 0), Ok(()));
+        assert_eq!(l.check("a", 0), Ok(()));
+        assert!(l.blocked("a", 1).is_err());
+    }
 
     #[test]
     fn counts_per_key_and_window() {

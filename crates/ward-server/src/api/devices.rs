@@ -546,18 +546,31 @@ async fn list_wipes(State(state): State<AppState>, s: Auth, Query(q): Query<Wipe
     Ok(Json(list.into_iter().map(|w| wipe_view(w, hours)).collect()))
 }
 
-/// Counts a request to the unauthenticated wipe endpoints against its source address and the
-/// device it names: 429 `rate_limited` with Retry-After past `[devices]
+/// Runs a request to the unauthenticated wipe endpoints under their limits: every request
+/// counts against its source address, and a failed one (unknown device, wrong secret or
+/// wipe) against the device it names; 429 `rate_limited` with Retry-After past `[devices]
 /// wipe_requests_per_minute_per_address` or `..._per_device`.
-fn wipe_rate_limit(state: &AppState, meta: &ward_store::RequestMeta, device: DeviceId) -> ApiResult<()> {
+async fn wipe_rate_limited<T>(
+    state: &AppState,
+    meta: &ward_store::RequestMeta,
+    device: DeviceId,
+    answer: impl std::future::Future<Output = ApiResult<T>>,
+) -> ApiResult<T> {
     let now = now_ms();
-    let address = meta.source_ip.as_deref().unwrap_or("unknown");
+    let address = crate::rate_limit::address_key(meta.source_ip.as_deref().unwrap_or("unknown"));
+    let device = device.to_string();
     state
         .wipe_limits
         .by_address
-        .check(address, now)
-        .and_then(|()| state.wipe_limits.by_device.check(&device.to_string(), now))
-        .map_err(|wait| ApiError::rate_limited().retry_after(wait))
+        .check(&address, now)
+        .and_then(|()| state.wipe_limits.by_device.blocked(&device, now))
+        .map_err(|wait| ApiError::rate_limited().retry_after(wait))?;
+    let out = answer.await;
+    if out.as_ref().is_err_and(|e| e.status == StatusCode::NOT_FOUND) {
+        // Counted after the fact; only the next request can be refused.
+        let _ = state.wipe_limits.by_device.check(&device, now);
+    }
+    out
 }
 
 fn wipe_secret_hash(secret: &str) -> ApiResult<Vec<u8>> {
@@ -576,10 +589,12 @@ async fn wipe_command(
     Meta(meta): Meta,
     Json(req): Json<WipeCommandRequest>,
 ) -> ApiResult<Json<WipeCommand>> {
-    wipe_rate_limit(&state, &meta, req.device_id)?;
-    let hash = wipe_secret_hash(&req.wipe_secret)?;
-    let wipe = state.store.fetch_wipe(req.device_id, hash, meta).await?.ok_or_else(ApiError::not_found)?;
-    Ok(Json(WipeCommand { wipe_id: wipe.id, scope: "ward_data", requested_at: ts(wipe.requested_at) }))
+    wipe_rate_limited(&state, &meta.clone(), req.device_id, async {
+        let hash = wipe_secret_hash(&req.wipe_secret)?;
+        let wipe = state.store.fetch_wipe(req.device_id, hash, meta).await?.ok_or_else(ApiError::not_found)?;
+        Ok(Json(WipeCommand { wipe_id: wipe.id, scope: "ward_data", requested_at: ts(wipe.requested_at) }))
+    })
+    .await
 }
 
 /// The device confirms it erased Ward's data. A second confirmation answers 409
@@ -588,14 +603,16 @@ async fn wipe_command(
     responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem),
         (status = 429, body = Problem)))]
 async fn wipe_ack(State(state): State<AppState>, Meta(meta): Meta, Json(req): Json<WipeCommandRequest>) -> ApiResult<StatusCode> {
-    wipe_rate_limit(&state, &meta, req.device_id)?;
-    let wipe_id = req.wipe_id.ok_or_else(|| ApiError::validation_failed().detail("wipe_id is required"))?;
-    let hash = wipe_secret_hash(&req.wipe_secret)?;
-    match state.store.acknowledge_wipe(req.device_id, hash, wipe_id, meta).await? {
-        WipeAck::Acknowledged(_) => Ok(StatusCode::NO_CONTENT),
-        WipeAck::Replayed => Err(ApiError::wipe_already_acknowledged()),
-        WipeAck::Unknown => Err(ApiError::not_found()),
-    }
+    wipe_rate_limited(&state, &meta.clone(), req.device_id, async {
+        let wipe_id = req.wipe_id.ok_or_else(|| ApiError::validation_failed().detail("wipe_id is required"))?;
+        let hash = wipe_secret_hash(&req.wipe_secret)?;
+        match state.store.acknowledge_wipe(req.device_id, hash, wipe_id, meta).await? {
+            WipeAck::Acknowledged(_) => Ok(StatusCode::NO_CONTENT),
+            WipeAck::Replayed => Err(ApiError::wipe_already_acknowledged()),
+            WipeAck::Unknown => Err(ApiError::not_found()),
+        }
+    })
+    .await
 }
 
 /// The organisation's device posture policy (the baseline's until one is set): per item the
