@@ -500,18 +500,18 @@ mod tests {
 
     #[test]
     fn remediation_of_an_empty_or_mostly_missing_roster_is_refused() {
-        let accounts: Vec<AccountSnapshot> = (0..10).map(|i| account(&format!("u{i}"), Role::Nurse, false, 1, vec![])).collect();
+        let accounts: Vec<AccountSnapshot> = (0..10).map(|i| account(&format!("u{i}@acme"), Role::Nurse, false, 1, vec![])).collect();
         let empty = reconcile(&Roster::parse_csv(HEADER).unwrap(), &accounts, "2026-06-01", None);
         assert_eq!(empty.needs_action.len(), 10);
         assert!(empty.remediation_refusal(true).is_some(), "an empty roster is never acted on");
         // Six of ten leave: more than half and more than five, so only with the override.
-        let four: String = (0..4).map(|i| format!("E{i},u{i},active,\n")).collect();
+        let four: String = (0..4).map(|i| format!("E{i},u{i}@acme,active,\n")).collect();
         let most = reconcile(&Roster::parse_csv(&format!("{HEADER}{four}")).unwrap(), &accounts, "2026-06-01", None);
         assert_eq!(most.needs_action.len(), 6);
         assert!(most.remediation_refusal(false).is_some());
         assert_eq!(most.remediation_refusal(true), None);
         // Five of ten: acted on.
-        let five: String = (0..5).map(|i| format!("E{i},u{i},active,\n")).collect();
+        let five: String = (0..5).map(|i| format!("E{i},u{i}@acme,active,\n")).collect();
         let half = reconcile(&Roster::parse_csv(&format!("{HEADER}{five}")).unwrap(), &accounts, "2026-06-01", None);
         assert_eq!(half.remediation_refusal(false), None);
     }
