@@ -17,7 +17,7 @@ use crate::conversations::title_context;
 use crate::db::{Conn, exec, fetch};
 use crate::error::{Result, StoreError};
 use crate::keys::{ScopeKind, open_field, purpose};
-use crate::messages::{MESSAGE_COLUMNS, MessageRow};
+use crate::messages::message_page;
 use crate::patients::patient_id_in_org;
 use crate::{Message, Page, RequestMeta, Store, audit, now_ms};
 
@@ -367,27 +367,7 @@ impl Store {
                     if about.is_none() {
                         return Ok(None);
                     }
-                    let (sql, bound) = match page {
-                        Page::Latest => ("seq > $2 ORDER BY seq DESC", 0),
-                        Page::After(n) => ("seq > $2 ORDER BY seq ASC", n),
-                        Page::Before(n) => ("seq < $2 ORDER BY seq DESC", n),
-                    };
-                    let rows = fetch!(
-                        fetch_all,
-                        &mut c,
-                        MessageRow,
-                        sqlx::AssertSqlSafe(format!(
-                            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND {sql} LIMIT $3"
-                        )),
-                        conv.0,
-                        bound,
-                        i64::from(limit)
-                    )?;
-                    let mut msgs = Vec::with_capacity(rows.len());
-                    for r in rows {
-                        msgs.push(r.open(&mut c, &ring, org).await?);
-                    }
-                    Ok(Some(msgs))
+                    Ok(Some(message_page(&mut c, &ring, org, conv, page, limit).await?))
                 })
             })
             .await?;

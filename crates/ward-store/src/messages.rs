@@ -99,6 +99,36 @@ pub enum Page {
     Before(i64),
 }
 
+/// A page of a conversation's messages, opened (no membership check: the caller's).
+pub(crate) async fn message_page(
+    c: &mut Conn<'_>,
+    ring: &Keyring,
+    org: OrgId,
+    conv: ConversationId,
+    page: Page,
+    limit: u32,
+) -> Result<Vec<Message>> {
+    let (sql, bound) = match page {
+        Page::Latest => ("seq > $2 ORDER BY seq DESC", 0),
+        Page::After(n) => ("seq > $2 ORDER BY seq ASC", n),
+        Page::Before(n) => ("seq < $2 ORDER BY seq DESC", n),
+    };
+    let rows = fetch!(
+        fetch_all,
+        c,
+        MessageRow,
+        sqlx::AssertSqlSafe(format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND {sql} LIMIT $3")),
+        conv.0,
+        bound,
+        i64::from(limit)
+    )?;
+    let mut msgs = Vec::with_capacity(rows.len());
+    for r in rows {
+        msgs.push(r.open(c, ring, org).await?);
+    }
+    Ok(msgs)
+}
+
 impl Store {
     /// Sends a message. A retry with the same client transaction id returns the first message
     /// (`created: false`); reusing the id for different content is a conflict.
@@ -247,30 +277,7 @@ impl Store {
             .read(|mut c| {
                 Box::pin(async move {
                     let Some((row, _)) = membership_if_any(&mut c, &actor, conv).await? else { return Ok(None) };
-                    let sql = match page {
-                        Page::Latest => "seq > $2 ORDER BY seq DESC",
-                        Page::After(_) => "seq > $2 ORDER BY seq ASC",
-                        Page::Before(_) => "seq < $2 ORDER BY seq DESC",
-                    };
-                    let bound = match page {
-                        Page::Latest => 0,
-                        Page::After(n) | Page::Before(n) => n,
-                    };
-                    let rows = fetch!(
-                        fetch_all,
-                        &mut c,
-                        MessageRow,
-                        sqlx::AssertSqlSafe(format!(
-                            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND {sql} LIMIT $3"
-                        )),
-                        conv.0,
-                        bound,
-                        i64::from(limit)
-                    )?;
-                    let mut msgs = Vec::with_capacity(rows.len());
-                    for r in rows {
-                        msgs.push(r.open(&mut c, &ring, actor.org_id).await?);
-                    }
+                    let msgs = message_page(&mut c, &ring, actor.org_id, conv, page, limit).await?;
                     Ok(Some((row.patient(), msgs)))
                 })
             })
