@@ -269,6 +269,9 @@ impl Store {
         meta: RequestMeta,
     ) -> Result<PatientAuthorization> {
         let org = actor.org_id;
+        // Roles that may never record one are refused before the patient is looked up, so the
+        // answer reveals nothing about which patients exist.
+        policy::may_record_consent(&actor, true, false)?;
         let on_team = self
             .read(move |mut c| {
                 Box::pin(async move {

@@ -1,5 +1,5 @@
 //! Forwarding a message into another conversation, and patient authorizations
-//! (docs/messaging.md, "Forwarding"). Forwarding a patient's message to anyone outside the
+//! (docs/forwarding.md). Forwarding a patient's message to anyone outside the
 //! patient's care team is a disclosure (HIPAA 164.502(b), 164.528): it needs a permitted purpose
 //! (treatment, payment, operations) or a recorded patient authorization (164.508), and is
 //! audited as `message.forward`, one event per recipient, which the patient's accounting of

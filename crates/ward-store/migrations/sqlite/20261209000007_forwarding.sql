@@ -1,5 +1,5 @@
 -- Forwarding as a disclosure (sqlite). Its twin in ../postgres must stay equivalent. See
--- docs/messaging.md ("Forwarding") and docs/audit-log.md (accounting of disclosures).
+-- docs/forwarding.md and docs/audit-log.md (accounting of disclosures).
 --
 -- A patient's written authorization to disclose their information (HIPAA 164.508): who may
 -- receive it and for what, as free text that may carry PHI, sealed under the patient's data
