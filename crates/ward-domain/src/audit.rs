@@ -99,6 +99,13 @@ audit_actions! {
     MessageRead = "message.read",
     /// A message was recalled.
     MessageRecall = "message.recall",
+    /// A message was forwarded into another conversation (target the new message; detail
+    /// `source`, `conversation`, and for a disclosure outside the patient's care team one
+    /// event per recipient with `recipient` and `purpose`; never the text).
+    MessageForward = "message.forward",
+    /// A patient's authorization to disclose their information was recorded (target the
+    /// authorization; detail `expires_at`; never its text).
+    AuthorizationRecord = "patient.authorization",
     /// A real-time stream replayed missed events (content delivery after reconnect).
     StreamReplay = "stream.replay",
     /// The audit log itself was read: a checkpoint, a proof or an event search (detail `op`).

@@ -86,6 +86,30 @@ impl Priority {
     }
 }
 
+/// A purpose HIPAA permits for disclosing a patient's information without their
+/// authorization (164.506): chosen when forwarding a patient's message outside the care team.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DisclosurePurpose {
+    /// Treatment of the patient.
+    Treatment,
+    /// Payment for the patient's care.
+    Payment,
+    /// Health care operations.
+    Operations,
+}
+
+impl DisclosurePurpose {
+    /// The wire, database and audit spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Treatment => "treatment",
+            Self::Payment => "payment",
+            Self::Operations => "operations",
+        }
+    }
+}
+
 /// Which receipt a member is reporting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]

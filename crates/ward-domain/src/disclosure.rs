@@ -17,6 +17,8 @@ pub const RECIPIENT_KEY: &str = "recipient";
 pub const PURPOSE_KEY: &str = "purpose";
 /// The purpose code of an audit export.
 pub const PURPOSE_AUDIT_EXPORT: &str = "audit_export";
+/// The purpose code of a disclosure made under a recorded patient authorization (164.508).
+pub const PURPOSE_AUTHORIZATION: &str = "authorization";
 /// The purpose code of a read under a break-glass (emergency access) grant.
 pub const PURPOSE_BREAK_GLASS: &str = "break_glass";
 
@@ -108,6 +110,9 @@ impl AuditAction {
             }),
             // A clinician outside the patient's conversations read them under emergency access.
             AuditAction::BreakGlassRead => Some(DisclosureRule::CONVENTION),
+            // A patient's message was forwarded to someone outside their care team (one event
+            // per recipient; a forward inside the care team names no recipient).
+            AuditAction::MessageForward => Some(DisclosureRule::CONVENTION),
             _ => None,
         }
     }
@@ -168,6 +173,10 @@ pub fn purpose_statement(code: &str) -> &'static str {
         "handoff" => "Handing over the patient's care",
         "coordination" => "Coordinating a referral, transport or other care logistics",
         "other" => "Another reason stated by the person who shared the information",
+        "treatment" => "Treatment of the patient (forwarded message)",
+        "payment" => "Payment for the patient's care (forwarded message)",
+        "operations" => "Health care operations (forwarded message)",
+        PURPOSE_AUTHORIZATION => "As authorized in writing by the patient (recorded authorization)",
         PURPOSE_AUDIT_EXPORT => "Export of the audit trail for compliance review or oversight",
         PURPOSE_BREAK_GLASS => "Emergency access by a clinician outside the patient's conversations (break-glass)",
         _ => "Purpose recorded as a code (see the code)",
@@ -220,11 +229,20 @@ mod tests {
     }
 
     #[test]
+    fn forwards_disclose_only_when_they_name_a_recipient() {
+        let d = classify("message.forward", "success", None, &format!(r#"{{"purpose":"payment","recipient":"{USER}"}}"#)).unwrap();
+        assert_eq!(d.recipient, Recipient::User(USER.parse().unwrap()));
+        assert_eq!(d.purpose, "payment");
+        assert!(purpose_statement("payment").contains("Payment"));
+        assert_eq!(classify("message.forward", "success", None, r#"{"source":"x"}"#), None, "inside the care team");
+    }
+
+    #[test]
     fn reads_and_sends_are_not_disclosures() {
         for a in [AuditAction::MessageRead, AuditAction::MessageSend, AuditAction::PatientRead, AuditAction::AuditLogRead] {
             assert!(a.disclosure_rule().is_none(), "{}", a.as_str());
         }
-        assert_eq!(AuditAction::disclosing().count(), 3);
+        assert_eq!(AuditAction::disclosing().count(), 4);
         assert_eq!(classify("no.such_action", "success", None, "{}"), None);
     }
 }

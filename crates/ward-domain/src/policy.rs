@@ -39,6 +39,12 @@ pub enum Denial {
     /// Adding someone outside the patient's care team needs a stated reason.
     #[error("a reason is required to add someone outside the patient's care team")]
     ReasonRequired,
+    /// Forwarding a patient's message outside the care team needs a permitted purpose.
+    #[error("forwarding outside the patient's care team needs a purpose: treatment, payment or operations")]
+    DisclosurePurposeRequired,
+    /// The patient authorization given is not recorded for this patient, or has expired.
+    #[error("the authorization is not recorded for this patient or has expired")]
+    AuthorizationNotValid,
 }
 
 /// Whether the actor may administer users, sessions and organisation policy.
@@ -77,6 +83,12 @@ pub fn may_revoke_break_glass(actor: &Actor) -> Result<(), Denial> {
 
 /// Whether the actor may start a conversation of this kind.
 pub fn may_create_conversation(actor: &Actor, _kind: ConversationKind) -> Result<(), Denial> {
+    ok_if(actor.role.is_workforce())
+}
+
+/// Whether the actor may forward a message: workforce only (a patient sharing their own
+/// messages is not a disclosure by the practice).
+pub fn may_forward_message(actor: &Actor) -> Result<(), Denial> {
     ok_if(actor.role.is_workforce())
 }
 

@@ -12,6 +12,7 @@ pub(crate) mod contacts;
 pub(crate) mod conversations;
 pub(crate) mod devices;
 pub mod dto;
+pub(crate) mod forwarding;
 pub(crate) mod lifecycle;
 pub(crate) mod me;
 pub(crate) mod notices;
@@ -64,5 +65,6 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(devices::routes())
         .merge(roster::routes())
         .merge(break_glass::routes())
+        .merge(forwarding::routes())
         .routes(utoipa_axum::routes!(crate::ws::stream))
 }

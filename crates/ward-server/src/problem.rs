@@ -128,6 +128,10 @@ problems! {
     invalid_state => CONFLICT, "invalid_state", "The request does not fit the current state";
     /// Someone outside the patient's care team needs a stated reason.
     reason_required => UNPROCESSABLE_ENTITY, "reason_required", "A reason is required to add someone outside the patient's care team";
+    /// Forwarding a patient's message outside the care team needs a purpose or an authorization.
+    disclosure_purpose_required => UNPROCESSABLE_ENTITY, "disclosure_purpose_required", "Forwarding outside the patient's care team needs a purpose or a patient authorization";
+    /// The patient authorization given is not recorded for this patient, or has expired.
+    authorization_not_valid => UNPROCESSABLE_ENTITY, "authorization_not_valid", "The authorization is not recorded for this patient or has expired";
     /// The person cannot join this conversation.
     ineligible_member => UNPROCESSABLE_ENTITY, "ineligible_member", "That person cannot join this conversation";
     /// Too many failed sign-ins; wait.
@@ -239,6 +243,8 @@ impl From<Denial> for ApiError {
             Denial::NotSender => ApiError::not_sender(),
             Denial::ReasonRequired => ApiError::reason_required(),
             Denial::IneligibleMember => ApiError::ineligible_member(),
+            Denial::DisclosurePurposeRequired => ApiError::disclosure_purpose_required(),
+            Denial::AuthorizationNotValid => ApiError::authorization_not_valid(),
             Denial::ConversationShape => ApiError::invalid_state(),
             _ => ApiError::forbidden(),
         };

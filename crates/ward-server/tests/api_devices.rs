@@ -142,6 +142,10 @@ async fn register_report_and_withhold_phi(backend: Backend) {
     let r = h.get(&att_path, &sa.access).await.expect_problem(403, "device_blocked");
     assert!(r.body["detail"].as_str().unwrap().contains("passcode_present"));
     h.get(&att_path, &sb.access).await.expect(200);
+    // Forwarding copies content through the device: refused too.
+    let fwd = json!({"target_conversation_id": conv, "client_txn_id": "fwd-blocked"});
+    let fwd_path = format!("/api/v1/conversations/{conv}/messages/{}/forward", m["id"].as_str().unwrap());
+    h.post(&fwd_path, &sa.access, fwd).await.expect_problem(403, "device_blocked");
     // Patient names and MRNs are PHI too: the directory refuses the blocked device.
     let search = h.call(Method::POST, "/api/v1/patients/search", Some(&sa.access), Some(json!({"mrn": "MRN-000123"}))).await;
     search.expect_problem(403, "device_blocked");

@@ -135,6 +135,7 @@ const OPS: &[OpDef] = &[
     op("GET", "/api/v1/patients/{patient_id}/consents", Gate::Bearer, false),
     op("POST", "/api/v1/patients/{patient_id}/consents", Gate::Bearer, false),
     op("POST", "/api/v1/patients/{patient_id}/consents/revoke", Gate::Bearer, false),
+    op("POST", "/api/v1/patients/{patient_id}/authorizations", Gate::Bearer, false),
     op("GET", "/api/v1/org/notice-templates", Gate::Bearer, false),
     op("POST", "/api/v1/org/notice-templates", Gate::Bearer, false),
     op("PUT", "/api/v1/org/notice-templates/{template_id}", Gate::Bearer, false),
@@ -164,6 +165,8 @@ const OPS: &[OpDef] = &[
     op("GET", "/api/v1/conversations/{conversation_id}/messages", Gate::Bearer, false),
     op("POST", "/api/v1/conversations/{conversation_id}/messages", Gate::Bearer, false),
     op("GET", "/api/v1/conversations/{conversation_id}/messages/{message_id}", Gate::Bearer, false),
+    // Before the recall: forwarding a recalled message is refused.
+    op("POST", "/api/v1/conversations/{conversation_id}/messages/{message_id}/forward", Gate::Bearer, false),
     op("POST", "/api/v1/conversations/{conversation_id}/messages/{message_id}/recall", Gate::Bearer, false),
     op("POST", "/api/v1/conversations/{conversation_id}/receipts", Gate::Bearer, false),
     op("POST", "/api/v1/conversations/{conversation_id}/attachments", Gate::Bearer, false),
@@ -740,6 +743,12 @@ fn min_body(op: &OpDef) -> Option<Value> {
         ("POST", "/api/v1/conversations/{conversation_id}/members") => json!({"user_id": rnd()}),
         ("POST", "/api/v1/conversations/{conversation_id}/messages") => json!({"client_txn_id": "probe", "body": "probe"}),
         ("POST", "/api/v1/conversations/{conversation_id}/receipts") => json!({"kind": "read", "up_to_seq": 0}),
+        ("POST", "/api/v1/conversations/{conversation_id}/messages/{message_id}/forward") => {
+            json!({"target_conversation_id": rnd(), "client_txn_id": "probe"})
+        }
+        ("POST", "/api/v1/patients/{patient_id}/authorizations") => {
+            json!({"recipient": "Matrix recipient", "purpose": "Matrix", "expires_at": "2099-01-01T00:00:00Z"})
+        }
         ("PUT", "/api/v1/me/device") => json!({"platform": "ios", "model": "iPhone16,1", "os_version": "18.1", "app_version": "1.0.0",
             "ownership": "corporate", "supervised": true, "mdm_enrolled": true}),
         ("POST", "/api/v1/me/devices/{device_id}/posture") => json!({"os_version": "18.1", "passcode_present": true,
@@ -1246,6 +1255,28 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
             }
         }
 
+        // --- patient authorizations: admins and the patient's care team (clinicians, nurses,
+        // staff) record them; patients and compliance officers never, refused before the patient
+        // is looked up. `p_self`'s care team is the clinician and nurse actors.
+        ("POST", "/api/v1/patients/{patient_id}/authorizations") => {
+            let may_ever = matches!(role, Role::Admin | Role::Clinician | Role::Nurse | Role::Staff);
+            let (id, exp) = match t {
+                Own => (fx.p_self.id.to_string(), when(matches!(role, Role::Admin | Role::Clinician | Role::Nurse), CREATED, FORBIDDEN)),
+                Other => (fx.p_other.id.to_string(), when(admin, CREATED, FORBIDDEN)),
+                Foreign => (fx.p_b.id.to_string(), when(may_ever, NOT_FOUND, FORBIDDEN)),
+                Random => (rnd(), when(may_ever, NOT_FOUND, FORBIDDEN)),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                _ => return None,
+            };
+            let want = id.clone();
+            let c = cell(op.path.replace("{patient_id}", &id), body, exp);
+            if exp == CREATED {
+                c.check(move |b| if b["patient_id"] == want.as_str() { Ok(()) } else { Err("another patient's authorization".into()) })
+            } else {
+                c
+            }
+        }
+
         // --- notice templates: the workforce lists, admins change -----------------------------
         ("GET", "/api/v1/org/notice-templates") => match t {
             Own => {
@@ -1502,6 +1533,28 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
                         Ok(())
                     }
                 })
+            } else {
+                c
+            }
+        }
+        // --- forwarding: workforce members of both conversations; a patient's account never
+        // forwards (refused before anything is looked up). Forwards go into the actor's own
+        // group, so no disclosure purpose is needed.
+        ("POST", "/api/v1/conversations/{conversation_id}/messages/{message_id}/forward") => {
+            let (msg, exp) = match t {
+                Own => (a.msg.clone(), when(workforce, CREATED, FORBIDDEN)),
+                Peer => (a.peer_msg.clone(), when(workforce, CREATED, FORBIDDEN)),
+                Other => (fx.m_other.clone(), when(workforce, NOT_FOUND, FORBIDDEN)),
+                Foreign => (fx.m_b.clone(), when(workforce, NOT_FOUND, FORBIDDEN)),
+                Random => (rnd(), when(workforce, NOT_FOUND, FORBIDDEN)),
+                Invalid => (a.msg.clone(), BAD_PARAM),
+                // A message of another conversation, through one's own.
+                Cross => (fx.m_other.clone(), when(workforce, NOT_FOUND, FORBIDDEN)),
+            };
+            let body = json!({"target_conversation_id": a.conv, "client_txn_id": format!("matrix-fwd-{n}")});
+            let c = cell(op.path.replace("{conversation_id}", &conv(t)).replace("{message_id}", &msg), Some(body), exp);
+            if exp == CREATED {
+                c.check(move |b| if b["forwarded_from"] == msg.as_str() { Ok(()) } else { Err("forwarded another message".into()) })
             } else {
                 c
             }

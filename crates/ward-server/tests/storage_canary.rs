@@ -1,7 +1,8 @@
 //! Encryption at rest through the API: a canary carried in every field that can hold PHI
 //! (patient MRN and name, conversation title, message text and its correction, a stated
 //! reason's note, an attachment's content and file name, a break-glass reason and its review
-//! note, a patient's phone number and email address and a user's own) reads back for those
+//! note, a patient's phone number and email address and a user's own, a patient authorization's
+//! recipient and purpose, a forwarded message and its note) reads back for those
 //! who may read it and is nowhere
 //! in what the server stores: the database files, WAL and shared memory (SQLite), every table
 //! (PostgreSQL), the audit files, the attachment store, and a backup.
@@ -115,6 +116,20 @@ async fn phi_is_sealed_in_storage(backend: Backend) {
     h.post("/api/v1/me/contacts", &s_doc.access, json!({"kind": "phone", "value": format!("{phone}1")})).await.expect(201);
     let listed = h.get(&pc, &s_nurse.access).await.expect(200).body.to_string();
     assert!(listed.contains(&phone) && listed.contains(&email), "the care team reads the contacts back: {listed}");
+
+    // A patient authorization whose recipient and purpose carry the canary, used for a forward
+    // whose note and copied text carry it too.
+    let auth = h
+        .post(
+            &format!("/api/v1/patients/{patient}/authorizations"),
+            &s_doc.access,
+            json!({"recipient": format!("Dr {canary}"), "purpose": format!("review {canary}"), "expires_at": "2099-01-01T00:00:00Z"}),
+        )
+        .await
+        .expect(201);
+    let fwd = json!({"target_conversation_id": conv, "client_txn_id": "fwd", "note": format!("see {canary}"), "authorization_id": auth.body["id"]});
+    let copied = h.post(&format!("{msgs}/{first}/forward"), &s_doc.access, fwd).await.expect(201);
+    assert!(copied.body["message"]["body"].as_str().unwrap().contains(&format!("see {canary}")));
 
     // A backup of it all, kept in the data directory so the scan below reads it too.
     let files = ward_store::backup::BackupFiles { data_dir: h.db.dir.path().to_owned(), dirs: vec!["audit".into(), "attachments".into()] };

@@ -44,6 +44,9 @@ struct SummaryRow {
     conv: ConvRow,
     my_role: String,
     my_read_seq: i64,
+    // Only the list and the detail read it (BEYOND_CARE_TEAM); membership checks do not.
+    #[sqlx(default)]
+    beyond_care_team: i64,
 }
 
 impl SummaryRow {
@@ -63,6 +66,7 @@ impl SummaryRow {
             last_event_seq: self.conv.last_event_seq,
             my_role: MemberRole::parse(&self.my_role).ok_or(StoreError::Corrupt("conversation_members.role"))?,
             my_read_seq: self.my_read_seq,
+            beyond_care_team: self.beyond_care_team,
         })
     }
 }
@@ -92,6 +96,24 @@ pub(crate) fn reason_note_context(org: OrgId, conv: ConversationId, member: User
 const SUMMARY_SELECT: &str = "SELECT c.id, c.org_id, c.kind, c.title, c.title_sealed, c.patient_id, c.created_at, c.last_message_seq, \
      c.last_event_seq, m.role AS my_role, m.read_seq AS my_read_seq \
      FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id ";
+
+/// The members of a patient conversation outside the patient's care team, other than the patient.
+const BEYOND_CARE_TEAM: &str = "(SELECT COUNT(*) FROM conversation_members o JOIN users ou ON ou.id = o.user_id \
+     WHERE o.conversation_id = c.id AND c.patient_id IS NOT NULL AND (ou.patient_id IS NULL OR ou.patient_id <> c.patient_id) \
+     AND NOT EXISTS (SELECT 1 FROM care_team_members t WHERE t.patient_id = c.patient_id AND t.user_id = o.user_id))";
+
+/// A conversation as listed, with the minimum-necessary count.
+fn summary_select_with_count() -> String {
+    SUMMARY_SELECT.replacen(
+        " FROM conversation_members m",
+        &format!(", {BEYOND_CARE_TEAM} AS beyond_care_team FROM conversation_members m"),
+        1,
+    )
+}
+
+async fn beyond_care_team(c: &mut Conn<'_>, conv: ConversationId) -> Result<i64> {
+    Ok(scalar!(fetch_one, c, i64, sqlx::AssertSqlSafe(format!("SELECT {BEYOND_CARE_TEAM} FROM conversations c WHERE c.id = $1")), conv.0)?)
+}
 
 /// The conversation if the actor is a member of it in their own organisation, with their
 /// standing; NotFound otherwise, exactly as for a conversation that does not exist.
@@ -220,7 +242,7 @@ async fn admit(
     reason: Option<&StatedReason>,
     meta: &RequestMeta,
     now: i64,
-) -> Result<i64> {
+) -> Result<Vec<i64>> {
     let candidate_user = user_in_org(c, actor.org_id, user).await?;
     let on_team = match target.patient_id {
         Some(p) => on_care_team(c, p, user).await?,
@@ -263,7 +285,15 @@ async fn admit(
     ev.org_id = Some(actor.org_id);
     ev.actor = Some(actor.user_id);
     audit::append(c, &ev, meta).await?;
-    Ok(seq)
+    let mut seqs = vec![seq];
+    if admission == Admission::WithReason {
+        // Minimum necessary: every member hears that the group now reaches beyond the care team.
+        let n = beyond_care_team(c, conv).await?;
+        seqs.push(
+            append_event(c, conv, "beyond_care_team", Some(user.0), Some(actor.user_id), &format!(r#"{{"members":{n}}}"#), now).await?,
+        );
+    }
+    Ok(seqs)
 }
 
 async fn fanouts(c: &mut Conn<'_>, ring: &Keyring, conv: ConversationId, seqs: &[i64], extra: Option<UserId>) -> Result<Vec<Fanout>> {
@@ -348,15 +378,15 @@ impl Store {
                 let target = Target { kind: spec.kind, patient_id: patient };
                 let mut seqs = Vec::with_capacity(others.len() + 1);
                 let creator = admit(&mut c, &prepared.key, &actor, None, id, target, actor.user_id, MemberRole::Owner, spec.creator_reason.as_ref(), &meta, now);
-                seqs.push(creator.await?);
+                seqs.extend(creator.await?);
                 for m in &others {
-                    seqs.push(admit(&mut c, &prepared.key, &actor, None, id, target, m.user_id, MemberRole::Member, m.reason.as_ref(), &meta, now).await?);
+                    seqs.extend(admit(&mut c, &prepared.key, &actor, None, id, target, m.user_id, MemberRole::Member, m.reason.as_ref(), &meta, now).await?);
                 }
                 let mut ev = AuditEvent::new(AuditAction::ConversationCreate, Outcome::Success)
                     .target("conversation", id)
                     .patient(patient)
                     .detail("kind", DetailValue::Code(spec.kind.as_str()))
-                    .detail("members", DetailValue::Int(seqs.len() as i64));
+                    .detail("members", DetailValue::Int(others.len() as i64 + 1));
                 ev.org_id = Some(actor.org_id);
                 ev.actor = Some(actor.user_id);
                 audit::append(&mut c, &ev, &meta).await?;
@@ -383,7 +413,8 @@ impl Store {
                     &mut c,
                     SummaryRow,
                     sqlx::AssertSqlSafe(format!(
-                        "{SUMMARY_SELECT} WHERE m.user_id = $1 AND c.org_id = $2 AND c.id < $3 ORDER BY c.id DESC LIMIT $4"
+                        "{} WHERE m.user_id = $1 AND c.org_id = $2 AND c.id < $3 ORDER BY c.id DESC LIMIT $4",
+                        summary_select_with_count()
                     )),
                     actor.user_id.0,
                     actor.org_id.0,
@@ -411,7 +442,10 @@ impl Store {
                         fetch_optional,
                         &mut c,
                         SummaryRow,
-                        sqlx::AssertSqlSafe(format!("{SUMMARY_SELECT} WHERE m.conversation_id = $1 AND m.user_id = $2 AND c.org_id = $3")),
+                        sqlx::AssertSqlSafe(format!(
+                            "{} WHERE m.conversation_id = $1 AND m.user_id = $2 AND c.org_id = $3",
+                            summary_select_with_count()
+                        )),
                         id.0,
                         actor.user_id.0,
                         actor.org_id.0
@@ -453,7 +487,7 @@ impl Store {
         role: MemberRole,
         reason: Option<StatedReason>,
         meta: RequestMeta,
-    ) -> Result<Fanout> {
+    ) -> Result<Vec<Fanout>> {
         let ring = self.keyring().clone();
         // For a reason's note; fetched first to keep key provider round trips out of the writer.
         let key = self.conversation_key(actor.org_id, conv).await?;
@@ -473,8 +507,8 @@ impl Store {
                 if already.is_some() {
                     return Err(StoreError::Conflict("member"));
                 }
-                let seq = admit(&mut c, &key, &actor, Some(my_role), conv, target, user, role, reason.as_ref(), &meta, now_ms()).await?;
-                Ok(fanouts(&mut c, &ring, conv, &[seq], None).await?.remove(0))
+                let seqs = admit(&mut c, &key, &actor, Some(my_role), conv, target, user, role, reason.as_ref(), &meta, now_ms()).await?;
+                fanouts(&mut c, &ring, conv, &seqs, None).await
             })
         })
         .await

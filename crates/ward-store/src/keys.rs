@@ -48,6 +48,8 @@ pub(crate) mod purpose {
     pub(crate) const CONTACT_VALUE: &str = "contact.value";
     pub(crate) const CONTACT_INDEX: &str = "contact.value.index";
     pub(crate) const CONTACT_CODE: &str = "contact.code";
+    pub(crate) const AUTHORIZATION_RECIPIENT: &str = "authorization.recipient";
+    pub(crate) const AUTHORIZATION_PURPOSE: &str = "authorization.purpose";
 }
 
 #[derive(sqlx::FromRow)]

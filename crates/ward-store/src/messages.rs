@@ -76,7 +76,7 @@ pub(crate) fn body_context(org: OrgId, conv: ConversationId, id: MessageId) -> S
 
 pub(crate) const MESSAGE_COLUMNS: &str = "id, conversation_id, seq, sender_id, client_txn_id, priority, body, body_sealed, attachment_ids, corrects_id, created_at, recalled_at, shredded_at";
 
-async fn message_in(c: &mut Conn<'_>, conv: ConversationId, id: MessageId) -> Result<MessageRow> {
+pub(crate) async fn message_in(c: &mut Conn<'_>, conv: ConversationId, id: MessageId) -> Result<MessageRow> {
     fetch!(
         fetch_optional,
         c,
@@ -135,13 +135,22 @@ impl Store {
     pub async fn send_message(&self, actor: Actor, device: DeviceId, new: NewMessage, meta: RequestMeta) -> Result<Sent> {
         // The retention job may destroy the key version this body was sealed under between
         // sealing and writing; then the body is sealed again under the next version.
-        match self.send_message_once(actor, device, new.clone(), meta.clone()).await {
-            Err(StoreError::KeyDestroyed) => self.send_message_once(actor, device, new, meta).await,
+        match self.send_message_once(actor, device, new.clone(), meta.clone(), None).await {
+            Err(StoreError::KeyDestroyed) => self.send_message_once(actor, device, new, meta, None).await,
             other => other,
         }
     }
 
-    async fn send_message_once(&self, actor: Actor, device: DeviceId, new: NewMessage, meta: RequestMeta) -> Result<Sent> {
+    /// Sends `new`; a forward also checks and records its disclosure in the same transaction
+    /// (crate::forwarding).
+    pub(crate) async fn send_message_once(
+        &self,
+        actor: Actor,
+        device: DeviceId,
+        new: NewMessage,
+        meta: RequestMeta,
+        forward: Option<crate::forwarding::ForwardLink>,
+    ) -> Result<Sent> {
         let conv = new.conversation_id;
         // Sealed before the write, so the single writer never waits on a key provider.
         let key = self.conversation_key(actor.org_id, conv).await?;
@@ -174,6 +183,10 @@ impl Store {
                     return Ok(Sent { message: prev.open(&mut c, &ring, actor.org_id).await?, created: false, event: None });
                 }
                 check_message_attachments(&mut c, conv, actor.user_id, &new.attachments).await?;
+                let disclosure = match &forward {
+                    Some(f) => Some(crate::forwarding::check_forward(&mut c, &actor, f, &row).await?),
+                    None => None,
+                };
                 if let Some(corrected) = new.corrects {
                     let target = message_in(&mut c, conv, corrected).await?;
                     policy::may_amend_message(&actor, UserId(target.sender_id))?;
@@ -241,6 +254,9 @@ impl Store {
                 ev.actor = Some(actor.user_id);
                 ev.device = Some(device);
                 audit::append(&mut c, &ev, &meta).await?;
+                if let (Some(f), Some(d)) = (&forward, &disclosure) {
+                    crate::forwarding::record_forward(&mut c, &actor, device, id, conv, f, d, &meta, now).await?;
+                }
                 let message = Message {
                     id,
                     conversation_id: conv,

@@ -295,6 +295,9 @@ pub struct ConversationSummary {
     pub my_role: MemberRole,
     /// The caller's read watermark.
     pub my_read_seq: i64,
+    /// For a patient conversation, how many members are outside the patient's care team (and
+    /// not the patient): above zero, members see a minimum-necessary warning (164.502(b)).
+    pub beyond_care_team: i64,
 }
 
 /// A member with their receipts.
@@ -441,5 +444,13 @@ pub enum EventKind {
     MemberRemoved {
         /// The former member.
         user_id: UserId,
+    },
+    /// A patient conversation grew beyond the patient's care team: a minimum-necessary notice
+    /// to every member.
+    BeyondCareTeam {
+        /// The member whose joining caused it.
+        user_id: UserId,
+        /// How many members are now outside the care team.
+        members: i64,
     },
 }

@@ -57,6 +57,11 @@ struct MemberData {
     role: String,
 }
 
+#[derive(serde::Deserialize)]
+struct BeyondData {
+    members: i64,
+}
+
 impl EventRow {
     async fn open(self, c: &mut Conn<'_>, ring: &Keyring) -> Result<ConversationEvent> {
         let corrupt = || StoreError::Corrupt("conversation_events");
@@ -96,6 +101,10 @@ impl EventRow {
                 EventKind::MemberAdded { user_id: UserId(subject), role: MemberRole::parse(&d.role).ok_or_else(corrupt)? }
             }
             "member_removed" => EventKind::MemberRemoved { user_id: UserId(subject) },
+            "beyond_care_team" => {
+                let d: BeyondData = serde_json::from_str(&self.data).map_err(|_| corrupt())?;
+                EventKind::BeyondCareTeam { user_id: UserId(subject), members: d.members }
+            }
             _ => return Err(corrupt()),
         };
         Ok(ConversationEvent {

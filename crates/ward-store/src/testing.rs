@@ -165,6 +165,18 @@ impl Store {
         .expect("expire grant");
     }
 
+    /// Lets a patient authorization expire now (forwarding tests).
+    pub async fn test_expire_authorization(&self, id: uuid::Uuid) {
+        self.write(move |mut c| {
+            Box::pin(async move {
+                exec!(&mut c, "UPDATE patient_authorizations SET expires_at = $2 WHERE id = $1", id, crate::now_ms() - 1)?;
+                Ok(())
+            })
+        })
+        .await
+        .expect("expire authorization");
+    }
+
     /// Moves a session's last second-factor verification `ms` milliseconds into the past
     /// (step-up tests).
     pub async fn test_age_mfa(&self, session: ward_domain::ids::SessionId, ms: i64) {

@@ -136,7 +136,7 @@ async fn add_member(
     Json(req): Json<AddMemberRequest>,
 ) -> ApiResult<(StatusCode, Json<EventSeq>)> {
     let role = req.role.unwrap_or(MemberRole::Member);
-    let f = denied_as_audited(
+    let fs = denied_as_audited(
         &state,
         &s,
         AuditAction::MemberAdd,
@@ -145,8 +145,11 @@ async fn add_member(
         state.store.add_member(s.actor, id, req.user_id, role, reason(req.reason)?, meta.clone()).await,
     )
     .await?;
-    let seq = f.event.seq;
-    state.publish(f).await;
+    // The member_added event, then any minimum-necessary notice.
+    let seq = fs.first().map_or(0, |f| f.event.seq);
+    for f in fs {
+        state.publish(f).await;
+    }
     Ok((StatusCode::CREATED, Json(EventSeq { seq })))
 }
 
@@ -320,7 +323,7 @@ async fn post_receipt(
 }
 
 /// Passes a store result through, auditing a not-found answer as a denied access attempt.
-async fn denied_as_audited<T>(
+pub(crate) async fn denied_as_audited<T>(
     state: &AppState,
     s: &Auth,
     action: AuditAction,

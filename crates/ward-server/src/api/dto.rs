@@ -461,6 +461,11 @@ pub struct ConversationSummaryView {
     pub my_read_seq: i64,
     /// Messages after the caller's read watermark.
     pub unread: i64,
+    /// Minimum-necessary warning: for a patient conversation, whether any member is outside
+    /// the patient's care team (and not the patient).
+    pub beyond_care_team: bool,
+    /// How many members are outside the patient's care team.
+    pub beyond_care_team_count: i64,
     /// Set when the caller's device is blocked from PHI by its posture: the title (free text
     /// that may carry PHI) is then withheld (null).
     pub withheld: Option<Box<PhiWithheld>>,
@@ -501,6 +506,8 @@ impl From<ward_store::ConversationSummary> for ConversationSummaryView {
             my_role: s.my_role,
             my_read_seq: s.my_read_seq,
             unread: (s.last_message_seq - s.my_read_seq).max(0),
+            beyond_care_team: s.beyond_care_team > 0,
+            beyond_care_team_count: s.beyond_care_team,
             withheld: None,
         }
     }
@@ -744,6 +751,14 @@ pub enum EventBody {
         /// The former member.
         user_id: UserId,
     },
+    /// Minimum-necessary notice: the patient conversation now reaches beyond the patient's
+    /// care team; share only what the added members need.
+    BeyondCareTeam {
+        /// The member whose joining caused it.
+        user_id: UserId,
+        /// How many members are now outside the care team.
+        members: i64,
+    },
 }
 
 impl From<ConversationEvent> for EventFrame {
@@ -754,6 +769,7 @@ impl From<ConversationEvent> for EventFrame {
             EventKind::Receipt { user_id, kind, up_to_seq } => EventBody::Receipt { user_id, receipt: kind, up_to_seq },
             EventKind::MemberAdded { user_id, role } => EventBody::MemberAdded { user_id, role },
             EventKind::MemberRemoved { user_id } => EventBody::MemberRemoved { user_id },
+            EventKind::BeyondCareTeam { user_id, members } => EventBody::BeyondCareTeam { user_id, members },
         };
         Self { frame: "event", conversation_id: e.conversation_id, seq: e.seq, at: ts(e.created_at), actor_id: e.actor_id, event }
     }

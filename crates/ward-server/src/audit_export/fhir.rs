@@ -171,9 +171,13 @@ fn classify(action: Option<AuditAction>) -> (Coding, Vec<Coding>, &'static str) 
         A::OrgCreate => (dcm("110113", "Security Alert"), vec![dcm("110129", "Security Configuration")], "C"),
         A::OrgPolicy => (dcm("110113", "Security Alert"), vec![dcm("110129", "Security Configuration")], "U"),
         A::DirectoryRead => (rest(), vec![interaction("search-type")], "E"),
-        A::PatientCreate | A::ConversationCreate | A::MemberAdd | A::MessageSend | A::AttachmentUpload => {
-            (rest(), vec![interaction("create")], "C")
-        }
+        A::PatientCreate
+        | A::ConversationCreate
+        | A::MemberAdd
+        | A::MessageSend
+        | A::MessageForward
+        | A::AttachmentUpload
+        | A::AuthorizationRecord => (rest(), vec![interaction("create")], "C"),
         A::PatientRead | A::ConversationRead | A::MessageRead | A::StreamReplay | A::AttachmentDownload | A::BreakGlassRead => {
             (rest(), vec![interaction("read")], "R")
         }
