@@ -48,6 +48,8 @@ pub(crate) mod purpose {
     pub(crate) const CONTACT_VALUE: &str = "contact.value";
     pub(crate) const CONTACT_INDEX: &str = "contact.value.index";
     pub(crate) const CONTACT_CODE: &str = "contact.code";
+    pub(crate) const INCIDENT_TITLE: &str = "incident.title";
+    pub(crate) const INCIDENT_DESCRIPTION: &str = "incident.description";
 }
 
 #[derive(sqlx::FromRow)]

@@ -15,6 +15,7 @@ mod conversations;
 mod db;
 mod devices;
 mod error;
+mod incidents;
 mod keys;
 mod legacy;
 mod lifecycle;
@@ -56,6 +57,7 @@ pub use contacts::{Contact, ContactConflict, ContactMessage, ContactOwner, Verif
 pub use conversations::Created;
 pub use devices::{DeviceRecord, DeviceWipe, NO_WIPE_CHANNEL, PostureRecord, SpotCheck, WipeAck, WipeRequested, WipeSource};
 pub use error::{Result, StoreError};
+pub use incidents::{Incident, IncidentSource, IncidentStatus, NewIncident, NotificationRecord, SignedAssessment};
 pub use keys::{DataKeyInfo, RewrapBatch, ScopeKind, WrappedDataKey};
 pub use legacy::LegacySealed;
 pub use lifecycle::{
