@@ -679,6 +679,11 @@ pub fn urgency(due: Date, today: Date) -> Urgency {
     }
 }
 
+/// Parses a calendar day given as `YYYY-MM-DD` in the request field `field`.
+pub fn parse_day(field: &'static str, raw: &str) -> Result<Date, DomainError> {
+    parse_date(raw).ok_or(DomainError::invalid(field, "must be a date as YYYY-MM-DD"))
+}
+
 /// Checks the dates of a new incident against today: discovery cannot lie in the future, and
 /// the breach cannot have occurred after it was discovered.
 pub fn validate_dates(discovered: Date, occurred: Option<Date>, today: Date) -> Result<(), DomainError> {

@@ -11,6 +11,7 @@ pub(crate) mod consents;
 pub(crate) mod contacts;
 pub(crate) mod conversations;
 pub(crate) mod devices;
+pub(crate) mod incidents;
 pub mod dto;
 pub(crate) mod lifecycle;
 pub(crate) mod me;
@@ -64,5 +65,6 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(devices::routes())
         .merge(roster::routes())
         .merge(break_glass::routes())
+        .merge(incidents::routes())
         .routes(utoipa_axum::routes!(crate::ws::stream))
 }
