@@ -229,6 +229,10 @@ audit_actions! {
     IncidentNotify = "incident.notify",
     /// An incident was closed, or refused (detail `reason`).
     IncidentClose = "incident.close",
+    /// A breach-notification deadline of an incident is a week or a day away, or passed, with
+    /// the notice not recorded (no actor: the server's reminder check; target the incident;
+    /// detail `obligation` (the kind), `urgency`, `days_left`). Raises an `incident_deadline` alert.
+    IncidentReminder = "incident.reminder",
 }
 
 /// Whether the action succeeded.

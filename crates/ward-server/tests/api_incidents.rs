@@ -105,6 +105,24 @@ async fn incidents_run_from_report_to_close(backend: Backend) {
     assert!(got["plan"].as_array().unwrap().iter().all(|o| o["key"] != "media:OH"));
     assert!(!got["state_rules_as_of"].as_str().unwrap().is_empty());
 
+    // Reminders: the check raises one per open obligation's stage, and each becomes an
+    // `incident_deadline` alert for the compliance officers.
+    let rules = ward_domain::breach::StateRules::embedded();
+    let n = h.store.send_incident_reminders(today(), rules, Harness::meta()).await.unwrap();
+    assert_eq!(n, got["plan"].as_array().unwrap().iter().filter(|o| o["urgency"] != "pending").count());
+    assert!(n >= 3, "NY and OH individuals overdue, media due within the week");
+    assert_eq!(h.store.send_incident_reminders(today(), rules, Harness::meta()).await.unwrap(), 0, "once per stage");
+    let mut alerts = 0;
+    for _ in 0..100 {
+        let list = h.get("/api/v1/audit/alerts", &co.access).await.expect(200).body;
+        alerts = list["items"].as_array().or(list.as_array()).map_or(0, |a| a.iter().filter(|x| x["rule"] == "incident_deadline").count());
+        if alerts == n {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(alerts, n, "each reminder raised an alert");
+
     // Notifications: dates in the future and unknown obligations are refused.
     let notes = format!("{path}/notifications");
     h.post(&notes, &co.access, json!({"obligation": "media:NY", "done_on": day(today() + time::Duration::days(1))}))

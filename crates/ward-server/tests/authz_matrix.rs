@@ -806,7 +806,9 @@ fn min_body(op: &OpDef) -> Option<Value> {
         }
         ("POST", "/api/v1/contacts/suppress") => json!({"contact_id": rnd(), "reason": "bounce"}),
         ("PUT", "/api/v1/org/contact-policy") => json!({"reverify_days": 90}),
-        ("POST", "/api/v1/incidents") => json!({"title": "Matrix", "description": "Matrix", "discovered_on": "2026-01-05", "affected_count": 1}),
+        ("POST", "/api/v1/incidents") => {
+            json!({"title": "Matrix", "description": "Matrix", "discovered_on": "2026-01-05", "affected_count": 1})
+        }
         ("POST", "/api/v1/incidents/{incident_id}/assessment") => json!({"nature_and_extent": "low", "unauthorized_recipient": "low",
             "acquired_or_viewed": "low", "mitigation": "low", "outcome": "breach"}),
         ("POST", "/api/v1/incidents/{incident_id}/notifications") => json!({"obligation": "hhs", "done_on": "2026-01-06"}),
@@ -1801,7 +1803,11 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
             _ => return None,
         },
         ("GET", "/api/v1/incidents") => match t {
-            Own => cell(op.path, None, when(auditor, OK, FORBIDDEN)).check(listing("", vec![fx.incident_a.clone()], vec![fx.incident_b.clone()])),
+            Own => cell(op.path, None, when(auditor, OK, FORBIDDEN)).check(listing(
+                "",
+                vec![fx.incident_a.clone()],
+                vec![fx.incident_b.clone()],
+            )),
             _ => return None,
         },
         ("GET", "/api/v1/incidents/{incident_id}")

@@ -731,3 +731,90 @@ impl Store {
         .await
     }
 }
+
+impl Store {
+    /// The reminder check: for every incident assessed as a breach and not yet notified, each
+    /// open obligation whose deadline is a week or a day away, or passed, on `today` gets one
+    /// `incident.reminder` audit event per stage (which the alert evaluator turns into an
+    /// `incident_deadline` alert for the compliance officers). Recorded with the event in one
+    /// transaction, so a stage is reminded once however often the check runs. Returns how many
+    /// reminders it raised.
+    pub async fn send_incident_reminders(&self, today: Date, rules: &'static StateRules, meta: RequestMeta) -> Result<usize> {
+        let candidates = self
+            .read(move |mut c| {
+                Box::pin(async move {
+                    #[derive(sqlx::FromRow)]
+                    struct Open {
+                        id: uuid::Uuid,
+                        org_id: uuid::Uuid,
+                    }
+                    let open = fetch!(
+                        fetch_all,
+                        &mut c,
+                        Open,
+                        "SELECT id, org_id FROM incidents WHERE status = 'assessed' ORDER BY id LIMIT 10000"
+                    )?;
+                    let mut out = Vec::new();
+                    for o in open {
+                        if let Some(i) = load(&mut c, None, OrgId(o.org_id), o.id).await? {
+                            out.push(i);
+                        }
+                    }
+                    Ok(out)
+                })
+            })
+            .await?;
+        let mut due = Vec::new();
+        for i in candidates {
+            for ob in i.plan(rules)? {
+                if i.notifications.iter().any(|n| n.obligation_key == ob.key) {
+                    continue;
+                }
+                let u = breach::urgency(ob.due, today);
+                if u >= breach::Urgency::DueWithinWeek {
+                    due.push((i.org_id, i.id, ob.key, ob.kind, u, (ob.due - today).whole_days()));
+                }
+            }
+        }
+        if due.is_empty() {
+            return Ok(0);
+        }
+        self.write(move |mut c| {
+            Box::pin(async move {
+                let mut raised = 0;
+                for (org, id, key, kind, u, days_left) in due {
+                    let seen = scalar!(
+                        fetch_optional,
+                        &mut c,
+                        String,
+                        "SELECT stage FROM incident_reminders WHERE incident_id = $1 AND obligation_key = $2 AND stage = $3",
+                        id,
+                        key.as_str(),
+                        u.as_str()
+                    )?;
+                    if seen.is_some() {
+                        continue;
+                    }
+                    exec!(
+                        &mut c,
+                        "INSERT INTO incident_reminders (incident_id, obligation_key, stage, sent_at) VALUES ($1, $2, $3, $4)",
+                        id,
+                        key.as_str(),
+                        u.as_str(),
+                        now_ms()
+                    )?;
+                    let mut ev = AuditEvent::new(AuditAction::IncidentReminder, Outcome::Success)
+                        .target("incident", id)
+                        .detail("obligation", DetailValue::Code(kind.as_str()))
+                        .detail("urgency", DetailValue::Code(u.as_str()))
+                        .detail("days_left", DetailValue::Int(days_left));
+                    ev.org_id = Some(org);
+                    audit::append(&mut c, &ev, &meta).await?;
+                    raised += 1;
+                }
+                Ok(raised)
+            })
+        })
+        .await
+    }
+}

@@ -20,6 +20,7 @@ on_both_backends!(
     incidents_are_recorded_assessed_notified_and_closed,
     bad_input_is_refused_audited_and_not_kept,
     a_misdirected_message_opens_an_incident,
+    reminders_are_raised_once_per_stage,
 );
 
 /// The free text of every incident here: it must never reach the audit log.
@@ -233,4 +234,39 @@ async fn a_misdirected_message_opens_an_incident(backend: Backend) {
     assert_eq!(created.patient_id, Some(p.0));
     assert!(created.detail.contains("misdirected_message"));
     assert_eq!(events.iter().filter(|e| e.action == "incident.create" && e.outcome == "denied").count(), 2);
+}
+
+async fn reminders_are_raised_once_per_stage(backend: Backend) {
+    let Some(db) = TestDb::open(backend).await else { return };
+    let s = &db.store;
+    let o = org(s, "acme").await;
+    let co = user(s, &o, "co@acme", Role::ComplianceOfficer).await;
+    let rules = StateRules::embedded();
+    // Discovered 2026-03-10, one affected: individuals due 2026-05-09, HHS (annual log) 2027-03-01.
+    let i = s.create_incident(co, new_incident(&[], 1, vec![]), date!(2026 - 03 - 20), meta()).await.unwrap();
+    let remind = async |today| s.send_incident_reminders(today, rules, meta()).await.unwrap();
+    assert_eq!(remind(date!(2026 - 05 - 02)).await, 0, "not assessed: no plan yet");
+    s.assess_incident(co, i.id, assessment(AssessmentOutcome::Breach, FactorRisk::High), meta()).await.unwrap();
+    // Assessed as not a breach: never reminded.
+    let j = s.create_incident(co, new_incident(&[], 1, vec![]), date!(2026 - 03 - 20), meta()).await.unwrap();
+    s.assess_incident(co, j.id, assessment(AssessmentOutcome::LowProbabilityOfCompromise, FactorRisk::Low), meta()).await.unwrap();
+
+    assert_eq!(remind(date!(2026 - 04 - 20)).await, 0, "19 days left");
+    assert_eq!(remind(date!(2026 - 05 - 02)).await, 1, "a week left");
+    assert_eq!(remind(date!(2026 - 05 - 03)).await, 0, "the same stage is reminded once");
+    assert_eq!(remind(date!(2026 - 05 - 08)).await, 1, "a day left");
+    assert_eq!(remind(date!(2026 - 05 - 10)).await, 1, "overdue");
+    assert_eq!(remind(date!(2026 - 05 - 11)).await, 0);
+    // Once the notice is recorded, only HHS remains; a week before its date it is reminded.
+    let today = date!(2026 - 05 - 11);
+    s.record_notification(co, i.id, "individuals".into(), today, today, rules, meta()).await.unwrap();
+    assert_eq!(remind(date!(2027 - 02 - 22)).await, 1);
+
+    let events = s.audit_events(0, 100_000).await.unwrap();
+    let reminders: Vec<_> = events.iter().filter(|e| e.action == "incident.reminder").collect();
+    assert_eq!(reminders.len(), 4);
+    assert!(reminders.iter().all(|e| e.actor_user_id.is_none() && e.org_id == Some(o.id.0)));
+    assert_eq!(reminders.iter().filter(|e| e.detail.contains("overdue")).count(), 1);
+    assert!(reminders.last().unwrap().detail.contains("\"hhs\""));
+    assert_no_canary(s).await;
 }

@@ -313,7 +313,12 @@ async fn list_incidents(State(state): State<AppState>, Meta(meta): Meta, s: Auth
 #[utoipa::path(get, path = "/api/v1/incidents/{incident_id}", tag = "incidents", security(("bearer" = [])),
     params(("incident_id" = uuid::Uuid, Path)),
     responses((status = 200, body = IncidentView), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
-async fn get_incident(State(state): State<AppState>, Meta(meta): Meta, s: Auth, Path(id): Path<uuid::Uuid>) -> ApiResult<Json<IncidentView>> {
+async fn get_incident(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    s: Auth,
+    Path(id): Path<uuid::Uuid>,
+) -> ApiResult<Json<IncidentView>> {
     if let Err(d) = policy::may_read_incidents(&s.actor) {
         return Err(refused(&state, &s, &meta, AuditAction::IncidentRead, Some(id), "role", d.into()).await);
     }
@@ -377,7 +382,12 @@ async fn record_notification(
     params(("incident_id" = uuid::Uuid, Path)),
     responses((status = 200, body = IncidentView), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
         (status = 409, body = Problem)))]
-async fn close_incident(State(state): State<AppState>, Meta(meta): Meta, s: Auth, Path(id): Path<uuid::Uuid>) -> ApiResult<Json<IncidentView>> {
+async fn close_incident(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    s: Auth,
+    Path(id): Path<uuid::Uuid>,
+) -> ApiResult<Json<IncidentView>> {
     if let Err(d) = policy::may_manage_incidents(&s.actor) {
         return Err(refused(&state, &s, &meta, AuditAction::IncidentClose, Some(id), "role", d.into()).await);
     }
@@ -401,4 +411,23 @@ async fn report_misdirected(
     }
     let i = state.store.report_misdirected(s.actor, conv, msg, today(), meta).await?;
     Ok((StatusCode::CREATED, Json(view(i)?)))
+}
+
+/// How often the server looks for approaching breach-notification deadlines.
+const REMINDER_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Starts the reminder check: every ten minutes, each open obligation a week or a day from
+/// its deadline, or past it, is reminded once per stage (an `incident.reminder` audit event
+/// that the alert evaluator turns into an `incident_deadline` alert for compliance officers).
+pub(crate) fn spawn_reminders(store: ward_store::Store) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match store.send_incident_reminders(today(), StateRules::embedded(), ward_store::RequestMeta::default()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(reminders = n, "breach-notification deadline reminders raised"),
+                Err(e) => tracing::warn!(error = %e, "breach-notification reminder check failed; retrying later"),
+            }
+            tokio::time::sleep(REMINDER_INTERVAL).await;
+        }
+    })
 }

@@ -54,3 +54,13 @@ CREATE TABLE incident_notifications (
     recorded_at BIGINT NOT NULL,
     PRIMARY KEY (incident_id, obligation_key)
 );
+
+-- Reminders sent as a deadline approaches: one per obligation and stage
+-- (due_within_week, due_within_day, overdue), so each is raised once.
+CREATE TABLE incident_reminders (
+    incident_id UUID NOT NULL REFERENCES incidents(id),
+    obligation_key TEXT NOT NULL,
+    stage TEXT NOT NULL CHECK (stage IN ('due_within_week', 'due_within_day', 'overdue')),
+    sent_at BIGINT NOT NULL,
+    PRIMARY KEY (incident_id, obligation_key, stage)
+);
