@@ -358,6 +358,18 @@ fn check_text(field: &'static str, s: &str, max: usize) -> std::result::Result<(
     Ok(())
 }
 
+/// Checks a new incident's fields, naming the first that is wrong.
+fn validate_new(new: &NewIncident, today: Date) -> std::result::Result<(), DomainError> {
+    check_text("title", &new.title, MAX_TITLE_CHARS)?;
+    check_text("description", &new.description, MAX_DESCRIPTION_CHARS)?;
+    breach::validate_dates(new.discovered_on, new.occurred_on, today)?;
+    BreachFacts { discovered: new.discovered_on, affected: new.affected_count, residents: new.residents.clone() }.validate()?;
+    if new.patients.len() > MAX_PATIENTS || new.patients.len() as u64 > new.affected_count {
+        return Err(DomainError::Invalid { field: "patients", rule: "more patients than affected individuals (or over 10000)" });
+    }
+    Ok(())
+}
+
 impl Store {
     async fn refuse<T>(
         &self,
@@ -433,18 +445,7 @@ impl Store {
         today: Date,
         meta: RequestMeta,
     ) -> Result<Incident> {
-        let facts = BreachFacts { discovered: new.discovered_on, affected: new.affected_count, residents: new.residents.clone() };
-        let checked = check_text("title", &new.title, MAX_TITLE_CHARS)
-            .and_then(|()| check_text("description", &new.description, MAX_DESCRIPTION_CHARS))
-            .and_then(|()| breach::validate_dates(new.discovered_on, new.occurred_on, today))
-            .and_then(|()| facts.validate())
-            .and_then(|()| {
-                if new.patients.len() > MAX_PATIENTS || new.patients.len() as u64 > new.affected_count {
-                    Err(DomainError::Invalid { field: "patients", rule: "more patients than affected individuals (or over 10000)" })
-                } else {
-                    Ok(())
-                }
-            });
+        let checked = validate_new(&new, today);
         if let Err(e) = checked {
             return self.refuse(AuditAction::IncidentCreate, &actor, None, invalid_code(&e), &meta, StoreError::Invalid(e)).await;
         }
