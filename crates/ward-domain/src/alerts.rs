@@ -46,11 +46,14 @@ pub enum RuleCode {
     /// A clinician was granted break-glass (emergency) access to a patient's conversations.
     /// Always raised, for every grant: it cannot be switched off.
     BreakGlassAccess,
+    /// A breach-notification deadline is a week or a day away, or passed, with the notice not
+    /// recorded (`incident.reminder`). Always raised: it cannot be switched off.
+    IncidentDeadline,
 }
 
 impl RuleCode {
     /// Every rule.
-    pub const ALL: [RuleCode; 7] = [
+    pub const ALL: [RuleCode; 8] = [
         RuleCode::BulkPatientAccess,
         RuleCode::OffHoursAccess,
         RuleCode::RestrictedPatientAccess,
@@ -58,6 +61,7 @@ impl RuleCode {
         RuleCode::FailedLoginsOrg,
         RuleCode::AuditAccessByNonCompliance,
         RuleCode::BreakGlassAccess,
+        RuleCode::IncidentDeadline,
     ];
 
     /// The stable code.
@@ -70,6 +74,7 @@ impl RuleCode {
             RuleCode::FailedLoginsOrg => "failed_logins_org",
             RuleCode::AuditAccessByNonCompliance => "audit_access_by_non_compliance",
             RuleCode::BreakGlassAccess => "break_glass_access",
+            RuleCode::IncidentDeadline => "incident_deadline",
         }
     }
 
@@ -314,6 +319,8 @@ pub enum ObservedKind {
     AuditAccess,
     /// A break-glass grant: emergency access to a patient's conversations.
     BreakGlass,
+    /// A breach-notification deadline approaching or passed.
+    IncidentDeadline,
     /// Background or bookkeeping events (token refresh, alerts themselves): never alert.
     Ignored,
 }
@@ -334,6 +341,7 @@ impl ObservedKind {
             // Flagging a patient is administration of the record, not access to it.
             A::PatientRestrict => ObservedKind::Activity,
             A::BreakGlassRequest => ObservedKind::BreakGlass,
+            A::IncidentReminder => ObservedKind::IncidentDeadline,
             A::PatientRead | A::ConversationRead | A::MessageRead | A::AttachmentDownload | A::BreakGlassRead if has_patient => {
                 ObservedKind::PatientRecord { read: true }
             }
@@ -577,6 +585,11 @@ impl AlertEngine {
                 let f = Finding { rule: RuleCode::BreakGlassAccess, subject_patient: o.patient, ..base.clone() };
                 self.raise(f, 0, &mut out);
             }
+            ObservedKind::IncidentDeadline => {
+                // Each reminder is recorded once per obligation and stage: alert every one.
+                let f = Finding { rule: RuleCode::IncidentDeadline, ..base.clone() };
+                self.raise(f, 0, &mut out);
+            }
             ObservedKind::Activity => {}
         }
         let w = &rules.working_hours;
@@ -669,6 +682,7 @@ mod tests {
             assert_eq!((f[0].rule, f[0].subject_user, f[0].subject_patient), (RuleCode::BreakGlassAccess, Some(u), Some(p)));
         }
         assert_eq!(ObservedKind::classify(AuditAction::BreakGlassRequest, Outcome::Denied, true), ObservedKind::Ignored);
+        assert_eq!(ObservedKind::classify(AuditAction::IncidentReminder, Outcome::Success, false), ObservedKind::IncidentDeadline);
         assert_eq!(ObservedKind::classify(AuditAction::BreakGlassRead, Outcome::Success, true), ObservedKind::PatientRecord { read: true });
         assert_eq!(ObservedKind::classify(AuditAction::StepUp, Outcome::Failure, false), ObservedKind::FailedLogin);
     }

@@ -223,6 +223,23 @@ audit_actions! {
     ContactSuppress = "contact.suppress",
     /// An organisation's contact policy changed (detail `reverify_days`).
     ContactPolicy = "contact.policy",
+    /// A breach incident was opened, or refused (target the incident; detail `source`,
+    /// `affected`, `patients`, `states`; a refusal has `reason`; never the title or description).
+    IncidentCreate = "incident.create",
+    /// An incident's record (with its title and description) was read (target the incident).
+    IncidentRead = "incident.read",
+    /// The four-factor risk assessment was signed, or refused (detail: the four ratings and
+    /// `outcome`, or `reason`).
+    IncidentAssess = "incident.assess",
+    /// A notification of the plan was recorded as done, or refused (detail `obligation`: the
+    /// kind, `late`, or `reason`).
+    IncidentNotify = "incident.notify",
+    /// An incident was closed, or refused (detail `reason`).
+    IncidentClose = "incident.close",
+    /// A breach-notification deadline of an incident is a week or a day away, or passed, with
+    /// the notice not recorded (no actor: the server's reminder check; target the incident;
+    /// detail `obligation` (the kind), `urgency`, `days_left`). Raises an `incident_deadline` alert.
+    IncidentReminder = "incident.reminder",
 }
 
 /// Whether the action succeeded.

@@ -4,6 +4,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod breach;
 pub mod break_glass;
 pub mod consent;
 pub mod contact;

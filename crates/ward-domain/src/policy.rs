@@ -81,6 +81,23 @@ pub fn may_revoke_break_glass(actor: &Actor) -> Result<(), Denial> {
     ok_if(matches!(actor.role, Role::ComplianceOfficer | Role::Admin))
 }
 
+/// Whether the actor may open, assess, notify and close breach incidents: compliance officers.
+pub fn may_manage_incidents(actor: &Actor) -> Result<(), Denial> {
+    ok_if(actor.role == Role::ComplianceOfficer)
+}
+
+/// Whether the actor may read breach incidents and their notification plans: compliance
+/// officers and admins (read-only).
+pub fn may_read_incidents(actor: &Actor) -> Result<(), Denial> {
+    ok_if(matches!(actor.role, Role::ComplianceOfficer | Role::Admin))
+}
+
+/// Whether the actor may report a message of a conversation they belong to as sent to the
+/// wrong recipients (opening an incident): any member of the workforce.
+pub fn may_report_misdirected(actor: &Actor) -> Result<(), Denial> {
+    ok_if(actor.role.is_workforce())
+}
+
 /// Whether the actor may start a conversation of this kind.
 pub fn may_create_conversation(actor: &Actor, _kind: ConversationKind) -> Result<(), Denial> {
     ok_if(actor.role.is_workforce())

@@ -13,6 +13,7 @@ pub(crate) mod conversations;
 pub(crate) mod devices;
 pub mod dto;
 pub(crate) mod forwarding;
+pub(crate) mod incidents;
 pub(crate) mod lifecycle;
 pub(crate) mod me;
 pub(crate) mod notices;
@@ -66,5 +67,6 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(roster::routes())
         .merge(break_glass::routes())
         .merge(forwarding::routes())
+        .merge(incidents::routes())
         .routes(utoipa_axum::routes!(crate::ws::stream))
 }

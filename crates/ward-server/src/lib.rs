@@ -126,6 +126,7 @@ pub async fn start_with(config: Config, store: Store, fanout: Arc<dyn FanOut>) -
     let config = Arc::new(config);
     let _retention_task = lifecycle::spawn(store.clone(), blobs.clone(), &config.retention);
     let alert_task = alerts::spawn(store.clone(), fanout.clone());
+    let _incident_reminders = api::incidents::spawn_reminders(store.clone());
     let (state, router) = app::build(store.clone(), fanout, config, audit, blobs);
     let syslog_task = syslog.map(|s| s.spawn(state.metrics.clone()));
     spawn_housekeeping(store);

@@ -201,6 +201,13 @@ const OPS: &[OpDef] = &[
     op("GET", "/api/v1/break-glass/reviews", Gate::Bearer, false),
     op("POST", "/api/v1/break-glass/{grant_id}/review", Gate::Bearer, false),
     op("POST", "/api/v1/break-glass/{grant_id}/revoke", Gate::Bearer, false),
+    op("POST", "/api/v1/incidents", Gate::Bearer, false),
+    op("GET", "/api/v1/incidents", Gate::Bearer, false),
+    op("GET", "/api/v1/incidents/{incident_id}", Gate::Bearer, false),
+    op("POST", "/api/v1/incidents/{incident_id}/assessment", Gate::Bearer, false),
+    op("POST", "/api/v1/incidents/{incident_id}/notifications", Gate::Bearer, false),
+    op("POST", "/api/v1/incidents/{incident_id}/close", Gate::Bearer, false),
+    op("POST", "/api/v1/conversations/{conversation_id}/messages/{message_id}/report-misdirected", Gate::Bearer, false),
     op("GET", "/api/v1/stream", Gate::Stream, false),
 ];
 
@@ -435,6 +442,13 @@ struct Fx {
     po: String,
     pc_b: String,
     supp: String,
+    /// Breach incidents: org A's open one, org B's, an org A breach assessed (its `hhs`
+    /// notification is recorded by the compliance officer's cell) and one assessed as not a
+    /// breach (closed by that cell).
+    incident_a: String,
+    incident_b: String,
+    incident_n: String,
+    incident_close: String,
 }
 
 impl Fx {
@@ -642,6 +656,12 @@ async fn fixture(h: &Harness) -> Fx {
     let pc_b = contact(&b, b_clin_acc.id, ContactOwner::Patient(p_b.id), false).await;
     let supp = contact(&a, filler.account.id, ContactOwner::User(filler.account.id), false).await;
     h.store.test_verified_contact(a.id, admin.id, ContactOwner::Patient(p_self.id), ContactKind::Phone, "+14155559999").await;
+    let co = ward_domain::policy::Actor { user_id: accounts[&Role::ComplianceOfficer].id, org_id: a.id, role: Role::ComplianceOfficer };
+    let b_actor = ward_domain::policy::Actor { user_id: b_clin_acc.id, org_id: b.id, role: Role::Clinician };
+    let incident_a = incident(h, co, None).await;
+    let incident_b = incident(h, b_actor, None).await;
+    let incident_n = incident(h, co, Some(ward_domain::breach::AssessmentOutcome::Breach)).await;
+    let incident_close = incident(h, co, Some(ward_domain::breach::AssessmentOutcome::LowProbabilityOfCompromise)).await;
 
     Fx {
         org_a: a.id.to_string(),
@@ -677,7 +697,33 @@ async fn fixture(h: &Harness) -> Fx {
         po,
         pc_b,
         supp,
+        incident_a,
+        incident_b,
+        incident_n,
+        incident_close,
     }
+}
+
+/// An incident discovered on 2026-01-05 (one affected), optionally assessed with all-low factors.
+async fn incident(h: &Harness, actor: ward_domain::policy::Actor, outcome: Option<ward_domain::breach::AssessmentOutcome>) -> String {
+    use ward_domain::breach::{FactorRisk, RiskAssessment};
+    let new = ward_store::NewIncident {
+        title: "Matrix incident".into(),
+        description: "Matrix".into(),
+        discovered_on: time::macros::date!(2026 - 01 - 05),
+        occurred_on: None,
+        affected_count: 1,
+        residents: Default::default(),
+        patients: vec![],
+    };
+    let today = time::OffsetDateTime::now_utc().date();
+    let i = h.store.create_incident(actor, new, today, Harness::meta()).await.unwrap();
+    if let Some(outcome) = outcome {
+        let low = FactorRisk::Low;
+        let a = RiskAssessment { nature_and_extent: low, unauthorized_recipient: low, acquired_or_viewed: low, mitigation: low, outcome };
+        h.store.assess_incident(actor, i.id, a, Harness::meta()).await.unwrap();
+    }
+    i.id.to_string()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -771,6 +817,12 @@ fn min_body(op: &OpDef) -> Option<Value> {
         }
         ("POST", "/api/v1/contacts/suppress") => json!({"contact_id": rnd(), "reason": "bounce"}),
         ("PUT", "/api/v1/org/contact-policy") => json!({"reverify_days": 90}),
+        ("POST", "/api/v1/incidents") => {
+            json!({"title": "Matrix", "description": "Matrix", "discovered_on": "2026-01-05", "affected_count": 1})
+        }
+        ("POST", "/api/v1/incidents/{incident_id}/assessment") => json!({"nature_and_extent": "low", "unauthorized_recipient": "low",
+            "acquired_or_viewed": "low", "mitigation": "low", "outcome": "breach"}),
+        ("POST", "/api/v1/incidents/{incident_id}/notifications") => json!({"obligation": "hhs", "done_on": "2026-01-06"}),
         _ => return None,
     };
     Some(b)
@@ -800,6 +852,7 @@ fn random_path(op: &OpDef) -> String {
         "{spot_check_id}",
         "{grant_id}",
         "{contact_id}",
+        "{incident_id}",
     ] {
         p = p.replace(param, &rnd());
     }
@@ -1798,6 +1851,53 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
             };
             let exp = if t == Invalid { exp } else { when(may, exp, FORBIDDEN) };
             cell(op.path.replace("{grant_id}", &g), None, exp)
+        }
+        // Breach incidents: compliance officers manage, admins read; the role is checked first.
+        ("POST", "/api/v1/incidents") => match t {
+            Own => cell(op.path, body, when(role == Role::ComplianceOfficer, CREATED, FORBIDDEN)),
+            _ => return None,
+        },
+        ("GET", "/api/v1/incidents") => match t {
+            Own => cell(op.path, None, when(auditor, OK, FORBIDDEN)).check(listing(
+                "",
+                vec![fx.incident_a.clone()],
+                vec![fx.incident_b.clone()],
+            )),
+            _ => return None,
+        },
+        ("GET", "/api/v1/incidents/{incident_id}")
+        | ("POST", "/api/v1/incidents/{incident_id}/assessment")
+        | ("POST", "/api/v1/incidents/{incident_id}/notifications")
+        | ("POST", "/api/v1/incidents/{incident_id}/close") => {
+            let may = if op.method == "GET" { auditor } else { role == Role::ComplianceOfficer };
+            let mine = match op.path {
+                "/api/v1/incidents/{incident_id}/notifications" => fx.incident_n.clone(),
+                "/api/v1/incidents/{incident_id}/close" => fx.incident_close.clone(),
+                _ => fx.incident_a.clone(),
+            };
+            let (i, exp) = match t {
+                Other => (mine, OK),
+                Foreign => (fx.incident_b.clone(), NOT_FOUND),
+                Random => (rnd(), NOT_FOUND),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                _ => return None,
+            };
+            let exp = if t == Invalid { exp } else { when(may, exp, FORBIDDEN) };
+            cell(op.path.replace("{incident_id}", &i), body, exp)
+        }
+        // Members of the conversation (workforce) report one of its messages; others get 404.
+        ("POST", "/api/v1/conversations/{conversation_id}/messages/{message_id}/report-misdirected") => {
+            let (c, m, exp) = match t {
+                Own => (a.conv.clone(), a.msg.clone(), CREATED),
+                Cross => (a.conv.clone(), fx.m_other.clone(), NOT_FOUND),
+                Other => (fx.c_other.clone(), fx.m_other.clone(), NOT_FOUND),
+                Foreign => (fx.c_b.clone(), fx.m_b.clone(), NOT_FOUND),
+                Random => (rnd(), rnd(), NOT_FOUND),
+                Invalid => (BAD_ID.into(), BAD_ID.into(), BAD_PARAM),
+                Peer => return None,
+            };
+            let exp = if t == Invalid { exp } else { when(workforce, exp, FORBIDDEN) };
+            cell(op.path.replace("{conversation_id}", &c).replace("{message_id}", &m), None, exp)
         }
         _ => panic!("the matrix has no plan for {}", op.key()),
     };

@@ -2,7 +2,8 @@
 //! (patient MRN and name, conversation title, message text and its correction, a stated
 //! reason's note, an attachment's content and file name, a break-glass reason and its review
 //! note, a patient's phone number and email address and a user's own, a patient authorization's
-//! recipient and purpose, a forwarded message and its note) reads back for those
+//! recipient and purpose, a forwarded message and its note, a breach incident's title and
+//! description) reads back for those
 //! who may read it and is nowhere
 //! in what the server stores: the database files, WAL and shared memory (SQLite), every table
 //! (PostgreSQL), the audit files, the attachment store, and a backup.
@@ -103,6 +104,19 @@ async fn phi_is_sealed_in_storage(backend: Backend) {
     let queue = h.get("/api/v1/break-glass/reviews", &co.access).await.expect(200);
     assert_eq!(queue.body[0]["reason"], format!("fall {canary}"));
     assert_eq!(queue.body[0]["review_note"], format!("ok {canary}"));
+    // A breach incident whose title and description carry the canary; the officer reads it.
+    let inc = h
+        .post(
+            "/api/v1/incidents",
+            &co.access,
+            json!({"title": format!("T {canary}"), "description": format!("D {canary}"), "discovered_on": "2026-01-05",
+                "affected_count": 1, "patient_ids": [patient]}),
+        )
+        .await
+        .expect(201);
+    let inc = h.get(&format!("/api/v1/incidents/{}", inc.body["id"].as_str().unwrap()), &co.access).await.expect(200);
+    assert_eq!(inc.body["description"], format!("D {canary}"));
+    assert_eq!(inc.body["title"], format!("T {canary}"));
     // The patient's phone number and email address, and the doctor's own number: sealed
     // values, blind indexes, and a verification code message in the outbox.
     let digits: String = uuid::Uuid::new_v4().as_u128().to_string().chars().take(10).collect();

@@ -50,6 +50,8 @@ pub(crate) mod purpose {
     pub(crate) const CONTACT_CODE: &str = "contact.code";
     pub(crate) const AUTHORIZATION_RECIPIENT: &str = "authorization.recipient";
     pub(crate) const AUTHORIZATION_PURPOSE: &str = "authorization.purpose";
+    pub(crate) const INCIDENT_TITLE: &str = "incident.title";
+    pub(crate) const INCIDENT_DESCRIPTION: &str = "incident.description";
 }
 
 #[derive(sqlx::FromRow)]

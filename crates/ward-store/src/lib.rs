@@ -16,6 +16,7 @@ mod db;
 mod devices;
 mod error;
 mod forwarding;
+mod incidents;
 mod keys;
 mod legacy;
 mod lifecycle;
@@ -58,6 +59,7 @@ pub use conversations::Created;
 pub use devices::{DeviceRecord, DeviceWipe, NO_WIPE_CHANNEL, PostureRecord, SpotCheck, WipeAck, WipeRequested, WipeSource};
 pub use error::{Result, StoreError};
 pub use forwarding::{ForwardBasis, Forwarded, PatientAuthorization};
+pub use incidents::{Incident, IncidentSource, IncidentStatus, NewIncident, NotificationRecord, SignedAssessment};
 pub use keys::{DataKeyInfo, RewrapBatch, ScopeKind, WrappedDataKey};
 pub use legacy::LegacySealed;
 pub use lifecycle::{
