@@ -216,6 +216,23 @@ audit_actions! {
     ContactSuppress = "contact.suppress",
     /// An organisation's contact policy changed (detail `reverify_days`).
     ContactPolicy = "contact.policy",
+    /// A policy version was published (target the policy; detail `kind`, `version`; never the
+    /// title or text).
+    PolicyPublish = "policy.publish",
+    /// A user acknowledged the current version of a policy, or tried to acknowledge one that is
+    /// not current (target the policy; detail `version`, `reason`).
+    PolicyAcknowledge = "policy.acknowledge",
+    /// The organisation's acknowledgment requirement changed (detail `require_before_phi`).
+    PolicySettings = "policy.settings",
+    /// PHI was refused because the user has not acknowledged every current policy (detail
+    /// `pending`: how many).
+    PolicyAcknowledgmentRequired = "policy.acknowledgment_required",
+    /// A vendor was added to, changed in or removed from the BAA register (target the vendor;
+    /// detail `op`, `baa_status`; never the vendor's name or services).
+    VendorChange = "vendor.change",
+    /// A risk was added to, changed in or removed from the risk register (target the risk;
+    /// detail `op`, `score`, `status`; never the description).
+    RiskChange = "risk.change",
 }
 
 /// Whether the action succeeded.

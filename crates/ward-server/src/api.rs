@@ -17,6 +17,7 @@ pub(crate) mod me;
 pub(crate) mod notices;
 pub(crate) mod org;
 pub(crate) mod patients;
+pub(crate) mod policies;
 pub(crate) mod roster;
 pub(crate) mod users;
 
@@ -64,5 +65,6 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(devices::routes())
         .merge(roster::routes())
         .merge(break_glass::routes())
+        .merge(policies::routes())
         .routes(utoipa_axum::routes!(crate::ws::stream))
 }

@@ -198,6 +198,14 @@ const OPS: &[OpDef] = &[
     op("GET", "/api/v1/break-glass/reviews", Gate::Bearer, false),
     op("POST", "/api/v1/break-glass/{grant_id}/review", Gate::Bearer, false),
     op("POST", "/api/v1/break-glass/{grant_id}/revoke", Gate::Bearer, false),
+    // Policies: reads and acknowledgments of the fixture's policy, then publications.
+    op("GET", "/api/v1/policies", Gate::Bearer, false),
+    op("GET", "/api/v1/policies/{policy_id}", Gate::Bearer, false),
+    op("POST", "/api/v1/me/policy-acknowledgments", Gate::Bearer, false),
+    op("GET", "/api/v1/policies/acknowledgment-report", Gate::Bearer, false),
+    op("POST", "/api/v1/policies", Gate::Bearer, false),
+    op("POST", "/api/v1/policies/{policy_id}/versions", Gate::Bearer, false),
+    op("PUT", "/api/v1/org/policy-acknowledgment", Gate::Bearer, false),
     op("GET", "/api/v1/stream", Gate::Stream, false),
 ];
 
@@ -430,6 +438,11 @@ struct Fx {
     po: String,
     pc_b: String,
     supp: String,
+    /// Policies: org A's (acknowledged by the cells), org A's that the cells publish new
+    /// versions of, and org B's.
+    pol_a: String,
+    pol_ver: String,
+    pol_b: String,
 }
 
 impl Fx {
@@ -637,6 +650,14 @@ async fn fixture(h: &Harness) -> Fx {
     let pc_b = contact(&b, b_clin_acc.id, ContactOwner::Patient(p_b.id), false).await;
     let supp = contact(&a, filler.account.id, ContactOwner::User(filler.account.id), false).await;
     h.store.test_verified_contact(a.id, admin.id, ContactOwner::Patient(p_self.id), ContactKind::Phone, "+14155559999").await;
+    let policy = async |org: &ward_store::Org, actor: ward_domain::ids::UserId| -> String {
+        let draft = ward_domain::registers::PolicyDraft::parse("Matrix policy", "Matrix text").unwrap();
+        let kind = Some(ward_domain::registers::PolicyKind::AcceptableUse);
+        h.store.publish_policy(org.id, Some(actor), None, kind, draft, Harness::meta()).await.unwrap().id.to_string()
+    };
+    let pol_a = policy(&a, admin.id).await;
+    let pol_ver = policy(&a, admin.id).await;
+    let pol_b = policy(&b, b_clin_acc.id).await;
 
     Fx {
         org_a: a.id.to_string(),
@@ -672,6 +693,9 @@ async fn fixture(h: &Harness) -> Fx {
         po,
         pc_b,
         supp,
+        pol_a,
+        pol_ver,
+        pol_b,
     }
 }
 
@@ -760,6 +784,11 @@ fn min_body(op: &OpDef) -> Option<Value> {
         }
         ("POST", "/api/v1/contacts/suppress") => json!({"contact_id": rnd(), "reason": "bounce"}),
         ("PUT", "/api/v1/org/contact-policy") => json!({"reverify_days": 90}),
+        ("POST", "/api/v1/policies") => json!({"kind": "other", "title": "Matrix", "text": "Matrix text"}),
+        ("POST", "/api/v1/policies/{policy_id}/versions") => json!({"title": "Matrix", "text": "Matrix text v2"}),
+        ("POST", "/api/v1/me/policy-acknowledgments") => json!({"policy_id": rnd(), "version": 1}),
+        // Off: the matrix's other cells must not depend on acknowledgments.
+        ("PUT", "/api/v1/org/policy-acknowledgment") => json!({"require_before_phi": false}),
         _ => return None,
     };
     Some(b)
@@ -789,6 +818,7 @@ fn random_path(op: &OpDef) -> String {
         "{spot_check_id}",
         "{grant_id}",
         "{contact_id}",
+        "{policy_id}",
     ] {
         p = p.replace(param, &rnd());
     }
@@ -1744,6 +1774,55 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
             let exp = if t == Invalid { exp } else { when(may, exp, FORBIDDEN) };
             cell(op.path.replace("{grant_id}", &g), None, exp)
         }
+
+        // --- policies ------------------------------------------------------------------------
+        ("GET", "/api/v1/policies") => match t {
+            Own => cell(op.path, None, OK).check(listing("items", vec![fx.pol_a.clone()], vec![fx.pol_b.clone()])),
+            _ => return None,
+        },
+        ("GET", "/api/v1/policies/{policy_id}") => {
+            let (id, exp) = match t {
+                Own => (fx.pol_a.clone(), OK),
+                Foreign => (fx.pol_b.clone(), NOT_FOUND),
+                Random => (rnd(), NOT_FOUND),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                _ => return None,
+            };
+            cell(op.path.replace("{policy_id}", &id), None, exp)
+        }
+        ("POST", "/api/v1/me/policy-acknowledgments") => {
+            let (id, exp) = match t {
+                Own => (fx.pol_a.clone(), OK),
+                Foreign => (fx.pol_b.clone(), NOT_FOUND),
+                Random => (rnd(), NOT_FOUND),
+                _ => return None,
+            };
+            cell(op.path, Some(json!({"policy_id": id, "version": 1})), exp)
+        }
+        ("GET", "/api/v1/policies/acknowledgment-report") => match t {
+            Own => cell(op.path, None, when(auditor, OK, FORBIDDEN)),
+            _ => return None,
+        },
+        ("POST", "/api/v1/policies") => match t {
+            Own => cell(op.path, body, when(auditor, CREATED, FORBIDDEN)),
+            _ => return None,
+        },
+        // The role is checked before the lookup.
+        ("POST", "/api/v1/policies/{policy_id}/versions") => {
+            let (id, exp) = match t {
+                Own => (fx.pol_ver.clone(), CREATED),
+                Foreign => (fx.pol_b.clone(), NOT_FOUND),
+                Random => (rnd(), NOT_FOUND),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                _ => return None,
+            };
+            let exp = if t == Invalid { exp } else { when(auditor, exp, FORBIDDEN) };
+            cell(op.path.replace("{policy_id}", &id), body, exp)
+        }
+        ("PUT", "/api/v1/org/policy-acknowledgment") => match t {
+            Own => cell(op.path, body, when(auditor, OK, FORBIDDEN)),
+            _ => return None,
+        },
         _ => panic!("the matrix has no plan for {}", op.key()),
     };
     Some(c)

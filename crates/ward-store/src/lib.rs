@@ -23,6 +23,7 @@ mod model;
 mod notices;
 mod orgs;
 mod patients;
+mod policies;
 mod reports;
 mod retention;
 mod roster;
@@ -64,6 +65,7 @@ pub use lifecycle::{
 pub use messages::Page;
 pub use model::*;
 pub use notices::{NoticeDraft, NoticeOutcome, NoticeTemplate, OutboxEntry, TemplateDraft};
+pub use policies::{AcknowledgmentGap, Policy};
 pub use reports::{AccessSummary, ActionCount, DisclosurePage, DisclosureRecord, TimeRange};
 pub use retention::AuditArchive;
 pub use roster::{ROSTER_WIPE_REASON, RemediationStep};

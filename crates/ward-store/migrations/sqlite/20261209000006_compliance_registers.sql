@@ -1,0 +1,38 @@
+-- Compliance registers (sqlite). Its twin in ../postgres must stay equivalent. See
+-- docs/compliance-registers.md.
+--
+-- Policies users must acknowledge: each publish adds a version; users acknowledge a version,
+-- and only an acknowledgment of the current version counts. Policy texts, vendor names and
+-- risk descriptions are not PHI, but the audit log still records only codes and ids.
+CREATE TABLE policies (
+    id BLOB PRIMARY KEY NOT NULL,
+    org_id BLOB NOT NULL REFERENCES organizations(id),
+    kind TEXT NOT NULL CHECK (kind IN ('device_checklist', 'byod_wipe_authority', 'acceptable_use', 'other')),
+    current_version INTEGER NOT NULL CHECK (current_version >= 1),
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX policies_by_org ON policies (org_id, created_at);
+CREATE TABLE policy_versions (
+    policy_id BLOB NOT NULL REFERENCES policies(id),
+    version INTEGER NOT NULL,
+    title TEXT NOT NULL,
+    body TEXT NOT NULL,
+    published_at INTEGER NOT NULL,
+    published_by BLOB REFERENCES users(id),
+    PRIMARY KEY (policy_id, version)
+);
+CREATE TABLE policy_acknowledgments (
+    policy_id BLOB NOT NULL REFERENCES policies(id),
+    version INTEGER NOT NULL,
+    user_id BLOB NOT NULL REFERENCES users(id),
+    acknowledged_at INTEGER NOT NULL,
+    PRIMARY KEY (policy_id, version, user_id)
+);
+CREATE INDEX policy_acknowledgments_by_user ON policy_acknowledgments (user_id);
+-- One row per organisation that changed the default (no requirement).
+CREATE TABLE policy_settings (
+    org_id BLOB PRIMARY KEY NOT NULL REFERENCES organizations(id),
+    require_before_phi BOOLEAN NOT NULL,
+    updated_at INTEGER NOT NULL,
+    updated_by BLOB REFERENCES users(id)
+);
