@@ -233,6 +233,10 @@ audit_actions! {
     /// A risk was added to, changed in or removed from the risk register (target the risk;
     /// detail `op`, `score`, `status`; never the description).
     RiskChange = "risk.change",
+    /// The register check found a signed BAA within its warning window of renewal, or past it
+    /// (target the vendor; detail `expiry`: `expiring_soon` or `expired`, `days_left`); raises
+    /// the `baa_expiring` alert.
+    VendorBaaExpiring = "vendor.baa_expiring",
 }
 
 /// Whether the action succeeded.

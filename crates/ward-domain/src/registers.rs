@@ -180,6 +180,55 @@ pub fn day_number(s: &str) -> Option<i64> {
     Some(era * 146_097 + doe - 719_468)
 }
 
+/// How many days before a BAA's renewal date Ward starts alerting.
+pub const BAA_WARN_DAYS: u32 = 60;
+
+/// A validated BAA register entry (everything but the owner, which the store checks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VendorDraft {
+    /// The vendor's name (one line).
+    pub name: String,
+    /// What the vendor does for the organisation.
+    pub services: String,
+    /// What data it receives (for example "PHI: appointment reminders").
+    pub data_shared: String,
+    /// The agreement's state.
+    pub baa_status: BaaStatus,
+    /// When it was signed (`YYYY-MM-DD`); required when signed.
+    pub signed_on: Option<String>,
+    /// When it must be renewed (`YYYY-MM-DD`), not before `signed_on`.
+    pub renewal_on: Option<String>,
+}
+
+impl VendorDraft {
+    /// Validates an entry: name one line (at most 200 characters), services and data shared
+    /// (at most 2,000 characters), dates real `YYYY-MM-DD`, a signed agreement has a signing
+    /// date, and renewal is not before signing.
+    pub fn parse(
+        name: &str,
+        services: &str,
+        data_shared: &str,
+        baa_status: BaaStatus,
+        signed_on: Option<&str>,
+        renewal_on: Option<&str>,
+    ) -> Result<Self, DomainError> {
+        let name = parse_label("name", name, TITLE_MAX)?;
+        let services = parse_text("services", services, NOTE_MAX)?;
+        let data_shared = parse_text("data_shared", data_shared, NOTE_MAX)?;
+        let signed_on = signed_on.map(|d| parse_date("signed_on", d)).transpose()?;
+        let renewal_on = renewal_on.map(|d| parse_date("renewal_on", d)).transpose()?;
+        if baa_status == BaaStatus::Signed && signed_on.is_none() {
+            return Err(DomainError::invalid("signed_on", "is required when the BAA is signed"));
+        }
+        if let (Some(s), Some(r)) = (&signed_on, &renewal_on)
+            && day_number(r) < day_number(s)
+        {
+            return Err(DomainError::invalid("renewal_on", "must not be before signed_on"));
+        }
+        Ok(Self { name, services, data_shared, baa_status, signed_on, renewal_on })
+    }
+}
+
 /// A risk's state in the register.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -274,6 +323,18 @@ mod tests {
         assert_eq!(c(BaaStatus::Terminated, Some("2026-12-10")), BaaExpiry::NotInForce);
         assert_eq!("signed".parse::<BaaStatus>().unwrap(), BaaStatus::Signed);
         assert!("active".parse::<BaaStatus>().is_err());
+    }
+
+    #[test]
+    fn vendor_entries_validate() {
+        let ok =
+            VendorDraft::parse("SMS Co", "Reminders", "Names, phone numbers", BaaStatus::Signed, Some("2026-01-01"), Some("2027-01-01"));
+        assert_eq!(ok.unwrap().renewal_on.as_deref(), Some("2027-01-01"));
+        assert!(VendorDraft::parse("SMS Co", "x", "y", BaaStatus::Signed, None, None).is_err());
+        assert!(VendorDraft::parse("SMS Co", "x", "y", BaaStatus::Signed, Some("2026-01-01"), Some("2025-12-31")).is_err());
+        assert!(VendorDraft::parse("SMS Co", "x", "y", BaaStatus::Requested, None, Some("2026-02-30")).is_err());
+        assert!(VendorDraft::parse("", "x", "y", BaaStatus::None, None, None).is_err());
+        assert!(VendorDraft::parse("SMS Co", "x", "y", BaaStatus::None, None, None).is_ok());
     }
 
     #[test]

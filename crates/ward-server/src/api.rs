@@ -20,6 +20,7 @@ pub(crate) mod patients;
 pub(crate) mod policies;
 pub(crate) mod roster;
 pub(crate) mod users;
+pub(crate) mod vendors;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -66,5 +67,6 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(roster::routes())
         .merge(break_glass::routes())
         .merge(policies::routes())
+        .merge(vendors::routes())
         .routes(utoipa_axum::routes!(crate::ws::stream))
 }

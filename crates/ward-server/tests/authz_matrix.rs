@@ -206,6 +206,10 @@ const OPS: &[OpDef] = &[
     op("POST", "/api/v1/policies", Gate::Bearer, false),
     op("POST", "/api/v1/policies/{policy_id}/versions", Gate::Bearer, false),
     op("PUT", "/api/v1/org/policy-acknowledgment", Gate::Bearer, false),
+    op("GET", "/api/v1/baa-vendors", Gate::Bearer, false),
+    op("POST", "/api/v1/baa-vendors", Gate::Bearer, false),
+    op("PUT", "/api/v1/baa-vendors/{vendor_id}", Gate::Bearer, false),
+    op("DELETE", "/api/v1/baa-vendors/{vendor_id}", Gate::Bearer, false),
     op("GET", "/api/v1/stream", Gate::Stream, false),
 ];
 
@@ -443,6 +447,12 @@ struct Fx {
     pol_a: String,
     pol_ver: String,
     pol_b: String,
+    /// BAA register entries: org A's (changed by the cells), one per managing role to delete,
+    /// and org B's.
+    ven_a: String,
+    ven_del_admin: String,
+    ven_del_co: String,
+    ven_b: String,
 }
 
 impl Fx {
@@ -658,6 +668,21 @@ async fn fixture(h: &Harness) -> Fx {
     let pol_a = policy(&a, admin.id).await;
     let pol_ver = policy(&a, admin.id).await;
     let pol_b = policy(&b, b_clin_acc.id).await;
+    let vendor = async |org: &ward_store::Org, actor: ward_domain::ids::UserId| -> String {
+        let draft = ward_domain::registers::VendorDraft::parse(
+            "Matrix vendor",
+            "Hosting",
+            "None",
+            ward_domain::registers::BaaStatus::None,
+            None,
+            None,
+        );
+        h.store.create_vendor(org.id, actor, draft.unwrap(), None, Harness::meta()).await.unwrap().id.to_string()
+    };
+    let ven_a = vendor(&a, admin.id).await;
+    let ven_del_admin = vendor(&a, admin.id).await;
+    let ven_del_co = vendor(&a, admin.id).await;
+    let ven_b = vendor(&b, b_clin_acc.id).await;
 
     Fx {
         org_a: a.id.to_string(),
@@ -696,6 +721,10 @@ async fn fixture(h: &Harness) -> Fx {
         pol_a,
         pol_ver,
         pol_b,
+        ven_a,
+        ven_del_admin,
+        ven_del_co,
+        ven_b,
     }
 }
 
@@ -789,6 +818,9 @@ fn min_body(op: &OpDef) -> Option<Value> {
         ("POST", "/api/v1/me/policy-acknowledgments") => json!({"policy_id": rnd(), "version": 1}),
         // Off: the matrix's other cells must not depend on acknowledgments.
         ("PUT", "/api/v1/org/policy-acknowledgment") => json!({"require_before_phi": false}),
+        ("POST", "/api/v1/baa-vendors") | ("PUT", "/api/v1/baa-vendors/{vendor_id}") => {
+            json!({"vendor": "Matrix vendor", "services": "Hosting", "data_shared": "None", "baa_status": "requested"})
+        }
         _ => return None,
     };
     Some(b)
@@ -819,6 +851,7 @@ fn random_path(op: &OpDef) -> String {
         "{grant_id}",
         "{contact_id}",
         "{policy_id}",
+        "{vendor_id}",
     ] {
         p = p.replace(param, &rnd());
     }
@@ -1823,6 +1856,43 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
             Own => cell(op.path, body, when(auditor, OK, FORBIDDEN)),
             _ => return None,
         },
+
+        // --- BAA vendor register -------------------------------------------------------------
+        ("GET", "/api/v1/baa-vendors") => match t {
+            Own => {
+                cell(op.path, None, when(auditor, OK, FORBIDDEN)).check(listing("items", vec![fx.ven_a.clone()], vec![fx.ven_b.clone()]))
+            }
+            _ => return None,
+        },
+        ("POST", "/api/v1/baa-vendors") => match t {
+            Own => cell(op.path, body, when(auditor, CREATED, FORBIDDEN)),
+            _ => return None,
+        },
+        // The role is checked before the lookup.
+        ("PUT", "/api/v1/baa-vendors/{vendor_id}") => {
+            let (id, exp) = match t {
+                Own => (fx.ven_a.clone(), OK),
+                Foreign => (fx.ven_b.clone(), NOT_FOUND),
+                Random => (rnd(), NOT_FOUND),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                _ => return None,
+            };
+            let exp = if t == Invalid { exp } else { when(auditor, exp, FORBIDDEN) };
+            cell(op.path.replace("{vendor_id}", &id), body, exp)
+        }
+        ("DELETE", "/api/v1/baa-vendors/{vendor_id}") => {
+            let (id, exp) = match t {
+                Own if role == Role::Admin => (fx.ven_del_admin.clone(), NO_CONTENT),
+                Own if role == Role::ComplianceOfficer => (fx.ven_del_co.clone(), NO_CONTENT),
+                Own => (fx.ven_a.clone(), FORBIDDEN),
+                Foreign => (fx.ven_b.clone(), NOT_FOUND),
+                Random => (rnd(), NOT_FOUND),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                _ => return None,
+            };
+            let exp = if t == Invalid { exp } else { when(auditor, exp, FORBIDDEN) };
+            cell(op.path.replace("{vendor_id}", &id), None, exp)
+        }
         _ => panic!("the matrix has no plan for {}", op.key()),
     };
     Some(c)

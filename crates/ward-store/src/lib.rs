@@ -32,6 +32,7 @@ mod stream;
 #[cfg(feature = "test-support")]
 pub mod testing;
 mod users;
+mod vendors;
 mod writer;
 
 use std::str::FromStr;
@@ -71,6 +72,7 @@ pub use retention::AuditArchive;
 pub use roster::{ROSTER_WIPE_REASON, RemediationStep};
 pub use sessions::{Challenge, SecondFactor};
 pub use stream::StreamPosition;
+pub use vendors::{BaaExpiryNotice, Vendor};
 pub use writer::WriterStats;
 
 use db::Conn;

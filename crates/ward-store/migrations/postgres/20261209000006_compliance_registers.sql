@@ -36,3 +36,23 @@ CREATE TABLE policy_settings (
     updated_at BIGINT NOT NULL,
     updated_by UUID REFERENCES users(id)
 );
+-- The business associate (BAA) vendor register. Dates are calendar dates (YYYY-MM-DD).
+-- alerted_stage records the last expiry alert raised ("<renewal_on>:<stage>"), so the
+-- periodic check raises each stage once per renewal date.
+CREATE TABLE baa_vendors (
+    id UUID PRIMARY KEY NOT NULL,
+    org_id UUID NOT NULL REFERENCES organizations(id),
+    name TEXT NOT NULL,
+    services TEXT NOT NULL,
+    data_shared TEXT NOT NULL,
+    baa_status TEXT NOT NULL CHECK (baa_status IN ('none', 'requested', 'signed', 'terminated')),
+    signed_on TEXT,
+    renewal_on TEXT,
+    owner_id UUID REFERENCES users(id),
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    alerted_stage TEXT,
+    CHECK (baa_status <> 'signed' OR signed_on IS NOT NULL)
+);
+CREATE INDEX baa_vendors_by_org ON baa_vendors (org_id, name);
+CREATE INDEX baa_vendors_by_renewal ON baa_vendors (baa_status, renewal_on);
