@@ -265,6 +265,39 @@ impl std::str::FromStr for RiskStatus {
     }
 }
 
+/// A validated risk register entry (everything but the owner, which the store checks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RiskDraft {
+    /// What could go wrong (at most 2,000 characters).
+    pub description: String,
+    /// 1 (rare) to 5 (almost certain).
+    pub likelihood: u8,
+    /// 1 (negligible) to 5 (severe).
+    pub impact: u8,
+    /// Its treatment state.
+    pub status: RiskStatus,
+    /// When it must next be reviewed (`YYYY-MM-DD`).
+    pub review_on: String,
+}
+
+impl RiskDraft {
+    /// Validates an entry: description not blank, ratings 1–5, review date a real date.
+    pub fn parse(description: &str, likelihood: i64, impact: i64, status: RiskStatus, review_on: &str) -> Result<Self, DomainError> {
+        Ok(Self {
+            description: parse_text("risk", description, NOTE_MAX)?,
+            likelihood: parse_rating("likelihood", likelihood)?,
+            impact: parse_rating("impact", impact)?,
+            status,
+            review_on: parse_date("review_on", review_on)?,
+        })
+    }
+
+    /// Likelihood × impact.
+    pub fn score(&self) -> u8 {
+        risk_score(self.likelihood, self.impact)
+    }
+}
+
 /// A likelihood or impact rating on the documented 1–5 scale (1 rare/negligible … 5 almost
 /// certain/severe).
 pub fn parse_rating(field: &'static str, v: i64) -> Result<u8, DomainError> {
@@ -349,6 +382,10 @@ mod tests {
         assert!(!review_overdue(RiskStatus::Open, "2026-12-01", "2026-12-01"));
         assert!(!review_overdue(RiskStatus::Closed, "2026-01-01", "2026-12-01"));
         assert_eq!("mitigating".parse::<RiskStatus>().unwrap(), RiskStatus::Mitigating);
+        assert_eq!(RiskDraft::parse("Lost phone", 4, 5, RiskStatus::Open, "2027-01-01").unwrap().score(), 20);
+        assert!(RiskDraft::parse("Lost phone", 4, 0, RiskStatus::Open, "2027-01-01").is_err());
+        assert!(RiskDraft::parse(" ", 4, 5, RiskStatus::Open, "2027-01-01").is_err());
+        assert!(RiskDraft::parse("Lost phone", 4, 5, RiskStatus::Open, "soon").is_err());
         assert!("done".parse::<RiskStatus>().is_err());
     }
 }

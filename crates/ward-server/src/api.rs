@@ -18,6 +18,7 @@ pub(crate) mod notices;
 pub(crate) mod org;
 pub(crate) mod patients;
 pub(crate) mod policies;
+pub(crate) mod risks;
 pub(crate) mod roster;
 pub(crate) mod users;
 pub(crate) mod vendors;
@@ -68,5 +69,6 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(break_glass::routes())
         .merge(policies::routes())
         .merge(vendors::routes())
+        .merge(risks::routes())
         .routes(utoipa_axum::routes!(crate::ws::stream))
 }

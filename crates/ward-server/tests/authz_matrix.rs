@@ -210,6 +210,10 @@ const OPS: &[OpDef] = &[
     op("POST", "/api/v1/baa-vendors", Gate::Bearer, false),
     op("PUT", "/api/v1/baa-vendors/{vendor_id}", Gate::Bearer, false),
     op("DELETE", "/api/v1/baa-vendors/{vendor_id}", Gate::Bearer, false),
+    op("GET", "/api/v1/risks", Gate::Bearer, false),
+    op("POST", "/api/v1/risks", Gate::Bearer, false),
+    op("PUT", "/api/v1/risks/{risk_id}", Gate::Bearer, false),
+    op("DELETE", "/api/v1/risks/{risk_id}", Gate::Bearer, false),
     op("GET", "/api/v1/stream", Gate::Stream, false),
 ];
 
@@ -453,6 +457,11 @@ struct Fx {
     ven_del_admin: String,
     ven_del_co: String,
     ven_b: String,
+    /// Risk register entries, as for the vendors.
+    risk_a: String,
+    risk_del_admin: String,
+    risk_del_co: String,
+    risk_b: String,
 }
 
 impl Fx {
@@ -683,6 +692,14 @@ async fn fixture(h: &Harness) -> Fx {
     let ven_del_admin = vendor(&a, admin.id).await;
     let ven_del_co = vendor(&a, admin.id).await;
     let ven_b = vendor(&b, b_clin_acc.id).await;
+    let risk = async |org: &ward_store::Org, actor: ward_domain::ids::UserId| -> String {
+        let draft = ward_domain::registers::RiskDraft::parse("Matrix risk", 3, 4, ward_domain::registers::RiskStatus::Open, "2027-01-01");
+        h.store.create_risk(org.id, actor, draft.unwrap(), None, Harness::meta()).await.unwrap().id.to_string()
+    };
+    let risk_a = risk(&a, admin.id).await;
+    let risk_del_admin = risk(&a, admin.id).await;
+    let risk_del_co = risk(&a, admin.id).await;
+    let risk_b = risk(&b, b_clin_acc.id).await;
 
     Fx {
         org_a: a.id.to_string(),
@@ -725,6 +742,10 @@ async fn fixture(h: &Harness) -> Fx {
         ven_del_admin,
         ven_del_co,
         ven_b,
+        risk_a,
+        risk_del_admin,
+        risk_del_co,
+        risk_b,
     }
 }
 
@@ -818,6 +839,9 @@ fn min_body(op: &OpDef) -> Option<Value> {
         ("POST", "/api/v1/me/policy-acknowledgments") => json!({"policy_id": rnd(), "version": 1}),
         // Off: the matrix's other cells must not depend on acknowledgments.
         ("PUT", "/api/v1/org/policy-acknowledgment") => json!({"require_before_phi": false}),
+        ("POST", "/api/v1/risks") | ("PUT", "/api/v1/risks/{risk_id}") => {
+            json!({"risk": "Matrix risk", "likelihood": 2, "impact": 3, "status": "open", "review_on": "2027-01-01"})
+        }
         ("POST", "/api/v1/baa-vendors") | ("PUT", "/api/v1/baa-vendors/{vendor_id}") => {
             json!({"vendor": "Matrix vendor", "services": "Hosting", "data_shared": "None", "baa_status": "requested"})
         }
@@ -852,6 +876,7 @@ fn random_path(op: &OpDef) -> String {
         "{contact_id}",
         "{policy_id}",
         "{vendor_id}",
+        "{risk_id}",
     ] {
         p = p.replace(param, &rnd());
     }
@@ -1892,6 +1917,43 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
             };
             let exp = if t == Invalid { exp } else { when(auditor, exp, FORBIDDEN) };
             cell(op.path.replace("{vendor_id}", &id), None, exp)
+        }
+
+        // --- risk register -------------------------------------------------------------------
+        ("GET", "/api/v1/risks") => match t {
+            Own => {
+                cell(op.path, None, when(auditor, OK, FORBIDDEN)).check(listing("items", vec![fx.risk_a.clone()], vec![fx.risk_b.clone()]))
+            }
+            _ => return None,
+        },
+        ("POST", "/api/v1/risks") => match t {
+            Own => cell(op.path, body, when(auditor, CREATED, FORBIDDEN)),
+            _ => return None,
+        },
+        // The role is checked before the lookup.
+        ("PUT", "/api/v1/risks/{risk_id}") => {
+            let (id, exp) = match t {
+                Own => (fx.risk_a.clone(), OK),
+                Foreign => (fx.risk_b.clone(), NOT_FOUND),
+                Random => (rnd(), NOT_FOUND),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                _ => return None,
+            };
+            let exp = if t == Invalid { exp } else { when(auditor, exp, FORBIDDEN) };
+            cell(op.path.replace("{risk_id}", &id), body, exp)
+        }
+        ("DELETE", "/api/v1/risks/{risk_id}") => {
+            let (id, exp) = match t {
+                Own if role == Role::Admin => (fx.risk_del_admin.clone(), NO_CONTENT),
+                Own if role == Role::ComplianceOfficer => (fx.risk_del_co.clone(), NO_CONTENT),
+                Own => (fx.risk_a.clone(), FORBIDDEN),
+                Foreign => (fx.risk_b.clone(), NOT_FOUND),
+                Random => (rnd(), NOT_FOUND),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                _ => return None,
+            };
+            let exp = if t == Invalid { exp } else { when(auditor, exp, FORBIDDEN) };
+            cell(op.path.replace("{risk_id}", &id), None, exp)
         }
         _ => panic!("the matrix has no plan for {}", op.key()),
     };

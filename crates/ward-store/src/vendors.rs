@@ -103,7 +103,7 @@ async fn vendor_of(c: &mut Conn<'_>, org: OrgId, id: VendorId) -> Result<Vendor>
     .into_vendor()
 }
 
-async fn check_owner(c: &mut Conn<'_>, org: OrgId, owner: Option<UserId>) -> Result<()> {
+pub(crate) async fn check_owner(c: &mut Conn<'_>, org: OrgId, owner: Option<UserId>) -> Result<()> {
     if let Some(o) = owner {
         match user_in_org(c, org, o).await {
             Ok(u) if u.role.is_workforce() => {}

@@ -56,3 +56,18 @@ CREATE TABLE baa_vendors (
 );
 CREATE INDEX baa_vendors_by_org ON baa_vendors (org_id, name);
 CREATE INDEX baa_vendors_by_renewal ON baa_vendors (baa_status, renewal_on);
+-- The risk register of the HIPAA risk analysis: likelihood and impact on 1-5 scales (the
+-- score, likelihood x impact, is computed, not stored).
+CREATE TABLE risks (
+    id UUID PRIMARY KEY NOT NULL,
+    org_id UUID NOT NULL REFERENCES organizations(id),
+    description TEXT NOT NULL,
+    likelihood BIGINT NOT NULL CHECK (likelihood BETWEEN 1 AND 5),
+    impact BIGINT NOT NULL CHECK (impact BETWEEN 1 AND 5),
+    owner_id UUID REFERENCES users(id),
+    status TEXT NOT NULL CHECK (status IN ('open', 'mitigating', 'accepted', 'closed')),
+    review_on TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX risks_by_org ON risks (org_id, review_on);
