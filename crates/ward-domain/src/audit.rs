@@ -237,6 +237,9 @@ audit_actions! {
     /// (target the vendor; detail `expiry`: `expiring_soon` or `expired`, `days_left`); raises
     /// the `baa_expiring` alert.
     VendorBaaExpiring = "vendor.baa_expiring",
+    /// A training completion was recorded for a user (target the user; detail none: the
+    /// course name stays in the register).
+    TrainingRecord = "training.record",
 }
 
 /// Whether the action succeeded.

@@ -70,4 +70,24 @@ async fn risk_register_over_http(backend: Backend) {
         let text = format!("{e:?}");
         assert!(!text.contains("Paper charts") && !text.contains("unencrypted"), "risk text in the audit log: {text}");
     }
+
+    // Training records: managers record, everyone reads their own.
+    let tr = "/api/v1/training-records";
+    let done = json!({"user_id": nurse.account.id, "course": "HIPAA security awareness 2026", "completed_on": "2026-11-30"});
+    h.post(tr, &nurse.access, done.clone()).await.expect_problem(403, "forbidden");
+    h.post(tr, &co.access, json!({"user_id": nurse.account.id, "course": "x", "completed_on": "2026-13-01"}))
+        .await
+        .expect_problem(422, "validation_failed");
+    h.post(tr, &co.access, json!({"user_id": b_admin.account.id, "course": "x", "completed_on": "2026-11-30"}))
+        .await
+        .expect_problem(422, "validation_failed");
+    h.post(tr, &co.access, done).await.expect(201);
+    let mine = h.get("/api/v1/me/training-records", &nurse.access).await.expect(200).body;
+    assert_eq!(mine["items"][0]["course"], "HIPAA security awareness 2026");
+    assert_eq!(h.get("/api/v1/me/training-records", &co.access).await.expect(200).body["items"], json!([]));
+    assert_eq!(h.get(tr, &co.access).await.expect(200).body["items"].as_array().unwrap().len(), 1);
+    h.get(tr, &nurse.access).await.expect_problem(403, "forbidden");
+    assert_eq!(h.get(tr, &b_admin.access).await.expect(200).body["items"], json!([]));
+    let recorded = h.store.audit_events(0, 100_000).await.unwrap();
+    assert_eq!(recorded.iter().filter(|e| e.action == "training.record" && e.outcome == "success").count(), 1);
 }

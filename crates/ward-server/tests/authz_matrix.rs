@@ -214,6 +214,9 @@ const OPS: &[OpDef] = &[
     op("POST", "/api/v1/risks", Gate::Bearer, false),
     op("PUT", "/api/v1/risks/{risk_id}", Gate::Bearer, false),
     op("DELETE", "/api/v1/risks/{risk_id}", Gate::Bearer, false),
+    op("POST", "/api/v1/training-records", Gate::Bearer, false),
+    op("GET", "/api/v1/training-records", Gate::Bearer, false),
+    op("GET", "/api/v1/me/training-records", Gate::Bearer, false),
     op("GET", "/api/v1/stream", Gate::Stream, false),
 ];
 
@@ -839,6 +842,7 @@ fn min_body(op: &OpDef) -> Option<Value> {
         ("POST", "/api/v1/me/policy-acknowledgments") => json!({"policy_id": rnd(), "version": 1}),
         // Off: the matrix's other cells must not depend on acknowledgments.
         ("PUT", "/api/v1/org/policy-acknowledgment") => json!({"require_before_phi": false}),
+        ("POST", "/api/v1/training-records") => json!({"user_id": rnd(), "course": "HIPAA basics", "completed_on": "2026-11-30"}),
         ("POST", "/api/v1/risks") | ("PUT", "/api/v1/risks/{risk_id}") => {
             json!({"risk": "Matrix risk", "likelihood": 2, "impact": 3, "status": "open", "review_on": "2027-01-01"})
         }
@@ -1955,6 +1959,30 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
             let exp = if t == Invalid { exp } else { when(auditor, exp, FORBIDDEN) };
             cell(op.path.replace("{risk_id}", &id), None, exp)
         }
+
+        // --- training records ----------------------------------------------------------------
+        // Own: the actor itself (a patient is not workforce: 422); Foreign: org B's staff.
+        ("POST", "/api/v1/training-records") => {
+            let (user, exp) = match t {
+                Own => (a.acc.id.to_string(), when(workforce, CREATED, VALIDATION)),
+                Foreign => (fx.b_staff.id.to_string(), VALIDATION),
+                Random => (rnd(), VALIDATION),
+                _ => return None,
+            };
+            cell(
+                op.path,
+                Some(json!({"user_id": user, "course": "HIPAA basics", "completed_on": "2026-11-30"})),
+                when(auditor, exp, FORBIDDEN),
+            )
+        }
+        ("GET", "/api/v1/training-records") => match t {
+            Own => cell(op.path, None, when(auditor, OK, FORBIDDEN)),
+            _ => return None,
+        },
+        ("GET", "/api/v1/me/training-records") => match t {
+            Own => cell(op.path, None, OK),
+            _ => return None,
+        },
         _ => panic!("the matrix has no plan for {}", op.key()),
     };
     Some(c)

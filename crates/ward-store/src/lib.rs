@@ -70,7 +70,7 @@ pub use notices::{NoticeDraft, NoticeOutcome, NoticeTemplate, OutboxEntry, Templ
 pub use policies::{AcknowledgmentGap, Policy};
 pub use reports::{AccessSummary, ActionCount, DisclosurePage, DisclosureRecord, TimeRange};
 pub use retention::AuditArchive;
-pub use risks::Risk;
+pub use risks::{Risk, TrainingRecord};
 pub use roster::{ROSTER_WIPE_REASON, RemediationStep};
 pub use sessions::{Challenge, SecondFactor};
 pub use stream::StreamPosition;

@@ -185,3 +185,94 @@ impl Store {
         .await
     }
 }
+
+/// A completed training course.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrainingRecord {
+    /// Id.
+    pub id: uuid::Uuid,
+    /// Who completed it.
+    pub user_id: UserId,
+    /// The course.
+    pub course: String,
+    /// When (`YYYY-MM-DD`).
+    pub completed_on: String,
+    /// Who recorded it.
+    pub recorded_by: Option<UserId>,
+}
+
+#[derive(sqlx::FromRow)]
+struct TrainingRow {
+    id: uuid::Uuid,
+    user_id: uuid::Uuid,
+    course: String,
+    completed_on: String,
+    recorded_by: Option<uuid::Uuid>,
+}
+
+impl Store {
+    /// Records that a workforce user of the organisation completed a course
+    /// (`StoreError::State` for anyone else). Audited `training.record`.
+    pub async fn record_training(
+        &self,
+        org: OrgId,
+        actor: UserId,
+        user: UserId,
+        course: String,
+        completed_on: String,
+        meta: RequestMeta,
+    ) -> Result<TrainingRecord> {
+        self.write(move |mut c| {
+            Box::pin(async move {
+                check_owner(&mut c, org, Some(user)).await?;
+                let id = uuid::Uuid::now_v7();
+                exec!(
+                    &mut c,
+                    "INSERT INTO training_records (id, org_id, user_id, course, completed_on, recorded_by, recorded_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    id,
+                    org.0,
+                    user.0,
+                    course.as_str(),
+                    completed_on.as_str(),
+                    actor.0,
+                    now_ms()
+                )?;
+                let mut ev = AuditEvent::new(AuditAction::TrainingRecord, Outcome::Success).target("user", user);
+                ev.org_id = Some(org);
+                ev.actor = Some(actor);
+                audit::append(&mut c, &ev, &meta).await?;
+                Ok(TrainingRecord { id, user_id: user, course, completed_on, recorded_by: Some(actor) })
+            })
+        })
+        .await
+    }
+
+    /// Training records of the organisation (or of one user), newest completion first.
+    pub async fn training_records(&self, org: OrgId, user: Option<UserId>) -> Result<Vec<TrainingRecord>> {
+        self.read(move |mut c| {
+            Box::pin(async move {
+                let rows = fetch!(
+                    fetch_all,
+                    &mut c,
+                    TrainingRow,
+                    "SELECT id, user_id, course, completed_on, recorded_by FROM training_records \
+                     WHERE org_id = $1 AND ($2 IS NULL OR user_id = $2) ORDER BY completed_on DESC, id",
+                    org.0,
+                    user.map(|u| u.0)
+                )?;
+                Ok(rows
+                    .into_iter()
+                    .map(|r| TrainingRecord {
+                        id: r.id,
+                        user_id: UserId(r.user_id),
+                        course: r.course,
+                        completed_on: r.completed_on,
+                        recorded_by: r.recorded_by.map(UserId),
+                    })
+                    .collect())
+            })
+        })
+        .await
+    }
+}

@@ -6,7 +6,7 @@ use ward_domain::role::Role;
 use ward_store::testing::{TestDb, meta, org, user};
 use ward_store::{Backend, StoreError, on_both_backends};
 
-on_both_backends!(risk_register_by_score);
+on_both_backends!(risk_register_by_score, training_records_per_user);
 
 async fn risk_register_by_score(backend: Backend) {
     let Some(db) = TestDb::open(backend).await else { return };
@@ -48,4 +48,29 @@ async fn risk_register_by_score(backend: Backend) {
         let text = format!("{e:?}");
         assert!(!text.contains("Paper charts") && !text.contains("unencrypted"), "risk text in the audit log: {text}");
     }
+}
+
+async fn training_records_per_user(backend: Backend) {
+    let Some(db) = TestDb::open(backend).await else { return };
+    let s = &db.store;
+    let o = org(s, "acme").await;
+    let other = org(s, "other").await;
+    let co = user(s, &o, "co@acme", Role::ComplianceOfficer).await;
+    let nurse = user(s, &o, "nurse@acme", Role::Nurse).await;
+    let patient = user(s, &o, "pat@acme", Role::Patient).await;
+    let outsider = user(s, &other, "x@other", Role::Staff).await;
+    let rec = |u, course: &str, day: &str| s.record_training(o.id, co.user_id, u, course.into(), day.into(), meta());
+    rec(nurse.user_id, "HIPAA basics", "2026-01-10").await.unwrap();
+    rec(nurse.user_id, "Phishing", "2026-06-01").await.unwrap();
+    rec(co.user_id, "HIPAA basics", "2026-02-01").await.unwrap();
+    for bad in [patient.user_id, outsider.user_id] {
+        assert!(matches!(rec(bad, "HIPAA basics", "2026-01-10").await, Err(StoreError::State(_))));
+    }
+    let mine = s.training_records(o.id, Some(nurse.user_id)).await.unwrap();
+    assert_eq!(mine.iter().map(|t| t.course.as_str()).collect::<Vec<_>>(), vec!["Phishing", "HIPAA basics"]);
+    assert_eq!(s.training_records(o.id, None).await.unwrap().len(), 3);
+    assert!(s.training_records(other.id, None).await.unwrap().is_empty());
+    let events = s.audit_events(0, 10_000).await.unwrap();
+    assert_eq!(events.iter().filter(|e| e.action == "training.record").count(), 3);
+    assert!(events.iter().all(|e| !format!("{e:?}").contains("Phishing")));
 }

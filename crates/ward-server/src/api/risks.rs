@@ -10,7 +10,7 @@ use ward_domain::audit::{AuditAction, AuditEvent, DetailValue, Outcome};
 use ward_domain::ids::{RiskId, UserId};
 use ward_domain::policy;
 use ward_domain::registers::{RiskDraft, RiskStatus, review_overdue, risk_score};
-use ward_store::{RequestMeta, Risk, StoreError, now_ms};
+use ward_store::{RequestMeta, Risk, StoreError, TrainingRecord, now_ms};
 
 use super::dto::ts;
 use crate::app::AppState;
@@ -22,6 +22,8 @@ pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
     utoipa_axum::router::OpenApiRouter::new()
         .routes(utoipa_axum::routes!(list_risks, create_risk))
         .routes(utoipa_axum::routes!(update_risk, delete_risk))
+        .routes(utoipa_axum::routes!(list_training, record_training))
+        .routes(utoipa_axum::routes!(my_training))
 }
 
 /// A risk entry to store.
@@ -166,4 +168,77 @@ async fn delete_risk(State(state): State<AppState>, Meta(meta): Meta, s: Auth, P
     may_manage(&state, &s, &meta).await?;
     state.store.delete_risk(s.actor.org_id, s.actor.user_id, id, meta).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A training completion to record.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TrainingRequest {
+    /// The workforce user who completed it.
+    user_id: UserId,
+    /// The course (one line, at most 200 characters).
+    course: String,
+    /// `YYYY-MM-DD`.
+    completed_on: String,
+}
+
+/// A completed training course.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct TrainingView {
+    #[schema(value_type = String, format = Uuid)]
+    id: uuid::Uuid,
+    user_id: UserId,
+    course: String,
+    completed_on: String,
+    recorded_by: Option<UserId>,
+}
+
+/// Training records, newest completion first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct TrainingList {
+    items: Vec<TrainingView>,
+}
+
+fn training_view(t: TrainingRecord) -> TrainingView {
+    TrainingView { id: t.id, user_id: t.user_id, course: t.course, completed_on: t.completed_on, recorded_by: t.recorded_by }
+}
+
+/// Every training record of the organisation (admins and compliance officers).
+#[utoipa::path(get, path = "/api/v1/training-records", tag = "registers", security(("bearer" = [])),
+    responses((status = 200, body = TrainingList), (status = 403, body = Problem)))]
+async fn list_training(State(state): State<AppState>, Meta(meta): Meta, s: Auth) -> ApiResult<Json<TrainingList>> {
+    may_manage(&state, &s, &meta).await?;
+    let items = state.store.training_records(s.actor.org_id, None).await?;
+    Ok(Json(TrainingList { items: items.into_iter().map(training_view).collect() }))
+}
+
+/// Records that a workforce user completed a course (admins and compliance officers;
+/// audited `training.record`).
+#[utoipa::path(post, path = "/api/v1/training-records", tag = "registers", security(("bearer" = [])), request_body = TrainingRequest,
+    responses((status = 201, body = TrainingView), (status = 400, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
+async fn record_training(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    s: Auth,
+    Json(req): Json<TrainingRequest>,
+) -> ApiResult<(StatusCode, Json<TrainingView>)> {
+    if let Err(d) = policy::may_manage_compliance_registers(&s.actor) {
+        let mut ev = AuditEvent::new(AuditAction::TrainingRecord, Outcome::Denied).detail("reason", DetailValue::Code("role"));
+        ev.org_id = Some(s.actor.org_id);
+        ev.actor = Some(s.actor.user_id);
+        state.store.record(ev, meta).await?;
+        return Err(d.into());
+    }
+    let course = ward_domain::login::parse_label("course", &req.course, ward_domain::registers::TITLE_MAX)?;
+    let completed_on = ward_domain::registers::parse_date("completed_on", &req.completed_on)?;
+    let t = state.store.record_training(s.actor.org_id, s.actor.user_id, req.user_id, course, completed_on, meta).await.map_err(stored)?;
+    Ok((StatusCode::CREATED, Json(training_view(t))))
+}
+
+/// The caller's own training records (everyone).
+#[utoipa::path(get, path = "/api/v1/me/training-records", tag = "registers", security(("bearer" = [])),
+    responses((status = 200, body = TrainingList)))]
+async fn my_training(State(state): State<AppState>, s: Auth) -> ApiResult<Json<TrainingList>> {
+    let items = state.store.training_records(s.actor.org_id, Some(s.actor.user_id)).await?;
+    Ok(Json(TrainingList { items: items.into_iter().map(training_view).collect() }))
 }

@@ -71,3 +71,14 @@ CREATE TABLE risks (
     updated_at INTEGER NOT NULL
 );
 CREATE INDEX risks_by_org ON risks (org_id, review_on);
+-- Training records (security awareness): who completed which course when.
+CREATE TABLE training_records (
+    id BLOB PRIMARY KEY NOT NULL,
+    org_id BLOB NOT NULL REFERENCES organizations(id),
+    user_id BLOB NOT NULL REFERENCES users(id),
+    course TEXT NOT NULL,
+    completed_on TEXT NOT NULL,
+    recorded_by BLOB REFERENCES users(id),
+    recorded_at INTEGER NOT NULL
+);
+CREATE INDEX training_records_by_user ON training_records (org_id, user_id, completed_on);
