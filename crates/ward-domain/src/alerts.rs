@@ -49,11 +49,15 @@ pub enum RuleCode {
     /// A breach-notification deadline is a week or a day away, or passed, with the notice not
     /// recorded (`incident.reminder`). Always raised: it cannot be switched off.
     IncidentDeadline,
+    /// A business associate agreement in the vendor register is within its warning window
+    /// of renewal, or past it (`vendor.baa_expiring`). Always raised, once per vendor,
+    /// renewal date and stage.
+    BaaExpiring,
 }
 
 impl RuleCode {
     /// Every rule.
-    pub const ALL: [RuleCode; 8] = [
+    pub const ALL: [RuleCode; 9] = [
         RuleCode::BulkPatientAccess,
         RuleCode::OffHoursAccess,
         RuleCode::RestrictedPatientAccess,
@@ -62,6 +66,7 @@ impl RuleCode {
         RuleCode::AuditAccessByNonCompliance,
         RuleCode::BreakGlassAccess,
         RuleCode::IncidentDeadline,
+        RuleCode::BaaExpiring,
     ];
 
     /// The stable code.
@@ -75,6 +80,7 @@ impl RuleCode {
             RuleCode::AuditAccessByNonCompliance => "audit_access_by_non_compliance",
             RuleCode::BreakGlassAccess => "break_glass_access",
             RuleCode::IncidentDeadline => "incident_deadline",
+            RuleCode::BaaExpiring => "baa_expiring",
         }
     }
 
@@ -321,6 +327,8 @@ pub enum ObservedKind {
     BreakGlass,
     /// A breach-notification deadline approaching or passed.
     IncidentDeadline,
+    /// A BAA nearing or past its renewal date.
+    BaaExpiry,
     /// Background or bookkeeping events (token refresh, alerts themselves): never alert.
     Ignored,
 }
@@ -342,6 +350,7 @@ impl ObservedKind {
             A::PatientRestrict => ObservedKind::Activity,
             A::BreakGlassRequest => ObservedKind::BreakGlass,
             A::IncidentReminder => ObservedKind::IncidentDeadline,
+            A::VendorBaaExpiring => ObservedKind::BaaExpiry,
             A::PatientRead | A::ConversationRead | A::MessageRead | A::AttachmentDownload | A::BreakGlassRead if has_patient => {
                 ObservedKind::PatientRecord { read: true }
             }
@@ -590,6 +599,12 @@ impl AlertEngine {
                 let f = Finding { rule: RuleCode::IncidentDeadline, ..base.clone() };
                 self.raise(f, 0, &mut out);
             }
+            ObservedKind::BaaExpiry => {
+                // The register check records each stage once: every event alerts.
+                let f = Finding { rule: RuleCode::BaaExpiring, subject_user: None, ..base };
+                self.raise(f, 0, &mut out);
+                return out;
+            }
             ObservedKind::Activity => {}
         }
         let w = &rules.working_hours;
@@ -685,6 +700,20 @@ mod tests {
         assert_eq!(ObservedKind::classify(AuditAction::IncidentReminder, Outcome::Success, false), ObservedKind::IncidentDeadline);
         assert_eq!(ObservedKind::classify(AuditAction::BreakGlassRead, Outcome::Success, true), ObservedKind::PatientRecord { read: true });
         assert_eq!(ObservedKind::classify(AuditAction::StepUp, Outcome::Failure, false), ObservedKind::FailedLogin);
+    }
+
+    #[test]
+    fn every_baa_expiry_event_alerts_with_no_subject() {
+        let mut e = AlertEngine::new();
+        let kind = ObservedKind::classify(AuditAction::VendorBaaExpiring, Outcome::Success, false);
+        assert_eq!(kind, ObservedKind::BaaExpiry);
+        for i in 0..2 {
+            // At 03:00 UTC: the check is not activity of anyone, so no off-hours alert either.
+            let f = e.observe(&AlertRules::default(), &obs(kind, T0 + 3 * 3_600_000 + i, UserId::new(), None));
+            assert_eq!(f.len(), 1, "event {i} alerts");
+            assert_eq!((f[0].rule, f[0].subject_user, f[0].subject_patient), (RuleCode::BaaExpiring, None, None));
+        }
+        assert_eq!(RuleCode::parse("baa_expiring"), Some(RuleCode::BaaExpiring));
     }
 
     #[test]

@@ -240,6 +240,30 @@ audit_actions! {
     /// the notice not recorded (no actor: the server's reminder check; target the incident;
     /// detail `obligation` (the kind), `urgency`, `days_left`). Raises an `incident_deadline` alert.
     IncidentReminder = "incident.reminder",
+    /// A policy version was published (target the policy; detail `kind`, `version`; never the
+    /// title or text).
+    PolicyPublish = "policy.publish",
+    /// A user acknowledged the current version of a policy, or tried to acknowledge one that is
+    /// not current (target the policy; detail `version`, `reason`).
+    PolicyAcknowledge = "policy.acknowledge",
+    /// The organisation's acknowledgment requirement changed (detail `require_before_phi`).
+    PolicySettings = "policy.settings",
+    /// PHI was refused because the user has not acknowledged every current policy (detail
+    /// `pending`: how many).
+    PolicyAcknowledgmentRequired = "policy.acknowledgment_required",
+    /// A vendor was added to, changed in or removed from the BAA register (target the vendor;
+    /// detail `op`, `baa_status`; never the vendor's name or services).
+    VendorChange = "vendor.change",
+    /// A risk was added to, changed in or removed from the risk register (target the risk;
+    /// detail `op`, `score`, `status`; never the description).
+    RiskChange = "risk.change",
+    /// The register check found a signed BAA within its warning window of renewal, or past it
+    /// (target the vendor; detail `expiry`: `expiring_soon` or `expired`, `days_left`); raises
+    /// the `baa_expiring` alert.
+    VendorBaaExpiring = "vendor.baa_expiring",
+    /// A training completion was recorded for a user (target the user; detail none: the
+    /// course name stays in the register).
+    TrainingRecord = "training.record",
 }
 
 /// Whether the action succeeded.

@@ -57,3 +57,12 @@ id_type!(
     /// An attachment: a file uploaded to a conversation.
     AttachmentId,
 );
+
+id_type!(
+    /// A published organisation policy (device checklist, BYOD agreement, acceptable use, ...).
+    PolicyId,
+    /// A vendor in the business associate (BAA) register.
+    VendorId,
+    /// A risk in the HIPAA risk register.
+    RiskId,
+);

@@ -17,6 +17,7 @@ pub mod lockout;
 pub mod login;
 pub mod page;
 pub mod policy;
+pub mod registers;
 pub mod role;
 pub mod roster;
 

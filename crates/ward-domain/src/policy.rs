@@ -98,6 +98,12 @@ pub fn may_report_misdirected(actor: &Actor) -> Result<(), Denial> {
     ok_if(actor.role.is_workforce())
 }
 
+/// Whether the actor may publish policies, read who has acknowledged them, and keep the BAA
+/// vendor and risk registers: compliance officers and admins only.
+pub fn may_manage_compliance_registers(actor: &Actor) -> Result<(), Denial> {
+    ok_if(matches!(actor.role, Role::ComplianceOfficer | Role::Admin))
+}
+
 /// Whether the actor may start a conversation of this kind.
 pub fn may_create_conversation(actor: &Actor, _kind: ConversationKind) -> Result<(), Denial> {
     ok_if(actor.role.is_workforce())

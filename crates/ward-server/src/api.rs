@@ -19,8 +19,11 @@ pub(crate) mod me;
 pub(crate) mod notices;
 pub(crate) mod org;
 pub(crate) mod patients;
+pub(crate) mod policies;
+pub(crate) mod risks;
 pub(crate) mod roster;
 pub(crate) mod users;
+pub(crate) mod vendors;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -68,5 +71,8 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(break_glass::routes())
         .merge(forwarding::routes())
         .merge(incidents::routes())
+        .merge(policies::routes())
+        .merge(vendors::routes())
+        .merge(risks::routes())
         .routes(utoipa_axum::routes!(crate::ws::stream))
 }

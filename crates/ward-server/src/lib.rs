@@ -159,6 +159,12 @@ fn spawn_housekeeping(store: Store) {
             if let Err(e) = store.purge_expired_tokens().await {
                 tracing::warn!(error = %e, "token purge failed");
             }
+            // The BAA register's expiry check: each stage is recorded once, so running it every
+            // few minutes (and on every node) raises each alert once.
+            let today = api::dto::ts(ward_store::now_ms()).get(..10).unwrap_or_default().to_owned();
+            if let Err(e) = store.check_baa_expiry(&today, ward_domain::registers::BAA_WARN_DAYS).await {
+                tracing::warn!(error = %e, "BAA expiry check failed");
+            }
         }
     });
 }

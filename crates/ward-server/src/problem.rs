@@ -177,6 +177,9 @@ problems! {
     /// The session's device is blocked from PHI by the organisation's posture policy until the
     /// named settings are fixed.
     device_blocked => FORBIDDEN, "device_blocked", "This device must fix its security settings before it receives PHI";
+    /// The organisation requires every current policy to be acknowledged before PHI access,
+    /// and the user has not acknowledged them all (`GET /api/v1/policies`).
+    policy_acknowledgment_required => FORBIDDEN, "policy_acknowledgment_required", "Acknowledge the organisation's current policies before accessing PHI";
     /// Too many requests from this address or for this device; wait `Retry-After` seconds.
     rate_limited => TOO_MANY_REQUESTS, "rate_limited", "Too many requests; try again later";
     /// The roster CSV cannot be read or breaks a rule; the detail names the line and column

@@ -208,6 +208,25 @@ const OPS: &[OpDef] = &[
     op("POST", "/api/v1/incidents/{incident_id}/notifications", Gate::Bearer, false),
     op("POST", "/api/v1/incidents/{incident_id}/close", Gate::Bearer, false),
     op("POST", "/api/v1/conversations/{conversation_id}/messages/{message_id}/report-misdirected", Gate::Bearer, false),
+    // Policies: reads and acknowledgments of the fixture's policy, then publications.
+    op("GET", "/api/v1/policies", Gate::Bearer, false),
+    op("GET", "/api/v1/policies/{policy_id}", Gate::Bearer, false),
+    op("POST", "/api/v1/me/policy-acknowledgments", Gate::Bearer, false),
+    op("GET", "/api/v1/policies/acknowledgment-report", Gate::Bearer, false),
+    op("POST", "/api/v1/policies", Gate::Bearer, false),
+    op("POST", "/api/v1/policies/{policy_id}/versions", Gate::Bearer, false),
+    op("PUT", "/api/v1/org/policy-acknowledgment", Gate::Bearer, false),
+    op("GET", "/api/v1/baa-vendors", Gate::Bearer, false),
+    op("POST", "/api/v1/baa-vendors", Gate::Bearer, false),
+    op("PUT", "/api/v1/baa-vendors/{vendor_id}", Gate::Bearer, false),
+    op("DELETE", "/api/v1/baa-vendors/{vendor_id}", Gate::Bearer, false),
+    op("GET", "/api/v1/risks", Gate::Bearer, false),
+    op("POST", "/api/v1/risks", Gate::Bearer, false),
+    op("PUT", "/api/v1/risks/{risk_id}", Gate::Bearer, false),
+    op("DELETE", "/api/v1/risks/{risk_id}", Gate::Bearer, false),
+    op("POST", "/api/v1/training-records", Gate::Bearer, false),
+    op("GET", "/api/v1/training-records", Gate::Bearer, false),
+    op("GET", "/api/v1/me/training-records", Gate::Bearer, false),
     op("GET", "/api/v1/stream", Gate::Stream, false),
 ];
 
@@ -449,6 +468,22 @@ struct Fx {
     incident_b: String,
     incident_n: String,
     incident_close: String,
+    /// Policies: org A's (acknowledged by the cells), org A's that the cells publish new
+    /// versions of, and org B's.
+    pol_a: String,
+    pol_ver: String,
+    pol_b: String,
+    /// BAA register entries: org A's (changed by the cells), one per managing role to delete,
+    /// and org B's.
+    ven_a: String,
+    ven_del_admin: String,
+    ven_del_co: String,
+    ven_b: String,
+    /// Risk register entries, as for the vendors.
+    risk_a: String,
+    risk_del_admin: String,
+    risk_del_co: String,
+    risk_b: String,
 }
 
 impl Fx {
@@ -662,6 +697,37 @@ async fn fixture(h: &Harness) -> Fx {
     let incident_b = incident(h, b_actor, None).await;
     let incident_n = incident(h, co, Some(ward_domain::breach::AssessmentOutcome::Breach)).await;
     let incident_close = incident(h, co, Some(ward_domain::breach::AssessmentOutcome::LowProbabilityOfCompromise)).await;
+    let policy = async |org: &ward_store::Org, actor: ward_domain::ids::UserId| -> String {
+        let draft = ward_domain::registers::PolicyDraft::parse("Matrix policy", "Matrix text").unwrap();
+        let kind = Some(ward_domain::registers::PolicyKind::AcceptableUse);
+        h.store.publish_policy(org.id, Some(actor), None, kind, draft, Harness::meta()).await.unwrap().id.to_string()
+    };
+    let pol_a = policy(&a, admin.id).await;
+    let pol_ver = policy(&a, admin.id).await;
+    let pol_b = policy(&b, b_clin_acc.id).await;
+    let vendor = async |org: &ward_store::Org, actor: ward_domain::ids::UserId| -> String {
+        let draft = ward_domain::registers::VendorDraft::parse(
+            "Matrix vendor",
+            "Hosting",
+            "None",
+            ward_domain::registers::BaaStatus::None,
+            None,
+            None,
+        );
+        h.store.create_vendor(org.id, actor, draft.unwrap(), None, Harness::meta()).await.unwrap().id.to_string()
+    };
+    let ven_a = vendor(&a, admin.id).await;
+    let ven_del_admin = vendor(&a, admin.id).await;
+    let ven_del_co = vendor(&a, admin.id).await;
+    let ven_b = vendor(&b, b_clin_acc.id).await;
+    let risk = async |org: &ward_store::Org, actor: ward_domain::ids::UserId| -> String {
+        let draft = ward_domain::registers::RiskDraft::parse("Matrix risk", 3, 4, ward_domain::registers::RiskStatus::Open, "2027-01-01");
+        h.store.create_risk(org.id, actor, draft.unwrap(), None, Harness::meta()).await.unwrap().id.to_string()
+    };
+    let risk_a = risk(&a, admin.id).await;
+    let risk_del_admin = risk(&a, admin.id).await;
+    let risk_del_co = risk(&a, admin.id).await;
+    let risk_b = risk(&b, b_clin_acc.id).await;
 
     Fx {
         org_a: a.id.to_string(),
@@ -701,6 +767,17 @@ async fn fixture(h: &Harness) -> Fx {
         incident_b,
         incident_n,
         incident_close,
+        pol_a,
+        pol_ver,
+        pol_b,
+        ven_a,
+        ven_del_admin,
+        ven_del_co,
+        ven_b,
+        risk_a,
+        risk_del_admin,
+        risk_del_co,
+        risk_b,
     }
 }
 
@@ -823,6 +900,18 @@ fn min_body(op: &OpDef) -> Option<Value> {
         ("POST", "/api/v1/incidents/{incident_id}/assessment") => json!({"nature_and_extent": "low", "unauthorized_recipient": "low",
             "acquired_or_viewed": "low", "mitigation": "low", "outcome": "breach"}),
         ("POST", "/api/v1/incidents/{incident_id}/notifications") => json!({"obligation": "hhs", "done_on": "2026-01-06"}),
+        ("POST", "/api/v1/policies") => json!({"kind": "other", "title": "Matrix", "text": "Matrix text"}),
+        ("POST", "/api/v1/policies/{policy_id}/versions") => json!({"title": "Matrix", "text": "Matrix text v2"}),
+        ("POST", "/api/v1/me/policy-acknowledgments") => json!({"policy_id": rnd(), "version": 1}),
+        // Off: the matrix's other cells must not depend on acknowledgments.
+        ("PUT", "/api/v1/org/policy-acknowledgment") => json!({"require_before_phi": false}),
+        ("POST", "/api/v1/training-records") => json!({"user_id": rnd(), "course": "HIPAA basics", "completed_on": "2026-11-30"}),
+        ("POST", "/api/v1/risks") | ("PUT", "/api/v1/risks/{risk_id}") => {
+            json!({"risk": "Matrix risk", "likelihood": 2, "impact": 3, "status": "open", "review_on": "2027-01-01"})
+        }
+        ("POST", "/api/v1/baa-vendors") | ("PUT", "/api/v1/baa-vendors/{vendor_id}") => {
+            json!({"vendor": "Matrix vendor", "services": "Hosting", "data_shared": "None", "baa_status": "requested"})
+        }
         _ => return None,
     };
     Some(b)
@@ -853,6 +942,9 @@ fn random_path(op: &OpDef) -> String {
         "{grant_id}",
         "{contact_id}",
         "{incident_id}",
+        "{policy_id}",
+        "{vendor_id}",
+        "{risk_id}",
     ] {
         p = p.replace(param, &rnd());
     }
@@ -1878,6 +1970,16 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
             let (i, exp) = match t {
                 Other => (mine, OK),
                 Foreign => (fx.incident_b.clone(), NOT_FOUND),
+
+        // --- policies ------------------------------------------------------------------------
+        ("GET", "/api/v1/policies") => match t {
+            Own => cell(op.path, None, OK).check(listing("items", vec![fx.pol_a.clone()], vec![fx.pol_b.clone()])),
+            _ => return None,
+        },
+        ("GET", "/api/v1/policies/{policy_id}") => {
+            let (id, exp) = match t {
+                Own => (fx.pol_a.clone(), OK),
+                Foreign => (fx.pol_b.clone(), NOT_FOUND),
                 Random => (rnd(), NOT_FOUND),
                 Invalid => (BAD_ID.into(), BAD_PARAM),
                 _ => return None,
@@ -1899,6 +2001,139 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
             let exp = if t == Invalid { exp } else { when(workforce, exp, FORBIDDEN) };
             cell(op.path.replace("{conversation_id}", &c).replace("{message_id}", &m), None, exp)
         }
+            cell(op.path.replace("{policy_id}", &id), None, exp)
+        }
+        ("POST", "/api/v1/me/policy-acknowledgments") => {
+            let (id, exp) = match t {
+                Own => (fx.pol_a.clone(), OK),
+                Foreign => (fx.pol_b.clone(), NOT_FOUND),
+                Random => (rnd(), NOT_FOUND),
+                _ => return None,
+            };
+            cell(op.path, Some(json!({"policy_id": id, "version": 1})), exp)
+        }
+        ("GET", "/api/v1/policies/acknowledgment-report") => match t {
+            Own => cell(op.path, None, when(auditor, OK, FORBIDDEN)),
+            _ => return None,
+        },
+        ("POST", "/api/v1/policies") => match t {
+            Own => cell(op.path, body, when(auditor, CREATED, FORBIDDEN)),
+            _ => return None,
+        },
+        // The role is checked before the lookup.
+        ("POST", "/api/v1/policies/{policy_id}/versions") => {
+            let (id, exp) = match t {
+                Own => (fx.pol_ver.clone(), CREATED),
+                Foreign => (fx.pol_b.clone(), NOT_FOUND),
+                Random => (rnd(), NOT_FOUND),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                _ => return None,
+            };
+            let exp = if t == Invalid { exp } else { when(auditor, exp, FORBIDDEN) };
+            cell(op.path.replace("{policy_id}", &id), body, exp)
+        }
+        ("PUT", "/api/v1/org/policy-acknowledgment") => match t {
+            Own => cell(op.path, body, when(auditor, OK, FORBIDDEN)),
+            _ => return None,
+        },
+
+        // --- BAA vendor register -------------------------------------------------------------
+        ("GET", "/api/v1/baa-vendors") => match t {
+            Own => {
+                cell(op.path, None, when(auditor, OK, FORBIDDEN)).check(listing("items", vec![fx.ven_a.clone()], vec![fx.ven_b.clone()]))
+            }
+            _ => return None,
+        },
+        ("POST", "/api/v1/baa-vendors") => match t {
+            Own => cell(op.path, body, when(auditor, CREATED, FORBIDDEN)),
+            _ => return None,
+        },
+        // The role is checked before the lookup.
+        ("PUT", "/api/v1/baa-vendors/{vendor_id}") => {
+            let (id, exp) = match t {
+                Own => (fx.ven_a.clone(), OK),
+                Foreign => (fx.ven_b.clone(), NOT_FOUND),
+                Random => (rnd(), NOT_FOUND),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                _ => return None,
+            };
+            let exp = if t == Invalid { exp } else { when(auditor, exp, FORBIDDEN) };
+            cell(op.path.replace("{vendor_id}", &id), body, exp)
+        }
+        ("DELETE", "/api/v1/baa-vendors/{vendor_id}") => {
+            let (id, exp) = match t {
+                Own if role == Role::Admin => (fx.ven_del_admin.clone(), NO_CONTENT),
+                Own if role == Role::ComplianceOfficer => (fx.ven_del_co.clone(), NO_CONTENT),
+                Own => (fx.ven_a.clone(), FORBIDDEN),
+                Foreign => (fx.ven_b.clone(), NOT_FOUND),
+                Random => (rnd(), NOT_FOUND),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                _ => return None,
+            };
+            let exp = if t == Invalid { exp } else { when(auditor, exp, FORBIDDEN) };
+            cell(op.path.replace("{vendor_id}", &id), None, exp)
+        }
+
+        // --- risk register -------------------------------------------------------------------
+        ("GET", "/api/v1/risks") => match t {
+            Own => {
+                cell(op.path, None, when(auditor, OK, FORBIDDEN)).check(listing("items", vec![fx.risk_a.clone()], vec![fx.risk_b.clone()]))
+            }
+            _ => return None,
+        },
+        ("POST", "/api/v1/risks") => match t {
+            Own => cell(op.path, body, when(auditor, CREATED, FORBIDDEN)),
+            _ => return None,
+        },
+        // The role is checked before the lookup.
+        ("PUT", "/api/v1/risks/{risk_id}") => {
+            let (id, exp) = match t {
+                Own => (fx.risk_a.clone(), OK),
+                Foreign => (fx.risk_b.clone(), NOT_FOUND),
+                Random => (rnd(), NOT_FOUND),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                _ => return None,
+            };
+            let exp = if t == Invalid { exp } else { when(auditor, exp, FORBIDDEN) };
+            cell(op.path.replace("{risk_id}", &id), body, exp)
+        }
+        ("DELETE", "/api/v1/risks/{risk_id}") => {
+            let (id, exp) = match t {
+                Own if role == Role::Admin => (fx.risk_del_admin.clone(), NO_CONTENT),
+                Own if role == Role::ComplianceOfficer => (fx.risk_del_co.clone(), NO_CONTENT),
+                Own => (fx.risk_a.clone(), FORBIDDEN),
+                Foreign => (fx.risk_b.clone(), NOT_FOUND),
+                Random => (rnd(), NOT_FOUND),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                _ => return None,
+            };
+            let exp = if t == Invalid { exp } else { when(auditor, exp, FORBIDDEN) };
+            cell(op.path.replace("{risk_id}", &id), None, exp)
+        }
+
+        // --- training records ----------------------------------------------------------------
+        // Own: the actor itself (a patient is not workforce: 422); Foreign: org B's staff.
+        ("POST", "/api/v1/training-records") => {
+            let (user, exp) = match t {
+                Own => (a.acc.id.to_string(), when(workforce, CREATED, VALIDATION)),
+                Foreign => (fx.b_staff.id.to_string(), VALIDATION),
+                Random => (rnd(), VALIDATION),
+                _ => return None,
+            };
+            cell(
+                op.path,
+                Some(json!({"user_id": user, "course": "HIPAA basics", "completed_on": "2026-11-30"})),
+                when(auditor, exp, FORBIDDEN),
+            )
+        }
+        ("GET", "/api/v1/training-records") => match t {
+            Own => cell(op.path, None, when(auditor, OK, FORBIDDEN)),
+            _ => return None,
+        },
+        ("GET", "/api/v1/me/training-records") => match t {
+            Own => cell(op.path, None, OK),
+            _ => return None,
+        },
         _ => panic!("the matrix has no plan for {}", op.key()),
     };
     Some(c)

@@ -25,14 +25,17 @@ mod model;
 mod notices;
 mod orgs;
 mod patients;
+mod policies;
 mod reports;
 mod retention;
+mod risks;
 mod roster;
 mod sessions;
 mod stream;
 #[cfg(feature = "test-support")]
 pub mod testing;
 mod users;
+mod vendors;
 mod writer;
 
 use std::str::FromStr;
@@ -68,11 +71,14 @@ pub use lifecycle::{
 pub use messages::Page;
 pub use model::*;
 pub use notices::{NoticeDraft, NoticeOutcome, NoticeTemplate, OutboxEntry, TemplateDraft};
+pub use policies::{AcknowledgmentGap, Policy};
 pub use reports::{AccessSummary, ActionCount, DisclosurePage, DisclosureRecord, TimeRange};
 pub use retention::AuditArchive;
+pub use risks::{Risk, TrainingRecord};
 pub use roster::{ROSTER_WIPE_REASON, RemediationStep};
 pub use sessions::{Challenge, SecondFactor};
 pub use stream::StreamPosition;
+pub use vendors::{BaaExpiryNotice, Vendor};
 pub use writer::WriterStats;
 
 use db::Conn;

@@ -200,6 +200,7 @@ async fn list_messages(
     Path(id): Path<ConversationId>,
     Query(q): Query<MessageListQuery>,
 ) -> ApiResult<Json<MessagePage>> {
+    super::policies::require_acknowledged(&state, &s, &meta).await?;
     let limit = PageLimit::parse(q.limit)?;
     let page = match (q.after, q.before) {
         (None, None) => Page::Latest,
@@ -233,6 +234,7 @@ async fn send_message(
     Path(id): Path<ConversationId>,
     Json(req): Json<SendMessageRequest>,
 ) -> ApiResult<(StatusCode, Json<MessageView>)> {
+    super::policies::require_acknowledged(&state, &s, &meta).await?;
     if req.attachments.len() > ward_store::MAX_ATTACHMENTS_PER_MESSAGE {
         return Err(ApiError::validation_failed().detail("a message refers to at most 10 attachments"));
     }
@@ -271,6 +273,7 @@ async fn get_message(
     s: Auth,
     Path((id, msg)): Path<(ConversationId, MessageId)>,
 ) -> ApiResult<Json<MessageView>> {
+    super::policies::require_acknowledged(&state, &s, &meta).await?;
     let m = state.store.message(s.actor, id, msg, meta).await?;
     let withheld = super::devices::phi_withheld(&state, &s).await?;
     Ok(Json(shown(m.into(), withheld.as_ref())))

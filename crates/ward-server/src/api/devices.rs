@@ -782,13 +782,22 @@ async fn device_profile(State(state): State<AppState>, s: Auth, Query(q): Query<
 }
 
 /// Whether the session's device may receive message content now; the notice if not.
+/// A workforce user who must still acknowledge policies (docs/compliance-registers.md) gets
+/// the `policy_acknowledgment` notice, with nothing to fix on the device.
 pub(crate) async fn phi_withheld(state: &AppState, s: &crate::auth::AnySession) -> ApiResult<Option<PhiWithheld>> {
+    if super::policies::acknowledgment_pending(state, s).await? {
+        return Ok(Some(PhiWithheld { reason: "policy_acknowledgment", fix: Vec::new() }));
+    }
     Ok(state.store.phi_block(s.actor.org_id, s.device).await?.map(|fix| PhiWithheld { reason: "device_posture", fix }))
 }
 
 /// Refuses content that cannot be withheld field by field (attachment bytes, a patient
-/// archive) while the session's device is blocked from PHI.
+/// archive) while the session's device is blocked from PHI, or while its user must still
+/// acknowledge the organisation's policies.
 pub(crate) async fn require_phi_allowed(state: &AppState, s: &crate::auth::AnySession) -> ApiResult<()> {
+    // The callers predate the acknowledgment gate and pass no request metadata; the denial's
+    // audit event still names the user and device.
+    super::policies::require_acknowledged(state, s, &ward_store::RequestMeta::default()).await?;
     match phi_withheld(state, s).await? {
         Some(notice) => {
             let fix: Vec<&str> = notice.fix.iter().map(|i| i.as_str()).collect();

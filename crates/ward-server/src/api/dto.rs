@@ -657,7 +657,8 @@ impl From<ward_store::Message> for MessageView {
 /// The notice a blocked device receives instead of message content.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PhiWithheld {
-    /// Always `device_posture`.
+    /// `device_posture`, or `policy_acknowledgment` while the user must still acknowledge
+    /// the organisation's current policies (then `fix` is empty).
     pub reason: &'static str,
     /// The settings to fix (posture item names, docs/devices.md).
     #[schema(value_type = Vec<String>)]
