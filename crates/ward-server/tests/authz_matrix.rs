@@ -461,13 +461,6 @@ struct Fx {
     po: String,
     pc_b: String,
     supp: String,
-    /// Breach incidents: org A's open one, org B's, an org A breach assessed (its `hhs`
-    /// notification is recorded by the compliance officer's cell) and one assessed as not a
-    /// breach (closed by that cell).
-    incident_a: String,
-    incident_b: String,
-    incident_n: String,
-    incident_close: String,
     /// Policies: org A's (acknowledged by the cells), org A's that the cells publish new
     /// versions of, and org B's.
     pol_a: String,
@@ -484,6 +477,13 @@ struct Fx {
     risk_del_admin: String,
     risk_del_co: String,
     risk_b: String,
+    /// Breach incidents: org A's open one, org B's, an org A breach assessed (its `hhs`
+    /// notification is recorded by the compliance officer's cell) and one assessed as not a
+    /// breach (closed by that cell).
+    incident_a: String,
+    incident_b: String,
+    incident_n: String,
+    incident_close: String,
 }
 
 impl Fx {
@@ -691,12 +691,6 @@ async fn fixture(h: &Harness) -> Fx {
     let pc_b = contact(&b, b_clin_acc.id, ContactOwner::Patient(p_b.id), false).await;
     let supp = contact(&a, filler.account.id, ContactOwner::User(filler.account.id), false).await;
     h.store.test_verified_contact(a.id, admin.id, ContactOwner::Patient(p_self.id), ContactKind::Phone, "+14155559999").await;
-    let co = ward_domain::policy::Actor { user_id: accounts[&Role::ComplianceOfficer].id, org_id: a.id, role: Role::ComplianceOfficer };
-    let b_actor = ward_domain::policy::Actor { user_id: b_clin_acc.id, org_id: b.id, role: Role::Clinician };
-    let incident_a = incident(h, co, None).await;
-    let incident_b = incident(h, b_actor, None).await;
-    let incident_n = incident(h, co, Some(ward_domain::breach::AssessmentOutcome::Breach)).await;
-    let incident_close = incident(h, co, Some(ward_domain::breach::AssessmentOutcome::LowProbabilityOfCompromise)).await;
     let policy = async |org: &ward_store::Org, actor: ward_domain::ids::UserId| -> String {
         let draft = ward_domain::registers::PolicyDraft::parse("Matrix policy", "Matrix text").unwrap();
         let kind = Some(ward_domain::registers::PolicyKind::AcceptableUse);
@@ -728,6 +722,12 @@ async fn fixture(h: &Harness) -> Fx {
     let risk_del_admin = risk(&a, admin.id).await;
     let risk_del_co = risk(&a, admin.id).await;
     let risk_b = risk(&b, b_clin_acc.id).await;
+    let co = ward_domain::policy::Actor { user_id: accounts[&Role::ComplianceOfficer].id, org_id: a.id, role: Role::ComplianceOfficer };
+    let b_actor = ward_domain::policy::Actor { user_id: b_clin_acc.id, org_id: b.id, role: Role::Clinician };
+    let incident_a = incident(h, co, None).await;
+    let incident_b = incident(h, b_actor, None).await;
+    let incident_n = incident(h, co, Some(ward_domain::breach::AssessmentOutcome::Breach)).await;
+    let incident_close = incident(h, co, Some(ward_domain::breach::AssessmentOutcome::LowProbabilityOfCompromise)).await;
 
     Fx {
         org_a: a.id.to_string(),
@@ -763,10 +763,6 @@ async fn fixture(h: &Harness) -> Fx {
         po,
         pc_b,
         supp,
-        incident_a,
-        incident_b,
-        incident_n,
-        incident_close,
         pol_a,
         pol_ver,
         pol_b,
@@ -778,6 +774,10 @@ async fn fixture(h: &Harness) -> Fx {
         risk_del_admin,
         risk_del_co,
         risk_b,
+        incident_a,
+        incident_b,
+        incident_n,
+        incident_close,
     }
 }
 
@@ -894,12 +894,6 @@ fn min_body(op: &OpDef) -> Option<Value> {
         }
         ("POST", "/api/v1/contacts/suppress") => json!({"contact_id": rnd(), "reason": "bounce"}),
         ("PUT", "/api/v1/org/contact-policy") => json!({"reverify_days": 90}),
-        ("POST", "/api/v1/incidents") => {
-            json!({"title": "Matrix", "description": "Matrix", "discovered_on": "2026-01-05", "affected_count": 1})
-        }
-        ("POST", "/api/v1/incidents/{incident_id}/assessment") => json!({"nature_and_extent": "low", "unauthorized_recipient": "low",
-            "acquired_or_viewed": "low", "mitigation": "low", "outcome": "breach"}),
-        ("POST", "/api/v1/incidents/{incident_id}/notifications") => json!({"obligation": "hhs", "done_on": "2026-01-06"}),
         ("POST", "/api/v1/policies") => json!({"kind": "other", "title": "Matrix", "text": "Matrix text"}),
         ("POST", "/api/v1/policies/{policy_id}/versions") => json!({"title": "Matrix", "text": "Matrix text v2"}),
         ("POST", "/api/v1/me/policy-acknowledgments") => json!({"policy_id": rnd(), "version": 1}),
@@ -912,6 +906,12 @@ fn min_body(op: &OpDef) -> Option<Value> {
         ("POST", "/api/v1/baa-vendors") | ("PUT", "/api/v1/baa-vendors/{vendor_id}") => {
             json!({"vendor": "Matrix vendor", "services": "Hosting", "data_shared": "None", "baa_status": "requested"})
         }
+        ("POST", "/api/v1/incidents") => {
+            json!({"title": "Matrix", "description": "Matrix", "discovered_on": "2026-01-05", "affected_count": 1})
+        }
+        ("POST", "/api/v1/incidents/{incident_id}/assessment") => json!({"nature_and_extent": "low", "unauthorized_recipient": "low",
+            "acquired_or_viewed": "low", "mitigation": "low", "outcome": "breach"}),
+        ("POST", "/api/v1/incidents/{incident_id}/notifications") => json!({"obligation": "hhs", "done_on": "2026-01-06"}),
         _ => return None,
     };
     Some(b)
@@ -941,10 +941,10 @@ fn random_path(op: &OpDef) -> String {
         "{spot_check_id}",
         "{grant_id}",
         "{contact_id}",
-        "{incident_id}",
         "{policy_id}",
         "{vendor_id}",
         "{risk_id}",
+        "{incident_id}",
     ] {
         p = p.replace(param, &rnd());
     }
@@ -1970,16 +1970,6 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
             let (i, exp) = match t {
                 Other => (mine, OK),
                 Foreign => (fx.incident_b.clone(), NOT_FOUND),
-
-        // --- policies ------------------------------------------------------------------------
-        ("GET", "/api/v1/policies") => match t {
-            Own => cell(op.path, None, OK).check(listing("items", vec![fx.pol_a.clone()], vec![fx.pol_b.clone()])),
-            _ => return None,
-        },
-        ("GET", "/api/v1/policies/{policy_id}") => {
-            let (id, exp) = match t {
-                Own => (fx.pol_a.clone(), OK),
-                Foreign => (fx.pol_b.clone(), NOT_FOUND),
                 Random => (rnd(), NOT_FOUND),
                 Invalid => (BAD_ID.into(), BAD_PARAM),
                 _ => return None,
@@ -2001,6 +1991,19 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
             let exp = if t == Invalid { exp } else { when(workforce, exp, FORBIDDEN) };
             cell(op.path.replace("{conversation_id}", &c).replace("{message_id}", &m), None, exp)
         }
+        // --- policies ------------------------------------------------------------------------
+        ("GET", "/api/v1/policies") => match t {
+            Own => cell(op.path, None, OK).check(listing("items", vec![fx.pol_a.clone()], vec![fx.pol_b.clone()])),
+            _ => return None,
+        },
+        ("GET", "/api/v1/policies/{policy_id}") => {
+            let (id, exp) = match t {
+                Own => (fx.pol_a.clone(), OK),
+                Foreign => (fx.pol_b.clone(), NOT_FOUND),
+                Random => (rnd(), NOT_FOUND),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                _ => return None,
+            };
             cell(op.path.replace("{policy_id}", &id), None, exp)
         }
         ("POST", "/api/v1/me/policy-acknowledgments") => {
