@@ -58,6 +58,10 @@ async fn incidents_run_from_report_to_close(backend: Backend) {
     unknown_state["residents"] = json!({"ZZ": 5});
     let r = h.post("/api/v1/incidents", &co.access, unknown_state).await.expect_problem(422, "validation_failed");
     assert!(r.body["detail"].as_str().unwrap().contains("state"), "{}", r.body);
+    let mut twice = body.clone();
+    twice["residents"] = json!({"ca": 600, "CA": 10});
+    let r = h.post("/api/v1/incidents", &co.access, twice).await.expect_problem(422, "validation_failed");
+    assert!(r.body["detail"].as_str().unwrap().contains("twice"), "{}", r.body);
     let mut future = body.clone();
     future["discovered_on"] = json!(day(today() + time::Duration::days(2)));
     let r = h.post("/api/v1/incidents", &co.access, future).await.expect_problem(422, "validation_failed");

@@ -271,6 +271,11 @@ async fn create_incident(
     let mut residents = BTreeMap::new();
     for (code, n) in req.residents {
         match StateCode::parse(&code) {
+            // "ca" and "CA" are one state: two counts for it are a mistake, not a sum.
+            Ok(c) if residents.contains_key(&c) => {
+                let e = ApiError::validation_failed().detail("residents names a state twice");
+                return Err(refused(&state, &s, &meta, AuditAction::IncidentCreate, None, "state", e).await);
+            }
             Ok(c) => {
                 residents.insert(c, n);
             }
@@ -322,6 +327,8 @@ async fn get_incident(
     if let Err(d) = policy::may_read_incidents(&s.actor) {
         return Err(refused(&state, &s, &meta, AuditAction::IncidentRead, Some(id), "role", d.into()).await);
     }
+    // The title and description may carry PHI.
+    super::devices::require_phi_allowed(&state, &s).await?;
     Ok(Json(view(state.store.incident(s.actor, id, meta).await?)?))
 }
 

@@ -97,5 +97,7 @@ async fn set_care_team(
     if req.care_team.len() > 100 {
         return Err(ApiError::validation_failed().detail("a care team has at most 100 members"));
     }
+    // The answer names the patient: not for a device blocked from PHI or a pending policy.
+    super::devices::require_phi_allowed(&state, &s).await?;
     Ok(Json(state.store.set_care_team(s.actor.org_id, s.actor.user_id, id, req.care_team, meta).await?.into()))
 }
