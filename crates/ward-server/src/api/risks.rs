@@ -10,13 +10,14 @@ use ward_domain::audit::{AuditAction, AuditEvent, DetailValue, Outcome};
 use ward_domain::ids::{RiskId, UserId};
 use ward_domain::policy;
 use ward_domain::registers::{RiskDraft, RiskStatus, review_overdue, risk_score};
-use ward_store::{RequestMeta, Risk, StoreError, TrainingRecord, now_ms};
+use ward_store::{RequestMeta, Risk, TrainingRecord};
 
 use super::dto::ts;
+use super::vendors::{may_manage_register, register_event, stored, today};
 use crate::app::AppState;
 use crate::auth::{Auth, Meta};
 use crate::extract::{Json, Path};
-use crate::problem::{ApiError, ApiResult, Problem};
+use crate::problem::{ApiResult, Problem};
 
 pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
     utoipa_axum::router::OpenApiRouter::new()
@@ -67,10 +68,6 @@ pub(crate) struct RiskList {
     items: Vec<RiskView>,
 }
 
-fn today() -> String {
-    ts(now_ms()).get(..10).unwrap_or_default().to_owned()
-}
-
 fn view(r: Risk, today: &str) -> RiskView {
     RiskView {
         id: r.id,
@@ -87,19 +84,11 @@ fn view(r: Risk, today: &str) -> RiskView {
 }
 
 fn actor_event(s: &Auth, outcome: Outcome, reason: &'static str) -> AuditEvent {
-    let mut ev = AuditEvent::new(AuditAction::RiskChange, outcome).detail("reason", DetailValue::Code(reason));
-    ev.org_id = Some(s.actor.org_id);
-    ev.actor = Some(s.actor.user_id);
-    ev.device = Some(s.device);
-    ev
+    register_event(s, AuditAction::RiskChange, outcome, reason)
 }
 
 async fn may_manage(state: &AppState, s: &Auth, meta: &RequestMeta) -> ApiResult<()> {
-    if let Err(d) = policy::may_manage_compliance_registers(&s.actor) {
-        state.store.record(actor_event(s, Outcome::Denied, "role"), meta.clone()).await?;
-        return Err(d.into());
-    }
-    Ok(())
+    may_manage_register(state, s, AuditAction::RiskChange, meta).await
 }
 
 async fn draft(state: &AppState, s: &Auth, r: &RiskRequest, meta: &RequestMeta) -> ApiResult<RiskDraft> {
@@ -109,13 +98,6 @@ async fn draft(state: &AppState, s: &Auth, r: &RiskRequest, meta: &RequestMeta) 
             state.store.record(actor_event(s, Outcome::Failure, "invalid_risk"), meta.clone()).await?;
             Err(e.into())
         }
-    }
-}
-
-fn stored(e: StoreError) -> ApiError {
-    match e {
-        StoreError::State(why) => ApiError::validation_failed().detail(why),
-        other => other.into(),
     }
 }
 

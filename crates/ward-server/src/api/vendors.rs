@@ -68,7 +68,8 @@ pub(crate) struct VendorList {
     items: Vec<VendorView>,
 }
 
-fn today() -> String {
+/// Today's date (UTC) as `YYYY-MM-DD`, what the registers' dates compare with.
+pub(super) fn today() -> String {
     ts(now_ms()).get(..10).unwrap_or_default().to_owned()
 }
 
@@ -88,17 +89,26 @@ fn view(v: Vendor, today: &str) -> VendorView {
 }
 
 fn actor_event(s: &Auth, outcome: Outcome, reason: &'static str) -> AuditEvent {
-    let mut ev = AuditEvent::new(AuditAction::VendorChange, outcome).detail("reason", DetailValue::Code(reason));
+    register_event(s, AuditAction::VendorChange, outcome, reason)
+}
+
+/// A register's refusal or failure event: the acting user and device, the reason code.
+pub(super) fn register_event(s: &Auth, action: AuditAction, outcome: Outcome, reason: &'static str) -> AuditEvent {
+    let mut ev = AuditEvent::new(action, outcome).detail("reason", DetailValue::Code(reason));
     ev.org_id = Some(s.actor.org_id);
     ev.actor = Some(s.actor.user_id);
     ev.device = Some(s.device);
     ev
 }
 
-/// The role check; a refusal is audited.
 async fn may_manage(state: &AppState, s: &Auth, meta: &RequestMeta) -> ApiResult<()> {
+    may_manage_register(state, s, AuditAction::VendorChange, meta).await
+}
+
+/// The registers' role check (admins and compliance officers); a refusal is audited as `action`.
+pub(super) async fn may_manage_register(state: &AppState, s: &Auth, action: AuditAction, meta: &RequestMeta) -> ApiResult<()> {
     if let Err(d) = policy::may_manage_compliance_registers(&s.actor) {
-        state.store.record(actor_event(s, Outcome::Denied, "role"), meta.clone()).await?;
+        state.store.record(register_event(s, action, Outcome::Denied, "role"), meta.clone()).await?;
         return Err(d.into());
     }
     Ok(())
@@ -115,7 +125,8 @@ async fn draft(state: &AppState, s: &Auth, r: &VendorRequest, meta: &RequestMeta
     }
 }
 
-fn stored(e: StoreError) -> ApiError {
+/// A store refusal of a register entry (an unknown owner, say) as a validation error.
+pub(super) fn stored(e: StoreError) -> ApiError {
     match e {
         StoreError::State(why) => ApiError::validation_failed().detail(why),
         other => other.into(),
