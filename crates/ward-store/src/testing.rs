@@ -289,6 +289,42 @@ macro_rules! on_sqlite {
     )*};
 }
 
+/// The registration a supervised, MDM-enrolled corporate iPhone sends (`PUT /me/device`).
+pub const DEVICE_REGISTRATION: &str = r#"{"platform":"ios","model":"iPhone16,1","os_version":"18.1","app_version":"1.0.0",
+    "ownership":"corporate","supervised":true,"mdm_enrolled":true}"#;
+
+/// Signs `actor` in on a new device, with token hashes derived from `n` (distinct per
+/// sign-in); returns the session and the device.
+pub async fn sign_in(
+    store: &Store,
+    actor: ward_domain::policy::Actor,
+    login: &str,
+    n: u8,
+) -> (ward_domain::ids::SessionId, ward_domain::ids::DeviceId) {
+    let new = crate::NewSession {
+        user_id: actor.user_id,
+        device: crate::DeviceClaim { id: None, name: "phone".into(), platform: "ios".into() },
+        tokens: crate::TokenHashes {
+            access: vec![n; 32],
+            access_expires_at: crate::now_ms() + 60_000,
+            refresh: vec![n.wrapping_add(100); 32],
+        },
+        expires_at: crate::now_ms() + 3_600_000,
+        restriction: None,
+        mfa_verified: false,
+    };
+    store.login(actor.org_id, login.into(), new, meta()).await.expect("sign in")
+}
+
+/// [`sign_in`], then registers the device with [`DEVICE_REGISTRATION`] and a wipe secret hash
+/// of `n`s.
+pub async fn registered_device(store: &Store, actor: ward_domain::policy::Actor, login: &str, n: u8) -> ward_domain::ids::DeviceId {
+    let (_, d) = sign_in(store, actor, login, n).await;
+    let registration = ward_device::DeviceRegistration::from_json(DEVICE_REGISTRATION).expect("a valid registration");
+    store.register_device(actor, d, registration, vec![n; 32], meta()).await.expect("register the device");
+    d
+}
+
 /// The request metadata tests act with.
 pub fn meta() -> crate::RequestMeta {
     crate::RequestMeta { source_ip: Some("127.0.0.1".into()), request_id: Some("test".into()) }

@@ -9,10 +9,9 @@ use ward_domain::conversation::{ConversationKind, MessageText, Priority};
 use ward_domain::ids::{DeviceId, PatientId, SessionId};
 use ward_domain::policy::Actor;
 use ward_domain::role::Role;
-use ward_store::testing::{TestDb, meta, org, user};
+use ward_store::testing::{TestDb, meta, org, sign_in, user};
 use ward_store::{
-    Backend, DeviceClaim, MemberSpec, NewConversation, NewMessage, NewSession, Page, SecondFactor, Store, StoreError, TimeRange,
-    TokenHashes, now_ms, on_both_backends,
+    Backend, MemberSpec, NewConversation, NewMessage, Page, SecondFactor, Store, StoreError, TimeRange, now_ms, on_both_backends,
 };
 
 on_both_backends!(
@@ -23,18 +22,6 @@ on_both_backends!(
 
 /// The free text of every request here: it must never reach the audit log.
 const REASON: &str = "Unconscious in bay 4, allergies unknown (BG-CANARY-7781)";
-
-async fn sign_in(s: &Store, actor: Actor, login: &str, n: u8) -> (SessionId, DeviceId) {
-    let new = NewSession {
-        user_id: actor.user_id,
-        device: DeviceClaim { id: None, name: "phone".into(), platform: "ios".into() },
-        tokens: TokenHashes { access: vec![n; 32], access_expires_at: now_ms() + 60_000, refresh: vec![n.wrapping_add(100); 32] },
-        expires_at: now_ms() + 3_600_000,
-        restriction: None,
-        mfa_verified: false,
-    };
-    s.login(actor.org_id, login.into(), new, meta()).await.unwrap()
-}
 
 async fn patient_conversation(
     s: &Store,

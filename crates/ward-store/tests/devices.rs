@@ -4,11 +4,10 @@
 
 use ward_device::{Action, DeviceRegistration, DeviceState, ItemId, ItemRule, PosturePolicy, PostureReport, StateKind};
 use ward_domain::ids::DeviceId;
-use ward_domain::policy::Actor;
 use ward_domain::role::Role;
-use ward_store::testing::{TestDb, meta, org, user};
+use ward_store::testing::{DEVICE_REGISTRATION, TestDb, meta, org, registered_device, sign_in, user};
 use ward_store::{
-    Backend, DeviceClaim, NewSession, RefreshOutcome, Store, StoreError, TokenHashes, WipeAck, WipeSource, now_ms, on_both_backends,
+    Backend, DeviceClaim, NewSession, RefreshOutcome, StoreError, TokenHashes, WipeAck, WipeSource, now_ms, on_both_backends,
 };
 
 on_both_backends!(
@@ -18,9 +17,6 @@ on_both_backends!(
     spot_checks_are_reproducible_from_their_seed,
     a_wipe_revokes_at_once_and_is_acknowledged_once,
 );
-
-const REGISTRATION: &str = r#"{"platform":"ios","model":"iPhone16,1","os_version":"18.1","app_version":"1.0.0",
-    "ownership":"corporate","supervised":true,"mdm_enrolled":true}"#;
 
 const GOOD: &str = r#"{"os_version":"18.1","passcode_present":true,"passcode_length":6,"passcode_alphanumeric":true,
     "erase_after_failed_attempts":10,"auto_lock_minutes":5,"icloud_backup_enabled":false,"icloud_photos_enabled":false,
@@ -43,31 +39,12 @@ fn with(changes: &[(&str, serde_json::Value)]) -> PostureReport {
     report(&v.to_string())
 }
 
-/// Signs `actor` in on a new device; returns the device and the refresh token hash's seed.
-async fn sign_in(s: &Store, actor: Actor, login: &str, n: u8) -> DeviceId {
-    let new = NewSession {
-        user_id: actor.user_id,
-        device: DeviceClaim { id: None, name: "phone".into(), platform: "ios".into() },
-        tokens: TokenHashes { access: vec![n; 32], access_expires_at: now_ms() + 60_000, refresh: vec![n.wrapping_add(100); 32] },
-        expires_at: now_ms() + 3_600_000,
-        restriction: None,
-        mfa_verified: false,
-    };
-    s.login(actor.org_id, login.into(), new, meta()).await.unwrap().1
-}
-
-async fn registered(s: &Store, actor: Actor, login: &str, n: u8) -> DeviceId {
-    let d = sign_in(s, actor, login, n).await;
-    s.register_device(actor, d, DeviceRegistration::from_json(REGISTRATION).unwrap(), vec![n; 32], meta()).await.unwrap();
-    d
-}
-
 async fn reports_are_stored_and_evaluated_in_sequence(backend: Backend) {
     let Some(db) = TestDb::open(backend).await else { return };
     let s = &db.store;
     let o = org(s, "acme").await;
     let a = user(s, &o, "a@acme", Role::Clinician).await;
-    let d = registered(s, a, "a@acme", 1).await;
+    let d = registered_device(s, a, "a@acme", 1).await;
     let listed = s.devices(o.id, Some(a.user_id)).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].registration.as_ref().unwrap().model, "iPhone16,1");
@@ -122,10 +99,10 @@ async fn only_the_session_device_reports(backend: Backend) {
     let a = user(s, &o, "a@acme", Role::Clinician).await;
     let b = user(s, &o, "b@acme", Role::Nurse).await;
     let z = user(s, &other_org, "z@other", Role::Nurse).await;
-    let da = registered(s, a, "a@acme", 1).await;
-    let db_ = registered(s, b, "b@acme", 2).await;
-    let dz = registered(s, z, "z@other", 3).await;
-    let unregistered = sign_in(s, a, "a@acme", 4).await;
+    let da = registered_device(s, a, "a@acme", 1).await;
+    let db_ = registered_device(s, b, "b@acme", 2).await;
+    let dz = registered_device(s, z, "z@other", 3).await;
+    let unregistered = sign_in(s, a, "a@acme", 4).await.1;
     for target in [db_, dz, DeviceId::new()] {
         let e = s.record_posture(a, da, target, report(GOOD), meta()).await.unwrap_err();
         assert!(matches!(e, StoreError::NotFound), "{e:?}");
@@ -138,7 +115,7 @@ async fn only_the_session_device_reports(backend: Backend) {
     let audit = s.audit_events(0, 10_000).await.unwrap();
     assert_eq!(audit.iter().filter(|e| e.action == "device.posture" && e.outcome == "denied").count(), 4);
     // Registration is for one's own live device only.
-    let reg = DeviceRegistration::from_json(REGISTRATION).unwrap();
+    let reg = DeviceRegistration::from_json(DEVICE_REGISTRATION).unwrap();
     assert!(matches!(s.register_device(a, db_, reg, vec![9; 32], meta()).await, Err(StoreError::NotFound)));
     assert_eq!(s.devices(o.id, None).await.unwrap().len(), 3);
     assert_eq!(s.devices(other_org.id, None).await.unwrap().len(), 1);
@@ -151,7 +128,7 @@ async fn the_policy_defaults_to_the_baseline_and_changes_rejudge(backend: Backen
     let admin = user(s, &o, "admin@acme", Role::Admin).await;
     let a = user(s, &o, "a@acme", Role::Clinician).await;
     assert_eq!(s.posture_policy(o.id).await.unwrap(), PosturePolicy::default());
-    let d = registered(s, a, "a@acme", 1).await;
+    let d = registered_device(s, a, "a@acme", 1).await;
     s.record_posture(a, d, d, with(&[("passcode_length", 4.into())]), meta()).await.unwrap();
     assert_eq!(s.device(o.id, d).await.unwrap().evaluation.unwrap().state.kind(), StateKind::InGrace);
     let mut p = PosturePolicy::default();
@@ -171,7 +148,7 @@ async fn spot_checks_are_reproducible_from_their_seed(backend: Backend) {
     let co = user(s, &o, "co@acme", Role::ComplianceOfficer).await;
     for i in 0..12u8 {
         let u = user(s, &o, &format!("u{i}@acme"), Role::Nurse).await;
-        registered(s, u, &format!("u{i}@acme"), i + 1).await;
+        registered_device(s, u, &format!("u{i}@acme"), i + 1).await;
     }
     let check = s.create_spot_check(o.id, co.user_id, 42, 25, meta()).await.unwrap();
     assert_eq!(check.population.len(), 12);
@@ -191,8 +168,8 @@ async fn a_wipe_revokes_at_once_and_is_acknowledged_once(backend: Backend) {
     let admin = user(s, &o, "admin@acme", Role::Admin).await;
     let a = user(s, &o, "a@acme", Role::Clinician).await;
     let b = user(s, &o, "b@acme", Role::Clinician).await;
-    let d = registered(s, a, "a@acme", 1).await;
-    let db_ = registered(s, b, "b@acme", 2).await;
+    let d = registered_device(s, a, "a@acme", 1).await;
+    let db_ = registered_device(s, b, "b@acme", 2).await;
     // A user may report only their own device lost.
     let e = s.request_wipe(o.id, db_, Some(a.user_id), a.user_id, "lost".into(), WipeSource::LostByUser, meta()).await.unwrap_err();
     assert!(matches!(e, StoreError::NotFound));

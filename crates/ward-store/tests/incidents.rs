@@ -7,13 +7,11 @@ use std::collections::BTreeMap;
 use time::macros::date;
 use ward_domain::breach::{AssessmentOutcome, FactorRisk, RiskAssessment, StateCode, StateRules};
 use ward_domain::conversation::{ClientTxnId, ConversationKind, MessageText, Priority};
-use ward_domain::ids::{DeviceId, PatientId};
-use ward_domain::policy::Actor;
+use ward_domain::ids::PatientId;
 use ward_domain::role::Role;
-use ward_store::testing::{TestDb, meta, org, user};
+use ward_store::testing::{TestDb, meta, org, sign_in, user};
 use ward_store::{
-    Backend, DeviceClaim, IncidentSource, IncidentStatus, MemberSpec, NewConversation, NewIncident, NewMessage, NewSession, Store,
-    StoreError, TokenHashes, now_ms, on_both_backends,
+    Backend, IncidentSource, IncidentStatus, MemberSpec, NewConversation, NewIncident, NewMessage, Store, StoreError, on_both_backends,
 };
 
 on_both_backends!(
@@ -178,18 +176,6 @@ async fn bad_input_is_refused_audited_and_not_kept(backend: Backend) {
     assert_no_canary(s).await;
 }
 
-async fn sign_in(s: &Store, actor: Actor, login: &str, n: u8) -> DeviceId {
-    let new = NewSession {
-        user_id: actor.user_id,
-        device: DeviceClaim { id: None, name: "phone".into(), platform: "ios".into() },
-        tokens: TokenHashes { access: vec![n; 32], access_expires_at: now_ms() + 60_000, refresh: vec![n.wrapping_add(100); 32] },
-        expires_at: now_ms() + 3_600_000,
-        restriction: None,
-        mfa_verified: false,
-    };
-    s.login(actor.org_id, login.into(), new, meta()).await.unwrap().1
-}
-
 async fn a_misdirected_message_opens_an_incident(backend: Backend) {
     let Some(db) = TestDb::open(backend).await else { return };
     let s = &db.store;
@@ -197,7 +183,7 @@ async fn a_misdirected_message_opens_an_incident(backend: Backend) {
     let doc = user(s, &o, "doc@acme", Role::Clinician).await;
     let outsider = user(s, &o, "out@acme", Role::Clinician).await;
     let p = s.create_patient(o.id, doc.user_id, "MRN-1".into(), "Pat".into(), vec![doc.user_id], meta()).await.unwrap().id;
-    let dev = sign_in(s, doc, "doc@acme", 1).await;
+    let dev = sign_in(s, doc, "doc@acme", 1).await.1;
     let spec = NewConversation {
         kind: ConversationKind::Patient,
         title: Some("Bed 4".into()),

@@ -2,13 +2,11 @@
 //! the same transaction; a device that never registered gets a closed `no_wipe_channel` wipe;
 //! the roster snapshot and remediation (disable, revoke, wipe) are audited and idempotent.
 
-use ward_device::DeviceRegistration;
 use ward_domain::ids::DeviceId;
-use ward_domain::policy::Actor;
 use ward_domain::role::Role;
 use ward_domain::roster::{FlagReason, Roster, reconcile};
-use ward_store::testing::{TestDb, meta, org, user};
-use ward_store::{Backend, DeviceClaim, NO_WIPE_CHANNEL, NewSession, Store, TokenHashes, WipeSource, now_ms, on_both_backends};
+use ward_store::testing::{TestDb, meta, org, registered_device, sign_in, user};
+use ward_store::{Backend, NO_WIPE_CHANNEL, WipeSource, now_ms, on_both_backends};
 
 on_both_backends!(
     disabling_a_user_queues_wipes_to_their_devices,
@@ -16,35 +14,14 @@ on_both_backends!(
     roster_remediation_disables_revokes_and_wipes_once,
 );
 
-const REGISTRATION: &str = r#"{"platform":"ios","model":"iPhone16,1","os_version":"18.1","app_version":"1.0.0",
-    "ownership":"corporate","supervised":true,"mdm_enrolled":true}"#;
-
-async fn sign_in(s: &Store, actor: Actor, login: &str, n: u8) -> DeviceId {
-    let new = NewSession {
-        user_id: actor.user_id,
-        device: DeviceClaim { id: None, name: "phone".into(), platform: "ios".into() },
-        tokens: TokenHashes { access: vec![n; 32], access_expires_at: now_ms() + 60_000, refresh: vec![n.wrapping_add(100); 32] },
-        expires_at: now_ms() + 3_600_000,
-        restriction: None,
-        mfa_verified: false,
-    };
-    s.login(actor.org_id, login.into(), new, meta()).await.unwrap().1
-}
-
-async fn registered(s: &Store, actor: Actor, login: &str, n: u8) -> DeviceId {
-    let d = sign_in(s, actor, login, n).await;
-    s.register_device(actor, d, DeviceRegistration::from_json(REGISTRATION).unwrap(), vec![n; 32], meta()).await.unwrap();
-    d
-}
-
 async fn disabling_a_user_queues_wipes_to_their_devices(backend: Backend) {
     let Some(db) = TestDb::open(backend).await else { return };
     let s = &db.store;
     let o = org(s, "acme").await;
     let admin = user(s, &o, "admin@acme", Role::Admin).await;
     let a = user(s, &o, "a@acme", Role::Clinician).await;
-    let phone = registered(s, a, "a@acme", 1).await;
-    let laptop = sign_in(s, a, "a@acme", 2).await;
+    let phone = registered_device(s, a, "a@acme", 1).await;
+    let laptop = sign_in(s, a, "a@acme", 2).await.1;
     let revoked = s.set_user_disabled(o.id, a.user_id, true, Some(admin.user_id), meta()).await.unwrap();
     assert_eq!(revoked.len(), 2);
     let wipes = s.wipes(o.id, None).await.unwrap();
@@ -65,7 +42,7 @@ async fn disabling_a_user_queues_wipes_to_their_devices(backend: Backend) {
     assert!(audit.iter().any(|e| e.action == "admin.user_disable" && e.detail.contains("wipes_queued")));
     // The command line has no user id: the wipe records the nil id.
     let b = user(s, &o, "b@acme", Role::Nurse).await;
-    let bd = registered(s, b, "b@acme", 3).await;
+    let bd = registered_device(s, b, "b@acme", 3).await;
     s.set_user_disabled(o.id, b.user_id, true, None, meta()).await.unwrap();
     let w = s.wipes(o.id, None).await.unwrap().into_iter().find(|w| w.device_id == bd).unwrap();
     assert!(w.requested_by.0.is_nil());
@@ -77,7 +54,7 @@ async fn a_wipe_of_an_unregistered_device_is_closed_not_overdue(backend: Backend
     let o = org(s, "acme").await;
     let admin = user(s, &o, "admin@acme", Role::Admin).await;
     let a = user(s, &o, "a@acme", Role::Clinician).await;
-    let d = sign_in(s, a, "a@acme", 1).await;
+    let d = sign_in(s, a, "a@acme", 1).await.1;
     let done = s.request_wipe(o.id, d, None, admin.user_id, "lost".into(), WipeSource::Admin, meta()).await.unwrap();
     assert_eq!(done.revoked_sessions.len(), 1, "its sessions are revoked at once");
     assert_eq!(done.wipe.closed_reason.as_deref(), Some(NO_WIPE_CHANNEL));
@@ -97,9 +74,9 @@ async fn roster_remediation_disables_revokes_and_wipes_once(backend: Backend) {
     let gone = user(s, &o, "gone@acme", Role::Clinician).await;
     let stays = user(s, &o, "stays@acme", Role::Nurse).await;
     let z = user(s, &other, "z@other", Role::Nurse).await;
-    let gone_phone = registered(s, gone, "gone@acme", 1).await;
-    registered(s, stays, "stays@acme", 2).await;
-    registered(s, z, "z@other", 3).await;
+    let gone_phone = registered_device(s, gone, "gone@acme", 1).await;
+    registered_device(s, stays, "stays@acme", 2).await;
+    registered_device(s, z, "z@other", 3).await;
     let roster =
         Roster::parse_csv("employee_id,login,status\nE0,admin@acme,active\nE1,gone@acme,terminated\nE2,stays@acme,active\n").unwrap();
 
