@@ -1,5 +1,6 @@
 //! Listens only on HTTPS, TLS 1.3 only (rustls; a TLS 1.2 client is refused), HTTP/2 by ALPN,
-//! security headers on every answer, and a generated certificate that survives restarts.
+//! security headers on every answer, and a generated certificate that survives restarts; OpenSSL's
+//! `s_client` confirms the protocol versions independently.
 
 mod common;
 
@@ -239,6 +240,42 @@ async fn served_fingerprint(addr: std::net::SocketAddr, cert: &std::path::Path) 
     ward_server::tls::fingerprint(leaf.as_ref())
 }
 
+/// An independent TLS client (OpenSSL's `s_client`, from Debian's package, which scripts/test
+/// installs) sees the same as the rustls tests: TLS 1.3 negotiated and verified against the
+/// generated certificate, and TLS 1.2 refused.
+async fn openssl_client_gets_only_tls13(backend: Backend) {
+    let Some(h) = Harness::start(backend).await else { return };
+    if !std::process::Command::new("openssl").arg("version").output().is_ok_and(|o| o.status.success()) {
+        assert!(!std::env::var("CI").is_ok_and(|v| v == "true" || v == "1"), "openssl is required in CI (CI=true)");
+        eprintln!("SKIPPED: openssl is not on PATH; TLS was not checked with an independent client");
+        return;
+    }
+    let connect = addr(&h).to_string();
+    let cert = h.running.as_ref().unwrap().cert_path.clone();
+    let s_client = move |version: &'static str| {
+        let (connect, cert) = (connect.clone(), cert.clone());
+        // Blocking: the server runs on this test's runtime.
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new("openssl")
+                .args(["s_client", "-brief", "-servername", "localhost", "-verify_return_error", version, "-connect", &connect, "-CAfile"])
+                .arg(&cert)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap()
+        })
+    };
+    let tls13 = s_client("-tls1_3").await.unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&tls13.stdout), String::from_utf8_lossy(&tls13.stderr));
+    assert!(tls13.status.success(), "openssl s_client -tls1_3 failed: {text}");
+    assert!(text.contains("Protocol version: TLSv1.3"), "{text}");
+    assert!(text.contains("Verification: OK"), "{text}");
+    let tls12 = s_client("-tls1_2").await.unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&tls12.stdout), String::from_utf8_lossy(&tls12.stderr));
+    assert!(!tls12.status.success(), "a TLS 1.2 handshake completed: {text}");
+    assert!(!text.contains("Protocol version: TLSv1.2"), "{text}");
+    assert!(text.contains("alert protocol version") || text.contains("protocol version"), "refused for another reason: {text}");
+}
+
 on_sqlite!(
     tls12_client_is_refused,
     tls13_client_negotiates_tls13,
@@ -246,4 +283,5 @@ on_sqlite!(
     alpn_h2,
     security_headers,
     generated_certificate_is_reused,
+    openssl_client_gets_only_tls13,
 );
