@@ -7,6 +7,7 @@
 
 mod auditbench;
 mod client;
+mod crash;
 mod keybench;
 mod load;
 mod procfs;
@@ -55,6 +56,26 @@ struct Args {
     /// rotation `ward keys rotate` runs over them.
     #[arg(long, conflicts_with_all = ["url", "spawn_server", "store_only", "audit"])]
     keys: Option<u64>,
+    /// No load figures: crash consistency. Runs `ward serve` (--ward-bin) as a child, sends
+    /// from --crash-senders clients, kills the server with SIGKILL this many times at random
+    /// moments and restarts it, then checks every acknowledged message is stored exactly once
+    /// with gapless sequence numbers and that `ward audit verify` passes. SQLite in --data-dir
+    /// (default: a temporary directory); with --database-url (a PostgreSQL server), a database
+    /// of its own is created on it. Exits non-zero on any finding.
+    #[arg(long, conflicts_with_all = ["url", "spawn_server", "store_only", "audit", "keys"])]
+    crash: Option<u32>,
+    /// The `ward` binary for --crash (default: `ward` beside this program).
+    #[arg(long)]
+    ward_bin: Option<PathBuf>,
+    /// Concurrent senders for --crash, each in a conversation of its own.
+    #[arg(long, default_value_t = 8)]
+    crash_senders: usize,
+    /// Shortest time the server runs between restart and the next kill (--crash), in ms.
+    #[arg(long, default_value_t = 200)]
+    crash_min_uptime_ms: u64,
+    /// Longest time the server runs between restart and the next kill (--crash), in ms.
+    #[arg(long, default_value_t = 2000)]
+    crash_max_uptime_ms: u64,
     /// Leaves of the stored tree for the inclusion proof figures (--audit).
     #[arg(long, default_value_t = 10_000_000)]
     tree_leaves: u64,
@@ -134,7 +155,16 @@ impl Args {
         if self.keys.is_some_and(|k| k == 0 || k > 100_000_000) {
             bail!("--keys must be between 1 and 100000000");
         }
-        if !self.spawn_server && !self.store_only && !self.audit && self.keys.is_none() && self.url.is_none() {
+        if self.crash.is_some_and(|k| k == 0 || k > 100_000) {
+            bail!("--crash must be between 1 and 100000");
+        }
+        if self.crash_senders == 0 || self.crash_senders > 1_000 {
+            bail!("--crash-senders must be between 1 and 1000");
+        }
+        if self.crash_min_uptime_ms > self.crash_max_uptime_ms {
+            bail!("--crash-min-uptime-ms must not exceed --crash-max-uptime-ms");
+        }
+        if !self.spawn_server && !self.store_only && !self.audit && self.keys.is_none() && self.crash.is_none() && self.url.is_none() {
             bail!("give --url (with --data-dir or --database-url, and --server-pid), --spawn-server or --store-only");
         }
         if self.members < 2 || self.members > self.users {
@@ -200,6 +230,30 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(n) = args.keys {
         return keys(&args, &tag, n).await;
+    }
+    if let Some(kills) = args.crash {
+        let ward_bin = match &args.ward_bin {
+            Some(b) => b.clone(),
+            None => std::env::current_exe()?.parent().context("the directory of this program")?.join("ward"),
+        };
+        if !ward_bin.is_file() {
+            bail!("no ward binary at {} (build it with cargo build -p ward, or give --ward-bin)", ward_bin.display());
+        }
+        let crash_args = crash::CrashArgs {
+            kills,
+            ward_bin,
+            senders: args.crash_senders,
+            database_url: args.database_url.clone(),
+            data_dir: args.data_dir.clone(),
+            min_uptime_ms: args.crash_min_uptime_ms,
+            max_uptime_ms: args.crash_max_uptime_ms,
+        };
+        let report = crash::run(&crash_args, &tag).await?;
+        report.print();
+        if !report.passed() {
+            bail!("crash consistency check failed (table above)");
+        }
+        return Ok(());
     }
 
     // The server and a store on its database.

@@ -1,11 +1,18 @@
-//! Test support (feature `test-support`): a fresh database per test on either backend, and
-//! ways to move a session's clock. Never compiled into the server.
+//! Test support (feature `test-support`): a fresh database per test on either backend, ways to
+//! move a session's clock, and a TCP proxy that cuts or silences PostgreSQL on demand. Never
+//! compiled into the server.
 //!
 //! PostgreSQL tests use `WARD_TEST_PG_URL` (default `postgres://postgres@127.0.0.1:5432/test`)
 //! and a schema of their own. With `CI=true` an unreachable server fails the test; elsewhere
 //! the test is skipped with a printed reason.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 use crate::db::exec;
 use crate::{Backend, Store, StoreOptions};
@@ -387,4 +394,110 @@ pub fn msg(conv: ward_domain::ids::ConversationId, txn: &str, body: &str) -> cra
         corrects: None,
         attachments: Vec::new(),
     }
+}
+
+/// Forwards 127.0.0.1:PORT to the database; `cut` resets every open connection and refuses
+/// new ones until `restore`; `partition` stops forwarding on every open connection and holds
+/// new ones unanswered (never reset) until `restore`.
+pub struct CuttableProxy {
+    /// The port it listens on (127.0.0.1).
+    pub port: u16,
+    up: Arc<AtomicBool>,
+    silent: Arc<AtomicBool>,
+    generation: watch::Sender<u64>,
+}
+
+impl CuttableProxy {
+    /// Starts forwarding to `upstream` (host:port).
+    pub async fn start(upstream: String) -> CuttableProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let silent = Arc::new(AtomicBool::new(false));
+        let (generation, _) = watch::channel(0u64);
+        let (flag, quiet, gen_tx) = (up.clone(), silent.clone(), generation.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else { return };
+                if quiet.load(Ordering::SeqCst) {
+                    // Held open and never answered until the partition heals; then dropped.
+                    let mut healed = gen_tx.subscribe();
+                    tokio::spawn(async move {
+                        let _ = healed.changed().await;
+                        drop(client);
+                    });
+                    continue;
+                }
+                if !flag.load(Ordering::SeqCst) {
+                    // Refused: closed at once, as a server that is not listening would.
+                    let _ = client.set_zero_linger();
+                    drop(client);
+                    continue;
+                }
+                let upstream = upstream.clone();
+                let mut cut = gen_tx.subscribe();
+                let quiet = quiet.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(&upstream).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.changed() => {
+                            if quiet.load(Ordering::SeqCst) {
+                                // Partitioned: both sides stay open and hear nothing more.
+                                let _ = cut.changed().await;
+                                return;
+                            }
+                            // Reset both sides, as a restarting database does.
+                            let _ = client.set_zero_linger();
+                            let _ = server.shutdown().await;
+                        }
+                    }
+                });
+            }
+        });
+        CuttableProxy { port, up, silent, generation }
+    }
+
+    /// A store on `db`'s PostgreSQL schema whose connections all pass through a new proxy.
+    pub async fn store_through(db: &TestDb) -> (CuttableProxy, Store) {
+        let proxy = CuttableProxy::start(authority(&db.url)).await;
+        let (scheme, rest) = db.url.split_once("://").expect("a URL");
+        let at = rest.rsplit_once('@').map_or(String::new(), |(u, _)| format!("{u}@"));
+        let path = rest.find('/').map_or("", |i| &rest[i..]);
+        let mut opts = StoreOptions::new(format!("{scheme}://{at}127.0.0.1:{}{path}", proxy.port), db.store.keyring().clone());
+        opts.pg_schema = db.schema.clone();
+        opts.migrate = false;
+        opts.read_connections = 2;
+        let store = Store::open(opts).await.expect("the proxied store opens");
+        (proxy, store)
+    }
+
+    /// Resets every open connection and refuses new ones, as a restarting database does.
+    pub fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Silence, as a network partition: open connections hear nothing more, new ones are
+    /// accepted and never answered; nothing is reset.
+    pub fn partition(&self) {
+        self.silent.store(true, Ordering::SeqCst);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Forwards again.
+    pub fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+        self.silent.store(false, Ordering::SeqCst);
+        // Held connections end now (their server side is long gone in a real partition).
+        self.generation.send_modify(|g| *g += 1);
+    }
+}
+
+/// host:port of a postgres:// URL.
+fn authority(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.split(['/', '?']).next().unwrap_or(rest);
+    let host_port = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    if host_port.contains(':') { host_port.to_owned() } else { format!("{host_port}:5432") }
 }

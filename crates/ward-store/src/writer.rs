@@ -11,7 +11,7 @@
 //! are the most frequent writes and the simplest: a batch's worth of them is appended with one
 //! index lookup and a few multi-row `INSERT`s instead of four statements each.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use std::panic::AssertUnwindSafe;
 
@@ -31,6 +31,12 @@ use crate::error::{Result, StoreError};
 const MAX_BATCH: usize = 512;
 /// How many audit-only events at most share one transaction (they cost a row each).
 const MAX_AUDIT_BATCH: usize = 4096;
+/// How long the writer waits to connect to PostgreSQL, and for one batch to commit there,
+/// before it gives the batch up as unavailable and drops the connection. Without a bound, a
+/// network partition (no reset, just silence) would hold every write for the kernel's TCP
+/// retransmission timeout, many minutes. Batches commit in milliseconds normally.
+const PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const PG_COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Completion = Box<dyn FnOnce(Result<()>) + Send>;
 type RunJob = Box<dyn for<'c> FnOnce(Conn<'c>) -> BoxFuture<'c, (bool, Completion)> + Send>;
@@ -166,8 +172,14 @@ async fn run(connector: Connector, mut rx: mpsc::Receiver<Job>, stats: std::sync
                 Err(_) => break,
             }
         }
+        let on_pg = matches!(connector, Connector::Pg(_));
         if conn.is_none() {
-            match connect(&connector).await {
+            let connected = if on_pg {
+                tokio::time::timeout(PG_CONNECT_TIMEOUT, connect(&connector)).await.unwrap_or(Err(StoreError::Unavailable))
+            } else {
+                connect(&connector).await
+            };
+            match connected {
                 Ok(c) => conn = Some(c),
                 Err(e) => {
                     tracing::error!(error = %e, "writer cannot connect to the database");
@@ -179,7 +191,17 @@ async fn run(connector: Connector, mut rx: mpsc::Receiver<Job>, stats: std::sync
         let Some(c) = conn.as_mut() else { continue };
         let started = Instant::now();
         let size = batch.len();
-        match commit_batch(c, std::mem::take(&mut batch)).await {
+        let work = commit_batch(c, std::mem::take(&mut batch));
+        let outcome = if on_pg {
+            // On timeout the batch's completions are dropped with the future: each waiting
+            // caller sees its channel close, reported as Unavailable. Whether the commit
+            // happened is unknown to them, as with any lost connection; retries are idempotent
+            // where it matters (a message's client_txn_id).
+            tokio::time::timeout(PG_COMMIT_TIMEOUT, work).await.unwrap_or_else(|_| Err((StoreError::Unavailable, Vec::new())))
+        } else {
+            work.await
+        };
+        match outcome {
             Ok(completions) => {
                 stats.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 stats.jobs.fetch_add(size as u64, std::sync::atomic::Ordering::Relaxed);

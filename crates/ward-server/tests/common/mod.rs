@@ -121,6 +121,14 @@ impl Harness {
         h
     }
 
+    /// Starts a server on `store` (another way into `db`, such as a store reaching the test
+    /// database through a proxy); the harness's own store stays `db`'s direct one.
+    pub async fn start_on_store(db: TestDb, store: ward_store::Store) -> Harness {
+        let config = test_config(db.dir.path(), &db.url);
+        let running = ward_server::start(config, store).await.expect("server starts");
+        Self::client_for(running, db)
+    }
+
     fn client_for(running: ward_server::Running, db: TestDb) -> Harness {
         let pem = std::fs::read(&running.cert_path).unwrap();
         let mut roots = rustls::RootCertStore::empty();
