@@ -187,6 +187,8 @@ problems! {
     invalid_roster => UNPROCESSABLE_ENTITY, "invalid_roster", "The roster cannot be read";
     /// The database is unavailable; retry.
     unavailable => SERVICE_UNAVAILABLE, "unavailable", "The service is temporarily unavailable";
+    /// The database's disk is full; nothing was written.
+    storage_full => INSUFFICIENT_STORAGE, "storage_full", "The server is out of storage space";
     /// Something failed inside Ward.
     internal => INTERNAL_SERVER_ERROR, "internal", "Internal error";
 }
@@ -265,6 +267,7 @@ impl From<StoreError> for ApiError {
             StoreError::Invalid(d) => d.into(),
             StoreError::State(why) => ApiError::invalid_state().detail(why),
             StoreError::Unavailable => ApiError::unavailable().retry_after(1),
+            StoreError::StorageFull => ApiError::storage_full().retry_after(30),
             StoreError::KeyDestroyed => ApiError::content_shredded(),
             StoreError::LegalHold => ApiError::legal_hold(),
             other => ApiError::internal_cause(other),

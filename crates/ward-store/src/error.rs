@@ -25,6 +25,9 @@ pub enum StoreError {
     /// The database could not be reached or did not commit; nothing was acknowledged.
     #[error("database unavailable")]
     Unavailable,
+    /// The database's disk is full: nothing was written; retry once space is freed.
+    #[error("the database's storage is full")]
+    StorageFull,
     /// The database failed in an unexpected way (details are logged, never returned).
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
@@ -53,6 +56,8 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::RowNotFound => StoreError::NotFound,
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => StoreError::Unavailable,
             sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict("record"),
+            // SQLITE_FULL (13), and PostgreSQL's disk_full (53100).
+            sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("13" | "53100")) => StoreError::StorageFull,
             sqlx::Error::Database(db) if db.message().contains("ward_legal_hold") => StoreError::LegalHold,
             _ => StoreError::Database(e),
         }

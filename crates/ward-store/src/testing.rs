@@ -501,3 +501,16 @@ fn authority(url: &str) -> String {
     let host_port = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
     if host_port.contains(':') { host_port.to_owned() } else { format!("{host_port}:5432") }
 }
+
+/// SQLite's `PRAGMA integrity_check` on `store`'s database: `"ok"` when the file is sound.
+/// PostgreSQL has no equivalent; it answers `"ok"`.
+pub async fn integrity_check(store: &Store) -> String {
+    match &store.inner.read {
+        crate::ReadPool::Sqlite(p) => {
+            let mut c = p.acquire().await.expect("a read connection");
+            let rows: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check").fetch_all(&mut *c).await.expect("integrity_check runs");
+            rows.join("; ")
+        }
+        crate::ReadPool::Pg(_) => "ok".into(),
+    }
+}

@@ -212,8 +212,9 @@ async fn run(connector: Connector, mut rx: mpsc::Receiver<Job>, stats: std::sync
             }
             Err((e, completions)) => {
                 tracing::error!(error = %e, size, "batch did not commit");
+                let full = matches!(e, StoreError::StorageFull);
                 for done in completions {
-                    done(Err(StoreError::Unavailable));
+                    done(Err(if full { StoreError::StorageFull } else { StoreError::Unavailable }));
                 }
                 // The connection's state is unknown after a failed commit: start afresh.
                 conn = None;
