@@ -105,7 +105,7 @@ async fn disk_full_gives_507_and_nothing_is_damaged() {
     let (refused_txn, r) = refused.expect("a send on a full disk is refused");
     assert_eq!(r.code(), "storage_full", "{}", r.body);
     assert!(r.headers.contains_key("retry-after"), "{:?}", r.headers);
-    // Liveness holds; readiness (a read) holds too: reading needs no space.
+    // Liveness holds while writes are refused.
     h.call(Method::GET, "/healthz", None, None).await.expect(200);
 
     std::fs::remove_file(&filler).unwrap();
