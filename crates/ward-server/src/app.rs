@@ -48,6 +48,8 @@ pub struct AppState {
     pub outbound: crate::outbound::OutboundPolicy,
     /// Request limits on the unauthenticated device wipe endpoints.
     pub wipe_limits: Arc<crate::rate_limit::WipeLimits>,
+    /// Failed sign-ins per source address.
+    pub login_limits: Arc<crate::rate_limit::RateLimiter>,
 }
 
 impl AppState {
@@ -87,7 +89,9 @@ pub fn build(
         config.devices.wipe_requests_per_minute_per_address,
         config.devices.wipe_requests_per_minute_per_device,
     ));
-    let state = AppState { store, fanout, hub, config: config.clone(), metrics, openapi, audit, blobs, outbound, wipe_limits };
+    let login_limits = Arc::new(crate::rate_limit::RateLimiter::new(config.sessions.failed_logins_per_minute_per_address));
+    let state =
+        AppState { store, fanout, hub, config: config.clone(), metrics, openapi, audit, blobs, outbound, wipe_limits, login_limits };
     let router = Router::new()
         .merge(api)
         .route("/healthz", get(healthz))

@@ -459,6 +459,10 @@ pub struct SessionConfig {
     /// How recent (seconds) a second-factor verification must be for sensitive actions (audit
     /// export, role changes, admin wipes, break-glass): older, they answer `step_up_required`.
     pub step_up_max_age_secs: u32,
+    /// Failed sign-ins allowed per source address (IPv6 by /64) and minute, across all login
+    /// names: past it, sign-in from that address answers `rate_limited` until the minute ends.
+    /// The per-name lockout stops guessing one password; this stops spraying many names.
+    pub failed_logins_per_minute_per_address: u32,
 }
 
 /// Request and connection limits.
@@ -512,6 +516,7 @@ impl Default for SessionConfig {
             idle_timeout_secs: 900,
             mfa_challenge_ttl_secs: 300,
             step_up_max_age_secs: 300,
+            failed_logins_per_minute_per_address: 30,
         }
     }
 }
@@ -568,6 +573,9 @@ impl Config {
         }
         if !(30..=3600).contains(&s.step_up_max_age_secs) {
             return bad("sessions.step_up_max_age_secs must be between 30 and 3600");
+        }
+        if !(1..=100_000).contains(&s.failed_logins_per_minute_per_address) {
+            return bad("sessions.failed_logins_per_minute_per_address must be between 1 and 100000");
         }
         if !(5..=720).contains(&self.break_glass.access_minutes) {
             return bad("break_glass.access_minutes must be between 5 and 720");

@@ -1,4 +1,5 @@
-//! Fixed-window request counting for unauthenticated endpoints (the device wipe channel), kept
+//! Fixed-window request counting for unauthenticated endpoints (the device wipe channel, failed
+//! sign-ins per address), kept
 //! in memory per node: it slows guessing and flooding, and a restart or another node only
 //! grants a fresh window, never access.
 

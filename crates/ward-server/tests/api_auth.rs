@@ -22,6 +22,7 @@ on_sqlite!(
     totp_enrolment_and_sign_in_match_pyotp,
     sessions_are_listed_and_bound_to_their_device,
     a_one_time_password_change_leads_to_required_mfa_enrolment,
+    password_spraying_from_one_address_is_limited,
 );
 
 fn login_body(login: &str, password: &str) -> Value {
@@ -57,6 +58,33 @@ async fn wrong_names_and_wrong_passwords_look_the_same_and_lock_out(backend: Bac
     // Another account is unaffected.
     let b = h.account(&org, "b@acme", Role::Nurse).await;
     h.login(&b).await;
+    let _ = a;
+}
+
+/// One password tried on many names (each name well below its own lockout) is stopped by the
+/// per-address budget, with one answer for every name, known or not, and a correct password.
+async fn password_spraying_from_one_address_is_limited(backend: Backend) {
+    let Some(h) = Harness::start_with(backend, |c| c.sessions.failed_logins_per_minute_per_address = 6).await else { return };
+    let org = h.org("acme", vec![]).await;
+    let a = h.account(&org, "a@acme", Role::Clinician).await;
+    for i in 0..6 {
+        attempt(&h, &format!("user{i}@acme"), "Winter2026!").await.expect_problem(401, "invalid_credentials");
+    }
+    let sprayed = attempt(&h, "user6@acme", "Winter2026!").await.expect_problem(429, "rate_limited");
+    let known = attempt(&h, "a@acme", PASSWORD).await.expect_problem(429, "rate_limited");
+    assert_eq!(sprayed.body, known.body, "the limit answers alike for every name");
+    let wait: u64 = known.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    let audit = h.store.audit_events(0, 100_000).await.unwrap();
+    assert!(audit.iter().any(|e| e.action == "auth.login" && e.detail.contains("address_limited")), "the refusal is audited");
+    assert!(audit.iter().all(|e| !e.detail.contains("Winter2026")), "passwords are never audited");
+    // Successful sign-ins never spend the budget.
+    let Some(h2) = Harness::start_with(Backend::Sqlite, |c| c.sessions.failed_logins_per_minute_per_address = 2).await else { return };
+    let org2 = h2.org("beta", vec![]).await;
+    let b = h2.account(&org2, "b@beta", Role::Nurse).await;
+    for _ in 0..4 {
+        h2.login(&b).await;
+    }
     let _ = a;
 }
 

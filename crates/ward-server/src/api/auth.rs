@@ -64,30 +64,51 @@ fn tokens(issued: Issued, session: ward_domain::ids::SessionId, device: ward_dom
 /// Signs in with a login name and password.
 ///
 /// Wrong names and wrong passwords get the same answer after the same work. Repeated failures
-/// lock the name (known or not) with a growing backoff. If the user has TOTP, the answer is a
-/// challenge for `POST /api/v1/auth/mfa`.
+/// lock the name (known or not) with a growing backoff, and too many failures from one address
+/// (any names) answer `rate_limited` for the rest of the minute. If the user has TOTP, the
+/// answer is a challenge for `POST /api/v1/auth/mfa`.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = LoginResponse), (status = 401, body = Problem), (status = 403, body = Problem), (status = 429, body = Problem)))]
 async fn login(State(state): State<AppState>, Meta(meta): Meta, Json(req): Json<LoginRequest>) -> ApiResult<Json<LoginResponse>> {
     let device = device_claim(req.device)?;
+    let now = now_ms();
+    // Password spraying (many names, few tries each) from one address: refused before any
+    // lookup, so the answer is the same for every name.
+    let address = meta.source_ip.as_deref().map(crate::rate_limit::address_key);
+    let failed_from_address = || {
+        if let Some(a) = &address {
+            let _ = state.login_limits.check(a, now);
+        }
+    };
+    if let Some(a) = &address
+        && let Err(wait) = state.login_limits.blocked(a, now)
+    {
+        if let Ok(login) = LoginName::parse(&req.login) {
+            state.store.login_failed(login.to_string(), None, "address_limited", false, meta).await?;
+        }
+        return Err(ApiError::rate_limited().retry_after(wait));
+    }
     let Ok(login) = LoginName::parse(&req.login) else {
         // A name that cannot exist still costs a hash, so timing tells nothing.
         verify_password(req.password, DUMMY_HASH.clone()).await;
+        failed_from_address();
         return Err(ApiError::invalid_credentials());
     };
     if req.password.len() > NewPassword::MAX_BYTES {
+        failed_from_address();
         return Err(ApiError::invalid_credentials());
     }
     let creds = state.store.credentials(login.as_str()).await?;
     let who = creds.as_ref().map(|c| (c.user.org_id, c.user.id));
-    let now = now_ms();
     if let Some(wait) = state.store.throttle(login.as_str()).await?.locked(now) {
+        failed_from_address();
         state.store.login_failed(login.to_string(), who, "locked", true, meta).await?;
         return Err(ApiError::login_locked().retry_after(wait.max(1) as u64));
     }
     let hash = creds.as_ref().map_or_else(|| DUMMY_HASH.clone(), |c| c.password_hash.clone());
     let password_ok = verify_password(req.password, hash).await;
     let Some(creds) = creds.filter(|_| password_ok) else {
+        failed_from_address();
         let reason = if who.is_some() { "wrong_password" } else { "unknown_login" };
         state.store.login_failed(login.to_string(), who, reason, false, meta).await?;
         return Err(ApiError::invalid_credentials());
