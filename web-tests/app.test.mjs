@@ -221,6 +221,12 @@ await step('a STAT message: badge and unread count in bob\'s list, visibly disti
   await alice.waitForSelector('li.msg.mine.stat .badge.stat', WAIT);
   await bob.waitForSelector(`#convs li.has-stat a[data-id="${GROUP}"] .badge.stat`, WAIT);
   assert((await text(bob, `#convs a[data-id="${GROUP}"] .count`)).trim() === '1', 'one unread');
+  // A page signed in after it arrived shows the badge too (from the list's unread_priority).
+  const later = await newPage(DESKTOP, 'bob-later');
+  await signIn(later, 'bob');
+  await later.waitForSelector(`#convs li.has-stat a[data-id="${GROUP}"] .badge.stat`, WAIT);
+  await shot(later, 'conversations-desktop');
+  await later.context().close();
   await axe(bob, 'conversation list with a STAT badge (phone)');
   await bob.click(`#convs a[data-id="${GROUP}"]`);
   await bob.waitForSelector('li.msg.stat:has-text("unresponsive") .badge.stat', WAIT);

@@ -316,6 +316,13 @@ function memberNames(view) {
   return view.members.filter((m) => m.user_id !== me.user.id).map((m) => m.display_name).join(', ');
 }
 
+const RANK = { routine: 0, urgent: 1, stat: 2 };
+function higher(a, b) {
+  if (!a) return b || null;
+  if (!b) return a;
+  return RANK[b] > RANK[a] ? b : a;
+}
+
 function badge(priority) {
   if (priority === 'stat') return h('span', { class: 'badge stat' }, 'STAT');
   if (priority === 'urgent') return h('span', { class: 'badge urgent' }, 'Urgent');
@@ -360,7 +367,8 @@ function renderList() {
   }
   mount(ul, list.map((c) => {
     const unread = open && open.id === c.id ? 0 : c.unread;
-    const pr = unread > 0 ? hot.get(c.id) : null;
+    // The server's highest unread priority as of the last load, raised by live arrivals since.
+    const pr = unread > 0 ? higher(c.unread_priority, hot.get(c.id)) : null;
     return h('li', { class: 'convitem' + (unread > 0 ? ' unread' : '') + (pr === 'stat' ? ' has-stat' : '') },
       h('a', { href: '#/c/' + c.id, 'aria-current': open && open.id === c.id ? 'true' : null, dataset: { id: c.id } },
         h('span', { class: 'cname' }, convName(c)),
@@ -377,6 +385,8 @@ async function openConversation(id, el, mine) {
     open = { id, view, messages: new Map(page.items.map((m) => [m.seq, m])), root: el, correcting: null };
     for (const m of view.members) names.set(m.user_id, m.display_name);
     hot.delete(id);
+    const listed = list && list.find((x) => x.id === id);
+    if (listed) { listed.unread = 0; listed.unread_priority = null; }
     renderConversation();
     renderList();
     markRead();
@@ -567,9 +577,7 @@ function onEvent(f) {
         api.post('/conversations/' + f.conversation_id + '/receipts', { kind: 'read', up_to_seq: m.seq }).catch(() => {});
       } else {
         api.post('/conversations/' + f.conversation_id + '/receipts', { kind: 'delivered', up_to_seq: m.seq }).catch(() => {});
-        const rank = { routine: 0, urgent: 1, stat: 2 };
-        const prev = hot.get(f.conversation_id);
-        if (m.priority !== 'routine' && (!prev || rank[m.priority] > rank[prev])) hot.set(f.conversation_id, m.priority);
+        hot.set(f.conversation_id, higher(hot.get(f.conversation_id), m.priority));
         if (c) c.unread += 1;
       }
       announce(m.priority === 'stat' ? 'New STAT message' : 'New message');
