@@ -181,7 +181,6 @@ await step('bob signs in on a phone-sized screen and opens the group conversatio
   await signIn(bob, 'bob');
   await bob.waitForSelector('#convs a', WAIT);
   await axe(bob, 'conversation list (phone)');
-  await shot(bob, 'conversations-phone');
   await bob.goto(URL_ + '/#/c/' + GROUP);
   await bob.waitForSelector('#messages li.msg', WAIT);
   assert(await bob.isHidden('.convlist'), 'the list is hidden beside an open conversation on a phone');
@@ -228,6 +227,7 @@ await step('a STAT message: badge and unread count in bob\'s list, visibly disti
   await shot(later, 'conversations-desktop');
   await later.context().close();
   await axe(bob, 'conversation list with a STAT badge (phone)');
+  await shot(bob, 'conversations-phone');
   await bob.click(`#convs a[data-id="${GROUP}"]`);
   await bob.waitForSelector('li.msg.stat:has-text("unresponsive") .badge.stat', WAIT);
   const bg = await bob.$eval('li.msg.stat', (e) => getComputedStyle(e).backgroundColor);
@@ -255,6 +255,17 @@ await step('sessions page lists this session; passes axe', async () => {
   assert((await text(alice, 'table.table')).includes('This session'), 'current session marked');
   await axe(alice, 'sessions');
   await alice.click('#nav a[href="#/"]');
+});
+
+await step('bob revokes another of his sessions from the phone', async () => {
+  await bob.goto(URL_ + '/#/sessions');
+  await bob.waitForSelector('table.table tbody tr', WAIT);
+  const before = (await bob.$$('table.table tbody tr')).length;
+  assert(before >= 2, 'bob has the session of his other page too: ' + before);
+  await axe(bob, 'sessions (phone)');
+  await bob.click('table.table tbody tr:not(:has(.tag)) button:has-text("Revoke")');
+  await bob.waitForFunction((n) => document.querySelectorAll('table.table tbody tr').length === n - 1, before, WAIT);
+  await bob.goto(URL_ + '/#/');
 });
 
 await step('new conversation: bad input is refused with a clear message; passes axe', async () => {
@@ -317,6 +328,27 @@ await step('patient portal: jamie sees only their care team conversation, replie
   await jamie.waitForSelector('.form-message.info:has-text("Consent withdrawn")', WAIT);
   await shot(jamie, 'portal-consent-phone');
   await jamie.context().close();
+});
+
+await step('members: adding someone outside the care team asks for a reason; the minimum-necessary warning appears', async () => {
+  await alice.goto(URL_ + '/#/c/' + PATIENT_CONV);
+  await alice.waitForSelector('details.members', WAIT);
+  await alice.click('details.members summary');
+  await alice.waitForSelector('#f-member option:has-text("Dr Carol Singh")', { state: 'attached', ...WAIT });
+  await axe(alice, 'members panel');
+  await alice.click('form.addmember button[type=submit]');
+  assert((await text(alice, 'form.addmember .form-message')).includes('Choose the person to add'), 'no person chosen');
+  await alice.selectOption('#f-member', { label: 'Dr Carol Singh (clinician)' });
+  await alice.click('form.addmember button[type=submit]');
+  await alice.waitForSelector('form.addmember .form-message.error', WAIT);
+  const refusal = await text(alice, 'form.addmember .form-message');
+  assert(/reason/i.test(refusal) && !refusal.includes('{'), 'a clear refusal without a reason: ' + refusal);
+  await alice.selectOption('#f-reason', 'consult');
+  await alice.fill('#f-note', 'Cardiology opinion on the ECG');
+  await alice.click('form.addmember button[type=submit]');
+  await alice.waitForSelector('.convhead .notice:has-text("Minimum necessary")', WAIT);
+  await alice.waitForSelector('details.members li:has-text("Dr Carol Singh") .tag:has-text("consult")', WAIT);
+  await shot(alice, 'patient-conversation-desktop');
 });
 
 await step('admin: users list, bad input, and disabling carol signs her open page out within seconds', async () => {

@@ -24,6 +24,13 @@ let list = null; // conversation summaries, newest first
 let hot = new Map(); // conversation id -> highest priority of unread messages seen here
 let open = null; // { id, view, messages: Map<seq, message>, root }
 let renderSeq = 0;
+let directory = null; // the staff directory (GET /users), fetched once per sign-in
+
+/** The directory, loaded on first use (each load is an audited directory read). */
+function people() {
+  if (!directory) directory = api.get('/users?limit=200').catch((e) => { directory = null; throw e; });
+  return directory;
+}
 
 function announce(text) {
   live.textContent = '';
@@ -262,7 +269,7 @@ async function lock(notice) {
   if (idle) idle.stop();
   if (stream) stream.close();
   idle = stream = null;
-  me = null; list = null; open = null; names = new Map(); hot = new Map();
+  me = null; list = null; open = null; names = new Map(); hot = new Map(); directory = null;
   api.setTokens(null);
   mount(main);
   mount(nav);
@@ -513,7 +520,7 @@ function startCorrection(m) {
 
 function membersPanel(v, s) {
   const isOwner = s.my_role === 'owner';
-  const det = h('details', { class: 'members' },
+  const det = h('details', { class: 'members', open: open.membersOpen, ontoggle: () => { if (open) open.membersOpen = det.open; } },
     h('summary', {}, `Members (${v.members.length})`),
     h('ul', {}, v.members.map((m) => h('li', {},
       h('span', {}, m.display_name, m.user_id === me.user.id ? ' (you)' : ''), ' ',
@@ -533,7 +540,7 @@ function addMemberForm(v, s) {
   const note = field('Reason note (optional)', { name: 'note', maxlength: 500 });
   const form = h('form', { class: 'addmember', novalidate: true },
     who, s.patient_id ? [reasonCode, note] : null, msg, h('button', { type: 'submit' }, 'Add'));
-  api.get('/users?limit=200').then((p) => {
+  people().then((p) => {
     const present = new Set(v.members.map((m) => m.user_id));
     const opts = p.items.filter((u) => !present.has(u.id) && !u.disabled).map((u) => [u.id, `${u.display_name} (${u.role.replace('_', ' ')})`]);
     mount(who.input, h('option', { value: '' }, 'Choose a person'), opts.map(([val, t]) => h('option', { value: val }, t)));
@@ -620,16 +627,16 @@ async function newConversationPage() {
   const msg = messageBox();
   const kind = field('Kind', { name: 'kind', tag: 'select', options: [['direct', 'Direct (one person)'], ['group', 'Group']] });
   const title = field('Title (groups only)', { name: 'title' });
-  const people = h('fieldset', { class: 'people' }, h('legend', {}, 'Members'), h('p', { class: 'muted' }, 'Loading people…'));
+  const peopleBox = h('fieldset', { class: 'people' }, h('legend', {}, 'Members'), h('p', { class: 'muted' }, 'Loading people…'));
   const form = h('form', { class: 'card', novalidate: true },
-    h('h1', {}, 'New conversation'), kind, title, people, msg,
+    h('h1', {}, 'New conversation'), kind, title, peopleBox, msg,
     h('div', { class: 'row' }, h('button', { type: 'submit', class: 'primary' }, 'Start'), h('a', { href: '#/' }, 'Cancel')));
   mount(main, form);
   focusHeading(form);
   try {
-    const p = await api.get('/users?limit=200');
+    const p = await people();
     const others = p.items.filter((u) => u.id !== me.user.id && !u.disabled);
-    mount(people, h('legend', {}, 'Members'), others.length === 0 ? h('p', { class: 'muted' }, 'No one else is here yet.') : others.map((u) =>
+    mount(peopleBox, h('legend', {}, 'Members'), others.length === 0 ? h('p', { class: 'muted' }, 'No one else is here yet.') : others.map((u) =>
       h('div', { class: 'check' }, h('input', { type: 'checkbox', id: 'm-' + u.id, value: u.id }),
         h('label', { for: 'm-' + u.id }, `${u.display_name} (${u.role.replace('_', ' ')})`))));
   } catch (e) {
@@ -637,7 +644,7 @@ async function newConversationPage() {
   }
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
-    const members = [...people.querySelectorAll('input:checked')].map((i) => ({ user_id: i.value }));
+    const members = [...peopleBox.querySelectorAll('input:checked')].map((i) => ({ user_id: i.value }));
     if (members.length === 0) { showError(msg, { userMessage: 'Choose at least one member.' }); return; }
     if (kind.input.value === 'direct' && members.length !== 1) { showError(msg, { userMessage: 'A direct conversation has exactly one other person. Choose one, or make it a group.' }); return; }
     const req = { kind: kind.input.value, members };
@@ -837,7 +844,8 @@ async function adminUsersPage() {
 
 async function loadUsers(box) {
   try {
-    const p = await api.get('/users?limit=200');
+    directory = null;
+    const p = await people();
     mount(box, h('table', { class: 'table' }, h('caption', {}, 'All users'),
       h('thead', {}, h('tr', {}, ['Name', 'Login', 'Role', 'Status', 'Two-step'].map((t) => h('th', { scope: 'col' }, t)))),
       h('tbody', {}, p.items.map((u) => h('tr', { class: u.disabled ? 'disabled' : '' },

@@ -2,15 +2,14 @@
 //! and JavaScript modules embedded in the binary (no build step, nothing fetched at run time),
 //! and the router that serves them.
 //!
-//! Only two kinds of path are served: `/` (the app shell) and `/assets/{name}`. Everything
+//! Only `/` (the app shell) and `/assets/<file>` for each embedded file are served. Everything
 //! the app shows comes from Ward's public JSON API under `/api/`, which this crate does not
 //! touch. Every response carries its own Content-Security-Policy (scripts and styles from this
 //! origin only, no inline script, no framing) and `Cache-Control: no-store`.
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::Path;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use axum::routing::get;
 
@@ -40,25 +39,18 @@ pub const ASSETS: &[Asset] = &[
     Asset { name: "icon.svg", content_type: "image/svg+xml", bytes: include_bytes!("../assets/icon.svg") },
 ];
 
-/// The app shell and its assets. Merge it into the server's router; it needs no state.
+/// The app shell and its assets. Merge it into the server's router; it needs no state. Only
+/// the embedded files have routes: any other path falls through to the server's own 404.
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new().route("/", get(index)).route("/assets/{name}", get(asset))
-}
-
-async fn index() -> Response {
-    respond(StatusCode::OK, "text/html; charset=utf-8", INDEX)
-}
-
-async fn asset(Path(name): Path<String>) -> Response {
-    match ASSETS.iter().find(|a| a.name == name) {
-        Some(a) => respond(StatusCode::OK, a.content_type, a.bytes),
-        None => respond(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", b"not found"),
+    let mut router = Router::new().route("/", get(|| async { respond("text/html; charset=utf-8", INDEX) }));
+    for a in ASSETS {
+        router = router.route(&format!("/assets/{}", a.name), get(move || async move { respond(a.content_type, a.bytes) }));
     }
+    router
 }
 
-fn respond(status: StatusCode, content_type: &'static str, bytes: &'static [u8]) -> Response {
+fn respond(content_type: &'static str, bytes: &'static [u8]) -> Response {
     let mut res = Response::new(Body::from(bytes));
-    *res.status_mut() = status;
     let h = res.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
@@ -73,7 +65,7 @@ fn respond(status: StatusCode, content_type: &'static str, bytes: &'static [u8])
 #[cfg(test)]
 mod tests {
     use axum::body::to_bytes;
-    use axum::http::Request;
+    use axum::http::{Request, StatusCode};
     use tower::ServiceExt;
 
     use super::*;
