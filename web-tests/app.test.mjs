@@ -27,6 +27,7 @@ const GROUP = env('WARD_GROUP');
 const PATIENT_CONV = env('WARD_PATIENT_CONV');
 const SHOTS = process.env.WARD_SCREENSHOTS || '';
 const ADMIN_TOTP = env('WARD_ADMIN_TOTP_SECRET');
+const ADMIN_RECOVERY = env('WARD_ADMIN_RECOVERY_CODE');
 
 /** The current RFC 6238 code (SHA-1, 6 digits, 30 s), computed here independently of Ward. */
 function totp(secretHex) {
@@ -386,11 +387,32 @@ await step('admin: users list, bad input, and disabling carol signs her open pag
   await admin.click('table.table a:has-text("Dr Carol Singh")');
   await admin.waitForSelector('button:has-text("Disable account")', WAIT);
   await axe(admin, 'admin user');
-  const t0 = Date.now();
+  // Signing in with TOTP counts as a fresh second factor for [sessions] step_up_max_age_secs
+  // (at least 30 s), so the server would not ask now. To drive the step-up dialog, the first
+  // disable request is answered here as the server answers a stale one (401
+  // step_up_required); the dialog's own step-up (a recovery code) and the retried disable go
+  // to the server.
+  let asked = false;
+  await admin.route('**/api/v1/users/*/disable', (route) => {
+    if (asked) return route.continue();
+    asked = true;
+    return route.fulfill({ status: 401, contentType: 'application/problem+json', body: JSON.stringify({
+      type: 'urn:ward:problem:step_up_required', title: 'Verify your second factor again to continue', status: 401, code: 'step_up_required' }) });
+  });
   await admin.click('button:has-text("Disable account")');
-  // Signing in with TOTP counts as a fresh second factor: no step-up dialog within
-  // [sessions] step_up_max_age_secs of it.
+  await admin.waitForSelector('dialog[open] #f-stepup', WAIT);
+  await axe(admin, 'step-up dialog');
+  await admin.click('dialog button:has-text("Verify")');
+  assert((await text(admin, 'dialog .form-message')).includes('Enter the 6 digits'), 'empty step-up refused');
+  await admin.click('dialog button:has-text("Use a recovery code instead")');
+  await admin.fill('#f-stepup', 'not-a-recovery-code');
+  await admin.click('dialog button:has-text("Verify")');
+  await admin.waitForSelector('dialog .form-message.error:has-text("code")', WAIT);
+  await admin.fill('#f-stepup', ADMIN_RECOVERY);
+  const t0 = Date.now();
+  await admin.click('dialog button:has-text("Verify")');
   await admin.waitForSelector('button:has-text("Enable account")', WAIT);
+  assert(!(await admin.isVisible('dialog')), 'the dialog closed');
   await carol.waitForSelector('#f-login', { timeout: 5000 });
   measured.disabledSignedOutMs = Date.now() - t0;
   assert((await carol.textContent('body')).includes('Sign in'), 'carol sees sign-in');

@@ -66,8 +66,11 @@ async fn web_app_in_chromium() {
     let bob = person(&h, &org, "bob", "Bob Tanaka RN", Role::Nurse, None).await;
     person(&h, &org, "carol", "Dr Carol Singh", Role::Clinician, None).await;
     let admin = person(&h, &org, "admin", "Ada Admin", Role::Admin, None).await;
-    // The admin signs in with a TOTP code the script computes from this secret.
+    // The admin signs in with a TOTP code the script computes from this secret, and answers
+    // the step-up dialog with a recovery code.
     let totp_secret = h.enroll_mfa(&admin).await;
+    let recovery = "web-recovery-code-1";
+    h.store.set_recovery_codes(org.id, admin.id, vec![ward_server::secrets::recovery_hash(recovery)], Harness::meta()).await.unwrap();
     let totp_hex: String = totp_secret.iter().map(|b| format!("{b:02x}")).collect();
     let a = h.login(&alice).await;
     let group = h.conversation(&a, "group", &[&bob]).await;
@@ -100,6 +103,7 @@ async fn web_app_in_chromium() {
             .env("WARD_PATIENT_CONV", patient_conv)
             .env("WARD_SCREENSHOTS", screenshots)
             .env("WARD_ADMIN_TOTP_SECRET", totp_hex)
+            .env("WARD_ADMIN_RECOVERY_CODE", recovery)
             .output()
             .expect("node runs")
     })
