@@ -42,6 +42,21 @@ const PHONE = { width: 390, height: 844 };
 const WAIT = { timeout: 10_000 };
 
 let passed = 0;
+let danaPassword = '';
+
+/** RFC 4648 base32 (as Ward shows TOTP secrets) to bytes. */
+function base32(text) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = '';
+  for (const ch of text.replace(/=+$/, '').toUpperCase()) {
+    const v = alphabet.indexOf(ch);
+    if (v < 0) throw new Error('not base32: ' + ch);
+    bits += v.toString(2).padStart(5, '0');
+  }
+  const bytes = [];
+  for (let i = 0; i + 8 <= bits.length; i += 8) bytes.push(parseInt(bits.slice(i, i + 8), 2));
+  return Buffer.from(bytes);
+}
 const problems = []; // CSP violations and page errors, from every page
 const measured = {};
 
@@ -381,9 +396,11 @@ await step('admin: users list, bad input, and disabling carol signs her open pag
   await admin.waitForSelector('form .form-message.error:has-text("taken")', WAIT);
   await admin.fill('#f-login', 'dana');
   await admin.fill('#f-display_name', 'Dana Okafor');
+  await admin.selectOption('#f-role', 'compliance_officer');
   await admin.click('form button[type=submit]');
   await admin.waitForSelector('#created code.secret', WAIT);
   await shot(admin, 'admin-users-desktop');
+  danaPassword = (await text(admin, '#created code.secret')).trim();
   await admin.click('table.table a:has-text("Dr Carol Singh")');
   await admin.waitForSelector('button:has-text("Disable account")', WAIT);
   await axe(admin, 'admin user');
@@ -423,6 +440,49 @@ await step('admin: users list, bad input, and disabling carol signs her open pag
   assert(/disabled/i.test(await text(carol, '.form-message')), 'disabled account message: ' + (await text(carol, '.form-message')));
   await admin.context().close();
   await carol.context().close();
+});
+
+await step('first sign-in: the one-time password must be changed, then TOTP enrolled (the org requires it for compliance officers)', async () => {
+  const dana = await newPage(PHONE, 'dana');
+  await dana.goto(URL_ + '/');
+  await dana.fill('#f-login', 'dana');
+  await dana.fill('#f-password', danaPassword);
+  await dana.click('form button[type=submit]');
+  await dana.waitForSelector('#f-new', WAIT);
+  await axe(dana, 'password change (phone)');
+  await dana.fill('#f-current', danaPassword);
+  await dana.fill('#f-new', 'a brand new passphrase 42');
+  await dana.fill('#f-again', 'a different passphrase 42');
+  await dana.click('form button[type=submit]');
+  assert((await text(dana, '.form-message')).includes('differ'), 'mismatch refused');
+  await dana.fill('#f-new', 'short');
+  await dana.fill('#f-again', 'short');
+  await dana.click('form button[type=submit]');
+  await dana.waitForSelector('.form-message.error:has-text("password")', WAIT);
+  await dana.fill('#f-new', 'a brand new passphrase 42');
+  await dana.fill('#f-again', 'a brand new passphrase 42');
+  await dana.click('form button[type=submit]');
+  await dana.waitForSelector('h1:has-text("Set up two-step sign-in")', WAIT);
+  await axe(dana, 'TOTP enrolment (phone)');
+  await dana.fill('#f-password', 'wrong passphrase entirely');
+  await dana.click('form button[type=submit]');
+  await dana.waitForSelector('.form-message.error:has-text("password")', WAIT);
+  await dana.fill('#f-password', 'a brand new passphrase 42');
+  await dana.click('form button[type=submit]');
+  await dana.waitForSelector('#totp-secret', WAIT);
+  const secret = base32((await text(dana, '#totp-secret')).replace(/\s+/g, ''));
+  await axe(dana, 'TOTP secret (phone)');
+  await dana.fill('#f-code', '000');
+  await dana.click('form button[type=submit]');
+  assert((await text(dana, '.form-message')).includes('Enter the 6 digits'), 'short code refused');
+  await dana.fill('#f-code', totp(secret.toString('hex')));
+  await dana.click('form button[type=submit]');
+  await dana.waitForSelector('ul.codes li', WAIT);
+  assert((await dana.$$('ul.codes li')).length === 10, 'ten recovery codes');
+  await axe(dana, 'recovery codes (phone)');
+  await dana.click('button:has-text("continue")');
+  await dana.waitForSelector('#convs', WAIT);
+  await dana.context().close();
 });
 
 await step('no CSP violation and no script error on any page', async () => {

@@ -61,7 +61,8 @@ async fn person(h: &Harness, org: &ward_store::Org, login: &str, display: &str, 
 async fn web_app_in_chromium() {
     let Some((node, chromium, dir)) = peers() else { return };
     let h = Harness::start(Backend::Sqlite).await.expect("SQLite always starts");
-    let org = h.org("web", vec![]).await;
+    // Compliance officers must use a second factor: the script enrols one through the app.
+    let org = h.org("web", vec![Role::ComplianceOfficer]).await;
     let alice = person(&h, &org, "alice", "Dr Alice Moreau", Role::Clinician, None).await;
     let bob = person(&h, &org, "bob", "Bob Tanaka RN", Role::Nurse, None).await;
     person(&h, &org, "carol", "Dr Carol Singh", Role::Clinician, None).await;
