@@ -1,5 +1,6 @@
 //! The application: shared state, the router with its middleware, and the operational
-//! endpoints (`/healthz`, `/readyz`, `/metrics`, `/api/v1/openapi.json`).
+//! endpoints (`/healthz`, `/readyz`, `/metrics`, `/api/v1/openapi.json`), with the web app
+//! (`ward-web`) merged in at `/` and `/assets/`.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -98,6 +99,8 @@ pub fn build(
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/api/v1/openapi.json", get(openapi_json))
+        // The web app: its shell at `/` and its embedded assets under `/assets/`.
+        .merge(ward_web::router())
         .fallback(|| async { ApiError::not_found() })
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(config.limits.max_body_bytes))

@@ -13,7 +13,11 @@ use serde_json::json;
 use ward_domain::role::Role;
 use ward_store::Backend;
 
-on_both_backends!(messages_flow_between_members_in_real_time, streams_resume_without_gaps_or_duplicates);
+on_both_backends!(
+    messages_flow_between_members_in_real_time,
+    streams_resume_without_gaps_or_duplicates,
+    the_list_shows_the_highest_unread_priority
+);
 on_sqlite!(
     out_of_order_and_lost_publications_still_arrive_in_order,
     revoking_sessions_closes_streams_within_a_second,
@@ -331,4 +335,41 @@ async fn out_of_order_and_lost_publications_still_arrive_in_order(backend: Backe
     }
     assert_eq!(bodies, (1..=6).map(|i| format!("out of order {i}")).collect::<Vec<_>>());
     assert!(stream.next_event(Duration::from_millis(300)).await.is_none(), "nothing twice");
+}
+
+/// The conversation list carries the highest priority among the caller's unread messages from
+/// others (the web app's STAT badge): recalled ones and the caller's own do not count, and
+/// reading clears it.
+async fn the_list_shows_the_highest_unread_priority(backend: Backend) {
+    let Some(h) = Harness::start(backend).await else { return };
+    let org = h.org("prio", vec![]).await;
+    let (a, b) = (h.account(&org, "a@prio", Role::Clinician).await, h.account(&org, "b@prio", Role::Nurse).await);
+    let (sa, sb) = (h.login(&a).await, h.login(&b).await);
+    let conv = h.conversation(&sa, "group", &[&b]).await;
+    let msgs = format!("/api/v1/conversations/{conv}/messages");
+    let listed = |who: &common::Session| {
+        let (h, who, conv) = (&h, who.clone(), conv.clone());
+        async move {
+            let r = h.get("/api/v1/conversations", &who.access).await.expect(200);
+            r.body["items"].as_array().unwrap().iter().find(|c| c["id"] == conv.as_str()).cloned().unwrap()
+        }
+    };
+    assert_eq!(listed(&sb).await["unread_priority"], serde_json::Value::Null, "nothing unread");
+    let send = |txn: &'static str, priority: &'static str| {
+        let (h, sa, msgs) = (&h, sa.clone(), msgs.clone());
+        async move { h.post(&msgs, &sa.access, json!({"client_txn_id": txn, "body": "K 3.1", "priority": priority})).await.expect(201) }
+    };
+    send("p1", "routine").await;
+    assert_eq!(listed(&sb).await["unread_priority"], "routine");
+    send("p2", "urgent").await;
+    let stat = send("p3", "stat").await;
+    send("p4", "routine").await;
+    let b_view = listed(&sb).await;
+    assert_eq!((b_view["unread"].as_i64(), b_view["unread_priority"].as_str()), (Some(4), Some("stat")));
+    assert_eq!(listed(&sa).await["unread_priority"], serde_json::Value::Null, "the sender's own messages do not count");
+    let id = stat.body["id"].as_str().unwrap();
+    h.post(&format!("{msgs}/{id}/recall"), &sa.access, json!({})).await.expect(200);
+    assert_eq!(listed(&sb).await["unread_priority"], "urgent", "a recalled STAT no longer counts");
+    h.post(&format!("/api/v1/conversations/{conv}/receipts"), &sb.access, json!({"kind": "read", "up_to_seq": 4})).await.expect(204);
+    assert_eq!(listed(&sb).await["unread_priority"], serde_json::Value::Null, "reading clears it");
 }

@@ -435,7 +435,8 @@ async fn path_ids(backend: Backend) {
     refused(h.get(&format!("/api/v1/conversations/{nobody}"), &sa.access).await, 404, "not_found");
     refused(h.get(&format!("/api/v1/users/{nobody}"), &sa.access).await, 404, "not_found");
     refused(h.get("/api/v1/no-such-thing", &sa.access).await, 404, "not_found");
-    refused(h.call(Method::GET, "/", None, None).await, 404, "not_found");
+    refused(h.call(Method::GET, "/no-such-page", None, None).await, 404, "not_found");
+    refused(h.call(Method::GET, "/assets/no-such-file.js", None, None).await, 404, "not_found");
     let r = refused(h.post(&format!("/api/v1/conversations/{nobody}/messages"), &sa.access, body).await, 404, "not_found");
     assert!(r.body["detail"].is_null() || !r.body["detail"].as_str().unwrap().contains(&nobody.to_string()));
     // The refused send is audited as a denied attempt, and nothing else changed.

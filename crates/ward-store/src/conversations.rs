@@ -3,7 +3,7 @@
 
 use ward_crypto::{Keyring, SealContext};
 use ward_domain::audit::{AuditAction, AuditEvent, DetailValue, Outcome};
-use ward_domain::conversation::{AccessReason, ConversationKind, MemberRole, StatedReason};
+use ward_domain::conversation::{AccessReason, ConversationKind, MemberRole, Priority, StatedReason};
 use ward_domain::ids::{ConversationId, OrgId, PatientId, UserId};
 use ward_domain::policy::{self, Actor, Admission, Candidate, Target};
 use ward_domain::role::Role;
@@ -47,6 +47,10 @@ struct SummaryRow {
     // Only the list and the detail read it (BEYOND_CARE_TEAM); membership checks do not.
     #[sqlx(default)]
     beyond_care_team: i64,
+    // Only the list and the detail read it (UNREAD_PRIORITY): 0 routine, 1 urgent, 2 STAT;
+    // none when nothing from others is unread.
+    #[sqlx(default)]
+    unread_priority: Option<i64>,
 }
 
 impl SummaryRow {
@@ -67,6 +71,11 @@ impl SummaryRow {
             my_role: MemberRole::parse(&self.my_role).ok_or(StoreError::Corrupt("conversation_members.role"))?,
             my_read_seq: self.my_read_seq,
             beyond_care_team: self.beyond_care_team,
+            unread_priority: self.unread_priority.map(|p| match p {
+                2 => Priority::Stat,
+                1 => Priority::Urgent,
+                _ => Priority::Routine,
+            }),
         })
     }
 }
@@ -102,11 +111,16 @@ const BEYOND_CARE_TEAM: &str = "(SELECT COUNT(*) FROM conversation_members o JOI
      WHERE o.conversation_id = c.id AND c.patient_id IS NOT NULL AND (ou.patient_id IS NULL OR ou.patient_id <> c.patient_id) \
      AND NOT EXISTS (SELECT 1 FROM care_team_members t WHERE t.patient_id = c.patient_id AND t.user_id = o.user_id))";
 
-/// A conversation as listed, with the minimum-necessary count.
+/// The highest priority among the caller's unread messages from others that are not recalled
+/// (2 STAT, 1 urgent, 0 routine), NULL when there are none: the list's priority badge.
+const UNREAD_PRIORITY: &str = "(SELECT CAST(MAX(CASE u.priority WHEN 'stat' THEN 2 WHEN 'urgent' THEN 1 ELSE 0 END) AS BIGINT) FROM messages u \
+     WHERE u.conversation_id = c.id AND u.seq > m.read_seq AND u.sender_id <> m.user_id AND u.recalled_at IS NULL)";
+
+/// A conversation as listed, with the minimum-necessary count and the unread priority.
 fn summary_select_with_count() -> String {
     SUMMARY_SELECT.replacen(
         " FROM conversation_members m",
-        &format!(", {BEYOND_CARE_TEAM} AS beyond_care_team FROM conversation_members m"),
+        &format!(", {BEYOND_CARE_TEAM} AS beyond_care_team, {UNREAD_PRIORITY} AS unread_priority FROM conversation_members m"),
         1,
     )
 }

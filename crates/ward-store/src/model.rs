@@ -298,6 +298,9 @@ pub struct ConversationSummary {
     /// For a patient conversation, how many members are outside the patient's care team (and
     /// not the patient): above zero, members see a minimum-necessary warning (164.502(b)).
     pub beyond_care_team: i64,
+    /// The highest priority among the caller's unread messages from others (not recalled);
+    /// `None` when there are none.
+    pub unread_priority: Option<ward_domain::conversation::Priority>,
 }
 
 /// A member with their receipts.

@@ -700,6 +700,7 @@ async fn serve(config: Config, demo: Option<Demo>) -> anyhow::Result<()> {
         None => {}
     }
     println!("Ward is serving at {} (health: {}/healthz)", running.url, running.url);
+    println!("Web app: {}/ (accept the self-signed certificate, then sign in with an account above)", running.url);
     let stop = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -461,6 +461,9 @@ pub struct ConversationSummaryView {
     pub my_read_seq: i64,
     /// Messages after the caller's read watermark.
     pub unread: i64,
+    /// The highest priority among the caller's unread messages from others (recalled ones
+    /// excepted), for a list badge; null when none is unread.
+    pub unread_priority: Option<Priority>,
     /// Minimum-necessary warning: for a patient conversation, whether any member is outside
     /// the patient's care team (and not the patient).
     pub beyond_care_team: bool,
@@ -506,6 +509,7 @@ impl From<ward_store::ConversationSummary> for ConversationSummaryView {
             my_role: s.my_role,
             my_read_seq: s.my_read_seq,
             unread: (s.last_message_seq - s.my_read_seq).max(0),
+            unread_priority: s.unread_priority,
             beyond_care_team: s.beyond_care_team > 0,
             beyond_care_team_count: s.beyond_care_team,
             withheld: None,

@@ -1,0 +1,117 @@
+//! The web app in a real browser: starts a Ward server with the test harness, seeds an
+//! organisation, and runs `web-tests/app.test.mjs` (Playwright driving Debian's Chromium, with
+//! axe-core checking every page) against it. The script's exit status is the verdict.
+//!
+//! Peers: Node.js (`WARD_TEST_NODE`), Chromium (`WARD_TEST_CHROMIUM`) and `web-tests/node_modules`
+//! (`npm ci`), all set up by scripts/test. Missing peers print SKIPPED, except with CI=true,
+//! where they fail the test. `WARD_WEB_SCREENSHOTS=<dir>` saves the main screens there
+//! (`docs/screenshots` holds the committed ones).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::{Account, Harness, PASSWORD};
+use serde_json::json;
+use ward_domain::ids::PatientId;
+use ward_domain::role::Role;
+use ward_store::Backend;
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// Node, Chromium and the installed test packages, or `None` (skip) outside CI.
+fn peers() -> Option<(String, String, PathBuf)> {
+    let dir = repo_root().join("web-tests");
+    let node = std::env::var("WARD_TEST_NODE").ok();
+    let chromium = std::env::var("WARD_TEST_CHROMIUM").ok();
+    let installed = dir.join("node_modules/playwright-core").is_dir() && dir.join("node_modules/axe-core").is_dir();
+    match (node, chromium, installed) {
+        (Some(n), Some(c), true) => Some((n, c, dir)),
+        _ => {
+            assert!(
+                !ward_store::testing::pg_required(),
+                "the browser tests need WARD_TEST_NODE, WARD_TEST_CHROMIUM and `npm ci` in web-tests/ when CI=true (scripts/test sets them up)"
+            );
+            eprintln!("SKIPPED: the browser tests need WARD_TEST_NODE, WARD_TEST_CHROMIUM and web-tests/node_modules (run scripts/test)");
+            None
+        }
+    }
+}
+
+/// An account with the harness password and a display name a person would see.
+async fn person(h: &Harness, org: &ward_store::Org, login: &str, display: &str, role: Role, patient: Option<PatientId>) -> Account {
+    let hash = ward_server::secrets::hash_password(PASSWORD.into()).await.unwrap();
+    let new = ward_store::NewUser {
+        org_id: org.id,
+        login: login.into(),
+        display_name: display.into(),
+        role,
+        password_hash: hash,
+        password_must_change: false,
+        patient_id: patient,
+    };
+    let u = h.store.create_user(new, None, Harness::meta()).await.unwrap();
+    Account { id: u.id, login: login.into(), org: org.clone(), role }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_app_in_chromium() {
+    let Some((node, chromium, dir)) = peers() else { return };
+    let h = Harness::start(Backend::Sqlite).await.expect("SQLite always starts");
+    // Compliance officers must use a second factor: the script enrols one through the app.
+    let org = h.org("web", vec![Role::ComplianceOfficer]).await;
+    let alice = person(&h, &org, "alice", "Dr Alice Moreau", Role::Clinician, None).await;
+    let bob = person(&h, &org, "bob", "Bob Tanaka RN", Role::Nurse, None).await;
+    person(&h, &org, "carol", "Dr Carol Singh", Role::Clinician, None).await;
+    let admin = person(&h, &org, "admin", "Ada Admin", Role::Admin, None).await;
+    // The admin signs in with a TOTP code the script computes from this secret, and answers
+    // the step-up dialog with a recovery code.
+    let totp_secret = h.enroll_mfa(&admin).await;
+    let recovery = "web-recovery-code-1";
+    h.store.set_recovery_codes(org.id, admin.id, vec![ward_server::secrets::recovery_hash(recovery)], Harness::meta()).await.unwrap();
+    let totp_hex: String = totp_secret.iter().map(|b| format!("{b:02x}")).collect();
+    let a = h.login(&alice).await;
+    let group = h.conversation(&a, "group", &[&bob]).await;
+    h.send(&a, &group, "seed-1", "Bed 12 handover at 7, labs pending").await.expect(201);
+    let p = h
+        .post("/api/v1/patients", &a.access, json!({"mrn": "MRN-0042", "display_name": "Jamie Doe", "care_team": [alice.id, bob.id]}))
+        .await;
+    let patient_id = p.expect(201).body["id"].as_str().unwrap().to_owned();
+    let patient = person(&h, &org, "jamie", "Jamie Doe", Role::Patient, Some(PatientId(patient_id.parse().unwrap()))).await;
+    let pc = h
+        .post(
+            "/api/v1/conversations",
+            &a.access,
+            json!({"kind": "patient", "title": "Your care team", "patient_id": patient_id, "members": [{"user_id": patient.id}]}),
+        )
+        .await;
+    let patient_conv = pc.expect(201).body["id"].as_str().unwrap().to_owned();
+    h.send(&a, &patient_conv, "seed-2", "Your results are in; everything looks fine.").await.expect(201);
+
+    let screenshots = std::env::var("WARD_WEB_SCREENSHOTS").unwrap_or_default();
+    let url = h.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(&node)
+            .current_dir(&dir)
+            .arg("app.test.mjs")
+            .env("WARD_URL", url)
+            .env("WARD_CHROMIUM", chromium)
+            .env("WARD_PASSWORD", PASSWORD)
+            .env("WARD_GROUP", group)
+            .env("WARD_PATIENT_CONV", patient_conv)
+            .env("WARD_SCREENSHOTS", screenshots)
+            .env("WARD_ADMIN_TOTP_SECRET", totp_hex)
+            .env("WARD_ADMIN_RECOVERY_CODE", recovery)
+            .output()
+            .expect("node runs")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stdout}\n{stderr}");
+    assert!(out.status.success(), "the browser tests failed ({}): see the output above", out.status);
+}

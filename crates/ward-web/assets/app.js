@@ -1,0 +1,903 @@
+// Ward's web app: sign-in, the clinician client, the patient portal and the admin console.
+// Plain ES modules, no framework, no build step. Navigation uses the URL hash with ids only
+// (never names); page titles never carry PHI; tokens stay in memory (see api.js).
+
+import * as api from './api.js';
+import { field, h, messageBox, mount, showError, showInfo, time } from './dom.js';
+
+const main = document.getElementById('main');
+const bar = document.getElementById('bar');
+const nav = document.getElementById('nav');
+const live = document.getElementById('live');
+
+const PRIORITIES = [['routine', 'Routine'], ['urgent', 'Urgent'], ['stat', 'STAT']];
+const REASONS = [['consult', 'Consult'], ['coverage', 'Coverage'], ['handoff', 'Handoff'], ['coordination', 'Care coordination'], ['other', 'Other']];
+const ROLES = [['clinician', 'Clinician'], ['nurse', 'Nurse'], ['staff', 'Staff'], ['admin', 'Admin'], ['compliance_officer', 'Compliance officer'], ['patient', 'Patient']];
+const ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+// Everything below is PHI or session state: lock() drops all of it.
+let me = null;
+let stream = null;
+let idle = null;
+let names = new Map(); // user id -> display name
+let list = null; // conversation summaries, newest first
+let hot = new Map(); // conversation id -> highest priority of unread messages seen here
+let open = null; // { id, view, messages: Map<seq, message>, root }
+let renderSeq = 0;
+let directory = null; // the staff directory (GET /users), fetched once per sign-in
+
+/** The directory, loaded on first use (each load is an audited directory read). */
+function people() {
+  if (!directory) directory = api.get('/users?limit=200').catch((e) => { directory = null; throw e; });
+  return directory;
+}
+
+function announce(text) {
+  live.textContent = '';
+  setTimeout(() => { live.textContent = text; }, 30);
+}
+
+function setTitle(page) {
+  // Never PHI: only the kind of page.
+  document.title = page ? `${page} · Ward` : 'Ward';
+}
+
+function focusHeading(root) {
+  const h1 = root.querySelector('h1, h2');
+  if (h1) { h1.setAttribute('tabindex', '-1'); h1.focus({ preventScroll: true }); }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sign-in
+// ---------------------------------------------------------------------------------------------
+
+function signInPage(notice) {
+  setTitle('Sign in');
+  bar.hidden = true;
+  const msg = messageBox();
+  const login = field('Login name', { name: 'login', required: true, autocomplete: 'username' });
+  const password = field('Password', { name: 'password', type: 'password', required: true, autocomplete: 'current-password' });
+  const form = h('form', { class: 'card narrow', novalidate: true, 'aria-labelledby': 'signin-h' },
+    h('h1', { id: 'signin-h' }, 'Sign in to Ward'),
+    notice ? h('p', { class: 'notice', role: 'status' }, notice) : null,
+    login, password, msg,
+    h('button', { type: 'submit', class: 'primary' }, 'Sign in'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    if (!login.input.value.trim() || !password.input.value) {
+      showError(msg, { userMessage: 'Enter your login name and password.' });
+      return;
+    }
+    busy(form, true);
+    try {
+      const r = await api.anonymous('POST', '/auth/login', {
+        login: login.input.value.trim(), password: password.input.value, device: { name: 'Web browser', platform: 'web' },
+      });
+      if (r.status === 'mfa_required') mfaPage(r.mfa_token);
+      else await signedIn(r.tokens);
+    } catch (e) {
+      showError(msg, e);
+      password.input.value = '';
+      password.input.focus();
+    } finally {
+      busy(form, false);
+    }
+  });
+  mount(main, form);
+  login.input.focus();
+}
+
+function busy(form, on) {
+  for (const b of form.querySelectorAll('button')) b.disabled = on;
+  form.setAttribute('aria-busy', on ? 'true' : 'false');
+}
+
+function mfaPage(mfaToken) {
+  setTitle('Verification code');
+  const msg = messageBox();
+  let recovery = false;
+  const code = field('6-digit code from your authenticator app', { name: 'code', required: true, autocomplete: 'one-time-code', inputmode: 'numeric', maxlength: 64 });
+  const toggle = h('button', { type: 'button', class: 'link' }, 'Use a recovery code instead');
+  toggle.addEventListener('click', () => {
+    recovery = !recovery;
+    code.querySelector('label').textContent = recovery ? 'Recovery code' : '6-digit code from your authenticator app';
+    code.input.setAttribute('inputmode', recovery ? 'text' : 'numeric');
+    toggle.textContent = recovery ? 'Use an authenticator code instead' : 'Use a recovery code instead';
+    code.input.focus();
+  });
+  const form = h('form', { class: 'card narrow', novalidate: true },
+    h('h1', {}, 'Verify it is you'), code, toggle, msg, h('button', { type: 'submit', class: 'primary' }, 'Verify'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const v = code.input.value.trim();
+    if (!recovery && !/^\d{6}$/.test(v)) {
+      showError(msg, { userMessage: 'Enter the 6 digits your authenticator app shows.' });
+      return;
+    }
+    if (!v) { showError(msg, { userMessage: 'Enter a recovery code.' }); return; }
+    busy(form, true);
+    try {
+      const t = await api.anonymous('POST', '/auth/mfa', recovery ? { mfa_token: mfaToken, recovery_code: v } : { mfa_token: mfaToken, code: v });
+      await signedIn(t);
+    } catch (e) {
+      showError(msg, e);
+      if (e.code === 'invalid_mfa_code' && /expired|unknown/.test(e.userMessage)) setTimeout(() => signInPage('The sign-in attempt expired. Sign in again.'), 1500);
+    } finally {
+      busy(form, false);
+    }
+  });
+  mount(main, form);
+  code.input.focus();
+}
+
+async function signedIn(tokens) {
+  api.setTokens(tokens);
+  me = await api.get('/me');
+  if (me.restriction === 'password_change') return passwordChangePage();
+  if (me.restriction === 'mfa_enrollment') return enrolPage();
+  start();
+}
+
+function passwordChangePage() {
+  setTitle('Choose a password');
+  const msg = messageBox();
+  const cur = field('One-time password', { name: 'current', type: 'password', required: true, autocomplete: 'current-password' });
+  const next = field('New password', { name: 'new', type: 'password', required: true, autocomplete: 'new-password' });
+  const again = field('New password again', { name: 'again', type: 'password', required: true, autocomplete: 'new-password' });
+  const form = h('form', { class: 'card narrow', novalidate: true },
+    h('h1', {}, 'Choose your password'),
+    h('p', {}, 'Your password was set by an administrator and works only once. Choose your own to continue.'),
+    cur, next, again, msg, h('button', { type: 'submit', class: 'primary' }, 'Save password'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    if (!cur.input.value || !next.input.value) { showError(msg, { userMessage: 'Fill in every field.' }); return; }
+    if (next.input.value !== again.input.value) { showError(msg, { userMessage: 'The two new passwords differ.' }); return; }
+    busy(form, true);
+    try {
+      await api.post('/me/password', { current_password: cur.input.value, new_password: next.input.value });
+      me = await api.get('/me');
+      if (me.restriction === 'mfa_enrollment') enrolPage();
+      else start();
+    } catch (e) {
+      showError(msg, e);
+    } finally {
+      busy(form, false);
+    }
+  });
+  mount(main, form);
+  cur.input.focus();
+}
+
+function enrolPage() {
+  setTitle('Set up two-step sign-in');
+  const msg = messageBox();
+  const pw = field('Your password', { name: 'password', type: 'password', required: true, autocomplete: 'current-password' });
+  const form = h('form', { class: 'card narrow', novalidate: true },
+    h('h1', {}, 'Set up two-step sign-in'),
+    h('p', {}, 'Your organisation requires a second factor for your role. Confirm your password to get a secret for your authenticator app.'),
+    pw, msg, h('button', { type: 'submit', class: 'primary' }, 'Continue'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    if (!pw.input.value) { showError(msg, { userMessage: 'Enter your password.' }); return; }
+    busy(form, true);
+    try {
+      const r = await api.post('/me/mfa/totp', { password: pw.input.value });
+      enrolConfirmPage(r.secret);
+    } catch (e) {
+      showError(msg, e);
+    } finally {
+      busy(form, false);
+    }
+  });
+  mount(main, form);
+  pw.input.focus();
+}
+
+function enrolConfirmPage(secret) {
+  const msg = messageBox();
+  const code = field('6-digit code from the app', { name: 'code', required: true, inputmode: 'numeric', autocomplete: 'one-time-code', maxlength: 6 });
+  const form = h('form', { class: 'card narrow', novalidate: true },
+    h('h1', {}, 'Add Ward to your authenticator app'),
+    h('p', {}, 'Enter this secret in your authenticator app (time-based, 6 digits, 30 seconds):'),
+    h('p', { class: 'secret', id: 'totp-secret' }, secret.replace(/(.{4})/g, '$1 ').trim()),
+    code, msg, h('button', { type: 'submit', class: 'primary' }, 'Confirm'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    if (!/^\d{6}$/.test(code.input.value.trim())) { showError(msg, { userMessage: 'Enter the 6 digits the app shows.' }); return; }
+    busy(form, true);
+    try {
+      const r = await api.post('/me/mfa/totp/confirm', { code: code.input.value.trim() });
+      const done = h('button', { type: 'button', class: 'primary' }, 'I have saved them: continue');
+      done.addEventListener('click', async () => { me = await api.get('/me'); start(); });
+      mount(main, h('section', { class: 'card narrow' },
+        h('h1', {}, 'Recovery codes'),
+        h('p', {}, 'Each code signs you in once if you lose your phone. Keep them somewhere safe: they are shown only now.'),
+        h('ul', { class: 'codes' }, r.recovery_codes.map((c) => h('li', {}, c))), done));
+      done.focus();
+    } catch (e) {
+      showError(msg, e);
+    } finally {
+      busy(form, false);
+    }
+  });
+  mount(main, form);
+  code.input.focus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Session: start, idle lock, sign-out
+// ---------------------------------------------------------------------------------------------
+
+function start() {
+  bar.hidden = false;
+  const links = [['#/', 'Messages']];
+  if (me.user.role === 'patient') links.push(['#/consent', 'Consent']);
+  if (me.user.role === 'admin') links.push(['#/admin/users', 'Users']);
+  links.push(['#/sessions', 'Sessions']);
+  mount(nav, h('ul', {}, links.map(([href, text]) => h('li', {}, h('a', { href }, text)))),
+    h('span', { class: 'who' }, h('span', { class: 'sr-only' }, 'Signed in as '), me.user.display_name),
+    h('span', { class: 'conn', id: 'conn', role: 'status' }, 'Connecting'));
+  names.set(me.user.id, me.user.display_name);
+  startIdleTimer();
+  stream = api.openStream({
+    onEvent,
+    onReady: () => { if (list) refreshList(); if (open) reloadOpen(); },
+    onEnded: () => lock('Your session was ended. Sign in again.'),
+    onState: (s) => { const c = document.getElementById('conn'); if (c) c.textContent = s === 'live' ? 'Live' : 'Reconnecting'; },
+  });
+  if (location.hash === '' || location.hash === '#') location.hash = '#/';
+  else route();
+}
+
+const ACTIVITY = ['keydown', 'pointerdown', 'wheel', 'touchstart'];
+function startIdleTimer() {
+  const ms = Math.max(60, me.org.idle_timeout_secs || 900) * 1000;
+  let timer = null;
+  const reset = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => lock('Ward locked after ' + Math.round(ms / 60000) + ' minutes without activity. Sign in again to continue.'), ms);
+  };
+  for (const e of ACTIVITY) document.addEventListener(e, reset, { passive: true, capture: true });
+  reset();
+  idle = { stop() { clearTimeout(timer); for (const e of ACTIVITY) document.removeEventListener(e, reset, { capture: true }); } };
+}
+
+/** Clears every trace of the session from the page and memory, ends it, and asks to sign in. */
+async function lock(notice) {
+  if (!api.hasTokens()) return;
+  const token = api.accessToken();
+  if (idle) idle.stop();
+  if (stream) stream.close();
+  idle = stream = null;
+  me = null; list = null; open = null; names = new Map(); hot = new Map(); directory = null;
+  api.setTokens(null);
+  mount(main);
+  mount(nav);
+  live.textContent = '';
+  if (location.hash !== '' && location.hash !== '#') history.replaceState(null, '', location.pathname);
+  signInPage(notice);
+  // Best effort: the server ends an idle session on its own as well.
+  if (token) fetch('/api/v1/auth/logout', { method: 'POST', headers: { authorization: 'Bearer ' + token }, cache: 'no-store', credentials: 'omit' }).catch(() => {});
+}
+
+api.setOnSessionEnded(() => lock('Your session has ended. Sign in again.'));
+document.getElementById('sign-out').addEventListener('click', () => lock('You signed out.'));
+
+// ---------------------------------------------------------------------------------------------
+// Routing
+// ---------------------------------------------------------------------------------------------
+
+window.addEventListener('hashchange', () => { if (me && !me.restriction) route(); });
+
+function route() {
+  const parts = location.hash.replace(/^#\/?/, '').split('/').filter(Boolean);
+  for (const a of nav.querySelectorAll('a')) {
+    const here = a.getAttribute('href') === '#/' + (parts[0] === 'c' || parts[0] === 'new' ? '' : parts.join('/').split('/').slice(0, 2).join('/'));
+    if (here) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
+  }
+  if (parts.length === 0) return messagesPage(null);
+  if (parts[0] === 'c' && ID.test(parts[1] || '')) return messagesPage(parts[1]);
+  if (parts[0] === 'new') return newConversationPage();
+  if (parts[0] === 'sessions') return sessionsPage();
+  if (parts[0] === 'consent' && me.user.role === 'patient') return consentPage();
+  if (parts[0] === 'admin' && parts[1] === 'users' && me.user.role === 'admin') {
+    return ID.test(parts[2] || '') ? adminUserPage(parts[2]) : adminUsersPage();
+  }
+  setTitle('Not found');
+  mount(main, h('section', { class: 'card' }, h('h1', {}, 'Page not found'), h('p', {}, h('a', { href: '#/' }, 'Back to messages'))));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conversations
+// ---------------------------------------------------------------------------------------------
+
+function convName(c) {
+  if (c.title) return c.title;
+  if (c.withheld) return 'Conversation';
+  const v = open && open.id === c.id ? open.view : null;
+  if (v) return memberNames(v) || 'Conversation';
+  return c.kind === 'direct' ? 'Direct conversation' : c.kind === 'patient' ? 'Patient conversation' : 'Group conversation';
+}
+
+function memberNames(view) {
+  return view.members.filter((m) => m.user_id !== me.user.id).map((m) => m.display_name).join(', ');
+}
+
+const RANK = { routine: 0, urgent: 1, stat: 2 };
+function higher(a, b) {
+  if (!a) return b || null;
+  if (!b) return a;
+  return RANK[b] > RANK[a] ? b : a;
+}
+
+function badge(priority) {
+  if (priority === 'stat') return h('span', { class: 'badge stat' }, 'STAT');
+  if (priority === 'urgent') return h('span', { class: 'badge urgent' }, 'Urgent');
+  return null;
+}
+
+async function messagesPage(id) {
+  setTitle(id ? 'Conversation' : 'Messages');
+  const mine = ++renderSeq;
+  const listEl = h('section', { class: 'convlist', 'aria-labelledby': 'convlist-h' },
+    h('div', { class: 'listhead' }, h('h1', { id: 'convlist-h' }, me.user.role === 'patient' ? 'Your care team' : 'Conversations'),
+      me.user.role === 'patient' ? null : h('a', { href: '#/new', class: 'button' }, 'New')),
+    h('ul', { id: 'convs', class: 'convs' }, h('li', { class: 'muted' }, 'Loading…')));
+  const convEl = h('section', { class: 'conv', id: 'conv', 'aria-label': 'Conversation' },
+    id ? h('p', { class: 'muted' }, 'Loading…') : h('p', { class: 'muted empty' }, 'Choose a conversation.'));
+  mount(main, h('div', { class: 'split' + (id ? ' has-open' : '') }, listEl, convEl));
+  if (!id) open = null;
+  const work = [refreshList()];
+  if (id) work.push(openConversation(id, convEl, mine));
+  await Promise.all(work);
+  if (!id) focusHeading(listEl);
+}
+
+async function refreshList() {
+  try {
+    const page = await api.get('/conversations?limit=100');
+    list = page.items;
+    renderList();
+    if (performance.getEntriesByName('ward:list-rendered').length === 0) performance.mark('ward:list-rendered');
+  } catch (e) {
+    const ul = document.getElementById('convs');
+    if (ul) mount(ul, h('li', { class: 'form-message error' }, e.userMessage || 'Could not load conversations.'));
+  }
+}
+
+function renderList() {
+  const ul = document.getElementById('convs');
+  if (!ul || !list) return;
+  if (list.length === 0) {
+    mount(ul, h('li', { class: 'muted' }, me.user.role === 'patient' ? 'No messages with your care team yet.' : 'No conversations yet.'));
+    return;
+  }
+  mount(ul, list.map((c) => {
+    const unread = open && open.id === c.id ? 0 : c.unread;
+    // The server's highest unread priority as of the last load, raised by live arrivals since.
+    const pr = unread > 0 ? higher(c.unread_priority, hot.get(c.id)) : null;
+    return h('li', { class: 'convitem' + (unread > 0 ? ' unread' : '') + (pr === 'stat' ? ' has-stat' : '') },
+      h('a', { href: '#/c/' + c.id, 'aria-current': open && open.id === c.id ? 'true' : null, dataset: { id: c.id } },
+        h('span', { class: 'cname' }, convName(c)),
+        c.patient_id ? h('span', { class: 'tag' }, 'Patient') : null,
+        badge(pr),
+        unread > 0 ? h('span', { class: 'count', 'aria-label': unread + ' unread' }, String(unread)) : null));
+  }));
+}
+
+async function openConversation(id, el, mine) {
+  try {
+    const [view, page] = await Promise.all([api.get('/conversations/' + id), api.get('/conversations/' + id + '/messages?limit=100')]);
+    if (mine !== renderSeq) return;
+    open = { id, view, messages: new Map(page.items.map((m) => [m.seq, m])), root: el, correcting: null };
+    for (const m of view.members) names.set(m.user_id, m.display_name);
+    hot.delete(id);
+    const listed = list && list.find((x) => x.id === id);
+    if (listed) { listed.unread = 0; listed.unread_priority = null; }
+    renderConversation();
+    renderList();
+    markRead();
+    focusHeading(el);
+  } catch (e) {
+    if (mine !== renderSeq) return;
+    mount(el, h('div', { class: 'card' }, h('h2', {}, 'This conversation cannot be shown'), h('p', { class: 'form-message error' }, e.userMessage),
+      h('a', { href: '#/' }, 'Back to conversations')));
+  }
+}
+
+async function reloadOpen() {
+  if (!open) return;
+  const o = open;
+  try {
+    const [view, page] = await Promise.all([api.get('/conversations/' + o.id), api.get('/conversations/' + o.id + '/messages?limit=100')]);
+    if (open !== o) return;
+    o.view = view;
+    for (const m of page.items) o.messages.set(m.seq, m);
+    renderConversation();
+  } catch { /* the next event or reconnect tries again */ }
+}
+
+function markRead() {
+  if (!open) return;
+  const last = Math.max(0, ...open.messages.keys());
+  if (last > 0) api.post('/conversations/' + open.id + '/receipts', { kind: 'read', up_to_seq: last }).catch(() => {});
+}
+
+function receiptText(m) {
+  const others = open.view.members.filter((x) => x.user_id !== me.user.id);
+  if (others.length === 0) return '';
+  const read = others.filter((x) => x.read_seq >= m.seq);
+  const delivered = others.filter((x) => x.delivered_seq >= m.seq || x.read_seq >= m.seq);
+  if (read.length === others.length) return others.length === 1 ? 'Read' : 'Read by all';
+  if (read.length > 0) return `Read by ${read.map((x) => x.display_name).join(', ')}`;
+  if (delivered.length > 0) return delivered.length === others.length ? 'Delivered' : `Delivered to ${delivered.length} of ${others.length}`;
+  return 'Sent';
+}
+
+function renderConversation() {
+  const o = open;
+  const v = o.view;
+  const s = v.summary || v;
+  const header = h('div', { class: 'convhead' },
+    h('a', { href: '#/', class: 'back' }, h('span', { 'aria-hidden': 'true' }, '‹ '), 'Conversations'),
+    h('h2', { id: 'conv-h' }, convName({ ...s, id: o.id })),
+    v.patient ? h('p', { class: 'patient', 'aria-label': 'Patient' },
+      h('span', { class: 'tag' }, 'Patient'), ' ', v.patient.display_name, ' · MRN ', v.patient.mrn) : null,
+    s.beyond_care_team ? h('p', { class: 'notice' }, 'Minimum necessary: this conversation includes people outside the patient\'s care team. Share only what they need.') : null,
+    me.user.role === 'patient' ? null : membersPanel(v, s));
+  const msgs = [...o.messages.values()].sort((a, b) => a.seq - b.seq);
+  const corrected = new Set(msgs.filter((m) => m.corrects).map((m) => m.corrects));
+  const ol = h('ol', { class: 'messages', id: 'messages', 'aria-label': 'Messages' }, msgs.map((m) => {
+    const mineMsg = m.sender_id === me.user.id;
+    const recalled = !!m.recalled_at;
+    const actions = mineMsg && !recalled && !m.shredded ? h('div', { class: 'actions' },
+      h('button', { type: 'button', class: 'link', onclick: () => recall(m), 'aria-label': 'Recall message sent at ' + new Date(m.created_at).toLocaleTimeString() }, 'Recall'),
+      h('button', { type: 'button', class: 'link', onclick: () => startCorrection(m), 'aria-label': 'Correct message sent at ' + new Date(m.created_at).toLocaleTimeString() }, 'Correct')) : null;
+    return h('li', { class: 'msg' + (mineMsg ? ' mine' : '') + (m.priority === 'stat' ? ' stat' : m.priority === 'urgent' ? ' urgent' : '') + (recalled ? ' recalled' : ''), dataset: { seq: m.seq, id: m.id } },
+      h('div', { class: 'meta' }, h('span', { class: 'sender' }, mineMsg ? 'You' : names.get(m.sender_id) || 'Former member'), ' ', time(m.created_at), ' ', badge(m.priority),
+        m.corrects ? h('span', { class: 'tag' }, 'Correction') : null, corrected.has(m.id) && !recalled ? h('span', { class: 'tag' }, 'Corrected below') : null),
+      h('p', { class: 'body' }, recalled ? 'Message recalled by its sender.' : m.withheld ? 'Content withheld on this device.' : m.shredded ? 'Content removed (retention).' : m.body),
+      mineMsg ? h('p', { class: 'receipt' }, receiptText(m)) : null,
+      actions);
+  }));
+  if (msgs.length === 0) ol.append(h('li', { class: 'muted' }, 'No messages yet.'));
+  mount(o.root, header, ol, composer());
+  ol.scrollTop = ol.scrollHeight;
+}
+
+function composer() {
+  const o = open;
+  const msg = messageBox();
+  const body = field(o.correcting ? 'Corrected message' : 'Message', { name: 'body', tag: 'textarea', required: true, rows: 2 });
+  const pr = field('Priority', { name: 'priority', tag: 'select', options: PRIORITIES, value: 'routine' });
+  pr.input.addEventListener('change', () => form.classList.toggle('stat', pr.input.value === 'stat'));
+  const cancel = o.correcting ? h('button', { type: 'button', class: 'link', onclick: () => { o.correcting = null; renderConversation(); } }, 'Cancel correction') : null;
+  const form = h('form', { class: 'composer', novalidate: true, 'aria-label': 'Send a message' },
+    o.correcting ? h('p', { class: 'notice' }, 'Correcting your message sent at ', time(o.correcting.created_at), '.') : null,
+    body, h('div', { class: 'row' }, pr, h('button', { type: 'submit', class: 'primary' }, o.correcting ? 'Send correction' : 'Send'), cancel), msg);
+  body.input.addEventListener('keydown', (e) => { if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) form.requestSubmit(); });
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const text = body.input.value;
+    if (!text.trim()) { showError(msg, { userMessage: 'Write a message first.' }); body.input.focus(); return; }
+    busy(form, true);
+    const req = { client_txn_id: crypto.randomUUID(), body: text, priority: pr.input.value };
+    if (o.correcting) req.corrects = o.correcting.id;
+    try {
+      const m = await api.post('/conversations/' + o.id + '/messages', req);
+      if (open !== o) return;
+      o.messages.set(m.seq, m);
+      o.correcting = null;
+      renderConversation();
+      announce(m.priority === 'stat' ? 'STAT message sent' : 'Message sent');
+      const again = o.root.querySelector('textarea');
+      if (again) again.focus();
+    } catch (e) {
+      showError(msg, e);
+      busy(form, false);
+    }
+  });
+  return form;
+}
+
+async function recall(m) {
+  if (!confirm('Recall this message? Its text disappears for everyone in the conversation.')) return;
+  try {
+    const r = await api.post('/conversations/' + open.id + '/messages/' + m.id + '/recall');
+    if (open) { open.messages.set(r.seq, r); renderConversation(); announce('Message recalled'); }
+  } catch (e) {
+    alert(e.userMessage);
+  }
+}
+
+function startCorrection(m) {
+  open.correcting = m;
+  renderConversation();
+  const t = open.root.querySelector('textarea');
+  t.value = m.body || '';
+  t.focus();
+}
+
+function membersPanel(v, s) {
+  const isOwner = s.my_role === 'owner';
+  const det = h('details', { class: 'members', open: open.membersOpen, ontoggle: () => { if (open) open.membersOpen = det.open; } },
+    h('summary', {}, `Members (${v.members.length})`),
+    h('ul', {}, v.members.map((m) => h('li', {},
+      h('span', {}, m.display_name, m.user_id === me.user.id ? ' (you)' : ''), ' ',
+      h('span', { class: 'muted' }, m.role === 'owner' ? 'owner' : m.user_role.replace('_', ' ')),
+      m.reason ? h('span', { class: 'tag' }, 'Reason: ' + m.reason) : null,
+      (isOwner && m.user_id !== me.user.id) || (!isOwner && m.user_id === me.user.id && s.kind !== 'direct')
+        ? h('button', { type: 'button', class: 'link', onclick: () => removeMember(m), 'aria-label': m.user_id === me.user.id ? 'Leave conversation' : 'Remove ' + m.display_name }, m.user_id === me.user.id ? 'Leave' : 'Remove')
+        : null))),
+    isOwner && s.kind !== 'direct' ? addMemberForm(v, s) : null);
+  return det;
+}
+
+function addMemberForm(v, s) {
+  const msg = messageBox();
+  const who = field('Add a member', { name: 'member', tag: 'select', options: [['', 'Loading people…']] });
+  const reasonCode = field('Reason (required for people outside the patient\'s care team)', { name: 'reason', tag: 'select', options: [['', 'No reason needed'], ...REASONS] });
+  const note = field('Reason note (optional)', { name: 'note', maxlength: 500 });
+  const form = h('form', { class: 'addmember', novalidate: true },
+    who, s.patient_id ? [reasonCode, note] : null, msg, h('button', { type: 'submit' }, 'Add'));
+  people().then((p) => {
+    const present = new Set(v.members.map((m) => m.user_id));
+    const opts = p.items.filter((u) => !present.has(u.id) && !u.disabled).map((u) => [u.id, `${u.display_name} (${u.role.replace('_', ' ')})`]);
+    mount(who.input, h('option', { value: '' }, 'Choose a person'), opts.map(([val, t]) => h('option', { value: val }, t)));
+  }).catch((e) => mount(who.input, h('option', { value: '' }, e.userMessage)));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    if (!who.input.value) { showError(msg, { userMessage: 'Choose the person to add.' }); return; }
+    const req = { user_id: who.input.value };
+    if (s.patient_id && reasonCode.input.value) req.reason = { code: reasonCode.input.value, note: note.input.value || undefined };
+    busy(form, true);
+    try {
+      await api.post('/conversations/' + open.id + '/members', req);
+      announce('Member added');
+      await reloadOpen();
+    } catch (e) {
+      showError(msg, e);
+      busy(form, false);
+    }
+  });
+  return form;
+}
+
+async function removeMember(m) {
+  const self = m.user_id === me.user.id;
+  if (!confirm(self ? 'Leave this conversation?' : 'Remove this member from the conversation?')) return;
+  try {
+    await api.del('/conversations/' + open.id + '/members/' + m.user_id);
+    if (self) { location.hash = '#/'; } else { await reloadOpen(); }
+  } catch (e) {
+    alert(e.userMessage);
+  }
+}
+
+function onEvent(f) {
+  const c = list && list.find((x) => x.id === f.conversation_id);
+  const isOpen = open && open.id === f.conversation_id;
+  if (f.kind === 'message') {
+    const m = f.message;
+    if (m.sender_id !== me.user.id) {
+      if (isOpen && document.visibilityState === 'visible') {
+        api.post('/conversations/' + f.conversation_id + '/receipts', { kind: 'read', up_to_seq: m.seq }).catch(() => {});
+      } else {
+        api.post('/conversations/' + f.conversation_id + '/receipts', { kind: 'delivered', up_to_seq: m.seq }).catch(() => {});
+        hot.set(f.conversation_id, higher(hot.get(f.conversation_id), m.priority));
+        if (c) c.unread += 1;
+      }
+      announce(m.priority === 'stat' ? 'New STAT message' : 'New message');
+    }
+    if (!c) refreshList();
+    else { list = [c, ...list.filter((x) => x !== c)]; renderList(); }
+    if (isOpen) { open.messages.set(m.seq, m); renderConversation(); }
+  } else if (f.kind === 'recall') {
+    if (isOpen) {
+      for (const m of open.messages.values()) if (m.id === f.message_id) m.recalled_at = f.at, m.body = null;
+      renderConversation();
+    }
+  } else if (f.kind === 'receipt') {
+    if (isOpen) {
+      const mem = open.view.members.find((x) => x.user_id === f.user_id);
+      if (mem) {
+        if (f.receipt === 'read') mem.read_seq = Math.max(mem.read_seq, f.up_to_seq);
+        else mem.delivered_seq = Math.max(mem.delivered_seq, f.up_to_seq);
+        for (const p of open.root.querySelectorAll('li.msg.mine')) {
+          const m = open.messages.get(Number(p.dataset.seq));
+          const r = p.querySelector('.receipt');
+          if (m && r) r.textContent = receiptText(m);
+        }
+      }
+    }
+  } else {
+    if (f.kind === 'member_removed' && f.user_id === me.user.id) {
+      if (isOpen) { open = null; location.hash = '#/'; }
+      refreshList();
+      return;
+    }
+    if (isOpen) reloadOpen();
+    if (!c) refreshList();
+  }
+}
+
+async function newConversationPage() {
+  setTitle('New conversation');
+  open = null;
+  const msg = messageBox();
+  const kind = field('Kind', { name: 'kind', tag: 'select', options: [['direct', 'Direct (one person)'], ['group', 'Group']] });
+  const title = field('Title (groups only)', { name: 'title' });
+  const peopleBox = h('fieldset', { class: 'people' }, h('legend', {}, 'Members'), h('p', { class: 'muted' }, 'Loading people…'));
+  const form = h('form', { class: 'card', novalidate: true },
+    h('h1', {}, 'New conversation'), kind, title, peopleBox, msg,
+    h('div', { class: 'row' }, h('button', { type: 'submit', class: 'primary' }, 'Start'), h('a', { href: '#/' }, 'Cancel')));
+  mount(main, form);
+  focusHeading(form);
+  try {
+    const p = await people();
+    const others = p.items.filter((u) => u.id !== me.user.id && !u.disabled);
+    mount(peopleBox, h('legend', {}, 'Members'), others.length === 0 ? h('p', { class: 'muted' }, 'No one else is here yet.') : others.map((u) =>
+      h('div', { class: 'check' }, h('input', { type: 'checkbox', id: 'm-' + u.id, value: u.id }),
+        h('label', { for: 'm-' + u.id }, `${u.display_name} (${u.role.replace('_', ' ')})`))));
+  } catch (e) {
+    showError(msg, e);
+  }
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const members = [...peopleBox.querySelectorAll('input:checked')].map((i) => ({ user_id: i.value }));
+    if (members.length === 0) { showError(msg, { userMessage: 'Choose at least one member.' }); return; }
+    if (kind.input.value === 'direct' && members.length !== 1) { showError(msg, { userMessage: 'A direct conversation has exactly one other person. Choose one, or make it a group.' }); return; }
+    const req = { kind: kind.input.value, members };
+    if (kind.input.value !== 'direct' && title.input.value.trim()) req.title = title.input.value.trim();
+    busy(form, true);
+    try {
+      const c = await api.post('/conversations', req);
+      location.hash = '#/c/' + c.id;
+    } catch (e) {
+      showError(msg, e);
+      busy(form, false);
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sessions
+// ---------------------------------------------------------------------------------------------
+
+function sessionTable(sessions, onRevoke) {
+  return h('table', { class: 'table' },
+    h('caption', { class: 'sr-only' }, 'Sessions'),
+    h('thead', {}, h('tr', {}, ['Device', 'Signed in', 'Last active', 'Address', onRevoke ? '' : null].filter((t) => t !== null)
+      .map((t) => h('th', { scope: 'col' }, t || h('span', { class: 'sr-only' }, 'Action'))))),
+    h('tbody', {}, sessions.map((s) => h('tr', {},
+      h('td', {}, s.device_name, ' ', h('span', { class: 'muted' }, s.device_platform), s.current ? h('span', { class: 'tag' }, 'This session') : null),
+      h('td', {}, new Date(s.created_at).toLocaleString()),
+      h('td', {}, new Date(s.last_active_at).toLocaleString()),
+      h('td', {}, s.source_ip || '–'),
+      onRevoke && h('td', {}, h('button', { type: 'button', onclick: () => onRevoke(s), 'aria-label': (s.current ? 'Sign out' : 'Revoke') + ' session on ' + s.device_name + ' from ' + new Date(s.created_at).toLocaleString() }, s.current ? 'Sign out' : 'Revoke'))))));
+}
+
+async function sessionsPage() {
+  setTitle('Sessions');
+  open = null;
+  const msg = messageBox();
+  const root = h('section', { class: 'card' }, h('h1', {}, 'Your sessions'), h('p', {}, 'Everywhere you are signed in. Revoke any you do not recognise.'), msg);
+  mount(main, root);
+  focusHeading(root);
+  try {
+    const list = await api.get('/me/sessions');
+    root.append(sessionTable(list, async (s) => {
+      if (s.current) return lock('You signed out.');
+      try { await api.del('/me/sessions/' + s.id); announce('Session revoked'); sessionsPage(); } catch (e) { showError(msg, e); }
+    }));
+  } catch (e) {
+    showError(msg, e);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Patient portal: consent
+// ---------------------------------------------------------------------------------------------
+
+const CHANNELS = [
+  ['portal', 'This patient portal', 'Messages with your care team here, and notifications that carry no health details.'],
+  ['sms_notices', 'Text message notices', 'Reminders and "you have a message" notices by SMS, without health details.'],
+  ['email_notices', 'Email notices', 'Reminders and "you have a message" notices by email, without health details.'],
+  ['unsecured_phi', 'Health details by unencrypted email or SMS', 'Only if you insist: others who can see your email or phone could read them.'],
+];
+const WARNING_VERSION = 'web-1';
+
+async function consentPage(info) {
+  setTitle('Consent');
+  open = null;
+  const msg = messageBox();
+  const root = h('section', { class: 'card' }, h('h1', {}, 'How we may contact you'),
+    h('p', {}, 'Choose how your care team may reach you. You can change your mind at any time.'), msg);
+  mount(main, root);
+  focusHeading(root);
+  if (info) showInfo(msg, info);
+  const pid = me.user.patient_id;
+  if (!pid) { showError(msg, { userMessage: 'This account is not linked to a patient record.' }); return; }
+  let state;
+  try { state = await api.get('/patients/' + pid + '/consents'); } catch (e) { showError(msg, e); return; }
+  const current = new Set(state.current.map((c) => c.channel));
+  root.append(h('ul', { class: 'plain' }, CHANNELS.map(([ch, label, about]) => {
+    const on = current.has(ch);
+    return h('li', { class: 'consent' }, h('div', {}, h('strong', {}, label), ': ', on ? 'allowed' : 'not allowed', h('br'), h('span', { class: 'muted' }, about)),
+      h('button', { type: 'button', onclick: () => changeConsent(pid, ch, !on, msg), 'aria-label': (on ? 'Withdraw consent: ' : 'Allow: ') + label }, on ? 'Withdraw' : 'Allow'));
+  })));
+}
+
+async function changeConsent(pid, channel, allow, msg) {
+  try {
+    if (allow) {
+      const req = { channel };
+      if (channel === 'unsecured_phi') {
+        if (!confirm('Unencrypted email and text messages can be read by anyone who sees your inbox or phone, or intercepts them. Do you still want your health details sent that way?')) return;
+        req.warning_version = WARNING_VERSION;
+        req.patient_insists = true;
+      }
+      await api.post('/patients/' + pid + '/consents', req);
+    } else {
+      await api.post('/patients/' + pid + '/consents/revoke', { channel });
+    }
+    await consentPage(allow ? 'Consent recorded.' : 'Consent withdrawn.');
+  } catch (e) {
+    showError(msg, e);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Step-up: sensitive actions ask for the second factor again
+// ---------------------------------------------------------------------------------------------
+
+/** Runs f; if the server asks for a step-up, asks for a code, verifies it, and runs f again. */
+async function stepped(f) {
+  try {
+    return await f();
+  } catch (e) {
+    if (e.code !== 'step_up_required') throw e;
+    if (!(await stepUpDialog())) throw e;
+    return f();
+  }
+}
+
+function stepUpDialog() {
+  return new Promise((resolve) => {
+    const msg = messageBox();
+    let recovery = false;
+    const code = field('6-digit code from your authenticator app', { name: 'stepup', required: true, inputmode: 'numeric', autocomplete: 'one-time-code', maxlength: 64 });
+    const toggle = h('button', { type: 'button', class: 'link' }, 'Use a recovery code instead');
+    const cancel = h('button', { type: 'button' }, 'Cancel');
+    const form = h('form', { method: 'dialog', novalidate: true },
+      h('h2', { id: 'stepup-h' }, 'Confirm it is you'),
+      h('p', {}, 'This action needs your second factor again.'), code, toggle, msg,
+      h('div', { class: 'row' }, h('button', { type: 'submit', class: 'primary' }, 'Verify'), cancel));
+    const dlg = h('dialog', { 'aria-labelledby': 'stepup-h', class: 'card' }, form);
+    const done = (ok) => { dlg.close(); dlg.remove(); resolve(ok); };
+    toggle.addEventListener('click', () => {
+      recovery = !recovery;
+      code.querySelector('label').textContent = recovery ? 'Recovery code' : '6-digit code from your authenticator app';
+      toggle.textContent = recovery ? 'Use an authenticator code instead' : 'Use a recovery code instead';
+      code.input.focus();
+    });
+    cancel.addEventListener('click', () => done(false));
+    dlg.addEventListener('cancel', () => done(false));
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const v = code.input.value.trim();
+      if (!v || (!recovery && !/^\d{6}$/.test(v))) { showError(msg, { userMessage: recovery ? 'Enter a recovery code.' : 'Enter the 6 digits your authenticator app shows.' }); return; }
+      busy(form, true);
+      try {
+        await api.post('/me/step-up', recovery ? { recovery_code: v } : { code: v });
+        done(true);
+      } catch (e) {
+        showError(msg, e);
+        busy(form, false);
+      }
+    });
+    document.body.append(dlg);
+    dlg.showModal();
+    code.input.focus();
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Admin console
+// ---------------------------------------------------------------------------------------------
+
+async function adminUsersPage() {
+  setTitle('Users');
+  open = null;
+  const msg = messageBox();
+  const login = field('Login name', { name: 'login', required: true });
+  const display = field('Display name', { name: 'display_name', required: true, maxlength: 200 });
+  const role = field('Role', { name: 'role', tag: 'select', options: ROLES.filter(([r]) => r !== 'patient') });
+  const created = h('div', { id: 'created', role: 'status' });
+  const form = h('form', { class: 'card', novalidate: true, 'aria-labelledby': 'newuser-h' },
+    h('h2', { id: 'newuser-h' }, 'Add a user'), h('div', { class: 'row wrap' }, login, display, role), msg,
+    h('button', { type: 'submit', class: 'primary' }, 'Add user'), created);
+  const tableBox = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
+  const root = h('section', {}, h('h1', { class: 'pagehead' }, 'Users'), form, h('section', { class: 'card', 'aria-label': 'All users' }, tableBox));
+  mount(main, root);
+  focusHeading(root);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    if (!login.input.value.trim() || !display.input.value.trim()) { showError(msg, { userMessage: 'Enter a login name and a display name.' }); return; }
+    busy(form, true);
+    try {
+      const r = await stepped(() => api.post('/users', { login: login.input.value.trim(), display_name: display.input.value.trim(), role: role.input.value }));
+      msg.className = 'form-message';
+      msg.textContent = '';
+      mount(created, h('p', { class: 'notice' }, `Account ${r.user.login} created. One-time password (shown once; give it to the person securely): `,
+        h('code', { class: 'secret' }, r.one_time_password)));
+      login.input.value = display.input.value = '';
+      await loadUsers(tableBox);
+    } catch (e) {
+      showError(msg, e);
+    } finally {
+      busy(form, false);
+    }
+  });
+  await loadUsers(tableBox);
+}
+
+async function loadUsers(box) {
+  try {
+    directory = null;
+    const p = await people();
+    mount(box, h('table', { class: 'table' }, h('caption', {}, 'All users'),
+      h('thead', {}, h('tr', {}, ['Name', 'Login', 'Role', 'Status', 'Two-step'].map((t) => h('th', { scope: 'col' }, t)))),
+      h('tbody', {}, p.items.map((u) => h('tr', { class: u.disabled ? 'disabled' : '' },
+        h('td', {}, h('a', { href: '#/admin/users/' + u.id }, u.display_name)), h('td', {}, u.login), h('td', {}, u.role.replace('_', ' ')),
+        h('td', {}, u.disabled ? 'Disabled' : 'Active'), h('td', {}, u.mfa_enabled ? 'On' : 'Off'))))));
+  } catch (e) {
+    mount(box, h('p', { class: 'form-message error' }, e.userMessage));
+  }
+}
+
+async function adminUserPage(id) {
+  setTitle('User');
+  open = null;
+  const msg = messageBox();
+  const root = h('section', { class: 'card' }, h('p', {}, h('a', { href: '#/admin/users' }, '‹ All users')), msg);
+  mount(main, root);
+  let u;
+  try { u = await api.get('/users/' + id); } catch (e) { showError(msg, e); return; }
+  const role = field('Role', { name: 'role', tag: 'select', options: ROLES, value: u.role });
+  const roleForm = h('form', { class: 'row', novalidate: true }, role, h('button', { type: 'submit' }, 'Change role'));
+  roleForm.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    try { await stepped(() => api.call('PATCH', '/users/' + id, { role: role.input.value })); showInfo(msg, 'Role changed.'); } catch (e) { showError(msg, e); }
+  });
+  const toggle = h('button', { type: 'button', class: u.disabled ? 'primary' : 'danger' }, u.disabled ? 'Enable account' : 'Disable account');
+  toggle.addEventListener('click', async () => {
+    if (!u.disabled && !confirm('Disable this account? Every session of it ends at once.')) return;
+    try { await stepped(() => api.post('/users/' + id + (u.disabled ? '/enable' : '/disable'))); await adminUserPage(id); announce(u.disabled ? 'Account enabled' : 'Account disabled'); } catch (e) { showError(msg, e); }
+  });
+  const reset = h('button', { type: 'button' }, 'Reset password');
+  const out = h('div', { role: 'status' });
+  reset.addEventListener('click', async () => {
+    if (!confirm('Reset the password? The account gets a one-time password and every session ends.')) return;
+    try { const r = await stepped(() => api.post('/users/' + id + '/password-reset')); mount(out, h('p', { class: 'notice' }, 'One-time password (shown once): ', h('code', { class: 'secret' }, r.one_time_password))); } catch (e) { showError(msg, e); }
+  });
+  const sessions = h('div', {});
+  root.append(h('h1', {}, u.display_name), h('p', {}, u.login, ' · ', u.disabled ? 'Disabled' : 'Active', ' · two-step sign-in ', u.mfa_enabled ? 'on' : 'off'),
+    roleForm, h('div', { class: 'row' }, toggle, reset), out, h('h2', {}, 'Sessions'), sessions);
+  focusHeading(root);
+  try {
+    const list = await api.get('/users/' + id + '/sessions');
+    if (list.length === 0) mount(sessions, h('p', { class: 'muted' }, 'No live sessions.'));
+    else {
+      const all = h('button', { type: 'button', class: 'danger' }, 'Revoke all sessions');
+      all.addEventListener('click', async () => {
+        try { await stepped(() => api.del('/users/' + id + '/sessions')); announce('Sessions revoked'); await adminUserPage(id); } catch (e) { showError(msg, e); }
+      });
+      mount(sessions, sessionTable(list.map((s) => ({ ...s, current: false })), null), all);
+    }
+  } catch (e) {
+    showError(msg, e);
+  }
+}
+
+signInPage();
