@@ -138,6 +138,16 @@ impl Signer {
         Ok(format!("{text}\n{}", self.signature_line(text)))
     }
 
+    /// A bare Ed25519 signature of `message` (64 bytes), for detached signatures outside the
+    /// note format. Callers must domain-separate `message` (a fixed prefix that no note text
+    /// can start with) so that such a signature can never pass as a note signature.
+    pub fn sign_detached(&self, message: &[u8]) -> [u8; 64] {
+        let sig = self.key_pair.sign(message);
+        let mut out = [0u8; 64];
+        out.copy_from_slice(sig.as_ref());
+        out
+    }
+
     /// The signature line for `text` (which must already be valid note text), newline included.
     fn signature_line(&self, text: &str) -> String {
         let signature = self.key_pair.sign(text.as_bytes());

@@ -138,6 +138,9 @@ audit_actions! {
     RetentionShred = "retention.shred",
     /// A patient's conversations were exported for a right-of-access request.
     PatientExport = "patient.export",
+    /// A signed evidence bundle for auditors was written (`ward evidence export` or the API;
+    /// detail `files`, `not_available`), or refused (detail `reason`).
+    EvidenceExport = "evidence.export",
     /// An encrypted backup was written (`ward backup`; detail `backend`, `entries`, `files`,
     /// `bytes`, `messages`, `conversations`, `audit_events`, `ms`).
     BackupCreate = "backup.create",

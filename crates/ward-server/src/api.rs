@@ -12,6 +12,7 @@ pub(crate) mod contacts;
 pub(crate) mod conversations;
 pub(crate) mod devices;
 pub mod dto;
+pub(crate) mod evidence;
 pub(crate) mod forwarding;
 pub(crate) mod incidents;
 pub(crate) mod lifecycle;
@@ -74,5 +75,6 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(policies::routes())
         .merge(vendors::routes())
         .merge(risks::routes())
+        .merge(evidence::routes())
         .routes(utoipa_axum::routes!(crate::ws::stream))
 }

@@ -101,6 +101,13 @@ impl AuditLog {
         self.signer.verifier()
     }
 
+    /// A detached Ed25519 signature by the log's signing key (the deployment's key, also
+    /// used for evidence bundles); `message` must be domain-separated (see
+    /// [`ward_audit::Signer::sign_detached`]).
+    pub fn sign_detached(&self, message: &[u8]) -> [u8; 64] {
+        self.signer.sign_detached(message)
+    }
+
     /// Extends the stored tree to every committed audit event; returns the new tree size.
     pub async fn integrate(&self) -> Result<u64, StoreError> {
         let mut guard = self.frontier.lock().await;

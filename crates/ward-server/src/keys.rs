@@ -1,11 +1,13 @@
 //! Builds the key provider and keyring the configuration names, and rotates the KEK.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use ward_crypto::{FileKeyProvider, KeyProvider, Keyring};
+use serde::Serialize;
+use ward_crypto::{FileKeyProvider, KekInfo, KeyProvider, Keyring};
 use ward_domain::audit::{AuditAction, AuditEvent, DetailValue, Outcome};
-use ward_store::{RequestMeta, Store};
+use ward_store::{DataKeyInfo, RequestMeta, Store};
 
 use crate::config::{Config, KeyProviderKind};
 
@@ -79,4 +81,97 @@ pub async fn rotate(store: &Store, resume: bool, meta: RequestMeta, mut progress
         .detail("ms", DetailValue::Int(started.elapsed().as_millis() as i64));
     store.record(event, meta).await?;
     Ok(Rotated { kek_id, rewrapped, remaining })
+}
+
+/// Keys read per inventory query.
+const INVENTORY_BATCH: u32 = 1000;
+
+/// The inventory: the provider's KEKs and the data keys' metadata.
+#[derive(Debug, Serialize)]
+pub struct Inventory {
+    /// The key provider kind.
+    pub provider: &'static str,
+    /// Every KEK version the provider holds.
+    pub keks: Vec<KekRow>,
+    /// Data keys summarised per scope kind.
+    pub data_keys: Vec<ScopeSummary>,
+    /// Every data key, with `--all`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keys: Option<Vec<DataKeyInfo>>,
+}
+
+/// One KEK with how many live data keys it wraps.
+#[derive(Debug, Serialize)]
+pub struct KekRow {
+    /// The KEK.
+    #[serde(flatten)]
+    pub kek: KekInfo,
+    /// Live data keys wrapped under it.
+    pub data_keys: u64,
+}
+
+/// Data keys of one scope kind.
+#[derive(Debug, Default, Serialize)]
+pub struct ScopeSummary {
+    /// `conversation`, `patient` or `org`.
+    pub scope_kind: String,
+    /// Scopes with at least one key.
+    pub scopes: u64,
+    /// Live key versions.
+    pub live: u64,
+    /// Destroyed (crypto-shredded) key versions.
+    pub destroyed: u64,
+    /// The highest version of any scope.
+    pub max_version: i32,
+    /// The oldest live key's creation (Unix ms).
+    pub oldest_created_at: Option<i64>,
+    /// The latest wrap (creation or KEK rotation), Unix ms.
+    pub last_wrapped_at: Option<i64>,
+}
+
+/// Reads the inventory (deployment-wide; ids, versions and dates, never key material); `all`
+/// also lists every data key. The caller records the read.
+pub async fn inventory(store: &Store, all: bool) -> anyhow::Result<Inventory> {
+    let provider = store.keyring().provider().clone();
+    let kek_infos = provider.keks().await?;
+    let mut per_kek: BTreeMap<String, u64> = BTreeMap::new();
+    let mut per_kind: BTreeMap<String, ScopeSummary> = BTreeMap::new();
+    let mut last_scope: Option<uuid::Uuid> = None;
+    let mut keys = all.then(Vec::new);
+    let mut cursor = None;
+    loop {
+        let page = store.data_key_inventory(cursor, INVENTORY_BATCH).await?;
+        let Some(last) = page.last() else { break };
+        cursor = Some((last.scope_id, last.version));
+        for k in page {
+            let s = per_kind
+                .entry(k.scope_kind.clone())
+                .or_insert_with(|| ScopeSummary { scope_kind: k.scope_kind.clone(), ..Default::default() });
+            // Keys come ordered by scope, so a new scope id is a new scope.
+            if last_scope != Some(k.scope_id) {
+                s.scopes += 1;
+                last_scope = Some(k.scope_id);
+            }
+            s.max_version = s.max_version.max(k.version);
+            s.last_wrapped_at = s.last_wrapped_at.max(Some(k.wrapped_at));
+            if k.destroyed_at.is_some() {
+                s.destroyed += 1;
+            } else {
+                s.live += 1;
+                s.oldest_created_at = Some(s.oldest_created_at.map_or(k.created_at, |o| o.min(k.created_at)));
+            }
+            if let Some(kek) = &k.kek_id {
+                *per_kek.entry(kek.clone()).or_default() += 1;
+            }
+            if let Some(list) = keys.as_mut() {
+                list.push(k);
+            }
+        }
+    }
+    let mut keks: Vec<KekRow> =
+        kek_infos.into_iter().map(|kek| KekRow { data_keys: per_kek.remove(&kek.kek_id).unwrap_or(0), kek }).collect();
+    // Keys under a KEK the provider no longer lists (retired, or another provider's): shown so
+    // that nobody mistakes them for readable.
+    keks.extend(per_kek.into_iter().map(|(kek_id, n)| KekRow { kek: KekInfo { kek_id, created_at: None, current: false }, data_keys: n }));
+    Ok(Inventory { provider: provider.kind(), keks, data_keys: per_kind.into_values().collect(), keys })
 }

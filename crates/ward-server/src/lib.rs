@@ -13,6 +13,7 @@ pub mod audit_log;
 pub mod audit_sink;
 pub mod auth;
 pub mod config;
+pub mod evidence;
 pub mod extract;
 pub mod hub;
 pub mod keys;

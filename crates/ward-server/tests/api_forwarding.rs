@@ -80,6 +80,34 @@ async fn forwarding_outside_the_care_team_is_accounted(backend: Backend) {
     h.post(&auths, &doc.access, form("2001-01-01T00:00:00Z")).await.expect_problem(422, "validation_failed");
     h.post(&auths, &doc.access, form("next week")).await.expect_problem(422, "validation_failed");
     h.post(&auths, &co.access, form("2099-01-01T00:00:00Z")).await.expect_problem(403, "forbidden");
+    let unknown = format!("/api/v1/patients/{}/authorizations", uuid::Uuid::now_v7());
+    h.post(&unknown, &doc.access, form("2099-01-01T00:00:00Z")).await.expect_problem(404, "not_found");
+    // Each refusal is audited with its reason code, never the texts.
+    let events = h.store.audit_events(0, 100_000).await.unwrap();
+    let refusals: Vec<_> = events.iter().filter(|e| e.action == "patient.authorization" && e.outcome != "success").collect();
+    let reasons: Vec<(&str, &str)> = refusals
+        .iter()
+        .map(|e| {
+            (
+                e.outcome.as_str(),
+                if e.detail.contains("\"expires_at\"") {
+                    "expires_at"
+                } else if e.detail.contains("\"role\"") {
+                    "role"
+                } else if e.detail.contains("unknown_patient") {
+                    "unknown_patient"
+                } else {
+                    "?"
+                },
+            )
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [("failure", "expires_at"), ("failure", "expires_at"), ("denied", "role"), ("denied", "unknown_patient")],
+        "{refusals:?}"
+    );
+    assert!(refusals.iter().all(|e| !e.detail.contains("Ortho") && !e.detail.contains("opinion")));
     let a = h.post(&auths, &doc.access, form("2099-01-01T00:00:00Z")).await.expect(201).body;
     assert_eq!(a["patient_id"], p.as_str());
     assert!(!a.to_string().contains("Acme Ortho"), "the texts are not echoed: {a}");

@@ -76,7 +76,10 @@ async fn incidents_run_from_report_to_close(backend: Backend) {
     let id = created.body["id"].as_str().unwrap().to_owned();
     assert_eq!(created.body["status"], "open");
     assert_eq!(created.body["residents"], json!({"NY": 600, "OH": 100}));
-    assert!(created.body["plan"].as_array().unwrap().is_empty(), "no plan before the assessment");
+    // Unassessed, it is presumed a breach (164.402): the plan runs from discovery already.
+    assert_eq!(created.body["plan_basis"], "presumed");
+    assert!(created.body["plan"].as_array().unwrap().iter().any(|o| o["key"] == "individuals:NY"), "{}", created.body);
+    assert!(created.body["plan"].as_array().unwrap().iter().all(|o| o["urgency"].is_string()));
     assert!(created.body["description"].is_null());
     let path = format!("/api/v1/incidents/{id}");
 
@@ -108,14 +111,17 @@ async fn incidents_run_from_report_to_close(backend: Backend) {
     assert_eq!(media["urgency"], "due_within_week");
     assert!(got["plan"].as_array().unwrap().iter().all(|o| o["key"] != "media:OH"));
     assert!(!got["state_rules_as_of"].as_str().unwrap().is_empty());
+    // The plan shown is the one stored at the assessment, with the rules' review date.
+    assert_eq!(got["plan_basis"], "assessed");
+    assert_eq!(got["plan_rules_as_of"], got["state_rules_as_of"]);
+    assert!(got["plan_computed_at"].is_string());
 
     // Reminders: the check raises one per open obligation's stage, and each becomes an
     // `incident_deadline` alert for the compliance officers.
-    let rules = ward_domain::breach::StateRules::embedded();
-    let n = h.store.send_incident_reminders(today(), rules, Harness::meta()).await.unwrap();
+    let n = h.store.send_incident_reminders(today(), Harness::meta()).await.unwrap();
     assert_eq!(n, got["plan"].as_array().unwrap().iter().filter(|o| o["urgency"] != "pending").count());
     assert!(n >= 3, "NY and OH individuals overdue, media due within the week");
-    assert_eq!(h.store.send_incident_reminders(today(), rules, Harness::meta()).await.unwrap(), 0, "once per stage");
+    assert_eq!(h.store.send_incident_reminders(today(), Harness::meta()).await.unwrap(), 0, "once per stage");
     let mut alerts = 0;
     for _ in 0..100 {
         let list = h.get("/api/v1/audit/alerts", &co.access).await.expect(200).body;

@@ -65,7 +65,22 @@ async fn policy_acknowledgments_over_http(backend: Backend) {
     let msgs = format!("/api/v1/conversations/{conv}/messages");
     h.get(&msgs, &doc.access).await.expect_problem(403, "policy_acknowledgment_required");
     h.send(&doc, &conv, "t3", "blocked").await.expect_problem(403, "policy_acknowledgment_required");
-    h.post("/api/v1/patients/search", &doc.access, json!({"mrn": "NOPE-1"})).await.expect_problem(403, "policy_acknowledgment_required");
+    let rid = "0192f0aa-1111-7222-8333-444455556666";
+    let r = h
+        .http
+        .post(format!("{}/api/v1/patients/search", h.url))
+        .bearer_auth(&doc.access)
+        .header("x-request-id", rid)
+        .json(&json!({"mrn": "NOPE-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // The PHI gate's refusal carries the request's id and source, like every other event.
+    let events = h.store.audit_events(0, 100_000).await.unwrap();
+    let refusal = events.iter().rev().find(|e| e.action == "policy.acknowledgment_required").expect("refusal audited");
+    assert_eq!(refusal.request_id.as_deref(), Some(rid));
+    assert!(refusal.source_ip.is_some());
     // Conversation lists withhold titles with the policy notice.
     let convs = h.get("/api/v1/conversations", &doc.access).await.expect(200).body;
     assert_eq!(convs["items"][0]["withheld"]["reason"], "policy_acknowledgment", "{convs}");

@@ -227,6 +227,7 @@ const OPS: &[OpDef] = &[
     op("POST", "/api/v1/training-records", Gate::Bearer, false),
     op("GET", "/api/v1/training-records", Gate::Bearer, false),
     op("GET", "/api/v1/me/training-records", Gate::Bearer, false),
+    op("POST", "/api/v1/evidence/export", Gate::Bearer, false),
     op("GET", "/api/v1/stream", Gate::Stream, false),
 ];
 
@@ -238,6 +239,7 @@ const STEP_UP_OPS: &[(&str, &str)] = &[
     ("POST", "/api/v1/break-glass"),
     ("POST", "/api/v1/users/{user_id}/disable"),
     ("POST", "/api/v1/admin/roster/remediate"),
+    ("POST", "/api/v1/evidence/export"),
 ];
 
 impl OpDef {
@@ -794,11 +796,11 @@ async fn incident(h: &Harness, actor: ward_domain::policy::Actor, outcome: Optio
         patients: vec![],
     };
     let today = time::OffsetDateTime::now_utc().date();
-    let i = h.store.create_incident(actor, new, today, Harness::meta()).await.unwrap();
+    let i = h.store.create_incident(actor, new, today, ward_domain::breach::StateRules::embedded(), Harness::meta()).await.unwrap();
     if let Some(outcome) = outcome {
         let low = FactorRisk::Low;
         let a = RiskAssessment { nature_and_extent: low, unauthorized_recipient: low, acquired_or_viewed: low, mitigation: low, outcome };
-        h.store.assess_incident(actor, i.id, a, Harness::meta()).await.unwrap();
+        h.store.assess_incident(actor, i.id, a, ward_domain::breach::StateRules::embedded(), Harness::meta()).await.unwrap();
     }
     i.id.to_string()
 }
@@ -2037,6 +2039,12 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
         }
         ("PUT", "/api/v1/org/policy-acknowledgment") => match t {
             Own => cell(op.path, body, when(auditor, OK, FORBIDDEN)),
+            _ => return None,
+        },
+
+        // --- evidence bundle (step-up) --------------------------------------------------------
+        ("POST", "/api/v1/evidence/export") => match t {
+            Own => cell(op.path, None, when(auditor, OK, FORBIDDEN)),
             _ => return None,
         },
 

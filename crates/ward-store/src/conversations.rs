@@ -299,6 +299,8 @@ async fn admit(
     ev.org_id = Some(actor.org_id);
     ev.actor = Some(actor.user_id);
     audit::append(c, &ev, meta).await?;
+    // Patient messages forwarded here before are disclosed to the new member now.
+    crate::forwarding::disclose_forwards_to_new_member(c, actor, conv, user, meta).await?;
     let mut seqs = vec![seq];
     if admission == Admission::WithReason {
         // Minimum necessary: every member hears that the group now reaches beyond the care team.

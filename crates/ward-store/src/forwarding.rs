@@ -190,6 +190,70 @@ pub(crate) async fn record_forward(
     Ok(())
 }
 
+/// A member just admitted to `conv` can read every patient message forwarded into it before:
+/// each is a new disclosure to them when they are outside that patient's care team (and not the
+/// patient). Records one `message.forward` event per such message, in the admission's
+/// transaction, with the forward's basis (the actor is whoever added the member; detail `cause`
+/// `member_added`). A forward made without a basis stayed inside the patient's own
+/// conversations: there, admitting an outsider is already accounted as the membership change.
+pub(crate) async fn disclose_forwards_to_new_member(
+    c: &mut Conn<'_>,
+    actor: &Actor,
+    conv: ConversationId,
+    user: UserId,
+    meta: &RequestMeta,
+) -> Result<usize> {
+    #[derive(sqlx::FromRow)]
+    struct Fwd {
+        message_id: uuid::Uuid,
+        source_message_id: uuid::Uuid,
+        patient_id: uuid::Uuid,
+        purpose: Option<String>,
+        authorization_id: Option<uuid::Uuid>,
+    }
+    let rows = fetch!(
+        fetch_all,
+        c,
+        Fwd,
+        "SELECT f.message_id, f.source_message_id, s.patient_id, f.purpose, f.authorization_id FROM message_forwards f \
+         JOIN messages m ON m.id = f.message_id JOIN conversations s ON s.id = f.source_conversation_id \
+         WHERE m.conversation_id = $1 AND s.patient_id IS NOT NULL AND m.recalled_at IS NULL AND m.shredded_at IS NULL ORDER BY m.seq",
+        conv.0
+    )?;
+    let mut recorded = 0;
+    for r in rows {
+        let patient = PatientId(r.patient_id);
+        if on_care_team(c, patient, user).await? || is_the_patient(c, user, patient).await? {
+            continue;
+        }
+        let code = match (r.purpose.as_deref(), r.authorization_id) {
+            (Some(p), _) => [DisclosurePurpose::Treatment, DisclosurePurpose::Payment, DisclosurePurpose::Operations]
+                .into_iter()
+                .map(DisclosurePurpose::as_str)
+                .find(|c| *c == p)
+                .ok_or(StoreError::Corrupt("message_forwards.purpose"))?,
+            (None, Some(_)) => PURPOSE_AUTHORIZATION,
+            (None, None) => continue,
+        };
+        let mut ev = AuditEvent::new(AuditAction::MessageForward, Outcome::Success)
+            .target("message", MessageId(r.message_id))
+            .patient(Some(patient))
+            .detail("source", DetailValue::Id(r.source_message_id))
+            .detail("conversation", DetailValue::Id(conv.0))
+            .detail("cause", DetailValue::Code("member_added"))
+            .detail(RECIPIENT_KEY, DetailValue::Id(user.0))
+            .detail(PURPOSE_KEY, DetailValue::Code(code));
+        if let Some(a) = r.authorization_id {
+            ev = ev.detail("authorization", DetailValue::Id(a));
+        }
+        ev.org_id = Some(actor.org_id);
+        ev.actor = Some(actor.user_id);
+        audit::append(c, &ev, meta).await?;
+        recorded += 1;
+    }
+    Ok(recorded)
+}
+
 /// The forwarded text: a header naming the original sender, the optional note, the original.
 fn forwarded_text(sender: &str, note: Option<&str>, original: &str) -> Result<MessageText> {
     let mut text = String::new();

@@ -81,6 +81,38 @@ impl IncidentStatus {
     }
 }
 
+/// On what footing the stored plan was computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanBasis {
+    /// At opening: an impermissible use or disclosure is presumed a breach (164.402) until
+    /// the assessment shows otherwise, so the clocks run from discovery.
+    Presumed,
+    /// At the signed assessment (empty when it found a low probability of compromise).
+    Assessed,
+    /// An incident from before plans were stored: computed now from the current rules.
+    Recomputed,
+}
+
+impl PlanBasis {
+    /// The stored code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanBasis::Presumed => "presumed",
+            PlanBasis::Assessed => "assessed",
+            PlanBasis::Recomputed => "recomputed",
+        }
+    }
+}
+
+/// The plan for an incident with these facts: every obligation while no assessment is signed
+/// (presumed breach) or when it found a breach; none when it found a low probability.
+pub fn plan_for(facts: &BreachFacts, assessment: Option<&RiskAssessment>, rules: &StateRules) -> Result<Vec<Obligation>> {
+    match assessment {
+        Some(a) if !a.is_breach() => Ok(Vec::new()),
+        _ => Ok(breach::plan(facts, rules)?),
+    }
+}
+
 /// A new incident.
 #[derive(Debug, Clone)]
 pub struct NewIncident {
@@ -165,20 +197,20 @@ pub struct Incident {
     pub closed_by: Option<UserId>,
     /// When (Unix ms).
     pub closed_at: Option<i64>,
+    /// The notification plan as computed and stored (at opening, then at each assessment).
+    pub plan: Vec<Obligation>,
+    /// On what footing it was computed.
+    pub plan_basis: PlanBasis,
+    /// The review date (`as_of`) of the state rules that applied; `None` for a recomputed plan.
+    pub plan_rules_as_of: Option<Date>,
+    /// When it was computed (Unix ms); `None` for a recomputed plan.
+    pub plan_computed_at: Option<i64>,
 }
 
 impl Incident {
     /// The facts the deadline calculator needs.
     pub fn facts(&self) -> BreachFacts {
         BreachFacts { discovered: self.discovered_on, affected: self.affected_count, residents: self.residents.clone() }
-    }
-
-    /// The notification plan, when the signed assessment found a breach.
-    pub fn plan(&self, rules: &StateRules) -> Result<Vec<Obligation>> {
-        match &self.assessment {
-            Some(a) if a.assessment.is_breach() => Ok(breach::plan(&self.facts(), rules)?),
-            _ => Ok(Vec::new()),
-        }
     }
 }
 
@@ -206,11 +238,32 @@ struct IncidentRow {
     assessed_at: Option<i64>,
     closed_by: Option<uuid::Uuid>,
     closed_at: Option<i64>,
+    plan_json: Option<String>,
+    plan_basis: Option<String>,
+    plan_rules_as_of: Option<String>,
+    plan_computed_at: Option<i64>,
 }
 
 const COLUMNS: &str = "id, org_id, source, conversation_id, message_id, reported_by, reported_at, title_sealed, description_sealed, \
      discovered_on, occurred_on, affected_count, status, nature_and_extent, unauthorized_recipient, acquired_or_viewed, mitigation, \
-     outcome, assessed_by, assessed_at, closed_by, closed_at";
+     outcome, assessed_by, assessed_at, closed_by, closed_at, plan_json, plan_basis, plan_rules_as_of, plan_computed_at";
+
+/// The stored form of a plan and the columns that say how it was made.
+struct StoredPlan {
+    json: String,
+    basis: &'static str,
+    rules_as_of: String,
+    computed_at: i64,
+}
+
+fn stored_plan(plan: &[Obligation], basis: PlanBasis, rules: &StateRules) -> Result<StoredPlan> {
+    Ok(StoredPlan {
+        json: serde_json::to_string(plan).map_err(|_| StoreError::Corrupt("incident plan"))?,
+        basis: basis.as_str(),
+        rules_as_of: day_text(rules.as_of),
+        computed_at: now_ms(),
+    })
+}
 
 #[derive(sqlx::FromRow)]
 struct ResidentRow {
@@ -306,7 +359,29 @@ async fn load(c: &mut Conn<'_>, ring: Option<&Keyring>, org: OrgId, id: uuid::Uu
         }),
         _ => None,
     };
+    let facts = BreachFacts {
+        discovered: day(&r.discovered_on, "incidents.discovered_on")?,
+        affected: u64::try_from(r.affected_count).map_err(|_| StoreError::Corrupt("incidents.affected_count"))?,
+        residents: residents.clone(),
+    };
+    let (plan, plan_basis, plan_rules_as_of) = match (r.plan_json.as_deref(), r.plan_basis.as_deref()) {
+        (Some(json), Some(basis)) => (
+            serde_json::from_str(json).map_err(|_| StoreError::Corrupt("incidents.plan_json"))?,
+            match basis {
+                "presumed" => PlanBasis::Presumed,
+                "assessed" => PlanBasis::Assessed,
+                _ => return Err(StoreError::Corrupt("incidents.plan_basis")),
+            },
+            r.plan_rules_as_of.as_deref().map(|d| day(d, "incidents.plan_rules_as_of")).transpose()?,
+        ),
+        // Opened before plans were stored.
+        _ => (plan_for(&facts, assessment.as_ref().map(|a| &a.assessment), StateRules::embedded())?, PlanBasis::Recomputed, None),
+    };
     Ok(Some(Incident {
+        plan,
+        plan_basis,
+        plan_rules_as_of,
+        plan_computed_at: r.plan_json.as_ref().and(r.plan_computed_at),
         id: r.id,
         org_id: OrgId(r.org_id),
         source: IncidentSource::parse(&r.source).ok_or(StoreError::Corrupt("incidents.source"))?,
@@ -387,8 +462,17 @@ impl Store {
 
     /// Opens an incident. `today` is the caller's calendar day (discovery may not be later).
     /// Invalid input is refused, audited as denied with the field at fault, and nothing is kept.
-    pub async fn create_incident(&self, actor: Actor, new: NewIncident, today: Date, meta: RequestMeta) -> Result<Incident> {
-        self.insert_incident(actor, new, IncidentSource::Manual, None, today, meta).await
+    /// Its notification plan is computed from `rules` now, on the presumption of a breach, and
+    /// stored.
+    pub async fn create_incident(
+        &self,
+        actor: Actor,
+        new: NewIncident,
+        today: Date,
+        rules: &'static StateRules,
+        meta: RequestMeta,
+    ) -> Result<Incident> {
+        self.insert_incident(actor, new, IncidentSource::Manual, None, today, rules, meta).await
     }
 
     /// Opens an incident for a message the actor (a member of its conversation) reports as
@@ -399,6 +483,7 @@ impl Store {
         conv: ConversationId,
         msg: MessageId,
         today: Date,
+        rules: &'static StateRules,
         meta: RequestMeta,
     ) -> Result<Incident> {
         let found = self
@@ -433,9 +518,10 @@ impl Store {
             residents: BTreeMap::new(),
             patients: patient.into_iter().collect(),
         };
-        self.insert_incident(actor, new, IncidentSource::MisdirectedMessage, Some((conv, msg)), today, meta).await
+        self.insert_incident(actor, new, IncidentSource::MisdirectedMessage, Some((conv, msg)), today, rules, meta).await
     }
 
+    #[allow(clippy::too_many_arguments, reason = "the incident's parts, each distinct")]
     async fn insert_incident(
         &self,
         actor: Actor,
@@ -443,6 +529,7 @@ impl Store {
         source: IncidentSource,
         link: Option<(ConversationId, MessageId)>,
         today: Date,
+        rules: &'static StateRules,
         meta: RequestMeta,
     ) -> Result<Incident> {
         let checked = validate_new(&new, today);
@@ -479,12 +566,15 @@ impl Store {
         let occurred = new.occurred_on.map(day_text);
         let affected = i64::try_from(new.affected_count).map_err(|_| StoreError::Corrupt("affected_count"))?;
         let residents = new.residents.clone();
+        let facts = BreachFacts { discovered: new.discovered_on, affected: new.affected_count, residents: new.residents.clone() };
+        let plan = stored_plan(&plan_for(&facts, None, rules)?, PlanBasis::Presumed, rules)?;
         self.write(move |mut c| {
             Box::pin(async move {
                 exec!(
                     &mut c,
                     "INSERT INTO incidents (id, org_id, source, conversation_id, message_id, reported_by, reported_at, title_sealed, \
-                     description_sealed, discovered_on, occurred_on, affected_count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                     description_sealed, discovered_on, occurred_on, affected_count, plan_json, plan_basis, plan_rules_as_of, plan_computed_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
                     id,
                     org.0,
                     source.as_str(),
@@ -496,7 +586,11 @@ impl Store {
                     description.as_slice(),
                     discovered.as_str(),
                     occurred.as_deref(),
-                    affected
+                    affected,
+                    plan.json.as_str(),
+                    plan.basis,
+                    plan.rules_as_of.as_str(),
+                    plan.computed_at
                 )?;
                 for p in &patients {
                     exec!(&mut c, "INSERT INTO incident_patients (incident_id, patient_id) VALUES ($1, $2)", id, p.0)?;
@@ -558,7 +652,16 @@ impl Store {
 
     /// Signs the four-factor assessment (again, while the incident is open or assessed: the
     /// latest signature stands and each is audited).
-    pub async fn assess_incident(&self, actor: Actor, id: uuid::Uuid, a: RiskAssessment, meta: RequestMeta) -> Result<Incident> {
+    /// The plan is computed again from `rules` and the assessment, and stored: the deadlines
+    /// that applied at the signature stay on the record however the rules change later.
+    pub async fn assess_incident(
+        &self,
+        actor: Actor,
+        id: uuid::Uuid,
+        a: RiskAssessment,
+        rules: &'static StateRules,
+        meta: RequestMeta,
+    ) -> Result<Incident> {
         if let Err(e) = a.validate() {
             return self.refuse(AuditAction::IncidentAssess, &actor, Some(id), invalid_code(&e), &meta, StoreError::Invalid(e)).await;
         }
@@ -571,10 +674,12 @@ impl Store {
                     if !matches!(cur.status, IncidentStatus::Open | IncidentStatus::Assessed) {
                         return Ok(Err("not_open"));
                     }
+                    let plan = stored_plan(&plan_for(&cur.facts(), Some(&a), rules)?, PlanBasis::Assessed, rules)?;
                     exec!(
                         &mut c,
                         "UPDATE incidents SET status = 'assessed', nature_and_extent = $1, unauthorized_recipient = $2, acquired_or_viewed = $3, \
-                         mitigation = $4, outcome = $5, assessed_by = $6, assessed_at = $7 WHERE id = $8 AND org_id = $9",
+                         mitigation = $4, outcome = $5, assessed_by = $6, assessed_at = $7, plan_json = $10, plan_basis = $11, \
+                         plan_rules_as_of = $12, plan_computed_at = $13 WHERE id = $8 AND org_id = $9",
                         a.nature_and_extent.as_str(),
                         a.unauthorized_recipient.as_str(),
                         a.acquired_or_viewed.as_str(),
@@ -583,7 +688,11 @@ impl Store {
                         actor.user_id.0,
                         now_ms(),
                         id,
-                        org.0
+                        org.0,
+                        plan.json.as_str(),
+                        plan.basis,
+                        plan.rules_as_of.as_str(),
+                        plan.computed_at
                     )?;
                     let ev = event(AuditAction::IncidentAssess, Outcome::Success, &actor, Some(id))
                         .detail("nature_and_extent", DetailValue::Code(a.nature_and_extent.as_str()))
@@ -615,9 +724,10 @@ impl Store {
         }
     }
 
-    /// Records that the plan's obligation `key` was met on `done_on` (not in the future, not
-    /// before discovery). When every obligation is met the incident becomes `notified`.
-    #[allow(clippy::too_many_arguments, reason = "the record's fields, each distinct")]
+    /// Records that the stored plan's obligation `key` was met on `done_on` (not in the future,
+    /// not before discovery). When every obligation is met the incident becomes `notified`.
+    /// The checks run inside the write transaction, on the incident's row locked first, so a
+    /// concurrent close, assessment or notification cannot slip between check and write.
     pub async fn record_notification(
         &self,
         actor: Actor,
@@ -625,87 +735,105 @@ impl Store {
         key: String,
         done_on: Date,
         today: Date,
-        rules: &'static StateRules,
         meta: RequestMeta,
     ) -> Result<Incident> {
         let org = actor.org_id;
-        let cur = self.read(move |mut c| Box::pin(async move { load(&mut c, None, org, id).await })).await?;
-        let Some(cur) = cur else {
-            return self.refuse(AuditAction::IncidentNotify, &actor, Some(id), "unknown_incident", &meta, StoreError::NotFound).await;
-        };
-        let plan = cur.plan(rules)?;
-        let Some(ob) = plan.iter().find(|o| o.key == key) else {
-            return self
-                .refuse(
-                    AuditAction::IncidentNotify,
-                    &actor,
-                    Some(id),
-                    "unknown_obligation",
-                    &meta,
-                    StoreError::State("no such obligation in the incident's plan"),
-                )
-                .await;
-        };
-        if !matches!(cur.status, IncidentStatus::Assessed | IncidentStatus::Notified) {
-            return self
-                .refuse(
-                    AuditAction::IncidentNotify,
-                    &actor,
-                    Some(id),
-                    "not_assessed",
-                    &meta,
-                    StoreError::State("the incident is not assessed"),
-                )
-                .await;
-        }
-        if done_on > today || done_on < cur.discovered_on {
-            let e = DomainError::Invalid { field: "done_on", rule: "must lie between the discovery date and today" };
-            return self.refuse(AuditAction::IncidentNotify, &actor, Some(id), "done_on", &meta, StoreError::Invalid(e)).await;
-        }
-        let kind = ob.kind.as_str();
-        let late = done_on > ob.due;
-        let all_keys: Vec<String> = plan.iter().map(|o| o.key.clone()).collect();
-        let done_text = day_text(done_on);
-        self.write(move |mut c| {
-            Box::pin(async move {
-                exec!(
-                    &mut c,
-                    "INSERT INTO incident_notifications (incident_id, obligation_key, done_on, recorded_by, recorded_at) VALUES ($1, $2, $3, $4, $5)",
-                    id,
-                    key.as_str(),
-                    done_text.as_str(),
-                    actor.user_id.0,
-                    now_ms()
-                )?;
-                let done = scalar!(fetch_all, &mut c, String, "SELECT obligation_key FROM incident_notifications WHERE incident_id = $1", id)?;
-                if all_keys.iter().all(|k| done.contains(k)) {
-                    exec!(&mut c, "UPDATE incidents SET status = 'notified' WHERE id = $1 AND org_id = $2", id, org.0)?;
-                }
-                let ev = event(AuditAction::IncidentNotify, Outcome::Success, &actor, Some(id))
-                    .detail("obligation", DetailValue::Code(kind))
-                    .detail("late", DetailValue::Bool(late));
-                audit::append(&mut c, &ev, &meta).await?;
-                load(&mut c, None, org, id).await?.ok_or(StoreError::NotFound)
+        let write_meta = meta.clone();
+        let r = self
+            .write(move |mut c| {
+                Box::pin(async move {
+                    // Takes the row lock (PostgreSQL) before anything is read.
+                    exec!(&mut c, "UPDATE incidents SET status = status WHERE id = $1 AND org_id = $2", id, org.0)?;
+                    let Some(cur) = load(&mut c, None, org, id).await? else { return Ok(Err(Refusal::UnknownIncident)) };
+                    let Some(ob) = cur.plan.iter().find(|o| o.key == key) else { return Ok(Err(Refusal::UnknownObligation)) };
+                    if !matches!(cur.status, IncidentStatus::Assessed | IncidentStatus::Notified) {
+                        return Ok(Err(Refusal::NotAssessed));
+                    }
+                    if done_on > today || done_on < cur.discovered_on {
+                        return Ok(Err(Refusal::DoneOn));
+                    }
+                    if cur.notifications.iter().any(|n| n.obligation_key == key) {
+                        return Ok(Err(Refusal::AlreadyRecorded));
+                    }
+                    let kind = ob.kind.as_str();
+                    let late = done_on > ob.due;
+                    exec!(
+                        &mut c,
+                        "INSERT INTO incident_notifications (incident_id, obligation_key, done_on, recorded_by, recorded_at) VALUES ($1, $2, $3, $4, $5)",
+                        id,
+                        key.as_str(),
+                        day_text(done_on).as_str(),
+                        actor.user_id.0,
+                        now_ms()
+                    )?;
+                    let done = scalar!(fetch_all, &mut c, String, "SELECT obligation_key FROM incident_notifications WHERE incident_id = $1", id)?;
+                    if cur.plan.iter().all(|o| done.contains(&o.key)) {
+                        exec!(&mut c, "UPDATE incidents SET status = 'notified' WHERE id = $1 AND org_id = $2", id, org.0)?;
+                    }
+                    let ev = event(AuditAction::IncidentNotify, Outcome::Success, &actor, Some(id))
+                        .detail("obligation", DetailValue::Code(kind))
+                        .detail("late", DetailValue::Bool(late));
+                    audit::append(&mut c, &ev, &write_meta).await?;
+                    Ok(Ok(load(&mut c, None, org, id).await?.ok_or(StoreError::NotFound)?))
+                })
             })
-        })
-        .await
+            .await?;
+        let refusal = match r {
+            Ok(i) => return Ok(i),
+            Err(r) => r,
+        };
+        let (code, err) = match refusal {
+            Refusal::UnknownIncident => ("unknown_incident", StoreError::NotFound),
+            Refusal::UnknownObligation => ("unknown_obligation", StoreError::State("no such obligation in the incident's plan")),
+            Refusal::NotAssessed => ("not_assessed", StoreError::State("the incident is not assessed")),
+            Refusal::DoneOn => (
+                "done_on",
+                StoreError::Invalid(DomainError::Invalid { field: "done_on", rule: "must lie between the discovery date and today" }),
+            ),
+            Refusal::AlreadyRecorded => ("already_recorded", StoreError::Conflict("this obligation is already recorded")),
+            Refusal::NotClosable => unreachable!("not a notification refusal"),
+        };
+        self.refuse(AuditAction::IncidentNotify, &actor, Some(id), code, &meta, err).await
     }
 
-    /// Closes an incident: assessed as not a breach, or with every notification recorded.
+    /// Closes an incident: assessed as not a breach, or with every notification recorded. The
+    /// check runs inside the write transaction on the locked row (see `record_notification`).
     pub async fn close_incident(&self, actor: Actor, id: uuid::Uuid, meta: RequestMeta) -> Result<Incident> {
         let org = actor.org_id;
-        let cur = self.read(move |mut c| Box::pin(async move { load(&mut c, None, org, id).await })).await?;
-        let Some(cur) = cur else {
-            return self.refuse(AuditAction::IncidentClose, &actor, Some(id), "unknown_incident", &meta, StoreError::NotFound).await;
-        };
-        let closable = match cur.status {
-            IncidentStatus::Notified => true,
-            IncidentStatus::Assessed => cur.assessment.is_some_and(|a| !a.assessment.is_breach()),
-            _ => false,
-        };
-        if !closable {
-            return self
-                .refuse(
+        let write_meta = meta.clone();
+        let r = self
+            .write(move |mut c| {
+                Box::pin(async move {
+                    exec!(&mut c, "UPDATE incidents SET status = status WHERE id = $1 AND org_id = $2", id, org.0)?;
+                    let Some(cur) = load(&mut c, None, org, id).await? else { return Ok(Err(Refusal::UnknownIncident)) };
+                    let closable = match cur.status {
+                        IncidentStatus::Notified => true,
+                        IncidentStatus::Assessed => cur.assessment.is_some_and(|a| !a.assessment.is_breach()),
+                        _ => false,
+                    };
+                    if !closable {
+                        return Ok(Err(Refusal::NotClosable));
+                    }
+                    exec!(
+                        &mut c,
+                        "UPDATE incidents SET status = 'closed', closed_by = $1, closed_at = $2 WHERE id = $3 AND org_id = $4",
+                        actor.user_id.0,
+                        now_ms(),
+                        id,
+                        org.0
+                    )?;
+                    audit::append(&mut c, &event(AuditAction::IncidentClose, Outcome::Success, &actor, Some(id)), &write_meta).await?;
+                    Ok(Ok(load(&mut c, None, org, id).await?.ok_or(StoreError::NotFound)?))
+                })
+            })
+            .await?;
+        match r {
+            Ok(i) => Ok(i),
+            Err(Refusal::UnknownIncident) => {
+                self.refuse(AuditAction::IncidentClose, &actor, Some(id), "unknown_incident", &meta, StoreError::NotFound).await
+            }
+            Err(_) => {
+                self.refuse(
                     AuditAction::IncidentClose,
                     &actor,
                     Some(id),
@@ -713,34 +841,32 @@ impl Store {
                     &meta,
                     StoreError::State("an incident closes once assessed as not a breach, or once every notification is recorded"),
                 )
-                .await;
+                .await
+            }
         }
-        self.write(move |mut c| {
-            Box::pin(async move {
-                exec!(
-                    &mut c,
-                    "UPDATE incidents SET status = 'closed', closed_by = $1, closed_at = $2 WHERE id = $3 AND org_id = $4",
-                    actor.user_id.0,
-                    now_ms(),
-                    id,
-                    org.0
-                )?;
-                audit::append(&mut c, &event(AuditAction::IncidentClose, Outcome::Success, &actor, Some(id)), &meta).await?;
-                load(&mut c, None, org, id).await?.ok_or(StoreError::NotFound)
-            })
-        })
-        .await
     }
 }
 
+/// Why a checked write was refused (decided inside the transaction, audited after it).
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    UnknownIncident,
+    UnknownObligation,
+    NotAssessed,
+    DoneOn,
+    AlreadyRecorded,
+    NotClosable,
+}
+
 impl Store {
-    /// The reminder check: for every incident assessed as a breach and not yet notified, each
+    /// The reminder check: for every incident not yet assessed (presumed a breach, 164.402) or
+    /// assessed as a breach, and not yet notified, each
     /// open obligation whose deadline is a week or a day away, or passed, on `today` gets one
     /// `incident.reminder` audit event per stage (which the alert evaluator turns into an
     /// `incident_deadline` alert for the compliance officers). Recorded with the event in one
     /// transaction, so a stage is reminded once however often the check runs. Returns how many
     /// reminders it raised.
-    pub async fn send_incident_reminders(&self, today: Date, rules: &'static StateRules, meta: RequestMeta) -> Result<usize> {
+    pub async fn send_incident_reminders(&self, today: Date, meta: RequestMeta) -> Result<usize> {
         let candidates = self
             .read(move |mut c| {
                 Box::pin(async move {
@@ -753,7 +879,7 @@ impl Store {
                         fetch_all,
                         &mut c,
                         Open,
-                        "SELECT id, org_id FROM incidents WHERE status = 'assessed' ORDER BY id LIMIT 10000"
+                        "SELECT id, org_id FROM incidents WHERE status IN ('open', 'assessed') ORDER BY id LIMIT 10000"
                     )?;
                     let mut out = Vec::new();
                     for o in open {
@@ -767,7 +893,7 @@ impl Store {
             .await?;
         let mut due = Vec::new();
         for i in candidates {
-            for ob in i.plan(rules)? {
+            for ob in i.plan {
                 if i.notifications.iter().any(|n| n.obligation_key == ob.key) {
                     continue;
                 }

@@ -62,7 +62,7 @@ pub use conversations::Created;
 pub use devices::{DeviceRecord, DeviceWipe, NO_WIPE_CHANNEL, PostureRecord, SpotCheck, WipeAck, WipeRequested, WipeSource};
 pub use error::{Result, StoreError};
 pub use forwarding::{ForwardBasis, Forwarded, PatientAuthorization};
-pub use incidents::{Incident, IncidentSource, IncidentStatus, NewIncident, NotificationRecord, SignedAssessment};
+pub use incidents::{Incident, IncidentSource, IncidentStatus, NewIncident, NotificationRecord, PlanBasis, SignedAssessment, plan_for};
 pub use keys::{DataKeyInfo, RewrapBatch, ScopeKind, WrappedDataKey};
 pub use legacy::LegacySealed;
 pub use lifecycle::{

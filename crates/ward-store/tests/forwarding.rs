@@ -11,7 +11,46 @@ use ward_store::{
     Backend, EventKind, ForwardBasis, Forwarded, MemberSpec, NewConversation, Store, StoreError, TimeRange, now_ms, on_both_backends,
 };
 
-on_both_backends!(forwards_outside_the_care_team_are_disclosures, groups_beyond_the_care_team_carry_a_warning);
+on_both_backends!(
+    forwards_outside_the_care_team_are_disclosures,
+    groups_beyond_the_care_team_carry_a_warning,
+    members_added_after_a_forward_are_disclosed_to,
+);
+
+/// A member who joins a group after a patient's message was forwarded into it can read that
+/// message: a new disclosure to them, in the patient's accounting with the forward's basis.
+async fn members_added_after_a_forward_are_disclosed_to(backend: Backend) {
+    let Some(db) = TestDb::open(backend).await else { return };
+    let s = &db.store;
+    let o = s.create_org("acme", "Acme", 900, None, meta()).await.unwrap();
+    let doc = user(s, &o, "doc@acme", Role::Clinician).await;
+    let nurse = user(s, &o, "nurse@acme", Role::Nurse).await;
+    let billing = user(s, &o, "billing@acme", Role::Staff).await;
+    let coder = user(s, &o, "coder@acme", Role::Staff).await;
+    let p = s.create_patient(o.id, doc.user_id, "MRN-1".into(), "Pat".into(), vec![doc.user_id, nurse.user_id], meta()).await.unwrap().id;
+    let about_p = patient_conv(s, doc, p, &[nurse]).await;
+    let src = s.send_message(doc, DeviceId::new(), msg(about_p, "s1", CANARY), meta()).await.unwrap().message.id;
+    let with_billing = group(s, doc, &[billing]).await;
+    let fwd = forward(s, doc, (about_p, src), with_billing, "f1", Some(ForwardBasis::Purpose(DisclosurePurpose::Payment))).await.unwrap();
+    // Another forward, then recalled: the new member cannot read it, so nothing is disclosed.
+    let gone = forward(s, doc, (about_p, src), with_billing, "f2", Some(ForwardBasis::Purpose(DisclosurePurpose::Payment))).await.unwrap();
+    s.recall(doc, with_billing, gone.sent.message.id, meta()).await.unwrap();
+
+    let before = s.disclosures(o.id, p, TimeRange::default(), None, 100).await.unwrap().items.len();
+    // Someone on the care team joins: no disclosure. An outsider joins: one, for the readable copy.
+    s.add_member(doc, with_billing, nurse.user_id, MemberRole::Member, None, meta()).await.unwrap();
+    s.add_member(doc, with_billing, coder.user_id, MemberRole::Member, None, meta()).await.unwrap();
+    let acc = s.disclosures(o.id, p, TimeRange::default(), None, 100).await.unwrap();
+    assert_eq!(acc.items.len(), before + 1, "{:?}", acc.items);
+    let new = acc.items.iter().find(|d| d.recipient.user_id() == Some(coder.user_id.0)).expect("a disclosure to the new member");
+    assert_eq!(new.action, "message.forward");
+    assert_eq!(new.purpose, "payment");
+    assert!(acc.items.iter().all(|d| d.recipient.user_id() != Some(nurse.user_id.0)));
+    let events = s.audit_events(0, 100_000).await.unwrap();
+    let ev = events.iter().rev().find(|e| e.action == "message.forward").unwrap();
+    assert_eq!(ev.target_id.as_deref(), Some(fwd.sent.message.id.to_string().as_str()));
+    assert!(ev.detail.contains("member_added") && !ev.detail.contains("FWD-CANARY"));
+}
 
 const CANARY: &str = "FWD-CANARY-5521 biopsy result";
 

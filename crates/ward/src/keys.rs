@@ -1,16 +1,12 @@
 //! `ward keys rotate`, `ward keys inventory` and `ward keys retire`: the key hierarchy from the
 //! command line. Key material is never printed; only ids, versions and dates.
 
-use std::collections::BTreeMap;
-
 use anyhow::{Context as _, bail};
-use serde::Serialize;
-use ward_crypto::KekInfo;
 use ward_domain::audit::{AuditAction, AuditEvent, DetailValue, Outcome};
 use ward_server::audit_archive::format_ms;
 use ward_server::keys::Rotated;
 use ward_server::provision::operator_meta;
-use ward_store::{DataKeyInfo, Store};
+use ward_store::Store;
 
 /// How `ward keys inventory` prints.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -20,9 +16,6 @@ pub(crate) enum InventoryFormat {
     /// One JSON document.
     Json,
 }
-
-/// Keys read per query.
-const BATCH: u32 = 1000;
 
 /// `ward keys rotate`: [`ward_server::keys::rotate`] with a progress bar.
 pub(crate) async fn rotate(store: &Store, resume: bool) -> anyhow::Result<Rotated> {
@@ -56,95 +49,16 @@ pub(crate) async fn retire(store: &Store, kek_id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The inventory: the provider's KEKs and the data keys' metadata.
-#[derive(Debug, Serialize)]
-pub(crate) struct Inventory {
-    /// The key provider kind.
-    pub provider: &'static str,
-    /// Every KEK version the provider holds.
-    pub keks: Vec<KekRow>,
-    /// Data keys summarised per scope kind.
-    pub data_keys: Vec<ScopeSummary>,
-    /// Every data key, with `--all`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub keys: Option<Vec<DataKeyInfo>>,
-}
+pub(crate) use ward_server::keys::Inventory;
 
-/// One KEK with how many live data keys it wraps.
-#[derive(Debug, Serialize)]
-pub(crate) struct KekRow {
-    #[serde(flatten)]
-    pub kek: KekInfo,
-    /// Live data keys wrapped under it.
-    pub data_keys: u64,
-}
-
-/// Data keys of one scope kind.
-#[derive(Debug, Default, Serialize)]
-pub(crate) struct ScopeSummary {
-    /// `conversation`, `patient` or `org`.
-    pub scope_kind: String,
-    /// Scopes with at least one key.
-    pub scopes: u64,
-    /// Live key versions.
-    pub live: u64,
-    /// Destroyed (crypto-shredded) key versions.
-    pub destroyed: u64,
-    /// The highest version of any scope.
-    pub max_version: i32,
-    /// The oldest live key's creation (Unix ms).
-    pub oldest_created_at: Option<i64>,
-    /// The latest wrap (creation or KEK rotation), Unix ms.
-    pub last_wrapped_at: Option<i64>,
-}
-
-/// Reads the inventory; `all` also lists every data key. Recorded as `keys.inventory`.
+/// Reads the inventory ([`ward_server::keys::inventory`]); `all` also lists every data key.
+/// Recorded as `keys.inventory`.
 pub(crate) async fn inventory(store: &Store, all: bool) -> anyhow::Result<Inventory> {
-    let provider = store.keyring().provider().clone();
-    let kek_infos = provider.keks().await?;
-    let mut per_kek: BTreeMap<String, u64> = BTreeMap::new();
-    let mut per_kind: BTreeMap<String, ScopeSummary> = BTreeMap::new();
-    let mut last_scope: Option<uuid::Uuid> = None;
-    let mut keys = all.then(Vec::new);
-    let mut cursor = None;
-    loop {
-        let page = store.data_key_inventory(cursor, BATCH).await?;
-        let Some(last) = page.last() else { break };
-        cursor = Some((last.scope_id, last.version));
-        for k in page {
-            let s = per_kind
-                .entry(k.scope_kind.clone())
-                .or_insert_with(|| ScopeSummary { scope_kind: k.scope_kind.clone(), ..Default::default() });
-            // Keys come ordered by scope, so a new scope id is a new scope.
-            if last_scope != Some(k.scope_id) {
-                s.scopes += 1;
-                last_scope = Some(k.scope_id);
-            }
-            s.max_version = s.max_version.max(k.version);
-            s.last_wrapped_at = s.last_wrapped_at.max(Some(k.wrapped_at));
-            if k.destroyed_at.is_some() {
-                s.destroyed += 1;
-            } else {
-                s.live += 1;
-                s.oldest_created_at = Some(s.oldest_created_at.map_or(k.created_at, |o| o.min(k.created_at)));
-            }
-            if let Some(kek) = &k.kek_id {
-                *per_kek.entry(kek.clone()).or_default() += 1;
-            }
-            if let Some(list) = keys.as_mut() {
-                list.push(k);
-            }
-        }
-    }
-    let mut keks: Vec<KekRow> =
-        kek_infos.into_iter().map(|kek| KekRow { data_keys: per_kek.remove(&kek.kek_id).unwrap_or(0), kek }).collect();
-    // Keys under a KEK the provider no longer lists (retired, or another provider's): shown so
-    // that nobody mistakes them for readable.
-    keks.extend(per_kek.into_iter().map(|(kek_id, n)| KekRow { kek: KekInfo { kek_id, created_at: None, current: false }, data_keys: n }));
+    let inv = ward_server::keys::inventory(store, all).await?;
     store
         .record(AuditEvent::new(AuditAction::KeyInventory, Outcome::Success).detail("all", DetailValue::Bool(all)), operator_meta())
         .await?;
-    Ok(Inventory { provider: provider.kind(), keks, data_keys: per_kind.into_values().collect(), keys })
+    Ok(inv)
 }
 
 fn date(ms: Option<i64>) -> String {

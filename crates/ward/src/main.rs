@@ -15,6 +15,7 @@ mod audit_proof;
 mod audit_reports;
 mod backup;
 mod device;
+mod evidence;
 mod keys;
 mod lifecycle;
 mod progress;
@@ -69,6 +70,9 @@ enum Command {
     /// Patient records.
     #[command(subcommand)]
     Patient(PatientCommand),
+    /// The signed evidence bundle for an auditor: control map, live exports, audit checkpoint.
+    #[command(subcommand)]
+    Evidence(EvidenceCommand),
     /// Device trust: the configuration profile enforcing the device baseline.
     #[command(subcommand)]
     Device(DeviceCommand),
@@ -173,6 +177,31 @@ enum RosterCommand {
         /// otherwise: the mark of a truncated or wrong roster).
         #[arg(long, requires = "remediate")]
         allow_mass: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum EvidenceCommand {
+    /// Write one organisation's evidence bundle: a zip with the HIPAA control map, each
+    /// control's live export, the latest signed audit checkpoint and its verifier key, and a
+    /// manifest of SHA-256 hashes signed with the deployment's audit key (audited).
+    Export {
+        /// The organisation's short name.
+        #[arg(long)]
+        org: String,
+        /// The archive to create (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check a bundle offline: the manifest's signature, every file's hash and size, and that
+    /// no file is missing or added. Exits non-zero with one line on any mismatch.
+    Verify {
+        /// The bundle.
+        file: PathBuf,
+        /// The organisation's public key, obtained separately: a PEM file, or 64 hex digits.
+        /// Without it, the key inside the bundle is used (and its fingerprint printed).
+        #[arg(long)]
+        public_key: Option<String>,
     },
 }
 
@@ -504,6 +533,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             roster::reconcile_cmd(&config, &roster::ReconcileRequest { org: &org, file: &file, remediate, allow_mass }).await
         }
         Command::Patient(PatientCommand::Export { patient, out }) => lifecycle::export(&config, patient, &out).await,
+        Command::Evidence(EvidenceCommand::Export { org, out }) => evidence::export(&config, &org, &out).await,
+        Command::Evidence(EvidenceCommand::Verify { file, public_key }) => evidence::verify(&file, public_key.as_deref()),
         Command::Backup { out, command } => {
             match (out, command) {
                 (_, Some(BackupCommand::Verify { from })) => {

@@ -33,3 +33,17 @@ pub(crate) fn bytes(what: &'static str, total: u64) -> ProgressBar {
     bar.set_message(what);
     bar
 }
+
+/// A bar counting `total` steps, labelled `what`; hidden unless stderr is a terminal.
+pub(crate) fn steps(what: &'static str, total: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} steps")
+        .map(|s| s.progress_chars("=> "))
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_message(what);
+    bar
+}

@@ -184,7 +184,7 @@ async fn set_restricted(
         return Err(refuse(&state, &s, meta, AuditAction::PatientRestrict, d).await);
     }
     // The answer names the patient: not for a device blocked from PHI or a pending policy.
-    super::devices::require_phi_allowed(&state, &s).await?;
+    super::devices::require_phi_allowed(&state, &s, &meta).await?;
     Ok(Json(state.store.set_patient_restricted(s.actor.org_id, s.actor.user_id, id, req.restricted, meta).await?.into()))
 }
 

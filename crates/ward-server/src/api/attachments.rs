@@ -100,7 +100,7 @@ async fn download_attachment(
     s: Auth,
     Path((id, attachment)): Path<(ConversationId, AttachmentId)>,
 ) -> ApiResult<Response> {
-    super::devices::require_phi_allowed(&state, &s).await?;
+    super::devices::require_phi_allowed(&state, &s, &meta).await?;
     let opened = state.store.open_attachment(s.actor, id, attachment, meta).await?;
     let body = state.blobs.download(&opened).await?;
     let a = &opened.attachment;

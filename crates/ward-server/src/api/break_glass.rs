@@ -107,7 +107,7 @@ async fn refused(
     }
 }
 
-fn view(g: BreakGlassGrant) -> BreakGlassView {
+pub(crate) fn view(g: BreakGlassGrant) -> BreakGlassView {
     BreakGlassView {
         active: g.active_at(now_ms()),
         id: g.id,
@@ -183,7 +183,7 @@ async fn grant_conversations(
     s: Auth,
     Path(grant): Path<uuid::Uuid>,
 ) -> ApiResult<Json<Vec<BreakGlassConversationView>>> {
-    super::devices::require_phi_allowed(&state, &s).await?;
+    super::devices::require_phi_allowed(&state, &s, &meta).await?;
     let list = state.store.break_glass_conversations(s.actor, s.device, grant, now_ms(), meta).await?;
     Ok(Json(
         list.into_iter()
@@ -230,7 +230,7 @@ async fn grant_messages(
         (Some(_), Some(_)) => return Err(ApiError::invalid_parameter().detail("give after or before, not both")),
         _ => return Err(ApiError::invalid_parameter().detail("after must be at least 0 and before at least 1")),
     };
-    super::devices::require_phi_allowed(&state, &s).await?;
+    super::devices::require_phi_allowed(&state, &s, &meta).await?;
     let mut msgs = state.store.break_glass_messages(s.actor, s.device, grant, conv, page, limit.get(), now_ms(), meta).await?;
     msgs.sort_by_key(|m| m.seq);
     let before_cursor = msgs.first().map(|m| m.seq).filter(|&s| s > 1);

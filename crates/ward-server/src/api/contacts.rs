@@ -336,7 +336,7 @@ async fn patient_contacts(
     if let Err(d) = policy::may_read_patient_contacts(&s.actor, st.on_care_team, st.is_the_patient) {
         return Err(refuse(&state, &s, meta, AuditAction::ContactRead, id, d).await);
     }
-    super::devices::require_phi_allowed(&state, &s).await?;
+    super::devices::require_phi_allowed(&state, &s, &meta).await?;
     list(&state, &s, ContactOwner::Patient(id), meta).await
 }
 

@@ -112,7 +112,7 @@ fn device_view(d: DeviceRecord) -> ApiResult<DeviceView> {
     })
 }
 
-fn device_views(list: Vec<DeviceRecord>) -> ApiResult<Vec<DeviceView>> {
+pub(crate) fn device_views(list: Vec<DeviceRecord>) -> ApiResult<Vec<DeviceView>> {
     list.into_iter().map(device_view).collect()
 }
 
@@ -188,7 +188,7 @@ pub(crate) struct WipeView {
     pub(crate) closed_reason: Option<String>,
 }
 
-fn wipe_view(w: DeviceWipe, overdue_hours: u32) -> WipeView {
+pub(crate) fn wipe_view(w: DeviceWipe, overdue_hours: u32) -> WipeView {
     let overdue =
         w.acknowledged_at.is_none() && w.closed_reason.is_none() && now_ms() - w.requested_at > i64::from(overdue_hours) * 3_600_000;
     WipeView {
@@ -794,10 +794,9 @@ pub(crate) async fn phi_withheld(state: &AppState, s: &crate::auth::AnySession) 
 /// Refuses content that cannot be withheld field by field (attachment bytes, a patient
 /// archive) while the session's device is blocked from PHI, or while its user must still
 /// acknowledge the organisation's policies.
-pub(crate) async fn require_phi_allowed(state: &AppState, s: &crate::auth::AnySession) -> ApiResult<()> {
-    // The callers predate the acknowledgment gate and pass no request metadata; the denial's
-    // audit event still names the user and device.
-    super::policies::require_acknowledged(state, s, &ward_store::RequestMeta::default()).await?;
+pub(crate) async fn require_phi_allowed(state: &AppState, s: &crate::auth::AnySession, meta: &ward_store::RequestMeta) -> ApiResult<()> {
+    // The request's metadata, so a denial's audit event carries its request id and source.
+    super::policies::require_acknowledged(state, s, meta).await?;
     match phi_withheld(state, s).await? {
         Some(notice) => {
             let fix: Vec<&str> = notice.fix.iter().map(|i| i.as_str()).collect();

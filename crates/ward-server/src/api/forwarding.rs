@@ -72,7 +72,7 @@ async fn forward_message(
     Json(req): Json<ForwardRequest>,
 ) -> ApiResult<(StatusCode, Json<ForwardedView>)> {
     // Forwarding copies content through the device: a device blocked from PHI may not.
-    super::devices::require_phi_allowed(&state, &s).await?;
+    super::devices::require_phi_allowed(&state, &s, &meta).await?;
     let basis = match (req.purpose, req.authorization_id) {
         (Some(p), None) => Some(ForwardBasis::Purpose(p)),
         (None, Some(a)) => Some(ForwardBasis::Authorization(a)),
@@ -151,19 +151,41 @@ async fn record_authorization(
     Path(patient): Path<PatientId>,
     Json(req): Json<AuthorizationRequest>,
 ) -> ApiResult<(StatusCode, Json<AuthorizationView>)> {
-    let recipient = ReasonText::parse("recipient", &req.recipient)?;
-    let purpose = ReasonText::parse("purpose", &req.purpose)?;
-    let expires = time::OffsetDateTime::parse(&req.expires_at, &Rfc3339)
-        .map_err(|_| ApiError::validation_failed().detail("expires_at must be an RFC 3339 time"))?;
-    let expires_ms = i64::try_from(expires.unix_timestamp_nanos() / 1_000_000)
-        .map_err(|_| ApiError::validation_failed().detail("expires_at is out of range"))?;
-    if expires_ms <= ward_store::now_ms() {
-        return Err(ApiError::validation_failed().detail("expires_at must be in the future"));
+    let recorded = async {
+        let recipient = ReasonText::parse("recipient", &req.recipient).map_err(|e| ("recipient", ApiError::from(e)))?;
+        let purpose = ReasonText::parse("purpose", &req.purpose).map_err(|e| ("purpose", ApiError::from(e)))?;
+        let expires = time::OffsetDateTime::parse(&req.expires_at, &Rfc3339)
+            .map_err(|_| ("expires_at", ApiError::validation_failed().detail("expires_at must be an RFC 3339 time")))?;
+        let expires_ms = i64::try_from(expires.unix_timestamp_nanos() / 1_000_000)
+            .map_err(|_| ("expires_at", ApiError::validation_failed().detail("expires_at is out of range")))?;
+        if expires_ms <= ward_store::now_ms() {
+            return Err(("expires_at", ApiError::validation_failed().detail("expires_at must be in the future")));
+        }
+        state.store.record_authorization(s.actor, patient, recipient, purpose, expires_ms, meta.clone()).await.map_err(|e| match e {
+            StoreError::NotFound => ("unknown_patient", ApiError::not_found().detail("no such patient in this organisation")),
+            StoreError::Denied(d) => ("role", d.into()),
+            StoreError::State(why) => ("expires_at", ApiError::validation_failed().detail(why)),
+            other => ("", other.into()),
+        })
     }
-    let a = state.store.record_authorization(s.actor, patient, recipient, purpose, expires_ms, meta).await.map_err(|e| match e {
-        StoreError::NotFound => ApiError::not_found().detail("no such patient in this organisation"),
-        other => other.into(),
-    })?;
+    .await;
+    let a = match recorded {
+        Ok(a) => a,
+        // A store failure is not a refusal: nothing to audit.
+        Err(("", err)) => return Err(err),
+        // Refusals are audited with the reason code and the patient id only, never the texts.
+        Err((reason, err)) => {
+            let outcome = if matches!(reason, "role" | "unknown_patient") { Outcome::Denied } else { Outcome::Failure };
+            let mut ev = AuditEvent::new(AuditAction::AuthorizationRecord, outcome)
+                .target("patient", patient.0)
+                .detail("reason", DetailValue::Code(reason));
+            ev.org_id = Some(s.actor.org_id);
+            ev.actor = Some(s.actor.user_id);
+            ev.device = Some(s.device);
+            state.store.record(ev, meta).await?;
+            return Err(err);
+        }
+    };
     Ok((
         StatusCode::CREATED,
         Json(AuthorizationView {

@@ -190,9 +190,18 @@ pub(crate) struct IncidentView {
     pub(crate) status: &'static str,
     /// The signed assessment.
     pub(crate) assessment: Option<AssessmentView>,
-    /// The notification plan (empty until a breach is assessed).
+    /// The notification plan as computed and stored: at opening on the presumption of a breach
+    /// (164.402), then at each signed assessment (empty when it found a low probability of
+    /// compromise). Later rule changes do not move it.
     pub(crate) plan: Vec<ObligationView>,
-    /// The date the state-rules table was last reviewed.
+    /// `presumed` (computed at opening), `assessed` (at the signed assessment) or `recomputed`
+    /// (an incident from before plans were stored, computed from the current rules).
+    pub(crate) plan_basis: &'static str,
+    /// The review date of the state rules the plan was computed with (absent when recomputed).
+    pub(crate) plan_rules_as_of: Option<String>,
+    /// When the plan was computed (RFC 3339; absent when recomputed).
+    pub(crate) plan_computed_at: Option<String>,
+    /// The date the current state-rules table was last reviewed.
     pub(crate) state_rules_as_of: String,
     /// When it was closed (RFC 3339).
     pub(crate) closed_at: Option<String>,
@@ -204,10 +213,9 @@ fn day(d: Date) -> String {
 }
 
 pub(crate) fn view(i: Incident) -> ApiResult<IncidentView> {
-    let rules = StateRules::embedded();
     let today = today();
     let plan = i
-        .plan(rules)?
+        .plan
         .into_iter()
         .map(|o| {
             let done = i.notifications.iter().find(|n| n.obligation_key == o.key).map(|n| day(n.done_on));
@@ -250,7 +258,10 @@ pub(crate) fn view(i: Incident) -> ApiResult<IncidentView> {
             signed_at: ts(a.signed_at),
         }),
         plan,
-        state_rules_as_of: day(rules.as_of),
+        plan_basis: i.plan_basis.as_str(),
+        plan_rules_as_of: i.plan_rules_as_of.map(day),
+        plan_computed_at: i.plan_computed_at.map(ts),
+        state_rules_as_of: day(StateRules::embedded().as_of),
         closed_at: i.closed_at.map(ts),
     })
 }
@@ -297,7 +308,7 @@ async fn create_incident(
         residents,
         patients: req.patient_ids,
     };
-    let i = state.store.create_incident(s.actor, new, today(), meta).await?;
+    let i = state.store.create_incident(s.actor, new, today(), StateRules::embedded(), meta).await?;
     Ok((StatusCode::CREATED, Json(view(i)?)))
 }
 
@@ -328,7 +339,7 @@ async fn get_incident(
         return Err(refused(&state, &s, &meta, AuditAction::IncidentRead, Some(id), "role", d.into()).await);
     }
     // The title and description may carry PHI.
-    super::devices::require_phi_allowed(&state, &s).await?;
+    super::devices::require_phi_allowed(&state, &s, &meta).await?;
     Ok(Json(view(state.store.incident(s.actor, id, meta).await?)?))
 }
 
@@ -355,7 +366,7 @@ async fn assess_incident(
         mitigation: req.mitigation,
         outcome: req.outcome,
     };
-    Ok(Json(view(state.store.assess_incident(s.actor, id, a, meta).await?)?))
+    Ok(Json(view(state.store.assess_incident(s.actor, id, a, StateRules::embedded(), meta).await?)?))
 }
 
 /// Records a notification of the plan as made (compliance officers). 409 `invalid_state` for
@@ -379,7 +390,7 @@ async fn record_notification(
         Ok(d) => d,
         Err(e) => return Err(refused(&state, &s, &meta, AuditAction::IncidentNotify, Some(id), "date", e.into()).await),
     };
-    let i = state.store.record_notification(s.actor, id, req.obligation, done_on, today(), StateRules::embedded(), meta).await?;
+    let i = state.store.record_notification(s.actor, id, req.obligation, done_on, today(), meta).await?;
     Ok(Json(view(i)?))
 }
 
@@ -416,7 +427,7 @@ async fn report_misdirected(
     if let Err(d) = policy::may_report_misdirected(&s.actor) {
         return Err(refused(&state, &s, &meta, AuditAction::IncidentCreate, None, "role", d.into()).await);
     }
-    let i = state.store.report_misdirected(s.actor, conv, msg, today(), meta).await?;
+    let i = state.store.report_misdirected(s.actor, conv, msg, today(), StateRules::embedded(), meta).await?;
     Ok((StatusCode::CREATED, Json(view(i)?)))
 }
 
@@ -429,7 +440,7 @@ const REMINDER_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60
 pub(crate) fn spawn_reminders(store: ward_store::Store) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            match store.send_incident_reminders(today(), StateRules::embedded(), ward_store::RequestMeta::default()).await {
+            match store.send_incident_reminders(today(), ward_store::RequestMeta::default()).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(reminders = n, "breach-notification deadline reminders raised"),
                 Err(e) => tracing::warn!(error = %e, "breach-notification reminder check failed; retrying later"),

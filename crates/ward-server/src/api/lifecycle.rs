@@ -239,7 +239,7 @@ async fn list_shreds(State(state): State<AppState>, s: Auth, Query(q): Query<Shr
     responses((status = 200, description = "The archive", content((String = "application/zip"))),
         (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
 async fn export_patient(State(state): State<AppState>, Meta(meta): Meta, s: Auth, Path(id): Path<PatientId>) -> ApiResult<Response> {
-    super::devices::require_phi_allowed(&state, &s).await?;
+    super::devices::require_phi_allowed(&state, &s, &meta).await?;
     let export = state.store.patient_export(s.actor, id, meta).await?;
     let zip = crate::lifecycle::patient_archive(&export).map_err(|e| ApiError::internal_cause(e.to_string()))?;
     let disposition = format!("attachment; filename=\"ward-patient-{id}.zip\"");

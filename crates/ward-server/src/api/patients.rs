@@ -59,7 +59,7 @@ async fn search_patient(
     Json(req): Json<PatientSearchRequest>,
 ) -> ApiResult<Json<PatientView>> {
     policy::may_use_directory(&s.actor)?;
-    super::devices::require_phi_allowed(&state, &s).await?;
+    super::devices::require_phi_allowed(&state, &s, &meta).await?;
     let mrn = mrn(&req.mrn)?;
     Ok(Json(state.store.find_patient(s.actor.org_id, s.actor.user_id, mrn, meta).await?.into()))
 }
@@ -68,7 +68,7 @@ async fn search_patient(
 #[utoipa::path(get, path = "/api/v1/patients/{patient_id}", tag = "patients", security(("bearer" = [])), params(("patient_id" = PatientId, Path)),
     responses((status = 200, body = PatientView), (status = 404, body = Problem)))]
 async fn get_patient(State(state): State<AppState>, Meta(meta): Meta, s: Auth, Path(id): Path<PatientId>) -> ApiResult<Json<PatientView>> {
-    super::devices::require_phi_allowed(&state, &s).await?;
+    super::devices::require_phi_allowed(&state, &s, &meta).await?;
     if s.actor.role == Role::Patient {
         let me = state.store.user(s.actor.org_id, s.actor.user_id).await?;
         if me.patient_id != Some(id) {
@@ -98,6 +98,6 @@ async fn set_care_team(
         return Err(ApiError::validation_failed().detail("a care team has at most 100 members"));
     }
     // The answer names the patient: not for a device blocked from PHI or a pending policy.
-    super::devices::require_phi_allowed(&state, &s).await?;
+    super::devices::require_phi_allowed(&state, &s, &meta).await?;
     Ok(Json(state.store.set_care_team(s.actor.org_id, s.actor.user_id, id, req.care_team, meta).await?.into()))
 }

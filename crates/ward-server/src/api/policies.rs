@@ -278,7 +278,11 @@ async fn acknowledge(
     responses((status = 200, body = AcknowledgmentReport), (status = 403, body = Problem)))]
 async fn acknowledgment_report(State(state): State<AppState>, Meta(meta): Meta, s: Auth) -> ApiResult<Json<AcknowledgmentReport>> {
     may_manage(&state, &s, AuditAction::PolicyAcknowledge, &meta).await?;
-    let gaps = state.store.acknowledgment_report(s.actor.org_id).await?;
+    Ok(Json(ack_report(state.store.acknowledgment_report(s.actor.org_id).await?)))
+}
+
+/// The acknowledgment report as the API and the evidence bundle show it.
+pub(crate) fn ack_report(gaps: Vec<ward_store::AcknowledgmentGap>) -> AcknowledgmentReport {
     let items = gaps
         .into_iter()
         .map(|g| PolicyAcknowledgmentStatus {
@@ -291,7 +295,7 @@ async fn acknowledgment_report(State(state): State<AppState>, Meta(meta): Meta, 
             pending: g.pending.into_iter().map(|(user_id, login)| PendingUser { user_id, login }).collect(),
         })
         .collect();
-    Ok(Json(AcknowledgmentReport { items }))
+    AcknowledgmentReport { items }
 }
 
 /// Turns the "acknowledge every current policy before PHI access" requirement on or off

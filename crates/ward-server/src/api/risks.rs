@@ -68,7 +68,7 @@ pub(crate) struct RiskList {
     items: Vec<RiskView>,
 }
 
-fn view(r: Risk, today: &str) -> RiskView {
+pub(crate) fn view(r: Risk, today: &str) -> RiskView {
     RiskView {
         id: r.id,
         score: risk_score(r.likelihood, r.impact),
@@ -181,7 +181,7 @@ pub(crate) struct TrainingList {
     items: Vec<TrainingView>,
 }
 
-fn training_view(t: TrainingRecord) -> TrainingView {
+pub(crate) fn training_view(t: TrainingRecord) -> TrainingView {
     TrainingView { id: t.id, user_id: t.user_id, course: t.course, completed_on: t.completed_on, recorded_by: t.recorded_by }
 }
 

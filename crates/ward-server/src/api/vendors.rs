@@ -69,11 +69,11 @@ pub(crate) struct VendorList {
 }
 
 /// Today's date (UTC) as `YYYY-MM-DD`, what the registers' dates compare with.
-pub(super) fn today() -> String {
+pub(crate) fn today() -> String {
     ts(now_ms()).get(..10).unwrap_or_default().to_owned()
 }
 
-fn view(v: Vendor, today: &str) -> VendorView {
+pub(crate) fn view(v: Vendor, today: &str) -> VendorView {
     VendorView {
         id: v.id,
         expiry: classify_baa(v.baa_status, v.renewal_on.as_deref(), today, BAA_WARN_DAYS),

@@ -184,7 +184,7 @@ fn classify(action: Option<AuditAction>) -> (Coding, Vec<Coding>, &'static str) 
         A::CareTeam => (rest(), vec![interaction("update")], "U"),
         A::MemberRemove | A::MessageRecall => (rest(), vec![interaction("delete")], "D"),
         A::AuditLogRead => (dcm("110101", "Audit Log Used"), vec![], "R"),
-        A::AuditExport => (dcm("110106", "Export"), vec![], "R"),
+        A::AuditExport | A::EvidenceExport => (dcm("110106", "Export"), vec![], "R"),
         // Actions added later map here until they are given codes of their own.
         _ => (dcm("110100", "Application Activity"), vec![], "E"),
     }
