@@ -1047,4 +1047,42 @@ mod tests {
         c.attachments.max_bytes = 10;
         assert!(c.validate().is_err());
     }
+
+    #[test]
+    fn notify_settings_are_checked_and_their_secrets_redacted() {
+        let named = |f: &dyn Fn(&mut NotifyConfig), what: &str| {
+            let mut c = Config::default();
+            f(&mut c.notify);
+            let e = c.validate().expect_err(what).to_string();
+            assert!(e.contains(what), "{e}");
+        };
+        named(&|n| n.max_attempts = 0, "notify.max_attempts");
+        named(&|n| n.lease_secs = 1, "notify.lease_secs");
+        named(&|n| n.apns.enabled = true, "notify.apns");
+        named(&|n| n.fcm.enabled = true, "notify.fcm");
+        named(
+            &|n| {
+                n.sms.enabled = true;
+                n.sms.token = Some("t".into());
+                n.sms.url = "http://gateway.example/send".into();
+            },
+            "notify.sms.url",
+        );
+        named(
+            &|n| {
+                n.email.enabled = true;
+                n.email.host = "smtp.example.org".into();
+                n.email.from = "a@example.org".into();
+                n.email.tls = "none".into();
+            },
+            "notify.email.tls",
+        );
+        let mut c = Config::default();
+        c.notify.sms.token = Some("sms-canary-4".into());
+        c.notify.email.password = Some("smtp-canary-5".into());
+        let shown = c.redacted_toml();
+        assert!(!shown.contains("sms-canary-4") && !shown.contains("smtp-canary-5"), "{shown}");
+        let example: Config = toml::from_str(include_str!("../../../ward.example.toml")).expect("the example parses");
+        assert_eq!(example.notify, NotifyConfig::default());
+    }
 }
