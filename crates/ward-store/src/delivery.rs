@@ -7,7 +7,7 @@
 
 use ward_crypto::SealContext;
 use ward_domain::audit::{AuditAction, AuditEvent, DetailValue, Outcome};
-use ward_domain::consent::NoticeChannel;
+use ward_domain::consent::{ConsentChannel, NoticeChannel};
 use ward_domain::ids::{DeviceId, OrgId, PatientId, UserId};
 
 use crate::consents::current_consent;
@@ -381,7 +381,8 @@ impl Store {
     }
 
     /// Queues a PHI-free new-message push to each registered device of each recipient, except
-    /// the sender's own devices (they wrote it). Returns how many were queued. Audited as one
+    /// the sender's own devices (they wrote it) and a patient account's without a current
+    /// portal consent. Returns how many were queued. Audited as one
     /// `push.deliver` event (`result` `queued`, `devices`), with ids only.
     pub async fn enqueue_message_push(
         &self,
@@ -400,6 +401,13 @@ impl Store {
                 let mut n = 0usize;
                 let now = now_ms();
                 for r in recipients.iter().filter(|r| **r != sender) {
+                    // A patient's app is pushed only under a current portal consent.
+                    let patient = scalar!(fetch_optional, &mut c, Option<uuid::Uuid>, "SELECT patient_id FROM users WHERE id = $1", r.0)?.flatten();
+                    if let Some(p) = patient
+                        && current_consent(&mut c, org, PatientId(p), ConsentChannel::Portal).await?.is_none()
+                    {
+                        continue;
+                    }
                     let devices = scalar!(
                         fetch_all,
                         &mut c,

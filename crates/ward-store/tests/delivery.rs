@@ -9,7 +9,12 @@ use ward_domain::role::Role;
 use ward_store::testing::{TestDb, group, meta, org, registered_device, user};
 use ward_store::{Attempt, Backend, ContactOwner, NoticeDraft, NoticeOutcome, WipeSource, on_both_backends};
 
-on_both_backends!(claims_are_exclusive_and_retries_back_off, revoked_consent_and_unsendable_contacts_cancel, push_tokens_per_device,);
+on_both_backends!(
+    claims_are_exclusive_and_retries_back_off,
+    revoked_consent_and_unsendable_contacts_cancel,
+    push_tokens_per_device,
+    patient_apps_need_portal_consent,
+);
 
 const CANARIES: [&str; 4] = ["Jamie", "4155550199", "diabetic", "Doe"];
 
@@ -193,4 +198,32 @@ async fn push_tokens_per_device(backend: Backend) {
             assert!(!e.detail.contains(t), "{t} in {}", e.detail);
         }
     }
+}
+
+async fn patient_apps_need_portal_consent(backend: Backend) {
+    let Some(db) = TestDb::open(backend).await else { return };
+    let s = &db.store;
+    let a = org(s, "acme").await;
+    let doc = user(s, &a, "doc", Role::Clinician).await;
+    let p = s.create_patient(a.id, doc.user_id, "MRN-1".into(), "Jamie Doe".into(), vec![doc.user_id], meta()).await.unwrap();
+    let new = ward_store::NewUser {
+        org_id: a.id,
+        login: "jamie".into(),
+        display_name: "jamie".into(),
+        role: Role::Patient,
+        password_hash: "$argon2id$placeholder".into(),
+        password_must_change: false,
+        patient_id: Some(p.id),
+    };
+    let u = s.create_user(new, None, meta()).await.unwrap();
+    let pat = ward_domain::policy::Actor { user_id: u.id, org_id: a.id, role: Role::Patient };
+    let d = registered_device(s, pat, "jamie", 7).await;
+    s.register_push_token(a.id, u.id, d, "fcm", "patient-token".into(), meta()).await.unwrap();
+    let conv = group(s, doc, &[]).await;
+    let push = || s.enqueue_message_push(doc.user_id, conv.0, None, false, vec![u.id]);
+    assert_eq!(push().await.unwrap(), 0, "no portal consent: no push");
+    s.record_consent(a.id, doc.user_id, p.id, ConsentGrant::new(ConsentChannel::Portal, None, false).unwrap(), meta()).await.unwrap();
+    assert_eq!(push().await.unwrap(), 1);
+    s.revoke_consent(a.id, doc.user_id, p.id, ConsentChannel::Portal, meta()).await.unwrap();
+    assert_eq!(push().await.unwrap(), 0);
 }
