@@ -267,6 +267,22 @@ audit_actions! {
     /// A training completion was recorded for a user (target the user; detail none: the
     /// course name stays in the register).
     TrainingRecord = "training.record",
+    /// One delivery attempt of an outbox entry to its provider (target the entry; detail
+    /// `kind`, `channel`, `attempt`, `result`: `sent`, `retry`, `failed`, `unregistered`, and
+    /// the provider's error `code`; never the destination or the text).
+    NoticeDeliver = "notice.deliver",
+    /// Queued outbox entries were cancelled before delivery (target the entry or the patient;
+    /// detail `reason`: `consent_revoked`, `contact_unsendable`, `no_provider`; `channel`).
+    NoticeCancel = "notice.cancel",
+    /// A device registered or replaced its push token (target the device; detail `platform`;
+    /// never the token).
+    PushTokenRegister = "push_token.register",
+    /// A device's push token was removed (target the device; detail `reason`: `user`,
+    /// `unregistered`).
+    PushTokenRemove = "push_token.remove",
+    /// One PHI-free new-message push attempt to a device (target the device; detail
+    /// `conversation`, `message`, `platform`, `result`, `code`, `attempt`).
+    PushDeliver = "push.deliver",
 }
 
 /// Whether the action succeeded.

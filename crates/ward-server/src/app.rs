@@ -51,11 +51,14 @@ pub struct AppState {
     pub wipe_limits: Arc<crate::rate_limit::WipeLimits>,
     /// Failed sign-ins per source address.
     pub login_limits: Arc<crate::rate_limit::RateLimiter>,
+    /// The delivery providers and the worker's wake-up.
+    pub notify: Arc<crate::notify::Notifier>,
 }
 
 impl AppState {
     /// Publishes a committed event to its recipients on every node.
     pub async fn publish(&self, f: Fanout) {
+        self.queue_push(&f).await;
         let delivery = Delivery {
             recipients: f.recipients,
             conversation_id: f.event.conversation_id,
@@ -69,6 +72,23 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// A new message: queues a PHI-free push to the recipients' registered devices (not the
+    /// sender's; only when a push provider is configured) and wakes the delivery worker.
+    async fn queue_push(&self, f: &Fanout) {
+        let ward_store::EventKind::Message(m) = &f.event.kind else { return };
+        if !self.notify.push_enabled() {
+            return;
+        }
+        let high = !matches!(m.priority, ward_domain::conversation::Priority::Routine);
+        match self.store.enqueue_message_push(m.sender_id, m.conversation_id.0, Some(m.id.0), high, f.recipients.clone()).await {
+            Ok(n) if n > 0 => self.notify.nudge(),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not queue new-message pushes"),
+        }
+    }
+}
+
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Builds the state and the router (without a listener: tests can drive it directly).
@@ -78,6 +98,7 @@ pub fn build(
     config: Arc<Config>,
     audit: Arc<crate::audit_log::AuditLog>,
     blobs: Arc<crate::attachments::Blobs>,
+    notify: Arc<crate::notify::Notifier>,
 ) -> (AppState, Router) {
     let metrics = Metrics::new();
     let hub = Hub::new(metrics.clone());
@@ -91,8 +112,20 @@ pub fn build(
         config.devices.wipe_requests_per_minute_per_device,
     ));
     let login_limits = Arc::new(crate::rate_limit::RateLimiter::new(config.sessions.failed_logins_per_minute_per_address));
-    let state =
-        AppState { store, fanout, hub, config: config.clone(), metrics, openapi, audit, blobs, outbound, wipe_limits, login_limits };
+    let state = AppState {
+        store,
+        fanout,
+        hub,
+        config: config.clone(),
+        metrics,
+        openapi,
+        audit,
+        blobs,
+        outbound,
+        wipe_limits,
+        login_limits,
+        notify,
+    };
     let router = Router::new()
         .merge(api)
         .route("/healthz", get(healthz))

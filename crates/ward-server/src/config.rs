@@ -42,6 +42,222 @@ pub struct Config {
     pub devices: DevicesConfig,
     /// Break-glass (emergency) access: how long a grant lasts.
     pub break_glass: BreakGlassConfig,
+    /// Delivery of PHI-free push, SMS and email through outside providers (all off by
+    /// default: notices and codes then stay queued).
+    pub notify: NotifyConfig,
+}
+
+/// Notification delivery (`[notify]`): the worker and its providers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// How often the worker looks for due entries, in milliseconds (50 to 60000).
+    pub poll_interval_ms: u64,
+    /// Provider calls per entry before it is marked failed (1 to 20).
+    pub max_attempts: u32,
+    /// The first retry waits this long; each further one twice as long, at most an hour
+    /// (milliseconds, 0 to 3600000).
+    pub retry_base_ms: u64,
+    /// How long a node holds an entry it is sending before another node may take it
+    /// (seconds, 10 to 3600).
+    pub lease_secs: u64,
+    /// The subject line of every email (generic: no PHI).
+    pub email_subject: String,
+    /// Apple Push Notification service.
+    pub apns: ApnsSettings,
+    /// Firebase Cloud Messaging HTTP v1.
+    pub fcm: FcmSettings,
+    /// The HTTP SMS gateway.
+    pub sms: SmsSettings,
+    /// SMTP email.
+    pub email: EmailSettings,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval_ms: 2000,
+            max_attempts: 5,
+            retry_base_ms: 30_000,
+            lease_secs: 120,
+            email_subject: "A message from your care team".into(),
+            apns: ApnsSettings::default(),
+            fcm: FcmSettings::default(),
+            sms: SmsSettings::default(),
+            email: EmailSettings::default(),
+        }
+    }
+}
+
+/// `[notify.apns]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApnsSettings {
+    /// Send through APNs.
+    pub enabled: bool,
+    /// `https://api.push.apple.com` (production) or `https://api.sandbox.push.apple.com`.
+    pub base_url: String,
+    /// The key id of the .p8 signing key.
+    pub key_id: String,
+    /// The Apple developer team id.
+    pub team_id: String,
+    /// The app's bundle id (`apns-topic`).
+    pub topic: String,
+    /// The .p8 key file (PKCS#8 P-256, PEM).
+    pub key_file: Option<PathBuf>,
+    /// PEM roots to trust instead of the system's (a private relay; tests).
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for ApnsSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            base_url: "https://api.push.apple.com".into(),
+            key_id: String::new(),
+            team_id: String::new(),
+            topic: String::new(),
+            key_file: None,
+            ca_file: None,
+        }
+    }
+}
+
+/// `[notify.fcm]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FcmSettings {
+    /// Send through FCM.
+    pub enabled: bool,
+    /// `https://fcm.googleapis.com`.
+    pub base_url: String,
+    /// The service-account JSON key file.
+    pub service_account_file: Option<PathBuf>,
+    /// Overrides the key file's `token_uri`.
+    pub token_uri: Option<String>,
+    /// PEM roots to trust instead of the system's.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for FcmSettings {
+    fn default() -> Self {
+        Self { enabled: false, base_url: "https://fcm.googleapis.com".into(), service_account_file: None, token_uri: None, ca_file: None }
+    }
+}
+
+/// `[notify.sms]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmsSettings {
+    /// Send SMS through the gateway.
+    pub enabled: bool,
+    /// The gateway's send URL (https, or http to the loopback interface).
+    pub url: String,
+    /// The bearer token (shown redacted; or `token_file`, or `WARD_NOTIFY__SMS__TOKEN`).
+    pub token: Option<String>,
+    /// A file holding the bearer token.
+    pub token_file: Option<PathBuf>,
+    /// Sender id or number, if the gateway takes one.
+    pub from: Option<String>,
+    /// PEM roots to trust instead of the system's.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `[notify.email]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmailSettings {
+    /// Send email through the SMTP relay.
+    pub enabled: bool,
+    /// Relay host.
+    pub host: String,
+    /// Relay port.
+    pub port: u16,
+    /// `starttls`, `implicit` or `none` (`none` only to a relay on the loopback interface).
+    pub tls: String,
+    /// Login, if the relay wants one.
+    pub username: Option<String>,
+    /// Password (shown redacted; or `password_file`, or `WARD_NOTIFY__EMAIL__PASSWORD`).
+    pub password: Option<String>,
+    /// A file holding the password.
+    pub password_file: Option<PathBuf>,
+    /// The From address.
+    pub from: String,
+}
+
+impl Default for EmailSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            host: String::new(),
+            port: 587,
+            tls: "starttls".into(),
+            username: None,
+            password: None,
+            password_file: None,
+            from: String::new(),
+        }
+    }
+}
+
+fn loopback_host(h: &str) -> bool {
+    matches!(h, "127.0.0.1" | "localhost" | "::1" | "[::1]")
+}
+
+impl NotifyConfig {
+    /// Checks the delivery settings.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |what: &str| Err(ConfigError(what.to_owned()));
+        if !(50..=60_000).contains(&self.poll_interval_ms) {
+            return bad("notify.poll_interval_ms must be between 50 and 60000");
+        }
+        if !(1..=20).contains(&self.max_attempts) {
+            return bad("notify.max_attempts must be between 1 and 20");
+        }
+        if self.retry_base_ms > 3_600_000 {
+            return bad("notify.retry_base_ms must be at most 3600000");
+        }
+        if !(10..=3600).contains(&self.lease_secs) {
+            return bad("notify.lease_secs must be between 10 and 3600");
+        }
+        if self.email_subject.is_empty() || self.email_subject.len() > 120 || self.email_subject.chars().any(char::is_control) {
+            return bad("notify.email_subject must be 1 to 120 characters on one line");
+        }
+        let a = &self.apns;
+        if a.enabled && (a.key_id.is_empty() || a.team_id.is_empty() || a.topic.is_empty() || a.key_file.is_none()) {
+            return bad("notify.apns needs key_id, team_id, topic and key_file when enabled");
+        }
+        if a.enabled && !a.base_url.starts_with("https://") {
+            return bad("notify.apns.base_url must be https (APNs is HTTP/2 over TLS)");
+        }
+        let f = &self.fcm;
+        if f.enabled && f.service_account_file.is_none() {
+            return bad("notify.fcm needs service_account_file when enabled");
+        }
+        let s = &self.sms;
+        if s.enabled {
+            if s.token.is_none() && s.token_file.is_none() {
+                return bad("notify.sms needs token or token_file when enabled");
+            }
+            let local = s.url.strip_prefix("http://").and_then(|r| r.split([':', '/']).next()).is_some_and(loopback_host);
+            if !(s.url.starts_with("https://") || local) {
+                return bad("notify.sms.url must be https (or http to the loopback interface)");
+            }
+        }
+        let e = &self.email;
+        if e.enabled {
+            if e.host.is_empty() || e.from.is_empty() {
+                return bad("notify.email needs host and from when enabled");
+            }
+            match e.tls.as_str() {
+                "starttls" | "implicit" => {}
+                "none" if loopback_host(&e.host) => {}
+                "none" => return bad("notify.email.tls = \"none\" is only allowed to a relay on the loopback interface"),
+                _ => return bad("notify.email.tls must be starttls, implicit or none"),
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Break-glass emergency access (`[break_glass]`).
@@ -504,6 +720,7 @@ impl Default for Config {
             outbound: OutboundConfig::default(),
             devices: DevicesConfig::default(),
             break_glass: BreakGlassConfig::default(),
+            notify: NotifyConfig::default(),
         }
     }
 }
@@ -634,6 +851,7 @@ impl Config {
         if self.devices.profile_sign_cert.is_some() != self.devices.profile_sign_key.is_some() {
             return bad("devices.profile_sign_cert and devices.profile_sign_key must be given together");
         }
+        self.notify.validate()?;
         self.attachments.validate()
     }
 
@@ -655,6 +873,12 @@ impl Config {
         }
         if shown.keys.kms.secret_access_key.is_some() {
             shown.keys.kms.secret_access_key = Some("****".into());
+        }
+        if shown.notify.sms.token.is_some() {
+            shown.notify.sms.token = Some("****".into());
+        }
+        if shown.notify.email.password.is_some() {
+            shown.notify.email.password = Some("****".into());
         }
         if shown.attachments.s3.secret_access_key.is_some() {
             shown.attachments.s3.secret_access_key = Some("****".into());
@@ -830,5 +1054,43 @@ mod tests {
         assert!(!shown.contains("s3cret-value") && shown.contains("****"), "{shown}");
         c.attachments.max_bytes = 10;
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn notify_settings_are_checked_and_their_secrets_redacted() {
+        let named = |f: &dyn Fn(&mut NotifyConfig), what: &str| {
+            let mut c = Config::default();
+            f(&mut c.notify);
+            let e = c.validate().expect_err(what).to_string();
+            assert!(e.contains(what), "{e}");
+        };
+        named(&|n| n.max_attempts = 0, "notify.max_attempts");
+        named(&|n| n.lease_secs = 1, "notify.lease_secs");
+        named(&|n| n.apns.enabled = true, "notify.apns");
+        named(&|n| n.fcm.enabled = true, "notify.fcm");
+        named(
+            &|n| {
+                n.sms.enabled = true;
+                n.sms.token = Some("t".into());
+                n.sms.url = "http://gateway.example/send".into();
+            },
+            "notify.sms.url",
+        );
+        named(
+            &|n| {
+                n.email.enabled = true;
+                n.email.host = "smtp.example.org".into();
+                n.email.from = "a@example.org".into();
+                n.email.tls = "none".into();
+            },
+            "notify.email.tls",
+        );
+        let mut c = Config::default();
+        c.notify.sms.token = Some("sms-canary-4".into());
+        c.notify.email.password = Some("smtp-canary-5".into());
+        let shown = c.redacted_toml();
+        assert!(!shown.contains("sms-canary-4") && !shown.contains("smtp-canary-5"), "{shown}");
+        let example: Config = toml::from_str(include_str!("../../../ward.example.toml")).expect("the example parses");
+        assert_eq!(example.notify, NotifyConfig::default());
     }
 }

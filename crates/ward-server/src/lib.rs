@@ -19,6 +19,7 @@ pub mod hub;
 pub mod keys;
 pub mod lifecycle;
 pub mod metrics;
+pub mod notify;
 pub mod outbound;
 pub mod problem;
 pub mod provision;
@@ -59,6 +60,7 @@ pub struct Running {
     audit_task: tokio::task::JoinHandle<()>,
     alert_task: tokio::task::JoinHandle<()>,
     syslog_task: Option<tokio::task::JoinHandle<()>>,
+    notify_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -67,6 +69,9 @@ impl Running {
         self.audit_task.abort();
         self.alert_task.abort();
         if let Some(t) = &self.syslog_task {
+            t.abort();
+        }
+        if let Some(t) = &self.notify_task {
             t.abort();
         }
         if let Some(tx) = self.shutdown.take() {
@@ -124,11 +129,14 @@ pub async fn start_with(config: Config, store: Store, fanout: Arc<dyn FanOut>) -
     let audit_task = audit.spawn();
     audit_archive::spawn_daily(store.clone(), audit.verifier(), config.audit.archive_dir(&config.data_dir), config.audit.retention_days);
     let blobs = Arc::new(attachments::Blobs::from_config(&config)?);
+    // Built before anything is spawned, so a bad provider key or file stops the start.
+    let notifier = Arc::new(notify::Notifier::from_config(&config.notify)?);
+    let notify_task = notify::spawn(store.clone(), notifier.clone(), config.notify.clone());
     let config = Arc::new(config);
     let _retention_task = lifecycle::spawn(store.clone(), blobs.clone(), &config.retention);
     let alert_task = alerts::spawn(store.clone(), fanout.clone());
     let _incident_reminders = api::incidents::spawn_reminders(store.clone());
-    let (state, router) = app::build(store.clone(), fanout, config, audit, blobs);
+    let (state, router) = app::build(store.clone(), fanout, config, audit, blobs, notifier);
     let syslog_task = syslog.map(|s| s.spawn(state.metrics.clone()));
     spawn_housekeeping(store);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -149,6 +157,7 @@ pub async fn start_with(config: Config, store: Store, fanout: Arc<dyn FanOut>) -
         audit_task,
         alert_task,
         syslog_task,
+        notify_task,
     })
 }
 

@@ -174,6 +174,8 @@ const OPS: &[OpDef] = &[
     // Device trust: the caller's own device first (registration before reports), then the
     // organisation's devices and reports; wipes aim only at devices no later cell needs.
     op("PUT", "/api/v1/me/device", Gate::Bearer, false),
+    op("PUT", "/api/v1/me/device/push-token", Gate::Bearer, false),
+    op("DELETE", "/api/v1/me/device/push-token", Gate::Bearer, false),
     op("GET", "/api/v1/me/devices", Gate::Bearer, false),
     op("POST", "/api/v1/me/devices/{device_id}/posture", Gate::Bearer, false),
     op("POST", "/api/v1/me/devices/{device_id}/wipe", Gate::Bearer, false),
@@ -874,6 +876,7 @@ fn min_body(op: &OpDef) -> Option<Value> {
         ("POST", "/api/v1/patients/{patient_id}/authorizations") => {
             json!({"recipient": "Matrix recipient", "purpose": "Matrix", "expires_at": "2099-01-01T00:00:00Z"})
         }
+        ("PUT", "/api/v1/me/device/push-token") => json!({"platform": "apns", "token": "a1b2c3d4e5f60718293a4b5c6d7e8f90"}),
         ("PUT", "/api/v1/me/device") => json!({"platform": "ios", "model": "iPhone16,1", "os_version": "18.1", "app_version": "1.0.0",
             "ownership": "corporate", "supervised": true, "mdm_enrolled": true}),
         ("POST", "/api/v1/me/devices/{device_id}/posture") => json!({"os_version": "18.1", "passcode_present": true,
@@ -1750,6 +1753,15 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
                 let d = a.main.device_id.clone();
                 move |b| if b["device"]["id"] == d.as_str() { Ok(()) } else { Err("another device".into()) }
             }),
+            _ => return None,
+        },
+        // The session's own device only: there is no id to aim elsewhere.
+        ("PUT", "/api/v1/me/device/push-token") => match t {
+            Own => cell(op.path, body, OK),
+            _ => return None,
+        },
+        ("DELETE", "/api/v1/me/device/push-token") => match t {
+            Own => cell(op.path, None, NO_CONTENT),
             _ => return None,
         },
         ("GET", "/api/v1/me/devices") => match t {

@@ -222,6 +222,8 @@ impl Store {
                 };
                 let ev = consent_event(AuditAction::ConsentRevoke, org, actor, patient, channel).detail("consent", DetailValue::Id(id));
                 audit::append(&mut c, &ev, &meta).await?;
+                // Nothing queued for this channel may go out once consent is gone.
+                crate::delivery::cancel_for_revoked_consent(&mut c, org, patient, channel).await?;
                 let sql = format!("SELECT {CONSENT_COLUMNS} FROM consents WHERE id = $1");
                 fetch!(fetch_one, &mut c, ConsentRow, sqlx::AssertSqlSafe(sql), id)?.into_consent()
             })

@@ -770,3 +770,30 @@ fn hex(bytes: &[u8]) -> String {
         s
     })
 }
+
+/// For the delivery worker: the contact's owner and opened value if a message may still go to
+/// it now. A notice needs the contact sendable (verified within the period, unsuppressed,
+/// unclaimed by anyone else); a verification code only needs it to exist and be unsuppressed.
+pub(crate) async fn contact_for_delivery(
+    c: &mut Conn<'_>,
+    ring: &ward_crypto::Keyring,
+    org: OrgId,
+    id: uuid::Uuid,
+    notice: bool,
+) -> Result<Option<(ContactOwner, String)>> {
+    let sql = format!("SELECT {CONTACT_COLUMNS} FROM contacts c WHERE c.id = $1 AND c.org_id = $2");
+    let Some(row) = fetch!(fetch_optional, c, ContactRow, sqlx::AssertSqlSafe(sql), id, org.0)? else { return Ok(None) };
+    let days = reverify_days(c, org).await?;
+    let ok = if notice { status(row.facts(), now_ms(), days).sendable() } else { row.suppressed_at.is_none() };
+    if !ok {
+        return Ok(None);
+    }
+    let owner = row.owner()?;
+    let value = open_field(c, ring, &value_context(org, owner, id), &row.value_sealed).await?;
+    Ok(Some((owner, value)))
+}
+
+/// The seal context of an outbox entry addressed to a contact of `owner`.
+pub(crate) fn contact_message_context(org: OrgId, owner: ContactOwner, id: uuid::Uuid) -> SealContext<'static> {
+    message_context(org, owner, id)
+}

@@ -413,6 +413,8 @@ pub(crate) async fn revoke_device(
     delete_tokens: bool,
 ) -> Result<Vec<SessionId>> {
     exec!(c, "UPDATE devices SET revoked_at = $2, revoke_reason = $3 WHERE id = $1 AND revoked_at IS NULL", device.0, now, reason)?;
+    // A revoked device gets no more pushes (docs/notifications.md).
+    exec!(c, "DELETE FROM device_push_tokens WHERE device_id = $1", device.0)?;
     let ids = scalar!(fetch_all, c, uuid::Uuid, "SELECT id FROM sessions WHERE device_id = $1 AND revoked_at IS NULL", device.0)?;
     exec!(c, "UPDATE sessions SET revoked_at = $2, revoke_reason = $3 WHERE device_id = $1 AND revoked_at IS NULL", device.0, now, reason)?;
     if delete_tokens {

@@ -52,6 +52,7 @@ pub(crate) mod purpose {
     pub(crate) const AUTHORIZATION_PURPOSE: &str = "authorization.purpose";
     pub(crate) const INCIDENT_TITLE: &str = "incident.title";
     pub(crate) const INCIDENT_DESCRIPTION: &str = "incident.description";
+    pub(crate) const PUSH_TOKEN: &str = "push.token";
 }
 
 #[derive(sqlx::FromRow)]

@@ -153,7 +153,7 @@ pub enum NoticeOutcome {
     VerifiedContactRequired,
 }
 
-fn outbox_context(org: OrgId, patient: PatientId, id: uuid::Uuid) -> SealContext<'static> {
+pub(crate) fn outbox_context(org: OrgId, patient: PatientId, id: uuid::Uuid) -> SealContext<'static> {
     SealContext { purpose: purpose::OUTBOX_BODY, org: org.0, scope: patient.0, record: id }
 }
 

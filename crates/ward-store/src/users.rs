@@ -194,6 +194,9 @@ impl Store {
                 user_in_org(&mut c, org, id).await?;
                 let now = now_ms();
                 exec!(&mut c, "UPDATE users SET disabled_at = $2 WHERE id = $1", id.0, disabled.then_some(now))?;
+                if disabled {
+                    exec!(&mut c, "DELETE FROM device_push_tokens WHERE user_id = $1", id.0)?;
+                }
                 // Wipes first: each device's wipe revokes (and its event counts) that device's
                 // sessions; what is left (sessions of no device still live) goes next.
                 let (wipes, mut revoked) = if disabled {

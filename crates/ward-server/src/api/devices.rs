@@ -31,6 +31,7 @@ pub(crate) const WIPE_SECRET_PREFIX: &str = "wdw_";
 pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
     utoipa_axum::router::OpenApiRouter::new()
         .routes(utoipa_axum::routes!(register_device))
+        .routes(utoipa_axum::routes!(put_push_token, delete_push_token))
         .routes(utoipa_axum::routes!(my_devices))
         .routes(utoipa_axum::routes!(report_posture))
         .routes(utoipa_axum::routes!(wipe_my_device))
@@ -804,4 +805,80 @@ pub(crate) async fn require_phi_allowed(state: &AppState, s: &crate::auth::AnySe
         }
         None => Ok(()),
     }
+}
+
+/// A push service.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum PushPlatformDto {
+    /// Apple Push Notification service.
+    Apns,
+    /// Firebase Cloud Messaging.
+    Fcm,
+}
+
+impl PushPlatformDto {
+    fn as_str(self) -> &'static str {
+        match self {
+            PushPlatformDto::Apns => "apns",
+            PushPlatformDto::Fcm => "fcm",
+        }
+    }
+}
+
+/// A device's push token, as its push service issued it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PushTokenRequest {
+    /// `apns` or `fcm`.
+    platform: PushPlatformDto,
+    /// The token (APNs: hex; FCM: the registration token). Never shown again.
+    token: String,
+}
+
+/// The session's device's push registration (never the token).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PushTokenView {
+    /// `apns` or `fcm`.
+    platform: String,
+    /// When it was registered.
+    registered_at: String,
+}
+
+/// Whether a token is plausible for its service: APNs tokens are hex (they go into the URL
+/// path), FCM tokens printable ASCII without spaces; both at most 4 KiB.
+fn valid_push_token(platform: PushPlatformDto, token: &str) -> bool {
+    let len_ok = (8..=4096).contains(&token.len());
+    match platform {
+        PushPlatformDto::Apns => len_ok && token.bytes().all(|b| b.is_ascii_hexdigit()),
+        PushPlatformDto::Fcm => len_ok && token.bytes().all(|b| b.is_ascii_graphic()),
+    }
+}
+
+/// Registers (or replaces) the session's device's push token: one per device. New-message
+/// pushes then go to it: ids and "New message" only (docs/notifications.md). Removed when the
+/// device is revoked or wiped, its user disabled, or the push service calls it unregistered.
+#[utoipa::path(put, path = "/api/v1/me/device/push-token", tag = "devices", security(("bearer" = [])),
+    request_body = PushTokenRequest,
+    responses((status = 200, body = PushTokenView), (status = 400, body = Problem), (status = 401, body = Problem)))]
+async fn put_push_token(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    s: Auth,
+    Json(req): Json<PushTokenRequest>,
+) -> ApiResult<Json<PushTokenView>> {
+    if !valid_push_token(req.platform, &req.token) {
+        return Err(ApiError::invalid_body().detail("token is not a plausible push token for its platform"));
+    }
+    let reg = state.store.register_push_token(s.actor.org_id, s.actor.user_id, s.device, req.platform.as_str(), req.token, meta).await?;
+    Ok(Json(PushTokenView { platform: reg.platform, registered_at: ts(reg.created_at) }))
+}
+
+/// Removes the session's device's push token (no more pushes to it). Idempotent: 204 whether
+/// or not one was registered.
+#[utoipa::path(delete, path = "/api/v1/me/device/push-token", tag = "devices", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = Problem)))]
+async fn delete_push_token(State(state): State<AppState>, Meta(meta): Meta, s: Auth) -> ApiResult<StatusCode> {
+    state.store.remove_push_token(s.actor.org_id, Some(s.actor.user_id), s.device, "user", meta).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
