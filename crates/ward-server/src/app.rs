@@ -48,6 +48,8 @@ pub struct AppState {
     pub outbound: crate::outbound::OutboundPolicy,
     /// Request limits on the unauthenticated device wipe endpoints.
     pub wipe_limits: Arc<crate::rate_limit::WipeLimits>,
+    /// The WebAuthn relying party (checked by `Config::validate`).
+    pub webauthn: Arc<webauthn_rs::Webauthn>,
 }
 
 impl AppState {
@@ -87,7 +89,12 @@ pub fn build(
         config.devices.wipe_requests_per_minute_per_address,
         config.devices.wipe_requests_per_minute_per_device,
     ));
-    let state = AppState { store, fanout, hub, config: config.clone(), metrics, openapi, audit, blobs, outbound, wipe_limits };
+    let webauthn = Arc::new(config.webauthn.relying_party().unwrap_or_else(|e| {
+        // validate() refuses such a configuration; this default keeps a test-built state usable.
+        tracing::error!(error = %e.0, "WebAuthn settings unusable; using the defaults");
+        crate::config::WebAuthnConfig::default().relying_party().expect("the default relying party builds")
+    }));
+    let state = AppState { store, fanout, hub, config: config.clone(), metrics, openapi, audit, blobs, outbound, wipe_limits, webauthn };
     let router = Router::new()
         .merge(api)
         .route("/healthz", get(healthz))

@@ -36,6 +36,7 @@ mod stream;
 pub mod testing;
 mod users;
 mod vendors;
+mod webauthn;
 mod writer;
 
 use std::str::FromStr;
@@ -79,6 +80,7 @@ pub use roster::{ROSTER_WIPE_REASON, RemediationStep};
 pub use sessions::{Challenge, SecondFactor};
 pub use stream::StreamPosition;
 pub use vendors::{BaaExpiryNotice, Vendor};
+pub use webauthn::{Ceremony, CeremonyPurpose, NewWebAuthnCredential, WebAuthnCredential, WebAuthnFailure, WebAuthnUse};
 pub use writer::WriterStats;
 
 use db::Conn;
