@@ -438,8 +438,8 @@ async fn list_credentials(State(state): State<AppState>, s: AnySession) -> ApiRe
 }
 
 /// Renames one of the user's credentials.
-#[utoipa::path(patch, path = "/api/v1/me/webauthn/credentials/{id}", tag = "me", security(("bearer" = [])),
-    params(("id" = uuid::Uuid, Path)), request_body = RenameRequest,
+#[utoipa::path(patch, path = "/api/v1/me/webauthn/credentials/{credential_id}", tag = "me", security(("bearer" = [])),
+    params(("credential_id" = uuid::Uuid, Path)), request_body = RenameRequest,
     responses((status = 200, body = CredentialView), (status = 401, body = Problem), (status = 404, body = Problem)))]
 async fn rename_credential(
     State(state): State<AppState>,
@@ -455,11 +455,14 @@ async fn rename_credential(
 
 /// Removes one of the user's credentials (needs a recent step-up). Removing the last second
 /// factor is refused where the organisation requires MFA for the user's role.
-#[utoipa::path(delete, path = "/api/v1/me/webauthn/credentials/{id}", tag = "me", security(("bearer" = [])),
-    params(("id" = uuid::Uuid, Path)),
+#[utoipa::path(delete, path = "/api/v1/me/webauthn/credentials/{credential_id}", tag = "me", security(("bearer" = [])),
+    params(("credential_id" = uuid::Uuid, Path)),
     responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
 async fn remove_credential(State(state): State<AppState>, Meta(meta): Meta, s: Auth, Path(id): Path<uuid::Uuid>) -> ApiResult<StatusCode> {
     let a = s.actor;
+    if !state.store.webauthn_credentials(a.org_id, a.user_id).await?.iter().any(|c| c.id == id) {
+        return Err(ApiError::not_found());
+    }
     require_step_up(&state, &s, "webauthn_remove", &meta).await?;
     let org = state.store.org(a.org_id).await?;
     let required = org.mfa_required_roles.contains(&a.role);
@@ -505,8 +508,8 @@ async fn mfa_options(State(state): State<AppState>, Json(req): Json<MfaOptionsRe
 #[utoipa::path(post, path = "/api/v1/auth/mfa/webauthn", tag = "auth", request_body = MfaAssertionRequest,
     responses((status = 200, body = Tokens), (status = 400, body = Problem), (status = 401, body = Problem), (status = 429, body = Problem)))]
 async fn mfa_finish(State(state): State<AppState>, Meta(meta): Meta, Json(req): Json<MfaAssertionRequest>) -> ApiResult<Json<Tokens>> {
-    let pkc = parse_assertion(req.credential)?;
     let (hash, challenge) = login_challenge(&state, &req.mfa_token).await?;
+    let pkc = parse_assertion(req.credential)?;
     let who = Claimant { org: challenge.org_id, user: challenge.user_id, login: challenge.login.clone(), action: AuditAction::MfaVerify };
     let ceremony = state.store.take_ceremony(req.ceremony_id, CeremonyPurpose::Mfa).await?;
     let Some(ceremony) = ceremony.filter(|c| c.user_id == Some(challenge.user_id) && c.login_challenge.as_deref() == Some(hash.as_slice()))
