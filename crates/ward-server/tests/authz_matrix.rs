@@ -873,7 +873,9 @@ fn min_body(op: &OpDef) -> Option<Value> {
         ("PATCH", "/api/v1/me/webauthn/credentials/{credential_id}") => json!({"label": "probe"}),
         ("POST", "/api/v1/me/step-up/webauthn") => json!({"ceremony_id": rnd(), "credential": probe_assertion()}),
         ("POST", "/api/v1/auth/mfa/webauthn/options") => json!({"mfa_token": forged("wmc_")}),
-        ("POST", "/api/v1/auth/mfa/webauthn") => json!({"mfa_token": forged("wmc_"), "ceremony_id": rnd(), "credential": probe_assertion()}),
+        ("POST", "/api/v1/auth/mfa/webauthn") => {
+            json!({"mfa_token": forged("wmc_"), "ceremony_id": rnd(), "credential": probe_assertion()})
+        }
         ("POST", "/api/v1/auth/passkey") => json!({"ceremony_id": rnd(), "credential": probe_assertion(), "device": device()}),
         ("PUT", "/api/v1/org/policy") => json!({"mfa_required_roles": [], "idle_timeout_secs": 900}),
         ("POST", "/api/v1/users") => json!({"login": "matrix-probe", "display_name": "Probe", "role": "staff"}),

@@ -678,14 +678,15 @@ impl Store {
         .await
     }
 
-    /// Deletes expired tokens and challenges (housekeeping; sessions themselves are kept as records).
+    /// Deletes expired tokens, challenges and WebAuthn ceremonies (housekeeping; sessions themselves are kept as records).
     pub async fn purge_expired_tokens(&self) -> Result<u64> {
         self.write(|mut c| {
             Box::pin(async move {
                 let now = now_ms();
                 let a = exec!(&mut c, "DELETE FROM access_tokens WHERE expires_at < $1", now)?;
                 let b = exec!(&mut c, "DELETE FROM login_challenges WHERE expires_at < $1", now)?;
-                Ok(a + b)
+                let w = exec!(&mut c, "DELETE FROM webauthn_ceremonies WHERE expires_at < $1", now)?;
+                Ok(a + b + w)
             })
         })
         .await

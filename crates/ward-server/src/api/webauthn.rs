@@ -338,7 +338,7 @@ async fn begin_registration(
         }
     }
     let existing = state.store.webauthn_credentials(a.org_id, a.user_id).await?;
-    let exclude = existing.iter().map(|c| c.credential_id.clone().into()).collect::<Vec<_>>();
+    let exclude = existing.iter().map(|c| c.credential_id.clone()).collect::<Vec<_>>();
     let (ccr, reg) = state
         .webauthn
         .start_passkey_registration(a.user_id.0, &creds.user.login, &creds.user.display_name, Some(exclude))
