@@ -194,6 +194,17 @@ audit_actions! {
     /// A signed-in user verified a second factor again for a sensitive action, or failed to
     /// (detail `method`; a failure counts towards the login name's lockout).
     StepUp = "auth.step_up",
+    /// A WebAuthn credential was registered, or a registration refused (target the credential;
+    /// detail `user`, `first_factor`, or `reason`; never the attestation).
+    WebAuthnRegister = "mfa.webauthn_register",
+    /// A WebAuthn credential was renamed (target the credential; never the label).
+    WebAuthnRename = "mfa.webauthn_rename",
+    /// A WebAuthn credential was removed, or removal refused (detail `reason`:
+    /// `last_second_factor`).
+    WebAuthnRemove = "mfa.webauthn_remove",
+    /// A WebAuthn credential's signature counter went backwards: it may have been cloned. The
+    /// credential is flagged and refused from then on (target the credential).
+    WebAuthnCloneSuspected = "auth.webauthn_clone_suspected",
     /// A sensitive action was refused because the session's last second-factor verification
     /// is too old or the user has none enrolled (detail `for`: the action; `reason`).
     StepUpRequired = "auth.step_up_required",

@@ -25,6 +25,7 @@ pub(crate) mod risks;
 pub(crate) mod roster;
 pub(crate) mod users;
 pub(crate) mod vendors;
+pub(crate) mod webauthn;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -57,6 +58,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(audit::routes())
         .merge(audit_reports::routes())
         .merge(me::routes())
+        .merge(webauthn::routes())
         .merge(users::routes())
         .merge(org::routes())
         .merge(patients::routes())

@@ -53,6 +53,8 @@ pub struct AppState {
     pub login_limits: Arc<crate::rate_limit::RateLimiter>,
     /// The delivery providers and the worker's wake-up.
     pub notify: Arc<crate::notify::Notifier>,
+    /// The WebAuthn relying party (checked by `Config::validate`).
+    pub webauthn: Arc<webauthn_rs::Webauthn>,
 }
 
 impl AppState {
@@ -112,6 +114,11 @@ pub fn build(
         config.devices.wipe_requests_per_minute_per_device,
     ));
     let login_limits = Arc::new(crate::rate_limit::RateLimiter::new(config.sessions.failed_logins_per_minute_per_address));
+    let webauthn = Arc::new(config.webauthn.relying_party().unwrap_or_else(|e| {
+        // validate() refuses such a configuration; this default keeps a test-built state usable.
+        tracing::error!(error = %e.0, "WebAuthn settings unusable; using the defaults");
+        crate::config::WebAuthnConfig::default().relying_party().expect("the default relying party builds")
+    }));
     let state = AppState {
         store,
         fanout,
@@ -125,6 +132,7 @@ pub fn build(
         wipe_limits,
         login_limits,
         notify,
+        webauthn,
     };
     let router = Router::new()
         .merge(api)

@@ -45,6 +45,8 @@ pub struct Config {
     /// Delivery of PHI-free push, SMS and email through outside providers (all off by
     /// default: notices and codes then stay queued).
     pub notify: NotifyConfig,
+    /// WebAuthn (security keys and passkeys): the relying party and ceremony lifetime.
+    pub webauthn: WebAuthnConfig,
 }
 
 /// Notification delivery (`[notify]`): the worker and its providers.
@@ -257,6 +259,55 @@ impl NotifyConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// WebAuthn relying party (`[webauthn]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebAuthnConfig {
+    /// The relying party id: the domain credentials are bound to (`ward.example.org`). Default
+    /// `localhost`. Changing it later makes every registered credential unusable.
+    pub rp_id: Option<String>,
+    /// The name authenticators show for the relying party.
+    pub rp_name: String,
+    /// The web origins allowed to run ceremonies (`https://ward.example.org`). Default:
+    /// `https://<rp_id>` on any port.
+    pub origins: Vec<String>,
+    /// How long a registration or sign-in challenge stays answerable, in seconds (1 to 600).
+    pub challenge_ttl_secs: u32,
+}
+
+impl Default for WebAuthnConfig {
+    fn default() -> Self {
+        Self { rp_id: None, rp_name: "Ward".into(), origins: Vec::new(), challenge_ttl_secs: 120 }
+    }
+}
+
+impl WebAuthnConfig {
+    /// The relying party id in force.
+    pub fn rp_id(&self) -> &str {
+        self.rp_id.as_deref().unwrap_or("localhost")
+    }
+
+    /// Builds the webauthn-rs relying party.
+    pub fn relying_party(&self) -> Result<webauthn_rs::Webauthn, ConfigError> {
+        let bad = |what: String| ConfigError(what);
+        let rp_id = self.rp_id();
+        let parse = |o: &str| webauthn_rs::prelude::Url::parse(o).map_err(|_| bad(format!("webauthn.origins: {o:?} is not a URL")));
+        let (first, rest, any_port) = match self.origins.split_first() {
+            Some((first, rest)) => (parse(first)?, rest.iter().map(|o| parse(o)).collect::<Result<Vec<_>, _>>()?, false),
+            None => (parse(&format!("https://{rp_id}"))?, Vec::new(), true),
+        };
+        let mut b = webauthn_rs::WebauthnBuilder::new(rp_id, &first)
+            .map_err(|e| bad(format!("webauthn.rp_id {rp_id:?} does not fit origin {first}: {e}")))?
+            .rp_name(&self.rp_name)
+            .allow_any_port(any_port)
+            .timeout(std::time::Duration::from_secs(u64::from(self.challenge_ttl_secs)));
+        for o in &rest {
+            b = b.append_allowed_origin(o);
+        }
+        b.build().map_err(|e| bad(format!("webauthn settings are not usable: {e}")))
     }
 }
 
@@ -721,6 +772,7 @@ impl Default for Config {
             devices: DevicesConfig::default(),
             break_glass: BreakGlassConfig::default(),
             notify: NotifyConfig::default(),
+            webauthn: WebAuthnConfig::default(),
         }
     }
 }
@@ -797,6 +849,13 @@ impl Config {
         if !(5..=720).contains(&self.break_glass.access_minutes) {
             return bad("break_glass.access_minutes must be between 5 and 720");
         }
+        if !(1..=600).contains(&self.webauthn.challenge_ttl_secs) {
+            return bad("webauthn.challenge_ttl_secs must be between 1 and 600");
+        }
+        if self.webauthn.rp_name.trim().is_empty() || self.webauthn.rp_name.len() > 64 {
+            return bad("webauthn.rp_name must be 1 to 64 characters");
+        }
+        self.webauthn.relying_party()?;
         if !(1024..=16 * 1024 * 1024).contains(&self.limits.max_body_bytes) {
             return bad("limits.max_body_bytes must be between 1 KiB and 16 MiB");
         }

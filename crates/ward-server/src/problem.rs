@@ -114,6 +114,21 @@ problems! {
     /// verify again with `POST /api/v1/me/step-up`, then retry. The `WWW-Authenticate` header
     /// carries RFC 9470's `insufficient_user_authentication` error and the `max_age`.
     step_up_required => UNAUTHORIZED, "step_up_required", "Verify your second factor again to continue";
+    /// The WebAuthn ceremony named is unknown, was already used, has expired, or was issued
+    /// for another user, session or sign-in: begin again.
+    webauthn_challenge_invalid => BAD_REQUEST, "webauthn_challenge_invalid", "The WebAuthn challenge is unknown, used or expired";
+    /// The WebAuthn assertion failed verification (signature, challenge, origin, relying
+    /// party, user verification). Counts towards the sign-in lockout.
+    webauthn_assertion_invalid => UNAUTHORIZED, "webauthn_assertion_invalid", "The WebAuthn assertion could not be verified";
+    /// The assertion names a credential that is not registered to this account (another
+    /// user's, or none). Counts towards the sign-in lockout.
+    webauthn_credential_unknown => UNAUTHORIZED, "webauthn_credential_unknown", "The WebAuthn credential is not registered to this account";
+    /// The credential's signature counter went backwards: the authenticator may have been
+    /// cloned. The credential is flagged and refused from now on; remove it and register again.
+    webauthn_possible_clone => UNAUTHORIZED, "webauthn_possible_clone", "This WebAuthn credential may have been cloned and is refused";
+    /// The registration response failed verification (attestation, challenge, origin, user
+    /// verification).
+    webauthn_registration_invalid => UNPROCESSABLE_ENTITY, "webauthn_registration_invalid", "The WebAuthn registration could not be verified";
     /// Only an owner may do this.
     not_owner => FORBIDDEN, "not_owner", "Only an owner of the conversation may do this";
     /// Only the sender may do this.

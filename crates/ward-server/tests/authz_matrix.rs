@@ -93,6 +93,18 @@ const OPS: &[OpDef] = &[
     op("POST", "/api/v1/me/mfa/totp/confirm", Gate::Bearer, true),
     op("DELETE", "/api/v1/me/mfa/totp", Gate::Bearer, false),
     op("POST", "/api/v1/me/mfa/recovery-codes", Gate::Bearer, false),
+    // WebAuthn, before anyone has a second factor: the first registration asks the password.
+    op("POST", "/api/v1/me/webauthn/registrations", Gate::Bearer, false),
+    op("GET", "/api/v1/me/webauthn/credentials", Gate::Bearer, true),
+    op("POST", "/api/v1/me/webauthn/credentials", Gate::Bearer, false),
+    op("PATCH", "/api/v1/me/webauthn/credentials/{credential_id}", Gate::Bearer, false),
+    op("DELETE", "/api/v1/me/webauthn/credentials/{credential_id}", Gate::Bearer, false),
+    op("POST", "/api/v1/me/step-up/webauthn/options", Gate::Bearer, false),
+    op("POST", "/api/v1/me/step-up/webauthn", Gate::Bearer, false),
+    op("POST", "/api/v1/auth/mfa/webauthn/options", Gate::Public, false),
+    op("POST", "/api/v1/auth/mfa/webauthn", Gate::Public, false),
+    op("POST", "/api/v1/auth/passkey/options", Gate::Public, false),
+    op("POST", "/api/v1/auth/passkey", Gate::Public, false),
     op("POST", "/api/v1/me/password", Gate::Bearer, true),
     op("GET", "/api/v1/org", Gate::Bearer, false),
     op("PUT", "/api/v1/org/policy", Gate::Bearer, false),
@@ -840,6 +852,17 @@ fn has_id(want: String) -> impl Fn(&Value) -> Result<(), String> {
 
 /// A minimal valid body for each operation (ids are random); the matrix overrides it where the
 /// target matters.
+/// A well-formed WebAuthn assertion that can never verify (it answers no ceremony).
+fn probe_assertion() -> Value {
+    json!({"id": "AAAA", "rawId": "AAAA", "type": "public-key",
+        "response": {"authenticatorData": "AAAA", "clientDataJSON": "AAAA", "signature": "AAAA"}})
+}
+
+/// A well-formed WebAuthn registration response that can never verify.
+fn probe_registration() -> Value {
+    json!({"id": "AAAA", "rawId": "AAAA", "type": "public-key", "response": {"attestationObject": "AAAA", "clientDataJSON": "AAAA"}})
+}
+
 fn min_body(op: &OpDef) -> Option<Value> {
     let b = match (op.method, op.path) {
         ("POST", "/api/v1/auth/login") => json!({"login": "nobody-probe", "password": "not the password", "device": device()}),
@@ -849,6 +872,15 @@ fn min_body(op: &OpDef) -> Option<Value> {
         ("POST", "/api/v1/me/mfa/totp") => json!({"password": PASSWORD}),
         ("POST", "/api/v1/me/mfa/totp/confirm") => json!({"code": "abcdef"}),
         ("DELETE", "/api/v1/me/mfa/totp") | ("POST", "/api/v1/me/mfa/recovery-codes") => json!({"code": "123456"}),
+        ("POST", "/api/v1/me/webauthn/registrations") => json!({"password": PASSWORD}),
+        ("POST", "/api/v1/me/webauthn/credentials") => json!({"ceremony_id": rnd(), "label": "probe", "credential": probe_registration()}),
+        ("PATCH", "/api/v1/me/webauthn/credentials/{credential_id}") => json!({"label": "probe"}),
+        ("POST", "/api/v1/me/step-up/webauthn") => json!({"ceremony_id": rnd(), "credential": probe_assertion()}),
+        ("POST", "/api/v1/auth/mfa/webauthn/options") => json!({"mfa_token": forged("wmc_")}),
+        ("POST", "/api/v1/auth/mfa/webauthn") => {
+            json!({"mfa_token": forged("wmc_"), "ceremony_id": rnd(), "credential": probe_assertion()})
+        }
+        ("POST", "/api/v1/auth/passkey") => json!({"ceremony_id": rnd(), "credential": probe_assertion(), "device": device()}),
         ("PUT", "/api/v1/org/policy") => json!({"mfa_required_roles": [], "idle_timeout_secs": 900}),
         ("POST", "/api/v1/users") => json!({"login": "matrix-probe", "display_name": "Probe", "role": "staff"}),
         ("PATCH", "/api/v1/users/{user_id}") => json!({"role": "staff"}),
@@ -950,6 +982,7 @@ fn random_path(op: &OpDef) -> String {
         "{vendor_id}",
         "{risk_id}",
         "{incident_id}",
+        "{credential_id}",
     ] {
         p = p.replace(param, &rnd());
     }
@@ -1057,6 +1090,39 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
         // Nobody has TOTP enrolled, so these reach the handler and stop at the state check.
         ("DELETE", "/api/v1/me/mfa/totp") | ("POST", "/api/v1/me/mfa/recovery-codes") => match t {
             Own => cell(op.path, body, INVALID_STATE),
+            _ => return None,
+        },
+        // --- WebAuthn: nobody has a credential, so these stop at the ceremony or the lookup ----
+        ("POST", "/api/v1/me/webauthn/registrations") | ("GET", "/api/v1/me/webauthn/credentials") => match t {
+            Own => cell(op.path, body, OK),
+            _ => return None,
+        },
+        ("POST", "/api/v1/me/webauthn/credentials") | ("POST", "/api/v1/me/step-up/webauthn") => match t {
+            Own => cell(op.path, body, problem(400, "webauthn_challenge_invalid")),
+            _ => return None,
+        },
+        ("PATCH", "/api/v1/me/webauthn/credentials/{credential_id}") | ("DELETE", "/api/v1/me/webauthn/credentials/{credential_id}") => {
+            let (id, exp) = match t {
+                Random => (rnd(), NOT_FOUND),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                _ => return None,
+            };
+            cell(op.path.replace("{credential_id}", &id), body, exp)
+        }
+        ("POST", "/api/v1/me/step-up/webauthn/options") => match t {
+            Own => cell(op.path, body, INVALID_STATE),
+            _ => return None,
+        },
+        ("POST", "/api/v1/auth/mfa/webauthn/options") | ("POST", "/api/v1/auth/mfa/webauthn") => match t {
+            Random => cell(op.path, body, problem(401, "invalid_mfa_code")).who(Who::Anonymous),
+            _ => return None,
+        },
+        ("POST", "/api/v1/auth/passkey/options") => match t {
+            Own => cell(op.path, body, OK).who(Who::Anonymous),
+            _ => return None,
+        },
+        ("POST", "/api/v1/auth/passkey") => match t {
+            Random => cell(op.path, body, problem(400, "webauthn_challenge_invalid")).who(Who::Anonymous),
             _ => return None,
         },
         ("POST", "/api/v1/me/password") => match t {

@@ -37,6 +37,7 @@ mod stream;
 pub mod testing;
 mod users;
 mod vendors;
+mod webauthn;
 mod writer;
 
 use std::str::FromStr;
@@ -81,6 +82,7 @@ pub use roster::{ROSTER_WIPE_REASON, RemediationStep};
 pub use sessions::{Challenge, SecondFactor};
 pub use stream::StreamPosition;
 pub use vendors::{BaaExpiryNotice, Vendor};
+pub use webauthn::{Ceremony, CeremonyPurpose, NewWebAuthnCredential, WebAuthnCredential, WebAuthnFailure, WebAuthnUse};
 pub use writer::WriterStats;
 
 use db::Conn;

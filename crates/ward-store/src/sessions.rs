@@ -36,6 +36,8 @@ pub enum SecondFactor {
     TotpStep(i64),
     /// The SHA-256 of a recovery code (spent in the transaction).
     RecoveryCode(Vec<u8>),
+    /// A verified WebAuthn assertion (its counter is checked and stored in the transaction).
+    WebAuthn(crate::webauthn::WebAuthnUse),
     /// Nothing valid was presented.
     Invalid,
 }
@@ -103,7 +105,7 @@ struct SessionInfoRow {
     source_ip: Option<String>,
 }
 
-fn login_event(action: AuditAction, outcome: Outcome, org: Option<OrgId>, user: Option<UserId>) -> AuditEvent {
+pub(crate) fn login_event(action: AuditAction, outcome: Outcome, org: Option<OrgId>, user: Option<UserId>) -> AuditEvent {
     let mut ev = AuditEvent::new(action, outcome);
     ev.org_id = org;
     ev.actor = user;
@@ -113,7 +115,7 @@ fn login_event(action: AuditAction, outcome: Outcome, org: Option<OrgId>, user: 
     ev
 }
 
-async fn throttle_of(c: &mut Conn<'_>, login: &str) -> Result<Throttle> {
+pub(crate) async fn throttle_of(c: &mut Conn<'_>, login: &str) -> Result<Throttle> {
     let row = fetch!(fetch_optional, c, ThrottleRow, "SELECT failures, locked_until FROM login_throttle WHERE login = $1", login)?;
     Ok(row.map_or_else(Throttle::default, |r| Throttle {
         failures: u32::try_from(r.failures).unwrap_or(u32::MAX),
@@ -121,7 +123,7 @@ async fn throttle_of(c: &mut Conn<'_>, login: &str) -> Result<Throttle> {
     }))
 }
 
-async fn save_throttle(c: &mut Conn<'_>, login: &str, t: Throttle) -> Result<()> {
+pub(crate) async fn save_throttle(c: &mut Conn<'_>, login: &str, t: Throttle) -> Result<()> {
     exec!(
         c,
         "INSERT INTO login_throttle (login, failures, locked_until) VALUES ($1, $2, $3) \
@@ -181,7 +183,13 @@ async fn insert_tokens(c: &mut Conn<'_>, session: SessionId, tokens: &TokenHashe
 
 /// Registers the claimed device (or checks the named one is the user's and not revoked) and
 /// creates the session with its tokens. Returns the session and device ids.
-async fn open_session(c: &mut Conn<'_>, org: OrgId, new: &NewSession, meta: &RequestMeta, now: i64) -> Result<(SessionId, DeviceId)> {
+pub(crate) async fn open_session(
+    c: &mut Conn<'_>,
+    org: OrgId,
+    new: &NewSession,
+    meta: &RequestMeta,
+    now: i64,
+) -> Result<(SessionId, DeviceId)> {
     let device = match new.device.id {
         Some(id) => {
             let ok = scalar!(
@@ -373,6 +381,7 @@ impl Store {
                 let (accepted, method) = match &factor {
                     SecondFactor::TotpStep(step) => (mark_totp_step(&mut c, challenge.user_id, *step).await?, "totp"),
                     SecondFactor::RecoveryCode(h) => (spend_recovery_code(&mut c, challenge.user_id, h).await?, "recovery_code"),
+                    SecondFactor::WebAuthn(u) => (crate::webauthn::use_credential(&mut c, challenge.user_id, u, now).await?, "webauthn"),
                     SecondFactor::Invalid => (false, "invalid"),
                 };
                 let user = Some(challenge.user_id);
@@ -419,6 +428,7 @@ impl Store {
                 let (accepted, method) = match &factor {
                     SecondFactor::TotpStep(step) => (mark_totp_step(&mut c, user, *step).await?, "totp"),
                     SecondFactor::RecoveryCode(h) => (spend_recovery_code(&mut c, user, h).await?, "recovery_code"),
+                    SecondFactor::WebAuthn(u) => (crate::webauthn::use_credential(&mut c, user, u, now).await?, "webauthn"),
                     SecondFactor::Invalid => (false, "invalid"),
                 };
                 let ev = login_event(AuditAction::StepUp, Outcome::Success, Some(org), Some(user))
@@ -668,14 +678,15 @@ impl Store {
         .await
     }
 
-    /// Deletes expired tokens and challenges (housekeeping; sessions themselves are kept as records).
+    /// Deletes expired tokens, challenges and WebAuthn ceremonies (housekeeping; sessions themselves are kept as records).
     pub async fn purge_expired_tokens(&self) -> Result<u64> {
         self.write(|mut c| {
             Box::pin(async move {
                 let now = now_ms();
                 let a = exec!(&mut c, "DELETE FROM access_tokens WHERE expires_at < $1", now)?;
                 let b = exec!(&mut c, "DELETE FROM login_challenges WHERE expires_at < $1", now)?;
-                Ok(a + b)
+                let w = exec!(&mut c, "DELETE FROM webauthn_ceremonies WHERE expires_at < $1", now)?;
+                Ok(a + b + w)
             })
         })
         .await

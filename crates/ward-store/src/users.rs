@@ -54,7 +54,7 @@ macro_rules! user_select {
     ($rest:literal) => {
         sqlx::AssertSqlSafe(concat!(
             "SELECT id, org_id, login, display_name, role, patient_id, disabled_at, \
-             (totp_secret IS NOT NULL) AS mfa_enabled, password_must_change, created_at FROM users ",
+             (totp_secret IS NOT NULL OR EXISTS (SELECT 1 FROM webauthn_credentials w WHERE w.user_id = users.id)) AS mfa_enabled, password_must_change, created_at FROM users ",
             $rest
         ))
     };
@@ -127,7 +127,7 @@ impl Store {
                     &mut c,
                     CredentialRow,
                     "SELECT id, org_id, login, display_name, role, patient_id, disabled_at, \
-                     (totp_secret IS NOT NULL) AS mfa_enabled, password_must_change, created_at, \
+                     (totp_secret IS NOT NULL OR EXISTS (SELECT 1 FROM webauthn_credentials w WHERE w.user_id = users.id)) AS mfa_enabled, password_must_change, created_at, \
                      password_hash, totp_secret, totp_last_step, totp_pending_secret FROM users WHERE login = $1",
                     login
                 )?;
@@ -376,7 +376,7 @@ impl Store {
     }
 }
 
-async fn replace_recovery_codes(c: &mut Conn<'_>, id: UserId, hashes: &[Vec<u8>]) -> Result<()> {
+pub(crate) async fn replace_recovery_codes(c: &mut Conn<'_>, id: UserId, hashes: &[Vec<u8>]) -> Result<()> {
     exec!(c, "DELETE FROM recovery_codes WHERE user_id = $1", id.0)?;
     for h in hashes {
         exec!(c, "INSERT INTO recovery_codes (user_id, code_hash) VALUES ($1, $2)", id.0, h.as_slice())?;

@@ -24,7 +24,7 @@ pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .routes(utoipa_axum::routes!(logout))
 }
 
-fn device_claim(d: DeviceRequest) -> ApiResult<DeviceClaim> {
+pub(super) fn device_claim(d: DeviceRequest) -> ApiResult<DeviceClaim> {
     Ok(DeviceClaim {
         id: d.id,
         name: parse_label("device.name", &d.name, 100)?,
@@ -33,13 +33,13 @@ fn device_claim(d: DeviceRequest) -> ApiResult<DeviceClaim> {
 }
 
 /// Fresh tokens for a session, and their hashes for the store.
-struct Issued {
+pub(super) struct Issued {
     access: String,
     refresh: String,
-    hashes: TokenHashes,
+    pub(super) hashes: TokenHashes,
 }
 
-fn issue(state: &AppState) -> Issued {
+pub(super) fn issue(state: &AppState) -> Issued {
     let access = new_token(ACCESS_PREFIX);
     let refresh = new_token(REFRESH_PREFIX);
     let hashes = TokenHashes {
@@ -50,7 +50,12 @@ fn issue(state: &AppState) -> Issued {
     Issued { access, refresh, hashes }
 }
 
-fn tokens(issued: Issued, session: ward_domain::ids::SessionId, device: ward_domain::ids::DeviceId, r: Option<Restriction>) -> Tokens {
+pub(super) fn tokens(
+    issued: Issued,
+    session: ward_domain::ids::SessionId,
+    device: ward_domain::ids::DeviceId,
+    r: Option<Restriction>,
+) -> Tokens {
     Tokens {
         access_expires_at: ts(issued.hashes.access_expires_at),
         access_token: issued.access,
@@ -118,7 +123,7 @@ async fn login(State(state): State<AppState>, Meta(meta): Meta, Json(req): Json<
         state.store.login_failed(login.to_string(), who, "disabled", false, meta).await?;
         return Err(ApiError::account_disabled());
     }
-    if creds.totp_secret.is_some() {
+    if creds.user.mfa_enabled {
         let token = new_token(CHALLENGE_PREFIX);
         let expires = now + state.config.sessions.mfa_challenge_ttl_secs * 1000;
         state.store.create_challenge(user.org_id, user.id, token_hash(&token), device, expires, meta).await?;
@@ -145,7 +150,7 @@ async fn login(State(state): State<AppState>, Meta(meta): Meta, Json(req): Json<
     Ok(Json(LoginResponse::Authenticated { tokens: tokens(issued, session, device, restriction) }))
 }
 
-fn device_error(e: ward_store::StoreError) -> ApiError {
+pub(super) fn device_error(e: ward_store::StoreError) -> ApiError {
     match e {
         ward_store::StoreError::State("unknown or revoked device") => {
             ApiError::validation_failed().detail("device.id is not a device of this user, or it was revoked")

@@ -66,7 +66,7 @@ async fn change_password(
     }
     let hash = hash_password(new.expose().to_owned()).await.map_err(ApiError::internal_cause)?;
     let org = state.store.org(a.org_id).await?;
-    let next = (org.mfa_required_roles.contains(&a.role) && creds.totp_secret.is_none()).then_some(ward_store::Restriction::MfaEnrollment);
+    let next = (org.mfa_required_roles.contains(&a.role) && !creds.user.mfa_enabled).then_some(ward_store::Restriction::MfaEnrollment);
     let revoked = state.store.change_password(a.org_id, a.user_id, s.session, hash, next, meta).await?;
     if !revoked.is_empty() {
         state.end_sessions(a.user_id, Some(revoked)).await;

@@ -161,10 +161,19 @@ fn classify(action: Option<AuditAction>) -> (Coding, Vec<Coding>, &'static str) 
         A::Logout | A::SessionRevoke | A::SessionIdleTimeout => (dcm("110114", "User Authentication"), vec![dcm("110123", "Logout")], "E"),
         A::TokenRefresh => (dcm("110114", "User Authentication"), vec![], "E"),
         A::RefreshReuse => (dcm("110113", "Security Alert"), vec![dcm("110126", "Node Authentication")], "E"),
-        A::PasswordChange | A::TotpConfirm | A::TotpRemove | A::RecoveryCodes | A::PasswordReset | A::UserDisable | A::UserEnable => {
-            (dcm("110113", "Security Alert"), vec![dcm("110137", "User Security Attributes Changed")], "U")
+        A::PasswordChange
+        | A::TotpConfirm
+        | A::TotpRemove
+        | A::RecoveryCodes
+        | A::WebAuthnRename
+        | A::WebAuthnRemove
+        | A::PasswordReset
+        | A::UserDisable
+        | A::UserEnable => (dcm("110113", "Security Alert"), vec![dcm("110137", "User Security Attributes Changed")], "U"),
+        A::WebAuthnCloneSuspected => (dcm("110113", "Security Alert"), vec![dcm("110126", "Node Authentication")], "E"),
+        A::TotpEnroll | A::WebAuthnRegister => {
+            (dcm("110113", "Security Alert"), vec![dcm("110137", "User Security Attributes Changed")], "C")
         }
-        A::TotpEnroll => (dcm("110113", "Security Alert"), vec![dcm("110137", "User Security Attributes Changed")], "C"),
         A::UserRole => (dcm("110113", "Security Alert"), vec![dcm("110136", "Security Roles Changed")], "U"),
         A::SessionsRevokeAll => (dcm("110113", "Security Alert"), vec![dcm("110137", "User Security Attributes Changed")], "E"),
         A::UserCreate => (dcm("110113", "Security Alert"), vec![dcm("110137", "User Security Attributes Changed")], "C"),
