@@ -4,8 +4,9 @@
 //
 // Run by crates/ward-server/tests/web_browser.rs, which starts the server and seeds:
 //   WARD_URL, WARD_CHROMIUM, WARD_PASSWORD, WARD_GROUP (alice+bob), WARD_PATIENT_CONV,
-//   WARD_SCREENSHOTS (optional directory for the screenshots).
-// Accounts: alice (clinician), bob (nurse), carol (clinician), admin, jamie (patient).
+//   WARD_SCREENSHOTS (optional directory for the screenshots), the admin's TOTP secret and
+//   recovery codes, and erin's phone (blocked: no passcode) with its wipe secret.
+// Accounts: alice (clinician), bob (nurse), carol (clinician), erin (clinician), admin, jamie (patient).
 // Prints page weight and render times (measured, never asserted); exits non-zero on failure.
 
 import { readFileSync, mkdirSync } from 'node:fs';
@@ -28,6 +29,9 @@ const PATIENT_CONV = env('WARD_PATIENT_CONV');
 const SHOTS = process.env.WARD_SCREENSHOTS || '';
 const ADMIN_TOTP = env('WARD_ADMIN_TOTP_SECRET');
 const ADMIN_RECOVERY = env('WARD_ADMIN_RECOVERY_CODE');
+const ADMIN_RECOVERY_2 = env('WARD_ADMIN_RECOVERY_CODE_2');
+const ERIN_DEVICE = env('WARD_ERIN_DEVICE');
+const ERIN_WIPE_SECRET = env('WARD_ERIN_WIPE_SECRET');
 
 /** The current RFC 6238 code (SHA-1, 6 digits, 30 s), computed here independently of Ward. */
 function totp(secretHex) {
@@ -367,12 +371,14 @@ await step('members: adding someone outside the care team asks for a reason; the
   await shot(alice, 'patient-conversation-desktop');
 });
 
+let admin = null; // the admin's page, kept open for the console steps after this one
+
 await step('admin: users list, bad input, and disabling carol signs her open page out within seconds', async () => {
   const carol = await newPage(DESKTOP, 'carol');
   await signIn(carol, 'carol');
   await carol.waitForSelector('#convs', WAIT);
   await carol.waitForSelector('#conn:has-text("Live")', WAIT);
-  const admin = await newPage(DESKTOP, 'admin');
+  admin = await newPage(DESKTOP, 'admin');
   await admin.goto(URL_ + '/');
   await admin.fill('#f-login', 'admin');
   await admin.fill('#f-password', PASSWORD);
@@ -438,7 +444,6 @@ await step('admin: users list, bad input, and disabling carol signs her open pag
   await carol.click('form button[type=submit]');
   await carol.waitForSelector('.form-message.error', WAIT);
   assert(/disabled/i.test(await text(carol, '.form-message')), 'disabled account message: ' + (await text(carol, '.form-message')));
-  await admin.context().close();
   await carol.context().close();
 });
 
@@ -483,6 +488,125 @@ await step('first sign-in: the one-time password must be changed, then TOTP enro
   await dana.click('button:has-text("continue")');
   await dana.waitForSelector('#convs', WAIT);
   await dana.context().close();
+});
+
+/** The page fits the viewport's width (no sideways scrolling). */
+async function fitsWidth(page, where) {
+  const w = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth,
+    [...document.querySelectorAll('body *')].filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1)
+      .slice(-3).map((e) => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + (e.className ? '.' + e.className : '')).join(', ')]);
+  assert(w[0] <= w[1], `${where}: ${w[0]} px wide in a ${w[1]} px viewport (${w[2]})`);
+}
+
+/** Checks the current screen on a phone-sized viewport (axe and width), then back to desktop. */
+async function onPhone(page, where, name) {
+  await page.setViewportSize(PHONE);
+  await axe(page, where + ' (phone)');
+  await fitsWidth(page, where + ' (phone)');
+  if (name) await shot(page, name);
+  await page.setViewportSize(DESKTOP);
+}
+
+await step('policies: second factor and idle timeout, retention and legal holds, with bad input', async () => {
+  await admin.click('#nav a[href="#/admin/policies"]');
+  await admin.waitForSelector('#org-policy button[type=submit]', WAIT);
+  await admin.waitForSelector('#holds form button[type=submit]', WAIT);
+  assert(await admin.isChecked('#mfa-compliance_officer'), 'the org requires a second factor for compliance officers');
+  await axe(admin, 'policies');
+  await admin.fill('#f-idle_minutes', '0');
+  await admin.click('#org-policy button[type=submit]');
+  assert((await text(admin, '#org-policy .form-message')).includes('from 1 to 1440'), 'a zero idle timeout is refused');
+  await admin.check('#mfa-nurse');
+  await admin.fill('#f-idle_minutes', '20');
+  await admin.click('#org-policy button[type=submit]');
+  await admin.waitForSelector('#org-policy .form-message.info:has-text("idle timeout 20 minutes")', WAIT);
+  assert((await text(admin, '#org-policy .form-message')).includes('nurse'), 'nurses now need a second factor');
+  // Retention: a period out of range, then one the server takes.
+  await admin.fill('#f-ret_patient', '0');
+  await admin.click('#retention button[type=submit]');
+  assert((await text(admin, '#retention .form-message')).includes('from 1 to 36500'), 'a zero period is refused');
+  await admin.fill('#f-ret_patient', '2557');
+  await admin.click('#retention button[type=submit]');
+  await admin.waitForSelector('#retention .form-message.info:has-text("Retention saved")', WAIT);
+  // Legal holds.
+  await admin.click('#holds button[type=submit]');
+  assert((await text(admin, '#holds .form-message')).includes('Choose the person'), 'no person chosen');
+  await admin.selectOption('#f-hold_user', { label: 'Dr Erin Walsh (clinician)' });
+  await admin.click('#holds button[type=submit]');
+  assert((await text(admin, '#holds .form-message')).includes('legal matter'), 'no matter named');
+  await admin.fill('#f-hold_reason', 'Matter 2026-017, employment claim');
+  // A patient id the server does not know: its refusal, as a sentence.
+  await admin.selectOption('#f-hold_kind', 'patient');
+  await admin.fill('#f-hold_subject', '00000000-0000-4000-8000-000000000000');
+  await admin.click('#holds button[type=submit]');
+  await admin.waitForSelector('#holds .form-message.error', WAIT);
+  const refusal = await text(admin, '#holds .form-message');
+  assert(refusal.includes('no patient in this organisation has that id') && !refusal.includes('{'), 'an unknown patient is refused clearly: ' + refusal);
+  await admin.selectOption('#f-hold_kind', 'user');
+  await admin.click('#holds button[type=submit]');
+  await admin.waitForSelector('#holds tr:has-text("Dr Erin Walsh"):has-text("In force")', WAIT);
+  await axe(admin, 'policies with a hold');
+  await admin.evaluate(() => window.scrollTo(0, 0));
+  await shot(admin, 'policies-desktop');
+  await onPhone(admin, 'policies', 'policies-phone');
+  await admin.click('#holds button:has-text("Release")');
+  await admin.waitForSelector('#holds tr:has-text("Dr Erin Walsh"):has-text("Released")', WAIT);
+  // Saved for real: the screen loaded afresh shows the new values.
+  await admin.click('#nav a[href="#/admin/users"]');
+  await admin.waitForSelector('table.table tbody tr', WAIT);
+  await admin.click('#nav a[href="#/admin/policies"]');
+  await admin.waitForSelector('#f-ret_patient', WAIT);
+  assert((await admin.inputValue('#f-ret_patient')) === '2557' && (await admin.inputValue('#f-idle_minutes')) === '20', 'saved values shown');
+  assert(await admin.isChecked('#mfa-nurse'), 'saved roles shown');
+});
+
+await step('devices: owner, posture with the failing settings, last seen; wipe through the step-up dialog, then acknowledged', async () => {
+  await admin.click('#nav a[href="#/admin/devices"]');
+  const erinRow = `table.devices tr[data-id="${ERIN_DEVICE}"]`;
+  await admin.waitForSelector(erinRow, WAIT);
+  const row = await text(admin, erinRow);
+  assert(row.includes('Dr Erin Walsh') && row.includes('Blocked from PHI') && row.includes('Passcode present'), 'erin\'s phone is blocked, naming the setting: ' + row);
+  assert((await text(admin, 'table.devices tr:has-text("Bob Tanaka RN"):has-text("iPhone")')).includes('Compliant'), 'bob\'s phone is compliant');
+  await axe(admin, 'devices');
+  await shot(admin, 'devices-desktop');
+  await onPhone(admin, 'devices');
+  // As for disabling above: the first wipe request is answered as the server answers a stale
+  // second factor; the dialog's recovery code and the retried wipe go to the server.
+  let asked = false;
+  await admin.route('**/api/v1/devices/*/wipe', (route) => {
+    if (asked) return route.continue();
+    asked = true;
+    return route.fulfill({ status: 401, contentType: 'application/problem+json', body: JSON.stringify({
+      type: 'urn:ward:problem:step_up_required', title: 'Verify your second factor again to continue', status: 401, code: 'step_up_required' }) });
+  });
+  await admin.click(`${erinRow} button:has-text("Wipe")`);
+  await admin.waitForSelector('dialog[open] #f-wipe_reason', WAIT);
+  await axe(admin, 'wipe dialog');
+  await admin.click('dialog button:has-text("Wipe device")');
+  assert((await text(admin, 'dialog .form-message')).includes('Give a reason'), 'a wipe without a reason is refused');
+  await admin.fill('#f-wipe_reason', 'Reported lost on the bus');
+  await admin.click('dialog button:has-text("Wipe device")');
+  await admin.waitForSelector('dialog[open] #f-stepup', WAIT);
+  await admin.click('dialog button:has-text("Use a recovery code instead")');
+  await admin.fill('#f-stepup', ADMIN_RECOVERY_2);
+  await admin.click('dialog button:has-text("Verify")');
+  await admin.waitForSelector('.form-message.info:has-text("Wipe requested")', WAIT);
+  assert((await text(admin, erinRow)).includes('Requested'), 'the wipe shows as requested: ' + (await text(admin, erinRow)));
+  assert((await text(admin, erinRow)).includes('Revoked'), 'the device\'s access is revoked');
+  // The phone fetches the command and confirms the erasure with its wipe secret.
+  const phone = await browser.newContext({ ignoreHTTPSErrors: true });
+  const cmd = await phone.request.post(URL_ + '/api/v1/device-wipe/command', { data: { device_id: ERIN_DEVICE, wipe_secret: ERIN_WIPE_SECRET } });
+  assert(cmd.status() === 200, 'wipe command: ' + cmd.status());
+  const ack = await phone.request.post(URL_ + '/api/v1/device-wipe/ack', { data: { device_id: ERIN_DEVICE, wipe_secret: ERIN_WIPE_SECRET, wipe_id: (await cmd.json()).wipe_id } });
+  assert(ack.status() === 204, 'wipe ack: ' + ack.status());
+  await phone.close();
+  await admin.click('button:has-text("Refresh")');
+  await admin.waitForSelector(`${erinRow}:has-text("Acknowledged by the device")`, WAIT);
+  // The user's own page lists their devices with the same evidence.
+  await admin.click(`${erinRow} a:has-text("Dr Erin Walsh")`);
+  await admin.waitForSelector(`#user-devices tr[data-id="${ERIN_DEVICE}"]:has-text("Acknowledged by the device")`, WAIT);
+  await axe(admin, 'user with devices');
+  await onPhone(admin, 'user with devices');
 });
 
 await step('no CSP violation and no script error on any page', async () => {

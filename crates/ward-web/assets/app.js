@@ -233,6 +233,7 @@ function start() {
   const links = [['#/', 'Messages']];
   if (me.user.role === 'patient') links.push(['#/consent', 'Consent']);
   if (me.user.role === 'admin') links.push(['#/admin/users', 'Users']);
+  if (me.user.role === 'admin' || me.user.role === 'compliance_officer') links.push(['#/admin/devices', 'Devices'], ['#/admin/policies', 'Policies']);
   links.push(['#/sessions', 'Sessions']);
   mount(nav, h('ul', {}, links.map(([href, text]) => h('li', {}, h('a', { href }, text)))),
     h('span', { class: 'who' }, h('span', { class: 'sr-only' }, 'Signed in as '), me.user.display_name),
@@ -303,6 +304,9 @@ function route() {
   if (parts[0] === 'admin' && parts[1] === 'users' && me.user.role === 'admin') {
     return ID.test(parts[2] || '') ? adminUserPage(parts[2]) : adminUsersPage();
   }
+  const staff = me.user.role === 'admin' || me.user.role === 'compliance_officer';
+  if (parts[0] === 'admin' && parts[1] === 'policies' && staff && !parts[2]) return policiesPage();
+  if (parts[0] === 'admin' && parts[1] === 'devices' && staff && !parts[2]) return devicesPage();
   setTitle('Not found');
   mount(main, h('section', { class: 'card' }, h('h1', {}, 'Page not found'), h('p', {}, h('a', { href: '#/' }, 'Back to messages'))));
 }
@@ -882,8 +886,10 @@ async function adminUserPage(id) {
     try { const r = await stepped(() => api.post('/users/' + id + '/password-reset')); mount(out, h('p', { class: 'notice' }, 'One-time password (shown once): ', h('code', { class: 'secret' }, r.one_time_password))); } catch (e) { showError(msg, e); }
   });
   const sessions = h('div', {});
+  const devices = h('div', { id: 'user-devices' });
+  loadDevices(devices, msg, id);
   root.append(h('h1', {}, u.display_name), h('p', {}, u.login, ' · ', u.disabled ? 'Disabled' : 'Active', ' · two-step sign-in ', u.mfa_enabled ? 'on' : 'off'),
-    roleForm, h('div', { class: 'row' }, toggle, reset), out, h('h2', {}, 'Sessions'), sessions);
+    roleForm, h('div', { class: 'row' }, toggle, reset), out, h('h2', {}, 'Sessions'), sessions, h('h2', {}, 'Devices'), devices);
   focusHeading(root);
   try {
     const list = await api.get('/users/' + id + '/sessions');
@@ -898,6 +904,262 @@ async function adminUserPage(id) {
   } catch (e) {
     showError(msg, e);
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Organisation policies: second factor, idle timeout, retention, legal holds
+// ---------------------------------------------------------------------------------------------
+
+const HOLD_KINDS = [['user', 'A user'], ['patient', 'A patient'], ['conversation', 'A conversation']];
+
+/** A name for a user id from the directory, or a short form of the id. */
+function personName(dir, id) {
+  const u = dir && dir.items.find((x) => x.id === id);
+  return u ? u.display_name : 'User ' + String(id).slice(0, 8);
+}
+
+async function policiesPage() {
+  setTitle('Policies');
+  open = null;
+  const admin = me.user.role === 'admin';
+  const root = h('section', {}, h('h1', { class: 'pagehead' }, 'Organisation policies'));
+  mount(main, root);
+  focusHeading(root);
+  let dir = null;
+  try { dir = await people(); } catch { /* names fall back to ids */ }
+  if (admin) root.append(await orgPolicyForm());
+  root.append(await retentionForm(), await holdsSection(dir));
+}
+
+async function orgPolicyForm() {
+  const msg = messageBox();
+  const form = h('form', { class: 'card', novalidate: true, 'aria-labelledby': 'orgpol-h', id: 'org-policy' }, h('h2', { id: 'orgpol-h' }, 'Sign-in'), msg);
+  let org;
+  try { org = await api.get('/org'); } catch (e) { showError(msg, e); return form; }
+  const required = new Set(org.mfa_required_roles);
+  const roles = h('fieldset', {}, h('legend', {}, 'Roles that must use two-step sign-in'),
+    ROLES.map(([r, label]) => h('div', { class: 'check' }, h('input', { type: 'checkbox', id: 'mfa-' + r, value: r, checked: required.has(r) }),
+      h('label', { for: 'mfa-' + r }, label))));
+  const idleMin = field('Idle timeout (minutes, 1 to 1440)', { name: 'idle_minutes', inputmode: 'numeric', value: String(Math.round(org.idle_timeout_secs / 60)), maxlength: 5 });
+  form.append(h('p', { class: 'muted' }, 'People in these roles set up an authenticator app at their next sign-in. Idle sessions are locked and ended after the timeout.'),
+    roles, idleMin, h('button', { type: 'submit', class: 'primary' }, 'Save sign-in policy'));
+  form.insertBefore(msg, form.lastChild);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const v = idleMin.input.value.trim();
+    const minutes = Number(v);
+    if (!/^\d+$/.test(v) || minutes < 1 || minutes > 1440) { showError(msg, { userMessage: 'The idle timeout must be a whole number of minutes from 1 to 1440.' }); idleMin.input.focus(); return; }
+    busy(form, true);
+    try {
+      const r = await api.call('PUT', '/org/policy', { mfa_required_roles: [...roles.querySelectorAll('input:checked')].map((i) => i.value), idle_timeout_secs: minutes * 60 });
+      showInfo(msg, `Saved. Two-step sign-in is required for ${r.mfa_required_roles.length === 0 ? 'no role' : r.mfa_required_roles.map((x) => x.replace('_', ' ')).join(', ')}; idle timeout ${Math.round(r.idle_timeout_secs / 60)} minutes.`);
+    } catch (e) {
+      showError(msg, e);
+    } finally {
+      busy(form, false);
+    }
+  });
+  return form;
+}
+
+async function retentionForm() {
+  const msg = messageBox();
+  const form = h('form', { class: 'card', novalidate: true, 'aria-labelledby': 'ret-h', id: 'retention' }, h('h2', { id: 'ret-h' }, 'Retention'));
+  let pol;
+  try { pol = await api.get('/org/retention'); } catch (e) { form.append(msg); showError(msg, e); return form; }
+  const fields = [['patient', 'Patient conversations (days)'], ['group', 'Group conversations (days)'], ['direct', 'Direct conversations (days)']]
+    .map(([k, label]) => [k, field(label, { name: 'ret_' + k, inputmode: 'numeric', value: String(pol[k]), maxlength: 6 })]);
+  form.append(h('p', { class: 'muted' }, 'Messages older than this are destroyed (crypto-shredded) unless a legal hold covers them. HIPAA asks for six years (2192 days) of patient records.'),
+    h('div', { class: 'row wrap' }, fields.map(([, f]) => f)), msg, h('button', { type: 'submit', class: 'primary' }, 'Save retention'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const body = {};
+    for (const [k, f] of fields) {
+      const v = f.input.value.trim();
+      if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > 36500) { showError(msg, { userMessage: 'Each period is a whole number of days from 1 to 36500 (100 years).' }); f.input.focus(); return; }
+      body[k] = Number(v);
+    }
+    busy(form, true);
+    try {
+      await api.call('PUT', '/org/retention', body);
+      showInfo(msg, 'Retention saved.');
+    } catch (e) {
+      showError(msg, e);
+    } finally {
+      busy(form, false);
+    }
+  });
+  return form;
+}
+
+async function holdsSection(dir) {
+  const msg = messageBox();
+  const kind = field('Hold on', { name: 'hold_kind', tag: 'select', options: HOLD_KINDS });
+  const person = field('Person', { name: 'hold_user', tag: 'select', options: [['', 'Choose…'], ...((dir && dir.items) || []).map((u) => [u.id, `${u.display_name} (${u.role.replace('_', ' ')})`])] });
+  const subject = field('Patient or conversation id', { name: 'hold_subject', maxlength: 36 });
+  const reason = field('Legal matter (no patient information)', { name: 'hold_reason', maxlength: 500 });
+  subject.hidden = true;
+  kind.input.addEventListener('change', () => { const u = kind.input.value === 'user'; person.hidden = !u; subject.hidden = u; });
+  const listBox = h('div', {});
+  const form = h('form', { novalidate: true, 'aria-labelledby': 'newhold-h' }, h('h3', { id: 'newhold-h' }, 'Place a hold'),
+    h('div', { class: 'row wrap' }, kind, person, subject), reason, msg, h('button', { type: 'submit', class: 'primary' }, 'Place hold'));
+  const section = h('section', { class: 'card', 'aria-labelledby': 'holds-h', id: 'holds' }, h('h2', { id: 'holds-h' }, 'Legal holds'),
+    h('p', { class: 'muted' }, 'While a hold stands, nothing it covers is destroyed, whatever the retention period.'), listBox, form);
+  const load = async () => {
+    try {
+      const r = await api.get('/legal-holds');
+      if (r.items.length === 0) { mount(listBox, h('p', { class: 'muted' }, 'No legal holds.')); return; }
+      mount(listBox, h('table', { class: 'table' }, h('caption', { class: 'sr-only' }, 'Legal holds'),
+        h('thead', {}, h('tr', {}, ['On', 'Matter', 'Placed', 'Status', ''].map((t) => h('th', { scope: 'col' }, t || h('span', { class: 'sr-only' }, 'Action'))))),
+        h('tbody', {}, r.items.map((x) => h('tr', { class: x.active ? '' : 'disabled' },
+          h('td', {}, x.subject_kind === 'user' ? personName(dir, x.subject_id) : `${x.subject_kind === 'patient' ? 'Patient' : 'Conversation'} ${x.subject_id.slice(0, 8)}`),
+          h('td', {}, x.reason),
+          h('td', {}, new Date(x.placed_at).toLocaleString(), ' by ', personName(dir, x.placed_by)),
+          h('td', {}, x.active ? 'In force' : 'Released ' + new Date(x.released_at).toLocaleString()),
+          h('td', {}, x.active ? h('button', { type: 'button', 'aria-label': 'Release hold: ' + x.reason, onclick: async () => {
+            if (!confirm('Release this legal hold? Data it covered becomes subject to retention again.')) return;
+            try { await api.post('/legal-holds/' + x.id + '/release'); announce('Hold released'); await load(); } catch (e) { showError(msg, e); }
+          } }, 'Release') : null))))));
+    } catch (e) {
+      mount(listBox, h('p', { class: 'form-message error' }, e.userMessage));
+    }
+  };
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const k = kind.input.value;
+    const id = k === 'user' ? person.input.value : subject.input.value.trim().toLowerCase();
+    if (!ID.test(id)) { showError(msg, { userMessage: k === 'user' ? 'Choose the person to hold.' : 'Enter the id of the patient or conversation (as shown in its address).' }); return; }
+    if (!reason.input.value.trim()) { showError(msg, { userMessage: 'Name the legal matter the hold is for.' }); reason.input.focus(); return; }
+    busy(form, true);
+    try {
+      await api.post('/legal-holds', { subject_kind: k, subject_id: id, reason: reason.input.value.trim() });
+      showInfo(msg, 'Hold placed.');
+      reason.input.value = '';
+      await load();
+    } catch (e) {
+      if (e.status === 404) showError(msg, { userMessage: `Not found: no ${k} in this organisation has that id.` });
+      else showError(msg, e);
+    } finally {
+      busy(form, false);
+    }
+  });
+  await load();
+  return section;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Devices: posture, remote wipe and its evidence
+// ---------------------------------------------------------------------------------------------
+
+const DEVICE_STATES = { compliant: 'Compliant', warn: 'Warning', in_grace: 'In grace period', block_phi: 'Blocked from PHI' };
+
+function itemLabel(id) {
+  const s = String(id).replace(/_/g, ' ');
+  return s[0].toUpperCase() + s.slice(1);
+}
+
+function failingItems(d) {
+  const items = (d.evaluation && d.evaluation.items) || [];
+  return items.filter((i) => i.failing).map((i) => itemLabel(i.item));
+}
+
+function deviceStatus(d) {
+  if (d.revoked_at) return h('span', { class: 'state blocked' }, 'Revoked');
+  if (!d.state) return h('span', { class: 'state' }, 'Not registered');
+  return h('span', { class: 'state ' + (d.state === 'compliant' ? 'ok' : d.state === 'block_phi' ? 'blocked' : 'warn') }, DEVICE_STATES[d.state] || d.state);
+}
+
+function wipeStatus(w) {
+  if (w.acknowledged_at) return 'Acknowledged by the device ' + new Date(w.acknowledged_at).toLocaleString();
+  if (w.closed_reason === 'no_wipe_channel') return 'Closed: the device never registered, so no wipe can reach it; its sessions ended';
+  if (w.closed_reason) return 'Closed: ' + w.closed_reason.replace(/_/g, ' ');
+  const s = w.delivered_at ? 'Delivered ' + new Date(w.delivered_at).toLocaleString() + ', awaiting acknowledgement' : 'Requested, waiting for the device';
+  return w.overdue ? s + ' (overdue)' : s;
+}
+
+/** The devices table; `owner` false leaves out the owner column (a user's own page). */
+function deviceTable(devices, dir, wipes, { owner, onWipe }) {
+  const cols = ['Device', owner ? 'Owner' : null, 'Posture', 'Failing settings', 'Last seen', 'Wipe', onWipe ? '' : null].filter((t) => t !== null);
+  return h('table', { class: 'table devices' }, h('caption', { class: 'sr-only' }, 'Devices'),
+    h('thead', {}, h('tr', {}, cols.map((t) => h('th', { scope: 'col' }, t || h('span', { class: 'sr-only' }, 'Action'))))),
+    h('tbody', {}, devices.map((d) => {
+      const failing = failingItems(d);
+      const w = wipes.find((x) => x.device_id === d.id);
+      return h('tr', { dataset: { id: d.id } },
+        h('td', {}, d.name, ' ', h('span', { class: 'muted' }, d.registration && d.registration.model ? d.registration.model : d.platform)),
+        owner ? h('td', {}, h('a', { href: '#/admin/users/' + d.user_id }, personName(dir, d.user_id))) : null,
+        h('td', {}, deviceStatus(d)),
+        h('td', { class: 'failing' }, failing.length ? failing.join(', ') : h('span', { class: 'muted' }, 'None')),
+        h('td', {}, new Date(d.last_seen_at).toLocaleString()),
+        h('td', { class: 'wipe-status' }, w ? wipeStatus(w) : h('span', { class: 'muted' }, '–')),
+        onWipe ? h('td', {}, d.revoked_at ? null : h('button', { type: 'button', class: 'danger', 'aria-label': 'Wipe ' + d.name + ' of ' + personName(dir, d.user_id), onclick: () => onWipe(d) }, 'Wipe')) : null);
+    })));
+}
+
+/** Asks for the reason of a wipe; resolves to the reason or null. */
+function wipeDialog(d, who) {
+  return new Promise((resolve) => {
+    const msg = messageBox();
+    const reason = field('Reason (for the record; no patient information)', { name: 'wipe_reason', maxlength: 500 });
+    const cancel = h('button', { type: 'button' }, 'Cancel');
+    const form = h('form', { method: 'dialog', novalidate: true },
+      h('h2', { id: 'wipe-h' }, 'Wipe this device?'),
+      h('p', {}, `Ward's data on ${d.name} (${who}) is erased at the device's next contact, and its sessions end now.`), reason, msg,
+      h('div', { class: 'row' }, h('button', { type: 'submit', class: 'danger' }, 'Wipe device'), cancel));
+    const dlg = h('dialog', { 'aria-labelledby': 'wipe-h', class: 'card' }, form);
+    const done = (v) => { dlg.close(); dlg.remove(); resolve(v); };
+    cancel.addEventListener('click', () => done(null));
+    dlg.addEventListener('cancel', () => done(null));
+    form.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const v = reason.input.value.trim();
+      if (!v) { showError(msg, { userMessage: 'Give a reason for the wipe, such as "reported lost".' }); reason.input.focus(); return; }
+      done(v);
+    });
+    document.body.append(dlg);
+    dlg.showModal();
+    reason.input.focus();
+  });
+}
+
+/** Loads devices and wipes into `box`, with wipe buttons for admins; `user` narrows to one user. */
+async function loadDevices(box, msg, user) {
+  try {
+    const [devices, wipes, dir] = await Promise.all([api.get('/devices'), api.get('/device-wipes'), people().catch(() => null)]);
+    // Blocked and warned devices first; revoked ones last.
+    const rank = (d) => (d.revoked_at ? 5 : { block_phi: 0, in_grace: 1, warn: 2, compliant: 3 }[d.state] ?? 4);
+    const mine = (user ? devices.filter((d) => d.user_id === user) : devices).slice().sort((a, b) => rank(a) - rank(b));
+    if (mine.length === 0) { mount(box, h('p', { class: 'muted' }, user ? 'No devices.' : 'No devices yet.')); return; }
+    const onWipe = me.user.role === 'admin' ? async (d) => {
+      const reason = await wipeDialog(d, personName(dir, d.user_id));
+      if (!reason) return;
+      try {
+        await stepped(() => api.post('/devices/' + d.id + '/wipe', { reason }));
+        await loadDevices(box, msg, user);
+        showInfo(msg, 'Wipe requested. The device erases Ward\'s data at its next contact.');
+      } catch (e) {
+        showError(msg, e);
+      }
+    } : null;
+    mount(box, deviceTable(mine, dir, wipes, { owner: !user, onWipe }));
+  } catch (e) {
+    showError(msg, e);
+  }
+}
+
+async function devicesPage() {
+  setTitle('Devices');
+  open = null;
+  const msg = messageBox();
+  const box = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
+  const refresh = h('button', { type: 'button' }, 'Refresh');
+  const root = h('section', { class: 'card' }, h('h1', {}, 'Devices'),
+    h('p', { class: 'muted' }, 'Every device that signed in, with its posture now. A blocked device receives no message content until the failing settings are fixed.'),
+    msg, box, refresh);
+  refresh.addEventListener('click', () => loadDevices(box, msg, null));
+  mount(main, root);
+  focusHeading(root);
+  await loadDevices(box, msg, null);
 }
 
 signInPage();
