@@ -608,6 +608,47 @@ await step('devices: owner, posture with the failing settings, last seen; wipe t
   await axe(admin, 'user with devices');
   await onPhone(admin, 'user with devices');
 });
+await step('audit: the signed checkpoint, an access report, a patient\'s disclosures, an export download; bad input', async () => {
+  await admin.click('#nav a[href="#/admin/audit"]');
+  await admin.waitForSelector('#cp-size', WAIT);
+  assert(Number(await text(admin, '#cp-size')) > 0, 'the checkpoint covers events');
+  await axe(admin, 'audit');
+  // Access report for a person.
+  await admin.click('#access-report button[type=submit]');
+  assert((await text(admin, '#access-report .form-message')).includes('Choose the person'), 'no person chosen');
+  await admin.selectOption('#f-report_user', { label: 'Dr Alice Moreau (clinician)' });
+  await admin.fill('#f-report_from', '2026-12-10');
+  await admin.fill('#f-report_to', '2026-12-01');
+  await admin.click('#access-report button[type=submit]');
+  assert((await text(admin, '#access-report .form-message')).includes('must not be after'), 'a backwards period is refused');
+  await admin.fill('#f-report_from', '');
+  await admin.fill('#f-report_to', '');
+  await admin.click('#access-report button[type=submit]');
+  await admin.waitForSelector('#report-summary', WAIT);
+  assert(/^[1-9]\d* events/.test(await text(admin, '#report-summary')), 'alice has events: ' + (await text(admin, '#report-summary')));
+  assert((await text(admin, '#report-out')).includes('message.send'), 'her messages are in the report');
+  // A patient's disclosures: carol was added outside the care team with a stated reason.
+  await admin.click('#patient-audit button[type=submit]');
+  assert((await text(admin, '#patient-audit .form-message')).includes('MRN or id'), 'nothing entered');
+  await admin.fill('#f-audit_patient', 'MRN-9999');
+  await admin.click('#patient-audit button[type=submit]');
+  await admin.waitForSelector('#patient-audit .form-message.error:has-text("No patient in this organisation has that MRN")', WAIT);
+  await admin.fill('#f-audit_patient', 'MRN-0042');
+  await admin.click('#patient-audit button[type=submit]');
+  await admin.waitForSelector('#patient-out table:has(caption:has-text("Disclosures")) tr:has-text("Dr Carol Singh")', WAIT);
+  await admin.waitForSelector('#patient-out table:has(caption:has-text("Accesses")) tr', WAIT);
+  await axe(admin, 'audit with reports');
+  // The export: a file download (the step-up is fresh from the wipe above).
+  await admin.selectOption('#f-export_format', 'csv');
+  const [download] = await Promise.all([admin.waitForEvent('download', WAIT), admin.click('#export button[type=submit]')]);
+  assert(download.suggestedFilename() === 'ward-audit.csv', 'file name: ' + download.suggestedFilename());
+  const csv = readFileSync(await download.path(), 'utf8');
+  assert(csv.split('\n').length > 10 && csv.includes('message.send'), 'the export has the events');
+  await admin.waitForSelector('#export .form-message.info:has-text("ward-audit.csv")', WAIT);
+  await admin.evaluate(() => window.scrollTo(0, 0));
+  await shot(admin, 'audit-desktop');
+  await onPhone(admin, 'audit');
+});
 
 await step('no CSP violation and no script error on any page', async () => {
   assert(problems.length === 0, problems.join('\n'));

@@ -41,8 +41,8 @@ export function setOnSessionEnded(f) {
   onSessionEnded = f;
 }
 
-async function raw(method, path, body, token) {
-  const headers = { accept: 'application/json' };
+async function raw(method, path, body, token, asFile) {
+  const headers = { accept: asFile ? '*/*' : 'application/json' };
   if (body !== undefined) headers['content-type'] = 'application/json';
   if (token) headers.authorization = 'Bearer ' + token;
   let res;
@@ -55,6 +55,10 @@ async function raw(method, path, body, token) {
     throw new ApiError(0, { title: 'Ward cannot be reached', detail: 'check the network connection and try again' });
   }
   if (res.status === 204) return null;
+  if (asFile && res.ok) {
+    const m = /filename="([^"]+)"/.exec(res.headers.get('content-disposition') || '');
+    return { blob: await res.blob(), filename: m ? m[1] : 'ward-download' };
+  }
   let data = null;
   const type = res.headers.get('content-type') || '';
   if (type.includes('json')) {
@@ -76,9 +80,9 @@ async function refresh() {
 }
 
 /** An authenticated call; an expired access token is refreshed once. */
-export async function call(method, path, body) {
+export async function call(method, path, body, asFile) {
   try {
-    return await raw(method, path, body, accessToken());
+    return await raw(method, path, body, accessToken(), asFile);
   } catch (e) {
     if (e instanceof ApiError && tokens && ['session_ended', 'invalid_token', 'account_disabled'].includes(e.code)) {
       onSessionEnded('ended');
@@ -92,7 +96,7 @@ export async function call(method, path, body) {
       throw e;
     }
     try {
-      return await raw(method, path, body, accessToken());
+      return await raw(method, path, body, accessToken(), asFile);
     } catch (e2) {
       if (e2 instanceof ApiError && e2.status === 401) onSessionEnded('expired');
       throw e2;
@@ -108,6 +112,8 @@ export function anonymous(method, path, body) {
 export const get = (p) => call('GET', p);
 export const post = (p, b) => call('POST', p, b === undefined ? {} : b);
 export const del = (p) => call('DELETE', p);
+/** A file the API sends (an export): `{ blob, filename }`, or an ApiError. */
+export const file = (p) => call('GET', p, undefined, true);
 
 /**
  * The session's real-time stream. Authenticates with its first frame (browsers cannot set

@@ -233,7 +233,7 @@ function start() {
   const links = [['#/', 'Messages']];
   if (me.user.role === 'patient') links.push(['#/consent', 'Consent']);
   if (me.user.role === 'admin') links.push(['#/admin/users', 'Users']);
-  if (me.user.role === 'admin' || me.user.role === 'compliance_officer') links.push(['#/admin/devices', 'Devices'], ['#/admin/policies', 'Policies']);
+  if (me.user.role === 'admin' || me.user.role === 'compliance_officer') links.push(['#/admin/devices', 'Devices'], ['#/admin/policies', 'Policies'], ['#/admin/audit', 'Audit']);
   links.push(['#/sessions', 'Sessions']);
   mount(nav, h('ul', {}, links.map(([href, text]) => h('li', {}, h('a', { href }, text)))),
     h('span', { class: 'who' }, h('span', { class: 'sr-only' }, 'Signed in as '), me.user.display_name),
@@ -307,6 +307,7 @@ function route() {
   const staff = me.user.role === 'admin' || me.user.role === 'compliance_officer';
   if (parts[0] === 'admin' && parts[1] === 'policies' && staff && !parts[2]) return policiesPage();
   if (parts[0] === 'admin' && parts[1] === 'devices' && staff && !parts[2]) return devicesPage();
+  if (parts[0] === 'admin' && parts[1] === 'audit' && staff && !parts[2]) return auditPage();
   setTitle('Not found');
   mount(main, h('section', { class: 'card' }, h('h1', {}, 'Page not found'), h('p', {}, h('a', { href: '#/' }, 'Back to messages'))));
 }
@@ -1160,6 +1161,173 @@ async function devicesPage() {
   mount(main, root);
   focusHeading(root);
   await loadDevices(box, msg, null);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audit: access reports, accounting of disclosures, export, the signed checkpoint
+// ---------------------------------------------------------------------------------------------
+
+/** Two date fields (inclusive days) as the API's from/to query (Unix ms, `to` exclusive). */
+function period(fromField, toField) {
+  const day = (v) => (v ? new Date(v + 'T00:00:00').getTime() : null);
+  const from = day(fromField.input.value);
+  const to = day(toField.input.value);
+  if ((fromField.input.value && Number.isNaN(from)) || (toField.input.value && Number.isNaN(to))) return { error: 'Enter the dates as the date picker shows them.' };
+  if (from !== null && to !== null && from > to) return { error: 'The first day must not be after the last day.' };
+  const q = [];
+  if (from !== null) q.push('from=' + from);
+  if (to !== null) q.push('to=' + (to + 86_400_000));
+  return { query: q.join('&') };
+}
+
+function when(ms) {
+  return new Date(ms).toLocaleString();
+}
+
+function eventTable(caption, items, cols) {
+  return h('table', { class: 'table' }, h('caption', {}, caption),
+    h('thead', {}, h('tr', {}, cols.map(([t]) => h('th', { scope: 'col' }, t)))),
+    h('tbody', {}, items.map((x) => h('tr', {}, cols.map(([, f]) => h('td', {}, f(x)))))));
+}
+
+async function auditPage() {
+  setTitle('Audit');
+  open = null;
+  const root = h('section', {}, h('h1', { class: 'pagehead' }, 'Audit'));
+  mount(main, root);
+  focusHeading(root);
+  let dir = null;
+  try { dir = await people(); } catch { /* names fall back to ids */ }
+  root.append(checkpointCard(), accessReportForm(dir), patientAuditForm(dir), exportForm(dir));
+}
+
+function checkpointCard() {
+  const msg = messageBox();
+  const box = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
+  const card = h('section', { class: 'card', id: 'checkpoint', 'aria-labelledby': 'cp-h' }, h('h2', { id: 'cp-h' }, 'Latest signed checkpoint'), msg, box);
+  api.get('/audit/checkpoint').then((cp) => {
+    mount(box,
+      h('p', {}, `The server signed the log of ${cp.origin} at ${cp.size.toLocaleString()} events. Every event up to there is fixed: changing or removing one changes the root below and breaks the signature.`),
+      h('dl', { class: 'facts' }, h('dt', {}, 'Events covered'), h('dd', { id: 'cp-size' }, String(cp.size)), h('dt', {}, 'Root hash'), h('dd', {}, h('code', { class: 'secret' }, cp.root))),
+      h('p', { class: 'notice' }, 'Verification: the API returns the signed note below, not a verdict. Check its signature and the log against it offline with the log\'s verifier key: ', h('code', {}, 'ward audit verify --vkey verifier.vkey'), '.'),
+      h('details', {}, h('summary', {}, 'Signed note'), h('pre', { class: 'note' }, cp.note)));
+  }).catch((e) => { mount(box); showError(msg, e); });
+  return card;
+}
+
+function accessReportForm(dir) {
+  const msg = messageBox();
+  const user = field('Person', { name: 'report_user', tag: 'select', options: [['', 'Choose…'], ...((dir && dir.items) || []).map((u) => [u.id, `${u.display_name} (${u.role.replace('_', ' ')})`])] });
+  const from = field('First day', { name: 'report_from', type: 'date' });
+  const to = field('Last day', { name: 'report_to', type: 'date' });
+  const out = h('div', { id: 'report-out' });
+  const form = h('form', { class: 'card', novalidate: true, id: 'access-report', 'aria-labelledby': 'ar-h' }, h('h2', { id: 'ar-h' }, 'Access report for a person'),
+    h('p', { class: 'muted' }, 'Everything one person read and did over a period. Reading the report is itself recorded.'),
+    h('div', { class: 'row wrap' }, user, from, to), msg, h('button', { type: 'submit', class: 'primary' }, 'Show report'), out);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    if (!ID.test(user.input.value)) { showError(msg, { userMessage: 'Choose the person to report on.' }); return; }
+    const p = period(from, to);
+    if (p.error) { showError(msg, { userMessage: p.error }); return; }
+    busy(form, true);
+    try {
+      const r = await api.get(`/users/${user.input.value}/access-report?limit=100${p.query ? '&' + p.query : ''}`);
+      msg.className = 'form-message'; msg.textContent = '';
+      mount(out,
+        h('p', { id: 'report-summary', role: 'status' }, `${r.summary.total} events, naming ${r.summary.patients} patient${r.summary.patients === 1 ? '' : 's'}.`),
+        r.summary.by_action.length ? eventTable('By action', r.summary.by_action, [['Action', (x) => h('code', {}, x.action)], ['Outcome', (x) => x.outcome], ['Count', (x) => String(x.count)]]) : null,
+        r.items.length ? eventTable(r.next_cursor ? 'Events (the first 100)' : 'Events', r.items, [
+          ['When', (x) => when(x.occurred_at)], ['Action', (x) => h('code', {}, x.action)], ['Outcome', (x) => x.outcome],
+          ['Record', (x) => (x.target_type ? `${x.target_type} ${String(x.target_id || '').slice(0, 8)}` : '–')],
+          ['Patient', (x) => (x.patient_id ? x.patient_id.slice(0, 8) : '–')], ['Address', (x) => x.source_ip || '–']]) : null);
+    } catch (e) {
+      mount(out);
+      showError(msg, e);
+    } finally {
+      busy(form, false);
+    }
+  });
+  return form;
+}
+
+function patientAuditForm(dir) {
+  const msg = messageBox();
+  const pid = field('Patient MRN or id', { name: 'audit_patient', maxlength: 64 });
+  const out = h('div', { id: 'patient-out' });
+  const form = h('form', { class: 'card', novalidate: true, id: 'patient-audit', 'aria-labelledby': 'pa-h' }, h('h2', { id: 'pa-h' }, 'A patient\'s disclosures and accesses'),
+    h('p', { class: 'muted' }, 'The accounting of disclosures (HIPAA 164.528): when the patient\'s information reached someone outside their care team, to whom and why; then every recorded access naming the patient.'),
+    pid, msg, h('button', { type: 'submit', class: 'primary' }, 'Show'), out);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const v = pid.input.value.trim();
+    if (!v) { showError(msg, { userMessage: 'Enter the patient\'s MRN or id.' }); return; }
+    busy(form, true);
+    try {
+      let id = v.toLowerCase();
+      let label = 'Patient ' + id.slice(0, 8);
+      if (!ID.test(id)) {
+        try {
+          const p = await api.post('/patients/search', { mrn: v });
+          id = p.id;
+          label = `${p.display_name} · MRN ${p.mrn}`;
+        } catch (e) {
+          if (e.status === 404) throw { userMessage: 'No patient in this organisation has that MRN.' };
+          throw e;
+        }
+      }
+      let disc;
+      try { disc = await api.get(`/patients/${id}/disclosures?limit=200`); } catch (e) {
+        if (e.status === 404) throw { userMessage: 'No patient in this organisation has that id.' };
+        throw e;
+      }
+      const acc = await api.get(`/audit/events?patient=${id}&limit=200`);
+      msg.className = 'form-message'; msg.textContent = '';
+      mount(out, h('h3', {}, label),
+        disc.items.length === 0 ? h('p', { id: 'no-disclosures' }, 'No disclosures recorded.') : eventTable('Disclosures', disc.items, [
+          ['Date', (x) => when(x.occurred_at)], ['To', (x) => (x.recipient_kind === 'operator' ? 'The server operator' : personName(dir, x.recipient_id))],
+          ['Purpose', (x) => x.purpose_statement], ['By', (x) => (x.disclosed_by ? personName(dir, x.disclosed_by) : 'The server operator')]]),
+        acc.items.length === 0 ? h('p', {}, 'No accesses recorded.') : eventTable(acc.next_cursor ? 'Accesses (the first 200)' : 'Accesses', acc.items, [
+          ['When', (x) => when(x.occurred_at)], ['Who', (x) => (x.actor_user_id ? personName(dir, x.actor_user_id) : 'The server')],
+          ['Action', (x) => h('code', {}, x.action)], ['Outcome', (x) => x.outcome]]));
+    } catch (e) {
+      mount(out);
+      showError(msg, e);
+    } finally {
+      busy(form, false);
+    }
+  });
+  return form;
+}
+
+function exportForm() {
+  const msg = messageBox();
+  const format = field('Format', { name: 'export_format', tag: 'select', options: [['fhir-ndjson', 'FHIR AuditEvent, NDJSON'], ['fhir-bundle', 'FHIR Bundle (JSON)'], ['csv', 'CSV (spreadsheet)']] });
+  const from = field('First day', { name: 'export_from', type: 'date' });
+  const to = field('Last day', { name: 'export_to', type: 'date' });
+  const form = h('form', { class: 'card', novalidate: true, id: 'export', 'aria-labelledby': 'ex-h' }, h('h2', { id: 'ex-h' }, 'Export the audit log'),
+    h('p', { class: 'muted' }, 'The organisation\'s events as a file. Exporting needs your second factor again and is itself recorded.'),
+    h('div', { class: 'row wrap' }, format, from, to), msg, h('button', { type: 'submit', class: 'primary' }, 'Download export'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const p = period(from, to);
+    if (p.error) { showError(msg, { userMessage: p.error }); return; }
+    busy(form, true);
+    try {
+      const f = await stepped(() => api.file(`/audit/export?format=${format.input.value}${p.query ? '&' + p.query : ''}`));
+      const url = URL.createObjectURL(f.blob);
+      const a = h('a', { href: url, download: f.filename, hidden: true });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10_000);
+      showInfo(msg, `Export downloaded: ${f.filename} (${Math.max(1, Math.round(f.blob.size / 1024))} KB).`);
+    } catch (e) {
+      showError(msg, e);
+    } finally {
+      busy(form, false);
+    }
+  });
+  return form;
 }
 
 signInPage();
