@@ -11,7 +11,7 @@
 
 import { readFileSync, mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { gzipSync } from 'node:zlib';
+import { crc32, deflateSync, gzipSync } from 'node:zlib';
 import { createHmac } from 'node:crypto';
 import { chromium } from 'playwright-core';
 
@@ -267,6 +267,55 @@ await step('correction: alice corrects her message; bob sees it marked as a corr
   await alice.fill('#f-body', 'Potassium 3.3, repeat at 18:00');
   await alice.click('.composer button[type=submit]');
   await bob.waitForSelector('li.msg:has-text("Potassium 3.3") .tag:has-text("Correction")', WAIT);
+});
+
+/** A PNG (200×80: a red trace on white, like a rhythm strip), built here: signature, IHDR, IDAT, IEND. */
+function png() {
+  const W = 200, H = 80;
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4); len.writeUInt32BE(data.length);
+    const crc = Buffer.alloc(4); crc.writeUInt32BE(crc32(Buffer.concat([Buffer.from(type), data])));
+    return Buffer.concat([len, Buffer.from(type), data, crc]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(W, 0); ihdr.writeUInt32BE(H, 4); ihdr[8] = 8; ihdr[9] = 2; // 8-bit RGB
+  const trace = (x) => Math.round(H / 2 - (x % 50 === 20 ? 30 : x % 50 === 22 ? -12 : 4 * Math.sin(x / 4)));
+  const rows = [];
+  for (let y = 0; y < H; y++) {
+    const row = Buffer.alloc(1 + 3 * W, 255);
+    row[0] = 0;
+    for (let x = 0; x < W; x++) {
+      const a = trace(x), b = trace(x + 1);
+      if (y >= Math.min(a, b) && y <= Math.max(a, b)) { row[1 + 3 * x] = 200; row[2 + 3 * x] = 0; row[3 + 3 * x] = 0; }
+    }
+    rows.push(row);
+  }
+  return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(Buffer.concat(rows))), chunk('IEND', Buffer.alloc(0))]);
+}
+
+await step('attachments: a file of a refused type is explained; a photo reaches bob, who opens it on the phone', async () => {
+  await alice.waitForSelector('#f-file', WAIT);
+  await alice.setInputFiles('#f-file', { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('not an image') });
+  await alice.fill('#f-body', 'Notes attached');
+  await alice.click('.composer button[type=submit]');
+  await alice.waitForSelector('.composer .form-message.error', WAIT);
+  const refusal = await text(alice, '.composer .form-message');
+  assert(refusal.includes('This type of file cannot be attached') && !refusal.includes('{'), 'a clear refusal: ' + refusal);
+  assert(!(await alice.textContent('#messages')).includes('Notes attached'), 'nothing was sent');
+  await alice.setInputFiles('#f-file', { name: 'ecg strip.png', mimeType: 'image/png', buffer: png() });
+  await alice.fill('#f-body', 'ECG strip from this morning');
+  await alice.click('.composer button[type=submit]');
+  await alice.waitForSelector('li.msg.mine:has-text("ECG strip from this morning") .attachments button', WAIT);
+  await bob.waitForSelector('li.msg:has-text("ECG strip from this morning") .attachments button', WAIT);
+  await axe(bob, 'message with an attachment (phone)');
+  await bob.click('li.msg:has-text("ECG strip from this morning") .attachments button');
+  await bob.waitForSelector('li.msg:has-text("ECG strip from this morning") img.preview', WAIT);
+  const [w, alt] = await bob.$eval('li.msg:has-text("ECG strip from this morning") img.preview', (i) => [i.naturalWidth, i.alt]);
+  assert(w === 200 && alt.includes('ecg strip.png'), `the image shows (${w} px, ${alt})`);
+  assert((await bob.getAttribute('li.msg:has-text("ECG strip from this morning") a[download]', 'download')) === 'ecg strip.png', 'saved under its name');
+  await axe(bob, 'opened attachment (phone)');
+  await shot(bob, 'attachment-phone');
+  await fitsWidth(bob, 'opened attachment (phone)');
 });
 
 await step('sessions page lists this session; passes axe', async () => {

@@ -43,12 +43,17 @@ export function setOnSessionEnded(f) {
 
 async function raw(method, path, body, token, asFile) {
   const headers = { accept: asFile ? '*/*' : 'application/json' };
-  if (body !== undefined) headers['content-type'] = 'application/json';
+  const upload = typeof Blob !== 'undefined' && body instanceof Blob;
+  if (upload) {
+    // A file's bytes as the body, with its own type; the name in a header, never the URL.
+    headers['content-type'] = body.type || 'application/octet-stream';
+    if (body.name) headers['x-file-name'] = encodeURIComponent(body.name);
+  } else if (body !== undefined) headers['content-type'] = 'application/json';
   if (token) headers.authorization = 'Bearer ' + token;
   let res;
   try {
     res = await fetch('/api/v1' + path, {
-      method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+      method, headers, body: body === undefined ? undefined : upload ? body : JSON.stringify(body),
       cache: 'no-store', credentials: 'omit', redirect: 'error',
     });
   } catch {
@@ -56,8 +61,12 @@ async function raw(method, path, body, token, asFile) {
   }
   if (res.status === 204) return null;
   if (asFile && res.ok) {
-    const m = /filename="([^"]+)"/.exec(res.headers.get('content-disposition') || '');
-    return { blob: await res.blob(), filename: m ? m[1] : 'ward-download' };
+    const cd = res.headers.get('content-disposition') || '';
+    const star = /filename\*=UTF-8''([^;]+)/i.exec(cd);
+    const plain = /filename="([^"]+)"/.exec(cd);
+    let filename = 'ward-download';
+    try { filename = star ? decodeURIComponent(star[1]) : plain ? plain[1] : filename; } catch { /* keep the default */ }
+    return { blob: await res.blob(), filename };
   }
   let data = null;
   const type = res.headers.get('content-type') || '';
@@ -114,6 +123,8 @@ export const post = (p, b) => call('POST', p, b === undefined ? {} : b);
 export const del = (p) => call('DELETE', p);
 /** A file the API sends (an export): `{ blob, filename }`, or an ApiError. */
 export const file = (p) => call('GET', p, undefined, true);
+/** Uploads a File (its bytes as the body, its type as Content-Type). */
+export const upload = (p, f) => call('POST', p, f);
 
 /**
  * The session's real-time stream. Authenticates with its first frame (browsers cannot set

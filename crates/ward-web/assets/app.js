@@ -13,6 +13,7 @@ const live = document.getElementById('live');
 const PRIORITIES = [['routine', 'Routine'], ['urgent', 'Urgent'], ['stat', 'STAT']];
 const REASONS = [['consult', 'Consult'], ['coverage', 'Coverage'], ['handoff', 'Handoff'], ['coordination', 'Care coordination'], ['other', 'Other']];
 const ROLES = [['clinician', 'Clinician'], ['nurse', 'Nurse'], ['staff', 'Staff'], ['admin', 'Admin'], ['compliance_officer', 'Compliance officer'], ['patient', 'Patient']];
+const ATTACHMENT_TYPES = 'image/jpeg,image/png,image/webp,application/pdf';
 const ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 // Everything below is PHI or session state: lock() drops all of it.
@@ -25,6 +26,7 @@ let hot = new Map(); // conversation id -> highest priority of unread messages s
 let open = null; // { id, view, messages: Map<seq, message>, root }
 let renderSeq = 0;
 let directory = null; // the staff directory (GET /users), fetched once per sign-in
+let files = new Map(); // attachment id -> { url (blob:), filename, type }, opened on request
 
 /** The directory, loaded on first use (each load is an audited directory read). */
 function people() {
@@ -271,6 +273,8 @@ async function lock(notice) {
   if (stream) stream.close();
   idle = stream = null;
   me = null; list = null; open = null; names = new Map(); hot = new Map(); directory = null;
+  for (const f of files.values()) URL.revokeObjectURL(f.url);
+  files = new Map();
   api.setTokens(null);
   mount(main);
   mount(nav);
@@ -462,6 +466,7 @@ function renderConversation() {
       h('div', { class: 'meta' }, h('span', { class: 'sender' }, mineMsg ? 'You' : names.get(m.sender_id) || 'Former member'), ' ', time(m.created_at), ' ', badge(m.priority),
         m.corrects ? h('span', { class: 'tag' }, 'Correction') : null, corrected.has(m.id) && !recalled ? h('span', { class: 'tag' }, 'Corrected below') : null),
       h('p', { class: 'body' }, recalled ? 'Message recalled by its sender.' : m.withheld ? 'Content withheld on this device.' : m.shredded ? 'Content removed (retention).' : m.body),
+      !recalled && !m.withheld && !m.shredded && m.attachments && m.attachments.length ? attachmentList(m) : null,
       mineMsg ? h('p', { class: 'receipt' }, receiptText(m)) : null,
       actions);
   }));
@@ -470,16 +475,51 @@ function renderConversation() {
   ol.scrollTop = ol.scrollHeight;
 }
 
+/** A message's attachments: opened on request (each download is audited), images shown. */
+function attachmentList(m) {
+  return h('ul', { class: 'attachments', 'aria-label': 'Attachments' }, m.attachments.map((id, i) => {
+    const li = h('li', {});
+    const show = (f, opened) => {
+      const img = f.type.startsWith('image/') ? h('img', { src: f.url, alt: 'Attached image ' + f.filename, class: 'preview' }) : null;
+      // Just opened: keep it in view once it has its height.
+      if (img && opened) img.addEventListener('load', () => li.scrollIntoView({ block: 'nearest' }));
+      mount(li, img, h('a', { href: f.url, download: f.filename, class: 'button' }, 'Save ', f.filename));
+    };
+    const cached = files.get(id);
+    if (cached) show(cached);
+    else {
+      const b = h('button', { type: 'button', 'aria-label': `Open attachment ${i + 1} of the message sent at ${new Date(m.created_at).toLocaleTimeString()}` }, 'Open attachment', m.attachments.length > 1 ? ' ' + (i + 1) : '');
+      b.addEventListener('click', async () => {
+        b.disabled = true;
+        try {
+          const r = await api.file('/conversations/' + m.conversation_id + '/attachments/' + id);
+          const f = { url: URL.createObjectURL(r.blob), filename: r.filename, type: r.blob.type || '' };
+          files.set(id, f);
+          show(f, true);
+        } catch (e) {
+          b.disabled = false;
+          li.append(h('p', { class: 'form-message error', role: 'alert' }, e.userMessage || 'The attachment cannot be opened.'));
+        }
+      });
+      li.append(b);
+    }
+    return li;
+  }));
+}
+
 function composer() {
   const o = open;
   const msg = messageBox();
   const body = field(o.correcting ? 'Corrected message' : 'Message', { name: 'body', tag: 'textarea', required: true, rows: 2 });
   const pr = field('Priority', { name: 'priority', tag: 'select', options: PRIORITIES, value: 'routine' });
   pr.input.addEventListener('change', () => form.classList.toggle('stat', pr.input.value === 'stat'));
+  // Attachments go with new messages (a correction repeats the text only).
+  const file = o.correcting ? null : h('input', { type: 'file', id: 'f-file', name: 'file', accept: ATTACHMENT_TYPES });
+  const attach = file ? h('div', { class: 'field attach' }, h('label', { for: 'f-file' }, 'Attach a file (optional; photo or PDF)'), file) : null;
   const cancel = o.correcting ? h('button', { type: 'button', class: 'link', onclick: () => { o.correcting = null; renderConversation(); } }, 'Cancel correction') : null;
   const form = h('form', { class: 'composer', novalidate: true, 'aria-label': 'Send a message' },
     o.correcting ? h('p', { class: 'notice' }, 'Correcting your message sent at ', time(o.correcting.created_at), '.') : null,
-    body, h('div', { class: 'row' }, pr, h('button', { type: 'submit', class: 'primary' }, o.correcting ? 'Send correction' : 'Send'), cancel), msg);
+    body, attach, h('div', { class: 'row' }, pr, h('button', { type: 'submit', class: 'primary' }, o.correcting ? 'Send correction' : 'Send'), cancel), msg);
   body.input.addEventListener('keydown', (e) => { if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) form.requestSubmit(); });
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
@@ -489,6 +529,12 @@ function composer() {
     const req = { client_txn_id: crypto.randomUUID(), body: text, priority: pr.input.value };
     if (o.correcting) req.corrects = o.correcting.id;
     try {
+      const chosen = file && file.files[0];
+      if (chosen) {
+        // Uploaded first; the message then refers to it. A refused file sends nothing.
+        const a = await api.upload('/conversations/' + o.id + '/attachments', chosen);
+        req.attachments = [a.id];
+      }
       const m = await api.post('/conversations/' + o.id + '/messages', req);
       if (open !== o) return;
       o.messages.set(m.seq, m);
