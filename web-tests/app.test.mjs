@@ -588,7 +588,7 @@ await step('policies: second factor and idle timeout, retention and legal holds,
   await admin.selectOption('#f-hold_kind', 'patient');
   await admin.fill('#f-hold_subject', '00000000-0000-4000-8000-000000000000');
   await admin.click('#holds button[type=submit]');
-  await admin.waitForSelector('#holds .form-message.error', WAIT);
+  await admin.waitForSelector('#holds .form-message.error:has-text("has that id")', WAIT);
   const refusal = await text(admin, '#holds .form-message');
   assert(refusal.includes('no patient in this organisation has that id') && !refusal.includes('{'), 'an unknown patient is refused clearly: ' + refusal);
   await admin.selectOption('#f-hold_kind', 'user');
@@ -697,6 +697,73 @@ await step('audit: the signed checkpoint, an access report, a patient\'s disclos
   await admin.evaluate(() => window.scrollTo(0, 0));
   await shot(admin, 'audit-desktop');
   await onPhone(admin, 'audit');
+});
+
+await step('policies to acknowledge: publish one (bad input first), read it, acknowledge it; the report counts it', async () => {
+  await admin.click('#nav a[href="#/policies"]');
+  await admin.waitForSelector('#publish-policy button[type=submit]', WAIT);
+  await admin.waitForSelector('#policy-list p:has-text("no policies yet")', WAIT);
+  await admin.click('#publish-policy button[type=submit]');
+  assert((await text(admin, '#publish-policy .form-message')).includes('needs a title and its text'), 'an empty policy is refused');
+  await admin.fill('#f-policy_title', 'Acceptable use of Ward');
+  await admin.fill('#f-policy_text', 'Use Ward for patient care only.\nNever share your sign-in.\nReport a lost phone at once.');
+  await admin.click('#publish-policy button[type=submit]');
+  await admin.waitForSelector('#policy-list .form-message.info:has-text("Policy published")', WAIT);
+  await admin.waitForSelector('#policy-list details.policy:has-text("Acceptable use of Ward") .tag.due', WAIT);
+  await admin.click('#policy-list details.policy summary');
+  await admin.click('#policy-list button:has-text("I have read version 1")');
+  await admin.waitForSelector('#policy-list .form-message.info:has-text("Acknowledged: Acceptable use of Ward")', WAIT);
+  await admin.waitForSelector('#policy-list details.policy .tag.ok', WAIT);
+  await admin.waitForSelector('#ack-report td:has-text("1 of")', WAIT);
+  assert((await text(admin, '#ack-report')).includes('alice'), 'alice has not acknowledged yet');
+  await axe(admin, 'policies to acknowledge');
+  await admin.click('#policy-list details.policy summary');
+  await admin.evaluate(() => window.scrollTo(0, 0));
+  await shot(admin, 'policy-acknowledgment-desktop');
+  await onPhone(admin, 'policies to acknowledge');
+});
+
+await step('registers: a vendor and a risk added, with bad input refused; incidents listed', async () => {
+  await admin.click('#nav a[href="#/admin/registers"]');
+  await admin.waitForSelector('#vendors button[type=submit]', WAIT);
+  await admin.click('#vendors button[type=submit]');
+  assert((await text(admin, '#vendors .form-message')).includes('Name the vendor'), 'an empty vendor is refused');
+  await admin.fill('#f-vendor_name', 'Northwind SMS');
+  await admin.fill('#f-vendor_services', 'Text message delivery');
+  await admin.fill('#f-vendor_data', 'Phone numbers, notices without health details');
+  await admin.selectOption('#f-vendor_baa', 'signed');
+  await admin.click('#vendors button[type=submit]');
+  assert((await text(admin, '#vendors .form-message')).includes('day it was signed'), 'a signed BAA without its date is refused');
+  await admin.fill('#f-vendor_signed', '2026-06-01');
+  await admin.fill('#f-vendor_renewal', '2026-01-01');
+  await admin.click('#vendors button[type=submit]');
+  await admin.waitForSelector('#vendors .form-message.error:not(:has-text("day it was signed"))', WAIT);
+  const refusal = await text(admin, '#vendors .form-message');
+  assert(/renewal/i.test(refusal) && !refusal.includes('{'), 'a renewal before signing is refused clearly: ' + refusal);
+  await admin.fill('#f-vendor_renewal', '2027-06-01');
+  await admin.selectOption('#f-vendor_owner', { label: 'Ada Admin' });
+  await admin.click('#vendors button[type=submit]');
+  await admin.waitForSelector('#vendors tr:has-text("Northwind SMS"):has-text("In force")', WAIT);
+  await admin.click('#risks button[type=submit]');
+  assert((await text(admin, '#risks .form-message')).includes('Describe the risk'), 'an empty risk is refused');
+  await admin.fill('#f-risk_text', 'A lost phone without a passcode exposes messages');
+  await admin.click('#risks button[type=submit]');
+  assert((await text(admin, '#risks .form-message')).includes('next review'), 'a risk without a review day is refused');
+  await admin.selectOption('#f-risk_likelihood', '4');
+  await admin.selectOption('#f-risk_impact', '5');
+  await admin.selectOption('#f-risk_status', 'mitigating');
+  await admin.fill('#f-risk_review', '2027-03-01');
+  await admin.click('#risks button[type=submit]');
+  await admin.waitForSelector('#risks tr:has-text("lost phone"):has-text("20 (4 × 5)")', WAIT);
+  await axe(admin, 'registers');
+  await admin.evaluate(() => window.scrollTo(0, 0));
+  await shot(admin, 'registers-desktop');
+  await onPhone(admin, 'registers');
+  await admin.click('#nav a[href="#/admin/incidents"]');
+  await admin.waitForSelector('h1:has-text("Breach incidents")', WAIT);
+  await admin.waitForSelector('main p:has-text("No incidents recorded"), main table', WAIT);
+  await axe(admin, 'incidents');
+  await onPhone(admin, 'incidents');
 });
 
 await step('no CSP violation and no script error on any page', async () => {

@@ -234,8 +234,11 @@ function start() {
   bar.hidden = false;
   const links = [['#/', 'Messages']];
   if (me.user.role === 'patient') links.push(['#/consent', 'Consent']);
+  if (me.user.role !== 'patient') links.push(['#/policies', 'Policies']);
   if (me.user.role === 'admin') links.push(['#/admin/users', 'Users']);
-  if (me.user.role === 'admin' || me.user.role === 'compliance_officer') links.push(['#/admin/devices', 'Devices'], ['#/admin/policies', 'Policies'], ['#/admin/audit', 'Audit']);
+  if (me.user.role === 'admin' || me.user.role === 'compliance_officer') {
+    links.push(['#/admin/devices', 'Devices'], ['#/admin/policies', 'Settings'], ['#/admin/audit', 'Audit'], ['#/admin/registers', 'Registers'], ['#/admin/incidents', 'Incidents']);
+  }
   links.push(['#/sessions', 'Sessions']);
   mount(nav, h('ul', {}, links.map(([href, text]) => h('li', {}, h('a', { href }, text)))),
     h('span', { class: 'who' }, h('span', { class: 'sr-only' }, 'Signed in as '), me.user.display_name),
@@ -312,6 +315,9 @@ function route() {
   if (parts[0] === 'admin' && parts[1] === 'policies' && staff && !parts[2]) return policiesPage();
   if (parts[0] === 'admin' && parts[1] === 'devices' && staff && !parts[2]) return devicesPage();
   if (parts[0] === 'admin' && parts[1] === 'audit' && staff && !parts[2]) return auditPage();
+  if (parts[0] === 'admin' && parts[1] === 'registers' && staff && !parts[2]) return registersPage();
+  if (parts[0] === 'admin' && parts[1] === 'incidents' && staff && !parts[2]) return incidentsPage();
+  if (parts[0] === 'policies' && me.user.role !== 'patient' && !parts[1]) return ackPoliciesPage();
   setTitle('Not found');
   mount(main, h('section', { class: 'card' }, h('h1', {}, 'Page not found'), h('p', {}, h('a', { href: '#/' }, 'Back to messages'))));
 }
@@ -966,10 +972,10 @@ function personName(dir, id) {
 }
 
 async function policiesPage() {
-  setTitle('Policies');
+  setTitle('Settings');
   open = null;
   const admin = me.user.role === 'admin';
-  const root = h('section', {}, h('h1', { class: 'pagehead' }, 'Organisation policies'));
+  const root = h('section', {}, h('h1', { class: 'pagehead' }, 'Organisation settings'));
   mount(main, root);
   focusHeading(root);
   let dir = null;
@@ -1374,6 +1380,231 @@ function exportForm() {
     }
   });
   return form;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Compliance: policies to acknowledge, the vendor and risk registers, breach incidents
+// ---------------------------------------------------------------------------------------------
+
+const POLICY_KINDS = [['acceptable_use', 'Acceptable use'], ['device_checklist', 'Device checklist'], ['byod_wipe_authority', 'Personal device wipe authority'], ['other', 'Other']];
+const BAA_STATUSES = [['none', 'None'], ['requested', 'Requested'], ['signed', 'Signed'], ['terminated', 'Terminated']];
+const BAA_EXPIRY = { active: 'In force', expiring_soon: 'Expiring soon', expired: 'Expired', not_in_force: 'Not in force' };
+const RISK_STATUSES = [['open', 'Open'], ['mitigating', 'Mitigating'], ['accepted', 'Accepted'], ['closed', 'Closed']];
+const URGENCY = { pending: 'Pending', due_within_week: 'Due within a week', due_within_day: 'Due within a day', overdue: 'Overdue' };
+const DAY = /^\d{4}-\d{2}-\d{2}$/;
+
+const manager = () => me.user.role === 'admin' || me.user.role === 'compliance_officer';
+
+/** Everyone: the organisation's current policies, read and acknowledged one by one. */
+async function ackPoliciesPage(info) {
+  setTitle('Policies');
+  open = null;
+  const msg = messageBox();
+  const listBox = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
+  const root = h('section', {}, h('h1', { class: 'pagehead' }, 'Policies'),
+    h('section', { class: 'card', 'aria-label': 'Current policies', id: 'policy-list' }, msg, listBox));
+  mount(main, root);
+  focusHeading(root);
+  if (info) showInfo(msg, info);
+  try {
+    const r = await api.get('/policies');
+    const pending = r.items.filter((p) => !p.acknowledged_at).length;
+    mount(listBox,
+      h('p', {}, r.items.length === 0 ? 'Your organisation has published no policies yet.'
+        : pending === 0 ? 'You have acknowledged every current policy.'
+          : `${pending} polic${pending === 1 ? 'y needs' : 'ies need'} your acknowledgment${r.require_acknowledgment_before_phi ? ': until then, message content is withheld from you' : ''}.`),
+      h('ul', { class: 'plain' }, r.items.map((p) => policyItem(p, msg))));
+  } catch (e) {
+    mount(listBox);
+    showError(msg, e);
+  }
+  if (manager()) root.append(publishPolicyForm(), await ackReport());
+}
+
+function policyItem(p, msg) {
+  const text = h('div', { class: 'policy-text' });
+  const details = h('details', { class: 'policy' },
+    h('summary', {}, p.title, ' ', h('span', { class: 'tag' }, 'version ' + p.version), p.acknowledged_at ? h('span', { class: 'tag ok' }, 'Acknowledged') : h('span', { class: 'tag due' }, 'To acknowledge')),
+    text);
+  details.addEventListener('toggle', async () => {
+    if (!details.open || text.childNodes.length) return;
+    try {
+      const full = await api.get('/policies/' + p.id);
+      const ack = full.acknowledged_at ? h('p', { class: 'muted' }, 'You acknowledged this version on ' + new Date(full.acknowledged_at).toLocaleString() + '.')
+        : h('button', { type: 'button', class: 'primary', onclick: async (ev) => {
+          ev.target.disabled = true;
+          try { await api.post('/me/policy-acknowledgments', { policy_id: p.id, version: full.version }); await ackPoliciesPage('Acknowledged: ' + full.title + '.'); } catch (e) { ev.target.disabled = false; showError(msg, e); }
+        } }, `I have read version ${full.version} and acknowledge it`);
+      mount(text, h('div', { class: 'note' }, full.text), ack);
+    } catch (e) {
+      showError(msg, e);
+    }
+  });
+  return h('li', {}, details);
+}
+
+function publishPolicyForm() {
+  const msg = messageBox();
+  const kind = field('Kind', { name: 'policy_kind', tag: 'select', options: POLICY_KINDS });
+  const title = field('Title', { name: 'policy_title', maxlength: 200 });
+  const text = field('Text', { name: 'policy_text', tag: 'textarea', rows: 5 });
+  const form = h('form', { class: 'card', novalidate: true, id: 'publish-policy', 'aria-labelledby': 'pub-h' }, h('h2', { id: 'pub-h' }, 'Publish a policy'),
+    h('div', { class: 'row wrap' }, kind, title), text, msg, h('button', { type: 'submit', class: 'primary' }, 'Publish'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    if (!title.input.value.trim() || !text.input.value.trim()) { showError(msg, { userMessage: 'A policy needs a title and its text.' }); return; }
+    busy(form, true);
+    try {
+      await api.post('/policies', { kind: kind.input.value, title: title.input.value.trim(), text: text.input.value });
+      await ackPoliciesPage('Policy published. Everyone is asked to acknowledge it.');
+    } catch (e) {
+      showError(msg, e);
+      busy(form, false);
+    }
+  });
+  return form;
+}
+
+async function ackReport() {
+  const box = h('section', { class: 'card', id: 'ack-report', 'aria-labelledby': 'ackr-h' }, h('h2', { id: 'ackr-h' }, 'Who has acknowledged'));
+  try {
+    const r = await api.get('/policies/acknowledgment-report');
+    box.append(r.items.length === 0 ? h('p', { class: 'muted' }, 'No policies yet.') : eventTable('Acknowledgments of the current versions', r.items, [
+      ['Policy', (x) => `${x.title} (version ${x.version})`], ['Acknowledged', (x) => `${x.acknowledged} of ${x.users}`],
+      ['Not yet', (x) => (x.pending.length ? x.pending.map((u) => u.login).join(', ') : '–')]]));
+  } catch (e) {
+    box.append(h('p', { class: 'form-message error' }, e.userMessage));
+  }
+  return box;
+}
+
+/** Admins and compliance officers: the BAA vendor register and the risk register. */
+async function registersPage() {
+  setTitle('Registers');
+  open = null;
+  const root = h('section', {}, h('h1', { class: 'pagehead' }, 'Compliance registers'));
+  mount(main, root);
+  focusHeading(root);
+  let dir = null;
+  try { dir = await people(); } catch { /* names fall back to ids */ }
+  const owners = [['', 'No one yet'], ...((dir && dir.items) || []).filter((u) => u.role !== 'patient' && !u.disabled).map((u) => [u.id, u.display_name])];
+  root.append(await vendorSection(dir, owners), await riskSection(dir, owners));
+}
+
+async function vendorSection(dir, owners) {
+  const msg = messageBox();
+  const listBox = h('div', {});
+  const name = field('Vendor', { name: 'vendor_name', maxlength: 200 });
+  const services = field('Services', { name: 'vendor_services', maxlength: 2000 });
+  const data = field('Data shared', { name: 'vendor_data', maxlength: 2000 });
+  const status = field('Agreement (BAA)', { name: 'vendor_baa', tag: 'select', options: BAA_STATUSES });
+  const signed = field('Signed on', { name: 'vendor_signed', type: 'date' });
+  const renewal = field('Renewal due', { name: 'vendor_renewal', type: 'date' });
+  const owner = field('Owner', { name: 'vendor_owner', tag: 'select', options: owners });
+  const form = h('form', { novalidate: true, 'aria-labelledby': 'addv-h' }, h('h3', { id: 'addv-h' }, 'Add a vendor'),
+    h('div', { class: 'row wrap' }, name, services, data), h('div', { class: 'row wrap' }, status, signed, renewal, owner), msg,
+    h('button', { type: 'submit', class: 'primary' }, 'Add vendor'));
+  const load = async () => {
+    const r = await api.get('/baa-vendors');
+    mount(listBox, r.items.length === 0 ? h('p', { class: 'muted' }, 'No vendors yet.') : eventTable('Vendors', r.items, [
+      ['Vendor', (x) => x.vendor], ['Services', (x) => x.services], ['Data shared', (x) => x.data_shared],
+      ['Agreement', (x) => h('span', { class: 'state ' + (x.expiry === 'active' ? 'ok' : x.expiry === 'expired' ? 'blocked' : 'warn') }, BAA_EXPIRY[x.expiry] || x.expiry)],
+      ['Renewal', (x) => x.renewal_on || '–'], ['Owner', (x) => (x.owner ? personName(dir, x.owner) : '–')]]));
+  };
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    if (!name.input.value.trim() || !services.input.value.trim() || !data.input.value.trim()) { showError(msg, { userMessage: 'Name the vendor, what it does and what data it receives.' }); return; }
+    if (status.input.value === 'signed' && !signed.input.value) { showError(msg, { userMessage: 'A signed agreement needs the day it was signed.' }); signed.input.focus(); return; }
+    if (signed.input.value && renewal.input.value && renewal.input.value < signed.input.value) { showError(msg, { userMessage: 'The renewal date must not be before the signing date.' }); renewal.input.focus(); return; }
+    const body = { vendor: name.input.value.trim(), services: services.input.value.trim(), data_shared: data.input.value.trim(), baa_status: status.input.value };
+    if (signed.input.value) body.signed_on = signed.input.value;
+    if (renewal.input.value) body.renewal_on = renewal.input.value;
+    if (owner.input.value) body.owner = owner.input.value;
+    busy(form, true);
+    try {
+      await api.post('/baa-vendors', body);
+      showInfo(msg, 'Vendor added.');
+      for (const f of [name, services, data, signed, renewal]) f.input.value = '';
+      await load();
+    } catch (e) {
+      showError(msg, e);
+    } finally {
+      busy(form, false);
+    }
+  });
+  const section = h('section', { class: 'card', id: 'vendors', 'aria-labelledby': 'vendors-h' }, h('h2', { id: 'vendors-h' }, 'Business associates'), listBox, form);
+  try { await load(); } catch (e) { showError(msg, e); }
+  return section;
+}
+
+async function riskSection(dir, owners) {
+  const msg = messageBox();
+  const listBox = h('div', {});
+  const risk = field('Risk', { name: 'risk_text', maxlength: 2000 });
+  const scale = (n, label) => field(label, { name: n, tag: 'select', options: [['1', '1'], ['2', '2'], ['3', '3'], ['4', '4'], ['5', '5']], value: '3' });
+  const likelihood = scale('risk_likelihood', 'Likelihood (1 rare to 5 almost certain)');
+  const impact = scale('risk_impact', 'Impact (1 negligible to 5 severe)');
+  const status = field('Status', { name: 'risk_status', tag: 'select', options: RISK_STATUSES });
+  const review = field('Next review', { name: 'risk_review', type: 'date' });
+  const owner = field('Owner', { name: 'risk_owner', tag: 'select', options: owners });
+  const form = h('form', { novalidate: true, 'aria-labelledby': 'addr-h' }, h('h3', { id: 'addr-h' }, 'Add a risk'),
+    risk, h('div', { class: 'row wrap' }, likelihood, impact, status, review, owner), msg, h('button', { type: 'submit', class: 'primary' }, 'Add risk'));
+  const load = async () => {
+    const r = await api.get('/risks');
+    mount(listBox, r.items.length === 0 ? h('p', { class: 'muted' }, 'No risks recorded yet.') : eventTable('Risks, highest score first', r.items, [
+      ['Risk', (x) => x.risk], ['Score', (x) => `${x.score} (${x.likelihood} × ${x.impact})`], ['Status', (x) => (RISK_STATUSES.find(([v]) => v === x.status) || [null, x.status])[1]],
+      ['Next review', (x) => (x.review_overdue ? h('span', { class: 'state blocked' }, x.review_on + ' (overdue)') : x.review_on)],
+      ['Owner', (x) => (x.owner ? personName(dir, x.owner) : '–')]]));
+  };
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    if (!risk.input.value.trim()) { showError(msg, { userMessage: 'Describe the risk.' }); risk.input.focus(); return; }
+    if (!DAY.test(review.input.value)) { showError(msg, { userMessage: 'Choose the day of the next review.' }); review.input.focus(); return; }
+    const body = { risk: risk.input.value.trim(), likelihood: Number(likelihood.input.value), impact: Number(impact.input.value), status: status.input.value, review_on: review.input.value };
+    if (owner.input.value) body.owner = owner.input.value;
+    busy(form, true);
+    try {
+      await api.post('/risks', body);
+      showInfo(msg, 'Risk added.');
+      risk.input.value = '';
+      await load();
+    } catch (e) {
+      showError(msg, e);
+    } finally {
+      busy(form, false);
+    }
+  });
+  const section = h('section', { class: 'card', id: 'risks', 'aria-labelledby': 'risks-h' }, h('h2', { id: 'risks-h' }, 'Risk register'), listBox, form);
+  try { await load(); } catch (e) { showError(msg, e); }
+  return section;
+}
+
+/** Admins and compliance officers: breach incidents with their notification deadlines. */
+async function incidentsPage() {
+  setTitle('Incidents');
+  open = null;
+  const msg = messageBox();
+  const box = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
+  const root = h('section', { class: 'card' }, h('h1', {}, 'Breach incidents'),
+    h('p', { class: 'muted' }, 'Incidents with their status and the nearest notification deadline. Titles and descriptions are shown only in the API\'s single reads, which are audited.'), msg, box);
+  mount(main, root);
+  focusHeading(root);
+  try {
+    const [list, dir] = await Promise.all([api.get('/incidents'), people().catch(() => null)]);
+    if (list.length === 0) { mount(box, h('p', {}, 'No incidents recorded.')); return; }
+    mount(box, eventTable('Incidents, newest first', list, [
+      ['Reported', (x) => new Date(x.reported_at).toLocaleString() + ' by ' + personName(dir, x.reported_by)],
+      ['Source', (x) => (x.source === 'misdirected_message' ? 'Misdirected message' : 'Reported')],
+      ['Discovered', (x) => x.discovered_on], ['Affected', (x) => String(x.affected_count)], ['Status', (x) => x.status[0].toUpperCase() + x.status.slice(1)],
+      ['Next deadline', (x) => {
+        const due = x.plan.filter((o) => !o.done_on).sort((a, b) => a.due_on.localeCompare(b.due_on))[0];
+        if (!due) return x.plan.length ? 'All notices sent' : 'Not assessed yet';
+        return h('span', { class: 'state ' + (due.urgency === 'overdue' ? 'blocked' : due.urgency === 'pending' ? '' : 'warn') }, `${due.recipient}: ${due.due_on} (${URGENCY[due.urgency] || due.urgency || 'open'})`);
+      }]]));
+  } catch (e) {
+    mount(box);
+    showError(msg, e);
+  }
 }
 
 signInPage();
