@@ -258,6 +258,7 @@ await step('a STAT message: badge and unread count in bob\'s list, visibly disti
 
 await step('recall: the text disappears for bob at once', async () => {
   await alice.click('li.msg.mine.stat button:has-text("Recall")');
+  await alice.click('dialog[open] button:has-text("Recall message")');
   await bob.waitForSelector('li.msg:has-text("Message recalled by its sender")', WAIT);
   assert(!(await bob.textContent('#messages')).includes('unresponsive'), 'recalled text gone');
 });
@@ -359,8 +360,12 @@ await step('idle lock: after the organisation\'s idle timeout the page clears PH
   await signIn(page, 'bob');
   await page.goto(URL_ + '/#/c/' + GROUP);
   await page.waitForSelector('#messages li.msg:has-text("Drawing it now")', WAIT);
+  // A confirmation left open does not hold the lock off (a native confirm() would).
+  await page.click('li.msg.mine:has-text("Drawing it now") button:has-text("Recall")');
+  await page.waitForSelector('dialog[open]:has-text("Recall this message?")', WAIT);
   await page.clock.fastForward(15 * 60 * 1000 + 1000);
   await page.waitForSelector('#f-login', WAIT);
+  assert(!(await page.isVisible('dialog')), 'the open dialog went with the lock');
   const body = await page.textContent('body');
   assert(body.includes('locked after 15 minutes'), 'lock notice shown');
   assert(!body.includes('Drawing it now') && !body.includes('Bob Tanaka'), 'no PHI left on the page');
@@ -473,6 +478,7 @@ await step('admin: users list, bad input, and disabling carol signs her open pag
       type: 'urn:ward:problem:step_up_required', title: 'Verify your second factor again to continue', status: 401, code: 'step_up_required' }) });
   });
   await admin.click('button:has-text("Disable account")');
+  await admin.click('dialog[open] button:has-text("Disable")');
   await admin.waitForSelector('dialog[open] #f-stepup', WAIT);
   await axe(admin, 'step-up dialog');
   await admin.click('dialog button:has-text("Verify")');
@@ -601,6 +607,8 @@ await step('policies: second factor and idle timeout, retention and legal holds,
   await shot(admin, 'policies-desktop');
   await onPhone(admin, 'policies', 'policies-phone');
   await admin.click('#holds button:has-text("Release")');
+  await axe(admin, 'confirmation dialog');
+  await admin.click('dialog[open] button:has-text("Release hold")');
   await admin.waitForSelector('#holds tr:has-text("Dr Erin Walsh"):has-text("Released")', WAIT);
   // Saved for real: the screen loaded afresh shows the new values.
   await admin.click('#nav a[href="#/admin/users"]');

@@ -256,16 +256,48 @@ function start() {
 }
 
 const ACTIVITY = ['keydown', 'pointerdown', 'wheel', 'touchstart'];
+// The lock compares wall-clock time with the last activity, on a short interval and whenever
+// the page comes back into view: a single long timer can be held up (a suspended laptop, a
+// throttled background tab), and PHI must not outlive the idle timeout on screen.
 function startIdleTimer() {
   const ms = Math.max(60, me.org.idle_timeout_secs || 900) * 1000;
-  let timer = null;
-  const reset = () => {
-    clearTimeout(timer);
-    timer = setTimeout(() => lock('Ward locked after ' + Math.round(ms / 60000) + ' minutes without activity. Sign in again to continue.'), ms);
+  let last = Date.now();
+  const reset = () => { last = Date.now(); };
+  const check = () => {
+    if (Date.now() - last >= ms) lock('Ward locked after ' + Math.round(ms / 60000) + ' minutes without activity. Sign in again to continue.');
   };
+  const timer = setInterval(check, Math.min(15_000, ms / 4));
   for (const e of ACTIVITY) document.addEventListener(e, reset, { passive: true, capture: true });
-  reset();
-  idle = { stop() { clearTimeout(timer); for (const e of ACTIVITY) document.removeEventListener(e, reset, { capture: true }); } };
+  document.addEventListener('visibilitychange', check);
+  window.addEventListener('focus', check);
+  idle = {
+    stop() {
+      clearInterval(timer);
+      for (const e of ACTIVITY) document.removeEventListener(e, reset, { capture: true });
+      document.removeEventListener('visibilitychange', check);
+      window.removeEventListener('focus', check);
+    },
+  };
+}
+
+/**
+ * Asks in an in-page dialog and resolves to true when the person confirms. A native confirm()
+ * or alert() would stop the page's timers, and with them the idle lock, while it is open.
+ */
+function ask(question, confirmLabel, cancellable = true) {
+  return new Promise((resolve) => {
+    const text = h('p', { id: 'ask-text' }, question);
+    const yes = h('button', { type: 'button', class: 'primary' }, confirmLabel);
+    const no = cancellable ? h('button', { type: 'button' }, 'Cancel') : null;
+    const dlg = h('dialog', { class: 'card ask', 'aria-labelledby': 'ask-text' }, text, h('div', { class: 'actions' }, yes, no));
+    const done = (v) => { dlg.close(); dlg.remove(); resolve(v); };
+    yes.addEventListener('click', () => done(true));
+    if (no) no.addEventListener('click', () => done(false));
+    dlg.addEventListener('cancel', (e) => { e.preventDefault(); done(false); });
+    document.body.append(dlg);
+    dlg.showModal();
+    (no || yes).focus();
+  });
 }
 
 /** Clears every trace of the session from the page and memory, ends it, and asks to sign in. */
@@ -276,6 +308,9 @@ async function lock(notice) {
   if (stream) stream.close();
   idle = stream = null;
   me = null; list = null; open = null; names = new Map(); hot = new Map(); directory = null;
+  // Responses still in flight must not render into the signed-out page.
+  renderSeq++;
+  for (const d of document.querySelectorAll('dialog')) d.remove();
   for (const f of files.values()) URL.revokeObjectURL(f.url);
   files = new Map();
   api.setTokens(null);
@@ -296,6 +331,8 @@ document.getElementById('sign-out').addEventListener('click', () => lock('You si
 // ---------------------------------------------------------------------------------------------
 
 window.addEventListener('hashchange', () => { if (me && !me.restriction) route(); });
+// The skip link moves focus to the content; it is not a route.
+document.querySelector('a.skip').addEventListener('click', (e) => { e.preventDefault(); main.focus(); });
 
 function route() {
   const parts = location.hash.replace(/^#\/?/, '').split('/').filter(Boolean);
@@ -558,12 +595,12 @@ function composer() {
 }
 
 async function recall(m) {
-  if (!confirm('Recall this message? Its text disappears for everyone in the conversation.')) return;
+  if (!(await ask('Recall this message? Its text disappears for everyone in the conversation.', 'Recall message'))) return;
   try {
     const r = await api.post('/conversations/' + open.id + '/messages/' + m.id + '/recall');
     if (open) { open.messages.set(r.seq, r); renderConversation(); announce('Message recalled'); }
   } catch (e) {
-    alert(e.userMessage);
+    await ask(e.userMessage, 'OK', false);
   }
 }
 
@@ -622,12 +659,12 @@ function addMemberForm(v, s) {
 
 async function removeMember(m) {
   const self = m.user_id === me.user.id;
-  if (!confirm(self ? 'Leave this conversation?' : 'Remove this member from the conversation?')) return;
+  if (!(await ask(self ? 'Leave this conversation?' : 'Remove this member from the conversation?', self ? 'Leave' : 'Remove member'))) return;
   try {
     await api.del('/conversations/' + open.id + '/members/' + m.user_id);
     if (self) { location.hash = '#/'; } else { await reloadOpen(); }
   } catch (e) {
-    alert(e.userMessage);
+    await ask(e.userMessage, 'OK', false);
   }
 }
 
@@ -790,7 +827,7 @@ async function changeConsent(pid, channel, allow, msg) {
     if (allow) {
       const req = { channel };
       if (channel === 'unsecured_phi') {
-        if (!confirm('Unencrypted email and text messages can be read by anyone who sees your inbox or phone, or intercepts them. Do you still want your health details sent that way?')) return;
+        if (!(await ask('Unencrypted email and text messages can be read by anyone who sees your inbox or phone, or intercepts them. Do you still want your health details sent that way?', 'Send them that way'))) return;
         req.warning_version = WARNING_VERSION;
         req.patient_insists = true;
       }
@@ -929,13 +966,13 @@ async function adminUserPage(id) {
   });
   const toggle = h('button', { type: 'button', class: u.disabled ? 'primary' : 'danger' }, u.disabled ? 'Enable account' : 'Disable account');
   toggle.addEventListener('click', async () => {
-    if (!u.disabled && !confirm('Disable this account? Every session of it ends at once.')) return;
+    if (!u.disabled && !(await ask('Disable this account? Every session of it ends at once.', 'Disable'))) return;
     try { await stepped(() => api.post('/users/' + id + (u.disabled ? '/enable' : '/disable'))); await adminUserPage(id); announce(u.disabled ? 'Account enabled' : 'Account disabled'); } catch (e) { showError(msg, e); }
   });
   const reset = h('button', { type: 'button' }, 'Reset password');
   const out = h('div', { role: 'status' });
   reset.addEventListener('click', async () => {
-    if (!confirm('Reset the password? The account gets a one-time password and every session ends.')) return;
+    if (!(await ask('Reset the password? The account gets a one-time password and every session ends.', 'Reset'))) return;
     try { const r = await stepped(() => api.post('/users/' + id + '/password-reset')); mount(out, h('p', { class: 'notice' }, 'One-time password (shown once): ', h('code', { class: 'secret' }, r.one_time_password))); } catch (e) { showError(msg, e); }
   });
   const sessions = h('div', {});
@@ -1070,7 +1107,7 @@ async function holdsSection(dir) {
           h('td', {}, new Date(x.placed_at).toLocaleString(), ' by ', personName(dir, x.placed_by)),
           h('td', {}, x.active ? 'In force' : 'Released ' + new Date(x.released_at).toLocaleString()),
           h('td', {}, x.active ? h('button', { type: 'button', 'aria-label': 'Release hold: ' + x.reason, onclick: async () => {
-            if (!confirm('Release this legal hold? Data it covered becomes subject to retention again.')) return;
+            if (!(await ask('Release this legal hold? Data it covered becomes subject to retention again.', 'Release hold'))) return;
             try { await api.post('/legal-holds/' + x.id + '/release'); announce('Hold released'); await load(); } catch (e) { showError(msg, e); }
           } }, 'Release') : null))))));
     } catch (e) {
