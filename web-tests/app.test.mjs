@@ -4,13 +4,14 @@
 //
 // Run by crates/ward-server/tests/web_browser.rs, which starts the server and seeds:
 //   WARD_URL, WARD_CHROMIUM, WARD_PASSWORD, WARD_GROUP (alice+bob), WARD_PATIENT_CONV,
-//   WARD_SCREENSHOTS (optional directory for the screenshots).
-// Accounts: alice (clinician), bob (nurse), carol (clinician), admin, jamie (patient).
+//   WARD_SCREENSHOTS (optional directory for the screenshots), the admin's TOTP secret and
+//   recovery codes, and erin's phone (blocked: no passcode) with its wipe secret.
+// Accounts: alice (clinician), bob (nurse), carol (clinician), erin (clinician), admin, jamie (patient).
 // Prints page weight and render times (measured, never asserted); exits non-zero on failure.
 
 import { readFileSync, mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { gzipSync } from 'node:zlib';
+import { crc32, deflateSync, gzipSync } from 'node:zlib';
 import { createHmac } from 'node:crypto';
 import { chromium } from 'playwright-core';
 
@@ -28,6 +29,9 @@ const PATIENT_CONV = env('WARD_PATIENT_CONV');
 const SHOTS = process.env.WARD_SCREENSHOTS || '';
 const ADMIN_TOTP = env('WARD_ADMIN_TOTP_SECRET');
 const ADMIN_RECOVERY = env('WARD_ADMIN_RECOVERY_CODE');
+const ADMIN_RECOVERY_2 = env('WARD_ADMIN_RECOVERY_CODE_2');
+const ERIN_DEVICE = env('WARD_ERIN_DEVICE');
+const ERIN_WIPE_SECRET = env('WARD_ERIN_WIPE_SECRET');
 
 /** The current RFC 6238 code (SHA-1, 6 digits, 30 s), computed here independently of Ward. */
 function totp(secretHex) {
@@ -254,6 +258,7 @@ await step('a STAT message: badge and unread count in bob\'s list, visibly disti
 
 await step('recall: the text disappears for bob at once', async () => {
   await alice.click('li.msg.mine.stat button:has-text("Recall")');
+  await alice.click('dialog[open] button:has-text("Recall message")');
   await bob.waitForSelector('li.msg:has-text("Message recalled by its sender")', WAIT);
   assert(!(await bob.textContent('#messages')).includes('unresponsive'), 'recalled text gone');
 });
@@ -263,6 +268,55 @@ await step('correction: alice corrects her message; bob sees it marked as a corr
   await alice.fill('#f-body', 'Potassium 3.3, repeat at 18:00');
   await alice.click('.composer button[type=submit]');
   await bob.waitForSelector('li.msg:has-text("Potassium 3.3") .tag:has-text("Correction")', WAIT);
+});
+
+/** A PNG (200×80: a red trace on white, like a rhythm strip), built here: signature, IHDR, IDAT, IEND. */
+function png() {
+  const W = 200, H = 80;
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4); len.writeUInt32BE(data.length);
+    const crc = Buffer.alloc(4); crc.writeUInt32BE(crc32(Buffer.concat([Buffer.from(type), data])));
+    return Buffer.concat([len, Buffer.from(type), data, crc]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(W, 0); ihdr.writeUInt32BE(H, 4); ihdr[8] = 8; ihdr[9] = 2; // 8-bit RGB
+  const trace = (x) => Math.round(H / 2 - (x % 50 === 20 ? 30 : x % 50 === 22 ? -12 : 4 * Math.sin(x / 4)));
+  const rows = [];
+  for (let y = 0; y < H; y++) {
+    const row = Buffer.alloc(1 + 3 * W, 255);
+    row[0] = 0;
+    for (let x = 0; x < W; x++) {
+      const a = trace(x), b = trace(x + 1);
+      if (y >= Math.min(a, b) && y <= Math.max(a, b)) { row[1 + 3 * x] = 200; row[2 + 3 * x] = 0; row[3 + 3 * x] = 0; }
+    }
+    rows.push(row);
+  }
+  return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(Buffer.concat(rows))), chunk('IEND', Buffer.alloc(0))]);
+}
+
+await step('attachments: a file of a refused type is explained; a photo reaches bob, who opens it on the phone', async () => {
+  await alice.waitForSelector('#f-file', WAIT);
+  await alice.setInputFiles('#f-file', { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('not an image') });
+  await alice.fill('#f-body', 'Notes attached');
+  await alice.click('.composer button[type=submit]');
+  await alice.waitForSelector('.composer .form-message.error', WAIT);
+  const refusal = await text(alice, '.composer .form-message');
+  assert(refusal.includes('This type of file cannot be attached') && !refusal.includes('{'), 'a clear refusal: ' + refusal);
+  assert(!(await alice.textContent('#messages')).includes('Notes attached'), 'nothing was sent');
+  await alice.setInputFiles('#f-file', { name: 'ecg strip.png', mimeType: 'image/png', buffer: png() });
+  await alice.fill('#f-body', 'ECG strip from this morning');
+  await alice.click('.composer button[type=submit]');
+  await alice.waitForSelector('li.msg.mine:has-text("ECG strip from this morning") .attachments button', WAIT);
+  await bob.waitForSelector('li.msg:has-text("ECG strip from this morning") .attachments button', WAIT);
+  await axe(bob, 'message with an attachment (phone)');
+  await bob.click('li.msg:has-text("ECG strip from this morning") .attachments button');
+  await bob.waitForSelector('li.msg:has-text("ECG strip from this morning") img.preview', WAIT);
+  const [w, alt] = await bob.$eval('li.msg:has-text("ECG strip from this morning") img.preview', (i) => [i.naturalWidth, i.alt]);
+  assert(w === 200 && alt.includes('ecg strip.png'), `the image shows (${w} px, ${alt})`);
+  assert((await bob.getAttribute('li.msg:has-text("ECG strip from this morning") a[download]', 'download')) === 'ecg strip.png', 'saved under its name');
+  await axe(bob, 'opened attachment (phone)');
+  await shot(bob, 'attachment-phone');
+  await fitsWidth(bob, 'opened attachment (phone)');
 });
 
 await step('sessions page lists this session; passes axe', async () => {
@@ -306,8 +360,12 @@ await step('idle lock: after the organisation\'s idle timeout the page clears PH
   await signIn(page, 'bob');
   await page.goto(URL_ + '/#/c/' + GROUP);
   await page.waitForSelector('#messages li.msg:has-text("Drawing it now")', WAIT);
+  // A confirmation left open does not hold the lock off (a native confirm() would).
+  await page.click('li.msg.mine:has-text("Drawing it now") button:has-text("Recall")');
+  await page.waitForSelector('dialog[open]:has-text("Recall this message?")', WAIT);
   await page.clock.fastForward(15 * 60 * 1000 + 1000);
   await page.waitForSelector('#f-login', WAIT);
+  assert(!(await page.isVisible('dialog')), 'the open dialog went with the lock');
   const body = await page.textContent('body');
   assert(body.includes('locked after 15 minutes'), 'lock notice shown');
   assert(!body.includes('Drawing it now') && !body.includes('Bob Tanaka'), 'no PHI left on the page');
@@ -356,7 +414,8 @@ await step('members: adding someone outside the care team asks for a reason; the
   assert((await text(alice, 'form.addmember .form-message')).includes('Choose the person to add'), 'no person chosen');
   await alice.selectOption('#f-member', { label: 'Dr Carol Singh (clinician)' });
   await alice.click('form.addmember button[type=submit]');
-  await alice.waitForSelector('form.addmember .form-message.error', WAIT);
+  // (the message box still shows the previous refusal until the server answers)
+  await alice.waitForSelector('form.addmember .form-message.error:not(:has-text("Choose the person"))', WAIT);
   const refusal = await text(alice, 'form.addmember .form-message');
   assert(/reason/i.test(refusal) && !refusal.includes('{'), 'a clear refusal without a reason: ' + refusal);
   await alice.selectOption('#f-reason', 'consult');
@@ -367,12 +426,14 @@ await step('members: adding someone outside the care team asks for a reason; the
   await shot(alice, 'patient-conversation-desktop');
 });
 
+let admin = null; // the admin's page, kept open for the console steps after this one
+
 await step('admin: users list, bad input, and disabling carol signs her open page out within seconds', async () => {
   const carol = await newPage(DESKTOP, 'carol');
   await signIn(carol, 'carol');
   await carol.waitForSelector('#convs', WAIT);
   await carol.waitForSelector('#conn:has-text("Live")', WAIT);
-  const admin = await newPage(DESKTOP, 'admin');
+  admin = await newPage(DESKTOP, 'admin');
   await admin.goto(URL_ + '/');
   await admin.fill('#f-login', 'admin');
   await admin.fill('#f-password', PASSWORD);
@@ -417,6 +478,7 @@ await step('admin: users list, bad input, and disabling carol signs her open pag
       type: 'urn:ward:problem:step_up_required', title: 'Verify your second factor again to continue', status: 401, code: 'step_up_required' }) });
   });
   await admin.click('button:has-text("Disable account")');
+  await admin.click('dialog[open] button:has-text("Disable")');
   await admin.waitForSelector('dialog[open] #f-stepup', WAIT);
   await axe(admin, 'step-up dialog');
   await admin.click('dialog button:has-text("Verify")');
@@ -438,12 +500,13 @@ await step('admin: users list, bad input, and disabling carol signs her open pag
   await carol.click('form button[type=submit]');
   await carol.waitForSelector('.form-message.error', WAIT);
   assert(/disabled/i.test(await text(carol, '.form-message')), 'disabled account message: ' + (await text(carol, '.form-message')));
-  await admin.context().close();
   await carol.context().close();
 });
 
+let dana = null; // the compliance officer's phone page, kept open for the console steps
+
 await step('first sign-in: the one-time password must be changed, then TOTP enrolled (the org requires it for compliance officers)', async () => {
-  const dana = await newPage(PHONE, 'dana');
+  dana = await newPage(PHONE, 'dana');
   await dana.goto(URL_ + '/');
   await dana.fill('#f-login', 'dana');
   await dana.fill('#f-password', danaPassword);
@@ -458,7 +521,7 @@ await step('first sign-in: the one-time password must be changed, then TOTP enro
   await dana.fill('#f-new', 'short');
   await dana.fill('#f-again', 'short');
   await dana.click('form button[type=submit]');
-  await dana.waitForSelector('.form-message.error:has-text("password")', WAIT);
+  await dana.waitForSelector('.form-message.error:has-text("password"):not(:has-text("differ"))', WAIT);
   await dana.fill('#f-new', 'a brand new passphrase 42');
   await dana.fill('#f-again', 'a brand new passphrase 42');
   await dana.click('form button[type=submit]');
@@ -482,9 +545,256 @@ await step('first sign-in: the one-time password must be changed, then TOTP enro
   await axe(dana, 'recovery codes (phone)');
   await dana.click('button:has-text("continue")');
   await dana.waitForSelector('#convs', WAIT);
-  await dana.context().close();
 });
 
+/** The page fits the viewport's width (no sideways scrolling). */
+async function fitsWidth(page, where) {
+  const w = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth,
+    [...document.querySelectorAll('body *')].filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1)
+      .slice(-3).map((e) => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + (e.className ? '.' + e.className : '')).join(', ')]);
+  assert(w[0] <= w[1], `${where}: ${w[0]} px wide in a ${w[1]} px viewport (${w[2]})`);
+}
+
+/** Checks the current screen on a phone-sized viewport (axe and width), then back to desktop. */
+async function onPhone(page, where, name) {
+  await page.setViewportSize(PHONE);
+  await axe(page, where + ' (phone)');
+  await fitsWidth(page, where + ' (phone)');
+  if (name) await shot(page, name);
+  await page.setViewportSize(DESKTOP);
+}
+
+await step('policies: second factor and idle timeout, retention and legal holds, with bad input', async () => {
+  await admin.click('#nav a[href="#/admin/policies"]');
+  await admin.waitForSelector('#org-policy button[type=submit]', WAIT);
+  await admin.waitForSelector('#holds form button[type=submit]', WAIT);
+  assert(await admin.isChecked('#mfa-compliance_officer'), 'the org requires a second factor for compliance officers');
+  await axe(admin, 'policies');
+  await admin.fill('#f-idle_minutes', '0');
+  await admin.click('#org-policy button[type=submit]');
+  assert((await text(admin, '#org-policy .form-message')).includes('from 1 to 1440'), 'a zero idle timeout is refused');
+  await admin.check('#mfa-nurse');
+  await admin.fill('#f-idle_minutes', '20');
+  await admin.click('#org-policy button[type=submit]');
+  await admin.waitForSelector('#org-policy .form-message.info:has-text("idle timeout 20 minutes")', WAIT);
+  assert((await text(admin, '#org-policy .form-message')).includes('nurse'), 'nurses now need a second factor');
+  // Retention: a period out of range, then one the server takes.
+  await admin.fill('#f-ret_patient', '0');
+  await admin.click('#retention button[type=submit]');
+  assert((await text(admin, '#retention .form-message')).includes('from 1 to 36500'), 'a zero period is refused');
+  await admin.fill('#f-ret_patient', '2557');
+  await admin.click('#retention button[type=submit]');
+  await admin.waitForSelector('#retention .form-message.info:has-text("Retention saved")', WAIT);
+  // Legal holds.
+  await admin.click('#holds button[type=submit]');
+  assert((await text(admin, '#holds .form-message')).includes('Choose the person'), 'no person chosen');
+  await admin.selectOption('#f-hold_user', { label: 'Dr Erin Walsh (clinician)' });
+  await admin.click('#holds button[type=submit]');
+  assert((await text(admin, '#holds .form-message')).includes('legal matter'), 'no matter named');
+  await admin.fill('#f-hold_reason', 'Matter 2026-017, employment claim');
+  // A patient id the server does not know: its refusal, as a sentence.
+  await admin.selectOption('#f-hold_kind', 'patient');
+  await admin.fill('#f-hold_subject', '00000000-0000-4000-8000-000000000000');
+  await admin.click('#holds button[type=submit]');
+  await admin.waitForSelector('#holds .form-message.error:has-text("has that id")', WAIT);
+  const refusal = await text(admin, '#holds .form-message');
+  assert(refusal.includes('no patient in this organisation has that id') && !refusal.includes('{'), 'an unknown patient is refused clearly: ' + refusal);
+  await admin.selectOption('#f-hold_kind', 'user');
+  await admin.click('#holds button[type=submit]');
+  await admin.waitForSelector('#holds tr:has-text("Dr Erin Walsh"):has-text("In force")', WAIT);
+  await axe(admin, 'policies with a hold');
+  await admin.evaluate(() => window.scrollTo(0, 0));
+  await shot(admin, 'policies-desktop');
+  await onPhone(admin, 'policies', 'policies-phone');
+  await admin.click('#holds button:has-text("Release")');
+  await axe(admin, 'confirmation dialog');
+  await admin.click('dialog[open] button:has-text("Release hold")');
+  await admin.waitForSelector('#holds tr:has-text("Dr Erin Walsh"):has-text("Released")', WAIT);
+  // Saved for real: the screen loaded afresh shows the new values.
+  await admin.click('#nav a[href="#/admin/users"]');
+  await admin.waitForSelector('table.table tbody tr', WAIT);
+  await admin.click('#nav a[href="#/admin/policies"]');
+  await admin.waitForSelector('#f-ret_patient', WAIT);
+  assert((await admin.inputValue('#f-ret_patient')) === '2557' && (await admin.inputValue('#f-idle_minutes')) === '20', 'saved values shown');
+  assert(await admin.isChecked('#mfa-nurse'), 'saved roles shown');
+});
+
+await step('devices: owner, posture with the failing settings, last seen; wipe through the step-up dialog, then acknowledged', async () => {
+  await admin.click('#nav a[href="#/admin/devices"]');
+  const erinRow = `table.devices tr[data-id="${ERIN_DEVICE}"]`;
+  await admin.waitForSelector(erinRow, WAIT);
+  const row = await text(admin, erinRow);
+  assert(row.includes('Dr Erin Walsh') && row.includes('Blocked from PHI') && row.includes('Passcode present'), 'erin\'s phone is blocked, naming the setting: ' + row);
+  assert((await text(admin, 'table.devices tr:has-text("Bob Tanaka RN"):has-text("iPhone")')).includes('Compliant'), 'bob\'s phone is compliant');
+  await axe(admin, 'devices');
+  await shot(admin, 'devices-desktop');
+  await onPhone(admin, 'devices');
+  // As for disabling above: the first wipe request is answered as the server answers a stale
+  // second factor; the dialog's recovery code and the retried wipe go to the server.
+  let asked = false;
+  await admin.route('**/api/v1/devices/*/wipe', (route) => {
+    if (asked) return route.continue();
+    asked = true;
+    return route.fulfill({ status: 401, contentType: 'application/problem+json', body: JSON.stringify({
+      type: 'urn:ward:problem:step_up_required', title: 'Verify your second factor again to continue', status: 401, code: 'step_up_required' }) });
+  });
+  await admin.click(`${erinRow} button:has-text("Wipe")`);
+  await admin.waitForSelector('dialog[open] #f-wipe_reason', WAIT);
+  await axe(admin, 'wipe dialog');
+  await admin.click('dialog button:has-text("Wipe device")');
+  assert((await text(admin, 'dialog .form-message')).includes('Give a reason'), 'a wipe without a reason is refused');
+  await admin.fill('#f-wipe_reason', 'Reported lost on the bus');
+  await admin.click('dialog button:has-text("Wipe device")');
+  await admin.waitForSelector('dialog[open] #f-stepup', WAIT);
+  await admin.click('dialog button:has-text("Use a recovery code instead")');
+  await admin.fill('#f-stepup', ADMIN_RECOVERY_2);
+  await admin.click('dialog button:has-text("Verify")');
+  await admin.waitForSelector('.form-message.info:has-text("Wipe requested")', WAIT);
+  assert((await text(admin, erinRow)).includes('Requested'), 'the wipe shows as requested: ' + (await text(admin, erinRow)));
+  assert((await text(admin, erinRow)).includes('Revoked'), 'the device\'s access is revoked');
+  // The phone fetches the command and confirms the erasure with its wipe secret.
+  const phone = await browser.newContext({ ignoreHTTPSErrors: true });
+  const cmd = await phone.request.post(URL_ + '/api/v1/device-wipe/command', { data: { device_id: ERIN_DEVICE, wipe_secret: ERIN_WIPE_SECRET } });
+  assert(cmd.status() === 200, 'wipe command: ' + cmd.status());
+  const ack = await phone.request.post(URL_ + '/api/v1/device-wipe/ack', { data: { device_id: ERIN_DEVICE, wipe_secret: ERIN_WIPE_SECRET, wipe_id: (await cmd.json()).wipe_id } });
+  assert(ack.status() === 204, 'wipe ack: ' + ack.status());
+  await phone.close();
+  await admin.click('button:has-text("Refresh")');
+  await admin.waitForSelector(`${erinRow}:has-text("Acknowledged by the device")`, WAIT);
+  // The user's own page lists their devices with the same evidence.
+  await admin.click(`${erinRow} a:has-text("Dr Erin Walsh")`);
+  await admin.waitForSelector(`#user-devices tr[data-id="${ERIN_DEVICE}"]:has-text("Acknowledged by the device")`, WAIT);
+  await axe(admin, 'user with devices');
+  await onPhone(admin, 'user with devices');
+});
+await step('audit: the signed checkpoint, an access report, a patient\'s disclosures, an export download; bad input', async () => {
+  await admin.click('#nav a[href="#/admin/audit"]');
+  await admin.waitForSelector('#cp-size', WAIT);
+  assert(Number(await text(admin, '#cp-size')) > 0, 'the checkpoint covers events');
+  await axe(admin, 'audit');
+  // Access report for a person.
+  await admin.click('#access-report button[type=submit]');
+  assert((await text(admin, '#access-report .form-message')).includes('Choose the person'), 'no person chosen');
+  await admin.selectOption('#f-report_user', { label: 'Dr Alice Moreau (clinician)' });
+  await admin.fill('#f-report_from', '2026-12-10');
+  await admin.fill('#f-report_to', '2026-12-01');
+  await admin.click('#access-report button[type=submit]');
+  assert((await text(admin, '#access-report .form-message')).includes('must not be after'), 'a backwards period is refused');
+  await admin.fill('#f-report_from', '');
+  await admin.fill('#f-report_to', '');
+  await admin.click('#access-report button[type=submit]');
+  await admin.waitForSelector('#report-summary', WAIT);
+  assert(/^[1-9]\d* events/.test(await text(admin, '#report-summary')), 'alice has events: ' + (await text(admin, '#report-summary')));
+  assert((await text(admin, '#report-out')).includes('message.send'), 'her messages are in the report');
+  // A patient's disclosures: carol was added outside the care team with a stated reason.
+  await admin.click('#patient-audit button[type=submit]');
+  assert((await text(admin, '#patient-audit .form-message')).includes('MRN or id'), 'nothing entered');
+  await admin.fill('#f-audit_patient', 'MRN-9999');
+  await admin.click('#patient-audit button[type=submit]');
+  await admin.waitForSelector('#patient-audit .form-message.error:has-text("No patient in this organisation has that MRN")', WAIT);
+  await admin.fill('#f-audit_patient', 'MRN-0042');
+  await admin.click('#patient-audit button[type=submit]');
+  await admin.waitForSelector('#patient-out table:has(caption:has-text("Disclosures")) tr:has-text("Dr Carol Singh")', WAIT);
+  await admin.waitForSelector('#patient-out table:has(caption:has-text("Accesses")) tr', WAIT);
+  await axe(admin, 'audit with reports');
+  // The export: a file download (the step-up is fresh from the wipe above).
+  await admin.selectOption('#f-export_format', 'csv');
+  const [download] = await Promise.all([admin.waitForEvent('download', WAIT), admin.click('#export button[type=submit]')]);
+  assert(download.suggestedFilename() === 'ward-audit.csv', 'file name: ' + download.suggestedFilename());
+  const csv = readFileSync(await download.path(), 'utf8');
+  assert(csv.split('\n').length > 10 && csv.includes('message.send'), 'the export has the events');
+  await admin.waitForSelector('#export .form-message.info:has-text("ward-audit.csv")', WAIT);
+  await admin.evaluate(() => window.scrollTo(0, 0));
+  await shot(admin, 'audit-desktop');
+  await onPhone(admin, 'audit');
+});
+
+await step('policies to acknowledge: publish one (bad input first), read it, acknowledge it; the report counts it', async () => {
+  await admin.click('#nav a[href="#/policies"]');
+  await admin.waitForSelector('#publish-policy button[type=submit]', WAIT);
+  await admin.waitForSelector('#policy-list p:has-text("no policies yet")', WAIT);
+  await admin.click('#publish-policy button[type=submit]');
+  assert((await text(admin, '#publish-policy .form-message')).includes('needs a title and its text'), 'an empty policy is refused');
+  await admin.fill('#f-policy_title', 'Acceptable use of Ward');
+  await admin.fill('#f-policy_text', 'Use Ward for patient care only.\nNever share your sign-in.\nReport a lost phone at once.');
+  await admin.click('#publish-policy button[type=submit]');
+  await admin.waitForSelector('#policy-list .form-message.info:has-text("Policy published")', WAIT);
+  await admin.waitForSelector('#policy-list details.policy:has-text("Acceptable use of Ward") .tag.due', WAIT);
+  await admin.click('#policy-list details.policy summary');
+  await admin.click('#policy-list button:has-text("I have read version 1")');
+  await admin.waitForSelector('#policy-list .form-message.info:has-text("Acknowledged: Acceptable use of Ward")', WAIT);
+  await admin.waitForSelector('#policy-list details.policy .tag.ok', WAIT);
+  await admin.waitForSelector('#ack-report td:has-text("1 of")', WAIT);
+  assert((await text(admin, '#ack-report')).includes('alice'), 'alice has not acknowledged yet');
+  await axe(admin, 'policies to acknowledge');
+  await admin.click('#policy-list details.policy summary');
+  await admin.evaluate(() => window.scrollTo(0, 0));
+  await shot(admin, 'policy-acknowledgment-desktop');
+  await onPhone(admin, 'policies to acknowledge');
+});
+
+await step('registers: a vendor and a risk added, with bad input refused; incidents listed', async () => {
+  await admin.click('#nav a[href="#/admin/registers"]');
+  await admin.waitForSelector('#vendors button[type=submit]', WAIT);
+  await admin.click('#vendors button[type=submit]');
+  assert((await text(admin, '#vendors .form-message')).includes('Name the vendor'), 'an empty vendor is refused');
+  await admin.fill('#f-vendor_name', 'Northwind SMS');
+  await admin.fill('#f-vendor_services', 'Text message delivery');
+  await admin.fill('#f-vendor_data', 'Phone numbers, notices without health details');
+  await admin.selectOption('#f-vendor_baa', 'signed');
+  await admin.click('#vendors button[type=submit]');
+  assert((await text(admin, '#vendors .form-message')).includes('day it was signed'), 'a signed BAA without its date is refused');
+  await admin.fill('#f-vendor_signed', '2026-06-01');
+  await admin.fill('#f-vendor_renewal', '2026-01-01');
+  await admin.click('#vendors button[type=submit]');
+  await admin.waitForSelector('#vendors .form-message.error:not(:has-text("day it was signed"))', WAIT);
+  const refusal = await text(admin, '#vendors .form-message');
+  assert(/renewal/i.test(refusal) && !refusal.includes('{'), 'a renewal before signing is refused clearly: ' + refusal);
+  await admin.fill('#f-vendor_renewal', '2027-06-01');
+  await admin.selectOption('#f-vendor_owner', { label: 'Ada Admin' });
+  await admin.click('#vendors button[type=submit]');
+  await admin.waitForSelector('#vendors tr:has-text("Northwind SMS"):has-text("In force")', WAIT);
+  await admin.click('#risks button[type=submit]');
+  assert((await text(admin, '#risks .form-message')).includes('Describe the risk'), 'an empty risk is refused');
+  await admin.fill('#f-risk_text', 'A lost phone without a passcode exposes messages');
+  await admin.click('#risks button[type=submit]');
+  assert((await text(admin, '#risks .form-message')).includes('next review'), 'a risk without a review day is refused');
+  await admin.selectOption('#f-risk_likelihood', '4');
+  await admin.selectOption('#f-risk_impact', '5');
+  await admin.selectOption('#f-risk_status', 'mitigating');
+  await admin.fill('#f-risk_review', '2027-03-01');
+  await admin.click('#risks button[type=submit]');
+  await admin.waitForSelector('#risks tr:has-text("lost phone"):has-text("20 (4 × 5)")', WAIT);
+  await axe(admin, 'registers');
+  await admin.evaluate(() => window.scrollTo(0, 0));
+  await shot(admin, 'registers-desktop');
+  await onPhone(admin, 'registers');
+  await admin.click('#nav a[href="#/admin/incidents"]');
+  await admin.waitForSelector('h1:has-text("Breach incidents")', WAIT);
+  await admin.waitForSelector('main p:has-text("No incidents recorded"), main table', WAIT);
+  await axe(admin, 'incidents');
+  await onPhone(admin, 'incidents');
+});
+
+await step('a compliance officer (on a phone) reviews devices, retention and audit, but cannot wipe, manage users or set sign-in rules', async () => {
+  await dana.waitForSelector('#nav a[href="#/admin/devices"]', WAIT);
+  assert(!(await dana.$('#nav a[href="#/admin/users"]')), 'no Users link');
+  await dana.click('#nav a[href="#/admin/devices"]');
+  await dana.waitForSelector(`table.devices tr[data-id="${ERIN_DEVICE}"]`, WAIT);
+  assert((await dana.$$('table.devices button')).length === 0, 'no wipe buttons');
+  await axe(dana, 'devices (compliance officer, phone)');
+  await fitsWidth(dana, 'devices (compliance officer, phone)');
+  await dana.click('#nav a[href="#/admin/policies"]');
+  await dana.waitForSelector('#retention button[type=submit]', WAIT);
+  assert(!(await dana.$('#org-policy')), 'no sign-in policy form');
+  await dana.click('#nav a[href="#/admin/audit"]');
+  await dana.waitForSelector('#cp-size', WAIT);
+  await axe(dana, 'audit (compliance officer, phone)');
+  await shot(dana, 'audit-phone');
+  await dana.goto(URL_ + '/#/admin/users');
+  await dana.waitForSelector('h1:has-text("Page not found")', WAIT);
+  await dana.context().close();
+});
 await step('no CSP violation and no script error on any page', async () => {
   assert(problems.length === 0, problems.join('\n'));
 });

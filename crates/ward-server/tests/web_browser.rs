@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use common::{Account, Harness, PASSWORD};
+use reqwest::Method;
 use serde_json::json;
 use ward_domain::ids::PatientId;
 use ward_domain::role::Role;
@@ -57,6 +58,31 @@ async fn person(h: &Harness, org: &ward_store::Org, login: &str, display: &str, 
     Account { id: u.id, login: login.into(), org: org.clone(), role }
 }
 
+/// Signs `account` in from an iPhone, registers it and reports its posture: every setting as
+/// the baseline asks (`compliant`), or without a passcode. Returns the device id and its wipe
+/// secret.
+async fn phone(h: &Harness, account: &Account, name: &str, compliant: bool) -> (String, String) {
+    let body = json!({"login": account.login, "password": PASSWORD, "device": {"name": name, "platform": "ios"}});
+    let r = h.call(Method::POST, "/api/v1/auth/login", None, Some(body)).await.expect(200);
+    let access = r.body["tokens"]["access_token"].as_str().unwrap().to_owned();
+    let device = r.body["tokens"]["device_id"].as_str().unwrap().to_owned();
+    let registration = json!({"platform": "ios", "model": "iPhone16,1", "os_version": "18.1", "app_version": "1.0.0",
+        "ownership": "byod", "supervised": false, "mdm_enrolled": false});
+    let reg =
+        h.raw(Method::PUT, "/api/v1/me/device", Some(&access), "application/json", registration.to_string().into_bytes()).await.expect(200);
+    let secret = reg.body["wipe_secret"].as_str().unwrap().to_owned();
+    let mut report = json!({"os_version": "18.1", "passcode_present": true, "passcode_length": 6, "passcode_alphanumeric": true,
+        "erase_after_failed_attempts": 10, "auto_lock_minutes": 5, "siri_while_locked": false, "encrypted_backups": true,
+        "jailbreak_detected": false, "app_attestation": "passed"});
+    if !compliant {
+        report = json!({"os_version": "18.1", "passcode_present": false, "erase_after_failed_attempts": 10, "auto_lock_minutes": 5,
+            "siri_while_locked": false, "encrypted_backups": true, "jailbreak_detected": false, "app_attestation": "passed"});
+    }
+    let r = h.call(Method::POST, &format!("/api/v1/me/devices/{device}/posture"), Some(&access), Some(report)).await.expect(201);
+    assert_eq!(r.body["state"], if compliant { "compliant" } else { "block_phi" }, "{}", r.body);
+    (device, secret)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn web_app_in_chromium() {
     let Some((node, chromium, dir)) = peers() else { return };
@@ -71,7 +97,9 @@ async fn web_app_in_chromium() {
     // the step-up dialog with a recovery code.
     let totp_secret = h.enroll_mfa(&admin).await;
     let recovery = "web-recovery-code-1";
-    h.store.set_recovery_codes(org.id, admin.id, vec![ward_server::secrets::recovery_hash(recovery)], Harness::meta()).await.unwrap();
+    let recovery2 = "web-recovery-code-2";
+    let codes = vec![ward_server::secrets::recovery_hash(recovery), ward_server::secrets::recovery_hash(recovery2)];
+    h.store.set_recovery_codes(org.id, admin.id, codes, Harness::meta()).await.unwrap();
     let totp_hex: String = totp_secret.iter().map(|b| format!("{b:02x}")).collect();
     let a = h.login(&alice).await;
     let group = h.conversation(&a, "group", &[&bob]).await;
@@ -91,6 +119,13 @@ async fn web_app_in_chromium() {
     let patient_conv = pc.expect(201).body["id"].as_str().unwrap().to_owned();
     h.send(&a, &patient_conv, "seed-2", "Your results are in; everything looks fine.").await.expect(201);
 
+    // Devices for the console: erin's phone reports no passcode (blocked from PHI at once under
+    // the baseline policy); bob's reports every setting as required (compliant). The script
+    // acknowledges the wipe of erin's phone with its wipe secret, as the phone would.
+    let erin = person(&h, &org, "erin", "Dr Erin Walsh", Role::Clinician, None).await;
+    let (erin_device, erin_secret) = phone(&h, &erin, "Erin's iPhone", false).await;
+    phone(&h, &bob, "Bob's iPhone", true).await;
+
     let screenshots = std::env::var("WARD_WEB_SCREENSHOTS").unwrap_or_default();
     let url = h.url.clone();
     let out = tokio::task::spawn_blocking(move || {
@@ -105,6 +140,9 @@ async fn web_app_in_chromium() {
             .env("WARD_SCREENSHOTS", screenshots)
             .env("WARD_ADMIN_TOTP_SECRET", totp_hex)
             .env("WARD_ADMIN_RECOVERY_CODE", recovery)
+            .env("WARD_ADMIN_RECOVERY_CODE_2", recovery2)
+            .env("WARD_ERIN_DEVICE", erin_device)
+            .env("WARD_ERIN_WIPE_SECRET", erin_secret)
             .output()
             .expect("node runs")
     })

@@ -41,20 +41,33 @@ export function setOnSessionEnded(f) {
   onSessionEnded = f;
 }
 
-async function raw(method, path, body, token) {
-  const headers = { accept: 'application/json' };
-  if (body !== undefined) headers['content-type'] = 'application/json';
+async function raw(method, path, body, token, asFile) {
+  const headers = { accept: asFile ? '*/*' : 'application/json' };
+  const upload = typeof Blob !== 'undefined' && body instanceof Blob;
+  if (upload) {
+    // A file's bytes as the body, with its own type; the name in a header, never the URL.
+    headers['content-type'] = body.type || 'application/octet-stream';
+    if (body.name) headers['x-file-name'] = encodeURIComponent(body.name);
+  } else if (body !== undefined) headers['content-type'] = 'application/json';
   if (token) headers.authorization = 'Bearer ' + token;
   let res;
   try {
     res = await fetch('/api/v1' + path, {
-      method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+      method, headers, body: body === undefined ? undefined : upload ? body : JSON.stringify(body),
       cache: 'no-store', credentials: 'omit', redirect: 'error',
     });
   } catch {
     throw new ApiError(0, { title: 'Ward cannot be reached', detail: 'check the network connection and try again' });
   }
   if (res.status === 204) return null;
+  if (asFile && res.ok) {
+    const cd = res.headers.get('content-disposition') || '';
+    const star = /filename\*=UTF-8''([^;]+)/i.exec(cd);
+    const plain = /filename="([^"]+)"/.exec(cd);
+    let filename = 'ward-download';
+    try { filename = star ? decodeURIComponent(star[1]) : plain ? plain[1] : filename; } catch { /* keep the default */ }
+    return { blob: await res.blob(), filename };
+  }
   let data = null;
   const type = res.headers.get('content-type') || '';
   if (type.includes('json')) {
@@ -76,9 +89,9 @@ async function refresh() {
 }
 
 /** An authenticated call; an expired access token is refreshed once. */
-export async function call(method, path, body) {
+export async function call(method, path, body, asFile) {
   try {
-    return await raw(method, path, body, accessToken());
+    return await raw(method, path, body, accessToken(), asFile);
   } catch (e) {
     if (e instanceof ApiError && tokens && ['session_ended', 'invalid_token', 'account_disabled'].includes(e.code)) {
       onSessionEnded('ended');
@@ -92,7 +105,7 @@ export async function call(method, path, body) {
       throw e;
     }
     try {
-      return await raw(method, path, body, accessToken());
+      return await raw(method, path, body, accessToken(), asFile);
     } catch (e2) {
       if (e2 instanceof ApiError && e2.status === 401) onSessionEnded('expired');
       throw e2;
@@ -108,6 +121,10 @@ export function anonymous(method, path, body) {
 export const get = (p) => call('GET', p);
 export const post = (p, b) => call('POST', p, b === undefined ? {} : b);
 export const del = (p) => call('DELETE', p);
+/** A file the API sends (an export): `{ blob, filename }`, or an ApiError. */
+export const file = (p) => call('GET', p, undefined, true);
+/** Uploads a File (its bytes as the body, its type as Content-Type). */
+export const upload = (p, f) => call('POST', p, f);
 
 /**
  * The session's real-time stream. Authenticates with its first frame (browsers cannot set

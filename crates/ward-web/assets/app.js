@@ -13,6 +13,7 @@ const live = document.getElementById('live');
 const PRIORITIES = [['routine', 'Routine'], ['urgent', 'Urgent'], ['stat', 'STAT']];
 const REASONS = [['consult', 'Consult'], ['coverage', 'Coverage'], ['handoff', 'Handoff'], ['coordination', 'Care coordination'], ['other', 'Other']];
 const ROLES = [['clinician', 'Clinician'], ['nurse', 'Nurse'], ['staff', 'Staff'], ['admin', 'Admin'], ['compliance_officer', 'Compliance officer'], ['patient', 'Patient']];
+const ATTACHMENT_TYPES = 'image/jpeg,image/png,image/webp,application/pdf';
 const ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 // Everything below is PHI or session state: lock() drops all of it.
@@ -25,6 +26,7 @@ let hot = new Map(); // conversation id -> highest priority of unread messages s
 let open = null; // { id, view, messages: Map<seq, message>, root }
 let renderSeq = 0;
 let directory = null; // the staff directory (GET /users), fetched once per sign-in
+let files = new Map(); // attachment id -> { url (blob:), filename, type }, opened on request
 
 /** The directory, loaded on first use (each load is an audited directory read). */
 function people() {
@@ -232,7 +234,11 @@ function start() {
   bar.hidden = false;
   const links = [['#/', 'Messages']];
   if (me.user.role === 'patient') links.push(['#/consent', 'Consent']);
+  if (me.user.role !== 'patient') links.push(['#/policies', 'Policies']);
   if (me.user.role === 'admin') links.push(['#/admin/users', 'Users']);
+  if (me.user.role === 'admin' || me.user.role === 'compliance_officer') {
+    links.push(['#/admin/devices', 'Devices'], ['#/admin/policies', 'Settings'], ['#/admin/audit', 'Audit'], ['#/admin/registers', 'Registers'], ['#/admin/incidents', 'Incidents']);
+  }
   links.push(['#/sessions', 'Sessions']);
   mount(nav, h('ul', {}, links.map(([href, text]) => h('li', {}, h('a', { href }, text)))),
     h('span', { class: 'who' }, h('span', { class: 'sr-only' }, 'Signed in as '), me.user.display_name),
@@ -250,16 +256,48 @@ function start() {
 }
 
 const ACTIVITY = ['keydown', 'pointerdown', 'wheel', 'touchstart'];
+// The lock compares wall-clock time with the last activity, on a short interval and whenever
+// the page comes back into view: a single long timer can be held up (a suspended laptop, a
+// throttled background tab), and PHI must not outlive the idle timeout on screen.
 function startIdleTimer() {
   const ms = Math.max(60, me.org.idle_timeout_secs || 900) * 1000;
-  let timer = null;
-  const reset = () => {
-    clearTimeout(timer);
-    timer = setTimeout(() => lock('Ward locked after ' + Math.round(ms / 60000) + ' minutes without activity. Sign in again to continue.'), ms);
+  let last = Date.now();
+  const reset = () => { last = Date.now(); };
+  const check = () => {
+    if (Date.now() - last >= ms) lock('Ward locked after ' + Math.round(ms / 60000) + ' minutes without activity. Sign in again to continue.');
   };
+  const timer = setInterval(check, Math.min(15_000, ms / 4));
   for (const e of ACTIVITY) document.addEventListener(e, reset, { passive: true, capture: true });
-  reset();
-  idle = { stop() { clearTimeout(timer); for (const e of ACTIVITY) document.removeEventListener(e, reset, { capture: true }); } };
+  document.addEventListener('visibilitychange', check);
+  window.addEventListener('focus', check);
+  idle = {
+    stop() {
+      clearInterval(timer);
+      for (const e of ACTIVITY) document.removeEventListener(e, reset, { capture: true });
+      document.removeEventListener('visibilitychange', check);
+      window.removeEventListener('focus', check);
+    },
+  };
+}
+
+/**
+ * Asks in an in-page dialog and resolves to true when the person confirms. A native confirm()
+ * or alert() would stop the page's timers, and with them the idle lock, while it is open.
+ */
+function ask(question, confirmLabel, cancellable = true) {
+  return new Promise((resolve) => {
+    const text = h('p', { id: 'ask-text' }, question);
+    const yes = h('button', { type: 'button', class: 'primary' }, confirmLabel);
+    const no = cancellable ? h('button', { type: 'button' }, 'Cancel') : null;
+    const dlg = h('dialog', { class: 'card ask', 'aria-labelledby': 'ask-text' }, text, h('div', { class: 'actions' }, yes, no));
+    const done = (v) => { dlg.close(); dlg.remove(); resolve(v); };
+    yes.addEventListener('click', () => done(true));
+    if (no) no.addEventListener('click', () => done(false));
+    dlg.addEventListener('cancel', (e) => { e.preventDefault(); done(false); });
+    document.body.append(dlg);
+    dlg.showModal();
+    (no || yes).focus();
+  });
 }
 
 /** Clears every trace of the session from the page and memory, ends it, and asks to sign in. */
@@ -270,6 +308,11 @@ async function lock(notice) {
   if (stream) stream.close();
   idle = stream = null;
   me = null; list = null; open = null; names = new Map(); hot = new Map(); directory = null;
+  // Responses still in flight must not render into the signed-out page.
+  renderSeq++;
+  for (const d of document.querySelectorAll('dialog')) d.remove();
+  for (const f of files.values()) URL.revokeObjectURL(f.url);
+  files = new Map();
   api.setTokens(null);
   mount(main);
   mount(nav);
@@ -288,6 +331,8 @@ document.getElementById('sign-out').addEventListener('click', () => lock('You si
 // ---------------------------------------------------------------------------------------------
 
 window.addEventListener('hashchange', () => { if (me && !me.restriction) route(); });
+// The skip link moves focus to the content; it is not a route.
+document.querySelector('a.skip').addEventListener('click', (e) => { e.preventDefault(); main.focus(); });
 
 function route() {
   const parts = location.hash.replace(/^#\/?/, '').split('/').filter(Boolean);
@@ -303,6 +348,13 @@ function route() {
   if (parts[0] === 'admin' && parts[1] === 'users' && me.user.role === 'admin') {
     return ID.test(parts[2] || '') ? adminUserPage(parts[2]) : adminUsersPage();
   }
+  const staff = me.user.role === 'admin' || me.user.role === 'compliance_officer';
+  if (parts[0] === 'admin' && parts[1] === 'policies' && staff && !parts[2]) return policiesPage();
+  if (parts[0] === 'admin' && parts[1] === 'devices' && staff && !parts[2]) return devicesPage();
+  if (parts[0] === 'admin' && parts[1] === 'audit' && staff && !parts[2]) return auditPage();
+  if (parts[0] === 'admin' && parts[1] === 'registers' && staff && !parts[2]) return registersPage();
+  if (parts[0] === 'admin' && parts[1] === 'incidents' && staff && !parts[2]) return incidentsPage();
+  if (parts[0] === 'policies' && me.user.role !== 'patient' && !parts[1]) return ackPoliciesPage();
   setTitle('Not found');
   mount(main, h('section', { class: 'card' }, h('h1', {}, 'Page not found'), h('p', {}, h('a', { href: '#/' }, 'Back to messages'))));
 }
@@ -457,6 +509,7 @@ function renderConversation() {
       h('div', { class: 'meta' }, h('span', { class: 'sender' }, mineMsg ? 'You' : names.get(m.sender_id) || 'Former member'), ' ', time(m.created_at), ' ', badge(m.priority),
         m.corrects ? h('span', { class: 'tag' }, 'Correction') : null, corrected.has(m.id) && !recalled ? h('span', { class: 'tag' }, 'Corrected below') : null),
       h('p', { class: 'body' }, recalled ? 'Message recalled by its sender.' : m.withheld ? 'Content withheld on this device.' : m.shredded ? 'Content removed (retention).' : m.body),
+      !recalled && !m.withheld && !m.shredded && m.attachments && m.attachments.length ? attachmentList(m) : null,
       mineMsg ? h('p', { class: 'receipt' }, receiptText(m)) : null,
       actions);
   }));
@@ -465,16 +518,51 @@ function renderConversation() {
   ol.scrollTop = ol.scrollHeight;
 }
 
+/** A message's attachments: opened on request (each download is audited), images shown. */
+function attachmentList(m) {
+  return h('ul', { class: 'attachments', 'aria-label': 'Attachments' }, m.attachments.map((id, i) => {
+    const li = h('li', {});
+    const show = (f, opened) => {
+      const img = f.type.startsWith('image/') ? h('img', { src: f.url, alt: 'Attached image ' + f.filename, class: 'preview' }) : null;
+      // Just opened: keep it in view once it has its height.
+      if (img && opened) img.addEventListener('load', () => li.scrollIntoView({ block: 'nearest' }));
+      mount(li, img, h('a', { href: f.url, download: f.filename, class: 'button' }, 'Save ', f.filename));
+    };
+    const cached = files.get(id);
+    if (cached) show(cached);
+    else {
+      const b = h('button', { type: 'button', 'aria-label': `Open attachment ${i + 1} of the message sent at ${new Date(m.created_at).toLocaleTimeString()}` }, 'Open attachment', m.attachments.length > 1 ? ' ' + (i + 1) : '');
+      b.addEventListener('click', async () => {
+        b.disabled = true;
+        try {
+          const r = await api.file('/conversations/' + m.conversation_id + '/attachments/' + id);
+          const f = { url: URL.createObjectURL(r.blob), filename: r.filename, type: r.blob.type || '' };
+          files.set(id, f);
+          show(f, true);
+        } catch (e) {
+          b.disabled = false;
+          li.append(h('p', { class: 'form-message error', role: 'alert' }, e.userMessage || 'The attachment cannot be opened.'));
+        }
+      });
+      li.append(b);
+    }
+    return li;
+  }));
+}
+
 function composer() {
   const o = open;
   const msg = messageBox();
   const body = field(o.correcting ? 'Corrected message' : 'Message', { name: 'body', tag: 'textarea', required: true, rows: 2 });
   const pr = field('Priority', { name: 'priority', tag: 'select', options: PRIORITIES, value: 'routine' });
   pr.input.addEventListener('change', () => form.classList.toggle('stat', pr.input.value === 'stat'));
+  // Attachments go with new messages (a correction repeats the text only).
+  const file = o.correcting ? null : h('input', { type: 'file', id: 'f-file', name: 'file', accept: ATTACHMENT_TYPES });
+  const attach = file ? h('div', { class: 'field attach' }, h('label', { for: 'f-file' }, 'Attach a file (optional; photo or PDF)'), file) : null;
   const cancel = o.correcting ? h('button', { type: 'button', class: 'link', onclick: () => { o.correcting = null; renderConversation(); } }, 'Cancel correction') : null;
   const form = h('form', { class: 'composer', novalidate: true, 'aria-label': 'Send a message' },
     o.correcting ? h('p', { class: 'notice' }, 'Correcting your message sent at ', time(o.correcting.created_at), '.') : null,
-    body, h('div', { class: 'row' }, pr, h('button', { type: 'submit', class: 'primary' }, o.correcting ? 'Send correction' : 'Send'), cancel), msg);
+    body, attach, h('div', { class: 'row' }, pr, h('button', { type: 'submit', class: 'primary' }, o.correcting ? 'Send correction' : 'Send'), cancel), msg);
   body.input.addEventListener('keydown', (e) => { if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) form.requestSubmit(); });
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
@@ -484,6 +572,12 @@ function composer() {
     const req = { client_txn_id: crypto.randomUUID(), body: text, priority: pr.input.value };
     if (o.correcting) req.corrects = o.correcting.id;
     try {
+      const chosen = file && file.files[0];
+      if (chosen) {
+        // Uploaded first; the message then refers to it. A refused file sends nothing.
+        const a = await api.upload('/conversations/' + o.id + '/attachments', chosen);
+        req.attachments = [a.id];
+      }
       const m = await api.post('/conversations/' + o.id + '/messages', req);
       if (open !== o) return;
       o.messages.set(m.seq, m);
@@ -501,12 +595,12 @@ function composer() {
 }
 
 async function recall(m) {
-  if (!confirm('Recall this message? Its text disappears for everyone in the conversation.')) return;
+  if (!(await ask('Recall this message? Its text disappears for everyone in the conversation.', 'Recall message'))) return;
   try {
     const r = await api.post('/conversations/' + open.id + '/messages/' + m.id + '/recall');
     if (open) { open.messages.set(r.seq, r); renderConversation(); announce('Message recalled'); }
   } catch (e) {
-    alert(e.userMessage);
+    await ask(e.userMessage, 'OK', false);
   }
 }
 
@@ -565,12 +659,12 @@ function addMemberForm(v, s) {
 
 async function removeMember(m) {
   const self = m.user_id === me.user.id;
-  if (!confirm(self ? 'Leave this conversation?' : 'Remove this member from the conversation?')) return;
+  if (!(await ask(self ? 'Leave this conversation?' : 'Remove this member from the conversation?', self ? 'Leave' : 'Remove member'))) return;
   try {
     await api.del('/conversations/' + open.id + '/members/' + m.user_id);
     if (self) { location.hash = '#/'; } else { await reloadOpen(); }
   } catch (e) {
-    alert(e.userMessage);
+    await ask(e.userMessage, 'OK', false);
   }
 }
 
@@ -733,7 +827,7 @@ async function changeConsent(pid, channel, allow, msg) {
     if (allow) {
       const req = { channel };
       if (channel === 'unsecured_phi') {
-        if (!confirm('Unencrypted email and text messages can be read by anyone who sees your inbox or phone, or intercepts them. Do you still want your health details sent that way?')) return;
+        if (!(await ask('Unencrypted email and text messages can be read by anyone who sees your inbox or phone, or intercepts them. Do you still want your health details sent that way?', 'Send them that way'))) return;
         req.warning_version = WARNING_VERSION;
         req.patient_insists = true;
       }
@@ -872,18 +966,20 @@ async function adminUserPage(id) {
   });
   const toggle = h('button', { type: 'button', class: u.disabled ? 'primary' : 'danger' }, u.disabled ? 'Enable account' : 'Disable account');
   toggle.addEventListener('click', async () => {
-    if (!u.disabled && !confirm('Disable this account? Every session of it ends at once.')) return;
+    if (!u.disabled && !(await ask('Disable this account? Every session of it ends at once.', 'Disable'))) return;
     try { await stepped(() => api.post('/users/' + id + (u.disabled ? '/enable' : '/disable'))); await adminUserPage(id); announce(u.disabled ? 'Account enabled' : 'Account disabled'); } catch (e) { showError(msg, e); }
   });
   const reset = h('button', { type: 'button' }, 'Reset password');
   const out = h('div', { role: 'status' });
   reset.addEventListener('click', async () => {
-    if (!confirm('Reset the password? The account gets a one-time password and every session ends.')) return;
+    if (!(await ask('Reset the password? The account gets a one-time password and every session ends.', 'Reset'))) return;
     try { const r = await stepped(() => api.post('/users/' + id + '/password-reset')); mount(out, h('p', { class: 'notice' }, 'One-time password (shown once): ', h('code', { class: 'secret' }, r.one_time_password))); } catch (e) { showError(msg, e); }
   });
   const sessions = h('div', {});
+  const devices = h('div', { id: 'user-devices' });
+  loadDevices(devices, msg, id);
   root.append(h('h1', {}, u.display_name), h('p', {}, u.login, ' · ', u.disabled ? 'Disabled' : 'Active', ' · two-step sign-in ', u.mfa_enabled ? 'on' : 'off'),
-    roleForm, h('div', { class: 'row' }, toggle, reset), out, h('h2', {}, 'Sessions'), sessions);
+    roleForm, h('div', { class: 'row' }, toggle, reset), out, h('h2', {}, 'Sessions'), sessions, h('h2', {}, 'Devices'), devices);
   focusHeading(root);
   try {
     const list = await api.get('/users/' + id + '/sessions');
@@ -896,6 +992,654 @@ async function adminUserPage(id) {
       mount(sessions, sessionTable(list.map((s) => ({ ...s, current: false })), null), all);
     }
   } catch (e) {
+    showError(msg, e);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Organisation policies: second factor, idle timeout, retention, legal holds
+// ---------------------------------------------------------------------------------------------
+
+const HOLD_KINDS = [['user', 'A user'], ['patient', 'A patient'], ['conversation', 'A conversation']];
+
+/** A name for a user id from the directory, or a short form of the id. */
+function personName(dir, id) {
+  const u = dir && dir.items.find((x) => x.id === id);
+  return u ? u.display_name : 'User ' + String(id).slice(0, 8);
+}
+
+async function policiesPage() {
+  setTitle('Settings');
+  open = null;
+  const admin = me.user.role === 'admin';
+  const root = h('section', {}, h('h1', { class: 'pagehead' }, 'Organisation settings'));
+  mount(main, root);
+  focusHeading(root);
+  let dir = null;
+  try { dir = await people(); } catch { /* names fall back to ids */ }
+  if (admin) root.append(await orgPolicyForm());
+  root.append(await retentionForm(), await holdsSection(dir));
+}
+
+async function orgPolicyForm() {
+  const msg = messageBox();
+  const form = h('form', { class: 'card', novalidate: true, 'aria-labelledby': 'orgpol-h', id: 'org-policy' }, h('h2', { id: 'orgpol-h' }, 'Sign-in'), msg);
+  let org;
+  try { org = await api.get('/org'); } catch (e) { showError(msg, e); return form; }
+  const required = new Set(org.mfa_required_roles);
+  const roles = h('fieldset', {}, h('legend', {}, 'Roles that must use two-step sign-in'),
+    ROLES.map(([r, label]) => h('div', { class: 'check' }, h('input', { type: 'checkbox', id: 'mfa-' + r, value: r, checked: required.has(r) }),
+      h('label', { for: 'mfa-' + r }, label))));
+  const idleMin = field('Idle timeout (minutes, 1 to 1440)', { name: 'idle_minutes', inputmode: 'numeric', value: String(Math.round(org.idle_timeout_secs / 60)), maxlength: 5 });
+  form.append(h('p', { class: 'muted' }, 'People in these roles set up an authenticator app at their next sign-in. Idle sessions are locked and ended after the timeout.'),
+    roles, idleMin, h('button', { type: 'submit', class: 'primary' }, 'Save sign-in policy'));
+  form.insertBefore(msg, form.lastChild);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const v = idleMin.input.value.trim();
+    const minutes = Number(v);
+    if (!/^\d+$/.test(v) || minutes < 1 || minutes > 1440) { showError(msg, { userMessage: 'The idle timeout must be a whole number of minutes from 1 to 1440.' }); idleMin.input.focus(); return; }
+    busy(form, true);
+    try {
+      const r = await api.call('PUT', '/org/policy', { mfa_required_roles: [...roles.querySelectorAll('input:checked')].map((i) => i.value), idle_timeout_secs: minutes * 60 });
+      showInfo(msg, `Saved. Two-step sign-in is required for ${r.mfa_required_roles.length === 0 ? 'no role' : r.mfa_required_roles.map((x) => x.replace('_', ' ')).join(', ')}; idle timeout ${Math.round(r.idle_timeout_secs / 60)} minutes.`);
+    } catch (e) {
+      showError(msg, e);
+    } finally {
+      busy(form, false);
+    }
+  });
+  return form;
+}
+
+async function retentionForm() {
+  const msg = messageBox();
+  const form = h('form', { class: 'card', novalidate: true, 'aria-labelledby': 'ret-h', id: 'retention' }, h('h2', { id: 'ret-h' }, 'Retention'));
+  let pol;
+  try { pol = await api.get('/org/retention'); } catch (e) { form.append(msg); showError(msg, e); return form; }
+  const fields = [['patient', 'Patient conversations (days)'], ['group', 'Group conversations (days)'], ['direct', 'Direct conversations (days)']]
+    .map(([k, label]) => [k, field(label, { name: 'ret_' + k, inputmode: 'numeric', value: String(pol[k]), maxlength: 6 })]);
+  form.append(h('p', { class: 'muted' }, 'Messages older than this are destroyed (crypto-shredded) unless a legal hold covers them. HIPAA asks for six years (2192 days) of patient records.'),
+    h('div', { class: 'row wrap' }, fields.map(([, f]) => f)), msg, h('button', { type: 'submit', class: 'primary' }, 'Save retention'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const body = {};
+    for (const [k, f] of fields) {
+      const v = f.input.value.trim();
+      if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > 36500) { showError(msg, { userMessage: 'Each period is a whole number of days from 1 to 36500 (100 years).' }); f.input.focus(); return; }
+      body[k] = Number(v);
+    }
+    busy(form, true);
+    try {
+      await api.call('PUT', '/org/retention', body);
+      showInfo(msg, 'Retention saved.');
+    } catch (e) {
+      showError(msg, e);
+    } finally {
+      busy(form, false);
+    }
+  });
+  return form;
+}
+
+async function holdsSection(dir) {
+  const msg = messageBox();
+  const kind = field('Hold on', { name: 'hold_kind', tag: 'select', options: HOLD_KINDS });
+  const person = field('Person', { name: 'hold_user', tag: 'select', options: [['', 'Choose…'], ...((dir && dir.items) || []).map((u) => [u.id, `${u.display_name} (${u.role.replace('_', ' ')})`])] });
+  const subject = field('Patient or conversation id', { name: 'hold_subject', maxlength: 36 });
+  const reason = field('Legal matter (no patient information)', { name: 'hold_reason', maxlength: 500 });
+  subject.hidden = true;
+  kind.input.addEventListener('change', () => { const u = kind.input.value === 'user'; person.hidden = !u; subject.hidden = u; });
+  const listBox = h('div', {});
+  const form = h('form', { novalidate: true, 'aria-labelledby': 'newhold-h' }, h('h3', { id: 'newhold-h' }, 'Place a hold'),
+    h('div', { class: 'row wrap' }, kind, person, subject), reason, msg, h('button', { type: 'submit', class: 'primary' }, 'Place hold'));
+  const section = h('section', { class: 'card', 'aria-labelledby': 'holds-h', id: 'holds' }, h('h2', { id: 'holds-h' }, 'Legal holds'),
+    h('p', { class: 'muted' }, 'While a hold stands, nothing it covers is destroyed, whatever the retention period.'), listBox, form);
+  const load = async () => {
+    try {
+      const r = await api.get('/legal-holds');
+      if (r.items.length === 0) { mount(listBox, h('p', { class: 'muted' }, 'No legal holds.')); return; }
+      mount(listBox, h('table', { class: 'table' }, h('caption', { class: 'sr-only' }, 'Legal holds'),
+        h('thead', {}, h('tr', {}, ['On', 'Matter', 'Placed', 'Status', ''].map((t) => h('th', { scope: 'col' }, t || h('span', { class: 'sr-only' }, 'Action'))))),
+        h('tbody', {}, r.items.map((x) => h('tr', { class: x.active ? '' : 'disabled' },
+          h('td', {}, x.subject_kind === 'user' ? personName(dir, x.subject_id) : `${x.subject_kind === 'patient' ? 'Patient' : 'Conversation'} ${x.subject_id.slice(0, 8)}`),
+          h('td', {}, x.reason),
+          h('td', {}, new Date(x.placed_at).toLocaleString(), ' by ', personName(dir, x.placed_by)),
+          h('td', {}, x.active ? 'In force' : 'Released ' + new Date(x.released_at).toLocaleString()),
+          h('td', {}, x.active ? h('button', { type: 'button', 'aria-label': 'Release hold: ' + x.reason, onclick: async () => {
+            if (!(await ask('Release this legal hold? Data it covered becomes subject to retention again.', 'Release hold'))) return;
+            try { await api.post('/legal-holds/' + x.id + '/release'); announce('Hold released'); await load(); } catch (e) { showError(msg, e); }
+          } }, 'Release') : null))))));
+    } catch (e) {
+      mount(listBox, h('p', { class: 'form-message error' }, e.userMessage));
+    }
+  };
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const k = kind.input.value;
+    const id = k === 'user' ? person.input.value : subject.input.value.trim().toLowerCase();
+    if (!ID.test(id)) { showError(msg, { userMessage: k === 'user' ? 'Choose the person to hold.' : 'Enter the id of the patient or conversation (as shown in its address).' }); return; }
+    if (!reason.input.value.trim()) { showError(msg, { userMessage: 'Name the legal matter the hold is for.' }); reason.input.focus(); return; }
+    busy(form, true);
+    try {
+      await api.post('/legal-holds', { subject_kind: k, subject_id: id, reason: reason.input.value.trim() });
+      showInfo(msg, 'Hold placed.');
+      reason.input.value = '';
+      await load();
+    } catch (e) {
+      if (e.status === 404) showError(msg, { userMessage: `Not found: no ${k} in this organisation has that id.` });
+      else showError(msg, e);
+    } finally {
+      busy(form, false);
+    }
+  });
+  await load();
+  return section;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Devices: posture, remote wipe and its evidence
+// ---------------------------------------------------------------------------------------------
+
+const DEVICE_STATES = { compliant: 'Compliant', warn: 'Warning', in_grace: 'In grace period', block_phi: 'Blocked from PHI' };
+
+function itemLabel(id) {
+  const s = String(id).replace(/_/g, ' ');
+  return s[0].toUpperCase() + s.slice(1);
+}
+
+function failingItems(d) {
+  const items = (d.evaluation && d.evaluation.items) || [];
+  return items.filter((i) => i.failing).map((i) => itemLabel(i.item));
+}
+
+function deviceStatus(d) {
+  if (d.revoked_at) return h('span', { class: 'state blocked' }, 'Revoked');
+  if (!d.state) return h('span', { class: 'state' }, 'Not registered');
+  return h('span', { class: 'state ' + (d.state === 'compliant' ? 'ok' : d.state === 'block_phi' ? 'blocked' : 'warn') }, DEVICE_STATES[d.state] || d.state);
+}
+
+function wipeStatus(w) {
+  if (w.acknowledged_at) return 'Acknowledged by the device ' + new Date(w.acknowledged_at).toLocaleString();
+  if (w.closed_reason === 'no_wipe_channel') return 'Closed: the device never registered, so no wipe can reach it; its sessions ended';
+  if (w.closed_reason) return 'Closed: ' + w.closed_reason.replace(/_/g, ' ');
+  const s = w.delivered_at ? 'Delivered ' + new Date(w.delivered_at).toLocaleString() + ', awaiting acknowledgement' : 'Requested, waiting for the device';
+  return w.overdue ? s + ' (overdue)' : s;
+}
+
+/** The devices table; `owner` false leaves out the owner column (a user's own page). */
+function deviceTable(devices, dir, wipes, { owner, onWipe }) {
+  const cols = ['Device', owner ? 'Owner' : null, 'Posture', 'Failing settings', 'Last seen', 'Wipe', onWipe ? '' : null].filter((t) => t !== null);
+  return h('table', { class: 'table devices' }, h('caption', { class: 'sr-only' }, 'Devices'),
+    h('thead', {}, h('tr', {}, cols.map((t) => h('th', { scope: 'col' }, t || h('span', { class: 'sr-only' }, 'Action'))))),
+    h('tbody', {}, devices.map((d) => {
+      const failing = failingItems(d);
+      const w = wipes.find((x) => x.device_id === d.id);
+      return h('tr', { dataset: { id: d.id } },
+        h('td', {}, d.name, ' ', h('span', { class: 'muted' }, d.registration && d.registration.model ? d.registration.model : d.platform)),
+        owner ? h('td', {}, h('a', { href: '#/admin/users/' + d.user_id }, personName(dir, d.user_id))) : null,
+        h('td', {}, deviceStatus(d)),
+        h('td', { class: 'failing' }, failing.length ? failing.join(', ') : h('span', { class: 'muted' }, 'None')),
+        h('td', {}, new Date(d.last_seen_at).toLocaleString()),
+        h('td', { class: 'wipe-status' }, w ? wipeStatus(w) : h('span', { class: 'muted' }, '–')),
+        onWipe ? h('td', {}, d.revoked_at ? null : h('button', { type: 'button', class: 'danger', 'aria-label': 'Wipe ' + d.name + ' of ' + personName(dir, d.user_id), onclick: () => onWipe(d) }, 'Wipe')) : null);
+    })));
+}
+
+/** Asks for the reason of a wipe; resolves to the reason or null. */
+function wipeDialog(d, who) {
+  return new Promise((resolve) => {
+    const msg = messageBox();
+    const reason = field('Reason (for the record; no patient information)', { name: 'wipe_reason', maxlength: 500 });
+    const cancel = h('button', { type: 'button' }, 'Cancel');
+    const form = h('form', { method: 'dialog', novalidate: true },
+      h('h2', { id: 'wipe-h' }, 'Wipe this device?'),
+      h('p', {}, `Ward's data on ${d.name} (${who}) is erased at the device's next contact, and its sessions end now.`), reason, msg,
+      h('div', { class: 'row' }, h('button', { type: 'submit', class: 'danger' }, 'Wipe device'), cancel));
+    const dlg = h('dialog', { 'aria-labelledby': 'wipe-h', class: 'card' }, form);
+    const done = (v) => { dlg.close(); dlg.remove(); resolve(v); };
+    cancel.addEventListener('click', () => done(null));
+    dlg.addEventListener('cancel', () => done(null));
+    form.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const v = reason.input.value.trim();
+      if (!v) { showError(msg, { userMessage: 'Give a reason for the wipe, such as "reported lost".' }); reason.input.focus(); return; }
+      done(v);
+    });
+    document.body.append(dlg);
+    dlg.showModal();
+    reason.input.focus();
+  });
+}
+
+/** Loads devices and wipes into `box`, with wipe buttons for admins; `user` narrows to one user. */
+async function loadDevices(box, msg, user) {
+  try {
+    const [devices, wipes, dir] = await Promise.all([api.get('/devices'), api.get('/device-wipes'), people().catch(() => null)]);
+    // Blocked and warned devices first; revoked ones last.
+    const rank = (d) => (d.revoked_at ? 5 : { block_phi: 0, in_grace: 1, warn: 2, compliant: 3 }[d.state] ?? 4);
+    const mine = (user ? devices.filter((d) => d.user_id === user) : devices).slice().sort((a, b) => rank(a) - rank(b));
+    if (mine.length === 0) { mount(box, h('p', { class: 'muted' }, user ? 'No devices.' : 'No devices yet.')); return; }
+    const onWipe = me.user.role === 'admin' ? async (d) => {
+      const reason = await wipeDialog(d, personName(dir, d.user_id));
+      if (!reason) return;
+      try {
+        await stepped(() => api.post('/devices/' + d.id + '/wipe', { reason }));
+        await loadDevices(box, msg, user);
+        showInfo(msg, 'Wipe requested. The device erases Ward\'s data at its next contact.');
+      } catch (e) {
+        showError(msg, e);
+      }
+    } : null;
+    mount(box, deviceTable(mine, dir, wipes, { owner: !user, onWipe }));
+  } catch (e) {
+    showError(msg, e);
+  }
+}
+
+async function devicesPage() {
+  setTitle('Devices');
+  open = null;
+  const msg = messageBox();
+  const box = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
+  const refresh = h('button', { type: 'button' }, 'Refresh');
+  const root = h('section', { class: 'card' }, h('h1', {}, 'Devices'),
+    h('p', { class: 'muted' }, 'Every device that signed in, with its posture now. A blocked device receives no message content until the failing settings are fixed.'),
+    msg, box, refresh);
+  refresh.addEventListener('click', () => loadDevices(box, msg, null));
+  mount(main, root);
+  focusHeading(root);
+  await loadDevices(box, msg, null);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audit: access reports, accounting of disclosures, export, the signed checkpoint
+// ---------------------------------------------------------------------------------------------
+
+/** Two date fields (inclusive days) as the API's from/to query (Unix ms, `to` exclusive). */
+function period(fromField, toField) {
+  const day = (v) => (v ? new Date(v + 'T00:00:00').getTime() : null);
+  const from = day(fromField.input.value);
+  const to = day(toField.input.value);
+  if ((fromField.input.value && Number.isNaN(from)) || (toField.input.value && Number.isNaN(to))) return { error: 'Enter the dates as the date picker shows them.' };
+  if (from !== null && to !== null && from > to) return { error: 'The first day must not be after the last day.' };
+  const q = [];
+  if (from !== null) q.push('from=' + from);
+  if (to !== null) q.push('to=' + (to + 86_400_000));
+  return { query: q.join('&') };
+}
+
+function when(ms) {
+  return new Date(ms).toLocaleString();
+}
+
+function eventTable(caption, items, cols) {
+  return h('table', { class: 'table' }, h('caption', {}, caption),
+    h('thead', {}, h('tr', {}, cols.map(([t]) => h('th', { scope: 'col' }, t)))),
+    h('tbody', {}, items.map((x) => h('tr', {}, cols.map(([, f]) => h('td', {}, f(x)))))));
+}
+
+async function auditPage() {
+  setTitle('Audit');
+  open = null;
+  const root = h('section', {}, h('h1', { class: 'pagehead' }, 'Audit'));
+  mount(main, root);
+  focusHeading(root);
+  let dir = null;
+  try { dir = await people(); } catch { /* names fall back to ids */ }
+  root.append(checkpointCard(), accessReportForm(dir), patientAuditForm(dir), exportForm(dir));
+}
+
+function checkpointCard() {
+  const msg = messageBox();
+  const box = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
+  const card = h('section', { class: 'card', id: 'checkpoint', 'aria-labelledby': 'cp-h' }, h('h2', { id: 'cp-h' }, 'Latest signed checkpoint'), msg, box);
+  api.get('/audit/checkpoint').then((cp) => {
+    mount(box,
+      h('p', {}, `The server signed the log of ${cp.origin} at ${cp.size.toLocaleString()} events. Every event up to there is fixed: changing or removing one changes the root below and breaks the signature.`),
+      h('dl', { class: 'facts' }, h('dt', {}, 'Events covered'), h('dd', { id: 'cp-size' }, String(cp.size)), h('dt', {}, 'Root hash'), h('dd', {}, h('code', { class: 'secret' }, cp.root))),
+      h('p', { class: 'notice' }, 'Verification: the API returns the signed note below, not a verdict. Check its signature and the log against it offline with the log\'s verifier key: ', h('code', {}, 'ward audit verify --vkey verifier.vkey'), '.'),
+      h('details', {}, h('summary', {}, 'Signed note'), h('pre', { class: 'note' }, cp.note)));
+  }).catch((e) => { mount(box); showError(msg, e); });
+  return card;
+}
+
+function accessReportForm(dir) {
+  const msg = messageBox();
+  const user = field('Person', { name: 'report_user', tag: 'select', options: [['', 'Choose…'], ...((dir && dir.items) || []).map((u) => [u.id, `${u.display_name} (${u.role.replace('_', ' ')})`])] });
+  const from = field('First day', { name: 'report_from', type: 'date' });
+  const to = field('Last day', { name: 'report_to', type: 'date' });
+  const out = h('div', { id: 'report-out' });
+  const form = h('form', { class: 'card', novalidate: true, id: 'access-report', 'aria-labelledby': 'ar-h' }, h('h2', { id: 'ar-h' }, 'Access report for a person'),
+    h('p', { class: 'muted' }, 'Everything one person read and did over a period. Reading the report is itself recorded.'),
+    h('div', { class: 'row wrap' }, user, from, to), msg, h('button', { type: 'submit', class: 'primary' }, 'Show report'), out);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    if (!ID.test(user.input.value)) { showError(msg, { userMessage: 'Choose the person to report on.' }); return; }
+    const p = period(from, to);
+    if (p.error) { showError(msg, { userMessage: p.error }); return; }
+    busy(form, true);
+    try {
+      const r = await api.get(`/users/${user.input.value}/access-report?limit=100${p.query ? '&' + p.query : ''}`);
+      msg.className = 'form-message'; msg.textContent = '';
+      mount(out,
+        h('p', { id: 'report-summary', role: 'status' }, `${r.summary.total} events, naming ${r.summary.patients} patient${r.summary.patients === 1 ? '' : 's'}.`),
+        r.summary.by_action.length ? eventTable('By action', r.summary.by_action, [['Action', (x) => h('code', {}, x.action)], ['Outcome', (x) => x.outcome], ['Count', (x) => String(x.count)]]) : null,
+        r.items.length ? eventTable(r.next_cursor ? 'Events (the first 100)' : 'Events', r.items, [
+          ['When', (x) => when(x.occurred_at)], ['Action', (x) => h('code', {}, x.action)], ['Outcome', (x) => x.outcome],
+          ['Record', (x) => (x.target_type ? `${x.target_type} ${String(x.target_id || '').slice(0, 8)}` : '–')],
+          ['Patient', (x) => (x.patient_id ? x.patient_id.slice(0, 8) : '–')], ['Address', (x) => x.source_ip || '–']]) : null);
+    } catch (e) {
+      mount(out);
+      showError(msg, e);
+    } finally {
+      busy(form, false);
+    }
+  });
+  return form;
+}
+
+function patientAuditForm(dir) {
+  const msg = messageBox();
+  const pid = field('Patient MRN or id', { name: 'audit_patient', maxlength: 64 });
+  const out = h('div', { id: 'patient-out' });
+  const form = h('form', { class: 'card', novalidate: true, id: 'patient-audit', 'aria-labelledby': 'pa-h' }, h('h2', { id: 'pa-h' }, 'A patient\'s disclosures and accesses'),
+    h('p', { class: 'muted' }, 'The accounting of disclosures (HIPAA 164.528): when the patient\'s information reached someone outside their care team, to whom and why; then every recorded access naming the patient.'),
+    pid, msg, h('button', { type: 'submit', class: 'primary' }, 'Show'), out);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const v = pid.input.value.trim();
+    if (!v) { showError(msg, { userMessage: 'Enter the patient\'s MRN or id.' }); return; }
+    busy(form, true);
+    try {
+      let id = v.toLowerCase();
+      let label = 'Patient ' + id.slice(0, 8);
+      if (!ID.test(id)) {
+        try {
+          const p = await api.post('/patients/search', { mrn: v });
+          id = p.id;
+          label = `${p.display_name} · MRN ${p.mrn}`;
+        } catch (e) {
+          if (e.status === 404) throw { userMessage: 'No patient in this organisation has that MRN.' };
+          throw e;
+        }
+      }
+      let disc;
+      try { disc = await api.get(`/patients/${id}/disclosures?limit=200`); } catch (e) {
+        if (e.status === 404) throw { userMessage: 'No patient in this organisation has that id.' };
+        throw e;
+      }
+      const acc = await api.get(`/audit/events?patient=${id}&limit=200`);
+      msg.className = 'form-message'; msg.textContent = '';
+      mount(out, h('h3', {}, label),
+        disc.items.length === 0 ? h('p', { id: 'no-disclosures' }, 'No disclosures recorded.') : eventTable('Disclosures', disc.items, [
+          ['Date', (x) => when(x.occurred_at)], ['To', (x) => (x.recipient_kind === 'operator' ? 'The server operator' : personName(dir, x.recipient_id))],
+          ['Purpose', (x) => x.purpose_statement], ['By', (x) => (x.disclosed_by ? personName(dir, x.disclosed_by) : 'The server operator')]]),
+        acc.items.length === 0 ? h('p', {}, 'No accesses recorded.') : eventTable(acc.next_cursor ? 'Accesses (the first 200)' : 'Accesses', acc.items, [
+          ['When', (x) => when(x.occurred_at)], ['Who', (x) => (x.actor_user_id ? personName(dir, x.actor_user_id) : 'The server')],
+          ['Action', (x) => h('code', {}, x.action)], ['Outcome', (x) => x.outcome]]));
+    } catch (e) {
+      mount(out);
+      showError(msg, e);
+    } finally {
+      busy(form, false);
+    }
+  });
+  return form;
+}
+
+function exportForm() {
+  const msg = messageBox();
+  const format = field('Format', { name: 'export_format', tag: 'select', options: [['fhir-ndjson', 'FHIR AuditEvent, NDJSON'], ['fhir-bundle', 'FHIR Bundle (JSON)'], ['csv', 'CSV (spreadsheet)']] });
+  const from = field('First day', { name: 'export_from', type: 'date' });
+  const to = field('Last day', { name: 'export_to', type: 'date' });
+  const form = h('form', { class: 'card', novalidate: true, id: 'export', 'aria-labelledby': 'ex-h' }, h('h2', { id: 'ex-h' }, 'Export the audit log'),
+    h('p', { class: 'muted' }, 'The organisation\'s events as a file. Exporting needs your second factor again and is itself recorded.'),
+    h('div', { class: 'row wrap' }, format, from, to), msg, h('button', { type: 'submit', class: 'primary' }, 'Download export'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const p = period(from, to);
+    if (p.error) { showError(msg, { userMessage: p.error }); return; }
+    busy(form, true);
+    try {
+      const f = await stepped(() => api.file(`/audit/export?format=${format.input.value}${p.query ? '&' + p.query : ''}`));
+      const url = URL.createObjectURL(f.blob);
+      const a = h('a', { href: url, download: f.filename, hidden: true });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10_000);
+      showInfo(msg, `Export downloaded: ${f.filename} (${Math.max(1, Math.round(f.blob.size / 1024))} KB).`);
+    } catch (e) {
+      showError(msg, e);
+    } finally {
+      busy(form, false);
+    }
+  });
+  return form;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Compliance: policies to acknowledge, the vendor and risk registers, breach incidents
+// ---------------------------------------------------------------------------------------------
+
+const POLICY_KINDS = [['acceptable_use', 'Acceptable use'], ['device_checklist', 'Device checklist'], ['byod_wipe_authority', 'Personal device wipe authority'], ['other', 'Other']];
+const BAA_STATUSES = [['none', 'None'], ['requested', 'Requested'], ['signed', 'Signed'], ['terminated', 'Terminated']];
+const BAA_EXPIRY = { active: 'In force', expiring_soon: 'Expiring soon', expired: 'Expired', not_in_force: 'Not in force' };
+const RISK_STATUSES = [['open', 'Open'], ['mitigating', 'Mitigating'], ['accepted', 'Accepted'], ['closed', 'Closed']];
+const URGENCY = { pending: 'Pending', due_within_week: 'Due within a week', due_within_day: 'Due within a day', overdue: 'Overdue' };
+const DAY = /^\d{4}-\d{2}-\d{2}$/;
+
+const manager = () => me.user.role === 'admin' || me.user.role === 'compliance_officer';
+
+/** Everyone: the organisation's current policies, read and acknowledged one by one. */
+async function ackPoliciesPage(info) {
+  setTitle('Policies');
+  open = null;
+  const msg = messageBox();
+  const listBox = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
+  const root = h('section', {}, h('h1', { class: 'pagehead' }, 'Policies'),
+    h('section', { class: 'card', 'aria-label': 'Current policies', id: 'policy-list' }, msg, listBox));
+  mount(main, root);
+  focusHeading(root);
+  if (info) showInfo(msg, info);
+  try {
+    const r = await api.get('/policies');
+    const pending = r.items.filter((p) => !p.acknowledged_at).length;
+    mount(listBox,
+      h('p', {}, r.items.length === 0 ? 'Your organisation has published no policies yet.'
+        : pending === 0 ? 'You have acknowledged every current policy.'
+          : `${pending} polic${pending === 1 ? 'y needs' : 'ies need'} your acknowledgment${r.require_acknowledgment_before_phi ? ': until then, message content is withheld from you' : ''}.`),
+      h('ul', { class: 'plain' }, r.items.map((p) => policyItem(p, msg))));
+  } catch (e) {
+    mount(listBox);
+    showError(msg, e);
+  }
+  if (manager()) root.append(publishPolicyForm(), await ackReport());
+}
+
+function policyItem(p, msg) {
+  const text = h('div', { class: 'policy-text' });
+  const details = h('details', { class: 'policy' },
+    h('summary', {}, p.title, ' ', h('span', { class: 'tag' }, 'version ' + p.version), p.acknowledged_at ? h('span', { class: 'tag ok' }, 'Acknowledged') : h('span', { class: 'tag due' }, 'To acknowledge')),
+    text);
+  details.addEventListener('toggle', async () => {
+    if (!details.open || text.childNodes.length) return;
+    try {
+      const full = await api.get('/policies/' + p.id);
+      const ack = full.acknowledged_at ? h('p', { class: 'muted' }, 'You acknowledged this version on ' + new Date(full.acknowledged_at).toLocaleString() + '.')
+        : h('button', { type: 'button', class: 'primary', onclick: async (ev) => {
+          ev.target.disabled = true;
+          try { await api.post('/me/policy-acknowledgments', { policy_id: p.id, version: full.version }); await ackPoliciesPage('Acknowledged: ' + full.title + '.'); } catch (e) { ev.target.disabled = false; showError(msg, e); }
+        } }, `I have read version ${full.version} and acknowledge it`);
+      mount(text, h('div', { class: 'note' }, full.text), ack);
+    } catch (e) {
+      showError(msg, e);
+    }
+  });
+  return h('li', {}, details);
+}
+
+function publishPolicyForm() {
+  const msg = messageBox();
+  const kind = field('Kind', { name: 'policy_kind', tag: 'select', options: POLICY_KINDS });
+  const title = field('Title', { name: 'policy_title', maxlength: 200 });
+  const text = field('Text', { name: 'policy_text', tag: 'textarea', rows: 5 });
+  const form = h('form', { class: 'card', novalidate: true, id: 'publish-policy', 'aria-labelledby': 'pub-h' }, h('h2', { id: 'pub-h' }, 'Publish a policy'),
+    h('div', { class: 'row wrap' }, kind, title), text, msg, h('button', { type: 'submit', class: 'primary' }, 'Publish'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    if (!title.input.value.trim() || !text.input.value.trim()) { showError(msg, { userMessage: 'A policy needs a title and its text.' }); return; }
+    busy(form, true);
+    try {
+      await api.post('/policies', { kind: kind.input.value, title: title.input.value.trim(), text: text.input.value });
+      await ackPoliciesPage('Policy published. Everyone is asked to acknowledge it.');
+    } catch (e) {
+      showError(msg, e);
+      busy(form, false);
+    }
+  });
+  return form;
+}
+
+async function ackReport() {
+  const box = h('section', { class: 'card', id: 'ack-report', 'aria-labelledby': 'ackr-h' }, h('h2', { id: 'ackr-h' }, 'Who has acknowledged'));
+  try {
+    const r = await api.get('/policies/acknowledgment-report');
+    box.append(r.items.length === 0 ? h('p', { class: 'muted' }, 'No policies yet.') : eventTable('Acknowledgments of the current versions', r.items, [
+      ['Policy', (x) => `${x.title} (version ${x.version})`], ['Acknowledged', (x) => `${x.acknowledged} of ${x.users}`],
+      ['Not yet', (x) => (x.pending.length ? x.pending.map((u) => u.login).join(', ') : '–')]]));
+  } catch (e) {
+    box.append(h('p', { class: 'form-message error' }, e.userMessage));
+  }
+  return box;
+}
+
+/** Admins and compliance officers: the BAA vendor register and the risk register. */
+async function registersPage() {
+  setTitle('Registers');
+  open = null;
+  const root = h('section', {}, h('h1', { class: 'pagehead' }, 'Compliance registers'));
+  mount(main, root);
+  focusHeading(root);
+  let dir = null;
+  try { dir = await people(); } catch { /* names fall back to ids */ }
+  const owners = [['', 'No one yet'], ...((dir && dir.items) || []).filter((u) => u.role !== 'patient' && !u.disabled).map((u) => [u.id, u.display_name])];
+  root.append(await vendorSection(dir, owners), await riskSection(dir, owners));
+}
+
+async function vendorSection(dir, owners) {
+  const msg = messageBox();
+  const listBox = h('div', {});
+  const name = field('Vendor', { name: 'vendor_name', maxlength: 200 });
+  const services = field('Services', { name: 'vendor_services', maxlength: 2000 });
+  const data = field('Data shared', { name: 'vendor_data', maxlength: 2000 });
+  const status = field('Agreement (BAA)', { name: 'vendor_baa', tag: 'select', options: BAA_STATUSES });
+  const signed = field('Signed on', { name: 'vendor_signed', type: 'date' });
+  const renewal = field('Renewal due', { name: 'vendor_renewal', type: 'date' });
+  const owner = field('Owner', { name: 'vendor_owner', tag: 'select', options: owners });
+  const form = h('form', { novalidate: true, 'aria-labelledby': 'addv-h' }, h('h3', { id: 'addv-h' }, 'Add a vendor'),
+    h('div', { class: 'row wrap' }, name, services, data), h('div', { class: 'row wrap' }, status, signed, renewal, owner), msg,
+    h('button', { type: 'submit', class: 'primary' }, 'Add vendor'));
+  const load = async () => {
+    const r = await api.get('/baa-vendors');
+    mount(listBox, r.items.length === 0 ? h('p', { class: 'muted' }, 'No vendors yet.') : eventTable('Vendors', r.items, [
+      ['Vendor', (x) => x.vendor], ['Services', (x) => x.services], ['Data shared', (x) => x.data_shared],
+      ['Agreement', (x) => h('span', { class: 'state ' + (x.expiry === 'active' ? 'ok' : x.expiry === 'expired' ? 'blocked' : 'warn') }, BAA_EXPIRY[x.expiry] || x.expiry)],
+      ['Renewal', (x) => x.renewal_on || '–'], ['Owner', (x) => (x.owner ? personName(dir, x.owner) : '–')]]));
+  };
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    if (!name.input.value.trim() || !services.input.value.trim() || !data.input.value.trim()) { showError(msg, { userMessage: 'Name the vendor, what it does and what data it receives.' }); return; }
+    if (status.input.value === 'signed' && !signed.input.value) { showError(msg, { userMessage: 'A signed agreement needs the day it was signed.' }); signed.input.focus(); return; }
+    if (signed.input.value && renewal.input.value && renewal.input.value < signed.input.value) { showError(msg, { userMessage: 'The renewal date must not be before the signing date.' }); renewal.input.focus(); return; }
+    const body = { vendor: name.input.value.trim(), services: services.input.value.trim(), data_shared: data.input.value.trim(), baa_status: status.input.value };
+    if (signed.input.value) body.signed_on = signed.input.value;
+    if (renewal.input.value) body.renewal_on = renewal.input.value;
+    if (owner.input.value) body.owner = owner.input.value;
+    busy(form, true);
+    try {
+      await api.post('/baa-vendors', body);
+      showInfo(msg, 'Vendor added.');
+      for (const f of [name, services, data, signed, renewal]) f.input.value = '';
+      await load();
+    } catch (e) {
+      showError(msg, e);
+    } finally {
+      busy(form, false);
+    }
+  });
+  const section = h('section', { class: 'card', id: 'vendors', 'aria-labelledby': 'vendors-h' }, h('h2', { id: 'vendors-h' }, 'Business associates'), listBox, form);
+  try { await load(); } catch (e) { showError(msg, e); }
+  return section;
+}
+
+async function riskSection(dir, owners) {
+  const msg = messageBox();
+  const listBox = h('div', {});
+  const risk = field('Risk', { name: 'risk_text', maxlength: 2000 });
+  const scale = (n, label) => field(label, { name: n, tag: 'select', options: [['1', '1'], ['2', '2'], ['3', '3'], ['4', '4'], ['5', '5']], value: '3' });
+  const likelihood = scale('risk_likelihood', 'Likelihood (1 rare to 5 almost certain)');
+  const impact = scale('risk_impact', 'Impact (1 negligible to 5 severe)');
+  const status = field('Status', { name: 'risk_status', tag: 'select', options: RISK_STATUSES });
+  const review = field('Next review', { name: 'risk_review', type: 'date' });
+  const owner = field('Owner', { name: 'risk_owner', tag: 'select', options: owners });
+  const form = h('form', { novalidate: true, 'aria-labelledby': 'addr-h' }, h('h3', { id: 'addr-h' }, 'Add a risk'),
+    risk, h('div', { class: 'row wrap' }, likelihood, impact, status, review, owner), msg, h('button', { type: 'submit', class: 'primary' }, 'Add risk'));
+  const load = async () => {
+    const r = await api.get('/risks');
+    mount(listBox, r.items.length === 0 ? h('p', { class: 'muted' }, 'No risks recorded yet.') : eventTable('Risks, highest score first', r.items, [
+      ['Risk', (x) => x.risk], ['Score', (x) => `${x.score} (${x.likelihood} × ${x.impact})`], ['Status', (x) => (RISK_STATUSES.find(([v]) => v === x.status) || [null, x.status])[1]],
+      ['Next review', (x) => (x.review_overdue ? h('span', { class: 'state blocked' }, x.review_on + ' (overdue)') : x.review_on)],
+      ['Owner', (x) => (x.owner ? personName(dir, x.owner) : '–')]]));
+  };
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    if (!risk.input.value.trim()) { showError(msg, { userMessage: 'Describe the risk.' }); risk.input.focus(); return; }
+    if (!DAY.test(review.input.value)) { showError(msg, { userMessage: 'Choose the day of the next review.' }); review.input.focus(); return; }
+    const body = { risk: risk.input.value.trim(), likelihood: Number(likelihood.input.value), impact: Number(impact.input.value), status: status.input.value, review_on: review.input.value };
+    if (owner.input.value) body.owner = owner.input.value;
+    busy(form, true);
+    try {
+      await api.post('/risks', body);
+      showInfo(msg, 'Risk added.');
+      risk.input.value = '';
+      await load();
+    } catch (e) {
+      showError(msg, e);
+    } finally {
+      busy(form, false);
+    }
+  });
+  const section = h('section', { class: 'card', id: 'risks', 'aria-labelledby': 'risks-h' }, h('h2', { id: 'risks-h' }, 'Risk register'), listBox, form);
+  try { await load(); } catch (e) { showError(msg, e); }
+  return section;
+}
+
+/** Admins and compliance officers: breach incidents with their notification deadlines. */
+async function incidentsPage() {
+  setTitle('Incidents');
+  open = null;
+  const msg = messageBox();
+  const box = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
+  const root = h('section', { class: 'card' }, h('h1', {}, 'Breach incidents'),
+    h('p', { class: 'muted' }, 'Incidents with their status and the nearest notification deadline. Titles and descriptions are shown only in the API\'s single reads, which are audited.'), msg, box);
+  mount(main, root);
+  focusHeading(root);
+  try {
+    const [list, dir] = await Promise.all([api.get('/incidents'), people().catch(() => null)]);
+    if (list.length === 0) { mount(box, h('p', {}, 'No incidents recorded.')); return; }
+    mount(box, eventTable('Incidents, newest first', list, [
+      ['Reported', (x) => new Date(x.reported_at).toLocaleString() + ' by ' + personName(dir, x.reported_by)],
+      ['Source', (x) => (x.source === 'misdirected_message' ? 'Misdirected message' : 'Reported')],
+      ['Discovered', (x) => x.discovered_on], ['Affected', (x) => String(x.affected_count)], ['Status', (x) => x.status[0].toUpperCase() + x.status.slice(1)],
+      ['Next deadline', (x) => {
+        const due = x.plan.filter((o) => !o.done_on).sort((a, b) => a.due_on.localeCompare(b.due_on))[0];
+        if (!due) return x.plan.length ? 'All notices sent' : 'Not assessed yet';
+        return h('span', { class: 'state ' + (due.urgency === 'overdue' ? 'blocked' : due.urgency === 'pending' ? '' : 'warn') }, `${due.recipient}: ${due.due_on} (${URGENCY[due.urgency] || due.urgency || 'open'})`);
+      }]]));
+  } catch (e) {
+    mount(box);
     showError(msg, e);
   }
 }
