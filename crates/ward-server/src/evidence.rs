@@ -226,15 +226,16 @@ const MAX_ENTRY: u64 = 64 << 20;
 /// Largest total read from a bundle.
 const MAX_TOTAL: u64 = 256 << 20;
 
-/// Whether `name` is a plain relative path of lower-case segments (`[a-z0-9._-]+` joined by
-/// `/`), none of them `.` or `..`.
+/// Whether `name` is a plain relative path of segments `[A-Za-z0-9._-]+` joined by `/`, none
+/// of them `.` or `..` (upper case is allowed for `README.txt`; names differing only in case
+/// are refused by [`verify`]).
 fn plain_name(name: &str) -> bool {
     !name.is_empty()
         && name.split('/').all(|seg| {
             !seg.is_empty()
                 && seg != "."
                 && seg != ".."
-                && seg.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
+                && seg.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
         })
 }
 
@@ -281,12 +282,14 @@ pub fn verify(archive: &[u8], expected: Option<&[u8; 32]>) -> Result<Verified, E
     }
     let mut entries: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut first_header = u64::MAX;
+    // Names as a case-insensitive file system would see them.
+    let mut folded = BTreeSet::new();
     let mut total = 0u64;
     for i in 0..zip.len() {
         let mut f = zip.by_index(i).map_err(|_| EvidenceError::Malformed("unreadable archive entry"))?;
         let name = f.name().to_owned();
         if !plain_name(&name) {
-            return Err(EvidenceError::Malformed("an entry name is not a plain relative lower-case path"));
+            return Err(EvidenceError::Malformed("an entry name is not a plain relative path"));
         }
         if f.is_dir() {
             return Err(EvidenceError::Extra(name));
@@ -301,7 +304,7 @@ pub fn verify(archive: &[u8], expected: Option<&[u8; 32]>) -> Result<Verified, E
         if total > MAX_TOTAL {
             return Err(EvidenceError::Malformed("the archive is larger than any evidence bundle"));
         }
-        if entries.insert(name.clone(), bytes).is_some() {
+        if !folded.insert(name.to_ascii_lowercase()) || entries.insert(name.clone(), bytes).is_some() {
             return Err(EvidenceError::Malformed("the archive holds two entries with one name"));
         }
     }
@@ -606,8 +609,28 @@ pub async fn collect(
     files.insert(ALERTS.to_owned(), json(&alerts)?);
     tick(&mut progress);
 
-    let devices = crate::api::devices::device_views(store.devices(o, None).await?).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    files.insert(DEVICES.to_owned(), json(&devices)?);
+    // Patients' devices are counted, not listed; the names users give their devices and the
+    // words of a revocation are free text, kept out.
+    let patients: BTreeSet<UserId> = users.iter().filter(|u| u.role == Role::Patient).map(|u| u.id).collect();
+    let (patient_devices, workforce_devices): (Vec<_>, Vec<_>) =
+        store.devices(o, None).await?.into_iter().partition(|d| patients.contains(&d.user_id));
+    let devices: Vec<serde_json::Value> = crate::api::devices::device_views(workforce_devices)
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?
+        .into_iter()
+        .map(|d| {
+            let mut v = serde_json::to_value(d)?;
+            if let Some(m) = v.as_object_mut() {
+                m.remove("name");
+                m.remove("revoke_reason");
+            }
+            Ok(v)
+        })
+        .collect::<anyhow::Result<_>>()?;
+    files.insert(
+        DEVICES.to_owned(),
+        json(&serde_json::json!({"workforce_devices": devices, "patient_account_devices": patient_devices.len(),
+            "note": "devices of patient accounts are counted, not listed; device names and revocation reasons are left out"}))?,
+    );
     tick(&mut progress);
 
     let hours = config.devices.wipe_ack_overdue_hours;
@@ -631,7 +654,14 @@ pub async fn collect(
         RETENTION.to_owned(),
         json(&serde_json::json!({
             "policy_days": store.retention_policy(o).await?,
-            "legal_holds": store.legal_holds(o, false).await?,
+            // The matter a hold serves is free text: left out.
+            "legal_holds": store.legal_holds(o, false).await?.into_iter().map(|h| {
+                let mut v = serde_json::to_value(h).unwrap_or_default();
+                if let Some(m) = v.as_object_mut() {
+                    m.remove("reason");
+                }
+                v
+            }).collect::<Vec<_>>(),
             "shred_records": store.shred_records(o, LIST_CAP).await?,
             "audit_log_retention_days": config.audit.retention_days,
             "audit_archive_segments": store.audit_archives().await?,
@@ -898,9 +928,13 @@ mod tests {
         let mut parent = rebuild(&archive, |_, d| Some(d), Some(("@@@x", b"x".to_vec())));
         assert_eq!(replace_all(&mut parent, b"@@@x", b"../x"), 2);
         refused(&parent, &pk);
-        let mut upper = rebuild(&archive, |_, d| Some(d), Some(("evidence/z.json", b"x".to_vec())));
-        assert_eq!(replace_all(&mut upper, b"evidence/z.json", b"/evidence/.json"), 2);
-        refused(&upper, &pk);
+        let mut absolute = rebuild(&archive, |_, d| Some(d), Some(("evidence/z.json", b"x".to_vec())));
+        assert_eq!(replace_all(&mut absolute, b"evidence/z.json", b"/evidence/.json"), 2);
+        refused(&absolute, &pk);
+        // Two names one case-insensitive file system cannot tell apart.
+        let mut cased = rebuild(&archive, |_, d| Some(d), Some(("evidence/b.json", b"{}".to_vec())));
+        assert_eq!(replace_all(&mut cased, b"evidence/b.json", b"evidence/A.json"), 2);
+        assert!(refused(&cased, &pk).contains("two entries with one name"));
     }
 
     #[test]
