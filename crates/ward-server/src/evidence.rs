@@ -222,31 +222,94 @@ pub fn seal(
 }
 
 /// Largest file read from a bundle (a bundle is a few megabytes at most).
-const MAX_ENTRY: u64 = 512 << 20;
+const MAX_ENTRY: u64 = 64 << 20;
+/// Largest total read from a bundle.
+const MAX_TOTAL: u64 = 256 << 20;
+
+/// Whether `name` is a plain relative path of segments `[A-Za-z0-9._-]+` joined by `/`, none
+/// of them `.` or `..` (upper case is allowed for `README.txt`; names differing only in case
+/// are refused by [`verify`]).
+fn plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        })
+}
+
+/// The end-of-central-directory record's total entry count, read from the raw bytes. The
+/// record must close the archive with no comment (a bundle never has one), so it is the last
+/// 22 bytes.
+fn eocd_entries(archive: &[u8]) -> Result<u64, EvidenceError> {
+    const EOCD: [u8; 4] = 0x0605_4b50u32.to_le_bytes();
+    let n = archive.len();
+    if n < 22 {
+        return Err(EvidenceError::Malformed("not a zip archive"));
+    }
+    let rec = &archive[n - 22..];
+    if rec[..4] != EOCD {
+        // Either trailing bytes or an archive comment.
+        return Err(EvidenceError::Malformed("the archive has a comment or trailing data"));
+    }
+    let entries = u16::from_le_bytes([rec[10], rec[11]]);
+    if entries == u16::MAX {
+        return Err(EvidenceError::Malformed("zip64 archives are not Ward evidence bundles"));
+    }
+    Ok(u64::from(entries))
+}
 
 /// Checks a bundle offline: the manifest's signature (by the key in the bundle, which must be
 /// `expected` when given), each file's size and SHA-256, and that the archive holds exactly the
 /// manifest's files plus the manifest, signature and public key.
+///
+/// The archive's shape is checked first, so that every zip tool shows the files this function
+/// hashes: no two entries with one name (the zip reader keeps only one of them, so the count
+/// in the end-of-central-directory record must equal the distinct entries read), no archive
+/// comment, no bytes before the first entry, only plain relative lower-case names.
 pub fn verify(archive: &[u8], expected: Option<&[u8; 32]>) -> Result<Verified, EvidenceError> {
+    let declared = eocd_entries(archive)?;
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(archive)).map_err(|_| EvidenceError::Malformed("not a zip archive"))?;
+    if !zip.comment().is_empty() {
+        return Err(EvidenceError::Malformed("the archive has a comment or trailing data"));
+    }
+    if zip.offset() != 0 {
+        return Err(EvidenceError::Malformed("the archive has data before its first entry"));
+    }
+    if zip.len() as u64 != declared {
+        return Err(EvidenceError::Malformed("the archive holds two entries with one name"));
+    }
     let mut entries: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut first_header = u64::MAX;
+    // Names as a case-insensitive file system would see them.
+    let mut folded = BTreeSet::new();
+    let mut total = 0u64;
     for i in 0..zip.len() {
         let mut f = zip.by_index(i).map_err(|_| EvidenceError::Malformed("unreadable archive entry"))?;
         let name = f.name().to_owned();
+        if !plain_name(&name) {
+            return Err(EvidenceError::Malformed("an entry name is not a plain relative path"));
+        }
         if f.is_dir() {
             return Err(EvidenceError::Extra(name));
         }
-        if f.size() > MAX_ENTRY {
-            return Err(EvidenceError::Mismatch(name));
-        }
-        let mut bytes = Vec::with_capacity(f.size() as usize);
+        first_header = first_header.min(f.header_start());
+        let mut bytes = Vec::new();
         // A changed byte fails the entry's CRC-32 here: report it as that file's mismatch.
-        if f.read_to_end(&mut bytes).is_err() {
+        if f.by_ref().take(MAX_ENTRY + 1).read_to_end(&mut bytes).is_err() || bytes.len() as u64 > MAX_ENTRY {
             return Err(EvidenceError::Mismatch(name));
         }
-        if entries.insert(name.clone(), bytes).is_some() {
-            return Err(EvidenceError::Extra(name));
+        total += bytes.len() as u64;
+        if total > MAX_TOTAL {
+            return Err(EvidenceError::Malformed("the archive is larger than any evidence bundle"));
         }
+        if !folded.insert(name.to_ascii_lowercase()) || entries.insert(name.clone(), bytes).is_some() {
+            return Err(EvidenceError::Malformed("the archive holds two entries with one name"));
+        }
+    }
+    if first_header != 0 {
+        return Err(EvidenceError::Malformed("the archive has data before its first entry"));
     }
     let take =
         |entries: &mut BTreeMap<String, Vec<u8>>, name: &str| entries.remove(name).ok_or_else(|| EvidenceError::Missing(name.to_owned()));
@@ -546,8 +609,28 @@ pub async fn collect(
     files.insert(ALERTS.to_owned(), json(&alerts)?);
     tick(&mut progress);
 
-    let devices = crate::api::devices::device_views(store.devices(o, None).await?).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    files.insert(DEVICES.to_owned(), json(&devices)?);
+    // Patients' devices are counted, not listed; the names users give their devices and the
+    // words of a revocation are free text, kept out.
+    let patients: BTreeSet<UserId> = users.iter().filter(|u| u.role == Role::Patient).map(|u| u.id).collect();
+    let (patient_devices, workforce_devices): (Vec<_>, Vec<_>) =
+        store.devices(o, None).await?.into_iter().partition(|d| patients.contains(&d.user_id));
+    let devices: Vec<serde_json::Value> = crate::api::devices::device_views(workforce_devices)
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?
+        .into_iter()
+        .map(|d| {
+            let mut v = serde_json::to_value(d)?;
+            if let Some(m) = v.as_object_mut() {
+                m.remove("name");
+                m.remove("revoke_reason");
+            }
+            Ok(v)
+        })
+        .collect::<anyhow::Result<_>>()?;
+    files.insert(
+        DEVICES.to_owned(),
+        json(&serde_json::json!({"workforce_devices": devices, "patient_account_devices": patient_devices.len(),
+            "note": "devices of patient accounts are counted, not listed; device names and revocation reasons are left out"}))?,
+    );
     tick(&mut progress);
 
     let hours = config.devices.wipe_ack_overdue_hours;
@@ -571,7 +654,14 @@ pub async fn collect(
         RETENTION.to_owned(),
         json(&serde_json::json!({
             "policy_days": store.retention_policy(o).await?,
-            "legal_holds": store.legal_holds(o, false).await?,
+            // The matter a hold serves is free text: left out.
+            "legal_holds": store.legal_holds(o, false).await?.into_iter().map(|h| {
+                let mut v = serde_json::to_value(h).unwrap_or_default();
+                if let Some(m) = v.as_object_mut() {
+                    m.remove("reason");
+                }
+                v
+            }).collect::<Vec<_>>(),
             "shred_records": store.shred_records(o, LIST_CAP).await?,
             "audit_log_retention_days": config.audit.retention_days,
             "audit_archive_segments": store.audit_archives().await?,
@@ -774,6 +864,77 @@ mod tests {
             zout.write_all(&data).unwrap();
         }
         zout.finish().unwrap().into_inner()
+    }
+
+    /// Replaces every occurrence of `from` with `to` (same length) in `bytes`.
+    fn replace_all(bytes: &mut [u8], from: &[u8], to: &[u8]) -> usize {
+        assert_eq!(from.len(), to.len());
+        let mut n = 0;
+        let mut i = 0;
+        while i + from.len() <= bytes.len() {
+            if &bytes[i..i + from.len()] == from {
+                bytes[i..i + from.len()].copy_from_slice(to);
+                n += 1;
+                i += from.len();
+            } else {
+                i += 1;
+            }
+        }
+        n
+    }
+
+    fn refused(archive: &[u8], pk: &[u8; 32]) -> String {
+        let e = verify(archive, Some(pk)).expect_err("an odd archive verifies").to_string();
+        assert!(!e.contains('\n'), "{e}");
+        e
+    }
+
+    #[test]
+    fn odd_archives_are_refused() {
+        let files = BTreeMap::from([("evidence/a.json".to_owned(), b"{\"genuine\":1}".to_vec())]);
+        let (archive, pk) = bundle(&files);
+        verify(&archive, Some(&pk)).unwrap();
+
+        // A forged copy under the same name: the reader keeps one entry per name.
+        let mut dup = rebuild(&archive, |_, d| Some(d), Some(("evidence/b.json", b"{\"forged\":1}".to_vec())));
+        assert_eq!(replace_all(&mut dup, b"evidence/b.json", b"evidence/a.json"), 2);
+        assert!(refused(&dup, &pk).contains("two entries with one name"));
+        // The forged copy first in the central directory.
+        let mut first = rebuild(&archive, |_, _| None, Some(("evidence/b.json", b"{\"forged\":1}".to_vec())));
+        first = rebuild(&first, |_, d| Some(d), None);
+        let mut zin = zip::ZipArchive::new(std::io::Cursor::new(archive.clone())).unwrap();
+        let mut zout = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let mut zfirst = zip::ZipArchive::new(std::io::Cursor::new(first)).unwrap();
+        zout.raw_copy_file(zfirst.by_index(0).unwrap()).unwrap();
+        for i in 0..zin.len() {
+            zout.raw_copy_file(zin.by_index(i).unwrap()).unwrap();
+        }
+        let mut dup_first = zout.finish().unwrap().into_inner();
+        assert_eq!(replace_all(&mut dup_first, b"evidence/b.json", b"evidence/a.json"), 2);
+        assert!(refused(&dup_first, &pk).contains("two entries with one name"));
+        // A comment.
+        let mut commented = archive.clone();
+        let n = commented.len();
+        commented[n - 2..].copy_from_slice(&5u16.to_le_bytes());
+        commented.extend_from_slice(b"hello");
+        assert!(refused(&commented, &pk).contains("comment"));
+        // Junk before the first entry.
+        let prefixed = [&b"#!/bin/sh\nexit 0\n"[..], &archive].concat();
+        refused(&prefixed, &pk);
+        // A name outside the bundle's tree.
+        let mut dotted = rebuild(&archive, |_, d| Some(d), Some(("evidence/zz", b"x".to_vec())));
+        assert_eq!(replace_all(&mut dotted, b"evidence/zz", b"evidence/.."), 2);
+        assert!(refused(&dotted, &pk).contains("plain relative"));
+        let mut parent = rebuild(&archive, |_, d| Some(d), Some(("@@@x", b"x".to_vec())));
+        assert_eq!(replace_all(&mut parent, b"@@@x", b"../x"), 2);
+        refused(&parent, &pk);
+        let mut absolute = rebuild(&archive, |_, d| Some(d), Some(("evidence/z.json", b"x".to_vec())));
+        assert_eq!(replace_all(&mut absolute, b"evidence/z.json", b"/evidence/.json"), 2);
+        refused(&absolute, &pk);
+        // Two names one case-insensitive file system cannot tell apart.
+        let mut cased = rebuild(&archive, |_, d| Some(d), Some(("evidence/b.json", b"{}".to_vec())));
+        assert_eq!(replace_all(&mut cased, b"evidence/b.json", b"evidence/A.json"), 2);
+        assert!(refused(&cased, &pk).contains("two entries with one name"));
     }
 
     #[test]

@@ -59,6 +59,24 @@ async fn evidence_bundle_over_http(backend: Backend) {
         .await;
     assert!(p.status.is_success(), "{:?}", p.body);
 
+    // Free text that may carry PHI: a device's name, a legal hold's matter.
+    h.call(
+        reqwest::Method::POST,
+        "/api/v1/auth/login",
+        None,
+        Some(json!({"login": doc.login, "password": common::PASSWORD, "device": {"name": "CanaryDevice-Xyloph", "platform": "ios"}})),
+    )
+    .await
+    .expect(200);
+    let s_officer = h.login(&co).await;
+    h.post(
+        "/api/v1/legal-holds",
+        &s_officer.access,
+        json!({"subject_kind": "user", "subject_id": doc.id, "reason": "CanaryHold-Quixotic"}),
+    )
+    .await
+    .expect(201);
+
     // A clinician is refused, and the refusal audited.
     let (status, _, _) = export(&h, &s_doc.access).await;
     assert_eq!(status, 403);
@@ -79,6 +97,10 @@ async fn evidence_bundle_over_http(backend: Backend) {
     assert_eq!(v.manifest.org.slug, "acme");
     let text = String::from_utf8_lossy(&archive);
     assert!(!text.contains("Quentin") && !text.contains("Zebulon") && !text.contains("MRN-90210"));
+    // Stored entries: every file's bytes are in the archive as they are.
+    for canary in ["CanaryDevice", "Xyloph", "CanaryHold", "Quixotic"] {
+        assert!(!text.contains(canary), "{canary} in the bundle");
+    }
     assert!(text.contains("not_available"));
 
     // Tampering of every kind is caught.

@@ -206,6 +206,7 @@ pub(crate) async fn disclose_forwards_to_new_member(
     #[derive(sqlx::FromRow)]
     struct Fwd {
         message_id: uuid::Uuid,
+        sender_id: uuid::Uuid,
         source_message_id: uuid::Uuid,
         patient_id: uuid::Uuid,
         purpose: Option<String>,
@@ -215,7 +216,7 @@ pub(crate) async fn disclose_forwards_to_new_member(
         fetch_all,
         c,
         Fwd,
-        "SELECT f.message_id, f.source_message_id, s.patient_id, f.purpose, f.authorization_id FROM message_forwards f \
+        "SELECT f.message_id, m.sender_id, f.source_message_id, s.patient_id, f.purpose, f.authorization_id FROM message_forwards f \
          JOIN messages m ON m.id = f.message_id JOIN conversations s ON s.id = f.source_conversation_id \
          WHERE m.conversation_id = $1 AND s.patient_id IS NOT NULL AND m.recalled_at IS NULL AND m.shredded_at IS NULL ORDER BY m.seq",
         conv.0
@@ -223,7 +224,22 @@ pub(crate) async fn disclose_forwards_to_new_member(
     let mut recorded = 0;
     for r in rows {
         let patient = PatientId(r.patient_id);
-        if on_care_team(c, patient, user).await? || is_the_patient(c, user, patient).await? {
+        // The forwarder disclosed it, they were not disclosed to.
+        if r.sender_id == user.0 || on_care_team(c, patient, user).await? || is_the_patient(c, user, patient).await? {
+            continue;
+        }
+        // Disclosed to them already (at the forward, or when they joined before): a member
+        // removed and added again learns nothing new.
+        let already = fetch!(
+            fetch_optional,
+            c,
+            (i64,),
+            "SELECT idx FROM audit_events WHERE action = 'message.forward' AND target_type = 'message' AND target_id = $1 \
+             AND outcome = 'success' AND detail LIKE $2 LIMIT 1",
+            r.message_id.to_string(),
+            format!("%\"{RECIPIENT_KEY}\":\"{}\"%", user.0)
+        )?;
+        if already.is_some() {
             continue;
         }
         let code = match (r.purpose.as_deref(), r.authorization_id) {

@@ -670,6 +670,9 @@ impl Store {
         let r = self
             .write(move |mut c| {
                 Box::pin(async move {
+                    // Takes the row lock (PostgreSQL) before anything is read, as
+                    // `record_notification` and `close_incident` do.
+                    exec!(&mut c, "UPDATE incidents SET status = status WHERE id = $1 AND org_id = $2", id, org.0)?;
                     let Some(cur) = load(&mut c, None, org, id).await? else { return Ok(Err("unknown_incident")) };
                     if !matches!(cur.status, IncidentStatus::Open | IncidentStatus::Assessed) {
                         return Ok(Err("not_open"));
@@ -679,7 +682,7 @@ impl Store {
                         &mut c,
                         "UPDATE incidents SET status = 'assessed', nature_and_extent = $1, unauthorized_recipient = $2, acquired_or_viewed = $3, \
                          mitigation = $4, outcome = $5, assessed_by = $6, assessed_at = $7, plan_json = $10, plan_basis = $11, \
-                         plan_rules_as_of = $12, plan_computed_at = $13 WHERE id = $8 AND org_id = $9",
+                         plan_rules_as_of = $12, plan_computed_at = $13 WHERE id = $8 AND org_id = $9 AND status IN ('open', 'assessed')",
                         a.nature_and_extent.as_str(),
                         a.unauthorized_recipient.as_str(),
                         a.acquired_or_viewed.as_str(),
@@ -701,7 +704,14 @@ impl Store {
                         .detail("mitigation", DetailValue::Code(a.mitigation.as_str()))
                         .detail("outcome", DetailValue::Code(a.outcome.as_str()));
                     audit::append(&mut c, &ev, &write_meta).await?;
-                    Ok(Ok(load(&mut c, None, org, id).await?.ok_or(StoreError::NotFound)?))
+                    // Notifications recorded under an earlier plan stay recorded: when they
+                    // already meet every obligation of the new plan, the incident is notified.
+                    let now = load(&mut c, None, org, id).await?.ok_or(StoreError::NotFound)?;
+                    if !now.plan.is_empty() && now.plan.iter().all(|o| now.notifications.iter().any(|n| n.obligation_key == o.key)) {
+                        exec!(&mut c, "UPDATE incidents SET status = 'notified' WHERE id = $1 AND org_id = $2", id, org.0)?;
+                        return Ok(Ok(load(&mut c, None, org, id).await?.ok_or(StoreError::NotFound)?));
+                    }
+                    Ok(Ok(now))
                 })
             })
             .await?;

@@ -50,6 +50,15 @@ async fn members_added_after_a_forward_are_disclosed_to(backend: Backend) {
     let ev = events.iter().rev().find(|e| e.action == "message.forward").unwrap();
     assert_eq!(ev.target_id.as_deref(), Some(fwd.sent.message.id.to_string().as_str()));
     assert!(ev.detail.contains("member_added") && !ev.detail.contains("FWD-CANARY"));
+
+    // Removed and added again, the coder and the original recipient learn nothing new.
+    let count = acc.items.len();
+    for who in [coder, billing] {
+        s.remove_member(doc, with_billing, who.user_id, meta()).await.unwrap();
+        s.add_member(doc, with_billing, who.user_id, MemberRole::Member, None, meta()).await.unwrap();
+    }
+    let again = s.disclosures(o.id, p, TimeRange::default(), None, 100).await.unwrap();
+    assert_eq!(again.items.len(), count, "{:?}", again.items);
 }
 
 const CANARY: &str = "FWD-CANARY-5521 biopsy result";

@@ -22,6 +22,7 @@ on_both_backends!(
     reminders_are_raised_once_per_stage,
     the_plan_is_kept_as_computed_when_rules_change,
     a_close_cannot_race_a_new_assessment,
+    a_new_assessment_cannot_undo_a_notification,
 );
 
 /// The embedded rules with Florida's individual notice at 20 days instead of 30, reviewed on
@@ -90,6 +91,34 @@ async fn a_close_cannot_race_a_new_assessment(backend: Backend) {
         let end = s.incident(co, i.id, meta()).await.unwrap();
         let breach = end.assessment.is_some_and(|a| a.assessment.outcome == AssessmentOutcome::Breach);
         assert!(!(end.status == IncidentStatus::Closed && breach), "a breach was closed without its notifications");
+    }
+}
+
+/// A re-assessment racing the last notification: the incident ends `notified` whichever wins
+/// (the assessment locks the row first and writes only an open or assessed incident; a new plan
+/// whose obligations are all recorded is notified at once).
+async fn a_new_assessment_cannot_undo_a_notification(backend: Backend) {
+    let Some(db) = TestDb::open(backend).await else { return };
+    let s = &db.store;
+    let o = org(s, "acme").await;
+    let co = user(s, &o, "co@acme", Role::ComplianceOfficer).await;
+    let today = date!(2026 - 03 - 20);
+    let rules = StateRules::embedded();
+    for _ in 0..15 {
+        let i = s.create_incident(co, new_incident(&[("FL", 1)], 1, vec![]), today, rules, meta()).await.unwrap();
+        let a = s.assess_incident(co, i.id, assessment(AssessmentOutcome::Breach, FactorRisk::High), rules, meta()).await.unwrap();
+        let keys: Vec<String> = a.plan.iter().map(|o| o.key.clone()).collect();
+        let (last, rest) = keys.split_last().expect("a breach has obligations");
+        for k in rest {
+            s.record_notification(co, i.id, k.clone(), today, today, meta()).await.unwrap();
+        }
+        let (assessed, notified) = tokio::join!(
+            s.assess_incident(co, i.id, assessment(AssessmentOutcome::Breach, FactorRisk::High), rules, meta()),
+            s.record_notification(co, i.id, last.clone(), today, today, meta())
+        );
+        notified.unwrap();
+        let end = s.incident(co, i.id, meta()).await.unwrap();
+        assert_eq!(end.status, IncidentStatus::Notified, "assessment {:?}", assessed.map(|i| i.status));
     }
 }
 

@@ -11,6 +11,12 @@ use ward_server::provision::operator_meta;
 
 /// Writes an organisation's bundle to `out` (created new), with a progress bar.
 pub(crate) async fn export(config: &Config, org: &str, out: &Path) -> anyhow::Result<()> {
+    // Only the deployment's existing key signs: a wrong data_dir must not make a new key and
+    // sign a checkpoint with it into the shared audit log.
+    let key = config.data_dir.join("audit").join("signing.key");
+    if !key.is_file() {
+        anyhow::bail!("no audit signing key at {} (is data_dir right? the server creates it at first start)", key.display());
+    }
     let store = ward_server::open_store(config).await?;
     let org = store.org_by_slug(org).await.map_err(|_| anyhow::anyhow!("no organisation {org}"))?;
     let log = ward_server::audit_log::AuditLog::open(config, store.clone())?;

@@ -450,6 +450,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    // `verify` works on the archive alone (an auditor's machine has no Ward configuration).
+    if let Command::Evidence(EvidenceCommand::Verify { file, public_key }) = &cli.command {
+        return evidence::verify(file, public_key.as_deref());
+    }
     let mut config = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Serve => {

@@ -53,6 +53,10 @@ async fn export_verifies_offline_and_any_change_fails() {
         store.create_patient(acme.id, doc.user_id, "MRN-4417".into(), "Jamie Quincy-Patient".into(), vec![], meta()).await.unwrap();
     }
     let bundle = d.join("evidence.zip");
+    // Without the deployment's signing key (a wrong data_dir) nothing is signed or created.
+    fails(ward(d, &["evidence", "export", "--org", "acme", "--out", bundle.to_str().unwrap()]), "no audit signing key");
+    assert!(!data.join("audit").join("signing.key").exists() && !bundle.exists());
+    ward_server::audit_log::load_or_create_key(&data.join("audit"), &ward_server::Config::default().audit.origin).unwrap();
     let out = ok(ward(d, &["evidence", "export", "--org", "acme", "--out", bundle.to_str().unwrap()]));
     assert!(out.contains("signing key fingerprint"), "{out}");
     // The same file again is refused, nothing overwritten.
@@ -68,6 +72,10 @@ async fn export_verifies_offline_and_any_change_fails() {
     std::fs::write(&pem_path, ward_server::evidence::public_key_pem(vkey.public_key())).unwrap();
     ok(ward(d, &["evidence", "verify", bundle.to_str().unwrap(), "--public-key", pem_path.to_str().unwrap()]));
     ok(ward(d, &["evidence", "verify", bundle.to_str().unwrap()]));
+    // No configuration is read: an unreadable one does not stop an auditor.
+    let bad = d.join("broken.toml");
+    std::fs::write(&bad, "this is = = not toml").unwrap();
+    ok(ward(d, &["--config", bad.to_str().unwrap(), "evidence", "verify", bundle.to_str().unwrap(), "--public-key", &key_hex]));
 
     let archive = std::fs::read(&bundle).unwrap();
     let files = entries(&archive);
