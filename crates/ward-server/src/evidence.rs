@@ -497,6 +497,22 @@ fn json<T: Serialize>(v: &T) -> anyhow::Result<Vec<u8>> {
 /// Rows read at most from the lists that page (shred records, alerts, break-glass grants).
 const LIST_CAP: u32 = 100_000;
 
+/// Who a bundle is for. The key inventory's per-scope counts and the audit archive segments
+/// cover the whole deployment, every tenant's patients and conversations counted together:
+/// the operator's export (`ward evidence export`) carries them, an organisation's own export
+/// (the API) says where to get them instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// The deployment's operator, on the command line.
+    Operator,
+    /// One organisation's compliance officer or admin, through the API.
+    Organisation,
+}
+
+/// What an organisation's bundle says instead of deployment-wide figures.
+const DEPLOYMENT_WIDE: &str =
+    "covers every organisation of this deployment: in the operator's bundle (ward evidence export), not in an organisation's";
+
 /// The number of collection steps [`collect`] reports progress over.
 pub const STEPS: u64 = 13;
 
@@ -507,6 +523,7 @@ pub async fn collect(
     store: &Store,
     config: &Config,
     org: &Org,
+    audience: Audience,
     mut progress: impl FnMut(u64),
 ) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
     let mut files = BTreeMap::new();
@@ -587,7 +604,13 @@ pub async fn collect(
     );
     tick(&mut progress);
 
-    files.insert(KEYS.to_owned(), json(&crate::keys::inventory(store, false).await?)?);
+    let keys = crate::keys::inventory(store, false).await?;
+    let keys = match audience {
+        Audience::Operator => serde_json::to_value(&keys)?,
+        // The KEKs are the deployment's configuration; the data-key counts are other tenants'.
+        Audience::Organisation => serde_json::json!({"provider": keys.provider, "keks": keys.keks, "data_keys": DEPLOYMENT_WIDE}),
+    };
+    files.insert(KEYS.to_owned(), json(&keys)?);
     tick(&mut progress);
 
     let grants: Vec<_> = store
@@ -664,7 +687,10 @@ pub async fn collect(
             }).collect::<Vec<_>>(),
             "shred_records": store.shred_records(o, LIST_CAP).await?,
             "audit_log_retention_days": config.audit.retention_days,
-            "audit_archive_segments": store.audit_archives().await?,
+            "audit_archive_segments": match audience {
+                Audience::Operator => serde_json::to_value(store.audit_archives().await?)?,
+                Audience::Organisation => serde_json::Value::from(DEPLOYMENT_WIDE),
+            },
         }))?,
     );
     tick(&mut progress);
@@ -716,11 +742,12 @@ pub async fn export(
     config: &Config,
     audit: &AuditLog,
     org: &Org,
+    audience: Audience,
     actor: Option<UserId>,
     meta: RequestMeta,
     mut progress: impl FnMut(u64),
 ) -> anyhow::Result<Exported> {
-    let mut files = collect(store, config, org, &mut progress).await?;
+    let mut files = collect(store, config, org, audience, &mut progress).await?;
     let generated_at = ts(ward_store::now_ms());
     let morg = ManifestOrg { id: org.id.0, slug: org.slug.clone(), name: org.name.clone() };
     files.insert(CONTROL_MAP.to_owned(), json(&control_map(&morg, &generated_at))?);

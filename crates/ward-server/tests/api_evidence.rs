@@ -102,6 +102,14 @@ async fn evidence_bundle_over_http(backend: Backend) {
         assert!(!text.contains(canary), "{canary} in the bundle");
     }
     assert!(text.contains("not_available"));
+    // Deployment-wide figures (other tenants' data-key counts, the audit archive segments)
+    // stay out of an organisation's bundle.
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(archive.clone())).unwrap();
+    let mut keys = String::new();
+    std::io::Read::read_to_string(&mut zip.by_name("evidence/key-inventory.json").unwrap(), &mut keys).unwrap();
+    let keys: serde_json::Value = serde_json::from_str(&keys).unwrap();
+    assert!(keys["data_keys"].as_str().is_some_and(|t| t.contains("operator")), "{keys}");
+    assert!(keys["keks"].is_array(), "{keys}");
 
     // Tampering of every kind is caught.
     let flipped = rebuild(

@@ -26,7 +26,9 @@ pub(crate) async fn export(config: &Config, org: &str, out: &Path) -> anyhow::Re
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
     let mut f = opts.open(out).with_context(|| format!("cannot create {} (it must not exist yet)", out.display()))?;
     let bar = crate::progress::steps("collecting evidence", STEPS + 1);
-    let result = evidence::export(&store, config, &log, &org, None, operator_meta(), |step| bar.set_position(step)).await;
+    let result =
+        evidence::export(&store, config, &log, &org, evidence::Audience::Operator, None, operator_meta(), |step| bar.set_position(step))
+            .await;
     bar.finish_and_clear();
     let done = match result {
         Ok(done) => done,

@@ -34,9 +34,18 @@ async fn export_evidence(State(state): State<AppState>, Meta(meta): Meta, s: Aut
     }
     crate::auth::require_step_up(&state, &s, "evidence_export", &meta).await?;
     let org = state.store.org(s.actor.org_id).await?;
-    let out = crate::evidence::export(&state.store, &state.config, &state.audit, &org, Some(s.actor.user_id), meta, |_| {})
-        .await
-        .map_err(|e| ApiError::internal_cause(e.to_string()))?;
+    let out = crate::evidence::export(
+        &state.store,
+        &state.config,
+        &state.audit,
+        &org,
+        crate::evidence::Audience::Organisation,
+        Some(s.actor.user_id),
+        meta,
+        |_| {},
+    )
+    .await
+    .map_err(|e| ApiError::internal_cause(e.to_string()))?;
     let disposition = format!("attachment; filename=\"ward-evidence-{}.zip\"", org.slug);
     Ok((
         [
