@@ -288,11 +288,14 @@ pub fn spawn(store: Store, n: Arc<Notifier>, cfg: NotifyConfig) -> Option<tokio:
     }))
 }
 
-/// Spawns the escalation task (`[escalation]`): every pass runs the steps that are due and
-/// wakes the delivery worker when it queued pushes. Safe on every node: each step is claimed
-/// by inserting its record, so two nodes never run the same step of the same message.
+/// Spawns the escalation task (`[escalation]`, with a push provider configured): every pass
+/// runs the steps that are due and wakes the delivery worker when it queued pushes. Safe on
+/// every node: each step is claimed by inserting its record, so two nodes never run the same
+/// step of the same message.
 pub fn spawn_escalation(store: Store, n: Arc<Notifier>, cfg: EscalationConfig) -> Option<tokio::task::JoinHandle<()>> {
-    if !cfg.enabled {
+    // Without a push provider there is nobody to page: the task does not run (its pushes would
+    // otherwise wait in the queue and go out stale once a provider is configured).
+    if !cfg.enabled || !n.push_enabled() {
         return None;
     }
     let delays = ward_store::EscalationDelays {
