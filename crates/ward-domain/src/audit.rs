@@ -294,6 +294,13 @@ audit_actions! {
     /// One PHI-free new-message push attempt to a device (target the device; detail
     /// `conversation`, `message`, `platform`, `result`, `code`, `attempt`).
     PushDeliver = "push.deliver",
+    /// An urgent or STAT message stayed unread: an escalation step ran (target the message;
+    /// detail `conversation`, `step` 1 re-notify / 2 on call, `result` `notified` or `no_one`,
+    /// `people`, `devices`). Ids and counts only.
+    MessageEscalate = "message.escalate",
+    /// A care-team member was put on or taken off call (target the patient; detail `user`,
+    /// `on_call`).
+    CareTeamOnCall = "patient.on_call",
 }
 
 /// Whether the action succeeded.

@@ -59,6 +59,8 @@ pub enum PushAlert {
     NewMessage,
     /// "New notice" (a patient notice: the app fetches its text over TLS).
     NewNotice,
+    /// "Urgent message needs attention" (an urgent or STAT message left unread: escalation).
+    UrgentUnread,
 }
 
 impl PushAlert {
@@ -67,6 +69,7 @@ impl PushAlert {
         match self {
             PushAlert::NewMessage => "New message",
             PushAlert::NewNotice => "New notice",
+            PushAlert::UrgentUnread => "Urgent message needs attention",
         }
     }
 }

@@ -45,8 +45,44 @@ pub struct Config {
     /// Delivery of PHI-free push, SMS and email through outside providers (all off by
     /// default: notices and codes then stay queued).
     pub notify: NotifyConfig,
+    /// Escalation of urgent and STAT messages left unread (PHI-free re-notification, then
+    /// the care team's on-call members).
+    pub escalation: EscalationConfig,
     /// WebAuthn (security keys and passkeys): the relying party and ceremony lifetime.
     pub webauthn: WebAuthnConfig,
+}
+
+/// Escalation (`[escalation]`): how long an urgent or STAT message may stay unread before
+/// its recipients are pushed again (step 1), and, after as long again, the on-call members
+/// of the patient's care team (step 2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EscalationConfig {
+    /// Run the escalation task on this node (every node may: steps are claimed once).
+    pub enabled: bool,
+    /// Seconds a STAT message may stay unread before each step (1 to 86400).
+    pub stat_renotify_secs: u64,
+    /// Seconds an urgent message may stay unread before each step (1 to 86400).
+    pub urgent_renotify_secs: u64,
+}
+
+impl Default for EscalationConfig {
+    fn default() -> Self {
+        Self { enabled: true, stat_renotify_secs: 120, urgent_renotify_secs: 600 }
+    }
+}
+
+impl EscalationConfig {
+    /// Checks the delays.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=86_400).contains(&self.stat_renotify_secs) {
+            return Err(ConfigError("escalation.stat_renotify_secs must be between 1 and 86400".into()));
+        }
+        if !(1..=86_400).contains(&self.urgent_renotify_secs) {
+            return Err(ConfigError("escalation.urgent_renotify_secs must be between 1 and 86400".into()));
+        }
+        Ok(())
+    }
 }
 
 /// Notification delivery (`[notify]`): the worker and its providers.
@@ -772,6 +808,7 @@ impl Default for Config {
             devices: DevicesConfig::default(),
             break_glass: BreakGlassConfig::default(),
             notify: NotifyConfig::default(),
+            escalation: EscalationConfig::default(),
             webauthn: WebAuthnConfig::default(),
         }
     }
@@ -911,6 +948,7 @@ impl Config {
             return bad("devices.profile_sign_cert and devices.profile_sign_key must be given together");
         }
         self.notify.validate()?;
+        self.escalation.validate()?;
         self.attachments.validate()
     }
 

@@ -61,6 +61,7 @@ pub struct Running {
     alert_task: tokio::task::JoinHandle<()>,
     syslog_task: Option<tokio::task::JoinHandle<()>>,
     notify_task: Option<tokio::task::JoinHandle<()>>,
+    escalation_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -72,6 +73,9 @@ impl Running {
             t.abort();
         }
         if let Some(t) = &self.notify_task {
+            t.abort();
+        }
+        if let Some(t) = &self.escalation_task {
             t.abort();
         }
         if let Some(tx) = self.shutdown.take() {
@@ -132,6 +136,7 @@ pub async fn start_with(config: Config, store: Store, fanout: Arc<dyn FanOut>) -
     // Built before anything is spawned, so a bad provider key or file stops the start.
     let notifier = Arc::new(notify::Notifier::from_config(&config.notify)?);
     let notify_task = notify::spawn(store.clone(), notifier.clone(), config.notify.clone());
+    let escalation_task = notify::spawn_escalation(store.clone(), notifier.clone(), config.escalation.clone());
     let config = Arc::new(config);
     let _retention_task = lifecycle::spawn(store.clone(), blobs.clone(), &config.retention);
     let alert_task = alerts::spawn(store.clone(), fanout.clone());
@@ -158,6 +163,7 @@ pub async fn start_with(config: Config, store: Store, fanout: Arc<dyn FanOut>) -
         alert_task,
         syslog_task,
         notify_task,
+        escalation_task,
     })
 }
 

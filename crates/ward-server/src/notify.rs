@@ -14,7 +14,7 @@ use ward_domain::consent::NoticeChannel;
 use ward_notify::{EmailProvider, PushAlert, PushMessage, PushPlatform, PushProvider, SendError, SmsProvider, TextMessage};
 use ward_store::{Attempt, ClaimedNotice, ClaimedPush, PushTarget, Store};
 
-use crate::config::NotifyConfig;
+use crate::config::{EscalationConfig, NotifyConfig};
 
 /// The providers configured on this node, and the worker's wake-up.
 #[derive(Default)]
@@ -222,7 +222,8 @@ async fn deliver_push(n: &Notifier, cfg: &NotifyConfig, p: &ClaimedPush) -> Atte
     if let Some(m) = p.message_id {
         data.push(("message_id", m));
     }
-    let msg = PushMessage { alert: PushAlert::NewMessage, data, high_priority: p.high_priority };
+    let alert = if p.escalation { PushAlert::UrgentUnread } else { PushAlert::NewMessage };
+    let msg = PushMessage { alert, data, high_priority: p.high_priority };
     outcome(cfg, p.attempt, n.push_one(&p.target, &msg).await)
 }
 
@@ -283,6 +284,37 @@ pub fn spawn(store: Store, n: Arc<Notifier>, cfg: NotifyConfig) -> Option<tokio:
                 () = tokio::time::sleep(interval) => {}
                 () = n.wake.notified() => {}
             }
+        }
+    }))
+}
+
+/// Spawns the escalation task (`[escalation]`, with a push provider configured): every pass
+/// runs the steps that are due and wakes the delivery worker when it queued pushes. Safe on
+/// every node: each step is claimed by inserting its record, so two nodes never run the same
+/// step of the same message.
+pub fn spawn_escalation(store: Store, n: Arc<Notifier>, cfg: EscalationConfig) -> Option<tokio::task::JoinHandle<()>> {
+    // Without a push provider there is nobody to page: the task does not run (its pushes would
+    // otherwise wait in the queue and go out stale once a provider is configured).
+    if !cfg.enabled || !n.push_enabled() {
+        return None;
+    }
+    let delays = ward_store::EscalationDelays {
+        stat_ms: (cfg.stat_renotify_secs * 1000) as i64,
+        urgent_ms: (cfg.urgent_renotify_secs * 1000) as i64,
+    };
+    // A quarter of the shorter delay, between a quarter second and fifteen seconds.
+    let every = Duration::from_millis((cfg.stat_renotify_secs.min(cfg.urgent_renotify_secs) * 250).clamp(250, 15_000));
+    Some(tokio::spawn(async move {
+        loop {
+            match store.escalate_due(delays, 100).await {
+                Ok(k) if k > 0 => {
+                    tracing::info!(steps = k, "escalation steps recorded");
+                    n.nudge();
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "escalation pass failed"),
+            }
+            tokio::time::sleep(every).await;
         }
     }))
 }

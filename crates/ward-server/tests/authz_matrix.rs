@@ -144,6 +144,7 @@ const OPS: &[OpDef] = &[
     op("POST", "/api/v1/patients/search", Gate::Bearer, false),
     op("GET", "/api/v1/patients/{patient_id}", Gate::Bearer, false),
     op("PUT", "/api/v1/patients/{patient_id}/care-team", Gate::Bearer, false),
+    op("PUT", "/api/v1/patients/{patient_id}/care-team/{user_id}/on-call", Gate::Bearer, false),
     op("GET", "/api/v1/patients/{patient_id}/consents", Gate::Bearer, false),
     op("POST", "/api/v1/patients/{patient_id}/consents", Gate::Bearer, false),
     op("POST", "/api/v1/patients/{patient_id}/consents/revoke", Gate::Bearer, false),
@@ -887,6 +888,7 @@ fn min_body(op: &OpDef) -> Option<Value> {
         ("POST", "/api/v1/patients") => json!({"mrn": "PROBE-1", "display_name": "Probe", "care_team": []}),
         ("POST", "/api/v1/patients/search") => json!({"mrn": "PROBE-1"}),
         ("PUT", "/api/v1/patients/{patient_id}/care-team") => json!({"care_team": []}),
+        ("PUT", "/api/v1/patients/{patient_id}/care-team/{user_id}/on-call") => json!({"on_call": false}),
         ("PUT", "/api/v1/patients/{patient_id}/restricted") => json!({"restricted": false}),
         ("POST", "/api/v1/patients/{patient_id}/consents") => json!({"channel": "portal"}),
         // No actor ever has an email consent: a permitted revocation answers 409.
@@ -1438,6 +1440,25 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
             };
             let team = p.map_or(json!([]), |p| json!(p.care_team));
             cell(op.path.replace("{patient_id}", &id), Some(json!({"care_team": team})), exp)
+        }
+        ("PUT", "/api/v1/patients/{patient_id}/care-team/{user_id}/on-call") => {
+            // Authorized like care-team edits; the body (off call) changes nothing.
+            let (p, exp) = match t {
+                Own => (Some(&fx.p_self), when(matches!(role, Role::Admin | Role::Clinician | Role::Nurse), NO_CONTENT, FORBIDDEN)),
+                Other => (Some(&fx.p_other), when(admin, NO_CONTENT, FORBIDDEN)),
+                Foreign => (Some(&fx.p_b), when(workforce, NOT_FOUND, FORBIDDEN)),
+                Random => (None, when(workforce, NOT_FOUND, FORBIDDEN)),
+                Invalid => (None, BAD_PARAM),
+                _ => return None,
+            };
+            let id = match (p, t) {
+                (Some(p), _) => p.id.to_string(),
+                (None, Invalid) => BAD_ID.into(),
+                (None, _) => rnd(),
+            };
+            let user = p.and_then(|p| p.care_team.first()).map_or_else(rnd, |u| u.to_string());
+            let path = op.path.replace("{patient_id}", &id).replace("{user_id}", &user);
+            cell(path, Some(json!({"on_call": false})), exp)
         }
 
         // --- consent: admins, the care team and the patient record and revoke; compliance

@@ -78,6 +78,8 @@ pub struct ClaimedPush {
     pub message_id: Option<uuid::Uuid>,
     /// Urgent or STAT.
     pub high_priority: bool,
+    /// An escalation ("Urgent message needs attention") rather than a new-message push.
+    pub escalation: bool,
     /// The attempt this is.
     pub attempt: i64,
 }
@@ -539,11 +541,11 @@ impl Store {
                 let ids = claim_ids(&mut c, Queue::Pushes, &[], &node, now, lease_ms, limit).await?;
                 let mut out = Vec::new();
                 for id in ids {
-                    let (org, user, device, conversation_id, message_id, high_priority, attempts) = fetch!(
+                    let (org, user, device, conversation_id, message_id, high_priority, attempts, alert) = fetch!(
                         fetch_one,
                         &mut c,
-                        (uuid::Uuid, uuid::Uuid, uuid::Uuid, uuid::Uuid, Option<uuid::Uuid>, bool, i64),
-                        "SELECT org_id, user_id, device_id, conversation_id, message_id, high_priority, attempts FROM push_outbox WHERE id = $1",
+                        (uuid::Uuid, uuid::Uuid, uuid::Uuid, uuid::Uuid, Option<uuid::Uuid>, bool, i64, String),
+                        "SELECT org_id, user_id, device_id, conversation_id, message_id, high_priority, attempts, alert FROM push_outbox WHERE id = $1",
                         id
                     )?;
                     let org = OrgId(org);
@@ -552,7 +554,16 @@ impl Store {
                         cancel(&mut c, Queue::Pushes, org, id, "no_token", "push").await?;
                         continue;
                     };
-                    out.push(ClaimedPush { id, org_id: org, target, conversation_id, message_id, high_priority, attempt: attempts });
+                    out.push(ClaimedPush {
+                        id,
+                        org_id: org,
+                        target,
+                        conversation_id,
+                        message_id,
+                        high_priority,
+                        escalation: alert == "escalation",
+                        attempt: attempts,
+                    });
                 }
                 Ok(out)
             })

@@ -99,6 +99,8 @@ pub(crate) async fn on_care_team(c: &mut Conn<'_>, patient: PatientId, user: Use
 }
 
 async fn set_team(c: &mut Conn<'_>, org: OrgId, id: PatientId, team: &[UserId], now: i64) -> Result<()> {
+    // Who stays on the team keeps their on-call flag.
+    let on_call = scalar!(fetch_all, c, uuid::Uuid, "SELECT user_id FROM care_team_members WHERE patient_id = $1 AND on_call", id.0)?;
     exec!(c, "DELETE FROM care_team_members WHERE patient_id = $1", id.0)?;
     for u in team {
         // Only active workforce of the same organisation can be on a care team.
@@ -115,10 +117,11 @@ async fn set_team(c: &mut Conn<'_>, org: OrgId, id: PatientId, team: &[UserId], 
         }
         exec!(
             c,
-            "INSERT INTO care_team_members (patient_id, user_id, added_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            "INSERT INTO care_team_members (patient_id, user_id, added_at, on_call) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
             id.0,
             u.0,
-            now
+            now,
+            on_call.contains(&u.0)
         )?;
     }
     Ok(())

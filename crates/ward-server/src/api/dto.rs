@@ -362,6 +362,14 @@ pub struct CareTeamRequest {
     pub care_team: Vec<UserId>,
 }
 
+/// Putting a care-team member on or off call (escalation step 2).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OnCallRequest {
+    /// On call: told when an urgent or STAT message about the patient stays unread.
+    pub on_call: bool,
+}
+
 /// A patient record.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PatientView {

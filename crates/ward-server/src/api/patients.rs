@@ -3,12 +3,12 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use ward_domain::ids::PatientId;
+use ward_domain::ids::{PatientId, UserId};
 use ward_domain::login::parse_label;
 use ward_domain::policy;
 use ward_domain::role::Role;
 
-use super::dto::{CareTeamRequest, CreatePatientRequest, PatientSearchRequest, PatientView};
+use super::dto::{CareTeamRequest, CreatePatientRequest, OnCallRequest, PatientSearchRequest, PatientView};
 use crate::app::AppState;
 use crate::auth::{Auth, Meta};
 use crate::extract::{Json, Path};
@@ -20,6 +20,7 @@ pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .routes(utoipa_axum::routes!(search_patient))
         .routes(utoipa_axum::routes!(get_patient))
         .routes(utoipa_axum::routes!(set_care_team))
+        .routes(utoipa_axum::routes!(set_on_call))
 }
 
 fn mrn(raw: &str) -> ApiResult<String> {
@@ -100,4 +101,26 @@ async fn set_care_team(
     // The answer names the patient: not for a device blocked from PHI or a pending policy.
     super::devices::require_phi_allowed(&state, &s, &meta).await?;
     Ok(Json(state.store.set_care_team(s.actor.org_id, s.actor.user_id, id, req.care_team, meta).await?.into()))
+}
+
+/// Puts a care-team member on or off call: on-call members are told when an urgent or STAT
+/// message about the patient stays unread (escalation step 2). Authorized like care-team
+/// edits; audited (`patient.on_call`).
+#[utoipa::path(put, path = "/api/v1/patients/{patient_id}/care-team/{user_id}/on-call", tag = "patients", security(("bearer" = [])),
+    params(("patient_id" = PatientId, Path), ("user_id" = UserId, Path)), request_body = OnCallRequest,
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+async fn set_on_call(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    s: Auth,
+    Path((id, user)): Path<(PatientId, UserId)>,
+    Json(req): Json<OnCallRequest>,
+) -> ApiResult<StatusCode> {
+    if s.actor.role == Role::Patient {
+        return Err(ApiError::forbidden());
+    }
+    let on_team = state.store.is_on_care_team(s.actor.org_id, id, s.actor.user_id).await?;
+    policy::may_edit_care_team(&s.actor, on_team)?;
+    state.store.set_on_call(s.actor.org_id, s.actor.user_id, id, user, req.on_call, meta).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
