@@ -28,6 +28,7 @@ on_both_backends!(
     a_counter_that_goes_backwards_is_refused_and_flagged,
     a_challenge_works_once_and_not_after_it_expires,
     removal_keeps_the_last_required_factor,
+    totp_next_to_a_key_needs_a_step_up_and_keeps_recovery_codes,
 );
 on_sqlite!(malformed_input_is_refused_with_problem_codes);
 
@@ -520,4 +521,31 @@ async fn removal_keeps_the_last_required_factor(backend: Backend) {
     let opts = mfa_options(&h, &token).await;
     let cred = key.get(&opts["options"]);
     mfa_with(&h, &token, &opts, cred).await.expect_problem(401, "webauthn_credential_unknown");
+}
+
+/// A user whose only factor is a key cannot add TOTP from a session without a recent step-up
+/// (a stolen session and the password are not enough), and adding it keeps the recovery codes.
+async fn totp_next_to_a_key_needs_a_step_up_and_keeps_recovery_codes(backend: Backend) {
+    let Some(h) = Harness::start(backend).await else { return };
+    let org = h.org("acme", vec![]).await;
+    let a = h.account(&org, "a@acme", Role::Clinician).await;
+    // A second session, signed in before the key existed: never stepped up.
+    let stolen = h.login(&a).await;
+    let s = h.login(&a).await;
+    let (_key, _, body) = register(&h, &s, "Key").await;
+    let recovery: Vec<String> = serde_json::from_value(body["recovery_codes"].clone()).unwrap();
+    h.post("/api/v1/me/mfa/totp", &stolen.access, json!({"password": PASSWORD})).await.expect_problem(401, "step_up_required");
+    // Begun from the stepped-up session, confirming from the other one is refused too.
+    h.post("/api/v1/me/mfa/totp", &s.access, json!({"password": PASSWORD})).await.expect(200);
+    let secret = h.store.credentials_by_id(org.id, a.id).await.unwrap().totp_pending_secret.unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let code = ward_server::secrets::totp(&secret, &a.login).unwrap().generate(now).to_string();
+    h.post("/api/v1/me/mfa/totp/confirm", &stolen.access, json!({"code": code})).await.expect_problem(401, "step_up_required");
+    assert!(h.store.credentials_by_id(org.id, a.id).await.unwrap().totp_secret.is_none());
+    let r = h.post("/api/v1/me/mfa/totp/confirm", &s.access, json!({"code": code})).await.expect(200);
+    assert_eq!(r.body["recovery_codes"], json!([]), "no new codes next to an existing factor");
+    // The codes from the key's registration still work.
+    h.post("/api/v1/me/step-up", &stolen.access, json!({"recovery_code": recovery[0]})).await.expect(200);
+    let events = audit(&h).await;
+    assert!(events.iter().any(|e| e.action == "auth.step_up_required" && e.detail.contains("\"totp_enroll\"")));
 }
