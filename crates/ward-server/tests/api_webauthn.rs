@@ -29,6 +29,7 @@ on_both_backends!(
     a_challenge_works_once_and_not_after_it_expires,
     removal_keeps_the_last_required_factor,
     totp_next_to_a_key_needs_a_step_up_and_keeps_recovery_codes,
+    a_clone_flagged_key_is_not_a_remaining_factor,
 );
 on_sqlite!(malformed_input_is_refused_with_problem_codes);
 
@@ -548,4 +549,24 @@ async fn totp_next_to_a_key_needs_a_step_up_and_keeps_recovery_codes(backend: Ba
     h.post("/api/v1/me/step-up", &stolen.access, json!({"recovery_code": recovery[0]})).await.expect(200);
     let events = audit(&h).await;
     assert!(events.iter().any(|e| e.action == "auth.step_up_required" && e.detail.contains("\"totp_enroll\"")));
+}
+
+/// A key flagged as a possible clone does not count as the factor that would remain: the
+/// other key of a role that requires MFA cannot be removed.
+async fn a_clone_flagged_key_is_not_a_remaining_factor(backend: Backend) {
+    let Some(h) = Harness::start(backend).await else { return };
+    let org = h.org("acme", vec![Role::Clinician]).await;
+    let a = h.account(&org, "a@acme", Role::Clinician).await;
+    let s = h.login(&a).await;
+    let (_k1, id1, _) = register(&h, &s, "Good").await;
+    let (mut k2, _, _) = register(&h, &s, "Cloned").await;
+    sign_in_with(&h, &a, &mut k2).await;
+    sign_in_with(&h, &a, &mut k2).await;
+    let token = password_step(&h, &a).await;
+    let opts = mfa_options(&h, &token).await;
+    let cred = k2.sign(&opts["options"], 1, ORIGIN);
+    mfa_with(&h, &token, &opts, cred).await.expect_problem(401, "webauthn_possible_clone");
+    // The registering session's step-up is still fresh.
+    h.call(Method::DELETE, &format!("/api/v1/me/webauthn/credentials/{id1}"), Some(&s.access), None).await.expect_problem(403, "forbidden");
+    assert_eq!(credentials(&h, &s.access).await.len(), 2);
 }
