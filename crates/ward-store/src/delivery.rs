@@ -584,6 +584,14 @@ impl Store {
                         id
                     )?;
                     let org = OrgId(org);
+                    // A patient's app: the portal consent may have been revoked since queueing.
+                    let patient = scalar!(fetch_optional, &mut c, Option<uuid::Uuid>, "SELECT patient_id FROM users WHERE id = $1", user)?.flatten();
+                    if let Some(p) = patient
+                        && current_consent(&mut c, org, PatientId(p), ConsentChannel::Portal).await?.is_none()
+                    {
+                        cancel(&mut c, Queue::Pushes, org, id, "consent_revoked", "push").await?;
+                        continue;
+                    }
                     let targets = targets_of_users(&mut c, &ring, org, &[user]).await?;
                     let Some(target) = targets.into_iter().find(|t| t.device_id.0 == device) else {
                         cancel(&mut c, Queue::Pushes, org, id, "no_token", "push").await?;
@@ -722,6 +730,22 @@ pub(crate) async fn cancel_for_revoked_consent(
         )?;
         for id in ids {
             cancel(c, Queue::Notices, org, id, "consent_revoked", ch).await?;
+            n += 1;
+        }
+    }
+    // The patient's own app gets new-message pushes only under the portal consent.
+    if consent == ward_domain::consent::ConsentChannel::Portal {
+        let ids = scalar!(
+            fetch_all,
+            c,
+            uuid::Uuid,
+            "SELECT id FROM push_outbox WHERE status = 'queued' AND org_id = $1 \
+             AND user_id IN (SELECT id FROM users WHERE org_id = $1 AND patient_id = $2)",
+            org.0,
+            patient.0
+        )?;
+        for id in ids {
+            cancel(c, Queue::Pushes, org, id, "consent_revoked", "push").await?;
             n += 1;
         }
     }

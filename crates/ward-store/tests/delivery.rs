@@ -242,4 +242,18 @@ async fn patient_apps_need_portal_consent(backend: Backend) {
     assert_eq!(push().await.unwrap(), 1);
     s.revoke_consent(a.id, doc.user_id, p.id, ConsentChannel::Portal, meta()).await.unwrap();
     assert_eq!(push().await.unwrap(), 0);
+    // The push queued before the revocation was cancelled with it: nothing to claim.
+    assert!(s.claim_pushes("a".into(), 60_000, 10, 5).await.unwrap().is_empty());
+    // A push in flight (claimed, lease lapsed) when consent is revoked is cancelled at the
+    // next claim rather than sent.
+    let grant = || ConsentGrant::new(ConsentChannel::Portal, None, false).unwrap();
+    s.record_consent(a.id, doc.user_id, p.id, grant(), meta()).await.unwrap();
+    assert_eq!(push().await.unwrap(), 1);
+    assert_eq!(s.claim_pushes("a".into(), -1, 10, 5).await.unwrap().len(), 1);
+    s.revoke_consent(a.id, doc.user_id, p.id, ConsentChannel::Portal, meta()).await.unwrap();
+    assert!(s.claim_pushes("b".into(), 60_000, 10, 5).await.unwrap().is_empty());
+    let events = s.audit_events(0, 1000).await.unwrap();
+    let cancelled =
+        events.iter().filter(|e| e.action == "notice.cancel" && e.target_type.as_deref() == Some("push") && e.detail.contains("consent_revoked"));
+    assert_eq!(cancelled.count(), 2);
 }
