@@ -30,6 +30,7 @@ on_both_backends!(
     removal_keeps_the_last_required_factor,
     totp_next_to_a_key_needs_a_step_up_and_keeps_recovery_codes,
     a_clone_flagged_key_is_not_a_remaining_factor,
+    wrong_passwords_in_a_session_count_towards_the_lockout,
 );
 on_sqlite!(malformed_input_is_refused_with_problem_codes);
 
@@ -569,4 +570,36 @@ async fn a_clone_flagged_key_is_not_a_remaining_factor(backend: Backend) {
     // The registering session's step-up is still fresh.
     h.call(Method::DELETE, &format!("/api/v1/me/webauthn/credentials/{id1}"), Some(&s.access), None).await.expect_problem(403, "forbidden");
     assert_eq!(credentials(&h, &s.access).await.len(), 2);
+}
+
+/// The password asked again at registration (or TOTP enrolment) goes through the sign-in
+/// lockout: a hijacked session cannot guess passwords without limit. Every refusal audited.
+async fn wrong_passwords_in_a_session_count_towards_the_lockout(backend: Backend) {
+    let Some(h) = Harness::start(backend).await else { return };
+    let org = h.org("acme", vec![]).await;
+    let a = h.account(&org, "a@acme", Role::Clinician).await;
+    let s = h.login(&a).await;
+    for _ in 0..3 {
+        h.post("/api/v1/me/webauthn/registrations", &s.access, json!({"password": "wrong"})).await.expect_problem(401, "invalid_credentials");
+    }
+    for _ in 0..2 {
+        h.post("/api/v1/me/mfa/totp", &s.access, json!({"password": "wrong"})).await.expect_problem(401, "invalid_credentials");
+    }
+    // Locked now: even the right password is refused, here and at sign-in.
+    h.post("/api/v1/me/webauthn/registrations", &s.access, json!({"password": PASSWORD})).await.expect_problem(429, "login_locked");
+    h.post("/api/v1/me/mfa/totp", &s.access, json!({"password": PASSWORD})).await.expect_problem(429, "login_locked");
+    h.call(
+        Method::POST,
+        "/api/v1/auth/login",
+        None,
+        Some(json!({"login": a.login, "password": PASSWORD, "device": {"name": "t", "platform": "cli"}})),
+    )
+    .await
+    .expect_problem(429, "login_locked");
+    let events = audit(&h).await;
+    let failed = |reason: &str| {
+        events.iter().filter(|e| e.action == "auth.login" && e.outcome == "failure" && e.detail.contains(&format!("\"{reason}\""))).count()
+    };
+    assert_eq!(failed("reauth_wrong_password"), 5);
+    assert!(failed("locked") >= 2);
 }

@@ -136,9 +136,7 @@ async fn begin_totp(
     if creds.user.mfa_enabled {
         require_step_up(&state, &s, "totp_enroll", &meta).await?;
     }
-    if req.password.len() > NewPassword::MAX_BYTES || !verify_password(req.password, creds.password_hash).await {
-        return Err(ApiError::invalid_credentials().detail("the password is wrong"));
-    }
+    check_password_again(&state, &creds, req.password, meta.clone()).await?;
     // 160 bits, as RFC 4226 recommends.
     let secret = random_bytes::<20>().to_vec();
     let t = totp(&secret, &creds.user.login).map_err(ApiError::internal_cause)?;
@@ -146,6 +144,30 @@ async fn begin_totp(
     let encoded = t.secret().to_base32();
     state.store.begin_totp(a.org_id, a.user_id, secret, meta).await?;
     Ok(Json(TotpBeginResponse { secret: encoded, otpauth_uri: uri }))
+}
+
+/// Checks the account password asked again inside a session (TOTP enrolment, the first
+/// WebAuthn registration) exactly as sign-in checks it: refused while the login name is
+/// locked, a wrong password counted towards the lockout, and every refusal audited
+/// (`auth.login` failure, reason `reauth_wrong_password` or `locked`). A hijacked session is
+/// therefore no oracle for unlimited password guesses.
+pub(crate) async fn check_password_again(
+    state: &AppState,
+    creds: &ward_store::Credentials,
+    password: String,
+    meta: RequestMeta,
+) -> ApiResult<()> {
+    let login = creds.user.login.clone();
+    let who = Some((creds.user.org_id, creds.user.id));
+    if let Some(wait) = state.store.throttle(&login).await?.locked(ward_store::now_ms()) {
+        state.store.login_failed(login, who, "locked", true, meta).await?;
+        return Err(ApiError::login_locked().retry_after(wait.max(1) as u64));
+    }
+    if password.is_empty() || password.len() > NewPassword::MAX_BYTES || !verify_password(password, creds.password_hash.clone()).await {
+        state.store.login_failed(login, who, "reauth_wrong_password", false, meta).await?;
+        return Err(ApiError::invalid_credentials().detail("the password is wrong"));
+    }
+    Ok(())
 }
 
 /// Confirms TOTP enrolment with a code from the app; if TOTP is the user's first second factor,

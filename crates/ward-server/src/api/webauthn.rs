@@ -11,7 +11,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use ward_domain::audit::{AuditAction, AuditEvent, DetailValue, Outcome};
 use ward_domain::ids::UserId;
-use ward_domain::login::{NewPassword, parse_label};
+use ward_domain::login::parse_label;
 use ward_store::{
     Ceremony, CeremonyPurpose, NewSession, NewWebAuthnCredential, RequestMeta, Restriction, SecondFactor, WebAuthnCredential,
     WebAuthnFailure, WebAuthnUse, now_ms,
@@ -27,7 +27,7 @@ use crate::app::AppState;
 use crate::auth::{AnySession, Auth, Meta, require_step_up};
 use crate::extract::{Json, Path};
 use crate::problem::{ApiError, ApiResult, Problem};
-use crate::secrets::{CHALLENGE_PREFIX, recovery_codes, token_hash, verify_password};
+use crate::secrets::{CHALLENGE_PREFIX, recovery_codes, token_hash};
 
 pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
     utoipa_axum::router::OpenApiRouter::new()
@@ -332,10 +332,7 @@ async fn begin_registration(
     if creds.user.mfa_enabled {
         require_step_up(&state, &s, "webauthn_register", &meta).await?;
     } else {
-        let password = req.password.unwrap_or_default();
-        if password.is_empty() || password.len() > NewPassword::MAX_BYTES || !verify_password(password, creds.password_hash).await {
-            return Err(ApiError::invalid_credentials().detail("the password is wrong"));
-        }
+        super::me::check_password_again(&state, &creds, req.password.unwrap_or_default(), meta.clone()).await?;
     }
     let existing = state.store.webauthn_credentials(a.org_id, a.user_id).await?;
     let exclude = existing.iter().map(|c| c.credential_id.clone()).collect::<Vec<_>>();
