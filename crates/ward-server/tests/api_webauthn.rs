@@ -31,6 +31,7 @@ on_both_backends!(
     totp_next_to_a_key_needs_a_step_up_and_keeps_recovery_codes,
     a_clone_flagged_key_is_not_a_remaining_factor,
     wrong_passwords_in_a_session_count_towards_the_lockout,
+    passkey_endpoints_are_rate_limited_per_address,
 );
 on_sqlite!(malformed_input_is_refused_with_problem_codes);
 
@@ -580,7 +581,9 @@ async fn wrong_passwords_in_a_session_count_towards_the_lockout(backend: Backend
     let a = h.account(&org, "a@acme", Role::Clinician).await;
     let s = h.login(&a).await;
     for _ in 0..3 {
-        h.post("/api/v1/me/webauthn/registrations", &s.access, json!({"password": "wrong"})).await.expect_problem(401, "invalid_credentials");
+        h.post("/api/v1/me/webauthn/registrations", &s.access, json!({"password": "wrong"}))
+            .await
+            .expect_problem(401, "invalid_credentials");
     }
     for _ in 0..2 {
         h.post("/api/v1/me/mfa/totp", &s.access, json!({"password": "wrong"})).await.expect_problem(401, "invalid_credentials");
@@ -602,4 +605,22 @@ async fn wrong_passwords_in_a_session_count_towards_the_lockout(backend: Backend
     };
     assert_eq!(failed("reauth_wrong_password"), 5);
     assert!(failed("locked") >= 2);
+}
+
+/// The unauthenticated passkey endpoints count against the address's allowance: each options
+/// call and each failed finish; over it, both answer 429 rate_limited.
+async fn passkey_endpoints_are_rate_limited_per_address(backend: Backend) {
+    let Some(h) = Harness::start_with(backend, |c| c.sessions.failed_logins_per_minute_per_address = 4).await else { return };
+    let opts = passkey_options(&h).await;
+    passkey_options(&h).await;
+    // A failed finish counts too (unknown ceremony).
+    let bad = json!({"ceremony_id": uuid::Uuid::new_v4(), "options": opts["options"]});
+    passkey_with(&h, &bad, json!({"id": "x", "rawId": "x", "type": "public-key", "response": {}}))
+        .await
+        .expect_problem(400, "invalid_body");
+    passkey_options(&h).await;
+    h.call(Method::POST, "/api/v1/auth/passkey/options", None, None).await.expect_problem(429, "rate_limited");
+    passkey_with(&h, &opts, json!({})).await.expect_problem(429, "rate_limited");
+    let events = audit(&h).await;
+    assert!(events.iter().any(|e| e.action == "auth.login" && e.detail.contains("\"address_limited\"")));
 }

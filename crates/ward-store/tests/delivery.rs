@@ -253,7 +253,8 @@ async fn patient_apps_need_portal_consent(backend: Backend) {
     s.revoke_consent(a.id, doc.user_id, p.id, ConsentChannel::Portal, meta()).await.unwrap();
     assert!(s.claim_pushes("b".into(), 60_000, 10, 5).await.unwrap().is_empty());
     let events = s.audit_events(0, 1000).await.unwrap();
-    let cancelled =
-        events.iter().filter(|e| e.action == "notice.cancel" && e.target_type.as_deref() == Some("push") && e.detail.contains("consent_revoked"));
+    let cancelled = events
+        .iter()
+        .filter(|e| e.action == "notice.cancel" && e.target_type.as_deref() == Some("push") && e.detail.contains("consent_revoked"));
     assert_eq!(cancelled.count(), 2);
 }

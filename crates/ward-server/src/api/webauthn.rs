@@ -598,7 +598,15 @@ async fn step_up_finish(
 /// name is needed; the authenticator picks the account.
 #[utoipa::path(post, path = "/api/v1/auth/passkey/options", tag = "auth",
     responses((status = 200, body = CeremonyOptions)))]
-async fn passkey_options(State(state): State<AppState>) -> ApiResult<Json<CeremonyOptions>> {
+async fn passkey_options(State(state): State<AppState>, Meta(meta): Meta) -> ApiResult<Json<CeremonyOptions>> {
+    // Unauthenticated and it stores a ceremony: every call counts against the address's
+    // failed-sign-in allowance (`sessions.failed_logins_per_minute_per_address`).
+    if let Some(a) = meta.source_ip.as_deref().map(crate::rate_limit::address_key)
+        && let Err(wait) = state.login_limits.check(&a, ward_store::now_ms())
+    {
+        state.store.record(passkey_limited(), meta).await?;
+        return Err(ApiError::rate_limited().retry_after(wait));
+    }
     let (mut rcr, st) = state.webauthn.start_discoverable_authentication().map_err(internal)?;
     // An explicit sign-in button, not browser autofill: let the browser show its own picker.
     rcr.mediation = None;
@@ -613,6 +621,31 @@ async fn passkey_options(State(state): State<AppState>) -> ApiResult<Json<Ceremo
     responses((status = 200, body = Tokens), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
         (status = 429, body = Problem)))]
 async fn passkey_finish(State(state): State<AppState>, Meta(meta): Meta, Json(req): Json<PasskeySignInRequest>) -> ApiResult<Json<Tokens>> {
+    // Refused before any work while the address is over its allowance; each failure counts.
+    let address = meta.source_ip.as_deref().map(crate::rate_limit::address_key);
+    if let Some(a) = &address
+        && let Err(wait) = state.login_limits.blocked(a, ward_store::now_ms())
+    {
+        state.store.record(passkey_limited(), meta).await?;
+        return Err(ApiError::rate_limited().retry_after(wait));
+    }
+    let r = passkey_sign_in(&state, meta, req).await;
+    if r.is_err()
+        && let Some(a) = &address
+    {
+        let _ = state.login_limits.check(a, ward_store::now_ms());
+    }
+    r
+}
+
+/// The audit event of a passkey request refused for its address's rate.
+fn passkey_limited() -> AuditEvent {
+    AuditEvent::new(AuditAction::Login, Outcome::Failure)
+        .detail("method", DetailValue::Code("passkey"))
+        .detail("reason", DetailValue::Code("address_limited"))
+}
+
+async fn passkey_sign_in(state: &AppState, meta: ward_store::RequestMeta, req: PasskeySignInRequest) -> ApiResult<Json<Tokens>> {
     let device = device_claim(req.device)?;
     let pkc = parse_assertion(req.credential)?;
     let anonymous = |reason: &'static str| {
@@ -643,9 +676,9 @@ async fn passkey_finish(State(state): State<AppState>, Meta(meta): Meta, Json(re
         state.store.login_failed(login, Some((who.org, who.user)), "disabled", false, meta).await?;
         return Err(ApiError::account_disabled());
     }
-    let used = verify_assertion(&state, &who, &pkc, Finish::Discoverable(st), meta.clone()).await?;
+    let used = verify_assertion(state, &who, &pkc, Finish::Discoverable(st), meta.clone()).await?;
     let restriction = creds.user.password_must_change.then_some(Restriction::PasswordChange);
-    let issued = issue(&state);
+    let issued = issue(state);
     let new = NewSession {
         user_id: who.user,
         device,
