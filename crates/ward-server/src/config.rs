@@ -255,8 +255,9 @@ impl NotifyConfig {
         if self.retry_base_ms > 3_600_000 {
             return bad("notify.retry_base_ms must be at most 3600000");
         }
-        if !(10..=3600).contains(&self.lease_secs) {
-            return bad("notify.lease_secs must be between 10 and 3600");
+        // Above one provider send (HTTP 15 s, SMTP 20 s): the lease is renewed before each.
+        if !(60..=3600).contains(&self.lease_secs) {
+            return bad("notify.lease_secs must be between 60 and 3600");
         }
         if self.email_subject.is_empty() || self.email_subject.len() > 120 || self.email_subject.chars().any(char::is_control) {
             return bad("notify.email_subject must be 1 to 120 characters on one line");

@@ -228,15 +228,24 @@ async fn deliver_push(n: &Notifier, cfg: &NotifyConfig, p: &ClaimedPush) -> Atte
 }
 
 /// One pass: claims and delivers what is due; returns how many entries were attempted.
+///
+/// A batch is claimed under one lease, but sent one entry at a time, and slow providers can
+/// outlast it: another node may then reclaim an entry and send it. So each entry's lease is
+/// renewed (conditionally: still ours, still sending, not yet lapsed) right before its send,
+/// and an entry whose lease is gone is skipped. One send (HTTP 15 s, SMTP 20 s) stays well
+/// under the minimum lease of 60 s (`notify.lease_secs`).
 pub async fn run_once(store: &Store, n: &Notifier, cfg: &NotifyConfig, node: &str) -> usize {
     let lease_ms = (cfg.lease_secs * 1000) as i64;
     let max = i64::from(cfg.max_attempts);
     let mut done = 0;
     let channels = n.channels();
     if !channels.is_empty() {
-        match store.claim_notices(node.to_owned(), channels, lease_ms, 50).await {
+        match store.claim_notices(node.to_owned(), channels, lease_ms, 50, max).await {
             Ok(claimed) => {
                 for c in claimed {
+                    if !still_ours(store.renew_notice_lease(node.to_owned(), c.id, lease_ms).await, c.id) {
+                        continue;
+                    }
                     let result = deliver_notice(store, n, cfg, &c).await;
                     if let Attempt::Retry { code, .. } | Attempt::Failed { code } | Attempt::Unregistered { code, .. } = &result {
                         tracing::info!(entry = %c.id, channel = c.channel.as_str(), attempt = c.attempt, code = %code, "delivery attempt failed");
@@ -251,9 +260,12 @@ pub async fn run_once(store: &Store, n: &Notifier, cfg: &NotifyConfig, node: &st
         }
     }
     if n.push_enabled() {
-        match store.claim_pushes(node.to_owned(), lease_ms, 100).await {
+        match store.claim_pushes(node.to_owned(), lease_ms, 100, max).await {
             Ok(claimed) => {
                 for p in claimed {
+                    if !still_ours(store.renew_push_lease(node.to_owned(), p.id, lease_ms).await, p.id) {
+                        continue;
+                    }
                     let result = deliver_push(n, cfg, &p).await;
                     if let Err(e) = store.finish_push(node.to_owned(), p, result, max).await {
                         tracing::warn!(error = %e, "could not record a push attempt");
@@ -265,6 +277,22 @@ pub async fn run_once(store: &Store, n: &Notifier, cfg: &NotifyConfig, node: &st
         }
     }
     done
+}
+
+/// Whether a lease renewal left the entry with this node; a failed renewal is treated as lost
+/// (the entry is sent later by whoever holds it, never twice).
+fn still_ours(r: ward_store::Result<bool>, id: uuid::Uuid) -> bool {
+    match r {
+        Ok(true) => true,
+        Ok(false) => {
+            tracing::info!(entry = %id, "lease lapsed before sending; left to the node that holds it");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, entry = %id, "could not renew a delivery lease");
+            false
+        }
+    }
 }
 
 /// Spawns the worker if any provider is configured.

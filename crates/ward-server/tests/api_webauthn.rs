@@ -28,6 +28,10 @@ on_both_backends!(
     a_counter_that_goes_backwards_is_refused_and_flagged,
     a_challenge_works_once_and_not_after_it_expires,
     removal_keeps_the_last_required_factor,
+    totp_next_to_a_key_needs_a_step_up_and_keeps_recovery_codes,
+    a_clone_flagged_key_is_not_a_remaining_factor,
+    wrong_passwords_in_a_session_count_towards_the_lockout,
+    passkey_endpoints_are_rate_limited_per_address,
 );
 on_sqlite!(malformed_input_is_refused_with_problem_codes);
 
@@ -520,4 +524,103 @@ async fn removal_keeps_the_last_required_factor(backend: Backend) {
     let opts = mfa_options(&h, &token).await;
     let cred = key.get(&opts["options"]);
     mfa_with(&h, &token, &opts, cred).await.expect_problem(401, "webauthn_credential_unknown");
+}
+
+/// A user whose only factor is a key cannot add TOTP from a session without a recent step-up
+/// (a stolen session and the password are not enough), and adding it keeps the recovery codes.
+async fn totp_next_to_a_key_needs_a_step_up_and_keeps_recovery_codes(backend: Backend) {
+    let Some(h) = Harness::start(backend).await else { return };
+    let org = h.org("acme", vec![]).await;
+    let a = h.account(&org, "a@acme", Role::Clinician).await;
+    // A second session, signed in before the key existed: never stepped up.
+    let stolen = h.login(&a).await;
+    let s = h.login(&a).await;
+    let (_key, _, body) = register(&h, &s, "Key").await;
+    let recovery: Vec<String> = serde_json::from_value(body["recovery_codes"].clone()).unwrap();
+    h.post("/api/v1/me/mfa/totp", &stolen.access, json!({"password": PASSWORD})).await.expect_problem(401, "step_up_required");
+    // Begun from the stepped-up session, confirming from the other one is refused too.
+    h.post("/api/v1/me/mfa/totp", &s.access, json!({"password": PASSWORD})).await.expect(200);
+    let secret = h.store.credentials_by_id(org.id, a.id).await.unwrap().totp_pending_secret.unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let code = ward_server::secrets::totp(&secret, &a.login).unwrap().generate(now).to_string();
+    h.post("/api/v1/me/mfa/totp/confirm", &stolen.access, json!({"code": code})).await.expect_problem(401, "step_up_required");
+    assert!(h.store.credentials_by_id(org.id, a.id).await.unwrap().totp_secret.is_none());
+    let r = h.post("/api/v1/me/mfa/totp/confirm", &s.access, json!({"code": code})).await.expect(200);
+    assert_eq!(r.body["recovery_codes"], json!([]), "no new codes next to an existing factor");
+    // The codes from the key's registration still work.
+    h.post("/api/v1/me/step-up", &stolen.access, json!({"recovery_code": recovery[0]})).await.expect(200);
+    let events = audit(&h).await;
+    assert!(events.iter().any(|e| e.action == "auth.step_up_required" && e.detail.contains("\"totp_enroll\"")));
+}
+
+/// A key flagged as a possible clone does not count as the factor that would remain: the
+/// other key of a role that requires MFA cannot be removed.
+async fn a_clone_flagged_key_is_not_a_remaining_factor(backend: Backend) {
+    let Some(h) = Harness::start(backend).await else { return };
+    let org = h.org("acme", vec![Role::Clinician]).await;
+    let a = h.account(&org, "a@acme", Role::Clinician).await;
+    let s = h.login(&a).await;
+    let (_k1, id1, _) = register(&h, &s, "Good").await;
+    let (mut k2, _, _) = register(&h, &s, "Cloned").await;
+    sign_in_with(&h, &a, &mut k2).await;
+    sign_in_with(&h, &a, &mut k2).await;
+    let token = password_step(&h, &a).await;
+    let opts = mfa_options(&h, &token).await;
+    let cred = k2.sign(&opts["options"], 1, ORIGIN);
+    mfa_with(&h, &token, &opts, cred).await.expect_problem(401, "webauthn_possible_clone");
+    // The registering session's step-up is still fresh.
+    h.call(Method::DELETE, &format!("/api/v1/me/webauthn/credentials/{id1}"), Some(&s.access), None).await.expect_problem(403, "forbidden");
+    assert_eq!(credentials(&h, &s.access).await.len(), 2);
+}
+
+/// The password asked again at registration (or TOTP enrolment) goes through the sign-in
+/// lockout: a hijacked session cannot guess passwords without limit. Every refusal audited.
+async fn wrong_passwords_in_a_session_count_towards_the_lockout(backend: Backend) {
+    let Some(h) = Harness::start(backend).await else { return };
+    let org = h.org("acme", vec![]).await;
+    let a = h.account(&org, "a@acme", Role::Clinician).await;
+    let s = h.login(&a).await;
+    for _ in 0..3 {
+        h.post("/api/v1/me/webauthn/registrations", &s.access, json!({"password": "wrong"}))
+            .await
+            .expect_problem(401, "invalid_credentials");
+    }
+    for _ in 0..2 {
+        h.post("/api/v1/me/mfa/totp", &s.access, json!({"password": "wrong"})).await.expect_problem(401, "invalid_credentials");
+    }
+    // Locked now: even the right password is refused, here and at sign-in.
+    h.post("/api/v1/me/webauthn/registrations", &s.access, json!({"password": PASSWORD})).await.expect_problem(429, "login_locked");
+    h.post("/api/v1/me/mfa/totp", &s.access, json!({"password": PASSWORD})).await.expect_problem(429, "login_locked");
+    h.call(
+        Method::POST,
+        "/api/v1/auth/login",
+        None,
+        Some(json!({"login": a.login, "password": PASSWORD, "device": {"name": "t", "platform": "cli"}})),
+    )
+    .await
+    .expect_problem(429, "login_locked");
+    let events = audit(&h).await;
+    let failed = |reason: &str| {
+        events.iter().filter(|e| e.action == "auth.login" && e.outcome == "failure" && e.detail.contains(&format!("\"{reason}\""))).count()
+    };
+    assert_eq!(failed("reauth_wrong_password"), 5);
+    assert!(failed("locked") >= 2);
+}
+
+/// The unauthenticated passkey endpoints count against the address's allowance: each options
+/// call and each failed finish; over it, both answer 429 rate_limited.
+async fn passkey_endpoints_are_rate_limited_per_address(backend: Backend) {
+    let Some(h) = Harness::start_with(backend, |c| c.sessions.failed_logins_per_minute_per_address = 4).await else { return };
+    let opts = passkey_options(&h).await;
+    passkey_options(&h).await;
+    // A failed finish counts too (unknown ceremony).
+    let bad = json!({"ceremony_id": uuid::Uuid::new_v4(), "options": opts["options"]});
+    passkey_with(&h, &bad, json!({"id": "x", "rawId": "x", "type": "public-key", "response": {}}))
+        .await
+        .expect_problem(400, "invalid_body");
+    passkey_options(&h).await;
+    h.call(Method::POST, "/api/v1/auth/passkey/options", None, None).await.expect_problem(429, "rate_limited");
+    passkey_with(&h, &opts, json!({})).await.expect_problem(429, "rate_limited");
+    let events = audit(&h).await;
+    assert!(events.iter().any(|e| e.action == "auth.login" && e.detail.contains("\"address_limited\"")));
 }

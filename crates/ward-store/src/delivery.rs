@@ -176,7 +176,9 @@ fn system_event(action: AuditAction, org: OrgId, outcome: Outcome) -> AuditEvent
     ev
 }
 
-/// Takes due entries of `queue` under this node's lease: up to `limit` ids.
+/// Takes due entries of `queue` under this node's lease: up to `limit` ids. An entry whose
+/// lease lapsed (its node died mid-send) is taken again only while it has attempts left.
+#[allow(clippy::too_many_arguments)]
 async fn claim_ids(
     c: &mut Conn<'_>,
     queue: Queue,
@@ -185,6 +187,7 @@ async fn claim_ids(
     now: i64,
     lease_ms: i64,
     limit: i64,
+    max_attempts: i64,
 ) -> Result<Vec<uuid::Uuid>> {
     let t = queue.table();
     // Only the channels this node has a provider for: the rest stay queued.
@@ -200,19 +203,20 @@ async fn claim_ids(
         Queue::Pushes => String::new(),
     };
     let sql = format!(
-        "SELECT id FROM {t} WHERE {filter}((status = 'queued' AND next_attempt_at <= $1) OR (status = 'sending' AND lease_until < $1)) \
+        "SELECT id FROM {t} WHERE {filter}((status = 'queued' AND next_attempt_at <= $1) \
+         OR (status = 'sending' AND lease_until < $1 AND attempts < $3)) \
          ORDER BY created_at, id LIMIT $2"
     );
-    let candidates = scalar!(fetch_all, c, uuid::Uuid, sqlx::AssertSqlSafe(sql), now, limit)?;
+    let candidates = scalar!(fetch_all, c, uuid::Uuid, sqlx::AssertSqlSafe(sql), now, limit, max_attempts)?;
     let mut won = Vec::new();
     for id in candidates {
         // The condition is checked again on the row itself: a node that lost the race to a
         // concurrent claim updates nothing.
         let sql = format!(
             "UPDATE {t} SET status = 'sending', lease_owner = $2, lease_until = $3, attempts = attempts + 1 \
-             WHERE id = $1 AND ((status = 'queued' AND next_attempt_at <= $4) OR (status = 'sending' AND lease_until < $4))"
+             WHERE id = $1 AND ((status = 'queued' AND next_attempt_at <= $4) OR (status = 'sending' AND lease_until < $4 AND attempts < $5))"
         );
-        if exec!(c, sqlx::AssertSqlSafe(sql), id, node, now + lease_ms, now)? == 1 {
+        if exec!(c, sqlx::AssertSqlSafe(sql), id, node, now + lease_ms, now, max_attempts)? == 1 {
             won.push(id);
         }
     }
@@ -456,12 +460,19 @@ impl Store {
     /// Claims due outbox entries for this node (lease `lease_ms`), re-checking each against
     /// the patient's consent and the contact: an entry that may no longer go is cancelled
     /// (audited). Returns what to deliver, opened.
-    pub async fn claim_notices(&self, node: String, channels: Vec<&'static str>, lease_ms: i64, limit: i64) -> Result<Vec<ClaimedNotice>> {
+    pub async fn claim_notices(
+        &self,
+        node: String,
+        channels: Vec<&'static str>,
+        lease_ms: i64,
+        limit: i64,
+        max_attempts: i64,
+    ) -> Result<Vec<ClaimedNotice>> {
         let ring = self.keyring().clone();
         self.write(move |mut c| {
             Box::pin(async move {
                 let now = now_ms();
-                let ids = claim_ids(&mut c, Queue::Notices, &channels, &node, now, lease_ms, limit).await?;
+                let ids = claim_ids(&mut c, Queue::Notices, &channels, &node, now, lease_ms, limit, max_attempts).await?;
                 let mut out = Vec::new();
                 for id in ids {
                     let r = fetch!(
@@ -531,14 +542,40 @@ impl Store {
         .await
     }
 
+    /// Renews this node's lease on a claimed outbox entry just before sending it: true only if
+    /// the node still holds an unexpired lease. A false answer means another node may have
+    /// taken the entry (the lease lapsed during a slow batch), so it must not be sent.
+    pub async fn renew_notice_lease(&self, node: String, id: uuid::Uuid, lease_ms: i64) -> Result<bool> {
+        self.renew_lease(Queue::Notices, node, id, lease_ms).await
+    }
+
+    /// As `renew_notice_lease`, for a claimed push.
+    pub async fn renew_push_lease(&self, node: String, id: uuid::Uuid, lease_ms: i64) -> Result<bool> {
+        self.renew_lease(Queue::Pushes, node, id, lease_ms).await
+    }
+
+    async fn renew_lease(&self, queue: Queue, node: String, id: uuid::Uuid, lease_ms: i64) -> Result<bool> {
+        self.write(move |mut c| {
+            Box::pin(async move {
+                let now = now_ms();
+                let sql = format!(
+                    "UPDATE {} SET lease_until = $3 WHERE id = $1 AND lease_owner = $2 AND status = 'sending' AND lease_until > $4",
+                    queue.table()
+                );
+                Ok(exec!(&mut c, sqlx::AssertSqlSafe(sql), id, node, now + lease_ms, now)? == 1)
+            })
+        })
+        .await
+    }
+
     /// Claims due new-message pushes for this node; a push whose device lost its token (or was
     /// revoked, or whose user was disabled) is cancelled.
-    pub async fn claim_pushes(&self, node: String, lease_ms: i64, limit: i64) -> Result<Vec<ClaimedPush>> {
+    pub async fn claim_pushes(&self, node: String, lease_ms: i64, limit: i64, max_attempts: i64) -> Result<Vec<ClaimedPush>> {
         let ring = self.keyring().clone();
         self.write(move |mut c| {
             Box::pin(async move {
                 let now = now_ms();
-                let ids = claim_ids(&mut c, Queue::Pushes, &[], &node, now, lease_ms, limit).await?;
+                let ids = claim_ids(&mut c, Queue::Pushes, &[], &node, now, lease_ms, limit, max_attempts).await?;
                 let mut out = Vec::new();
                 for id in ids {
                     let (org, user, device, conversation_id, message_id, high_priority, attempts, alert) = fetch!(
@@ -549,6 +586,14 @@ impl Store {
                         id
                     )?;
                     let org = OrgId(org);
+                    // A patient's app: the portal consent may have been revoked since queueing.
+                    let patient = scalar!(fetch_optional, &mut c, Option<uuid::Uuid>, "SELECT patient_id FROM users WHERE id = $1", user)?.flatten();
+                    if let Some(p) = patient
+                        && current_consent(&mut c, org, PatientId(p), ConsentChannel::Portal).await?.is_none()
+                    {
+                        cancel(&mut c, Queue::Pushes, org, id, "consent_revoked", "push").await?;
+                        continue;
+                    }
                     let targets = targets_of_users(&mut c, &ring, org, &[user]).await?;
                     let Some(target) = targets.into_iter().find(|t| t.device_id.0 == device) else {
                         cancel(&mut c, Queue::Pushes, org, id, "no_token", "push").await?;
@@ -696,6 +741,22 @@ pub(crate) async fn cancel_for_revoked_consent(
         )?;
         for id in ids {
             cancel(c, Queue::Notices, org, id, "consent_revoked", ch).await?;
+            n += 1;
+        }
+    }
+    // The patient's own app gets new-message pushes only under the portal consent.
+    if consent == ward_domain::consent::ConsentChannel::Portal {
+        let ids = scalar!(
+            fetch_all,
+            c,
+            uuid::Uuid,
+            "SELECT id FROM push_outbox WHERE status = 'queued' AND org_id = $1 \
+             AND user_id IN (SELECT id FROM users WHERE org_id = $1 AND patient_id = $2)",
+            org.0,
+            patient.0
+        )?;
+        for id in ids {
+            cancel(c, Queue::Pushes, org, id, "consent_revoked", "push").await?;
             n += 1;
         }
     }

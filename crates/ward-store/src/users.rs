@@ -307,7 +307,8 @@ impl Store {
     }
 
     /// Activates the pending TOTP secret after a code from it was verified at `step`, stores
-    /// the recovery code hashes, and lifts an enrolment restriction from the current session.
+    /// the recovery code hashes (an empty list keeps the existing codes: TOTP added next to a
+    /// WebAuthn key does not replace them), and lifts an enrolment restriction from the current session.
     pub async fn confirm_totp(
         &self,
         org: OrgId,
@@ -329,7 +330,9 @@ impl Store {
                 if n == 0 {
                     return Err(StoreError::State("no TOTP enrolment is pending"));
                 }
-                replace_recovery_codes(&mut c, id, &recovery_hashes).await?;
+                if !recovery_hashes.is_empty() {
+                    replace_recovery_codes(&mut c, id, &recovery_hashes).await?;
+                }
                 let now = now_ms();
                 exec!(
                     &mut c,

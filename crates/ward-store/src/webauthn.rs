@@ -410,7 +410,7 @@ impl Store {
                         fetch_one,
                         &mut c,
                         i64,
-                        "SELECT (SELECT COUNT(*) FROM webauthn_credentials WHERE user_id = $1 AND id <> $2) + \
+                        "SELECT (SELECT COUNT(*) FROM webauthn_credentials WHERE user_id = $1 AND id <> $2 AND clone_suspected_at IS NULL) + \
                          (SELECT COUNT(*) FROM users WHERE id = $1 AND totp_secret IS NOT NULL)",
                         user.0,
                         id

@@ -36,8 +36,8 @@ async fn claims_are_exclusive_and_retries_back_off(backend: Backend) {
     let NoticeOutcome::Queued(notice) = s.enqueue_notice(a.id, doc.user_id, draft.clone(), meta()).await.unwrap() else { panic!("queued") };
 
     // No provider for the channel: nothing is taken.
-    assert!(s.claim_notices("a".into(), vec!["email"], 60_000, 10).await.unwrap().is_empty());
-    let got = s.claim_notices("a".into(), vec!["sms", "email"], 60_000, 10).await.unwrap();
+    assert!(s.claim_notices("a".into(), vec!["email"], 60_000, 10, 5).await.unwrap().is_empty());
+    let got = s.claim_notices("a".into(), vec!["sms", "email"], 60_000, 10, 5).await.unwrap();
     assert_eq!(got.len(), 2, "the verification code and the notice");
     assert_eq!(got[0].kind, "verification");
     assert!(got[0].body.contains("246810"));
@@ -47,34 +47,50 @@ async fn claims_are_exclusive_and_retries_back_off(backend: Backend) {
         (Some("+14155550199"), "Hi Jamie, see you Tuesday", 1, Some(phone.id))
     );
     // Another node finds nothing to take while the lease holds.
-    assert!(s.claim_notices("b".into(), vec!["sms"], 60_000, 10).await.unwrap().is_empty());
+    assert!(s.claim_notices("b".into(), vec!["sms"], 60_000, 10, 5).await.unwrap().is_empty());
     assert!(s.finish_notice("a".into(), got[0].clone(), Attempt::Sent, 3).await.unwrap());
     // Only the lease holder finishes.
     assert!(!s.finish_notice("b".into(), n.clone(), Attempt::Sent, 3).await.unwrap());
     // A retry goes back to the queue; the next attempt counts up; past the ceiling it fails.
     assert!(s.finish_notice("a".into(), n.clone(), Attempt::Retry { code: "http_503".into(), after_ms: 0 }, 2).await.unwrap());
-    let again = s.claim_notices("b".into(), vec!["sms"], 60_000, 10).await.unwrap();
+    let again = s.claim_notices("b".into(), vec!["sms"], 60_000, 10, 5).await.unwrap();
     assert_eq!((again.len(), again[0].attempt), (1, 2));
     assert!(s.finish_notice("b".into(), again[0].clone(), Attempt::Retry { code: "http_503".into(), after_ms: 0 }, 2).await.unwrap());
-    assert!(s.claim_notices("b".into(), vec!["sms"], 60_000, 10).await.unwrap().is_empty());
+    assert!(s.claim_notices("b".into(), vec!["sms"], 60_000, 10, 5).await.unwrap().is_empty());
     assert_eq!(s.notice_outbox(a.id, p.id).await.unwrap()[0].status, "failed");
     // A backoff holds the entry back.
     let NoticeOutcome::Queued(second) = s.enqueue_notice(a.id, doc.user_id, draft.clone(), meta()).await.unwrap() else { panic!() };
-    let c = s.claim_notices("a".into(), vec!["sms"], 60_000, 10).await.unwrap();
+    let c = s.claim_notices("a".into(), vec!["sms"], 60_000, 10, 5).await.unwrap();
     assert_eq!(c[0].id, second.id);
     s.finish_notice("a".into(), c[0].clone(), Attempt::Retry { code: "timeout".into(), after_ms: 3_600_000 }, 5).await.unwrap();
-    assert!(s.claim_notices("a".into(), vec!["sms"], 60_000, 10).await.unwrap().is_empty());
+    assert!(s.claim_notices("a".into(), vec!["sms"], 60_000, 10, 5).await.unwrap().is_empty());
     // A node that dies mid-send: once its lease lapses another node takes the entry, and the
     // first can no longer finish it.
-    let NoticeOutcome::Queued(third) = s.enqueue_notice(a.id, doc.user_id, draft, meta()).await.unwrap() else { panic!() };
-    let dead = s.claim_notices("a".into(), vec!["sms"], -1, 10).await.unwrap();
+    let NoticeOutcome::Queued(third) = s.enqueue_notice(a.id, doc.user_id, draft.clone(), meta()).await.unwrap() else { panic!() };
+    let dead = s.claim_notices("a".into(), vec!["sms"], -1, 10, 5).await.unwrap();
     assert_eq!(dead[0].id, third.id);
-    let taken = s.claim_notices("b".into(), vec!["sms"], 60_000, 10).await.unwrap();
+    let taken = s.claim_notices("b".into(), vec!["sms"], 60_000, 10, 5).await.unwrap();
     assert_eq!(taken[0].id, third.id);
     assert!(!s.finish_notice("a".into(), dead[0].clone(), Attempt::Sent, 5).await.unwrap());
     assert!(s.finish_notice("b".into(), taken[0].clone(), Attempt::Sent, 5).await.unwrap());
     let statuses: Vec<String> = s.notice_outbox(a.id, p.id).await.unwrap().into_iter().map(|e| e.status).collect();
     assert_eq!(statuses, ["failed", "queued", "sent"]);
+    // A slow batch: the lease lapsed and another node took the entry, so the first node's
+    // renewal before sending fails (it must skip the send); the new holder's succeeds.
+    assert!(!s.renew_notice_lease("a".into(), third.id, 60_000).await.unwrap());
+    let NoticeOutcome::Queued(fourth) = s.enqueue_notice(a.id, doc.user_id, draft.clone(), meta()).await.unwrap() else { panic!() };
+    let slow = s.claim_notices("a".into(), vec!["sms"], -1, 10, 5).await.unwrap();
+    assert_eq!(slow[0].id, fourth.id);
+    assert!(!s.renew_notice_lease("a".into(), fourth.id, 60_000).await.unwrap(), "a lapsed lease is not renewed");
+    let taken = s.claim_notices("b".into(), vec!["sms"], 60_000, 10, 5).await.unwrap();
+    assert!(!s.renew_notice_lease("a".into(), fourth.id, 60_000).await.unwrap(), "another node's lease");
+    assert!(s.renew_notice_lease("b".into(), fourth.id, 60_000).await.unwrap());
+    assert!(s.finish_notice("b".into(), taken[0].clone(), Attempt::Sent, 5).await.unwrap());
+    // A lapsed lease is reclaimed only while attempts are left.
+    let NoticeOutcome::Queued(fifth) = s.enqueue_notice(a.id, doc.user_id, draft, meta()).await.unwrap() else { panic!() };
+    let once = s.claim_notices("a".into(), vec!["sms"], -1, 10, 1).await.unwrap();
+    assert_eq!((once[0].id, once[0].attempt), (fifth.id, 1));
+    assert!(s.claim_notices("b".into(), vec!["sms"], 60_000, 10, 1).await.unwrap().is_empty(), "no attempts left");
 
     // An SMS number the gateway calls gone is suppressed everywhere.
     let NoticeOutcome::Queued(_) =
@@ -82,13 +98,13 @@ async fn claims_are_exclusive_and_retries_back_off(backend: Backend) {
     else {
         panic!()
     };
-    let c = s.claim_notices("a".into(), vec!["sms"], 60_000, 10).await.unwrap();
+    let c = s.claim_notices("a".into(), vec!["sms"], 60_000, 10, 5).await.unwrap();
     s.finish_notice("a".into(), c[0].clone(), Attempt::Unregistered { code: "sms_disconnected".into(), device: None }, 5).await.unwrap();
     assert_eq!(s.contact(a.id, pp, phone.id).await.unwrap().suppressed_reason, Some(SuppressReason::Disconnected));
 
     let events = s.audit_events(0, 1000).await.unwrap();
     let delivered: Vec<_> = events.iter().filter(|e| e.action == "notice.deliver").collect();
-    assert_eq!(delivered.len(), 6);
+    assert_eq!(delivered.len(), 7);
     assert!(delivered.iter().any(|e| e.detail.contains(r#""code":"http""#) && e.detail.contains(r#""status":503"#)), "{delivered:?}");
     for e in &events {
         for canary in CANARIES.iter().chain(&["246810", "Tuesday"]) {
@@ -114,7 +130,7 @@ async fn revoked_consent_and_unsendable_contacts_cancel(backend: Backend) {
     let phone = s.test_verified_contact(a.id, doc.user_id, pp, ContactKind::Phone, "+14155550199").await;
     s.test_verified_contact(a.id, doc.user_id, pp, ContactKind::Email, "jamie@example.org").await;
     // The two codes go first.
-    for c in s.claim_notices("a".into(), vec!["sms", "email"], 60_000, 10).await.unwrap() {
+    for c in s.claim_notices("a".into(), vec!["sms", "email"], 60_000, 10, 5).await.unwrap() {
         s.finish_notice("a".into(), c, Attempt::Sent, 3).await.unwrap();
     }
     for _ in 0..2 {
@@ -137,7 +153,7 @@ async fn revoked_consent_and_unsendable_contacts_cancel(backend: Backend) {
     s.record_consent(a.id, doc.user_id, p.id, sms(), meta()).await.unwrap();
     s.enqueue_notice(a.id, doc.user_id, NoticeDraft { text: "Two".into(), ..n_draft(p.id) }, meta()).await.unwrap();
     s.suppress_contact(a.id, doc.user_id, phone.id, SuppressReason::Bounce, meta()).await.unwrap();
-    let got = s.claim_notices("a".into(), vec!["sms", "email"], 60_000, 10).await.unwrap();
+    let got = s.claim_notices("a".into(), vec!["sms", "email"], 60_000, 10, 5).await.unwrap();
     assert_eq!(got.iter().map(|c| c.channel).collect::<Vec<_>>(), [NoticeChannel::Email], "the SMS was cancelled at the claim");
     // And a consent ended between queuing and the claim (here: straight in the table).
     s.finish_notice("a".into(), got[0].clone(), Attempt::Sent, 3).await.unwrap();
@@ -145,7 +161,7 @@ async fn revoked_consent_and_unsendable_contacts_cancel(backend: Backend) {
         .await
         .unwrap();
     s.test_execute("UPDATE consents SET revoked_at = 1, end_reason = 'revoked' WHERE channel = 'email_notices'".into()).await.unwrap();
-    assert!(s.claim_notices("a".into(), vec!["sms", "email"], 60_000, 10).await.unwrap().is_empty());
+    assert!(s.claim_notices("a".into(), vec!["sms", "email"], 60_000, 10, 5).await.unwrap().is_empty());
     let statuses: Vec<String> = s.notice_outbox(a.id, p.id).await.unwrap().into_iter().map(|e| e.status).collect();
     assert_eq!(statuses, ["cancelled", "cancelled", "sent", "cancelled", "cancelled"]);
 }
@@ -175,8 +191,8 @@ async fn push_tokens_per_device(backend: Backend) {
     // The sender's own devices get nothing.
     let n = s.enqueue_message_push(doc.user_id, conv.0, None, true, vec![doc.user_id, nurse.user_id]).await.unwrap();
     assert_eq!(n, 2);
-    let got = s.claim_pushes("a".into(), 60_000, 10).await.unwrap();
-    assert!(s.claim_pushes("b".into(), 60_000, 10).await.unwrap().is_empty());
+    let got = s.claim_pushes("a".into(), 60_000, 10, 5).await.unwrap();
+    assert!(s.claim_pushes("b".into(), 60_000, 10, 5).await.unwrap().is_empty());
     let mut tokens: Vec<&str> = got.iter().map(|g| g.target.token.as_str()).collect();
     tokens.sort_unstable();
     assert_eq!(tokens, ["aaaa", "cccc"]);
@@ -226,4 +242,19 @@ async fn patient_apps_need_portal_consent(backend: Backend) {
     assert_eq!(push().await.unwrap(), 1);
     s.revoke_consent(a.id, doc.user_id, p.id, ConsentChannel::Portal, meta()).await.unwrap();
     assert_eq!(push().await.unwrap(), 0);
+    // The push queued before the revocation was cancelled with it: nothing to claim.
+    assert!(s.claim_pushes("a".into(), 60_000, 10, 5).await.unwrap().is_empty());
+    // A push in flight (claimed, lease lapsed) when consent is revoked is cancelled at the
+    // next claim rather than sent.
+    let grant = || ConsentGrant::new(ConsentChannel::Portal, None, false).unwrap();
+    s.record_consent(a.id, doc.user_id, p.id, grant(), meta()).await.unwrap();
+    assert_eq!(push().await.unwrap(), 1);
+    assert_eq!(s.claim_pushes("a".into(), -1, 10, 5).await.unwrap().len(), 1);
+    s.revoke_consent(a.id, doc.user_id, p.id, ConsentChannel::Portal, meta()).await.unwrap();
+    assert!(s.claim_pushes("b".into(), 60_000, 10, 5).await.unwrap().is_empty());
+    let events = s.audit_events(0, 1000).await.unwrap();
+    let cancelled = events
+        .iter()
+        .filter(|e| e.action == "notice.cancel" && e.target_type.as_deref() == Some("push") && e.detail.contains("consent_revoked"));
+    assert_eq!(cancelled.count(), 2);
 }

@@ -13,7 +13,7 @@ use super::dto::{
 use ward_store::RequestMeta;
 
 use crate::app::AppState;
-use crate::auth::{AnySession, Auth, Meta};
+use crate::auth::{AnySession, Auth, Meta, require_step_up};
 use crate::extract::{Json, Path};
 use crate::problem::{ApiError, ApiResult, Problem};
 use crate::secrets::{hash_password, random_bytes, recovery_codes, recovery_hash, totp, totp_step, verify_password};
@@ -114,7 +114,8 @@ async fn revoke_my_session(
 }
 
 /// Starts TOTP enrolment: returns a new secret to load into an authenticator app. The password
-/// is asked again. Confirm with a code from the app.
+/// is asked again; a user who already has a second factor (a WebAuthn key) also needs a recent
+/// step-up. Confirm with a code from the app.
 #[utoipa::path(post, path = "/api/v1/me/mfa/totp", tag = "me", security(("bearer" = [])), request_body = TotpBeginRequest,
     responses((status = 200, body = TotpBeginResponse), (status = 401, body = Problem)))]
 async fn begin_totp(
@@ -131,9 +132,11 @@ async fn begin_totp(
     if creds.totp_secret.is_some() {
         return Err(ApiError::invalid_state().detail("TOTP is already enrolled; remove it first"));
     }
-    if req.password.len() > NewPassword::MAX_BYTES || !verify_password(req.password, creds.password_hash).await {
-        return Err(ApiError::invalid_credentials().detail("the password is wrong"));
+    // Adding a factor next to an existing one must not be a way around it.
+    if creds.user.mfa_enabled {
+        require_step_up(&state, &s, "totp_enroll", &meta).await?;
     }
+    check_password_again(&state, &creds, req.password, meta.clone()).await?;
     // 160 bits, as RFC 4226 recommends.
     let secret = random_bytes::<20>().to_vec();
     let t = totp(&secret, &creds.user.login).map_err(ApiError::internal_cause)?;
@@ -143,8 +146,34 @@ async fn begin_totp(
     Ok(Json(TotpBeginResponse { secret: encoded, otpauth_uri: uri }))
 }
 
-/// Confirms TOTP enrolment with a code from the app; returns ten single-use recovery codes
-/// (shown only now) and lifts an enrolment restriction from the session.
+/// Checks the account password asked again inside a session (TOTP enrolment, the first
+/// WebAuthn registration) exactly as sign-in checks it: refused while the login name is
+/// locked, a wrong password counted towards the lockout, and every refusal audited
+/// (`auth.login` failure, reason `reauth_wrong_password` or `locked`). A hijacked session is
+/// therefore no oracle for unlimited password guesses.
+pub(crate) async fn check_password_again(
+    state: &AppState,
+    creds: &ward_store::Credentials,
+    password: String,
+    meta: RequestMeta,
+) -> ApiResult<()> {
+    let login = creds.user.login.clone();
+    let who = Some((creds.user.org_id, creds.user.id));
+    if let Some(wait) = state.store.throttle(&login).await?.locked(ward_store::now_ms()) {
+        state.store.login_failed(login, who, "locked", true, meta).await?;
+        return Err(ApiError::login_locked().retry_after(wait.max(1) as u64));
+    }
+    if password.is_empty() || password.len() > NewPassword::MAX_BYTES || !verify_password(password, creds.password_hash.clone()).await {
+        state.store.login_failed(login, who, "reauth_wrong_password", false, meta).await?;
+        return Err(ApiError::invalid_credentials().detail("the password is wrong"));
+    }
+    Ok(())
+}
+
+/// Confirms TOTP enrolment with a code from the app; if TOTP is the user's first second factor,
+/// returns ten single-use recovery codes (shown only now), otherwise an empty list (the
+/// existing codes stay, and a recent step-up is needed), and lifts an enrolment restriction
+/// from the session.
 #[utoipa::path(post, path = "/api/v1/me/mfa/totp/confirm", tag = "me", security(("bearer" = [])), request_body = CodeRequest,
     responses((status = 200, body = RecoveryCodes), (status = 401, body = Problem), (status = 409, body = Problem)))]
 async fn confirm_totp(
@@ -156,8 +185,14 @@ async fn confirm_totp(
     let a = s.actor;
     let creds = state.store.credentials_by_id(a.org_id, a.user_id).await?;
     let pending = creds.totp_pending_secret.ok_or_else(|| ApiError::invalid_state().detail("start enrolment first"))?;
+    // With a WebAuthn key already enrolled, confirming must not mint a fresh step-up (or new
+    // recovery codes) for someone holding only a stolen session and the password.
+    let first_factor = !creds.user.mfa_enabled;
+    if !first_factor {
+        require_step_up(&state, &s, "totp_enroll", &meta).await?;
+    }
     let step = totp_step(&pending, &creds.user.login, &req.code).ok_or_else(ApiError::invalid_mfa_code)?;
-    let (codes, hashes) = recovery_codes();
+    let (codes, hashes) = if first_factor { recovery_codes() } else { (Vec::new(), Vec::new()) };
     state.store.confirm_totp(a.org_id, a.user_id, s.session, step, hashes, meta).await?;
     Ok(Json(RecoveryCodes { recovery_codes: codes }))
 }

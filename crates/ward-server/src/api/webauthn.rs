@@ -11,7 +11,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use ward_domain::audit::{AuditAction, AuditEvent, DetailValue, Outcome};
 use ward_domain::ids::UserId;
-use ward_domain::login::{NewPassword, parse_label};
+use ward_domain::login::parse_label;
 use ward_store::{
     Ceremony, CeremonyPurpose, NewSession, NewWebAuthnCredential, RequestMeta, Restriction, SecondFactor, WebAuthnCredential,
     WebAuthnFailure, WebAuthnUse, now_ms,
@@ -27,7 +27,7 @@ use crate::app::AppState;
 use crate::auth::{AnySession, Auth, Meta, require_step_up};
 use crate::extract::{Json, Path};
 use crate::problem::{ApiError, ApiResult, Problem};
-use crate::secrets::{CHALLENGE_PREFIX, recovery_codes, token_hash, verify_password};
+use crate::secrets::{CHALLENGE_PREFIX, recovery_codes, token_hash};
 
 pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
     utoipa_axum::router::OpenApiRouter::new()
@@ -332,10 +332,7 @@ async fn begin_registration(
     if creds.user.mfa_enabled {
         require_step_up(&state, &s, "webauthn_register", &meta).await?;
     } else {
-        let password = req.password.unwrap_or_default();
-        if password.is_empty() || password.len() > NewPassword::MAX_BYTES || !verify_password(password, creds.password_hash).await {
-            return Err(ApiError::invalid_credentials().detail("the password is wrong"));
-        }
+        super::me::check_password_again(&state, &creds, req.password.unwrap_or_default(), meta.clone()).await?;
     }
     let existing = state.store.webauthn_credentials(a.org_id, a.user_id).await?;
     let exclude = existing.iter().map(|c| c.credential_id.clone()).collect::<Vec<_>>();
@@ -601,7 +598,15 @@ async fn step_up_finish(
 /// name is needed; the authenticator picks the account.
 #[utoipa::path(post, path = "/api/v1/auth/passkey/options", tag = "auth",
     responses((status = 200, body = CeremonyOptions)))]
-async fn passkey_options(State(state): State<AppState>) -> ApiResult<Json<CeremonyOptions>> {
+async fn passkey_options(State(state): State<AppState>, Meta(meta): Meta) -> ApiResult<Json<CeremonyOptions>> {
+    // Unauthenticated and it stores a ceremony: every call counts against the address's
+    // failed-sign-in allowance (`sessions.failed_logins_per_minute_per_address`).
+    if let Some(a) = meta.source_ip.as_deref().map(crate::rate_limit::address_key)
+        && let Err(wait) = state.login_limits.check(&a, ward_store::now_ms())
+    {
+        state.store.record(passkey_limited(), meta).await?;
+        return Err(ApiError::rate_limited().retry_after(wait));
+    }
     let (mut rcr, st) = state.webauthn.start_discoverable_authentication().map_err(internal)?;
     // An explicit sign-in button, not browser autofill: let the browser show its own picker.
     rcr.mediation = None;
@@ -616,6 +621,31 @@ async fn passkey_options(State(state): State<AppState>) -> ApiResult<Json<Ceremo
     responses((status = 200, body = Tokens), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
         (status = 429, body = Problem)))]
 async fn passkey_finish(State(state): State<AppState>, Meta(meta): Meta, Json(req): Json<PasskeySignInRequest>) -> ApiResult<Json<Tokens>> {
+    // Refused before any work while the address is over its allowance; each failure counts.
+    let address = meta.source_ip.as_deref().map(crate::rate_limit::address_key);
+    if let Some(a) = &address
+        && let Err(wait) = state.login_limits.blocked(a, ward_store::now_ms())
+    {
+        state.store.record(passkey_limited(), meta).await?;
+        return Err(ApiError::rate_limited().retry_after(wait));
+    }
+    let r = passkey_sign_in(&state, meta, req).await;
+    if r.is_err()
+        && let Some(a) = &address
+    {
+        let _ = state.login_limits.check(a, ward_store::now_ms());
+    }
+    r
+}
+
+/// The audit event of a passkey request refused for its address's rate.
+fn passkey_limited() -> AuditEvent {
+    AuditEvent::new(AuditAction::Login, Outcome::Failure)
+        .detail("method", DetailValue::Code("passkey"))
+        .detail("reason", DetailValue::Code("address_limited"))
+}
+
+async fn passkey_sign_in(state: &AppState, meta: ward_store::RequestMeta, req: PasskeySignInRequest) -> ApiResult<Json<Tokens>> {
     let device = device_claim(req.device)?;
     let pkc = parse_assertion(req.credential)?;
     let anonymous = |reason: &'static str| {
@@ -646,9 +676,9 @@ async fn passkey_finish(State(state): State<AppState>, Meta(meta): Meta, Json(re
         state.store.login_failed(login, Some((who.org, who.user)), "disabled", false, meta).await?;
         return Err(ApiError::account_disabled());
     }
-    let used = verify_assertion(&state, &who, &pkc, Finish::Discoverable(st), meta.clone()).await?;
+    let used = verify_assertion(state, &who, &pkc, Finish::Discoverable(st), meta.clone()).await?;
     let restriction = creds.user.password_must_change.then_some(Restriction::PasswordChange);
-    let issued = issue(&state);
+    let issued = issue(state);
     let new = NewSession {
         user_id: who.user,
         device,
