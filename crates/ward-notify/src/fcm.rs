@@ -134,7 +134,9 @@ impl PushProvider for Fcm {
         }
         let code = res.json::<serde_json::Value>().await.ok().as_ref().and_then(fcm_error_code);
         Err(match (status, code.as_deref()) {
-            (_, Some("UNREGISTERED")) | (404, _) => SendError::Unregistered { code: "fcm_unregistered".into() },
+            // Only FCM's own verdict says the token is dead. A bare 404 is as likely a wrong
+            // project id or base URL, and taking it for "unregistered" would delete every token.
+            (_, Some("UNREGISTERED")) => SendError::Unregistered { code: "fcm_unregistered".into() },
             (401, _) => {
                 *self.token.lock().await = None;
                 SendError::retry("fcm_http_401")

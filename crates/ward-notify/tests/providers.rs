@@ -155,8 +155,15 @@ async fn fcm_gets_a_token_with_a_signed_grant_then_sends_a_v1_message() {
 async fn fcm_unregistered_and_retryable_errors() {
     let (fake, client, _) = fcm().await;
     let unreg = r#"{"error":{"code":404,"status":"NOT_FOUND","details":[{"@type":"type.googleapis.com/google.firebase.fcm.v1.FcmError","errorCode":"UNREGISTERED"}]}}"#;
-    fake.script(&[(404, unreg), (500, "{}"), (400, r#"{"error":{"code":400,"status":"INVALID_ARGUMENT"}}"#)]);
+    fake.script(&[
+        (404, unreg),
+        (404, r#"{"error":{"code":404,"status":"NOT_FOUND"}}"#),
+        (500, "{}"),
+        (400, r#"{"error":{"code":400,"status":"INVALID_ARGUMENT"}}"#),
+    ]);
     assert!(matches!(client.push("t", &msg(false)).await, Err(SendError::Unregistered { .. })));
+    // A 404 without FCM's UNREGISTERED (a wrong project id, say) keeps the token.
+    assert!(matches!(client.push("t", &msg(false)).await, Err(SendError::Permanent { .. })));
     assert!(client.push("t", &msg(false)).await.unwrap_err().is_retryable());
     assert!(matches!(client.push("t", &msg(false)).await, Err(SendError::Permanent { .. })));
 }

@@ -60,7 +60,9 @@ pub struct AppState {
 impl AppState {
     /// Publishes a committed event to its recipients on every node.
     pub async fn publish(&self, f: Fanout) {
-        self.queue_push(&f).await;
+        // Pushes are queued after the live fan-out, off the request's path: a write per
+        // message must not delay the WebSocket delivery everyone is waiting for.
+        let push = (self.notify.push_enabled() && matches!(f.event.kind, ward_store::EventKind::Message(_))).then(|| f.clone());
         let delivery = Delivery {
             recipients: f.recipients,
             conversation_id: f.event.conversation_id,
@@ -70,6 +72,10 @@ impl AppState {
         if let Err(e) = self.fanout.publish(Signal::Deliver(Arc::new(delivery))).await {
             // Receivers fill the gap from the database when the next event arrives or on reconnect.
             tracing::warn!(error = %e, "could not publish event");
+        }
+        if let Some(f) = push {
+            let state = self.clone();
+            tokio::spawn(async move { state.queue_push(&f).await });
         }
     }
 }

@@ -39,6 +39,23 @@ pub(super) struct Issued {
     pub(super) hashes: TokenHashes,
 }
 
+/// The session a sign-in's second factor opens, whichever factor answered (TOTP, a recovery
+/// code, WebAuthn): second factor verified now, restricted to a password change while the
+/// password is one-time.
+pub(super) fn second_factor_session(state: &AppState, challenge: &ward_store::Challenge) -> (Issued, NewSession) {
+    let restriction = challenge.password_must_change.then_some(Restriction::PasswordChange);
+    let issued = issue(state);
+    let new = NewSession {
+        user_id: challenge.user_id,
+        device: challenge.device.clone(),
+        tokens: issued.hashes.clone(),
+        expires_at: now_ms() + state.config.sessions.session_ttl_secs * 1000,
+        restriction,
+        mfa_verified: true,
+    };
+    (issued, new)
+}
+
 pub(super) fn issue(state: &AppState) -> Issued {
     let access = new_token(ACCESS_PREFIX);
     let refresh = new_token(REFRESH_PREFIX);
@@ -182,16 +199,8 @@ async fn mfa(State(state): State<AppState>, Meta(meta): Meta, Json(req): Json<Mf
         (Some(_), Some(_), _) => return Err(ApiError::invalid_body().detail("send either code or recovery_code, not both")),
         _ => SecondFactor::Invalid,
     };
-    let restriction = challenge.password_must_change.then_some(Restriction::PasswordChange);
-    let issued = issue(&state);
-    let new = NewSession {
-        user_id: challenge.user_id,
-        device: challenge.device.clone(),
-        tokens: issued.hashes.clone(),
-        expires_at: now_ms() + state.config.sessions.session_ttl_secs * 1000,
-        restriction,
-        mfa_verified: true,
-    };
+    let (issued, new) = second_factor_session(&state, &challenge);
+    let restriction = new.restriction;
     match state.store.answer_challenge(hash, challenge, factor, new, meta).await.map_err(|e| match e {
         ward_store::StoreError::NotFound => ApiError::invalid_mfa_code().detail("the sign-in attempt is unknown or has expired"),
         other => device_error(other),

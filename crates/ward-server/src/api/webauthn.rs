@@ -517,16 +517,8 @@ async fn mfa_finish(State(state): State<AppState>, Meta(meta): Meta, Json(req): 
     };
     let st: PasskeyAuthentication = serde_json::from_str(&ceremony.state).map_err(internal)?;
     let used = verify_assertion(&state, &who, &pkc, Finish::Listed(st), meta.clone()).await?;
-    let restriction = challenge.password_must_change.then_some(Restriction::PasswordChange);
-    let issued = issue(&state);
-    let new = NewSession {
-        user_id: challenge.user_id,
-        device: challenge.device.clone(),
-        tokens: issued.hashes.clone(),
-        expires_at: now_ms() + state.config.sessions.session_ttl_secs * 1000,
-        restriction,
-        mfa_verified: true,
-    };
+    let (issued, new) = super::auth::second_factor_session(&state, &challenge);
+    let restriction = new.restriction;
     match state.store.answer_challenge(hash, challenge, SecondFactor::WebAuthn(used), new, meta).await.map_err(|e| match e {
         ward_store::StoreError::NotFound => mfa_token_unknown(),
         other => device_error(other),
