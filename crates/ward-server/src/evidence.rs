@@ -505,8 +505,8 @@ const LIST_CAP: u32 = 100_000;
 pub enum Audience {
     /// The deployment's operator, on the command line.
     Operator,
-    /// One organisation's compliance officer or admin, through the API.
-    Organisation,
+    /// One organisation's compliance officer or admin (this user), through the API.
+    Organisation(UserId),
 }
 
 /// What an organisation's bundle says instead of deployment-wide figures.
@@ -608,7 +608,7 @@ pub async fn collect(
     let keys = match audience {
         Audience::Operator => serde_json::to_value(&keys)?,
         // The KEKs are the deployment's configuration; the data-key counts are other tenants'.
-        Audience::Organisation => serde_json::json!({"provider": keys.provider, "keks": keys.keks, "data_keys": DEPLOYMENT_WIDE}),
+        Audience::Organisation(_) => serde_json::json!({"provider": keys.provider, "keks": keys.keks, "data_keys": DEPLOYMENT_WIDE}),
     };
     files.insert(KEYS.to_owned(), json(&keys)?);
     tick(&mut progress);
@@ -689,7 +689,7 @@ pub async fn collect(
             "audit_log_retention_days": config.audit.retention_days,
             "audit_archive_segments": match audience {
                 Audience::Operator => serde_json::to_value(store.audit_archives().await?)?,
-                Audience::Organisation => serde_json::Value::from(DEPLOYMENT_WIDE),
+                Audience::Organisation(_) => serde_json::Value::from(DEPLOYMENT_WIDE),
             },
         }))?,
     );
@@ -743,7 +743,6 @@ pub async fn export(
     audit: &AuditLog,
     org: &Org,
     audience: Audience,
-    actor: Option<UserId>,
     meta: RequestMeta,
     mut progress: impl FnMut(u64),
 ) -> anyhow::Result<Exported> {
@@ -763,7 +762,10 @@ pub async fn export(
         .detail("files", DetailValue::Int(files.len() as i64 + 2))
         .detail("not_available", DetailValue::Int(not_available() as i64));
     ev.org_id = Some(org.id);
-    ev.actor = actor;
+    ev.actor = match audience {
+        Audience::Operator => None,
+        Audience::Organisation(user) => Some(user),
+    };
     store.record(ev, meta).await?;
     let cp = audit.checkpoint_now().await?;
     files.insert(CHECKPOINT.to_owned(), cp.note.clone().into_bytes());

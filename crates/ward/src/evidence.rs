@@ -27,8 +27,7 @@ pub(crate) async fn export(config: &Config, org: &str, out: &Path) -> anyhow::Re
     let mut f = opts.open(out).with_context(|| format!("cannot create {} (it must not exist yet)", out.display()))?;
     let bar = crate::progress::steps("collecting evidence", STEPS + 1);
     let result =
-        evidence::export(&store, config, &log, &org, evidence::Audience::Operator, None, operator_meta(), |step| bar.set_position(step))
-            .await;
+        evidence::export(&store, config, &log, &org, evidence::Audience::Operator, operator_meta(), |step| bar.set_position(step)).await;
     bar.finish_and_clear();
     let done = match result {
         Ok(done) => done,

@@ -39,8 +39,7 @@ async fn export_evidence(State(state): State<AppState>, Meta(meta): Meta, s: Aut
         &state.config,
         &state.audit,
         &org,
-        crate::evidence::Audience::Organisation,
-        Some(s.actor.user_id),
+        crate::evidence::Audience::Organisation(s.actor.user_id),
         meta,
         |_| {},
     )
