@@ -298,6 +298,16 @@ impl Store {
     {
         self.inner.writer.write(f).await
     }
+
+    /// As [`Store::write`] for a job that may run longer than the writer's PostgreSQL commit
+    /// bound (a bulk delete).
+    pub(crate) async fn write_long<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(Conn<'c>) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
+        self.inner.writer.write_long(f).await
+    }
 }
 
 /// How often [`checkpoint_wal`] runs.

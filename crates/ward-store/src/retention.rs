@@ -105,7 +105,8 @@ impl Store {
     /// range must be present. Returns the index of `event`.
     pub async fn record_audit_archive(&self, archive: AuditArchive, event: AuditEvent, meta: RequestMeta) -> Result<i64> {
         let archive = AuditArchive { created_at: now_ms(), ..archive };
-        self.write(move |mut c| {
+        // Up to a million rows deleted: exempt from the writer's PostgreSQL commit bound.
+        self.write_long(move |mut c| {
             Box::pin(async move {
                 exec!(
                     &mut c,

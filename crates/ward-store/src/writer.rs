@@ -34,7 +34,9 @@ const MAX_AUDIT_BATCH: usize = 4096;
 /// How long the writer waits to connect to PostgreSQL, and for one batch to commit there,
 /// before it gives the batch up as unavailable and drops the connection. Without a bound, a
 /// network partition (no reset, just silence) would hold every write for the kernel's TCP
-/// retransmission timeout, many minutes. Batches commit in milliseconds normally.
+/// retransmission timeout, many minutes. Batches commit in milliseconds normally; the few jobs
+/// that legitimately take long (deleting an archived audit segment of up to a million rows)
+/// are sent with [`Writer::write_long`], and a batch holding one has no commit bound.
 const PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const PG_COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -44,8 +46,8 @@ type RunJob = Box<dyn for<'c> FnOnce(Conn<'c>) -> BoxFuture<'c, (bool, Completio
 /// What the writer is asked to do.
 #[allow(clippy::large_enum_variant, reason = "audit events, the commonest jobs, travel by value: no allocation each")]
 pub(crate) enum Job {
-    /// Run statements of the caller's own.
-    Run(RunJob),
+    /// Run statements of the caller's own; `true` when it may legitimately run long.
+    Run(RunJob, bool),
     /// Append an audit event that accompanies no other change; answered with its index.
     Audit(AuditOnly),
 }
@@ -141,7 +143,19 @@ impl Writer {
         F: for<'c> FnOnce(Conn<'c>) -> BoxFuture<'c, Result<T>> + Send + 'static,
     {
         let (done_tx, done_rx) = oneshot::channel::<Result<T>>();
-        self.jobs.send(Job::Run(run_job(f, done_tx))).await.map_err(|_| StoreError::Unavailable)?;
+        self.jobs.send(Job::Run(run_job(f, done_tx), false)).await.map_err(|_| StoreError::Unavailable)?;
+        done_rx.await.map_err(|_| StoreError::Unavailable)?
+    }
+
+    /// As [`Writer::write`], for a job that may take longer than the PostgreSQL commit bound
+    /// (its batch is not timed out).
+    pub(crate) async fn write_long<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(Conn<'c>) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
+        let (done_tx, done_rx) = oneshot::channel::<Result<T>>();
+        self.jobs.send(Job::Run(run_job(f, done_tx), true)).await.map_err(|_| StoreError::Unavailable)?;
         done_rx.await.map_err(|_| StoreError::Unavailable)?
     }
 
@@ -191,8 +205,9 @@ async fn run(connector: Connector, mut rx: mpsc::Receiver<Job>, stats: std::sync
         let Some(c) = conn.as_mut() else { continue };
         let started = Instant::now();
         let size = batch.len();
+        let bounded = on_pg && !batch.long;
         let work = commit_batch(c, std::mem::take(&mut batch));
-        let outcome = if on_pg {
+        let outcome = if bounded {
             // On timeout the batch's completions are dropped with the future: each waiting
             // caller sees its channel close, reported as Unavailable. Whether the commit
             // happened is unknown to them, as with any lost connection; retries are idempotent
@@ -228,12 +243,17 @@ async fn run(connector: Connector, mut rx: mpsc::Receiver<Job>, stats: std::sync
 struct Batch {
     runs: Vec<RunJob>,
     audits: Vec<AuditOnly>,
+    /// A job in it may legitimately run long.
+    long: bool,
 }
 
 impl Batch {
     fn push(&mut self, job: Job) {
         match job {
-            Job::Run(run) => self.runs.push(run),
+            Job::Run(run, long) => {
+                self.runs.push(run);
+                self.long |= long;
+            }
             Job::Audit(audit) => self.audits.push(audit),
         }
     }
@@ -260,7 +280,7 @@ async fn commit_batch(c: &mut OwnedConn, batch: Batch) -> BatchOutcome {
         return Err((e.into(), Vec::new()));
     }
     let isolate = batch.len() > 1;
-    let Batch { mut runs, mut audits } = batch;
+    let Batch { mut runs, mut audits, .. } = batch;
     // A lone audit event is simply a job; several are appended together after the others.
     if audits.len() == 1
         && let Some(audit) = audits.pop()
