@@ -10,6 +10,7 @@ mod client;
 mod crash;
 mod keybench;
 mod load;
+mod logintiming;
 mod procfs;
 mod provision;
 mod report;
@@ -64,6 +65,12 @@ struct Args {
     /// of its own is created on it. Exits non-zero on any finding.
     #[arg(long, conflicts_with_all = ["url", "spawn_server", "store_only", "audit", "keys"])]
     crash: Option<u32>,
+    /// No load figures: whether sign-in answers reveal which names exist. This many failed
+    /// sign-ins per case (unknown name, malformed name, existing name with a wrong password),
+    /// interleaved against a server in this process (SQLite unless --database-url); prints
+    /// their latencies with a Mann-Whitney test and exits non-zero if the answers differ.
+    #[arg(long, conflicts_with_all = ["url", "spawn_server", "store_only", "audit", "keys", "crash"])]
+    login_timing: Option<usize>,
     /// The `ward` binary for --crash (default: `ward` beside this program).
     #[arg(long)]
     ward_bin: Option<PathBuf>,
@@ -155,6 +162,9 @@ impl Args {
         if self.keys.is_some_and(|k| k == 0 || k > 100_000_000) {
             bail!("--keys must be between 1 and 100000000");
         }
+        if self.login_timing.is_some_and(|n| !(10..=100_000).contains(&n)) {
+            bail!("--login-timing must be between 10 and 100000");
+        }
         if self.crash.is_some_and(|k| k == 0 || k > 100_000) {
             bail!("--crash must be between 1 and 100000");
         }
@@ -164,7 +174,14 @@ impl Args {
         if self.crash_min_uptime_ms > self.crash_max_uptime_ms {
             bail!("--crash-min-uptime-ms must not exceed --crash-max-uptime-ms");
         }
-        if !self.spawn_server && !self.store_only && !self.audit && self.keys.is_none() && self.crash.is_none() && self.url.is_none() {
+        if !self.spawn_server
+            && !self.store_only
+            && !self.audit
+            && self.keys.is_none()
+            && self.crash.is_none()
+            && self.login_timing.is_none()
+            && self.url.is_none()
+        {
             bail!("give --url (with --data-dir or --database-url, and --server-pid), --spawn-server or --store-only");
         }
         if self.members < 2 || self.members > self.users {
@@ -230,6 +247,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(n) = args.keys {
         return keys(&args, &tag, n).await;
+    }
+    if let Some(attempts) = args.login_timing {
+        let timing = logintiming::TimingArgs { attempts, database_url: args.database_url.clone() };
+        return logintiming::run(&timing, &tag).await;
     }
     if let Some(kills) = args.crash {
         let ward_bin = match &args.ward_bin {

@@ -111,7 +111,8 @@ pub fn build(
     let metrics = Metrics::new();
     let hub = Hub::new(metrics.clone());
     hub.spawn(&fanout);
-    let (api, openapi) = crate::api::router().split_for_parts();
+    let (api, mut openapi) = crate::api::router().split_for_parts();
+    crate::api::document_common_problems(&mut openapi);
     let openapi = Arc::new(openapi.to_pretty_json().unwrap_or_default());
     let outbound =
         if config.outbound.build_at_start { crate::outbound::OutboundPolicy::warm() } else { crate::outbound::OutboundPolicy::default() };

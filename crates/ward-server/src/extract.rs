@@ -42,6 +42,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if std::str::from_utf8(bytes).is_err() {
         return Err(ApiError::malformed_json().detail("the body is not valid UTF-8"));
     }
+    // Every request body is an object; serde would otherwise read a struct from an array of
+    // its fields in declaration order, a form no client is meant to send.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(ApiError::invalid_body().detail("the body must be a JSON object, not an array"));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         // The path names fields Ward knows, except when the last step is an unknown field: that

@@ -200,6 +200,8 @@ problems! {
     /// The roster CSV cannot be read or breaks a rule; the detail names the line and column
     /// (never a value: rosters hold personal data).
     invalid_roster => UNPROCESSABLE_ENTITY, "invalid_roster", "The roster cannot be read";
+    /// `/api/v1/stream` was requested without a WebSocket upgrade.
+    websocket_required => UPGRADE_REQUIRED, "websocket_required", "This endpoint speaks only the WebSocket protocol";
     /// The database is unavailable; retry.
     unavailable => SERVICE_UNAVAILABLE, "unavailable", "The service is temporarily unavailable";
     /// The database's disk is full; nothing was written.

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -49,8 +50,20 @@ enum ClientFrame {
 
 /// Opens the session's event stream.
 #[utoipa::path(get, path = "/api/v1/stream", tag = "stream",
-    responses((status = 101, description = "Switching to the WebSocket protocol"), (status = 401, body = Problem)))]
-pub(crate) async fn stream(State(state): State<AppState>, Meta(meta): Meta, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
+    responses((status = 101, description = "Switching to the WebSocket protocol"), (status = 401, body = Problem),
+        (status = 426, body = Problem, description = "Not a WebSocket upgrade request")))]
+pub(crate) async fn stream(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    // axum's own rejection is plain text; every error Ward sends is problem+json.
+    let Ok(ws) = ws else {
+        let mut res = ApiError::websocket_required().into_response();
+        res.headers_mut().insert(axum::http::header::UPGRADE, axum::http::HeaderValue::from_static("websocket"));
+        return res;
+    };
     let pre = match crate::auth::bearer_header(&headers) {
         Ok(Some(token)) => match authenticate(&state, token, meta.clone()).await.and_then(full_access) {
             Ok(s) => Some(s),

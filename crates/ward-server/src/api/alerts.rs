@@ -117,6 +117,7 @@ pub(crate) struct AlertFrame {
 
 /// Paging of the alert list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct AlertQuery {
     /// The cursor: the `next_cursor` of the previous page.
@@ -124,6 +125,7 @@ struct AlertQuery {
     /// Only alerts nobody acknowledged yet.
     unacknowledged: Option<bool>,
     /// Page size, 1 to 200.
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
 }
 

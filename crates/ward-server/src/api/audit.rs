@@ -85,6 +85,7 @@ pub(crate) struct ProofView {
 
 /// Parameters of an inclusion proof.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct InclusionQuery {
     /// The leaf (audit event index).
@@ -95,6 +96,7 @@ struct InclusionQuery {
 
 /// Parameters of a consistency proof.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ConsistencyQuery {
     /// The older tree size.
@@ -162,6 +164,7 @@ async fn consistency_proof(
 
 /// Search criteria; all given ones must match.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct EventQuery {
     /// The acting user.
@@ -179,6 +182,7 @@ struct EventQuery {
     /// The cursor: the `next_cursor` of the previous page.
     after: Option<i64>,
     /// Page size, 1 to 200.
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
 }
 

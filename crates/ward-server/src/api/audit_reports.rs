@@ -61,6 +61,7 @@ fn range(from: Option<i64>, to: Option<i64>) -> ApiResult<TimeRange> {
 
 /// Parameters of an export.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ExportQuery {
     /// `fhir-ndjson` (default), `fhir-bundle` or `csv`.
@@ -170,6 +171,7 @@ fn export_stream(
 
 /// Parameters of a report page.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ReportQuery {
     /// From this time (Unix ms, inclusive).
@@ -179,6 +181,7 @@ struct ReportQuery {
     /// The cursor: the `next_cursor` of the previous page.
     after: Option<i64>,
     /// Page size, 1 to 200.
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
 }
 

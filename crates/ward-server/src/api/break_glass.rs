@@ -199,6 +199,7 @@ async fn grant_conversations(
 
 /// Paging of messages read under a grant.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct GrantMessageQuery {
     /// Messages after this sequence number, oldest first.
@@ -206,6 +207,7 @@ struct GrantMessageQuery {
     /// Messages before this sequence number, newest first.
     before: Option<i64>,
     /// Page size, 1 to 200.
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
 }
 
@@ -243,11 +245,13 @@ async fn grant_messages(
 
 /// Filter of the review queue.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct QueueQuery {
     /// Only grants with this review status (`pending`, `justified`, `unjustified`).
     status: Option<ReviewStatus>,
     /// At most this many (1 to 500, default 100).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
 }
 

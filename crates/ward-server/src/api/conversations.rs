@@ -38,11 +38,13 @@ fn reason(r: Option<ReasonRequest>) -> ApiResult<Option<StatedReason>> {
 
 /// Paging of the conversation list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ConversationListQuery {
     /// Continue with conversations older than this one.
     before: Option<ConversationId>,
     /// Page size, 1 to 200.
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
 }
 
@@ -90,6 +92,8 @@ async fn create_conversation(
     let spec = NewConversation { kind: req.kind, title, patient_id: req.patient_id, members, creator_reason: reason(req.reason)? };
     let created = state.store.create_conversation(s.actor, spec, meta.clone()).await.map_err(|e| match e {
         StoreError::NotFound => ApiError::not_found().detail("a member or the patient does not exist in this organisation"),
+        // The kind does not fit the members or patient given: a bad request, not a conflict.
+        StoreError::State(rule) => ApiError::validation_failed().detail(rule),
         other => other.into(),
     })?;
     for f in created.fanouts {
@@ -178,6 +182,7 @@ async fn remove_member(
 
 /// Paging of messages: at most one of `after` and `before`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct MessageListQuery {
     /// Messages with a greater sequence (oldest first).
@@ -185,6 +190,7 @@ struct MessageListQuery {
     /// Messages with a smaller sequence.
     before: Option<i64>,
     /// Page size, 1 to 200.
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
 }
 

@@ -321,22 +321,27 @@ pub(crate) struct ReviewReport {
 
 /// The drift window.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct DriftQuery {
     /// Days back to include (1 to 3660; default 92, a quarter).
+    #[param(minimum = 1, maximum = 3660)]
     days: Option<u32>,
 }
 
 /// History paging.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct HistoryQuery {
     /// Newest reports to return, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
 }
 
 /// Wipe listing.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct WipeQuery {
     /// Only wipes not acknowledged within `[devices] wipe_ack_overdue_hours`.
@@ -345,6 +350,7 @@ struct WipeQuery {
 
 /// Profile options.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ProfileQuery {
     /// The organisation's reverse-DNS prefix, such as `org.example.hospital`.

@@ -126,6 +126,7 @@ pub(crate) struct HoldList {
 
 /// Which holds to list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct HoldQuery {
     /// Only holds that stand (default false: all, released ones too).
@@ -198,9 +199,11 @@ pub(crate) struct ShredList {
 
 /// How many records to list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ShredQuery {
     /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
 }
 

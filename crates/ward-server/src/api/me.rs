@@ -117,7 +117,7 @@ async fn revoke_my_session(
 /// is asked again; a user who already has a second factor (a WebAuthn key) also needs a recent
 /// step-up. Confirm with a code from the app.
 #[utoipa::path(post, path = "/api/v1/me/mfa/totp", tag = "me", security(("bearer" = [])), request_body = TotpBeginRequest,
-    responses((status = 200, body = TotpBeginResponse), (status = 401, body = Problem)))]
+    responses((status = 200, body = TotpBeginResponse), (status = 401, body = Problem), (status = 409, body = Problem)))]
 async fn begin_totp(
     State(state): State<AppState>,
     Meta(meta): Meta,

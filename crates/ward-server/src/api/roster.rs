@@ -65,6 +65,7 @@ pub(crate) struct RemediationReport {
 
 /// The confirmation remediation needs.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct RemediateQuery {
     /// Must be `true`: disabling accounts and wiping devices is not undone by enabling them.

@@ -31,11 +31,13 @@ pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
 
 /// Paging of the user list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct UserListQuery {
     /// Login name to continue after.
     after: Option<String>,
     /// Page size, 1 to 200.
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
 }
 
