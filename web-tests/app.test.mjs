@@ -427,6 +427,30 @@ await step('members: adding someone outside the care team asks for a reason; the
   await shot(alice, 'patient-conversation-desktop');
 });
 
+await step('forwarding: a patient\'s message needs a purpose outside their conversation; forwarded with one, it reaches the group', async () => {
+  await alice.waitForSelector('li.msg:has-text("Your results are in") button:has-text("Forward")', WAIT);
+  await alice.click('li.msg:has-text("Your results are in") button:has-text("Forward")');
+  await alice.waitForSelector('dialog[open] #f-fwd_target', WAIT);
+  await axe(alice, 'forward dialog');
+  await alice.click('dialog[open] button[type=submit]');
+  assert((await text(alice, 'dialog .form-message')).includes('Choose the conversation'), 'no target refused');
+  await alice.selectOption('#f-fwd_target', GROUP);
+  await alice.fill('#f-fwd_auth', 'not-an-id');
+  await alice.click('dialog[open] button[type=submit]');
+  assert((await text(alice, 'dialog .form-message')).includes('authorization id'), 'a malformed authorization id refused');
+  await alice.fill('#f-fwd_auth', '');
+  await alice.click('dialog[open] button[type=submit]');
+  await alice.waitForSelector('dialog .form-message.error:not(:has-text("authorization id"))', WAIT);
+  const refusal = await text(alice, 'dialog .form-message');
+  assert(/purpose/i.test(refusal) && !refusal.includes('{'), 'a disclosure without a purpose is refused clearly: ' + refusal);
+  await alice.selectOption('#f-fwd_purpose', 'treatment');
+  await alice.fill('#f-fwd_note', 'For the handover');
+  await alice.click('dialog[open] button[type=submit]');
+  await alice.waitForSelector('dialog', { state: 'detached', ...WAIT });
+  await alice.goto(URL_ + '/#/c/' + GROUP);
+  await alice.waitForSelector('li.msg:has-text("Your results are in"):has-text("For the handover")', WAIT);
+});
+
 let admin = null; // the admin's page, kept open for the console steps after this one
 
 await step('admin: users list, bad input, and disabling carol signs her open page out within seconds', async () => {

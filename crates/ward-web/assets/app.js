@@ -501,9 +501,13 @@ function renderConversation() {
   const ol = h('ol', { class: 'messages', id: 'messages', 'aria-label': 'Messages' }, msgs.map((m) => {
     const mineMsg = m.sender_id === me.user.id;
     const recalled = !!m.recalled_at;
-    const actions = mineMsg && !recalled && !m.shredded ? h('div', { class: 'actions' },
-      h('button', { type: 'button', class: 'link', onclick: () => recall(m), 'aria-label': 'Recall message sent at ' + new Date(m.created_at).toLocaleTimeString() }, 'Recall'),
-      h('button', { type: 'button', class: 'link', onclick: () => startCorrection(m), 'aria-label': 'Correct message sent at ' + new Date(m.created_at).toLocaleTimeString() }, 'Correct')) : null;
+    const at = new Date(m.created_at).toLocaleTimeString();
+    const canForward = me.user.role !== 'patient' && !recalled && !m.shredded && !m.withheld;
+    const actions = (mineMsg && !recalled && !m.shredded) || canForward ? h('div', { class: 'actions' },
+      mineMsg && !recalled && !m.shredded ? [
+        h('button', { type: 'button', class: 'link', onclick: () => recall(m), 'aria-label': 'Recall message sent at ' + at }, 'Recall'),
+        h('button', { type: 'button', class: 'link', onclick: () => startCorrection(m), 'aria-label': 'Correct message sent at ' + at }, 'Correct')] : null,
+      canForward ? h('button', { type: 'button', class: 'link', onclick: () => forwardDialog(m), 'aria-label': 'Forward message sent at ' + at }, 'Forward') : null) : null;
     return h('li', { class: 'msg' + (mineMsg ? ' mine' : '') + (m.priority === 'stat' ? ' stat' : m.priority === 'urgent' ? ' urgent' : '') + (recalled ? ' recalled' : ''), dataset: { seq: m.seq, id: m.id } },
       h('div', { class: 'meta' }, h('span', { class: 'sender' }, mineMsg ? 'You' : names.get(m.sender_id) || 'Former member'), ' ', time(m.created_at), ' ', badge(m.priority),
         m.corrects ? h('span', { class: 'tag' }, 'Correction') : null, corrected.has(m.id) && !recalled ? h('span', { class: 'tag' }, 'Corrected below') : null),
@@ -597,6 +601,53 @@ async function recall(m) {
   } catch (e) {
     await ask(e.userMessage, 'OK', false);
   }
+}
+
+const PURPOSES = [['', 'None (only within the patient\'s care team)'], ['treatment', 'Treatment'], ['payment', 'Payment'], ['operations', 'Health care operations']];
+
+/**
+ * Forwards a message into another of one's conversations. A patient's message reaching anyone
+ * outside the care team is a disclosure: it needs a permitted purpose or the id of a recorded
+ * patient authorization, and is listed in the patient's accounting of disclosures.
+ */
+function forwardDialog(m) {
+  const o = open;
+  const patient = !!(o.view.summary || o.view).patient_id;
+  const msg = messageBox();
+  const targets = (list || []).filter((c) => c.id !== o.id && !c.withheld);
+  const target = field('Forward to', { name: 'fwd_target', tag: 'select', options: [['', targets.length ? 'Choose a conversation' : 'No other conversation'], ...targets.map((c) => [c.id, convName(c)])] });
+  const note = field('Note above the forwarded text (optional)', { name: 'fwd_note', maxlength: 2000 });
+  const purpose = patient ? field('Purpose of the disclosure', { name: 'fwd_purpose', tag: 'select', options: PURPOSES }) : null;
+  const auth = patient ? field('Or the id of the patient\'s authorization', { name: 'fwd_auth', maxlength: 36 }) : null;
+  const cancel = h('button', { type: 'button' }, 'Cancel');
+  const form = h('form', { method: 'dialog', novalidate: true },
+    h('h2', { id: 'fwd-h' }, 'Forward this message'),
+    patient ? h('p', { class: 'notice' }, 'This is a patient\'s message. Forwarding it to anyone outside their care team is a disclosure: give its purpose or the patient\'s authorization. It is recorded in the patient\'s accounting of disclosures.') : null,
+    target, note, purpose, auth, msg,
+    h('div', { class: 'row wrap' }, h('button', { type: 'submit', class: 'primary' }, 'Forward'), cancel));
+  const dlg = h('dialog', { 'aria-labelledby': 'fwd-h', class: 'card' }, form);
+  const done = () => { dlg.close(); dlg.remove(); };
+  cancel.addEventListener('click', done);
+  dlg.addEventListener('cancel', done);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    if (!target.input.value) { showError(msg, { userMessage: 'Choose the conversation to forward to.' }); target.input.focus(); return; }
+    const a = auth ? auth.input.value.trim().toLowerCase() : '';
+    if (a && !ID.test(a)) { showError(msg, { userMessage: 'An authorization id looks like 8-4-4-4-12 letters and digits.' }); auth.input.focus(); return; }
+    if (a && purpose.input.value) { showError(msg, { userMessage: 'Give a purpose or an authorization, not both.' }); return; }
+    const req = { target_conversation_id: target.input.value, client_txn_id: crypto.randomUUID() };
+    if (note.input.value.trim()) req.note = note.input.value.trim();
+    if (purpose && purpose.input.value) req.purpose = purpose.input.value;
+    if (a) req.authorization_id = a;
+    await submitForm(form, msg, async () => {
+      await api.post(`/conversations/${o.id}/messages/${m.id}/forward`, req);
+      done();
+      announce('Message forwarded');
+    }, { keep: true });
+  });
+  document.body.append(dlg);
+  dlg.showModal();
+  target.input.focus();
 }
 
 function startCorrection(m) {
