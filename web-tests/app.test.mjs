@@ -449,6 +449,29 @@ await step('forwarding: a patient\'s message needs a purpose outside their conve
   await alice.waitForSelector('dialog', { state: 'detached', ...WAIT });
   await alice.goto(URL_ + '/#/c/' + GROUP);
   await alice.waitForSelector('li.msg:has-text("Your results are in"):has-text("For the handover")', WAIT);
+  // Again under a patient authorization recorded from the dialog.
+  await alice.goto(URL_ + '/#/c/' + PATIENT_CONV);
+  await alice.click('li.msg:has-text("Your results are in") button:has-text("Forward")');
+  await alice.waitForSelector('dialog[open] #f-fwd_target', WAIT);
+  await alice.click('dialog[open] details.record-auth summary');
+  await alice.click('#record-auth button[type=submit]');
+  assert((await text(alice, '#record-auth .form-message')).includes('signed form'), 'an empty authorization refused');
+  await alice.fill('#f-auth_recipient', 'Dr Lee, Northside Cardiology');
+  await alice.fill('#f-auth_purpose', 'Second opinion');
+  await alice.fill('#f-auth_expires', '2020-01-01');
+  await alice.click('#record-auth button[type=submit]');
+  assert((await text(alice, '#record-auth .form-message')).includes('already expired'), 'an expired authorization refused');
+  await alice.fill('#f-auth_expires', `${new Date().getFullYear() + 1}-12-31`);
+  await alice.click('#record-auth button[type=submit]');
+  await alice.waitForSelector('#record-auth .form-message.info', WAIT);
+  assert(/^[0-9a-f-]{36}$/.test(await alice.inputValue('#f-fwd_auth')), 'the authorization id is filled in');
+  await axe(alice, 'forward dialog with an authorization');
+  await alice.selectOption('#f-fwd_target', GROUP);
+  await alice.fill('#f-fwd_note', 'Under the patient authorization');
+  await alice.click('dialog[open] form:not(#record-auth) button[type=submit]');
+  await alice.waitForSelector('dialog', { state: 'detached', ...WAIT });
+  await alice.goto(URL_ + '/#/c/' + GROUP);
+  await alice.waitForSelector('li.msg:has-text("Under the patient authorization")', WAIT);
 });
 
 let admin = null; // the admin's page, kept open for the console steps after this one

@@ -619,13 +619,14 @@ function forwardDialog(m) {
   const note = field('Note above the forwarded text (optional)', { name: 'fwd_note', maxlength: 2000 });
   const purpose = patient ? field('Purpose of the disclosure', { name: 'fwd_purpose', tag: 'select', options: PURPOSES }) : null;
   const auth = patient ? field('Or the id of the patient\'s authorization', { name: 'fwd_auth', maxlength: 36 }) : null;
+  const record = patient ? authorizationForm((o.view.summary || o.view).patient_id, (id) => { auth.input.value = id; purpose.input.value = ''; }) : null;
   const cancel = h('button', { type: 'button' }, 'Cancel');
   const form = h('form', { method: 'dialog', novalidate: true },
     h('h2', { id: 'fwd-h' }, 'Forward this message'),
     patient ? h('p', { class: 'notice' }, 'This is a patient\'s message. Forwarding it to anyone outside their care team is a disclosure: give its purpose or the patient\'s authorization. It is recorded in the patient\'s accounting of disclosures.') : null,
     target, note, purpose, auth, msg,
     h('div', { class: 'row wrap' }, h('button', { type: 'submit', class: 'primary' }, 'Forward'), cancel));
-  const dlg = h('dialog', { 'aria-labelledby': 'fwd-h', class: 'card' }, form);
+  const dlg = h('dialog', { 'aria-labelledby': 'fwd-h', class: 'card' }, form, record);
   const done = () => { dlg.close(); dlg.remove(); };
   cancel.addEventListener('click', done);
   dlg.addEventListener('cancel', done);
@@ -648,6 +649,32 @@ function forwardDialog(m) {
   document.body.append(dlg);
   dlg.showModal();
   target.input.focus();
+}
+
+/**
+ * Records a patient's signed authorization (HIPAA 164.508: recipient, purpose, expiry) and
+ * hands its id to `use`. Its own form, beside the forward form (forms do not nest).
+ */
+function authorizationForm(patientId, use) {
+  const msg = messageBox();
+  const recipient = field('Recipient, as on the signed form', { name: 'auth_recipient', maxlength: 500 });
+  const purpose = field('Purpose, as on the signed form', { name: 'auth_purpose', maxlength: 500 });
+  const expires = field('Expires on', { name: 'auth_expires', type: 'date' });
+  const form = h('form', { novalidate: true, id: 'record-auth' }, recipient, purpose, expires, msg, h('button', { type: 'submit' }, 'Record authorization'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    if (!recipient.input.value.trim() || !purpose.input.value.trim()) { showError(msg, { userMessage: 'Copy the recipient and the purpose from the signed form.' }); return; }
+    if (!DAY.test(expires.input.value)) { showError(msg, { userMessage: 'Choose the day the authorization expires.' }); expires.input.focus(); return; }
+    // The end of that day, local time.
+    const end = new Date(expires.input.value + 'T23:59:59');
+    if (end.getTime() <= Date.now()) { showError(msg, { userMessage: 'The authorization has already expired.' }); expires.input.focus(); return; }
+    await submitForm(form, msg, async () => {
+      const a = await api.post('/patients/' + patientId + '/authorizations', { recipient: recipient.input.value.trim(), purpose: purpose.input.value.trim(), expires_at: end.toISOString() });
+      use(a.id);
+      showInfo(msg, 'Authorization recorded; its id is filled in above.');
+    });
+  });
+  return h('details', { class: 'record-auth' }, h('summary', {}, 'Record a patient authorization'), form);
 }
 
 function startCorrection(m) {
