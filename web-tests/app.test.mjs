@@ -7,7 +7,7 @@
 //   WARD_SCREENSHOTS (optional directory for the screenshots), the admin's TOTP secret and
 //   recovery codes, and erin's phone (blocked: no passcode) with its wipe secret.
 // Accounts: alice (clinician), bob (nurse), carol (clinician), erin (clinician), frank (clinician,
-// passkeys), admin, jamie (patient).
+// passkeys), gina (compliance officer, enrols a key), admin, jamie (patient).
 // Prints page weight and render times (measured, never asserted); exits non-zero on failure.
 
 import { readFileSync, mkdirSync } from 'node:fs';
@@ -1093,6 +1093,31 @@ await step('passkeys: removal goes through the step-up dialog with the key; the 
   const refused = await text(frank, 'form .form-message');
   assert(/key|passkey|credential/i.test(refused) && !refused.includes('{'), 'an unknown passkey is refused clearly: ' + refused);
   await frank.context().close();
+});
+
+await step('passkeys: a compliance officer required to set up a second factor enrols a security key instead of an app', async () => {
+  const gina = await newPage(PHONE, 'gina');
+  await withAuthenticator(gina);
+  await gina.goto(LOCAL + '/');
+  await gina.fill('#f-login', 'gina');
+  await gina.fill('#f-password', PASSWORD);
+  await gina.click('form button[type=submit]');
+  await gina.waitForSelector('#enrol-key', WAIT);
+  await gina.click('#enrol-key');
+  assert((await text(gina, '.form-message')).includes('Enter your password'), 'the password is needed first');
+  await gina.fill('#f-password', 'not the password');
+  await gina.click('#enrol-key');
+  await gina.waitForSelector('.form-message.error:not(:has-text("Enter your password"))', WAIT);
+  await gina.fill('#f-password', PASSWORD);
+  await gina.click('#enrol-key');
+  await gina.waitForSelector('ul.codes li', WAIT);
+  assert((await gina.$$('ul.codes li')).length === 10, 'ten recovery codes');
+  await axe(gina, 'key enrolment recovery codes (phone)');
+  await gina.click('button:has-text("continue")');
+  await gina.waitForSelector('#nav a[href="#/admin/audit"]', WAIT);
+  await gina.click('#nav a[href="#/account"]');
+  await gina.waitForSelector('#keys li.key:has-text("Security key")', WAIT);
+  await gina.context().close();
 });
 
 await step('no CSP violation and no script error on any page', async () => {

@@ -178,8 +178,9 @@ function enrolPage() {
   const pw = field('Your password', { name: 'password', type: 'password', required: true, autocomplete: 'current-password' });
   const form = h('form', { class: 'card narrow', novalidate: true },
     h('h1', {}, 'Set up two-step sign-in'),
-    h('p', {}, 'Your organisation requires a second factor for your role. Confirm your password to get a secret for your authenticator app.'),
-    pw, msg, h('button', { type: 'submit', class: 'primary' }, 'Continue'));
+    h('p', {}, 'Your organisation requires a second factor for your role. Confirm your password to get a secret for your authenticator app, or use a security key or passkey instead.'),
+    pw, msg, h('div', { class: 'row wrap' }, h('button', { type: 'submit', class: 'primary' }, 'Continue with an authenticator app'),
+      webauthn.supported() ? h('button', { type: 'button', id: 'enrol-key' }, 'Use a security key or passkey') : null));
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     if (!pw.input.value) { showError(msg, { userMessage: 'Enter your password.' }); return; }
@@ -188,8 +189,32 @@ function enrolPage() {
       enrolConfirmPage(r.secret);
     });
   });
+  const key = form.querySelector('#enrol-key');
+  if (key) {
+    key.addEventListener('click', () => {
+      if (!pw.input.value) { showError(msg, { userMessage: 'Enter your password.' }); return; }
+      // Registering the first second factor lifts the enrolment restriction.
+      submitForm(form, msg, async () => {
+        const o = await api.post('/me/webauthn/registrations', { password: pw.input.value });
+        const credential = await webauthn.create(o.options);
+        const r = await api.post('/me/webauthn/credentials', { ceremony_id: o.ceremony_id, label: 'Security key', credential });
+        recoveryCodesPage(r.recovery_codes || [], 'Your key is added (named "Security key"; rename it under Account).');
+      }, { onError: () => { pw.input.value = ''; } });
+    });
+  }
   mount(main, form);
   pw.input.focus();
+}
+
+/** The recovery codes, shown once, then on to the app. */
+function recoveryCodesPage(codes, lead) {
+  const done = h('button', { type: 'button', class: 'primary' }, 'I have saved them: continue');
+  done.addEventListener('click', async () => { me = await api.get('/me'); start(); });
+  mount(main, h('section', { class: 'card narrow' },
+    h('h1', {}, 'Recovery codes'),
+    h('p', {}, lead, ' Each code signs you in once if you lose it. Keep them somewhere safe: they are shown only now.'),
+    h('ul', { class: 'codes' }, codes.map((c) => h('li', {}, c))), done));
+  done.focus();
 }
 
 function enrolConfirmPage(secret) {
