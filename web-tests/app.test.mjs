@@ -6,7 +6,8 @@
 //   WARD_URL, WARD_CHROMIUM, WARD_PASSWORD, WARD_GROUP (alice+bob), WARD_PATIENT_CONV,
 //   WARD_SCREENSHOTS (optional directory for the screenshots), the admin's TOTP secret and
 //   recovery codes, and erin's phone (blocked: no passcode) with its wipe secret.
-// Accounts: alice (clinician), bob (nurse), carol (clinician), erin (clinician), admin, jamie (patient).
+// Accounts: alice (clinician), bob (nurse), carol (clinician), erin (clinician), frank (clinician,
+// passkeys), gina (compliance officer, enrols a key), admin, jamie (patient).
 // Prints page weight and render times (measured, never asserted); exits non-zero on failure.
 
 import { readFileSync, mkdirSync } from 'node:fs';
@@ -426,6 +427,53 @@ await step('members: adding someone outside the care team asks for a reason; the
   await shot(alice, 'patient-conversation-desktop');
 });
 
+await step('forwarding: a patient\'s message needs a purpose outside their conversation; forwarded with one, it reaches the group', async () => {
+  await alice.waitForSelector('li.msg:has-text("Your results are in") button:has-text("Forward")', WAIT);
+  await alice.click('li.msg:has-text("Your results are in") button:has-text("Forward")');
+  await alice.waitForSelector('dialog[open] #f-fwd_target', WAIT);
+  await axe(alice, 'forward dialog');
+  await alice.click('dialog[open] button[type=submit]');
+  assert((await text(alice, 'dialog .form-message')).includes('Choose the conversation'), 'no target refused');
+  await alice.selectOption('#f-fwd_target', GROUP);
+  await alice.fill('#f-fwd_auth', 'not-an-id');
+  await alice.click('dialog[open] button[type=submit]');
+  assert((await text(alice, 'dialog .form-message')).includes('authorization id'), 'a malformed authorization id refused');
+  await alice.fill('#f-fwd_auth', '');
+  await alice.click('dialog[open] button[type=submit]');
+  await alice.waitForSelector('dialog .form-message.error:not(:has-text("authorization id"))', WAIT);
+  const refusal = await text(alice, 'dialog .form-message');
+  assert(/purpose/i.test(refusal) && !refusal.includes('{'), 'a disclosure without a purpose is refused clearly: ' + refusal);
+  await alice.selectOption('#f-fwd_purpose', 'treatment');
+  await alice.fill('#f-fwd_note', 'For the handover');
+  await alice.click('dialog[open] button[type=submit]');
+  await alice.waitForSelector('dialog', { state: 'detached', ...WAIT });
+  await alice.goto(URL_ + '/#/c/' + GROUP);
+  await alice.waitForSelector('li.msg:has-text("Your results are in"):has-text("For the handover")', WAIT);
+  // Again under a patient authorization recorded from the dialog.
+  await alice.goto(URL_ + '/#/c/' + PATIENT_CONV);
+  await alice.click('li.msg:has-text("Your results are in") button:has-text("Forward")');
+  await alice.waitForSelector('dialog[open] #f-fwd_target', WAIT);
+  await alice.click('dialog[open] details.record-auth summary');
+  await alice.click('#record-auth button[type=submit]');
+  assert((await text(alice, '#record-auth .form-message')).includes('signed form'), 'an empty authorization refused');
+  await alice.fill('#f-auth_recipient', 'Dr Lee, Northside Cardiology');
+  await alice.fill('#f-auth_purpose', 'Second opinion');
+  await alice.fill('#f-auth_expires', '2020-01-01');
+  await alice.click('#record-auth button[type=submit]');
+  assert((await text(alice, '#record-auth .form-message')).includes('already expired'), 'an expired authorization refused');
+  await alice.fill('#f-auth_expires', `${new Date().getFullYear() + 1}-12-31`);
+  await alice.click('#record-auth button[type=submit]');
+  await alice.waitForSelector('#record-auth .form-message.info', WAIT);
+  assert(/^[0-9a-f-]{36}$/.test(await alice.inputValue('#f-fwd_auth')), 'the authorization id is filled in');
+  await axe(alice, 'forward dialog with an authorization');
+  await alice.selectOption('#f-fwd_target', GROUP);
+  await alice.fill('#f-fwd_note', 'Under the patient authorization');
+  await alice.click('dialog[open] form:not(#record-auth) button[type=submit]');
+  await alice.waitForSelector('dialog', { state: 'detached', ...WAIT });
+  await alice.goto(URL_ + '/#/c/' + GROUP);
+  await alice.waitForSelector('li.msg:has-text("Under the patient authorization")', WAIT);
+});
+
 let admin = null; // the admin's page, kept open for the console steps after this one
 
 await step('admin: users list, bad input, and disabling carol signs her open page out within seconds', async () => {
@@ -550,9 +598,9 @@ await step('first sign-in: the one-time password must be changed, then TOTP enro
 /** The page fits the viewport's width (no sideways scrolling). */
 async function fitsWidth(page, where) {
   const w = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth,
-    [...document.querySelectorAll('body *')].filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1)
-      .slice(-3).map((e) => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + (e.className ? '.' + e.className : '')).join(', ')]);
-  assert(w[0] <= w[1], `${where}: ${w[0]} px wide in a ${w[1]} px viewport (${w[2]})`);
+    [...document.querySelectorAll('body *')].filter((e) => e.getBoundingClientRect().right + window.scrollX > window.innerWidth + 1)
+      .slice(-3).map((e) => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + (e.className ? '.' + e.className : '')).join(', '), [...document.querySelectorAll('body *')].filter((e) => e.scrollWidth > window.innerWidth + 1).slice(-4).map((e) => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + (e.className ? '.' + e.className : '') + ':' + e.scrollWidth).join(', ')]);
+  assert(w[0] <= w[1], `${where}: ${w[0]} px wide in a ${w[1]} px viewport (${w[2]}; ${w[3]})`);
 }
 
 /** Checks the current screen on a phone-sized viewport (axe and width), then back to desktop. */
@@ -671,6 +719,9 @@ await step('audit: the signed checkpoint, an access report, a patient\'s disclos
   await admin.click('#nav a[href="#/admin/audit"]');
   await admin.waitForSelector('#cp-size', WAIT);
   assert(Number(await text(admin, '#cp-size')) > 0, 'the checkpoint covers events');
+  // The browser checks the note's Ed25519 signature with the verifier key the API gives.
+  assert((await text(admin, '#cp-verdict')).startsWith('Signature valid'), 'checkpoint verified: ' + (await text(admin, '#cp-verdict')));
+  assert(/^[^+]+\+[0-9a-f]{8}\+[A-Za-z0-9+/=]+$/.test((await text(admin, '#cp-vkey')).trim()), 'the verifier key is shown');
   await axe(admin, 'audit');
   // Access report for a person.
   await admin.click('#access-report button[type=submit]');
@@ -696,6 +747,8 @@ await step('audit: the signed checkpoint, an access report, a patient\'s disclos
   await admin.click('#patient-audit button[type=submit]');
   await admin.waitForSelector('#patient-out table:has(caption:has-text("Disclosures")) tr:has-text("Dr Carol Singh")', WAIT);
   await admin.waitForSelector('#patient-out table:has(caption:has-text("Accesses")) tr', WAIT);
+  // jamie allowed text message notices in the portal, then withdrew them.
+  await admin.waitForSelector('#patient-out table:has(caption:has-text("Consent records")) tr:has-text("Text message notices"):has-text("Withdrawn")', WAIT);
   await axe(admin, 'audit with reports');
   // The export: a file download (the step-up is fresh from the wipe above).
   await admin.selectOption('#f-export_format', 'csv');
@@ -704,6 +757,12 @@ await step('audit: the signed checkpoint, an access report, a patient\'s disclos
   const csv = readFileSync(await download.path(), 'utf8');
   assert(csv.split('\n').length > 10 && csv.includes('message.send'), 'the export has the events');
   await admin.waitForSelector('#export .form-message.info:has-text("ward-audit.csv")', WAIT);
+  // The evidence bundle: a signed zip for an auditor (the same fresh step-up).
+  const [bundle] = await Promise.all([admin.waitForEvent('download', { timeout: 60_000 }), admin.click('#evidence button[type=submit]')]);
+  assert(/^ward-evidence-.+\.zip$/.test(bundle.suggestedFilename()), 'bundle name: ' + bundle.suggestedFilename());
+  const zip = readFileSync(await bundle.path());
+  assert(zip.subarray(0, 2).toString() === 'PK' && zip.includes('manifest'), 'a zip with its manifest');
+  await admin.waitForSelector('#evidence .form-message.info:has-text("Evidence bundle downloaded")', WAIT);
   await admin.evaluate(() => window.scrollTo(0, 0));
   await shot(admin, 'audit-desktop');
   await onPhone(admin, 'audit');
@@ -765,6 +824,25 @@ await step('registers: a vendor and a risk added, with bad input refused; incide
   await admin.fill('#f-risk_review', '2027-03-01');
   await admin.click('#risks button[type=submit]');
   await admin.waitForSelector('#risks tr:has-text("lost phone"):has-text("20 (4 × 5)")', WAIT);
+  // Changing entries: the form fills with the entry; bad input is refused; saving replaces it.
+  await admin.click('#vendors button[aria-label="Change Northwind SMS"]');
+  assert((await admin.inputValue('#f-vendor_name')) === 'Northwind SMS', 'the vendor form is filled');
+  await admin.fill('#f-vendor_renewal', '2026-01-01');
+  await admin.click('#vendors button[type=submit]');
+  assert((await text(admin, '#vendors .form-message')).includes('renewal date'), 'a renewal before signing is refused on change');
+  await admin.fill('#f-vendor_renewal', '2028-06-01');
+  await admin.fill('#f-vendor_services', 'Text message delivery and delivery receipts');
+  await admin.click('#vendors button[type=submit]');
+  await admin.waitForSelector('#vendors tr:has-text("delivery receipts"):has-text("2028-06-01")', WAIT);
+  assert((await admin.$$('#vendors tbody tr')).length === 1, 'changed, not added');
+  await admin.click('#risks button[aria-label^="Change risk"]');
+  await admin.fill('#f-risk_review', '');
+  await admin.click('#risks button[type=submit]');
+  assert((await text(admin, '#risks .form-message')).includes('next review'), 'a changed risk without a review day is refused');
+  await admin.fill('#f-risk_review', '2027-04-01');
+  await admin.selectOption('#f-risk_status', 'accepted');
+  await admin.click('#risks button[type=submit]');
+  await admin.waitForSelector('#risks tr:has-text("lost phone"):has-text("Accepted"):has-text("2027-04-01")', WAIT);
   await axe(admin, 'registers');
   await admin.evaluate(() => window.scrollTo(0, 0));
   await shot(admin, 'registers-desktop');
@@ -774,6 +852,111 @@ await step('registers: a vendor and a risk added, with bad input refused; incide
   await admin.waitForSelector('main p:has-text("No incidents recorded"), main table', WAIT);
   await axe(admin, 'incidents');
   await onPhone(admin, 'incidents');
+});
+
+await step('notice templates: clinical detail is refused with the policy\'s reason; a template added and changed', async () => {
+  await admin.click('#nav a[href="#/admin/templates"]');
+  await admin.waitForSelector('#no-templates', WAIT);
+  await axe(admin, 'templates');
+  await admin.click('#tpl-new button[type=submit]');
+  assert((await text(admin, '#tpl-new .form-message')).includes('needs a name and its text'), 'an empty template is refused');
+  await admin.fill('#f-tpl_name_new', 'Reminder');
+  await admin.fill('#f-tpl_body_new', 'Hi {first_name}, see you {date} for your Depression follow-up.');
+  await admin.click('#tpl-new button[type=submit]');
+  await admin.waitForSelector('#tpl-new .form-message.error:not(:has-text("needs a name"))', WAIT);
+  const blocked = await text(admin, '#tpl-new .form-message');
+  assert(/clinical detail/i.test(blocked) && !blocked.includes('{"'), 'the content policy\'s reason is shown: ' + blocked);
+  await admin.fill('#f-tpl_body_new', 'Hi {first_name}, {bed_number} is not a field.');
+  await admin.click('#tpl-new button[type=submit]');
+  await admin.waitForSelector('#tpl-new .form-message.error:has-text("unknown field")', WAIT);
+  await admin.fill('#f-tpl_body_new', 'Hi {first_name}, you have a new message from your care team: {portal_link}');
+  await admin.click('#tpl-new button[type=submit]');
+  await admin.waitForSelector('#templates li.template summary:has-text("Reminder")', WAIT);
+  await admin.click('#templates li.template summary');
+  const id = await admin.getAttribute('#templates li.template', 'data-id');
+  const body = `#f-tpl_body_${id.slice(0, 8)}`;
+  await admin.fill(body, 'Your Depression follow-up is on {date}.');
+  await admin.click(`#tpl-${id.slice(0, 8)} button[type=submit]`);
+  await admin.waitForSelector(`#tpl-${id.slice(0, 8)} .form-message.error:has-text("clinical detail")`, WAIT);
+  await admin.fill(body, 'Reminder: your appointment is on {date} at {time}, {location_name}.');
+  await admin.click(`#tpl-${id.slice(0, 8)} button[type=submit]`);
+  await admin.waitForSelector('#templates .form-message.info:has-text("Template saved")', WAIT);
+  await admin.click('#templates li.template summary');
+  await admin.waitForSelector('#templates li.template p.note:has-text("appointment is on {date}")', WAIT);
+  await axe(admin, 'templates with one open');
+  await shot(admin, 'templates-desktop');
+  await onPhone(admin, 'templates', 'templates-phone');
+});
+
+await step('incidents: a compliance officer (phone) records one (bad input first), signs the assessment, marks a notice sent; the admin reads it', async () => {
+  await dana.click('#nav a[href="#/admin/incidents"]');
+  await dana.waitForSelector('#new-incident button[type=submit]', WAIT);
+  const form = '#new-incident .form-message';
+  await dana.click('#new-incident button[type=submit]');
+  assert((await text(dana, form)).includes('title and say what happened'), 'an empty incident is refused');
+  await dana.fill('#f-inc_title', 'Handover list emailed to the wrong ward');
+  await dana.fill('#f-inc_description', 'A list with three patients reached the wrong ward\'s shared inbox.');
+  await dana.click('#new-incident button[type=submit]');
+  assert((await text(dana, form)).includes('day the incident was discovered'), 'no discovery day refused');
+  const today = new Date().toISOString().slice(0, 10);
+  await dana.fill('#f-inc_discovered', today);
+  await dana.fill('#f-inc_affected', 'three');
+  await dana.click('#new-incident button[type=submit]');
+  assert((await text(dana, form)).includes('how many individuals'), 'a count that is not a number refused');
+  await dana.fill('#f-inc_affected', '3');
+  await dana.fill('#f-inc_residents', 'California 3');
+  await dana.click('#new-incident button[type=submit]');
+  assert((await text(dana, form)).includes('not a state and a count'), 'a malformed residents list refused');
+  await dana.fill('#f-inc_residents', 'ZZ 3');
+  await dana.click('#new-incident button[type=submit]');
+  await dana.waitForSelector('#new-incident .form-message.error:not(:has-text("not a state and a count"))', WAIT);
+  const unknown = await text(dana, form);
+  assert(!unknown.includes('{') && unknown.length > 10, 'an unknown state is refused by the API with a sentence: ' + unknown);
+  await dana.fill('#f-inc_residents', 'CA 3');
+  await dana.click('#new-incident button[type=submit]');
+  await dana.waitForSelector('#incident h1:has-text("Handover list emailed")', WAIT);
+  await dana.waitForSelector('#plan table tbody tr', WAIT);
+  await axe(dana, 'incident (phone)');
+  await fitsWidth(dana, 'incident (phone)');
+  await dana.click('#assess button[type=submit]');
+  assert((await text(dana, '#assess .form-message')).includes('Rate every factor'), 'an unrated factor refused');
+  await dana.selectOption('#f-factor_nature_and_extent', 'medium');
+  for (const k of ['unauthorized_recipient', 'acquired_or_viewed', 'mitigation']) await dana.selectOption('#f-factor_' + k, 'low');
+  await dana.selectOption('#f-assess_outcome', 'low_probability_of_compromise');
+  await dana.click('#assess button[type=submit]');
+  await dana.waitForSelector('#assess .form-message.error', WAIT);
+  const mismatch = await text(dana, '#assess .form-message');
+  assert(!mismatch.includes('{') && mismatch.length > 10, 'an outcome that does not follow from the factors is refused with a sentence: ' + mismatch);
+  await dana.selectOption('#f-assess_outcome', 'breach');
+  await dana.click('#assess button[type=submit]');
+  await dana.waitForSelector('#assessment:has-text("Outcome: a breach")', WAIT);
+  await dana.waitForSelector('#plan form button:has-text("Mark sent")', WAIT);
+  const notices = (await dana.$$('#plan form')).length;
+  assert(notices >= 2, 'individuals and HHS at least: ' + notices);
+  await dana.click('#close-incident');
+  await dana.click('dialog[open] button:has-text("Close incident")');
+  await dana.waitForSelector('main > section > .form-message.error', WAIT);
+  assert(/notif|notice|state/i.test(await text(dana, 'main > section > .form-message')), 'closing with notices open is refused');
+  const tomorrow = new Date(Date.now() + 86_400_000).toISOString().slice(0, 10);
+  await dana.fill('#plan form input[type=date] >> nth=0', tomorrow);
+  await dana.click('#plan form button >> nth=0');
+  assert((await text(dana, '#plan .form-message')).includes('cannot be in the future'), 'a notice in the future refused');
+  await dana.fill('#plan form input[type=date] >> nth=0', today);
+  await dana.click('#plan form button >> nth=0');
+  await dana.waitForSelector('#plan td:has-text("Sent ' + today + '")', WAIT);
+  assert((await dana.$$('#plan form')).length === notices - 1, 'one notice fewer to record');
+  await axe(dana, 'incident tracker (phone)');
+  await shot(dana, 'incident-phone');
+  await dana.click('a:has-text("All incidents")');
+  await dana.waitForSelector('#incidents tr:has-text("Assessed")', WAIT);
+  await admin.click('#nav a[href="#/admin/incidents"]');
+  await admin.waitForSelector('#incidents tbody tr a', WAIT);
+  assert(!(await admin.$('#new-incident')), 'an admin records no incident');
+  await admin.click('#incidents tbody tr a');
+  await admin.waitForSelector('#incident h1:has-text("Handover list emailed")', WAIT);
+  assert(!(await admin.$('#assess')) && !(await admin.$('#plan form')) && !(await admin.$('#close-incident')), 'the admin reads only');
+  await axe(admin, 'incident (admin)');
+  await shot(admin, 'incident-desktop');
 });
 
 await step('a compliance officer (on a phone) reviews devices, retention and audit, but cannot wipe, manage users or set sign-in rules', async () => {
@@ -791,10 +974,152 @@ await step('a compliance officer (on a phone) reviews devices, retention and aud
   await dana.waitForSelector('#cp-size', WAIT);
   await axe(dana, 'audit (compliance officer, phone)');
   await shot(dana, 'audit-phone');
+  await dana.click('#nav a[href="#/admin/keys"]');
+  await dana.waitForSelector('#key-provider', WAIT);
+  // The test server's keyring is in memory (a real deployment shows its file, HSM or KMS).
+  assert((await text(dana, '#key-provider')).includes('In memory'), 'the test server\'s key provider');
+  await dana.waitForSelector('main table tr:has-text("Current")', WAIT);
+  await axe(dana, 'keys (compliance officer, phone)');
+  await fitsWidth(dana, 'keys (compliance officer, phone)');
+  await shot(dana, 'keys-phone');
   await dana.goto(URL_ + '/#/admin/users');
   await dana.waitForSelector('h1:has-text("Page not found")', WAIT);
   await dana.context().close();
 });
+// WebAuthn needs a domain for its relying party (an IP address is not one): these pages use
+// https://localhost, the test server's default relying party, with Chromium's virtual
+// authenticator (CTAP2, built in, user verification by "fingerprint") standing in for the key.
+const LOCAL = URL_.replace('://127.0.0.1', '://localhost');
+let frank = null;
+let authenticator = null;
+
+async function withAuthenticator(page) {
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('WebAuthn.enable');
+  const r = await cdp.send('WebAuthn.addVirtualAuthenticator', { options: {
+    protocol: 'ctap2', transport: 'internal', hasResidentKey: true, hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true } });
+  return { cdp, id: r.authenticatorId };
+}
+
+async function signOut(page) {
+  await page.click('#sign-out');
+  await page.waitForSelector('#f-login', WAIT);
+}
+
+await step('passkeys: frank adds one on the account screen (bad input first), with recovery codes; renames it', async () => {
+  frank = await newPage(DESKTOP, 'frank');
+  authenticator = await withAuthenticator(frank);
+  await frank.goto(LOCAL + '/');
+  await frank.fill('#f-login', 'frank');
+  await frank.fill('#f-password', PASSWORD);
+  await frank.click('form button[type=submit]');
+  await frank.waitForSelector('#bar:not([hidden])', WAIT);
+  await frank.click('#nav a[href="#/account"]');
+  await frank.waitForSelector('#no-keys', WAIT);
+  await axe(frank, 'account');
+  await frank.click('#add-key button[type=submit]');
+  assert((await text(frank, '#add-key .form-message')).includes('Give the key a name'), 'a key without a name is refused');
+  await frank.fill('#f-new_key_label', 'Laptop passkey');
+  await frank.click('#add-key button[type=submit]');
+  assert((await text(frank, '#add-key .form-message')).includes('Enter your password'), 'the first key needs the password');
+  await frank.fill('#f-new_key_password', 'not-the-password');
+  await frank.click('#add-key button[type=submit]');
+  await frank.waitForSelector('#add-key .form-message.error:not(:has-text("Enter your password"))', WAIT);
+  const wrong = await text(frank, '#add-key .form-message');
+  assert(/password/i.test(wrong) && !wrong.includes('{'), 'a wrong password is refused clearly: ' + wrong);
+  await frank.fill('#f-new_key_password', PASSWORD);
+  await frank.click('#add-key button[type=submit]');
+  await frank.waitForSelector('#key-recovery-codes li', WAIT);
+  assert((await frank.$$('#key-recovery-codes li')).length === 10, 'ten recovery codes');
+  await axe(frank, 'key recovery codes');
+  await frank.click('button:has-text("continue")');
+  await frank.waitForSelector('#keys li.key:has-text("Laptop passkey")', WAIT);
+  const creds = await authenticator.cdp.send('WebAuthn.getCredentials', { authenticatorId: authenticator.id });
+  assert(creds.credentials.length === 1 && creds.credentials[0].isResidentCredential, 'the authenticator holds one discoverable credential');
+  const label = await frank.$('#keys li.key input');
+  await label.fill('  ');
+  await frank.click('#keys li.key button[type=submit]');
+  assert((await text(frank, '#keys-h ~ .form-message')).includes('Give the key a name'), 'an empty name is refused');
+  await label.fill('Work laptop');
+  await frank.click('#keys li.key button[type=submit]');
+  await frank.waitForSelector('#keys li.key strong:has-text("Work laptop")', WAIT);
+  assert((await text(frank, '#keys-h ~ .form-message')).includes('Renamed'), 'renamed');
+  await axe(frank, 'account with a key');
+  await shot(frank, 'account-desktop');
+  await onPhone(frank, 'account', 'account-phone');
+});
+
+await step('passkeys: passwordless sign-in, then the key as the second step after the password', async () => {
+  await signOut(frank);
+  await frank.click('#passkey-signin');
+  await frank.waitForSelector('#bar:not([hidden])', WAIT);
+  assert((await text(frank, '#nav .who')).includes('Dr Frank Osei'), 'signed in as frank');
+  await signOut(frank);
+  await frank.fill('#f-login', 'frank');
+  await frank.fill('#f-password', PASSWORD);
+  await frank.click('form button[type=submit]');
+  await frank.waitForSelector('#mfa-key', WAIT);
+  await axe(frank, 'verification with a key');
+  await frank.click('#mfa-key');
+  await frank.waitForSelector('#bar:not([hidden])', WAIT);
+  await frank.click('#nav a[href="#/account"]');
+  await frank.waitForSelector('#keys li.key:has-text("last used")', WAIT);
+});
+
+await step('passkeys: removal goes through the step-up dialog with the key; the removed key no longer signs in', async () => {
+  // As for the admin above: the key sign-in is a fresh second factor, so the first removal is
+  // answered here as the server answers a stale one; the dialog's key step-up and the retried
+  // removal go to the server.
+  let asked = false;
+  await frank.route('**/api/v1/me/webauthn/credentials/*', (route) => {
+    if (route.request().method() !== 'DELETE' || asked) return route.continue();
+    asked = true;
+    return route.fulfill({ status: 401, contentType: 'application/problem+json', body: JSON.stringify({
+      type: 'urn:ward:problem:step_up_required', title: 'Verify your second factor again to continue', status: 401, code: 'step_up_required' }) });
+  });
+  await frank.click('#keys li.key button.danger');
+  await frank.click('dialog[open] button:has-text("Remove key")');
+  await frank.waitForSelector('dialog[open] #stepup-key', WAIT);
+  await axe(frank, 'step-up dialog with a key');
+  await frank.click('#stepup-key');
+  await frank.waitForSelector('#no-keys', WAIT);
+  assert(asked, 'the removal was asked for a step-up');
+  assert((await text(frank, '#keys-h ~ .form-message')).includes('Removed'), 'removed');
+  await frank.unroute('**/api/v1/me/webauthn/credentials/*');
+  await signOut(frank);
+  // The authenticator still holds the credential; the server no longer knows it.
+  await frank.click('#passkey-signin');
+  await frank.waitForSelector('form .form-message.error', WAIT);
+  const refused = await text(frank, 'form .form-message');
+  assert(/key|passkey|credential/i.test(refused) && !refused.includes('{'), 'an unknown passkey is refused clearly: ' + refused);
+  await frank.context().close();
+});
+
+await step('passkeys: a compliance officer required to set up a second factor enrols a security key instead of an app', async () => {
+  const gina = await newPage(PHONE, 'gina');
+  await withAuthenticator(gina);
+  await gina.goto(LOCAL + '/');
+  await gina.fill('#f-login', 'gina');
+  await gina.fill('#f-password', PASSWORD);
+  await gina.click('form button[type=submit]');
+  await gina.waitForSelector('#enrol-key', WAIT);
+  await gina.click('#enrol-key');
+  assert((await text(gina, '.form-message')).includes('Enter your password'), 'the password is needed first');
+  await gina.fill('#f-password', 'not the password');
+  await gina.click('#enrol-key');
+  await gina.waitForSelector('.form-message.error:not(:has-text("Enter your password"))', WAIT);
+  await gina.fill('#f-password', PASSWORD);
+  await gina.click('#enrol-key');
+  await gina.waitForSelector('ul.codes li', WAIT);
+  assert((await gina.$$('ul.codes li')).length === 10, 'ten recovery codes');
+  await axe(gina, 'key enrolment recovery codes (phone)');
+  await gina.click('button:has-text("continue")');
+  await gina.waitForSelector('#nav a[href="#/admin/audit"]', WAIT);
+  await gina.click('#nav a[href="#/account"]');
+  await gina.waitForSelector('#keys li.key:has-text("Security key")', WAIT);
+  await gina.context().close();
+});
+
 await step('no CSP violation and no script error on any page', async () => {
   assert(problems.length === 0, problems.join('\n'));
 });

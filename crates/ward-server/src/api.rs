@@ -15,6 +15,7 @@ pub mod dto;
 pub(crate) mod evidence;
 pub(crate) mod forwarding;
 pub(crate) mod incidents;
+pub(crate) mod keys;
 pub(crate) mod lifecycle;
 pub(crate) mod me;
 pub(crate) mod notices;
@@ -134,6 +135,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(break_glass::routes())
         .merge(forwarding::routes())
         .merge(incidents::routes())
+        .merge(keys::routes())
         .merge(policies::routes())
         .merge(vendors::routes())
         .merge(risks::routes())

@@ -109,6 +109,8 @@ const OPS: &[OpDef] = &[
     op("GET", "/api/v1/org", Gate::Bearer, false),
     op("PUT", "/api/v1/org/policy", Gate::Bearer, false),
     op("GET", "/api/v1/audit/checkpoint", Gate::Bearer, false),
+    op("GET", "/api/v1/audit/verifier-key", Gate::Bearer, false),
+    op("GET", "/api/v1/keys", Gate::Bearer, false),
     op("GET", "/api/v1/audit/proofs/inclusion", Gate::Bearer, false),
     op("GET", "/api/v1/audit/proofs/consistency", Gate::Bearer, false),
     op("GET", "/api/v1/audit/events", Gate::Bearer, false),
@@ -1144,6 +1146,14 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
 
         // --- the audit log: compliance officers and admins only -------------------------------
         ("GET", "/api/v1/audit/checkpoint") => match t {
+            Own => cell(op.path, None, when(auditor, OK, FORBIDDEN)),
+            _ => return None,
+        },
+        ("GET", "/api/v1/audit/verifier-key") => match t {
+            Own => cell(op.path, None, when(auditor, OK, FORBIDDEN)),
+            _ => return None,
+        },
+        ("GET", "/api/v1/keys") => match t {
             Own => cell(op.path, None, when(auditor, OK, FORBIDDEN)),
             _ => return None,
         },

@@ -124,6 +124,10 @@ async fn web_app_in_chromium() {
     // acknowledges the wipe of erin's phone with its wipe secret, as the phone would.
     let erin = person(&h, &org, "erin", "Dr Erin Walsh", Role::Clinician, None).await;
     let (erin_device, erin_secret) = phone(&h, &erin, "Erin's iPhone", false).await;
+    // frank registers a passkey through the app (Chromium's virtual authenticator).
+    person(&h, &org, "frank", "Dr Frank Osei", Role::Clinician, None).await;
+    // gina must set up a second factor (compliance officer) and chooses a security key.
+    person(&h, &org, "gina", "Gina Marsh", Role::ComplianceOfficer, None).await;
     phone(&h, &bob, "Bob's iPhone", true).await;
 
     let screenshots = std::env::var("WARD_WEB_SCREENSHOTS").unwrap_or_default();

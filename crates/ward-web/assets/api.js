@@ -123,6 +123,8 @@ export const post = (p, b) => call('POST', p, b === undefined ? {} : b);
 export const del = (p) => call('DELETE', p);
 /** A file the API sends (an export): `{ blob, filename }`, or an ApiError. */
 export const file = (p) => call('GET', p, undefined, true);
+/** A file the API makes on request (the evidence bundle): `{ blob, filename }`. */
+export const postFile = (p) => call('POST', p, {}, true);
 /** Uploads a File (its bytes as the body, its type as Content-Type). */
 export const upload = (p, f) => call('POST', p, f);
 

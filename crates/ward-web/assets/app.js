@@ -3,7 +3,8 @@
 // (never names); page titles never carry PHI; tokens stay in memory (see api.js).
 
 import * as api from './api.js';
-import { field, h, messageBox, mount, showError, showInfo, time } from './dom.js';
+import * as webauthn from './webauthn.js';
+import { field, h, messageBox, mount, showError, showInfo, submitForm, time } from './dom.js';
 
 const main = document.getElementById('main');
 const bar = document.getElementById('bar');
@@ -63,35 +64,37 @@ function signInPage(notice) {
     h('h1', { id: 'signin-h' }, 'Sign in to Ward'),
     notice ? h('p', { class: 'notice', role: 'status' }, notice) : null,
     login, password, msg,
-    h('button', { type: 'submit', class: 'primary' }, 'Sign in'));
+    h('div', { class: 'row wrap' }, h('button', { type: 'submit', class: 'primary' }, 'Sign in'),
+      webauthn.supported() ? h('button', { type: 'button', id: 'passkey-signin', onclick: () => passkeySignIn(form, msg) }, 'Sign in with a passkey') : null));
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     if (!login.input.value.trim() || !password.input.value) {
       showError(msg, { userMessage: 'Enter your login name and password.' });
       return;
     }
-    busy(form, true);
-    try {
+    await submitForm(form, msg, async () => {
       const r = await api.anonymous('POST', '/auth/login', {
         login: login.input.value.trim(), password: password.input.value, device: { name: 'Web browser', platform: 'web' },
       });
       if (r.status === 'mfa_required') mfaPage(r.mfa_token);
       else await signedIn(r.tokens);
-    } catch (e) {
-      showError(msg, e);
+    }, { onError: () => {
       password.input.value = '';
       password.input.focus();
-    } finally {
-      busy(form, false);
-    }
+    } });
   });
   mount(main, form);
   login.input.focus();
 }
 
-function busy(form, on) {
-  for (const b of form.querySelectorAll('button')) b.disabled = on;
-  form.setAttribute('aria-busy', on ? 'true' : 'false');
+/** Passwordless sign-in: the authenticator picks the account (a discoverable credential). */
+function passkeySignIn(form, msg) {
+  return submitForm(form, msg, async () => {
+    const o = await api.anonymous('POST', '/auth/passkey/options');
+    const credential = await webauthn.get(o.options);
+    const t = await api.anonymous('POST', '/auth/passkey', { ceremony_id: o.ceremony_id, credential, device: { name: 'Web browser', platform: 'web' } });
+    await signedIn(t);
+  });
 }
 
 function mfaPage(mfaToken) {
@@ -107,8 +110,16 @@ function mfaPage(mfaToken) {
     toggle.textContent = recovery ? 'Use an authenticator code instead' : 'Use a recovery code instead';
     code.input.focus();
   });
+  const key = webauthn.supported() ? h('button', { type: 'button', id: 'mfa-key' }, 'Use a security key or passkey') : null;
   const form = h('form', { class: 'card narrow', novalidate: true },
-    h('h1', {}, 'Verify it is you'), code, toggle, msg, h('button', { type: 'submit', class: 'primary' }, 'Verify'));
+    h('h1', {}, 'Verify it is you'), code, toggle, msg, h('div', { class: 'row wrap' }, h('button', { type: 'submit', class: 'primary' }, 'Verify'), key));
+  if (key) {
+    key.addEventListener('click', () => submitForm(form, msg, async () => {
+      const o = await api.anonymous('POST', '/auth/mfa/webauthn/options', { mfa_token: mfaToken });
+      const credential = await webauthn.get(o.options);
+      await signedIn(await api.anonymous('POST', '/auth/mfa/webauthn', { mfa_token: mfaToken, ceremony_id: o.ceremony_id, credential }));
+    }));
+  }
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const v = code.input.value.trim();
@@ -117,16 +128,12 @@ function mfaPage(mfaToken) {
       return;
     }
     if (!v) { showError(msg, { userMessage: 'Enter a recovery code.' }); return; }
-    busy(form, true);
-    try {
+    await submitForm(form, msg, async () => {
       const t = await api.anonymous('POST', '/auth/mfa', recovery ? { mfa_token: mfaToken, recovery_code: v } : { mfa_token: mfaToken, code: v });
       await signedIn(t);
-    } catch (e) {
-      showError(msg, e);
+    }, { onError: (e) => {
       if (e.code === 'invalid_mfa_code' && /expired|unknown/.test(e.userMessage)) setTimeout(() => signInPage('The sign-in attempt expired. Sign in again.'), 1500);
-    } finally {
-      busy(form, false);
-    }
+    } });
   });
   mount(main, form);
   code.input.focus();
@@ -154,17 +161,12 @@ function passwordChangePage() {
     ev.preventDefault();
     if (!cur.input.value || !next.input.value) { showError(msg, { userMessage: 'Fill in every field.' }); return; }
     if (next.input.value !== again.input.value) { showError(msg, { userMessage: 'The two new passwords differ.' }); return; }
-    busy(form, true);
-    try {
+    await submitForm(form, msg, async () => {
       await api.post('/me/password', { current_password: cur.input.value, new_password: next.input.value });
       me = await api.get('/me');
       if (me.restriction === 'mfa_enrollment') enrolPage();
       else start();
-    } catch (e) {
-      showError(msg, e);
-    } finally {
-      busy(form, false);
-    }
+    });
   });
   mount(main, form);
   cur.input.focus();
@@ -176,23 +178,43 @@ function enrolPage() {
   const pw = field('Your password', { name: 'password', type: 'password', required: true, autocomplete: 'current-password' });
   const form = h('form', { class: 'card narrow', novalidate: true },
     h('h1', {}, 'Set up two-step sign-in'),
-    h('p', {}, 'Your organisation requires a second factor for your role. Confirm your password to get a secret for your authenticator app.'),
-    pw, msg, h('button', { type: 'submit', class: 'primary' }, 'Continue'));
+    h('p', {}, 'Your organisation requires a second factor for your role. Confirm your password to get a secret for your authenticator app, or use a security key or passkey instead.'),
+    pw, msg, h('div', { class: 'row wrap' }, h('button', { type: 'submit', class: 'primary' }, 'Continue with an authenticator app'),
+      webauthn.supported() ? h('button', { type: 'button', id: 'enrol-key' }, 'Use a security key or passkey') : null));
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     if (!pw.input.value) { showError(msg, { userMessage: 'Enter your password.' }); return; }
-    busy(form, true);
-    try {
+    await submitForm(form, msg, async () => {
       const r = await api.post('/me/mfa/totp', { password: pw.input.value });
       enrolConfirmPage(r.secret);
-    } catch (e) {
-      showError(msg, e);
-    } finally {
-      busy(form, false);
-    }
+    });
   });
+  const key = form.querySelector('#enrol-key');
+  if (key) {
+    key.addEventListener('click', () => {
+      if (!pw.input.value) { showError(msg, { userMessage: 'Enter your password.' }); return; }
+      // Registering the first second factor lifts the enrolment restriction.
+      submitForm(form, msg, async () => {
+        const o = await api.post('/me/webauthn/registrations', { password: pw.input.value });
+        const credential = await webauthn.create(o.options);
+        const r = await api.post('/me/webauthn/credentials', { ceremony_id: o.ceremony_id, label: 'Security key', credential });
+        recoveryCodesPage(r.recovery_codes || [], 'Your key is added (named "Security key"; rename it under Account).');
+      }, { onError: () => { pw.input.value = ''; } });
+    });
+  }
   mount(main, form);
   pw.input.focus();
+}
+
+/** The recovery codes, shown once, then on to the app. */
+function recoveryCodesPage(codes, lead) {
+  const done = h('button', { type: 'button', class: 'primary' }, 'I have saved them: continue');
+  done.addEventListener('click', async () => { me = await api.get('/me'); start(); });
+  mount(main, h('section', { class: 'card narrow' },
+    h('h1', {}, 'Recovery codes'),
+    h('p', {}, lead, ' Each code signs you in once if you lose it. Keep them somewhere safe: they are shown only now.'),
+    h('ul', { class: 'codes' }, codes.map((c) => h('li', {}, c))), done));
+  done.focus();
 }
 
 function enrolConfirmPage(secret) {
@@ -206,8 +228,7 @@ function enrolConfirmPage(secret) {
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     if (!/^\d{6}$/.test(code.input.value.trim())) { showError(msg, { userMessage: 'Enter the 6 digits the app shows.' }); return; }
-    busy(form, true);
-    try {
+    await submitForm(form, msg, async () => {
       const r = await api.post('/me/mfa/totp/confirm', { code: code.input.value.trim() });
       const done = h('button', { type: 'button', class: 'primary' }, 'I have saved them: continue');
       done.addEventListener('click', async () => { me = await api.get('/me'); start(); });
@@ -216,11 +237,7 @@ function enrolConfirmPage(secret) {
         h('p', {}, 'Each code signs you in once if you lose your phone. Keep them somewhere safe: they are shown only now.'),
         h('ul', { class: 'codes' }, r.recovery_codes.map((c) => h('li', {}, c))), done));
       done.focus();
-    } catch (e) {
-      showError(msg, e);
-    } finally {
-      busy(form, false);
-    }
+    });
   });
   mount(main, form);
   code.input.focus();
@@ -235,11 +252,11 @@ function start() {
   const links = [['#/', 'Messages']];
   if (me.user.role === 'patient') links.push(['#/consent', 'Consent']);
   if (me.user.role !== 'patient') links.push(['#/policies', 'Policies']);
-  if (me.user.role === 'admin') links.push(['#/admin/users', 'Users']);
+  if (me.user.role === 'admin') links.push(['#/admin/users', 'Users'], ['#/admin/templates', 'Templates']);
   if (me.user.role === 'admin' || me.user.role === 'compliance_officer') {
-    links.push(['#/admin/devices', 'Devices'], ['#/admin/policies', 'Settings'], ['#/admin/audit', 'Audit'], ['#/admin/registers', 'Registers'], ['#/admin/incidents', 'Incidents']);
+    links.push(['#/admin/devices', 'Devices'], ['#/admin/policies', 'Settings'], ['#/admin/audit', 'Audit'], ['#/admin/registers', 'Registers'], ['#/admin/incidents', 'Incidents'], ['#/admin/keys', 'Keys']);
   }
-  links.push(['#/sessions', 'Sessions']);
+  links.push(['#/account', 'Account'], ['#/sessions', 'Sessions']);
   mount(nav, h('ul', {}, links.map(([href, text]) => h('li', {}, h('a', { href }, text)))),
     h('span', { class: 'who' }, h('span', { class: 'sr-only' }, 'Signed in as '), me.user.display_name),
     h('span', { class: 'conn', id: 'conn', role: 'status' }, 'Connecting'));
@@ -344,7 +361,9 @@ function route() {
   if (parts[0] === 'c' && ID.test(parts[1] || '')) return messagesPage(parts[1]);
   if (parts[0] === 'new') return newConversationPage();
   if (parts[0] === 'sessions') return sessionsPage();
+  if (parts[0] === 'account' && !parts[1]) return accountPage();
   if (parts[0] === 'consent' && me.user.role === 'patient') return consentPage();
+  if (parts[0] === 'admin' && parts[1] === 'templates' && me.user.role === 'admin' && !parts[2]) return templatesPage();
   if (parts[0] === 'admin' && parts[1] === 'users' && me.user.role === 'admin') {
     return ID.test(parts[2] || '') ? adminUserPage(parts[2]) : adminUsersPage();
   }
@@ -353,8 +372,13 @@ function route() {
   if (parts[0] === 'admin' && parts[1] === 'devices' && staff && !parts[2]) return devicesPage();
   if (parts[0] === 'admin' && parts[1] === 'audit' && staff && !parts[2]) return auditPage();
   if (parts[0] === 'admin' && parts[1] === 'registers' && staff && !parts[2]) return registersPage();
-  if (parts[0] === 'admin' && parts[1] === 'incidents' && staff && !parts[2]) return incidentsPage();
+  if (parts[0] === 'admin' && parts[1] === 'keys' && staff && !parts[2]) return keysPage();
+  if (parts[0] === 'admin' && parts[1] === 'incidents' && staff) return ID.test(parts[2] || '') ? incidentPage(parts[2]) : parts[2] ? notFound() : incidentsPage();
   if (parts[0] === 'policies' && me.user.role !== 'patient' && !parts[1]) return ackPoliciesPage();
+  notFound();
+}
+
+function notFound() {
   setTitle('Not found');
   mount(main, h('section', { class: 'card' }, h('h1', {}, 'Page not found'), h('p', {}, h('a', { href: '#/' }, 'Back to messages'))));
 }
@@ -502,9 +526,13 @@ function renderConversation() {
   const ol = h('ol', { class: 'messages', id: 'messages', 'aria-label': 'Messages' }, msgs.map((m) => {
     const mineMsg = m.sender_id === me.user.id;
     const recalled = !!m.recalled_at;
-    const actions = mineMsg && !recalled && !m.shredded ? h('div', { class: 'actions' },
-      h('button', { type: 'button', class: 'link', onclick: () => recall(m), 'aria-label': 'Recall message sent at ' + new Date(m.created_at).toLocaleTimeString() }, 'Recall'),
-      h('button', { type: 'button', class: 'link', onclick: () => startCorrection(m), 'aria-label': 'Correct message sent at ' + new Date(m.created_at).toLocaleTimeString() }, 'Correct')) : null;
+    const at = new Date(m.created_at).toLocaleTimeString();
+    const canForward = me.user.role !== 'patient' && !recalled && !m.shredded && !m.withheld;
+    const actions = (mineMsg && !recalled && !m.shredded) || canForward ? h('div', { class: 'actions' },
+      mineMsg && !recalled && !m.shredded ? [
+        h('button', { type: 'button', class: 'link', onclick: () => recall(m), 'aria-label': 'Recall message sent at ' + at }, 'Recall'),
+        h('button', { type: 'button', class: 'link', onclick: () => startCorrection(m), 'aria-label': 'Correct message sent at ' + at }, 'Correct')] : null,
+      canForward ? h('button', { type: 'button', class: 'link', onclick: () => forwardDialog(m), 'aria-label': 'Forward message sent at ' + at }, 'Forward') : null) : null;
     return h('li', { class: 'msg' + (mineMsg ? ' mine' : '') + (m.priority === 'stat' ? ' stat' : m.priority === 'urgent' ? ' urgent' : '') + (recalled ? ' recalled' : ''), dataset: { seq: m.seq, id: m.id } },
       h('div', { class: 'meta' }, h('span', { class: 'sender' }, mineMsg ? 'You' : names.get(m.sender_id) || 'Former member'), ' ', time(m.created_at), ' ', badge(m.priority),
         m.corrects ? h('span', { class: 'tag' }, 'Correction') : null, corrected.has(m.id) && !recalled ? h('span', { class: 'tag' }, 'Corrected below') : null),
@@ -568,10 +596,9 @@ function composer() {
     ev.preventDefault();
     const text = body.input.value;
     if (!text.trim()) { showError(msg, { userMessage: 'Write a message first.' }); body.input.focus(); return; }
-    busy(form, true);
     const req = { client_txn_id: crypto.randomUUID(), body: text, priority: pr.input.value };
     if (o.correcting) req.corrects = o.correcting.id;
-    try {
+    await submitForm(form, msg, async () => {
       const chosen = file && file.files[0];
       if (chosen) {
         // Uploaded first; the message then refers to it. A refused file sends nothing.
@@ -586,10 +613,7 @@ function composer() {
       announce(m.priority === 'stat' ? 'STAT message sent' : 'Message sent');
       const again = o.root.querySelector('textarea');
       if (again) again.focus();
-    } catch (e) {
-      showError(msg, e);
-      busy(form, false);
-    }
+    }, { keep: true });
   });
   return form;
 }
@@ -602,6 +626,80 @@ async function recall(m) {
   } catch (e) {
     await ask(e.userMessage, 'OK', false);
   }
+}
+
+const PURPOSES = [['', 'None (only within the patient\'s care team)'], ['treatment', 'Treatment'], ['payment', 'Payment'], ['operations', 'Health care operations']];
+
+/**
+ * Forwards a message into another of one's conversations. A patient's message reaching anyone
+ * outside the care team is a disclosure: it needs a permitted purpose or the id of a recorded
+ * patient authorization, and is listed in the patient's accounting of disclosures.
+ */
+function forwardDialog(m) {
+  const o = open;
+  const patient = !!(o.view.summary || o.view).patient_id;
+  const msg = messageBox();
+  const targets = (list || []).filter((c) => c.id !== o.id && !c.withheld);
+  const target = field('Forward to', { name: 'fwd_target', tag: 'select', options: [['', targets.length ? 'Choose a conversation' : 'No other conversation'], ...targets.map((c) => [c.id, convName(c)])] });
+  const note = field('Note above the forwarded text (optional)', { name: 'fwd_note', maxlength: 2000 });
+  const purpose = patient ? field('Purpose of the disclosure', { name: 'fwd_purpose', tag: 'select', options: PURPOSES }) : null;
+  const auth = patient ? field('Or the id of the patient\'s authorization', { name: 'fwd_auth', maxlength: 36 }) : null;
+  const record = patient ? authorizationForm((o.view.summary || o.view).patient_id, (id) => { auth.input.value = id; purpose.input.value = ''; }) : null;
+  const cancel = h('button', { type: 'button' }, 'Cancel');
+  const form = h('form', { method: 'dialog', novalidate: true },
+    h('h2', { id: 'fwd-h' }, 'Forward this message'),
+    patient ? h('p', { class: 'notice' }, 'This is a patient\'s message. Forwarding it to anyone outside their care team is a disclosure: give its purpose or the patient\'s authorization. It is recorded in the patient\'s accounting of disclosures.') : null,
+    target, note, purpose, auth, msg,
+    h('div', { class: 'row wrap' }, h('button', { type: 'submit', class: 'primary' }, 'Forward'), cancel));
+  const dlg = h('dialog', { 'aria-labelledby': 'fwd-h', class: 'card' }, form, record);
+  const done = () => { dlg.close(); dlg.remove(); };
+  cancel.addEventListener('click', done);
+  dlg.addEventListener('cancel', done);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    if (!target.input.value) { showError(msg, { userMessage: 'Choose the conversation to forward to.' }); target.input.focus(); return; }
+    const a = auth ? auth.input.value.trim().toLowerCase() : '';
+    if (a && !ID.test(a)) { showError(msg, { userMessage: 'An authorization id looks like 8-4-4-4-12 letters and digits.' }); auth.input.focus(); return; }
+    if (a && purpose.input.value) { showError(msg, { userMessage: 'Give a purpose or an authorization, not both.' }); return; }
+    const req = { target_conversation_id: target.input.value, client_txn_id: crypto.randomUUID() };
+    if (note.input.value.trim()) req.note = note.input.value.trim();
+    if (purpose && purpose.input.value) req.purpose = purpose.input.value;
+    if (a) req.authorization_id = a;
+    await submitForm(form, msg, async () => {
+      await api.post(`/conversations/${o.id}/messages/${m.id}/forward`, req);
+      done();
+      announce('Message forwarded');
+    }, { keep: true });
+  });
+  document.body.append(dlg);
+  dlg.showModal();
+  target.input.focus();
+}
+
+/**
+ * Records a patient's signed authorization (HIPAA 164.508: recipient, purpose, expiry) and
+ * hands its id to `use`. Its own form, beside the forward form (forms do not nest).
+ */
+function authorizationForm(patientId, use) {
+  const msg = messageBox();
+  const recipient = field('Recipient, as on the signed form', { name: 'auth_recipient', maxlength: 500 });
+  const purpose = field('Purpose, as on the signed form', { name: 'auth_purpose', maxlength: 500 });
+  const expires = field('Expires on', { name: 'auth_expires', type: 'date' });
+  const form = h('form', { novalidate: true, id: 'record-auth' }, recipient, purpose, expires, msg, h('button', { type: 'submit' }, 'Record authorization'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    if (!recipient.input.value.trim() || !purpose.input.value.trim()) { showError(msg, { userMessage: 'Copy the recipient and the purpose from the signed form.' }); return; }
+    if (!DAY.test(expires.input.value)) { showError(msg, { userMessage: 'Choose the day the authorization expires.' }); expires.input.focus(); return; }
+    // The end of that day, local time.
+    const end = new Date(expires.input.value + 'T23:59:59');
+    if (end.getTime() <= Date.now()) { showError(msg, { userMessage: 'The authorization has already expired.' }); expires.input.focus(); return; }
+    await submitForm(form, msg, async () => {
+      const a = await api.post('/patients/' + patientId + '/authorizations', { recipient: recipient.input.value.trim(), purpose: purpose.input.value.trim(), expires_at: end.toISOString() });
+      use(a.id);
+      showInfo(msg, 'Authorization recorded; its id is filled in above.');
+    });
+  });
+  return h('details', { class: 'record-auth' }, h('summary', {}, 'Record a patient authorization'), form);
 }
 
 function startCorrection(m) {
@@ -644,15 +742,11 @@ function addMemberForm(v, s) {
     if (!who.input.value) { showError(msg, { userMessage: 'Choose the person to add.' }); return; }
     const req = { user_id: who.input.value };
     if (s.patient_id && reasonCode.input.value) req.reason = { code: reasonCode.input.value, note: note.input.value || undefined };
-    busy(form, true);
-    try {
+    await submitForm(form, msg, async () => {
       await api.post('/conversations/' + open.id + '/members', req);
       announce('Member added');
       await reloadOpen();
-    } catch (e) {
-      showError(msg, e);
-      busy(form, false);
-    }
+    }, { keep: true });
   });
   return form;
 }
@@ -743,14 +837,10 @@ async function newConversationPage() {
     if (kind.input.value === 'direct' && members.length !== 1) { showError(msg, { userMessage: 'A direct conversation has exactly one other person. Choose one, or make it a group.' }); return; }
     const req = { kind: kind.input.value, members };
     if (kind.input.value !== 'direct' && title.input.value.trim()) req.title = title.input.value.trim();
-    busy(form, true);
-    try {
+    await submitForm(form, msg, async () => {
       const c = await api.post('/conversations', req);
       location.hash = '#/c/' + c.id;
-    } catch (e) {
-      showError(msg, e);
-      busy(form, false);
-    }
+    }, { keep: true });
   });
 }
 
@@ -787,6 +877,94 @@ async function sessionsPage() {
   } catch (e) {
     showError(msg, e);
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Account: security keys and passkeys
+// ---------------------------------------------------------------------------------------------
+
+async function accountPage(info) {
+  setTitle('Account');
+  open = null;
+  const mine = ++renderSeq;
+  const msg = messageBox();
+  const card = h('section', { class: 'card', 'aria-labelledby': 'keys-h' }, h('h2', { id: 'keys-h' }, 'Security keys and passkeys'),
+    h('p', { class: 'muted' }, 'A security key or passkey proves it is you with a touch, a PIN or your fingerprint. It works as the second step after your password, and a passkey also signs you in without one.'),
+    msg, h('p', { class: 'muted' }, 'Loading…'));
+  const root = h('section', {}, h('h1', { class: 'pagehead' }, 'Your account'), card);
+  mount(main, root);
+  focusHeading(root);
+  try {
+    // Whether a second factor exists decides what adding a key asks for.
+    const [fresh, keys] = await Promise.all([api.get('/me'), api.get('/me/webauthn/credentials')]);
+    if (mine !== renderSeq) return;
+    me.user = fresh.user;
+    card.lastChild.remove();
+    card.append(keys.length === 0 ? h('p', { id: 'no-keys' }, 'No security keys or passkeys yet.') : h('ul', { class: 'plain keys', id: 'keys' }, keys.map((k) => keyItem(k, msg))),
+      addKeyForm());
+    if (info) showInfo(msg, info);
+  } catch (e) {
+    showError(msg, e);
+  }
+}
+
+function keyItem(k, msg) {
+  const label = field('Name', { name: 'key_label_' + k.id, id: 'key-label-' + k.id, value: k.label, maxlength: 64 });
+  const rename = h('form', { class: 'row wrap', novalidate: true, 'aria-label': 'Rename ' + k.label }, label, h('button', { type: 'submit' }, 'Rename'));
+  rename.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const v = label.input.value.trim();
+    if (!v) { showError(msg, { userMessage: 'Give the key a name, such as "YubiKey" or "work laptop".' }); label.input.focus(); return; }
+    await submitForm(rename, msg, async () => {
+      await api.call('PATCH', '/me/webauthn/credentials/' + k.id, { label: v });
+      await accountPage('Renamed to ' + v + '.');
+    }, { keep: true });
+  });
+  const remove = h('button', { type: 'button', class: 'danger', 'aria-label': 'Remove ' + k.label }, 'Remove');
+  remove.addEventListener('click', async () => {
+    if (!(await ask(`Remove "${k.label}"? It will no longer sign you in.`, 'Remove key'))) return;
+    try {
+      await stepped(() => api.del('/me/webauthn/credentials/' + k.id));
+      await accountPage('Removed: ' + k.label + '.');
+    } catch (e) {
+      showError(msg, e);
+    }
+  });
+  return h('li', { class: 'key', dataset: { id: k.id } },
+    h('p', {}, h('strong', {}, k.label), ' ', k.clone_suspected_at ? h('span', { class: 'state blocked' }, 'Refused: possible copy') : null),
+    h('p', { class: 'muted' }, 'Added ', new Date(k.created_at).toLocaleString(), ' · ', k.last_used_at ? 'last used ' + new Date(k.last_used_at).toLocaleString() : 'not used yet',
+      k.transports.length ? ' · ' + k.transports.join(', ') : ''),
+    h('div', { class: 'row wrap' }, rename, remove));
+}
+
+function addKeyForm() {
+  const msg = messageBox();
+  const label = field('Name for the new key', { name: 'new_key_label', maxlength: 64 });
+  // The first second factor needs the password; later ones a recent step-up instead.
+  const first = !me.user.mfa_enabled;
+  const pw = first ? field('Your password', { name: 'new_key_password', type: 'password', autocomplete: 'current-password' }) : null;
+  const form = h('form', { novalidate: true, id: 'add-key', 'aria-labelledby': 'addkey-h' }, h('h3', { id: 'addkey-h' }, 'Add a security key or passkey'),
+    h('div', { class: 'row wrap' }, label, pw), msg, h('button', { type: 'submit', class: 'primary' }, 'Add key'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const name = label.input.value.trim();
+    if (!name) { showError(msg, { userMessage: 'Give the key a name, such as "YubiKey" or "work laptop".' }); label.input.focus(); return; }
+    if (pw && !pw.input.value) { showError(msg, { userMessage: 'Enter your password to add your first key.' }); pw.input.focus(); return; }
+    await submitForm(form, msg, async () => {
+      const o = await stepped(() => api.post('/me/webauthn/registrations', pw ? { password: pw.input.value } : {}));
+      const credential = await webauthn.create(o.options);
+      const r = await api.post('/me/webauthn/credentials', { ceremony_id: o.ceremony_id, label: name, credential });
+      if (!r.recovery_codes) return accountPage('Added: ' + r.credential.label + '.');
+      const done = h('button', { type: 'button', class: 'primary' }, 'I have saved them: continue');
+      done.addEventListener('click', () => accountPage('Added: ' + r.credential.label + '.'));
+      mount(main, h('section', { class: 'card narrow' },
+        h('h1', {}, 'Recovery codes'),
+        h('p', {}, 'Your key is added. Each code below signs you in once if you lose it. Keep them somewhere safe: they are shown only now.'),
+        h('ul', { class: 'codes', id: 'key-recovery-codes' }, r.recovery_codes.map((c) => h('li', {}, c))), done));
+      done.focus();
+    }, { onError: () => { if (pw) pw.input.value = ''; } });
+  });
+  return form;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -863,10 +1041,19 @@ function stepUpDialog() {
     const code = field('6-digit code from your authenticator app', { name: 'stepup', required: true, inputmode: 'numeric', autocomplete: 'one-time-code', maxlength: 64 });
     const toggle = h('button', { type: 'button', class: 'link' }, 'Use a recovery code instead');
     const cancel = h('button', { type: 'button' }, 'Cancel');
+    const key = webauthn.supported() ? h('button', { type: 'button', id: 'stepup-key' }, 'Use a security key or passkey') : null;
     const form = h('form', { method: 'dialog', novalidate: true },
       h('h2', { id: 'stepup-h' }, 'Confirm it is you'),
       h('p', {}, 'This action needs your second factor again.'), code, toggle, msg,
-      h('div', { class: 'row' }, h('button', { type: 'submit', class: 'primary' }, 'Verify'), cancel));
+      h('div', { class: 'row wrap' }, h('button', { type: 'submit', class: 'primary' }, 'Verify'), key, cancel));
+    if (key) {
+      key.addEventListener('click', () => submitForm(form, msg, async () => {
+        const o = await api.post('/me/step-up/webauthn/options');
+        const credential = await webauthn.get(o.options);
+        await api.post('/me/step-up/webauthn', { ceremony_id: o.ceremony_id, credential });
+        done(true);
+      }, { keep: true }));
+    }
     const dlg = h('dialog', { 'aria-labelledby': 'stepup-h', class: 'card' }, form);
     const done = (ok) => { dlg.close(); dlg.remove(); resolve(ok); };
     toggle.addEventListener('click', () => {
@@ -881,14 +1068,10 @@ function stepUpDialog() {
       ev.preventDefault();
       const v = code.input.value.trim();
       if (!v || (!recovery && !/^\d{6}$/.test(v))) { showError(msg, { userMessage: recovery ? 'Enter a recovery code.' : 'Enter the 6 digits your authenticator app shows.' }); return; }
-      busy(form, true);
-      try {
+      await submitForm(form, msg, async () => {
         await api.post('/me/step-up', recovery ? { recovery_code: v } : { code: v });
         done(true);
-      } catch (e) {
-        showError(msg, e);
-        busy(form, false);
-      }
+      }, { keep: true });
     });
     document.body.append(dlg);
     dlg.showModal();
@@ -918,8 +1101,7 @@ async function adminUsersPage() {
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     if (!login.input.value.trim() || !display.input.value.trim()) { showError(msg, { userMessage: 'Enter a login name and a display name.' }); return; }
-    busy(form, true);
-    try {
+    await submitForm(form, msg, async () => {
       const r = await stepped(() => api.post('/users', { login: login.input.value.trim(), display_name: display.input.value.trim(), role: role.input.value }));
       msg.className = 'form-message';
       msg.textContent = '';
@@ -927,11 +1109,7 @@ async function adminUsersPage() {
         h('code', { class: 'secret' }, r.one_time_password)));
       login.input.value = display.input.value = '';
       await loadUsers(tableBox);
-    } catch (e) {
-      showError(msg, e);
-    } finally {
-      busy(form, false);
-    }
+    });
   });
   await loadUsers(tableBox);
 }
@@ -997,6 +1175,71 @@ async function adminUserPage(id) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Notice templates: the text of SMS, email and push notices to patients
+// ---------------------------------------------------------------------------------------------
+
+const NOTICE_CHANNELS = [['sms', 'SMS'], ['email', 'Email'], ['push', 'Push notification']];
+const TEMPLATE_FIELDS = ['first_name', 'date', 'time', 'location_name', 'portal_link'];
+
+async function templatesPage(info) {
+  setTitle('Templates');
+  open = null;
+  const msg = messageBox();
+  const listBox = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
+  const root = h('section', {}, h('h1', { class: 'pagehead' }, 'Notice templates'),
+    h('section', { class: 'card', id: 'templates', 'aria-label': 'Templates' },
+      h('p', { class: 'muted' }, 'The only texts Ward sends patients outside the portal. The outbound content policy refuses clinical detail (diagnoses, medications, results and the like): a notice says there is something to see, the portal shows it.'),
+      msg, listBox),
+    templateForm(null));
+  mount(main, root);
+  focusHeading(root);
+  if (info) showInfo(msg, info);
+  try {
+    const r = await api.get('/org/notice-templates');
+    mount(listBox, r.items.length === 0 ? h('p', { id: 'no-templates' }, 'No templates yet.') : h('ul', { class: 'plain' }, r.items.map((t) =>
+      h('li', { class: 'template', dataset: { id: t.id } }, h('details', {},
+        h('summary', {}, t.name, ' ', h('span', { class: 'tag' }, (NOTICE_CHANNELS.find(([c]) => c === t.channel) || [null, t.channel])[1])),
+        h('p', { class: 'note' }, t.body),
+        h('p', { class: 'muted' }, 'Changed ', new Date(t.updated_at).toLocaleString()),
+        templateForm(t))))));
+  } catch (e) {
+    mount(listBox);
+    showError(msg, e);
+  }
+}
+
+/** The form for a new template (`t` null) or for changing one. */
+function templateForm(t) {
+  const msg = messageBox();
+  const key = t ? t.id.slice(0, 8) : 'new';
+  const name = field('Name', { name: 'tpl_name_' + key, maxlength: 100, value: t ? t.name : undefined });
+  const channel = field('Channel', { name: 'tpl_channel_' + key, tag: 'select', options: NOTICE_CHANNELS, value: t ? t.channel : 'sms' });
+  const body = field('Text (at most 1600 bytes)', { name: 'tpl_body_' + key, tag: 'textarea', rows: 3 });
+  if (t) body.input.value = t.body;
+  const form = h('form', { class: t ? '' : 'card', novalidate: true, id: 'tpl-' + key, 'aria-label': t ? 'Change template ' + t.name : null, 'aria-labelledby': t ? null : 'newtpl-h' },
+    t ? null : h('h2', { id: 'newtpl-h' }, 'Add a template'),
+    h('p', { class: 'muted' }, 'Fields in braces are filled in per notice: ', TEMPLATE_FIELDS.map((f) => '{' + f + '}').join(', '), '.'),
+    h('div', { class: 'row wrap' }, name, channel), body, msg,
+    h('div', { class: 'row wrap' }, h('button', { type: 'submit', class: 'primary' }, t ? 'Save changes' : 'Add template'),
+      t ? h('button', { type: 'button', class: 'danger', onclick: async () => {
+        if (!(await ask(`Delete the template "${t.name}"? Notices already queued keep their text.`, 'Delete template'))) return;
+        try { await api.del('/org/notice-templates/' + t.id); await templatesPage('Template deleted.'); } catch (e) { showError(msg, e); }
+      } }, 'Delete') : null));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    if (!name.input.value.trim() || !body.input.value.trim()) { showError(msg, { userMessage: 'A template needs a name and its text.' }); return; }
+    if (new TextEncoder().encode(body.input.value).length > 1600) { showError(msg, { userMessage: 'The text is longer than 1600 bytes.' }); body.input.focus(); return; }
+    const req = { name: name.input.value.trim(), channel: channel.input.value, body: body.input.value };
+    await submitForm(form, msg, async () => {
+      if (t) await api.call('PUT', '/org/notice-templates/' + t.id, req);
+      else await api.post('/org/notice-templates', req);
+      await templatesPage(t ? 'Template saved.' : 'Template added.');
+    }, { keep: true });
+  });
+  return form;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Organisation policies: second factor, idle timeout, retention, legal holds
 // ---------------------------------------------------------------------------------------------
 
@@ -1039,15 +1282,10 @@ async function orgPolicyForm() {
     const v = idleMin.input.value.trim();
     const minutes = Number(v);
     if (!/^\d+$/.test(v) || minutes < 1 || minutes > 1440) { showError(msg, { userMessage: 'The idle timeout must be a whole number of minutes from 1 to 1440.' }); idleMin.input.focus(); return; }
-    busy(form, true);
-    try {
+    await submitForm(form, msg, async () => {
       const r = await api.call('PUT', '/org/policy', { mfa_required_roles: [...roles.querySelectorAll('input:checked')].map((i) => i.value), idle_timeout_secs: minutes * 60 });
       showInfo(msg, `Saved. Two-step sign-in is required for ${r.mfa_required_roles.length === 0 ? 'no role' : r.mfa_required_roles.map((x) => x.replace('_', ' ')).join(', ')}; idle timeout ${Math.round(r.idle_timeout_secs / 60)} minutes.`);
-    } catch (e) {
-      showError(msg, e);
-    } finally {
-      busy(form, false);
-    }
+    });
   });
   return form;
 }
@@ -1069,15 +1307,10 @@ async function retentionForm() {
       if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > 36500) { showError(msg, { userMessage: 'Each period is a whole number of days from 1 to 36500 (100 years).' }); f.input.focus(); return; }
       body[k] = Number(v);
     }
-    busy(form, true);
-    try {
+    await submitForm(form, msg, async () => {
       await api.call('PUT', '/org/retention', body);
       showInfo(msg, 'Retention saved.');
-    } catch (e) {
-      showError(msg, e);
-    } finally {
-      busy(form, false);
-    }
+    });
   });
   return form;
 }
@@ -1120,18 +1353,14 @@ async function holdsSection(dir) {
     const id = k === 'user' ? person.input.value : subject.input.value.trim().toLowerCase();
     if (!ID.test(id)) { showError(msg, { userMessage: k === 'user' ? 'Choose the person to hold.' : 'Enter the id of the patient or conversation (as shown in its address).' }); return; }
     if (!reason.input.value.trim()) { showError(msg, { userMessage: 'Name the legal matter the hold is for.' }); reason.input.focus(); return; }
-    busy(form, true);
-    try {
+    await submitForm(form, msg, async () => {
       await api.post('/legal-holds', { subject_kind: k, subject_id: id, reason: reason.input.value.trim() });
       showInfo(msg, 'Hold placed.');
       reason.input.value = '';
       await load();
-    } catch (e) {
+    }, { onError: (e) => {
       if (e.status === 404) showError(msg, { userMessage: `Not found: no ${k} in this organisation has that id.` });
-      else showError(msg, e);
-    } finally {
-      busy(form, false);
-    }
+    } });
   });
   await load();
   return section;
@@ -1287,21 +1516,83 @@ async function auditPage() {
   focusHeading(root);
   let dir = null;
   try { dir = await people(); } catch { /* names fall back to ids */ }
-  root.append(checkpointCard(), accessReportForm(dir), patientAuditForm(dir), exportForm(dir));
+  root.append(checkpointCard(), accessReportForm(dir), patientAuditForm(dir), exportForm(dir), evidenceForm());
 }
 
 function checkpointCard() {
   const msg = messageBox();
   const box = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
   const card = h('section', { class: 'card', id: 'checkpoint', 'aria-labelledby': 'cp-h' }, h('h2', { id: 'cp-h' }, 'Latest signed checkpoint'), msg, box);
-  api.get('/audit/checkpoint').then((cp) => {
+  Promise.all([api.get('/audit/checkpoint'), api.get('/audit/verifier-key')]).then(async ([cp, vk]) => {
+    const v = await checkNote(cp, vk.vkey);
     mount(box,
       h('p', {}, `The server signed the log of ${cp.origin} at ${cp.size.toLocaleString()} events. Every event up to there is fixed: changing or removing one changes the root below and breaks the signature.`),
-      h('dl', { class: 'facts' }, h('dt', {}, 'Events covered'), h('dd', { id: 'cp-size' }, String(cp.size)), h('dt', {}, 'Root hash'), h('dd', {}, h('code', { class: 'secret' }, cp.root))),
-      h('p', { class: 'notice' }, 'Verification: the API returns the signed note below, not a verdict. Check its signature and the log against it offline with the log\'s verifier key: ', h('code', {}, 'ward audit verify --vkey verifier.vkey'), '.'),
+      h('p', { id: 'cp-verdict' }, h('span', { class: 'state ' + (v.ok ? 'ok' : 'blocked') }, v.ok ? 'Signature valid' : 'Not verified'),
+        v.ok ? ': this browser checked the note against the log\'s verifier key.' : ': ' + v.why),
+      h('dl', { class: 'facts' }, h('dt', {}, 'Events covered'), h('dd', { id: 'cp-size' }, String(cp.size)), h('dt', {}, 'Root hash'), h('dd', {}, h('code', { class: 'secret' }, cp.root)),
+        h('dt', {}, 'Verifier key'), h('dd', {}, h('code', { class: 'secret', id: 'cp-vkey' }, vk.vkey))),
+      h('p', { class: 'notice' }, 'The key above comes from the same server, so compare it with the copy you keep elsewhere (the server writes it to audit/verifier.vkey at its first start). To check the whole log against it offline: ', h('code', {}, 'ward audit verify --vkey verifier.vkey'), '.'),
       h('details', {}, h('summary', {}, 'Signed note'), h('pre', { class: 'note' }, cp.note)));
   }).catch((e) => { mount(box); showError(msg, e); });
   return card;
+}
+
+const bytes = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+const hex = (b) => [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
+
+/**
+ * Checks a checkpoint's signed note (C2SP signed-note and tlog-checkpoint) with a verifier key
+ * `<name>+<8 hex key id>+<base64(0x01 || Ed25519 key)>`: the key id, the Ed25519 signature
+ * over the note's text, and that the text says what the API's fields say.
+ */
+async function checkNote(cp, vkey) {
+  try {
+    // The name and id hold no '+'; the base64 key may.
+    const [name, id] = vkey.split('+', 2);
+    const b64 = vkey.slice(name.length + id.length + 2);
+    const key = bytes(b64);
+    if (key.length !== 33 || key[0] !== 1) return { ok: false, why: 'the verifier key is not an Ed25519 key.' };
+    const enc = new TextEncoder();
+    const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', new Uint8Array([...enc.encode(name), 0x0a, ...key])));
+    if (hex(digest.slice(0, 4)) !== id) return { ok: false, why: 'the verifier key\'s id does not match the key.' };
+    const cut = cp.note.indexOf('\n\n');
+    const text = cp.note.slice(0, cut + 1);
+    const line = cp.note.slice(cut + 2).split('\n').find((l) => l.startsWith('\u2014 ' + name + ' '));
+    if (cut < 0 || !line) return { ok: false, why: 'the note carries no signature by the log\'s key.' };
+    const sig = bytes(line.slice(line.lastIndexOf(' ') + 1));
+    if (hex(sig.slice(0, 4)) !== id) return { ok: false, why: 'the signature names another key.' };
+    const pub = await crypto.subtle.importKey('raw', key.slice(1), { name: 'Ed25519' }, false, ['verify']);
+    if (!(await crypto.subtle.verify({ name: 'Ed25519' }, pub, sig.slice(4), enc.encode(text)))) return { ok: false, why: 'the signature does not match the note.' };
+    const [origin, size, root] = text.split('\n');
+    if (origin !== cp.origin || size !== String(cp.size) || root !== cp.root) return { ok: false, why: 'the signed note does not say what the checkpoint\'s fields say.' };
+    return { ok: true };
+  } catch {
+    return { ok: false, why: 'this browser cannot check Ed25519 signatures; use ward audit verify.' };
+  }
+}
+
+/** Admins and compliance officers: the key provider and its KEK versions (no key material). */
+async function keysPage() {
+  setTitle('Keys');
+  open = null;
+  const msg = messageBox();
+  const box = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
+  const root = h('section', { class: 'card' }, h('h1', {}, 'Encryption keys'),
+    h('p', { class: 'muted' }, 'Message content and files are sealed under data keys, and data keys under a key-encryption key (KEK) held by the key provider. Rotating the KEK (ward keys rotate) rewraps every data key without re-encrypting content. Ids and dates only: no key ever leaves the server. Each view is recorded.'),
+    msg, box);
+  mount(main, root);
+  focusHeading(root);
+  try {
+    const inv = await api.get('/keys');
+    const PROVIDERS = { file: 'Key file on the server', pkcs11: 'Hardware security module (PKCS #11)', kms: 'Cloud key management service', memory: 'In memory (tests only)' };
+    mount(box, h('dl', { class: 'facts' }, h('dt', {}, 'Key provider'), h('dd', { id: 'key-provider' }, PROVIDERS[inv.provider] || inv.provider)),
+      inv.keks.length === 0 ? h('p', {}, 'The provider lists no KEK.') : eventTable('KEK versions', inv.keks, [
+        ['KEK', (k) => h('code', {}, k.kek_id)], ['Created', (k) => (k.created_at ? new Date(k.created_at).toLocaleString() : 'Not known')],
+        ['In use', (k) => (k.current ? h('span', { class: 'state ok' }, 'Current: new keys are wrapped under it') : 'Older version')]]));
+  } catch (e) {
+    mount(box);
+    showError(msg, e);
+  }
 }
 
 function accessReportForm(dir) {
@@ -1318,8 +1609,7 @@ function accessReportForm(dir) {
     if (!ID.test(user.input.value)) { showError(msg, { userMessage: 'Choose the person to report on.' }); return; }
     const p = period(from, to);
     if (p.error) { showError(msg, { userMessage: p.error }); return; }
-    busy(form, true);
-    try {
+    await submitForm(form, msg, async () => {
       const r = await api.get(`/users/${user.input.value}/access-report?limit=100${p.query ? '&' + p.query : ''}`);
       msg.className = 'form-message'; msg.textContent = '';
       mount(out,
@@ -1329,12 +1619,7 @@ function accessReportForm(dir) {
           ['When', (x) => when(x.occurred_at)], ['Action', (x) => h('code', {}, x.action)], ['Outcome', (x) => x.outcome],
           ['Record', (x) => (x.target_type ? `${x.target_type} ${String(x.target_id || '').slice(0, 8)}` : '–')],
           ['Patient', (x) => (x.patient_id ? x.patient_id.slice(0, 8) : '–')], ['Address', (x) => x.source_ip || '–']]) : null);
-    } catch (e) {
-      mount(out);
-      showError(msg, e);
-    } finally {
-      busy(form, false);
-    }
+    }, { onError: () => mount(out) });
   });
   return form;
 }
@@ -1344,14 +1629,13 @@ function patientAuditForm(dir) {
   const pid = field('Patient MRN or id', { name: 'audit_patient', maxlength: 64 });
   const out = h('div', { id: 'patient-out' });
   const form = h('form', { class: 'card', novalidate: true, id: 'patient-audit', 'aria-labelledby': 'pa-h' }, h('h2', { id: 'pa-h' }, 'A patient\'s disclosures and accesses'),
-    h('p', { class: 'muted' }, 'The accounting of disclosures (HIPAA 164.528): when the patient\'s information reached someone outside their care team, to whom and why; then every recorded access naming the patient.'),
+    h('p', { class: 'muted' }, 'The accounting of disclosures (HIPAA 164.528): when the patient\'s information reached someone outside their care team, to whom and why; every recorded access naming the patient; and their consent records.'),
     pid, msg, h('button', { type: 'submit', class: 'primary' }, 'Show'), out);
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const v = pid.input.value.trim();
     if (!v) { showError(msg, { userMessage: 'Enter the patient\'s MRN or id.' }); return; }
-    busy(form, true);
-    try {
+    await submitForm(form, msg, async () => {
       let id = v.toLowerCase();
       let label = 'Patient ' + id.slice(0, 8);
       if (!ID.test(id)) {
@@ -1369,7 +1653,7 @@ function patientAuditForm(dir) {
         if (e.status === 404) throw { userMessage: 'No patient in this organisation has that id.' };
         throw e;
       }
-      const acc = await api.get(`/audit/events?patient=${id}&limit=200`);
+      const [acc, consents] = await Promise.all([api.get(`/audit/events?patient=${id}&limit=200`), api.get(`/patients/${id}/consents`)]);
       msg.className = 'form-message'; msg.textContent = '';
       mount(out, h('h3', {}, label),
         disc.items.length === 0 ? h('p', { id: 'no-disclosures' }, 'No disclosures recorded.') : eventTable('Disclosures', disc.items, [
@@ -1377,13 +1661,14 @@ function patientAuditForm(dir) {
           ['Purpose', (x) => x.purpose_statement], ['By', (x) => (x.disclosed_by ? personName(dir, x.disclosed_by) : 'The server operator')]]),
         acc.items.length === 0 ? h('p', {}, 'No accesses recorded.') : eventTable(acc.next_cursor ? 'Accesses (the first 200)' : 'Accesses', acc.items, [
           ['When', (x) => when(x.occurred_at)], ['Who', (x) => (x.actor_user_id ? personName(dir, x.actor_user_id) : 'The server')],
-          ['Action', (x) => h('code', {}, x.action)], ['Outcome', (x) => x.outcome]]));
-    } catch (e) {
-      mount(out);
-      showError(msg, e);
-    } finally {
-      busy(form, false);
-    }
+          ['Action', (x) => h('code', {}, x.action)], ['Outcome', (x) => x.outcome]]),
+        consents.history.length === 0 ? h('p', { id: 'no-consents' }, 'No consent recorded.') : eventTable('Consent records, newest first', consents.history, [
+          ['Channel', (x) => (CHANNELS.find(([c]) => c === x.channel) || [null, x.channel])[1]],
+          ['Recorded', (x) => [new Date(x.recorded_at).toLocaleString(), ' by ', personName(dir, x.recorded_by)]],
+          ['Warning shown', (x) => (x.warning_version ? `version ${x.warning_version}${x.patient_insists ? ', patient insisted' : ''}` : '–')],
+          ['State', (x) => (x.current ? h('span', { class: 'state ok' }, 'In force') : [x.end_reason === 'superseded' ? 'Superseded ' : 'Withdrawn ', new Date(x.revoked_at).toLocaleString(),
+            x.revoked_by ? [' by ', personName(dir, x.revoked_by)] : null])]]));
+    }, { onError: () => mount(out) });
   });
   return form;
 }
@@ -1400,21 +1685,37 @@ function exportForm() {
     ev.preventDefault();
     const p = period(from, to);
     if (p.error) { showError(msg, { userMessage: p.error }); return; }
-    busy(form, true);
-    try {
+    await submitForm(form, msg, async () => {
       const f = await stepped(() => api.file(`/audit/export?format=${format.input.value}${p.query ? '&' + p.query : ''}`));
-      const url = URL.createObjectURL(f.blob);
-      const a = h('a', { href: url, download: f.filename, hidden: true });
-      document.body.append(a);
-      a.click();
-      a.remove();
-      setTimeout(() => URL.revokeObjectURL(url), 10_000);
+      save(f);
       showInfo(msg, `Export downloaded: ${f.filename} (${Math.max(1, Math.round(f.blob.size / 1024))} KB).`);
-    } catch (e) {
-      showError(msg, e);
-    } finally {
-      busy(form, false);
-    }
+    });
+  });
+  return form;
+}
+
+/** Saves a file the API sent under its name, through a short-lived blob: link. */
+function save(f) {
+  const url = URL.createObjectURL(f.blob);
+  const a = h('a', { href: url, download: f.filename, hidden: true });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+function evidenceForm() {
+  const msg = messageBox();
+  const form = h('form', { class: 'card', novalidate: true, id: 'evidence', 'aria-labelledby': 'ev-h' }, h('h2', { id: 'ev-h' }, 'Evidence bundle for an auditor'),
+    h('p', { class: 'muted' }, 'A signed archive: the control map, each control\'s live export (policies, registers, incidents, keys, access reviews) and the latest audit checkpoint, with a manifest of hashes signed by the server. It needs your second factor again and is itself recorded.'),
+    msg, h('button', { type: 'submit', class: 'primary' }, 'Download evidence bundle'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    await submitForm(form, msg, async () => {
+      const f = await stepped(() => api.postFile('/evidence/export'));
+      save(f);
+      showInfo(msg, `Evidence bundle downloaded: ${f.filename} (${Math.max(1, Math.round(f.blob.size / 1024))} KB).`);
+    });
   });
   return form;
 }
@@ -1490,14 +1791,10 @@ function publishPolicyForm() {
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     if (!title.input.value.trim() || !text.input.value.trim()) { showError(msg, { userMessage: 'A policy needs a title and its text.' }); return; }
-    busy(form, true);
-    try {
+    await submitForm(form, msg, async () => {
       await api.post('/policies', { kind: kind.input.value, title: title.input.value.trim(), text: text.input.value });
       await ackPoliciesPage('Policy published. Everyone is asked to acknowledge it.');
-    } catch (e) {
-      showError(msg, e);
-      busy(form, false);
-    }
+    }, { keep: true });
   });
   return form;
 }
@@ -1538,15 +1835,31 @@ async function vendorSection(dir, owners) {
   const signed = field('Signed on', { name: 'vendor_signed', type: 'date' });
   const renewal = field('Renewal due', { name: 'vendor_renewal', type: 'date' });
   const owner = field('Owner', { name: 'vendor_owner', tag: 'select', options: owners });
-  const form = h('form', { novalidate: true, 'aria-labelledby': 'addv-h' }, h('h3', { id: 'addv-h' }, 'Add a vendor'),
+  const heading = h('h3', { id: 'addv-h' }, 'Add a vendor');
+  const submit = h('button', { type: 'submit', class: 'primary' }, 'Add vendor');
+  let editing = null;
+  const cancel = h('button', { type: 'button', hidden: true, onclick: () => edit(null) }, 'Cancel change');
+  const form = h('form', { novalidate: true, 'aria-labelledby': 'addv-h' }, heading,
     h('div', { class: 'row wrap' }, name, services, data), h('div', { class: 'row wrap' }, status, signed, renewal, owner), msg,
-    h('button', { type: 'submit', class: 'primary' }, 'Add vendor'));
+    h('div', { class: 'row wrap' }, submit, cancel));
+  // Changing a vendor fills the form with its entry; saving replaces it (PUT).
+  const edit = (x) => {
+    editing = x;
+    heading.textContent = x ? 'Change ' + x.vendor : 'Add a vendor';
+    submit.textContent = x ? 'Save vendor' : 'Add vendor';
+    cancel.hidden = !x;
+    name.input.value = x ? x.vendor : ''; services.input.value = x ? x.services : ''; data.input.value = x ? x.data_shared : '';
+    status.input.value = x ? x.baa_status : 'none'; signed.input.value = (x && x.signed_on) || ''; renewal.input.value = (x && x.renewal_on) || '';
+    owner.input.value = (x && x.owner) || '';
+    if (x) name.input.focus();
+  };
   const load = async () => {
     const r = await api.get('/baa-vendors');
     mount(listBox, r.items.length === 0 ? h('p', { class: 'muted' }, 'No vendors yet.') : eventTable('Vendors', r.items, [
       ['Vendor', (x) => x.vendor], ['Services', (x) => x.services], ['Data shared', (x) => x.data_shared],
       ['Agreement', (x) => h('span', { class: 'state ' + (x.expiry === 'active' ? 'ok' : x.expiry === 'expired' ? 'blocked' : 'warn') }, BAA_EXPIRY[x.expiry] || x.expiry)],
-      ['Renewal', (x) => x.renewal_on || '–'], ['Owner', (x) => (x.owner ? personName(dir, x.owner) : '–')]]));
+      ['Renewal', (x) => x.renewal_on || '–'], ['Owner', (x) => (x.owner ? personName(dir, x.owner) : '–')],
+      ['Change', (x) => h('button', { type: 'button', class: 'link', 'aria-label': 'Change ' + x.vendor, onclick: () => edit(x) }, 'Change')]]));
   };
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
@@ -1557,17 +1870,13 @@ async function vendorSection(dir, owners) {
     if (signed.input.value) body.signed_on = signed.input.value;
     if (renewal.input.value) body.renewal_on = renewal.input.value;
     if (owner.input.value) body.owner = owner.input.value;
-    busy(form, true);
-    try {
-      await api.post('/baa-vendors', body);
-      showInfo(msg, 'Vendor added.');
-      for (const f of [name, services, data, signed, renewal]) f.input.value = '';
+    await submitForm(form, msg, async () => {
+      if (editing) await api.call('PUT', '/baa-vendors/' + editing.id, body);
+      else await api.post('/baa-vendors', body);
+      showInfo(msg, editing ? 'Vendor saved.' : 'Vendor added.');
+      edit(null);
       await load();
-    } catch (e) {
-      showError(msg, e);
-    } finally {
-      busy(form, false);
-    }
+    });
   });
   const section = h('section', { class: 'card', id: 'vendors', 'aria-labelledby': 'vendors-h' }, h('h2', { id: 'vendors-h' }, 'Business associates'), listBox, form);
   try { await load(); } catch (e) { showError(msg, e); }
@@ -1584,14 +1893,28 @@ async function riskSection(dir, owners) {
   const status = field('Status', { name: 'risk_status', tag: 'select', options: RISK_STATUSES });
   const review = field('Next review', { name: 'risk_review', type: 'date' });
   const owner = field('Owner', { name: 'risk_owner', tag: 'select', options: owners });
-  const form = h('form', { novalidate: true, 'aria-labelledby': 'addr-h' }, h('h3', { id: 'addr-h' }, 'Add a risk'),
-    risk, h('div', { class: 'row wrap' }, likelihood, impact, status, review, owner), msg, h('button', { type: 'submit', class: 'primary' }, 'Add risk'));
+  const heading = h('h3', { id: 'addr-h' }, 'Add a risk');
+  const submit = h('button', { type: 'submit', class: 'primary' }, 'Add risk');
+  let editing = null;
+  const cancel = h('button', { type: 'button', hidden: true, onclick: () => edit(null) }, 'Cancel change');
+  const form = h('form', { novalidate: true, 'aria-labelledby': 'addr-h' }, heading,
+    risk, h('div', { class: 'row wrap' }, likelihood, impact, status, review, owner), msg, h('div', { class: 'row wrap' }, submit, cancel));
+  const edit = (x) => {
+    editing = x;
+    heading.textContent = x ? 'Change a risk' : 'Add a risk';
+    submit.textContent = x ? 'Save risk' : 'Add risk';
+    cancel.hidden = !x;
+    risk.input.value = x ? x.risk : ''; likelihood.input.value = String(x ? x.likelihood : 3); impact.input.value = String(x ? x.impact : 3);
+    status.input.value = x ? x.status : 'open'; review.input.value = x ? x.review_on : ''; owner.input.value = (x && x.owner) || '';
+    if (x) risk.input.focus();
+  };
   const load = async () => {
     const r = await api.get('/risks');
     mount(listBox, r.items.length === 0 ? h('p', { class: 'muted' }, 'No risks recorded yet.') : eventTable('Risks, highest score first', r.items, [
       ['Risk', (x) => x.risk], ['Score', (x) => `${x.score} (${x.likelihood} × ${x.impact})`], ['Status', (x) => (RISK_STATUSES.find(([v]) => v === x.status) || [null, x.status])[1]],
       ['Next review', (x) => (x.review_overdue ? h('span', { class: 'state blocked' }, x.review_on + ' (overdue)') : x.review_on)],
-      ['Owner', (x) => (x.owner ? personName(dir, x.owner) : '–')]]));
+      ['Owner', (x) => (x.owner ? personName(dir, x.owner) : '–')],
+      ['Change', (x) => h('button', { type: 'button', class: 'link', 'aria-label': 'Change risk: ' + x.risk, onclick: () => edit(x) }, 'Change')]]));
   };
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
@@ -1599,17 +1922,13 @@ async function riskSection(dir, owners) {
     if (!DAY.test(review.input.value)) { showError(msg, { userMessage: 'Choose the day of the next review.' }); review.input.focus(); return; }
     const body = { risk: risk.input.value.trim(), likelihood: Number(likelihood.input.value), impact: Number(impact.input.value), status: status.input.value, review_on: review.input.value };
     if (owner.input.value) body.owner = owner.input.value;
-    busy(form, true);
-    try {
-      await api.post('/risks', body);
-      showInfo(msg, 'Risk added.');
-      risk.input.value = '';
+    await submitForm(form, msg, async () => {
+      if (editing) await api.call('PUT', '/risks/' + editing.id, body);
+      else await api.post('/risks', body);
+      showInfo(msg, editing ? 'Risk saved.' : 'Risk added.');
+      edit(null);
       await load();
-    } catch (e) {
-      showError(msg, e);
-    } finally {
-      busy(form, false);
-    }
+    });
   });
   const section = h('section', { class: 'card', id: 'risks', 'aria-labelledby': 'risks-h' }, h('h2', { id: 'risks-h' }, 'Risk register'), listBox, form);
   try { await load(); } catch (e) { showError(msg, e); }
@@ -1617,31 +1936,189 @@ async function riskSection(dir, owners) {
 }
 
 /** Admins and compliance officers: breach incidents with their notification deadlines. */
-async function incidentsPage() {
+async function incidentsPage(info) {
   setTitle('Incidents');
   open = null;
   const msg = messageBox();
   const box = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
-  const root = h('section', { class: 'card' }, h('h1', {}, 'Breach incidents'),
-    h('p', { class: 'muted' }, 'Incidents with their status and the nearest notification deadline. Titles and descriptions are shown only in the API\'s single reads, which are audited.'), msg, box);
+  const officer = me.user.role === 'compliance_officer';
+  const root = h('section', {}, h('h1', { class: 'pagehead' }, 'Breach incidents'),
+    h('section', { class: 'card', 'aria-label': 'Incidents', id: 'incidents' },
+      h('p', { class: 'muted' }, 'Incidents with their status and the nearest notification deadline. Titles and descriptions are shown only when one incident is opened; each opening is audited.'), msg, box));
+  if (officer) root.append(newIncidentForm());
   mount(main, root);
   focusHeading(root);
+  if (info) showInfo(msg, info);
   try {
     const [list, dir] = await Promise.all([api.get('/incidents'), people().catch(() => null)]);
     if (list.length === 0) { mount(box, h('p', {}, 'No incidents recorded.')); return; }
     mount(box, eventTable('Incidents, newest first', list, [
-      ['Reported', (x) => new Date(x.reported_at).toLocaleString() + ' by ' + personName(dir, x.reported_by)],
+      ['Reported', (x) => [h('a', { href: '#/admin/incidents/' + x.id }, new Date(x.reported_at).toLocaleString()), ' by ', personName(dir, x.reported_by)]],
       ['Source', (x) => (x.source === 'misdirected_message' ? 'Misdirected message' : 'Reported')],
-      ['Discovered', (x) => x.discovered_on], ['Affected', (x) => String(x.affected_count)], ['Status', (x) => x.status[0].toUpperCase() + x.status.slice(1)],
-      ['Next deadline', (x) => {
-        const due = x.plan.filter((o) => !o.done_on).sort((a, b) => a.due_on.localeCompare(b.due_on))[0];
-        if (!due) return x.plan.length ? 'All notices sent' : 'Not assessed yet';
-        return h('span', { class: 'state ' + (due.urgency === 'overdue' ? 'blocked' : due.urgency === 'pending' ? '' : 'warn') }, `${due.recipient}: ${due.due_on} (${URGENCY[due.urgency] || due.urgency || 'open'})`);
-      }]]));
+      ['Discovered', (x) => x.discovered_on], ['Affected', (x) => String(x.affected_count)], ['Status', (x) => INCIDENT_STATUS[x.status] || x.status],
+      ['Next deadline', (x) => nextDeadline(x)]]));
   } catch (e) {
     mount(box);
     showError(msg, e);
   }
+}
+
+const INCIDENT_STATUS = { open: 'Open, not assessed', assessed: 'Assessed', notified: 'Notified', closed: 'Closed' };
+const RISK_LEVELS = [['', 'Choose…'], ['low', 'Low'], ['medium', 'Medium'], ['high', 'High']];
+const FACTORS = [
+  ['nature_and_extent', 'Nature and extent of the information (identifiers, sensitivity, likelihood of re-identification)'],
+  ['unauthorized_recipient', 'Who received or used it (another covered entity, the public, unknown)'],
+  ['acquired_or_viewed', 'Whether it was actually acquired or viewed'],
+  ['mitigation', 'How far the risk has been mitigated (returned, destroyed, assurances received)'],
+];
+
+function nextDeadline(x) {
+  const due = x.plan.filter((o) => !o.done_on).sort((a, b) => a.due_on.localeCompare(b.due_on))[0];
+  if (!due) return x.plan.length ? 'All notices sent' : x.status === 'open' ? 'Not assessed yet' : 'No notices needed';
+  return h('span', { class: 'state ' + urgencyClass(due.urgency) }, `${due.recipient}: ${due.due_on} (${URGENCY[due.urgency] || due.urgency || 'open'})`);
+}
+
+const urgencyClass = (u) => (u === 'overdue' ? 'blocked' : u === 'pending' || !u ? '' : 'warn');
+
+/** "CA 3, NY 1" as the API's residents map, or an error sentence. */
+function parseResidents(text) {
+  const out = {};
+  for (const part of text.split(/[,;\n]/).map((x) => x.trim()).filter(Boolean)) {
+    const m = /^([A-Za-z]{2})\s*[:= ]\s*(\d+)$/.exec(part);
+    if (!m) return { error: `"${part}" is not a state and a count, such as "CA 3".` };
+    const code = m[1].toUpperCase();
+    if (code in out) return { error: `${code} is named twice.` };
+    out[code] = Number(m[2]);
+  }
+  return { residents: out };
+}
+
+function newIncidentForm() {
+  const msg = messageBox();
+  const title = field('Title', { name: 'inc_title', maxlength: 200 });
+  const description = field('What happened, which records', { name: 'inc_description', tag: 'textarea', rows: 4, maxlength: 20000 });
+  const discovered = field('Discovered on', { name: 'inc_discovered', type: 'date' });
+  const occurred = field('Happened on (if known)', { name: 'inc_occurred', type: 'date' });
+  const affected = field('Individuals affected', { name: 'inc_affected', inputmode: 'numeric', maxlength: 9 });
+  const residents = field('Residents per state (optional, such as "CA 3, NY 1")', { name: 'inc_residents', maxlength: 2000 });
+  const form = h('form', { class: 'card', novalidate: true, id: 'new-incident', 'aria-labelledby': 'newinc-h' }, h('h2', { id: 'newinc-h' }, 'Record an incident'),
+    h('p', { class: 'muted' }, 'Every clock starts on the day of discovery. Until an assessment is signed, the plan presumes a breach (45 CFR 164.402).'),
+    title, description, h('div', { class: 'row wrap' }, discovered, occurred, affected), residents, msg, h('button', { type: 'submit', class: 'primary' }, 'Record incident'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    if (!title.input.value.trim() || !description.input.value.trim()) { showError(msg, { userMessage: 'Give the incident a title and say what happened.' }); return; }
+    if (!DAY.test(discovered.input.value)) { showError(msg, { userMessage: 'Choose the day the incident was discovered.' }); discovered.input.focus(); return; }
+    if (occurred.input.value && occurred.input.value > discovered.input.value) { showError(msg, { userMessage: 'It cannot have happened after it was discovered.' }); occurred.input.focus(); return; }
+    const n = affected.input.value.trim();
+    if (!/^\d+$/.test(n) || Number(n) < 1) { showError(msg, { userMessage: 'Enter how many individuals are affected (at least 1).' }); affected.input.focus(); return; }
+    const r = parseResidents(residents.input.value);
+    if (r.error) { showError(msg, { userMessage: r.error }); residents.input.focus(); return; }
+    const body = { title: title.input.value.trim(), description: description.input.value, discovered_on: discovered.input.value, affected_count: Number(n), residents: r.residents };
+    if (occurred.input.value) body.occurred_on = occurred.input.value;
+    await submitForm(form, msg, async () => {
+      const i = await api.post('/incidents', body);
+      location.hash = '#/admin/incidents/' + i.id;
+    }, { keep: true });
+  });
+  return form;
+}
+
+/** One incident: what happened, the four-factor assessment and the notification tracker. */
+async function incidentPage(id, info) {
+  setTitle('Incident');
+  open = null;
+  const mine = ++renderSeq;
+  const msg = messageBox();
+  const root = h('section', {}, h('p', {}, h('a', { href: '#/admin/incidents' }, '‹ All incidents')), msg);
+  mount(main, root);
+  let x;
+  let dir = null;
+  try { [x, dir] = await Promise.all([api.get('/incidents/' + id), people().catch(() => null)]); } catch (e) { showError(msg, e); return; }
+  if (mine !== renderSeq) return;
+  const officer = me.user.role === 'compliance_officer';
+  const residents = Object.entries(x.residents).map(([k, v]) => `${k} ${v}`).join(', ');
+  root.append(h('section', { class: 'card', 'aria-labelledby': 'inc-h', id: 'incident' }, h('h1', { id: 'inc-h' }, x.title || 'Incident'),
+    h('p', { class: 'note' }, x.description || ''),
+    h('dl', { class: 'facts' },
+      h('dt', {}, 'Status'), h('dd', { id: 'inc-status' }, INCIDENT_STATUS[x.status] || x.status),
+      h('dt', {}, 'Reported'), h('dd', {}, new Date(x.reported_at).toLocaleString(), ' by ', personName(dir, x.reported_by), x.source === 'misdirected_message' ? ' (misdirected message)' : ''),
+      h('dt', {}, 'Discovered'), h('dd', {}, x.discovered_on), h('dt', {}, 'Happened'), h('dd', {}, x.occurred_on || 'Not known'),
+      h('dt', {}, 'Individuals affected'), h('dd', {}, String(x.affected_count), residents ? ` (${residents})` : ''))));
+  const notifying = x.plan.some((o) => o.done_on);
+  if (x.assessment) {
+    const a = x.assessment;
+    root.append(h('section', { class: 'card', 'aria-labelledby': 'assessed-h', id: 'assessment' }, h('h2', { id: 'assessed-h' }, 'Risk assessment'),
+      h('p', {}, a.outcome === 'breach' ? 'Outcome: a breach; the people and bodies below must be told.' : 'Outcome: a low probability that the information was compromised; no notices are needed.'),
+      eventTable('The four factors', FACTORS, [['Factor', ([, label]) => label], ['Risk', ([k]) => a[k][0].toUpperCase() + a[k].slice(1)]]),
+      h('p', { class: 'muted' }, 'Signed by ', personName(dir, a.signed_by), ' on ', new Date(a.signed_at).toLocaleString(), '.')));
+  }
+  if (officer && (x.status === 'open' || (x.status === 'assessed' && !notifying))) root.append(assessmentForm(x));
+  root.append(notificationTracker(x, officer));
+  if (officer && x.status !== 'closed') {
+    const close = h('button', { type: 'button', id: 'close-incident' }, 'Close incident');
+    close.addEventListener('click', async () => {
+      if (!(await ask('Close this incident? It can no longer be changed.', 'Close incident'))) return;
+      try { await api.post('/incidents/' + id + '/close'); await incidentPage(id, 'Incident closed.'); } catch (e) { showError(msg, e); }
+    });
+    root.append(h('div', { class: 'card' }, h('p', { class: 'muted' }, 'An incident closes once it is assessed as not a breach, or every notice is recorded.'), close));
+  }
+  focusHeading(root);
+  if (info) showInfo(msg, info);
+}
+
+function assessmentForm(x) {
+  const msg = messageBox();
+  const fields = FACTORS.map(([k, label]) => [k, field(label, { name: 'factor_' + k, tag: 'select', options: RISK_LEVELS, value: x.assessment ? x.assessment[k] : '' })]);
+  const outcome = field('Outcome', { name: 'assess_outcome', tag: 'select', options: [['', 'Choose…'], ['breach', 'A breach: notify'], ['low_probability_of_compromise', 'Low probability of compromise (every factor low)']] });
+  const form = h('form', { class: 'card', novalidate: true, id: 'assess', 'aria-labelledby': 'assess-h' }, h('h2', { id: 'assess-h' }, x.assessment ? 'Sign a new assessment' : 'Assess the risk'),
+    h('p', { class: 'muted' }, 'The four factors of 45 CFR 164.402(2). Only when every factor is low may the outcome be a low probability of compromise. You sign it with your account.'),
+    fields.map(([, f]) => f), outcome, msg, h('button', { type: 'submit', class: 'primary' }, 'Sign assessment'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const body = {};
+    for (const [k, f] of fields) {
+      if (!f.input.value) { showError(msg, { userMessage: 'Rate every factor.' }); f.input.focus(); return; }
+      body[k] = f.input.value;
+    }
+    if (!outcome.input.value) { showError(msg, { userMessage: 'Choose the outcome.' }); outcome.input.focus(); return; }
+    body.outcome = outcome.input.value;
+    await submitForm(form, msg, async () => {
+      await api.post('/incidents/' + x.id + '/assessment', body);
+      await incidentPage(x.id, 'Assessment signed.');
+    }, { keep: true });
+  });
+  return form;
+}
+
+function notificationTracker(x, officer) {
+  const msg = messageBox();
+  const section = h('section', { class: 'card', 'aria-labelledby': 'plan-h', id: 'plan' }, h('h2', { id: 'plan-h' }, 'Notices and deadlines'),
+    h('p', { class: 'muted' }, x.plan_basis === 'presumed' ? 'Computed on the presumption of a breach, until an assessment is signed.' : 'Computed at the signed assessment.',
+      ` State rules as of ${x.plan_rules_as_of || x.state_rules_as_of}.`), msg);
+  if (x.plan.length === 0) { section.append(h('p', {}, 'No notices are needed.')); return section; }
+  const today = new Date().toISOString().slice(0, 10);
+  const canRecord = officer && x.status === 'assessed' && x.assessment && x.assessment.outcome === 'breach';
+  section.append(eventTable('Notices, by deadline', x.plan.slice().sort((a, b) => a.due_on.localeCompare(b.due_on)), [
+    ['Who is told', (o) => o.recipient], ['Due by', (o) => o.due_on],
+    ['Rule', (o) => [o.rule, ' ', h('span', { class: 'muted' }, o.source), o.verified ? null : h('span', { class: 'tag' }, 'unconfirmed')]],
+    ['State', (o) => (o.done_on ? h('span', { class: 'state ok' }, 'Sent ' + o.done_on) : h('span', { class: 'state ' + urgencyClass(o.urgency) }, URGENCY[o.urgency] || 'Open'))],
+    ['Record', (o) => {
+      if (o.done_on || !canRecord) return '–';
+      const day = field('Sent on', { name: 'sent_' + o.key, id: 'sent-' + o.key.replace(/[^a-z0-9_-]/gi, '-'), type: 'date', value: today });
+      const f = h('form', { class: 'row wrap', novalidate: true, 'aria-label': 'Record the notice to ' + o.recipient }, day, h('button', { type: 'submit' }, 'Mark sent'));
+      f.addEventListener('submit', async (ev) => {
+        ev.preventDefault();
+        if (!DAY.test(day.input.value)) { showError(msg, { userMessage: 'Choose the day the notice was sent.' }); day.input.focus(); return; }
+        if (day.input.value > today) { showError(msg, { userMessage: 'The day a notice was sent cannot be in the future.' }); day.input.focus(); return; }
+        await submitForm(f, msg, async () => {
+          await api.post('/incidents/' + x.id + '/notifications', { obligation: o.key, done_on: day.input.value });
+          await incidentPage(x.id, 'Notice to ' + o.recipient + ' recorded.');
+        }, { keep: true });
+      });
+      return f;
+    }]]));
+  if (officer && !canRecord && x.status === 'open') section.append(h('p', { class: 'muted' }, 'Notices are recorded once an assessment finds a breach.'));
+  return section;
 }
 
 signInPage();

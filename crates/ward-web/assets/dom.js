@@ -65,3 +65,27 @@ export function time(iso) {
   const d = new Date(iso);
   return h('time', { datetime: iso, title: d.toLocaleString() }, d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }));
 }
+
+/** Marks a form as working: its buttons are disabled and it says so to assistive technology. */
+export function busy(form, on) {
+  for (const b of form.querySelectorAll('button')) b.disabled = on;
+  form.setAttribute('aria-busy', on ? 'true' : 'false');
+}
+
+/**
+ * Runs a form's request with the form busy. A failure is shown in `box` as words (then
+ * `onError(e)` may clear a field or say it better) and the form is usable again. After
+ * success the form is usable again too, unless `keep` (the page replaces it).
+ */
+export async function submitForm(form, box, work, { keep = false, onError } = {}) {
+  busy(form, true);
+  try {
+    await work();
+  } catch (e) {
+    showError(box, e);
+    if (onError) onError(e);
+    busy(form, false);
+    return;
+  }
+  if (!keep) busy(form, false);
+}

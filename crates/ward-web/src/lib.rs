@@ -36,6 +36,7 @@ pub const ASSETS: &[Asset] = &[
     Asset { name: "app.js", content_type: "text/javascript; charset=utf-8", bytes: include_bytes!("../assets/app.js") },
     Asset { name: "api.js", content_type: "text/javascript; charset=utf-8", bytes: include_bytes!("../assets/api.js") },
     Asset { name: "dom.js", content_type: "text/javascript; charset=utf-8", bytes: include_bytes!("../assets/dom.js") },
+    Asset { name: "webauthn.js", content_type: "text/javascript; charset=utf-8", bytes: include_bytes!("../assets/webauthn.js") },
     Asset { name: "icon.svg", content_type: "image/svg+xml", bytes: include_bytes!("../assets/icon.svg") },
 ];
 

@@ -20,6 +20,7 @@ use crate::problem::{ApiError, ApiResult, Problem};
 pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
     utoipa_axum::router::OpenApiRouter::new()
         .routes(utoipa_axum::routes!(latest_checkpoint))
+        .routes(utoipa_axum::routes!(verifier_key))
         .routes(utoipa_axum::routes!(inclusion_proof))
         .routes(utoipa_axum::routes!(consistency_proof))
         .routes(utoipa_axum::routes!(search_events))
@@ -66,6 +67,27 @@ async fn latest_checkpoint(State(state): State<AppState>, Meta(meta): Meta, s: A
     }
     let root = cp.root()?.to_string();
     Ok(Json(CheckpointView { origin: state.audit.origin().to_owned(), size: cp.tree_size as u64, root, note: cp.note }).into_response())
+}
+
+/// The log's verifier key.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct VerifierKeyView {
+    /// The log's origin (the key's name).
+    pub(crate) origin: String,
+    /// The C2SP note verifier key, `<name>+<8 hex key id>+<base64(0x01 || Ed25519 public key)>`,
+    /// as `ward audit verify --vkey` takes it (the server writes the same line to
+    /// `<data_dir>/audit/verifier.vkey`).
+    pub(crate) vkey: String,
+}
+
+/// The verifier key of the log's checkpoints: public, read-only. A copy kept away from the
+/// server is what makes a check meaningful; this one lets a page check a note's signature and
+/// show the key for comparison with that copy.
+#[utoipa::path(get, path = "/api/v1/audit/verifier-key", tag = "audit", security(("bearer" = [])),
+    responses((status = 200, body = VerifierKeyView), (status = 403, body = Problem)))]
+async fn verifier_key(State(state): State<AppState>, Meta(meta): Meta, s: Auth) -> ApiResult<Json<VerifierKeyView>> {
+    audited(&state, &s, meta, "verifier_key").await?;
+    Ok(Json(VerifierKeyView { origin: state.audit.origin().to_owned(), vkey: state.audit.verifier().to_string() }))
 }
 
 /// A proof: `{"leaf_index" | "old_size", "tree_size", "hashes": [base64…]}` as `ward_audit` defines.
