@@ -50,6 +50,9 @@ pub const BASE: &str = "/scim/v2";
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/Users", get(list_users).post(create_user))
+        .route("/Users/.search", axum::routing::post(search_users))
+        // The root search covers every resource type: Users are the only one.
+        .route("/.search", axum::routing::post(search_users))
         .route("/Users/{id}", get(get_user).put(replace_user).patch(patch_user).delete(delete_user))
         .route("/ServiceProviderConfig", get(service_provider_config))
         .route("/ResourceTypes", get(resource_types))
@@ -206,10 +209,10 @@ fn user_response(status: StatusCode, u: &ScimUser) -> Response {
     if let Ok(v) = HeaderValue::from_str(&tag) {
         res.headers_mut().insert(header::ETAG, v);
     }
-    if status == StatusCode::CREATED {
-        if let Ok(v) = HeaderValue::from_str(&format!("{BASE}/Users/{}", u.user.id)) {
-            res.headers_mut().insert(header::LOCATION, v);
-        }
+    if status == StatusCode::CREATED
+        && let Ok(v) = HeaderValue::from_str(&format!("{BASE}/Users/{}", u.user.id))
+    {
+        res.headers_mut().insert(header::LOCATION, v);
     }
     res
 }
@@ -242,8 +245,7 @@ fn user_fields(m: &Map<String, Json>, current: Option<&ScimUser>) -> ScimResult<
     if !schemas.iter().any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(USER_SCHEMA))) {
         return Err(ScimError::bad(ScimType::InvalidSyntax, "schemas must include the core User schema"));
     }
-    if let Some(other) = schemas.iter().find(|s| !s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(USER_SCHEMA))) {
-        let _ = other;
+    if schemas.iter().any(|s| !s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(USER_SCHEMA))) {
         return Err(ScimError::bad(ScimType::InvalidValue, "schemas names a schema this service does not support"));
     }
     let text = |name: &'static str| -> ScimResult<Option<&str>> {
@@ -360,35 +362,141 @@ fn positive(params: &[(String, String)], name: &str) -> ScimResult<Option<i64>> 
     }
 }
 
-/// `GET /scim/v2/Users?filter=…&startIndex=…&count=…`.
+/// Which attributes an answer carries (RFC 7644 §3.4.2.5): `attributes` keeps only those
+/// named (with `id` and `schemas`, always returned), `excludedAttributes` drops those named.
+#[derive(Debug, Default)]
+struct Projection {
+    only: Vec<AttrPath>,
+    without: Vec<AttrPath>,
+}
+
+impl Projection {
+    fn parse(attributes: Option<&str>, excluded: Option<&str>) -> ScimResult<Projection> {
+        let list = |v: Option<&str>| -> ScimResult<Vec<AttrPath>> {
+            v.map(|v| v.split(',').map(str::trim).filter(|p| !p.is_empty()).map(AttrPath::parse).collect::<Result<Vec<_>, _>>())
+                .transpose()
+                .map(Option::unwrap_or_default)
+                .map_err(|e| ScimError::bad(ScimType::InvalidPath, e.to_string()))
+        };
+        Ok(Projection { only: list(attributes)?, without: list(excluded)? })
+    }
+
+    fn apply(&self, mut resource: Json) -> Json {
+        let Json::Object(m) = &mut resource else { return resource };
+        let always = |k: &str| k == "id" || k == "schemas";
+        if !self.only.is_empty() {
+            m.retain(|k, _| always(k) || self.only.iter().any(|p| p.attr.eq_ignore_ascii_case(k)));
+            for p in self.only.iter().filter(|p| p.sub.is_some()) {
+                // Only the named sub-attributes of a complex attribute, unless it is named whole.
+                if self.only.iter().any(|q| q.sub.is_none() && q.attr.eq_ignore_ascii_case(&p.attr)) {
+                    continue;
+                }
+                if let Some((_, Json::Object(inner))) = m.iter_mut().find(|(k, _)| k.eq_ignore_ascii_case(&p.attr)) {
+                    inner.retain(|k, _| {
+                        self.only
+                            .iter()
+                            .any(|q| q.attr.eq_ignore_ascii_case(&p.attr) && q.sub.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(k)))
+                    });
+                }
+            }
+        }
+        for p in &self.without {
+            match &p.sub {
+                None => m.retain(|k, _| always(k) || !p.attr.eq_ignore_ascii_case(k)),
+                Some(sub) => {
+                    if let Some((_, Json::Object(inner))) = m.iter_mut().find(|(k, _)| k.eq_ignore_ascii_case(&p.attr)) {
+                        inner.retain(|k, _| !sub.eq_ignore_ascii_case(k));
+                    }
+                }
+            }
+        }
+        resource
+    }
+}
+
+/// What a list or search asks for.
+#[derive(Debug, Default)]
+struct ListRequest {
+    filter: Option<Filter>,
+    start: i64,
+    count: i64,
+    projection: Projection,
+}
+
+async fn list(state: &AppState, auth: &ScimAuth, req: ListRequest) -> ScimResult<Response> {
+    let users = state.store.scim_users(auth.client.org).await?;
+    let matching: Vec<&ScimUser> = users.iter().filter(|u| req.filter.as_ref().is_none_or(|f| f.matches(&Filterable(u)))).collect();
+    let page: Vec<Json> = matching
+        .iter()
+        .skip(usize::try_from(req.start - 1).unwrap_or(usize::MAX))
+        .take(usize::try_from(req.count).unwrap_or(0))
+        .map(|u| req.projection.apply(user_json(u).0))
+        .collect();
+    let body = json!({"schemas": [LIST_RESPONSE], "totalResults": matching.len(), "startIndex": req.start,
+        "itemsPerPage": page.len(), "Resources": page});
+    Ok(scim_json(StatusCode::OK, &body))
+}
+
+fn list_request(filter: Option<&str>, start: Option<i64>, count: Option<i64>, projection: Projection) -> ScimResult<ListRequest> {
+    let filter = filter.map(|f| Filter::parse(f).map_err(|e| ScimError::bad(ScimType::InvalidFilter, e.to_string()))).transpose()?;
+    // RFC 7644 §3.4.2.4: values below 1 are read as 1; a negative count as 0.
+    let start = start.unwrap_or(1).max(1);
+    let count = count.unwrap_or(MAX_PAGE as i64).clamp(0, MAX_PAGE as i64);
+    Ok(ListRequest { filter, start, count, projection })
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+}
+
+/// `GET /scim/v2/Users?filter=…&startIndex=…&count=…&attributes=…&excludedAttributes=…`.
 async fn list_users(
     State(state): State<AppState>,
     auth: ScimAuth,
     params: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> ScimResult<Response> {
     let Query(params) = params.map_err(|_| ScimError::bad(ScimType::InvalidSyntax, "the query string is not readable"))?;
-    let filter = match params.iter().find(|(k, _)| k.eq_ignore_ascii_case("filter")) {
-        Some((_, f)) => Some(Filter::parse(f).map_err(|e| ScimError::bad(ScimType::InvalidFilter, e.to_string()))?),
-        None => None,
+    let projection = Projection::parse(param(&params, "attributes"), param(&params, "excludedAttributes"))?;
+    let req = list_request(param(&params, "filter"), positive(&params, "startIndex")?, positive(&params, "count")?, projection)?;
+    list(&state, &auth, req).await
+}
+
+/// `POST /scim/v2/Users/.search` (RFC 7644 §3.4.3): the list's parameters in a SearchRequest body.
+async fn search_users(State(state): State<AppState>, auth: ScimAuth, headers: HeaderMap, body: Bytes) -> ScimResult<Response> {
+    let m = body_json(&headers, &body)?;
+    let search = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
+    if !field(&m, "schemas").and_then(Json::as_array).is_some_and(|s| s.iter().any(|v| v.as_str() == Some(search))) {
+        return Err(ScimError::bad(ScimType::InvalidSyntax, "schemas must be the SearchRequest message"));
+    }
+    let text = |name: &str| -> ScimResult<Option<String>> {
+        match field(&m, name) {
+            None => Ok(None),
+            Some(Json::String(s)) => Ok(Some(s.clone())),
+            Some(Json::Array(a)) => Ok(Some(a.iter().filter_map(Json::as_str).collect::<Vec<_>>().join(","))),
+            Some(_) => Err(ScimError::bad(ScimType::InvalidValue, format!("{name} must be a string or a list of strings"))),
+        }
     };
-    // RFC 7644 §3.4.2.4: values below 1 are read as 1; a negative count as 0.
-    let start = positive(&params, "startIndex")?.unwrap_or(1).max(1);
-    let count = positive(&params, "count")?.unwrap_or(MAX_PAGE as i64).clamp(0, MAX_PAGE as i64);
-    let users = state.store.scim_users(auth.client.org).await?;
-    let matching: Vec<&ScimUser> = users.iter().filter(|u| filter.as_ref().is_none_or(|f| f.matches(&Filterable(u)))).collect();
-    let page: Vec<Json> = matching
-        .iter()
-        .skip(usize::try_from(start - 1).unwrap_or(usize::MAX))
-        .take(usize::try_from(count).unwrap_or(0))
-        .map(|u| user_json(u).0)
-        .collect();
-    let body = json!({"schemas": [LIST_RESPONSE], "totalResults": matching.len(), "startIndex": start,
-        "itemsPerPage": page.len(), "Resources": page});
-    Ok(scim_json(StatusCode::OK, &body))
+    let int = |name: &str| -> ScimResult<Option<i64>> {
+        match field(&m, name) {
+            None => Ok(None),
+            Some(v) => v.as_i64().map(Some).ok_or_else(|| ScimError::bad(ScimType::InvalidValue, format!("{name} must be an integer"))),
+        }
+    };
+    let projection = Projection::parse(text("attributes")?.as_deref(), text("excludedAttributes")?.as_deref())?;
+    let req = list_request(text("filter")?.as_deref(), int("startIndex")?, int("count")?, projection)?;
+    list(&state, &auth, req).await
 }
 
 /// `GET /scim/v2/Users/{id}`; `If-None-Match` with the current version answers 304.
-async fn get_user(State(state): State<AppState>, auth: ScimAuth, Path(id): Path<String>, headers: HeaderMap) -> ScimResult<Response> {
+async fn get_user(
+    State(state): State<AppState>,
+    auth: ScimAuth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> ScimResult<Response> {
+    let Query(params) = params.map_err(|_| ScimError::bad(ScimType::InvalidSyntax, "the query string is not readable"))?;
+    let projection = Projection::parse(param(&params, "attributes"), param(&params, "excludedAttributes"))?;
     let u = state.store.scim_user(auth.client.org, parse_id(&id)?).await?;
     let (_, tag) = user_json(&u);
     if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == tag)) {
@@ -398,7 +506,14 @@ async fn get_user(State(state): State<AppState>, auth: ScimAuth, Path(id): Path<
         }
         return Ok(res);
     }
-    Ok(user_response(StatusCode::OK, &u))
+    let mut res = user_response(StatusCode::OK, &u);
+    if !projection.only.is_empty() || !projection.without.is_empty() {
+        let (body, _) = user_json(&u);
+        let headers = res.headers().clone();
+        res = scim_json(StatusCode::OK, &projection.apply(body));
+        res.headers_mut().extend(headers);
+    }
+    Ok(res)
 }
 
 /// `POST /scim/v2/Users`: a workforce account (role `staff` unless `roles` names another),
@@ -508,7 +623,6 @@ fn meta_of_doc(resource_type: &str, location: &str) -> Json {
 fn service_provider_config_json() -> Json {
     json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
-        "documentationUri": "docs/identity.md",
         "patch": {"supported": true},
         "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
         "filter": {"supported": true, "maxResults": MAX_PAGE},
@@ -552,21 +666,23 @@ fn attribute(name: &str, kind: &str, required: bool, case_exact: bool, mutabilit
 }
 
 fn user_schema() -> Json {
+    // Published read-only: a Ward role is one of a fixed set, which generic clients cannot
+    // know (they would send arbitrary strings). Ward still honours a `roles` value on write
+    // when it names a workforce role, and refuses any other value (docs/identity.md).
+    let mut value = attribute("value", "string", true, false, "readOnly", "none", "The role");
+    value["canonicalValues"] = json!(["admin", "compliance_officer", "clinician", "nurse", "staff"]);
     let roles = json!({"name": "roles", "type": "complex", "multiValued": true, "required": false, "caseExact": false,
-    "mutability": "readWrite", "returned": "default", "uniqueness": "none",
-    "description": "The Ward role: one of admin, compliance_officer, clinician, nurse, staff",
-    "subAttributes": [
-        attribute("value", "string", true, false, "readWrite", "none", "The role"),
-        attribute("primary", "boolean", false, false, "readWrite", "none", "The role in force"),
-    ]});
+        "mutability": "readOnly", "returned": "default", "uniqueness": "none",
+        "description": "The Ward role: one of admin, compliance_officer, clinician, nurse, staff",
+        "subAttributes": [value, attribute("primary", "boolean", false, false, "readOnly", "none", "The role in force")]});
     json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Schema"],
         "id": USER_SCHEMA, "name": "User", "description": "Workforce account",
         "attributes": [
             attribute("userName", "string", true, false, "readWrite", "server", "Login name (case-folded)"),
-            attribute("displayName", "string", false, false, "readWrite", "none", "Name shown to others"),
+            attribute("displayName", "string", true, false, "readWrite", "none", "Name shown to others (defaults to userName on create)"),
             attribute("externalId", "string", false, true, "readWrite", "none", "The identity provider's id (unique in the organisation)"),
-            attribute("active", "boolean", false, false, "readWrite", "none", "false deprovisions: disable, revoke sessions, wipe devices"),
+            attribute("active", "boolean", true, false, "readWrite", "none", "false deprovisions: disable, revoke sessions, wipe devices (defaults to true on create)"),
             roles,
         ],
         "meta": meta_of_doc("Schema", &format!("Schemas/{USER_SCHEMA}")),

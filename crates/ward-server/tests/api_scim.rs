@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use ward_domain::role::Role;
 use ward_store::{Backend, on_both_backends};
 
-on_both_backends!(scim_provisioning);
+on_both_backends!(scim_provisioning, scim2_tester_finds_no_violation);
 
 const WAIT: Duration = Duration::from_secs(10);
 const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
@@ -344,6 +344,41 @@ async fn scim_provisioning(backend: Backend) {
         .await
         .expect_problem(409, "invalid_state");
     scim_error(&scim(&h, Method::GET, "/Users", &token, None, None).await, 401, None);
+}
+
+/// scim2-tester (PyPI), an independent conformance checker, against a live server: no check may
+/// report a violation of a MUST (ERROR or CRITICAL). Needs WARD_TEST_SCIM_TESTER (the Python of
+/// the venv scripts/test makes); without it the test prints SKIPPED, except with CI=true.
+async fn scim2_tester_finds_no_violation(backend: Backend) {
+    let Ok(python) = std::env::var("WARD_TEST_SCIM_TESTER") else {
+        assert!(
+            !ward_store::testing::pg_required(),
+            "WARD_TEST_SCIM_TESTER is required in CI (run scripts/test, which installs scim2-tester)"
+        );
+        eprintln!("SKIPPED: the SCIM conformance check needs WARD_TEST_SCIM_TESTER (scripts/test sets it up)");
+        return;
+    };
+    let Some(h) = Harness::start(backend).await else { return };
+    let o = h.org("acme", vec![]).await;
+    let admin = h.account(&o, "admin@acme", Role::Admin).await;
+    let sadmin = h.login_stepped_up(&admin).await;
+    let token = h.post("/api/v1/admin/scim/tokens", &sadmin.access, json!({"label": "scim2-tester"})).await.expect(201).body["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cert = h.running.as_ref().unwrap().cert_path.clone();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/scim_conformance.py");
+    let url = format!("{}/scim/v2", h.url);
+    // Off the runtime's threads: the server under test runs on them.
+    let out =
+        tokio::task::spawn_blocking(move || std::process::Command::new(&python).arg(script).arg(&url).arg(&token).arg(&cert).output())
+            .await
+            .unwrap()
+            .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    eprintln!("{text}");
+    assert!(out.status.success(), "scim2-tester found violations:\n{text}");
+    assert!(text.contains(" checks, 0 failed"), "{text}");
 }
 
 fn urlencode(s: &str) -> String {
