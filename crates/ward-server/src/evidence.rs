@@ -817,6 +817,7 @@ mod tests {
             ALERTS,
             DEVICES,
             WIPES,
+            SCIM_DEPROVISIONS,
             RETENTION,
             VENDORS,
             RISKS,
