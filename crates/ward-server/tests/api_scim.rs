@@ -151,6 +151,14 @@ async fn scim_provisioning(backend: Backend) {
         let r = scim(&h, Method::GET, &q(filter), &token, None, None).await;
         assert_eq!(ids(&r), want, "{filter}");
     }
+    let slim = scim(&h, Method::GET, &format!("{}&attributes=userName", q("externalId pr")), &token, None, None).await;
+    let keys: Vec<&String> = slim.body["Resources"][0].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["id", "schemas", "userName"], "{}", slim.body);
+    let search = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": "roles.value eq \"nurse\"",
+        "excludedAttributes": ["roles", "meta"]});
+    let found = scim(&h, Method::POST, "/Users/.search", &token, Some(search), None).await;
+    assert_eq!(ids(&found), ["leaver@acme", "nurse@acme"]);
+    assert!(found.body["Resources"][0].get("roles").is_none() && found.body["Resources"][0].get("meta").is_none(), "{}", found.body);
     let page = scim(&h, Method::GET, "/Users?startIndex=2&count=2", &token, None, None).await;
     assert_eq!((count(&page), page.body["startIndex"].as_u64(), page.body["itemsPerPage"].as_u64()), (6, Some(2), Some(2)));
     assert_eq!(ids(&page), ["joy.ng@acme", "leaver@acme"]);
