@@ -191,6 +191,17 @@ audit_actions! {
     /// the user; detail `reason`, `disabled`, `sessions_revoked`, `wipes_queued`), or a whole
     /// run's summary (detail: counts).
     RosterRemediate = "roster.remediate",
+    /// A SCIM bearer token was issued or revoked by an admin (target the token; detail `op`:
+    /// `create` or `revoke`; never the token).
+    ScimToken = "scim.token",
+    /// A SCIM client created, replaced, patched or deleted a user, or was refused (target the
+    /// user; detail `op`, `token`, `role`, `active`, or `scim_type` when refused; never the user
+    /// name, names or emails).
+    ScimUser = "scim.user",
+    /// A SCIM client deprovisioned a user (`active` false or DELETE): disabled, sessions
+    /// revoked, wipes queued (target the user; detail `token`, `trigger`, `sessions_revoked`,
+    /// `wipes_queued`, `deprovision`).
+    ScimDeprovision = "scim.deprovision",
     /// A signed-in user verified a second factor again for a sensitive action, or failed to
     /// (detail `method`; a failure counts towards the login name's lockout).
     StepUp = "auth.step_up",

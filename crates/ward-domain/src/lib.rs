@@ -20,5 +20,6 @@ pub mod policy;
 pub mod registers;
 pub mod role;
 pub mod roster;
+pub mod scim;
 
 pub use error::DomainError;

@@ -24,6 +24,7 @@ pub(crate) mod patients;
 pub(crate) mod policies;
 pub(crate) mod risks;
 pub(crate) mod roster;
+pub(crate) mod scim_admin;
 pub(crate) mod users;
 pub(crate) mod vendors;
 pub(crate) mod webauthn;
@@ -132,6 +133,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(lifecycle::routes())
         .merge(devices::routes())
         .merge(roster::routes())
+        .merge(scim_admin::routes())
         .merge(break_glass::routes())
         .merge(forwarding::routes())
         .merge(incidents::routes())

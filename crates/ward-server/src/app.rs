@@ -149,6 +149,8 @@ pub fn build(
         .route("/api/v1/openapi.json", get(openapi_json))
         // The web app: its shell at `/` and its embedded assets under `/assets/`.
         .merge(ward_web::router())
+        // SCIM provisioning: its own authentication and error form (RFC 7644).
+        .nest(crate::scim::BASE, crate::scim::router())
         .fallback(|| async { ApiError::not_found() })
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(config.limits.max_body_bytes))

@@ -373,6 +373,7 @@ const BREAK_GLASS: &str = "evidence/break-glass.json";
 const ALERTS: &str = "evidence/alerts.json";
 const DEVICES: &str = "evidence/devices.json";
 const WIPES: &str = "evidence/device-wipes.json";
+const SCIM_DEPROVISIONS: &str = "evidence/scim-deprovisions.json";
 const RETENTION: &str = "evidence/retention.json";
 const VENDORS: &str = "evidence/vendor-register.json";
 const RISKS: &str = "evidence/risk-register.json";
@@ -438,7 +439,11 @@ const CONTROLS: &[Control] = &[
     (
         "164.308(a)(3)(ii)(C)",
         "Termination procedures",
-        &[("wipe_records", Source::Files(&[WIPES])), ("deprovisioning_events", Source::Files(AUDIT))],
+        &[
+            ("wipe_records", Source::Files(&[WIPES])),
+            ("deprovisioning_timelines", Source::Files(&[SCIM_DEPROVISIONS])),
+            ("deprovisioning_events", Source::Files(AUDIT)),
+        ],
     ),
     ("164.308(a)(4)", "Information access management", &[("access_review_results", ACCESS_REVIEWS)]),
     ("164.308(a)(5)", "Security awareness and training", &[("training_records", Source::Files(&[TRAINING]))]),
@@ -671,6 +676,10 @@ pub async fn collect(
         })
         .collect::<anyhow::Result<_>>()?;
     files.insert(WIPES.to_owned(), json(&wipes)?);
+    // SCIM deprovisioning timelines: ids, times and counts only.
+    let timelines: Vec<crate::api::scim_admin::DeprovisionView> =
+        store.scim_deprovisions(o, u32::MAX).await?.into_iter().map(Into::into).collect();
+    files.insert(SCIM_DEPROVISIONS.to_owned(), json(&timelines)?);
     tick(&mut progress);
 
     files.insert(
@@ -808,6 +817,7 @@ mod tests {
             ALERTS,
             DEVICES,
             WIPES,
+            SCIM_DEPROVISIONS,
             RETENTION,
             VENDORS,
             RISKS,

@@ -24,6 +24,7 @@ pub mod outbound;
 pub mod problem;
 pub mod provision;
 pub mod rate_limit;
+pub mod scim;
 pub mod secrets;
 pub mod serve;
 pub mod telemetry;

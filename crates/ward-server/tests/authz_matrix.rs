@@ -245,6 +245,12 @@ const OPS: &[OpDef] = &[
     op("GET", "/api/v1/training-records", Gate::Bearer, false),
     op("GET", "/api/v1/me/training-records", Gate::Bearer, false),
     op("POST", "/api/v1/evidence/export", Gate::Bearer, false),
+    // SCIM administration; the SCIM service itself (/scim/v2) has its own token and its own
+    // tests (api_scim).
+    op("GET", "/api/v1/admin/scim/tokens", Gate::Bearer, false),
+    op("POST", "/api/v1/admin/scim/tokens", Gate::Bearer, false),
+    op("DELETE", "/api/v1/admin/scim/tokens/{token_id}", Gate::Bearer, false),
+    op("GET", "/api/v1/admin/scim/deprovisions", Gate::Bearer, false),
     op("GET", "/api/v1/stream", Gate::Stream, false),
 ];
 
@@ -257,6 +263,8 @@ const STEP_UP_OPS: &[(&str, &str)] = &[
     ("POST", "/api/v1/users/{user_id}/disable"),
     ("POST", "/api/v1/admin/roster/remediate"),
     ("POST", "/api/v1/evidence/export"),
+    ("POST", "/api/v1/admin/scim/tokens"),
+    ("DELETE", "/api/v1/admin/scim/tokens/{token_id}"),
 ];
 
 impl OpDef {
@@ -2148,6 +2156,28 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
         }
         ("PUT", "/api/v1/org/policy-acknowledgment") => match t {
             Own => cell(op.path, body, when(auditor, OK, FORBIDDEN)),
+            _ => return None,
+        },
+
+        // --- SCIM administration -------------------------------------------------------------
+        ("GET", "/api/v1/admin/scim/tokens") => match t {
+            Own => cell(op.path, None, when(admin, OK, FORBIDDEN)),
+            _ => return None,
+        },
+        ("POST", "/api/v1/admin/scim/tokens") => match t {
+            Own => cell(op.path, Some(json!({"label": "matrix"})), when(admin, CREATED, FORBIDDEN)),
+            _ => return None,
+        },
+        ("DELETE", "/api/v1/admin/scim/tokens/{token_id}") => {
+            let (id, exp) = match t {
+                Random => (rnd(), when(admin, NOT_FOUND, FORBIDDEN)),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                _ => return None,
+            };
+            cell(op.path.replace("{token_id}", &id), None, exp)
+        }
+        ("GET", "/api/v1/admin/scim/deprovisions") => match t {
+            Own => cell(op.path, None, when(auditor, OK, FORBIDDEN)),
             _ => return None,
         },
 

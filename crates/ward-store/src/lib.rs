@@ -32,6 +32,7 @@ mod reports;
 mod retention;
 mod risks;
 mod roster;
+mod scim;
 mod sessions;
 mod stream;
 #[cfg(feature = "test-support")]
@@ -81,6 +82,9 @@ pub use reports::{AccessSummary, ActionCount, DisclosurePage, DisclosureRecord, 
 pub use retention::AuditArchive;
 pub use risks::{Risk, TrainingRecord};
 pub use roster::{ROSTER_WIPE_REASON, RemediationStep};
+pub use scim::{
+    Deprovision, DeprovisionCause, DeprovisionRecord, SCIM_WIPE_REASON, ScimClient, ScimToken, ScimUser, ScimUserFields, WipeProgress,
+};
 pub use sessions::{Challenge, SecondFactor};
 pub use stream::StreamPosition;
 pub use vendors::{BaaExpiryNotice, Vendor};

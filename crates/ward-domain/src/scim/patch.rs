@@ -1,0 +1,249 @@
+//! SCIM PATCH (RFC 7644 §3.5.2): the request parsed into operations, and their application to
+//! a resource's JSON representation. The service applies the operations to the resource as it
+//! is, then validates the result exactly as a PUT of it would be, so PATCH cannot reach a
+//! state PUT could not.
+
+use serde_json::{Map, Value as Json};
+
+use super::filter::{AttrPath, FilterError};
+use super::{PATCH_OP, ScimType};
+
+/// Most operations one PATCH may carry.
+pub const MAX_OPERATIONS: usize = 100;
+
+/// What an operation does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchKind {
+    /// Adds a value (appends to a multi-valued attribute).
+    Add,
+    /// Replaces a value.
+    Replace,
+    /// Removes a value.
+    Remove,
+}
+
+/// One operation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatchOp {
+    /// What it does.
+    pub kind: PatchKind,
+    /// Where; `None` means the value is an object of attributes.
+    pub path: Option<AttrPath>,
+    /// The value (absent for remove).
+    pub value: Option<Json>,
+}
+
+/// Why a PATCH was refused: the SCIM error type and a detail that names no value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatchError {
+    /// The `scimType`.
+    pub scim_type: ScimType,
+    /// A detail naming the operation's index and the rule.
+    pub detail: String,
+}
+
+impl PatchError {
+    fn new(scim_type: ScimType, detail: impl Into<String>) -> PatchError {
+        PatchError { scim_type, detail: detail.into() }
+    }
+}
+
+impl From<FilterError> for PatchError {
+    fn from(e: FilterError) -> PatchError {
+        PatchError::new(ScimType::InvalidPath, e.to_string())
+    }
+}
+
+/// Parses a PATCH request body (already JSON).
+pub fn parse_request(body: &Json) -> Result<Vec<PatchOp>, PatchError> {
+    let obj = body.as_object().ok_or_else(|| PatchError::new(ScimType::InvalidSyntax, "the body must be a JSON object"))?;
+    let schemas = obj.get("schemas").and_then(Json::as_array);
+    if !schemas.is_some_and(|s| s.len() == 1 && s[0].as_str() == Some(PATCH_OP)) {
+        return Err(PatchError::new(ScimType::InvalidSyntax, format!("schemas must be [\"{PATCH_OP}\"]")));
+    }
+    let ops = obj
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("Operations"))
+        .and_then(|(_, v)| v.as_array())
+        .ok_or_else(|| PatchError::new(ScimType::InvalidSyntax, "Operations must be an array"))?;
+    if ops.is_empty() || ops.len() > MAX_OPERATIONS {
+        return Err(PatchError::new(ScimType::InvalidSyntax, format!("Operations must hold 1 to {MAX_OPERATIONS} operations")));
+    }
+    ops.iter()
+        .enumerate()
+        .map(|(i, op)| {
+            let op = op.as_object().ok_or_else(|| PatchError::new(ScimType::InvalidSyntax, format!("operation {i} is not an object")))?;
+            let field = |name: &str| op.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v);
+            let kind = match field("op").and_then(Json::as_str).map(str::to_ascii_lowercase).as_deref() {
+                Some("add") => PatchKind::Add,
+                Some("replace") => PatchKind::Replace,
+                Some("remove") => PatchKind::Remove,
+                _ => return Err(PatchError::new(ScimType::InvalidSyntax, format!("operation {i}: op must be add, replace or remove"))),
+            };
+            let path = match field("path") {
+                None | Some(Json::Null) => None,
+                Some(Json::String(p)) => {
+                    Some(AttrPath::parse(p).map_err(|e| PatchError::new(ScimType::InvalidPath, format!("operation {i}: {e}")))?)
+                }
+                Some(_) => return Err(PatchError::new(ScimType::InvalidPath, format!("operation {i}: path must be a string"))),
+            };
+            let value = field("value").cloned();
+            match (kind, &path, &value) {
+                (PatchKind::Remove, None, _) => Err(PatchError::new(ScimType::NoTarget, format!("operation {i}: remove needs a path"))),
+                (PatchKind::Add | PatchKind::Replace, _, None) => {
+                    Err(PatchError::new(ScimType::InvalidValue, format!("operation {i}: add and replace need a value")))
+                }
+                (PatchKind::Add | PatchKind::Replace, None, Some(v)) if !v.is_object() => Err(PatchError::new(
+                    ScimType::InvalidValue,
+                    format!("operation {i}: without a path the value must be an object of attributes"),
+                )),
+                _ => Ok(PatchOp { kind, path, value }),
+            }
+        })
+        .collect()
+}
+
+/// Applies the operations in order to `resource` (the resource's JSON, without `meta`).
+/// `schema` is the resource's core schema URI: a path prefixed with it means the same as the
+/// bare name. Attribute names match ignoring case; the stored key keeps its first spelling.
+pub fn apply(resource: &mut Map<String, Json>, schema: &str, ops: &[PatchOp]) -> Result<(), PatchError> {
+    for (i, op) in ops.iter().enumerate() {
+        match (&op.path, op.kind) {
+            (None, _) => {
+                let Some(Json::Object(attrs)) = &op.value else {
+                    return Err(PatchError::new(ScimType::InvalidValue, format!("operation {i}: value must be an object")));
+                };
+                for (k, v) in attrs {
+                    let path = AttrPath::parse(k).map_err(|e| PatchError::new(ScimType::InvalidPath, format!("operation {i}: {e}")))?;
+                    set(resource, schema, &path, v.clone(), op.kind, i)?;
+                }
+            }
+            (Some(path), PatchKind::Remove) => remove(resource, schema, path, i)?,
+            (Some(path), kind) => set(resource, schema, path, op.value.clone().unwrap_or(Json::Null), kind, i)?,
+        }
+    }
+    Ok(())
+}
+
+fn check_uri(path: &AttrPath, schema: &str, i: usize) -> Result<(), PatchError> {
+    match &path.uri {
+        Some(uri) if !uri.eq_ignore_ascii_case(schema) => {
+            Err(PatchError::new(ScimType::InvalidPath, format!("operation {i}: the path names a schema this resource does not have")))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn key_of(map: &Map<String, Json>, name: &str) -> Option<String> {
+    map.keys().find(|k| k.eq_ignore_ascii_case(name)).cloned()
+}
+
+fn set(resource: &mut Map<String, Json>, schema: &str, path: &AttrPath, value: Json, kind: PatchKind, i: usize) -> Result<(), PatchError> {
+    check_uri(path, schema, i)?;
+    if path.attr.eq_ignore_ascii_case("schemas") || path.attr.eq_ignore_ascii_case("meta") || path.attr.eq_ignore_ascii_case("id") {
+        return Err(PatchError::new(ScimType::Mutability, format!("operation {i}: {} cannot be changed", path.attr)));
+    }
+    let key = key_of(resource, &path.attr).unwrap_or_else(|| path.attr.clone());
+    match &path.sub {
+        None => {
+            let slot = resource.entry(key).or_insert(Json::Null);
+            match (kind, slot, value) {
+                (PatchKind::Add, Json::Array(have), Json::Array(more)) => {
+                    for v in more {
+                        if !have.contains(&v) {
+                            have.push(v);
+                        }
+                    }
+                }
+                (PatchKind::Add, Json::Object(have), Json::Object(more)) => have.extend(more),
+                (_, slot, value) => *slot = value,
+            }
+        }
+        Some(sub) => {
+            let slot = resource.entry(key).or_insert_with(|| Json::Object(Map::new()));
+            let Json::Object(inner) = slot else {
+                return Err(PatchError::new(ScimType::InvalidPath, format!("operation {i}: {} has no sub-attributes", path.attr)));
+            };
+            let sub_key = key_of(inner, sub).unwrap_or_else(|| sub.clone());
+            inner.insert(sub_key, value);
+        }
+    }
+    Ok(())
+}
+
+fn remove(resource: &mut Map<String, Json>, schema: &str, path: &AttrPath, i: usize) -> Result<(), PatchError> {
+    check_uri(path, schema, i)?;
+    let no_target = || PatchError::new(ScimType::NoTarget, format!("operation {i}: the path matches no value"));
+    let key = key_of(resource, &path.attr).ok_or_else(no_target)?;
+    match &path.sub {
+        None => {
+            resource.remove(&key);
+        }
+        Some(sub) => {
+            let Some(Json::Object(inner)) = resource.get_mut(&key) else { return Err(no_target()) };
+            let sub_key = key_of(inner, sub).ok_or_else(no_target)?;
+            inner.remove(&sub_key);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scim::USER_SCHEMA;
+    use serde_json::json;
+
+    fn req(ops: Json) -> Json {
+        json!({"schemas": [PATCH_OP], "Operations": ops})
+    }
+
+    fn user() -> Map<String, Json> {
+        json!({"userName": "bob", "active": true, "name": {"givenName": "Bob"}, "emails": [{"value": "a@x"}]}).as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn add_replace_remove_with_and_without_paths() {
+        let ops = parse_request(&req(json!([
+            {"op": "Replace", "path": "active", "value": false},
+            {"op": "add", "path": "name.familyName", "value": "Jones"},
+            {"op": "replace", "value": {"displayName": "Dr Jones", "NAME.givenName": "Robert"}},
+            {"op": "add", "path": "emails", "value": [{"value": "b@x"}]},
+            {"op": "remove", "path": "urn:ietf:params:scim:schemas:core:2.0:User:externalId2"},
+        ])))
+        .unwrap();
+        let mut u = user();
+        let err = apply(&mut u, USER_SCHEMA, &ops).unwrap_err();
+        assert_eq!(err.scim_type, ScimType::NoTarget);
+        let mut u = user();
+        apply(&mut u, USER_SCHEMA, &ops[..4]).unwrap();
+        assert_eq!(
+            Json::Object(u),
+            json!({"userName": "bob", "active": false, "displayName": "Dr Jones",
+                "name": {"givenName": "Robert", "familyName": "Jones"}, "emails": [{"value": "a@x"}, {"value": "b@x"}]})
+        );
+    }
+
+    #[test]
+    fn malformed_requests_get_their_scim_type() {
+        let cases = [
+            (json!([]), ScimType::InvalidSyntax),
+            (json!([{"op": "move", "path": "a"}]), ScimType::InvalidSyntax),
+            (json!([{"op": "remove"}]), ScimType::NoTarget),
+            (json!([{"op": "add", "path": "a"}]), ScimType::InvalidValue),
+            (json!([{"op": "add", "value": 3}]), ScimType::InvalidValue),
+            (json!([{"op": "add", "path": "emails[type eq \"work\"].value", "value": "x"}]), ScimType::InvalidPath),
+            (json!([{"op": "add", "path": "a..b", "value": "x"}]), ScimType::InvalidPath),
+            (json!([{"op": "add", "path": 7, "value": "x"}]), ScimType::InvalidPath),
+            (json!("nope"), ScimType::InvalidSyntax),
+        ];
+        for (ops, want) in cases {
+            assert_eq!(parse_request(&req(ops.clone())).unwrap_err().scim_type, want, "{ops}");
+        }
+        assert_eq!(parse_request(&json!({"Operations": []})).unwrap_err().scim_type, ScimType::InvalidSyntax);
+        let ops = parse_request(&req(json!([{"op": "replace", "path": "id", "value": "x"}]))).unwrap();
+        assert_eq!(apply(&mut user(), USER_SCHEMA, &ops).unwrap_err().scim_type, ScimType::Mutability);
+        let ops = parse_request(&req(json!([{"op": "replace", "path": "urn:other:schema:active", "value": false}]))).unwrap();
+        assert_eq!(apply(&mut user(), USER_SCHEMA, &ops).unwrap_err().scim_type, ScimType::InvalidPath);
+    }
+}

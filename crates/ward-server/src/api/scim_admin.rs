@@ -1,0 +1,202 @@
+//! SCIM administration (docs/identity.md, "SCIM provisioning"): admins issue, list and revoke
+//! the organisation's SCIM bearer tokens (issuing and revoking need a step-up and are
+//! audited); compliance officers and admins read the deprovisioning timelines (HIPAA
+//! 164.308(a)(3)(ii)(C) termination procedures), which the evidence bundle also carries.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use ward_domain::ids::{DeviceId, UserId};
+use ward_domain::login::parse_label;
+use ward_domain::policy;
+
+use super::dto::ts;
+use crate::app::AppState;
+use crate::auth::{Auth, Meta};
+use crate::extract::{Json, Path, Query};
+use crate::problem::{ApiError, ApiResult, Problem};
+use crate::scim::SCIM_PREFIX;
+use crate::secrets::{new_token, token_hash};
+
+pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(list_tokens, create_token))
+        .routes(utoipa_axum::routes!(revoke_token))
+        .routes(utoipa_axum::routes!(deprovisions))
+}
+
+/// A SCIM token as listed (never the token itself).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ScimTokenView {
+    /// Id.
+    id: uuid::Uuid,
+    /// Which identity provider it is for.
+    label: String,
+    /// The admin who issued it.
+    created_by: UserId,
+    /// When.
+    created_at: String,
+    /// When revoked.
+    revoked_at: Option<String>,
+}
+
+impl From<ward_store::ScimToken> for ScimTokenView {
+    fn from(t: ward_store::ScimToken) -> Self {
+        ScimTokenView { id: t.id, label: t.label, created_by: t.created_by, created_at: ts(t.created_at), revoked_at: t.revoked_at.map(ts) }
+    }
+}
+
+/// A new token: shown once.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct IssuedScimToken {
+    /// The token as listed.
+    #[serde(flatten)]
+    view: ScimTokenView,
+    /// The bearer token for the identity provider (`wst_…`); Ward keeps only its hash.
+    token: String,
+}
+
+/// What to issue.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateScimToken {
+    /// Which identity provider it is for (1 to 100 characters).
+    label: String,
+}
+
+/// Issues a SCIM bearer token for the organisation (admins, with a step-up). It works on
+/// `/scim/v2` only. Audited `scim.token` (op `create`).
+#[utoipa::path(post, path = "/api/v1/admin/scim/tokens", tag = "scim", security(("bearer" = [])), request_body = CreateScimToken,
+    responses((status = 201, body = IssuedScimToken), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
+async fn create_token(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    s: Auth,
+    Json(req): Json<CreateScimToken>,
+) -> ApiResult<(StatusCode, Json<IssuedScimToken>)> {
+    policy::may_administer(&s.actor)?;
+    let label = parse_label("label", &req.label, 100)?;
+    crate::auth::require_step_up(&state, &s, "scim_token", &meta).await?;
+    let token = new_token(SCIM_PREFIX);
+    let t = state.store.create_scim_token(s.actor.org_id, label, token_hash(&token), s.actor.user_id, meta).await?;
+    Ok((StatusCode::CREATED, Json(IssuedScimToken { view: t.into(), token })))
+}
+
+/// The organisation's SCIM tokens, newest first (admins).
+#[utoipa::path(get, path = "/api/v1/admin/scim/tokens", tag = "scim", security(("bearer" = [])),
+    responses((status = 200, body = Vec<ScimTokenView>), (status = 403, body = Problem)))]
+async fn list_tokens(State(state): State<AppState>, s: Auth) -> ApiResult<Json<Vec<ScimTokenView>>> {
+    policy::may_administer(&s.actor)?;
+    Ok(Json(state.store.scim_tokens(s.actor.org_id).await?.into_iter().map(Into::into).collect()))
+}
+
+/// Revokes a SCIM token at once (admins, with a step-up). Audited `scim.token` (op `revoke`).
+#[utoipa::path(delete, path = "/api/v1/admin/scim/tokens/{token_id}", tag = "scim", security(("bearer" = [])),
+    params(("token_id" = uuid::Uuid, Path)),
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem)))]
+async fn revoke_token(State(state): State<AppState>, Meta(meta): Meta, s: Auth, Path(id): Path<uuid::Uuid>) -> ApiResult<StatusCode> {
+    policy::may_administer(&s.actor)?;
+    crate::auth::require_step_up(&state, &s, "scim_token", &meta).await?;
+    state.store.revoke_scim_token(s.actor.org_id, id, s.actor.user_id, meta).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// One device's wipe in a deprovisioning.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct WipeStepView {
+    /// The device.
+    device_id: DeviceId,
+    /// Queued.
+    requested_at: String,
+    /// The device fetched the command.
+    delivered_at: Option<String>,
+    /// The device confirmed the wipe.
+    acknowledged_at: Option<String>,
+    /// Closed without reaching the device (`no_wipe_channel`: it never registered).
+    closed_reason: Option<String>,
+}
+
+/// A deprovisioning's timeline: request received → sessions revoked → wipes queued →
+/// connections closed → each wipe acknowledged. Times are RFC 3339 with milliseconds in
+/// `*_ms` twins (Unix ms) for exact ordering.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DeprovisionView {
+    /// Id.
+    pub(crate) id: uuid::Uuid,
+    /// The account.
+    pub(crate) user_id: UserId,
+    /// The SCIM token that asked.
+    pub(crate) token_id: uuid::Uuid,
+    /// `active_false` or `delete`.
+    pub(crate) cause: String,
+    /// The request arrived (Unix ms).
+    pub(crate) received_at_ms: i64,
+    /// Every session and refresh token revoked (Unix ms).
+    pub(crate) sessions_revoked_at_ms: i64,
+    /// How many sessions.
+    pub(crate) sessions_revoked: i64,
+    /// Every wipe queued (Unix ms).
+    pub(crate) wipes_queued_at_ms: i64,
+    /// How many wipes.
+    pub(crate) wipes_queued: i64,
+    /// The signal closing the person's connections was sent (Unix ms).
+    pub(crate) connections_closed_at_ms: Option<i64>,
+    /// Each wipe and its progress.
+    pub(crate) wipes: Vec<WipeStepView>,
+}
+
+impl From<ward_store::DeprovisionRecord> for DeprovisionView {
+    fn from(r: ward_store::DeprovisionRecord) -> Self {
+        DeprovisionView {
+            id: r.id,
+            user_id: r.user_id,
+            token_id: r.token_id,
+            cause: r.cause,
+            received_at_ms: r.received_at,
+            sessions_revoked_at_ms: r.sessions_revoked_at,
+            sessions_revoked: r.sessions_revoked,
+            wipes_queued_at_ms: r.wipes_queued_at,
+            wipes_queued: r.wipes_queued,
+            connections_closed_at_ms: r.connections_closed_at,
+            wipes: r
+                .wipes
+                .into_iter()
+                .map(|w| WipeStepView {
+                    device_id: w.device_id,
+                    requested_at: ts(w.requested_at),
+                    delivered_at: w.delivered_at.map(ts),
+                    acknowledged_at: w.acknowledged_at.map(ts),
+                    closed_reason: w.closed_reason,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// How many timelines.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct DeprovisionQuery {
+    /// 1 to 500 (default 100).
+    limit: Option<u32>,
+}
+
+/// The organisation's SCIM deprovisioning timelines, newest first (compliance officers and
+/// admins; audited as `audit.read`, op `scim_deprovisions`).
+#[utoipa::path(get, path = "/api/v1/admin/scim/deprovisions", tag = "scim", security(("bearer" = [])), params(DeprovisionQuery),
+    responses((status = 200, body = Vec<DeprovisionView>), (status = 400, body = Problem), (status = 403, body = Problem)))]
+async fn deprovisions(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    s: Auth,
+    Query(q): Query<DeprovisionQuery>,
+) -> ApiResult<Json<Vec<DeprovisionView>>> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::invalid_parameter().detail("limit must be from 1 to 500"));
+    }
+    super::audit::audited(&state, &s, meta, "scim_deprovisions").await?;
+    Ok(Json(state.store.scim_deprovisions(s.actor.org_id, limit).await?.into_iter().map(Into::into).collect()))
+}

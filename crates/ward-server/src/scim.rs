@@ -1,0 +1,701 @@
+//! The SCIM 2.0 service (RFC 7643, RFC 7644) under `/scim/v2`: an identity provider creates,
+//! reads, lists, replaces, patches and deletes workforce accounts, authenticated by an
+//! organisation's SCIM bearer token (`wst_…`, issued by an admin) and by nothing else.
+//! Access tokens are refused here and SCIM tokens everywhere else (their prefixes differ, and
+//! each extractor accepts only its own).
+//!
+//! Deprovisioning (`active` false, or DELETE) follows the termination procedure of HIPAA
+//! 164.308(a)(3)(ii)(C): in one transaction the account is disabled, every session (and with
+//! it every refresh token) revoked and a wipe queued to each device; then the signal closing
+//! the person's connections goes out. Each step's time is kept (`scim_deprovisions`) for
+//! `GET /api/v1/admin/scim/deprovisions` and the evidence bundle.
+//!
+//! Errors take RFC 7644 §3.12's form (`application/scim+json`, `scimType`) and change
+//! nothing. Details name rules and positions, never a submitted value (user names and emails
+//! are personal data).
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Map, Value as Json, json};
+use ward_domain::audit::{AuditAction, AuditEvent, DetailValue, Outcome};
+use ward_domain::ids::UserId;
+use ward_domain::login::{LoginName, parse_label};
+use ward_domain::role::Role;
+use ward_domain::scim::filter::{AttrPath, AttrValue, Filter, Resource, Value};
+use ward_domain::scim::{ERROR, LIST_RESPONSE, ScimType, USER_SCHEMA, patch};
+use ward_store::{RequestMeta, ScimClient, ScimUser, ScimUserFields, StoreError, now_ms};
+
+use crate::api::dto::ts;
+use crate::app::AppState;
+use crate::auth::meta_of;
+use crate::problem::{ApiError, InternalCause};
+use crate::secrets::token_hash;
+
+/// Prefix of SCIM bearer tokens.
+pub const SCIM_PREFIX: &str = "wst_";
+/// The media type of every SCIM answer.
+pub const SCIM_MEDIA_TYPE: &str = "application/scim+json";
+/// Largest page a list returns.
+pub const MAX_PAGE: usize = 200;
+/// Where the service lives.
+pub const BASE: &str = "/scim/v2";
+
+/// The `/scim/v2` routes.
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/Users", get(list_users).post(create_user))
+        .route("/Users/.search", axum::routing::post(search_users))
+        // The root search covers every resource type: Users are the only one.
+        .route("/.search", axum::routing::post(search_users))
+        .route("/Users/{id}", get(get_user).put(replace_user).patch(patch_user).delete(delete_user))
+        .route("/ServiceProviderConfig", get(service_provider_config))
+        .route("/ResourceTypes", get(resource_types))
+        .route("/ResourceTypes/{name}", get(resource_type))
+        .route("/Schemas", get(schemas))
+        .route("/Schemas/{uri}", get(schema))
+        .fallback(|| async { ScimError::new(StatusCode::NOT_FOUND, None, "no such SCIM endpoint") })
+}
+
+/// An RFC 7644 §3.12 error.
+#[derive(Debug)]
+pub struct ScimError {
+    status: StatusCode,
+    scim_type: Option<ScimType>,
+    detail: String,
+    internal: Option<String>,
+}
+
+impl ScimError {
+    fn new(status: StatusCode, scim_type: Option<ScimType>, detail: impl Into<String>) -> ScimError {
+        ScimError { status, scim_type, detail: detail.into(), internal: None }
+    }
+
+    fn bad(scim_type: ScimType, detail: impl Into<String>) -> ScimError {
+        ScimError::new(StatusCode::BAD_REQUEST, Some(scim_type), detail)
+    }
+
+    fn not_found() -> ScimError {
+        ScimError::new(StatusCode::NOT_FOUND, None, "no such resource")
+    }
+
+    fn unauthorized() -> ScimError {
+        ScimError::new(StatusCode::UNAUTHORIZED, None, "a valid SCIM bearer token is required")
+    }
+}
+
+impl From<ApiError> for ScimError {
+    fn from(e: ApiError) -> ScimError {
+        ScimError { status: e.status, scim_type: None, detail: e.detail.unwrap_or_else(|| e.title.to_owned()), internal: e.internal }
+    }
+}
+
+impl From<StoreError> for ScimError {
+    fn from(e: StoreError) -> ScimError {
+        match e {
+            StoreError::NotFound => ScimError::not_found(),
+            StoreError::Conflict(what) => {
+                ScimError::new(StatusCode::CONFLICT, Some(ScimType::Uniqueness), format!("{what} is already taken"))
+            }
+            StoreError::State(why) => ScimError::bad(ScimType::InvalidValue, why),
+            other => ApiError::from(other).into(),
+        }
+    }
+}
+
+impl IntoResponse for ScimError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"schemas": [ERROR], "status": self.status.as_u16().to_string(), "detail": self.detail});
+        if let Some(t) = self.scim_type {
+            body["scimType"] = json!(t.as_str());
+        }
+        let mut res = scim_json(self.status, &body);
+        if self.status == StatusCode::UNAUTHORIZED {
+            res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"scim\""));
+        }
+        if let Some(cause) = self.internal {
+            res.extensions_mut().insert(InternalCause(cause));
+        }
+        res
+    }
+}
+
+type ScimResult<T> = Result<T, ScimError>;
+
+fn scim_json(status: StatusCode, body: &Json) -> Response {
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_MEDIA_TYPE))], body.to_string()).into_response()
+}
+
+/// The SCIM client behind a request: a live token of an organisation.
+#[derive(Debug, Clone)]
+pub struct ScimAuth {
+    client: ScimClient,
+    meta: RequestMeta,
+}
+
+impl FromRequestParts<AppState> for ScimAuth {
+    type Rejection = ScimError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| t.starts_with(SCIM_PREFIX) && t.len() <= 128)
+            .ok_or_else(ScimError::unauthorized)?;
+        let client = state.store.scim_client(token_hash(token)).await?.ok_or_else(ScimError::unauthorized)?;
+        Ok(ScimAuth { client, meta: meta_of(parts) })
+    }
+}
+
+/// A SCIM request body: `application/scim+json` or `application/json`, a JSON object.
+fn body_json(headers: &HeaderMap, body: &Bytes) -> ScimResult<Map<String, Json>> {
+    let media = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).and_then(|v| v.split(';').next()).map(str::trim);
+    if !media.is_some_and(|m| m.eq_ignore_ascii_case(SCIM_MEDIA_TYPE) || m.eq_ignore_ascii_case("application/json")) {
+        return Err(ScimError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, None, "send application/scim+json"));
+    }
+    match serde_json::from_slice::<Json>(body) {
+        Ok(Json::Object(m)) => Ok(m),
+        Ok(_) => Err(ScimError::bad(ScimType::InvalidSyntax, "the body must be a JSON object")),
+        Err(_) => Err(ScimError::bad(ScimType::InvalidSyntax, "the body is not valid JSON")),
+    }
+}
+
+/// The SCIM representation of a user without `meta` (also what PATCH edits).
+fn user_attributes(u: &ScimUser) -> Map<String, Json> {
+    let mut m = Map::new();
+    m.insert("schemas".into(), json!([USER_SCHEMA]));
+    m.insert("id".into(), json!(u.user.id.to_string()));
+    if let Some(e) = &u.external_id {
+        m.insert("externalId".into(), json!(e));
+    }
+    m.insert("userName".into(), json!(u.user.login));
+    m.insert("displayName".into(), json!(u.user.display_name));
+    m.insert("active".into(), json!(!u.user.disabled));
+    m.insert("roles".into(), json!([{"value": u.user.role.as_str(), "primary": true}]));
+    m
+}
+
+/// A weak ETag over the representation: it changes whenever any attribute does, whichever
+/// path changed it (SCIM, the admin API, the roster).
+fn etag(attrs: &Map<String, Json>) -> String {
+    let digest = token_hash(&Json::Object(attrs.clone()).to_string());
+    let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    format!("W/\"{hex}\"")
+}
+
+fn user_json(u: &ScimUser) -> (Json, String) {
+    let mut m = user_attributes(u);
+    let tag = etag(&m);
+    let created = ts(u.user.created_at);
+    m.insert(
+        "meta".into(),
+        json!({"resourceType": "User", "created": created, "lastModified": created,
+            "location": format!("{BASE}/Users/{}", u.user.id), "version": tag}),
+    );
+    (Json::Object(m), tag)
+}
+
+fn user_response(status: StatusCode, u: &ScimUser) -> Response {
+    let (body, tag) = user_json(u);
+    let mut res = scim_json(status, &body);
+    if let Ok(v) = HeaderValue::from_str(&tag) {
+        res.headers_mut().insert(header::ETAG, v);
+    }
+    if status == StatusCode::CREATED
+        && let Ok(v) = HeaderValue::from_str(&format!("{BASE}/Users/{}", u.user.id))
+    {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    res
+}
+
+/// Refuses a write whose `If-Match` names another version (412, nothing changed).
+fn check_if_match(headers: &HeaderMap, current: &str) -> ScimResult<()> {
+    let Some(v) = headers.get(header::IF_MATCH) else { return Ok(()) };
+    let v = v.to_str().map_err(|_| ScimError::bad(ScimType::InvalidSyntax, "If-Match is not readable"))?;
+    let weak = |t: &str| t.trim().trim_start_matches("W/").to_owned();
+    if v.trim() == "*" || v.split(',').any(|t| weak(t) == weak(current)) {
+        Ok(())
+    } else {
+        Err(ScimError::new(StatusCode::PRECONDITION_FAILED, None, "the resource changed: its version does not match If-Match"))
+    }
+}
+
+fn parse_id(id: &str) -> ScimResult<UserId> {
+    id.parse::<uuid::Uuid>().map(UserId).map_err(|_| ScimError::not_found())
+}
+
+fn field<'a>(m: &'a Map<String, Json>, name: &str) -> Option<&'a Json> {
+    m.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v).filter(|v| !v.is_null())
+}
+
+/// Reads a User body (POST, PUT, or the result of a PATCH) into the fields Ward keeps.
+/// `current` supplies the role when the body carries none.
+fn user_fields(m: &Map<String, Json>, current: Option<&ScimUser>) -> ScimResult<ScimUserFields> {
+    let schemas =
+        field(m, "schemas").and_then(Json::as_array).ok_or_else(|| ScimError::bad(ScimType::InvalidSyntax, "schemas is required"))?;
+    if !schemas.iter().any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(USER_SCHEMA))) {
+        return Err(ScimError::bad(ScimType::InvalidSyntax, "schemas must include the core User schema"));
+    }
+    if schemas.iter().any(|s| !s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(USER_SCHEMA))) {
+        return Err(ScimError::bad(ScimType::InvalidValue, "schemas names a schema this service does not support"));
+    }
+    let text = |name: &'static str| -> ScimResult<Option<&str>> {
+        match field(m, name) {
+            None => Ok(None),
+            Some(Json::String(s)) => Ok(Some(s.as_str())),
+            Some(_) => Err(ScimError::bad(ScimType::InvalidValue, format!("{name} must be a string"))),
+        }
+    };
+    let user_name = text("userName")?.ok_or_else(|| ScimError::bad(ScimType::InvalidValue, "userName is required"))?;
+    let login = LoginName::parse(user_name).map_err(|e| ScimError::bad(ScimType::InvalidValue, format!("userName: {e}")))?;
+    let display = match text("displayName")? {
+        Some(d) => d.to_owned(),
+        None => field(m, "name").and_then(|n| n.get("formatted")).and_then(Json::as_str).unwrap_or(user_name).to_owned(),
+    };
+    let display_name = parse_label("displayName", &display, 200).map_err(|e| ScimError::bad(ScimType::InvalidValue, e.to_string()))?;
+    let external_id = text("externalId")?.map(str::to_owned);
+    if external_id.as_ref().is_some_and(|e| e.is_empty() || e.len() > 256) {
+        return Err(ScimError::bad(ScimType::InvalidValue, "externalId must be 1 to 256 bytes"));
+    }
+    let active = match field(m, "active") {
+        None => true,
+        Some(Json::Bool(b)) => *b,
+        // Some identity providers send the flag as a string.
+        Some(Json::String(s)) if s.eq_ignore_ascii_case("true") => true,
+        Some(Json::String(s)) if s.eq_ignore_ascii_case("false") => false,
+        Some(_) => return Err(ScimError::bad(ScimType::InvalidValue, "active must be a boolean")),
+    };
+    let role = match field(m, "roles") {
+        None => current.map_or(Role::Staff, |c| c.user.role),
+        Some(Json::Array(roles)) => {
+            let pick = roles.iter().find(|r| r.get("primary") == Some(&Json::Bool(true))).or_else(|| roles.first());
+            match pick {
+                None => current.map_or(Role::Staff, |c| c.user.role),
+                Some(r) => r
+                    .get("value")
+                    .and_then(Json::as_str)
+                    .and_then(|v| v.parse::<Role>().ok())
+                    .filter(|r| r.is_workforce())
+                    .ok_or_else(|| ScimError::bad(ScimType::InvalidValue, "roles: the value must be a Ward workforce role"))?,
+            }
+        }
+        Some(_) => return Err(ScimError::bad(ScimType::InvalidValue, "roles must be an array")),
+    };
+    Ok(ScimUserFields { login: login.to_string(), display_name, role, external_id, active })
+}
+
+/// Records a refused write (`scim.user` failure with the `scimType`), then returns the error.
+async fn refused(state: &AppState, auth: &ScimAuth, op: &'static str, user: Option<UserId>, e: ScimError) -> ScimError {
+    if e.status.is_client_error() {
+        let mut ev = AuditEvent::new(AuditAction::ScimUser, Outcome::Failure)
+            .detail("op", DetailValue::Code(op))
+            .detail("token", DetailValue::Id(auth.client.token))
+            .detail("status", DetailValue::Int(i64::from(e.status.as_u16())));
+        if let Some(t) = e.scim_type {
+            ev = ev.detail("scim_type", DetailValue::Code(t.as_str()));
+        }
+        if let Some(u) = user {
+            ev = ev.target("user", u);
+        }
+        ev.org_id = Some(auth.client.org);
+        if let Err(err) = state.store.record(ev, auth.meta.clone()).await {
+            return err.into();
+        }
+    }
+    e
+}
+
+/// Closes the deprovisioned person's connections and records when.
+async fn close_connections(state: &AppState, d: &ward_store::Deprovision) -> ScimResult<()> {
+    state.end_sessions(d.user_id, None).await;
+    state.store.scim_connections_closed(d.id, now_ms()).await?;
+    Ok(())
+}
+
+/// A user as filters see it.
+struct Filterable<'a>(&'a ScimUser);
+
+impl Resource for Filterable<'_> {
+    fn values(&self, path: &AttrPath) -> Vec<AttrValue> {
+        let this = self.0;
+        if path.uri.as_deref().is_some_and(|u| !u.eq_ignore_ascii_case(USER_SCHEMA)) {
+            return Vec::new();
+        }
+        let s = |v: &str, case_exact| vec![AttrValue { value: Value::Str(v.to_owned()), case_exact }];
+        if path.is("id", None) {
+            s(&this.user.id.to_string(), true)
+        } else if path.is("userName", None) {
+            s(&this.user.login, false)
+        } else if path.is("displayName", None) || path.is("name", Some("formatted")) {
+            s(&this.user.display_name, false)
+        } else if path.is("externalId", None) {
+            this.external_id.as_deref().map(|e| s(e, true)).unwrap_or_default()
+        } else if path.is("active", None) {
+            vec![AttrValue { value: Value::Bool(!this.user.disabled), case_exact: false }]
+        } else if path.is("roles", None) || path.is("roles", Some("value")) {
+            s(this.user.role.as_str(), false)
+        } else if path.is("meta", Some("created")) || path.is("meta", Some("lastModified")) {
+            s(&ts(this.user.created_at), true)
+        } else if path.is("meta", Some("resourceType")) {
+            s("User", false)
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+fn positive(params: &[(String, String)], name: &str) -> ScimResult<Option<i64>> {
+    match params.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)) {
+        None => Ok(None),
+        Some((_, v)) => {
+            v.parse::<i64>().map(Some).map_err(|_| ScimError::bad(ScimType::InvalidValue, format!("{name} must be an integer")))
+        }
+    }
+}
+
+/// Which attributes an answer carries (RFC 7644 §3.4.2.5): `attributes` keeps only those
+/// named (with `id` and `schemas`, always returned), `excludedAttributes` drops those named.
+#[derive(Debug, Default)]
+struct Projection {
+    only: Vec<AttrPath>,
+    without: Vec<AttrPath>,
+}
+
+impl Projection {
+    fn parse(attributes: Option<&str>, excluded: Option<&str>) -> ScimResult<Projection> {
+        let list = |v: Option<&str>| -> ScimResult<Vec<AttrPath>> {
+            v.map(|v| v.split(',').map(str::trim).filter(|p| !p.is_empty()).map(AttrPath::parse).collect::<Result<Vec<_>, _>>())
+                .transpose()
+                .map(Option::unwrap_or_default)
+                .map_err(|e| ScimError::bad(ScimType::InvalidPath, e.to_string()))
+        };
+        Ok(Projection { only: list(attributes)?, without: list(excluded)? })
+    }
+
+    fn apply(&self, mut resource: Json) -> Json {
+        let Json::Object(m) = &mut resource else { return resource };
+        let always = |k: &str| k == "id" || k == "schemas";
+        if !self.only.is_empty() {
+            m.retain(|k, _| always(k) || self.only.iter().any(|p| p.attr.eq_ignore_ascii_case(k)));
+            for p in self.only.iter().filter(|p| p.sub.is_some()) {
+                // Only the named sub-attributes of a complex attribute, unless it is named whole.
+                if self.only.iter().any(|q| q.sub.is_none() && q.attr.eq_ignore_ascii_case(&p.attr)) {
+                    continue;
+                }
+                if let Some((_, Json::Object(inner))) = m.iter_mut().find(|(k, _)| k.eq_ignore_ascii_case(&p.attr)) {
+                    inner.retain(|k, _| {
+                        self.only
+                            .iter()
+                            .any(|q| q.attr.eq_ignore_ascii_case(&p.attr) && q.sub.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(k)))
+                    });
+                }
+            }
+        }
+        for p in &self.without {
+            match &p.sub {
+                None => m.retain(|k, _| always(k) || !p.attr.eq_ignore_ascii_case(k)),
+                Some(sub) => {
+                    if let Some((_, Json::Object(inner))) = m.iter_mut().find(|(k, _)| k.eq_ignore_ascii_case(&p.attr)) {
+                        inner.retain(|k, _| !sub.eq_ignore_ascii_case(k));
+                    }
+                }
+            }
+        }
+        resource
+    }
+}
+
+/// What a list or search asks for.
+#[derive(Debug, Default)]
+struct ListRequest {
+    filter: Option<Filter>,
+    start: i64,
+    count: i64,
+    projection: Projection,
+}
+
+async fn list(state: &AppState, auth: &ScimAuth, req: ListRequest) -> ScimResult<Response> {
+    let users = state.store.scim_users(auth.client.org).await?;
+    let matching: Vec<&ScimUser> = users.iter().filter(|u| req.filter.as_ref().is_none_or(|f| f.matches(&Filterable(u)))).collect();
+    let page: Vec<Json> = matching
+        .iter()
+        .skip(usize::try_from(req.start - 1).unwrap_or(usize::MAX))
+        .take(usize::try_from(req.count).unwrap_or(0))
+        .map(|u| req.projection.apply(user_json(u).0))
+        .collect();
+    let body = json!({"schemas": [LIST_RESPONSE], "totalResults": matching.len(), "startIndex": req.start,
+        "itemsPerPage": page.len(), "Resources": page});
+    Ok(scim_json(StatusCode::OK, &body))
+}
+
+fn list_request(filter: Option<&str>, start: Option<i64>, count: Option<i64>, projection: Projection) -> ScimResult<ListRequest> {
+    let filter = filter.map(|f| Filter::parse(f).map_err(|e| ScimError::bad(ScimType::InvalidFilter, e.to_string()))).transpose()?;
+    // RFC 7644 §3.4.2.4: values below 1 are read as 1; a negative count as 0.
+    let start = start.unwrap_or(1).max(1);
+    let count = count.unwrap_or(MAX_PAGE as i64).clamp(0, MAX_PAGE as i64);
+    Ok(ListRequest { filter, start, count, projection })
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+}
+
+/// `GET /scim/v2/Users?filter=…&startIndex=…&count=…&attributes=…&excludedAttributes=…`.
+async fn list_users(
+    State(state): State<AppState>,
+    auth: ScimAuth,
+    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> ScimResult<Response> {
+    let Query(params) = params.map_err(|_| ScimError::bad(ScimType::InvalidSyntax, "the query string is not readable"))?;
+    let projection = Projection::parse(param(&params, "attributes"), param(&params, "excludedAttributes"))?;
+    let req = list_request(param(&params, "filter"), positive(&params, "startIndex")?, positive(&params, "count")?, projection)?;
+    list(&state, &auth, req).await
+}
+
+/// `POST /scim/v2/Users/.search` (RFC 7644 §3.4.3): the list's parameters in a SearchRequest body.
+async fn search_users(State(state): State<AppState>, auth: ScimAuth, headers: HeaderMap, body: Bytes) -> ScimResult<Response> {
+    let m = body_json(&headers, &body)?;
+    let search = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
+    if !field(&m, "schemas").and_then(Json::as_array).is_some_and(|s| s.iter().any(|v| v.as_str() == Some(search))) {
+        return Err(ScimError::bad(ScimType::InvalidSyntax, "schemas must be the SearchRequest message"));
+    }
+    let text = |name: &str| -> ScimResult<Option<String>> {
+        match field(&m, name) {
+            None => Ok(None),
+            Some(Json::String(s)) => Ok(Some(s.clone())),
+            Some(Json::Array(a)) => Ok(Some(a.iter().filter_map(Json::as_str).collect::<Vec<_>>().join(","))),
+            Some(_) => Err(ScimError::bad(ScimType::InvalidValue, format!("{name} must be a string or a list of strings"))),
+        }
+    };
+    let int = |name: &str| -> ScimResult<Option<i64>> {
+        match field(&m, name) {
+            None => Ok(None),
+            Some(v) => v.as_i64().map(Some).ok_or_else(|| ScimError::bad(ScimType::InvalidValue, format!("{name} must be an integer"))),
+        }
+    };
+    let projection = Projection::parse(text("attributes")?.as_deref(), text("excludedAttributes")?.as_deref())?;
+    let req = list_request(text("filter")?.as_deref(), int("startIndex")?, int("count")?, projection)?;
+    list(&state, &auth, req).await
+}
+
+/// `GET /scim/v2/Users/{id}`; `If-None-Match` with the current version answers 304.
+async fn get_user(
+    State(state): State<AppState>,
+    auth: ScimAuth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> ScimResult<Response> {
+    let Query(params) = params.map_err(|_| ScimError::bad(ScimType::InvalidSyntax, "the query string is not readable"))?;
+    let projection = Projection::parse(param(&params, "attributes"), param(&params, "excludedAttributes"))?;
+    let u = state.store.scim_user(auth.client.org, parse_id(&id)?).await?;
+    let (_, tag) = user_json(&u);
+    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == tag)) {
+        let mut res = StatusCode::NOT_MODIFIED.into_response();
+        if let Ok(v) = HeaderValue::from_str(&tag) {
+            res.headers_mut().insert(header::ETAG, v);
+        }
+        return Ok(res);
+    }
+    let mut res = user_response(StatusCode::OK, &u);
+    if !projection.only.is_empty() || !projection.without.is_empty() {
+        let (body, _) = user_json(&u);
+        let headers = res.headers().clone();
+        res = scim_json(StatusCode::OK, &projection.apply(body));
+        res.headers_mut().extend(headers);
+    }
+    Ok(res)
+}
+
+/// `POST /scim/v2/Users`: a workforce account (role `staff` unless `roles` names another),
+/// with no usable password until an admin issues a one-time one.
+async fn create_user(State(state): State<AppState>, auth: ScimAuth, headers: HeaderMap, body: Bytes) -> ScimResult<Response> {
+    let result = async {
+        let m = body_json(&headers, &body)?;
+        let f = user_fields(&m, None)?;
+        // A random password no one knows: the account signs in once an admin issues a
+        // one-time password.
+        let hash = crate::secrets::hash_password(crate::secrets::new_token("")).await.map_err(ApiError::internal_cause)?;
+        Ok(state.store.scim_create_user(auth.client, f, hash, auth.meta.clone()).await?)
+    }
+    .await;
+    match result {
+        Ok(u) => Ok(user_response(StatusCode::CREATED, &u)),
+        Err(e) => Err(refused(&state, &auth, "create", None, e).await),
+    }
+}
+
+async fn write_user(
+    state: &AppState,
+    auth: &ScimAuth,
+    id: UserId,
+    headers: &HeaderMap,
+    body: &Bytes,
+    op: &'static str,
+) -> ScimResult<ScimUser> {
+    let received_at = now_ms();
+    let current = state.store.scim_user(auth.client.org, id).await?;
+    let m = body_json(headers, body)?;
+    let attrs = user_attributes(&current);
+    check_if_match(headers, &etag(&attrs))?;
+    let next = if op == "patch" {
+        let ops = patch::parse_request(&Json::Object(m)).map_err(|e| ScimError::bad(e.scim_type, e.detail))?;
+        let mut edited = attrs;
+        patch::apply(&mut edited, USER_SCHEMA, &ops).map_err(|e| ScimError::bad(e.scim_type, e.detail))?;
+        edited
+    } else {
+        m
+    };
+    if field(&next, "id").and_then(Json::as_str).is_some_and(|v| v != id.to_string()) {
+        return Err(ScimError::bad(ScimType::Mutability, "id cannot be changed"));
+    }
+    let f = user_fields(&next, Some(&current))?;
+    let (user, deprovision) = state.store.scim_update_user(auth.client, id, f, op, received_at, auth.meta.clone()).await?;
+    if let Some(d) = deprovision {
+        close_connections(state, &d).await?;
+    }
+    Ok(user)
+}
+
+/// `PUT /scim/v2/Users/{id}`: replaces the attributes; `active: false` deprovisions.
+async fn replace_user(
+    State(state): State<AppState>,
+    auth: ScimAuth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ScimResult<Response> {
+    let id = parse_id(&id)?;
+    match write_user(&state, &auth, id, &headers, &body, "replace").await {
+        Ok(u) => Ok(user_response(StatusCode::OK, &u)),
+        Err(e) => Err(refused(&state, &auth, "replace", Some(id), e).await),
+    }
+}
+
+/// `PATCH /scim/v2/Users/{id}`: add, replace and remove operations, applied to the current
+/// representation and then checked as a PUT of the result would be.
+async fn patch_user(
+    State(state): State<AppState>,
+    auth: ScimAuth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ScimResult<Response> {
+    let id = parse_id(&id)?;
+    match write_user(&state, &auth, id, &headers, &body, "patch").await {
+        Ok(u) => Ok(user_response(StatusCode::OK, &u)),
+        Err(e) => Err(refused(&state, &auth, "patch", Some(id), e).await),
+    }
+}
+
+/// `DELETE /scim/v2/Users/{id}`: deprovisions and removes the account from SCIM (204).
+async fn delete_user(State(state): State<AppState>, auth: ScimAuth, Path(id): Path<String>, headers: HeaderMap) -> ScimResult<Response> {
+    let received_at = now_ms();
+    let id = parse_id(&id)?;
+    let result = async {
+        let current = state.store.scim_user(auth.client.org, id).await?;
+        check_if_match(&headers, &etag(&user_attributes(&current)))?;
+        if let Some(d) = state.store.scim_delete_user(auth.client, id, received_at, auth.meta.clone()).await? {
+            close_connections(&state, &d).await?;
+        }
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(e) => Err(refused(&state, &auth, "delete", Some(id), e).await),
+    }
+}
+
+fn meta_of_doc(resource_type: &str, location: &str) -> Json {
+    json!({"resourceType": resource_type, "location": format!("{BASE}/{location}")})
+}
+
+fn service_provider_config_json() -> Json {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
+        "patch": {"supported": true},
+        "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+        "filter": {"supported": true, "maxResults": MAX_PAGE},
+        "changePassword": {"supported": false},
+        "sort": {"supported": false},
+        "etag": {"supported": true},
+        "authenticationSchemes": [{"type": "oauthbearertoken", "name": "SCIM bearer token",
+            "description": "An organisation's SCIM token (wst_...), issued by an admin", "primary": true}],
+        "meta": meta_of_doc("ServiceProviderConfig", "ServiceProviderConfig"),
+    })
+}
+
+async fn service_provider_config(_auth: ScimAuth) -> Response {
+    scim_json(StatusCode::OK, &service_provider_config_json())
+}
+
+fn user_resource_type() -> Json {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
+        "id": "User", "name": "User", "endpoint": "/Users", "description": "Workforce account",
+        "schema": USER_SCHEMA, "schemaExtensions": [],
+        "meta": meta_of_doc("ResourceType", "ResourceTypes/User"),
+    })
+}
+
+async fn resource_types(_auth: ScimAuth) -> Response {
+    let list = vec![user_resource_type()];
+    scim_json(
+        StatusCode::OK,
+        &json!({"schemas": [LIST_RESPONSE], "totalResults": 1, "startIndex": 1, "itemsPerPage": 1, "Resources": list}),
+    )
+}
+
+async fn resource_type(_auth: ScimAuth, Path(name): Path<String>) -> ScimResult<Response> {
+    if name == "User" { Ok(scim_json(StatusCode::OK, &user_resource_type())) } else { Err(ScimError::not_found()) }
+}
+
+fn attribute(name: &str, kind: &str, required: bool, case_exact: bool, mutability: &str, uniqueness: &str, description: &str) -> Json {
+    json!({"name": name, "type": kind, "multiValued": false, "description": description, "required": required,
+        "caseExact": case_exact, "mutability": mutability, "returned": "default", "uniqueness": uniqueness})
+}
+
+fn user_schema() -> Json {
+    // Published read-only: a Ward role is one of a fixed set, which generic clients cannot
+    // know (they would send arbitrary strings). Ward still honours a `roles` value on write
+    // when it names a workforce role, and refuses any other value (docs/identity.md).
+    let mut value = attribute("value", "string", true, false, "readOnly", "none", "The role");
+    value["canonicalValues"] = json!(["admin", "compliance_officer", "clinician", "nurse", "staff"]);
+    let roles = json!({"name": "roles", "type": "complex", "multiValued": true, "required": false, "caseExact": false,
+        "mutability": "readOnly", "returned": "default", "uniqueness": "none",
+        "description": "The Ward role: one of admin, compliance_officer, clinician, nurse, staff",
+        "subAttributes": [value, attribute("primary", "boolean", false, false, "readOnly", "none", "The role in force")]});
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Schema"],
+        "id": USER_SCHEMA, "name": "User", "description": "Workforce account",
+        "attributes": [
+            attribute("userName", "string", true, false, "readWrite", "server", "Login name (case-folded)"),
+            attribute("displayName", "string", true, false, "readWrite", "none", "Name shown to others (defaults to userName on create)"),
+            attribute("externalId", "string", false, true, "readWrite", "none", "The identity provider's id (unique in the organisation)"),
+            attribute("active", "boolean", true, false, "readWrite", "none", "false deprovisions: disable, revoke sessions, wipe devices (defaults to true on create)"),
+            roles,
+        ],
+        "meta": meta_of_doc("Schema", &format!("Schemas/{USER_SCHEMA}")),
+    })
+}
+
+async fn schemas(_auth: ScimAuth) -> Response {
+    scim_json(
+        StatusCode::OK,
+        &json!({"schemas": [LIST_RESPONSE], "totalResults": 1, "startIndex": 1, "itemsPerPage": 1, "Resources": [user_schema()]}),
+    )
+}
+
+async fn schema(_auth: ScimAuth, Path(uri): Path<String>) -> ScimResult<Response> {
+    if uri == USER_SCHEMA { Ok(scim_json(StatusCode::OK, &user_schema())) } else { Err(ScimError::not_found()) }
+}

@@ -1,0 +1,601 @@
+//! SCIM 2.0 provisioning (docs/identity.md, "SCIM provisioning"): the organisation's SCIM
+//! bearer tokens (hashes only), the SCIM view of workforce accounts (external id, deletion),
+//! and deprovisioning: disable, revoke every session (and so its refresh tokens), queue a wipe
+//! to each device, in one transaction with its audit events and a timeline row.
+//!
+//! Patients are not workforce and never appear here. User names and display names are
+//! personal data: audit events carry ids, codes and counts only.
+
+use ward_domain::audit::{AuditAction, AuditEvent, DetailValue, Outcome};
+use ward_domain::ids::{DeviceId, OrgId, UserId};
+use ward_domain::role::Role;
+
+use crate::db::{Conn, exec, fetch, scalar};
+use crate::error::{Result, StoreError};
+use crate::sessions::revoke_user_sessions;
+use crate::users::UserRow;
+use crate::{RequestMeta, Store, User, audit, now_ms};
+
+/// The wipe reason SCIM deprovisioning records.
+pub const SCIM_WIPE_REASON: &str = "deprovisioned: scim";
+
+/// A SCIM bearer token as listed (never the token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScimToken {
+    /// Id.
+    pub id: uuid::Uuid,
+    /// The admin's label for it (which identity provider).
+    pub label: String,
+    /// Who issued it.
+    pub created_by: UserId,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms, when revoked.
+    pub revoked_at: Option<i64>,
+}
+
+/// A live SCIM token's identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScimClient {
+    /// The token's id.
+    pub token: uuid::Uuid,
+    /// Its organisation.
+    pub org: OrgId,
+}
+
+/// A workforce account as SCIM sees it.
+#[derive(Debug, Clone)]
+pub struct ScimUser {
+    /// The account.
+    pub user: User,
+    /// The identity provider's id for it.
+    pub external_id: Option<String>,
+}
+
+/// The attributes SCIM writes (create, replace, patch).
+#[derive(Debug, Clone)]
+pub struct ScimUserFields {
+    /// Login name (SCIM `userName`), already parsed.
+    pub login: String,
+    /// Display name.
+    pub display_name: String,
+    /// Workforce role.
+    pub role: Role,
+    /// The identity provider's id.
+    pub external_id: Option<String>,
+    /// Whether the account may sign in.
+    pub active: bool,
+}
+
+/// Why a deprovisioning happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeprovisionCause {
+    /// A PUT or PATCH set `active` to false.
+    ActiveFalse,
+    /// DELETE.
+    Delete,
+}
+
+impl DeprovisionCause {
+    /// The stored code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeprovisionCause::ActiveFalse => "active_false",
+            DeprovisionCause::Delete => "delete",
+        }
+    }
+}
+
+/// What a deprovisioning did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deprovision {
+    /// The timeline row.
+    pub id: uuid::Uuid,
+    /// The account.
+    pub user_id: UserId,
+    /// Sessions revoked (their connections must be closed).
+    pub sessions_revoked: usize,
+    /// Devices sent a wipe.
+    pub wipes_queued: Vec<DeviceId>,
+}
+
+/// One deprovisioning's timeline, for compliance officers and the evidence bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeprovisionRecord {
+    /// Id.
+    pub id: uuid::Uuid,
+    /// The account.
+    pub user_id: UserId,
+    /// The SCIM token that asked.
+    pub token_id: uuid::Uuid,
+    /// `active_false` or `delete`.
+    pub cause: String,
+    /// The request arrived (Unix ms).
+    pub received_at: i64,
+    /// Sessions and refresh tokens were revoked.
+    pub sessions_revoked_at: i64,
+    /// How many sessions.
+    pub sessions_revoked: i64,
+    /// Wipes were queued (same transaction, after the revocation).
+    pub wipes_queued_at: i64,
+    /// How many wipes.
+    pub wipes_queued: i64,
+    /// The signal closing the person's connections was sent.
+    pub connections_closed_at: Option<i64>,
+    /// Each wipe queued, with its delivery and acknowledgement.
+    pub wipes: Vec<WipeProgress>,
+}
+
+/// One device's wipe in a deprovisioning timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WipeProgress {
+    /// The device.
+    pub device_id: DeviceId,
+    /// Queued (Unix ms).
+    pub requested_at: i64,
+    /// The device fetched it.
+    pub delivered_at: Option<i64>,
+    /// The device confirmed the wipe.
+    pub acknowledged_at: Option<i64>,
+    /// Closed without reaching the device (`no_wipe_channel`).
+    pub closed_reason: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    id: uuid::Uuid,
+    label: String,
+    created_by: uuid::Uuid,
+    created_at: i64,
+    revoked_at: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ScimUserRow {
+    #[sqlx(flatten)]
+    user: UserRow,
+    scim_external_id: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct DeprovisionRow {
+    id: uuid::Uuid,
+    user_id: uuid::Uuid,
+    token_id: uuid::Uuid,
+    cause: String,
+    received_at: i64,
+    sessions_revoked_at: i64,
+    sessions_revoked: i64,
+    wipes_queued_at: i64,
+    wipes_queued: i64,
+    connections_closed_at: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct WipeRow {
+    device_id: uuid::Uuid,
+    requested_at: i64,
+    delivered_at: Option<i64>,
+    acknowledged_at: Option<i64>,
+    closed_reason: Option<String>,
+}
+
+const SCIM_USER_SELECT: &str = "SELECT id, org_id, login, display_name, role, patient_id, disabled_at, \
+     (totp_secret IS NOT NULL OR EXISTS (SELECT 1 FROM webauthn_credentials w WHERE w.user_id = users.id)) AS mfa_enabled, \
+     password_must_change, created_at, scim_external_id FROM users \
+     WHERE org_id = $1 AND role <> 'patient' AND scim_deleted_at IS NULL";
+
+fn scim_event(action: AuditAction, outcome: Outcome, client: ScimClient, user: Option<UserId>) -> AuditEvent {
+    let mut ev = AuditEvent::new(action, outcome).detail("token", DetailValue::Id(client.token));
+    if let Some(u) = user {
+        ev = ev.target("user", u);
+    }
+    ev.org_id = Some(client.org);
+    ev
+}
+
+async fn scim_user_in(c: &mut Conn<'_>, org: OrgId, id: UserId) -> Result<ScimUser> {
+    let sql = format!("{SCIM_USER_SELECT} AND id = $2");
+    let row = fetch!(fetch_optional, c, ScimUserRow, sqlx::AssertSqlSafe(sql), org.0, id.0)?.ok_or(StoreError::NotFound)?;
+    Ok(ScimUser { user: row.user.into_user()?, external_id: row.scim_external_id })
+}
+
+async fn external_id_taken(c: &mut Conn<'_>, org: OrgId, external_id: Option<&str>, except: Option<UserId>) -> Result<bool> {
+    let Some(e) = external_id else { return Ok(false) };
+    let except = except.map_or(uuid::Uuid::nil(), |u| u.0);
+    Ok(scalar!(fetch_optional, c, i32, "SELECT 1 FROM users WHERE org_id = $1 AND scim_external_id = $2 AND id <> $3", org.0, e, except)?
+        .is_some())
+}
+
+/// Disables the account, revokes every session (their refresh tokens die with them), then
+/// queues a wipe to each device not yet revoked, in the caller's transaction, and records the
+/// timeline and audit events. `None` when there was nothing left to do.
+async fn deprovision_in_tx(
+    c: &mut Conn<'_>,
+    client: ScimClient,
+    user: UserId,
+    cause: DeprovisionCause,
+    received_at: i64,
+    meta: &RequestMeta,
+) -> Result<Option<Deprovision>> {
+    let org = client.org;
+    let now = now_ms();
+    let disabled = exec!(c, "UPDATE users SET disabled_at = $2 WHERE id = $1 AND disabled_at IS NULL", user.0, now)? == 1;
+    exec!(c, "DELETE FROM device_push_tokens WHERE user_id = $1", user.0)?;
+    let revoked = revoke_user_sessions(c, user, None, "user_disabled", now).await?;
+    let sessions_revoked_at = now_ms();
+    let wipes = crate::devices::wipe_user_devices(c, org, user, None, SCIM_WIPE_REASON, sessions_revoked_at, meta).await?;
+    let wipes_queued_at = now_ms();
+    if !disabled && revoked.is_empty() && wipes.is_empty() {
+        return Ok(None);
+    }
+    let id = uuid::Uuid::new_v4();
+    exec!(
+        c,
+        "INSERT INTO scim_deprovisions (id, org_id, user_id, token_id, cause, received_at, sessions_revoked_at, sessions_revoked, \
+         wipes_queued_at, wipes_queued) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        id,
+        org.0,
+        user.0,
+        client.token,
+        cause.as_str(),
+        received_at,
+        sessions_revoked_at,
+        revoked.len() as i64,
+        wipes_queued_at,
+        wipes.len() as i64
+    )?;
+    if disabled {
+        let ev = scim_event(AuditAction::UserDisable, Outcome::Success, client, Some(user))
+            .detail("via", DetailValue::Code("scim"))
+            .detail("sessions_revoked", DetailValue::Int(revoked.len() as i64))
+            .detail("wipes_queued", DetailValue::Int(wipes.len() as i64));
+        audit::append(c, &ev, meta).await?;
+    }
+    let ev = scim_event(AuditAction::ScimDeprovision, Outcome::Success, client, Some(user))
+        .detail("trigger", DetailValue::Code(cause.as_str()))
+        .detail("deprovision", DetailValue::Id(id))
+        .detail("sessions_revoked", DetailValue::Int(revoked.len() as i64))
+        .detail("wipes_queued", DetailValue::Int(wipes.len() as i64));
+    audit::append(c, &ev, meta).await?;
+    Ok(Some(Deprovision {
+        id,
+        user_id: user,
+        sessions_revoked: revoked.len(),
+        wipes_queued: wipes.iter().map(|w| w.wipe.device_id).collect(),
+    }))
+}
+
+impl Store {
+    /// Issues a SCIM token (its SHA-256 is stored), audited `scim.token` op `create`.
+    pub async fn create_scim_token(&self, org: OrgId, label: String, hash: Vec<u8>, actor: UserId, meta: RequestMeta) -> Result<ScimToken> {
+        self.write(move |mut c| {
+            Box::pin(async move {
+                let id = uuid::Uuid::new_v4();
+                let now = now_ms();
+                exec!(
+                    &mut c,
+                    "INSERT INTO scim_tokens (id, org_id, token_hash, label, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                    id,
+                    org.0,
+                    hash,
+                    label.as_str(),
+                    actor.0,
+                    now
+                )?;
+                let mut ev = AuditEvent::new(AuditAction::ScimToken, Outcome::Success)
+                    .target("scim_token", id)
+                    .detail("op", DetailValue::Code("create"));
+                ev.org_id = Some(org);
+                ev.actor = Some(actor);
+                audit::append(&mut c, &ev, &meta).await?;
+                Ok(ScimToken { id, label, created_by: actor, created_at: now, revoked_at: None })
+            })
+        })
+        .await
+    }
+
+    /// The organisation's SCIM tokens, newest first.
+    pub async fn scim_tokens(&self, org: OrgId) -> Result<Vec<ScimToken>> {
+        self.read(move |mut c| {
+            Box::pin(async move {
+                let rows = fetch!(
+                    fetch_all,
+                    &mut c,
+                    TokenRow,
+                    "SELECT id, label, created_by, created_at, revoked_at FROM scim_tokens WHERE org_id = $1 ORDER BY created_at DESC, id",
+                    org.0
+                )?;
+                Ok(rows
+                    .into_iter()
+                    .map(|r| ScimToken {
+                        id: r.id,
+                        label: r.label,
+                        created_by: UserId(r.created_by),
+                        created_at: r.created_at,
+                        revoked_at: r.revoked_at,
+                    })
+                    .collect())
+            })
+        })
+        .await
+    }
+
+    /// Revokes a SCIM token (NotFound for another organisation's; State if already revoked).
+    pub async fn revoke_scim_token(&self, org: OrgId, id: uuid::Uuid, actor: UserId, meta: RequestMeta) -> Result<()> {
+        self.write(move |mut c| {
+            Box::pin(async move {
+                let revoked = scalar!(
+                    fetch_optional,
+                    &mut c,
+                    Option<i64>,
+                    "SELECT revoked_at FROM scim_tokens WHERE id = $1 AND org_id = $2",
+                    id,
+                    org.0
+                )?
+                .ok_or(StoreError::NotFound)?;
+                if revoked.is_some() {
+                    return Err(StoreError::State("the token is already revoked"));
+                }
+                exec!(&mut c, "UPDATE scim_tokens SET revoked_at = $2 WHERE id = $1", id, now_ms())?;
+                let mut ev = AuditEvent::new(AuditAction::ScimToken, Outcome::Success)
+                    .target("scim_token", id)
+                    .detail("op", DetailValue::Code("revoke"));
+                ev.org_id = Some(org);
+                ev.actor = Some(actor);
+                audit::append(&mut c, &ev, &meta).await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// The live SCIM token with this hash.
+    pub async fn scim_client(&self, hash: Vec<u8>) -> Result<Option<ScimClient>> {
+        self.read(move |mut c| {
+            Box::pin(async move {
+                #[derive(sqlx::FromRow)]
+                struct Row {
+                    id: uuid::Uuid,
+                    org_id: uuid::Uuid,
+                }
+                let row = fetch!(
+                    fetch_optional,
+                    &mut c,
+                    Row,
+                    "SELECT id, org_id FROM scim_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+                    hash
+                )?;
+                Ok(row.map(|r| ScimClient { token: r.id, org: OrgId(r.org_id) }))
+            })
+        })
+        .await
+    }
+
+    /// Every workforce account of the organisation not deleted through SCIM, by login.
+    pub async fn scim_users(&self, org: OrgId) -> Result<Vec<ScimUser>> {
+        self.read(move |mut c| {
+            Box::pin(async move {
+                let sql = format!("{SCIM_USER_SELECT} ORDER BY login");
+                fetch!(fetch_all, &mut c, ScimUserRow, sqlx::AssertSqlSafe(sql), org.0)?
+                    .into_iter()
+                    .map(|r| Ok(ScimUser { user: r.user.into_user()?, external_id: r.scim_external_id }))
+                    .collect()
+            })
+        })
+        .await
+    }
+
+    /// One workforce account (NotFound for patients, deleted accounts and other tenants).
+    pub async fn scim_user(&self, org: OrgId, id: UserId) -> Result<ScimUser> {
+        self.read(move |mut c| Box::pin(async move { scim_user_in(&mut c, org, id).await })).await
+    }
+
+    /// Creates a workforce account from SCIM with an unusable password (an admin issues a
+    /// one-time password, or single sign-on is used). Conflict("login") or
+    /// Conflict("externalId") when taken. Audited `user.create` and `scim.user` op `create`.
+    pub async fn scim_create_user(
+        &self,
+        client: ScimClient,
+        f: ScimUserFields,
+        password_hash: String,
+        meta: RequestMeta,
+    ) -> Result<ScimUser> {
+        self.write(move |mut c| {
+            Box::pin(async move {
+                let org = client.org;
+                if f.role == Role::Patient {
+                    return Err(StoreError::State("SCIM provisions workforce accounts only"));
+                }
+                if external_id_taken(&mut c, org, f.external_id.as_deref(), None).await? {
+                    return Err(StoreError::Conflict("externalId"));
+                }
+                let id = UserId::new();
+                let now = now_ms();
+                let n = exec!(
+                    &mut c,
+                    "INSERT INTO users (id, org_id, login, display_name, role, password_hash, password_must_change, created_at, \
+                     scim_external_id, disabled_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (login) DO NOTHING",
+                    id.0,
+                    org.0,
+                    f.login.as_str(),
+                    f.display_name.as_str(),
+                    f.role.as_str(),
+                    password_hash.as_str(),
+                    true,
+                    now,
+                    f.external_id.as_deref(),
+                    (!f.active).then_some(now)
+                )?;
+                if n == 0 {
+                    return Err(StoreError::Conflict("login"));
+                }
+                let ev = scim_event(AuditAction::UserCreate, Outcome::Success, client, Some(id))
+                    .detail("role", DetailValue::Code(f.role.as_str()))
+                    .detail("via", DetailValue::Code("scim"));
+                audit::append(&mut c, &ev, &meta).await?;
+                let ev = scim_event(AuditAction::ScimUser, Outcome::Success, client, Some(id))
+                    .detail("op", DetailValue::Code("create"))
+                    .detail("role", DetailValue::Code(f.role.as_str()))
+                    .detail("active", DetailValue::Bool(f.active));
+                audit::append(&mut c, &ev, &meta).await?;
+                scim_user_in(&mut c, org, id).await
+            })
+        })
+        .await
+    }
+
+    /// Replaces a workforce account's SCIM attributes (`op` is `replace` or `patch`, for the
+    /// audit event). Setting `active` false deprovisions in the same transaction; true enables.
+    pub async fn scim_update_user(
+        &self,
+        client: ScimClient,
+        id: UserId,
+        f: ScimUserFields,
+        op: &'static str,
+        received_at: i64,
+        meta: RequestMeta,
+    ) -> Result<(ScimUser, Option<Deprovision>)> {
+        self.write(move |mut c| {
+            Box::pin(async move {
+                let org = client.org;
+                let before = scim_user_in(&mut c, org, id).await?;
+                if f.role == Role::Patient {
+                    return Err(StoreError::State("SCIM provisions workforce accounts only"));
+                }
+                if external_id_taken(&mut c, org, f.external_id.as_deref(), Some(id)).await? {
+                    return Err(StoreError::Conflict("externalId"));
+                }
+                if f.login != before.user.login {
+                    let taken = scalar!(fetch_optional, &mut c, i32, "SELECT 1 FROM users WHERE login = $1", f.login.as_str())?;
+                    if taken.is_some() {
+                        return Err(StoreError::Conflict("login"));
+                    }
+                }
+                exec!(
+                    &mut c,
+                    "UPDATE users SET login = $2, display_name = $3, role = $4, scim_external_id = $5 WHERE id = $1",
+                    id.0,
+                    f.login.as_str(),
+                    f.display_name.as_str(),
+                    f.role.as_str(),
+                    f.external_id.as_deref()
+                )?;
+                if before.user.role != f.role {
+                    let ev = scim_event(AuditAction::UserRole, Outcome::Success, client, Some(id))
+                        .detail("from", DetailValue::Code(before.user.role.as_str()))
+                        .detail("to", DetailValue::Code(f.role.as_str()))
+                        .detail("via", DetailValue::Code("scim"));
+                    audit::append(&mut c, &ev, &meta).await?;
+                }
+                let ev = scim_event(AuditAction::ScimUser, Outcome::Success, client, Some(id))
+                    .detail("op", DetailValue::Code(op))
+                    .detail("role", DetailValue::Code(f.role.as_str()))
+                    .detail("active", DetailValue::Bool(f.active));
+                audit::append(&mut c, &ev, &meta).await?;
+                let deprovision = if f.active {
+                    if before.user.disabled {
+                        exec!(&mut c, "UPDATE users SET disabled_at = NULL WHERE id = $1", id.0)?;
+                        let ev = scim_event(AuditAction::UserEnable, Outcome::Success, client, Some(id))
+                            .detail("via", DetailValue::Code("scim"));
+                        audit::append(&mut c, &ev, &meta).await?;
+                    }
+                    None
+                } else {
+                    deprovision_in_tx(&mut c, client, id, DeprovisionCause::ActiveFalse, received_at, &meta).await?
+                };
+                Ok((scim_user_in(&mut c, org, id).await?, deprovision))
+            })
+        })
+        .await
+    }
+
+    /// SCIM DELETE: deprovisions the account and removes it from the SCIM view. The account
+    /// row stays (the audit log and retention refer to it), disabled.
+    pub async fn scim_delete_user(
+        &self,
+        client: ScimClient,
+        id: UserId,
+        received_at: i64,
+        meta: RequestMeta,
+    ) -> Result<Option<Deprovision>> {
+        self.write(move |mut c| {
+            Box::pin(async move {
+                scim_user_in(&mut c, client.org, id).await?;
+                let d = deprovision_in_tx(&mut c, client, id, DeprovisionCause::Delete, received_at, &meta).await?;
+                exec!(&mut c, "UPDATE users SET scim_deleted_at = $2 WHERE id = $1", id.0, now_ms())?;
+                let ev = scim_event(AuditAction::ScimUser, Outcome::Success, client, Some(id)).detail("op", DetailValue::Code("delete"));
+                audit::append(&mut c, &ev, &meta).await?;
+                Ok(d)
+            })
+        })
+        .await
+    }
+
+    /// Records when the signal closing a deprovisioned person's connections was sent.
+    pub async fn scim_connections_closed(&self, deprovision: uuid::Uuid, at: i64) -> Result<()> {
+        self.write(move |mut c| {
+            Box::pin(async move {
+                exec!(&mut c, "UPDATE scim_deprovisions SET connections_closed_at = $2 WHERE id = $1", deprovision, at)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// The organisation's deprovisioning timelines, newest first, at most `limit`.
+    pub async fn scim_deprovisions(&self, org: OrgId, limit: u32) -> Result<Vec<DeprovisionRecord>> {
+        self.read(move |mut c| {
+            Box::pin(async move {
+                let rows = fetch!(
+                    fetch_all,
+                    &mut c,
+                    DeprovisionRow,
+                    "SELECT id, user_id, token_id, cause, received_at, sessions_revoked_at, sessions_revoked, wipes_queued_at, \
+                     wipes_queued, connections_closed_at FROM scim_deprovisions WHERE org_id = $1 \
+                     ORDER BY received_at DESC, id LIMIT $2",
+                    org.0,
+                    i64::from(limit)
+                )?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in rows {
+                    let wipes = fetch!(
+                        fetch_all,
+                        &mut c,
+                        WipeRow,
+                        "SELECT device_id, requested_at, delivered_at, acknowledged_at, closed_reason FROM device_wipes \
+                         WHERE user_id = $1 AND org_id = $2 AND requested_at = $3 AND reason = $4 ORDER BY device_id",
+                        r.user_id,
+                        org.0,
+                        r.sessions_revoked_at,
+                        SCIM_WIPE_REASON
+                    )?;
+                    out.push(DeprovisionRecord {
+                        id: r.id,
+                        user_id: UserId(r.user_id),
+                        token_id: r.token_id,
+                        cause: r.cause,
+                        received_at: r.received_at,
+                        sessions_revoked_at: r.sessions_revoked_at,
+                        sessions_revoked: r.sessions_revoked,
+                        wipes_queued_at: r.wipes_queued_at,
+                        wipes_queued: r.wipes_queued,
+                        connections_closed_at: r.connections_closed_at,
+                        wipes: wipes
+                            .into_iter()
+                            .map(|w| WipeProgress {
+                                device_id: DeviceId(w.device_id),
+                                requested_at: w.requested_at,
+                                delivered_at: w.delivered_at,
+                                acknowledged_at: w.acknowledged_at,
+                                closed_reason: w.closed_reason,
+                            })
+                            .collect(),
+                    });
+                }
+                Ok(out)
+            })
+        })
+        .await
+    }
+}
