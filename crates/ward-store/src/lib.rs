@@ -18,6 +18,7 @@ mod devices;
 mod error;
 mod escalation;
 mod forwarding;
+mod inbound;
 mod incidents;
 mod keys;
 mod legacy;
@@ -67,6 +68,7 @@ pub use devices::{DeviceRecord, DeviceWipe, NO_WIPE_CHANNEL, PostureRecord, Spot
 pub use error::{Result, StoreError};
 pub use escalation::{EscalationDelays, EscalationRecord};
 pub use forwarding::{ForwardBasis, Forwarded, PatientAuthorization};
+pub use inbound::{Inbound, InboundOutcome};
 pub use incidents::{Incident, IncidentSource, IncidentStatus, NewIncident, NotificationRecord, PlanBasis, SignedAssessment, plan_for};
 pub use keys::{DataKeyInfo, RewrapBatch, ScopeKind, WrappedDataKey};
 pub use legacy::LegacySealed;
