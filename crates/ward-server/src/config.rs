@@ -76,7 +76,7 @@ impl Default for InboundConfig {
     fn default() -> Self {
         Self {
             portal_link: String::new(),
-            redirect_text: "This number does not accept replies. Please use the secure portal: {portal_link}".into(),
+            redirect_text: "Messages sent here are not read. Please use the secure portal: {portal_link}".into(),
             redirect_every_minutes: 60,
             orgs: Vec::new(),
         }
@@ -1190,10 +1190,7 @@ mod tests {
         c.inbound.orgs = vec![InboundOrg { org: "acme".into(), secret: Some("inbound-canary-4".into()), secret_file: None }];
         c.keys.pkcs11.pin = Some("pin-canary-5".into());
         c.keys.kms.secret_access_key = Some("kms-canary-6".into());
-        let shown = format!(
-            "{c:?} {:?} {:?} {:?} {:?} {:?}",
-            c.notify, c.notify.sms, c.notify.email, c.attachments.s3, c.inbound
-        );
+        let shown = format!("{c:?} {:?} {:?} {:?} {:?} {:?}", c.notify, c.notify.sms, c.notify.email, c.attachments.s3, c.inbound);
         let toml = c.redacted_toml();
         for canary in ["db-canary-0", "sms-canary-1", "smtp-canary-2", "s3-canary-3", "inbound-canary-4", "pin-canary-5", "kms-canary-6"] {
             assert!(!shown.contains(canary), "{canary} in Debug: {shown}");

@@ -32,7 +32,8 @@ impl InboundKeys {
             let secret = match (&o.secret, &o.secret_file) {
                 (Some(s), _) => s.as_bytes().to_vec(),
                 (None, Some(p)) => {
-                    let raw = std::fs::read(p).map_err(|e| anyhow::anyhow!("cannot read inbound.orgs[].secret_file {}: {e}", p.display()))?;
+                    let raw =
+                        std::fs::read(p).map_err(|e| anyhow::anyhow!("cannot read inbound.orgs[].secret_file {}: {e}", p.display()))?;
                     raw.trim_ascii().to_vec()
                 }
                 (None, None) => anyhow::bail!("inbound.orgs[] needs secret or secret_file"),

@@ -783,10 +783,7 @@ pub(crate) async fn sendable_patient_contact_by_index(
     );
     let rows = fetch!(fetch_all, c, ContactRow, sqlx::AssertSqlSafe(sql), org.0, kind.as_str(), index)?;
     let now = now_ms();
-    Ok(rows
-        .into_iter()
-        .find(|r| status(r.facts(), now, days).sendable())
-        .and_then(|r| r.patient_id.map(|p| (PatientId(p), r.id))))
+    Ok(rows.into_iter().find(|r| status(r.facts(), now, days).sendable()).and_then(|r| r.patient_id.map(|p| (PatientId(p), r.id))))
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

@@ -92,9 +92,8 @@ impl Store {
         // Find the patient first (a read), so the reply can be sealed under their key outside
         // the write; the write looks again and drops the reply if the answer changed.
         let idx = index.clone();
-        let found = self
-            .read(move |mut c| Box::pin(async move { sendable_patient_contact_by_index(&mut c, org, kind, &idx).await }))
-            .await?;
+        let found =
+            self.read(move |mut c| Box::pin(async move { sendable_patient_contact_by_index(&mut c, org, kind, &idx).await })).await?;
         let id = uuid::Uuid::now_v7();
         let sealed = match (&found, &msg.reply) {
             (Some((patient, _)), Some(text)) => {
