@@ -1182,8 +1182,7 @@ mod tests {
     /// Every setting that holds a secret keeps it out of `Debug` (and `ward config`).
     #[test]
     fn debug_output_hides_every_secret() {
-        let mut c = Config::default();
-        c.database_url = Some("postgres://ward:db-canary-0@db/ward".into());
+        let mut c = Config { database_url: Some("postgres://ward:db-canary-0@db/ward".into()), ..Config::default() };
         c.notify.sms.token = Some("sms-canary-1".into());
         c.notify.email.password = Some("smtp-canary-2".into());
         c.attachments.s3.secret_access_key = Some("s3-canary-3".into());
