@@ -750,7 +750,11 @@ impl Store {
                 )?;
                 let mut out = Vec::with_capacity(rows.len());
                 for (mid, kind, channel, destination, sealed, status, created_at) in rows {
-                    let body = open_field(&mut c, &ring, &message_context(org, owner, mid), &sealed).await?;
+                    let body = if kind == "escalation" {
+                        crate::escalation::ESCALATION_SMS_TEXT.to_owned()
+                    } else {
+                        open_field(&mut c, &ring, &message_context(org, owner, mid), &sealed).await?
+                    };
                     let channel = NoticeChannel::parse(&channel).ok_or(StoreError::Corrupt("notice_outbox.channel"))?;
                     out.push(ContactMessage { id: mid, kind, channel, destination, body, status, created_at });
                 }
@@ -759,6 +763,19 @@ impl Store {
         })
         .await
     }
+}
+
+/// The user's phone contact that may receive a message now (verified within the period,
+/// unsuppressed, claimed by no one else), if any: where an escalation SMS goes.
+pub(crate) async fn sendable_user_phone(c: &mut Conn<'_>, org: OrgId, user: uuid::Uuid) -> Result<Option<uuid::Uuid>> {
+    let days = reverify_days(c, org).await?;
+    let sql = format!(
+        "SELECT {CONTACT_COLUMNS} FROM contacts c WHERE c.org_id = $1 AND c.user_id = $2 AND c.kind = 'phone' \
+         AND c.verified_at IS NOT NULL ORDER BY c.verified_at DESC, c.id"
+    );
+    let rows = fetch!(fetch_all, c, ContactRow, sqlx::AssertSqlSafe(sql), org.0, user)?;
+    let now = now_ms();
+    Ok(rows.into_iter().find(|r| status(r.facts(), now, days).sendable()).map(|r| r.id))
 }
 
 /// The blind index a contact of `kind` with this normalised value is found by.

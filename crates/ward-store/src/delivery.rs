@@ -487,7 +487,8 @@ impl Store {
                     // Notices and inbound redirects go to a patient under a consent and need a
                     // sendable contact; only a verification code goes to an unverified one.
                     let notice = r.kind != "verification";
-                    if notice {
+                    let escalation = r.kind == "escalation";
+                    if notice && !escalation {
                         let patient = PatientId(r.patient_id.ok_or(StoreError::Corrupt("notice_outbox.patient_id"))?);
                         if current_consent(&mut c, org, patient, channel.required_consent()).await?.is_none() {
                             cancel(&mut c, Queue::Notices, org, id, "consent_revoked", channel.as_str()).await?;
@@ -523,12 +524,17 @@ impl Store {
                                 cancel(&mut c, Queue::Notices, org, id, "contact_unsendable", channel.as_str()).await?;
                                 continue;
                             };
-                            let ctx = if notice {
-                                outbox_context(org, PatientId(r.patient_id.ok_or(StoreError::Corrupt("notice_outbox.patient_id"))?), id)
+                            if escalation {
+                                // Fixed in the program: nothing was sealed.
+                                claimed.body = crate::escalation::ESCALATION_SMS_TEXT.to_owned();
                             } else {
-                                contact_message_context(org, owner, id)
-                            };
-                            claimed.body = open_field(&mut c, &ring, &ctx, &r.body_sealed).await?;
+                                let ctx = if notice {
+                                    outbox_context(org, PatientId(r.patient_id.ok_or(StoreError::Corrupt("notice_outbox.patient_id"))?), id)
+                                } else {
+                                    contact_message_context(org, owner, id)
+                                };
+                                claimed.body = open_field(&mut c, &ring, &ctx, &r.body_sealed).await?;
+                            }
                             claimed.to = Some(to);
                         }
                         (_, None) => {
@@ -674,6 +680,7 @@ impl Store {
                         "verification" => "verification",
                         "notice" => "notice",
                         "redirect" => "redirect",
+                        "escalation" => "escalation",
                         _ => "message",
                     }))
                     .detail("channel", DetailValue::Code(channel))

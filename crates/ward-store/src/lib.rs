@@ -66,7 +66,7 @@ pub use conversations::Created;
 pub use delivery::{Attempt, ClaimedNotice, ClaimedPush, PushRegistration, PushTarget};
 pub use devices::{DeviceRecord, DeviceWipe, NO_WIPE_CHANNEL, PostureRecord, SpotCheck, WipeAck, WipeRequested, WipeSource};
 pub use error::{Result, StoreError};
-pub use escalation::{EscalationDelays, EscalationRecord};
+pub use escalation::{ESCALATION_SMS_TEXT, EscalationDelays, EscalationRecord};
 pub use forwarding::{ForwardBasis, Forwarded, PatientAuthorization};
 pub use inbound::{Inbound, InboundOutcome};
 pub use incidents::{Incident, IncidentSource, IncidentStatus, NewIncident, NotificationRecord, PlanBasis, SignedAssessment, plan_for};

@@ -4,12 +4,14 @@
 -- A patient who writes in by SMS or email gets one fixed, PHI-free reply pointing at the
 -- portal. That reply is an outbox entry of a third kind, 'redirect': it goes to the verified
 -- contact the message came from, under the patient's current consent for the channel, and
--- nobody in the workforce sent it (created_by is NULL). SQLite cannot change a CHECK
+-- nobody in the workforce sent it (created_by is NULL). A fourth kind, 'escalation', is the
+-- PHI-free SMS to an on-call user's verified phone when an urgent or STAT message stays
+-- unread (its text is fixed in the program, so the sealed body is empty). SQLite cannot change a CHECK
 -- constraint or a NOT NULL in place, so the table is rebuilt with the same rows.
 CREATE TABLE notice_outbox_v4 (
     id BLOB PRIMARY KEY NOT NULL,
     org_id BLOB NOT NULL REFERENCES organizations(id),
-    kind TEXT NOT NULL DEFAULT 'notice' CHECK (kind IN ('notice', 'verification', 'redirect')),
+    kind TEXT NOT NULL DEFAULT 'notice' CHECK (kind IN ('notice', 'verification', 'redirect', 'escalation')),
     patient_id BLOB REFERENCES patients(id),
     contact_id BLOB,
     channel TEXT NOT NULL CHECK (channel IN ('sms', 'email', 'push')),
@@ -29,7 +31,8 @@ CREATE TABLE notice_outbox_v4 (
     CHECK (kind <> 'notice' OR (patient_id IS NOT NULL AND template_id IS NOT NULL AND consent_id IS NOT NULL)),
     CHECK (kind <> 'verification' OR contact_id IS NOT NULL),
     CHECK (kind <> 'redirect' OR (patient_id IS NOT NULL AND contact_id IS NOT NULL AND consent_id IS NOT NULL)),
-    CHECK (kind = 'redirect' OR created_by IS NOT NULL)
+    CHECK (kind <> 'escalation' OR contact_id IS NOT NULL),
+    CHECK (kind IN ('redirect', 'escalation') OR created_by IS NOT NULL)
 );
 INSERT INTO notice_outbox_v4 (id, org_id, kind, patient_id, contact_id, channel, destination, template_id, consent_id, body_sealed, status,
     created_at, created_by, attempts, next_attempt_at, lease_owner, lease_until, last_code, finished_at)
