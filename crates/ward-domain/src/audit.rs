@@ -296,7 +296,7 @@ audit_actions! {
     PushDeliver = "push.deliver",
     /// An urgent or STAT message stayed unread: an escalation step ran (target the message;
     /// detail `conversation`, `step` 1 re-notify / 2 on call, `result` `notified` or `no_one`,
-    /// `people`, `devices`). Ids and counts only.
+    /// `people`, `devices`, `sms`: on-call phones texted). Ids and counts only.
     MessageEscalate = "message.escalate",
     /// A care-team member was put on or taken off call (target the patient; detail `user`,
     /// `on_call`).
