@@ -307,11 +307,19 @@ audit_actions! {
     PushDeliver = "push.deliver",
     /// An urgent or STAT message stayed unread: an escalation step ran (target the message;
     /// detail `conversation`, `step` 1 re-notify / 2 on call, `result` `notified` or `no_one`,
-    /// `people`, `devices`). Ids and counts only.
+    /// `people`, `devices`, `sms`: on-call phones texted). Ids and counts only.
     MessageEscalate = "message.escalate",
     /// A care-team member was put on or taken off call (target the patient; detail `user`,
     /// `on_call`).
     CareTeamOnCall = "patient.on_call",
+    /// A patient (or anyone) wrote in over an unsecured channel (SMS or email webhook). No
+    /// actor; detail `channel`, `sender` (a keyed hash of the number or address as an id,
+    /// never the value), `result` (`redirect_queued`, `unknown_sender`, `no_consent`,
+    /// `rate_limited`, `redirect_blocked`) and, for a known sender, `contact` and `notice`.
+    /// The message itself is never stored, logged or audited.
+    InboundReceive = "inbound.receive",
+    /// A patient fetched a notice by the id a push carried (target the notice).
+    NoticeRead = "notice.read",
 }
 
 /// Whether the action succeeded.

@@ -10,8 +10,8 @@ use crate::{ConfigError, HttpOptions, PushMessage, PushPlatform, PushProvider, S
 /// How long a provider token is reused.
 const TOKEN_REUSE_SECS: u64 = 50 * 60;
 
-/// APNs settings.
-#[derive(Debug, Clone)]
+/// APNs settings. Its `Debug` leaves out the key.
+#[derive(Clone)]
 pub struct ApnsConfig {
     /// `https://api.push.apple.com` (or the sandbox, or a test server).
     pub base_url: String,
@@ -25,6 +25,19 @@ pub struct ApnsConfig {
     pub key_pem: Vec<u8>,
     /// HTTP settings.
     pub http: HttpOptions,
+}
+
+impl std::fmt::Debug for ApnsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApnsConfig")
+            .field("base_url", &self.base_url)
+            .field("key_id", &self.key_id)
+            .field("team_id", &self.team_id)
+            .field("topic", &self.topic)
+            .field("key_pem", &crate::REDACTED)
+            .field("http", &self.http)
+            .finish()
+    }
 }
 
 /// The APNs client.

@@ -10,8 +10,9 @@ use crate::{ConfigError, HttpOptions, PushMessage, PushPlatform, PushProvider, S
 /// The OAuth2 scope FCM sends need.
 pub const FCM_SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
 
-/// The fields of a service-account JSON key file that FCM needs.
-#[derive(Debug, Clone, serde::Deserialize)]
+/// The fields of a service-account JSON key file that FCM needs. Its `Debug` leaves out
+/// the private key.
+#[derive(Clone, serde::Deserialize)]
 pub struct ServiceAccount {
     /// The project (`project_id`).
     pub project_id: String,
@@ -23,7 +24,18 @@ pub struct ServiceAccount {
     pub token_uri: String,
 }
 
-/// FCM settings.
+impl std::fmt::Debug for ServiceAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceAccount")
+            .field("project_id", &self.project_id)
+            .field("client_email", &self.client_email)
+            .field("private_key", &crate::REDACTED)
+            .field("token_uri", &self.token_uri)
+            .finish()
+    }
+}
+
+/// FCM settings (`Debug` through [`ServiceAccount`]'s, without the key).
 #[derive(Debug, Clone)]
 pub struct FcmConfig {
     /// `https://fcm.googleapis.com` (or a test server).

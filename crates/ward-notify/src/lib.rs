@@ -24,6 +24,15 @@ pub use smtp::{Smtp, SmtpConfig, SmtpTls};
 
 use std::time::Duration;
 
+/// What a `Debug` output shows instead of a secret.
+pub(crate) const REDACTED: &str = "****";
+
+/// The address in an email `From` value (`Name <user@host>` or a bare address), parsed by
+/// `lettre`; `None` if it is not one. For inbound mail webhooks: only the sender is read.
+pub fn mailbox_address(from: &str) -> Option<String> {
+    from.parse::<lettre::message::Mailbox>().ok().map(|m| m.email.to_string())
+}
+
 /// The push service a device token belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PushPlatform {
@@ -190,12 +199,19 @@ pub trait EmailProvider: Send + Sync {
 }
 
 /// Settings shared by the HTTP providers.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct HttpOptions {
     /// PEM roots to trust instead of the system's (a private gateway; tests).
     pub ca_pem: Option<Vec<u8>>,
     /// Request timeout (default 15 s).
     pub timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for HttpOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // PEM roots are public, but long: their size is enough.
+        f.debug_struct("HttpOptions").field("ca_pem_bytes", &self.ca_pem.as_ref().map(Vec::len)).field("timeout", &self.timeout).finish()
+    }
 }
 
 /// Errors building a provider (bad key or configuration); never holds a secret.
@@ -224,4 +240,47 @@ pub(crate) fn http_client(opts: &HttpOptions, http2_only: bool) -> Result<reqwes
 
 pub(crate) fn now_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No provider setting prints its secret in `Debug` (logs, panics, `{:?}` in errors).
+    #[test]
+    fn debug_output_hides_every_secret() {
+        let http = HttpOptions::default();
+        let apns = ApnsConfig {
+            base_url: "https://apns.test".into(),
+            key_id: "KEYID12345".into(),
+            team_id: "TEAMID6789".into(),
+            topic: "org.example.ward".into(),
+            key_pem: b"-----BEGIN PRIVATE KEY-----secret-apns-key".to_vec(),
+            http: http.clone(),
+        };
+        let fcm = FcmConfig {
+            base_url: "https://fcm.test".into(),
+            account: ServiceAccount {
+                project_id: "p".into(),
+                client_email: "e@x.test".into(),
+                private_key: "secret-fcm-key".into(),
+                token_uri: "https://t.test".into(),
+            },
+            http: http.clone(),
+        };
+        let sms = SmsGatewayConfig { url: "https://sms.test".into(), token: "secret-sms-token".into(), from: None, http };
+        let smtp = SmtpConfig {
+            host: "smtp.test".into(),
+            port: 587,
+            tls: SmtpTls::StartTls,
+            username: Some("ward".into()),
+            password: Some("secret-smtp-password".into()),
+            from: "w@x.test".into(),
+        };
+        let shown = format!("{apns:?} {fcm:?} {sms:?} {smtp:?} {:?}", fcm.account);
+        for secret in ["secret-apns-key", "secret-fcm-key", "secret-sms-token", "secret-smtp-password", "BEGIN PRIVATE KEY"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("KEYID12345") && shown.contains("smtp.test"), "the rest is still shown: {shown}");
+    }
 }

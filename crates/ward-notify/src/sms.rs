@@ -4,8 +4,8 @@
 
 use crate::{ConfigError, HttpOptions, SendError, SmsProvider, TextMessage, http_client};
 
-/// Gateway settings.
-#[derive(Debug, Clone)]
+/// Gateway settings. Its `Debug` leaves out the token.
+#[derive(Clone)]
 pub struct SmsGatewayConfig {
     /// The URL the message is posted to.
     pub url: String,
@@ -15,6 +15,17 @@ pub struct SmsGatewayConfig {
     pub from: Option<String>,
     /// HTTP settings.
     pub http: HttpOptions,
+}
+
+impl std::fmt::Debug for SmsGatewayConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmsGatewayConfig")
+            .field("url", &self.url)
+            .field("token", &crate::REDACTED)
+            .field("from", &self.from)
+            .field("http", &self.http)
+            .finish()
+    }
 }
 
 /// The gateway client.

@@ -19,8 +19,8 @@ pub enum SmtpTls {
     None,
 }
 
-/// SMTP settings.
-#[derive(Debug, Clone)]
+/// SMTP settings. Its `Debug` leaves out the password.
+#[derive(Clone)]
 pub struct SmtpConfig {
     /// The relay's host name.
     pub host: String,
@@ -34,6 +34,19 @@ pub struct SmtpConfig {
     pub password: Option<String>,
     /// The From address.
     pub from: String,
+}
+
+impl std::fmt::Debug for SmtpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| crate::REDACTED))
+            .field("from", &self.from)
+            .finish()
+    }
 }
 
 /// The SMTP client.

@@ -14,6 +14,7 @@ pub(crate) mod devices;
 pub mod dto;
 pub(crate) mod evidence;
 pub(crate) mod forwarding;
+pub(crate) mod inbound;
 pub(crate) mod incidents;
 pub(crate) mod keys;
 pub(crate) mod lifecycle;
@@ -126,6 +127,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(patients::routes())
         .merge(consents::routes())
         .merge(notices::routes())
+        .merge(inbound::routes())
         .merge(contacts::routes())
         .merge(conversations::routes())
         .merge(attachments::routes())

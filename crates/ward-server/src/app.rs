@@ -55,6 +55,8 @@ pub struct AppState {
     pub notify: Arc<crate::notify::Notifier>,
     /// The WebAuthn relying party (checked by `Config::validate`).
     pub webauthn: Arc<webauthn_rs::Webauthn>,
+    /// The inbound webhooks' signing keys.
+    pub inbound: Arc<crate::inbound::InboundKeys>,
 }
 
 impl AppState {
@@ -126,6 +128,12 @@ pub fn build(
         tracing::error!(error = %e.0, "WebAuthn settings unusable; using the defaults");
         crate::config::WebAuthnConfig::default().relying_party().expect("the default relying party builds")
     }));
+    // `start` reads the keys first and stops on a bad file; a state built directly (tests)
+    // without them has no webhooks.
+    let inbound = Arc::new(crate::inbound::InboundKeys::from_config(&config.inbound).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "inbound webhook keys unusable; the webhooks are off");
+        crate::inbound::InboundKeys::default()
+    }));
     let state = AppState {
         store,
         fanout,
@@ -140,6 +148,7 @@ pub fn build(
         login_limits,
         notify,
         webauthn,
+        inbound,
     };
     let router = Router::new()
         .merge(api)

@@ -8,8 +8,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-/// Everything `ward serve` can be told.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Everything `ward serve` can be told. Its `Debug` is [`Config::redacted_toml`]: no secret.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Directory holding the SQLite database, the TLS certificate and every other file Ward keeps.
@@ -50,6 +50,98 @@ pub struct Config {
     pub escalation: EscalationConfig,
     /// WebAuthn (security keys and passkeys): the relying party and ceremony lifetime.
     pub webauthn: WebAuthnConfig,
+    /// Webhooks for messages patients send in by SMS or email, answered with a PHI-free
+    /// redirect to the portal.
+    pub inbound: InboundConfig,
+}
+
+/// `[inbound]`: the SMS gateway's and the mail provider's webhooks
+/// (`POST /api/v1/inbound/{org}/sms`, `.../email`). A patient's verified contact that writes
+/// in gets `redirect_text` back on the same channel, at most once per `redirect_every_minutes`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InboundConfig {
+    /// The portal link put into `{portal_link}` (https). Required when an organisation is set.
+    pub portal_link: String,
+    /// The reply: a notice template (docs/consent.md) that may use `{portal_link}` only,
+    /// checked by the outbound content policy.
+    pub redirect_text: String,
+    /// At most one redirect per sender and channel within this many minutes.
+    pub redirect_every_minutes: u32,
+    /// The organisations whose webhooks are on, each with its signing secret.
+    pub orgs: Vec<InboundOrg>,
+}
+
+impl Default for InboundConfig {
+    fn default() -> Self {
+        Self {
+            portal_link: String::new(),
+            redirect_text: "Messages sent here are not read. Please use the secure portal: {portal_link}".into(),
+            redirect_every_minutes: 60,
+            orgs: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for InboundConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InboundConfig")
+            .field("portal_link", &self.portal_link)
+            .field("redirect_every_minutes", &self.redirect_every_minutes)
+            .field("orgs", &self.orgs)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `[[inbound.orgs]]`: one organisation's webhooks.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct InboundOrg {
+    /// The organisation's slug (the `{org}` of the webhook URLs).
+    pub org: String,
+    /// The HMAC-SHA256 key the provider signs each body with (shown redacted; or
+    /// `secret_file`).
+    pub secret: Option<String>,
+    /// A file holding the key.
+    pub secret_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for InboundOrg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InboundOrg")
+            .field("org", &self.org)
+            .field("secret", &self.secret.as_ref().map(|_| "****"))
+            .field("secret_file", &self.secret_file)
+            .finish()
+    }
+}
+
+impl InboundConfig {
+    /// Checks the webhook settings.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |what: &str| Err(ConfigError(what.to_owned()));
+        if !(1..=10_080).contains(&self.redirect_every_minutes) {
+            return bad("inbound.redirect_every_minutes must be between 1 and 10080");
+        }
+        if self.redirect_text.is_empty() || self.redirect_text.len() > 320 {
+            return bad("inbound.redirect_text must be 1 to 320 bytes");
+        }
+        if !self.orgs.is_empty() && !self.portal_link.starts_with("https://") {
+            return bad("inbound.portal_link must be an https link when inbound.orgs is set");
+        }
+        for o in &self.orgs {
+            if o.org.is_empty() {
+                return bad("inbound.orgs[].org must name an organisation slug");
+            }
+            if o.secret.is_none() == o.secret_file.is_none() {
+                return bad("inbound.orgs[] needs exactly one of secret and secret_file");
+            }
+            if o.secret.as_ref().is_some_and(|s| s.len() < 16) {
+                return bad("inbound.orgs[].secret must be at least 16 bytes");
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Escalation (`[escalation]`): how long an urgent or STAT message may stay unread before
@@ -183,8 +275,8 @@ impl Default for FcmSettings {
     }
 }
 
-/// `[notify.sms]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// `[notify.sms]`. Its `Debug` leaves out the token.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct SmsSettings {
     /// Send SMS through the gateway.
@@ -201,8 +293,8 @@ pub struct SmsSettings {
     pub ca_file: Option<PathBuf>,
 }
 
-/// `[notify.email]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `[notify.email]`. Its `Debug` leaves out the password.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EmailSettings {
     /// Send email through the SMTP relay.
@@ -235,6 +327,51 @@ impl Default for EmailSettings {
             password_file: None,
             from: String::new(),
         }
+    }
+}
+
+/// What `Debug` shows for a secret that is set.
+fn hidden(secret: &Option<String>) -> Option<&'static str> {
+    secret.as_ref().map(|_| "****")
+}
+
+impl std::fmt::Debug for SmsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmsSettings")
+            .field("enabled", &self.enabled)
+            .field("url", &self.url)
+            .field("token", &hidden(&self.token))
+            .field("token_file", &self.token_file)
+            .field("from", &self.from)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for EmailSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmailSettings")
+            .field("enabled", &self.enabled)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("password", &hidden(&self.password))
+            .field("password_file", &self.password_file)
+            .field("from", &self.from)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &hidden(&self.secret_access_key))
+            .finish_non_exhaustive()
     }
 }
 
@@ -441,8 +578,8 @@ pub enum AttachmentStoreKind {
     S3,
 }
 
-/// An S3-compatible bucket (`[attachments.s3]`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// An S3-compatible bucket (`[attachments.s3]`). Its `Debug` leaves out the secret key.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct S3Config {
     /// The bucket name.
@@ -811,6 +948,7 @@ impl Default for Config {
             notify: NotifyConfig::default(),
             escalation: EscalationConfig::default(),
             webauthn: WebAuthnConfig::default(),
+            inbound: InboundConfig::default(),
         }
     }
 }
@@ -837,6 +975,12 @@ impl Default for LimitConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         Self { level: "info".into(), format: "json".into() }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted_toml())
     }
 }
 
@@ -950,6 +1094,7 @@ impl Config {
         }
         self.notify.validate()?;
         self.escalation.validate()?;
+        self.inbound.validate()?;
         self.attachments.validate()
     }
 
@@ -977,6 +1122,11 @@ impl Config {
         }
         if shown.notify.email.password.is_some() {
             shown.notify.email.password = Some("****".into());
+        }
+        for o in &mut shown.inbound.orgs {
+            if o.secret.is_some() {
+                o.secret = Some("****".into());
+            }
         }
         if shown.attachments.s3.secret_access_key.is_some() {
             shown.attachments.s3.secret_access_key = Some("****".into());
@@ -1027,6 +1177,25 @@ mod tests {
         assert_eq!(redact_url("postgres://ward:s3cret@db:5432/ward"), "postgres://ward:****@db:5432/ward");
         assert_eq!(redact_url("postgres://db/ward?user=x&password=s3cret"), "postgres://db/ward?user=x&password=****");
         assert_eq!(redact_url("sqlite:///var/ward/ward.db"), "sqlite:///var/ward/ward.db");
+    }
+
+    /// Every setting that holds a secret keeps it out of `Debug` (and `ward config`).
+    #[test]
+    fn debug_output_hides_every_secret() {
+        let mut c = Config { database_url: Some("postgres://ward:db-canary-0@db/ward".into()), ..Config::default() };
+        c.notify.sms.token = Some("sms-canary-1".into());
+        c.notify.email.password = Some("smtp-canary-2".into());
+        c.attachments.s3.secret_access_key = Some("s3-canary-3".into());
+        c.inbound.orgs = vec![InboundOrg { org: "acme".into(), secret: Some("inbound-canary-4".into()), secret_file: None }];
+        c.keys.pkcs11.pin = Some("pin-canary-5".into());
+        c.keys.kms.secret_access_key = Some("kms-canary-6".into());
+        let shown = format!("{c:?} {:?} {:?} {:?} {:?} {:?}", c.notify, c.notify.sms, c.notify.email, c.attachments.s3, c.inbound);
+        let toml = c.redacted_toml();
+        for canary in ["db-canary-0", "sms-canary-1", "smtp-canary-2", "s3-canary-3", "inbound-canary-4", "pin-canary-5", "kms-canary-6"] {
+            assert!(!shown.contains(canary), "{canary} in Debug: {shown}");
+            assert!(!toml.contains(canary), "{canary} in the redacted TOML");
+        }
+        assert!(shown.contains("acme"), "the rest is still shown");
     }
 
     #[test]

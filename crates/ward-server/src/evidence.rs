@@ -499,8 +499,28 @@ fn json<T: Serialize>(v: &T) -> anyhow::Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Rows read at most from the lists that page (shred records, alerts, break-glass grants).
-const LIST_CAP: u32 = 100_000;
+/// Rows a bundle holds at most per list (shred records, alerts, break-glass grants,
+/// incidents). A longer list fails the export with [`ListTooLong`] instead of being cut short:
+/// a bundle that silently left records out would be false evidence.
+pub const LIST_CAP: u32 = 100_000;
+
+/// A list had more rows than a bundle holds: the export fails, naming the list and the cap.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the {what} list has more than {cap} records, more than one evidence bundle holds; nothing was exported")]
+pub struct ListTooLong {
+    /// Which list (`alerts`, `break_glass`, `shred_records`, `incidents`).
+    pub what: &'static str,
+    /// The cap.
+    pub cap: u32,
+}
+
+/// `rows`, or [`ListTooLong`] if it holds more than `cap` (read with a limit of `cap + 1`).
+fn whole<T>(rows: Vec<T>, what: &'static str, cap: u32) -> anyhow::Result<Vec<T>> {
+    if rows.len() > cap as usize {
+        return Err(ListTooLong { what, cap }.into());
+    }
+    Ok(rows)
+}
 
 /// Who a bundle is for. The key inventory's per-scope counts and the audit archive segments
 /// cover the whole deployment, every tenant's patients and conversations counted together:
@@ -529,6 +549,18 @@ pub async fn collect(
     config: &Config,
     org: &Org,
     audience: Audience,
+    progress: impl FnMut(u64),
+) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+    collect_capped(store, config, org, audience, LIST_CAP, progress).await
+}
+
+/// [`collect`] with another cap on each list's length (tests use a small one).
+pub async fn collect_capped(
+    store: &Store,
+    config: &Config,
+    org: &Org,
+    audience: Audience,
+    cap: u32,
     mut progress: impl FnMut(u64),
 ) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
     let mut files = BTreeMap::new();
@@ -618,9 +650,7 @@ pub async fn collect(
     files.insert(KEYS.to_owned(), json(&keys)?);
     tick(&mut progress);
 
-    let grants: Vec<_> = store
-        .break_glass_queue(o, None, LIST_CAP)
-        .await?
+    let grants: Vec<_> = whole(store.break_glass_queue(o, None, cap.saturating_add(1)).await?, "break_glass", cap)?
         .into_iter()
         .map(|mut g| {
             // Free text: may name the patient or their condition.
@@ -632,8 +662,10 @@ pub async fn collect(
     files.insert(BREAK_GLASS.to_owned(), json(&grants)?);
     tick(&mut progress);
 
-    let alerts: Vec<_> =
-        store.alerts(o, None, false, i64::from(LIST_CAP)).await?.into_iter().map(crate::api::alerts::AlertView::from).collect();
+    let alerts: Vec<_> = whole(store.alerts(o, None, false, i64::from(cap) + 1).await?, "alerts", cap)?
+        .into_iter()
+        .map(crate::api::alerts::AlertView::from)
+        .collect();
     files.insert(ALERTS.to_owned(), json(&alerts)?);
     tick(&mut progress);
 
@@ -682,6 +714,7 @@ pub async fn collect(
     files.insert(SCIM_DEPROVISIONS.to_owned(), json(&timelines)?);
     tick(&mut progress);
 
+    let shred_records = whole(store.shred_records(o, cap.saturating_add(1)).await?, "shred_records", cap)?;
     files.insert(
         RETENTION.to_owned(),
         json(&serde_json::json!({
@@ -694,7 +727,7 @@ pub async fn collect(
                 }
                 v
             }).collect::<Vec<_>>(),
-            "shred_records": store.shred_records(o, LIST_CAP).await?,
+            "shred_records": shred_records,
             "audit_log_retention_days": config.audit.retention_days,
             "audit_archive_segments": match audience {
                 Audience::Operator => serde_json::to_value(store.audit_archives().await?)?,
@@ -717,9 +750,7 @@ pub async fn collect(
     tick(&mut progress);
 
     // The list read opens no titles or descriptions.
-    let incidents = store
-        .incidents(o)
-        .await?
+    let incidents = whole(store.incidents_up_to(o, cap.saturating_add(1)).await?, "incidents", cap)?
         .into_iter()
         .map(|i| crate::api::incidents::view(i).map_err(|e| anyhow::anyhow!("{e:?}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -790,6 +821,25 @@ pub async fn export(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A list longer than the cap fails the export, naming the list; none is cut short.
+    #[tokio::test]
+    async fn a_list_over_the_cap_fails_the_export_instead_of_being_cut() {
+        for backend in [ward_store::Backend::Sqlite, ward_store::Backend::Postgres] {
+            let Some(db) = ward_store::testing::TestDb::open(backend).await else { continue };
+            let org = ward_store::testing::org(&db.store, "capped").await;
+            for _ in 0..3 {
+                db.store.test_insert_alert(org.id).await;
+            }
+            let config = Config::default();
+            let err = collect_capped(&db.store, &config, &org, Audience::Operator, 2, |_| {}).await.unwrap_err();
+            assert_eq!(err.downcast_ref::<ListTooLong>(), Some(&ListTooLong { what: "alerts", cap: 2 }), "{backend:?}: {err}");
+            assert!(err.to_string().contains("more than 2"), "{err}");
+            let files = collect_capped(&db.store, &config, &org, Audience::Operator, 3, |_| {}).await.unwrap();
+            let alerts: Vec<serde_json::Value> = serde_json::from_slice(&files[ALERTS]).unwrap();
+            assert_eq!(alerts.len(), 3, "{backend:?}: at the cap, every record is in the bundle");
+        }
+    }
 
     fn signer() -> ward_audit::Signer {
         ward_audit::Signer::from_seed("test.example/log", &[7; 32]).unwrap()

@@ -16,6 +16,7 @@ pub mod config;
 pub mod evidence;
 pub mod extract;
 pub mod hub;
+pub mod inbound;
 pub mod keys;
 pub mod lifecycle;
 pub mod metrics;
@@ -136,6 +137,7 @@ pub async fn start_with(config: Config, store: Store, fanout: Arc<dyn FanOut>) -
     let blobs = Arc::new(attachments::Blobs::from_config(&config)?);
     // Built before anything is spawned, so a bad provider key or file stops the start.
     let notifier = Arc::new(notify::Notifier::from_config(&config.notify)?);
+    inbound::InboundKeys::from_config(&config.inbound)?;
     let notify_task = notify::spawn(store.clone(), notifier.clone(), config.notify.clone());
     let escalation_task = notify::spawn_escalation(store.clone(), notifier.clone(), config.escalation.clone());
     let config = Arc::new(config);

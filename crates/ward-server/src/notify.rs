@@ -322,13 +322,15 @@ pub fn spawn(store: Store, n: Arc<Notifier>, cfg: NotifyConfig) -> Option<tokio:
 /// step of the same message.
 pub fn spawn_escalation(store: Store, n: Arc<Notifier>, cfg: EscalationConfig) -> Option<tokio::task::JoinHandle<()>> {
     // Without a push provider there is nobody to page: the task does not run (its pushes would
-    // otherwise wait in the queue and go out stale once a provider is configured).
+    // otherwise wait in the queue and go out stale once a provider is configured). With an SMS
+    // provider as well, step 2 also texts the on-call users' verified phones.
     if !cfg.enabled || !n.push_enabled() {
         return None;
     }
     let delays = ward_store::EscalationDelays {
         stat_ms: (cfg.stat_renotify_secs * 1000) as i64,
         urgent_ms: (cfg.urgent_renotify_secs * 1000) as i64,
+        sms: n.sms.is_some(),
     };
     // A quarter of the shorter delay, between a quarter second and fifteen seconds.
     let every = Duration::from_millis((cfg.stat_renotify_secs.min(cfg.urgent_renotify_secs) * 250).clamp(250, 15_000));

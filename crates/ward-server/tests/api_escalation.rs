@@ -15,9 +15,10 @@ use base64::Engine;
 use common::{Harness, captured, logs};
 use reqwest::Method;
 use serde_json::json;
+use ward_domain::contact::ContactKind;
 use ward_domain::role::Role;
 use ward_notify::fake::{FakeHttp, Recorded};
-use ward_store::{Backend, EscalationDelays, on_both_backends};
+use ward_store::{Backend, ContactOwner, ESCALATION_SMS_TEXT, EscalationDelays, on_both_backends};
 
 on_both_backends!(escalation_steps);
 
@@ -57,6 +58,8 @@ fn escalations(fcm: &FakeHttp) -> Vec<(String, String)> {
 async fn escalation_steps(backend: Backend) {
     captured();
     let fcm = FakeHttp::start().await;
+    let sms = FakeHttp::start().await;
+    let sms_url = format!("{}/send", sms.url);
     let keys = tempfile::tempdir().unwrap();
     let rsa = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
     let account = json!({"type": "service_account", "project_id": "ward-test", "client_email": "push@ward-test.example",
@@ -68,6 +71,9 @@ async fn escalation_steps(backend: Backend) {
         c.notify.fcm.enabled = true;
         c.notify.fcm.base_url = fcm_url;
         c.notify.fcm.service_account_file = Some(kp.join("fcm.json"));
+        c.notify.sms.enabled = true;
+        c.notify.sms.url = sms_url;
+        c.notify.sms.token = Some("gateway-token-esc".into());
         c.escalation.stat_renotify_secs = 1;
         c.escalation.urgent_renotify_secs = 1;
     })
@@ -76,7 +82,7 @@ async fn escalation_steps(backend: Backend) {
         return;
     };
     // Two more workers racing the server's own for every step.
-    let delays = EscalationDelays { stat_ms: 1000, urgent_ms: 1000 };
+    let delays = EscalationDelays { stat_ms: 1000, urgent_ms: 1000, sms: true };
     let racers: Vec<_> = (0..2)
         .map(|_| {
             let store = h.store.clone();
@@ -102,6 +108,10 @@ async fn escalation_steps(backend: Backend) {
             .await
             .expect(200);
     }
+
+    // The charge nurse has a verified phone: the on-call step texts it too (its code goes first).
+    h.store.test_verified_contact(org.id, charge.id, ContactOwner::User(charge.id), ContactKind::Phone, "+14155550177").await;
+    wait_for("the verification code", || sms.sends().len() == 1).await;
 
     // The patient's care team: doc, nurse, charge and other; charge goes on call (by doc, on the team).
     let r = h
@@ -174,6 +184,9 @@ async fn escalation_steps(backend: Backend) {
     assert_eq!(push["message"]["notification"], json!({"body": ALERT}));
     assert_eq!(push["message"]["android"]["priority"], "HIGH");
     assert_eq!(push["message"]["data"], json!({"conversation_id": conv, "message_id": stat_id}));
+    // One PHI-free SMS to the on-call nurse's verified phone, once across the racing nodes.
+    wait_for("the on-call SMS", || sms.sends().len() == 2).await;
+    assert_eq!(sms.sends()[1].json(), json!({"to": "+14155550177", "text": ESCALATION_SMS_TEXT}));
     let steps = h.store.escalations(org.id, stat_id.parse().unwrap()).await.unwrap();
     let summary: Vec<(i64, &str, i64, i64)> = steps.iter().map(|s| (s.step, s.outcome.as_str(), s.people, s.devices)).collect();
     assert_eq!(summary, vec![(1, "notified", 1, 1), (2, "notified", 1, 1)]);
@@ -206,7 +219,9 @@ async fn escalation_steps(backend: Backend) {
     }
 
     // Canary: nothing of the content left Ward, nor reached a log or the audit log.
-    let outside: Vec<String> = fcm.requests().iter().map(Recorded::all_text).collect();
+    assert_eq!(sms.sends().len(), 2, "no SMS for the group conversation, none twice");
+    let mut outside: Vec<String> = fcm.requests().iter().map(Recorded::all_text).collect();
+    outside.extend(sms.requests().iter().map(Recorded::all_text));
     let log = logs();
     let audit = h.store.audit_events(0, 100_000).await.unwrap();
     for canary in CANARIES {
@@ -221,6 +236,8 @@ async fn escalation_steps(backend: Backend) {
     let esc: Vec<_> = audit.iter().filter(|e| e.action == "message.escalate").collect();
     assert_eq!(esc.len(), 4, "one audit event per step");
     assert!(esc.iter().any(|e| e.detail.contains(r#""result":"no_one""#)));
+    assert_eq!(esc.iter().filter(|e| e.detail.contains(r#""sms":1"#)).count(), 1, "the on-call step's SMS is counted");
+    assert!(audit.iter().all(|e| !e.detail.contains("4155550177")), "no phone number in the audit log");
     assert!(audit.iter().any(|e| e.action == "patient.on_call" && e.detail.contains(r#""on_call":true"#)));
     let _ = (&cs, &os);
 }

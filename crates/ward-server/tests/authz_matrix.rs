@@ -156,6 +156,10 @@ const OPS: &[OpDef] = &[
     op("PUT", "/api/v1/org/notice-templates/{template_id}", Gate::Bearer, false),
     op("POST", "/api/v1/patients/{patient_id}/notices", Gate::Bearer, false),
     op("DELETE", "/api/v1/org/notice-templates/{template_id}", Gate::Bearer, false),
+    op("GET", "/api/v1/me/notices/{notice_id}", Gate::Bearer, false),
+    // The inbound webhooks authenticate by the body's signature, not a bearer token.
+    op("POST", "/api/v1/inbound/{org}/sms", Gate::Public, false),
+    op("POST", "/api/v1/inbound/{org}/email", Gate::Public, false),
     // The contact directory: codes are confirmed (wrongly) before new ones are sent, and
     // deletions come last.
     op("GET", "/api/v1/me/contacts", Gate::Bearer, false),
@@ -929,6 +933,8 @@ fn min_body(op: &OpDef) -> Option<Value> {
             "notification_preview": "when_unlocked", "encrypted_backups": true, "jailbreak_detected": false, "app_attestation": "passed"}),
         ("POST", "/api/v1/me/devices/{device_id}/wipe") | ("POST", "/api/v1/devices/{device_id}/wipe") => json!({"reason": "Matrix"}),
         ("POST", "/api/v1/device-wipe/command") => json!({"device_id": rnd(), "wipe_secret": "wdw_matrix"}),
+        ("POST", "/api/v1/inbound/{org}/sms") => json!({"from": "+14155550100", "text": "matrix"}),
+        ("POST", "/api/v1/inbound/{org}/email") => json!({"from": "matrix@example.org", "text": "matrix"}),
         ("POST", "/api/v1/device-wipe/ack") => json!({"device_id": rnd(), "wipe_secret": "wdw_matrix", "wipe_id": rnd()}),
         ("PUT", "/api/v1/org/device-policy") => serde_json::to_value(ward_device::PosturePolicy::default()).unwrap(),
         ("POST", "/api/v1/device-reports/spot-checks") => json!({"percent": 10, "seed": 1}),
@@ -1565,6 +1571,21 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
         }
 
         // --- notices: the clinicians, nurses and staff on the care team send ------------------
+        // Only the patient's own notices exist for them; nobody else sees any (404 like an
+        // unknown id).
+        ("GET", "/api/v1/me/notices/{notice_id}") => {
+            let (id, exp) = match t {
+                Random => (rnd(), NOT_FOUND),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                _ => return None,
+            };
+            cell(op.path.replace("{notice_id}", &id), None, exp)
+        }
+        // Unsigned (and for an organisation without webhooks): 401 whoever calls.
+        ("POST", "/api/v1/inbound/{org}/sms") | ("POST", "/api/v1/inbound/{org}/email") => match t {
+            Random => cell(op.path.replace("{org}", "matrix-nowhere"), body, problem(401, "invalid_signature")).who(Who::Anonymous),
+            _ => return None,
+        },
         ("POST", "/api/v1/patients/{patient_id}/notices") => {
             let patient = role == Role::Patient;
             let sender = matches!(role, Role::Clinician | Role::Nurse);

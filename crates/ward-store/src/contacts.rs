@@ -377,9 +377,7 @@ impl Store {
         value: String,
         meta: RequestMeta,
     ) -> Result<Contact> {
-        let index_key = self.index_key(org).await?;
-        let mac = index_key.blind_index(purpose::CONTACT_INDEX, format!("{}:{value}", kind.as_str()).as_bytes());
-        let index = format!("{INDEX_PREFIX}{}", hex(&mac));
+        let index = value_index(&*self.index_key(org).await?, kind, &value);
         let (scope_kind, scope) = seal_scope(org, owner);
         if let ContactOwner::Patient(p) = owner {
             // current_key refuses another tenant's scope, but say NotFound before any key work.
@@ -752,7 +750,11 @@ impl Store {
                 )?;
                 let mut out = Vec::with_capacity(rows.len());
                 for (mid, kind, channel, destination, sealed, status, created_at) in rows {
-                    let body = open_field(&mut c, &ring, &message_context(org, owner, mid), &sealed).await?;
+                    let body = if kind == "escalation" {
+                        crate::escalation::ESCALATION_SMS_TEXT.to_owned()
+                    } else {
+                        open_field(&mut c, &ring, &message_context(org, owner, mid), &sealed).await?
+                    };
                     let channel = NoticeChannel::parse(&channel).ok_or(StoreError::Corrupt("notice_outbox.channel"))?;
                     out.push(ContactMessage { id: mid, kind, channel, destination, body, status, created_at });
                 }
@@ -763,7 +765,45 @@ impl Store {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// The user's phone contact that may receive a message now (verified within the period,
+/// unsuppressed, claimed by no one else), if any: where an escalation SMS goes.
+pub(crate) async fn sendable_user_phone(c: &mut Conn<'_>, org: OrgId, user: uuid::Uuid) -> Result<Option<uuid::Uuid>> {
+    let days = reverify_days(c, org).await?;
+    let sql = format!(
+        "SELECT {CONTACT_COLUMNS} FROM contacts c WHERE c.org_id = $1 AND c.user_id = $2 AND c.kind = 'phone' \
+         AND c.verified_at IS NOT NULL ORDER BY c.verified_at DESC, c.id"
+    );
+    let rows = fetch!(fetch_all, c, ContactRow, sqlx::AssertSqlSafe(sql), org.0, user)?;
+    let now = now_ms();
+    Ok(rows.into_iter().find(|r| status(r.facts(), now, days).sendable()).map(|r| r.id))
+}
+
+/// The blind index a contact of `kind` with this normalised value is found by.
+pub(crate) fn value_index(key: &ward_crypto::DataKey, kind: ContactKind, value: &str) -> String {
+    let mac = key.blind_index(purpose::CONTACT_INDEX, format!("{}:{value}", kind.as_str()).as_bytes());
+    format!("{INDEX_PREFIX}{}", hex(&mac))
+}
+
+/// The patient contact of `kind` whose value has this blind index and that may receive a
+/// message now (verified within the period, unsuppressed, claimed by no one else), with its
+/// patient. Contacts of user accounts do not count: replies go where notices go.
+pub(crate) async fn sendable_patient_contact_by_index(
+    c: &mut Conn<'_>,
+    org: OrgId,
+    kind: ContactKind,
+    index: &str,
+) -> Result<Option<(PatientId, uuid::Uuid)>> {
+    let days = reverify_days(c, org).await?;
+    let sql = format!(
+        "SELECT {CONTACT_COLUMNS} FROM contacts c WHERE c.org_id = $1 AND c.kind = $2 AND c.value_index = $3 \
+         AND c.patient_id IS NOT NULL AND c.verified_at IS NOT NULL ORDER BY c.verified_at DESC, c.id"
+    );
+    let rows = fetch!(fetch_all, c, ContactRow, sqlx::AssertSqlSafe(sql), org.0, kind.as_str(), index)?;
+    let now = now_ms();
+    Ok(rows.into_iter().find(|r| status(r.facts(), now, days).sendable()).and_then(|r| r.patient_id.map(|p| (PatientId(p), r.id))))
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
         let _ = write!(s, "{b:02x}");

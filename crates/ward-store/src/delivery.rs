@@ -47,7 +47,7 @@ pub struct ClaimedNotice {
     pub id: uuid::Uuid,
     /// Tenant.
     pub org_id: OrgId,
-    /// `notice` or `verification`.
+    /// `notice`, `verification` or `redirect` (the reply to a patient who wrote in).
     pub kind: String,
     /// The medium.
     pub channel: NoticeChannel,
@@ -484,8 +484,11 @@ impl Store {
                     )?;
                     let org = OrgId(r.org_id);
                     let channel = NoticeChannel::parse(&r.channel).ok_or(StoreError::Corrupt("notice_outbox.channel"))?;
-                    let notice = r.kind == "notice";
-                    if notice {
+                    // Notices and inbound redirects go to a patient under a consent and need a
+                    // sendable contact; only a verification code goes to an unverified one.
+                    let notice = r.kind != "verification";
+                    let escalation = r.kind == "escalation";
+                    if notice && !escalation {
                         let patient = PatientId(r.patient_id.ok_or(StoreError::Corrupt("notice_outbox.patient_id"))?);
                         if current_consent(&mut c, org, patient, channel.required_consent()).await?.is_none() {
                             cancel(&mut c, Queue::Notices, org, id, "consent_revoked", channel.as_str()).await?;
@@ -521,12 +524,17 @@ impl Store {
                                 cancel(&mut c, Queue::Notices, org, id, "contact_unsendable", channel.as_str()).await?;
                                 continue;
                             };
-                            let ctx = if notice {
-                                outbox_context(org, PatientId(r.patient_id.ok_or(StoreError::Corrupt("notice_outbox.patient_id"))?), id)
+                            if escalation {
+                                // Fixed in the program: nothing was sealed.
+                                claimed.body = crate::escalation::ESCALATION_SMS_TEXT.to_owned();
                             } else {
-                                contact_message_context(org, owner, id)
-                            };
-                            claimed.body = open_field(&mut c, &ring, &ctx, &r.body_sealed).await?;
+                                let ctx = if notice {
+                                    outbox_context(org, PatientId(r.patient_id.ok_or(StoreError::Corrupt("notice_outbox.patient_id"))?), id)
+                                } else {
+                                    contact_message_context(org, owner, id)
+                                };
+                                claimed.body = open_field(&mut c, &ring, &ctx, &r.body_sealed).await?;
+                            }
                             claimed.to = Some(to);
                         }
                         (_, None) => {
@@ -668,7 +676,13 @@ impl Store {
                 let outcome = if status == "sent" || status == "queued" { Outcome::Success } else { Outcome::Failure };
                 let mut ev = system_event(action, org, outcome)
                     .target(if queue == Queue::Notices { "notice" } else { "push" }, id)
-                    .detail("kind", DetailValue::Code(if kind == "verification" { "verification" } else if kind == "notice" { "notice" } else { "message" }))
+                    .detail("kind", DetailValue::Code(match kind.as_str() {
+                        "verification" => "verification",
+                        "notice" => "notice",
+                        "redirect" => "redirect",
+                        "escalation" => "escalation",
+                        _ => "message",
+                    }))
                     .detail("channel", DetailValue::Code(channel))
                     .detail("attempt", DetailValue::Int(attempt))
                     .detail("result", DetailValue::Code(label));
@@ -734,7 +748,8 @@ pub(crate) async fn cancel_for_revoked_consent(
             fetch_all,
             c,
             uuid::Uuid,
-            "SELECT id FROM notice_outbox WHERE org_id = $1 AND patient_id = $2 AND channel = $3 AND kind = 'notice' AND status = 'queued'",
+            "SELECT id FROM notice_outbox WHERE org_id = $1 AND patient_id = $2 AND channel = $3 AND kind IN ('notice', 'redirect') \
+             AND status = 'queued'",
             org.0,
             patient.0,
             ch

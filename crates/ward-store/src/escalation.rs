@@ -12,6 +12,7 @@ use ward_domain::consent::ConsentChannel;
 use ward_domain::ids::{OrgId, PatientId, UserId};
 
 use crate::consents::current_consent;
+use crate::contacts::{contact_destination, sendable_user_phone};
 use crate::db::{Conn, exec, fetch, scalar};
 use crate::error::{Result, StoreError};
 use crate::{RequestMeta, Store, audit, now_ms};
@@ -27,7 +28,12 @@ pub struct EscalationDelays {
     pub stat_ms: i64,
     /// Urgent messages.
     pub urgent_ms: i64,
+    /// Step 2 also texts each on-call user's verified phone (an SMS provider is configured).
+    pub sms: bool,
 }
+
+/// The only text an escalation SMS carries: no patient, sender, conversation or message.
+pub const ESCALATION_SMS_TEXT: &str = "Ward: an urgent message needs your attention. Please open the Ward app.";
 
 /// One recorded escalation step.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,17 +97,21 @@ async fn push_devices(c: &mut Conn<'_>, org: OrgId, user: uuid::Uuid) -> Result<
 
 /// Runs one step for one message: claims it (the insert), queues the pushes, audits. Returns
 /// whether this call did the step (false: another node already had).
-async fn run_step(c: &mut Conn<'_>, m: &Candidate, step: i64, people: &[uuid::Uuid], now: i64) -> Result<bool> {
+async fn run_step(c: &mut Conn<'_>, m: &Candidate, step: i64, people: &[uuid::Uuid], now: i64, sms: bool) -> Result<bool> {
     let org = OrgId(m.org);
     let mut targets = Vec::new();
+    let mut phones = Vec::new();
     for u in people {
         for d in push_devices(c, org, *u).await? {
             targets.push((*u, d));
         }
+        if sms && let Some(contact) = sendable_user_phone(c, org, *u).await? {
+            phones.push(contact);
+        }
     }
     let outcome = if people.is_empty() {
         "no_one"
-    } else if targets.is_empty() {
+    } else if targets.is_empty() && phones.is_empty() {
         "no_device"
     } else {
         "notified"
@@ -137,13 +147,28 @@ async fn run_step(c: &mut Conn<'_>, m: &Candidate, step: i64, people: &[uuid::Uu
             now
         )?;
     }
+    for contact in &phones {
+        // The text is fixed (ESCALATION_SMS_TEXT): nothing to seal, the body stays empty.
+        exec!(
+            c,
+            "INSERT INTO notice_outbox (id, org_id, kind, contact_id, channel, destination, body_sealed, status, created_at) \
+             VALUES ($1, $2, 'escalation', $3, 'sms', $4, $5, 'queued', $6)",
+            uuid::Uuid::now_v7(),
+            m.org,
+            *contact,
+            contact_destination(*contact),
+            Vec::<u8>::new(),
+            now
+        )?;
+    }
     let mut ev = AuditEvent::new(AuditAction::MessageEscalate, Outcome::Success)
         .target("message", m.id)
         .detail("conversation", DetailValue::Id(m.conversation))
         .detail("step", DetailValue::Int(step))
         .detail("result", DetailValue::Code(outcome))
         .detail("people", DetailValue::Int(people.len() as i64))
-        .detail("devices", DetailValue::Int(targets.len() as i64));
+        .detail("devices", DetailValue::Int(targets.len() as i64))
+        .detail("sms", DetailValue::Int(phones.len() as i64));
     ev.org_id = Some(org);
     audit::append(c, &ev, &RequestMeta::default()).await?;
     Ok(true)
@@ -186,7 +211,7 @@ impl Store {
                     if people.is_empty() {
                         continue;
                     }
-                    if run_step(&mut c, &m, 1, &people, now).await? {
+                    if run_step(&mut c, &m, 1, &people, now, false).await? {
                         done += 1;
                     }
                 }
@@ -224,7 +249,7 @@ impl Store {
                         m.conversation,
                         m.sender
                     )?;
-                    if run_step(&mut c, &m, 2, &on_call, now).await? {
+                    if run_step(&mut c, &m, 2, &on_call, now, delays.sms).await? {
                         done += 1;
                     }
                 }

@@ -619,14 +619,22 @@ impl Store {
 
     /// The organisation's incidents, newest first (texts not opened).
     pub async fn incidents(&self, org: OrgId) -> Result<Vec<Incident>> {
+        self.incidents_up_to(org, 1000).await
+    }
+
+    /// The organisation's newest `limit` incidents, as [`Store::incidents`] (the evidence
+    /// export reads one more than it holds, to fail rather than cut the list short).
+    pub async fn incidents_up_to(&self, org: OrgId, limit: u32) -> Result<Vec<Incident>> {
+        let limit = i64::from(limit);
         self.read(move |mut c| {
             Box::pin(async move {
                 let ids = scalar!(
                     fetch_all,
                     &mut c,
                     uuid::Uuid,
-                    "SELECT id FROM incidents WHERE org_id = $1 ORDER BY reported_at DESC, id DESC LIMIT 1000",
-                    org.0
+                    "SELECT id FROM incidents WHERE org_id = $1 ORDER BY reported_at DESC, id DESC LIMIT $2",
+                    org.0,
+                    limit
                 )?;
                 let mut out = Vec::with_capacity(ids.len());
                 for id in ids {

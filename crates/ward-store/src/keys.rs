@@ -53,6 +53,7 @@ pub(crate) mod purpose {
     pub(crate) const INCIDENT_TITLE: &str = "incident.title";
     pub(crate) const INCIDENT_DESCRIPTION: &str = "incident.description";
     pub(crate) const PUSH_TOKEN: &str = "push.token";
+    pub(crate) const INBOUND_SENDER: &str = "inbound.sender";
 }
 
 #[derive(sqlx::FromRow)]

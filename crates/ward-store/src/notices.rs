@@ -363,6 +363,44 @@ impl Store {
         .await
     }
 
+    /// One notice of the patient's, with its text opened (the patient's app fetches it by the
+    /// id a push carried). Another patient's notice, or one of another organisation, is
+    /// [`StoreError::NotFound`], like one that does not exist.
+    pub async fn patient_notice(&self, org: OrgId, patient: PatientId, id: uuid::Uuid) -> Result<OutboxEntry> {
+        let ring = self.keyring().clone();
+        self.read(move |mut c| {
+            Box::pin(async move {
+                let r = fetch!(
+                    fetch_optional,
+                    &mut c,
+                    OutboxRow,
+                    "SELECT id, org_id, patient_id, channel, destination, contact_id, template_id, consent_id, body_sealed, status, created_at, \
+                     created_by FROM notice_outbox WHERE id = $1 AND org_id = $2 AND patient_id = $3 AND kind = 'notice'",
+                    id,
+                    org.0,
+                    patient.0
+                )?
+                .ok_or(StoreError::NotFound)?;
+                let body = open_field(&mut c, &ring, &outbox_context(org, patient, r.id), &r.body_sealed).await?;
+                Ok(OutboxEntry {
+                    id: r.id,
+                    org_id: OrgId(r.org_id),
+                    patient_id: PatientId(r.patient_id),
+                    channel: NoticeChannel::parse(&r.channel).ok_or(StoreError::Corrupt("notice_outbox.channel"))?,
+                    destination: r.destination,
+                    contact_id: r.contact_id,
+                    template_id: r.template_id.ok_or(StoreError::Corrupt("notice_outbox.template_id"))?,
+                    consent_id: r.consent_id.ok_or(StoreError::Corrupt("notice_outbox.consent_id"))?,
+                    body,
+                    status: r.status,
+                    created_at: r.created_at,
+                    created_by: UserId(r.created_by),
+                })
+            })
+        })
+        .await
+    }
+
     /// The outbox entries for a patient, oldest first, with their text opened (for the
     /// delivery providers and for tests).
     pub async fn notice_outbox(&self, org: OrgId, patient: PatientId) -> Result<Vec<OutboxEntry>> {

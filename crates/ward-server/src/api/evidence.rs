@@ -44,7 +44,11 @@ async fn export_evidence(State(state): State<AppState>, Meta(meta): Meta, s: Aut
         |_| {},
     )
     .await
-    .map_err(|e| ApiError::internal_cause(e.to_string()))?;
+    .map_err(|e| match e.downcast_ref::<crate::evidence::ListTooLong>() {
+        // Ids and counts only: the message may be shown.
+        Some(too_long) => ApiError::invalid_state().detail(too_long.to_string()),
+        None => ApiError::internal_cause(e.to_string()),
+    })?;
     let disposition = format!("attachment; filename=\"ward-evidence-{}.zip\"", org.slug);
     Ok((
         [

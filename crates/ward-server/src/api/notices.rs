@@ -30,6 +30,38 @@ pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .routes(utoipa_axum::routes!(list_templates, create_template))
         .routes(utoipa_axum::routes!(update_template, delete_template))
         .routes(utoipa_axum::routes!(send_notice))
+        .routes(utoipa_axum::routes!(my_notice))
+}
+
+/// A notice as its patient reads it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct MyNoticeView {
+    /// Id (the `notice_id` a push carried).
+    pub(crate) id: uuid::Uuid,
+    /// The medium it was sent on.
+    pub(crate) channel: NoticeChannel,
+    /// The text.
+    pub(crate) text: String,
+    /// When it was queued (RFC 3339).
+    pub(crate) created_at: String,
+}
+
+/// One of the signed-in patient's notices, by the id a push carried: the push says only
+/// "New notice", and the app fetches the text here over TLS. Any other caller, and another
+/// patient's or an unknown notice, gets `404`. Audited as `notice.read`.
+#[utoipa::path(get, path = "/api/v1/me/notices/{notice_id}", tag = "notices", security(("bearer" = [])),
+    params(("notice_id" = uuid::Uuid, Path)),
+    responses((status = 200, body = MyNoticeView), (status = 400, body = Problem), (status = 404, body = Problem)))]
+async fn my_notice(State(state): State<AppState>, Meta(meta): Meta, s: Auth, Path(id): Path<uuid::Uuid>) -> ApiResult<Json<MyNoticeView>> {
+    if s.actor.role != ward_domain::role::Role::Patient {
+        return Err(ApiError::not_found());
+    }
+    let me = state.store.user(s.actor.org_id, s.actor.user_id).await?;
+    let patient = me.patient_id.ok_or_else(ApiError::not_found)?;
+    let n = state.store.patient_notice(s.actor.org_id, patient, id).await?;
+    let ev = actor_event(&s, AuditAction::NoticeRead, Outcome::Success).target("notice", n.id).patient(Some(patient));
+    state.store.record(ev, meta).await?;
+    Ok(Json(MyNoticeView { id: n.id, channel: n.channel, text: n.body, created_at: ts(n.created_at) }))
 }
 
 /// A notice template.
