@@ -722,6 +722,32 @@ await step('audit: the signed checkpoint, an access report, a patient\'s disclos
   // The browser checks the note's Ed25519 signature with the verifier key the API gives.
   assert((await text(admin, '#cp-verdict')).startsWith('Signature valid'), 'checkpoint verified: ' + (await text(admin, '#cp-verdict')));
   assert(/^[^+]+\+[0-9a-f]{8}\+[A-Za-z0-9+/=]+$/.test((await text(admin, '#cp-vkey')).trim()), 'the verifier key is shown');
+  // A checkpoint changed in transit is never reported valid: a field that disagrees with the
+  // signed note, and a note whose text no longer matches its signature.
+  const tamperings = [
+    ['a changed root field', (cp) => { cp.root = (cp.root[0] === 'A' ? 'B' : 'A') + cp.root.slice(1); }],
+    ['a changed note', (cp) => { cp.note = cp.note.replace('\n' + cp.size + '\n', '\n' + (cp.size + 1) + '\n'); cp.size += 1; }],
+  ];
+  for (const [what, change] of tamperings) {
+    await admin.route('**/api/v1/audit/checkpoint', async (route) => {
+      const res = await route.fetch();
+      const cp = await res.json();
+      change(cp);
+      await route.fulfill({ response: res, json: cp });
+    });
+    await admin.click('#nav a[href="#/admin/users"]');
+    await admin.waitForSelector('#cp-verdict', { state: 'detached', ...WAIT });
+    await admin.click('#nav a[href="#/admin/audit"]');
+    await admin.waitForSelector('#cp-verdict', WAIT);
+    const verdict = await text(admin, '#cp-verdict');
+    assert(verdict.startsWith('Not verified'), what + ' is not reported valid: ' + verdict);
+    await admin.unroute('**/api/v1/audit/checkpoint');
+  }
+  await admin.click('#nav a[href="#/admin/users"]');
+  await admin.waitForSelector('#cp-verdict', { state: 'detached', ...WAIT });
+  await admin.click('#nav a[href="#/admin/audit"]');
+  await admin.waitForSelector('#cp-verdict', WAIT);
+  assert((await text(admin, '#cp-verdict')).startsWith('Signature valid'), 'the untouched checkpoint verifies again');
   await axe(admin, 'audit');
   // Access report for a person.
   await admin.click('#access-report button[type=submit]');
@@ -874,12 +900,12 @@ await step('notice templates: clinical detail is refused with the policy\'s reas
   await admin.waitForSelector('#templates li.template summary:has-text("Reminder")', WAIT);
   await admin.click('#templates li.template summary');
   const id = await admin.getAttribute('#templates li.template', 'data-id');
-  const body = `#f-tpl_body_${id.slice(0, 8)}`;
+  const body = `#f-tpl_body_${id}`;
   await admin.fill(body, 'Your Depression follow-up is on {date}.');
-  await admin.click(`#tpl-${id.slice(0, 8)} button[type=submit]`);
-  await admin.waitForSelector(`#tpl-${id.slice(0, 8)} .form-message.error:has-text("clinical detail")`, WAIT);
+  await admin.click(`#tpl-${id} button[type=submit]`);
+  await admin.waitForSelector(`#tpl-${id} .form-message.error:has-text("clinical detail")`, WAIT);
   await admin.fill(body, 'Reminder: your appointment is on {date} at {time}, {location_name}.');
-  await admin.click(`#tpl-${id.slice(0, 8)} button[type=submit]`);
+  await admin.click(`#tpl-${id} button[type=submit]`);
   await admin.waitForSelector('#templates .form-message.info:has-text("Template saved")', WAIT);
   await admin.click('#templates li.template summary');
   await admin.waitForSelector('#templates li.template p.note:has-text("appointment is on {date}")', WAIT);
@@ -898,7 +924,8 @@ await step('incidents: a compliance officer (phone) records one (bad input first
   await dana.fill('#f-inc_description', 'A list with three patients reached the wrong ward\'s shared inbox.');
   await dana.click('#new-incident button[type=submit]');
   assert((await text(dana, form)).includes('day the incident was discovered'), 'no discovery day refused');
-  const today = new Date().toISOString().slice(0, 10);
+  const now = new Date();
+  const today = `${now.getFullYear()}-${String(now.getMonth() + 1).padStart(2, '0')}-${String(now.getDate()).padStart(2, '0')}`;
   await dana.fill('#f-inc_discovered', today);
   await dana.fill('#f-inc_affected', 'three');
   await dana.click('#new-incident button[type=submit]');

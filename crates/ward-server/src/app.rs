@@ -57,6 +57,8 @@ pub struct AppState {
     pub webauthn: Arc<webauthn_rs::Webauthn>,
     /// The inbound webhooks' signing keys.
     pub inbound: Arc<crate::inbound::InboundKeys>,
+    /// The key inventory as last listed (a KMS listing walks the whole cloud account).
+    pub(crate) key_inventory: Arc<crate::api::keys::InventoryCache>,
 }
 
 impl AppState {
@@ -149,6 +151,7 @@ pub fn build(
         notify,
         webauthn,
         inbound,
+        key_inventory: Arc::default(),
     };
     let router = Router::new()
         .merge(api)

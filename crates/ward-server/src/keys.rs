@@ -100,12 +100,23 @@ pub struct Inventory {
     pub keys: Option<Vec<DataKeyInfo>>,
 }
 
+/// The label organisations see for a KEK instead of its id, which for a KMS key is an ARN
+/// naming the operator's cloud account and region: `kek-` and the first 12 hex digits of the
+/// id's SHA-256.
+pub fn kek_label(kek_id: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, kek_id.as_bytes());
+    let hex: String = digest.as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("kek-{hex}")
+}
+
 /// One KEK with how many live data keys it wraps.
 #[derive(Debug, Serialize)]
 pub struct KekRow {
     /// The KEK.
     #[serde(flatten)]
     pub kek: KekInfo,
+    /// The opaque label organisations see for it (`GET /api/v1/keys`).
+    pub label: String,
     /// Live data keys wrapped under it.
     pub data_keys: u64,
 }
@@ -168,10 +179,16 @@ pub async fn inventory(store: &Store, all: bool) -> anyhow::Result<Inventory> {
             }
         }
     }
-    let mut keks: Vec<KekRow> =
-        kek_infos.into_iter().map(|kek| KekRow { data_keys: per_kek.remove(&kek.kek_id).unwrap_or(0), kek }).collect();
+    let mut keks: Vec<KekRow> = kek_infos
+        .into_iter()
+        .map(|kek| KekRow { data_keys: per_kek.remove(&kek.kek_id).unwrap_or(0), label: kek_label(&kek.kek_id), kek })
+        .collect();
     // Keys under a KEK the provider no longer lists (retired, or another provider's): shown so
     // that nobody mistakes them for readable.
-    keks.extend(per_kek.into_iter().map(|(kek_id, n)| KekRow { kek: KekInfo { kek_id, created_at: None, current: false }, data_keys: n }));
+    keks.extend(per_kek.into_iter().map(|(kek_id, n)| KekRow {
+        label: kek_label(&kek_id),
+        kek: KekInfo { kek_id, created_at: None, current: false },
+        data_keys: n,
+    }));
     Ok(Inventory { provider: provider.kind(), keks, data_keys: per_kind.into_values().collect(), keys })
 }

@@ -35,6 +35,10 @@ async fn key_inventory_for_officers_only_and_audited(backend: Backend) {
         for k in keks {
             let fields: Vec<&String> = k.as_object().unwrap().keys().collect();
             assert_eq!(fields, ["created_at", "current", "kek_id"], "ids and dates only: {k}");
+            // An opaque label, never the provider's id (a KMS ARN names the cloud account).
+            let label = k["kek_id"].as_str().unwrap();
+            let hex = label.strip_prefix("kek-").unwrap_or_else(|| panic!("an opaque label: {label}"));
+            assert!(hex.len() == 12 && hex.bytes().all(|b| b.is_ascii_hexdigit()), "{label}");
         }
         assert!(body.get("data_keys").is_none() && body.get("keys").is_none(), "no deployment-wide counts: {body}");
     }

@@ -4,7 +4,7 @@
 
 import * as api from './api.js';
 import * as webauthn from './webauthn.js';
-import { field, h, messageBox, mount, showError, showInfo, submitForm, time } from './dom.js';
+import { field, h, messageBox, mount, showError, showInfo, localDay, submitForm, time } from './dom.js';
 
 const main = document.getElementById('main');
 const bar = document.getElementById('bar');
@@ -655,13 +655,16 @@ function forwardDialog(m) {
   const done = () => { dlg.close(); dlg.remove(); };
   cancel.addEventListener('click', done);
   dlg.addEventListener('cancel', done);
+  // One transaction id per dialog: a retry after an answer that was lost is the same forward,
+  // not a second disclosure (the server deduplicates on it).
+  const txn = crypto.randomUUID();
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     if (!target.input.value) { showError(msg, { userMessage: 'Choose the conversation to forward to.' }); target.input.focus(); return; }
     const a = auth ? auth.input.value.trim().toLowerCase() : '';
     if (a && !ID.test(a)) { showError(msg, { userMessage: 'An authorization id looks like 8-4-4-4-12 letters and digits.' }); auth.input.focus(); return; }
     if (a && purpose.input.value) { showError(msg, { userMessage: 'Give a purpose or an authorization, not both.' }); return; }
-    const req = { target_conversation_id: target.input.value, client_txn_id: crypto.randomUUID() };
+    const req = { target_conversation_id: target.input.value, client_txn_id: txn };
     if (note.input.value.trim()) req.note = note.input.value.trim();
     if (purpose && purpose.input.value) req.purpose = purpose.input.value;
     if (a) req.authorization_id = a;
@@ -884,6 +887,7 @@ async function sessionsPage() {
 // ---------------------------------------------------------------------------------------------
 
 async function accountPage(info) {
+  if (!api.hasTokens()) return; // a response that came back after the idle lock
   setTitle('Account');
   open = null;
   const mine = ++renderSeq;
@@ -954,6 +958,8 @@ function addKeyForm() {
       const o = await stepped(() => api.post('/me/webauthn/registrations', pw ? { password: pw.input.value } : {}));
       const credential = await webauthn.create(o.options);
       const r = await api.post('/me/webauthn/credentials', { ceremony_id: o.ceremony_id, label: name, credential });
+      // The idle lock may have come while the key was being touched: show no codes then.
+      if (!api.hasTokens()) return;
       if (!r.recovery_codes) return accountPage('Added: ' + r.credential.label + '.');
       const done = h('button', { type: 'button', class: 'primary' }, 'I have saved them: continue');
       done.addEventListener('click', () => accountPage('Added: ' + r.credential.label + '.'));
@@ -1182,6 +1188,7 @@ const NOTICE_CHANNELS = [['sms', 'SMS'], ['email', 'Email'], ['push', 'Push noti
 const TEMPLATE_FIELDS = ['first_name', 'date', 'time', 'location_name', 'portal_link'];
 
 async function templatesPage(info) {
+  if (!api.hasTokens()) return; // a response that came back after the idle lock
   setTitle('Templates');
   open = null;
   const msg = messageBox();
@@ -1211,7 +1218,7 @@ async function templatesPage(info) {
 /** The form for a new template (`t` null) or for changing one. */
 function templateForm(t) {
   const msg = messageBox();
-  const key = t ? t.id.slice(0, 8) : 'new';
+  const key = t ? t.id : 'new';
   const name = field('Name', { name: 'tpl_name_' + key, maxlength: 100, value: t ? t.name : undefined });
   const channel = field('Channel', { name: 'tpl_channel_' + key, tag: 'select', options: NOTICE_CHANNELS, value: t ? t.channel : 'sms' });
   const body = field('Text (at most 1600 bytes)', { name: 'tpl_body_' + key, tag: 'textarea', rows: 3 });
@@ -1557,17 +1564,21 @@ async function checkNote(cp, vkey) {
     if (hex(digest.slice(0, 4)) !== id) return { ok: false, why: 'the verifier key\'s id does not match the key.' };
     const cut = cp.note.indexOf('\n\n');
     const text = cp.note.slice(0, cut + 1);
-    const line = cp.note.slice(cut + 2).split('\n').find((l) => l.startsWith('\u2014 ' + name + ' '));
-    if (cut < 0 || !line) return { ok: false, why: 'the note carries no signature by the log\'s key.' };
-    const sig = bytes(line.slice(line.lastIndexOf(' ') + 1));
-    if (hex(sig.slice(0, 4)) !== id) return { ok: false, why: 'the signature names another key.' };
+    if (cut < 0) return { ok: false, why: 'the note carries no signature.' };
+    // During a key rotation one note may carry two signatures under the same name: take the
+    // one whose key hash is this key's.
+    const sig = cp.note.slice(cut + 2).split('\n')
+      .filter((l) => l.startsWith('\u2014 ' + name + ' '))
+      .map((l) => bytes(l.slice(l.lastIndexOf(' ') + 1)))
+      .find((b) => hex(b.slice(0, 4)) === id);
+    if (!sig) return { ok: false, why: 'the note carries no signature by this key.' };
     const pub = await crypto.subtle.importKey('raw', key.slice(1), { name: 'Ed25519' }, false, ['verify']);
     if (!(await crypto.subtle.verify({ name: 'Ed25519' }, pub, sig.slice(4), enc.encode(text)))) return { ok: false, why: 'the signature does not match the note.' };
     const [origin, size, root] = text.split('\n');
     if (origin !== cp.origin || size !== String(cp.size) || root !== cp.root) return { ok: false, why: 'the signed note does not say what the checkpoint\'s fields say.' };
     return { ok: true };
   } catch {
-    return { ok: false, why: 'this browser cannot check Ed25519 signatures; use ward audit verify.' };
+    return { ok: false, why: 'the key or signature could not be read, or this browser cannot check Ed25519 signatures; use ward audit verify.' };
   }
 }
 
@@ -2025,6 +2036,7 @@ function newIncidentForm() {
 
 /** One incident: what happened, the four-factor assessment and the notification tracker. */
 async function incidentPage(id, info) {
+  if (!api.hasTokens()) return; // a response that came back after the idle lock
   setTitle('Incident');
   open = null;
   const mine = ++renderSeq;
@@ -2096,7 +2108,7 @@ function notificationTracker(x, officer) {
     h('p', { class: 'muted' }, x.plan_basis === 'presumed' ? 'Computed on the presumption of a breach, until an assessment is signed.' : 'Computed at the signed assessment.',
       ` State rules as of ${x.plan_rules_as_of || x.state_rules_as_of}.`), msg);
   if (x.plan.length === 0) { section.append(h('p', {}, 'No notices are needed.')); return section; }
-  const today = new Date().toISOString().slice(0, 10);
+  const today = localDay();
   const canRecord = officer && x.status === 'assessed' && x.assessment && x.assessment.outcome === 'breach';
   section.append(eventTable('Notices, by deadline', x.plan.slice().sort((a, b) => a.due_on.localeCompare(b.due_on)), [
     ['Who is told', (o) => o.recipient], ['Due by', (o) => o.due_on],

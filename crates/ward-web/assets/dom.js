@@ -60,6 +60,11 @@ export function showInfo(box, text) {
   box.textContent = text;
 }
 
+/** Today's date in the browser's own time zone, as `YYYY-MM-DD` (not UTC's). */
+export function localDay(d = new Date()) {
+  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+}
+
 /** "3 min ago" style time, with the exact time as a tooltip. */
 export function time(iso) {
   const d = new Date(iso);

@@ -69,9 +69,10 @@ fn date(ms: Option<i64>) -> String {
 pub(crate) fn print_inventory(inv: &Inventory) {
     println!("key provider: {}", inv.provider);
     println!();
-    println!("{:<60} {:<8} {:<25} {:>10}", "KEK", "current", "created", "data keys");
+    println!("{:<60} {:<17} {:<8} {:<25} {:>10}", "KEK", "label", "current", "created", "data keys");
     for k in &inv.keks {
-        println!("{:<60} {:<8} {:<25} {:>10}", k.kek.kek_id, if k.kek.current { "yes" } else { "" }, date(k.kek.created_at), k.data_keys);
+        let current = if k.kek.current { "yes" } else { "" };
+        println!("{:<60} {:<17} {:<8} {:<25} {:>10}", k.kek.kek_id, k.label, current, date(k.kek.created_at), k.data_keys);
     }
     println!();
     println!(

@@ -1,8 +1,12 @@
 //! The key inventory for compliance officers and admins: which key provider protects the data
 //! keys and its key-encryption key (KEK) versions. Ids and dates only, never key material;
 //! the data-key counts are deployment-wide (other tenants'), so they stay with the operator's
-//! `ward keys inventory`. Serves 164.312(a)(2)(iv) (encryption) documentation; every read,
-//! and every refused read, is audited as `keys.inventory`.
+//! `ward keys inventory`. KEKs are the deployment's too, so each is named by an opaque label
+//! (a hash of the provider's id) rather than a KMS ARN (cloud account and region) or an HSM
+//! label; `ward keys inventory` shows the operator both. Serves 164.312(a)(2)(iv) (encryption)
+//! documentation; every read, and every refused read, is audited as `keys.inventory`.
+
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use serde::Serialize;
@@ -19,10 +23,19 @@ pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
     utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(key_inventory))
 }
 
+/// How long a listing is reused: listing a KMS walks the whole cloud account, and any officer
+/// of any organisation may ask.
+const CACHE_FOR: Duration = Duration::from_secs(60);
+
+/// The last listing and when it was made.
+#[derive(Default)]
+pub(crate) struct InventoryCache(tokio::sync::Mutex<Option<(Instant, Vec<KekView>)>>);
+
 /// One KEK version of the provider.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub(crate) struct KekView {
-    /// The provider's name for this version.
+    /// An opaque label for this version: `kek-` and the first 12 hex digits of the SHA-256 of
+    /// the provider's id for it (`ward keys inventory` prints both).
     pub(crate) kek_id: String,
     /// When it was created (RFC 3339), where the provider knows it.
     pub(crate) created_at: Option<String>,
@@ -51,9 +64,18 @@ async fn key_inventory(State(state): State<AppState>, Meta(meta): Meta, s: Auth)
     state.store.record(ev, meta).await?;
     allowed.map_err(ApiError::from)?;
     let provider = state.store.keyring().provider().clone();
-    let keks = provider.keks().await.map_err(ApiError::internal_cause)?;
-    Ok(Json(KeyInventoryView {
-        provider: provider.kind(),
-        keks: keks.into_iter().map(|k| KekView { kek_id: k.kek_id, created_at: k.created_at.map(ts), current: k.current }).collect(),
-    }))
+    let mut cache = state.key_inventory.0.lock().await;
+    let keks = match cache.as_ref() {
+        Some((at, keks)) if at.elapsed() < CACHE_FOR => keks.clone(),
+        _ => {
+            let listed = provider.keks().await.map_err(ApiError::internal_cause)?;
+            let keks: Vec<KekView> = listed
+                .into_iter()
+                .map(|k| KekView { kek_id: crate::keys::kek_label(&k.kek_id), created_at: k.created_at.map(ts), current: k.current })
+                .collect();
+            *cache = Some((Instant::now(), keks.clone()));
+            keks
+        }
+    };
+    Ok(Json(KeyInventoryView { provider: provider.kind(), keks }))
 }
