@@ -267,7 +267,9 @@ fn user_fields(m: &Map<String, Json>, current: Option<&ScimUser>) -> ScimResult<
         return Err(ScimError::bad(ScimType::InvalidValue, "externalId must be 1 to 256 bytes"));
     }
     let active = match field(m, "active") {
-        None => true,
+        // Absent keeps what the account has: a PUT that leaves the flag out must not undo an
+        // admin's disable (incident response) behind their back.
+        None => current.is_none_or(|c| !c.user.disabled),
         Some(Json::Bool(b)) => *b,
         // Some identity providers send the flag as a string.
         Some(Json::String(s)) if s.eq_ignore_ascii_case("true") => true,
@@ -290,6 +292,17 @@ fn user_fields(m: &Map<String, Json>, current: Option<&ScimUser>) -> ScimResult<
         }
         Some(_) => return Err(ScimError::bad(ScimType::InvalidValue, "roles must be an array")),
     };
+    // The privileged roles are granted and taken away in Ward, with a step-up, by its admins:
+    // a SCIM token (a long-lived secret held by another system) can neither grant them nor
+    // change them, so a stolen one cannot take over the organisation's administration.
+    let current_role = current.map(|c| c.user.role);
+    let privileged = |r: Role| matches!(r, Role::Admin | Role::ComplianceOfficer);
+    if current_role != Some(role) && (privileged(role) || current_role.is_some_and(privileged)) {
+        return Err(ScimError::bad(
+            ScimType::Mutability,
+            "roles: admin and compliance_officer are granted and removed in Ward, not through SCIM",
+        ));
+    }
     Ok(ScimUserFields { login: login.to_string(), display_name, role, external_id, active })
 }
 
@@ -668,12 +681,13 @@ fn attribute(name: &str, kind: &str, required: bool, case_exact: bool, mutabilit
 fn user_schema() -> Json {
     // Published read-only: a Ward role is one of a fixed set, which generic clients cannot
     // know (they would send arbitrary strings). Ward still honours a `roles` value on write
-    // when it names a workforce role, and refuses any other value (docs/identity.md).
+    // when it names clinician, nurse or staff, and refuses any other value or a change to or
+    // from a privileged role (docs/identity.md).
     let mut value = attribute("value", "string", true, false, "readOnly", "none", "The role");
-    value["canonicalValues"] = json!(["admin", "compliance_officer", "clinician", "nurse", "staff"]);
+    value["canonicalValues"] = json!(["clinician", "nurse", "staff"]);
     let roles = json!({"name": "roles", "type": "complex", "multiValued": true, "required": false, "caseExact": false,
         "mutability": "readOnly", "returned": "default", "uniqueness": "none",
-        "description": "The Ward role: one of admin, compliance_officer, clinician, nurse, staff",
+        "description": "The Ward role: clinician, nurse or staff through SCIM; admin and compliance_officer are granted in Ward and cannot be set or changed here",
         "subAttributes": [value, attribute("primary", "boolean", false, false, "readOnly", "none", "The role in force")]});
     json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Schema"],

@@ -125,6 +125,9 @@ async fn scim_provisioning(backend: Backend) {
         (json!({"schemas": [USER], "userName": "bad name"}), "invalidValue"),
         (json!({"schemas": [USER], "userName": "x3@acme", "roles": [{"value": "patient"}]}), "invalidValue"),
         (json!({"schemas": [USER], "userName": "x4@acme", "active": "maybe"}), "invalidValue"),
+        // The privileged roles are granted in Ward only.
+        (json!({"schemas": [USER], "userName": "x5@acme", "roles": [{"value": "admin"}]}), "mutability"),
+        (json!({"schemas": [USER], "userName": "x6@acme", "roles": [{"value": "compliance_officer"}]}), "mutability"),
     ] {
         scim_error(&scim(&h, Method::POST, "/Users", &token, Some(bad), None).await, 400, Some(scim_type));
     }
@@ -138,6 +141,15 @@ async fn scim_provisioning(backend: Backend) {
     let all = scim(&h, Method::GET, "/Users", &token, None, None).await;
     assert_eq!(ids(&all), ["admin@acme", "joy.ng@acme", "leaver@acme", "nurse@acme", "officer@acme", "sam@acme"]);
     let q = |f: &str| format!("/Users?filter={}", urlencode(f));
+    // Nor can SCIM demote an admin.
+    let admin_id = scim(&h, Method::GET, &q(r#"userName eq "admin@acme""#), &token, None, None).await.body["Resources"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let demote =
+        json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "roles", "value": [{"value": "staff", "primary": true}]}]});
+    scim_error(&scim(&h, Method::PATCH, &format!("/Users/{admin_id}"), &token, Some(demote), None).await, 400, Some("mutability"));
+    assert_eq!(h.store.user(o.id, admin.id).await.unwrap().role, Role::Admin);
     for (filter, want) in [
         ("userName eq \"JOY.NG@acme\"", vec!["joy.ng@acme"]),
         ("externalId eq \"EXT-1\"", vec![]),
