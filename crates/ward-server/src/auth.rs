@@ -183,10 +183,15 @@ pub async fn require_step_up(state: &AppState, s: &AnySession, action: &'static 
 
 impl AppState {
     /// Tells every node to close the user's connections (all, or those of `sessions`).
-    pub async fn end_sessions(&self, user: ward_domain::ids::UserId, sessions: Option<Vec<SessionId>>) {
-        if let Err(e) = self.fanout.publish(Signal::EndSessions { user, sessions }).await {
-            // The connection's periodic session check closes it anyway, within seconds.
-            tracing::warn!(error = %e, "could not publish session end");
+    /// Returns whether every node was told; when not, each connection's periodic session
+    /// check closes it anyway, within seconds.
+    pub async fn end_sessions(&self, user: ward_domain::ids::UserId, sessions: Option<Vec<SessionId>>) -> bool {
+        match self.fanout.publish(Signal::EndSessions { user, sessions }).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not publish session end");
+                false
+            }
         }
     }
 }

@@ -327,10 +327,13 @@ async fn refused(state: &AppState, auth: &ScimAuth, op: &'static str, user: Opti
     e
 }
 
-/// Closes the deprovisioned person's connections and records when.
+/// Closes the deprovisioned person's connections and records when. The time is recorded only
+/// when the close was signalled: evidence must not show a close that did not happen (the
+/// connections' own session checks still end them within seconds).
 async fn close_connections(state: &AppState, d: &ward_store::Deprovision) -> ScimResult<()> {
-    state.end_sessions(d.user_id, None).await;
-    state.store.scim_connections_closed(d.id, now_ms()).await?;
+    if state.end_sessions(d.user_id, None).await {
+        state.store.scim_connections_closed(d.id, now_ms()).await?;
+    }
     Ok(())
 }
 
