@@ -22,6 +22,7 @@ pub(crate) mod notices;
 pub(crate) mod org;
 pub(crate) mod patients;
 pub(crate) mod policies;
+pub(crate) mod portal;
 pub(crate) mod risks;
 pub(crate) mod roster;
 pub(crate) mod users;
@@ -125,6 +126,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(patients::routes())
         .merge(consents::routes())
         .merge(notices::routes())
+        .merge(portal::routes())
         .merge(contacts::routes())
         .merge(conversations::routes())
         .merge(attachments::routes())

@@ -50,6 +50,41 @@ pub struct Config {
     pub escalation: EscalationConfig,
     /// WebAuthn (security keys and passkeys): the relying party and ceremony lifetime.
     pub webauthn: WebAuthnConfig,
+    /// Patient portal one-time sign-in links.
+    pub portal: PortalConfig,
+}
+
+/// Patient portal (`[portal]`): one-time sign-in links sent in PHI-free notices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PortalConfig {
+    /// How long a one-time link stays usable, in seconds (60 to 2592000). Default 72 hours.
+    pub link_ttl_secs: u64,
+    /// The web app's address that links start with (`https://ward.example.org`). Default: the
+    /// first `webauthn.origins` entry; with neither, links are answered as a path
+    /// (`/#/link/...`) for the caller to prefix.
+    pub public_url: Option<String>,
+}
+
+impl Default for PortalConfig {
+    fn default() -> Self {
+        Self { link_ttl_secs: 72 * 3600, public_url: None }
+    }
+}
+
+impl PortalConfig {
+    /// Checks the lifetime and the address.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(60..=2_592_000).contains(&self.link_ttl_secs) {
+            return Err(ConfigError("portal.link_ttl_secs must be between 60 and 2592000".into()));
+        }
+        if let Some(u) = &self.public_url
+            && !u.starts_with("https://")
+        {
+            return Err(ConfigError("portal.public_url must start with https://".into()));
+        }
+        Ok(())
+    }
 }
 
 /// Escalation (`[escalation]`): how long an urgent or STAT message may stay unread before
@@ -810,6 +845,7 @@ impl Default for Config {
             break_glass: BreakGlassConfig::default(),
             notify: NotifyConfig::default(),
             escalation: EscalationConfig::default(),
+            portal: PortalConfig::default(),
             webauthn: WebAuthnConfig::default(),
         }
     }
@@ -950,6 +986,7 @@ impl Config {
         }
         self.notify.validate()?;
         self.escalation.validate()?;
+        self.portal.validate()?;
         self.attachments.validate()
     }
 
