@@ -1227,5 +1227,12 @@ mod tests {
         assert!(!shown.contains("sms-canary-4") && !shown.contains("smtp-canary-5"), "{shown}");
         let example: Config = toml::from_str(include_str!("../../../ward.example.toml")).expect("the example parses");
         assert_eq!(example.notify, NotifyConfig::default());
+        assert_eq!(example.portal, PortalConfig::default());
+        let mut c = Config::default();
+        c.portal.link_ttl_secs = 59;
+        assert!(c.validate().is_err());
+        c.portal.link_ttl_secs = 3600;
+        c.portal.public_url = Some("http://ward.example.org".into());
+        assert!(c.validate().is_err());
     }
 }
