@@ -5,7 +5,8 @@
 // Run by crates/ward-server/tests/web_browser.rs, which starts the server and seeds:
 //   WARD_URL, WARD_CHROMIUM, WARD_PASSWORD, WARD_GROUP (alice+bob), WARD_PATIENT_CONV,
 //   WARD_SCREENSHOTS (optional directory for the screenshots), the admin's TOTP secret and
-//   recovery codes, and erin's phone (blocked: no passcode) with its wipe secret.
+//   recovery codes, erin's phone (blocked: no passcode) with its wipe secret, and a one-time
+//   portal link token for jamie (WARD_PORTAL_LINK_TOKEN).
 // Accounts: alice (clinician), bob (nurse), carol (clinician), erin (clinician), frank (clinician,
 // passkeys), gina (compliance officer, enrols a key), admin, jamie (patient).
 // Prints page weight and render times (measured, never asserted); exits non-zero on failure.
@@ -27,6 +28,7 @@ const URL_ = env('WARD_URL');
 const PASSWORD = env('WARD_PASSWORD');
 const GROUP = env('WARD_GROUP');
 const PATIENT_CONV = env('WARD_PATIENT_CONV');
+const PORTAL_LINK_TOKEN = env('WARD_PORTAL_LINK_TOKEN');
 const SHOTS = process.env.WARD_SCREENSHOTS || '';
 const ADMIN_TOTP = env('WARD_ADMIN_TOTP_SECRET');
 const ADMIN_RECOVERY = env('WARD_ADMIN_RECOVERY_CODE');
@@ -403,6 +405,61 @@ await step('patient portal: jamie sees only their care team conversation, replie
   await jamie.waitForSelector('.form-message.info:has-text("Consent withdrawn")', WAIT);
   await shot(jamie, 'portal-consent-phone');
   await jamie.context().close();
+});
+
+await step('portal link: jamie follows a one-time link, lands in the portal, the address bar no longer holds it; it works once', async () => {
+  const jamie = await newPage(PHONE, 'jamie-link');
+  await jamie.goto(URL_ + '/#/link/' + PORTAL_LINK_TOKEN);
+  await jamie.waitForSelector('#bar:not([hidden])', WAIT);
+  await jamie.waitForSelector('#convs a', WAIT);
+  assert((await text(jamie, '#convlist-h')) === 'Your care team', 'the link lands in the portal');
+  const href = await jamie.evaluate(() => location.href);
+  assert(!href.includes(PORTAL_LINK_TOKEN) && !href.includes('/link/'), 'the token left the address bar: ' + href);
+  const stored = await jamie.evaluate(() => JSON.stringify([Object.entries(localStorage), Object.entries(sessionStorage), document.cookie]));
+  assert(!stored.includes(PORTAL_LINK_TOKEN), 'the token is not stored');
+  await jamie.context().close();
+  const again = await newPage(PHONE, 'jamie-link-again');
+  await again.goto(URL_ + '/#/link/' + PORTAL_LINK_TOKEN);
+  await again.waitForSelector('#signin-h', WAIT);
+  await again.waitForSelector('p.notice:has-text("already been used or has expired")', WAIT);
+  assert(!(await again.evaluate(() => location.href)).includes(PORTAL_LINK_TOKEN), 'a spent token leaves the address bar too');
+  await axe(again, 'sign-in after a spent link (phone)');
+  await again.context().close();
+});
+
+await step('browser notifications: enabled from the account page; a message off screen says "New message" and the conversation id only', async () => {
+  const ctx = await browser.newContext({ viewport: DESKTOP, ignoreHTTPSErrors: true });
+  await ctx.grantPermissions(['notifications'], { origin: new URL(URL_).origin });
+  // Records what the app hands the Notification API (the browser itself shows nothing headless).
+  await ctx.addInitScript(() => {
+    window.__notes = [];
+    class RecordedNotification {
+      constructor(title, options) { window.__notes.push({ title, options: options || {} }); }
+      close() {}
+    }
+    RecordedNotification.permission = 'default';
+    RecordedNotification.requestPermission = async () => { RecordedNotification.permission = 'granted'; return 'granted'; };
+    window.Notification = RecordedNotification;
+  });
+  const bob2 = await ctx.newPage();
+  bob2.on('pageerror', (e) => problems.push(`bob2: page error: ${e.message}`));
+  await signIn(bob2, 'bob');
+  await bob2.goto(URL_ + '/#/account');
+  await bob2.click('#enable-notifications', WAIT);
+  await bob2.waitForSelector('#notify-state:has-text("Notifications are on")', WAIT);
+  await axe(bob2, 'account page with notifications');
+  assert((await bob2.evaluate(() => window.__notes.length)) === 0, 'nothing shown yet');
+  const canary = 'CANARY-7731 Jamie Doe sertraline';
+  await alice.goto(URL_ + '/#/c/' + GROUP);
+  await alice.waitForSelector('#messages li.msg', WAIT);
+  await alice.fill('#f-body', canary);
+  await alice.click('.composer button[type=submit]');
+  await bob2.waitForFunction(() => window.__notes.length > 0, null, WAIT);
+  const notes = await bob2.evaluate(() => window.__notes);
+  assert(notes.every((n) => n.title === 'New message' && n.options.body === 'Conversation ' + GROUP), 'title and body: ' + JSON.stringify(notes));
+  const all = JSON.stringify(notes);
+  for (const phi of ['CANARY', 'Jamie', 'sertraline', 'Alice', 'Moreau', 'MRN']) assert(!all.includes(phi), `${phi} reached a notification: ${all}`);
+  await ctx.close();
 });
 
 await step('members: adding someone outside the care team asks for a reason; the minimum-necessary warning appears', async () => {

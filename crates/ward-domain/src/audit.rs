@@ -165,6 +165,10 @@ audit_actions! {
     /// A notice to a patient was queued for delivery, or refused (detail `channel`,
     /// `template`; a refusal has `reason` and, for blocked content, the categories).
     NoticeSend = "notice.send",
+    /// A patient portal one-time sign-in link was minted (actor the care team member, target
+    /// the patient account, detail `expires_at`) or redeemed (actor the patient, detail
+    /// `op`); never the token.
+    PortalLink = "portal.link",
     /// A device stated its registration facts (target the device; detail `platform`,
     /// `ownership`, `supervised`, `mdm_enrolled`).
     DeviceRegister = "device.register",

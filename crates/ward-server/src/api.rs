@@ -23,6 +23,7 @@ pub(crate) mod notices;
 pub(crate) mod org;
 pub(crate) mod patients;
 pub(crate) mod policies;
+pub(crate) mod portal;
 pub(crate) mod risks;
 pub(crate) mod roster;
 pub(crate) mod scim_admin;
@@ -128,6 +129,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(consents::routes())
         .merge(notices::routes())
         .merge(inbound::routes())
+        .merge(portal::routes())
         .merge(contacts::routes())
         .merge(conversations::routes())
         .merge(attachments::routes())

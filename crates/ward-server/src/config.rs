@@ -53,6 +53,8 @@ pub struct Config {
     /// Webhooks for messages patients send in by SMS or email, answered with a PHI-free
     /// redirect to the portal.
     pub inbound: InboundConfig,
+    /// Patient portal one-time sign-in links.
+    pub portal: PortalConfig,
 }
 
 /// `[inbound]`: the SMS gateway's and the mail provider's webhooks
@@ -139,6 +141,39 @@ impl InboundConfig {
             if o.secret.as_ref().is_some_and(|s| s.len() < 16) {
                 return bad("inbound.orgs[].secret must be at least 16 bytes");
             }
+        }
+        Ok(())
+    }
+}
+
+/// Patient portal (`[portal]`): one-time sign-in links sent in PHI-free notices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PortalConfig {
+    /// How long a one-time link stays usable, in seconds (60 to 2592000). Default 72 hours.
+    pub link_ttl_secs: u64,
+    /// The web app's address that links start with (`https://ward.example.org`). Default: the
+    /// first `webauthn.origins` entry; with neither, links are answered as a path
+    /// (`/#/link/...`) for the caller to prefix.
+    pub public_url: Option<String>,
+}
+
+impl Default for PortalConfig {
+    fn default() -> Self {
+        Self { link_ttl_secs: 72 * 3600, public_url: None }
+    }
+}
+
+impl PortalConfig {
+    /// Checks the lifetime and the address.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(60..=2_592_000).contains(&self.link_ttl_secs) {
+            return Err(ConfigError("portal.link_ttl_secs must be between 60 and 2592000".into()));
+        }
+        if let Some(u) = &self.public_url
+            && !u.starts_with("https://")
+        {
+            return Err(ConfigError("portal.public_url must start with https://".into()));
         }
         Ok(())
     }
@@ -947,6 +982,7 @@ impl Default for Config {
             break_glass: BreakGlassConfig::default(),
             notify: NotifyConfig::default(),
             escalation: EscalationConfig::default(),
+            portal: PortalConfig::default(),
             webauthn: WebAuthnConfig::default(),
             inbound: InboundConfig::default(),
         }
@@ -1095,6 +1131,7 @@ impl Config {
         self.notify.validate()?;
         self.escalation.validate()?;
         self.inbound.validate()?;
+        self.portal.validate()?;
         self.attachments.validate()
     }
 
@@ -1359,5 +1396,12 @@ mod tests {
         assert!(!shown.contains("sms-canary-4") && !shown.contains("smtp-canary-5"), "{shown}");
         let example: Config = toml::from_str(include_str!("../../../ward.example.toml")).expect("the example parses");
         assert_eq!(example.notify, NotifyConfig::default());
+        assert_eq!(example.portal, PortalConfig::default());
+        let mut c = Config::default();
+        c.portal.link_ttl_secs = 59;
+        assert!(c.validate().is_err());
+        c.portal.link_ttl_secs = 3600;
+        c.portal.public_url = Some("http://ward.example.org".into());
+        assert!(c.validate().is_err());
     }
 }

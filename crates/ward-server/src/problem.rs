@@ -106,6 +106,8 @@ problems! {
     invalid_signature => UNAUTHORIZED, "invalid_signature", "The request signature is missing or wrong";
     /// The account is disabled.
     account_disabled => FORBIDDEN, "account_disabled", "The account is disabled";
+    /// A portal one-time link is unknown, used or expired (one answer for all three).
+    invalid_portal_link => UNAUTHORIZED, "invalid_portal_link", "The sign-in link is unknown, used or expired";
     /// The role does not allow the action.
     forbidden => FORBIDDEN, "forbidden", "Your role does not allow this action";
     /// The password is one-time and must be changed first.
@@ -172,6 +174,8 @@ problems! {
     /// organisation's re-verification period, not suppressed by delivery feedback and not
     /// claimed by another person.
     verified_contact_required => CONFLICT, "verified_contact_required", "The patient has no verified contact for this channel";
+    /// The patient record has no enabled patient account.
+    patient_account_required => CONFLICT, "patient_account_required", "The patient has no enabled portal account";
     /// The verification code is wrong; `detail` says how many attempts remain.
     invalid_verification_code => UNPROCESSABLE_ENTITY, "invalid_verification_code", "The verification code is wrong";
     /// Too many wrong codes: this code no longer works; ask for a new one.

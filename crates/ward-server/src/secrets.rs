@@ -12,6 +12,8 @@ pub const ACCESS_PREFIX: &str = "wat_";
 pub const REFRESH_PREFIX: &str = "wrt_";
 /// Prefix of second-factor challenge tokens.
 pub const CHALLENGE_PREFIX: &str = "wmc_";
+/// Prefix of patient portal one-time link tokens.
+pub const PORTAL_LINK_PREFIX: &str = "wpl_";
 
 /// `n` random bytes from the operating system's CSPRNG.
 pub fn random_bytes<const N: usize>() -> [u8; N] {

@@ -83,6 +83,7 @@ const fn op(method: &'static str, path: &'static str, gate: Gate, restricted_ok:
 const OPS: &[OpDef] = &[
     op("POST", "/api/v1/auth/login", Gate::Public, false),
     op("POST", "/api/v1/auth/mfa", Gate::Public, false),
+    op("POST", "/api/v1/auth/link", Gate::Public, false),
     op("POST", "/api/v1/auth/refresh", Gate::Public, false),
     op("POST", "/api/v1/auth/logout", Gate::Bearer, true),
     op("GET", "/api/v1/me", Gate::Bearer, true),
@@ -155,6 +156,7 @@ const OPS: &[OpDef] = &[
     op("POST", "/api/v1/org/notice-templates", Gate::Bearer, false),
     op("PUT", "/api/v1/org/notice-templates/{template_id}", Gate::Bearer, false),
     op("POST", "/api/v1/patients/{patient_id}/notices", Gate::Bearer, false),
+    op("POST", "/api/v1/patients/{patient_id}/portal-link", Gate::Bearer, false),
     op("DELETE", "/api/v1/org/notice-templates/{template_id}", Gate::Bearer, false),
     op("GET", "/api/v1/me/notices/{notice_id}", Gate::Bearer, false),
     // The inbound webhooks authenticate by the body's signature, not a bearer token.
@@ -882,6 +884,7 @@ fn min_body(op: &OpDef) -> Option<Value> {
     let b = match (op.method, op.path) {
         ("POST", "/api/v1/auth/login") => json!({"login": "nobody-probe", "password": "not the password", "device": device()}),
         ("POST", "/api/v1/auth/mfa") => json!({"mfa_token": forged("wmc_"), "code": "123456"}),
+        ("POST", "/api/v1/auth/link") => json!({"token": forged("wpl_"), "device": device()}),
         ("POST", "/api/v1/auth/refresh") => json!({"refresh_token": forged("wrt_"), "device_id": rnd()}),
         ("POST", "/api/v1/me/password") => json!({"current_password": "not the current password", "new_password": NEW_PASSWORD}),
         ("POST", "/api/v1/me/mfa/totp") => json!({"password": PASSWORD}),
@@ -1053,6 +1056,10 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
         .who(Who::Anonymous),
         ("POST", "/api/v1/auth/mfa") => match t {
             Random => cell(op.path, body, problem(401, "invalid_mfa_code")).who(Who::Anonymous),
+            _ => return None,
+        },
+        ("POST", "/api/v1/auth/link") => match t {
+            Random => cell(op.path, body, problem(401, "invalid_portal_link")).who(Who::Anonymous),
             _ => return None,
         },
         ("POST", "/api/v1/auth/refresh") => match t {
@@ -1600,6 +1607,21 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
                 Peer => return None,
             };
             cell(op.path.replace("{patient_id}", &id), Some(json!({"template_id": tpl, "channel": "sms", "values": notice_values()})), exp)
+        }
+
+        // --- portal links: whoever may send the patient notices mints them ---------------------
+        ("POST", "/api/v1/patients/{patient_id}/portal-link") => {
+            let patient = role == Role::Patient;
+            let sender = matches!(role, Role::Clinician | Role::Nurse);
+            let (id, exp) = match t {
+                Own => (fx.p_self.id.to_string(), when(sender, CREATED, FORBIDDEN)),
+                Other => (fx.p_other.id.to_string(), when(patient, NOT_FOUND, FORBIDDEN)),
+                Foreign => (fx.p_b.id.to_string(), NOT_FOUND),
+                Random => (rnd(), NOT_FOUND),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                Cross | Peer => return None,
+            };
+            cell(op.path.replace("{patient_id}", &id), None, exp)
         }
 
         // --- the contact directory: one's own contacts; a patient's for admins, the care team

@@ -118,6 +118,9 @@ async fn web_app_in_chromium() {
         .await;
     let patient_conv = pc.expect(201).body["id"].as_str().unwrap().to_owned();
     h.send(&a, &patient_conv, "seed-2", "Your results are in; everything looks fine.").await.expect(201);
+    // A one-time portal link for jamie, as a notice would carry it; the script follows it.
+    let link = h.call(Method::POST, &format!("/api/v1/patients/{patient_id}/portal-link"), Some(&a.access), None).await.expect(201);
+    let portal_token = link.body["url"].as_str().unwrap().rsplit_once("/#/link/").unwrap().1.to_owned();
 
     // Devices for the console: erin's phone reports no passcode (blocked from PHI at once under
     // the baseline policy); bob's reports every setting as required (compliant). The script
@@ -141,6 +144,7 @@ async fn web_app_in_chromium() {
             .env("WARD_PASSWORD", PASSWORD)
             .env("WARD_GROUP", group)
             .env("WARD_PATIENT_CONV", patient_conv)
+            .env("WARD_PORTAL_LINK_TOKEN", portal_token)
             .env("WARD_SCREENSHOTS", screenshots)
             .env("WARD_ADMIN_TOTP_SECRET", totp_hex)
             .env("WARD_ADMIN_RECOVERY_CODE", recovery)

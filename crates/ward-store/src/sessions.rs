@@ -686,7 +686,8 @@ impl Store {
                 let a = exec!(&mut c, "DELETE FROM access_tokens WHERE expires_at < $1", now)?;
                 let b = exec!(&mut c, "DELETE FROM login_challenges WHERE expires_at < $1", now)?;
                 let w = exec!(&mut c, "DELETE FROM webauthn_ceremonies WHERE expires_at < $1", now)?;
-                Ok(a + b + w)
+                let p = exec!(&mut c, "DELETE FROM portal_links WHERE expires_at < $1", now)?;
+                Ok(a + b + w + p)
             })
         })
         .await

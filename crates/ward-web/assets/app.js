@@ -765,6 +765,47 @@ async function removeMember(m) {
   }
 }
 
+/**
+ * A browser notification for a message that is not on screen: "New message" and the
+ * conversation id, never the sender, title, patient or text (the operating system may show,
+ * log or sync notifications). Only with the permission the person granted on the account page.
+ */
+function notifyNewMessage(conversationId) {
+  if (!('Notification' in window) || Notification.permission !== 'granted') return;
+  try {
+    const n = new Notification('New message', { body: 'Conversation ' + conversationId, tag: 'ward-' + conversationId });
+    n.onclick = () => { window.focus(); location.hash = '#/c/' + conversationId; n.close(); };
+  } catch {
+    // Some browsers allow notifications only from a service worker; the in-page badge remains.
+  }
+}
+
+/** The account page's notification switch: permission is asked only from this click. */
+function notificationsCard() {
+  const msg = messageBox();
+  const state = () => (!('Notification' in window) ? 'unsupported' : Notification.permission);
+  const words = {
+    unsupported: 'This browser cannot show notifications.',
+    granted: 'Notifications are on. They say "New message" and the conversation number only.',
+    denied: 'Notifications are blocked in this browser\'s site settings.',
+    default: 'Get a notification when a message arrives in a conversation that is not on screen. It says "New message" and the conversation number only.',
+  };
+  const text = h('p', { id: 'notify-state' }, words[state()]);
+  const button = state() === 'default' ? h('button', { type: 'button', id: 'enable-notifications' }, 'Enable notifications') : null;
+  if (button) {
+    button.addEventListener('click', async () => {
+      try {
+        await Notification.requestPermission();
+      } catch (e) {
+        showError(msg, e);
+      }
+      text.textContent = words[state()];
+      if (state() !== 'default') button.remove();
+    });
+  }
+  return h('section', { class: 'card', 'aria-labelledby': 'notify-h' }, h('h2', { id: 'notify-h' }, 'Notifications'), text, msg, button);
+}
+
 function onEvent(f) {
   const c = list && list.find((x) => x.id === f.conversation_id);
   const isOpen = open && open.id === f.conversation_id;
@@ -777,6 +818,7 @@ function onEvent(f) {
         api.post('/conversations/' + f.conversation_id + '/receipts', { kind: 'delivered', up_to_seq: m.seq }).catch(() => {});
         hot.set(f.conversation_id, higher(hot.get(f.conversation_id), m.priority));
         if (c) c.unread += 1;
+        notifyNewMessage(f.conversation_id);
       }
       announce(m.priority === 'stat' ? 'New STAT message' : 'New message');
     }
@@ -895,7 +937,7 @@ async function accountPage(info) {
   const card = h('section', { class: 'card', 'aria-labelledby': 'keys-h' }, h('h2', { id: 'keys-h' }, 'Security keys and passkeys'),
     h('p', { class: 'muted' }, 'A security key or passkey proves it is you with a touch, a PIN or your fingerprint. It works as the second step after your password, and a passkey also signs you in without one.'),
     msg, h('p', { class: 'muted' }, 'Loading…'));
-  const root = h('section', {}, h('h1', { class: 'pagehead' }, 'Your account'), card);
+  const root = h('section', {}, h('h1', { class: 'pagehead' }, 'Your account'), card, notificationsCard());
   mount(main, root);
   focusHeading(root);
   try {
@@ -2133,4 +2175,39 @@ function notificationTracker(x, officer) {
   return section;
 }
 
-signInPage();
+// ---------------------------------------------------------------------------------------------
+// Patient portal one-time links (#/link/<token>)
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Signs in with a one-time link from a notice. The token leaves the address bar and the
+ * history entry before anything else happens, lives only in this call, and is exchanged once;
+ * a second factor, if the account has one, is asked for as after a password.
+ */
+function linkSignIn() {
+  const m = /^#\/link\/([A-Za-z0-9_-]{1,128})$/.exec(location.hash);
+  if (!m) return false;
+  const token = m[1];
+  history.replaceState(null, '', location.pathname + location.search);
+  setTitle('Signing in');
+  bar.hidden = true;
+  const msg = messageBox();
+  const form = h('form', { class: 'card narrow', novalidate: true, 'aria-labelledby': 'link-h' },
+    h('h1', { id: 'link-h' }, 'Signing you in'), h('p', {}, 'Checking your sign-in link.'), msg);
+  mount(main, form);
+  submitForm(form, msg, async () => {
+    const r = await api.anonymous('POST', '/auth/link', { token, device: { name: 'Web browser', platform: 'web' } });
+    if (r.status === 'mfa_required') mfaPage(r.mfa_token);
+    else await signedIn(r.tokens);
+  }, { keep: true, onError: (e) => {
+    const why = e.code === 'invalid_portal_link'
+      ? 'That sign-in link has already been used or has expired. Sign in with your password, or ask your care team for a new link.'
+      : e.userMessage;
+    signInPage(why);
+  } });
+  return true;
+}
+
+window.addEventListener('hashchange', () => { if (!me) linkSignIn(); });
+
+if (!linkSignIn()) signInPage();
