@@ -851,6 +851,91 @@ await step('audit: the signed checkpoint, an access report, a patient\'s disclos
   await onPhone(admin, 'audit');
 });
 
+await step('provisioning: a SCIM token issued through the step-up dialog (bad input first), shown once, used, revoked; the deprovisioning timeline', async () => {
+  await admin.click('#nav a[href="#/admin/provisioning"]');
+  await admin.waitForSelector('#scim-tokens p:has-text("No SCIM token yet")', WAIT);
+  await admin.waitForSelector('#deprovisions p:has-text("No account has been deprovisioned")', WAIT);
+  await axe(admin, 'provisioning');
+  await admin.click('#scim-token-form button[type=submit]');
+  assert((await text(admin, '#scim-token-form .form-message')).includes('Enter a label'), 'an empty label is refused');
+  // As for disabling above: the first request is answered as the server answers a stale
+  // second factor; the dialog's TOTP code (a later window than the sign-in's) and the retried
+  // request go to the server.
+  let asked = false;
+  await admin.route('**/api/v1/admin/scim/tokens', (route) => {
+    if (asked || route.request().method() !== 'POST') return route.continue();
+    asked = true;
+    return route.fulfill({ status: 401, contentType: 'application/problem+json', body: JSON.stringify({
+      type: 'urn:ward:problem:step_up_required', title: 'Verify your second factor again to continue', status: 401, code: 'step_up_required' }) });
+  });
+  await admin.fill('#f-scim_label', 'Okta');
+  await admin.click('#scim-token-form button[type=submit]');
+  await admin.waitForSelector('dialog[open] #f-stepup', WAIT);
+  await admin.fill('#f-stepup', '12');
+  await admin.click('dialog button:has-text("Verify")');
+  assert((await text(admin, 'dialog .form-message')).includes('Enter the 6 digits'), 'a short code is refused');
+  await admin.fill('#f-stepup', totp(ADMIN_TOTP));
+  await admin.click('dialog button:has-text("Verify")');
+  // (the message box still shows the refusal of the short code until the server answers)
+  await admin.waitForSelector('#scim-secret, dialog .form-message.error:has-text("already used")', WAIT);
+  if (!(await admin.$('#scim-secret'))) {
+    // The sign-in's code may be from this 30-second window, and a code is good once: the next one.
+    await new Promise((r) => setTimeout(r, 30_000 - (Date.now() % 30_000) + 500));
+    await admin.fill('#f-stepup', totp(ADMIN_TOTP));
+    await admin.click('dialog button:has-text("Verify")');
+  }
+  await admin.waitForSelector('#scim-secret', WAIT);
+  await admin.unroute('**/api/v1/admin/scim/tokens');
+  assert(asked, 'the issue was asked for a step-up');
+  const token = (await text(admin, '#scim-secret')).trim();
+  assert(token.startsWith('wst_'), 'the token is shown: ' + token.slice(0, 4));
+  assert((await text(admin, '#scim-issued')).includes('shown once'), 'the copy hint says it is shown once');
+  await admin.waitForSelector('#scim-tokens tr:has-text("Okta"):has-text("Active"):has-text("Ada Admin")', WAIT);
+  await axe(admin, 'provisioning with a new token');
+  // The identity provider deactivates bob: his sessions end, his phone's wipe is queued.
+  const idp = await browser.newContext({ ignoreHTTPSErrors: true, extraHTTPHeaders: { authorization: 'Bearer ' + token } });
+  const found = await idp.request.get(URL_ + '/scim/v2/Users?filter=' + encodeURIComponent('userName eq "bob"'));
+  assert(found.status() === 200, 'SCIM search: ' + found.status());
+  const bobId = (await found.json()).Resources[0].id;
+  const off = await idp.request.patch(URL_ + '/scim/v2/Users/' + bobId, { headers: { 'content-type': 'application/scim+json' },
+    data: JSON.stringify({ schemas: ['urn:ietf:params:scim:api:messages:2.0:PatchOp'], Operations: [{ op: 'replace', path: 'active', value: false }] }) });
+  assert(off.status() === 200, 'SCIM deactivation: ' + off.status());
+  await admin.click('#deprov-refresh');
+  const row = '#deprovisions tr:has-text("Bob Tanaka RN")';
+  await admin.waitForSelector(row, WAIT);
+  const cells = await admin.$$eval(row + ' td', (tds) => tds.map((t) => t.textContent));
+  assert(cells[1] === 'Deactivated', 'cause: ' + cells[1]);
+  assert(/^\+\d.* \([1-9]\d*\)$/.test(cells[3]), 'his sessions revoked: ' + cells[3]);
+  // A wipe for his phone and for each browser he signed in from (each sign-in is a device).
+  assert(/^\+\d.* \([1-9]\d*\)$/.test(cells[4]), 'wipes queued: ' + cells[4]);
+  assert(/^\+\d/.test(cells[5]), 'connections closed: ' + cells[5]);
+  assert(/^0 of [1-9]\d* acknowledged/.test(cells[6]), 'no wipe acknowledged yet: ' + cells[6]);
+  await axe(admin, 'provisioning with a timeline');
+  // The screenshots show the tokens list and the timeline, not the token itself.
+  await admin.evaluate(() => document.getElementById('scim-tokens').scrollIntoView());
+  await shot(admin, 'provisioning-desktop');
+  await onPhone(admin, 'provisioning');
+  // Revoked after an in-page confirmation (cancelled once) and the step-up: the token stops working.
+  await admin.click('#scim-tokens tr:has-text("Okta") button:has-text("Revoke")');
+  await admin.waitForSelector('dialog.ask[open]', WAIT);
+  await axe(admin, 'revoke confirmation');
+  await admin.click('dialog.ask button:has-text("Cancel")');
+  assert((await text(admin, '#scim-tokens tr:has-text("Okta")')).includes('Active'), 'a cancelled revocation changes nothing');
+  await admin.click('#scim-tokens tr:has-text("Okta") button:has-text("Revoke")');
+  await admin.click('dialog.ask button:has-text("Revoke token")');
+  await admin.waitForSelector('#scim-tokens tr:has-text("Okta"):has-text("Revoked")', WAIT);
+  assert(!(await admin.$('#scim-tokens tr:has-text("Okta") button')), 'no Revoke button on a revoked token');
+  const after = await idp.request.get(URL_ + '/scim/v2/Users');
+  assert(after.status() === 401, 'a revoked token is refused: ' + after.status());
+  await idp.close();
+  // Leaving the screen and coming back: the token is never shown again.
+  await admin.click('#nav a[href="#/admin/keys"]');
+  await admin.waitForSelector('#key-provider', WAIT);
+  await admin.click('#nav a[href="#/admin/provisioning"]');
+  await admin.waitForSelector('#scim-tokens tr:has-text("Okta")', WAIT);
+  assert(!(await admin.$('#scim-secret')) && !(await admin.content()).includes(token), 'the token is not shown again');
+});
+
 await step('policies to acknowledge: publish one (bad input first), read it, acknowledge it; the report counts it', async () => {
   await admin.click('#nav a[href="#/policies"]');
   await admin.waitForSelector('#publish-policy button[type=submit]', WAIT);
@@ -1066,6 +1151,12 @@ await step('a compliance officer (on a phone) reviews devices, retention and aud
   await axe(dana, 'keys (compliance officer, phone)');
   await fitsWidth(dana, 'keys (compliance officer, phone)');
   await shot(dana, 'keys-phone');
+  // Deprovisioning timelines, without the SCIM tokens (admins only).
+  await dana.click('#nav a[href="#/admin/provisioning"]');
+  await dana.waitForSelector('#deprovisions tr:has-text("Bob Tanaka RN")', WAIT);
+  assert(!(await dana.$('#scim-token-form')) && !(await dana.$('#scim-tokens')), 'no SCIM tokens for a compliance officer');
+  await axe(dana, 'provisioning (compliance officer, phone)');
+  await fitsWidth(dana, 'provisioning (compliance officer, phone)');
   await dana.goto(URL_ + '/#/admin/users');
   await dana.waitForSelector('h1:has-text("Page not found")', WAIT);
   await dana.context().close();

@@ -51,6 +51,8 @@ pub struct AppState {
     pub wipe_limits: Arc<crate::rate_limit::WipeLimits>,
     /// Failed sign-ins per source address.
     pub login_limits: Arc<crate::rate_limit::RateLimiter>,
+    /// Badly signed inbound webhook requests per source address.
+    pub inbound_limits: Arc<crate::rate_limit::RateLimiter>,
     /// The delivery providers and the worker's wake-up.
     pub notify: Arc<crate::notify::Notifier>,
     /// The WebAuthn relying party (checked by `Config::validate`).
@@ -125,6 +127,7 @@ pub fn build(
         config.devices.wipe_requests_per_minute_per_device,
     ));
     let login_limits = Arc::new(crate::rate_limit::RateLimiter::new(config.sessions.failed_logins_per_minute_per_address));
+    let inbound_limits = Arc::new(crate::rate_limit::RateLimiter::new(config.inbound.bad_signatures_per_minute_per_address));
     let webauthn = Arc::new(config.webauthn.relying_party().unwrap_or_else(|e| {
         // validate() refuses such a configuration; this default keeps a test-built state usable.
         tracing::error!(error = %e.0, "WebAuthn settings unusable; using the defaults");
@@ -148,6 +151,7 @@ pub fn build(
         outbound,
         wipe_limits,
         login_limits,
+        inbound_limits,
         notify,
         webauthn,
         inbound,

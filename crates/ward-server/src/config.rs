@@ -70,6 +70,10 @@ pub struct InboundConfig {
     pub redirect_text: String,
     /// At most one redirect per sender and channel within this many minutes.
     pub redirect_every_minutes: u32,
+    /// Requests with a bad or missing signature allowed per source address (IPv6 by /64) and
+    /// minute, across organisations: past it, every webhook request from that address answers
+    /// `rate_limited` until the minute ends, without an audit event each.
+    pub bad_signatures_per_minute_per_address: u32,
     /// The organisations whose webhooks are on, each with its signing secret.
     pub orgs: Vec<InboundOrg>,
 }
@@ -80,6 +84,7 @@ impl Default for InboundConfig {
             portal_link: String::new(),
             redirect_text: "Messages sent here are not read. Please use the secure portal: {portal_link}".into(),
             redirect_every_minutes: 60,
+            bad_signatures_per_minute_per_address: 10,
             orgs: Vec::new(),
         }
     }
@@ -90,6 +95,7 @@ impl std::fmt::Debug for InboundConfig {
         f.debug_struct("InboundConfig")
             .field("portal_link", &self.portal_link)
             .field("redirect_every_minutes", &self.redirect_every_minutes)
+            .field("bad_signatures_per_minute_per_address", &self.bad_signatures_per_minute_per_address)
             .field("orgs", &self.orgs)
             .finish_non_exhaustive()
     }
@@ -124,6 +130,9 @@ impl InboundConfig {
         let bad = |what: &str| Err(ConfigError(what.to_owned()));
         if !(1..=10_080).contains(&self.redirect_every_minutes) {
             return bad("inbound.redirect_every_minutes must be between 1 and 10080");
+        }
+        if !(1..=10_000).contains(&self.bad_signatures_per_minute_per_address) {
+            return bad("inbound.bad_signatures_per_minute_per_address must be between 1 and 10000");
         }
         if self.redirect_text.is_empty() || self.redirect_text.len() > 320 {
             return bad("inbound.redirect_text must be 1 to 320 bytes");

@@ -21,7 +21,7 @@ use ward_server::config::InboundOrg;
 use ward_store::testing::contains_bytes;
 use ward_store::{Backend, ContactOwner, NoticeDraft, NoticeOutcome, on_both_backends};
 
-on_both_backends!(inbound_messages_get_the_portal_redirect);
+on_both_backends!(inbound_messages_get_the_portal_redirect, bad_signatures_are_rate_limited_per_address);
 
 /// What patients write: never to be stored, logged, audited or sent anywhere.
 const CANARIES: &[&str] = &["INBOUNDCANARY-chest-pain-4417", "Quillfeather-inbound", "metformin-inbound-canary"];
@@ -193,4 +193,45 @@ async fn inbound_messages_get_the_portal_redirect(backend: Backend) {
         assert!(!log.contains(number), "{number} in the logs");
         assert!(audit.iter().all(|e| !e.detail.contains(number)), "{number} in the audit log");
     }
+}
+
+/// Badly signed requests from one address: the first `bad_signatures_per_minute_per_address`
+/// get 401 and one `denied` audit event each; after that every request from the address, even
+/// a well-signed one, gets 429 `rate_limited` with `Retry-After`, and adds no audit row.
+async fn bad_signatures_are_rate_limited_per_address(backend: Backend) {
+    let Some(h) = Harness::start_with(backend, |c| {
+        c.inbound.portal_link = PORTAL.into();
+        c.inbound.bad_signatures_per_minute_per_address = 3;
+        c.inbound.orgs = vec![InboundOrg { org: "acme".into(), secret: Some(SECRET.into()), secret_file: None }];
+    })
+    .await
+    else {
+        return;
+    };
+    h.org("acme", vec![]).await;
+    let path = "/api/v1/inbound/acme/sms";
+    let denied = || async {
+        h.store
+            .audit_events(0, 100_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.action == "inbound.receive" && e.outcome == "denied")
+            .count()
+    };
+    // A well-signed request does not count towards the limit.
+    webhook(&h, path, &sms_body("+14155550100"), None).await.expect(204);
+    for _ in 0..3 {
+        webhook(&h, path, &sms_body("+14155550100"), Some("sha256=00")).await.expect_problem(401, "invalid_signature");
+    }
+    assert_eq!(denied().await, 3);
+    for _ in 0..20 {
+        let r = webhook(&h, path, &sms_body("+14155550100"), Some("sha256=00")).await.expect_problem(429, "rate_limited");
+        let wait: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=60).contains(&wait), "Retry-After {wait}");
+    }
+    // The unknown organisation and the well-signed request from the same address: refused too.
+    webhook(&h, "/api/v1/inbound/nowhere/sms", &sms_body("+14155550100"), None).await.expect_problem(429, "rate_limited");
+    webhook(&h, path, &sms_body("+14155550100"), None).await.expect_problem(429, "rate_limited");
+    assert_eq!(denied().await, 3, "requests past the limit are not audited one by one");
 }

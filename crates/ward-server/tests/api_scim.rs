@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use ward_domain::role::Role;
 use ward_store::{Backend, on_both_backends};
 
-on_both_backends!(scim_provisioning, scim2_tester_finds_no_violation);
+on_both_backends!(scim_provisioning, scim_keeps_the_last_admin, scim2_tester_finds_no_violation);
 
 const WAIT: Duration = Duration::from_secs(10);
 const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
@@ -364,6 +364,71 @@ async fn scim_provisioning(backend: Backend) {
         .await
         .expect_problem(409, "invalid_state");
     scim_error(&scim(&h, Method::GET, "/Users", &token, None, None).await, 401, None);
+}
+
+/// SCIM cannot disable, delete or demote the organisation's last active admin: each attempt
+/// gets a 400 `invalidValue` SCIM error, is audited as a failure, and changes nothing (the
+/// admin stays active and signed in, no deprovisioning is recorded). With a second admin, the
+/// first can go; the second is then the last.
+async fn scim_keeps_the_last_admin(backend: Backend) {
+    let Some(h) = Harness::start(backend).await else { return };
+    let o = h.org("acme", vec![]).await;
+    let admin = h.account(&o, "admin@acme", Role::Admin).await;
+    let sadmin = h.login_stepped_up(&admin).await;
+    let token = h.post("/api/v1/admin/scim/tokens", &sadmin.access, json!({"label": "idp"})).await.expect(201).body["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let patch = |ops: Value| json!({"schemas": [PATCH], "Operations": ops});
+    let path = format!("/Users/{}", admin.id);
+    // (request, scimType, what the refusal says): a role change is refused before the last-admin
+    // rule, since SCIM never changes an admin's role.
+    let attempts = [
+        (Method::PATCH, Some(patch(json!([{"op": "replace", "path": "active", "value": false}]))), "invalidValue", "last active admin"),
+        (
+            Method::PATCH,
+            Some(patch(json!([{"op": "replace", "path": "roles", "value": [{"value": "nurse", "primary": true}]}]))),
+            "mutability",
+            "granted and removed in Ward",
+        ),
+        (
+            Method::PUT,
+            Some(json!({"schemas": [USER], "userName": "admin@acme", "active": false, "roles": [{"value": "admin"}]})),
+            "invalidValue",
+            "last active admin",
+        ),
+        (
+            Method::PUT,
+            Some(json!({"schemas": [USER], "userName": "admin@acme", "roles": [{"value": "compliance_officer"}]})),
+            "mutability",
+            "granted and removed in Ward",
+        ),
+        (Method::DELETE, None, "invalidValue", "last active admin"),
+    ];
+    for (method, body, scim_type, why) in attempts {
+        let r = scim(&h, method.clone(), &path, &token, body, None).await;
+        scim_error(&r, 400, Some(scim_type));
+        assert!(r.body["detail"].as_str().unwrap().contains(why), "{method}: {}", r.body);
+    }
+    let r = scim(&h, Method::GET, &path, &token, None, None).await;
+    assert_eq!((r.status.as_u16(), r.body["active"].as_bool(), r.body["roles"][0]["value"].as_str()), (200, Some(true), Some("admin")));
+    h.call(Method::GET, "/api/v1/me", Some(&sadmin.access), None).await.expect(200);
+    let d = h.call(Method::GET, "/api/v1/admin/scim/deprovisions", Some(&sadmin.access), None).await.expect(200);
+    assert_eq!(d.body, json!([]), "nothing was deprovisioned");
+    let refused = audit(&h, "scim.user").await.into_iter().filter(|e| e.outcome == "failure").count();
+    assert_eq!(refused, 5, "each refusal is audited");
+
+    // A second admin (made in Ward: SCIM grants no admin role): now the first may be
+    // deactivated, and the second is the last.
+    let second = h.account(&o, "second@acme", Role::Admin).await;
+    let off = patch(json!([{"op": "replace", "path": "active", "value": false}]));
+    let r = scim(&h, Method::PATCH, &path, &token, Some(off.clone()), None).await;
+    assert_eq!((r.status.as_u16(), r.body["active"].as_bool()), (200, Some(false)), "{}", r.body);
+    let second_path = format!("/Users/{}", second.id);
+    scim_error(&scim(&h, Method::DELETE, &second_path, &token, None, None).await, 400, Some("invalidValue"));
+    scim_error(&scim(&h, Method::PATCH, &second_path, &token, Some(off), None).await, 400, Some("invalidValue"));
+    // A disabled admin is no longer an active one: deleting the first is allowed.
+    assert_eq!(scim(&h, Method::DELETE, &path, &token, None, None).await.status.as_u16(), 204);
 }
 
 /// scim2-tester (PyPI), an independent conformance checker, against a live server: no check may

@@ -207,6 +207,28 @@ async fn external_id_taken(c: &mut Conn<'_>, org: OrgId, external_id: Option<&st
         .is_some())
 }
 
+/// Refuses a SCIM change that would leave the organisation without an active admin: the
+/// account is its last active admin and would be disabled, deleted or given another role.
+/// Checked inside the write's transaction, so two such requests cannot both pass.
+async fn keep_an_admin(c: &mut Conn<'_>, org: OrgId, before: &ScimUser, stays_admin: bool) -> Result<()> {
+    if before.user.role != Role::Admin || before.user.disabled || stays_admin {
+        return Ok(());
+    }
+    let others = scalar!(
+        fetch_one,
+        c,
+        i64,
+        "SELECT COUNT(*) FROM users WHERE org_id = $1 AND role = $2 AND disabled_at IS NULL AND id <> $3",
+        org.0,
+        Role::Admin.as_str(),
+        before.user.id.0
+    )?;
+    if others == 0 {
+        return Err(StoreError::State("this is the organisation's last active admin: make another account an admin first"));
+    }
+    Ok(())
+}
+
 /// Disables the account, revokes every session (their refresh tokens die with them), then
 /// queues a wipe to each device not yet revoked, in the caller's transaction, and records the
 /// timeline and audit events. `None` when there was nothing left to do.
@@ -463,6 +485,7 @@ impl Store {
                 if f.role == Role::Patient {
                     return Err(StoreError::State("SCIM provisions workforce accounts only"));
                 }
+                keep_an_admin(&mut c, org, &before, f.active && f.role == Role::Admin).await?;
                 if external_id_taken(&mut c, org, f.external_id.as_deref(), Some(id)).await? {
                     return Err(StoreError::Conflict("externalId"));
                 }
@@ -521,7 +544,8 @@ impl Store {
     ) -> Result<Option<Deprovision>> {
         self.write(move |mut c| {
             Box::pin(async move {
-                scim_user_in(&mut c, client.org, id).await?;
+                let before = scim_user_in(&mut c, client.org, id).await?;
+                keep_an_admin(&mut c, client.org, &before, false).await?;
                 let d = deprovision_in_tx(&mut c, client, id, DeprovisionCause::Delete, received_at, &meta).await?;
                 exec!(&mut c, "UPDATE users SET scim_deleted_at = $2 WHERE id = $1", id.0, now_ms())?;
                 let ev = scim_event(AuditAction::ScimUser, Outcome::Success, client, Some(id)).detail("op", DetailValue::Code("delete"));

@@ -254,7 +254,7 @@ function start() {
   if (me.user.role !== 'patient') links.push(['#/policies', 'Policies']);
   if (me.user.role === 'admin') links.push(['#/admin/users', 'Users'], ['#/admin/templates', 'Templates']);
   if (me.user.role === 'admin' || me.user.role === 'compliance_officer') {
-    links.push(['#/admin/devices', 'Devices'], ['#/admin/policies', 'Settings'], ['#/admin/audit', 'Audit'], ['#/admin/registers', 'Registers'], ['#/admin/incidents', 'Incidents'], ['#/admin/keys', 'Keys']);
+    links.push(['#/admin/devices', 'Devices'], ['#/admin/policies', 'Settings'], ['#/admin/audit', 'Audit'], ['#/admin/registers', 'Registers'], ['#/admin/incidents', 'Incidents'], ['#/admin/keys', 'Keys'], ['#/admin/provisioning', 'Provisioning']);
   }
   links.push(['#/account', 'Account'], ['#/sessions', 'Sessions']);
   mount(nav, h('ul', {}, links.map(([href, text]) => h('li', {}, h('a', { href }, text)))),
@@ -373,6 +373,7 @@ function route() {
   if (parts[0] === 'admin' && parts[1] === 'audit' && staff && !parts[2]) return auditPage();
   if (parts[0] === 'admin' && parts[1] === 'registers' && staff && !parts[2]) return registersPage();
   if (parts[0] === 'admin' && parts[1] === 'keys' && staff && !parts[2]) return keysPage();
+  if (parts[0] === 'admin' && parts[1] === 'provisioning' && staff && !parts[2]) return provisioningPage();
   if (parts[0] === 'admin' && parts[1] === 'incidents' && staff) return ID.test(parts[2] || '') ? incidentPage(parts[2]) : parts[2] ? notFound() : incidentsPage();
   if (parts[0] === 'policies' && me.user.role !== 'patient' && !parts[1]) return ackPoliciesPage();
   notFound();
@@ -2173,6 +2174,139 @@ function notificationTracker(x, officer) {
     }]]));
   if (officer && !canRecord && x.status === 'open') section.append(h('p', { class: 'muted' }, 'Notices are recorded once an assessment finds a breach.'));
   return section;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Provisioning: SCIM tokens for the identity provider (admins) and deprovisioning timelines
+// (admins and compliance officers)
+// ---------------------------------------------------------------------------------------------
+
+async function provisioningPage() {
+  setTitle('Provisioning');
+  open = null;
+  const admin = me.user.role === 'admin';
+  const root = h('section', {}, h('h1', { class: 'pagehead' }, 'Provisioning'),
+    h('p', { class: 'muted' }, 'Your identity provider creates, changes and deactivates Ward accounts over SCIM 2.0 at ',
+      h('code', {}, location.origin + '/scim/v2'), '. Deactivating an account ends its sessions, queues a wipe of its devices and closes its connections.'));
+  mount(main, root);
+  focusHeading(root);
+  let dir = null;
+  try { dir = await people(); } catch { /* names fall back to ids */ }
+  if (admin) root.append(scimTokenSection(dir));
+  root.append(deprovisionSection(dir));
+}
+
+function scimTokenSection(dir) {
+  const msg = messageBox();
+  const label = field('Identity provider (a label for the token)', { name: 'scim_label', required: true, maxlength: 100 });
+  const issued = h('div', { id: 'scim-issued', role: 'status' });
+  const listBox = h('div', { id: 'scim-tokens' }, h('p', { class: 'muted' }, 'Loading…'));
+  const form = h('form', { id: 'scim-token-form', novalidate: true, 'aria-labelledby': 'scim-new-h' },
+    h('h3', { id: 'scim-new-h' }, 'Issue a token'), label, msg, h('button', { type: 'submit', class: 'primary' }, 'Issue token'));
+  const section = h('section', { class: 'card', 'aria-labelledby': 'scim-tokens-h' }, h('h2', { id: 'scim-tokens-h' }, 'SCIM tokens'),
+    h('p', { class: 'muted' }, 'A token lets the identity provider manage accounts in this organisation, and nothing else. Issuing and revoking one needs your second factor again.'),
+    form, issued, listBox);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const text = label.input.value.trim();
+    if (!text) { showError(msg, { userMessage: 'Enter a label naming the identity provider, for example "Okta".' }); label.input.focus(); return; }
+    mount(issued);
+    msg.className = 'form-message';
+    msg.textContent = '';
+    await submitForm(form, msg, async () => {
+      const t = await stepped(() => api.post('/admin/scim/tokens', { label: text }));
+      label.input.value = '';
+      mount(issued, issuedToken(t));
+      await loadScimTokens(listBox, msg, dir);
+    });
+  });
+  loadScimTokens(listBox, msg, dir);
+  return section;
+}
+
+/** The new token, shown this once: Ward keeps only its hash. */
+function issuedToken(t) {
+  const copied = h('span', { class: 'muted', 'aria-live': 'polite' });
+  const copy = h('button', { type: 'button' }, 'Copy token');
+  copy.addEventListener('click', async () => {
+    try { await navigator.clipboard.writeText(t.token); copied.textContent = ' Copied.'; } catch { copied.textContent = ' Select the token and copy it.'; }
+  });
+  return h('div', { class: 'notice' },
+    h('p', {}, `Token for ${t.label} (shown once: copy it now into the identity provider's SCIM settings as the bearer token; Ward cannot show it again):`),
+    h('p', {}, h('code', { class: 'secret', id: 'scim-secret' }, t.token)), h('p', {}, copy, copied));
+}
+
+async function loadScimTokens(box, msg, dir) {
+  let tokens;
+  try { tokens = await api.get('/admin/scim/tokens'); } catch (e) { mount(box); showError(msg, e); return; }
+  if (tokens.length === 0) { mount(box, h('p', { class: 'muted' }, 'No SCIM token yet.')); return; }
+  const revoke = async (t) => {
+    if (!(await ask(`Revoke the token "${t.label}"? The identity provider can no longer change accounts until it gets a new one.`, 'Revoke token'))) return;
+    try {
+      await stepped(() => api.del('/admin/scim/tokens/' + t.id));
+      announce('Token revoked');
+      showInfo(msg, `The token "${t.label}" is revoked.`);
+      await loadScimTokens(box, msg, dir);
+    } catch (e) { showError(msg, e); }
+  };
+  mount(box, h('table', { class: 'table scim-tokens' }, h('caption', {}, 'Tokens, newest first'),
+    h('thead', {}, h('tr', {}, ['Label', 'Issued', 'Issued by', 'Status', ''].map((t) => h('th', { scope: 'col' }, t || h('span', { class: 'sr-only' }, 'Action'))))),
+    h('tbody', {}, tokens.map((t) => h('tr', { dataset: { id: t.id } },
+      h('td', {}, t.label), h('td', {}, when(t.created_at)), h('td', {}, personName(dir, t.created_by)),
+      h('td', {}, t.revoked_at ? 'Revoked ' + when(t.revoked_at) : h('span', { class: 'state ok' }, 'Active')),
+      h('td', {}, t.revoked_at ? null : h('button', { type: 'button', class: 'danger', 'aria-label': 'Revoke the token ' + t.label, onclick: () => revoke(t) }, 'Revoke')))))));
+}
+
+function deprovisionSection(dir) {
+  const msg = messageBox();
+  const box = h('div', { id: 'deprovisions' }, h('p', { class: 'muted' }, 'Loading…'));
+  const refresh = h('button', { type: 'button', id: 'deprov-refresh' }, 'Refresh');
+  const section = h('section', { class: 'card', 'aria-labelledby': 'deprov-h' }, h('h2', { id: 'deprov-h' }, 'Deprovisioning'),
+    h('p', { class: 'muted' }, 'Each account the identity provider deactivated or deleted, step by step: request received, sessions revoked, wipes queued, connections closed, wipes acknowledged by the devices. Times after the first are counted from the request. Each view is recorded.'),
+    msg, refresh, box);
+  const load = async () => {
+    try {
+      const items = await api.get('/admin/scim/deprovisions');
+      msg.className = 'form-message';
+      msg.textContent = '';
+      mount(box, items.length === 0 ? h('p', { class: 'muted' }, 'No account has been deprovisioned.') : deprovisionTable(items, dir));
+    } catch (e) { mount(box); showError(msg, e); }
+  };
+  refresh.addEventListener('click', load);
+  load();
+  return section;
+}
+
+/** "+12 ms" or "+3.4 s" after the request arrived. */
+function after(ms, from) {
+  const d = ms - from;
+  return '+' + (d < 1000 ? d + ' ms' : (d / 1000).toFixed(1) + ' s');
+}
+
+function wipesAcknowledged(x) {
+  if (x.wipes.length === 0) return h('span', { class: 'muted' }, 'No device to wipe');
+  const acked = x.wipes.filter((w) => w.acknowledged_at);
+  const closed = x.wipes.filter((w) => !w.acknowledged_at && w.closed_reason);
+  const parts = [`${acked.length} of ${x.wipes.length} acknowledged`];
+  if (acked.length) {
+    const last = Math.max(...acked.map((w) => new Date(w.acknowledged_at).getTime()));
+    parts.push(acked.length === x.wipes.length ? 'last ' + after(last, x.received_at_ms) : 'latest ' + after(last, x.received_at_ms));
+  }
+  if (closed.length) parts.push(`${closed.length} closed without reaching the device`);
+  return parts.join(', ');
+}
+
+function deprovisionTable(items, dir) {
+  const CAUSES = { active_false: 'Deactivated', delete: 'Deleted' };
+  return eventTable('Deprovisioning timelines, newest first', items, [
+    ['Person', (x) => h('a', { href: '#/admin/users/' + x.user_id }, personName(dir, x.user_id))],
+    ['Cause', (x) => CAUSES[x.cause] || x.cause],
+    ['Request received', (x) => when(x.received_at_ms)],
+    ['Sessions revoked', (x) => `${after(x.sessions_revoked_at_ms, x.received_at_ms)} (${x.sessions_revoked})`],
+    ['Wipes queued', (x) => `${after(x.wipes_queued_at_ms, x.received_at_ms)} (${x.wipes_queued})`],
+    ['Connections closed', (x) => (x.connections_closed_at_ms ? after(x.connections_closed_at_ms, x.received_at_ms) : h('span', { class: 'muted' }, 'Not yet'))],
+    ['Wipes acknowledged', wipesAcknowledged],
+  ]);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -8,7 +8,9 @@
 //! that is a patient's verified contact gets the fixed redirect to the portal through the
 //! outbox, under the patient's consent for the channel and at most once per window. The
 //! answer is the same `204` whoever sent it, so the webhook tells nobody whether a number or
-//! address is known.
+//! address is known. Badly signed requests are limited per source address
+//! (`inbound.bad_signatures_per_minute_per_address`): past the limit the address gets `429`
+//! for the rest of the minute, and those requests are not audited one by one.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -41,7 +43,7 @@ struct Sender {
 /// a patient's verified number gets the portal redirect by SMS.
 #[utoipa::path(post, path = "/api/v1/inbound/{org}/sms", tag = "inbound",
     params(("org" = String, Path, description = "The organisation's slug")),
-    responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem)))]
+    responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem), (status = 429, body = Problem)))]
 async fn inbound_sms(
     State(state): State<AppState>,
     Meta(meta): Meta,
@@ -57,7 +59,7 @@ async fn inbound_sms(
 /// the sender; a patient's verified address gets the portal redirect by email.
 #[utoipa::path(post, path = "/api/v1/inbound/{org}/email", tag = "inbound",
     params(("org" = String, Path, description = "The organisation's slug")),
-    responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem)))]
+    responses((status = 204), (status = 400, body = Problem), (status = 401, body = Problem), (status = 429, body = Problem)))]
 async fn inbound_email(
     State(state): State<AppState>,
     Meta(meta): Meta,
@@ -76,10 +78,23 @@ async fn receive(
     body: Bytes,
     channel: NoticeChannel,
 ) -> ApiResult<StatusCode> {
+    // An address that sent too many badly signed requests this minute is refused before
+    // anything else, and not audited each time: knowing an organisation's slug must not let
+    // anyone add audit rows without limit.
+    let now = ward_store::now_ms();
+    let address = meta.source_ip.as_deref().map(crate::rate_limit::address_key);
+    if let Some(a) = &address
+        && let Err(wait) = state.inbound_limits.blocked(a, now)
+    {
+        return Err(ApiError::rate_limited().retry_after(wait));
+    }
     let signature = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
     // An organisation without webhooks, and one that does not exist, answer like a bad
     // signature: the endpoint is no directory of organisations.
     if !state.inbound.verify(slug, signature, &body) {
+        if let Some(a) = &address {
+            let _ = state.inbound_limits.check(a, now);
+        }
         if let Ok(org) = state.store.org_by_slug(slug).await {
             let mut ev = AuditEvent::new(AuditAction::InboundReceive, Outcome::Denied)
                 .detail("channel", DetailValue::Code(channel.as_str()))

@@ -177,6 +177,7 @@ impl From<ward_store::DeprovisionRecord> for DeprovisionView {
 
 /// How many timelines.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct DeprovisionQuery {
     /// 1 to 500 (default 100).
