@@ -140,7 +140,21 @@ async fn login(State(state): State<AppState>, Meta(meta): Meta, Json(req): Json<
         state.store.login_failed(login.to_string(), who, "disabled", false, meta).await?;
         return Err(ApiError::account_disabled());
     }
-    if creds.user.mfa_enabled {
+    first_factor_passed(&state, user, login.to_string(), device, meta).await
+}
+
+/// After the first factor (a password, or a portal link): a challenge for the second factor
+/// when the account has one, else a session, restricted while the password must change or a
+/// required second factor is not enrolled.
+pub(super) async fn first_factor_passed(
+    state: &AppState,
+    user: &ward_store::User,
+    login: String,
+    device: DeviceClaim,
+    meta: ward_store::RequestMeta,
+) -> ApiResult<Json<LoginResponse>> {
+    let now = now_ms();
+    if user.mfa_enabled {
         let token = new_token(CHALLENGE_PREFIX);
         let expires = now + state.config.sessions.mfa_challenge_ttl_secs * 1000;
         state.store.create_challenge(user.org_id, user.id, token_hash(&token), device, expires, meta).await?;
@@ -154,7 +168,7 @@ async fn login(State(state): State<AppState>, Meta(meta): Meta, Json(req): Json<
     } else {
         None
     };
-    let issued = issue(&state);
+    let issued = issue(state);
     let new = NewSession {
         user_id: user.id,
         device,
@@ -163,7 +177,7 @@ async fn login(State(state): State<AppState>, Meta(meta): Meta, Json(req): Json<
         restriction,
         mfa_verified: false,
     };
-    let (session, device) = state.store.login(user.org_id, login.to_string(), new, meta).await.map_err(device_error)?;
+    let (session, device) = state.store.login(user.org_id, login, new, meta).await.map_err(device_error)?;
     Ok(Json(LoginResponse::Authenticated { tokens: tokens(issued, session, device, restriction) }))
 }
 

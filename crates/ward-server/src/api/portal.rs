@@ -11,16 +11,16 @@ use serde::{Deserialize, Serialize};
 use ward_domain::audit::AuditAction;
 use ward_domain::ids::PatientId;
 use ward_domain::policy;
-use ward_store::{NewSession, PortalRedemption, Restriction, now_ms};
+use ward_store::{PortalRedemption, now_ms};
 
-use super::auth::{device_claim, device_error, issue, tokens};
+use super::auth::{device_claim, first_factor_passed};
 use super::consents::{refuse, standing};
 use super::dto::{DeviceRequest, LoginResponse, ts};
 use crate::app::AppState;
 use crate::auth::{Auth, Meta};
 use crate::extract::{Json, Path};
 use crate::problem::{ApiError, ApiResult, Problem};
-use crate::secrets::{CHALLENGE_PREFIX, PORTAL_LINK_PREFIX, new_token, token_hash};
+use crate::secrets::{PORTAL_LINK_PREFIX, new_token, token_hash};
 
 pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
     utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(create_link)).routes(utoipa_axum::routes!(redeem_link))
@@ -110,29 +110,6 @@ async fn redeem_link(State(state): State<AppState>, Meta(meta): Meta, Json(req):
         PortalRedemption::Disabled(_) => return Err(ApiError::account_disabled()),
         PortalRedemption::Redeemed(u) => u,
     };
-    if user.mfa_enabled {
-        let token = new_token(CHALLENGE_PREFIX);
-        let expires = now + state.config.sessions.mfa_challenge_ttl_secs * 1000;
-        state.store.create_challenge(user.org_id, user.id, token_hash(&token), device, expires, meta).await?;
-        return Ok(Json(LoginResponse::MfaRequired { mfa_token: token, expires_at: ts(expires) }));
-    }
-    let org = state.store.org(user.org_id).await?;
-    let restriction = if user.password_must_change {
-        Some(Restriction::PasswordChange)
-    } else if org.mfa_required_roles.contains(&user.role) {
-        Some(Restriction::MfaEnrollment)
-    } else {
-        None
-    };
-    let issued = issue(&state);
-    let new = NewSession {
-        user_id: user.id,
-        device,
-        tokens: issued.hashes.clone(),
-        expires_at: now + state.config.sessions.session_ttl_secs * 1000,
-        restriction,
-        mfa_verified: false,
-    };
-    let (session, device) = state.store.login(user.org_id, user.login.clone(), new, meta).await.map_err(device_error)?;
-    Ok(Json(LoginResponse::Authenticated { tokens: tokens(issued, session, device, restriction) }))
+    let login = user.login.clone();
+    first_factor_passed(&state, &user, login, device, meta).await
 }
