@@ -91,11 +91,51 @@ impl Endpoint {
     }
 }
 
-/// A signed-in account.
+/// A signed-in account. Clones share the tokens, so a refresh reaches every holder.
 #[derive(Debug, Clone)]
 pub(crate) struct Session {
-    /// Bearer token.
-    pub(crate) access: String,
+    /// Bearer token, replaced on refresh.
+    access: Arc<std::sync::RwLock<String>>,
+    /// Single-use refresh token, replaced on refresh.
+    refresh_token: Arc<std::sync::Mutex<String>>,
+    /// The device the session is bound to (refresh must name it).
+    device_id: String,
+}
+
+impl Session {
+    fn from_tokens(tokens: &Value) -> anyhow::Result<Self> {
+        let field = |name: &str| tokens[name].as_str().map(str::to_owned).with_context(|| format!("no {name} in the tokens"));
+        Ok(Self {
+            access: Arc::new(std::sync::RwLock::new(field("access_token")?)),
+            refresh_token: Arc::new(std::sync::Mutex::new(field("refresh_token")?)),
+            device_id: field("device_id")?,
+        })
+    }
+
+    /// The current bearer token.
+    pub(crate) fn bearer(&self) -> String {
+        self.access.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Exchanges the refresh token for new tokens, as a client does before its access token
+    /// expires (runs longer than the access-token lifetime need it).
+    pub(crate) async fn refresh(&self, http: &reqwest::Client, ep: &Endpoint) -> anyhow::Result<()> {
+        let current = self.refresh_token.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let res = http
+            .post(format!("{}/api/v1/auth/refresh", ep.url))
+            .json(&json!({"refresh_token": current, "device_id": self.device_id}))
+            .send()
+            .await?;
+        let status = res.status();
+        let body: Value = res.json().await.unwrap_or(Value::Null);
+        if status != reqwest::StatusCode::OK {
+            bail!("refresh answered {status}: {}", body["code"]);
+        }
+        let fresh = Self::from_tokens(&body)?;
+        *self.access.write().unwrap_or_else(|p| p.into_inner()) = fresh.bearer();
+        *self.refresh_token.lock().unwrap_or_else(|p| p.into_inner()) = fresh.refresh_token.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Ok(())
+    }
 }
 
 /// Signs in with a password (no second factor in the load-test organisation).
@@ -113,8 +153,7 @@ pub(crate) async fn login(http: &reqwest::Client, ep: &Endpoint, who: &Account, 
     if body["tokens"]["restriction"].is_string() {
         bail!("login of {} is restricted ({}); the organisation must not require MFA", who.login, body["tokens"]["restriction"]);
     }
-    let access = body["tokens"]["access_token"].as_str().context("no access token")?.to_owned();
-    Ok(Session { access })
+    Session::from_tokens(&body["tokens"])
 }
 
 /// Creates a group conversation owned by `owner` with `members`; returns its id.
@@ -128,7 +167,7 @@ pub(crate) async fn create_group(
     let members: Vec<Value> = members.iter().map(|m| json!({"user_id": m.id})).collect();
     let res = http
         .post(format!("{}/api/v1/conversations", ep.url))
-        .bearer_auth(&owner.access)
+        .bearer_auth(owner.bearer())
         .json(&json!({"kind": "group", "title": title, "members": members}))
         .send()
         .await?;

@@ -265,7 +265,7 @@ async fn drive(a: &CrashArgs, tag: &str, dir: &Path, db_url: &str, port: u16, se
                     let body = json!({"client_txn_id": txn, "body": format!("crash test message {n} from sender {i}")});
                     let Ok(res) = http
                         .post(format!("{}/api/v1/conversations/{conv}/messages", ep.url))
-                        .bearer_auth(&session.access)
+                        .bearer_auth(session.bearer())
                         .json(&body)
                         .send()
                         .await
@@ -324,7 +324,7 @@ async fn drive(a: &CrashArgs, tag: &str, dir: &Path, db_url: &str, port: u16, se
         loop {
             let res = http
                 .get(format!("{}/api/v1/conversations/{conv}/messages?after={after}&limit=200", ep.url))
-                .bearer_auth(&session.access)
+                .bearer_auth(session.bearer())
                 .send()
                 .await?;
             if !res.status().is_success() {

@@ -79,6 +79,22 @@ pub(crate) struct Shared {
     last_delivery: AtomicU64,
     /// A few distinct error descriptions.
     pub(crate) error_samples: Mutex<Vec<String>>,
+    /// Latencies since the last sample (a soak reports them interval by interval).
+    window: Mutex<Window>,
+}
+
+/// Latencies recorded in one sampling interval.
+pub(crate) struct Window {
+    /// POST until 201, microseconds.
+    pub(crate) send: Histogram<u64>,
+    /// Send start to first delivery to another member, microseconds.
+    pub(crate) delivery: Histogram<u64>,
+}
+
+impl Window {
+    fn new() -> Self {
+        Self { send: histogram(), delivery: histogram() }
+    }
 }
 
 impl Shared {
@@ -99,6 +115,7 @@ impl Shared {
             receiver_failures: AtomicU64::new(0),
             last_delivery: AtomicU64::new(0),
             error_samples: Mutex::new(Vec::new()),
+            window: Mutex::new(Window::new()),
         })
     }
 
@@ -106,7 +123,7 @@ impl Shared {
         self.epoch.elapsed().as_nanos() as u64
     }
 
-    fn error(&self, what: String) {
+    pub(crate) fn error(&self, what: String) {
         self.errors.fetch_add(1, Ordering::Relaxed);
         let mut s = self.error_samples.lock().unwrap_or_else(|p| p.into_inner());
         if s.len() < 5 && !s.contains(&what) {
@@ -117,6 +134,15 @@ impl Shared {
     /// When the latest first delivery arrived, relative to time zero.
     pub(crate) fn last_delivery(&self) -> Duration {
         Duration::from_nanos(self.last_delivery.load(Ordering::Relaxed))
+    }
+
+    /// The latencies recorded since the previous call, starting a new interval.
+    pub(crate) fn take_window(&self) -> Window {
+        std::mem::replace(&mut *self.window.lock().unwrap_or_else(|p| p.into_inner()), Window::new())
+    }
+
+    fn in_window(&self, f: impl FnOnce(&mut Window)) {
+        f(&mut self.window.lock().unwrap_or_else(|p| p.into_inner()));
     }
 
     /// Time since time zero.
@@ -167,11 +193,22 @@ pub(crate) async fn sender(
         let body = json!({"client_txn_id": format!("{}{n}", shared.tag), "body": format!("load message {n} {filler}")});
         let t0 = Instant::now();
         shared.sent_at[n as usize].store(shared.now_ns() + 1, Ordering::Release);
-        match http.post(&url).bearer_auth(&plan.sessions[from].access).json(&body).send().await {
+        let session = &plan.sessions[from];
+        let mut token = session.bearer();
+        let mut sent = http.post(&url).bearer_auth(&token).json(&body).send().await;
+        // A refresh may retire the token while this request is in flight: a client retries
+        // once with the new one (the transaction id makes the retry idempotent).
+        if sent.as_ref().is_ok_and(|r| r.status() == reqwest::StatusCode::UNAUTHORIZED) && session.bearer() != token {
+            token = session.bearer();
+            sent = http.post(&url).bearer_auth(&token).json(&body).send().await;
+        }
+        match sent {
             Ok(res) if res.status() == reqwest::StatusCode::CREATED => {
                 // Read the body so the connection is reusable; the send is acknowledged on 201.
                 let _ = res.bytes().await;
-                latency.saturating_record(t0.elapsed().as_micros() as u64);
+                let micros = t0.elapsed().as_micros() as u64;
+                latency.saturating_record(micros);
+                shared.in_window(|w| w.send.saturating_record(micros));
                 shared.acked.fetch_add(1, Ordering::Relaxed);
                 shared.expected.fetch_add(plan.expected[c][pos], Ordering::Relaxed);
             }
@@ -257,7 +294,9 @@ pub(crate) async fn receiver(shared: Arc<Shared>, me: String, mut ws: Ws, mut st
                 shared.delivered.fetch_add(1, Ordering::Relaxed);
                 let start = shared.sent_at[n].load(Ordering::Acquire);
                 if start > 0 && !shared.seen[n].swap(true, Ordering::AcqRel) {
-                    first.saturating_record(now.saturating_sub(start - 1) / 1000);
+                    let micros = now.saturating_sub(start - 1) / 1000;
+                    first.saturating_record(micros);
+                    shared.in_window(|w| w.delivery.saturating_record(micros));
                     shared.last_delivery.fetch_max(now, Ordering::Relaxed);
                 }
             }

@@ -14,6 +14,7 @@ mod logintiming;
 mod procfs;
 mod provision;
 mod report;
+mod soak;
 mod storebench;
 
 use std::path::PathBuf;
@@ -130,10 +131,27 @@ struct Args {
     /// Fixed target rate in messages per second (default: as fast as possible).
     #[arg(long)]
     rate: Option<f64>,
-    /// Bound on the sending phase, in seconds. Access tokens are not refreshed, so keep the
-    /// whole run within the server's access-token lifetime (10 minutes by default).
+    /// Bound on the sending phase, in seconds. Every session's tokens are refreshed each
+    /// --refresh-secs, so runs may outlast the access-token lifetime.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
+    /// A soak of this many seconds: sends at --rate (default 200 messages/s) for the whole
+    /// time, sampling the server's memory, open files, latencies and errors every
+    /// --sample-secs, and prints the samples with their trend. Sets --messages and --timeout.
+    #[arg(long)]
+    soak: Option<u64>,
+    /// Sampling interval of a soak, in seconds.
+    #[arg(long, default_value_t = 60)]
+    sample_secs: u64,
+    /// How often every session's tokens are refreshed, in seconds (below the server's
+    /// access-token lifetime, 600 s by default).
+    #[arg(long, default_value_t = 240)]
+    refresh_secs: u64,
+    /// Of the WebSocket receivers, this many never read their stream (slow clients): the
+    /// server must keep its memory bounded and the others' deliveries on time. Their
+    /// deliveries are not expected.
+    #[arg(long, default_value_t = 0)]
+    slow_receivers: usize,
     /// How long to wait for outstanding deliveries after the last send, in seconds.
     #[arg(long, default_value_t = 15)]
     drain: u64,
@@ -208,6 +226,15 @@ impl Args {
         if self.timeout == 0 {
             bail!("--timeout must be positive");
         }
+        if self.soak.is_some_and(|s| s == 0 || s > 7 * 24 * 3600) {
+            bail!("--soak must be between 1 and 604800 seconds");
+        }
+        if self.sample_secs == 0 || self.refresh_secs == 0 {
+            bail!("--sample-secs and --refresh-secs must be positive");
+        }
+        if self.slow_receivers > self.receivers.unwrap_or(self.users) {
+            bail!("--slow-receivers must not exceed the receivers");
+        }
         Ok(())
     }
 }
@@ -236,8 +263,13 @@ fn say(msg: impl AsRef<str>) {
     eprintln!("ward-loadgen: {}", msg.as_ref());
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+async fn run(mut args: Args) -> anyhow::Result<()> {
     args.check()?;
+    if let Some(secs) = args.soak {
+        let rate = *args.rate.get_or_insert(200.0);
+        args.messages = ((rate * secs as f64).ceil() as u64).clamp(1, 10_000_000);
+        args.timeout = secs;
+    }
     let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
     if args.store_only {
         return store_only(&args, &tag).await;
@@ -471,16 +503,25 @@ async fn measure(args: &Args, tag: &str, store: Store, ep: &Endpoint, server_pid
     say(format!("opening {receivers} WebSocket streams"));
     let streams: Vec<anyhow::Result<client::Ws>> = tokio::time::timeout(
         setup_bound,
-        futures_util::stream::iter(sessions.iter().take(receivers)).map(|s| ep.stream(&s.access)).buffered(16).collect(),
+        futures_util::stream::iter(sessions.iter().take(receivers))
+            .map(|s| {
+                let token = s.bearer();
+                async move { ep.stream(&token).await }
+            })
+            .buffered(16)
+            .collect(),
     )
     .await
     .context("opening streams timed out")?;
-    let streams = streams.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+    let mut streams = streams.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+    // Slow clients: held open, never read, until the end.
+    let slow = args.slow_receivers;
+    let slow_streams: Vec<client::Ws> = streams.drain(..slow).collect();
     let mem_streams = server_pid.and_then(procfs::memory);
 
     let expected: Vec<Vec<u64>> = members
         .iter()
-        .map(|m| m.iter().map(|&from| m.iter().filter(|&&to| to != from && to < receivers).count() as u64).collect())
+        .map(|m| m.iter().map(|&from| m.iter().filter(|&&to| to != from && (slow..receivers).contains(&to)).count() as u64).collect())
         .collect();
     let plan = Arc::new(Plan {
         conversations,
@@ -508,7 +549,7 @@ async fn measure(args: &Args, tag: &str, store: Store, ep: &Endpoint, server_pid
 
     let shared = Shared::new(tag, args.messages);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let me: Vec<String> = prov.accounts.iter().take(receivers).map(|a| a.id.clone()).collect();
+    let me: Vec<String> = prov.accounts.iter().take(receivers).skip(slow).map(|a| a.id.clone()).collect();
     let receiver_tasks: Vec<_> =
         streams.into_iter().zip(me).map(|(ws, id)| tokio::spawn(load::receiver(shared.clone(), id, ws, stop_rx.clone()))).collect();
 
@@ -524,6 +565,18 @@ async fn measure(args: &Args, tag: &str, store: Store, ep: &Endpoint, server_pid
     let started = tokio::time::Instant::now();
     let t0 = shared.elapsed();
     let deadline = started + Duration::from_secs(args.timeout);
+    let refresher = tokio::spawn(soak::refresher(
+        shared.clone(),
+        plan.sessions.clone(),
+        ep.clone(),
+        http.clone(),
+        Duration::from_secs(args.refresh_secs),
+        stop_rx.clone(),
+    ));
+    let (sampling_tx, sampling_rx) = watch::channel(false);
+    let sampler = args
+        .soak
+        .map(|_| tokio::spawn(soak::sampler(shared.clone(), server_pid, Duration::from_secs(args.sample_secs), sampling_rx)));
     let sender_tasks: Vec<_> = (0..args.concurrency)
         .map(|w| tokio::spawn(load::sender(shared.clone(), plan.clone(), ep.clone(), clients[w % pools].clone(), started, deadline)))
         .collect();
@@ -535,6 +588,11 @@ async fn measure(args: &Args, tag: &str, store: Store, ep: &Endpoint, server_pid
         lag.add(&r.lag)?;
     }
     let send_wall = started.elapsed();
+    let _ = sampling_tx.send(true);
+    let samples = match sampler {
+        Some(t) => t.await?,
+        None => Vec::new(),
+    };
     let cpu_server_1 = server_pid.and_then(procfs::cpu_seconds);
     let cpu_self_1 = procfs::cpu_seconds(std::process::id());
     let busy_1 = procfs::machine_busy_seconds();
@@ -552,6 +610,8 @@ async fn measure(args: &Args, tag: &str, store: Store, ep: &Endpoint, server_pid
     for t in receiver_tasks {
         delivery.add(&t.await?)?;
     }
+    refresher.await?;
+    drop(slow_streams);
 
     let delta = |name: &str| -> Option<f64> {
         Some(client::counter(metrics_after.as_deref()?, name)? - client::counter(metrics_before.as_deref()?, name)?)
@@ -594,5 +654,7 @@ async fn measure(args: &Args, tag: &str, store: Store, ep: &Endpoint, server_pid
         db_commits: delta("ward_db_write_transactions_total"),
         db_jobs: delta("ward_db_write_jobs_total"),
         ws_resyncs: delta("ward_ws_resyncs_total"),
+        slow_receivers: slow,
+        samples,
     })
 }

@@ -23,6 +23,11 @@ pub(crate) fn memory(pid: u32) -> Option<Memory> {
     Some(Memory { rss: field("VmRSS:")?, peak: field("VmHWM:")? })
 }
 
+/// Open file descriptors of a process (entries of `/proc/PID/fd`); `None` if unreadable.
+pub(crate) fn open_fds(pid: u32) -> Option<usize> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
+}
+
 /// User plus system CPU time a process has used, in seconds.
 pub(crate) fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -76,6 +81,8 @@ mod tests {
         let m = memory(std::process::id()).expect("own status");
         assert!(m.rss > 0 && m.peak >= m.rss);
         assert!(cpu_seconds(std::process::id()).is_some());
+        // Standard input, output and error at least.
+        assert!(open_fds(std::process::id()).is_some_and(|n| n >= 3));
         assert!(machine_busy_seconds().is_some());
     }
 }

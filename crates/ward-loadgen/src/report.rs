@@ -47,6 +47,10 @@ pub(crate) struct Report {
     pub(crate) db_commits: Option<f64>,
     pub(crate) db_jobs: Option<f64>,
     pub(crate) ws_resyncs: Option<f64>,
+    /// Receivers that never read their stream.
+    pub(crate) slow_receivers: usize,
+    /// A soak's interval samples (empty otherwise).
+    pub(crate) samples: Vec<crate::soak::Sample>,
 }
 
 fn ms(h: &Histogram<u64>, q: f64) -> f64 {
@@ -110,6 +114,9 @@ impl Report {
             lat(&self.delivery)
         );
         println!("| deliveries received / expected | {} / {} |", self.delivered, self.expected);
+        if self.slow_receivers > 0 {
+            println!("| slow receivers (streams open, never read; deliveries not expected) | {} |", self.slow_receivers);
+        }
         if self.duplicates + self.foreign + self.receiver_failures > 0 {
             println!(
                 "| duplicate frames / foreign frames / failed streams | {} / {} / {} |",
@@ -153,6 +160,9 @@ impl Report {
         }
         for e in &self.error_samples {
             println!("| error sample | {} |", e.replace('|', "\\|"));
+        }
+        if !self.samples.is_empty() {
+            crate::soak::print(&self.samples);
         }
         if json {
             let m = |x: Option<Memory>| x.map(|m| json!({"rss_bytes": m.rss, "peak_bytes": m.peak}));

@@ -29,6 +29,7 @@ on_both_backends!(
     a_challenge_works_once_and_not_after_it_expires,
     removal_keeps_the_last_required_factor,
     totp_next_to_a_key_needs_a_step_up_and_keeps_recovery_codes,
+    a_key_only_user_steps_up_with_a_recovery_code,
     a_clone_flagged_key_is_not_a_remaining_factor,
     wrong_passwords_in_a_session_count_towards_the_lockout,
     passkey_endpoints_are_rate_limited_per_address,
@@ -551,6 +552,30 @@ async fn totp_next_to_a_key_needs_a_step_up_and_keeps_recovery_codes(backend: Ba
     h.post("/api/v1/me/step-up", &stolen.access, json!({"recovery_code": recovery[0]})).await.expect(200);
     let events = audit(&h).await;
     assert!(events.iter().any(|e| e.action == "auth.step_up_required" && e.detail.contains("\"totp_enroll\"")));
+}
+
+/// Someone whose only factor is a key (no TOTP) and who has no key at hand steps up with a
+/// recovery code from the key's registration; each code works once, and a TOTP code is
+/// refused clearly since there is no authenticator to check it against.
+async fn a_key_only_user_steps_up_with_a_recovery_code(backend: Backend) {
+    let Some(h) = Harness::start(backend).await else { return };
+    let org = h.org("acme", vec![]).await;
+    let a = h.account(&org, "a@acme", Role::Clinician).await;
+    let s = h.login(&a).await;
+    let (_key, _, body) = register(&h, &s, "Key").await;
+    let recovery: Vec<String> = serde_json::from_value(body["recovery_codes"].clone()).unwrap();
+    assert!(h.store.credentials_by_id(org.id, a.id).await.unwrap().totp_secret.is_none());
+    let other = h.login(&a).await;
+    h.post("/api/v1/me/step-up", &other.access, json!({"code": "123456"})).await.expect_problem(400, "invalid_body");
+    let r = h.post("/api/v1/me/step-up", &other.access, json!({"recovery_code": recovery[1]})).await.expect(200);
+    assert!(r.body["valid_until"].is_string());
+    h.post("/api/v1/me/step-up", &other.access, json!({"recovery_code": recovery[1]})).await.expect_problem(401, "invalid_mfa_code");
+    // Someone with no second factor at all is told to enrol one.
+    let b = h.account(&org, "b@acme", Role::Clinician).await;
+    let sb = h.login(&b).await;
+    h.post("/api/v1/me/step-up", &sb.access, json!({"recovery_code": "abcd-efgh"})).await.expect_problem(403, "mfa_enrollment_required");
+    let events = audit(&h).await;
+    assert!(events.iter().any(|e| e.action == "auth.step_up" && e.outcome == "success" && e.detail.contains("\"recovery_code\"")));
 }
 
 /// A key flagged as a possible clone does not count as the factor that would remain: the

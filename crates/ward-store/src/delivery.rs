@@ -11,7 +11,7 @@ use ward_domain::consent::{ConsentChannel, NoticeChannel};
 use ward_domain::ids::{DeviceId, OrgId, PatientId, UserId};
 
 use crate::consents::current_consent;
-use crate::contacts::{contact_for_delivery, contact_message_context};
+use crate::contacts::{ContactOwner, contact_for_delivery, contact_message_context};
 use crate::db::{Conn, exec, fetch, scalar};
 use crate::error::{Result, StoreError};
 use crate::keys::{ScopeKind, open_field, purpose};
@@ -221,6 +221,19 @@ async fn claim_ids(
         }
     }
     Ok(won)
+}
+
+/// Whether the account exists in the organisation and is not disabled.
+async fn user_active(c: &mut Conn<'_>, org: OrgId, user: UserId) -> Result<bool> {
+    let found = scalar!(
+        fetch_optional,
+        c,
+        i32,
+        "SELECT 1 FROM users WHERE id = $1 AND org_id = $2 AND disabled_at IS NULL",
+        user.0,
+        org.0
+    )?;
+    Ok(found.is_some())
 }
 
 /// The live push targets of a set of users' devices (device not revoked, user not disabled).
@@ -525,6 +538,14 @@ impl Store {
                                 continue;
                             };
                             if escalation {
+                                // Someone deprovisioned after the SMS was queued gets nothing:
+                                // an ex-employee's phone is no longer a work channel.
+                                if let ContactOwner::User(u) = owner
+                                    && !user_active(&mut c, org, u).await?
+                                {
+                                    cancel(&mut c, Queue::Notices, org, id, "recipient_disabled", channel.as_str()).await?;
+                                    continue;
+                                }
                                 // Fixed in the program: nothing was sealed.
                                 claimed.body = crate::escalation::ESCALATION_SMS_TEXT.to_owned();
                             } else {

@@ -7,13 +7,18 @@ use ward_domain::consent::{ConsentChannel, ConsentGrant, NoticeChannel};
 use ward_domain::contact::{ContactKind, SuppressReason};
 use ward_domain::role::Role;
 use ward_store::testing::{TestDb, group, meta, org, registered_device, user};
-use ward_store::{Attempt, Backend, ContactOwner, NoticeDraft, NoticeOutcome, WipeSource, on_both_backends};
+use ward_domain::conversation::{ClientTxnId, ConversationKind, MessageText, Priority};
+use ward_store::{
+    Attempt, Backend, ContactOwner, EscalationDelays, MemberSpec, NewConversation, NewMessage, NoticeDraft, NoticeOutcome, WipeSource,
+    on_both_backends,
+};
 
 on_both_backends!(
     claims_are_exclusive_and_retries_back_off,
     revoked_consent_and_unsendable_contacts_cancel,
     push_tokens_per_device,
     patient_apps_need_portal_consent,
+    escalation_sms_skips_a_deprovisioned_user,
 );
 
 const CANARIES: [&str; 4] = ["Jamie", "4155550199", "diabetic", "Doe"];
@@ -257,4 +262,64 @@ async fn patient_apps_need_portal_consent(backend: Backend) {
         .iter()
         .filter(|e| e.action == "notice.cancel" && e.target_type.as_deref() == Some("push") && e.detail.contains("consent_revoked"));
     assert_eq!(cancelled.count(), 2);
+}
+
+/// An escalation SMS queued for an on-call user who is deprovisioned before it goes out is
+/// cancelled, not sent; one for a user still active goes out.
+async fn escalation_sms_skips_a_deprovisioned_user(backend: Backend) {
+    let Some(db) = TestDb::open(backend).await else { return };
+    let s = &db.store;
+    let a = org(s, "acme").await;
+    let doc = user(s, &a, "doc", Role::Clinician).await;
+    let nurse = user(s, &a, "nurse", Role::Nurse).await;
+    let leaver = user(s, &a, "leaver", Role::Nurse).await;
+    let stayer = user(s, &a, "stayer", Role::Nurse).await;
+    let team = vec![doc.user_id, nurse.user_id, leaver.user_id, stayer.user_id];
+    let p = s.create_patient(a.id, doc.user_id, "MRN-ESC".into(), "Jamie Doe".into(), team, meta()).await.unwrap();
+    for on_call in [&leaver, &stayer] {
+        s.set_on_call(a.id, doc.user_id, p.id, on_call.user_id, true, meta()).await.unwrap();
+    }
+    s.test_verified_contact(a.id, leaver.user_id, ContactOwner::User(leaver.user_id), ContactKind::Phone, "+14155550101").await;
+    s.test_verified_contact(a.id, stayer.user_id, ContactOwner::User(stayer.user_id), ContactKind::Phone, "+14155550102").await;
+    // The verification codes go first.
+    let codes = s.claim_notices("n".into(), vec!["sms"], 60_000, 10, 5).await.unwrap();
+    assert!(codes.iter().all(|n| n.kind == "verification"), "{codes:?}");
+    for n in codes {
+        s.finish_notice("n".into(), n, Attempt::Sent, 5).await.unwrap();
+    }
+
+    let spec = NewConversation {
+        kind: ConversationKind::Patient,
+        title: None,
+        patient_id: Some(p.id),
+        members: vec![MemberSpec { user_id: nurse.user_id, reason: None }],
+        creator_reason: None,
+    };
+    let conv = s.create_conversation(doc, spec, meta()).await.unwrap().id;
+    let device = registered_device(s, doc, "doc", 1).await;
+    let new = NewMessage {
+        conversation_id: conv,
+        client_txn_id: ClientTxnId::parse("esc-1".into()).unwrap(),
+        body: MessageText::parse("unread STAT".into()).unwrap(),
+        priority: Priority::Stat,
+        corrects: None,
+        attachments: Vec::new(),
+    };
+    s.send_message(doc, device, new, meta()).await.unwrap();
+    // Step 1 (re-notify the nurse), then step 2 (the on-call members, by SMS too).
+    let delays = EscalationDelays { stat_ms: 0, urgent_ms: 0, sms: true };
+    for _ in 0..2 {
+        s.escalate_due(delays, 10).await.unwrap();
+    }
+    // The leaver is deprovisioned after the SMS were queued and before they go out.
+    s.set_user_disabled(a.id, leaver.user_id, true, Some(doc.user_id), meta()).await.unwrap();
+    let claimed = s.claim_notices("n".into(), vec!["sms"], 60_000, 10, 5).await.unwrap();
+    let to: Vec<Option<&str>> = claimed.iter().map(|n| n.to.as_deref()).collect();
+    assert_eq!(to, [Some("+14155550102")], "only the active on-call user is texted");
+    assert_eq!(claimed[0].kind, "escalation");
+    let cancelled = s.audit_events(0, 100_000).await.unwrap();
+    assert!(
+        cancelled.iter().any(|e| e.action == "notice.cancel" && e.detail.contains("recipient_disabled")),
+        "the cancellation is audited with its reason"
+    );
 }

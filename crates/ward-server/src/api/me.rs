@@ -249,9 +249,12 @@ async fn verify_second_factor(
 ) -> ApiResult<()> {
     let a = s.actor;
     let creds = state.store.credentials_by_id(a.org_id, a.user_id).await?;
-    let Some(secret) = creds.totp_secret.as_deref() else {
-        return Err(ApiError::mfa_enrollment_required().detail("there is no second factor to verify; enrol TOTP first"));
-    };
+    let secret = creds.totp_secret.as_deref();
+    // Someone whose only factor is a security key verifies it through the WebAuthn step-up,
+    // or here with one of the recovery codes the key's registration gave them.
+    if secret.is_none() && state.store.webauthn_credentials(a.org_id, a.user_id).await?.is_empty() {
+        return Err(ApiError::mfa_enrollment_required().detail("there is no second factor to verify; enrol TOTP or a security key first"));
+    }
     let login = creds.user.login.clone();
     if let Some(wait) = state.store.throttle(&login).await?.locked(ward_store::now_ms()) {
         let mut ev = ward_domain::audit::AuditEvent::new(AuditAction::StepUp, ward_domain::audit::Outcome::Failure)
@@ -263,7 +266,13 @@ async fn verify_second_factor(
         return Err(ApiError::login_locked().retry_after(wait.max(1) as u64));
     }
     let factor = match (code, recovery_code) {
-        (Some(code), None) => totp_step(secret, &login, code).map_or(ward_store::SecondFactor::Invalid, ward_store::SecondFactor::TotpStep),
+        (Some(code), None) => {
+            let Some(secret) = secret else {
+                return Err(ApiError::invalid_body()
+                    .detail("this account has no TOTP authenticator: use a security key (the WebAuthn step-up) or a recovery code"));
+            };
+            totp_step(secret, &login, code).map_or(ward_store::SecondFactor::Invalid, ward_store::SecondFactor::TotpStep)
+        }
         (None, Some(rc)) if rc.len() <= 64 => ward_store::SecondFactor::RecoveryCode(recovery_hash(rc)),
         (None, Some(_)) => ward_store::SecondFactor::Invalid,
         (Some(_), Some(_)) => return Err(ApiError::invalid_body().detail("send either code or recovery_code, not both")),
