@@ -57,7 +57,7 @@ pub fn is_unprivileged(r: Role) -> bool {
 /// refused.
 pub fn role_for(claim_values: &[String], map: &[RoleMapping], default_role: Option<Role>) -> Option<Role> {
     map.iter()
-        .find(|m| claim_values.iter().any(|v| *v == m.value))
+        .find(|m| claim_values.contains(&m.value))
         .map(|m| m.role)
         .filter(|r| *r != Role::Patient)
         .or(default_role.filter(|r| is_unprivileged(*r)))

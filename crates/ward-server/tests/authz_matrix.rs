@@ -2856,7 +2856,12 @@ async fn every_endpoint_checks_tenant_role_and_membership() {
     let started = Instant::now();
     // Every call comes from 127.0.0.1: the webhooks' per-address limit on bad signatures would
     // otherwise answer the matrix's own unsigned calls with 429 before it checks them.
-    let Some(h) = Harness::start_with(ward_store::Backend::Sqlite, |c| c.inbound.bad_signatures_per_minute_per_address = 10_000).await
+    let Some(h) = Harness::start_with(ward_store::Backend::Sqlite, |c| {
+        c.inbound.bad_signatures_per_minute_per_address = 10_000;
+        // The single sign-on cells' refusals count as failed sign-ins from 127.0.0.1 too.
+        c.sessions.failed_logins_per_minute_per_address = 10_000;
+    })
+    .await
     else {
         return;
     };

@@ -227,8 +227,18 @@ async fn configure(h: &Harness, p: &Provider) -> (common::Account, common::Sessi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sso_login_creates_the_account_with_the_mapped_role_refuses_replays_and_back_channel_logout_ends_the_session() {
+    full_flow(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sso_login_and_back_channel_logout_on_postgres() {
+    full_flow(Backend::Postgres).await;
+}
+
+async fn full_flow(backend: Backend) {
     let Some((node, dir)) = peers() else { return };
-    let h = Harness::start_with(Backend::Sqlite, |c| c.oidc.allow_http_loopback = true).await.unwrap();
+    // None: PostgreSQL is not running (outside CI; the harness says so).
+    let Some(h) = Harness::start_with(backend, |c| c.oidc.allow_http_loopback = true).await else { return };
     let p = start_provider(&node, &dir, &h);
     let (_, admin) = configure(&h, &p).await;
 

@@ -150,16 +150,31 @@ struct CallbackParams {
 /// changes nothing, and is audited `oidc.login` with a reason.
 #[utoipa::path(get, path = "/api/v1/auth/oidc/callback", tag = "auth", params(CallbackParams),
     responses((status = 303, description = "To the web app"), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 403, body = Problem), (status = 404, body = Problem), (status = 502, body = Problem)))]
+        (status = 403, body = Problem), (status = 404, body = Problem), (status = 429, body = Problem), (status = 502, body = Problem)))]
 async fn callback(
     State(state): State<AppState>,
     Meta(meta): Meta,
     headers: HeaderMap,
     Query(q): Query<CallbackParams>,
 ) -> ApiResult<Response> {
+    // Refusals are audited; an address that keeps failing is stopped before that, like
+    // failed password sign-ins, so it cannot fill the audit log.
+    let now = now_ms();
+    let address = meta.source_ip.as_deref().map(crate::rate_limit::address_key);
+    if let Some(a) = &address
+        && let Err(wait) = state.login_limits.blocked(a, now)
+    {
+        return Err(ApiError::rate_limited().retry_after(wait));
+    }
+    let count_failure = || {
+        if let Some(a) = &address {
+            let _ = state.login_limits.check(a, now);
+        }
+    };
     let refuse = |org: Option<ward_domain::ids::OrgId>, reason: &'static str, err: ApiError| {
         let store = state.store.clone();
         let meta = meta.clone();
+        count_failure();
         async move {
             store.oidc_refused(AuditAction::OidcLogin, org, reason, meta).await?;
             Err::<Response, ApiError>(err)
@@ -175,7 +190,10 @@ async fn callback(
     let kept = match taken {
         StateTaken::Live(k) => k,
         // Spent and expired states are audited by the store.
-        StateTaken::Spent => return Err(ApiError::oidc_state_invalid()),
+        StateTaken::Spent => {
+            count_failure();
+            return Err(ApiError::oidc_state_invalid());
+        }
         StateTaken::Unknown => return refuse(None, "state_unknown", ApiError::oidc_state_invalid()).await,
     };
     let org = kept.org_id;
@@ -324,7 +342,7 @@ fn logout_refused(description: &'static str) -> Response {
 #[utoipa::path(post, path = "/api/v1/auth/oidc/{org}/backchannel-logout", tag = "auth",
     params(("org" = String, Path, description = "The organisation's slug")),
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "logout_token=<JWT>"),
-    responses((status = 200, description = "Sessions ended"), (status = 400, body = LogoutError)))]
+    responses((status = 200, description = "Sessions ended"), (status = 400, body = LogoutError), (status = 429, body = Problem)))]
 async fn backchannel_logout(
     State(state): State<AppState>,
     Meta(meta): Meta,
@@ -332,12 +350,27 @@ async fn backchannel_logout(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
+    // Bad tokens count towards the per-address sign-in failure limit (each is audited).
+    let now = now_ms();
+    let address = meta.source_ip.as_deref().map(crate::rate_limit::address_key);
+    if let Some(a) = &address
+        && let Err(wait) = state.login_limits.blocked(a, now)
+    {
+        return Err(ApiError::rate_limited().retry_after(wait));
+    }
+    let count_failure = || {
+        if let Some(a) = &address {
+            let _ = state.login_limits.check(a, now);
+        }
+    };
     let Ok(org) = state.store.org_by_slug(&slug).await else {
+        count_failure();
         return Ok(logout_refused("unknown organisation"));
     };
     let refused = |reason: &'static str, description: &'static str| {
         let store = state.store.clone();
         let meta = meta.clone();
+        count_failure();
         async move {
             store.oidc_refused(AuditAction::OidcLogout, Some(org.id), reason, meta).await?;
             Ok::<Response, ApiError>(logout_refused(description))
@@ -362,7 +395,10 @@ async fn backchannel_logout(
         }
     };
     match state.store.oidc_backchannel_logout(org.id, claims.jti, claims.remember_until, claims.sub, claims.sid, meta).await? {
-        ward_store::LogoutOutcome::Replayed => Ok(logout_refused("the logout token was already used")),
+        ward_store::LogoutOutcome::Replayed => {
+            count_failure();
+            Ok(logout_refused("the logout token was already used"))
+        }
         ward_store::LogoutOutcome::Revoked(ended) => {
             let mut by_user: std::collections::BTreeMap<UserId, Vec<ward_domain::ids::SessionId>> = Default::default();
             for (u, s) in ended {
