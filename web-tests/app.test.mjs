@@ -945,8 +945,8 @@ await step('single sign-on: the admin sets up the OpenID Connect provider (bad i
   assert((await text(admin, '#sso-form .form-message')).includes('claim value = role'), 'a mapping line without a role is refused');
   await admin.fill('#f-sso_map', 'ward-admins = admin\nward-nurses = nurse');
   await admin.click('#sso-form button[type=submit]');
-  await admin.waitForSelector('#sso-form .form-message.error', WAIT);
-  assert((await text(admin, '#sso-form .form-message')).includes('https'), 'a plain-http issuer is refused');
+  // (the box shows the mapping refusal until the server answers)
+  await admin.waitForSelector('#sso-form .form-message.error:has-text("https")', WAIT);
   await admin.fill('#f-sso_issuer', 'https://idp.example.org');
   await admin.fill('#f-sso_secret', 'sso-secret-canary');
   await admin.check('#f-sso_jit');
@@ -963,6 +963,21 @@ await step('single sign-on: the admin sets up the OpenID Connect provider (bad i
   assert((await text(admin, '#sso-uris')).includes('A client secret is stored'), 'the stored secret is acknowledged');
   assert(!(await admin.content()).includes('sso-secret-canary'), 'the secret is not shown');
   await axe(admin, 'single sign-on settings');
+  // The sign-in page's single sign-on entry: a malformed organisation name is refused in the
+  // page; a well-formed one goes to the server's start, which answers for an unknown one.
+  const visitor = await newPage(DESKTOP, 'sso-visitor');
+  await visitor.goto(URL_ + '/');
+  await visitor.click('#sso-signin');
+  await visitor.waitForSelector('#f-sso_org', WAIT);
+  await axe(visitor, 'single sign-on start');
+  await visitor.fill('#f-sso_org', 'not a slug!');
+  await visitor.click('form button[type=submit]');
+  assert((await text(visitor, 'form .form-message')).includes('short name'), 'a malformed organisation name is refused');
+  await visitor.fill('#f-sso_org', 'no-such-org');
+  const [started] = await Promise.all([visitor.waitForNavigation(), visitor.click('form button[type=submit]')]);
+  assert(started && started.url().endsWith('/api/v1/auth/oidc/no-such-org/start') && started.status() === 404,
+    'the start answers 404 for an unknown organisation: ' + (started && started.status()));
+  await visitor.context().close();
 });
 
 await step('policies to acknowledge: publish one (bad input first), read it, acknowledge it; the report counts it', async () => {
