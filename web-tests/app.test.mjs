@@ -936,6 +936,50 @@ await step('provisioning: a SCIM token issued through the step-up dialog (bad in
   assert(!(await admin.$('#scim-secret')) && !(await admin.content()).includes(token), 'the token is not shown again');
 });
 
+await step('single sign-on: the admin sets up the OpenID Connect provider (bad input first); the secret is never shown again', async () => {
+  await admin.waitForSelector('#sso-form', WAIT);
+  await admin.fill('#f-sso_issuer', 'http://idp.example.org');
+  await admin.fill('#f-sso_client_id', 'ward');
+  await admin.fill('#f-sso_map', 'ward-admins');
+  await admin.click('#sso-form button[type=submit]');
+  assert((await text(admin, '#sso-form .form-message')).includes('claim value = role'), 'a mapping line without a role is refused');
+  await admin.fill('#f-sso_map', 'ward-admins = admin\nward-nurses = nurse');
+  await admin.click('#sso-form button[type=submit]');
+  // (the box shows the mapping refusal until the server answers)
+  await admin.waitForSelector('#sso-form .form-message.error:has-text("https")', WAIT);
+  await admin.fill('#f-sso_issuer', 'https://idp.example.org');
+  await admin.fill('#f-sso_secret', 'sso-secret-canary');
+  await admin.check('#f-sso_jit');
+  await admin.selectOption('#f-sso_default', 'staff');
+  await admin.click('#sso-form button[type=submit]');
+  await admin.waitForSelector('#sso-form .form-message.info, dialog[open] #f-stepup', WAIT);
+  if (await admin.$('dialog[open] #f-stepup')) {
+    await new Promise((r) => setTimeout(r, 30_000 - (Date.now() % 30_000) + 500));
+    await admin.fill('#f-stepup', totp(ADMIN_TOTP));
+    await admin.click('dialog button:has-text("Verify")');
+  }
+  await admin.waitForSelector('#sso-form .form-message.info:has-text("provider saved")', WAIT);
+  await admin.waitForSelector('#sso-uris code:has-text("/api/v1/auth/oidc/callback")', WAIT);
+  assert((await text(admin, '#sso-uris')).includes('A client secret is stored'), 'the stored secret is acknowledged');
+  assert(!(await admin.content()).includes('sso-secret-canary'), 'the secret is not shown');
+  await axe(admin, 'single sign-on settings');
+  // The sign-in page's single sign-on entry: a malformed organisation name is refused in the
+  // page; a well-formed one goes to the server's start, which answers for an unknown one.
+  const visitor = await newPage(DESKTOP, 'sso-visitor');
+  await visitor.goto(URL_ + '/');
+  await visitor.click('#sso-signin');
+  await visitor.waitForSelector('#f-sso_org', WAIT);
+  await axe(visitor, 'single sign-on start');
+  await visitor.fill('#f-sso_org', 'not a slug!');
+  await visitor.click('form button[type=submit]');
+  assert((await text(visitor, 'form .form-message')).includes('short name'), 'a malformed organisation name is refused');
+  await visitor.fill('#f-sso_org', 'no-such-org');
+  const [started] = await Promise.all([visitor.waitForNavigation(), visitor.click('form button[type=submit]')]);
+  assert(started && started.url().endsWith('/api/v1/auth/oidc/no-such-org/start') && started.status() === 404,
+    'the start answers 404 for an unknown organisation: ' + (started && started.status()));
+  await visitor.context().close();
+});
+
 await step('policies to acknowledge: publish one (bad input first), read it, acknowledge it; the report counts it', async () => {
   await admin.click('#nav a[href="#/policies"]');
   await admin.waitForSelector('#publish-policy button[type=submit]', WAIT);

@@ -206,6 +206,17 @@ audit_actions! {
     /// revoked, wipes queued (target the user; detail `token`, `trigger`, `sessions_revoked`,
     /// `wipes_queued`, `deprovision`).
     ScimDeprovision = "scim.deprovision",
+    /// An organisation's single sign-on (OpenID Connect) provider was set or removed by an
+    /// admin (detail `op`: `set` or `delete`, `jit`, `mappings`; never the client secret).
+    OidcConfig = "oidc.config",
+    /// A single sign-on attempt came back from the provider: accepted (target the user;
+    /// detail `jit` when the account was created) or refused (detail `reason`: a fixed code
+    /// such as `state_unknown`, `state_replayed`, `provider_error`, `token_invalid`,
+    /// `not_linked`, `no_role`, `disabled`); never the subject, names or tokens.
+    OidcLogin = "oidc.login",
+    /// A provider's back-channel logout was accepted and ended sessions (detail
+    /// `sessions_revoked`, `by`: `sid` or `sub`), or refused (detail `reason`).
+    OidcLogout = "oidc.logout",
     /// A signed-in user verified a second factor again for a sensitive action, or failed to
     /// (detail `method`; a failure counts towards the login name's lockout).
     StepUp = "auth.step_up",

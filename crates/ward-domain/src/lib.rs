@@ -15,6 +15,7 @@ pub mod ids;
 pub mod lifecycle;
 pub mod lockout;
 pub mod login;
+pub mod oidc;
 pub mod page;
 pub mod policy;
 pub mod registers;

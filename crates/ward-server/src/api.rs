@@ -20,6 +20,7 @@ pub(crate) mod keys;
 pub(crate) mod lifecycle;
 pub(crate) mod me;
 pub(crate) mod notices;
+pub(crate) mod oidc;
 pub(crate) mod org;
 pub(crate) mod patients;
 pub(crate) mod policies;
@@ -130,6 +131,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(notices::routes())
         .merge(inbound::routes())
         .merge(portal::routes())
+        .merge(oidc::routes())
         .merge(contacts::routes())
         .merge(conversations::routes())
         .merge(attachments::routes())

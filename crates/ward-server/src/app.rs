@@ -61,6 +61,8 @@ pub struct AppState {
     pub inbound: Arc<crate::inbound::InboundKeys>,
     /// The key inventory as last listed (a KMS listing walks the whole cloud account).
     pub(crate) key_inventory: Arc<crate::api::keys::InventoryCache>,
+    /// The HTTP client for single sign-on providers.
+    pub oidc_http: crate::oidc::OidcHttp,
 }
 
 impl AppState {
@@ -156,6 +158,7 @@ pub fn build(
         webauthn,
         inbound,
         key_inventory: Arc::default(),
+        oidc_http: crate::oidc::OidcHttp::new(&config.oidc),
     };
     let router = Router::new()
         .merge(api)

@@ -55,6 +55,8 @@ pub struct Config {
     pub inbound: InboundConfig,
     /// Patient portal one-time sign-in links.
     pub portal: PortalConfig,
+    /// Single sign-on with OpenID Connect (providers are set per organisation through the API).
+    pub oidc: OidcConfig,
 }
 
 /// `[inbound]`: the SMS gateway's and the mail provider's webhooks
@@ -150,6 +152,48 @@ impl InboundConfig {
             if o.secret.as_ref().is_some_and(|s| s.len() < 16) {
                 return bad("inbound.orgs[].secret must be at least 16 bytes");
             }
+        }
+        Ok(())
+    }
+}
+
+/// Single sign-on (`[oidc]`): how Ward talks to the organisations' OpenID Connect providers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OidcConfig {
+    /// The address browsers reach Ward at (`https://ward.example.org`): the redirect URI
+    /// registered at providers is `<public_url>/api/v1/auth/oidc/callback`, and the web app is
+    /// sent to `<public_url>/#/sso/...` afterwards. Default: `portal.public_url`, then the first
+    /// `webauthn.origins` entry, then the request's own `Host` (fine for a single-host test).
+    pub public_url: Option<String>,
+    /// How long a sign-in may take at the provider, in seconds (60 to 3600). Default 600.
+    pub state_ttl_secs: u64,
+    /// Allows `http://` issuers on loopback addresses (127.0.0.1, ::1, localhost) only: for a
+    /// provider run next to Ward in tests. Every other issuer must use https. Default false.
+    pub allow_http_loopback: bool,
+    /// Timeout of each call to a provider (discovery, keys, token), in seconds (1 to 60).
+    pub http_timeout_secs: u64,
+}
+
+impl Default for OidcConfig {
+    fn default() -> Self {
+        Self { public_url: None, state_ttl_secs: 600, allow_http_loopback: false, http_timeout_secs: 10 }
+    }
+}
+
+impl OidcConfig {
+    /// Checks the lifetimes and the address.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(60..=3600).contains(&self.state_ttl_secs) {
+            return Err(ConfigError("oidc.state_ttl_secs must be between 60 and 3600".into()));
+        }
+        if !(1..=60).contains(&self.http_timeout_secs) {
+            return Err(ConfigError("oidc.http_timeout_secs must be between 1 and 60".into()));
+        }
+        if let Some(u) = &self.public_url
+            && !u.starts_with("https://")
+        {
+            return Err(ConfigError("oidc.public_url must start with https://".into()));
         }
         Ok(())
     }
@@ -992,6 +1036,7 @@ impl Default for Config {
             notify: NotifyConfig::default(),
             escalation: EscalationConfig::default(),
             portal: PortalConfig::default(),
+            oidc: OidcConfig::default(),
             webauthn: WebAuthnConfig::default(),
             inbound: InboundConfig::default(),
         }
@@ -1141,6 +1186,7 @@ impl Config {
         self.escalation.validate()?;
         self.inbound.validate()?;
         self.portal.validate()?;
+        self.oidc.validate()?;
         self.attachments.validate()
     }
 
@@ -1406,6 +1452,10 @@ mod tests {
         let example: Config = toml::from_str(include_str!("../../../ward.example.toml")).expect("the example parses");
         assert_eq!(example.notify, NotifyConfig::default());
         assert_eq!(example.portal, PortalConfig::default());
+        assert_eq!(example.oidc, OidcConfig::default());
+        let mut c = Config::default();
+        c.oidc.state_ttl_secs = 10;
+        assert!(c.validate().is_err());
         let mut c = Config::default();
         c.portal.link_ttl_secs = 59;
         assert!(c.validate().is_err());

@@ -21,6 +21,7 @@ pub mod keys;
 pub mod lifecycle;
 pub mod metrics;
 pub mod notify;
+pub mod oidc;
 pub mod outbound;
 pub mod problem;
 pub mod provision;

@@ -108,6 +108,21 @@ problems! {
     account_disabled => FORBIDDEN, "account_disabled", "The account is disabled";
     /// A portal one-time link is unknown, used or expired (one answer for all three).
     invalid_portal_link => UNAUTHORIZED, "invalid_portal_link", "The sign-in link is unknown, used or expired";
+    /// The organisation has no single sign-on provider (or does not exist: one answer).
+    oidc_not_configured => NOT_FOUND, "oidc_not_configured", "Single sign-on is not set up for this organisation";
+    /// A single sign-on callback whose state is missing, unknown, already used, expired, or
+    /// not this browser's (one answer for all).
+    oidc_state_invalid => BAD_REQUEST, "oidc_state_invalid", "The single sign-on attempt is unknown, used or expired";
+    /// The provider answered the sign-in with an error, or could not be reached.
+    oidc_provider_error => BAD_GATEWAY, "oidc_provider_error", "The identity provider did not complete the sign-in";
+    /// The provider's ID token failed validation (signature, issuer, audience, expiry, nonce).
+    oidc_token_invalid => UNAUTHORIZED, "oidc_token_invalid", "The identity provider's token is not valid";
+    /// The provider's user has no Ward account and just-in-time accounts are off.
+    oidc_account_not_linked => FORBIDDEN, "oidc_account_not_linked", "No Ward account is linked to this identity";
+    /// Just-in-time account creation found no role for the provider's claims.
+    oidc_no_role => FORBIDDEN, "oidc_no_role", "The identity provider gave no role Ward accepts";
+    /// The single sign-on hand-over is unknown, used or expired.
+    oidc_handoff_invalid => UNAUTHORIZED, "oidc_handoff_invalid", "The single sign-on hand-over is unknown, used or expired";
     /// The role does not allow the action.
     forbidden => FORBIDDEN, "forbidden", "Your role does not allow this action";
     /// The password is one-time and must be changed first.

@@ -14,6 +14,8 @@ pub const REFRESH_PREFIX: &str = "wrt_";
 pub const CHALLENGE_PREFIX: &str = "wmc_";
 /// Prefix of patient portal one-time link tokens.
 pub const PORTAL_LINK_PREFIX: &str = "wpl_";
+/// Prefix of single sign-on hand-over tokens (callback to web app).
+pub const SSO_HANDOFF_PREFIX: &str = "wsh_";
 
 /// `n` random bytes from the operating system's CSPRNG.
 pub fn random_bytes<const N: usize>() -> [u8; N] {

@@ -84,6 +84,11 @@ const OPS: &[OpDef] = &[
     op("POST", "/api/v1/auth/login", Gate::Public, false),
     op("POST", "/api/v1/auth/mfa", Gate::Public, false),
     op("POST", "/api/v1/auth/link", Gate::Public, false),
+    // Single sign-on: the browser flow and the provider's back-channel logout carry no bearer.
+    op("GET", "/api/v1/auth/oidc/{org}/start", Gate::Public, false),
+    op("GET", "/api/v1/auth/oidc/callback", Gate::Public, false),
+    op("POST", "/api/v1/auth/oidc/complete", Gate::Public, false),
+    op("POST", "/api/v1/auth/oidc/{org}/backchannel-logout", Gate::Public, false),
     op("POST", "/api/v1/auth/refresh", Gate::Public, false),
     op("POST", "/api/v1/auth/logout", Gate::Bearer, true),
     op("GET", "/api/v1/me", Gate::Bearer, true),
@@ -257,6 +262,11 @@ const OPS: &[OpDef] = &[
     op("POST", "/api/v1/admin/scim/tokens", Gate::Bearer, false),
     op("DELETE", "/api/v1/admin/scim/tokens/{token_id}", Gate::Bearer, false),
     op("GET", "/api/v1/admin/scim/deprovisions", Gate::Bearer, false),
+    // Single sign-on provider settings (admins; changes need a step-up).
+    op("PUT", "/api/v1/admin/oidc", Gate::Bearer, false),
+    op("GET", "/api/v1/admin/oidc", Gate::Bearer, false),
+    op("PUT", "/api/v1/admin/oidc/links/{user_id}", Gate::Bearer, false),
+    op("DELETE", "/api/v1/admin/oidc", Gate::Bearer, false),
     op("GET", "/api/v1/stream", Gate::Stream, false),
 ];
 
@@ -271,6 +281,9 @@ const STEP_UP_OPS: &[(&str, &str)] = &[
     ("POST", "/api/v1/evidence/export"),
     ("POST", "/api/v1/admin/scim/tokens"),
     ("DELETE", "/api/v1/admin/scim/tokens/{token_id}"),
+    ("PUT", "/api/v1/admin/oidc"),
+    ("PUT", "/api/v1/admin/oidc/links/{user_id}"),
+    ("DELETE", "/api/v1/admin/oidc"),
 ];
 
 impl OpDef {
@@ -885,6 +898,9 @@ fn min_body(op: &OpDef) -> Option<Value> {
         ("POST", "/api/v1/auth/login") => json!({"login": "nobody-probe", "password": "not the password", "device": device()}),
         ("POST", "/api/v1/auth/mfa") => json!({"mfa_token": forged("wmc_"), "code": "123456"}),
         ("POST", "/api/v1/auth/link") => json!({"token": forged("wpl_"), "device": device()}),
+        ("POST", "/api/v1/auth/oidc/complete") => json!({"token": forged("wsh_"), "device": device()}),
+        ("PUT", "/api/v1/admin/oidc") => json!({"issuer": "https://idp.example.org", "client_id": "ward", "client_secret": "matrix",
+            "role_map": [{"value": "nurses", "role": "nurse"}], "jit_enabled": true, "jit_default_role": "staff"}),
         ("POST", "/api/v1/auth/refresh") => json!({"refresh_token": forged("wrt_"), "device_id": rnd()}),
         ("POST", "/api/v1/me/password") => json!({"current_password": "not the current password", "new_password": NEW_PASSWORD}),
         ("POST", "/api/v1/me/mfa/totp") => json!({"password": PASSWORD}),
@@ -1060,6 +1076,28 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
         },
         ("POST", "/api/v1/auth/link") => match t {
             Random => cell(op.path, body, problem(401, "invalid_portal_link")).who(Who::Anonymous),
+            _ => return None,
+        },
+        // Single sign-on: an unknown organisation, a forged state, a forged hand-over and a
+        // logout token that is no JWT (the standard's `invalid_request`, not problem+json).
+        ("GET", "/api/v1/auth/oidc/{org}/start") => match t {
+            Random => cell(op.path.replace("{org}", "matrix-nowhere"), None, problem(404, "oidc_not_configured")).who(Who::Anonymous),
+            _ => return None,
+        },
+        ("GET", "/api/v1/auth/oidc/callback") => match t {
+            Random => {
+                cell(format!("{}?state={}&code=x", op.path, forged("s")), None, problem(400, "oidc_state_invalid")).who(Who::Anonymous)
+            }
+            _ => return None,
+        },
+        ("POST", "/api/v1/auth/oidc/complete") => match t {
+            Random => cell(op.path, body, problem(401, "oidc_handoff_invalid")).who(Who::Anonymous),
+            _ => return None,
+        },
+        ("POST", "/api/v1/auth/oidc/{org}/backchannel-logout") => match t {
+            Random => cell(op.path.replace("{org}", "matrix-nowhere"), None, ok(400))
+                .raw("application/x-www-form-urlencoded", b"logout_token=not-a-jwt")
+                .who(Who::Anonymous),
             _ => return None,
         },
         ("POST", "/api/v1/auth/refresh") => match t {
@@ -2219,6 +2257,32 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
             };
             cell(op.path.replace("{token_id}", &id), None, exp)
         }
+        // --- single sign-on provider settings ---------------------------------------------------
+        ("PUT", "/api/v1/admin/oidc") => match t {
+            Own => cell(op.path, body, when(admin, OK, FORBIDDEN)),
+            _ => return None,
+        },
+        ("GET", "/api/v1/admin/oidc") => match t {
+            Own => cell(op.path, None, when(admin, OK, FORBIDDEN)),
+            _ => return None,
+        },
+        ("DELETE", "/api/v1/admin/oidc") => match t {
+            Own => cell(op.path, None, when(admin, NO_CONTENT, FORBIDDEN)),
+            _ => return None,
+        },
+        ("PUT", "/api/v1/admin/oidc/links/{user_id}") => {
+            let (user, exp) = match t {
+                Own => (a.acc.id.to_string(), when(admin, NO_CONTENT, FORBIDDEN)),
+                Other => (fx.victim.id.to_string(), when(admin, NO_CONTENT, FORBIDDEN)),
+                Foreign => (fx.b_staff.id.to_string(), when(admin, NOT_FOUND, FORBIDDEN)),
+                Random => (rnd(), when(admin, NOT_FOUND, FORBIDDEN)),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                // A patient account never signs in with single sign-on.
+                Peer => (patient_acc.clone(), when(admin, VALIDATION, FORBIDDEN)),
+                Cross => return None,
+            };
+            cell(op.path.replace("{user_id}", &user), Some(json!({"subject": format!("matrix-{n}")})), exp)
+        }
         ("GET", "/api/v1/admin/scim/deprovisions") => match t {
             Own => cell(op.path, None, when(auditor, OK, FORBIDDEN)),
             _ => return None,
@@ -2792,7 +2856,12 @@ async fn every_endpoint_checks_tenant_role_and_membership() {
     let started = Instant::now();
     // Every call comes from 127.0.0.1: the webhooks' per-address limit on bad signatures would
     // otherwise answer the matrix's own unsigned calls with 429 before it checks them.
-    let Some(h) = Harness::start_with(ward_store::Backend::Sqlite, |c| c.inbound.bad_signatures_per_minute_per_address = 10_000).await
+    let Some(h) = Harness::start_with(ward_store::Backend::Sqlite, |c| {
+        c.inbound.bad_signatures_per_minute_per_address = 10_000;
+        // The single sign-on cells' refusals count as failed sign-ins from 127.0.0.1 too.
+        c.sessions.failed_logins_per_minute_per_address = 10_000;
+    })
+    .await
     else {
         return;
     };

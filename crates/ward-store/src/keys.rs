@@ -54,6 +54,7 @@ pub(crate) mod purpose {
     pub(crate) const INCIDENT_DESCRIPTION: &str = "incident.description";
     pub(crate) const PUSH_TOKEN: &str = "push.token";
     pub(crate) const INBOUND_SENDER: &str = "inbound.sender";
+    pub(crate) const OIDC_CLIENT_SECRET: &str = "oidc.client_secret";
 }
 
 #[derive(sqlx::FromRow)]

@@ -26,6 +26,7 @@ mod lifecycle;
 mod messages;
 mod model;
 mod notices;
+mod oidc;
 mod orgs;
 mod patients;
 mod policies;
@@ -80,6 +81,7 @@ pub use lifecycle::{
 pub use messages::Page;
 pub use model::*;
 pub use notices::{NoticeDraft, NoticeOutcome, NoticeTemplate, OutboxEntry, TemplateDraft};
+pub use oidc::{LogoutOutcome, OidcProvider, OidcProviderInput, OidcState, StateTaken};
 pub use policies::{AcknowledgmentGap, Policy};
 pub use portal::PortalRedemption;
 pub use reports::{AccessSummary, ActionCount, DisclosurePage, DisclosureRecord, TimeRange};

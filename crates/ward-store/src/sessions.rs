@@ -687,7 +687,10 @@ impl Store {
                 let b = exec!(&mut c, "DELETE FROM login_challenges WHERE expires_at < $1", now)?;
                 let w = exec!(&mut c, "DELETE FROM webauthn_ceremonies WHERE expires_at < $1", now)?;
                 let p = exec!(&mut c, "DELETE FROM portal_links WHERE expires_at < $1", now)?;
-                Ok(a + b + w + p)
+                let o = exec!(&mut c, "DELETE FROM oidc_states WHERE expires_at < $1", now)?
+                    + exec!(&mut c, "DELETE FROM oidc_handoffs WHERE expires_at < $1", now)?
+                    + exec!(&mut c, "DELETE FROM oidc_logout_jtis WHERE expires_at < $1", now)?;
+                Ok(a + b + w + p + o)
             })
         })
         .await

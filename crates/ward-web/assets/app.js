@@ -65,7 +65,8 @@ function signInPage(notice) {
     notice ? h('p', { class: 'notice', role: 'status' }, notice) : null,
     login, password, msg,
     h('div', { class: 'row wrap' }, h('button', { type: 'submit', class: 'primary' }, 'Sign in'),
-      webauthn.supported() ? h('button', { type: 'button', id: 'passkey-signin', onclick: () => passkeySignIn(form, msg) }, 'Sign in with a passkey') : null));
+      webauthn.supported() ? h('button', { type: 'button', id: 'passkey-signin', onclick: () => passkeySignIn(form, msg) }, 'Sign in with a passkey') : null,
+      h('button', { type: 'button', id: 'sso-signin', onclick: () => ssoStartPage() }, 'Sign in with single sign-on')));
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     if (!login.input.value.trim() || !password.input.value) {
@@ -2192,7 +2193,7 @@ async function provisioningPage() {
   focusHeading(root);
   let dir = null;
   try { dir = await people(); } catch { /* names fall back to ids */ }
-  if (admin) root.append(scimTokenSection(dir));
+  if (admin) root.append(scimTokenSection(dir), ssoSection());
   root.append(deprovisionSection(dir));
 }
 
@@ -2319,9 +2320,10 @@ function deprovisionTable(items, dir) {
  * a second factor, if the account has one, is asked for as after a password.
  */
 function linkSignIn() {
-  const m = /^#\/link\/([A-Za-z0-9_-]{1,128})$/.exec(location.hash);
+  const m = /^#\/(link|sso)\/([A-Za-z0-9_-]{1,128})$/.exec(location.hash);
   if (!m) return false;
-  const token = m[1];
+  if (m[1] === 'sso') return ssoFinish(m[2]);
+  const token = m[2];
   history.replaceState(null, '', location.pathname + location.search);
   setTitle('Signing in');
   bar.hidden = true;
@@ -2340,6 +2342,111 @@ function linkSignIn() {
     signInPage(why);
   } });
   return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Single sign-on (OpenID Connect): start at the organisation's provider, finish with the
+// one-time hand-over the server leaves in #/sso/<token>; admins set the provider up under
+// Provisioning
+// ---------------------------------------------------------------------------------------------
+
+function ssoStartPage() {
+  setTitle('Single sign-on');
+  bar.hidden = true;
+  const msg = messageBox();
+  const org = field('Organisation (its short name, as your administrator gave it)', { name: 'sso_org', required: true, maxlength: 64, autocomplete: 'organization' });
+  const form = h('form', { class: 'card narrow', novalidate: true, 'aria-labelledby': 'sso-h' },
+    h('h1', { id: 'sso-h' }, 'Sign in with single sign-on'), org, msg,
+    h('div', { class: 'row wrap' }, h('button', { type: 'submit', class: 'primary' }, 'Continue'),
+      h('button', { type: 'button', onclick: () => signInPage() }, 'Back to password sign-in')));
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const slug = org.input.value.trim().toLowerCase();
+    if (!/^[a-z0-9-]{1,64}$/.test(slug)) {
+      showError(msg, { userMessage: 'Enter your organisation\'s short name (letters, digits and dashes).' });
+      return;
+    }
+    // A full-page navigation: the provider's sign-in pages are not ours to frame.
+    location.assign('/api/v1/auth/oidc/' + encodeURIComponent(slug) + '/start');
+  });
+  mount(main, form);
+  org.input.focus();
+}
+
+/** Exchanges the hand-over once, like a portal link: it leaves the address bar first. */
+function ssoFinish(token) {
+  history.replaceState(null, '', location.pathname + location.search);
+  setTitle('Signing in');
+  bar.hidden = true;
+  const msg = messageBox();
+  const form = h('form', { class: 'card narrow', novalidate: true, 'aria-labelledby': 'sso-done-h' },
+    h('h1', { id: 'sso-done-h' }, 'Signing you in'), h('p', {}, 'Finishing single sign-on.'), msg);
+  mount(main, form);
+  submitForm(form, msg, async () => {
+    const r = await api.anonymous('POST', '/auth/oidc/complete', { token, device: { name: 'Web browser', platform: 'web' } });
+    if (r.status === 'mfa_required') mfaPage(r.mfa_token);
+    else await signedIn(r.tokens);
+  }, { keep: true, onError: (e) => {
+    signInPage(e.code === 'oidc_handoff_invalid' ? 'That single sign-on attempt has expired. Start it again.' : e.userMessage);
+  } });
+  return true;
+}
+
+/** The organisation's OpenID Connect provider (admins; saving asks for a step-up). */
+function ssoSection() {
+  const msg = messageBox();
+  const issuer = field('Issuer URL (https)', { name: 'sso_issuer', required: true, maxlength: 500 });
+  const clientId = field('Client ID', { name: 'sso_client_id', required: true, maxlength: 255 });
+  const secret = field('Client secret (leave empty to keep the stored one)', { name: 'sso_secret', type: 'password', maxlength: 512, autocomplete: 'new-password' });
+  const scopes = field('Extra scopes, separated by spaces (openid is always asked for)', { name: 'sso_scopes', maxlength: 500 });
+  const claim = field('Claim with role or group names', { name: 'sso_claim', maxlength: 100, value: 'groups' });
+  const map = field('Role mapping: one "claim value = role" per line (roles: clinician, nurse, staff, admin, compliance_officer)', { name: 'sso_map', tag: 'textarea', rows: 3, maxlength: 5000 });
+  const jit = h('input', { type: 'checkbox', id: 'f-sso_jit', name: 'sso_jit' });
+  const fallback = field('Role of a new account when no mapping matches', { name: 'sso_default', tag: 'select',
+    options: [['', 'None: refuse the sign-in'], ['clinician', 'Clinician'], ['nurse', 'Nurse'], ['staff', 'Staff']] });
+  const uris = h('div', { id: 'sso-uris', class: 'muted' });
+  const form = h('form', { id: 'sso-form', novalidate: true, 'aria-labelledby': 'sso-form-h' },
+    h('h3', { id: 'sso-form-h' }, 'Provider'), issuer, clientId, secret, scopes, claim, map,
+    h('div', { class: 'field' }, h('label', { for: 'f-sso_jit' }, jit, ' Create an account the first time someone signs in')), fallback,
+    msg, h('button', { type: 'submit', class: 'primary' }, 'Save provider'), uris);
+  const section = h('section', { class: 'card', 'aria-labelledby': 'sso-h2' }, h('h2', { id: 'sso-h2' }, 'Single sign-on (OpenID Connect)'),
+    h('p', { class: 'muted' }, 'Admin and compliance officer roles are given only by a mapping line that names them.'), form);
+  const show = (p) => {
+    issuer.input.value = p.issuer;
+    clientId.input.value = p.client_id;
+    scopes.input.value = p.scopes.join(' ');
+    claim.input.value = p.role_claim;
+    map.input.value = p.role_map.map((m) => `${m.value} = ${m.role}`).join('\n');
+    jit.checked = p.jit_enabled;
+    fallback.input.value = p.jit_default_role || '';
+    mount(uris, h('p', {}, 'Register at the provider: redirect URI ', h('code', {}, p.redirect_uri), ', back-channel logout URI ',
+      h('code', {}, p.backchannel_logout_uri), p.has_client_secret ? '. A client secret is stored.' : '.'));
+  };
+  api.get('/admin/oidc').then(show, (e) => { if (e.code !== 'oidc_not_configured') showError(msg, e); });
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const lines = map.input.value.split('\n').map((l) => l.trim()).filter(Boolean);
+    const roleMap = [];
+    for (const l of lines) {
+      const i = l.lastIndexOf('=');
+      if (i < 1) { showError(msg, { userMessage: 'Write each mapping line as "claim value = role".' }); return; }
+      roleMap.push({ value: l.slice(0, i).trim(), role: l.slice(i + 1).trim() });
+    }
+    const body = {
+      issuer: issuer.input.value.trim(), client_id: clientId.input.value.trim(),
+      scopes: scopes.input.value.split(/\s+/).filter(Boolean), role_claim: claim.input.value.trim() || 'groups',
+      role_map: roleMap, jit_enabled: jit.checked, jit_default_role: fallback.input.value || null,
+    };
+    if (secret.input.value) body.client_secret = secret.input.value;
+    await submitForm(form, msg, async () => {
+      const p = await stepped(() => api.call('PUT', '/admin/oidc', body));
+      secret.input.value = '';
+      show(p);
+      showInfo(msg, 'Single sign-on provider saved.');
+      announce('Provider saved');
+    });
+  });
+  return section;
 }
 
 window.addEventListener('hashchange', () => { if (!me) linkSignIn(); });

@@ -157,8 +157,10 @@ fn classify(action: Option<AuditAction>) -> (Coding, Vec<Coding>, &'static str) 
         return (dcm("110100", "Application Activity"), vec![], "E");
     };
     match action {
-        A::Login | A::MfaVerify | A::StepUp => (dcm("110114", "User Authentication"), vec![dcm("110122", "Login")], "E"),
-        A::Logout | A::SessionRevoke | A::SessionIdleTimeout => (dcm("110114", "User Authentication"), vec![dcm("110123", "Logout")], "E"),
+        A::Login | A::MfaVerify | A::StepUp | A::OidcLogin => (dcm("110114", "User Authentication"), vec![dcm("110122", "Login")], "E"),
+        A::Logout | A::SessionRevoke | A::SessionIdleTimeout | A::OidcLogout => {
+            (dcm("110114", "User Authentication"), vec![dcm("110123", "Logout")], "E")
+        }
         A::TokenRefresh => (dcm("110114", "User Authentication"), vec![], "E"),
         A::RefreshReuse => (dcm("110113", "Security Alert"), vec![dcm("110126", "Node Authentication")], "E"),
         A::PasswordChange
@@ -175,7 +177,7 @@ fn classify(action: Option<AuditAction>) -> (Coding, Vec<Coding>, &'static str) 
             (dcm("110113", "Security Alert"), vec![dcm("110137", "User Security Attributes Changed")], "C")
         }
         A::UserRole => (dcm("110113", "Security Alert"), vec![dcm("110136", "Security Roles Changed")], "U"),
-        A::ScimUser | A::ScimDeprovision | A::ScimToken => {
+        A::ScimUser | A::ScimDeprovision | A::ScimToken | A::OidcConfig => {
             (dcm("110113", "Security Alert"), vec![dcm("110137", "User Security Attributes Changed")], "U")
         }
         A::SessionsRevokeAll => (dcm("110113", "Security Alert"), vec![dcm("110137", "User Security Attributes Changed")], "E"),

@@ -1,0 +1,392 @@
+//! Single sign-on against a real OpenID Connect provider: node-oidc-provider
+//! (`oidc-tests/provider.mjs`, installed by `npm ci` in oidc-tests/), on 127.0.0.1 port 0,
+//! driven through HTTP the way a browser would (redirects followed by hand, the provider's
+//! development login and consent forms submitted, cookies kept).
+//!
+//! Peers: Node.js (`WARD_TEST_NODE`) and `oidc-tests/node_modules` (or `WARD_TEST_OIDC_DIR`),
+//! set up by scripts/test. Missing peers print SKIPPED, except with CI=true, where they fail.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::Harness;
+use reqwest::Method;
+use serde_json::{Value, json};
+use ward_domain::role::Role;
+use ward_store::Backend;
+
+const ORG: &str = "ssoclinic";
+
+fn oidc_dir() -> PathBuf {
+    std::env::var("WARD_TEST_OIDC_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../oidc-tests").canonicalize().expect("oidc-tests exists"))
+}
+
+/// Node and the installed provider package, or `None` (skip) outside CI.
+fn peers() -> Option<(String, PathBuf)> {
+    let dir = oidc_dir();
+    let node = std::env::var("WARD_TEST_NODE").ok();
+    match (node, dir.join("node_modules/oidc-provider").is_dir()) {
+        (Some(n), true) => Some((n, dir)),
+        _ => {
+            assert!(
+                !ward_store::testing::pg_required(),
+                "the single sign-on tests need WARD_TEST_NODE and `npm ci` in oidc-tests/ when CI=true (scripts/test sets them up)"
+            );
+            eprintln!("SKIPPED: the single sign-on tests need WARD_TEST_NODE and oidc-tests/node_modules (run scripts/test)");
+            None
+        }
+    }
+}
+
+/// The provider process, killed when dropped.
+struct Provider {
+    child: Child,
+    issuer: String,
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_provider(node: &str, dir: &PathBuf, h: &Harness) -> Provider {
+    let cert = &h.running.as_ref().unwrap().cert_path;
+    let mut child = Command::new(node)
+        .arg("provider.mjs")
+        .current_dir(dir)
+        .env("WARD_URL", &h.url)
+        .env("WARD_ORG", ORG)
+        .env("NODE_EXTRA_CA_CERTS", cert)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("node starts");
+    let mut line = String::new();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    out.read_line(&mut line).expect("the provider prints its address");
+    // Keep reading: a closed pipe would kill the provider at its next write.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let ready: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("the provider did not start: {line:?}"));
+    Provider { child, issuer: ready["issuer"].as_str().unwrap().to_owned() }
+}
+
+/// A browser: Ward's certificate trusted, no automatic redirects, every cookie sent back
+/// everywhere (Ward and the provider are both on 127.0.0.1; neither minds the other's).
+struct Browser {
+    http: reqwest::Client,
+    cookies: BTreeMap<String, String>,
+}
+
+struct Page {
+    status: u16,
+    location: Option<String>,
+    body: String,
+}
+
+impl Browser {
+    fn new(h: &Harness) -> Self {
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls((*h.tls).clone())
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        Browser { http, cookies: BTreeMap::new() }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    async fn go(&mut self, method: Method, url: &str, form: Option<&[(&str, &str)]>) -> Page {
+        let mut req = self.http.request(method, url);
+        if !self.cookies.is_empty() {
+            req = req.header("cookie", self.cookie_header());
+        }
+        if let Some(f) = form {
+            let body: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(f.iter()).finish();
+            req = req.header("content-type", "application/x-www-form-urlencoded").body(body);
+        }
+        let res = req.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
+        for c in res.headers().get_all("set-cookie") {
+            let c = c.to_str().unwrap();
+            let pair = c.split(';').next().unwrap();
+            if let Some((k, v)) = pair.split_once('=') {
+                if v.is_empty() || c.contains("Max-Age=0") || c.contains("expires=Thu, 01 Jan 1970") {
+                    self.cookies.remove(k);
+                } else {
+                    self.cookies.insert(k.to_owned(), v.to_owned());
+                }
+            }
+        }
+        let status = res.status().as_u16();
+        let base = res.url().clone();
+        let location = res.headers().get("location").map(|l| base.join(l.to_str().unwrap()).unwrap().to_string());
+        let body = res.text().await.unwrap_or_default();
+        Page { status, location, body }
+    }
+}
+
+/// The `action` of the first form in an HTML page, made absolute.
+fn form_action(page: &str, base: &str) -> String {
+    let at = page.find("action=\"").expect("a form") + "action=\"".len();
+    let end = at + page[at..].find('"').unwrap();
+    reqwest::Url::parse(base).unwrap().join(&page[at..end].replace("&amp;", "&")).unwrap().to_string()
+}
+
+fn hidden_value(page: &str, name: &str) -> String {
+    let key = format!("name=\"{name}\" value=\"");
+    let at = page.find(&key).unwrap_or_else(|| panic!("no {name} in {page}")) + key.len();
+    page[at..at + page[at..].find('"').unwrap()].to_owned()
+}
+
+/// Starts at Ward, signs in at the provider as `login` (and consents), and stops at Ward's
+/// callback URL, which is returned unvisited.
+async fn to_callback(b: &mut Browser, h: &Harness, login: &str) -> String {
+    let start = b.go(Method::GET, &format!("{}/api/v1/auth/oidc/{ORG}/start", h.url), None).await;
+    assert_eq!(start.status, 303, "{}", start.body);
+    let mut next = start.location.expect("to the provider");
+    assert!(next.contains("code_challenge_method=S256") && next.contains("nonce=") && next.contains("state="), "{next}");
+    for _ in 0..12 {
+        if next.starts_with(&format!("{}/api/v1/auth/oidc/callback", h.url)) {
+            return next;
+        }
+        let page = b.go(Method::GET, &next, None).await;
+        if let Some(l) = page.location {
+            next = l;
+            continue;
+        }
+        assert_eq!(page.status, 200, "{next}: {}", page.body);
+        let action = form_action(&page.body, &next);
+        let answer = if page.body.contains("value=\"login\"") {
+            b.go(Method::POST, &action, Some(&[("prompt", "login"), ("login", login), ("password", "anything")])).await
+        } else {
+            b.go(Method::POST, &action, Some(&[("prompt", "consent")])).await
+        };
+        next = answer.location.unwrap_or_else(|| panic!("the form at {action} did not redirect: {}", answer.body));
+    }
+    panic!("the provider never sent the browser back to Ward");
+}
+
+/// Visits the callback and expects the hand-over to the web app; returns the token.
+async fn handoff(b: &mut Browser, h: &Harness, callback: &str) -> String {
+    let page = b.go(Method::GET, callback, None).await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    let to = page.location.unwrap();
+    let prefix = format!("{}/#/sso/", h.url);
+    assert!(to.starts_with(&prefix), "{to}");
+    assert!(!to.contains("wat_") && !to.contains("wrt_"), "no session token in a URL");
+    to[prefix.len()..].to_owned()
+}
+
+async fn complete(h: &Harness, token: &str) -> common::Reply {
+    h.call(
+        Method::POST,
+        "/api/v1/auth/oidc/complete",
+        None,
+        Some(json!({"token": token, "device": {"name": "browser", "platform": "web"}})),
+    )
+    .await
+}
+
+async fn configure(h: &Harness, p: &Provider) -> (common::Account, common::Session) {
+    let org = h.org(ORG, vec![]).await;
+    let admin = h.account(&org, "sso-admin", Role::Admin).await;
+    let s = h.login_stepped_up(&admin).await;
+    let r = h
+        .call(
+            Method::PUT,
+            "/api/v1/admin/oidc",
+            Some(&s.access),
+            Some(json!({
+                "issuer": p.issuer,
+                "client_id": "ward",
+                "client_secret": "ward-test-secret",
+                "scopes": ["profile", "groups"],
+                "role_claim": "groups",
+                "role_map": [{"value": "ward-nurses", "role": "nurse"}],
+                "jit_enabled": true
+            })),
+        )
+        .await
+        .expect(200);
+    assert_eq!(r.body["has_client_secret"], true);
+    assert!(r.body.get("client_secret").is_none(), "the secret is never returned: {}", r.body);
+    assert_eq!(r.body["redirect_uri"], format!("{}/api/v1/auth/oidc/callback", h.url));
+    (admin, s)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sso_login_creates_the_account_with_the_mapped_role_refuses_replays_and_back_channel_logout_ends_the_session() {
+    full_flow(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sso_login_and_back_channel_logout_on_postgres() {
+    full_flow(Backend::Postgres).await;
+}
+
+async fn full_flow(backend: Backend) {
+    let Some((node, dir)) = peers() else { return };
+    // None: PostgreSQL is not running (outside CI; the harness says so).
+    let Some(h) = Harness::start_with(backend, |c| c.oidc.allow_http_loopback = true).await else { return };
+    let p = start_provider(&node, &dir, &h);
+    let (_, admin) = configure(&h, &p).await;
+
+    // The whole login: Ward → provider login and consent → Ward callback → web app hand-over.
+    let mut b = Browser::new(&h);
+    let callback = to_callback(&mut b, &h, "nurse-jo").await;
+    let token = handoff(&mut b, &h, &callback).await;
+    let r = complete(&h, &token).await.expect(200);
+    assert_eq!(r.body["status"], "authenticated", "{}", r.body);
+    let access = r.body["tokens"]["access_token"].as_str().unwrap().to_owned();
+    let me = h.get("/api/v1/me", &access).await.expect(200);
+    assert_eq!(me.body["user"]["role"], "nurse", "JIT account with the mapped role: {}", me.body);
+    assert_eq!(me.body["user"]["display_name"], "Test nurse-jo");
+
+    // Replays change nothing: the same callback (state spent) and the same hand-over.
+    let again = b.go(Method::GET, &callback, None).await;
+    assert_eq!(again.status, 400, "{}", again.body);
+    let problem: Value = serde_json::from_str(&again.body).unwrap();
+    assert_eq!(problem["code"], "oidc_state_invalid");
+    complete(&h, &token).await.expect_problem(401, "oidc_handoff_invalid");
+
+    // A second sign-in by the same person finds the same account (linked by subject).
+    let mut b2 = Browser::new(&h);
+    let callback2 = to_callback(&mut b2, &h, "nurse-jo").await;
+    let token2 = handoff(&mut b2, &h, &callback2).await;
+    let r2 = complete(&h, &token2).await.expect(200);
+    let access2 = r2.body["tokens"]["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(h.get("/api/v1/me", &access2).await.expect(200).body["user"]["id"], me.body["user"]["id"]);
+
+    // No escalation: a provider group that is not mapped gives no role (no fallback set).
+    let mut b3 = Browser::new(&h);
+    let cb3 = to_callback(&mut b3, &h, "boss-al").await;
+    let refused = b3.go(Method::GET, &cb3, None).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.body.contains("oidc_no_role"), "{}", refused.body);
+
+    // A callback carried to another browser (no binding cookie) is refused, and spends the state.
+    let mut b4 = Browser::new(&h);
+    let cb4 = to_callback(&mut b4, &h, "nurse-kim").await;
+    let stranger = Browser::new(&h).go(Method::GET, &cb4, None).await;
+    assert_eq!(stranger.status, 400, "{}", stranger.body);
+    assert_eq!(b4.go(Method::GET, &cb4, None).await.status, 400);
+
+    // Refusals are audited with their reason.
+    let events = h.get("/api/v1/audit/events?action=oidc.login", &admin.access).await.expect(200);
+    let text = events.body.to_string();
+    for reason in ["state_replayed", "no_role", "browser_mismatch"] {
+        assert!(text.contains(reason), "no oidc.login refusal {reason}: {text}");
+    }
+
+    // Back-channel logout: the user signs out at the provider in the first browser, which
+    // calls Ward with that provider session's sid: that Ward session ends, the one opened
+    // from the other browser (another provider session) stays.
+    let end = b.go(Method::GET, &format!("{}/session/end", p.issuer), None).await;
+    assert_eq!(end.status, 200, "{}", end.body);
+    let xsrf = hidden_value(&end.body, "xsrf");
+    let confirm = form_action(&end.body, &p.issuer);
+    let out = b.go(Method::POST, &confirm, Some(&[("xsrf", xsrf.as_str()), ("logout", "yes")])).await;
+    assert!(out.status == 303 || out.status == 200, "{}", out.body);
+    h.get("/api/v1/me", &access).await.expect_problem(401, "session_ended");
+    h.get("/api/v1/me", &access2).await.expect(200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_channel_logout_tokens_are_checked_and_work_once() {
+    let Some((node, dir)) = peers() else { return };
+    let h = Harness::start_with(Backend::Sqlite, |c| c.oidc.allow_http_loopback = true).await.unwrap();
+    let p = start_provider(&node, &dir, &h);
+    configure(&h, &p).await;
+    let mut b = Browser::new(&h);
+    let cb = to_callback(&mut b, &h, "nurse-lee").await;
+    let token = handoff(&mut b, &h, &cb).await;
+    let access = complete(&h, &token).await.expect(200).body["tokens"]["access_token"].as_str().unwrap().to_owned();
+
+    let http = reqwest::Client::builder().use_preconfigured_tls((*h.tls).clone()).build().unwrap();
+    let logout = |t: String| {
+        let http = http.clone();
+        let url = format!("{}/api/v1/auth/oidc/{ORG}/backchannel-logout", h.url);
+        async move {
+            let r = http
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!("logout_token={t}"))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap())
+        }
+    };
+    // Garbage and a tampered signature: the standard's error form, nothing changes.
+    let (status, body) = logout("not-a-jwt".into()).await;
+    assert_eq!(status, 400);
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"], "invalid_request");
+    let good = b.go(Method::GET, &format!("{}/test/logout-token?sub=nurse-lee", p.issuer), None).await.body;
+    let mut tampered = good.clone();
+    tampered.pop();
+    tampered.push(if good.ends_with('A') { 'B' } else { 'A' });
+    assert_eq!(logout(tampered).await.0, 400);
+    h.get("/api/v1/me", &access).await.expect(200);
+
+    // The real token ends the session; the same token again is refused (jti replay).
+    let (status, body) = logout(good.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    h.get("/api/v1/me", &access).await.expect_problem(401, "session_ended");
+    let (status, body) = logout(good).await;
+    assert_eq!(status, 400);
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"], "invalid_request");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_settings_are_admin_only_validated_and_need_a_step_up() {
+    let h = Harness::start_with(Backend::Sqlite, |c| c.oidc.allow_http_loopback = true).await.unwrap();
+    let org = h.org("ssoconf", vec![]).await;
+    let admin = h.account(&org, "conf-admin", Role::Admin).await;
+    let nurse = h.account(&org, "conf-nurse", Role::Nurse).await;
+    let body = json!({"issuer": "https://idp.example.org", "client_id": "ward", "client_secret": "s3cret-canary",
+        "role_map": [{"value": "admins", "role": "admin"}], "jit_enabled": true, "jit_default_role": "staff"});
+    let n = h.login(&nurse).await;
+    h.call(Method::PUT, "/api/v1/admin/oidc", Some(&n.access), Some(body.clone())).await.expect_problem(403, "forbidden");
+    let plain = h.login(&admin).await;
+    h.enroll_mfa(&admin).await;
+    let r = h.call(Method::PUT, "/api/v1/admin/oidc", Some(&plain.access), Some(body.clone())).await;
+    assert_eq!(r.status.as_u16(), 401, "a step-up is needed: {}", r.body);
+    let s = h.login_stepped_up(&admin).await;
+    // A privileged fallback, a patient mapping and a plain-http issuer are refused.
+    for bad in [
+        json!({"issuer": "https://idp.example.org", "client_id": "ward", "jit_default_role": "admin"}),
+        json!({"issuer": "https://idp.example.org", "client_id": "ward", "role_map": [{"value": "p", "role": "patient"}]}),
+        json!({"issuer": "http://idp.example.org", "client_id": "ward"}),
+    ] {
+        h.call(Method::PUT, "/api/v1/admin/oidc", Some(&s.access), Some(bad)).await.expect_problem(422, "validation_failed");
+    }
+    h.call(Method::PUT, "/api/v1/admin/oidc", Some(&s.access), Some(body)).await.expect(200);
+    let got = h.get("/api/v1/admin/oidc", &s.access).await.expect(200);
+    assert_eq!(got.body["jit_default_role"], "staff");
+    assert!(!got.body.to_string().contains("s3cret-canary"));
+    // Keeping the secret: a change without one still has it.
+    let kept = h
+        .call(Method::PUT, "/api/v1/admin/oidc", Some(&s.access), Some(json!({"issuer": "https://idp.example.org", "client_id": "ward2"})))
+        .await
+        .expect(200);
+    assert_eq!(kept.body["has_client_secret"], true);
+    // Unknown organisations and organisations without a provider answer alike.
+    let r = h.call(Method::GET, "/api/v1/auth/oidc/no-such-org/start", None, None).await;
+    assert_eq!(r.body["code"], "oidc_not_configured");
+    h.call(Method::DELETE, "/api/v1/admin/oidc", Some(&s.access), None).await.expect(204);
+    let r = h.call(Method::GET, "/api/v1/auth/oidc/ssoconf/start", None, None).await;
+    assert_eq!(r.body["code"], "oidc_not_configured");
+    h.call(Method::GET, "/api/v1/auth/oidc/callback?state=forged&code=x", None, None).await.expect_problem(400, "oidc_state_invalid");
+}
