@@ -5,10 +5,13 @@
 // Run by crates/ward-server/tests/web_browser.rs, which starts the server and seeds:
 //   WARD_URL, WARD_CHROMIUM, WARD_PASSWORD, WARD_GROUP (alice+bob), WARD_PATIENT_CONV,
 //   WARD_SCREENSHOTS (optional directory for the screenshots), the admin's TOTP secret and
-//   recovery codes, erin's phone (blocked: no passcode) with its wipe secret, and a one-time
-//   portal link token for jamie (WARD_PORTAL_LINK_TOKEN).
+//   recovery codes, erin's phone (blocked: no passcode) with its wipe secret, a one-time
+//   portal link token for jamie (WARD_PORTAL_LINK_TOKEN), hana's and ines's TOTP secrets, an
+//   escalated STAT message in jamie's conversation (bob on call) and a push notice for jamie
+//   (WARD_NOTICE_ID).
 // Accounts: alice (clinician), bob (nurse), carol (clinician), erin (clinician), frank (clinician,
-// passkeys), gina (compliance officer, enrols a key), admin, jamie (patient).
+// passkeys), gina (compliance officer, enrols a key), admin, jamie (patient), hana (clinician,
+// TOTP: emergency access), ines (compliance officer, TOTP: reviews), kim (staff, left).
 // Prints page weight and render times (measured, never asserted); exits non-zero on failure.
 
 import { readFileSync, mkdirSync } from 'node:fs';
@@ -35,6 +38,10 @@ const ADMIN_RECOVERY = env('WARD_ADMIN_RECOVERY_CODE');
 const ADMIN_RECOVERY_2 = env('WARD_ADMIN_RECOVERY_CODE_2');
 const ERIN_DEVICE = env('WARD_ERIN_DEVICE');
 const ERIN_WIPE_SECRET = env('WARD_ERIN_WIPE_SECRET');
+const ADMIN_RECOVERY_3 = env('WARD_ADMIN_RECOVERY_CODE_3');
+const HANA_TOTP = env('WARD_HANA_TOTP_SECRET');
+const INES_TOTP = env('WARD_INES_TOTP_SECRET');
+const NOTICE_ID = env('WARD_NOTICE_ID');
 
 /** The current RFC 6238 code (SHA-1, 6 digits, 30 s), computed here independently of Ward. */
 function totp(secretHex) {
@@ -529,6 +536,42 @@ await step('forwarding: a patient\'s message needs a purpose outside their conve
   await alice.waitForSelector('dialog', { state: 'detached', ...WAIT });
   await alice.goto(URL_ + '/#/c/' + GROUP);
   await alice.waitForSelector('li.msg:has-text("Under the patient authorization")', WAIT);
+});
+
+// --- On call, escalations and misdirected messages (issue 10) ---------------------------------
+
+await step('on call and escalations: alice puts herself on call for jamie; the escalated STAT message shows both steps', async () => {
+  await alice.goto(URL_ + '/#/c/' + PATIENT_CONV);
+  await alice.waitForSelector('#careTeam summary', WAIT);
+  assert(!(await alice.$('#careTeam input')), 'the care team loads only when opened (an audited read)');
+  await alice.click('#careTeam summary');
+  await alice.waitForSelector('#careTeam li:has-text("Bob Tanaka RN") input:checked', WAIT);
+  const mine = '#careTeam li:has-text("Dr Alice Moreau") input';
+  assert(!(await alice.isChecked(mine)), 'alice starts off call');
+  await alice.click(mine);
+  await alice.waitForSelector('#careTeam li:has-text("Dr Alice Moreau") input:checked:not([disabled])', WAIT);
+  await alice.click('#escalations summary');
+  await alice.waitForSelector('#escalations li[data-step="2"]', WAIT);
+  const steps = await text(alice, '#escalations ul.escalations');
+  assert(steps.includes('STAT message') && steps.includes('told again') && steps.includes('on-call care team'), 'both steps: ' + steps);
+  await axe(alice, 'conversation with the care team and escalations open');
+  await onPhone(alice, 'conversation with the care team and escalations open');
+  // Off again, so later steps see the seeded state.
+  await alice.click(mine);
+  await alice.waitForSelector('#careTeam li:has-text("Dr Alice Moreau") input:not(:checked):not([disabled])', WAIT);
+});
+
+await step('report misdirected: a member reports a message after a confirmation (cancelled once); an incident opens', async () => {
+  const report = 'li.msg:has-text("potassium") button:has-text("Report misdirected")';
+  await alice.click(report);
+  await alice.waitForSelector('dialog.ask[open]:has-text("wrong people")', WAIT);
+  await axe(alice, 'misdirected confirmation');
+  await alice.click('dialog.ask button:has-text("Cancel")');
+  await alice.click(report);
+  await alice.click('dialog.ask button:has-text("Report misdirected")');
+  await alice.waitForSelector('dialog.ask[open]:has-text("Reported")', WAIT);
+  await alice.click('dialog.ask button:has-text("OK")');
+  await alice.waitForSelector('dialog.ask', { state: 'detached', ...WAIT });
 });
 
 let admin = null; // the admin's page, kept open for the console steps after this one
@@ -1337,6 +1380,195 @@ await step('passkeys: a compliance officer required to set up a second factor en
   await gina.click('#nav a[href="#/account"]');
   await gina.waitForSelector('#keys li.key:has-text("Security key")', WAIT);
   await gina.context().close();
+});
+
+// --- Emergency access, alerts, contacts, roster and notice links (issue 9) --------------------
+
+/** Signs in with the password and the account's current TOTP code. */
+async function signInWithCode(page, login, secretHex) {
+  await page.goto(URL_ + '/');
+  await page.fill('#f-login', login);
+  await page.fill('#f-password', PASSWORD);
+  await page.click('form button[type=submit]');
+  await page.waitForSelector('#f-code', WAIT);
+  await page.fill('#f-code', totp(secretHex));
+  await page.click('form button[type=submit]');
+  await page.waitForSelector('#bar:not([hidden])', WAIT);
+}
+
+let hana = null;
+let ines = null;
+
+await step('break-glass: hana asks for emergency access to jamie (bad input first) and reads the conversation read-only', async () => {
+  hana = await newPage(DESKTOP, 'hana');
+  await signInWithCode(hana, 'hana', HANA_TOTP);
+  await hana.click('#nav a[href="#/break-glass"]');
+  await hana.waitForSelector('#bg-grants p:has-text("No open grant")', WAIT);
+  await axe(hana, 'emergency access');
+  const form = '#bg-request .form-message';
+  await hana.click('#bg-request button[type=submit]');
+  assert((await text(hana, form)).includes('MRN'), 'no MRN refused');
+  await hana.fill('#f-bg_mrn', 'MRN-0042');
+  await hana.click('#bg-request button[type=submit]');
+  assert((await text(hana, form)).includes('reason category'), 'no category refused');
+  await hana.selectOption('#f-bg_category', 'emergency_treatment');
+  await hana.click('#bg-request button[type=submit]');
+  assert((await text(hana, form)).includes('reason is required'), 'no reason refused');
+  await hana.fill('#f-bg_reason', 'Unconscious in the emergency department; need the recent history');
+  await hana.click('#bg-request button[type=submit]');
+  await hana.waitForSelector('#bg-request .form-message.info:has-text("Emergency access granted")', WAIT);
+  await hana.waitForSelector('#bg-grants tr:has-text("Jamie Doe") a:has-text("Read")', WAIT);
+  await axe(hana, 'emergency access with a grant');
+  await hana.click('#bg-grants a:has-text("Read")');
+  await hana.waitForSelector('.bg-convs a:has-text("Your care team")', WAIT);
+  await hana.click('.bg-convs a:has-text("Your care team")');
+  await hana.waitForSelector('#bg-messages li.msg:has-text("Your results are in")', WAIT);
+  assert(!(await hana.$('main button')) && !(await hana.$('main textarea')), 'read-only: no actions, no composer');
+  await axe(hana, 'emergency access conversation');
+  await shot(hana, 'break-glass-desktop');
+  await onPhone(hana, 'emergency access conversation', 'break-glass-phone');
+});
+
+await step('break-glass review: ines sees the reason, records a verdict (bad input first) and ends the access; hana\'s reads stop', async () => {
+  ines = await newPage(PHONE, 'ines');
+  await signInWithCode(ines, 'ines', INES_TOTP);
+  await ines.click('#nav a[href="#/admin/break-glass"]');
+  const item = '#bg-reviews li:has-text("Dr Hana Ito")';
+  await ines.waitForSelector(item + ' .bg-reason:has-text("Unconscious")', WAIT);
+  await axe(ines, 'break-glass reviews (phone)');
+  await fitsWidth(ines, 'break-glass reviews (phone)');
+  await ines.click(item + ' form.bg-review button[type=submit]');
+  assert((await text(ines, item + ' .form-message')).includes('Choose whether'), 'a review without a verdict is refused');
+  await ines.check(item + ' input[value="justified"]');
+  await ines.fill(item + ' textarea', 'Confirmed with the ED attending');
+  await ines.click(item + ' form.bg-review button[type=submit]');
+  await ines.waitForSelector('#bg-reviews p:has-text("Nothing waits for review")', WAIT);
+  await ines.selectOption('#f-bg_status', '');
+  await ines.waitForSelector(item + ' .bg-status:has-text("Justified"):has-text("Confirmed with the ED attending")', WAIT);
+  await shot(ines, 'break-glass-review-phone');
+  await ines.click(item + ' button:has-text("End access now")');
+  await ines.click('dialog.ask button:has-text("End access")');
+  await ines.waitForSelector(item + ' dd:has-text("Revoked")', WAIT);
+  await hana.click('a:has-text("The patient\'s conversations")');
+  await hana.waitForSelector('main .form-message.error:has-text("ended or was revoked")', WAIT);
+});
+
+await step('alerts: ines acknowledges the emergency-access alert and changes a rule (bad input first)', async () => {
+  await ines.click('#nav a[href="#/admin/alerts"]');
+  const alert = '#alerts tr[data-rule="break_glass_access"]';
+  await ines.waitForSelector(alert + ' button:has-text("Acknowledge")', WAIT);
+  await axe(ines, 'alerts (phone)');
+  await fitsWidth(ines, 'alerts (phone)');
+  await shot(ines, 'alerts-phone');
+  await ines.click(alert + ' button:has-text("Acknowledge")');
+  await ines.waitForSelector(alert, { state: 'detached', ...WAIT });
+  await ines.uncheck('#alerts-open');
+  await ines.waitForSelector(alert + ':has-text("Acknowledged by Ines Duarte")', WAIT);
+  const msg = '#rules-h ~ .form-message';
+  await ines.fill('#rule-bulk_access-max_patients', '2.5');
+  await ines.click('#alert-rules button[type=submit]');
+  assert((await text(ines, msg)).includes('whole number'), 'a fraction is refused');
+  await ines.fill('#rule-bulk_access-max_patients', '0');
+  await ines.click('#alert-rules button[type=submit]');
+  await ines.waitForSelector(msg + '.error:not(:has-text("whole number"))', WAIT);
+  const refusal = await text(ines, msg);
+  assert(!refusal.includes('{'), 'the server\'s refusal in words: ' + refusal);
+  await ines.fill('#rule-bulk_access-max_patients', '25');
+  await ines.check('#rule-working_hours-days-sat');
+  await ines.click('#alert-rules button[type=submit]');
+  await ines.waitForSelector(msg + '.info:has-text("saved")', WAIT);
+  await ines.click('#nav a[href="#/admin/audit"]');
+  await ines.waitForSelector('#cp-size', WAIT);
+  await ines.click('#nav a[href="#/admin/alerts"]');
+  await ines.waitForSelector('#rule-bulk_access-max_patients', WAIT);
+  assert((await ines.inputValue('#rule-bulk_access-max_patients')) === '25', 'the rule was saved');
+  assert(await ines.isChecked('#rule-working_hours-days-sat'), 'Saturday is a working day now');
+  await axe(ines, 'alert rules (phone)');
+  await ines.context().close();
+});
+
+await step('contacts: hana adds a number another person claims (bad input first), sends a code; the admin suppresses it; hana removes it', async () => {
+  await hana.click('#nav a[href="#/account"]');
+  await hana.waitForSelector('#contacts p:has-text("No phone number")', WAIT);
+  const msg = '#contacts-h ~ .form-message';
+  await hana.click('#contact-add button[type=submit]');
+  assert((await text(hana, msg)).includes('Enter a phone number'), 'an empty value is refused');
+  await hana.fill('#f-contact_value', '12');
+  await hana.click('#contact-add button[type=submit]');
+  await hana.waitForSelector(msg + '.error:not(:has-text("Enter a phone number"))', WAIT);
+  await hana.fill('#f-contact_value', '+1 415 555 0188');
+  await hana.click('#contact-add button[type=submit]');
+  const item = '#contacts li[data-status="conflict"]';
+  await hana.waitForSelector(item + ' .tag:has-text("Also claimed")', WAIT);
+  await axe(hana, 'account with a contact');
+  await hana.click(item + ' button:has-text("Send a code")');
+  await hana.waitForSelector(msg + '.info:has-text("code is on its way")', WAIT);
+  await hana.fill(item + ' form.contact-confirm input', '000000');
+  await hana.click(item + ' form.contact-confirm button[type=submit]');
+  await hana.waitForSelector(msg + '.error', WAIT);
+  await admin.click('#nav a[href="#/admin/contacts"]');
+  await admin.waitForSelector('#contact-conflicts tr:has-text("Dr Hana Ito") button:has-text("Suppress")', WAIT);
+  await admin.waitForSelector('#contact-conflicts tr:has-text("Kim Lorne")', WAIT);
+  await axe(admin, 'contact conflicts');
+  await admin.selectOption('#contact-conflicts tr:has-text("Dr Hana Ito") select', 'disconnected');
+  await admin.click('#contact-conflicts tr:has-text("Dr Hana Ito") button:has-text("Suppress")');
+  await admin.click('dialog.ask button:has-text("Suppress")');
+  await admin.waitForSelector('#conflicts-h ~ .form-message.info:has-text("Suppressed on")', WAIT);
+  await hana.click('#nav a[href="#/sessions"]');
+  await hana.click('#nav a[href="#/account"]');
+  // (a value several people claim stays marked so until one of them gives it up)
+  await hana.waitForSelector('#contacts li[data-status="conflict"] button:has-text("Remove")', WAIT);
+  await hana.click('#contacts li button:has-text("Remove")');
+  await hana.click('dialog.ask button:has-text("Remove")');
+  await hana.waitForSelector('#contacts p:has-text("No phone number")', WAIT);
+  await hana.context().close();
+});
+
+await step('roster: the admin compares a roster (a bad file first), sees kim flagged, and disables kim through the step-up', async () => {
+  await admin.click('#nav a[href="#/admin/roster"]');
+  await admin.waitForSelector('#roster-form button[type=submit]', WAIT);
+  await axe(admin, 'roster');
+  await admin.click('#roster-form button[type=submit]');
+  assert((await text(admin, '#roster-form .form-message')).includes('Choose the roster file'), 'no file refused');
+  await admin.setInputFiles('#roster-file', { name: 'bad.csv', mimeType: 'text/csv', buffer: Buffer.from('name,role\nx,y\n') });
+  await admin.click('#roster-form button[type=submit]');
+  await admin.waitForSelector('#roster-form .form-message.error', WAIT);
+  const staff = ['alice', 'bob', 'carol', 'admin', 'erin', 'frank', 'gina', 'dana', 'hana', 'ines'];
+  const csv = ['employee_id,login,status', ...staff.map((l, i) => `E${i},${l},active`), 'E90,kim,terminated', 'E91,zoe,active'].join('\n') + '\n';
+  await admin.setInputFiles('#roster-file', { name: 'roster.csv', mimeType: 'text/csv', buffer: Buffer.from(csv) });
+  await admin.click('#roster-form button[type=submit]');
+  await admin.waitForSelector('#roster-summary', WAIT);
+  const act = '#roster-plan table:has(caption:has-text("To act on")) tbody tr';
+  const flagged = await admin.$$eval(act, (rows) => rows.map((r) => r.textContent));
+  assert(flagged.length === 1 && flagged[0].includes('kim') && flagged[0].includes('Left'), 'only kim is flagged: ' + flagged);
+  assert((await text(admin, '#roster-plan')).includes('zoe'), 'zoe has no account');
+  await axe(admin, 'roster plan');
+  await shot(admin, 'roster-desktop');
+  await admin.click('#roster-remediate');
+  await admin.click('dialog.ask button:has-text("Disable and wipe")');
+  await admin.waitForSelector('dialog[open] #f-stepup, #roster-plan table:has(caption:has-text("Done"))', WAIT);
+  if (await admin.$('dialog[open] #f-stepup')) {
+    await admin.click('dialog[open] button:has-text("Use a recovery code instead")');
+    await admin.fill('#f-stepup', ADMIN_RECOVERY_3);
+    await admin.click('dialog button:has-text("Verify")');
+  }
+  await admin.waitForSelector('#roster-plan table:has(caption:has-text("Done")) tr:has-text("kim"):has-text("Yes")', WAIT);
+  await onPhone(admin, 'roster plan');
+});
+
+await step('notice link: jamie opens a notice by its id; the sign-in comes first, an id that is not theirs is not shown', async () => {
+  const jamie = await newPage(PHONE, 'jamie-notice');
+  await jamie.goto(URL_ + '/#/notices/' + NOTICE_ID);
+  await jamie.fill('#f-login', 'jamie');
+  await jamie.fill('#f-password', PASSWORD);
+  await jamie.click('form button[type=submit]');
+  await jamie.waitForSelector('#notice .notice-text:has-text("Tuesday at 10:00")', WAIT);
+  assert(!(await jamie.title()).includes('Tuesday'), 'the title carries no notice text');
+  await axe(jamie, 'notice (phone)');
+  await shot(jamie, 'notice-phone');
+  await jamie.evaluate(() => { location.hash = '#/notices/00000000-0000-7000-8000-000000000000'; });
+  await jamie.waitForSelector('#notice .form-message.error:has-text("cannot be found")', WAIT);
+  await jamie.context().close();
 });
 
 await step('no CSP violation and no script error on any page', async () => {

@@ -12,6 +12,7 @@ pub(crate) mod contacts;
 pub(crate) mod conversations;
 pub(crate) mod devices;
 pub mod dto;
+pub(crate) mod escalations;
 pub(crate) mod evidence;
 pub(crate) mod forwarding;
 pub(crate) mod inbound;
@@ -134,6 +135,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(oidc::routes())
         .merge(contacts::routes())
         .merge(conversations::routes())
+        .merge(escalations::routes())
         .merge(attachments::routes())
         .merge(alerts::routes())
         .merge(lifecycle::routes())

@@ -59,6 +59,8 @@ pub struct AppState {
     pub webauthn: Arc<webauthn_rs::Webauthn>,
     /// The inbound webhooks' signing keys.
     pub inbound: Arc<crate::inbound::InboundKeys>,
+    /// The inbound webhook signatures accepted in the last minutes (replay protection).
+    pub inbound_seen: Arc<crate::inbound::ReplayGuard>,
     /// The key inventory as last listed (a KMS listing walks the whole cloud account).
     pub(crate) key_inventory: Arc<crate::api::keys::InventoryCache>,
     /// The HTTP client for single sign-on providers.
@@ -157,6 +159,7 @@ pub fn build(
         notify,
         webauthn,
         inbound,
+        inbound_seen: Arc::default(),
         key_inventory: Arc::default(),
         oidc_http: crate::oidc::OidcHttp::new(&config.oidc),
     };

@@ -101,8 +101,9 @@ problems! {
     invalid_mfa_code => UNAUTHORIZED, "invalid_mfa_code", "The verification code is wrong or was already used";
     /// The refresh token is unknown, used, expired or from another device.
     invalid_refresh_token => UNAUTHORIZED, "invalid_refresh_token", "The refresh token is not valid";
-    /// A webhook request's `x-ward-signature` is missing or is not the organisation's
-    /// HMAC-SHA256 of the body (or the organisation has no webhooks configured).
+    /// A webhook request's `x-ward-signature` or `x-ward-timestamp` is missing, the signature
+    /// is not the organisation's HMAC-SHA256 of `<timestamp>.<body>` (or the organisation has
+    /// no webhooks configured), the timestamp is stale, or the request is a replay.
     invalid_signature => UNAUTHORIZED, "invalid_signature", "The request signature is missing or wrong";
     /// The account is disabled.
     account_disabled => FORBIDDEN, "account_disabled", "The account is disabled";

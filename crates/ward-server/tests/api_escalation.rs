@@ -214,6 +214,37 @@ async fn escalation_steps(backend: Backend) {
     let steps = h.store.escalations(org.id, group_msg).await.unwrap();
     let summary: Vec<(i64, &str, i64)> = steps.iter().map(|s| (s.step, s.outcome.as_str(), s.people)).collect();
     assert_eq!(summary, vec![(1, "notified", 1), (2, "no_one", 0)]);
+
+    // The same, over the API: the patient record names who is on call; a conversation's
+    // members read its escalation steps (ids, outcomes and counts only); others get 404.
+    let r = h.get(&format!("/api/v1/patients/{patient}"), &ds.access).await.expect(200);
+    assert_eq!(r.body["on_call"], json!([charge.id]));
+    let r = h.get(&format!("/api/v1/conversations/{conv}/escalations"), &ds.access).await.expect(200);
+    let steps: Vec<(String, i64, String, i64)> = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["message_id"].as_str().unwrap().to_owned(),
+                e["step"].as_i64().unwrap(),
+                e["outcome"].as_str().unwrap().to_owned(),
+                e["people"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(steps, vec![(stat_id.clone(), 1, "notified".to_owned(), 1), (stat_id.clone(), 2, "notified".to_owned(), 1)]);
+    assert!(r.body[0]["at"].as_str().is_some_and(|t| t.ends_with('Z')), "{}", r.body);
+    let r = h.get(&format!("/api/v1/conversations/{group}/escalations"), &ns.access).await.expect(200);
+    let outcomes: Vec<&str> = r.body.as_array().unwrap().iter().map(|e| e["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, vec!["notified", "no_one"]);
+    h.get(&format!("/api/v1/conversations/{conv}/escalations"), &xs.access).await.expect_problem(404, "not_found");
+    h.get(&format!("/api/v1/conversations/{group}/escalations"), &cs.access).await.expect_problem(404, "not_found");
+    // Off call: the record says so.
+    h.call(Method::PUT, &on_call(&charge), Some(&ds.access), Some(json!({"on_call": false}))).await.expect(204);
+    let r = h.get(&format!("/api/v1/patients/{patient}"), &ds.access).await.expect(200);
+    assert_eq!(r.body["on_call"], json!([]));
     for r in racers {
         r.abort();
     }

@@ -21,7 +21,11 @@ use ward_server::config::InboundOrg;
 use ward_store::testing::contains_bytes;
 use ward_store::{Backend, ContactOwner, NoticeDraft, NoticeOutcome, on_both_backends};
 
-on_both_backends!(inbound_messages_get_the_portal_redirect, bad_signatures_are_rate_limited_per_address);
+on_both_backends!(
+    inbound_messages_get_the_portal_redirect,
+    bad_signatures_are_rate_limited_per_address,
+    stale_and_replayed_requests_are_refused
+);
 
 /// What patients write: never to be stored, logged, audited or sent anywhere.
 const CANARIES: &[&str] = &["INBOUNDCANARY-chest-pain-4417", "Quillfeather-inbound", "metformin-inbound-canary"];
@@ -39,14 +43,25 @@ async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
-/// Posts a signed webhook body (`signature` overrides the right one).
+fn now_secs() -> i64 {
+    ward_store::now_ms() / 1000
+}
+
+/// Posts a webhook body signed now (`signature` overrides the right one).
 async fn webhook(h: &Harness, path: &str, body: &serde_json::Value, signature: Option<&str>) -> common::Reply {
     let bytes = serde_json::to_vec(body).unwrap();
-    let sig = signature.map_or_else(|| ward_server::inbound::sign(SECRET.as_bytes(), &bytes), str::to_owned);
+    let ts = now_secs();
+    let sig = signature.map_or_else(|| ward_server::inbound::sign(SECRET.as_bytes(), ts, &bytes), str::to_owned);
+    post_signed(h, path, bytes, &ts.to_string(), &sig).await
+}
+
+/// Posts `bytes` with exactly these timestamp and signature headers.
+async fn post_signed(h: &Harness, path: &str, bytes: Vec<u8>, timestamp: &str, sig: &str) -> common::Reply {
     let res = h
         .http
         .request(Method::POST, format!("{}{path}", h.url))
         .header("content-type", "application/json")
+        .header("x-ward-timestamp", timestamp)
         .header("x-ward-signature", sig)
         .body(bytes)
         .send()
@@ -105,7 +120,8 @@ async fn inbound_messages_get_the_portal_redirect(backend: Backend) {
     // A bad, missing or foreign signature, or an organisation without webhooks: 401, nothing done.
     let path = "/api/v1/inbound/acme/sms";
     webhook(&h, path, &sms_body("+14155550142"), Some("sha256=00")).await.expect_problem(401, "invalid_signature");
-    let wrong = ward_server::inbound::sign(b"some-other-secret-entirely", &serde_json::to_vec(&sms_body("+14155550142")).unwrap());
+    let wrong =
+        ward_server::inbound::sign(b"some-other-secret-entirely", now_secs(), &serde_json::to_vec(&sms_body("+14155550142")).unwrap());
     webhook(&h, path, &sms_body("+14155550142"), Some(&wrong)).await.expect_problem(401, "invalid_signature");
     webhook(&h, "/api/v1/inbound/nowhere/sms", &sms_body("+14155550142"), None).await.expect_problem(401, "invalid_signature");
     let other = h.org("other", vec![]).await;
@@ -234,4 +250,62 @@ async fn bad_signatures_are_rate_limited_per_address(backend: Backend) {
     webhook(&h, "/api/v1/inbound/nowhere/sms", &sms_body("+14155550100"), None).await.expect_problem(429, "rate_limited");
     webhook(&h, path, &sms_body("+14155550100"), None).await.expect_problem(429, "rate_limited");
     assert_eq!(denied().await, 3, "requests past the limit are not audited one by one");
+}
+
+/// Replay protection: the timestamp is part of what is signed, a timestamp more than five
+/// minutes off is refused even when rightly signed, and a rightly signed request is accepted
+/// once (the same bytes again get 401). Each refusal is audited with its reason, and counts
+/// towards the per-address limit like a bad signature.
+async fn stale_and_replayed_requests_are_refused(backend: Backend) {
+    let Some(h) = Harness::start_with(backend, |c| {
+        c.inbound.portal_link = PORTAL.into();
+        c.inbound.orgs = vec![InboundOrg { org: "acme".into(), secret: Some(SECRET.into()), secret_file: None }];
+    })
+    .await
+    else {
+        return;
+    };
+    h.org("acme", vec![]).await;
+    let path = "/api/v1/inbound/acme/sms";
+    let bytes = serde_json::to_vec(&sms_body("+14155550100")).unwrap();
+    let sign = |ts: i64| ward_server::inbound::sign(SECRET.as_bytes(), ts, &bytes);
+    let now = now_secs();
+
+    // Signed now: accepted once; the very same request again is a replay.
+    let sig = sign(now);
+    post_signed(&h, path, bytes.clone(), &now.to_string(), &sig).await.expect(204);
+    post_signed(&h, path, bytes.clone(), &now.to_string(), &sig).await.expect_problem(401, "invalid_signature");
+    // The same body signed a second later is a new request.
+    post_signed(&h, path, bytes.clone(), &(now + 1).to_string(), &sign(now + 1)).await.expect(204);
+    // The timestamp is signed: moving it breaks the signature.
+    post_signed(&h, path, bytes.clone(), &(now + 2).to_string(), &sig).await.expect_problem(401, "invalid_signature");
+    // Rightly signed but ten minutes old, or ten minutes ahead: stale.
+    for ts in [now - 600, now + 600] {
+        post_signed(&h, path, bytes.clone(), &ts.to_string(), &sign(ts)).await.expect_problem(401, "invalid_signature");
+    }
+    // Four minutes old still passes (clock skew between the provider and Ward).
+    post_signed(&h, path, bytes.clone(), &(now - 240).to_string(), &sign(now - 240)).await.expect(204);
+    // No timestamp, or one that is no number: refused.
+    let res = h
+        .http
+        .request(Method::POST, format!("{}{path}", h.url))
+        .header("content-type", "application/json")
+        .header("x-ward-signature", ward_server::inbound::sign(SECRET.as_bytes(), now, &bytes))
+        .body(bytes.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401, "no timestamp");
+    post_signed(&h, path, bytes.clone(), "soon", &sig).await.expect_problem(401, "invalid_signature");
+
+    let audit = h.store.audit_events(0, 100_000).await.unwrap();
+    let reasons: Vec<String> = audit
+        .iter()
+        .filter(|e| e.action == "inbound.receive" && e.outcome == "denied")
+        .map(|e| serde_json::from_str::<serde_json::Value>(&e.detail).unwrap()["reason"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(reasons.iter().filter(|r| *r == "replayed").count(), 1, "{reasons:?}");
+    assert_eq!(reasons.iter().filter(|r| *r == "stale_timestamp").count(), 2, "{reasons:?}");
+    assert_eq!(reasons.iter().filter(|r| *r == "bad_signature").count(), 3, "{reasons:?}");
+    assert_eq!(audit.iter().filter(|e| e.action == "inbound.receive" && e.outcome != "denied").count(), 3);
 }

@@ -236,6 +236,7 @@ const OPS: &[OpDef] = &[
     op("POST", "/api/v1/incidents/{incident_id}/notifications", Gate::Bearer, false),
     op("POST", "/api/v1/incidents/{incident_id}/close", Gate::Bearer, false),
     op("POST", "/api/v1/conversations/{conversation_id}/messages/{message_id}/report-misdirected", Gate::Bearer, false),
+    op("GET", "/api/v1/conversations/{conversation_id}/escalations", Gate::Bearer, false),
     // Policies: reads and acknowledgments of the fixture's policy, then publications.
     op("GET", "/api/v1/policies", Gate::Bearer, false),
     op("GET", "/api/v1/policies/{policy_id}", Gate::Bearer, false),
@@ -2190,6 +2191,16 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
             };
             let exp = if t == Invalid { exp } else { when(workforce, exp, FORBIDDEN) };
             cell(op.path.replace("{conversation_id}", &c).replace("{message_id}", &m), None, exp)
+        }
+        // Workforce members of the conversation read its escalation steps; patients are refused
+        // before anything is looked up; non-members get 404.
+        ("GET", "/api/v1/conversations/{conversation_id}/escalations") => {
+            let exp = match t {
+                Own => OK,
+                _ => outside(t)?,
+            };
+            let exp = if t == Invalid { exp } else { when(workforce, exp, FORBIDDEN) };
+            cell(op.path.replace("{conversation_id}", &conv(t)), None, exp)
         }
         // --- policies ------------------------------------------------------------------------
         ("GET", "/api/v1/policies") => match t {

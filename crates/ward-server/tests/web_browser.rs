@@ -98,7 +98,12 @@ async fn web_app_in_chromium() {
     let totp_secret = h.enroll_mfa(&admin).await;
     let recovery = "web-recovery-code-1";
     let recovery2 = "web-recovery-code-2";
-    let codes = vec![ward_server::secrets::recovery_hash(recovery), ward_server::secrets::recovery_hash(recovery2)];
+    let recovery3 = "web-recovery-code-3";
+    let codes = vec![
+        ward_server::secrets::recovery_hash(recovery),
+        ward_server::secrets::recovery_hash(recovery2),
+        ward_server::secrets::recovery_hash(recovery3),
+    ];
     h.store.set_recovery_codes(org.id, admin.id, codes, Harness::meta()).await.unwrap();
     let totp_hex: String = totp_secret.iter().map(|b| format!("{b:02x}")).collect();
     let a = h.login(&alice).await;
@@ -133,6 +138,39 @@ async fn web_app_in_chromium() {
     person(&h, &org, "gina", "Gina Marsh", Role::ComplianceOfficer, None).await;
     phone(&h, &bob, "Bob's iPhone", true).await;
 
+    // Emergency access and its review: hana (clinician, outside jamie's care team) and ines
+    // (compliance officer) sign in with TOTP codes the script computes from their secrets.
+    let hana = person(&h, &org, "hana", "Dr Hana Ito", Role::Clinician, None).await;
+    let ines = person(&h, &org, "ines", "Ines Duarte", Role::ComplianceOfficer, None).await;
+    let hex = |s: Vec<u8>| s.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let (hana_totp, ines_totp) = (hex(h.enroll_mfa(&hana).await), hex(h.enroll_mfa(&ines).await));
+    // kim left (the roster says so): the roster screen disables the account.
+    let kim = person(&h, &org, "kim", "Kim Lorne", Role::Staff, None).await;
+    // kim claims the number hana adds in the app: the admin's Contacts screen lists both.
+    let ks = h.login(&kim).await;
+    h.post("/api/v1/me/contacts", &ks.access, json!({"kind": "phone", "value": "+14155550188"})).await.expect(201);
+    // An unread STAT message in jamie's conversation, escalated at once (zero delays): step 1
+    // re-notifies jamie, step 2 bob, on call for jamie. The conversation's panel lists both.
+    let on_call = format!("/api/v1/patients/{patient_id}/care-team/{}/on-call", bob.id);
+    h.call(Method::PUT, &on_call, Some(&a.access), Some(json!({"on_call": true}))).await.expect(204);
+    let stat = json!({"client_txn_id": "seed-stat", "body": "Please call the ward today about your potassium result.", "priority": "stat"});
+    h.post(&format!("/api/v1/conversations/{patient_conv}/messages"), &a.access, stat).await.expect(201);
+    let zero = ward_store::EscalationDelays { stat_ms: 0, urgent_ms: 0, sms: false };
+    assert_eq!(h.store.escalate_due(zero, 100).await.unwrap(), 2, "both escalation steps");
+    // A push notice for jamie: the script opens it by the id the push would carry.
+    let pid = PatientId(patient_id.parse().unwrap());
+    let portal = ward_domain::consent::ConsentGrant::new(ward_domain::consent::ConsentChannel::Portal, None, false).unwrap();
+    h.store.record_consent(org.id, alice.id, pid, portal, Harness::meta()).await.unwrap();
+    let draft = ward_store::NoticeDraft {
+        patient_id: pid,
+        template_id: uuid::Uuid::now_v7(),
+        channel: ward_domain::consent::NoticeChannel::Push,
+        text: "Your appointment is on Tuesday at 10:00 in clinic B.".into(),
+    };
+    let ward_store::NoticeOutcome::Queued(notice) = h.store.enqueue_notice(org.id, alice.id, draft, Harness::meta()).await.unwrap() else {
+        panic!("the notice is queued")
+    };
+
     let screenshots = std::env::var("WARD_WEB_SCREENSHOTS").unwrap_or_default();
     let url = h.url.clone();
     let out = tokio::task::spawn_blocking(move || {
@@ -149,6 +187,10 @@ async fn web_app_in_chromium() {
             .env("WARD_ADMIN_TOTP_SECRET", totp_hex)
             .env("WARD_ADMIN_RECOVERY_CODE", recovery)
             .env("WARD_ADMIN_RECOVERY_CODE_2", recovery2)
+            .env("WARD_ADMIN_RECOVERY_CODE_3", recovery3)
+            .env("WARD_HANA_TOTP_SECRET", hana_totp)
+            .env("WARD_INES_TOTP_SECRET", ines_totp)
+            .env("WARD_NOTICE_ID", notice.id.to_string())
             .env("WARD_ERIN_DEVICE", erin_device)
             .env("WARD_ERIN_WIPE_SECRET", erin_secret)
             .output()

@@ -9,7 +9,7 @@
 
 use ward_domain::audit::{AuditAction, AuditEvent, DetailValue, Outcome};
 use ward_domain::consent::ConsentChannel;
-use ward_domain::ids::{OrgId, PatientId, UserId};
+use ward_domain::ids::{ConversationId, OrgId, PatientId, UserId};
 
 use crate::consents::current_consent;
 use crate::contacts::{contact_destination, sendable_user_phone};
@@ -283,6 +283,39 @@ impl Store {
                         created_at,
                     })
                     .collect())
+            })
+        })
+        .await
+    }
+
+    /// The escalation steps recorded for a conversation's messages, oldest first (at most
+    /// `limit`, the newest of them).
+    pub async fn conversation_escalations(&self, org: OrgId, conversation: ConversationId, limit: i64) -> Result<Vec<EscalationRecord>> {
+        self.read(move |mut c| {
+            Box::pin(async move {
+                let rows = fetch!(
+                    fetch_all,
+                    &mut c,
+                    (uuid::Uuid, i64, String, i64, i64, i64),
+                    "SELECT message_id, step, outcome, people, devices, created_at FROM escalations WHERE org_id = $1 AND conversation_id = $2 \
+                     ORDER BY created_at DESC, message_id, step DESC LIMIT $3",
+                    org.0,
+                    conversation.0,
+                    limit
+                )?;
+                let mut list: Vec<EscalationRecord> = rows
+                    .into_iter()
+                    .map(|(message_id, step, outcome, people, devices, created_at)| EscalationRecord {
+                        message_id,
+                        step,
+                        outcome,
+                        people,
+                        devices,
+                        created_at,
+                    })
+                    .collect();
+                list.reverse();
+                Ok(list)
             })
         })
         .await

@@ -28,6 +28,7 @@ let open = null; // { id, view, messages: Map<seq, message>, root }
 let renderSeq = 0;
 let directory = null; // the staff directory (GET /users), fetched once per sign-in
 let files = new Map(); // attachment id -> { url (blob:), filename, type }, opened on request
+let bgPatients = new Map(); // patient id -> { display_name, mrn } found for a break-glass request
 
 /** The directory, loaded on first use (each load is an audited directory read). */
 function people() {
@@ -253,10 +254,12 @@ function start() {
   const links = [['#/', 'Messages']];
   if (me.user.role === 'patient') links.push(['#/consent', 'Consent']);
   if (me.user.role !== 'patient') links.push(['#/policies', 'Policies']);
-  if (me.user.role === 'admin') links.push(['#/admin/users', 'Users'], ['#/admin/templates', 'Templates']);
+  if (me.user.role === 'clinician' || me.user.role === 'nurse') links.push(['#/break-glass', 'Emergency access']);
+  if (me.user.role === 'admin') links.push(['#/admin/users', 'Users'], ['#/admin/templates', 'Templates'], ['#/admin/contacts', 'Contacts'], ['#/admin/roster', 'Roster']);
   if (me.user.role === 'admin' || me.user.role === 'compliance_officer') {
-    links.push(['#/admin/devices', 'Devices'], ['#/admin/policies', 'Settings'], ['#/admin/audit', 'Audit'], ['#/admin/registers', 'Registers'], ['#/admin/incidents', 'Incidents'], ['#/admin/keys', 'Keys'], ['#/admin/provisioning', 'Provisioning']);
+    links.push(['#/admin/devices', 'Devices'], ['#/admin/policies', 'Settings'], ['#/admin/audit', 'Audit'], ['#/admin/alerts', 'Alerts'], ['#/admin/registers', 'Registers'], ['#/admin/incidents', 'Incidents'], ['#/admin/keys', 'Keys'], ['#/admin/provisioning', 'Provisioning']);
   }
+  if (me.user.role === 'compliance_officer') links.push(['#/admin/break-glass', 'Break-glass reviews']);
   links.push(['#/account', 'Account'], ['#/sessions', 'Sessions']);
   mount(nav, h('ul', {}, links.map(([href, text]) => h('li', {}, h('a', { href }, text)))),
     h('span', { class: 'who' }, h('span', { class: 'sr-only' }, 'Signed in as '), me.user.display_name),
@@ -325,7 +328,7 @@ async function lock(notice) {
   if (idle) idle.stop();
   if (stream) stream.close();
   idle = stream = null;
-  me = null; list = null; open = null; names = new Map(); hot = new Map(); directory = null;
+  me = null; list = null; open = null; names = new Map(); hot = new Map(); directory = null; bgPatients = new Map();
   // Responses still in flight must not render into the signed-out page.
   renderSeq++;
   for (const d of document.querySelectorAll('dialog')) d.remove();
@@ -377,6 +380,15 @@ function route() {
   if (parts[0] === 'admin' && parts[1] === 'provisioning' && staff && !parts[2]) return provisioningPage();
   if (parts[0] === 'admin' && parts[1] === 'incidents' && staff) return ID.test(parts[2] || '') ? incidentPage(parts[2]) : parts[2] ? notFound() : incidentsPage();
   if (parts[0] === 'policies' && me.user.role !== 'patient' && !parts[1]) return ackPoliciesPage();
+  if (parts[0] === 'admin' && parts[1] === 'alerts' && staff && !parts[2]) return alertsPage();
+  if (parts[0] === 'admin' && parts[1] === 'contacts' && me.user.role === 'admin' && !parts[2]) return adminContactsPage();
+  if (parts[0] === 'admin' && parts[1] === 'roster' && me.user.role === 'admin' && !parts[2]) return rosterPage();
+  if (parts[0] === 'admin' && parts[1] === 'break-glass' && me.user.role === 'compliance_officer' && !parts[2]) return breakGlassReviewsPage();
+  if (parts[0] === 'break-glass' && (me.user.role === 'clinician' || me.user.role === 'nurse')) {
+    if (!parts[1]) return breakGlassPage();
+    if (ID.test(parts[1]) && (!parts[2] || (ID.test(parts[2]) && !parts[3]))) return grantPage(parts[1], parts[2]);
+  }
+  if (parts[0] === 'notices' && me.user.role === 'patient' && ID.test(parts[1] || '') && !parts[2]) return noticePage(parts[1]);
   notFound();
 }
 
@@ -522,7 +534,9 @@ function renderConversation() {
     v.patient ? h('p', { class: 'patient', 'aria-label': 'Patient' },
       h('span', { class: 'tag' }, 'Patient'), ' ', v.patient.display_name, ' · MRN ', v.patient.mrn) : null,
     s.beyond_care_team ? h('p', { class: 'notice' }, 'Minimum necessary: this conversation includes people outside the patient\'s care team. Share only what they need.') : null,
-    me.user.role === 'patient' ? null : membersPanel(v, s));
+    me.user.role === 'patient' ? null : membersPanel(v, s),
+    me.user.role !== 'patient' && s.patient_id ? careTeamPanel(s.patient_id) : null,
+    me.user.role === 'patient' ? null : escalationsPanel());
   const msgs = [...o.messages.values()].sort((a, b) => a.seq - b.seq);
   const corrected = new Set(msgs.filter((m) => m.corrects).map((m) => m.corrects));
   const ol = h('ol', { class: 'messages', id: 'messages', 'aria-label': 'Messages' }, msgs.map((m) => {
@@ -530,11 +544,13 @@ function renderConversation() {
     const recalled = !!m.recalled_at;
     const at = new Date(m.created_at).toLocaleTimeString();
     const canForward = me.user.role !== 'patient' && !recalled && !m.shredded && !m.withheld;
-    const actions = (mineMsg && !recalled && !m.shredded) || canForward ? h('div', { class: 'actions' },
+    const canReport = me.user.role !== 'patient' && !m.shredded;
+    const actions = (mineMsg && !recalled && !m.shredded) || canForward || canReport ? h('div', { class: 'actions' },
       mineMsg && !recalled && !m.shredded ? [
         h('button', { type: 'button', class: 'link', onclick: () => recall(m), 'aria-label': 'Recall message sent at ' + at }, 'Recall'),
         h('button', { type: 'button', class: 'link', onclick: () => startCorrection(m), 'aria-label': 'Correct message sent at ' + at }, 'Correct')] : null,
-      canForward ? h('button', { type: 'button', class: 'link', onclick: () => forwardDialog(m), 'aria-label': 'Forward message sent at ' + at }, 'Forward') : null) : null;
+      canForward ? h('button', { type: 'button', class: 'link', onclick: () => forwardDialog(m), 'aria-label': 'Forward message sent at ' + at }, 'Forward') : null,
+      canReport ? h('button', { type: 'button', class: 'link', onclick: () => reportMisdirected(m), 'aria-label': 'Report misdirected: the message sent at ' + at }, 'Report misdirected') : null) : null;
     return h('li', { class: 'msg' + (mineMsg ? ' mine' : '') + (m.priority === 'stat' ? ' stat' : m.priority === 'urgent' ? ' urgent' : '') + (recalled ? ' recalled' : ''), dataset: { seq: m.seq, id: m.id } },
       h('div', { class: 'meta' }, h('span', { class: 'sender' }, mineMsg ? 'You' : names.get(m.sender_id) || 'Former member'), ' ', time(m.created_at), ' ', badge(m.priority),
         m.corrects ? h('span', { class: 'tag' }, 'Correction') : null, corrected.has(m.id) && !recalled ? h('span', { class: 'tag' }, 'Corrected below') : null),
@@ -625,6 +641,18 @@ async function recall(m) {
   try {
     const r = await api.post('/conversations/' + open.id + '/messages/' + m.id + '/recall');
     if (open) { open.messages.set(r.seq, r); renderConversation(); announce('Message recalled'); }
+  } catch (e) {
+    await ask(e.userMessage, 'OK', false);
+  }
+}
+
+/** Reports a message as sent to the wrong people: a breach incident opens for compliance. */
+async function reportMisdirected(m) {
+  if (!(await ask('Report this message as sent to the wrong people? A breach incident opens for the compliance officers, linked to this message.', 'Report misdirected'))) return;
+  try {
+    await api.post(`/conversations/${open.id}/messages/${m.id}/report-misdirected`);
+    announce('Reported; an incident is open');
+    await ask('Reported. The compliance officers have an incident to assess.', 'OK', false);
   } catch (e) {
     await ask(e.userMessage, 'OK', false);
   }
@@ -892,6 +920,85 @@ async function newConversationPage() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// On call and escalations: who on the patient's care team is told when an urgent or STAT
+// message stays unread, and what escalation did for this conversation's messages
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * A collapsible panel of the open conversation whose content loads when it is opened (each
+ * load may be an audited read) and is kept across re-renders until it is closed. `render`
+ * gets the loaded data and a function that loads it again.
+ */
+function lazyPanel(key, summary, load, render) {
+  const o = open;
+  const body = h('div', { class: 'panel-body' });
+  const det = h('details', { class: 'panel', id: key, open: o[key] ? true : null }, h('summary', {}, summary), body);
+  const fill = async (fresh) => {
+    if (fresh || !o[key + 'Data']) {
+      mount(body, h('p', { class: 'muted' }, 'Loading…'));
+      try { o[key + 'Data'] = await load(); } catch (e) { mount(body, h('p', { class: 'form-message error' }, e.userMessage)); return; }
+    }
+    if (open === o) mount(body, render(o[key + 'Data'], () => fill(true)));
+  };
+  det.addEventListener('toggle', () => {
+    // (a panel rendered open fires a toggle too: nothing changed then)
+    if (det.open === !!o[key]) return;
+    o[key] = det.open;
+    if (det.open) fill(true); else o[key + 'Data'] = null;
+  });
+  if (o[key]) fill(false);
+  return det;
+}
+
+function careTeamPanel(patientId) {
+  const msg = messageBox();
+  const load = async () => {
+    const [p, dir] = await Promise.all([api.get('/patients/' + patientId), people().catch(() => null)]);
+    return { p, dir };
+  };
+  return lazyPanel('careTeam', 'Care team and on call', load, ({ p, dir }, refill) => {
+    if (p.care_team.length === 0) return h('p', { class: 'muted' }, 'The patient has no care team.');
+    const onCall = new Set(p.on_call || []);
+    return [h('p', { class: 'muted' }, 'On-call members are told when an urgent or STAT message about the patient stays unread.'), msg,
+      h('ul', { class: 'oncall' }, p.care_team.map((uid) => {
+        const id = 'oncall-' + uid;
+        const box = h('input', { type: 'checkbox', id, checked: onCall.has(uid) });
+        box.addEventListener('change', async () => {
+          box.disabled = true;
+          try {
+            await api.call('PUT', `/patients/${patientId}/care-team/${uid}/on-call`, { on_call: box.checked });
+            announce(box.checked ? 'On call' : 'Off call');
+            await refill();
+          } catch (e) {
+            box.checked = !box.checked;
+            box.disabled = false;
+            showError(msg, e);
+          }
+        });
+        return h('li', { class: 'check' }, box, h('label', { for: id }, personName(dir, uid), uid === me.user.id ? ' (you)' : '', ' on call'));
+      }))];
+  });
+}
+
+const ESC_STEPS = { 1: 'its recipients were told again', 2: 'the on-call care team was told' };
+const ESC_OUTCOMES = { notified: '', no_one: ': nobody to tell', no_device: ': nobody had a device to tell' };
+
+function escalationsPanel() {
+  const o = open;
+  return lazyPanel('escalations', 'Escalations', () => api.get(`/conversations/${o.id}/escalations`), (steps) => {
+    if (steps.length === 0) return h('p', { class: 'muted' }, 'No urgent or STAT message here has been escalated.');
+    const byId = new Map([...o.messages.values()].map((m) => [m.id, m]));
+    return h('ul', { class: 'escalations' }, steps.map((e) => {
+      const m = byId.get(e.message_id);
+      const what = m ? [m.priority === 'stat' ? 'STAT' : 'Urgent', ' message of ', new Date(m.created_at).toLocaleTimeString()] : ['An earlier message'];
+      return h('li', { dataset: { message: e.message_id, step: e.step } }, what, ' unread: ', ESC_STEPS[e.step] || 'step ' + e.step, ESC_OUTCOMES[e.outcome] ?? '',
+        e.outcome === 'notified' ? ` (${e.people} ${e.people === 1 ? 'person' : 'people'}, ${e.devices} ${e.devices === 1 ? 'device' : 'devices'})` : '',
+        ' at ', new Date(e.at).toLocaleTimeString());
+    }));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
 // Sessions
 // ---------------------------------------------------------------------------------------------
 
@@ -939,7 +1046,7 @@ async function accountPage(info) {
   const card = h('section', { class: 'card', 'aria-labelledby': 'keys-h' }, h('h2', { id: 'keys-h' }, 'Security keys and passkeys'),
     h('p', { class: 'muted' }, 'A security key or passkey proves it is you with a touch, a PIN or your fingerprint. It works as the second step after your password, and a passkey also signs you in without one.'),
     msg, h('p', { class: 'muted' }, 'Loading…'));
-  const root = h('section', {}, h('h1', { class: 'pagehead' }, 'Your account'), card, notificationsCard());
+  const root = h('section', {}, h('h1', { class: 'pagehead' }, 'Your account'), card, notificationsCard(), contactsCard());
   mount(main, root);
   focusHeading(root);
   try {
@@ -2308,6 +2415,493 @@ function deprovisionTable(items, dir) {
     ['Connections closed', (x) => (x.connections_closed_at_ms ? after(x.connections_closed_at_ms, x.received_at_ms) : h('span', { class: 'muted' }, 'Not yet'))],
     ['Wipes acknowledged', wipesAcknowledged],
   ]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Break-glass: emergency read access to a patient's conversations (clinicians and nurses),
+// the grants' read-only view, and the compliance officers' review queue
+// ---------------------------------------------------------------------------------------------
+
+const BG_CATEGORIES = [['emergency_treatment', 'Emergency treatment'], ['patient_unresponsive', 'Patient unresponsive'],
+  ['care_team_unreachable', 'Care team unreachable'], ['other', 'Other']];
+const BG_REVIEW = { pending: 'Pending review', justified: 'Justified', unjustified: 'Not justified' };
+const pairLabel = (pairs, v) => (pairs.find(([k]) => k === v) || [v, v])[1];
+
+/** A patient as this session knows it: the name and MRN found by search, else the record id. */
+function bgPatient(id) {
+  const p = bgPatients.get(id);
+  return p ? `${p.display_name} (MRN ${p.mrn})` : 'Patient record ' + id.slice(0, 8);
+}
+
+async function breakGlassPage() {
+  setTitle('Emergency access');
+  open = null;
+  const msg = messageBox();
+  const mrn = field('Patient MRN', { name: 'bg_mrn', required: true, maxlength: 64 });
+  const category = field('Reason category', { name: 'bg_category', tag: 'select', options: [['', 'Choose…'], ...BG_CATEGORIES] });
+  const reason = field('Reason, in your words (required; seen only by compliance reviewers)', { name: 'bg_reason', tag: 'textarea', required: true, rows: 3, maxlength: 1000 });
+  const form = h('form', { id: 'bg-request', novalidate: true, 'aria-labelledby': 'bg-new-h' },
+    h('h2', { id: 'bg-new-h' }, 'Request emergency access'),
+    h('p', { class: 'notice' }, 'Only in an emergency, for a patient whose conversations you are not part of. You get read-only access for a limited time. Compliance officers are alerted at once and review every use; each read is recorded in the patient\'s accounting of disclosures. Your second factor is asked for again.'),
+    h('div', { class: 'row wrap' }, mrn, category), reason, msg, h('button', { type: 'submit', class: 'danger' }, 'Request emergency access'));
+  const grantsBox = h('div', { id: 'bg-grants' }, h('p', { class: 'muted' }, 'Loading…'));
+  const root = h('section', {}, h('h1', { class: 'pagehead' }, 'Emergency access'),
+    h('section', { class: 'card' }, form),
+    h('section', { class: 'card', 'aria-labelledby': 'bg-grants-h' }, h('h2', { id: 'bg-grants-h' }, 'Your open grants'), grantsBox));
+  mount(main, root);
+  focusHeading(root);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const m = mrn.input.value.trim();
+    if (!m) { showError(msg, { userMessage: 'Enter the patient\'s MRN.' }); mrn.input.focus(); return; }
+    if (!category.input.value) { showError(msg, { userMessage: 'Choose a reason category.' }); category.input.focus(); return; }
+    if (!reason.input.value.trim()) { showError(msg, { userMessage: 'Say why you need access: the reason is required.' }); reason.input.focus(); return; }
+    await submitForm(form, msg, async () => {
+      const p = await api.post('/patients/search', { mrn: m });
+      bgPatients.set(p.id, { display_name: p.display_name, mrn: p.mrn });
+      const g = await stepped(() => api.post('/break-glass', { patient_id: p.id, reason_category: category.input.value, reason: reason.input.value.trim() }));
+      mrn.input.value = reason.input.value = '';
+      category.input.value = '';
+      showInfo(msg, `Emergency access granted until ${new Date(g.expires_at).toLocaleTimeString()}.`);
+      announce('Emergency access granted');
+      await loadGrants(grantsBox);
+    });
+  });
+  await loadGrants(grantsBox);
+}
+
+async function loadGrants(box) {
+  let grants;
+  try { grants = await api.get('/break-glass'); } catch (e) { mount(box, h('p', { class: 'form-message error' }, e.userMessage)); return; }
+  if (grants.length === 0) { mount(box, h('p', { class: 'muted' }, 'No open grant.')); return; }
+  mount(box, eventTable('Open grants, newest first', grants, [
+    ['Patient', (g) => bgPatient(g.patient_id)],
+    ['Reason', (g) => pairLabel(BG_CATEGORIES, g.reason_category)],
+    ['Granted', (g) => new Date(g.granted_at).toLocaleString()],
+    ['Ends', (g) => new Date(g.expires_at).toLocaleString()],
+    ['Conversations', (g) => (g.active ? h('a', { href: '#/break-glass/' + g.id, 'aria-label': 'Read the conversations of ' + bgPatient(g.patient_id) }, 'Read') : 'Ended')],
+  ]));
+}
+
+/** The conversations of a grant's patient, or one of them read-only (`conv`). */
+async function grantPage(grant, conv) {
+  setTitle('Emergency access');
+  open = null;
+  const mine = ++renderSeq;
+  const msg = messageBox();
+  const root = h('section', { class: 'card' },
+    h('p', {}, h('a', { href: conv ? '#/break-glass/' + grant : '#/break-glass' }, conv ? '‹ The patient\'s conversations' : '‹ Emergency access')),
+    h('h1', {}, conv ? 'Conversation (read-only)' : 'The patient\'s conversations'),
+    h('p', { class: 'notice' }, 'Emergency access: read-only. Every read is recorded and reviewed.'), msg);
+  mount(main, root);
+  focusHeading(root);
+  try {
+    if (!conv) {
+      const convs = await api.get(`/break-glass/${grant}/conversations`);
+      if (mine !== renderSeq) return;
+      root.append(convs.length === 0 ? h('p', { class: 'muted' }, 'The patient has no conversations.')
+        : h('ul', { class: 'bg-convs' }, convs.map((c) => h('li', {}, h('a', { href: `#/break-glass/${grant}/${c.id}` }, c.title || 'Patient conversation'),
+          ' ', h('span', { class: 'muted' }, `started ${new Date(c.created_at).toLocaleDateString()}, ${c.last_message_seq} messages`)))));
+      return;
+    }
+    const [page, dir] = await Promise.all([api.get(`/break-glass/${grant}/conversations/${conv}/messages?limit=100`), people().catch(() => null)]);
+    if (mine !== renderSeq) return;
+    const ol = h('ol', { class: 'messages readonly', id: 'bg-messages', 'aria-label': 'Messages' }, page.items.map((m) =>
+      h('li', { class: 'msg' + (m.priority === 'stat' ? ' stat' : m.priority === 'urgent' ? ' urgent' : ''), dataset: { seq: m.seq } },
+        h('div', { class: 'meta' }, h('span', { class: 'sender' }, personName(dir, m.sender_id)), ' ', time(m.created_at), ' ', badge(m.priority)),
+        h('p', { class: 'body' }, m.recalled_at ? 'Message recalled by its sender.' : m.withheld ? 'Content withheld on this device.' : m.shredded ? 'Content removed (retention).' : m.body))));
+    if (page.items.length === 0) ol.append(h('li', { class: 'muted' }, 'No messages.'));
+    root.append(ol);
+  } catch (e) {
+    if (mine !== renderSeq) return;
+    // An ended or revoked grant answers 404 like any conversation one is not in.
+    showError(msg, e.status === 404 ? { userMessage: 'This emergency access has ended or was revoked.' } : e);
+  }
+}
+
+async function breakGlassReviewsPage() {
+  setTitle('Break-glass reviews');
+  open = null;
+  const msg = messageBox();
+  const status = field('Show', { name: 'bg_status', tag: 'select', options: [['pending', 'Pending review'], ['', 'All'], ['justified', 'Justified'], ['unjustified', 'Not justified']] });
+  const box = h('div', { id: 'bg-reviews' }, h('p', { class: 'muted' }, 'Loading…'));
+  const root = h('section', {}, h('h1', { class: 'pagehead' }, 'Break-glass reviews'),
+    h('section', { class: 'card', 'aria-labelledby': 'bg-q-h' }, h('h2', { id: 'bg-q-h' }, 'Emergency access uses'),
+      h('p', { class: 'muted' }, 'Each use of emergency access, with the reason its requester gave. Decide whether it was justified; end a grant that is still open if it should not be. Reading this list is recorded.'),
+      status, msg, box));
+  mount(main, root);
+  focusHeading(root);
+  let dir = null;
+  try { dir = await people(); } catch { /* names fall back to ids */ }
+  const load = () => loadReviews(box, msg, dir, status.input.value);
+  status.input.addEventListener('change', load);
+  await load();
+}
+
+async function loadReviews(box, msg, dir, status) {
+  let items;
+  try { items = await api.get('/break-glass/reviews' + (status ? '?status=' + status : '')); } catch (e) { mount(box); showError(msg, e); return; }
+  if (items.length === 0) { mount(box, h('p', { class: 'muted' }, status === 'pending' ? 'Nothing waits for review.' : 'No emergency access yet.')); return; }
+  mount(box, h('ul', { class: 'bg-review-list' }, items.map((g) => reviewItem(g, dir, () => loadReviews(box, msg, dir, status)))));
+}
+
+function reviewItem(g, dir, reload) {
+  const msg = messageBox();
+  const who = personName(dir, g.requester_id);
+  const li = h('li', { class: 'card', dataset: { id: g.id } },
+    h('h3', {}, who, ' · ', pairLabel(BG_CATEGORIES, g.reason_category)),
+    h('dl', { class: 'facts' },
+      h('dt', {}, 'Patient record'), h('dd', {}, g.patient_id),
+      h('dt', {}, 'Reason given'), h('dd', { class: 'bg-reason' }, g.reason || ''),
+      h('dt', {}, 'Granted'), h('dd', {}, new Date(g.granted_at).toLocaleString()),
+      h('dt', {}, 'Access'), h('dd', {}, g.revoked_at ? `Revoked ${new Date(g.revoked_at).toLocaleString()}` : g.active ? `Open until ${new Date(g.expires_at).toLocaleString()}` : `Ended ${new Date(g.expires_at).toLocaleString()}`),
+      h('dt', {}, 'Review'), h('dd', { class: 'bg-status' }, BG_REVIEW[g.review_status] || g.review_status,
+        g.reviewed_by ? ` by ${personName(dir, g.reviewed_by)}` : '', g.review_note ? ': ' + g.review_note : '')),
+    msg);
+  if (g.active) {
+    const revoke = h('button', { type: 'button', class: 'danger', 'aria-label': 'End access now: ' + who }, 'End access now');
+    revoke.addEventListener('click', async () => {
+      if (!(await ask('End this emergency access now? Its reads stop at once.', 'End access'))) return;
+      try { await api.post(`/break-glass/${g.id}/revoke`); announce('Emergency access ended'); await reload(); } catch (e) { showError(msg, e); }
+    });
+    li.append(revoke);
+  }
+  if (g.review_status === 'pending') {
+    const id = g.id.slice(0, 8);
+    const verdict = h('fieldset', {}, h('legend', {}, 'Verdict'),
+      ['justified', 'unjustified'].map((v) => h('div', { class: 'check' },
+        h('input', { type: 'radio', name: 'verdict-' + id, id: `verdict-${v}-${id}`, value: v }), h('label', { for: `verdict-${v}-${id}` }, BG_REVIEW[v]))));
+    const note = field('Note (optional; seen only by reviewers)', { name: 'bg_note', id: 'bg-note-' + id, tag: 'textarea', maxlength: 1000 });
+    const form = h('form', { class: 'bg-review', novalidate: true, 'aria-label': 'Review the emergency access of ' + who },
+      verdict, note, h('button', { type: 'submit', class: 'primary' }, 'Record review'));
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const chosen = form.querySelector('input[type=radio]:checked');
+      if (!chosen) { showError(msg, { userMessage: 'Choose whether the access was justified.' }); return; }
+      const req = { status: chosen.value };
+      if (note.input.value.trim()) req.note = note.input.value.trim();
+      await submitForm(form, msg, async () => {
+        await api.post(`/break-glass/${g.id}/review`, req);
+        announce('Review recorded');
+        await reload();
+      }, { keep: true });
+    });
+    li.append(form);
+  }
+  return li;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Anomaly alerts and their rules (compliance officers and admins)
+// ---------------------------------------------------------------------------------------------
+
+const ALERT_RULES = {
+  bulk_patient_access: 'Many patients\' records read by one user', off_hours_access: 'Activity outside working hours',
+  restricted_patient_access: 'Access to a restricted patient', failed_logins_account: 'Failed sign-ins on one account',
+  failed_logins_org: 'Failed sign-ins across the organisation', audit_access_by_non_compliance: 'Audit log read by someone other than a compliance officer',
+  break_glass_access: 'Emergency (break-glass) access', incident_deadline: 'Breach-notification deadline', baa_expiring: 'Business associate agreement expiring',
+};
+const RULE_SECTIONS = [['bulk_access', 'Many patients\' records read by one user'], ['working_hours', 'Activity outside working hours'],
+  ['restricted_patient', 'Access to restricted patients'], ['failed_logins', 'Failed sign-ins'], ['audit_access', 'Audit log read by others than compliance officers']];
+const RULE_FIELDS = {
+  enabled: 'Raise these alerts', max_patients: 'Distinct patients allowed in the window', window_minutes: 'Window (minutes)', days: 'Working days',
+  start: 'Work starts (HH:MM)', end: 'Work ends (HH:MM)', utc_offset_minutes: 'Offset from UTC (minutes)', repeat_after_minutes: 'Alert again after (minutes)',
+  per_account: 'Failed sign-ins allowed per account', per_org: 'Failed sign-ins allowed across the organisation',
+};
+const WEEKDAYS = [['mon', 'Mon'], ['tue', 'Tue'], ['wed', 'Wed'], ['thu', 'Thu'], ['fri', 'Fri'], ['sat', 'Sat'], ['sun', 'Sun']];
+
+async function alertsPage() {
+  setTitle('Alerts');
+  open = null;
+  const root = h('section', {}, h('h1', { class: 'pagehead' }, 'Alerts'));
+  mount(main, root);
+  focusHeading(root);
+  let dir = null;
+  try { dir = await people(); } catch { /* names fall back to ids */ }
+  root.append(alertListSection(dir), await alertRulesSection());
+}
+
+function alertListSection(dir) {
+  const msg = messageBox();
+  const only = h('input', { type: 'checkbox', id: 'alerts-open', checked: true });
+  const box = h('div', { id: 'alerts' }, h('p', { class: 'muted' }, 'Loading…'));
+  const load = async () => {
+    let page;
+    try { page = await api.get('/audit/alerts?limit=100' + (only.checked ? '&unacknowledged=true' : '')); } catch (e) { mount(box); showError(msg, e); return; }
+    if (page.items.length === 0) { mount(box, h('p', { class: 'muted' }, only.checked ? 'No alert waits for acknowledgement.' : 'No alerts yet.')); return; }
+    const ack = async (a) => {
+      try { await api.post(`/audit/alerts/${a.id}/acknowledge`); announce('Alert acknowledged'); await load(); } catch (e) { showError(msg, e); }
+    };
+    const subject = (a) => [a.subject_user_id ? personName(dir, a.subject_user_id) : null, a.subject_patient_id ? 'Patient record ' + a.subject_patient_id.slice(0, 8) : null].filter(Boolean).join(', ') || '—';
+    mount(box, h('table', { class: 'table alerts' }, h('caption', {}, 'Alerts, newest first'),
+      h('thead', {}, h('tr', {}, ['Raised', 'Alert', 'About', 'Count', 'Status'].map((t) => h('th', { scope: 'col' }, t)))),
+      h('tbody', {}, page.items.map((a) => h('tr', { dataset: { id: a.id, rule: a.rule } },
+        h('td', {}, new Date(a.raised_at).toLocaleString()), h('td', {}, ALERT_RULES[a.rule] || a.rule), h('td', {}, subject(a)),
+        h('td', {}, a.count == null ? '—' : a.threshold == null ? String(a.count) : `${a.count} (allowed ${a.threshold}${a.window_minutes ? ` in ${a.window_minutes} min` : ''})`),
+        h('td', {}, a.acknowledged_at ? `Acknowledged by ${personName(dir, a.acknowledged_by)}`
+          : h('button', { type: 'button', onclick: () => ack(a), 'aria-label': `Acknowledge the alert raised ${new Date(a.raised_at).toLocaleString()}` }, 'Acknowledge')))))));
+  };
+  only.addEventListener('change', load);
+  load();
+  return h('section', { class: 'card', 'aria-labelledby': 'alerts-h' }, h('h2', { id: 'alerts-h' }, 'Anomaly alerts'),
+    h('p', { class: 'muted' }, 'Raised from the audit log as it is written. Acknowledge an alert once it has been looked into. Each view is recorded.'),
+    h('div', { class: 'check' }, only, h('label', { for: 'alerts-open' }, 'Only alerts not yet acknowledged')), msg, box);
+}
+
+async function alertRulesSection() {
+  const msg = messageBox();
+  const section = h('section', { class: 'card', 'aria-labelledby': 'rules-h' }, h('h2', { id: 'rules-h' }, 'Alert rules'), msg);
+  let rules;
+  try { rules = await api.get('/org/alert-rules'); } catch (e) { showError(msg, e); return section; }
+  const read = [];
+  const groups = RULE_SECTIONS.map(([key, title]) => {
+    const rule = rules[key];
+    return h('fieldset', { class: 'rule', id: 'rule-' + key }, h('legend', {}, title), Object.entries(rule).map(([k, v]) => {
+      const id = `rule-${key}-${k}`;
+      const name = RULE_FIELDS[k] || k;
+      if (typeof v === 'boolean') {
+        const input = h('input', { type: 'checkbox', id, checked: v });
+        read.push(() => { rule[k] = input.checked; });
+        return h('div', { class: 'check' }, input, h('label', { for: id }, name));
+      }
+      if (Array.isArray(v)) {
+        const boxes = WEEKDAYS.map(([d, t]) => [d, h('input', { type: 'checkbox', id: `${id}-${d}`, value: d, checked: v.includes(d) }), t]);
+        read.push(() => { rule[k] = boxes.filter(([, b]) => b.checked).map(([d]) => d); });
+        return h('fieldset', { class: 'days' }, h('legend', {}, name), boxes.map(([d, b, t]) => h('span', { class: 'check' }, b, h('label', { for: `${id}-${d}` }, t))));
+      }
+      const f = field(name, { name: id, id, type: typeof v === 'number' ? 'number' : 'text', value: String(v), inputmode: typeof v === 'number' ? 'numeric' : undefined });
+      read.push(() => {
+        const raw = f.input.value.trim();
+        rule[k] = typeof v === 'number' ? (/^-?\d+$/.test(raw) ? Number(raw) : NaN) : raw;
+        if (Number.isNaN(rule[k])) throw new Error(`${title}: ${name} must be a whole number.`);
+      });
+      return f;
+    }));
+  });
+  const form = h('form', { id: 'alert-rules', novalidate: true, 'aria-labelledby': 'rules-h' }, groups,
+    h('p', { class: 'muted' }, 'Emergency access, breach-notification deadlines and expiring business associate agreements always raise alerts.'),
+    h('button', { type: 'submit', class: 'primary' }, 'Save rules'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    try { for (const r of read) r(); } catch (e) { showError(msg, { userMessage: e.message }); return; }
+    await submitForm(form, msg, async () => {
+      rules = await api.call('PUT', '/org/alert-rules', rules);
+      showInfo(msg, 'Alert rules saved.');
+    });
+  });
+  section.append(form);
+  return section;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Contact directory: one's own verified phone numbers and email addresses; for admins, the
+// values several people claim, and suppression after delivery feedback
+// ---------------------------------------------------------------------------------------------
+
+const CONTACT_KINDS = [['phone', 'Phone number'], ['email', 'Email address']];
+const CONTACT_STATUS = { unverified: 'Not verified', verified: 'Verified', expired: 'Verification expired', suppressed: 'Suppressed (delivery failed)', conflict: 'Also claimed by someone else' };
+const SUPPRESS_REASONS = [['bounce', 'Messages bounce'], ['disconnected', 'Number disconnected'], ['complaint', 'Recipient complained']];
+
+function contactsCard() {
+  const msg = messageBox();
+  const listBox = h('div', { id: 'contacts' }, h('p', { class: 'muted' }, 'Loading…'));
+  const kind = field('Kind', { name: 'contact_kind', tag: 'select', options: CONTACT_KINDS });
+  const value = field('Number (with country code) or address', { name: 'contact_value', maxlength: 320, autocomplete: 'off' });
+  const form = h('form', { id: 'contact-add', novalidate: true, 'aria-labelledby': 'contact-add-h' },
+    h('h3', { id: 'contact-add-h' }, 'Add a number or address'), h('div', { class: 'row wrap' }, kind, value), h('button', { type: 'submit' }, 'Add'));
+  const load = async () => {
+    let list;
+    try { list = await api.get('/me/contacts'); } catch (e) { mount(listBox); showError(msg, e); return; }
+    mount(listBox, list.items.length === 0 ? h('p', { class: 'muted' }, 'No phone number or email address yet.')
+      : h('ul', { class: 'plain contacts' }, list.items.map((c) => contactItem(c, msg, load))));
+  };
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const v = value.input.value.trim();
+    if (!v) { showError(msg, { userMessage: 'Enter a phone number or an email address.' }); value.input.focus(); return; }
+    await submitForm(form, msg, async () => {
+      await api.post('/me/contacts', { kind: kind.input.value, value: v });
+      value.input.value = '';
+      showInfo(msg, 'Added. Send yourself a code to verify it.');
+      await load();
+    });
+  });
+  load();
+  return h('section', { class: 'card', 'aria-labelledby': 'contacts-h' }, h('h2', { id: 'contacts-h' }, 'Your phone numbers and email addresses'),
+    h('p', { class: 'muted' }, 'Ward texts or emails you only short notices without health details, and only at a verified number or address.'),
+    msg, listBox, form);
+}
+
+function contactItem(c, msg, reload) {
+  const what = `${c.kind === 'phone' ? 'phone number' : 'email address'} ${c.value}`;
+  const code = field('Code you received', { name: 'contact_code', id: 'contact-code-' + c.id, inputmode: 'numeric', autocomplete: 'one-time-code', maxlength: 12 });
+  const confirm = h('form', { class: 'row contact-confirm', novalidate: true, hidden: true, 'aria-label': 'Confirm the ' + what }, code, h('button', { type: 'submit' }, 'Confirm'));
+  const sendText = c.status === 'verified' ? 'Verify again' : 'Send a code';
+  const send = h('button', { type: 'button', 'aria-label': `${sendText} to the ${what}` }, sendText);
+  const remove = h('button', { type: 'button', class: 'danger', 'aria-label': 'Remove the ' + what }, 'Remove');
+  send.addEventListener('click', async () => {
+    try {
+      const r = await api.post(`/me/contacts/${c.id}/verify`);
+      confirm.hidden = false;
+      showInfo(msg, `A code is on its way; it works until ${new Date(r.expires_at).toLocaleTimeString()}.`);
+      code.input.focus();
+    } catch (e) { showError(msg, e); }
+  });
+  confirm.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    if (!code.input.value.trim()) { showError(msg, { userMessage: 'Enter the code you received.' }); code.input.focus(); return; }
+    await submitForm(confirm, msg, async () => {
+      await api.post(`/me/contacts/${c.id}/confirm`, { code: code.input.value.trim() });
+      showInfo(msg, 'Verified.');
+      await reload();
+    }, { onError: () => { code.input.value = ''; code.input.focus(); } });
+  });
+  remove.addEventListener('click', async () => {
+    if (!(await ask(`Remove the ${what}?`, 'Remove'))) return;
+    try { await api.del('/me/contacts/' + c.id); announce('Removed'); await reload(); } catch (e) { showError(msg, e); }
+  });
+  return h('li', { dataset: { id: c.id, status: c.status } },
+    h('span', {}, c.value), ' ', h('span', { class: 'tag' }, CONTACT_STATUS[c.status] || c.status),
+    c.reverify_by && c.status === 'verified' ? h('span', { class: 'muted' }, ' verify again by ', new Date(c.reverify_by).toLocaleDateString()) : null,
+    h('div', { class: 'row' }, send, remove), confirm);
+}
+
+async function adminContactsPage() {
+  setTitle('Contacts');
+  open = null;
+  const msg = messageBox();
+  const conflicts = h('div', { id: 'contact-conflicts' }, h('p', { class: 'muted' }, 'Loading…'));
+  const root = h('section', {}, h('h1', { class: 'pagehead' }, 'Contacts'),
+    h('section', { class: 'card', 'aria-labelledby': 'conflicts-h' }, h('h2', { id: 'conflicts-h' }, 'Numbers and addresses several people claim'),
+      h('p', { class: 'muted' }, 'Nothing is sent to a value more than one person claims until they sort it out. Suppress a value when the provider reports it bounced, was disconnected or was unwanted: every contact holding it stops receiving until verified again.'),
+      msg, conflicts));
+  mount(main, root);
+  focusHeading(root);
+  let dir = null;
+  try { dir = await people(); } catch { /* names fall back to ids */ }
+  const load = async () => {
+    let list;
+    try { list = await api.get('/contacts/conflicts'); } catch (e) { mount(conflicts); showError(msg, e); return; }
+    if (list.items.length === 0) { mount(conflicts, h('p', { class: 'muted' }, 'No value is claimed by more than one person.')); return; }
+    mount(conflicts, h('table', { class: 'table' }, h('caption', {}, 'Claimed by several people, grouped'),
+      h('thead', {}, h('tr', {}, ['Group', 'Kind', 'Whose', 'Added', 'Suppress'].map((t) => h('th', { scope: 'col' }, t)))),
+      h('tbody', {}, list.items.map((c) => {
+        const whose = c.user_id ? personName(dir, c.user_id) : 'Patient record ' + String(c.patient_id).slice(0, 8);
+        const reason = field('Reason', { name: 'suppress_reason', id: 'suppress-' + c.id, tag: 'select', options: SUPPRESS_REASONS });
+        const go = h('button', { type: 'button', class: 'danger', 'aria-label': 'Suppress the value of ' + whose }, 'Suppress');
+        go.addEventListener('click', async () => {
+          if (!(await ask('Suppress this value everywhere in the organisation? Nothing is sent to it until it is verified again.', 'Suppress'))) return;
+          try {
+            const r = await api.post('/contacts/suppress', { contact_id: c.id, reason: reason.input.value });
+            showInfo(msg, `Suppressed on ${r.suppressed} contact${r.suppressed === 1 ? '' : 's'}.`);
+            await load();
+          } catch (e) { showError(msg, e); }
+        });
+        return h('tr', { dataset: { id: c.id } }, h('td', {}, c.group.slice(0, 8)), h('td', {}, c.kind === 'phone' ? 'Phone' : 'Email'), h('td', {}, whose),
+          h('td', {}, new Date(c.created_at).toLocaleDateString()), h('td', {}, h('div', { class: 'row' }, reason, go)));
+      }))));
+  };
+  await load();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Roster reconciliation (admins): the HR roster against the accounts, then remediation
+// ---------------------------------------------------------------------------------------------
+
+const FLAG_REASONS = { terminated: 'Left (roster)', not_on_roster: 'Not on the roster' };
+
+async function rosterPage() {
+  setTitle('Roster');
+  open = null;
+  const msg = messageBox();
+  const file = h('input', { type: 'file', id: 'roster-file', accept: '.csv,text/csv' });
+  const result = h('div', { id: 'roster-result' });
+  const form = h('form', { id: 'roster-form', novalidate: true, 'aria-labelledby': 'roster-h' },
+    h('h2', { id: 'roster-h' }, 'Compare the HR roster with the accounts'),
+    h('p', { class: 'muted' }, 'A CSV file with the columns employee_id, login, status (active or terminated) and optionally termination_date. Comparing changes nothing; the file is not kept.'),
+    h('div', { class: 'field' }, h('label', { for: 'roster-file' }, 'Roster file (CSV)'), file), msg,
+    h('button', { type: 'submit', class: 'primary' }, 'Compare'));
+  const root = h('section', {}, h('h1', { class: 'pagehead' }, 'Roster'), h('section', { class: 'card' }, form), result);
+  mount(main, root);
+  focusHeading(root);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const f = file.files[0];
+    if (!f) { showError(msg, { userMessage: 'Choose the roster file.' }); file.focus(); return; }
+    mount(result);
+    await submitForm(form, msg, async () => {
+      // Sent as text/csv whatever the browser calls the file.
+      const csv = new Blob([await f.arrayBuffer()], { type: 'text/csv' });
+      const report = await api.upload('/admin/roster/reconcile', csv);
+      msg.className = 'form-message';
+      msg.textContent = '';
+      mount(result, rosterReport(report, csv));
+    });
+  });
+}
+
+function flaggedTable(caption, items) {
+  return eventTable(caption, items, [
+    ['Login', (x) => h('a', { href: '#/admin/users/' + x.user_id }, x.login)],
+    ['Role', (x) => x.role.replace('_', ' ')],
+    ['Why', (x) => FLAG_REASONS[x.reason] || x.reason],
+    ['Account', (x) => (x.active ? 'Enabled' : 'Disabled')],
+    ['Live sessions', (x) => String(x.live_sessions)],
+    ['Devices', (x) => String(x.live_devices.length)],
+  ]);
+}
+
+function rosterReport(r, csv) {
+  const msg = messageBox();
+  const section = h('section', { class: 'card', id: 'roster-plan', 'aria-labelledby': 'plan-h' }, h('h2', { id: 'plan-h' }, 'What the roster shows'),
+    h('p', { id: 'roster-summary' }, `${r.roster_people} people on the roster (${r.roster_terminated} left), ${r.accounts} workforce accounts; `,
+      `${r.needs_action.length} to act on, ${r.already_disabled.length} already disabled, ${r.missing_accounts.length} roster people without an account.`),
+    r.excluded_self ? h('p', { class: 'notice' }, 'Your own account is flagged; it is never changed from here.') : null);
+  if (r.needs_action.length) section.append(flaggedTable('To act on: disable, end sessions, wipe devices', r.needs_action));
+  if (r.already_disabled.length) section.append(flaggedTable('Already disabled', r.already_disabled));
+  if (r.missing_accounts.length) {
+    section.append(eventTable('On the roster without an account', r.missing_accounts, [['Line', (x) => String(x.line)], ['Employee id', (x) => x.employee_id], ['Login', (x) => x.login]]));
+  }
+  if (r.needs_action.length === 0) { section.append(h('p', { class: 'muted' }, 'Nothing to do.')); return section; }
+  const mass = h('input', { type: 'checkbox', id: 'roster-mass' });
+  const go = h('button', { type: 'button', class: 'danger', id: 'roster-remediate' }, `Disable ${r.needs_action.length} account${r.needs_action.length === 1 ? '' : 's'} and wipe their devices`);
+  go.addEventListener('click', async () => {
+    if (!(await ask('Disable these accounts, end their sessions and wipe their devices? Enabling an account again does not undo a wipe.', 'Disable and wipe'))) return;
+    go.disabled = true;
+    try {
+      const done = await stepped(() => api.upload('/admin/roster/remediate?confirm=true' + (mass.checked ? '&allow_mass=true' : ''), csv));
+      go.remove();
+      section.append(eventTable('Done', done.remediated, [
+        ['Login', (x) => x.login], ['Disabled now', (x) => (x.disabled ? 'Yes' : 'Already')], ['Sessions ended', (x) => String(x.sessions_revoked)],
+        ['Wipes sent', (x) => String(x.wipes_queued.length)]]));
+      announce('Roster remediation done');
+    } catch (e) {
+      go.disabled = false;
+      showError(msg, e);
+    }
+  });
+  section.append(h('div', { class: 'check' }, mass, h('label', { for: 'roster-mass' }, 'Act even if more than half of the workforce is flagged')), msg, go);
+  return section;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Notices by id (#/notices/<id>): what a PHI-free push or message pointed the patient to
+// ---------------------------------------------------------------------------------------------
+
+async function noticePage(id) {
+  setTitle('Notice');
+  open = null;
+  const msg = messageBox();
+  const root = h('section', { class: 'card', id: 'notice' }, h('h1', {}, 'Notice from your care team'), msg);
+  mount(main, root);
+  focusHeading(root);
+  try {
+    const n = await api.get('/me/notices/' + id);
+    root.append(h('p', { class: 'notice-text' }, n.text), h('p', { class: 'muted' }, 'Sent ', new Date(n.created_at).toLocaleString()),
+      h('p', {}, h('a', { href: '#/' }, 'Go to your messages')));
+  } catch (e) {
+    showError(msg, e.status === 404 ? { userMessage: 'This notice cannot be found. It may be meant for someone else.' } : e);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

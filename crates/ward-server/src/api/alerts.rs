@@ -187,7 +187,8 @@ async fn set_restricted(
     }
     // The answer names the patient: not for a device blocked from PHI or a pending policy.
     super::devices::require_phi_allowed(&state, &s, &meta).await?;
-    Ok(Json(state.store.set_patient_restricted(s.actor.org_id, s.actor.user_id, id, req.restricted, meta).await?.into()))
+    let p = state.store.set_patient_restricted(s.actor.org_id, s.actor.user_id, id, req.restricted, meta).await?;
+    super::patients::with_on_call(&state, p).await
 }
 
 #[cfg(test)]

@@ -383,11 +383,22 @@ pub struct PatientView {
     pub care_team: Vec<UserId>,
     /// Flagged as restricted (staff member, VIP): every access raises an anomaly alert.
     pub restricted: bool,
+    /// The care-team members on call: told when an urgent or STAT message about the patient
+    /// stays unread (escalation step 2). Absent where the record is part of a conversation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_call: Option<Vec<UserId>>,
+}
+
+impl PatientView {
+    /// The record with its on-call members.
+    pub fn new(p: ward_store::Patient, on_call: Vec<UserId>) -> Self {
+        Self { on_call: Some(on_call), ..p.into() }
+    }
 }
 
 impl From<ward_store::Patient> for PatientView {
     fn from(p: ward_store::Patient) -> Self {
-        Self { id: p.id, mrn: p.mrn, display_name: p.display_name, care_team: p.care_team, restricted: p.restricted }
+        Self { id: p.id, mrn: p.mrn, display_name: p.display_name, care_team: p.care_team, restricted: p.restricted, on_call: None }
     }
 }
 

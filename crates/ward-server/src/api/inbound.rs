@@ -1,7 +1,9 @@
 //! Webhooks for messages patients send in over channels Ward does not secure
 //! (docs/notifications.md, "Patients who write in"): `POST /api/v1/inbound/{org}/sms` from the
 //! SMS gateway and `POST /api/v1/inbound/{org}/email` from the mail provider, each signed with
-//! the organisation's key (`x-ward-signature: sha256=<hex HMAC-SHA256 of the body>`).
+//! the organisation's key (`x-ward-timestamp: <Unix seconds>`, `x-ward-signature: sha256=<hex
+//! HMAC-SHA256 of "<timestamp>.<body>">`); a stale timestamp or a replayed signature is refused
+//! like a wrong one (crate::inbound).
 //!
 //! The body is PHI (whatever the patient wrote). Only its `from` member is read; the rest is
 //! never deserialised, stored, logged or audited, and the bytes are dropped at once. A sender
@@ -24,7 +26,7 @@ use ward_store::{Inbound, InboundOutcome};
 use crate::app::AppState;
 use crate::auth::Meta;
 use crate::extract::Path;
-use crate::inbound::SIGNATURE_HEADER;
+use crate::inbound::{SIGNATURE_HEADER, SignedRequest, TIMESTAMP_HEADER};
 use crate::problem::{ApiError, ApiResult, Problem};
 
 pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
@@ -88,17 +90,19 @@ async fn receive(
     {
         return Err(ApiError::rate_limited().retry_after(wait));
     }
-    let signature = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let request = SignedRequest { org: slug, signature: header(SIGNATURE_HEADER), timestamp: header(TIMESTAMP_HEADER), body: &body };
     // An organisation without webhooks, and one that does not exist, answer like a bad
-    // signature: the endpoint is no directory of organisations.
-    if !state.inbound.verify(slug, signature, &body) {
+    // signature: the endpoint is no directory of organisations. Stale and replayed requests
+    // get the same answer (the audit keeps the reason) and count towards the same limit.
+    if let Err(refusal) = state.inbound.verify(&request, &state.inbound_seen, now.div_euclid(1000)) {
         if let Some(a) = &address {
             let _ = state.inbound_limits.check(a, now);
         }
         if let Ok(org) = state.store.org_by_slug(slug).await {
             let mut ev = AuditEvent::new(AuditAction::InboundReceive, Outcome::Denied)
                 .detail("channel", DetailValue::Code(channel.as_str()))
-                .detail("reason", DetailValue::Code("bad_signature"));
+                .detail("reason", DetailValue::Code(refusal.code()));
             ev.org_id = Some(org.id);
             state.store.record(ev, meta).await?;
         }

@@ -31,6 +31,12 @@ fn mrn(raw: &str) -> ApiResult<String> {
     Ok(m)
 }
 
+/// The record as answered, with who on its care team is on call now.
+pub(crate) async fn with_on_call(state: &AppState, p: ward_store::Patient) -> ApiResult<Json<PatientView>> {
+    let on_call = state.store.on_call(p.org_id, p.id).await?;
+    Ok(Json(PatientView::new(p, on_call)))
+}
+
 /// Creates a patient record with its care team (admins, clinicians, nurses).
 #[utoipa::path(post, path = "/api/v1/patients", tag = "patients", security(("bearer" = [])), request_body = CreatePatientRequest,
     responses((status = 201, body = PatientView), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
@@ -47,7 +53,7 @@ async fn create_patient(
         return Err(ApiError::validation_failed().detail("a care team has at most 100 members"));
     }
     let p = state.store.create_patient(s.actor.org_id, s.actor.user_id, mrn, name, req.care_team, meta).await?;
-    Ok((StatusCode::CREATED, Json(p.into())))
+    Ok((StatusCode::CREATED, Json(PatientView::new(p, Vec::new()))))
 }
 
 /// Finds a patient by exact MRN (staff only; audited).
@@ -62,7 +68,8 @@ async fn search_patient(
     policy::may_use_directory(&s.actor)?;
     super::devices::require_phi_allowed(&state, &s, &meta).await?;
     let mrn = mrn(&req.mrn)?;
-    Ok(Json(state.store.find_patient(s.actor.org_id, s.actor.user_id, mrn, meta).await?.into()))
+    let p = state.store.find_patient(s.actor.org_id, s.actor.user_id, mrn, meta).await?;
+    with_on_call(&state, p).await
 }
 
 /// A patient record (staff, or the patient themself; audited).
@@ -76,7 +83,8 @@ async fn get_patient(State(state): State<AppState>, Meta(meta): Meta, s: Auth, P
             return Err(ApiError::not_found());
         }
     }
-    Ok(Json(state.store.read_patient(s.actor.org_id, s.actor.user_id, id, meta).await?.into()))
+    let p = state.store.read_patient(s.actor.org_id, s.actor.user_id, id, meta).await?;
+    with_on_call(&state, p).await
 }
 
 /// Replaces a patient's care team (admins, or clinicians and nurses on the team).
@@ -100,7 +108,8 @@ async fn set_care_team(
     }
     // The answer names the patient: not for a device blocked from PHI or a pending policy.
     super::devices::require_phi_allowed(&state, &s, &meta).await?;
-    Ok(Json(state.store.set_care_team(s.actor.org_id, s.actor.user_id, id, req.care_team, meta).await?.into()))
+    let p = state.store.set_care_team(s.actor.org_id, s.actor.user_id, id, req.care_team, meta).await?;
+    with_on_call(&state, p).await
 }
 
 /// Puts a care-team member on or off call: on-call members are told when an urgent or STAT
