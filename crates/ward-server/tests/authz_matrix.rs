@@ -257,6 +257,7 @@ const OPS: &[OpDef] = &[
     op("POST", "/api/v1/admin/scim/tokens", Gate::Bearer, false),
     op("DELETE", "/api/v1/admin/scim/tokens/{token_id}", Gate::Bearer, false),
     op("GET", "/api/v1/admin/scim/deprovisions", Gate::Bearer, false),
+    op("GET", "/api/v1/admin/scim/groups", Gate::Bearer, false),
     op("GET", "/api/v1/stream", Gate::Stream, false),
 ];
 
@@ -2221,6 +2222,10 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
         }
         ("GET", "/api/v1/admin/scim/deprovisions") => match t {
             Own => cell(op.path, None, when(auditor, OK, FORBIDDEN)),
+            _ => return None,
+        },
+        ("GET", "/api/v1/admin/scim/groups") => match t {
+            Own => cell(op.path, None, when(admin, OK, FORBIDDEN)),
             _ => return None,
         },
 
