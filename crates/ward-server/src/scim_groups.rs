@@ -3,9 +3,9 @@
 //! `members[value eq "…"]`), delete, with ETags and conditional writes as for Users.
 //!
 //! A group's Ward binding is the extension attribute
-//! `urn:ward:params:scim:schemas:extension:2.0:Group:role`, set at creation and fixed after:
-//! absent, the group is a plain directory group; `clinician`, `nurse` or `staff`, membership
-//! grants that role (docs/identity.md, "SCIM groups"; the rules live in the store). Group
+//! `urn:ward:params:scim:schemas:extension:2.0:Group:role`: absent, the group is a plain
+//! directory group; `clinician`, `nurse` or `staff`, membership grants that role
+//! (docs/identity.md, "SCIM groups"; the rules live in the store). Group
 //! names and members' names are the identity provider's data, never logged or audited.
 
 use axum::body::Bytes;
@@ -47,7 +47,7 @@ fn group_attributes(g: &ScimGroup) -> Map<String, Json> {
     let members: Vec<Json> = g
         .members
         .iter()
-        .map(|u| json!({"value": u.user_id.to_string(), "display": u.display_name, "$ref": format!("{BASE}/Users/{}", u.user_id), "type": "User"}))
+        .map(|u| json!({"value": u.user_id.to_string(), "$ref": format!("{BASE}/Users/{}", u.user_id), "type": "User"}))
         .collect();
     // An unassigned multi-valued attribute is left out (RFC 7643 §2.5).
     if !members.is_empty() {
@@ -93,7 +93,8 @@ fn parse_id(id: &str) -> ScimResult<uuid::Uuid> {
 }
 
 /// Reads a Group body (POST, PUT, or the result of a PATCH). `current` supplies the binding
-/// when the body leaves the extension out.
+/// when the body leaves the extension out (a client that does not know the extension must not
+/// unbind a group by omission).
 fn group_fields(m: &Map<String, Json>, current: Option<&ScimGroup>) -> ScimResult<ScimGroupFields> {
     let schemas =
         field(m, "schemas").and_then(Json::as_array).ok_or_else(|| ScimError::bad(ScimType::InvalidSyntax, "schemas is required"))?;
@@ -139,11 +140,6 @@ fn group_fields(m: &Map<String, Json>, current: Option<&ScimGroup>) -> ScimResul
         },
         Some(_) => return Err(ScimError::bad(ScimType::InvalidValue, "the Ward Group extension must be an object")),
     };
-    if let Some(c) = current
-        && c.role != role
-    {
-        return Err(ScimError::bad(ScimType::Mutability, "role: a group's Ward role binding is fixed when the group is created"));
-    }
     Ok(ScimGroupFields { display_name, external_id, role, members })
 }
 
@@ -179,8 +175,6 @@ impl Resource for Filterable<'_> {
             g.external_id.as_deref().map(|e| s(e, true)).unwrap_or_default()
         } else if path.is("members", None) || path.is("members", Some("value")) {
             g.members.iter().flat_map(|m| s(&m.user_id.to_string(), false)).collect()
-        } else if path.is("members", Some("display")) {
-            g.members.iter().flat_map(|m| s(&m.display_name, false)).collect()
         } else if path.is("meta", Some("created")) {
             s(&ts(g.created_at), true)
         } else if path.is("meta", Some("lastModified")) {
@@ -285,7 +279,13 @@ async fn write_group(
         let next = match &ops {
             Some(ops) => {
                 let mut edited = attrs;
-                patch::apply(&mut edited, GROUP_SCHEMA, ops).map_err(|e| ScimError::bad(e.scim_type, e.detail))?;
+                patch::apply_with(&mut edited, GROUP_SCHEMA, &[WARD_GROUP_SCHEMA], ops)
+                    .map_err(|e| ScimError::bad(e.scim_type, e.detail))?;
+                // The representation carries the extension when bound: gone after the
+                // operations, it was removed (unlike a PUT that leaves it out).
+                if field(&edited, WARD_GROUP_SCHEMA).is_none() {
+                    edited.insert(WARD_GROUP_SCHEMA.into(), json!({}));
+                }
                 edited
             }
             None => m.clone(),
@@ -379,7 +379,7 @@ pub(crate) fn group_schema() -> Json {
         "mutability": "readWrite", "returned": "default", "uniqueness": "none",
         "description": "The group's members: users of the organisation",
         "subAttributes": [sub("value", "string", "immutable", "The user's id"), sub("$ref", "reference", "immutable", "The user's URI"),
-            sub("display", "string", "readOnly", "The user's display name"), member_type]});
+            member_type]});
     json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Schema"],
         "id": GROUP_SCHEMA, "name": "Group", "description": "Group",
@@ -398,9 +398,9 @@ pub(crate) fn group_extension_schema() -> Json {
         "string",
         false,
         false,
-        "immutable",
+        "readWrite",
         "none",
-        "The Ward role membership grants (clinician, nurse or staff); absent for a plain group. Fixed at creation",
+        "The Ward role membership grants (clinician, nurse or staff); absent for a plain group. Members follow a change",
     );
     role["canonicalValues"] = json!(["clinician", "nurse", "staff"]);
     json!({

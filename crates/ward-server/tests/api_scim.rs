@@ -626,9 +626,28 @@ async fn scim_groups_grant_roles_and_taking_them_away_drops_to_staff(backend: Ba
         h.http.get(format!("{}/scim/v2{clin_path}", h.url)).bearer_auth(&token).header("if-none-match", &tag).send().await.unwrap();
     assert_eq!(cached.status().as_u16(), 304);
 
-    // PUT: the binding is fixed; replacing the members drops those left out.
-    let put = json!({"schemas": [GROUP, WARD_GROUP], "displayName": "Clinicians", WARD_GROUP: {"role": "nurse"}});
-    scim_error(&scim(&h, Method::PUT, &clin_path, &token, Some(put), Some(&tag)).await, 400, Some("mutability"));
+    // A changed binding: the members follow it (b, a clinician, becomes a nurse); removing it
+    // drops them to staff; a binding may come back.
+    let bind =
+        |role: Value| json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": format!("{WARD_GROUP}:role"), "value": role}]});
+    let r = scim(&h, Method::PATCH, &clin_path, &token, Some(bind(json!("nurse"))), Some(&tag)).await;
+    assert_eq!((r.status.as_u16(), r.body[WARD_GROUP]["role"].as_str()), (200, Some("nurse")), "{}", r.body);
+    assert_eq!(role_of(&h, &o, &b).await, Role::Nurse);
+    let unbind = json!({"schemas": [PATCH], "Operations": [{"op": "remove", "path": format!("{WARD_GROUP}:role")}]});
+    let r = scim(&h, Method::PATCH, &clin_path, &token, Some(unbind), None).await;
+    assert_eq!((r.status.as_u16(), r.body.get(WARD_GROUP)), (200, None), "{}", r.body);
+    assert_eq!(role_of(&h, &o, &b).await, Role::Staff, "an unbound group grants nothing");
+    let r = scim(&h, Method::PATCH, &clin_path, &token, Some(bind(json!("clinician"))), None).await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.body);
+    assert_eq!(role_of(&h, &o, &b).await, Role::Clinician);
+    let drop_all = json!({"schemas": [PATCH], "Operations": [{"op": "remove", "path": WARD_GROUP}]});
+    assert_eq!(scim(&h, Method::PATCH, &clin_path, &token, Some(drop_all), None).await.status.as_u16(), 200);
+    assert_eq!(role_of(&h, &o, &b).await, Role::Staff, "removing the whole extension unbinds too");
+    let r = scim(&h, Method::PATCH, &clin_path, &token, Some(bind(json!("clinician"))), None).await;
+    assert_eq!(role_of(&h, &o, &b).await, Role::Clinician);
+    scim_error(&scim(&h, Method::PATCH, &clin_path, &token, Some(bind(json!("admin"))), None).await, 400, Some("mutability"));
+    let tag = r.headers["etag"].to_str().unwrap().to_owned();
+    // PUT: replacing the members drops those left out; leaving the extension out keeps it.
     let put = json!({"schemas": [GROUP], "displayName": "Doctors", "members": []});
     let r = scim(&h, Method::PUT, &clin_path, &token, Some(put), Some(&tag)).await;
     assert_eq!(

@@ -1,11 +1,11 @@
 //! SCIM Groups (docs/identity.md, "SCIM groups"): groups an identity provider manages, their
 //! members, and their Ward binding.
 //!
-//! A group is either plain (membership changes no access) or a role group bound, at creation,
-//! to one clinical role (clinician, nurse or staff). Joining a role group gives the account
-//! that role; leaving it (removed, the group replaced without it, or the group deleted) drops
-//! the account to `staff`, the least workforce role, so leaving never leaves more access than
-//! before. An account is in at most one role group (it holds one role), and an admin's or a
+//! A group is either plain (membership changes no access) or a role group bound to one
+//! clinical role (clinician, nurse or staff). Joining a role group gives the account that
+//! role; leaving it (removed, the group replaced without it, the group deleted or unbound)
+//! drops the account to `staff`, the least workforce role, so leaving never leaves more access
+//! than before; a changed binding changes the members' role with it. An account is in at most one role group (it holds one role), and an admin's or a
 //! compliance officer's role is never changed by a group: those accounts cannot join a role
 //! group. Every change is one transaction with its audit events; display names are personal
 //! data only for members, and audit events carry ids and counts.
@@ -18,7 +18,7 @@ use ward_domain::role::Role;
 
 use crate::db::{Conn, exec, fetch, scalar};
 use crate::error::{Result, StoreError};
-use crate::scim::{ScimClient, role_group_of, scim_user_in};
+use crate::scim::{ScimClient, scim_user_in};
 use crate::{RequestMeta, Store, audit, now_ms};
 
 /// Refusal: a privileged account cannot join a role group.
@@ -70,7 +70,7 @@ pub struct ScimGroupFields {
     pub display_name: String,
     /// The identity provider's id.
     pub external_id: Option<String>,
-    /// The binding (fixed at creation: a replace naming another is refused).
+    /// The binding: the role membership grants, or none.
     pub role: Option<Role>,
     /// The members, all of them.
     pub members: Vec<UserId>,
@@ -168,18 +168,27 @@ fn privileged(r: Role) -> bool {
     matches!(r, Role::Admin | Role::ComplianceOfficer)
 }
 
-/// Makes `members` the group's members: adds and removes rows, applies the role binding, and
-/// marks each account whose `groups` changed. Returns (added, removed).
+/// A group's binding before and after a write.
+#[derive(Debug, Clone, Copy)]
+struct Binding {
+    before: Option<Role>,
+    after: Option<Role>,
+}
+
+/// Makes `members` the group's members under the binding `after` (the group had `before`):
+/// those who leave lose the old binding's role, those who stay follow a changed binding, those
+/// who join take the new one; each account whose `groups` changed is marked. Returns (added,
+/// removed).
 async fn set_members(
     c: &mut Conn<'_>,
     client: ScimClient,
     group: uuid::Uuid,
-    role: Option<Role>,
-    before: &[UserId],
+    binding: Binding,
+    old_members: &[UserId],
     members: &[UserId],
     meta: &RequestMeta,
 ) -> Result<(usize, usize)> {
-    let old: BTreeSet<UserId> = before.iter().copied().collect();
+    let old: BTreeSet<UserId> = old_members.iter().copied().collect();
     let new: BTreeSet<UserId> = members.iter().copied().collect();
     let now = now_ms();
     let mut removed = 0;
@@ -187,12 +196,15 @@ async fn set_members(
         exec!(c, "DELETE FROM scim_group_members WHERE group_id = $1 AND user_id = $2", group, user.0)?;
         exec!(c, "UPDATE users SET updated_at = $2 WHERE id = $1", user.0, now)?;
         removed += 1;
-        if role.is_some() {
-            // Leaving a role group drops the account to the least workforce role; a privileged
-            // role (granted in Ward meanwhile) is Ward's to take away.
-            let u = scim_user_in(c, client.org, user).await?;
-            if !privileged(u.user.role) {
-                set_role(c, client, user, u.user.role, Role::Staff, now, meta).await?;
+        if binding.before.is_some() {
+            leave_role(c, client, user, now, meta).await?;
+        }
+    }
+    if binding.before != binding.after {
+        for &user in old.intersection(&new) {
+            match binding.after {
+                Some(role) => join_role(c, client, group, user, role, now, meta).await?,
+                None => leave_role(c, client, user, now, meta).await?,
             }
         }
     }
@@ -203,22 +215,59 @@ async fn set_members(
             Err(StoreError::NotFound) => return Err(StoreError::State(NO_SUCH_MEMBER)),
             Err(e) => return Err(e),
         };
-        if role.is_some() {
-            if privileged(u.user.role) {
-                return Err(StoreError::State(PRIVILEGED_MEMBER));
-            }
-            if role_group_of(c, user).await?.is_some_and(|(g, _)| g != group) {
-                return Err(StoreError::State(SECOND_ROLE_GROUP));
-            }
+        if binding.after.is_some() && privileged(u.user.role) {
+            return Err(StoreError::State(PRIVILEGED_MEMBER));
         }
         exec!(c, "INSERT INTO scim_group_members (group_id, user_id, added_at) VALUES ($1, $2, $3)", group, user.0, now)?;
         exec!(c, "UPDATE users SET updated_at = $2 WHERE id = $1", user.0, now)?;
         added += 1;
-        if let Some(role) = role {
-            set_role(c, client, user, u.user.role, role, now, meta).await?;
+        if let Some(role) = binding.after {
+            join_role(c, client, group, user, role, now, meta).await?;
         }
     }
     Ok((added, removed))
+}
+
+/// A member takes a role group's role: refused for a privileged account and for one already
+/// in another role group (an account holds one role).
+async fn join_role(
+    c: &mut Conn<'_>,
+    client: ScimClient,
+    group: uuid::Uuid,
+    user: UserId,
+    role: Role,
+    now: i64,
+    meta: &RequestMeta,
+) -> Result<()> {
+    let u = scim_user_in(c, client.org, user).await?;
+    if privileged(u.user.role) {
+        return Err(StoreError::State(PRIVILEGED_MEMBER));
+    }
+    if role_groups_of(c, user).await?.iter().any(|g| *g != group) {
+        return Err(StoreError::State(SECOND_ROLE_GROUP));
+    }
+    set_role(c, client, user, u.user.role, role, now, meta).await
+}
+
+/// A member leaves a role group (or its binding goes): down to the least workforce role. A
+/// privileged role (granted in Ward meanwhile) is Ward's to take away.
+async fn leave_role(c: &mut Conn<'_>, client: ScimClient, user: UserId, now: i64, meta: &RequestMeta) -> Result<()> {
+    let u = scim_user_in(c, client.org, user).await?;
+    if privileged(u.user.role) {
+        return Ok(());
+    }
+    set_role(c, client, user, u.user.role, Role::Staff, now, meta).await
+}
+
+/// The role groups the account is in (read after the binding being written is stored).
+async fn role_groups_of(c: &mut Conn<'_>, user: UserId) -> Result<Vec<uuid::Uuid>> {
+    Ok(scalar!(
+        fetch_all,
+        c,
+        uuid::Uuid,
+        "SELECT g.id FROM scim_group_members m JOIN scim_groups g ON g.id = m.group_id WHERE m.user_id = $1 AND g.role IS NOT NULL",
+        user.0
+    )?)
 }
 
 /// Takes a deleted account out of every group (its role no longer matters: it is disabled).
@@ -297,7 +346,8 @@ impl Store {
                     f.role.map(Role::as_str),
                     now
                 )?;
-                let (added, _) = set_members(&mut c, client, id, f.role, &[], &f.members, &meta).await?;
+                let binding = Binding { before: None, after: f.role };
+                let (added, _) = set_members(&mut c, client, id, binding, &[], &f.members, &meta).await?;
                 let ev = group_event(client, id, "create")
                     .detail("binding", DetailValue::Code(f.role.map_or("none", Role::as_str)))
                     .detail("added", DetailValue::Int(added as i64));
@@ -308,9 +358,8 @@ impl Store {
         .await
     }
 
-    /// Replaces a group's name, external id and members (`op` is `replace` or `patch`, for the
-    /// audit event), conditional on `expected` as `scim_update_user` is. A binding other than
-    /// the group's is refused (State).
+    /// Replaces a group's name, external id, binding and members (`op` is `replace` or
+    /// `patch`, for the audit event), conditional on `expected` as `scim_update_user` is.
     pub async fn scim_update_group(
         &self,
         client: ScimClient,
@@ -326,14 +375,17 @@ impl Store {
                 if !before.same_version(&expected) {
                     return Err(StoreError::Changed);
                 }
-                if f.role != before.role {
-                    return Err(StoreError::State("the group's Ward role binding is fixed when the group is created"));
+                if f.role.is_some_and(|r| privileged(r) || r == Role::Patient) {
+                    return Err(StoreError::State("a role group grants clinician, nurse or staff only"));
                 }
                 check_unique(&mut c, client.org, &f, id).await?;
+                // The binding is stored first: the one-role-group rule reads it.
+                exec!(&mut c, "UPDATE scim_groups SET role = $2 WHERE id = $1", id, f.role.map(Role::as_str))?;
                 let old: Vec<UserId> = before.members.iter().map(|m| m.user_id).collect();
-                let (added, removed) = set_members(&mut c, client, id, before.role, &old, &f.members, &meta).await?;
-                let renamed = f.display_name != before.display_name || f.external_id != before.external_id;
-                if renamed || added + removed > 0 {
+                let binding = Binding { before: before.role, after: f.role };
+                let (added, removed) = set_members(&mut c, client, id, binding, &old, &f.members, &meta).await?;
+                let changed = f.display_name != before.display_name || f.external_id != before.external_id || f.role != before.role;
+                if changed || added + removed > 0 {
                     exec!(
                         &mut c,
                         "UPDATE scim_groups SET display_name = $2, external_id = $3, updated_at = $4 WHERE id = $1",
@@ -343,9 +395,12 @@ impl Store {
                         now_ms().max(before.updated_at + 1)
                     )?;
                 }
-                let ev = group_event(client, id, op)
+                let mut ev = group_event(client, id, op)
                     .detail("added", DetailValue::Int(added as i64))
                     .detail("removed", DetailValue::Int(removed as i64));
+                if f.role != before.role {
+                    ev = ev.detail("binding", DetailValue::Code(f.role.map_or("none", Role::as_str)));
+                }
                 audit::append(&mut c, &ev, &meta).await?;
                 group_in(&mut c, client.org, id).await
             })
@@ -369,7 +424,8 @@ impl Store {
                     return Err(StoreError::Changed);
                 }
                 let old: Vec<UserId> = before.members.iter().map(|m| m.user_id).collect();
-                let (_, removed) = set_members(&mut c, client, id, before.role, &old, &[], &meta).await?;
+                let binding = Binding { before: before.role, after: before.role };
+                let (_, removed) = set_members(&mut c, client, id, binding, &old, &[], &meta).await?;
                 exec!(&mut c, "DELETE FROM scim_group_members WHERE group_id = $1", id)?;
                 exec!(&mut c, "DELETE FROM scim_groups WHERE id = $1", id)?;
                 let ev = group_event(client, id, "delete").detail("removed", DetailValue::Int(removed as i64));

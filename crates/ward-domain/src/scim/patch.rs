@@ -112,14 +112,35 @@ pub fn parse_request(body: &Json) -> Result<Vec<PatchOp>, PatchError> {
 /// `schema` is the resource's core schema URI: a path prefixed with it means the same as the
 /// bare name. Attribute names match ignoring case; the stored key keeps its first spelling.
 pub fn apply(resource: &mut Map<String, Json>, schema: &str, ops: &[PatchOp]) -> Result<(), PatchError> {
+    apply_with(resource, schema, &[], ops)
+}
+
+/// [`apply`] for a resource with schema extensions: a path prefixed with an extension's URI
+/// (`urn:…:Group:role`) names an attribute of the object the resource keeps under that URI.
+pub fn apply_with(resource: &mut Map<String, Json>, schema: &str, extensions: &[&str], ops: &[PatchOp]) -> Result<(), PatchError> {
     for (i, op) in ops.iter().enumerate() {
-        match (&op.path, op.kind) {
+        let path = op.path.as_ref().map(|p| in_extension(p, extensions, i)).transpose()?;
+        // Removing an attribute of an extension the resource does not carry: the state asked
+        // for already holds.
+        if op.kind == PatchKind::Remove
+            && let Some(p) = &path
+            && extensions.iter().any(|e| e.eq_ignore_ascii_case(&p.attr))
+            && key_of(resource, &p.attr).is_none()
+        {
+            continue;
+        }
+        match (&path, op.kind) {
             (None, _) => {
                 let Some(Json::Object(attrs)) = &op.value else {
                     return Err(PatchError::new(ScimType::InvalidValue, format!("operation {i}: value must be an object")));
                 };
                 for (k, v) in attrs {
-                    let path = AttrPath::parse(k).map_err(|e| PatchError::new(ScimType::InvalidPath, format!("operation {i}: {e}")))?;
+                    let path = if extensions.iter().any(|e| e.eq_ignore_ascii_case(k)) {
+                        AttrPath::new(k)
+                    } else {
+                        let p = AttrPath::parse(k).map_err(|e| PatchError::new(ScimType::InvalidPath, format!("operation {i}: {e}")))?;
+                        in_extension(&p, extensions, i)?
+                    };
                     set(resource, schema, &path, v.clone(), op.kind, i)?;
                 }
             }
@@ -132,6 +153,25 @@ pub fn apply(resource: &mut Map<String, Json>, schema: &str, ops: &[PatchOp]) ->
         }
     }
     Ok(())
+}
+
+/// An extension attribute's path (`urn:…:Ext:attr`) as the path of a sub-attribute of the
+/// object kept under the extension's URI; other paths as they are.
+fn in_extension(path: &AttrPath, extensions: &[&str], i: usize) -> Result<AttrPath, PatchError> {
+    // The extension's URI alone names its whole object (it parses as `urn:…:2.0` + `Group`).
+    if path.sub.is_none()
+        && let Some(uri) = &path.uri
+        && let Some(ext) = extensions.iter().find(|e| e.eq_ignore_ascii_case(&format!("{uri}:{}", path.attr)))
+    {
+        return Ok(AttrPath::new(ext));
+    }
+    let Some(ext) = path.uri.as_deref().and_then(|u| extensions.iter().find(|e| e.eq_ignore_ascii_case(u))) else {
+        return Ok(path.clone());
+    };
+    if path.sub.is_some() {
+        return Err(PatchError::new(ScimType::InvalidPath, format!("operation {i}: the extension's attributes have no sub-attributes")));
+    }
+    Ok(AttrPath { uri: None, attr: (*ext).to_owned(), sub: Some(path.attr.clone()) })
 }
 
 fn check_uri(path: &AttrPath, schema: &str, i: usize) -> Result<(), PatchError> {
@@ -421,5 +461,30 @@ mod tests {
             values(run(json!([{"op": "add", "path": "members", "value": [{"value": "d4"}, {"value": "A1"}]}])).unwrap()),
             ["A1", "b2", "c3", "d4"]
         );
+    }
+
+    #[test]
+    fn extension_paths_reach_the_extension_object() {
+        let ext = "urn:ward:params:scim:schemas:extension:2.0:Group";
+        let group = "urn:ietf:params:scim:schemas:core:2.0:Group";
+        let mut g = json!({"displayName": "N"}).as_object().cloned().unwrap();
+        let ops = parse_request(&req(json!([{"op": "add", "path": format!("{ext}:role"), "value": "nurse"}]))).unwrap();
+        apply_with(&mut g, group, &[ext], &ops).unwrap();
+        assert_eq!(g[ext], json!({"role": "nurse"}));
+        let ops = parse_request(&req(json!([{"op": "replace", "value": {ext: {"role": "staff"}}}]))).unwrap();
+        apply_with(&mut g, group, &[ext], &ops).unwrap();
+        assert_eq!(g[ext], json!({"role": "staff"}));
+        let ops = parse_request(&req(json!([{"op": "remove", "path": format!("{ext}:role")}]))).unwrap();
+        apply_with(&mut g, group, &[ext], &ops).unwrap();
+        assert_eq!(g[ext], json!({}));
+        assert_eq!(apply(&mut g, group, &ops).unwrap_err().scim_type, ScimType::InvalidPath, "unknown without the extension");
+        let ops = parse_request(&req(json!([{"op": "add", "path": ext, "value": {"role": "clinician"}}]))).unwrap();
+        apply_with(&mut g, group, &[ext], &ops).unwrap();
+        assert_eq!(g[ext], json!({"role": "clinician"}));
+        let ops = parse_request(&req(json!([{"op": "remove", "path": ext}]))).unwrap();
+        apply_with(&mut g, group, &[ext], &ops).unwrap();
+        assert!(g.get(ext).is_none());
+        let ops = parse_request(&req(json!([{"op": "remove", "path": format!("{ext}:role")}]))).unwrap();
+        apply_with(&mut g, group, &[ext], &ops).unwrap();
     }
 }

@@ -3,7 +3,7 @@
 --
 -- A group an identity provider manages. `role` is its Ward binding: NULL for a plain
 -- directory group (membership changes no access), or the clinical role its membership grants
--- (never admin or compliance_officer: those are granted in Ward only). Fixed at creation.
+-- (never admin or compliance_officer: those are granted in Ward only).
 CREATE TABLE scim_groups (
     id BLOB PRIMARY KEY NOT NULL,
     org_id BLOB NOT NULL REFERENCES organizations(id),
