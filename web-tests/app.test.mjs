@@ -958,6 +958,31 @@ await step('provisioning: a SCIM token issued through the step-up dialog (bad in
   await admin.evaluate(() => document.getElementById('scim-tokens').scrollIntoView());
   await shot(admin, 'provisioning-desktop');
   await onPhone(admin, 'provisioning');
+  // --- SCIM groups (read-only) and the token's last use ---------------------------------------
+  // The identity provider makes a role group with bob and a plain one; the screen lists both
+  // with their binding and member count, and the token's row shows it was used.
+  const groups = [
+    { schemas: ['urn:ietf:params:scim:schemas:core:2.0:Group', 'urn:ward:params:scim:schemas:extension:2.0:Group'], displayName: 'Ward nurses',
+      'urn:ward:params:scim:schemas:extension:2.0:Group': { role: 'nurse' }, members: [{ value: bobId }] },
+    { schemas: ['urn:ietf:params:scim:schemas:core:2.0:Group'], displayName: 'Night shift' },
+  ];
+  for (const g of groups) {
+    const made = await idp.request.post(URL_ + '/scim/v2/Groups', { headers: { 'content-type': 'application/scim+json' }, data: JSON.stringify(g) });
+    assert(made.status() === 201, 'SCIM group created: ' + made.status());
+  }
+  await admin.click('#nav a[href="#/admin/keys"]');
+  await admin.waitForSelector('#key-provider', WAIT);
+  await admin.click('#nav a[href="#/admin/provisioning"]');
+  await admin.waitForSelector('#scim-groups tr:has-text("Ward nurses")', WAIT);
+  const nurses = await admin.$$eval('#scim-groups tr:has-text("Ward nurses") td', (tds) => tds.map((t) => t.textContent));
+  assert(nurses[1] === 'Role: nurse' && nurses[2] === '1', 'the role group: ' + nurses.join(' | '));
+  const plain = await admin.$$eval('#scim-groups tr:has-text("Night shift") td', (tds) => tds.map((t) => t.textContent));
+  assert(plain[1].includes('plain group') && plain[2] === '0', 'the plain group: ' + plain.join(' | '));
+  await admin.waitForSelector('#scim-tokens tr:has-text("Okta")', WAIT);
+  const used = await text(admin, '#scim-tokens tr:has-text("Okta") .scim-last-used');
+  assert(used && used !== 'Never', 'the token\'s last use is shown: ' + used);
+  assert((await text(admin, '#scim-tokens tr:has-text("Okta") .scim-expires')) === 'Never', 'no expiry was chosen');
+  await axe(admin, 'provisioning with groups');
   // Revoked after an in-page confirmation (cancelled once) and the step-up: the token stops working.
   await admin.click('#scim-tokens tr:has-text("Okta") button:has-text("Revoke")');
   await admin.waitForSelector('dialog.ask[open]', WAIT);

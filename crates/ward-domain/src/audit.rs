@@ -202,6 +202,9 @@ audit_actions! {
     /// user; detail `op`, `token`, `role`, `active`, or `scim_type` when refused; never the user
     /// name, names or emails).
     ScimUser = "scim.user",
+    /// A SCIM client created, replaced, patched or deleted a group (target the group; detail
+    /// `op`, `token`, `binding` on create, counts `added`/`removed`; never a name).
+    ScimGroup = "scim.group",
     /// A SCIM client deprovisioned a user (`active` false or DELETE): disabled, sessions
     /// revoked, wipes queued (target the user; detail `token`, `trigger`, `sessions_revoked`,
     /// `wipes_queued`, `deprovision`).

@@ -27,6 +27,7 @@ pub mod problem;
 pub mod provision;
 pub mod rate_limit;
 pub mod scim;
+pub(crate) mod scim_groups;
 pub mod secrets;
 pub mod serve;
 pub mod telemetry;

@@ -306,6 +306,7 @@ impl From<StoreError> for ApiError {
             StoreError::Denied(d) => d.into(),
             StoreError::Invalid(d) => d.into(),
             StoreError::State(why) => ApiError::invalid_state().detail(why),
+            StoreError::Changed => ApiError::invalid_state().detail("the record changed meanwhile: read it again"),
             StoreError::Unavailable => ApiError::unavailable().retry_after(1),
             StoreError::StorageFull => ApiError::storage_full().retry_after(30),
             StoreError::KeyDestroyed => ApiError::content_shredded(),

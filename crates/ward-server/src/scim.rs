@@ -29,7 +29,7 @@ use ward_domain::login::{LoginName, parse_label};
 use ward_domain::role::Role;
 use ward_domain::scim::filter::{AttrPath, AttrValue, Filter, Resource, Value};
 use ward_domain::scim::{ERROR, LIST_RESPONSE, ScimType, USER_SCHEMA, patch};
-use ward_store::{RequestMeta, ScimClient, ScimUser, ScimUserFields, StoreError, now_ms};
+use ward_store::{RequestMeta, ScimClient, ScimTokenCheck, ScimUser, ScimUserFields, ScimUserWrite, StoreError, now_ms};
 
 use crate::api::dto::ts;
 use crate::app::AppState;
@@ -45,15 +45,27 @@ pub const SCIM_MEDIA_TYPE: &str = "application/scim+json";
 pub const MAX_PAGE: usize = 200;
 /// Where the service lives.
 pub const BASE: &str = "/scim/v2";
+/// How many times a write computed from a version that changed meanwhile is computed again
+/// (without `If-Match`; with it, the answer is 412).
+const WRITE_ATTEMPTS: usize = 3;
 
 /// The `/scim/v2` routes.
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/Users", get(list_users).post(create_user))
         .route("/Users/.search", axum::routing::post(search_users))
-        // The root search covers every resource type: Users are the only one.
-        .route("/.search", axum::routing::post(search_users))
+        // The root search covers every resource type: Users and Groups.
+        .route("/.search", axum::routing::post(search_all))
         .route("/Users/{id}", get(get_user).put(replace_user).patch(patch_user).delete(delete_user))
+        .route("/Groups", get(crate::scim_groups::list_groups).post(crate::scim_groups::create_group))
+        .route("/Groups/.search", axum::routing::post(crate::scim_groups::search_groups))
+        .route(
+            "/Groups/{id}",
+            get(crate::scim_groups::get_group)
+                .put(crate::scim_groups::replace_group)
+                .patch(crate::scim_groups::patch_group)
+                .delete(crate::scim_groups::delete_group),
+        )
         .route("/ServiceProviderConfig", get(service_provider_config))
         .route("/ResourceTypes", get(resource_types))
         .route("/ResourceTypes/{name}", get(resource_type))
@@ -65,27 +77,31 @@ pub(crate) fn router() -> Router<AppState> {
 /// An RFC 7644 §3.12 error.
 #[derive(Debug)]
 pub struct ScimError {
-    status: StatusCode,
-    scim_type: Option<ScimType>,
+    pub(crate) status: StatusCode,
+    pub(crate) scim_type: Option<ScimType>,
     detail: String,
     internal: Option<String>,
 }
 
 impl ScimError {
-    fn new(status: StatusCode, scim_type: Option<ScimType>, detail: impl Into<String>) -> ScimError {
+    pub(crate) fn new(status: StatusCode, scim_type: Option<ScimType>, detail: impl Into<String>) -> ScimError {
         ScimError { status, scim_type, detail: detail.into(), internal: None }
     }
 
-    fn bad(scim_type: ScimType, detail: impl Into<String>) -> ScimError {
+    pub(crate) fn bad(scim_type: ScimType, detail: impl Into<String>) -> ScimError {
         ScimError::new(StatusCode::BAD_REQUEST, Some(scim_type), detail)
     }
 
-    fn not_found() -> ScimError {
+    pub(crate) fn not_found() -> ScimError {
         ScimError::new(StatusCode::NOT_FOUND, None, "no such resource")
     }
 
     fn unauthorized() -> ScimError {
         ScimError::new(StatusCode::UNAUTHORIZED, None, "a valid SCIM bearer token is required")
+    }
+
+    fn precondition_failed() -> ScimError {
+        ScimError::new(StatusCode::PRECONDITION_FAILED, None, "the resource changed: its version does not match If-Match")
     }
 }
 
@@ -102,6 +118,9 @@ impl From<StoreError> for ScimError {
             StoreError::Conflict(what) => {
                 ScimError::new(StatusCode::CONFLICT, Some(ScimType::Uniqueness), format!("{what} is already taken"))
             }
+            StoreError::Changed => ScimError::precondition_failed(),
+            // A privileged role is Ward's to grant and remove: that rule is about mutability.
+            StoreError::State(why) if why.contains("not through SCIM") => ScimError::bad(ScimType::Mutability, why),
             StoreError::State(why) => ScimError::bad(ScimType::InvalidValue, why),
             other => ApiError::from(other).into(),
         }
@@ -125,17 +144,17 @@ impl IntoResponse for ScimError {
     }
 }
 
-type ScimResult<T> = Result<T, ScimError>;
+pub(crate) type ScimResult<T> = Result<T, ScimError>;
 
-fn scim_json(status: StatusCode, body: &Json) -> Response {
+pub(crate) fn scim_json(status: StatusCode, body: &Json) -> Response {
     (status, [(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_MEDIA_TYPE))], body.to_string()).into_response()
 }
 
 /// The SCIM client behind a request: a live token of an organisation.
 #[derive(Debug, Clone)]
 pub struct ScimAuth {
-    client: ScimClient,
-    meta: RequestMeta,
+    pub(crate) client: ScimClient,
+    pub(crate) meta: RequestMeta,
 }
 
 impl FromRequestParts<AppState> for ScimAuth {
@@ -150,13 +169,18 @@ impl FromRequestParts<AppState> for ScimAuth {
             .map(str::trim)
             .filter(|t| t.starts_with(SCIM_PREFIX) && t.len() <= 128)
             .ok_or_else(ScimError::unauthorized)?;
-        let client = state.store.scim_client(token_hash(token)).await?.ok_or_else(ScimError::unauthorized)?;
-        Ok(ScimAuth { client, meta: meta_of(parts) })
+        match state.store.scim_client(token_hash(token), now_ms()).await? {
+            ScimTokenCheck::Live(client) => Ok(ScimAuth { client, meta: meta_of(parts) }),
+            ScimTokenCheck::Expired => {
+                Err(ScimError::new(StatusCode::UNAUTHORIZED, None, "the SCIM token has expired: an admin issues a new one"))
+            }
+            ScimTokenCheck::Unknown => Err(ScimError::unauthorized()),
+        }
     }
 }
 
 /// A SCIM request body: `application/scim+json` or `application/json`, a JSON object.
-fn body_json(headers: &HeaderMap, body: &Bytes) -> ScimResult<Map<String, Json>> {
+pub(crate) fn body_json(headers: &HeaderMap, body: &Bytes) -> ScimResult<Map<String, Json>> {
     let media = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).and_then(|v| v.split(';').next()).map(str::trim);
     if !media.is_some_and(|m| m.eq_ignore_ascii_case(SCIM_MEDIA_TYPE) || m.eq_ignore_ascii_case("application/json")) {
         return Err(ScimError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, None, "send application/scim+json"));
@@ -180,12 +204,20 @@ fn user_attributes(u: &ScimUser) -> Map<String, Json> {
     m.insert("displayName".into(), json!(u.user.display_name));
     m.insert("active".into(), json!(!u.user.disabled));
     m.insert("roles".into(), json!([{"value": u.user.role.as_str(), "primary": true}]));
+    if !u.groups.is_empty() {
+        let groups: Vec<Json> = u
+            .groups
+            .iter()
+            .map(|g| json!({"value": g.id.to_string(), "display": g.display_name, "$ref": format!("{BASE}/Groups/{}", g.id), "type": "direct"}))
+            .collect();
+        m.insert("groups".into(), Json::Array(groups));
+    }
     m
 }
 
 /// A weak ETag over the representation: it changes whenever any attribute does, whichever
 /// path changed it (SCIM, the admin API, the roster).
-fn etag(attrs: &Map<String, Json>) -> String {
+pub(crate) fn etag(attrs: &Map<String, Json>) -> String {
     let digest = token_hash(&Json::Object(attrs.clone()).to_string());
     let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
     format!("W/\"{hex}\"")
@@ -194,10 +226,9 @@ fn etag(attrs: &Map<String, Json>) -> String {
 fn user_json(u: &ScimUser) -> (Json, String) {
     let mut m = user_attributes(u);
     let tag = etag(&m);
-    let created = ts(u.user.created_at);
     m.insert(
         "meta".into(),
-        json!({"resourceType": "User", "created": created, "lastModified": created,
+        json!({"resourceType": "User", "created": ts(u.user.created_at), "lastModified": ts(u.updated_at),
             "location": format!("{BASE}/Users/{}", u.user.id), "version": tag}),
     );
     (Json::Object(m), tag)
@@ -218,22 +249,18 @@ fn user_response(status: StatusCode, u: &ScimUser) -> Response {
 }
 
 /// Refuses a write whose `If-Match` names another version (412, nothing changed).
-fn check_if_match(headers: &HeaderMap, current: &str) -> ScimResult<()> {
+pub(crate) fn check_if_match(headers: &HeaderMap, current: &str) -> ScimResult<()> {
     let Some(v) = headers.get(header::IF_MATCH) else { return Ok(()) };
     let v = v.to_str().map_err(|_| ScimError::bad(ScimType::InvalidSyntax, "If-Match is not readable"))?;
     let weak = |t: &str| t.trim().trim_start_matches("W/").to_owned();
-    if v.trim() == "*" || v.split(',').any(|t| weak(t) == weak(current)) {
-        Ok(())
-    } else {
-        Err(ScimError::new(StatusCode::PRECONDITION_FAILED, None, "the resource changed: its version does not match If-Match"))
-    }
+    if v.trim() == "*" || v.split(',').any(|t| weak(t) == weak(current)) { Ok(()) } else { Err(ScimError::precondition_failed()) }
 }
 
 fn parse_id(id: &str) -> ScimResult<UserId> {
     id.parse::<uuid::Uuid>().map(UserId).map_err(|_| ScimError::not_found())
 }
 
-fn field<'a>(m: &'a Map<String, Json>, name: &str) -> Option<&'a Json> {
+pub(crate) fn field<'a>(m: &'a Map<String, Json>, name: &str) -> Option<&'a Json> {
     m.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v).filter(|v| !v.is_null())
 }
 
@@ -308,16 +335,28 @@ fn user_fields(m: &Map<String, Json>, current: Option<&ScimUser>) -> ScimResult<
 
 /// Records a refused write (`scim.user` failure with the `scimType`), then returns the error.
 async fn refused(state: &AppState, auth: &ScimAuth, op: &'static str, user: Option<UserId>, e: ScimError) -> ScimError {
+    refused_as(state, auth, AuditAction::ScimUser, op, user.map(|u| ("user", u.0)), e).await
+}
+
+/// Records a refused write as a failure of `action`, then returns the error.
+pub(crate) async fn refused_as(
+    state: &AppState,
+    auth: &ScimAuth,
+    action: AuditAction,
+    op: &'static str,
+    target: Option<(&'static str, uuid::Uuid)>,
+    e: ScimError,
+) -> ScimError {
     if e.status.is_client_error() {
-        let mut ev = AuditEvent::new(AuditAction::ScimUser, Outcome::Failure)
+        let mut ev = AuditEvent::new(action, Outcome::Failure)
             .detail("op", DetailValue::Code(op))
             .detail("token", DetailValue::Id(auth.client.token))
             .detail("status", DetailValue::Int(i64::from(e.status.as_u16())));
         if let Some(t) = e.scim_type {
             ev = ev.detail("scim_type", DetailValue::Code(t.as_str()));
         }
-        if let Some(u) = user {
-            ev = ev.target("user", u);
+        if let Some((kind, id)) = target {
+            ev = ev.target(kind, id);
         }
         ev.org_id = Some(auth.client.org);
         if let Err(err) = state.store.record(ev, auth.meta.clone()).await {
@@ -359,8 +398,14 @@ impl Resource for Filterable<'_> {
             vec![AttrValue { value: Value::Bool(!this.user.disabled), case_exact: false }]
         } else if path.is("roles", None) || path.is("roles", Some("value")) {
             s(this.user.role.as_str(), false)
-        } else if path.is("meta", Some("created")) || path.is("meta", Some("lastModified")) {
+        } else if path.is("groups", None) || path.is("groups", Some("value")) {
+            this.groups.iter().flat_map(|g| s(&g.id.to_string(), false)).collect()
+        } else if path.is("groups", Some("display")) {
+            this.groups.iter().flat_map(|g| s(&g.display_name, false)).collect()
+        } else if path.is("meta", Some("created")) {
             s(&ts(this.user.created_at), true)
+        } else if path.is("meta", Some("lastModified")) {
+            s(&ts(this.updated_at), true)
         } else if path.is("meta", Some("resourceType")) {
             s("User", false)
         } else {
@@ -369,7 +414,7 @@ impl Resource for Filterable<'_> {
     }
 }
 
-fn positive(params: &[(String, String)], name: &str) -> ScimResult<Option<i64>> {
+pub(crate) fn positive(params: &[(String, String)], name: &str) -> ScimResult<Option<i64>> {
     match params.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)) {
         None => Ok(None),
         Some((_, v)) => {
@@ -381,13 +426,13 @@ fn positive(params: &[(String, String)], name: &str) -> ScimResult<Option<i64>> 
 /// Which attributes an answer carries (RFC 7644 §3.4.2.5): `attributes` keeps only those
 /// named (with `id` and `schemas`, always returned), `excludedAttributes` drops those named.
 #[derive(Debug, Default)]
-struct Projection {
+pub(crate) struct Projection {
     only: Vec<AttrPath>,
     without: Vec<AttrPath>,
 }
 
 impl Projection {
-    fn parse(attributes: Option<&str>, excluded: Option<&str>) -> ScimResult<Projection> {
+    pub(crate) fn parse(attributes: Option<&str>, excluded: Option<&str>) -> ScimResult<Projection> {
         let list = |v: Option<&str>| -> ScimResult<Vec<AttrPath>> {
             v.map(|v| v.split(',').map(str::trim).filter(|p| !p.is_empty()).map(AttrPath::parse).collect::<Result<Vec<_>, _>>())
                 .transpose()
@@ -397,7 +442,7 @@ impl Projection {
         Ok(Projection { only: list(attributes)?, without: list(excluded)? })
     }
 
-    fn apply(&self, mut resource: Json) -> Json {
+    pub(crate) fn apply(&self, mut resource: Json) -> Json {
         let Json::Object(m) = &mut resource else { return resource };
         let always = |k: &str| k == "id" || k == "schemas";
         if !self.only.is_empty() {
@@ -432,28 +477,44 @@ impl Projection {
 
 /// What a list or search asks for.
 #[derive(Debug, Default)]
-struct ListRequest {
-    filter: Option<Filter>,
+pub(crate) struct ListRequest {
+    pub(crate) filter: Option<Filter>,
     start: i64,
     count: i64,
     projection: Projection,
 }
 
-async fn list(state: &AppState, auth: &ScimAuth, req: ListRequest) -> ScimResult<Response> {
+/// The users a list or search matches, in order.
+async fn matching_users(state: &AppState, auth: &ScimAuth, filter: Option<&Filter>) -> ScimResult<Vec<Json>> {
     let users = state.store.scim_users(auth.client.org).await?;
-    let matching: Vec<&ScimUser> = users.iter().filter(|u| req.filter.as_ref().is_none_or(|f| f.matches(&Filterable(u)))).collect();
-    let page: Vec<Json> = matching
-        .iter()
-        .skip(usize::try_from(req.start - 1).unwrap_or(usize::MAX))
-        .take(usize::try_from(req.count).unwrap_or(0))
-        .map(|u| req.projection.apply(user_json(u).0))
-        .collect();
-    let body = json!({"schemas": [LIST_RESPONSE], "totalResults": matching.len(), "startIndex": req.start,
-        "itemsPerPage": page.len(), "Resources": page});
-    Ok(scim_json(StatusCode::OK, &body))
+    Ok(users.iter().filter(|u| filter.is_none_or(|f| f.matches(&Filterable(u)))).map(|u| user_json(u).0).collect())
 }
 
-fn list_request(filter: Option<&str>, start: Option<i64>, count: Option<i64>, projection: Projection) -> ScimResult<ListRequest> {
+/// The ListResponse of the requested page of `matching`.
+pub(crate) fn list_page(req: &ListRequest, matching: Vec<Json>) -> Response {
+    let total = matching.len();
+    let page: Vec<Json> = matching
+        .into_iter()
+        .skip(usize::try_from(req.start - 1).unwrap_or(usize::MAX))
+        .take(usize::try_from(req.count).unwrap_or(0))
+        .map(|r| req.projection.apply(r))
+        .collect();
+    let body = json!({"schemas": [LIST_RESPONSE], "totalResults": total, "startIndex": req.start,
+        "itemsPerPage": page.len(), "Resources": page});
+    scim_json(StatusCode::OK, &body)
+}
+
+async fn list(state: &AppState, auth: &ScimAuth, req: ListRequest) -> ScimResult<Response> {
+    let matching = matching_users(state, auth, req.filter.as_ref()).await?;
+    Ok(list_page(&req, matching))
+}
+
+pub(crate) fn list_request(
+    filter: Option<&str>,
+    start: Option<i64>,
+    count: Option<i64>,
+    projection: Projection,
+) -> ScimResult<ListRequest> {
     let filter = filter.map(|f| Filter::parse(f).map_err(|e| ScimError::bad(ScimType::InvalidFilter, e.to_string()))).transpose()?;
     // RFC 7644 §3.4.2.4: values below 1 are read as 1; a negative count as 0.
     let start = start.unwrap_or(1).max(1);
@@ -461,7 +522,7 @@ fn list_request(filter: Option<&str>, start: Option<i64>, count: Option<i64>, pr
     Ok(ListRequest { filter, start, count, projection })
 }
 
-fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(crate) fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
 }
 
@@ -479,7 +540,21 @@ async fn list_users(
 
 /// `POST /scim/v2/Users/.search` (RFC 7644 §3.4.3): the list's parameters in a SearchRequest body.
 async fn search_users(State(state): State<AppState>, auth: ScimAuth, headers: HeaderMap, body: Bytes) -> ScimResult<Response> {
-    let m = body_json(&headers, &body)?;
+    let req = search_request(&headers, &body)?;
+    list(&state, &auth, req).await
+}
+
+/// `POST /scim/v2/.search`: users, then groups.
+async fn search_all(State(state): State<AppState>, auth: ScimAuth, headers: HeaderMap, body: Bytes) -> ScimResult<Response> {
+    let req = search_request(&headers, &body)?;
+    let mut matching = matching_users(&state, &auth, req.filter.as_ref()).await?;
+    matching.extend(crate::scim_groups::matching_groups(&state, &auth, req.filter.as_ref()).await?);
+    Ok(list_page(&req, matching))
+}
+
+/// A SearchRequest body (RFC 7644 §3.4.3) read as a list request.
+pub(crate) fn search_request(headers: &HeaderMap, body: &Bytes) -> ScimResult<ListRequest> {
+    let m = body_json(headers, body)?;
     let search = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
     if !field(&m, "schemas").and_then(Json::as_array).is_some_and(|s| s.iter().any(|v| v.as_str() == Some(search))) {
         return Err(ScimError::bad(ScimType::InvalidSyntax, "schemas must be the SearchRequest message"));
@@ -499,8 +574,7 @@ async fn search_users(State(state): State<AppState>, auth: ScimAuth, headers: He
         }
     };
     let projection = Projection::parse(text("attributes")?.as_deref(), text("excludedAttributes")?.as_deref())?;
-    let req = list_request(text("filter")?.as_deref(), int("startIndex")?, int("count")?, projection)?;
-    list(&state, &auth, req).await
+    list_request(text("filter")?.as_deref(), int("startIndex")?, int("count")?, projection)
 }
 
 /// `GET /scim/v2/Users/{id}`; `If-None-Match` with the current version answers 304.
@@ -559,27 +633,78 @@ async fn write_user(
     op: &'static str,
 ) -> ScimResult<ScimUser> {
     let received_at = now_ms();
-    let current = state.store.scim_user(auth.client.org, id).await?;
     let m = body_json(headers, body)?;
-    let attrs = user_attributes(&current);
-    check_if_match(headers, &etag(&attrs))?;
-    let next = if op == "patch" {
-        let ops = patch::parse_request(&Json::Object(m)).map_err(|e| ScimError::bad(e.scim_type, e.detail))?;
-        let mut edited = attrs;
-        patch::apply(&mut edited, USER_SCHEMA, &ops).map_err(|e| ScimError::bad(e.scim_type, e.detail))?;
-        edited
+    let ops = if op == "patch" {
+        let ops = patch::parse_request(&Json::Object(m.clone())).map_err(|e| ScimError::bad(e.scim_type, e.detail))?;
+        if ops.iter().any(|o| touches(o, "groups")) {
+            return Err(ScimError::bad(ScimType::Mutability, "groups is read-only: change the group's members instead"));
+        }
+        Some(ops)
     } else {
-        m
+        None
     };
-    if field(&next, "id").and_then(Json::as_str).is_some_and(|v| v != id.to_string()) {
-        return Err(ScimError::bad(ScimType::Mutability, "id cannot be changed"));
+    // The write is computed from the version read here and committed only if the account is
+    // still that version (checked in the write's transaction): with If-Match a change in
+    // between is a 412; without, the write is computed again from the new version.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let current = state.store.scim_user(auth.client.org, id).await?;
+        let attrs = user_attributes(&current);
+        check_if_match(headers, &etag(&attrs))?;
+        let next = match &ops {
+            Some(ops) => {
+                let mut edited = attrs;
+                patch::apply(&mut edited, USER_SCHEMA, ops).map_err(|e| ScimError::bad(e.scim_type, e.detail))?;
+                one_role(&edited)?;
+                edited
+            }
+            None => m.clone(),
+        };
+        if field(&next, "id").and_then(Json::as_str).is_some_and(|v| v != id.to_string()) {
+            return Err(ScimError::bad(ScimType::Mutability, "id cannot be changed"));
+        }
+        let fields = user_fields(&next, Some(&current))?;
+        let w = ScimUserWrite { id, fields, op, received_at, expected: current };
+        match state.store.scim_update_user(auth.client, w, auth.meta.clone()).await {
+            Ok((user, deprovision)) => {
+                if let Some(d) = deprovision {
+                    close_connections(state, &d).await?;
+                }
+                return Ok(user);
+            }
+            Err(StoreError::Changed) if headers.get(header::IF_MATCH).is_none() && attempt < WRITE_ATTEMPTS => {}
+            Err(e) => return Err(e.into()),
+        }
     }
-    let f = user_fields(&next, Some(&current))?;
-    let (user, deprovision) = state.store.scim_update_user(auth.client, id, f, op, received_at, auth.meta.clone()).await?;
-    if let Some(d) = deprovision {
-        close_connections(state, &d).await?;
+}
+
+/// Whether a PATCH operation names `attr` (in its path, or among a path-less value's keys).
+pub(crate) fn touches(op: &patch::PatchOp, attr: &str) -> bool {
+    match &op.path {
+        Some(p) => p.attr.eq_ignore_ascii_case(attr),
+        None => op
+            .value
+            .as_ref()
+            .and_then(Json::as_object)
+            .is_some_and(|m| m.keys().any(|k| AttrPath::parse(k).is_ok_and(|p| p.attr.eq_ignore_ascii_case(attr)))),
     }
-    Ok(user)
+}
+
+/// A Ward account holds exactly one role: a PATCH that leaves `roles` with two different
+/// values (an `add` beside the current one) is refused rather than silently ignored.
+fn one_role(edited: &Map<String, Json>) -> ScimResult<()> {
+    let Some(Json::Array(roles)) = field(edited, "roles") else { return Ok(()) };
+    let mut values: Vec<String> = roles.iter().filter_map(|r| r.get("value").and_then(Json::as_str)).map(str::to_ascii_lowercase).collect();
+    values.sort();
+    values.dedup();
+    if values.len() > 1 {
+        return Err(ScimError::bad(
+            ScimType::InvalidValue,
+            "roles: a Ward account holds exactly one role: use replace (an add cannot give it a second one)",
+        ));
+    }
+    Ok(())
 }
 
 /// `PUT /scim/v2/Users/{id}`: replaces the attributes; `active: false` deprovisions.
@@ -620,7 +745,9 @@ async fn delete_user(State(state): State<AppState>, auth: ScimAuth, Path(id): Pa
     let result = async {
         let current = state.store.scim_user(auth.client.org, id).await?;
         check_if_match(&headers, &etag(&user_attributes(&current)))?;
-        if let Some(d) = state.store.scim_delete_user(auth.client, id, received_at, auth.meta.clone()).await? {
+        // With If-Match, the version checked is the version deleted (same transaction).
+        let expected = headers.contains_key(header::IF_MATCH).then_some(current);
+        if let Some(d) = state.store.scim_delete_user(auth.client, id, received_at, expected, auth.meta.clone()).await? {
             close_connections(&state, &d).await?;
         }
         Ok(())
@@ -632,7 +759,7 @@ async fn delete_user(State(state): State<AppState>, auth: ScimAuth, Path(id): Pa
     }
 }
 
-fn meta_of_doc(resource_type: &str, location: &str) -> Json {
+pub(crate) fn meta_of_doc(resource_type: &str, location: &str) -> Json {
     json!({"resourceType": resource_type, "location": format!("{BASE}/{location}")})
 }
 
@@ -665,18 +792,30 @@ fn user_resource_type() -> Json {
 }
 
 async fn resource_types(_auth: ScimAuth) -> Response {
-    let list = vec![user_resource_type()];
+    let list = vec![user_resource_type(), crate::scim_groups::group_resource_type()];
     scim_json(
         StatusCode::OK,
-        &json!({"schemas": [LIST_RESPONSE], "totalResults": 1, "startIndex": 1, "itemsPerPage": 1, "Resources": list}),
+        &json!({"schemas": [LIST_RESPONSE], "totalResults": list.len(), "startIndex": 1, "itemsPerPage": list.len(), "Resources": list}),
     )
 }
 
 async fn resource_type(_auth: ScimAuth, Path(name): Path<String>) -> ScimResult<Response> {
-    if name == "User" { Ok(scim_json(StatusCode::OK, &user_resource_type())) } else { Err(ScimError::not_found()) }
+    match name.as_str() {
+        "User" => Ok(scim_json(StatusCode::OK, &user_resource_type())),
+        "Group" => Ok(scim_json(StatusCode::OK, &crate::scim_groups::group_resource_type())),
+        _ => Err(ScimError::not_found()),
+    }
 }
 
-fn attribute(name: &str, kind: &str, required: bool, case_exact: bool, mutability: &str, uniqueness: &str, description: &str) -> Json {
+pub(crate) fn attribute(
+    name: &str,
+    kind: &str,
+    required: bool,
+    case_exact: bool,
+    mutability: &str,
+    uniqueness: &str,
+    description: &str,
+) -> Json {
     json!({"name": name, "type": kind, "multiValued": false, "description": description, "required": required,
         "caseExact": case_exact, "mutability": mutability, "returned": "default", "uniqueness": uniqueness})
 }
@@ -701,18 +840,41 @@ fn user_schema() -> Json {
             attribute("externalId", "string", false, true, "readWrite", "none", "The identity provider's id (unique in the organisation)"),
             attribute("active", "boolean", true, false, "readWrite", "none", "false deprovisions: disable, revoke sessions, wipe devices (defaults to true on create)"),
             roles,
+            groups_attribute(),
         ],
         "meta": meta_of_doc("Schema", &format!("Schemas/{USER_SCHEMA}")),
     })
 }
 
+/// The User's `groups`: read-only (RFC 7643 §4.1.2), changed through the groups' members.
+fn groups_attribute() -> Json {
+    let sub = |name: &str, kind: &str, description: &str| {
+        let mut a = attribute(name, kind, false, false, "readOnly", "none", description);
+        if name == "$ref" {
+            a["referenceTypes"] = json!(["Group"]);
+        }
+        a
+    };
+    json!({"name": "groups", "type": "complex", "multiValued": true, "required": false, "caseExact": false,
+        "mutability": "readOnly", "returned": "default", "uniqueness": "none",
+        "description": "The SCIM groups the account belongs to (change a group's members to change them)",
+        "subAttributes": [sub("value", "string", "The group's id"), sub("$ref", "reference", "The group's URI"),
+            sub("display", "string", "The group's display name"), sub("type", "string", "direct")]})
+}
+
 async fn schemas(_auth: ScimAuth) -> Response {
+    let list = vec![user_schema(), crate::scim_groups::group_schema(), crate::scim_groups::group_extension_schema()];
     scim_json(
         StatusCode::OK,
-        &json!({"schemas": [LIST_RESPONSE], "totalResults": 1, "startIndex": 1, "itemsPerPage": 1, "Resources": [user_schema()]}),
+        &json!({"schemas": [LIST_RESPONSE], "totalResults": list.len(), "startIndex": 1, "itemsPerPage": list.len(), "Resources": list}),
     )
 }
 
 async fn schema(_auth: ScimAuth, Path(uri): Path<String>) -> ScimResult<Response> {
-    if uri == USER_SCHEMA { Ok(scim_json(StatusCode::OK, &user_schema())) } else { Err(ScimError::not_found()) }
+    match uri.as_str() {
+        USER_SCHEMA => Ok(scim_json(StatusCode::OK, &user_schema())),
+        ward_domain::scim::GROUP_SCHEMA => Ok(scim_json(StatusCode::OK, &crate::scim_groups::group_schema())),
+        crate::scim_groups::WARD_GROUP_SCHEMA => Ok(scim_json(StatusCode::OK, &crate::scim_groups::group_extension_schema())),
+        _ => Err(ScimError::not_found()),
+    }
 }

@@ -268,6 +268,7 @@ const OPS: &[OpDef] = &[
     op("GET", "/api/v1/admin/oidc", Gate::Bearer, false),
     op("PUT", "/api/v1/admin/oidc/links/{user_id}", Gate::Bearer, false),
     op("DELETE", "/api/v1/admin/oidc", Gate::Bearer, false),
+    op("GET", "/api/v1/admin/scim/groups", Gate::Bearer, false),
     op("GET", "/api/v1/stream", Gate::Stream, false),
 ];
 
@@ -2296,6 +2297,10 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
         }
         ("GET", "/api/v1/admin/scim/deprovisions") => match t {
             Own => cell(op.path, None, when(auditor, OK, FORBIDDEN)),
+            _ => return None,
+        },
+        ("GET", "/api/v1/admin/scim/groups") => match t {
+            Own => cell(op.path, None, when(admin, OK, FORBIDDEN)),
             _ => return None,
         },
 

@@ -22,6 +22,10 @@ pub enum StoreError {
     /// The operation does not fit the record's current state; the string says why.
     #[error("{0}")]
     State(&'static str),
+    /// The record changed since the version a conditional write was computed from: nothing
+    /// was written (read it again).
+    #[error("the record changed since it was read")]
+    Changed,
     /// The database could not be reached or did not commit; nothing was acknowledged.
     #[error("database unavailable")]
     Unavailable,

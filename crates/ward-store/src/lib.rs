@@ -36,6 +36,7 @@ mod retention;
 mod risks;
 mod roster;
 mod scim;
+mod scim_groups;
 mod sessions;
 mod stream;
 #[cfg(feature = "test-support")]
@@ -89,8 +90,10 @@ pub use retention::AuditArchive;
 pub use risks::{Risk, TrainingRecord};
 pub use roster::{ROSTER_WIPE_REASON, RemediationStep};
 pub use scim::{
-    Deprovision, DeprovisionCause, DeprovisionRecord, SCIM_WIPE_REASON, ScimClient, ScimToken, ScimUser, ScimUserFields, WipeProgress,
+    Deprovision, DeprovisionCause, DeprovisionRecord, SCIM_WIPE_REASON, ScimClient, ScimGroupRef, ScimToken, ScimTokenCheck, ScimUser,
+    ScimUserFields, ScimUserWrite, TOKEN_USE_RESOLUTION_MS, WipeProgress,
 };
+pub use scim_groups::{NO_SUCH_MEMBER, PRIVILEGED_MEMBER, SECOND_ROLE_GROUP, ScimGroup, ScimGroupFields, ScimGroupMember};
 pub use sessions::{Challenge, SecondFactor};
 pub use stream::StreamPosition;
 pub use vendors::{BaaExpiryNotice, Vendor};

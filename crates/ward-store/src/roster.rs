@@ -151,7 +151,9 @@ impl Store {
                     return Err(StoreError::State("roster remediation applies to workforce accounts only"));
                 }
                 let now = now_ms();
-                let disabled = exec!(&mut c, "UPDATE users SET disabled_at = $2 WHERE id = $1 AND disabled_at IS NULL", user.0, now)? == 1;
+                let disabled =
+                    exec!(&mut c, "UPDATE users SET disabled_at = $2, updated_at = $2 WHERE id = $1 AND disabled_at IS NULL", user.0, now)?
+                        == 1;
                 exec!(&mut c, "DELETE FROM device_push_tokens WHERE user_id = $1", user.0)?;
                 // Wipes first, so each device's wipe event counts the sessions it revoked.
                 let requested = wipe_user_devices(&mut c, org, user, actor, ROSTER_WIPE_REASON, now, &meta).await?;

@@ -197,6 +197,24 @@ impl Store {
         .expect("age mfa");
     }
 
+    /// Moves a SCIM token's expiry and last use `ms` milliseconds into the past (expiry and
+    /// last-use tests).
+    pub async fn test_age_scim_token(&self, token: uuid::Uuid, ms: i64) {
+        self.write(move |mut c| {
+            Box::pin(async move {
+                exec!(
+                    &mut c,
+                    "UPDATE scim_tokens SET expires_at = expires_at - $2, last_used_at = last_used_at - $2 WHERE id = $1",
+                    token,
+                    ms
+                )?;
+                Ok(())
+            })
+        })
+        .await
+        .expect("age scim token");
+    }
+
     /// Moves a session's last activity `ms` milliseconds into the past (idle-timeout tests).
     pub async fn test_age_session(&self, session: ward_domain::ids::SessionId, ms: i64) {
         self.write(move |mut c| {

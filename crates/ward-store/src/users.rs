@@ -193,7 +193,7 @@ impl Store {
             Box::pin(async move {
                 user_in_org(&mut c, org, id).await?;
                 let now = now_ms();
-                exec!(&mut c, "UPDATE users SET disabled_at = $2 WHERE id = $1", id.0, disabled.then_some(now))?;
+                exec!(&mut c, "UPDATE users SET disabled_at = $2, updated_at = $3 WHERE id = $1", id.0, disabled.then_some(now), now)?;
                 if disabled {
                     exec!(&mut c, "DELETE FROM device_push_tokens WHERE user_id = $1", id.0)?;
                 }
@@ -228,7 +228,7 @@ impl Store {
                 if before.role == Role::Patient || role == Role::Patient {
                     return Err(StoreError::State("patient accounts cannot change role"));
                 }
-                exec!(&mut c, "UPDATE users SET role = $2 WHERE id = $1", id.0, role.as_str())?;
+                exec!(&mut c, "UPDATE users SET role = $2, updated_at = $3 WHERE id = $1", id.0, role.as_str(), now_ms())?;
                 let ev = admin_event(AuditAction::UserRole, org, Some(actor), id)
                     .detail("from", DetailValue::Code(before.role.as_str()))
                     .detail("to", DetailValue::Code(role.as_str()));

@@ -2300,17 +2300,18 @@ async function provisioningPage() {
   focusHeading(root);
   let dir = null;
   try { dir = await people(); } catch { /* names fall back to ids */ }
-  if (admin) root.append(scimTokenSection(dir), ssoSection());
+  if (admin) root.append(scimTokenSection(dir), scimGroupSection(), ssoSection());
   root.append(deprovisionSection(dir));
 }
 
 function scimTokenSection(dir) {
   const msg = messageBox();
   const label = field('Identity provider (a label for the token)', { name: 'scim_label', required: true, maxlength: 100 });
+  const expiry = field('Expires', { name: 'scim_expiry', tag: 'select', value: '', options: [['', 'Never (until revoked)'], ['30', 'In 30 days'], ['90', 'In 90 days'], ['365', 'In a year']] });
   const issued = h('div', { id: 'scim-issued', role: 'status' });
   const listBox = h('div', { id: 'scim-tokens' }, h('p', { class: 'muted' }, 'Loading…'));
   const form = h('form', { id: 'scim-token-form', novalidate: true, 'aria-labelledby': 'scim-new-h' },
-    h('h3', { id: 'scim-new-h' }, 'Issue a token'), label, msg, h('button', { type: 'submit', class: 'primary' }, 'Issue token'));
+    h('h3', { id: 'scim-new-h' }, 'Issue a token'), label, expiry, msg, h('button', { type: 'submit', class: 'primary' }, 'Issue token'));
   const section = h('section', { class: 'card', 'aria-labelledby': 'scim-tokens-h' }, h('h2', { id: 'scim-tokens-h' }, 'SCIM tokens'),
     h('p', { class: 'muted' }, 'A token lets the identity provider manage accounts in this organisation, and nothing else. Issuing and revoking one needs your second factor again.'),
     form, issued, listBox);
@@ -2322,7 +2323,9 @@ function scimTokenSection(dir) {
     msg.className = 'form-message';
     msg.textContent = '';
     await submitForm(form, msg, async () => {
-      const t = await stepped(() => api.post('/admin/scim/tokens', { label: text }));
+      const body = { label: text };
+      if (expiry.input.value) body.expires_in_days = Number(expiry.input.value);
+      const t = await stepped(() => api.post('/admin/scim/tokens', body));
       label.input.value = '';
       mount(issued, issuedToken(t));
       await loadScimTokens(listBox, msg, dir);
@@ -2358,11 +2361,35 @@ async function loadScimTokens(box, msg, dir) {
     } catch (e) { showError(msg, e); }
   };
   mount(box, h('table', { class: 'table scim-tokens' }, h('caption', {}, 'Tokens, newest first'),
-    h('thead', {}, h('tr', {}, ['Label', 'Issued', 'Issued by', 'Status', ''].map((t) => h('th', { scope: 'col' }, t || h('span', { class: 'sr-only' }, 'Action'))))),
+    h('thead', {}, h('tr', {}, ['Label', 'Issued', 'Issued by', 'Last used', 'Expires', 'Status', ''].map((t) => h('th', { scope: 'col' }, t || h('span', { class: 'sr-only' }, 'Action'))))),
     h('tbody', {}, tokens.map((t) => h('tr', { dataset: { id: t.id } },
       h('td', {}, t.label), h('td', {}, when(t.created_at)), h('td', {}, personName(dir, t.created_by)),
-      h('td', {}, t.revoked_at ? 'Revoked ' + when(t.revoked_at) : h('span', { class: 'state ok' }, 'Active')),
+      h('td', { class: 'scim-last-used' }, t.last_used_at ? when(t.last_used_at) : h('span', { class: 'muted' }, 'Never')),
+      h('td', { class: 'scim-expires' }, t.expires_at ? when(t.expires_at) : h('span', { class: 'muted' }, 'Never')),
+      h('td', {}, t.revoked_at ? 'Revoked ' + when(t.revoked_at) : t.expired ? h('span', { class: 'state blocked' }, 'Expired') : h('span', { class: 'state ok' }, 'Active')),
       h('td', {}, t.revoked_at ? null : h('button', { type: 'button', class: 'danger', 'aria-label': 'Revoke the token ' + t.label, onclick: () => revoke(t) }, 'Revoke')))))));
+}
+
+/** The identity provider's groups, read-only: Ward shows what they grant, the provider edits them. */
+function scimGroupSection() {
+  const msg = messageBox();
+  const box = h('div', { id: 'scim-groups' }, h('p', { class: 'muted' }, 'Loading…'));
+  const section = h('section', { class: 'card', 'aria-labelledby': 'scim-groups-h' }, h('h2', { id: 'scim-groups-h' }, 'SCIM groups'),
+    h('p', { class: 'muted' }, 'Groups come from the identity provider and are changed there. A role group gives its members a clinical role; a member who leaves it drops to staff. Admin and compliance officer roles are granted here in Ward only.'),
+    msg, box);
+  (async () => {
+    try {
+      const groups = await api.get('/admin/scim/groups');
+      if (groups.length === 0) { mount(box, h('p', { class: 'muted' }, 'No group yet.')); return; }
+      const ROLES = { clinician: 'Role: clinician', nurse: 'Role: nurse', staff: 'Role: staff' };
+      mount(box, h('table', { class: 'table scim-groups' }, h('caption', {}, 'Groups, by name'),
+        h('thead', {}, h('tr', {}, ['Name', 'Grants', 'Members', 'Last change'].map((t) => h('th', { scope: 'col' }, t)))),
+        h('tbody', {}, groups.map((g) => h('tr', { dataset: { id: g.id } },
+          h('td', {}, g.display_name), h('td', {}, g.role ? ROLES[g.role] || g.role : h('span', { class: 'muted' }, 'No access (plain group)')),
+          h('td', {}, String(g.members)), h('td', {}, when(g.updated_at)))))));
+    } catch (e) { mount(box); showError(msg, e); }
+  })();
+  return section;
 }
 
 function deprovisionSection(dir) {

@@ -24,6 +24,7 @@ pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .routes(utoipa_axum::routes!(list_tokens, create_token))
         .routes(utoipa_axum::routes!(revoke_token))
         .routes(utoipa_axum::routes!(deprovisions))
+        .routes(utoipa_axum::routes!(groups))
 }
 
 /// A SCIM token as listed (never the token itself).
@@ -39,11 +40,26 @@ pub(crate) struct ScimTokenView {
     created_at: String,
     /// When revoked.
     revoked_at: Option<String>,
+    /// When the identity provider last presented it (to the minute; none: never).
+    last_used_at: Option<String>,
+    /// When it stops working (none: until revoked).
+    expires_at: Option<String>,
+    /// Its expiry has passed: it is refused.
+    expired: bool,
 }
 
 impl From<ward_store::ScimToken> for ScimTokenView {
     fn from(t: ward_store::ScimToken) -> Self {
-        ScimTokenView { id: t.id, label: t.label, created_by: t.created_by, created_at: ts(t.created_at), revoked_at: t.revoked_at.map(ts) }
+        ScimTokenView {
+            id: t.id,
+            label: t.label,
+            created_by: t.created_by,
+            created_at: ts(t.created_at),
+            revoked_at: t.revoked_at.map(ts),
+            last_used_at: t.last_used_at.map(ts),
+            expires_at: t.expires_at.map(ts),
+            expired: t.expires_at.is_some_and(|e| e <= ward_store::now_ms()),
+        }
     }
 }
 
@@ -63,7 +79,12 @@ pub(crate) struct IssuedScimToken {
 pub(crate) struct CreateScimToken {
     /// Which identity provider it is for (1 to 100 characters).
     label: String,
+    /// Days until it stops working (1 to 3650); absent, it works until revoked.
+    expires_in_days: Option<u32>,
 }
+
+/// Longest lifetime a token may be given at issue, in days (ten years).
+const MAX_TOKEN_DAYS: u32 = 3650;
 
 /// Issues a SCIM bearer token for the organisation (admins, with a step-up). It works on
 /// `/scim/v2` only. Audited `scim.token` (op `create`).
@@ -77,9 +98,14 @@ async fn create_token(
 ) -> ApiResult<(StatusCode, Json<IssuedScimToken>)> {
     policy::may_administer(&s.actor)?;
     let label = parse_label("label", &req.label, 100)?;
+    let expires_at = match req.expires_in_days {
+        None => None,
+        Some(d) if (1..=MAX_TOKEN_DAYS).contains(&d) => Some(ward_store::now_ms() + i64::from(d) * 86_400_000),
+        Some(_) => return Err(ApiError::validation_failed().detail(format!("expires_in_days must be 1 to {MAX_TOKEN_DAYS}"))),
+    };
     crate::auth::require_step_up(&state, &s, "scim_token", &meta).await?;
     let token = new_token(SCIM_PREFIX);
-    let t = state.store.create_scim_token(s.actor.org_id, label, token_hash(&token), s.actor.user_id, meta).await?;
+    let t = state.store.create_scim_token(s.actor.org_id, label, token_hash(&token), expires_at, s.actor.user_id, meta).await?;
     Ok((StatusCode::CREATED, Json(IssuedScimToken { view: t.into(), token })))
 }
 
@@ -200,4 +226,39 @@ async fn deprovisions(
     }
     super::audit::audited(&state, &s, meta, "scim_deprovisions").await?;
     Ok(Json(state.store.scim_deprovisions(s.actor.org_id, limit).await?.into_iter().map(Into::into).collect()))
+}
+
+/// A SCIM group as the Provisioning screen shows it: name, binding, member count.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ScimGroupView {
+    /// Id.
+    id: uuid::Uuid,
+    /// The identity provider's name for it.
+    display_name: String,
+    /// The role membership grants (`clinician`, `nurse`, `staff`), or none for a plain group.
+    role: Option<String>,
+    /// How many members.
+    members: usize,
+    /// Last change (name or members).
+    updated_at: String,
+}
+
+/// The organisation's SCIM groups, read-only: the identity provider manages them (admins).
+#[utoipa::path(get, path = "/api/v1/admin/scim/groups", tag = "scim", security(("bearer" = [])),
+    responses((status = 200, body = Vec<ScimGroupView>), (status = 403, body = Problem)))]
+async fn groups(State(state): State<AppState>, s: Auth) -> ApiResult<Json<Vec<ScimGroupView>>> {
+    policy::may_administer(&s.actor)?;
+    let groups = state.store.scim_groups(s.actor.org_id).await?;
+    Ok(Json(
+        groups
+            .into_iter()
+            .map(|g| ScimGroupView {
+                id: g.id,
+                display_name: g.display_name,
+                role: g.role.map(|r| r.as_str().to_owned()),
+                members: g.members.len(),
+                updated_at: ts(g.updated_at),
+            })
+            .collect(),
+    ))
 }

@@ -177,7 +177,7 @@ fn classify(action: Option<AuditAction>) -> (Coding, Vec<Coding>, &'static str) 
             (dcm("110113", "Security Alert"), vec![dcm("110137", "User Security Attributes Changed")], "C")
         }
         A::UserRole => (dcm("110113", "Security Alert"), vec![dcm("110136", "Security Roles Changed")], "U"),
-        A::ScimUser | A::ScimDeprovision | A::ScimToken | A::OidcConfig => {
+        A::ScimUser | A::ScimGroup | A::ScimDeprovision | A::ScimToken | A::OidcConfig => {
             (dcm("110113", "Security Alert"), vec![dcm("110137", "User Security Attributes Changed")], "U")
         }
         A::SessionsRevokeAll => (dcm("110113", "Security Alert"), vec![dcm("110137", "User Security Attributes Changed")], "E"),
