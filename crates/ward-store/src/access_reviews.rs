@@ -158,7 +158,7 @@ struct ItemRow {
 
 impl ItemRow {
     fn into_item(self) -> Result<ReviewItem> {
-        let corrupt = |what| StoreError::Corrupt(what);
+        let corrupt = StoreError::Corrupt;
         Ok(ReviewItem {
             user_id: UserId(self.user_id),
             login: self.login,

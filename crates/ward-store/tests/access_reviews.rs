@@ -84,7 +84,7 @@ async fn a_campaign_snapshots_decides_and_closes(backend: Backend) {
     s.decide_access_review(co, c.id, doc.user_id, ItemDecision::Certify, meta()).await.unwrap();
     let (session, _) = sign_in(s, doc, "doc@acme", 2).await;
     let revoke = ItemDecision::Revoke { reason: RevokeReason::LeftOrganisation, note: None };
-    let done = s.decide_access_review(co, c.id, doc.user_id, revoke.clone(), meta()).await.unwrap();
+    let done = s.decide_access_review(co, c.id, doc.user_id, revoke, meta()).await.unwrap();
     assert_eq!((done.item.decision, done.item.reason, done.disabled), (Some(Decision::Revoke), Some(RevokeReason::LeftOrganisation), true));
     assert_eq!(done.revoked_sessions, vec![session]);
     assert!(s.user(o.id, doc.user_id).await.unwrap().disabled, "a revocation disables the account");
