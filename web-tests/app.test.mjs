@@ -11,7 +11,8 @@
 //   (WARD_NOTICE_ID).
 // Accounts: alice (clinician), bob (nurse), carol (clinician), erin (clinician), frank (clinician,
 // passkeys), gina (compliance officer, enrols a key), admin, jamie (patient), hana (clinician,
-// TOTP: emergency access), ines (compliance officer, TOTP: reviews), kim (staff, left).
+// TOTP: emergency access), ines (compliance officer, TOTP: reviews), kim (staff, left). The access review
+// step near the end revokes erin's access.
 // Prints page weight and render times (measured, never asserted); exits non-zero on failure.
 
 import { readFileSync, mkdirSync } from 'node:fs';
@@ -1594,6 +1595,73 @@ await step('notice link: jamie opens a notice by its id; the sign-in comes first
   await jamie.evaluate(() => { location.hash = '#/notices/00000000-0000-7000-8000-000000000000'; });
   await jamie.waitForSelector('#notice .form-message.error:has-text("cannot be found")', WAIT);
   await jamie.context().close();
+});
+
+// ---------------------------------------------------------------------------------------------
+// Access reviews: a campaign started by the admin, one account certified, one revoked, closed
+// ---------------------------------------------------------------------------------------------
+
+/** Answers the step-up dialog with the admin's TOTP code if the server asked for one, waiting
+ * for the next 30-second window when this window's code was already used; then waits for `ready`. */
+async function stepUpIfAsked(page, ready) {
+  await page.waitForSelector(`${ready}, dialog[open] #f-stepup`, WAIT);
+  if (!(await page.$('dialog[open] #f-stepup'))) return;
+  await page.fill('#f-stepup', totp(ADMIN_TOTP));
+  await page.click('dialog button:has-text("Verify")');
+  await page.waitForSelector(`${ready}, dialog .form-message.error:has-text("already used")`, WAIT);
+  if (await page.$('dialog[open] #f-stepup')) {
+    await new Promise((r) => setTimeout(r, 30_000 - (Date.now() % 30_000) + 500));
+    await page.fill('#f-stepup', totp(ADMIN_TOTP));
+    await page.click('dialog button:has-text("Verify")');
+  }
+  await page.waitForSelector(ready, WAIT);
+}
+
+await step('access reviews: the admin starts a campaign, certifies alice, revokes erin with a reason (bad input first), exports and closes it', async () => {
+  await admin.click('#nav a[href="#/admin/access-reviews"]');
+  await admin.waitForSelector('#reviews p:has-text("No campaigns yet")', WAIT);
+  await admin.waitForSelector('#review-schedule', WAIT);
+  await admin.fill('#f-review_window', '120');
+  await admin.click('#review-schedule button[type=submit]');
+  assert((await text(admin, '#review-schedule .form-message')).includes('Days to decide'), 'a window longer than allowed is refused');
+  await admin.fill('#f-review_window', '14');
+  await admin.click('#review-schedule button[type=submit]');
+  await admin.waitForSelector('#review-schedule .form-message.info:has-text("saved")', WAIT);
+  await axe(admin, 'access reviews');
+  await admin.click('#start-review');
+  await stepUpIfAsked(admin, '#review table');
+  await axe(admin, 'access review');
+  // Separation of duties: the admin's own account has no buttons.
+  assert((await text(admin, '#review tr:has-text("Ada Admin")')).includes('Another reviewer decides'), 'no decision on one\'s own access');
+  assert(!(await admin.$('#review tr:has-text("Dr Carol Singh")')), 'disabled accounts are not reviewed');
+  await admin.click('button[aria-label="Certify Dr Alice Moreau"]');
+  await admin.waitForSelector('#review tr:has-text("Dr Alice Moreau") .state.ok:has-text("Certified")', WAIT);
+  await admin.click('button[aria-label="Revoke Dr Erin Walsh"]');
+  await admin.waitForSelector('dialog[open] #f-revoke_reason', WAIT);
+  await axe(admin, 'revoke dialog');
+  await admin.click('dialog[open] button:has-text("Revoke access")');
+  assert((await text(admin, 'dialog[open] .form-message')).includes('Choose why'), 'a revocation without a reason is refused');
+  await admin.selectOption('#f-revoke_reason', 'other');
+  await admin.click('dialog[open] button:has-text("Revoke access")');
+  assert((await text(admin, 'dialog[open] .form-message')).includes('Say why'), '"other" without a note is refused');
+  await admin.fill('#f-revoke_note', 'Moved to another clinic');
+  await admin.click('dialog[open] button:has-text("Revoke access")');
+  await stepUpIfAsked(admin, '#review tr:has-text("Dr Erin Walsh") .state.blocked:has-text("Revoked")');
+  const progress = await text(admin, '#review .review-progress');
+  assert(progress.includes('2 of') && progress.includes('1 certified, 1 revoked'), 'progress counts the decisions: ' + progress);
+  await axe(admin, 'access review with decisions');
+  await admin.click('#review-csv');
+  await admin.waitForSelector('#review .form-message.info:has-text("downloaded")', WAIT);
+  await onPhone(admin, 'access review');
+  await admin.click('#close-review');
+  await admin.waitForSelector('dialog[open] button:has-text("Close campaign")', WAIT);
+  assert((await text(admin, 'dialog[open]')).includes('not reviewed'), 'the close says undecided accounts are not reviewed');
+  await admin.click('dialog[open] button:has-text("Close campaign")');
+  await admin.waitForSelector('#review tr:has-text("Ada Admin") .state:has-text("Not reviewed")', WAIT);
+  assert(!(await admin.$('#close-review')), 'a closed campaign cannot be closed again');
+  await axe(admin, 'closed access review');
+  await admin.click('a:has-text("All campaigns")');
+  await admin.waitForSelector('#reviews tr:has-text("Closed")', WAIT);
 });
 
 await step('no CSP violation and no script error on any page', async () => {

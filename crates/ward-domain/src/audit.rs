@@ -304,6 +304,23 @@ audit_actions! {
     /// (target the vendor; detail `expiry`: `expiring_soon` or `expired`, `days_left`); raises
     /// the `baa_expiring` alert.
     VendorBaaExpiring = "vendor.baa_expiring",
+    /// An access review campaign opened with its snapshot of every enabled workforce account
+    /// (target the campaign; detail `trigger`: `schedule` or `manual`, `items`, `due_at`).
+    AccessReviewOpen = "access_review.open",
+    /// A reviewer certified or revoked one account's access, or was refused (target the
+    /// campaign; detail `user`, `decision`, `reason` (the revocation's code; never the note),
+    /// `sessions_revoked`, or `refused`: `own_access`, `closed`, `last_admin`).
+    AccessReviewDecide = "access_review.decide",
+    /// An access review campaign closed (target the campaign; detail `certified`, `revoked`,
+    /// `not_reviewed`).
+    AccessReviewClose = "access_review.close",
+    /// A campaign's items (names, roles, memberships, decisions) were read, or a reviewer
+    /// screen was refused (target the campaign; detail `items`, or `reason`).
+    AccessReviewRead = "access_review.read",
+    /// A campaign's results were exported (target the campaign; detail `format`).
+    AccessReviewExport = "access_review.export",
+    /// The organisation's review cadence changed (detail `cadence_days`, `window_days`).
+    AccessReviewSchedule = "access_review.schedule",
     /// A training completion was recorded for a user (target the user; detail none: the
     /// course name stays in the register).
     TrainingRecord = "training.record",

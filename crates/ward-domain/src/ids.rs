@@ -65,4 +65,6 @@ id_type!(
     VendorId,
     /// A risk in the HIPAA risk register.
     RiskId,
+    /// An access review campaign.
+    CampaignId,
 );

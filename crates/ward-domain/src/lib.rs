@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod access_review;
 pub mod alerts;
 pub mod audit;
 pub mod breach;

@@ -45,6 +45,9 @@ pub enum Denial {
     /// The patient authorization given is not recorded for this patient, or has expired.
     #[error("the authorization is not recorded for this patient or has expired")]
     AuthorizationNotValid,
+    /// Separation of duties: a reviewer never decides on their own access.
+    #[error("a reviewer cannot decide on their own access; another reviewer must")]
+    OwnAccess,
 }
 
 /// Whether the actor may administer users, sessions and organisation policy.

@@ -1,6 +1,7 @@
 //! The JSON API under `/api/v1`, one module per area; the router and the OpenAPI document are
 //! built from the same declarations, so they cannot disagree.
 
+pub(crate) mod access_reviews;
 pub(crate) mod alerts;
 pub(crate) mod attachments;
 pub(crate) mod audit;
@@ -149,6 +150,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(policies::routes())
         .merge(vendors::routes())
         .merge(risks::routes())
+        .merge(access_reviews::routes())
         .merge(evidence::routes())
         .routes(utoipa_axum::routes!(crate::ws::stream))
 }

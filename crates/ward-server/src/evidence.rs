@@ -380,6 +380,7 @@ const RISKS: &str = "evidence/risk-register.json";
 const TRAINING: &str = "evidence/training-records.json";
 const ACKS: &str = "evidence/policy-acknowledgments.json";
 const INCIDENTS: &str = "evidence/incidents.json";
+const ACCESS_REVIEW_RESULTS: &str = "evidence/access-reviews.json";
 const CHECKPOINT: &str = "audit/checkpoint.txt";
 const VKEY: &str = "audit/verifier.vkey";
 /// The control map's path in the bundle.
@@ -387,8 +388,7 @@ pub const CONTROL_MAP: &str = "control-map.json";
 const README: &str = "README.txt";
 
 const AUDIT: &[&str] = &[CHECKPOINT, VKEY];
-const ACCESS_REVIEWS: Source =
-    Source::NotAvailable("access review campaigns are not implemented in Ward yet; no signed-off review results exist");
+const ACCESS_REVIEWS: Source = Source::Files(&[ACCESS_REVIEW_RESULTS]);
 
 /// One control: its citation (45 CFR), title and evidence (name, where).
 type Control = (&'static str, &'static str, &'static [(&'static str, Source)]);
@@ -434,7 +434,15 @@ const CONTROLS: &[Control] = &[
     (
         "164.308(a)(1)(ii)(D)",
         "Information system activity review",
-        &[("alert_history", Source::Files(&[ALERTS])), ("review_records", ACCESS_REVIEWS)],
+        &[
+            ("alert_history", Source::Files(&[ALERTS])),
+            (
+                "review_records",
+                Source::NotAvailable(
+                    "Ward records no scheduled audit-log review yet: alert acknowledgments are in the alert history, and access review campaigns (evidence/access-reviews.json) cover each account's last activity",
+                ),
+            ),
+        ],
     ),
     (
         "164.308(a)(3)(ii)(C)",
@@ -540,6 +548,40 @@ const DEPLOYMENT_WIDE: &str =
 
 /// The number of collection steps [`collect`] reports progress over.
 pub const STEPS: u64 = 13;
+
+/// The access review results: the cadence, and every campaign (open and closed) with each
+/// item's snapshot and decision. The reviewers' notes are free text, left out (the reason
+/// code stays).
+async fn access_reviews(store: &Store, org: ward_domain::ids::OrgId, cap: u32) -> anyhow::Result<serde_json::Value> {
+    let schedule = store.access_review_schedule(org).await?;
+    let campaigns = store.access_review_campaigns(org).await?;
+    let mut out = Vec::with_capacity(campaigns.len());
+    let mut rows = 0usize;
+    for c in campaigns {
+        let items = store.access_review_items(org, c.id).await?;
+        rows += items.len();
+        if rows > cap as usize {
+            return Err(ListTooLong { what: "access_review_items", cap }.into());
+        }
+        let items: Vec<serde_json::Value> = items
+            .into_iter()
+            .map(|i| {
+                let mut v = serde_json::to_value(crate::api::access_reviews::item_view(i))?;
+                if let Some(m) = v.as_object_mut() {
+                    m.remove("note");
+                }
+                Ok(v)
+            })
+            .collect::<anyhow::Result<_>>()?;
+        out.push(serde_json::json!({"campaign": crate::api::access_reviews::campaign_view(c), "items": items}));
+    }
+    Ok(serde_json::json!({
+        "cadence_days": schedule.cadence_days,
+        "window_days": schedule.window_days,
+        "campaigns": out,
+        "note": "items are snapshots taken when each campaign opened; undecided items of a closed campaign are not_reviewed, never certified; reviewers' notes are left out (the reason code stays)",
+    }))
+}
 
 /// Reads every export of the organisation into bundle files (no audit checkpoint yet).
 /// Ids, codes, dates and counts: no patient names, no message or free text that could carry
@@ -747,6 +789,7 @@ pub async fn collect_capped(
     let training: Vec<_> = store.training_records(o, None).await?.into_iter().map(crate::api::risks::training_view).collect();
     files.insert(TRAINING.to_owned(), json(&training)?);
     files.insert(ACKS.to_owned(), json(&crate::api::policies::ack_report(store.acknowledgment_report(o).await?))?);
+    files.insert(ACCESS_REVIEW_RESULTS.to_owned(), json(&access_reviews(store, o, cap).await?)?);
     tick(&mut progress);
 
     // The list read opens no titles or descriptions.

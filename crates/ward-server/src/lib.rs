@@ -146,6 +146,7 @@ pub async fn start_with(config: Config, store: Store, fanout: Arc<dyn FanOut>) -
     let _retention_task = lifecycle::spawn(store.clone(), blobs.clone(), &config.retention);
     let alert_task = alerts::spawn(store.clone(), fanout.clone());
     let _incident_reminders = api::incidents::spawn_reminders(store.clone());
+    let _access_reviews = api::access_reviews::spawn_scheduler(store.clone());
     let (state, router) = app::build(store.clone(), fanout, config, audit, blobs, notifier);
     let syslog_task = syslog.map(|s| s.spawn(state.metrics.clone()));
     spawn_housekeeping(store);

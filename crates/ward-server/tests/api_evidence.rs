@@ -76,6 +76,16 @@ async fn evidence_bundle_over_http(backend: Backend) {
     )
     .await
     .expect(201);
+    // An access review with a revocation whose note is free text: the decision and its reason
+    // code are evidence, the note stays out.
+    let temp = h.account(&org, "temp@acme", Role::Staff).await;
+    let reviewer = ward_domain::policy::Actor { user_id: admin.id, org_id: org.id, role: Role::Admin };
+    let campaign = h.store.open_access_review(org.id, admin.id, Harness::meta()).await.unwrap();
+    let revoke = ward_domain::access_review::ItemDecision::Revoke {
+        reason: ward_domain::access_review::RevokeReason::Other,
+        note: Some("CanaryReview-Quixotic".into()),
+    };
+    h.store.decide_access_review(reviewer, campaign.id, temp.id, revoke, Harness::meta()).await.unwrap();
 
     // A clinician is refused, and the refusal audited.
     let (status, _, _) = export(&h, &s_doc.access).await;
@@ -110,6 +120,13 @@ async fn evidence_bundle_over_http(backend: Backend) {
     let keys: serde_json::Value = serde_json::from_str(&keys).unwrap();
     assert!(keys["data_keys"].as_str().is_some_and(|t| t.contains("operator")), "{keys}");
     assert!(keys["keks"].is_array(), "{keys}");
+    let mut reviews = String::new();
+    std::io::Read::read_to_string(&mut zip.by_name("evidence/access-reviews.json").unwrap(), &mut reviews).unwrap();
+    let reviews: serde_json::Value = serde_json::from_str(&reviews).unwrap();
+    let items = reviews["campaigns"][0]["items"].as_array().unwrap();
+    let temp_item = items.iter().find(|i| i["user_id"] == temp.id.to_string()).expect("the revoked account's item");
+    assert_eq!((temp_item["decision"].as_str(), temp_item["reason"].as_str()), (Some("revoke"), Some("other")));
+    assert!(temp_item.get("note").is_none(), "{temp_item}");
 
     // Tampering of every kind is caught.
     let flipped = rebuild(

@@ -256,6 +256,15 @@ const OPS: &[OpDef] = &[
     op("POST", "/api/v1/training-records", Gate::Bearer, false),
     op("GET", "/api/v1/training-records", Gate::Bearer, false),
     op("GET", "/api/v1/me/training-records", Gate::Bearer, false),
+    // Access reviews: org A has a closed campaign and an open one (so starting another is
+    // refused); decisions only certify, so no account is disabled under the later cells.
+    op("GET", "/api/v1/access-reviews", Gate::Bearer, false),
+    op("POST", "/api/v1/access-reviews", Gate::Bearer, false),
+    op("GET", "/api/v1/access-reviews/{campaign_id}", Gate::Bearer, false),
+    op("POST", "/api/v1/access-reviews/{campaign_id}/items/{user_id}", Gate::Bearer, false),
+    op("GET", "/api/v1/access-reviews/{campaign_id}/export", Gate::Bearer, false),
+    op("POST", "/api/v1/access-reviews/{campaign_id}/close", Gate::Bearer, false),
+    op("PUT", "/api/v1/org/access-review-schedule", Gate::Bearer, false),
     op("POST", "/api/v1/evidence/export", Gate::Bearer, false),
     // SCIM administration; the SCIM service itself (/scim/v2) has its own token and its own
     // tests (api_scim).
@@ -286,6 +295,7 @@ const STEP_UP_OPS: &[(&str, &str)] = &[
     ("PUT", "/api/v1/admin/oidc"),
     ("PUT", "/api/v1/admin/oidc/links/{user_id}"),
     ("DELETE", "/api/v1/admin/oidc"),
+    ("POST", "/api/v1/access-reviews"),
 ];
 
 impl OpDef {
@@ -532,6 +542,10 @@ struct Fx {
     incident_b: String,
     incident_n: String,
     incident_close: String,
+    /// Access review campaigns: org A's open and closed ones, and org B's open one.
+    ar_open: String,
+    ar_closed: String,
+    ar_b: String,
 }
 
 impl Fx {
@@ -776,6 +790,10 @@ async fn fixture(h: &Harness) -> Fx {
     let incident_b = incident(h, b_actor, None).await;
     let incident_n = incident(h, co, Some(ward_domain::breach::AssessmentOutcome::Breach)).await;
     let incident_close = incident(h, co, Some(ward_domain::breach::AssessmentOutcome::LowProbabilityOfCompromise)).await;
+    let ar_closed = h.store.open_access_review(a.id, admin.id, Harness::meta()).await.unwrap().id;
+    h.store.close_access_review(a.id, admin.id, ar_closed, Harness::meta()).await.unwrap();
+    let ar_open = h.store.open_access_review(a.id, admin.id, Harness::meta()).await.unwrap().id.to_string();
+    let ar_b = h.store.open_access_review(b.id, b_clin_acc.id, Harness::meta()).await.unwrap().id.to_string();
 
     Fx {
         org_a: a.id.to_string(),
@@ -826,6 +844,9 @@ async fn fixture(h: &Harness) -> Fx {
         incident_b,
         incident_n,
         incident_close,
+        ar_open,
+        ar_closed: ar_closed.to_string(),
+        ar_b,
     }
 }
 
@@ -976,6 +997,8 @@ fn min_body(op: &OpDef) -> Option<Value> {
         // Off: the matrix's other cells must not depend on acknowledgments.
         ("PUT", "/api/v1/org/policy-acknowledgment") => json!({"require_before_phi": false}),
         ("POST", "/api/v1/training-records") => json!({"user_id": rnd(), "course": "HIPAA basics", "completed_on": "2026-11-30"}),
+        ("POST", "/api/v1/access-reviews/{campaign_id}/items/{user_id}") => json!({"decision": "certify"}),
+        ("PUT", "/api/v1/org/access-review-schedule") => json!({"cadence_days": 90, "window_days": 14}),
         ("POST", "/api/v1/risks") | ("PUT", "/api/v1/risks/{risk_id}") => {
             json!({"risk": "Matrix risk", "likelihood": 2, "impact": 3, "status": "open", "review_on": "2027-01-01"})
         }
@@ -1022,6 +1045,7 @@ fn random_path(op: &OpDef) -> String {
         "{risk_id}",
         "{incident_id}",
         "{credential_id}",
+        "{campaign_id}",
     ] {
         p = p.replace(param, &rnd());
     }
@@ -2405,6 +2429,64 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
         },
         ("GET", "/api/v1/me/training-records") => match t {
             Own => cell(op.path, None, OK),
+            _ => return None,
+        },
+
+        // --- access reviews -------------------------------------------------------------------
+        // The role is checked before any lookup; another tenant's campaign is not found.
+        ("GET", "/api/v1/access-reviews") => match t {
+            Own => {
+                cell(op.path, None, when(auditor, OK, FORBIDDEN)).check(listing("items", vec![fx.ar_open.clone()], vec![fx.ar_b.clone()]))
+            }
+            _ => return None,
+        },
+        // Org A's campaign is open: another cannot start.
+        ("POST", "/api/v1/access-reviews") => match t {
+            Own => cell(op.path, None, when(auditor, INVALID_STATE, FORBIDDEN)),
+            _ => return None,
+        },
+        ("GET", "/api/v1/access-reviews/{campaign_id}") | ("GET", "/api/v1/access-reviews/{campaign_id}/export") => {
+            let (id, exp) = match t {
+                Own => (fx.ar_open.clone(), OK),
+                Other => (fx.ar_closed.clone(), OK),
+                Foreign => (fx.ar_b.clone(), NOT_FOUND),
+                Random => (rnd(), NOT_FOUND),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                _ => return None,
+            };
+            let exp = if t == Invalid { exp } else { when(auditor, exp, FORBIDDEN) };
+            cell(op.path.replace("{campaign_id}", &id), None, exp)
+        }
+        // Own: the actor's own item (separation of duties); Other: another user's; Cross: a
+        // user of another organisation in org A's campaign; Peer: org A's closed campaign.
+        ("POST", "/api/v1/access-reviews/{campaign_id}/items/{user_id}") => {
+            let (id, user, exp) = match t {
+                Own => (fx.ar_open.clone(), a.acc.id.to_string(), FORBIDDEN),
+                Other => (fx.ar_open.clone(), fx.victim.id.to_string(), OK),
+                Foreign => (fx.ar_b.clone(), fx.b_staff.id.to_string(), NOT_FOUND),
+                Random => (rnd(), rnd(), NOT_FOUND),
+                Invalid => (BAD_ID.into(), rnd(), BAD_PARAM),
+                Cross => (fx.ar_open.clone(), fx.b_staff.id.to_string(), NOT_FOUND),
+                Peer => (fx.ar_closed.clone(), fx.victim.id.to_string(), INVALID_STATE),
+            };
+            let exp = if t == Invalid { exp } else { when(auditor, exp, FORBIDDEN) };
+            cell(op.path.replace("{campaign_id}", &id).replace("{user_id}", &user), body, exp)
+        }
+        // Only the closed campaign is closed again (refused): the open one stays open for the
+        // cells above.
+        ("POST", "/api/v1/access-reviews/{campaign_id}/close") => {
+            let (id, exp) = match t {
+                Own => (fx.ar_closed.clone(), INVALID_STATE),
+                Foreign => (fx.ar_b.clone(), NOT_FOUND),
+                Random => (rnd(), NOT_FOUND),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                _ => return None,
+            };
+            let exp = if t == Invalid { exp } else { when(auditor, exp, FORBIDDEN) };
+            cell(op.path.replace("{campaign_id}", &id), None, exp)
+        }
+        ("PUT", "/api/v1/org/access-review-schedule") => match t {
+            Own => cell(op.path, body, when(auditor, OK, FORBIDDEN)),
             _ => return None,
         },
         _ => panic!("the matrix has no plan for {}", op.key()),

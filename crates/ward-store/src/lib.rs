@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+mod access_reviews;
 mod alerts;
 mod attachments;
 mod audit;
@@ -56,6 +57,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 use ward_crypto::Keyring;
 
+pub use access_reviews::{Campaign, Decided, ItemCounts, Membership, ReviewItem};
 pub use alerts::{Alert, NewAlert};
 pub use attachments::{
     Attachment, AttachmentDraft, MAX_ATTACHMENTS_PER_MESSAGE, NewAttachment, OpenedAttachment, object_key as attachment_object_key,

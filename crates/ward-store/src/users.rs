@@ -60,6 +60,45 @@ macro_rules! user_select {
     };
 }
 
+/// Disables an account of the organisation inside the caller's transaction: drops its push
+/// tokens, queues a wipe (`deprovisioned`) to each device not yet revoked (which revokes that
+/// device's sessions), revokes every other session, and audits `admin.user_disable` (with
+/// `via` when another workflow, such as an access review, asked). Returns the revoked sessions.
+pub(crate) async fn disable_account(
+    c: &mut Conn<'_>,
+    org: OrgId,
+    id: UserId,
+    actor: Option<UserId>,
+    via: Option<&'static str>,
+    meta: &RequestMeta,
+) -> Result<Vec<SessionId>> {
+    let now = now_ms();
+    exec!(&mut *c, "UPDATE users SET disabled_at = $2, updated_at = $2 WHERE id = $1", id.0, Some(now))?;
+    exec!(&mut *c, "DELETE FROM device_push_tokens WHERE user_id = $1", id.0)?;
+    // Wipes first: each device's wipe revokes (and its event counts) that device's sessions;
+    // what is left (sessions of no device still live) goes next.
+    let queued = crate::devices::wipe_user_devices(c, org, id, actor, "deprovisioned", now, meta).await?;
+    let wipes = queued.len();
+    let mut revoked: Vec<SessionId> = queued.into_iter().flat_map(|w| w.revoked_sessions).collect();
+    revoked.extend(revoke_user_sessions(c, id, None, "user_disabled", now).await?);
+    let mut ev = admin_event(AuditAction::UserDisable, org, actor, id)
+        .detail("sessions_revoked", DetailValue::Int(revoked.len() as i64))
+        .detail("wipes_queued", DetailValue::Int(wipes as i64));
+    if let Some(via) = via {
+        ev = ev.detail("via", DetailValue::Code(via));
+    }
+    audit::append(c, &ev, meta).await?;
+    Ok(revoked)
+}
+
+/// Enabled workforce accounts of the organisation (everyone an access review covers), by login.
+pub(crate) async fn enabled_workforce(c: &mut Conn<'_>, org: OrgId) -> Result<Vec<User>> {
+    fetch!(fetch_all, c, UserRow, user_select!("WHERE org_id = $1 AND disabled_at IS NULL AND role <> 'patient' ORDER BY login"), org.0)?
+        .into_iter()
+        .map(UserRow::into_user)
+        .collect()
+}
+
 /// A user of the organisation, or NotFound (also for another tenant's user).
 pub(crate) async fn user_in_org(c: &mut Conn<'_>, org: OrgId, id: UserId) -> Result<User> {
     fetch!(fetch_one, c, UserRow, user_select!("WHERE id = $1 AND org_id = $2"), id.0, org.0)?.into_user()
@@ -192,29 +231,13 @@ impl Store {
         self.write(move |mut c| {
             Box::pin(async move {
                 user_in_org(&mut c, org, id).await?;
-                let now = now_ms();
-                exec!(&mut c, "UPDATE users SET disabled_at = $2, updated_at = $3 WHERE id = $1", id.0, disabled.then_some(now), now)?;
                 if disabled {
-                    exec!(&mut c, "DELETE FROM device_push_tokens WHERE user_id = $1", id.0)?;
+                    return disable_account(&mut c, org, id, actor, None, &meta).await;
                 }
-                // Wipes first: each device's wipe revokes (and its event counts) that device's
-                // sessions; what is left (sessions of no device still live) goes next.
-                let (wipes, mut revoked) = if disabled {
-                    let queued = crate::devices::wipe_user_devices(&mut c, org, id, actor, "deprovisioned", now, &meta).await?;
-                    (queued.len(), queued.into_iter().flat_map(|w| w.revoked_sessions).collect())
-                } else {
-                    (0, Vec::new())
-                };
-                if disabled {
-                    revoked.extend(revoke_user_sessions(&mut c, id, None, "user_disabled", now).await?);
-                }
-                let action = if disabled { AuditAction::UserDisable } else { AuditAction::UserEnable };
-                let mut ev = admin_event(action, org, actor, id).detail("sessions_revoked", DetailValue::Int(revoked.len() as i64));
-                if disabled {
-                    ev = ev.detail("wipes_queued", DetailValue::Int(wipes as i64));
-                }
+                exec!(&mut c, "UPDATE users SET disabled_at = NULL, updated_at = $2 WHERE id = $1", id.0, now_ms())?;
+                let ev = admin_event(AuditAction::UserEnable, org, actor, id).detail("sessions_revoked", DetailValue::Int(0));
                 audit::append(&mut c, &ev, &meta).await?;
-                Ok(revoked)
+                Ok(Vec::new())
             })
         })
         .await

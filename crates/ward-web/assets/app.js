@@ -257,7 +257,7 @@ function start() {
   if (me.user.role === 'clinician' || me.user.role === 'nurse') links.push(['#/break-glass', 'Emergency access']);
   if (me.user.role === 'admin') links.push(['#/admin/users', 'Users'], ['#/admin/templates', 'Templates'], ['#/admin/contacts', 'Contacts'], ['#/admin/roster', 'Roster']);
   if (me.user.role === 'admin' || me.user.role === 'compliance_officer') {
-    links.push(['#/admin/devices', 'Devices'], ['#/admin/policies', 'Settings'], ['#/admin/audit', 'Audit'], ['#/admin/alerts', 'Alerts'], ['#/admin/registers', 'Registers'], ['#/admin/incidents', 'Incidents'], ['#/admin/keys', 'Keys'], ['#/admin/provisioning', 'Provisioning']);
+    links.push(['#/admin/devices', 'Devices'], ['#/admin/policies', 'Settings'], ['#/admin/audit', 'Audit'], ['#/admin/alerts', 'Alerts'], ['#/admin/registers', 'Registers'], ['#/admin/incidents', 'Incidents'], ['#/admin/access-reviews', 'Access reviews'], ['#/admin/keys', 'Keys'], ['#/admin/provisioning', 'Provisioning']);
   }
   if (me.user.role === 'compliance_officer') links.push(['#/admin/break-glass', 'Break-glass reviews']);
   links.push(['#/account', 'Account'], ['#/sessions', 'Sessions']);
@@ -379,6 +379,7 @@ function route() {
   if (parts[0] === 'admin' && parts[1] === 'keys' && staff && !parts[2]) return keysPage();
   if (parts[0] === 'admin' && parts[1] === 'provisioning' && staff && !parts[2]) return provisioningPage();
   if (parts[0] === 'admin' && parts[1] === 'incidents' && staff) return ID.test(parts[2] || '') ? incidentPage(parts[2]) : parts[2] ? notFound() : incidentsPage();
+  if (parts[0] === 'admin' && parts[1] === 'access-reviews' && staff) return ID.test(parts[2] || '') ? accessReviewPage(parts[2]) : parts[2] ? notFound() : accessReviewsPage();
   if (parts[0] === 'policies' && me.user.role !== 'patient' && !parts[1]) return ackPoliciesPage();
   if (parts[0] === 'admin' && parts[1] === 'alerts' && staff && !parts[2]) return alertsPage();
   if (parts[0] === 'admin' && parts[1] === 'contacts' && me.user.role === 'admin' && !parts[2]) return adminContactsPage();
@@ -2929,6 +2930,216 @@ async function noticePage(id) {
   } catch (e) {
     showError(msg, e.status === 404 ? { userMessage: 'This notice cannot be found. It may be meant for someone else.' } : e);
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Access reviews (#/admin/access-reviews): campaigns, certify or revoke, close, export
+// ---------------------------------------------------------------------------------------------
+
+const REVOKE_REASONS = [['', 'Choose…'], ['left_organisation', 'Left the organisation'], ['role_changed', 'Job changed'], ['not_needed', 'Access not needed'], ['unknown_account', 'Account not recognised'], ['other', 'Other (say why)']];
+const DECISIONS = { certify: 'Certified', revoke: 'Revoked', not_reviewed: 'Not reviewed' };
+const KIND_NAMES = { direct: 'direct', group: 'group', patient: 'patient' };
+
+function reviewProgress(n) {
+  const decided = n.total - n.pending;
+  return h('div', { class: 'review-progress' },
+    h('progress', { max: String(Math.max(n.total, 1)), value: String(decided), 'aria-label': 'Decided' }),
+    h('span', {}, `${decided} of ${n.total} decided: ${n.certified} certified, ${n.revoked} revoked` + (n.not_reviewed ? `, ${n.not_reviewed} not reviewed` : '')));
+}
+
+/** Admins and compliance officers: the organisation's access review campaigns and cadence. */
+async function accessReviewsPage(info) {
+  setTitle('Access reviews');
+  open = null;
+  const msg = messageBox();
+  const box = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
+  const start = h('button', { type: 'button', class: 'primary', id: 'start-review' }, 'Start a review now');
+  const root = h('section', {}, h('h1', { class: 'pagehead' }, 'Access reviews'),
+    h('section', { class: 'card', id: 'reviews', 'aria-labelledby': 'reviews-h' }, h('h2', { id: 'reviews-h' }, 'Campaigns'),
+      h('p', { class: 'muted' }, 'Each campaign lists every active staff account with its role, conversations and last activity as they were when it opened. Certify what is still needed and revoke the rest; anything left undecided at the close is recorded as not reviewed. Nobody reviews their own access.'),
+      msg, box, start));
+  mount(main, root);
+  focusHeading(root);
+  if (info) showInfo(msg, info);
+  start.addEventListener('click', async () => {
+    start.disabled = true;
+    try {
+      const c = await stepped(() => api.post('/access-reviews'));
+      location.hash = '#/admin/access-reviews/' + c.id;
+    } catch (e) {
+      showError(msg, e);
+    } finally {
+      start.disabled = false;
+    }
+  });
+  try {
+    const r = await api.get('/access-reviews');
+    mount(box, r.items.length === 0 ? h('p', {}, 'No campaigns yet.') : eventTable('Campaigns, newest first', r.items, [
+      ['Opened', (x) => h('a', { href: '#/admin/access-reviews/' + x.id }, new Date(x.opened_at).toLocaleDateString())],
+      ['Started by', (x) => (x.trigger === 'schedule' ? 'Schedule' : 'A reviewer')],
+      ['Status', (x) => (x.status === 'closed' ? 'Closed' : x.overdue ? h('span', { class: 'state blocked' }, 'Open, overdue') : 'Open')],
+      ['Due', (x) => new Date(x.due_at).toLocaleDateString()],
+      ['Progress', (x) => reviewProgress(x.counts)]]));
+    root.append(reviewScheduleForm(r.schedule));
+  } catch (e) {
+    mount(box);
+    showError(msg, e);
+  }
+}
+
+function reviewScheduleForm(s) {
+  const msg = messageBox();
+  const cadence = field('Days between campaigns (90 is quarterly)', { name: 'review_cadence', type: 'number', value: String(s.cadence_days), inputmode: 'numeric' });
+  const windowDays = field('Days to decide', { name: 'review_window', type: 'number', value: String(s.window_days), inputmode: 'numeric' });
+  const next = h('p', { class: 'muted' }, `The next campaign opens on ${new Date(s.next_opening_at).toLocaleDateString()}.`);
+  const form = h('form', { class: 'card', novalidate: true, id: 'review-schedule', 'aria-labelledby': 'rs-h' }, h('h2', { id: 'rs-h' }, 'Schedule'), next,
+    h('div', { class: 'row wrap' }, cadence, windowDays), msg, h('button', { type: 'submit', class: 'primary' }, 'Save schedule'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const c = Number(cadence.input.value);
+    const w = Number(windowDays.input.value);
+    if (!Number.isInteger(c) || c < 7 || c > 366) { showError(msg, { userMessage: 'Days between campaigns must be a whole number from 7 to 366.' }); cadence.input.focus(); return; }
+    if (!Number.isInteger(w) || w < 1 || w > 90 || w >= c) { showError(msg, { userMessage: 'Days to decide must be a whole number from 1 to 90, shorter than the time between campaigns.' }); windowDays.input.focus(); return; }
+    await submitForm(form, msg, async () => {
+      const r = await api.call('PUT', '/org/access-review-schedule', { cadence_days: c, window_days: w });
+      next.textContent = `The next campaign opens on ${new Date(r.next_opening_at).toLocaleDateString()}.`;
+      showInfo(msg, 'Schedule saved.');
+    });
+  });
+  return form;
+}
+
+/** Asks why access is revoked; resolves `{ reason, note }`, or null when cancelled. */
+function revokeDialog(name) {
+  return new Promise((resolve) => {
+    const msg = messageBox();
+    const reason = field('Reason', { name: 'revoke_reason', tag: 'select', options: REVOKE_REASONS });
+    const note = field('Note (required for "Other"; no patient information)', { name: 'revoke_note', maxlength: 500 });
+    const cancel = h('button', { type: 'button' }, 'Cancel');
+    const form = h('form', { method: 'dialog', novalidate: true },
+      h('h2', { id: 'revoke-h' }, 'Revoke access?'),
+      h('p', {}, `${name}'s account is disabled now: their sessions end and their devices are told to erase Ward's data.`), reason, note, msg,
+      h('div', { class: 'row' }, h('button', { type: 'submit', class: 'danger' }, 'Revoke access'), cancel));
+    const dlg = h('dialog', { 'aria-labelledby': 'revoke-h', class: 'card' }, form);
+    const done = (v) => { dlg.close(); dlg.remove(); resolve(v); };
+    cancel.addEventListener('click', () => done(null));
+    dlg.addEventListener('cancel', () => done(null));
+    form.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const r = reason.input.value;
+      const n = note.input.value.trim();
+      if (!r) { showError(msg, { userMessage: 'Choose why the access is revoked.' }); reason.input.focus(); return; }
+      if (r === 'other' && !n) { showError(msg, { userMessage: 'Say why in the note.' }); note.input.focus(); return; }
+      done(n ? { reason: r, note: n } : { reason: r });
+    });
+    document.body.append(dlg);
+    dlg.showModal();
+    reason.input.focus();
+  });
+}
+
+function memberships(x) {
+  if (x.membership_count === 0) return 'None';
+  const kinds = {};
+  for (const m of x.memberships) kinds[m.kind] = (kinds[m.kind] || 0) + 1;
+  return `${x.membership_count} (` + Object.entries(kinds).map(([k, n]) => `${n} ${KIND_NAMES[k] || k}`).join(', ') + ')';
+}
+
+/** One campaign: its items with certify and revoke, progress, close and exports. */
+async function accessReviewPage(id, info) {
+  setTitle('Access review');
+  open = null;
+  const msg = messageBox();
+  const box = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
+  const head = h('h1', { class: 'pagehead' }, 'Access review');
+  const summary = h('div', {});
+  const actions = h('div', { class: 'row wrap' });
+  const root = h('section', {}, h('p', {}, h('a', { href: '#/admin/access-reviews' }, 'All campaigns')), head,
+    h('section', { class: 'card', id: 'review', 'aria-label': 'Accounts to review' }, summary, msg, box, actions));
+  mount(main, root);
+  focusHeading(root);
+  if (info) showInfo(msg, info);
+  const decide = async (x, body, button) => {
+    button.disabled = true;
+    try {
+      await stepped(() => api.post(`/access-reviews/${id}/items/${x.user_id}`, body));
+      await load(`${x.display_name}: ${body.decision === 'revoke' ? 'access revoked, account disabled' : 'access certified'}.`);
+    } catch (e) {
+      button.disabled = false;
+      showError(msg, e);
+    }
+  };
+  const decisionCell = (c, x) => {
+    if (x.decision) {
+      const label = DECISIONS[x.decision] || x.decision;
+      const reason = x.reason ? ` (${(REVOKE_REASONS.find(([v]) => v === x.reason) || [null, x.reason])[1]})` : '';
+      return h('span', { class: 'state ' + (x.decision === 'certify' ? 'ok' : x.decision === 'revoke' ? 'blocked' : 'warn') }, label + reason);
+    }
+    if (c.status !== 'open') return '–';
+    if (x.user_id === me.user.id) return h('span', { class: 'muted' }, 'Another reviewer decides');
+    const certify = h('button', { type: 'button', 'aria-label': 'Certify ' + x.display_name }, 'Certify');
+    const revoke = h('button', { type: 'button', class: 'danger', 'aria-label': 'Revoke ' + x.display_name }, 'Revoke');
+    certify.addEventListener('click', () => decide(x, { decision: 'certify' }, certify));
+    revoke.addEventListener('click', async () => {
+      const why = await revokeDialog(x.display_name);
+      if (why) await decide(x, { decision: 'revoke', ...why }, revoke);
+    });
+    return h('div', { class: 'row' }, certify, revoke);
+  };
+  const download = async (format, button) => {
+    button.disabled = true;
+    try {
+      const f = await api.file(`/access-reviews/${id}/export?format=${format}`);
+      save(f);
+      showInfo(msg, `Results downloaded: ${f.filename}.`);
+    } catch (e) {
+      showError(msg, e);
+    } finally {
+      button.disabled = false;
+    }
+  };
+  const load = async (notice) => {
+    const r = await api.get('/access-reviews/' + id);
+    const c = r.campaign;
+    head.textContent = `Access review of ${new Date(c.opened_at).toLocaleDateString()}`;
+    const due = c.status === 'open'
+      ? (c.overdue ? h('span', { class: 'state blocked' }, `Overdue since ${new Date(c.due_at).toLocaleDateString()}`) : `Due ${new Date(c.due_at).toLocaleDateString()}`)
+      : `Closed ${new Date(c.closed_at).toLocaleDateString()}`;
+    mount(summary, h('p', {}, due), reviewProgress(c.counts));
+    mount(box, r.items.length === 0 ? h('p', {}, 'No accounts were active when this campaign opened.') : eventTable('Accounts as they were when the campaign opened', r.items, [
+      ['Person', (x) => [x.display_name, h('br', {}), h('span', { class: 'muted' }, x.login)]],
+      ['Role', (x) => (ROLES.find(([v]) => v === x.role) || [null, x.role])[1]],
+      ['Conversations', (x) => memberships(x)],
+      ['Last sign-in', (x) => (x.last_sign_in_at ? when(Date.parse(x.last_sign_in_at)) : 'Never')],
+      ['Last message', (x) => (x.last_message_at ? when(Date.parse(x.last_message_at)) : 'Never')],
+      ['Second factor', (x) => (x.mfa_enabled ? 'Yes' : h('span', { class: 'state warn' }, 'No'))],
+      ['Decision', (x) => decisionCell(c, x)]]));
+    const json = h('button', { type: 'button', id: 'review-json' }, 'Download results (JSON)');
+    const csv = h('button', { type: 'button', id: 'review-csv' }, 'Download results (CSV)');
+    json.addEventListener('click', () => download('json', json));
+    csv.addEventListener('click', () => download('csv', csv));
+    const buttons = [json, csv];
+    if (c.status === 'open') {
+      const close = h('button', { type: 'button', class: 'primary', id: 'close-review' }, 'Close campaign');
+      close.addEventListener('click', async () => {
+        const left = c.counts.pending;
+        const q = left ? `${left} account${left === 1 ? ' is' : 's are'} still undecided and will be recorded as not reviewed. Close the campaign?` : 'Close the campaign? Decisions become final.';
+        if (!(await ask(q, 'Close campaign'))) return;
+        close.disabled = true;
+        try {
+          await api.post(`/access-reviews/${id}/close`);
+          await load('Campaign closed.');
+        } catch (e) {
+          close.disabled = false;
+          showError(msg, e);
+        }
+      });
+      buttons.unshift(close);
+    }
+    mount(actions, ...buttons);
+    if (notice) { showInfo(msg, notice); announce(notice); }
+  };
+  try { await load(); } catch (e) { mount(box); showError(msg, e); }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -102,8 +102,16 @@ async fn export_verifies_offline_and_any_change_fails() {
     let map: serde_json::Value = serde_json::from_slice(&files.iter().find(|(n, _)| n == "control-map.json").unwrap().1).unwrap();
     let review =
         map["controls"].as_array().unwrap().iter().find(|c| c["control"] == "164.308(a)(4)").expect("164.308(a)(4) in the control map");
-    assert_eq!(review["evidence"][0]["status"], "not_available");
-    assert!(review["evidence"][0]["reason"].as_str().unwrap().contains("access review"));
+    assert_eq!(review["evidence"][0]["status"], "included");
+    assert_eq!(review["evidence"][0]["files"][0], "evidence/access-reviews.json");
+    let results: serde_json::Value =
+        serde_json::from_slice(&files.iter().find(|(n, _)| n == "evidence/access-reviews.json").unwrap().1).unwrap();
+    assert_eq!(results["cadence_days"], 90);
+    assert!(results["campaigns"].is_array(), "{results}");
+    // Evidence Ward does not produce is still listed with its reason.
+    let activity =
+        map["controls"].as_array().unwrap().iter().find(|c| c["control"] == "164.308(a)(1)(ii)(D)").expect("activity review in the map");
+    assert_eq!(activity["evidence"][1]["status"], "not_available");
     // The bundled checkpoint verifies with the bundled verifier key.
     let cp = &files.iter().find(|(n, _)| n == "audit/checkpoint.txt").unwrap().1;
     ward_audit::note::open(cp, std::slice::from_ref(&vkey)).expect("checkpoint signed by the log key");
