@@ -51,6 +51,11 @@ pub struct AppState {
     pub wipe_limits: Arc<crate::rate_limit::WipeLimits>,
     /// Failed sign-ins per source address.
     pub login_limits: Arc<crate::rate_limit::RateLimiter>,
+    /// Single sign-on starts per source address (each calls the provider).
+    pub oidc_start_limits: Arc<crate::rate_limit::RateLimiter>,
+    /// Refused back-channel logout tokens per organisation and source address: apart from
+    /// `login_limits`, so failures elsewhere cannot stop a provider's logouts.
+    pub oidc_logout_limits: Arc<crate::rate_limit::RateLimiter>,
     /// Badly signed inbound webhook requests per source address.
     pub inbound_limits: Arc<crate::rate_limit::RateLimiter>,
     /// The delivery providers and the worker's wake-up.
@@ -131,6 +136,8 @@ pub fn build(
         config.devices.wipe_requests_per_minute_per_device,
     ));
     let login_limits = Arc::new(crate::rate_limit::RateLimiter::new(config.sessions.failed_logins_per_minute_per_address));
+    let oidc_start_limits = Arc::new(crate::rate_limit::RateLimiter::new(config.oidc.starts_per_minute_per_address));
+    let oidc_logout_limits = Arc::new(crate::rate_limit::RateLimiter::new(config.oidc.failed_logouts_per_minute_per_address));
     let inbound_limits = Arc::new(crate::rate_limit::RateLimiter::new(config.inbound.bad_signatures_per_minute_per_address));
     let webauthn = Arc::new(config.webauthn.relying_party().unwrap_or_else(|e| {
         // validate() refuses such a configuration; this default keeps a test-built state usable.
@@ -155,6 +162,8 @@ pub fn build(
         outbound,
         wipe_limits,
         login_limits,
+        oidc_start_limits,
+        oidc_logout_limits,
         inbound_limits,
         notify,
         webauthn,

@@ -173,11 +173,24 @@ pub struct OidcConfig {
     pub allow_http_loopback: bool,
     /// Timeout of each call to a provider (discovery, keys, token), in seconds (1 to 60).
     pub http_timeout_secs: u64,
+    /// Anonymous sign-in starts (`GET /api/v1/auth/oidc/{org}/start`) allowed per source
+    /// address and minute; each one calls the provider. 0 is unlimited. Default 30.
+    pub starts_per_minute_per_address: u32,
+    /// Refused back-channel logout tokens allowed per organisation and source address and
+    /// minute before that address is stopped (for that organisation only). Default 30.
+    pub failed_logouts_per_minute_per_address: u32,
 }
 
 impl Default for OidcConfig {
     fn default() -> Self {
-        Self { public_url: None, state_ttl_secs: 600, allow_http_loopback: false, http_timeout_secs: 10 }
+        Self {
+            public_url: None,
+            state_ttl_secs: 600,
+            allow_http_loopback: false,
+            http_timeout_secs: 10,
+            starts_per_minute_per_address: 30,
+            failed_logouts_per_minute_per_address: 30,
+        }
     }
 }
 

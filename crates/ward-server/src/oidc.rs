@@ -6,10 +6,13 @@
 //! JSON Web Key type, the claims here.
 //!
 //! HTTP goes through a reqwest client of Ward's own (one TLS stack, redirects never followed,
-//! so a provider cannot bounce Ward's requests elsewhere). Issuers must use https, except
-//! loopback issuers when `[oidc] allow_http_loopback` is set (tests).
+//! so a provider cannot bounce Ward's requests elsewhere; each answer capped at 1 MiB). Issuers
+//! must use https and must not be loopback, private or link-local IP literals, except loopback
+//! issuers over http when `[oidc] allow_http_loopback` is set (tests). Host names are not
+//! resolved and checked here (no DNS-rebinding protection; docs/identity.md says so).
 
 use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -23,6 +26,11 @@ use openidconnect::{
 use serde_json::Value;
 
 use crate::config::OidcConfig;
+
+/// The most bytes Ward reads of any provider answer (discovery, keys, token endpoint).
+const MAX_BODY: usize = 1024 * 1024;
+/// How long past its `iat` a logout token's id is remembered at most (its `exp` is clamped).
+const MAX_LOGOUT_LIFETIME_SECS: i64 = 86_400;
 
 /// The event a logout token must carry.
 const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
@@ -65,20 +73,64 @@ impl OidcHttp {
         Self { client, allow_http_loopback: config.allow_http_loopback }
     }
 
-    /// Checks an issuer URL against the transport rule (https, or http on loopback when allowed).
+    /// Checks an issuer URL against the transport rule (https, or http on loopback when
+    /// allowed) and refuses internal IP literals (loopback, private, link-local, unspecified)
+    /// unless loopback is allowed, so an admin cannot point Ward at its own network by address.
     pub fn check_issuer(&self, issuer: &str) -> Result<IssuerUrl, OidcError> {
         let url = IssuerUrl::new(issuer.to_owned()).map_err(|_| OidcError::Settings("the issuer is not a URL".into()))?;
         let parsed = url.url();
+        if !self.allow_http_loopback && parsed.host_str().is_some_and(is_internal_host) {
+            return Err(OidcError::Settings("the issuer must not be an internal address".into()));
+        }
         match parsed.scheme() {
             "https" => Ok(url),
             "http" if self.allow_http_loopback && is_loopback(parsed.host_str().unwrap_or("")) => Ok(url),
             _ => Err(OidcError::Settings("the issuer must use https".into())),
         }
     }
+
+    /// Whether a URL the browser is sent to, or Ward calls, meets the transport rule.
+    fn transport_ok(&self, url: &str) -> bool {
+        url.starts_with("https://")
+            || (self.allow_http_loopback
+                && reqwest::Url::parse(url).is_ok_and(|u| u.scheme() == "http" && is_loopback(u.host_str().unwrap_or(""))))
+    }
 }
 
 fn is_loopback(host: &str) -> bool {
     matches!(host, "127.0.0.1" | "[::1]" | "::1" | "localhost")
+}
+
+/// Loopback, private, link-local, unspecified and similar internal addresses (as literals),
+/// and `localhost`.
+fn is_internal_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => internal_v4(v4),
+        Ok(IpAddr::V6(v6)) => {
+            let seg0 = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (seg0 & 0xfe00) == 0xfc00 // unique local
+                || (seg0 & 0xffc0) == 0xfe80 // link-local
+                || v6.to_ipv4_mapped().is_some_and(internal_v4)
+        }
+        Err(_) => {
+            let d = bare.to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost")
+        }
+    }
+}
+
+fn internal_v4(v4: Ipv4Addr) -> bool {
+    let [a, b, ..] = v4.octets();
+    v4.is_loopback()
+        || v4.is_private()
+        || v4.is_link_local()
+        || v4.is_unspecified()
+        || v4.is_broadcast()
+        || a == 0
+        || (a == 100 && (b & 0xc0) == 64) // shared address space (carrier NAT)
 }
 
 impl<'c> AsyncHttpClient<'c> for OidcHttp {
@@ -90,13 +142,10 @@ impl<'c> AsyncHttpClient<'c> for OidcHttp {
             let (parts, body) = request.into_parts();
             let url = parts.uri.to_string();
             // Every call goes to the issuer's own endpoints; hold each to the issuer's rule.
-            let scheme_ok = url.starts_with("https://")
-                || (self.allow_http_loopback
-                    && reqwest::Url::parse(&url).is_ok_and(|u| u.scheme() == "http" && is_loopback(u.host_str().unwrap_or(""))));
-            if !scheme_ok {
+            if !self.transport_ok(&url) {
                 return Err(HttpError("provider endpoints must use https".into()));
             }
-            let res = self
+            let mut res = self
                 .client
                 .request(parts.method, url)
                 .headers(parts.headers)
@@ -108,8 +157,15 @@ impl<'c> AsyncHttpClient<'c> for OidcHttp {
             if let Some(h) = out.headers_mut() {
                 *h = res.headers().clone();
             }
-            let bytes = res.bytes().await.map_err(|e| HttpError(e.without_url().to_string()))?;
-            out.body(bytes.to_vec()).map_err(|e| HttpError(e.to_string()))
+            // Read in chunks and stop past the cap: a provider cannot make Ward buffer without end.
+            let mut bytes = Vec::new();
+            while let Some(chunk) = res.chunk().await.map_err(|e| HttpError(e.without_url().to_string()))? {
+                if bytes.len() + chunk.len() > MAX_BODY {
+                    return Err(HttpError("the provider's answer is larger than 1 MiB".into()));
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            out.body(bytes).map_err(|e| HttpError(e.to_string()))
         })
     }
 }
@@ -169,6 +225,10 @@ pub async fn authorization_request(http: &OidcHttp, p: &ProviderSettings, redire
         req = req.add_scope(Scope::new(s.clone()));
     }
     let (url, state, nonce) = req.set_pkce_challenge(challenge).url();
+    // The browser is sent there with the state and the PKCE challenge: never over plain http.
+    if !http.transport_ok(url.as_str()) {
+        return Err(OidcError::Settings("the authorization endpoint must use https".into()));
+    }
     Ok(AuthRequest {
         url: url.to_string(),
         state: state.secret().clone(),
@@ -301,9 +361,17 @@ pub async fn verify_logout_token(http: &OidcHttp, p: &ProviderSettings, token: &
         return Err(OidcError::Token("neither sub nor sid".into()));
     }
     let jti = str_claim("jti").filter(|j| !j.is_empty() && j.len() <= 256).ok_or_else(|| OidcError::Token("no jti".into()))?;
-    // Remember the id past any time the token could still be accepted.
-    let remember_until = (exp.unwrap_or(iat + 600).max(iat + 600) + 120) * 1000;
+    let remember_until = remember_logout_until(iat, exp);
     Ok(LogoutClaims { sub, sid, jti, remember_until })
+}
+
+/// Until when (Unix ms) a logout token's id is kept: past any time the token could still be
+/// accepted (issued within ten minutes, a minute of skew), at least `iat` + 10 minutes, its
+/// `exp` clamped to a day after `iat`, and no arithmetic that can overflow on hostile claims.
+fn remember_logout_until(iat: i64, exp: Option<i64>) -> i64 {
+    let floor = iat.saturating_add(600);
+    let exp = exp.unwrap_or(floor).clamp(floor, iat.saturating_add(MAX_LOGOUT_LIFETIME_SECS).max(floor));
+    exp.saturating_add(120).saturating_mul(1000)
 }
 
 #[cfg(test)]
@@ -319,6 +387,104 @@ mod tests {
         assert!(loose.check_issuer("http://127.0.0.1:4000").is_ok());
         assert!(loose.check_issuer("http://idp.example.org").is_err());
         assert!(loose.check_issuer("ftp://127.0.0.1").is_err());
+    }
+
+    #[test]
+    fn internal_issuer_addresses_are_refused_unless_loopback_is_allowed() {
+        let strict = OidcHttp::new(&OidcConfig::default());
+        for bad in [
+            "https://127.0.0.1",
+            "https://10.1.2.3/realm",
+            "https://192.168.0.1",
+            "https://172.16.5.5",
+            "https://169.254.169.254",
+            "https://0.0.0.0",
+            "https://[::1]",
+            "https://[fe80::1]",
+            "https://[fd00::1]",
+            "https://[::ffff:10.0.0.1]",
+            "https://localhost",
+        ] {
+            assert!(strict.check_issuer(bad).is_err(), "{bad}");
+        }
+        assert!(strict.check_issuer("https://8.8.8.8").is_ok());
+        assert!(strict.check_issuer("https://[2001:db8::1]").is_ok());
+        let loose = OidcHttp::new(&OidcConfig { allow_http_loopback: true, ..OidcConfig::default() });
+        assert!(loose.check_issuer("https://10.1.2.3").is_ok());
+    }
+
+    #[test]
+    fn logout_token_ids_are_remembered_without_overflow_and_for_at_most_a_day() {
+        let iat = 1_800_000_000;
+        // Hostile exp values neither overflow nor keep the row for ages.
+        assert_eq!(remember_logout_until(iat, Some(i64::MAX)), (iat + 86_400 + 120) * 1000);
+        assert_eq!(remember_logout_until(iat, Some(i64::MIN)), (iat + 600 + 120) * 1000);
+        // At least the acceptance window; a normal exp as given.
+        assert_eq!(remember_logout_until(iat, None), (iat + 720) * 1000);
+        assert_eq!(remember_logout_until(iat, Some(iat + 3600)), (iat + 3720) * 1000);
+        // Even an absurd iat does not panic.
+        assert!(remember_logout_until(i64::MAX, Some(i64::MAX)) > 0);
+    }
+
+    /// A provider on 127.0.0.1 answering discovery with `metadata` (padded with `pad` bytes of
+    /// spaces) and an empty key set. Returns its issuer.
+    async fn fake_provider(auth_endpoint: Option<&str>, pad: usize) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        let auth = auth_endpoint.map_or_else(|| format!("{issuer}/auth"), str::to_owned);
+        let metadata = serde_json::json!({
+            "issuer": issuer, "authorization_endpoint": auth, "token_endpoint": format!("{issuer}/token"),
+            "jwks_uri": format!("{issuer}/jwks"), "response_types_supported": ["code"],
+            "subject_types_supported": ["public"], "id_token_signing_alg_values_supported": ["RS256"],
+        })
+        .to_string()
+            + &" ".repeat(pad);
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let metadata = metadata.clone();
+                tokio::spawn(async move {
+                    let mut req = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => req.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let body = if String::from_utf8_lossy(&req).contains("/jwks") { r#"{"keys":[]}"#.to_owned() } else { metadata };
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = conn.write_all(head.as_bytes()).await;
+                    let _ = conn.write_all(body.as_bytes()).await;
+                });
+            }
+        });
+        issuer
+    }
+
+    fn provider(issuer: String) -> ProviderSettings {
+        ProviderSettings { issuer, client_id: "ward".into(), client_secret: None, scopes: vec![] }
+    }
+
+    #[tokio::test]
+    async fn provider_answers_over_one_mebibyte_are_refused() {
+        let http = OidcHttp::new(&OidcConfig { allow_http_loopback: true, ..OidcConfig::default() });
+        let small = fake_provider(None, 1000).await;
+        assert!(authorization_request(&http, &provider(small), "https://ward.example.org/cb").await.is_ok());
+        let big = fake_provider(None, MAX_BODY + 1).await;
+        let e = authorization_request(&http, &provider(big), "https://ward.example.org/cb").await.unwrap_err();
+        assert!(matches!(e, OidcError::Provider(_)), "{e}");
+    }
+
+    #[tokio::test]
+    async fn the_browser_is_never_sent_to_a_plain_http_authorization_endpoint() {
+        let http = OidcHttp::new(&OidcConfig { allow_http_loopback: true, ..OidcConfig::default() });
+        let issuer = fake_provider(Some("http://idp.example.org/auth"), 0).await;
+        let e = authorization_request(&http, &provider(issuer), "https://ward.example.org/cb").await.unwrap_err();
+        assert!(matches!(e, OidcError::Settings(_)), "{e}");
     }
 
     #[test]

@@ -21,6 +21,7 @@ use ward_domain::role::Role;
 use ward_store::Backend;
 
 const ORG: &str = "ssoclinic";
+const HANDOFF_COOKIE: &str = "__Host-ward-sso-handoff";
 
 fn oidc_dir() -> PathBuf {
     std::env::var("WARD_TEST_OIDC_DIR")
@@ -89,6 +90,7 @@ struct Browser {
 struct Page {
     status: u16,
     location: Option<String>,
+    set_cookies: Vec<String>,
     body: String,
 }
 
@@ -117,6 +119,7 @@ impl Browser {
             req = req.header("content-type", "application/x-www-form-urlencoded").body(body);
         }
         let res = req.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
+        let set_cookies: Vec<String> = res.headers().get_all("set-cookie").iter().map(|c| c.to_str().unwrap().to_owned()).collect();
         for c in res.headers().get_all("set-cookie") {
             let c = c.to_str().unwrap();
             let pair = c.split(';').next().unwrap();
@@ -132,7 +135,7 @@ impl Browser {
         let base = res.url().clone();
         let location = res.headers().get("location").map(|l| base.join(l.to_str().unwrap()).unwrap().to_string());
         let body = res.text().await.unwrap_or_default();
-        Page { status, location, body }
+        Page { status, location, set_cookies, body }
     }
 }
 
@@ -177,6 +180,50 @@ async fn to_callback(b: &mut Browser, h: &Harness, login: &str) -> String {
     panic!("the provider never sent the browser back to Ward");
 }
 
+/// Signs the browser out at the provider, which then calls Ward's back-channel logout with a
+/// token naming that provider session (`sid`).
+async fn sign_out_at_provider(b: &mut Browser, p: &Provider) {
+    let end = b.go(Method::GET, &format!("{}/session/end", p.issuer), None).await;
+    assert_eq!(end.status, 200, "{}", end.body);
+    let xsrf = hidden_value(&end.body, "xsrf");
+    let confirm = form_action(&end.body, &p.issuer);
+    let out = b.go(Method::POST, &confirm, Some(&[("xsrf", xsrf.as_str()), ("logout", "yes")])).await;
+    assert!(out.status == 303 || out.status == 200, "{}", out.body);
+}
+
+/// Posts a logout token to the organisation's back-channel logout endpoint.
+async fn post_logout(h: &Harness, slug: &str, token: &str) -> (u16, String) {
+    let http = reqwest::Client::builder().use_preconfigured_tls((*h.tls).clone()).build().unwrap();
+    let r = http
+        .post(format!("{}/api/v1/auth/oidc/{slug}/backchannel-logout", h.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("logout_token={token}"))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.text().await.unwrap())
+}
+
+/// Signs in at the provider as `login` and through Ward's callback; the browser's hand-over.
+async fn sso(b: &mut Browser, h: &Harness, login: &str) -> String {
+    let cb = to_callback(b, h, login).await;
+    handoff(b, h, &cb).await
+}
+
+/// The provider settings `configure` stores, with another issuer.
+fn provider_body(issuer: &str) -> Value {
+    json!({
+        "issuer": issuer,
+        "client_id": "ward",
+        "client_secret": "ward-test-secret",
+        "scopes": ["profile", "groups"],
+        "role_claim": "groups",
+        "role_map": [{"value": "ward-nurses", "role": "nurse"}],
+        "jit_enabled": true
+    })
+}
+
 /// Visits the callback and expects the hand-over to the web app; returns the token.
 async fn handoff(b: &mut Browser, h: &Harness, callback: &str) -> String {
     let page = b.go(Method::GET, callback, None).await;
@@ -185,10 +232,30 @@ async fn handoff(b: &mut Browser, h: &Harness, callback: &str) -> String {
     let prefix = format!("{}/#/sso/", h.url);
     assert!(to.starts_with(&prefix), "{to}");
     assert!(!to.contains("wat_") && !to.contains("wrt_"), "no session token in a URL");
+    // The hand-over is bound to this browser by a cookie scripts cannot read and other sites
+    // cannot make it send.
+    let bind = page.set_cookies.iter().find(|c| c.starts_with(&format!("{HANDOFF_COOKIE}="))).expect("a hand-over cookie");
+    for attr in ["; Path=/;", "; Secure", "; HttpOnly", "; SameSite=Strict"] {
+        assert!(bind.contains(attr), "{attr} missing: {bind}");
+    }
     to[prefix.len()..].to_owned()
 }
 
-async fn complete(h: &Harness, token: &str) -> common::Reply {
+/// Redeems a hand-over from a browser, with that browser's cookies (as the web app's
+/// same-origin fetch sends them).
+async fn complete(b: &Browser, h: &Harness, token: &str) -> common::Reply {
+    let mut req = b.http.post(format!("{}/api/v1/auth/oidc/complete", h.url));
+    if !b.cookies.is_empty() {
+        req = req.header("cookie", b.cookie_header());
+    }
+    let res = req.json(&json!({"token": token, "device": {"name": "browser", "platform": "web"}})).send().await.unwrap();
+    let (status, headers) = (res.status(), res.headers().clone());
+    let text = res.text().await.unwrap_or_default();
+    common::Reply { status, headers, body: serde_json::from_str(&text).unwrap_or(Value::Null) }
+}
+
+/// Redeems a hand-over with no cookies at all (a link opened in someone else's browser).
+async fn complete_bare(h: &Harness, token: &str) -> common::Reply {
     h.call(
         Method::POST,
         "/api/v1/auth/oidc/complete",
@@ -202,23 +269,7 @@ async fn configure(h: &Harness, p: &Provider) -> (common::Account, common::Sessi
     let org = h.org(ORG, vec![]).await;
     let admin = h.account(&org, "sso-admin", Role::Admin).await;
     let s = h.login_stepped_up(&admin).await;
-    let r = h
-        .call(
-            Method::PUT,
-            "/api/v1/admin/oidc",
-            Some(&s.access),
-            Some(json!({
-                "issuer": p.issuer,
-                "client_id": "ward",
-                "client_secret": "ward-test-secret",
-                "scopes": ["profile", "groups"],
-                "role_claim": "groups",
-                "role_map": [{"value": "ward-nurses", "role": "nurse"}],
-                "jit_enabled": true
-            })),
-        )
-        .await
-        .expect(200);
+    let r = h.call(Method::PUT, "/api/v1/admin/oidc", Some(&s.access), Some(provider_body(&p.issuer))).await.expect(200);
     assert_eq!(r.body["has_client_secret"], true);
     assert!(r.body.get("client_secret").is_none(), "the secret is never returned: {}", r.body);
     assert_eq!(r.body["redirect_uri"], format!("{}/api/v1/auth/oidc/callback", h.url));
@@ -246,7 +297,7 @@ async fn full_flow(backend: Backend) {
     let mut b = Browser::new(&h);
     let callback = to_callback(&mut b, &h, "nurse-jo").await;
     let token = handoff(&mut b, &h, &callback).await;
-    let r = complete(&h, &token).await.expect(200);
+    let r = complete(&b, &h, &token).await.expect(200);
     assert_eq!(r.body["status"], "authenticated", "{}", r.body);
     let access = r.body["tokens"]["access_token"].as_str().unwrap().to_owned();
     let me = h.get("/api/v1/me", &access).await.expect(200);
@@ -258,13 +309,13 @@ async fn full_flow(backend: Backend) {
     assert_eq!(again.status, 400, "{}", again.body);
     let problem: Value = serde_json::from_str(&again.body).unwrap();
     assert_eq!(problem["code"], "oidc_state_invalid");
-    complete(&h, &token).await.expect_problem(401, "oidc_handoff_invalid");
+    complete(&b, &h, &token).await.expect_problem(401, "oidc_handoff_invalid");
 
     // A second sign-in by the same person finds the same account (linked by subject).
     let mut b2 = Browser::new(&h);
     let callback2 = to_callback(&mut b2, &h, "nurse-jo").await;
     let token2 = handoff(&mut b2, &h, &callback2).await;
-    let r2 = complete(&h, &token2).await.expect(200);
+    let r2 = complete(&b2, &h, &token2).await.expect(200);
     let access2 = r2.body["tokens"]["access_token"].as_str().unwrap().to_owned();
     assert_eq!(h.get("/api/v1/me", &access2).await.expect(200).body["user"]["id"], me.body["user"]["id"]);
 
@@ -292,12 +343,7 @@ async fn full_flow(backend: Backend) {
     // Back-channel logout: the user signs out at the provider in the first browser, which
     // calls Ward with that provider session's sid: that Ward session ends, the one opened
     // from the other browser (another provider session) stays.
-    let end = b.go(Method::GET, &format!("{}/session/end", p.issuer), None).await;
-    assert_eq!(end.status, 200, "{}", end.body);
-    let xsrf = hidden_value(&end.body, "xsrf");
-    let confirm = form_action(&end.body, &p.issuer);
-    let out = b.go(Method::POST, &confirm, Some(&[("xsrf", xsrf.as_str()), ("logout", "yes")])).await;
-    assert!(out.status == 303 || out.status == 200, "{}", out.body);
+    sign_out_at_provider(&mut b, &p).await;
     h.get("/api/v1/me", &access).await.expect_problem(401, "session_ended");
     h.get("/api/v1/me", &access2).await.expect(200);
 }
@@ -311,7 +357,7 @@ async fn back_channel_logout_tokens_are_checked_and_work_once() {
     let mut b = Browser::new(&h);
     let cb = to_callback(&mut b, &h, "nurse-lee").await;
     let token = handoff(&mut b, &h, &cb).await;
-    let access = complete(&h, &token).await.expect(200).body["tokens"]["access_token"].as_str().unwrap().to_owned();
+    let access = complete(&b, &h, &token).await.expect(200).body["tokens"]["access_token"].as_str().unwrap().to_owned();
 
     let http = reqwest::Client::builder().use_preconfigured_tls((*h.tls).clone()).build().unwrap();
     let logout = |t: String| {
@@ -389,4 +435,160 @@ async fn provider_settings_are_admin_only_validated_and_need_a_step_up() {
     let r = h.call(Method::GET, "/api/v1/auth/oidc/ssoconf/start", None, None).await;
     assert_eq!(r.body["code"], "oidc_not_configured");
     h.call(Method::GET, "/api/v1/auth/oidc/callback?state=forged&code=x", None, None).await.expect_problem(400, "oidc_state_invalid");
+}
+
+fn access_of(r: &common::Reply) -> String {
+    r.body["tokens"]["access_token"].as_str().unwrap_or_else(|| panic!("no tokens: {}", r.body)).to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_over_is_redeemed_only_in_the_browser_the_callback_sent_it_to() {
+    let Some((node, dir)) = peers() else { return };
+    let h = Harness::start_with(Backend::Sqlite, |c| c.oidc.allow_http_loopback = true).await.unwrap();
+    let p = start_provider(&node, &dir, &h);
+    let (_, admin) = configure(&h, &p).await;
+
+    // Login CSRF: the attacker signs in as himself, stops at the hand-over and sends the link.
+    let mut attacker = Browser::new(&h);
+    let token = sso(&mut attacker, &h, "nurse-mallory").await;
+    // The victim's browser has no hand-over cookie, or only the one of its own sign-in.
+    complete_bare(&h, &token).await.expect_problem(401, "oidc_handoff_invalid");
+    let mut victim = Browser::new(&h);
+    let own = sso(&mut victim, &h, "nurse-vic").await;
+    complete(&victim, &h, &token).await.expect_problem(401, "oidc_handoff_invalid");
+    // Refusals spend nothing: each browser still redeems its own, and the cookie is cleared.
+    let mine = complete(&victim, &h, &own).await.expect(200);
+    assert!(
+        mine.headers.get_all("set-cookie").iter().any(|c| c.to_str().unwrap().starts_with(&format!("{HANDOFF_COOKIE}=;"))),
+        "the hand-over cookie is cleared"
+    );
+    let me = h.get("/api/v1/me", &access_of(&mine)).await.expect(200);
+    assert_eq!(me.body["user"]["display_name"], "Test nurse-vic");
+    complete(&attacker, &h, &token).await.expect(200);
+    let events = h.get("/api/v1/audit/events?action=oidc.login", &admin.access).await.expect(200);
+    assert!(events.body.to_string().contains("handoff_browser_mismatch"), "{}", events.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_issuer_drops_the_old_links_so_its_subjects_cannot_reach_old_accounts() {
+    let Some((node, dir)) = peers() else { return };
+    let h = Harness::start_with(Backend::Sqlite, |c| c.oidc.allow_http_loopback = true).await.unwrap();
+    let first = start_provider(&node, &dir, &h);
+    let (_, admin) = configure(&h, &first).await;
+    let mut b = Browser::new(&h);
+    let t = sso(&mut b, &h, "nurse-sam").await;
+    let old = h.get("/api/v1/me", &access_of(&complete(&b, &h, &t).await.expect(200))).await.expect(200).body["user"]["id"].clone();
+
+    // Saving the same issuer again keeps the links.
+    h.call(Method::PUT, "/api/v1/admin/oidc", Some(&admin.access), Some(provider_body(&first.issuer))).await.expect(200);
+    let mut b1 = Browser::new(&h);
+    let t1 = sso(&mut b1, &h, "nurse-sam").await;
+    let same = h.get("/api/v1/me", &access_of(&complete(&b1, &h, &t1).await.expect(200))).await.expect(200).body["user"]["id"].clone();
+    assert_eq!(same, old);
+
+    // Another provider whose subject has the same value is someone else: a new account.
+    let second = start_provider(&node, &dir, &h);
+    h.call(Method::PUT, "/api/v1/admin/oidc", Some(&admin.access), Some(provider_body(&second.issuer))).await.expect(200);
+    let mut b2 = Browser::new(&h);
+    let t2 = sso(&mut b2, &h, "nurse-sam").await;
+    let new = h.get("/api/v1/me", &access_of(&complete(&b2, &h, &t2).await.expect(200))).await.expect(200).body["user"]["id"].clone();
+    assert_ne!(new, old, "a subject of the new issuer signed into the old issuer's account");
+    let events = h.get("/api/v1/audit/events?action=oidc.config", &admin.access).await.expect(200);
+    assert!(events.body.to_string().contains("links_cleared"), "{}", events.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_channel_logout_ends_sso_sessions_opened_after_wards_second_factor_but_never_password_sessions() {
+    let Some((node, dir)) = peers() else { return };
+    let h = Harness::start_with(Backend::Sqlite, |c| c.oidc.allow_http_loopback = true).await.unwrap();
+    let p = start_provider(&node, &dir, &h);
+    let (admin_account, admin) = configure(&h, &p).await;
+    let nurse = h.account(&admin_account.org, "nurse-mfa", Role::Nurse).await;
+    h.enroll_mfa(&nurse).await;
+    h.call(Method::PUT, &format!("/api/v1/admin/oidc/links/{}", nurse.id), Some(&admin.access), Some(json!({"subject": "nurse-mfa"})))
+        .await
+        .expect(204);
+    let password = h.login(&nurse).await;
+
+    // Single sign-on, then Ward's own second factor: that session is the provider session's.
+    let second_factor = |b: Browser| {
+        let (h, nurse) = (&h, &nurse);
+        async move {
+            let mut b = b;
+            let t = sso(&mut b, h, "nurse-mfa").await;
+            let r = complete(&b, h, &t).await.expect(200);
+            assert_eq!(r.body["status"], "mfa_required", "{}", r.body);
+            let code = h.fresh_recovery_code(nurse).await;
+            let done = h
+                .call(Method::POST, "/api/v1/auth/mfa", None, Some(json!({"mfa_token": r.body["mfa_token"], "recovery_code": code})))
+                .await
+                .expect(200);
+            (b, done.body["access_token"].as_str().unwrap().to_owned())
+        }
+    };
+    let (mut b, sso_access) = second_factor(Browser::new(&h)).await;
+    sign_out_at_provider(&mut b, &p).await;
+    h.get("/api/v1/me", &sso_access).await.expect_problem(401, "session_ended");
+    h.get("/api/v1/me", &password.access).await.expect(200);
+
+    // A token naming only the subject ends the account's single sign-on sessions, still not
+    // the password session.
+    let (b2, sso_access2) = second_factor(Browser::new(&h)).await;
+    let mut fetcher = b2;
+    let token = fetcher.go(Method::GET, &format!("{}/test/logout-token?sub=nurse-mfa", p.issuer), None).await.body;
+    let (status, body) = post_logout(&h, ORG, &token).await;
+    assert_eq!(status, 200, "{body}");
+    h.get("/api/v1/me", &sso_access2).await.expect_problem(401, "session_ended");
+    h.get("/api/v1/me", &password.access).await.expect(200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_failures_are_limited_apart_from_sign_ins_and_replays_of_valid_tokens_do_not_count() {
+    let Some((node, dir)) = peers() else { return };
+    let h = Harness::start_with(Backend::Sqlite, |c| {
+        c.oidc.allow_http_loopback = true;
+        c.oidc.failed_logouts_per_minute_per_address = 3;
+        c.sessions.failed_logins_per_minute_per_address = 3;
+    })
+    .await
+    .unwrap();
+    let p = start_provider(&node, &dir, &h);
+    configure(&h, &p).await;
+    let mut b = Browser::new(&h);
+    let t = sso(&mut b, &h, "nurse-ray").await;
+    let access = access_of(&complete(&b, &h, &t).await.expect(200));
+
+    // Failed sign-ins from this address use up its sign-in budget, and bad logout tokens for
+    // another organisation use up that organisation's logout budget here.
+    for _ in 0..4 {
+        h.call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"login": "nobody@ssoclinic", "password": "wrong", "device": {"name": "x", "platform": "cli"}})),
+        )
+        .await;
+        post_logout(&h, "elsewhere", "not-a-jwt").await;
+    }
+    assert_eq!(post_logout(&h, "elsewhere", "not-a-jwt").await.0, 429);
+    // Neither stops this organisation's provider; its retries of a valid token are refused
+    // without counting, so a fresh token still works after many of them.
+    let good = b.go(Method::GET, &format!("{}/test/logout-token?sub=nurse-ray", p.issuer), None).await.body;
+    assert_eq!(post_logout(&h, ORG, &good).await.0, 200);
+    h.get("/api/v1/me", &access).await.expect_problem(401, "session_ended");
+    for _ in 0..5 {
+        assert_eq!(post_logout(&h, ORG, &good).await.0, 400);
+    }
+    let fresh = b.go(Method::GET, &format!("{}/test/logout-token?sub=nurse-ray", p.issuer), None).await.body;
+    assert_eq!(post_logout(&h, ORG, &fresh).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_sso_starts_are_rate_limited_per_address() {
+    let h = Harness::start_with(Backend::Sqlite, |c| c.oidc.starts_per_minute_per_address = 2).await.unwrap();
+    h.org("ssolimit", vec![]).await;
+    for _ in 0..2 {
+        h.call(Method::GET, "/api/v1/auth/oidc/ssolimit/start", None, None).await.expect_problem(404, "oidc_not_configured");
+    }
+    h.call(Method::GET, "/api/v1/auth/oidc/ssolimit/start", None, None).await.expect_problem(429, "rate_limited");
 }

@@ -10,7 +10,7 @@ use ward_domain::ids::{OrgId, SessionId, UserId};
 use ward_domain::oidc::RoleMapping;
 use ward_domain::role::Role;
 
-use crate::db::{exec, fetch, scalar};
+use crate::db::{Conn, exec, fetch, scalar};
 use crate::error::{Result, StoreError};
 use crate::keys::{ScopeKind, open_field, purpose};
 use crate::users::user_in_org;
@@ -126,6 +126,33 @@ struct HandoffRow {
     org_id: uuid::Uuid,
     user_id: uuid::Uuid,
     sid: Option<String>,
+    browser_hash: Option<Vec<u8>>,
+}
+
+/// A finished sign-in to hand to the web app in the browser that finished it.
+#[derive(Debug, Clone)]
+pub struct NewOidcHandoff {
+    /// SHA-256 of the hand-over token.
+    pub token_hash: Vec<u8>,
+    /// SHA-256 of the browser-binding cookie set with it.
+    pub browser_hash: Vec<u8>,
+    /// The provider's session id, when sent.
+    pub sid: Option<String>,
+    /// Whether the account was just created.
+    pub jit: bool,
+    /// Unix ms.
+    pub expires_at: i64,
+}
+
+/// What redeeming a hand-over found.
+#[derive(Debug, Clone)]
+pub enum HandoffTaken {
+    /// Spent now: the account and the provider's session id.
+    Redeemed(User, Option<String>),
+    /// Live, but presented without the cookie of the browser it was made for: not spent.
+    WrongBrowser(OrgId),
+    /// Unknown, used or expired.
+    Unknown,
 }
 
 /// The secret's seal context: bound to the organisation (there is one provider per org).
@@ -176,6 +203,20 @@ impl Store {
                 )?
                 .flatten();
                 let secret = sealed.or(kept);
+                let old_issuer =
+                    scalar!(fetch_optional, &mut c, String, "SELECT issuer FROM oidc_providers WHERE org_id = $1", org.0)?;
+                // Subjects are unique only per issuer: links made under another issuer would let
+                // the new provider's subject of the same value into someone else's account.
+                let links_cleared = match old_issuer {
+                    Some(old) if old != input.issuer => {
+                        exec!(&mut c, "DELETE FROM oidc_links WHERE org_id = $1", org.0)?;
+                        exec!(&mut c, "DELETE FROM oidc_states WHERE org_id = $1", org.0)?;
+                        exec!(&mut c, "DELETE FROM oidc_handoffs WHERE org_id = $1", org.0)?;
+                        exec!(&mut c, "DELETE FROM oidc_challenges WHERE org_id = $1", org.0)?;
+                        true
+                    }
+                    _ => false,
+                };
                 exec!(&mut c, "DELETE FROM oidc_providers WHERE org_id = $1", org.0)?;
                 exec!(
                     &mut c,
@@ -196,7 +237,8 @@ impl Store {
                 let ev = config_event(org, actor, "set")
                     .detail("jit", DetailValue::Bool(input.jit_enabled))
                     .detail("mappings", DetailValue::Int(input.role_map.len() as i64))
-                    .detail("secret_changed", DetailValue::Bool(input.client_secret.is_some()));
+                    .detail("secret_changed", DetailValue::Bool(input.client_secret.is_some()))
+                    .detail("links_cleared", DetailValue::Bool(links_cleared));
                 audit::append(&mut c, &ev, &meta).await?;
                 Ok(())
             })
@@ -429,31 +471,25 @@ impl Store {
         .await
     }
 
-    /// Records a finished sign-in for the web app to collect once, audited `oidc.login`
-    /// (success; `jit` when the account was just created).
-    pub async fn create_oidc_handoff(
-        &self,
-        token_hash: Vec<u8>,
-        user: &User,
-        sid: Option<String>,
-        jit: bool,
-        expires_at: i64,
-        meta: RequestMeta,
-    ) -> Result<()> {
+    /// Records a finished sign-in for the web app to collect once, in the same browser,
+    /// audited `oidc.login` (success; `jit` when the account was just created).
+    pub async fn create_oidc_handoff(&self, h: NewOidcHandoff, user: &User, meta: RequestMeta) -> Result<()> {
         let (org, id) = (user.org_id, user.id);
         self.write(move |mut c| {
             Box::pin(async move {
                 exec!(
                     &mut c,
-                    "INSERT INTO oidc_handoffs (token_hash, org_id, user_id, sid, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
-                    token_hash.as_slice(),
+                    "INSERT INTO oidc_handoffs (token_hash, org_id, user_id, sid, created_at, expires_at, browser_hash) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    h.token_hash.as_slice(),
                     org.0,
                     id.0,
-                    sid.as_deref(),
+                    h.sid.as_deref(),
                     now_ms(),
-                    expires_at
+                    h.expires_at,
+                    h.browser_hash.as_slice()
                 )?;
-                let ev = login_event(Some(org), Some(id), None).detail("jit", DetailValue::Bool(jit));
+                let ev = login_event(Some(org), Some(id), None).detail("jit", DetailValue::Bool(h.jit));
                 audit::append(&mut c, &ev, &meta).await?;
                 Ok(())
             })
@@ -461,9 +497,10 @@ impl Store {
         .await
     }
 
-    /// Spends a hand-over: the account and the provider's session id, or `None` when the
-    /// token is unknown, used or expired.
-    pub async fn redeem_oidc_handoff(&self, token_hash: Vec<u8>) -> Result<Option<(User, Option<String>)>> {
+    /// Spends a hand-over presented with the SHA-256 of the browser's binding cookie (if any).
+    /// A live hand-over presented from another browser is not spent (its own browser may
+    /// still collect it); refusals are audited `oidc.login` by the caller.
+    pub async fn redeem_oidc_handoff(&self, token_hash: Vec<u8>, browser_hash: Option<Vec<u8>>) -> Result<HandoffTaken> {
         self.write(move |mut c| {
             Box::pin(async move {
                 let now = now_ms();
@@ -471,13 +508,21 @@ impl Store {
                     fetch_optional,
                     &mut c,
                     HandoffRow,
-                    "SELECT org_id, user_id, sid FROM oidc_handoffs WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2",
+                    "SELECT org_id, user_id, sid, browser_hash FROM oidc_handoffs WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2",
                     token_hash.as_slice(),
                     now
                 )?
                 else {
-                    return Ok(None);
+                    return Ok(HandoffTaken::Unknown);
                 };
+                // Rows from before the binding existed have no hash and are refused too.
+                let same_browser = match (&row.browser_hash, &browser_hash) {
+                    (Some(a), Some(b)) => a == b,
+                    _ => false,
+                };
+                if !same_browser {
+                    return Ok(HandoffTaken::WrongBrowser(OrgId(row.org_id)));
+                }
                 let n = exec!(
                     &mut c,
                     "UPDATE oidc_handoffs SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL",
@@ -485,10 +530,31 @@ impl Store {
                     now
                 )?;
                 if n == 0 {
-                    return Ok(None);
+                    return Ok(HandoffTaken::Unknown);
                 }
                 let user = user_in_org(&mut c, OrgId(row.org_id), UserId(row.user_id)).await?;
-                Ok(Some((user, row.sid)))
+                Ok(HandoffTaken::Redeemed(user, row.sid))
+            })
+        })
+        .await
+    }
+
+    /// Keeps the provider's session id of a single sign-on that stopped at Ward's second
+    /// factor, keyed by the login challenge, until the challenge expires.
+    pub async fn create_oidc_challenge(&self, challenge_hash: Vec<u8>, user: &User, sid: Option<String>, expires_at: i64) -> Result<()> {
+        let (org, id) = (user.org_id, user.id);
+        self.write(move |mut c| {
+            Box::pin(async move {
+                exec!(
+                    &mut c,
+                    "INSERT INTO oidc_challenges (challenge_hash, org_id, user_id, sid, expires_at) VALUES ($1, $2, $3, $4, $5)",
+                    challenge_hash.as_slice(),
+                    org.0,
+                    id.0,
+                    sid.as_deref(),
+                    expires_at
+                )?;
+                Ok(())
             })
         })
         .await
@@ -544,33 +610,36 @@ impl Store {
                     audit::append(&mut c, &ev.detail("reason", DetailValue::Code("jti_replayed")), &meta).await?;
                     return Ok(LogoutOutcome::Replayed);
                 }
-                let mut targets: Vec<(uuid::Uuid, uuid::Uuid)> = Vec::new();
-                let mut by = "sid";
-                if let Some(sid) = &sid {
-                    targets = fetch!(
-                        fetch_all,
-                        &mut c,
-                        (uuid::Uuid, uuid::Uuid),
-                        "SELECT o.user_id, o.session_id FROM oidc_sessions o JOIN sessions s ON s.id = o.session_id \
-                         WHERE o.org_id = $1 AND o.sid = $2 AND s.revoked_at IS NULL",
-                        org.0,
-                        sid.as_str()
-                    )?;
-                }
-                if targets.is_empty()
-                    && let Some(sub) = &sub
-                {
-                    by = "sub";
-                    targets = fetch!(
-                        fetch_all,
-                        &mut c,
-                        (uuid::Uuid, uuid::Uuid),
-                        "SELECT s.user_id, s.id FROM oidc_links l JOIN sessions s ON s.user_id = l.user_id \
-                         WHERE l.org_id = $1 AND l.subject = $2 AND s.revoked_at IS NULL",
-                        org.0,
-                        sub.as_str()
-                    )?;
-                }
+                // Only sessions opened by single sign-on: those under the provider session when
+                // the token names one, else every one of the account's. Password and passkey
+                // sessions are never ended by the provider.
+                let (by, targets): (&'static str, Vec<(uuid::Uuid, uuid::Uuid)>) = match (&sid, &sub) {
+                    (Some(sid), _) => (
+                        "sid",
+                        fetch!(
+                            fetch_all,
+                            &mut c,
+                            (uuid::Uuid, uuid::Uuid),
+                            "SELECT o.user_id, o.session_id FROM oidc_sessions o JOIN sessions s ON s.id = o.session_id \
+                             WHERE o.org_id = $1 AND o.sid = $2 AND s.revoked_at IS NULL",
+                            org.0,
+                            sid.as_str()
+                        )?,
+                    ),
+                    (None, Some(sub)) => (
+                        "sub",
+                        fetch!(
+                            fetch_all,
+                            &mut c,
+                            (uuid::Uuid, uuid::Uuid),
+                            "SELECT o.user_id, o.session_id FROM oidc_links l JOIN oidc_sessions o ON o.user_id = l.user_id AND o.org_id = l.org_id \
+                             JOIN sessions s ON s.id = o.session_id WHERE l.org_id = $1 AND l.subject = $2 AND s.revoked_at IS NULL",
+                            org.0,
+                            sub.as_str()
+                        )?,
+                    ),
+                    (None, None) => ("none", Vec::new()),
+                };
                 for (_, session) in &targets {
                     exec!(
                         &mut c,
@@ -597,4 +666,28 @@ impl Store {
         ev.org_id = org;
         self.record(ev, meta).await.map(|_| ())
     }
+}
+
+/// When a login challenge came from a single sign-on, binds the session its answer opened to
+/// the provider's session (for back-channel logout); called in the answer's transaction.
+pub(crate) async fn bind_challenge_session(c: &mut Conn<'_>, challenge_hash: &[u8], session: SessionId, now: i64) -> Result<()> {
+    let row = fetch!(
+        fetch_optional,
+        c,
+        (uuid::Uuid, uuid::Uuid, Option<String>),
+        "SELECT org_id, user_id, sid FROM oidc_challenges WHERE challenge_hash = $1",
+        challenge_hash
+    )?;
+    let Some((org, user, sid)) = row else { return Ok(()) };
+    exec!(c, "DELETE FROM oidc_challenges WHERE challenge_hash = $1", challenge_hash)?;
+    exec!(
+        c,
+        "INSERT INTO oidc_sessions (session_id, org_id, user_id, sid, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        session.0,
+        org,
+        user,
+        sid.as_deref(),
+        now
+    )?;
+    Ok(())
 }

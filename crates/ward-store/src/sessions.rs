@@ -398,6 +398,7 @@ impl Store {
                 exec!(&mut c, "DELETE FROM login_challenges WHERE token_hash = $1", token_hash.as_slice())?;
                 save_throttle(&mut c, &challenge.login, Throttle::default()).await?;
                 let (session, device) = open_session(&mut c, challenge.org_id, &new, &meta, now).await?;
+                crate::oidc::bind_challenge_session(&mut c, &token_hash, session, now).await?;
                 let mut ev = login_event(AuditAction::MfaVerify, Outcome::Success, Some(challenge.org_id), user)
                     .detail("method", DetailValue::Code(method))
                     .detail("session", DetailValue::Id(session.0));
@@ -689,7 +690,8 @@ impl Store {
                 let p = exec!(&mut c, "DELETE FROM portal_links WHERE expires_at < $1", now)?;
                 let o = exec!(&mut c, "DELETE FROM oidc_states WHERE expires_at < $1", now)?
                     + exec!(&mut c, "DELETE FROM oidc_handoffs WHERE expires_at < $1", now)?
-                    + exec!(&mut c, "DELETE FROM oidc_logout_jtis WHERE expires_at < $1", now)?;
+                    + exec!(&mut c, "DELETE FROM oidc_logout_jtis WHERE expires_at < $1", now)?
+                    + exec!(&mut c, "DELETE FROM oidc_challenges WHERE expires_at < $1", now)?;
                 Ok(a + b + w + p + o)
             })
         })

@@ -41,7 +41,7 @@ export function setOnSessionEnded(f) {
   onSessionEnded = f;
 }
 
-async function raw(method, path, body, token, asFile) {
+async function raw(method, path, body, token, asFile, withCookies) {
   const headers = { accept: asFile ? '*/*' : 'application/json' };
   const upload = typeof Blob !== 'undefined' && body instanceof Blob;
   if (upload) {
@@ -54,7 +54,8 @@ async function raw(method, path, body, token, asFile) {
   try {
     res = await fetch('/api/v1' + path, {
       method, headers, body: body === undefined ? undefined : upload ? body : JSON.stringify(body),
-      cache: 'no-store', credentials: 'omit', redirect: 'error',
+      // Cookies only where the server binds a step to this browser (single sign-on hand-over).
+      cache: 'no-store', credentials: withCookies ? 'same-origin' : 'omit', redirect: 'error',
     });
   } catch {
     throw new ApiError(0, { title: 'Ward cannot be reached', detail: 'check the network connection and try again' });
@@ -116,6 +117,12 @@ export async function call(method, path, body, asFile) {
 /** An unauthenticated call (sign-in). */
 export function anonymous(method, path, body) {
   return raw(method, path, body, null);
+}
+
+/** An unauthenticated call that sends this origin's cookies (the single sign-on hand-over,
+ *  which only the browser holding the callback's HttpOnly cookie can redeem). */
+export function anonymousWithCookies(method, path, body) {
+  return raw(method, path, body, null, false, true);
 }
 
 export const get = (p) => call('GET', p);

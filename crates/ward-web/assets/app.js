@@ -3215,7 +3215,7 @@ function ssoFinish(token) {
     h('h1', { id: 'sso-done-h' }, 'Signing you in'), h('p', {}, 'Finishing single sign-on.'), msg);
   mount(main, form);
   submitForm(form, msg, async () => {
-    const r = await api.anonymous('POST', '/auth/oidc/complete', { token, device: { name: 'Web browser', platform: 'web' } });
+    const r = await api.anonymousWithCookies('POST', '/auth/oidc/complete', { token, device: { name: 'Web browser', platform: 'web' } });
     if (r.status === 'mfa_required') mfaPage(r.mfa_token);
     else await signedIn(r.tokens);
   }, { keep: true, onError: (e) => {

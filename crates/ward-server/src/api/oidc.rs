@@ -7,8 +7,10 @@
 //! The callback never puts a session token in a URL: it leaves a one-time, two-minute
 //! hand-over token in the fragment of the web app's address, which the app exchanges (with its
 //! device) for a session exactly as a password sign-in would get one (`first_factor_passed`:
-//! Ward's own second factor is still asked for when the account has one). A cookie set at the
-//! start binds the callback to the browser that began the sign-in (login CSRF).
+//! Ward's own second factor is still asked for when the account has one). Against login CSRF,
+//! a cookie set at the start binds the callback to the browser that began the sign-in, and a
+//! second one set at the callback binds the hand-over to the browser that came back: a link
+//! to `/#/sso/<token>` is useless in anyone else's browser.
 
 use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, HOST, LOCATION, SET_COOKIE};
@@ -23,7 +25,7 @@ use ward_domain::login::{LoginName, parse_label};
 use ward_domain::oidc::{RoleMapping, claim_values, role_for, validate_mapping};
 use ward_domain::policy;
 use ward_domain::role::Role;
-use ward_store::{NewUser, OidcProvider, OidcProviderInput, OidcState, StateTaken, now_ms};
+use ward_store::{HandoffTaken, NewOidcHandoff, NewUser, OidcProvider, OidcProviderInput, OidcState, StateTaken, now_ms};
 
 use super::auth::{device_claim, first_factor_passed};
 use super::dto::{DeviceRequest, LoginResponse, ts};
@@ -37,6 +39,10 @@ use crate::secrets::{SSO_HANDOFF_PREFIX, new_token, token_hash};
 /// The browser-binding cookie: host-only, https-only, not readable by scripts, sent on the
 /// provider's top-level redirect back (SameSite=Lax).
 const BINDING_COOKIE: &str = "__Host-ward-sso";
+/// The hand-over-binding cookie, set by the callback and sent only by the web app's own
+/// same-origin fetch to `complete` (SameSite=Strict). `__Host-` requires `Path=/`, so it is
+/// not narrowed to the `complete` path; it is HttpOnly and lives two minutes.
+const HANDOFF_COOKIE: &str = "__Host-ward-sso-handoff";
 /// How long the web app has to collect a finished sign-in.
 const HANDOFF_TTL_MS: i64 = 120_000;
 /// The callback path registered at providers.
@@ -80,14 +86,14 @@ fn settings(p: &OidcProvider) -> ProviderSettings {
     }
 }
 
-fn redirect(to: &str, cookie: Option<String>) -> Response {
+fn redirect(to: &str, cookies: &[String]) -> Response {
     let mut res = StatusCode::SEE_OTHER.into_response();
     let h = res.headers_mut();
     if let Ok(v) = HeaderValue::from_str(to) {
         h.insert(LOCATION, v);
     }
-    if let Some(c) = cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
-        h.insert(SET_COOKIE, c);
+    for c in cookies.iter().filter_map(|c| HeaderValue::from_str(c).ok()) {
+        h.append(SET_COOKIE, c);
     }
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
@@ -118,8 +124,14 @@ fn provider_error(e: &OidcError) -> ApiError {
 /// `[oidc] state_ttl_secs`, and bound to this browser by a cookie.
 #[utoipa::path(get, path = "/api/v1/auth/oidc/{org}/start", tag = "auth",
     params(("org" = String, Path, description = "The organisation's slug")),
-    responses((status = 303, description = "To the provider"), (status = 404, body = Problem), (status = 502, body = Problem)))]
-async fn start(State(state): State<AppState>, Path(slug): Path<String>, headers: HeaderMap) -> ApiResult<Response> {
+    responses((status = 303, description = "To the provider"), (status = 404, body = Problem), (status = 429, body = Problem), (status = 502, body = Problem)))]
+async fn start(State(state): State<AppState>, Meta(meta): Meta, Path(slug): Path<String>, headers: HeaderMap) -> ApiResult<Response> {
+    // Anyone may call this and each call reaches the provider: a per-address budget.
+    if let Some(a) = meta.source_ip.as_deref().map(crate::rate_limit::address_key)
+        && let Err(wait) = state.oidc_start_limits.check(&a, now_ms())
+    {
+        return Err(ApiError::rate_limited().retry_after(wait));
+    }
     let org = state.store.org_by_slug(&slug).await.map_err(|_| ApiError::oidc_not_configured())?;
     let p = state.store.oidc_provider(org.id, false).await?.ok_or_else(ApiError::oidc_not_configured)?;
     let redirect_uri = format!("{}{CALLBACK_PATH}", public_base(&state, &headers));
@@ -128,7 +140,7 @@ async fn start(State(state): State<AppState>, Path(slug): Path<String>, headers:
     let kept = OidcState { org_id: org.id, nonce: req.nonce, pkce_verifier: req.pkce_verifier, redirect_uri };
     state.store.create_oidc_state(token_hash(&req.state), kept, now_ms() + ttl * 1000).await?;
     let binding = format!("{BINDING_COOKIE}={}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={ttl}", req.state);
-    Ok(redirect(&req.url, Some(binding)))
+    Ok(redirect(&req.url, &[binding]))
 }
 
 /// What the provider sends back.
@@ -232,9 +244,18 @@ async fn callback(
         return refuse(Some(org), "disabled", ApiError::account_disabled()).await;
     }
     let token = new_token(SSO_HANDOFF_PREFIX);
-    state.store.create_oidc_handoff(token_hash(&token), &user, identity.sid, jit, now_ms() + HANDOFF_TTL_MS, meta).await?;
+    let browser = new_token("");
+    let handoff = NewOidcHandoff {
+        token_hash: token_hash(&token),
+        browser_hash: token_hash(&browser),
+        sid: identity.sid,
+        jit,
+        expires_at: now_ms() + HANDOFF_TTL_MS,
+    };
+    state.store.create_oidc_handoff(handoff, &user, meta).await?;
     let clear = format!("{BINDING_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0");
-    Ok(redirect(&format!("{}/#/sso/{token}", public_base(&state, &headers)), Some(clear)))
+    let bind = format!("{HANDOFF_COOKIE}={browser}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}", HANDOFF_TTL_MS / 1000);
+    Ok(redirect(&format!("{}/#/sso/{token}", public_base(&state, &headers)), &[clear, bind]))
 }
 
 /// Creates the just-in-time account: a login name derived from the organisation and the
@@ -248,7 +269,9 @@ async fn jit_account(
     meta: ward_store::RequestMeta,
 ) -> ApiResult<ward_store::User> {
     let o = state.store.org(org).await?;
-    let digest = token_hash(&format!("{}\n{}", org.0, identity.subject));
+    // The issuer too: the same subject at a later provider is another person.
+    let issuer = identity.claims.get("iss").and_then(serde_json::Value::as_str).unwrap_or_default();
+    let digest = token_hash(&format!("{}\n{issuer}\n{}", org.0, identity.subject));
     let short: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
     let login = LoginName::parse(&format!("sso-{short}@{}", o.slug)).map_err(|_| ApiError::internal_cause("derived login name"))?;
     let name = ["name", "preferred_username"]
@@ -282,10 +305,18 @@ pub(crate) struct CompleteRequest {
 /// Exchanges the callback's one-time hand-over for a session, as after a password: a
 /// challenge for the second factor when the account has one, else tokens (restricted while a
 /// required second factor is not enrolled). A provider's own MFA claim (`amr`) does not count
-/// as Ward's second factor.
+/// as Ward's second factor. Only the browser the callback sent to the web app can redeem it:
+/// the request must carry the HttpOnly cookie set with the hand-over (the web app's
+/// same-origin fetch sends it); without it the answer is `oidc_handoff_invalid`, nothing is
+/// spent, and the refusal is audited.
 #[utoipa::path(post, path = "/api/v1/auth/oidc/complete", tag = "auth", request_body = CompleteRequest,
     responses((status = 200, body = LoginResponse), (status = 401, body = Problem), (status = 403, body = Problem), (status = 429, body = Problem)))]
-async fn complete(State(state): State<AppState>, Meta(meta): Meta, Json(req): Json<CompleteRequest>) -> ApiResult<Json<LoginResponse>> {
+async fn complete(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    headers: HeaderMap,
+    Json(req): Json<CompleteRequest>,
+) -> ApiResult<([(axum::http::HeaderName, HeaderValue); 1], Json<LoginResponse>)> {
     let device = device_claim(req.device)?;
     let now = now_ms();
     let address = meta.source_ip.as_deref().map(crate::rate_limit::address_key);
@@ -294,27 +325,45 @@ async fn complete(State(state): State<AppState>, Meta(meta): Meta, Json(req): Js
     {
         return Err(ApiError::rate_limited().retry_after(wait));
     }
-    let failed = || {
+    let count_failure = || {
         if let Some(a) = &address {
             let _ = state.login_limits.check(a, now);
         }
-        ApiError::oidc_handoff_invalid()
+    };
+    let refuse = |org: Option<ward_domain::ids::OrgId>, reason: &'static str| {
+        let store = state.store.clone();
+        let meta = meta.clone();
+        count_failure();
+        async move {
+            store.oidc_refused(AuditAction::OidcLogin, org, reason, meta).await?;
+            Err(ApiError::oidc_handoff_invalid())
+        }
     };
     if !req.token.starts_with(SSO_HANDOFF_PREFIX) || req.token.len() > 128 {
-        return Err(failed());
+        return refuse(None, "handoff_unknown").await;
     }
-    let Some((user, sid)) = state.store.redeem_oidc_handoff(token_hash(&req.token)).await? else {
-        return Err(failed());
+    let browser = cookie(&headers, HANDOFF_COOKIE).filter(|c| !c.is_empty() && c.len() <= 128).map(token_hash);
+    let (user, sid) = match state.store.redeem_oidc_handoff(token_hash(&req.token), browser).await? {
+        HandoffTaken::Redeemed(user, sid) => (user, sid),
+        HandoffTaken::WrongBrowser(org) => return refuse(Some(org), "handoff_browser_mismatch").await,
+        HandoffTaken::Unknown => return refuse(None, "handoff_unknown").await,
     };
     if user.disabled {
         return Err(ApiError::account_disabled());
     }
     let login = user.login.clone();
     let answer = first_factor_passed(&state, &user, login, device, meta).await?;
-    if let LoginResponse::Authenticated { tokens } = &answer.0 {
-        state.store.bind_oidc_session(&user, tokens.session_id, sid).await?;
+    match &answer.0 {
+        LoginResponse::Authenticated { tokens } => state.store.bind_oidc_session(&user, tokens.session_id, sid).await?,
+        // The session opens when Ward's second factor is answered; bind it then.
+        LoginResponse::MfaRequired { mfa_token, .. } => {
+            let expires = now + state.config.sessions.mfa_challenge_ttl_secs * 1000;
+            state.store.create_oidc_challenge(token_hash(mfa_token), &user, sid, expires).await?;
+        }
     }
-    Ok(answer)
+    let clear = format!("{HANDOFF_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
+    let clear = HeaderValue::from_str(&clear).map_err(|_| ApiError::internal_cause("cookie header"))?;
+    Ok(([(SET_COOKIE, clear)], answer))
 }
 
 /// The back-channel logout error body (Back-Channel Logout 1.0 section 2.8, OAuth 2.0 error
@@ -350,17 +399,20 @@ async fn backchannel_logout(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    // Bad tokens count towards the per-address sign-in failure limit (each is audited).
+    // Bad tokens are audited, so an address sending many is stopped: counted per organisation
+    // and address, apart from sign-in failures (which would let anyone sharing the provider's
+    // address get its logouts dropped).
     let now = now_ms();
-    let address = meta.source_ip.as_deref().map(crate::rate_limit::address_key);
+    let slug_key: String = slug.chars().take(64).collect();
+    let address = meta.source_ip.as_deref().map(|a| format!("{slug_key}\n{}", crate::rate_limit::address_key(a)));
     if let Some(a) = &address
-        && let Err(wait) = state.login_limits.blocked(a, now)
+        && let Err(wait) = state.oidc_logout_limits.blocked(a, now)
     {
         return Err(ApiError::rate_limited().retry_after(wait));
     }
     let count_failure = || {
         if let Some(a) = &address {
-            let _ = state.login_limits.check(a, now);
+            let _ = state.oidc_logout_limits.check(a, now);
         }
     };
     let Ok(org) = state.store.org_by_slug(&slug).await else {
@@ -395,10 +447,9 @@ async fn backchannel_logout(
         }
     };
     match state.store.oidc_backchannel_logout(org.id, claims.jti, claims.remember_until, claims.sub, claims.sid, meta).await? {
-        ward_store::LogoutOutcome::Replayed => {
-            count_failure();
-            Ok(logout_refused("the logout token was already used"))
-        }
+        // Validly signed: a provider retrying is not an attack, so it is not counted (the store
+        // audited it).
+        ward_store::LogoutOutcome::Replayed => Ok(logout_refused("the logout token was already used")),
         ward_store::LogoutOutcome::Revoked(ended) => {
             let mut by_user: std::collections::BTreeMap<UserId, Vec<ward_domain::ids::SessionId>> = Default::default();
             for (u, s) in ended {
