@@ -133,7 +133,8 @@ impl Session {
         }
         let fresh = Self::from_tokens(&body)?;
         *self.access.write().unwrap_or_else(|p| p.into_inner()) = fresh.bearer();
-        *self.refresh_token.lock().unwrap_or_else(|p| p.into_inner()) = fresh.refresh_token.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        *self.refresh_token.lock().unwrap_or_else(|p| p.into_inner()) =
+            fresh.refresh_token.lock().unwrap_or_else(|p| p.into_inner()).clone();
         Ok(())
     }
 }

@@ -574,9 +574,8 @@ async fn measure(args: &Args, tag: &str, store: Store, ep: &Endpoint, server_pid
         stop_rx.clone(),
     ));
     let (sampling_tx, sampling_rx) = watch::channel(false);
-    let sampler = args
-        .soak
-        .map(|_| tokio::spawn(soak::sampler(shared.clone(), server_pid, Duration::from_secs(args.sample_secs), sampling_rx)));
+    let sampler =
+        args.soak.map(|_| tokio::spawn(soak::sampler(shared.clone(), server_pid, Duration::from_secs(args.sample_secs), sampling_rx)));
     let sender_tasks: Vec<_> = (0..args.concurrency)
         .map(|w| tokio::spawn(load::sender(shared.clone(), plan.clone(), ep.clone(), clients[w % pools].clone(), started, deadline)))
         .collect();

@@ -168,7 +168,11 @@ pub async fn require_step_up(state: &AppState, s: &AnySession, action: &'static 
     let (reason, err) = if enrolled {
         ("stale", ApiError::step_up(max_age))
     } else {
-        ("not_enrolled", ApiError::mfa_enrollment_required().detail("this action needs a second-factor verification; enrol TOTP or a security key first"))
+        (
+            "not_enrolled",
+            ApiError::mfa_enrollment_required()
+                .detail("this action needs a second-factor verification; enrol TOTP or a security key first"),
+        )
     };
     let mut ev = ward_domain::audit::AuditEvent::new(AuditAction::StepUpRequired, ward_domain::audit::Outcome::Denied)
         .target("session", s.session)

@@ -264,21 +264,23 @@ async fn open_in(c: &mut Conn<'_>, org: OrgId, opened_by: Option<UserId>, origin
     let now = now_ms();
     let id = CampaignId::new();
     let due_at = schedule.due_at(now);
-    exec!(
+    // DO NOTHING rather than catching the unique-index error: on PostgreSQL a failed statement
+    // aborts the transaction, which the writer shares with other jobs.
+    let inserted = exec!(
         &mut *c,
-        "INSERT INTO access_review_campaigns (id, org_id, status, origin, opened_at, opened_by, due_at) VALUES ($1, $2, 'open', $3, $4, $5, $6)",
+        "INSERT INTO access_review_campaigns (id, org_id, status, origin, opened_at, opened_by, due_at) VALUES ($1, $2, 'open', $3, $4, $5, $6) \
+         ON CONFLICT DO NOTHING",
         id.0,
         org.0,
         origin.as_str(),
         now,
         opened_by.map(|u| u.0),
         due_at
-    )
-    .map_err(|e| match StoreError::from(e) {
+    )?;
+    if inserted == 0 {
         // Another node opened one at the same moment.
-        StoreError::Conflict(_) => StoreError::State("a campaign is already open: close it first"),
-        other => other,
-    })?;
+        return Err(StoreError::State("a campaign is already open: close it first"));
+    }
 
     let mut memberships: HashMap<uuid::Uuid, Vec<Membership>> = HashMap::new();
     let rows = fetch!(
@@ -362,26 +364,18 @@ impl Store {
             Box::pin(async move {
                 let now = now_ms();
                 let (cadence, window) = (i64::from(s.cadence_days), i64::from(s.window_days));
-                let n = exec!(
+                // One statement, so two nodes saving at once cannot collide on the key.
+                exec!(
                     &mut c,
-                    "UPDATE access_review_settings SET cadence_days = $2, window_days = $3, updated_at = $4, updated_by = $5 WHERE org_id = $1",
+                    "INSERT INTO access_review_settings (org_id, cadence_days, window_days, updated_at, updated_by) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (org_id) DO UPDATE SET cadence_days = excluded.cadence_days, window_days = excluded.window_days, \
+                     updated_at = excluded.updated_at, updated_by = excluded.updated_by",
                     org.0,
                     cadence,
                     window,
                     now,
                     actor.0
                 )?;
-                if n == 0 {
-                    exec!(
-                        &mut c,
-                        "INSERT INTO access_review_settings (org_id, cadence_days, window_days, updated_at, updated_by) VALUES ($1, $2, $3, $4, $5)",
-                        org.0,
-                        cadence,
-                        window,
-                        now,
-                        actor.0
-                    )?;
-                }
                 let mut ev = AuditEvent::new(AuditAction::AccessReviewSchedule, Outcome::Success)
                     .detail("cadence_days", DetailValue::Int(cadence))
                     .detail("window_days", DetailValue::Int(window));
@@ -536,6 +530,24 @@ impl Store {
                     ItemDecision::Certify => (None, None),
                     ItemDecision::Revoke { reason, note } => (Some(*reason), note.clone()),
                 };
+                // Conditional, and before the account is touched: a revocation another reviewer
+                // recorded meanwhile stays final, and a campaign closed meanwhile takes nothing.
+                let recorded = exec!(
+                    &mut c,
+                    "UPDATE access_review_items SET decision = $3, reason = $4, note = $5, decided_by = $6, decided_at = $7 \
+                     WHERE campaign_id = $1 AND user_id = $2 AND (decision IS NULL OR decision = 'certify') \
+                     AND EXISTS (SELECT 1 FROM access_review_campaigns WHERE id = $1 AND status = 'open')",
+                    id.0,
+                    subject.0,
+                    decision.decision().as_str(),
+                    reason.map(RevokeReason::as_str),
+                    note.as_deref(),
+                    actor.user_id.0,
+                    now
+                )?;
+                if recorded == 0 {
+                    return Err(StoreError::State("the item was revoked or the campaign closed meanwhile: reload it"));
+                }
                 let mut revoked_sessions = Vec::new();
                 let mut disabled = false;
                 if reason.is_some() {
@@ -560,18 +572,6 @@ impl Store {
                         disabled = true;
                     }
                 }
-                exec!(
-                    &mut c,
-                    "UPDATE access_review_items SET decision = $3, reason = $4, note = $5, decided_by = $6, decided_at = $7 \
-                     WHERE campaign_id = $1 AND user_id = $2",
-                    id.0,
-                    subject.0,
-                    decision.decision().as_str(),
-                    reason.map(RevokeReason::as_str),
-                    note.as_deref(),
-                    actor.user_id.0,
-                    now
-                )?;
                 let mut ev = event(AuditAction::AccessReviewDecide, Outcome::Success, org, Some(actor.user_id), id)
                     .detail("user", DetailValue::Id(subject.0))
                     .detail("decision", DetailValue::Code(decision.decision().as_str()));

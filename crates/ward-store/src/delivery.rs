@@ -225,14 +225,8 @@ async fn claim_ids(
 
 /// Whether the account exists in the organisation and is not disabled.
 async fn user_active(c: &mut Conn<'_>, org: OrgId, user: UserId) -> Result<bool> {
-    let found = scalar!(
-        fetch_optional,
-        c,
-        i32,
-        "SELECT 1 FROM users WHERE id = $1 AND org_id = $2 AND disabled_at IS NULL",
-        user.0,
-        org.0
-    )?;
+    let found =
+        scalar!(fetch_optional, c, i32, "SELECT 1 FROM users WHERE id = $1 AND org_id = $2 AND disabled_at IS NULL", user.0, org.0)?;
     Ok(found.is_some())
 }
 

@@ -5,9 +5,9 @@
 
 use ward_domain::consent::{ConsentChannel, ConsentGrant, NoticeChannel};
 use ward_domain::contact::{ContactKind, SuppressReason};
+use ward_domain::conversation::{ClientTxnId, ConversationKind, MessageText, Priority};
 use ward_domain::role::Role;
 use ward_store::testing::{TestDb, group, meta, org, registered_device, user};
-use ward_domain::conversation::{ClientTxnId, ConversationKind, MessageText, Priority};
 use ward_store::{
     Attempt, Backend, ContactOwner, EscalationDelays, MemberSpec, NewConversation, NewMessage, NoticeDraft, NoticeOutcome, WipeSource,
     on_both_backends,
