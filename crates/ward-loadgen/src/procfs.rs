@@ -23,6 +23,20 @@ pub(crate) fn memory(pid: u32) -> Option<Memory> {
     Some(Memory { rss: field("VmRSS:")?, peak: field("VmHWM:")? })
 }
 
+/// Resident memory split into anonymous (heap, stacks) and file-backed pages (`RssAnon`,
+/// `RssFile` in bytes). File-backed pages include the SQLite database mapped by its
+/// `mmap_size`: they grow with the file, are bounded by that setting and are reclaimable, so
+/// a leak shows in the anonymous part.
+pub(crate) fn memory_split(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        let kb: u64 = line[name.len()..].trim().trim_end_matches("kB").trim().parse().ok()?;
+        Some(kb * 1024)
+    };
+    Some((field("RssAnon:")?, field("RssFile:")?))
+}
+
 /// Open file descriptors of a process (entries of `/proc/PID/fd`); `None` if unreadable.
 pub(crate) fn open_fds(pid: u32) -> Option<usize> {
     Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
@@ -83,6 +97,8 @@ mod tests {
         assert!(cpu_seconds(std::process::id()).is_some());
         // Standard input, output and error at least.
         assert!(open_fds(std::process::id()).is_some_and(|n| n >= 3));
+        let (anon, file) = memory_split(std::process::id()).expect("own RssAnon and RssFile");
+        assert!(anon > 0 && anon + file <= m.peak + m.rss);
         assert!(machine_busy_seconds().is_some());
     }
 }

@@ -22,6 +22,8 @@ pub(crate) struct Sample {
     pub(crate) at_secs: f64,
     /// Server resident memory, bytes.
     pub(crate) rss: Option<u64>,
+    /// Of it, anonymous and file-backed (the mapped database), bytes.
+    pub(crate) split: Option<(u64, u64)>,
     /// Server open file descriptors.
     pub(crate) fds: Option<usize>,
     /// Sends acknowledged in the interval.
@@ -57,6 +59,7 @@ pub(crate) async fn sampler(shared: Arc<Shared>, server_pid: Option<u32>, every:
         samples.push(Sample {
             at_secs: started.elapsed().as_secs_f64(),
             rss: server_pid.and_then(procfs::memory).map(|m| m.rss),
+            split: server_pid.and_then(procfs::memory_split),
             fds: server_pid.and_then(procfs::open_fds),
             acked: a - acked,
             errors: e - errors,
@@ -131,13 +134,16 @@ pub(crate) fn print(samples: &[Sample]) {
     println!();
     println!("Samples (each row covers the interval ending at its time):");
     println!();
-    println!("| time | server RSS | open fds | acked | errors | delivered | send p50 / p99 ms | delivery p50 / p99 ms | failed streams |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| time | server RSS | of it anonymous / file-backed | open fds | acked | errors | delivered | send p50 / p99 ms | delivery p50 / p99 ms | failed streams |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for s in samples {
         println!(
-            "| {:.0} s | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {:.0} s | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             s.at_secs,
             s.rss.map_or("n/a".into(), |r| format!("{:.1} MiB", mib(r))),
+            s.split.map_or("n/a".into(), |(a, f)| format!("{:.1} / {:.1} MiB", mib(a), mib(f))),
             s.fds.map_or("n/a".into(), |f| f.to_string()),
             s.acked,
             s.errors,
@@ -157,6 +163,7 @@ pub(crate) fn print(samples: &[Sample]) {
     println!("|---|---|");
     let show = |v: Option<f64>, unit: &str| v.map_or("n/a".into(), |v| format!("{v:+.2} {unit}"));
     println!("| server RSS | {} |", show(trend(&|s| s.rss.map(mib)), "MiB"));
+    println!("| server RSS, anonymous only (heap: what a leak grows) | {} |", show(trend(&|s| s.split.map(|(a, _)| mib(a))), "MiB"));
     println!("| open file descriptors | {} |", show(trend(&|s| s.fds.map(|f| f as f64)), "fds"));
     println!("| send latency p99 | {} |", show(trend(&|s| s.send_ms.map(|p| p.1)), "ms"));
     println!("| delivery latency p99 | {} |", show(trend(&|s| s.delivery_ms.map(|p| p.1)), "ms"));

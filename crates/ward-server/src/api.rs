@@ -92,7 +92,10 @@ pub(crate) fn document_common_problems(doc: &mut utoipa::openapi::OpenApi) {
             let Some(op) = op.as_mut() else { continue };
             for (status, response) in op.responses.responses.iter_mut() {
                 let is_error = status.starts_with('4') || status.starts_with('5');
+                // Only Ward's own problem bodies: an endpoint that answers in another
+                // standard's error form (OIDC back-channel logout) keeps its content type.
                 if let (true, RefOr::T(response)) = (is_error, response)
+                    && response.content.get("application/json").is_some_and(is_problem)
                     && let Some(content) = response.content.shift_remove("application/json")
                 {
                     response.content.insert(PROBLEM_JSON.to_owned(), content);
@@ -107,6 +110,10 @@ pub(crate) fn document_common_problems(doc: &mut utoipa::openapi::OpenApi) {
             }
         }
     }
+}
+
+fn is_problem(content: &utoipa::openapi::Content) -> bool {
+    matches!(&content.schema, Some(utoipa::openapi::RefOr::Ref(r)) if r.ref_location.ends_with("/Problem"))
 }
 
 fn is_secured(op: &Operation) -> bool {

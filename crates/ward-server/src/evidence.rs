@@ -911,6 +911,7 @@ mod tests {
             DEVICES,
             WIPES,
             SCIM_DEPROVISIONS,
+            ACCESS_REVIEW_RESULTS,
             RETENTION,
             VENDORS,
             RISKS,

@@ -561,11 +561,13 @@ async fn a_key_only_user_steps_up_with_a_recovery_code(backend: Backend) {
     let Some(h) = Harness::start(backend).await else { return };
     let org = h.org("acme", vec![]).await;
     let a = h.account(&org, "a@acme", Role::Clinician).await;
+    // Signed in before the key existed (the harness's sign-in of an account with a second
+    // factor would replace the recovery codes) and never stepped up.
+    let other = h.login(&a).await;
     let s = h.login(&a).await;
     let (_key, _, body) = register(&h, &s, "Key").await;
     let recovery: Vec<String> = serde_json::from_value(body["recovery_codes"].clone()).unwrap();
     assert!(h.store.credentials_by_id(org.id, a.id).await.unwrap().totp_secret.is_none());
-    let other = h.login(&a).await;
     h.post("/api/v1/me/step-up", &other.access, json!({"code": "123456"})).await.expect_problem(400, "invalid_body");
     let r = h.post("/api/v1/me/step-up", &other.access, json!({"recovery_code": recovery[1]})).await.expect(200);
     assert!(r.body["valid_until"].is_string());
