@@ -186,7 +186,11 @@ mod tests {
                 for (status, response) in responses {
                     if status.starts_with('4') || status.starts_with('5') {
                         let types: Vec<&String> = response["content"].as_object().map(|c| c.keys().collect()).unwrap_or_default();
-                        assert_eq!(types, ["application/problem+json"], "{method} {path} {status}");
+                        // The one exception: OIDC back-channel logout answers a malformed
+                        // logout token in that standard's own JSON error form.
+                        let own_form = path.ends_with("/backchannel-logout") && status == "400";
+                        let expected = if own_form { "application/json" } else { "application/problem+json" };
+                        assert_eq!(types, [expected], "{method} {path} {status}");
                     }
                 }
                 for p in op["parameters"].as_array().into_iter().flatten() {
