@@ -393,9 +393,13 @@ impl Parser<'_> {
             Value::Null
         } else {
             let end = rest.find(|c: char| !matches!(c, '0'..='9' | '-' | '+' | '.' | 'e' | 'E')).unwrap_or(rest.len());
-            let n: f64 = serde_json::from_str::<serde_json::Number>(&rest[..end])
+            // JSON's number grammar decides what is a number; the standard library's parser,
+            // which rounds correctly, gives its value (serde_json's fast path does not, so a
+            // printed filter could parse back to another number: a cargo fuzz finding).
+            let lexeme = &rest[..end];
+            let n: f64 = serde_json::from_str::<serde_json::Number>(lexeme)
                 .ok()
-                .and_then(|n| n.as_f64())
+                .and_then(|_| lexeme.parse::<f64>().ok())
                 .filter(|n| n.is_finite())
                 .ok_or(FilterError::Syntax { at, expected: "a value (a JSON string, number, true, false or null)" })?;
             self.pos += end;
@@ -558,6 +562,13 @@ mod tests {
     fn and_binds_tighter_than_or() {
         let f = Filter::parse("a pr or b pr and c pr").unwrap();
         assert_eq!(f.to_string(), "(a pr or (b pr and c pr))");
+    }
+
+    #[test]
+    fn numbers_print_and_parse_back_exactly() {
+        // Found by the `scim` fuzz target: a correctly rounded value survives printing.
+        let f = Filter::parse("name sw 44.44744182e64").unwrap();
+        assert_eq!(Filter::parse(&f.to_string()).unwrap(), f);
     }
 
     #[test]
