@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ward_domain::scim::filter::{AttrPath, AttrValue, Filter, Resource, Value};
+use ward_domain::scim::filter::{AttrPath, AttrValue, Filter, FilterError, Resource, Value};
 use ward_domain::scim::patch::parse_request;
 
 /// A resource where every attribute has one string and one boolean value, so evaluation
@@ -25,8 +25,13 @@ fuzz_target!(|data: &[u8]| {
     let Ok(raw) = std::str::from_utf8(data) else { return };
     if let Ok(filter) = Filter::parse(raw) {
         let printed = filter.to_string();
-        let again = Filter::parse(&printed).expect("a printed filter parses");
-        assert_eq!(again, filter, "printing and parsing changed the filter");
+        match Filter::parse(&printed) {
+            Ok(again) => assert_eq!(again, filter, "printing and parsing changed the filter"),
+            // Printing parenthesises every group and spells values out, so a filter near the
+            // nesting or length limit can print past it; refusing that is the limit working.
+            Err(FilterError::TooDeep | FilterError::TooLong) => {}
+            Err(e) => panic!("a printed filter does not parse: {e:?}"),
+        }
         let _ = filter.matches(&Anything);
     }
     if let Ok(path) = AttrPath::parse(raw) {
