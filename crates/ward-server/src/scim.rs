@@ -577,6 +577,19 @@ pub(crate) fn search_request(headers: &HeaderMap, body: &Bytes) -> ScimResult<Li
     list_request(text("filter")?.as_deref(), int("startIndex")?, int("count")?, projection)
 }
 
+/// 304 with the ETag when `If-None-Match` names the resource's current version `tag`.
+pub(crate) fn not_modified(headers: &HeaderMap, tag: &str) -> Option<Response> {
+    let listed = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok())?;
+    if !listed.split(',').any(|t| t.trim() == tag) {
+        return None;
+    }
+    let mut res = StatusCode::NOT_MODIFIED.into_response();
+    if let Ok(v) = HeaderValue::from_str(tag) {
+        res.headers_mut().insert(header::ETAG, v);
+    }
+    Some(res)
+}
+
 /// `GET /scim/v2/Users/{id}`; `If-None-Match` with the current version answers 304.
 async fn get_user(
     State(state): State<AppState>,
@@ -589,11 +602,7 @@ async fn get_user(
     let projection = Projection::parse(param(&params, "attributes"), param(&params, "excludedAttributes"))?;
     let u = state.store.scim_user(auth.client.org, parse_id(&id)?).await?;
     let (_, tag) = user_json(&u);
-    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == tag)) {
-        let mut res = StatusCode::NOT_MODIFIED.into_response();
-        if let Ok(v) = HeaderValue::from_str(&tag) {
-            res.headers_mut().insert(header::ETAG, v);
-        }
+    if let Some(res) = not_modified(&headers, &tag) {
         return Ok(res);
     }
     let mut res = user_response(StatusCode::OK, &u);

@@ -228,11 +228,7 @@ pub(crate) async fn get_group(
     let projection = Projection::parse(param(&params, "attributes"), param(&params, "excludedAttributes"))?;
     let g = state.store.scim_group(auth.client.org, parse_id(&id)?).await?;
     let (_, tag) = group_json(&g);
-    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == tag)) {
-        let mut res = StatusCode::NOT_MODIFIED.into_response();
-        if let Ok(v) = HeaderValue::from_str(&tag) {
-            res.headers_mut().insert(header::ETAG, v);
-        }
+    if let Some(res) = crate::scim::not_modified(&headers, &tag) {
         return Ok(res);
     }
     Ok(group_response(StatusCode::OK, &g, Some(&projection)))
