@@ -67,12 +67,9 @@ async fn escalation_steps(backend: Backend) {
     std::fs::write(keys.path().join("fcm.json"), account.to_string()).unwrap();
     let (kp, fcm_url) = (keys.path().to_path_buf(), fcm.url.clone());
     let Some(h) = Harness::start_with(backend, move |c| {
-        c.notify.poll_interval_ms = 50;
-        c.notify.fcm.enabled = true;
-        c.notify.fcm.base_url = fcm_url;
-        c.notify.fcm.service_account_file = Some(kp.join("fcm.json"));
-        c.notify.sms.enabled = true;
-        c.notify.sms.url = sms_url;
+        common::notify::fast(&mut c.notify);
+        common::notify::fake_fcm(&mut c.notify, fcm_url, &kp);
+        common::notify::fake_sms(&mut c.notify, sms_url);
         c.notify.sms.token = Some("gateway-token-esc".into());
         c.escalation.stat_renotify_secs = 1;
         c.escalation.urgent_renotify_secs = 1;

@@ -84,15 +84,10 @@ async fn inbound_messages_get_the_portal_redirect(backend: Backend) {
     let (sms_url, smtp_port) = (format!("{}/send", sms.url), smtp.port);
     let Some(h) = Harness::start_with(backend, move |c| {
         let n = &mut c.notify;
-        n.poll_interval_ms = 50;
-        n.sms.enabled = true;
-        n.sms.url = sms_url;
+        common::notify::fast(n);
+        common::notify::fake_sms(n, sms_url);
         n.sms.token = Some("gateway-token-inbound".into());
-        n.email.enabled = true;
-        n.email.host = "127.0.0.1".into();
-        n.email.port = smtp_port;
-        n.email.tls = "none".into();
-        n.email.from = "Ward <noreply@ward.example>".into();
+        common::notify::fake_email(n, smtp_port);
         c.inbound.portal_link = PORTAL.into();
         c.inbound.orgs = vec![InboundOrg { org: "acme".into(), secret: Some(SECRET.into()), secret_file: None }];
     })

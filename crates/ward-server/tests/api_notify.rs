@@ -62,7 +62,7 @@ async fn delivery_through_fake_providers(backend: Backend) {
     let (apns_url, fcm_url, sms_url, smtp_port) = (apns.url.clone(), fcm.url.clone(), format!("{}/send", sms.url), smtp.port);
     let Some(h) = Harness::start_with(backend, move |c| {
         let n = &mut c.notify;
-        n.poll_interval_ms = 50;
+        common::notify::fast(n);
         n.retry_base_ms = 10;
         n.max_attempts = 3;
         n.apns.enabled = true;
@@ -72,17 +72,10 @@ async fn delivery_through_fake_providers(backend: Backend) {
         n.apns.topic = "org.example.ward".into();
         n.apns.key_file = Some(kp.join("apns.p8"));
         n.apns.ca_file = Some(kp.join("apns-ca.pem"));
-        n.fcm.enabled = true;
-        n.fcm.base_url = fcm_url;
-        n.fcm.service_account_file = Some(kp.join("fcm.json"));
-        n.sms.enabled = true;
-        n.sms.url = sms_url;
+        common::notify::fake_fcm(n, fcm_url, &kp);
+        common::notify::fake_sms(n, sms_url);
         n.sms.token_file = Some(kp.join("sms-token"));
-        n.email.enabled = true;
-        n.email.host = "127.0.0.1".into();
-        n.email.port = smtp_port;
-        n.email.tls = "none".into();
-        n.email.from = "Ward <noreply@ward.example>".into();
+        common::notify::fake_email(n, smtp_port);
     })
     .await
     else {

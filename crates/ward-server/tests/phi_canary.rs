@@ -13,7 +13,8 @@ use ward_store::on_both_backends;
 
 use std::time::Duration;
 
-use common::{Harness, Reply, captured, logs};
+use common::canary::{Errors, assert_absent, assert_present};
+use common::{Harness, captured, logs};
 use reqwest::Method;
 use serde_json::{Value, json};
 use ward_domain::role::Role;
@@ -24,32 +25,14 @@ const CANARY: &str = "canary-7f3a9";
 /// The canary as clients send it.
 const LOUD: &str = "CANARY-7f3a9";
 
-/// Fails with the surrounding text if `haystack` carries the canary in any letter case.
 #[track_caller]
 fn assert_no_canary(what: &str, haystack: &str) {
-    let lower = haystack.to_ascii_lowercase();
-    if let Some(at) = lower.find(CANARY) {
-        let start = lower[..at].char_indices().rev().nth(300).map_or(0, |(i, _)| i);
-        let end = lower[at..].char_indices().nth(300).map_or(lower.len(), |(i, _)| at + i);
-        panic!("the canary reached {what}: …{}…", &haystack[start..end]);
-    }
+    assert_absent(what, haystack, &[CANARY]);
 }
 
 #[track_caller]
 fn assert_canary(what: &str, haystack: &str) {
-    assert!(haystack.to_ascii_lowercase().contains(CANARY), "the canary should be in {what}: {haystack}");
-}
-
-/// Keeps every refusal's body for the final check.
-struct Errors(Vec<String>);
-
-impl Errors {
-    #[track_caller]
-    fn problem(&mut self, r: Reply, status: u16, code: &str) -> Reply {
-        let r = r.expect_problem(status, code);
-        self.0.push(r.body.to_string());
-        r
-    }
+    assert_present(what, haystack, CANARY);
 }
 
 async fn canary_stays_out_of_logs_audit_metrics_and_errors(backend: Backend) {

@@ -24,7 +24,8 @@ use std::time::Duration;
 
 use aws_lc_rs::encoding::AsDer;
 use base64::Engine;
-use common::{Harness, Reply, Session, captured, logs};
+use common::canary::{Errors, assert_absent, assert_present, find};
+use common::{Harness, Session, captured, logs};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -56,39 +57,22 @@ fn email() -> String {
     format!("{CANARY}.mail@example.org")
 }
 
-/// Where in `haystack` a forbidden string first appears (letter case ignored), with context.
-fn find(haystack: &str, needle: &str) -> Option<String> {
-    let lower = haystack.to_ascii_lowercase();
-    let at = lower.find(&needle.to_ascii_lowercase())?;
-    let start = lower[..at].char_indices().rev().nth(200).map_or(0, |(i, _)| i);
-    let end = lower[at..].char_indices().nth(200).map_or(lower.len(), |(i, _)| at + i);
-    Some(haystack[start..end].to_owned())
-}
-
 /// Fails if `haystack` carries any of the canary, the first name, the phone number or the email.
 #[track_caller]
 fn assert_clean(what: &str, haystack: &str) {
-    for needle in [CANARY, FIRST, PHONE, &email()] {
-        if let Some(context) = find(haystack, needle) {
-            panic!("`{needle}` reached {what}: …{context}…");
-        }
-    }
+    assert_absent(what, haystack, &[CANARY, FIRST, PHONE, &email()]);
 }
 
 /// As [`assert_clean`], and without the register and legal-hold canaries either.
 #[track_caller]
 fn assert_clean_all(what: &str, haystack: &str) {
     assert_clean(what, haystack);
-    for needle in [REGISTER, HOLD] {
-        if let Some(context) = find(haystack, needle) {
-            panic!("`{needle}` reached {what}: …{context}…");
-        }
-    }
+    assert_absent(what, haystack, &[REGISTER, HOLD]);
 }
 
 #[track_caller]
 fn assert_canary(what: &str, haystack: &str) {
-    assert!(haystack.to_ascii_lowercase().contains(CANARY), "the canary should be in {what}: {haystack}");
+    assert_present(what, haystack, CANARY);
 }
 
 fn pem(label: &str, der: &[u8]) -> String {
@@ -116,18 +100,6 @@ fn pdf() -> Vec<u8> {
         b.extend_from_slice(format!("% {LOUD} scan line {i}\n").as_bytes());
     }
     b
-}
-
-/// Keeps every refusal's body for the final check.
-struct Errors(Vec<String>);
-
-impl Errors {
-    #[track_caller]
-    fn problem(&mut self, r: Reply, status: u16, code: &str) -> Reply {
-        let r = r.expect_problem(status, code);
-        self.0.push(r.body.to_string());
-        r
-    }
 }
 
 /// The verification code Ward queued for a contact (read from the store's outbox).
@@ -185,19 +157,12 @@ async fn canary_stays_out_of_every_feature(backend: Backend) {
     let (fcm_url, sms_url, smtp_port) = (fcm.url.clone(), format!("{}/send", sms.url), smtp.port);
     let Some(h) = Harness::start_with(backend, move |c| {
         let n = &mut c.notify;
-        n.poll_interval_ms = 50;
+        common::notify::fast(n);
         n.retry_base_ms = 10;
-        n.fcm.enabled = true;
-        n.fcm.base_url = fcm_url;
-        n.fcm.service_account_file = Some(kp.join("fcm.json"));
-        n.sms.enabled = true;
-        n.sms.url = sms_url;
+        common::notify::fake_fcm(n, fcm_url, &kp);
+        common::notify::fake_sms(n, sms_url);
         n.sms.token_file = Some(kp.join("sms-token"));
-        n.email.enabled = true;
-        n.email.host = "127.0.0.1".into();
-        n.email.port = smtp_port;
-        n.email.tls = "none".into();
-        n.email.from = "Ward <noreply@ward.example>".into();
+        common::notify::fake_email(n, smtp_port);
     })
     .await
     else {
