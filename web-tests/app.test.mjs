@@ -1626,7 +1626,7 @@ await step('access reviews: the admin starts a campaign, certifies alice, revoke
   assert((await text(admin, '#review-schedule .form-message')).includes('Days to decide'), 'a window longer than allowed is refused');
   await admin.fill('#f-review_window', '14');
   await admin.click('#review-schedule button[type=submit]');
-  await admin.waitForSelector('#review-schedule .form-message.info:has-text("saved")', WAIT);
+  await stepUpIfAsked(admin, '#review-schedule .form-message.info:has-text("saved")');
   await axe(admin, 'access reviews');
   await admin.click('#start-review');
   await stepUpIfAsked(admin, '#review table');
@@ -1657,7 +1657,7 @@ await step('access reviews: the admin starts a campaign, certifies alice, revoke
   await admin.waitForSelector('dialog[open] button:has-text("Close campaign")', WAIT);
   assert((await text(admin, 'dialog[open]')).includes('not reviewed'), 'the close says undecided accounts are not reviewed');
   await admin.click('dialog[open] button:has-text("Close campaign")');
-  await admin.waitForSelector('#review tr:has-text("Ada Admin") .state:has-text("Not reviewed")', WAIT);
+  await stepUpIfAsked(admin, '#review tr:has-text("Ada Admin") .state:has-text("Not reviewed")');
   assert(!(await admin.$('#close-review')), 'a closed campaign cannot be closed again');
   await axe(admin, 'closed access review');
   await admin.click('a:has-text("All campaigns")');

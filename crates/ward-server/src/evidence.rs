@@ -549,16 +549,29 @@ const DEPLOYMENT_WIDE: &str =
 /// The number of collection steps [`collect`] reports progress over.
 pub const STEPS: u64 = 13;
 
-/// The access review results: the cadence, and every campaign (open and closed) with each
-/// item's snapshot and decision. The reviewers' notes are free text, left out (the reason
-/// code stays).
+/// How many of the newest campaigns the bundle carries item by item. A year of quarterly
+/// reviews: what an auditor samples. Older campaigns are listed with their counts, so the
+/// bundle stays bounded however many years of weekly reviews an organisation keeps (each
+/// campaign's full results stay exportable on their own).
+const ACCESS_REVIEWS_IN_FULL: usize = 4;
+
+/// The access review results: the cadence, the newest campaigns with each item's snapshot and
+/// decision, and every older campaign with its counts. The reviewers' notes are free text,
+/// left out (the reason code stays).
 async fn access_reviews(store: &Store, org: ward_domain::ids::OrgId, cap: u32) -> anyhow::Result<serde_json::Value> {
     let schedule = store.access_review_schedule(org).await?;
+    // Newest first.
     let campaigns = store.access_review_campaigns(org).await?;
     let mut out = Vec::with_capacity(campaigns.len());
     let mut rows = 0usize;
-    for c in campaigns {
-        let items = store.access_review_items(org, c.id).await?;
+    for (n, c) in campaigns.into_iter().enumerate() {
+        let id = c.id;
+        let view = crate::api::access_reviews::campaign_view(c);
+        if n >= ACCESS_REVIEWS_IN_FULL {
+            out.push(serde_json::json!({"campaign": view, "items_in_bundle": false}));
+            continue;
+        }
+        let items = store.access_review_items(org, id).await?;
         rows += items.len();
         if rows > cap as usize {
             return Err(ListTooLong { what: "access_review_items", cap }.into());
@@ -573,13 +586,13 @@ async fn access_reviews(store: &Store, org: ward_domain::ids::OrgId, cap: u32) -
                 Ok(v)
             })
             .collect::<anyhow::Result<_>>()?;
-        out.push(serde_json::json!({"campaign": crate::api::access_reviews::campaign_view(c), "items": items}));
+        out.push(serde_json::json!({"campaign": view, "items_in_bundle": true, "items": items}));
     }
     Ok(serde_json::json!({
         "cadence_days": schedule.cadence_days,
         "window_days": schedule.window_days,
         "campaigns": out,
-        "note": "items are snapshots taken when each campaign opened; undecided items of a closed campaign are not_reviewed, never certified; reviewers' notes are left out (the reason code stays)",
+        "note": format!("campaigns newest first; the newest {ACCESS_REVIEWS_IN_FULL} with every item, older ones with their counts (items_in_bundle false; their results: GET /api/v1/access-reviews/{{id}}/export); items are snapshots taken when each campaign opened; undecided items of a closed campaign are not_reviewed, never certified; reviewers' notes are left out (the reason code stays)"),
     }))
 }
 
@@ -881,6 +894,37 @@ mod tests {
             let files = collect_capped(&db.store, &config, &org, Audience::Operator, 3, |_| {}).await.unwrap();
             let alerts: Vec<serde_json::Value> = serde_json::from_slice(&files[ALERTS]).unwrap();
             assert_eq!(alerts.len(), 3, "{backend:?}: at the cap, every record is in the bundle");
+        }
+    }
+
+    /// Years of campaigns: the newest four carry their items, older ones only their counts,
+    /// so the bundle stays within its cap however many campaigns there were.
+    #[tokio::test]
+    async fn only_the_newest_access_reviews_carry_their_items() {
+        for backend in [ward_store::Backend::Sqlite, ward_store::Backend::Postgres] {
+            let Some(db) = ward_store::testing::TestDb::open(backend).await else { continue };
+            let s = &db.store;
+            let org = ward_store::testing::org(s, "reviews").await;
+            let admin = ward_store::testing::user(s, &org, "admin@reviews", ward_domain::role::Role::Admin).await;
+            for login in ["a@reviews", "b@reviews", "c@reviews"] {
+                ward_store::testing::user(s, &org, login, ward_domain::role::Role::Nurse).await;
+            }
+            let meta = ward_store::testing::meta;
+            for _ in 0..6 {
+                let c = s.open_access_review(org.id, admin.user_id, meta()).await.unwrap();
+                s.close_access_review(org.id, admin.user_id, c.id, meta()).await.unwrap();
+            }
+            // 6 campaigns of 4 items: 24 rows in all, 16 in the newest four.
+            let json = access_reviews(s, org.id, 16).await.unwrap();
+            let campaigns = json["campaigns"].as_array().unwrap();
+            assert_eq!(campaigns.len(), 6, "{backend:?}: every campaign is listed");
+            let full: Vec<bool> = campaigns.iter().map(|c| c["items_in_bundle"].as_bool().unwrap()).collect();
+            assert_eq!(full, [true, true, true, true, false, false], "{backend:?}");
+            assert_eq!(campaigns[0]["items"].as_array().unwrap().len(), 4);
+            assert!(campaigns[5].get("items").is_none() && campaigns[5]["campaign"]["counts"]["not_reviewed"] == 4, "{}", campaigns[5]);
+            // The cap still applies to what is carried in full.
+            let err = access_reviews(s, org.id, 15).await.unwrap_err();
+            assert!(err.downcast_ref::<ListTooLong>().is_some(), "{err}");
         }
     }
 

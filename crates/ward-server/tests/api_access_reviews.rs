@@ -95,6 +95,9 @@ async fn access_review_campaign_over_http(backend: Backend) {
 
     // Close: the admin's own item was never decided, so it is not reviewed, not certified.
     h.post(&format!("{one}/close"), &nurse.access, json!({})).await.expect_problem(403, "forbidden");
+    // Closing freezes the evidence: it needs a second factor like starting does.
+    let co_no_mfa = h.login(&h.account(&a, "co2@arva", Role::ComplianceOfficer).await).await;
+    h.call(Method::POST, &format!("{one}/close"), Some(&co_no_mfa.access), None).await.expect_problem(403, "mfa_enrollment_required");
     let closed = h.call(Method::POST, &format!("{one}/close"), Some(&admin.access), None).await.expect(200).body;
     assert_eq!(
         (closed["status"].as_str(), closed["counts"]["not_reviewed"].as_i64(), closed["overdue"].as_bool()),
@@ -126,6 +129,9 @@ async fn access_review_campaign_over_http(backend: Backend) {
     h.call(Method::PUT, sched, Some(&nurse.access), Some(json!({"cadence_days": 30, "window_days": 7})))
         .await
         .expect_problem(403, "forbidden");
+    h.call(Method::PUT, sched, Some(&co_no_mfa.access), Some(json!({"cadence_days": 30, "window_days": 7})))
+        .await
+        .expect_problem(403, "mfa_enrollment_required");
     let s = h.call(Method::PUT, sched, Some(&co.access), Some(json!({"cadence_days": 30, "window_days": 7}))).await.expect(200).body;
     assert_eq!((s["cadence_days"].as_i64(), s["window_days"].as_i64()), (Some(30), Some(7)));
     let list = h.get(path, &co.access).await.expect(200).body;

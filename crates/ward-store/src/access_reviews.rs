@@ -17,7 +17,7 @@ use ward_domain::role::Role;
 
 use crate::db::{Conn, exec, fetch, scalar};
 use crate::error::{Result, StoreError};
-use crate::users::{disable_account, enabled_workforce, user_in_org};
+use crate::users::{disable_account, enabled_workforce, keep_another_admin, user_in_org};
 use crate::{RequestMeta, Store, audit, now_ms};
 
 /// A campaign and how far its reviewers got.
@@ -554,19 +554,7 @@ impl Store {
                     let account = user_in_org(&mut c, org, subject).await?;
                     if !account.disabled {
                         if account.role == Role::Admin {
-                            let admins = scalar!(
-                                fetch_one,
-                                &mut c,
-                                i64,
-                                "SELECT COUNT(*) FROM users WHERE org_id = $1 AND role = 'admin' AND disabled_at IS NULL AND id <> $2",
-                                org.0,
-                                subject.0
-                            )?;
-                            if admins == 0 {
-                                return Err(StoreError::State(
-                                    "this is the organisation's last active admin: make another account an admin first",
-                                ));
-                            }
+                            keep_another_admin(&mut c, org, subject).await?;
                         }
                         revoked_sessions = disable_account(&mut c, org, subject, Some(actor.user_id), Some("access_review"), &meta).await?;
                         disabled = true;

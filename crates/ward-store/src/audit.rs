@@ -93,13 +93,22 @@ static INSERT_NODES_SQL: std::sync::LazyLock<MultiRowSql> = std::sync::LazyLock:
     MultiRowSql::new("INSERT INTO audit_tree_nodes (level, idx, hash)", 3, "ON CONFLICT (level, idx) DO NOTHING")
 });
 
+/// Takes the append lock (PostgreSQL; SQLite has one writer), held until the transaction
+/// ends: Ward nodes sharing a database append one at a time. Also taken early by checks that
+/// must see every other node's committed change before deciding (`users::keep_another_admin`):
+/// the lock every write takes anyway adds no new lock order between nodes.
+pub(crate) async fn lock_appends(c: &mut Conn<'_>) -> Result<()> {
+    if c.is_postgres() {
+        exec!(c, "SELECT pg_advisory_xact_lock($1)", AUDIT_LOCK_KEY)?;
+    }
+    Ok(())
+}
+
 /// Appends several events that accompany no other change, with consecutive indexes from the
 /// one returned. One index lookup and a few statements for the lot: this is what lets the
 /// single writer keep up with a busy server's refusals and reads.
 pub(crate) async fn append_many(c: &mut Conn<'_>, events: &[(&AuditEvent, &RequestMeta)]) -> Result<i64> {
-    if c.is_postgres() {
-        exec!(c, "SELECT pg_advisory_xact_lock($1)", AUDIT_LOCK_KEY)?;
-    }
+    lock_appends(c).await?;
     let first = scalar!(fetch_one, c, i64, NEXT_INDEX)?;
     let at = now_ms();
     for (which, start, rows) in insert_chunks(events.len()) {

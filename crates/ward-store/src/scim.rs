@@ -352,24 +352,13 @@ pub(crate) async fn role_group_of(c: &mut Conn<'_>, user: UserId) -> Result<Opti
 
 /// Refuses a SCIM change that would leave the organisation without an active admin: the
 /// account is its last active admin and would be disabled, deleted or given another role.
-/// Checked inside the write's transaction, so two such requests cannot both pass.
+/// Checked inside the write's transaction, so two such requests cannot both pass
+/// (`users::keep_another_admin`).
 async fn keep_an_admin(c: &mut Conn<'_>, org: OrgId, before: &ScimUser, stays_admin: bool) -> Result<()> {
     if before.user.role != Role::Admin || before.user.disabled || stays_admin {
         return Ok(());
     }
-    let others = scalar!(
-        fetch_one,
-        c,
-        i64,
-        "SELECT COUNT(*) FROM users WHERE org_id = $1 AND role = $2 AND disabled_at IS NULL AND id <> $3",
-        org.0,
-        Role::Admin.as_str(),
-        before.user.id.0
-    )?;
-    if others == 0 {
-        return Err(StoreError::State("this is the organisation's last active admin: make another account an admin first"));
-    }
-    Ok(())
+    crate::users::keep_another_admin(c, org, before.user.id).await
 }
 
 /// Disables the account, revokes every session (their refresh tokens die with them), then

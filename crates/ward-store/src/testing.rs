@@ -39,6 +39,8 @@ pub struct TestDb {
     pub schema: Option<String>,
     /// The directory holding the SQLite file (kept alive with the test).
     pub dir: tempfile::TempDir,
+    /// The keyring the store opened with, shared by [`TestDb::another_node`].
+    keyring: Arc<ward_crypto::Keyring>,
 }
 
 impl TestDb {
@@ -49,8 +51,9 @@ impl TestDb {
         match backend {
             Backend::Sqlite => {
                 let url = format!("sqlite://{}", dir.path().join("ward.db").display());
-                let store = Store::open(StoreOptions::new(url.clone(), ward_crypto::Keyring::ephemeral())).await.expect("open SQLite");
-                Some(TestDb { store, backend, url, schema: None, dir })
+                let keyring = ward_crypto::Keyring::ephemeral();
+                let store = Store::open(StoreOptions::new(url.clone(), keyring.clone())).await.expect("open SQLite");
+                Some(TestDb { store, backend, url, schema: None, dir, keyring })
             }
             Backend::Postgres => {
                 let url = pg_url();
@@ -63,13 +66,24 @@ impl TestDb {
                     return None;
                 }
                 let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-                let mut opts = StoreOptions::new(url.clone(), ward_crypto::Keyring::ephemeral());
+                let keyring = ward_crypto::Keyring::ephemeral();
+                let mut opts = StoreOptions::new(url.clone(), keyring.clone());
                 opts.pg_schema = Some(schema.clone());
                 opts.read_connections = 4;
                 let store = Store::open(opts).await.expect("open PostgreSQL");
-                Some(TestDb { store, backend, url, schema: Some(schema), dir })
+                Some(TestDb { store, backend, url, schema: Some(schema), dir, keyring })
             }
         }
+    }
+
+    /// A second Ward node on the same PostgreSQL schema (its own writer and pool, the same
+    /// keys), for races between nodes. `None` on SQLite, which has one writer per file.
+    pub async fn another_node(&self) -> Option<Store> {
+        let schema = self.schema.clone()?;
+        let mut opts = StoreOptions::new(self.url.clone(), self.keyring.clone());
+        opts.pg_schema = Some(schema);
+        opts.read_connections = 2;
+        Some(Store::open(opts).await.expect("open a second node"))
     }
 }
 

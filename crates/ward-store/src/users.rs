@@ -99,6 +99,28 @@ pub(crate) async fn enabled_workforce(c: &mut Conn<'_>, org: OrgId) -> Result<Ve
         .collect()
 }
 
+/// Fails with `State` when `leaving` is the organisation's last active admin: the check every
+/// path that disables an admin or takes the role away (access reviews, SCIM) makes inside its
+/// write transaction. On PostgreSQL it takes the audit append lock first, so two such writes
+/// from two nodes take turns and the second counts after the first has committed (READ
+/// COMMITTED reads a fresh snapshot per statement); SQLite has one writer already.
+pub(crate) async fn keep_another_admin(c: &mut Conn<'_>, org: OrgId, leaving: UserId) -> Result<()> {
+    audit::lock_appends(c).await?;
+    let others = scalar!(
+        fetch_one,
+        c,
+        i64,
+        "SELECT COUNT(*) FROM users WHERE org_id = $1 AND role = $2 AND disabled_at IS NULL AND id <> $3",
+        org.0,
+        Role::Admin.as_str(),
+        leaving.0
+    )?;
+    if others == 0 {
+        return Err(StoreError::State("this is the organisation's last active admin: make another account an admin first"));
+    }
+    Ok(())
+}
+
 /// A user of the organisation, or NotFound (also for another tenant's user).
 pub(crate) async fn user_in_org(c: &mut Conn<'_>, org: OrgId, id: UserId) -> Result<User> {
     fetch!(fetch_one, c, UserRow, user_select!("WHERE id = $1 AND org_id = $2"), id.0, org.0)?.into_user()

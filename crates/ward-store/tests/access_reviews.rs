@@ -15,6 +15,32 @@ on_both_backends!(a_campaign_snapshots_decides_and_closes, the_schedule_opens_on
 
 const DAY_MS: i64 = 86_400_000;
 
+/// Two nodes on one PostgreSQL database, each revoking one of the organisation's last two
+/// admins at the same moment: one revocation wins, the other is refused, and an admin is
+/// left. (Each node's writer is alone on its node; only the database can order the two.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_cannot_revoke_the_last_two_admins() {
+    let Some(db) = TestDb::open(Backend::Postgres).await else { return };
+    let node2 = db.another_node().await.expect("PostgreSQL");
+    let s = &db.store;
+    for round in 0..5 {
+        let o = org(s, &format!("acme{round}")).await;
+        let a1 = user(s, &o, &format!("a1@acme{round}"), Role::Admin).await;
+        let a2 = user(s, &o, &format!("a2@acme{round}"), Role::Admin).await;
+        let co1 = user(s, &o, &format!("co1@acme{round}"), Role::ComplianceOfficer).await;
+        let co2 = user(s, &o, &format!("co2@acme{round}"), Role::ComplianceOfficer).await;
+        let c = s.open_access_review(o.id, co1.user_id, meta()).await.unwrap();
+        let revoke = || ItemDecision::Revoke { reason: RevokeReason::NotNeeded, note: None };
+        let (r1, r2) = tokio::join!(
+            s.decide_access_review(co1, c.id, a1.user_id, revoke(), meta()),
+            node2.decide_access_review(co2, c.id, a2.user_id, revoke(), meta()),
+        );
+        assert_eq!(r1.is_ok() as u8 + r2.is_ok() as u8, 1, "round {round}: exactly one revocation wins: {r1:?} {r2:?}");
+        let loser = if r1.is_ok() { r2 } else { r1 };
+        assert!(matches!(loser, Err(StoreError::State(_))), "the other is refused as the last admin");
+    }
+}
+
 async fn a_campaign_snapshots_decides_and_closes(backend: Backend) {
     let Some(db) = TestDb::open(backend).await else { return };
     let s = &db.store;

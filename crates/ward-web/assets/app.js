@@ -3001,7 +3001,7 @@ function reviewScheduleForm(s) {
     if (!Number.isInteger(c) || c < 7 || c > 366) { showError(msg, { userMessage: 'Days between campaigns must be a whole number from 7 to 366.' }); cadence.input.focus(); return; }
     if (!Number.isInteger(w) || w < 1 || w > 90 || w >= c) { showError(msg, { userMessage: 'Days to decide must be a whole number from 1 to 90, shorter than the time between campaigns.' }); windowDays.input.focus(); return; }
     await submitForm(form, msg, async () => {
-      const r = await api.call('PUT', '/org/access-review-schedule', { cadence_days: c, window_days: w });
+      const r = await stepped(() => api.call('PUT', '/org/access-review-schedule', { cadence_days: c, window_days: w }));
       next.textContent = `The next campaign opens on ${new Date(r.next_opening_at).toLocaleDateString()}.`;
       showInfo(msg, 'Schedule saved.');
     });
@@ -3127,7 +3127,7 @@ async function accessReviewPage(id, info) {
         if (!(await ask(q, 'Close campaign'))) return;
         close.disabled = true;
         try {
-          await api.post(`/access-reviews/${id}/close`);
+          await stepped(() => api.post(`/access-reviews/${id}/close`));
           await load('Campaign closed.');
         } catch (e) {
           close.disabled = false;

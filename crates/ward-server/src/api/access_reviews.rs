@@ -310,7 +310,7 @@ async fn decide_item(
 }
 
 /// Closes an open campaign: every undecided item is marked `not_reviewed`, never certified
-/// (admins and compliance officers).
+/// (admins and compliance officers; step-up).
 #[utoipa::path(post, path = "/api/v1/access-reviews/{campaign_id}/close", tag = "access_reviews", security(("bearer" = [])),
     params(("campaign_id" = CampaignId, Path)),
     responses((status = 200, body = CampaignView), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
@@ -321,6 +321,8 @@ async fn close_campaign(
     Path(id): Path<CampaignId>,
 ) -> ApiResult<Json<CampaignView>> {
     reviewer(&state, &s, AuditAction::AccessReviewClose, &meta).await?;
+    // Closing freezes the evidence (undecided items become not_reviewed for good).
+    crate::auth::require_step_up(&state, &s, "access_review_close", &meta).await?;
     let ev = event(&s, AuditAction::AccessReviewClose, Outcome::Failure).target("access_review", id);
     match state.store.close_access_review(s.actor.org_id, s.actor.user_id, id, meta.clone()).await {
         Ok(c) => Ok(Json(campaign_view(c))),
@@ -365,7 +367,7 @@ async fn export_campaign(
     Ok(([(header::CONTENT_TYPE, "application/json".to_owned()), (header::CONTENT_DISPOSITION, disposition)], body).into_response())
 }
 
-/// Changes the organisation's review cadence (admins and compliance officers; audited).
+/// Changes the organisation's review cadence (admins and compliance officers; step-up; audited).
 #[utoipa::path(put, path = "/api/v1/org/access-review-schedule", tag = "access_reviews", security(("bearer" = [])),
     request_body = ScheduleRequest,
     responses((status = 200, body = ScheduleView), (status = 403, body = Problem), (status = 422, body = Problem)))]
@@ -377,6 +379,8 @@ async fn set_schedule(
 ) -> ApiResult<Json<ScheduleView>> {
     reviewer(&state, &s, AuditAction::AccessReviewSchedule, &meta).await?;
     let schedule = ReviewSchedule::parse(req.cadence_days, req.window_days)?;
+    // A longer cadence weakens a HIPAA control: the same proof of presence as starting one.
+    crate::auth::require_step_up(&state, &s, "access_review_schedule", &meta).await?;
     state.store.set_access_review_schedule(s.actor.org_id, s.actor.user_id, schedule, meta).await?;
     Ok(Json(schedule_view(&state.store, s.actor.org_id).await?))
 }
