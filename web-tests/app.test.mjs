@@ -1617,7 +1617,7 @@ async function stepUpIfAsked(page, ready) {
   await page.waitForSelector(ready, WAIT);
 }
 
-await step('access reviews: the admin starts a campaign, certifies alice, revokes erin with a reason (bad input first), exports and closes it', async () => {
+await step('access reviews: the admin starts a campaign, certifies alice, revokes erin with a reason (bad input first), delegates hana to alice, who certifies her, exports and closes it', async () => {
   await admin.click('#nav a[href="#/admin/access-reviews"]');
   await admin.waitForSelector('#reviews p:has-text("No campaigns yet")', WAIT);
   await admin.waitForSelector('#review-schedule', WAIT);
@@ -1647,8 +1647,30 @@ await step('access reviews: the admin starts a campaign, certifies alice, revoke
   await admin.fill('#f-revoke_note', 'Moved to another clinic');
   await admin.click('dialog[open] button:has-text("Revoke access")');
   await stepUpIfAsked(admin, '#review tr:has-text("Dr Erin Walsh") .state.blocked:has-text("Revoked")');
+  // A manager reviews their people: hana's item goes to alice, who sees only that account.
+  await admin.click('button[aria-label="Change who reviews Dr Hana Ito"]');
+  await admin.waitForSelector('dialog[open] #f-delegate', WAIT);
+  await axe(admin, 'delegate dialog');
+  assert(!(await admin.$('dialog[open] #f-delegate option:has-text("Dr Hana Ito")')), 'nobody reviews their own access');
+  await admin.selectOption('#f-delegate', { label: 'Dr Alice Moreau (alice)' });
+  await admin.click('dialog[open] button:has-text("Save")');
+  await admin.waitForSelector('#review tr:has-text("Dr Hana Ito") td:has-text("Dr Alice Moreau")', WAIT);
+  const manager = await newPage(DESKTOP, 'alice as reviewer');
+  await signIn(manager, 'alice');
+  await manager.click('#nav a:has-text("Access reviews (1)")');
+  await manager.click('#reviews a');
+  await manager.waitForSelector('#review tr:has-text("Dr Hana Ito")', WAIT);
+  assert((await manager.$$('#review tbody tr')).length === 1, 'the delegate sees only the accounts given to them');
+  assert(!(await manager.$('#close-review')) && !(await manager.$('#review-csv')), 'a delegate neither closes nor exports');
+  await axe(manager, 'access review as a delegate');
+  await manager.click('button[aria-label="Certify Dr Hana Ito"]');
+  await manager.waitForSelector('#review tr:has-text("Dr Hana Ito") .state.ok:has-text("Certified")', WAIT);
+  await manager.context().close();
+  await admin.click('a:has-text("All campaigns")');
+  await admin.click('#reviews a');
+  await admin.waitForSelector('#review tr:has-text("Dr Hana Ito") .state.ok:has-text("Certified")', WAIT);
   const progress = await text(admin, '#review .review-progress');
-  assert(progress.includes('2 of') && progress.includes('1 certified, 1 revoked'), 'progress counts the decisions: ' + progress);
+  assert(progress.includes('3 of') && progress.includes('2 certified, 1 revoked'), 'progress counts the decisions: ' + progress);
   await axe(admin, 'access review with decisions');
   await admin.click('#review-csv');
   await admin.waitForSelector('#review .form-message.info:has-text("downloaded")', WAIT);

@@ -191,10 +191,22 @@ pub fn may_review(actor: &Actor) -> Result<(), Denial> {
     if matches!(actor.role, Role::Admin | Role::ComplianceOfficer) { Ok(()) } else { Err(Denial::RoleNotPermitted) }
 }
 
-/// Whether the actor may decide on `subject`'s access: a reviewer, and not about themself.
-pub fn may_decide(actor: &Actor, subject: UserId) -> Result<(), Denial> {
-    may_review(actor)?;
-    if actor.user_id == subject { Err(Denial::OwnAccess) } else { Ok(()) }
+/// Whether the actor may decide on `subject`'s access: a reviewer, or the person the item was
+/// delegated to (`assigned`), and never about themself.
+pub fn may_decide(actor: &Actor, subject: UserId, assigned: Option<UserId>) -> Result<(), Denial> {
+    if actor.user_id == subject {
+        return Err(Denial::OwnAccess);
+    }
+    if assigned == Some(actor.user_id) && actor.role.is_workforce() { Ok(()) } else { may_review(actor) }
+}
+
+/// Whether `reviewer` (role and whether disabled) may be delegated `subject`'s item: an enabled
+/// workforce account other than the subject. Patients never review the workforce.
+pub fn may_be_delegated(reviewer: UserId, role: Role, disabled: bool, subject: UserId) -> Result<(), Denial> {
+    if reviewer == subject {
+        return Err(Denial::OwnAccess);
+    }
+    if role.is_workforce() && !disabled { Ok(()) } else { Err(Denial::RoleNotPermitted) }
 }
 
 /// Whom a campaign covers: every enabled workforce account (patients' portal accounts are
@@ -263,11 +275,25 @@ mod tests {
             let a = actor(role);
             let reviewer = matches!(role, Role::Admin | Role::ComplianceOfficer);
             assert_eq!(may_review(&a).is_ok(), reviewer, "{role}");
-            assert_eq!(may_decide(&a, UserId::new()).is_ok(), reviewer, "{role}");
-            assert!(may_decide(&a, a.user_id).is_err(), "{role} decided on their own access");
+            assert_eq!(may_decide(&a, UserId::new(), None).is_ok(), reviewer, "{role}");
+            assert!(may_decide(&a, a.user_id, None).is_err(), "{role} decided on their own access");
+            assert!(may_decide(&a, a.user_id, Some(a.user_id)).is_err(), "{role} decided on their own access as its delegate");
+            // A delegate decides the items given to them, and only those.
+            let delegate = role.is_workforce();
+            assert_eq!(may_decide(&a, UserId::new(), Some(a.user_id)).is_ok(), delegate, "{role} as delegate");
+            assert_eq!(may_decide(&a, UserId::new(), Some(UserId::new())).is_ok(), reviewer, "{role}, another's delegation");
         }
         let co = actor(Role::ComplianceOfficer);
-        assert_eq!(may_decide(&co, co.user_id), Err(Denial::OwnAccess));
+        assert_eq!(may_decide(&co, co.user_id, None), Err(Denial::OwnAccess));
+    }
+
+    #[test]
+    fn items_are_delegated_to_enabled_workforce_other_than_the_subject() {
+        let (r, s) = (UserId::new(), UserId::new());
+        assert!(may_be_delegated(r, Role::Nurse, false, s).is_ok());
+        assert_eq!(may_be_delegated(r, Role::Nurse, true, s), Err(Denial::RoleNotPermitted));
+        assert_eq!(may_be_delegated(r, Role::Patient, false, s), Err(Denial::RoleNotPermitted));
+        assert_eq!(may_be_delegated(s, Role::Admin, false, s), Err(Denial::OwnAccess));
     }
 
     #[test]

@@ -309,7 +309,8 @@ audit_actions! {
     AccessReviewOpen = "access_review.open",
     /// A reviewer certified or revoked one account's access, or was refused (target the
     /// campaign; detail `user`, `decision`, `reason` (the revocation's code; never the note),
-    /// `sessions_revoked`, or `refused`: `own_access`, `closed`, `last_admin`).
+    /// `sessions_revoked`, `delegated` when the delegate decided, or `refused`: `own_access`,
+    /// `closed`, `last_admin`).
     AccessReviewDecide = "access_review.decide",
     /// An access review campaign closed (target the campaign; detail `certified`, `revoked`,
     /// `not_reviewed`).
@@ -321,6 +322,9 @@ audit_actions! {
     AccessReviewExport = "access_review.export",
     /// The organisation's review cadence changed (detail `cadence_days`, `window_days`).
     AccessReviewSchedule = "access_review.schedule",
+    /// Items of an open campaign were delegated to a reviewer, or taken back (target the
+    /// campaign; detail `reviewer` (absent when taken back), `items`).
+    AccessReviewAssign = "access_review.assign",
     /// A training completion was recorded for a user (target the user; detail none: the
     /// course name stays in the register).
     TrainingRecord = "training.record",

@@ -13,7 +13,7 @@ use serde_json::json;
 use ward_domain::role::Role;
 use ward_store::{Backend, on_both_backends};
 
-on_both_backends!(access_review_campaign_over_http);
+on_both_backends!(access_review_campaign_over_http, a_delegate_reviews_their_people_over_http);
 
 async fn access_review_campaign_over_http(backend: Backend) {
     let Some(h) = Harness::start(backend).await else { return };
@@ -155,4 +155,64 @@ async fn access_review_campaign_over_http(backend: Backend) {
     assert!(audit.iter().any(|e| e.action == "access_review.decide" && e.outcome == "denied" && e.detail.contains("own_access")));
     assert!(audit.iter().any(|e| e.action == "access_review.decide" && e.outcome == "denied" && e.detail.contains("role")));
     assert!(audit.iter().any(|e| e.action == "admin.user_disable" && e.detail.contains("access_review")));
+}
+
+/// A compliance officer delegates two nurses' items to their lead: the lead sees that campaign
+/// with only those items (and the count in /me), certifies one, is refused another's item and
+/// every reviewer-only action; bad delegations are refused with a reason.
+async fn a_delegate_reviews_their_people_over_http(backend: Backend) {
+    let Some(h) = Harness::start(backend).await else { return };
+    let a = h.org("dlga", vec![]).await;
+    let b = h.org("dlgb", vec![]).await;
+    let co = h.login_stepped_up(&h.account(&a, "co@dlga", Role::ComplianceOfficer).await).await;
+    let lead_acc = h.account(&a, "lead@dlga", Role::Nurse).await;
+    let n1 = h.account(&a, "n1@dlga", Role::Nurse).await;
+    let n2 = h.account(&a, "n2@dlga", Role::Nurse).await;
+    let doc = h.account(&a, "doc@dlga", Role::Clinician).await;
+    let pat = h.account(&a, "pat@dlga", Role::Patient).await;
+    let outsider = h.account(&b, "n@dlgb", Role::Nurse).await;
+    let lead = h.login(&lead_acc).await;
+    let path = "/api/v1/access-reviews";
+    // Without a delegation the lead has no access reviews at all.
+    h.get(path, &lead.access).await.expect_problem(403, "forbidden");
+    assert_eq!(h.get("/api/v1/me", &lead.access).await.expect(200).body["access_reviews_to_decide"], 0);
+    let id = h.call(Method::POST, path, Some(&co.access), None).await.expect(201).body["id"].as_str().unwrap().to_owned();
+    let assign = format!("{path}/{id}/reviewers");
+    let put = |body: serde_json::Value| h.call(Method::PUT, &assign, Some(&co.access), Some(body));
+
+    // Bad delegations change nothing.
+    put(json!({"reviewer_id": lead_acc.id, "user_ids": []})).await.expect_problem(422, "validation_failed");
+    put(json!({"reviewer_id": lead_acc.id, "user_ids": [lead_acc.id]})).await.expect_problem(422, "validation_failed");
+    put(json!({"reviewer_id": pat.id, "user_ids": [n1.id]})).await.expect_problem(422, "validation_failed");
+    put(json!({"reviewer_id": outsider.id, "user_ids": [n1.id]})).await.expect_problem(422, "validation_failed");
+    put(json!({"reviewer_id": lead_acc.id, "user_ids": [outsider.id]})).await.expect_problem(404, "not_found");
+    put(json!({"reviewer_id": lead_acc.id})).await.expect_problem(400, "invalid_body");
+    h.call(Method::PUT, &assign, Some(&lead.access), Some(json!({"reviewer_id": lead_acc.id, "user_ids": [n1.id]})))
+        .await
+        .expect_problem(403, "forbidden");
+    h.get(path, &lead.access).await.expect_problem(403, "forbidden");
+
+    put(json!({"reviewer_id": lead_acc.id, "user_ids": [n1.id, n2.id]})).await.expect(204);
+    assert_eq!(h.get("/api/v1/me", &lead.access).await.expect(200).body["access_reviews_to_decide"], 2);
+    let list = h.get(path, &lead.access).await.expect(200).body;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    assert_eq!(list["items"][0]["counts"]["total"], 2, "counts of the delegated items only: {list}");
+    let detail = h.get(&format!("{path}/{id}"), &lead.access).await.expect(200).body;
+    let logins: Vec<&str> = detail["items"].as_array().unwrap().iter().map(|i| i["login"].as_str().unwrap()).collect();
+    assert_eq!(logins, ["n1@dlga", "n2@dlga"]);
+    assert_eq!(detail["items"][0]["reviewer_id"], json!(lead_acc.id));
+    // The organisation's reviewers see who decides.
+    let all = h.get(&format!("{path}/{id}"), &co.access).await.expect(200).body;
+    let doc_item = all["items"].as_array().unwrap().iter().find(|i| i["login"] == "doc@dlga").unwrap().clone();
+    assert_eq!(doc_item["reviewer_id"], json!(null));
+
+    h.post(&format!("{path}/{id}/items/{}", n1.id), &lead.access, json!({"decision": "certify"})).await.expect(200);
+    h.post(&format!("{path}/{id}/items/{}", doc.id), &lead.access, json!({"decision": "certify"})).await.expect_problem(403, "forbidden");
+    h.call(Method::POST, &format!("{path}/{id}/close"), Some(&lead.access), None).await.expect_problem(403, "forbidden");
+    h.get(&format!("{path}/{id}/export"), &lead.access).await.expect_problem(403, "forbidden");
+    h.call(Method::POST, path, Some(&lead.access), None).await.expect_problem(403, "forbidden");
+    assert_eq!(h.get("/api/v1/me", &lead.access).await.expect(200).body["access_reviews_to_decide"], 1);
+    let audit = h.store.audit_events(0, 10_000).await.unwrap();
+    assert!(audit.iter().any(|e| e.action == "access_review.assign" && e.detail.contains(&lead_acc.id.to_string())));
+    assert!(audit.iter().any(|e| e.action == "access_review.decide" && e.detail.contains("\"delegated\":true")));
 }

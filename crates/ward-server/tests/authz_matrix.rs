@@ -262,6 +262,7 @@ const OPS: &[OpDef] = &[
     op("POST", "/api/v1/access-reviews", Gate::Bearer, false),
     op("GET", "/api/v1/access-reviews/{campaign_id}", Gate::Bearer, false),
     op("POST", "/api/v1/access-reviews/{campaign_id}/items/{user_id}", Gate::Bearer, false),
+    op("PUT", "/api/v1/access-reviews/{campaign_id}/reviewers", Gate::Bearer, false),
     op("GET", "/api/v1/access-reviews/{campaign_id}/export", Gate::Bearer, false),
     op("POST", "/api/v1/access-reviews/{campaign_id}/close", Gate::Bearer, false),
     op("PUT", "/api/v1/org/access-review-schedule", Gate::Bearer, false),
@@ -296,6 +297,8 @@ const STEP_UP_OPS: &[(&str, &str)] = &[
     ("PUT", "/api/v1/admin/oidc/links/{user_id}"),
     ("DELETE", "/api/v1/admin/oidc"),
     ("POST", "/api/v1/access-reviews"),
+    ("POST", "/api/v1/access-reviews/{campaign_id}/close"),
+    ("PUT", "/api/v1/org/access-review-schedule"),
 ];
 
 impl OpDef {
@@ -998,6 +1001,7 @@ fn min_body(op: &OpDef) -> Option<Value> {
         ("PUT", "/api/v1/org/policy-acknowledgment") => json!({"require_before_phi": false}),
         ("POST", "/api/v1/training-records") => json!({"user_id": rnd(), "course": "HIPAA basics", "completed_on": "2026-11-30"}),
         ("POST", "/api/v1/access-reviews/{campaign_id}/items/{user_id}") => json!({"decision": "certify"}),
+        ("PUT", "/api/v1/access-reviews/{campaign_id}/reviewers") => json!({"reviewer_id": null, "user_ids": [rnd()]}),
         ("PUT", "/api/v1/org/access-review-schedule") => json!({"cadence_days": 90, "window_days": 14}),
         ("POST", "/api/v1/risks") | ("PUT", "/api/v1/risks/{risk_id}") => {
             json!({"risk": "Matrix risk", "likelihood": 2, "impact": 3, "status": "open", "review_on": "2027-01-01"})
@@ -2471,6 +2475,21 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
             };
             let exp = if t == Invalid { exp } else { when(auditor, exp, FORBIDDEN) };
             cell(op.path.replace("{campaign_id}", &id).replace("{user_id}", &user), body, exp)
+        }
+        // Giving the victim's item back to the organisation's reviewers (a delegate's account
+        // could be disabled by other cells); Cross: an account of another organisation.
+        ("PUT", "/api/v1/access-reviews/{campaign_id}/reviewers") => {
+            let (id, user, exp) = match t {
+                Own => (fx.ar_open.clone(), fx.victim.id.to_string(), NO_CONTENT),
+                Foreign => (fx.ar_b.clone(), fx.b_staff.id.to_string(), NOT_FOUND),
+                Random => (rnd(), rnd(), NOT_FOUND),
+                Invalid => (BAD_ID.into(), rnd(), BAD_PARAM),
+                Cross => (fx.ar_open.clone(), fx.b_staff.id.to_string(), NOT_FOUND),
+                Peer => (fx.ar_closed.clone(), fx.victim.id.to_string(), INVALID_STATE),
+                _ => return None,
+            };
+            let exp = if t == Invalid { exp } else { when(auditor, exp, FORBIDDEN) };
+            cell(op.path.replace("{campaign_id}", &id), Some(json!({"reviewer_id": null, "user_ids": [user]})), exp)
         }
         // Only the closed campaign is closed again (refused): the open one stays open for the
         // cells above.

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use ward_domain::access_review::{
-    CampaignStatus, CampaignTrigger, Decision, ItemDecision, ReviewSchedule, RevokeReason, in_scope, may_decide,
+    CampaignStatus, CampaignTrigger, Decision, ItemDecision, ReviewSchedule, RevokeReason, in_scope, may_be_delegated, may_decide,
+    may_review,
 };
 use ward_domain::audit::{AuditAction, AuditEvent, DetailValue, Outcome};
 use ward_domain::conversation::ConversationKind;
@@ -96,6 +97,8 @@ pub struct ReviewItem {
     pub decided_by: Option<UserId>,
     /// Unix ms.
     pub decided_at: Option<i64>,
+    /// The person the item was delegated to (`None`: the organisation's reviewers).
+    pub reviewer: Option<UserId>,
 }
 
 /// What a decision did.
@@ -154,6 +157,7 @@ struct ItemRow {
     note: Option<String>,
     decided_by: Option<uuid::Uuid>,
     decided_at: Option<i64>,
+    reviewer_id: Option<uuid::Uuid>,
 }
 
 impl ItemRow {
@@ -173,12 +177,13 @@ impl ItemRow {
             note: self.note,
             decided_by: self.decided_by.map(UserId),
             decided_at: self.decided_at,
+            reviewer: self.reviewer_id.map(UserId),
         })
     }
 }
 
 const ITEM_COLUMNS: &str = "user_id, login, display_name, role, mfa_enabled, memberships, last_sign_in_at, last_message_at, \
-     decision, reason, note, decided_by, decided_at";
+     decision, reason, note, decided_by, decided_at, reviewer_id";
 
 async fn schedule_of(c: &mut Conn<'_>, org: OrgId) -> Result<ReviewSchedule> {
     let row =
@@ -192,13 +197,15 @@ async fn schedule_of(c: &mut Conn<'_>, org: OrgId) -> Result<ReviewSchedule> {
     })
 }
 
-async fn counts_of(c: &mut Conn<'_>, campaign: uuid::Uuid) -> Result<ItemCounts> {
+/// A campaign's items by outcome: all of them, or those delegated to `reviewer`.
+async fn counts_of(c: &mut Conn<'_>, campaign: uuid::Uuid, reviewer: Option<UserId>) -> Result<ItemCounts> {
     let rows = fetch!(
         fetch_all,
         c,
         (Option<String>, i64),
-        "SELECT decision, COUNT(*) FROM access_review_items WHERE campaign_id = $1 GROUP BY decision",
-        campaign
+        "SELECT decision, COUNT(*) FROM access_review_items WHERE campaign_id = $1 AND ($2 IS NULL OR reviewer_id = $2) GROUP BY decision",
+        campaign,
+        reviewer.map(|r| r.0)
     )?;
     let mut n = ItemCounts::default();
     for (decision, count) in rows {
@@ -223,7 +230,7 @@ async fn campaign_of(c: &mut Conn<'_>, org: OrgId, id: CampaignId) -> Result<Cam
         id.0,
         org.0
     )?;
-    let counts = counts_of(c, row.id).await?;
+    let counts = counts_of(c, row.id, None).await?;
     row.into_campaign(counts)
 }
 
@@ -315,6 +322,15 @@ async fn open_in(c: &mut Conn<'_>, org: OrgId, opened_by: Option<UserId>, origin
     .into_iter()
     .collect();
 
+    // The campaign before this one, whose delegations carry over.
+    let previous = scalar!(
+        fetch_optional,
+        &mut *c,
+        uuid::Uuid,
+        "SELECT id FROM access_review_campaigns WHERE org_id = $1 AND id <> $2 ORDER BY opened_at DESC, id DESC LIMIT 1",
+        org.0,
+        id.0
+    )?;
     let people = enabled_workforce(c, org).await?;
     let mut items = 0i64;
     for u in people.into_iter().filter(|u| in_scope(u.role, u.disabled)) {
@@ -336,6 +352,19 @@ async fn open_in(c: &mut Conn<'_>, org: OrgId, opened_by: Option<UserId>, origin
             messages.get(&u.id.0).copied()
         )?;
         items += 1;
+    }
+    if let Some(previous) = previous {
+        // A manager keeps their people from one campaign to the next, while they are still an
+        // enabled workforce account (never a delegation of one's own item: that was refused).
+        exec!(
+            &mut *c,
+            "UPDATE access_review_items SET reviewer_id = (SELECT p.reviewer_id FROM access_review_items p \
+             JOIN users r ON r.id = p.reviewer_id \
+             WHERE p.campaign_id = $2 AND p.user_id = access_review_items.user_id AND r.disabled_at IS NULL \
+             AND r.role <> 'patient' AND r.id <> access_review_items.user_id) WHERE campaign_id = $1",
+            id.0,
+            previous
+        )?;
     }
     let ev = event(AuditAction::AccessReviewOpen, Outcome::Success, org, opened_by, id)
         .detail("trigger", DetailValue::Code(origin.as_str()))
@@ -461,7 +490,7 @@ impl Store {
                 )?;
                 let mut out = Vec::with_capacity(rows.len());
                 for r in rows {
-                    let counts = counts_of(&mut c, r.id).await?;
+                    let counts = counts_of(&mut c, r.id, None).await?;
                     out.push(r.into_campaign(counts)?);
                 }
                 Ok(out)
@@ -516,7 +545,7 @@ impl Store {
                 let org = actor.org_id;
                 let campaign = campaign_of(&mut c, org, id).await?;
                 let item = item_of(&mut c, id, subject).await?;
-                may_decide(&actor, subject)?;
+                may_decide(&actor, subject, item.reviewer)?;
                 if campaign.status != CampaignStatus::Open {
                     return Err(StoreError::State("the campaign is closed"));
                 }
@@ -563,6 +592,9 @@ impl Store {
                 let mut ev = event(AuditAction::AccessReviewDecide, Outcome::Success, org, Some(actor.user_id), id)
                     .detail("user", DetailValue::Id(subject.0))
                     .detail("decision", DetailValue::Code(decision.decision().as_str()));
+                if may_review(&actor).is_err() {
+                    ev = ev.detail("delegated", DetailValue::Bool(true));
+                }
                 if let Some(r) = reason {
                     ev = ev
                         .detail("reason", DetailValue::Code(r.as_str()))
@@ -571,6 +603,131 @@ impl Store {
                 }
                 audit::append(&mut c, &ev, &meta).await?;
                 Ok(Decided { item: item_of(&mut c, id, subject).await?, revoked_sessions, disabled })
+            })
+        })
+        .await
+    }
+
+    /// Campaigns with items delegated to `reviewer`, newest first; the counts are of those
+    /// items only.
+    pub async fn delegated_access_reviews(&self, org: OrgId, reviewer: UserId) -> Result<Vec<Campaign>> {
+        self.read(move |mut c| {
+            Box::pin(async move {
+                let rows = fetch!(
+                    fetch_all,
+                    &mut c,
+                    CampaignRow,
+                    sqlx::AssertSqlSafe(format!(
+                        "SELECT {CAMPAIGN_COLUMNS} FROM access_review_campaigns WHERE org_id = $1 AND id IN \
+                         (SELECT campaign_id FROM access_review_items WHERE reviewer_id = $2) ORDER BY opened_at DESC, id DESC"
+                    )),
+                    org.0,
+                    reviewer.0
+                )?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in rows {
+                    let counts = counts_of(&mut c, r.id, Some(reviewer)).await?;
+                    out.push(r.into_campaign(counts)?);
+                }
+                Ok(out)
+            })
+        })
+        .await
+    }
+
+    /// One campaign with only the items delegated to `reviewer` (counts of those items);
+    /// `NotFound` when none is (or the campaign is another organisation's).
+    pub async fn delegated_access_review(&self, org: OrgId, id: CampaignId, reviewer: UserId) -> Result<(Campaign, Vec<ReviewItem>)> {
+        self.read(move |mut c| {
+            Box::pin(async move {
+                let mut campaign = campaign_of(&mut c, org, id).await?;
+                let items = fetch!(
+                    fetch_all,
+                    &mut c,
+                    ItemRow,
+                    sqlx::AssertSqlSafe(format!(
+                        "SELECT {ITEM_COLUMNS} FROM access_review_items WHERE campaign_id = $1 AND reviewer_id = $2 ORDER BY login, user_id"
+                    )),
+                    id.0,
+                    reviewer.0
+                )?
+                .into_iter()
+                .map(ItemRow::into_item)
+                .collect::<Result<Vec<_>>>()?;
+                if items.is_empty() {
+                    return Err(StoreError::NotFound);
+                }
+                campaign.counts = counts_of(&mut c, id.0, Some(reviewer)).await?;
+                Ok((campaign, items))
+            })
+        })
+        .await
+    }
+
+    /// How many undecided items of open campaigns are delegated to `reviewer` (what the app
+    /// shows as "access reviews to decide").
+    pub async fn access_reviews_to_decide(&self, org: OrgId, reviewer: UserId) -> Result<u32> {
+        self.read(move |mut c| {
+            Box::pin(async move {
+                let n = scalar!(
+                    fetch_one,
+                    &mut c,
+                    i64,
+                    "SELECT COUNT(*) FROM access_review_items i JOIN access_review_campaigns c ON c.id = i.campaign_id \
+                     WHERE c.org_id = $1 AND c.status = 'open' AND i.reviewer_id = $2 AND i.decision IS NULL",
+                    org.0,
+                    reviewer.0
+                )?;
+                Ok(u32::try_from(n).unwrap_or(u32::MAX))
+            })
+        })
+        .await
+    }
+
+    /// Delegates items of an open campaign to `reviewer`, or gives them back to the
+    /// organisation's reviewers (`None`). Audited `access_review.assign`. Refused: a closed
+    /// campaign (`State`), an account not in the campaign (`NotFound`), a reviewer who is not
+    /// an enabled workforce account of the organisation or is one of the accounts (`Denied`).
+    pub async fn assign_access_review_items(
+        &self,
+        actor: Actor,
+        id: CampaignId,
+        reviewer: Option<UserId>,
+        users: Vec<UserId>,
+        meta: RequestMeta,
+    ) -> Result<()> {
+        self.write(move |mut c| {
+            Box::pin(async move {
+                let org = actor.org_id;
+                may_review(&actor)?;
+                let campaign = campaign_of(&mut c, org, id).await?;
+                if campaign.status != CampaignStatus::Open {
+                    return Err(StoreError::State("the campaign is closed"));
+                }
+                let delegate = match reviewer {
+                    Some(r) => Some(user_in_org(&mut c, org, r).await?),
+                    None => None,
+                };
+                for u in &users {
+                    item_of(&mut c, id, *u).await?;
+                    if let Some(d) = &delegate {
+                        may_be_delegated(d.id, d.role, d.disabled, *u)?;
+                    }
+                    exec!(
+                        &mut c,
+                        "UPDATE access_review_items SET reviewer_id = $3 WHERE campaign_id = $1 AND user_id = $2",
+                        id.0,
+                        u.0,
+                        reviewer.map(|r| r.0)
+                    )?;
+                }
+                let mut ev = event(AuditAction::AccessReviewAssign, Outcome::Success, org, Some(actor.user_id), id)
+                    .detail("items", DetailValue::Int(users.len() as i64));
+                if let Some(r) = reviewer {
+                    ev = ev.detail("reviewer", DetailValue::Id(r.0));
+                }
+                audit::append(&mut c, &ev, &meta).await?;
+                Ok(())
             })
         })
         .await

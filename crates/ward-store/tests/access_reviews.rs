@@ -11,7 +11,7 @@ use ward_domain::role::Role;
 use ward_store::testing::{TestDb, meta, org, sign_in, user};
 use ward_store::{Backend, MemberSpec, NewConversation, NewMessage, StoreError, on_both_backends};
 
-on_both_backends!(a_campaign_snapshots_decides_and_closes, the_schedule_opens_one_campaign_when_due);
+on_both_backends!(a_campaign_snapshots_decides_and_closes, the_schedule_opens_one_campaign_when_due, a_manager_reviews_their_people);
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -182,4 +182,63 @@ async fn the_schedule_opens_one_campaign_when_due(backend: Backend) {
     let audit = s.audit_events(0, 10_000).await.unwrap();
     assert!(audit.iter().any(|e| e.action == "access_review.open" && e.detail.contains("schedule") && e.actor_user_id.is_none()));
     assert_eq!(audit.iter().filter(|e| e.action == "access_review.schedule").count(), 2);
+}
+
+/// Items delegated to a manager: the manager sees and decides only those, never their own;
+/// the delegation carries over to the next campaign while the manager is enabled.
+async fn a_manager_reviews_their_people(backend: Backend) {
+    let Some(db) = TestDb::open(backend).await else { return };
+    let s = &db.store;
+    let o = org(s, "acme").await;
+    let co = user(s, &o, "co@acme", Role::ComplianceOfficer).await;
+    let lead = user(s, &o, "lead@acme", Role::Nurse).await;
+    let n1 = user(s, &o, "n1@acme", Role::Nurse).await;
+    let n2 = user(s, &o, "n2@acme", Role::Nurse).await;
+    let doc = user(s, &o, "doc@acme", Role::Clinician).await;
+    let patient = user(s, &o, "pat@acme", Role::Patient).await;
+    let c = s.open_access_review(o.id, co.user_id, meta()).await.unwrap();
+    assert_eq!(s.access_reviews_to_decide(o.id, lead.user_id).await.unwrap(), 0);
+    // Nobody reviews their own access, patients review nobody, only reviewers delegate.
+    let own = s.assign_access_review_items(co, c.id, Some(lead.user_id), vec![n1.user_id, lead.user_id], meta()).await;
+    assert!(matches!(own, Err(StoreError::Denied(Denial::OwnAccess))), "{own:?}");
+    let to_patient = s.assign_access_review_items(co, c.id, Some(patient.user_id), vec![n1.user_id], meta()).await;
+    assert!(matches!(to_patient, Err(StoreError::Denied(Denial::RoleNotPermitted))), "{to_patient:?}");
+    assert!(matches!(
+        s.assign_access_review_items(lead, c.id, Some(lead.user_id), vec![n1.user_id], meta()).await,
+        Err(StoreError::Denied(_))
+    ));
+    assert!(s.delegated_access_reviews(o.id, lead.user_id).await.unwrap().is_empty(), "a refused delegation changes nothing");
+    s.assign_access_review_items(co, c.id, Some(lead.user_id), vec![n1.user_id, n2.user_id], meta()).await.unwrap();
+
+    let mine = s.delegated_access_reviews(o.id, lead.user_id).await.unwrap();
+    assert_eq!((mine.len(), mine[0].counts.total, mine[0].counts.pending), (1, 2, 2), "counts of the delegated items only");
+    let (_, items) = s.delegated_access_review(o.id, c.id, lead.user_id).await.unwrap();
+    assert_eq!(items.iter().map(|i| i.login.as_str()).collect::<Vec<_>>(), ["n1@acme", "n2@acme"]);
+    assert!(items.iter().all(|i| i.reviewer == Some(lead.user_id)));
+    assert_eq!(s.access_reviews_to_decide(o.id, lead.user_id).await.unwrap(), 2);
+    assert!(matches!(s.delegated_access_review(o.id, c.id, doc.user_id).await, Err(StoreError::NotFound)));
+    // The lead decides their people, and nobody else.
+    s.decide_access_review(lead, c.id, n1.user_id, ItemDecision::Certify, meta()).await.unwrap();
+    let other = s.decide_access_review(lead, c.id, doc.user_id, ItemDecision::Certify, meta()).await;
+    assert!(matches!(other, Err(StoreError::Denied(_))), "{other:?}");
+    assert_eq!(s.access_reviews_to_decide(o.id, lead.user_id).await.unwrap(), 1);
+    // Given back: the reviewers decide it again.
+    s.assign_access_review_items(co, c.id, None, vec![n2.user_id], meta()).await.unwrap();
+    assert!(matches!(s.decide_access_review(lead, c.id, n2.user_id, ItemDecision::Certify, meta()).await, Err(StoreError::Denied(_))));
+    s.assign_access_review_items(co, c.id, Some(lead.user_id), vec![n2.user_id], meta()).await.unwrap();
+    let audit = s.audit_events(0, 10_000).await.unwrap();
+    assert_eq!(audit.iter().filter(|e| e.action == "access_review.assign").count(), 3);
+    assert!(audit.iter().any(|e| e.action == "access_review.decide" && e.detail.contains("\"delegated\":true")));
+    s.close_access_review(o.id, co.user_id, c.id, meta()).await.unwrap();
+    assert!(matches!(s.assign_access_review_items(co, c.id, None, vec![n2.user_id], meta()).await, Err(StoreError::State(_))));
+
+    // The next campaign keeps the delegation; a disabled manager's does not carry over.
+    let c2 = s.open_access_review(o.id, co.user_id, meta()).await.unwrap();
+    let items = s.access_review_items(o.id, c2.id).await.unwrap();
+    let reviewer_of = |login: &str| items.iter().find(|i| i.login == login).unwrap().reviewer;
+    assert_eq!((reviewer_of("n1@acme"), reviewer_of("n2@acme"), reviewer_of("doc@acme")), (Some(lead.user_id), Some(lead.user_id), None));
+    s.close_access_review(o.id, co.user_id, c2.id, meta()).await.unwrap();
+    s.set_user_disabled(o.id, lead.user_id, true, Some(co.user_id), meta()).await.unwrap();
+    let c3 = s.open_access_review(o.id, co.user_id, meta()).await.unwrap();
+    assert!(s.access_review_items(o.id, c3.id).await.unwrap().iter().all(|i| i.reviewer.is_none()));
 }

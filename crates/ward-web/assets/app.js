@@ -260,6 +260,8 @@ function start() {
     links.push(['#/admin/devices', 'Devices'], ['#/admin/policies', 'Settings'], ['#/admin/audit', 'Audit'], ['#/admin/alerts', 'Alerts'], ['#/admin/registers', 'Registers'], ['#/admin/incidents', 'Incidents'], ['#/admin/access-reviews', 'Access reviews'], ['#/admin/keys', 'Keys'], ['#/admin/provisioning', 'Provisioning']);
   }
   if (me.user.role === 'compliance_officer') links.push(['#/admin/break-glass', 'Break-glass reviews']);
+  // A manager with accounts delegated to them in an open access review.
+  if (!isReviewer() && me.access_reviews_to_decide > 0) links.push(['#/admin/access-reviews', `Access reviews (${me.access_reviews_to_decide})`]);
   links.push(['#/account', 'Account'], ['#/sessions', 'Sessions']);
   mount(nav, h('ul', {}, links.map(([href, text]) => h('li', {}, h('a', { href }, text)))),
     h('span', { class: 'who' }, h('span', { class: 'sr-only' }, 'Signed in as '), me.user.display_name),
@@ -379,7 +381,8 @@ function route() {
   if (parts[0] === 'admin' && parts[1] === 'keys' && staff && !parts[2]) return keysPage();
   if (parts[0] === 'admin' && parts[1] === 'provisioning' && staff && !parts[2]) return provisioningPage();
   if (parts[0] === 'admin' && parts[1] === 'incidents' && staff) return ID.test(parts[2] || '') ? incidentPage(parts[2]) : parts[2] ? notFound() : incidentsPage();
-  if (parts[0] === 'admin' && parts[1] === 'access-reviews' && staff) return ID.test(parts[2] || '') ? accessReviewPage(parts[2]) : parts[2] ? notFound() : accessReviewsPage();
+  // Delegates (any workforce account) see the accounts given to them; the server decides.
+  if (parts[0] === 'admin' && parts[1] === 'access-reviews' && me.user.role !== 'patient') return ID.test(parts[2] || '') ? accessReviewPage(parts[2]) : parts[2] ? notFound() : accessReviewsPage();
   if (parts[0] === 'policies' && me.user.role !== 'patient' && !parts[1]) return ackPoliciesPage();
   if (parts[0] === 'admin' && parts[1] === 'alerts' && staff && !parts[2]) return alertsPage();
   if (parts[0] === 'admin' && parts[1] === 'contacts' && me.user.role === 'admin' && !parts[2]) return adminContactsPage();
@@ -2947,17 +2950,27 @@ function reviewProgress(n) {
     h('span', {}, `${decided} of ${n.total} decided: ${n.certified} certified, ${n.revoked} revoked` + (n.not_reviewed ? `, ${n.not_reviewed} not reviewed` : '')));
 }
 
-/** Admins and compliance officers: the organisation's access review campaigns and cadence. */
+/** Admins and compliance officers review the whole organisation; anyone else sees only the
+ * accounts delegated to them. */
+function isReviewer() {
+  return me.user.role === 'admin' || me.user.role === 'compliance_officer';
+}
+
+/** Admins and compliance officers: the organisation's access review campaigns and cadence.
+ * A delegate: the campaigns with accounts delegated to them. */
 async function accessReviewsPage(info) {
   setTitle('Access reviews');
   open = null;
   const msg = messageBox();
   const box = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
   const start = h('button', { type: 'button', class: 'primary', id: 'start-review' }, 'Start a review now');
+  const reviewer = isReviewer();
   const root = h('section', {}, h('h1', { class: 'pagehead' }, 'Access reviews'),
     h('section', { class: 'card', id: 'reviews', 'aria-labelledby': 'reviews-h' }, h('h2', { id: 'reviews-h' }, 'Campaigns'),
-      h('p', { class: 'muted' }, 'Each campaign lists every active staff account with its role, conversations and last activity as they were when it opened. Certify what is still needed and revoke the rest; anything left undecided at the close is recorded as not reviewed. Nobody reviews their own access.'),
-      msg, box, start));
+      h('p', { class: 'muted' }, reviewer
+        ? 'Each campaign lists every active staff account with its role, conversations and last activity as they were when it opened. Certify what is still needed and revoke the rest; anything left undecided at the close is recorded as not reviewed. Nobody reviews their own access. You can ask a manager to review their people: they then see only those accounts.'
+        : 'You were asked to review the access of these people. Certify what they still need and revoke the rest; anything left undecided when the campaign closes is recorded as not reviewed.'),
+      msg, box, reviewer ? start : null));
   mount(main, root);
   focusHeading(root);
   if (info) showInfo(msg, info);
@@ -2980,7 +2993,7 @@ async function accessReviewsPage(info) {
       ['Status', (x) => (x.status === 'closed' ? 'Closed' : x.overdue ? h('span', { class: 'state blocked' }, 'Open, overdue') : 'Open')],
       ['Due', (x) => new Date(x.due_at).toLocaleDateString()],
       ['Progress', (x) => reviewProgress(x.counts)]]));
-    root.append(reviewScheduleForm(r.schedule));
+    if (reviewer) root.append(reviewScheduleForm(r.schedule));
   } catch (e) {
     mount(box);
     showError(msg, e);
@@ -3038,6 +3051,36 @@ function revokeDialog(name) {
   });
 }
 
+/** Asks whom to delegate `name`'s review to; resolves a user id, '' to give it back, or
+ * undefined when cancelled. */
+function delegateDialog(name, current, subject) {
+  return new Promise((resolve) => {
+    (async () => {
+      const msg = messageBox();
+      let dir = { items: [] };
+      try { dir = await people(); } catch (e) { showError(msg, e); }
+      const options = [['', 'The organisation\'s reviewers']].concat(dir.items
+        .filter((u) => u.role !== 'patient' && u.id !== subject)
+        .map((u) => [u.id, `${u.display_name} (${u.login})`]));
+      const who = field('Reviewer', { name: 'delegate', tag: 'select', options });
+      who.input.value = current || '';
+      const cancel = h('button', { type: 'button' }, 'Cancel');
+      const form = h('form', { method: 'dialog', novalidate: true },
+        h('h2', { id: 'delegate-h' }, 'Who reviews ' + name + '?'),
+        h('p', {}, 'A manager who knows this person\'s work can decide instead of you. They see only the accounts given to them, and keep them in the next campaign.'),
+        who, msg, h('div', { class: 'row' }, h('button', { type: 'submit', class: 'primary' }, 'Save'), cancel));
+      const dlg = h('dialog', { 'aria-labelledby': 'delegate-h', class: 'card' }, form);
+      const done = (v) => { dlg.close(); dlg.remove(); resolve(v); };
+      cancel.addEventListener('click', () => done(undefined));
+      dlg.addEventListener('cancel', () => done(undefined));
+      form.addEventListener('submit', (ev) => { ev.preventDefault(); done(who.input.value); });
+      document.body.append(dlg);
+      dlg.showModal();
+      who.input.focus();
+    })();
+  });
+}
+
 function memberships(x) {
   if (x.membership_count === 0) return 'None';
   const kinds = {};
@@ -3054,6 +3097,8 @@ async function accessReviewPage(id, info) {
   const head = h('h1', { class: 'pagehead' }, 'Access review');
   const summary = h('div', {});
   const actions = h('div', { class: 'row wrap' });
+  const reviewer = isReviewer();
+  const dir = reviewer ? await people().catch(() => null) : null;
   const root = h('section', {}, h('p', {}, h('a', { href: '#/admin/access-reviews' }, 'All campaigns')), head,
     h('section', { class: 'card', id: 'review', 'aria-label': 'Accounts to review' }, summary, msg, box, actions));
   mount(main, root);
@@ -3086,6 +3131,25 @@ async function accessReviewPage(id, info) {
     });
     return h('div', { class: 'row' }, certify, revoke);
   };
+  const delegate = async (x, button) => {
+    const to = await delegateDialog(x.display_name, x.reviewer_id, x.user_id);
+    if (to === undefined) return;
+    button.disabled = true;
+    try {
+      await api.call('PUT', `/access-reviews/${id}/reviewers`, { reviewer_id: to || null, user_ids: [x.user_id] });
+      await load(to ? `${x.display_name}: ${personName(dir, to)} reviews this account.` : `${x.display_name}: back with the organisation's reviewers.`);
+    } catch (e) {
+      button.disabled = false;
+      showError(msg, e);
+    }
+  };
+  const reviewerCell = (c, x) => {
+    const name = x.reviewer_id ? personName(dir, x.reviewer_id) : 'Reviewers';
+    if (c.status !== 'open' || x.decision) return name;
+    const b = h('button', { type: 'button', 'aria-label': 'Change who reviews ' + x.display_name }, 'Change');
+    b.addEventListener('click', () => delegate(x, b));
+    return h('div', { class: 'row' }, h('span', {}, name), b);
+  };
   const download = async (format, button) => {
     button.disabled = true;
     try {
@@ -3113,13 +3177,14 @@ async function accessReviewPage(id, info) {
       ['Last sign-in', (x) => (x.last_sign_in_at ? when(Date.parse(x.last_sign_in_at)) : 'Never')],
       ['Last message', (x) => (x.last_message_at ? when(Date.parse(x.last_message_at)) : 'Never')],
       ['Second factor', (x) => (x.mfa_enabled ? 'Yes' : h('span', { class: 'state warn' }, 'No'))],
+      ...(reviewer ? [['Reviewer', (x) => reviewerCell(c, x)]] : []),
       ['Decision', (x) => decisionCell(c, x)]]));
     const json = h('button', { type: 'button', id: 'review-json' }, 'Download results (JSON)');
     const csv = h('button', { type: 'button', id: 'review-csv' }, 'Download results (CSV)');
     json.addEventListener('click', () => download('json', json));
     csv.addEventListener('click', () => download('csv', csv));
-    const buttons = [json, csv];
-    if (c.status === 'open') {
+    const buttons = reviewer ? [json, csv] : [];
+    if (reviewer && c.status === 'open') {
       const close = h('button', { type: 'button', class: 'primary', id: 'close-review' }, 'Close campaign');
       close.addEventListener('click', async () => {
         const left = c.counts.pending;

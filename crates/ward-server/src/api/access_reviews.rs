@@ -1,7 +1,7 @@
 //! Access review campaigns: `/api/v1/access-reviews` and the organisation's cadence at
 //! `/api/v1/org/access-review-schedule` (164.308(a)(4) information access management,
 //! 164.312(a)(1) access control; docs/access-reviews.md). Admins and compliance officers
-//! review everyone but themselves; a revocation disables the account as an admin's disable
+//! review everyone but themselves, and may delegate items to a manager; a revocation disables the account as an admin's disable
 //! does; closing marks undecided items `not_reviewed`; results export as JSON or CSV.
 
 use std::time::Duration;
@@ -28,6 +28,7 @@ pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .routes(utoipa_axum::routes!(list_campaigns, start_campaign))
         .routes(utoipa_axum::routes!(get_campaign))
         .routes(utoipa_axum::routes!(decide_item))
+        .routes(utoipa_axum::routes!(assign_reviewer))
         .routes(utoipa_axum::routes!(close_campaign))
         .routes(utoipa_axum::routes!(export_campaign))
         .routes(utoipa_axum::routes!(set_schedule))
@@ -124,6 +125,8 @@ pub(crate) struct ItemView {
     note: Option<String>,
     decided_by: Option<UserId>,
     decided_at: Option<String>,
+    /// The person the item was delegated to; `null`: the organisation's reviewers decide.
+    reviewer_id: Option<UserId>,
 }
 
 pub(crate) fn item_view(i: ReviewItem) -> ItemView {
@@ -142,6 +145,7 @@ pub(crate) fn item_view(i: ReviewItem) -> ItemView {
         note: i.note,
         decided_by: i.decided_by,
         decided_at: i.decided_at.map(ts),
+        reviewer_id: i.reviewer,
     }
 }
 
@@ -169,6 +173,17 @@ pub(crate) struct DecisionRequest {
     reason: Option<RevokeReason>,
     /// One line, at most 500 characters; required when the reason is `other`.
     note: Option<String>,
+}
+
+/// Delegates items to a reviewer, or gives them back.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AssignRequest {
+    /// An enabled workforce account of the organisation (a manager for their people), or
+    /// `null` to give the items back to the organisation's reviewers.
+    reviewer_id: Option<UserId>,
+    /// The accounts whose items change hands: 1 to 1000, none of them the reviewer.
+    user_ids: Vec<UserId>,
 }
 
 /// A new cadence.
@@ -207,6 +222,35 @@ async fn reviewer(state: &AppState, s: &Auth, action: AuditAction, meta: &Reques
     Ok(())
 }
 
+/// Whether the actor reviews the whole organisation (`true`) or is a delegate with items in
+/// `campaign` (any campaign when `None`); anyone else is refused, audited as `action`.
+async fn reviewer_or_delegate(
+    state: &AppState,
+    s: &Auth,
+    action: AuditAction,
+    campaign: Option<CampaignId>,
+    meta: &RequestMeta,
+) -> ApiResult<bool> {
+    if may_review(&s.actor).is_ok() {
+        return Ok(true);
+    }
+    if s.actor.role.is_workforce() {
+        let (org, me) = (s.actor.org_id, s.actor.user_id);
+        let delegated = match campaign {
+            None => !state.store.delegated_access_reviews(org, me).await?.is_empty(),
+            Some(id) => match state.store.delegated_access_review(org, id, me).await {
+                Ok(_) => true,
+                Err(StoreError::NotFound) => false,
+                Err(e) => return Err(e.into()),
+            },
+        };
+        if delegated {
+            return Ok(false);
+        }
+    }
+    reviewer(state, s, action, meta).await.map(|()| true)
+}
+
 /// A store refusal of a decision or close, audited with its code before it is answered.
 async fn refused(state: &AppState, ev: AuditEvent, e: StoreError, meta: &RequestMeta) -> ApiError {
     let code = match &e {
@@ -232,12 +276,18 @@ async fn schedule_view(store: &Store, org: ward_domain::ids::OrgId) -> ApiResult
 }
 
 /// The organisation's campaigns, newest first, with their progress and the cadence (admins
-/// and compliance officers).
+/// and compliance officers). A delegate sees the campaigns with items delegated to them, the
+/// counts being of those items.
 #[utoipa::path(get, path = "/api/v1/access-reviews", tag = "access_reviews", security(("bearer" = [])),
     responses((status = 200, body = CampaignList), (status = 403, body = Problem)))]
 async fn list_campaigns(State(state): State<AppState>, Meta(meta): Meta, s: Auth) -> ApiResult<Json<CampaignList>> {
-    reviewer(&state, &s, AuditAction::AccessReviewRead, &meta).await?;
-    let items = state.store.access_review_campaigns(s.actor.org_id).await?.into_iter().map(campaign_view).collect();
+    let whole = reviewer_or_delegate(&state, &s, AuditAction::AccessReviewRead, None, &meta).await?;
+    let campaigns = if whole {
+        state.store.access_review_campaigns(s.actor.org_id).await?
+    } else {
+        state.store.delegated_access_reviews(s.actor.org_id, s.actor.user_id).await?
+    };
+    let items = campaigns.into_iter().map(campaign_view).collect();
     Ok(Json(CampaignList { items, schedule: schedule_view(&state.store, s.actor.org_id).await? }))
 }
 
@@ -253,7 +303,8 @@ async fn start_campaign(State(state): State<AppState>, Meta(meta): Meta, s: Auth
     Ok((StatusCode::CREATED, Json(campaign_view(c))))
 }
 
-/// A campaign with every item (admins and compliance officers).
+/// A campaign with every item (admins and compliance officers), or with the items delegated
+/// to the caller.
 #[utoipa::path(get, path = "/api/v1/access-reviews/{campaign_id}", tag = "access_reviews", security(("bearer" = [])),
     params(("campaign_id" = CampaignId, Path)),
     responses((status = 200, body = CampaignDetail), (status = 403, body = Problem), (status = 404, body = Problem)))]
@@ -263,9 +314,14 @@ async fn get_campaign(
     s: Auth,
     Path(id): Path<CampaignId>,
 ) -> ApiResult<Json<CampaignDetail>> {
-    reviewer(&state, &s, AuditAction::AccessReviewRead, &meta).await?;
-    let campaign = campaign_view(state.store.access_review_campaign(s.actor.org_id, id).await?);
-    let items: Vec<ItemView> = state.store.access_review_items(s.actor.org_id, id).await?.into_iter().map(item_view).collect();
+    let whole = reviewer_or_delegate(&state, &s, AuditAction::AccessReviewRead, Some(id), &meta).await?;
+    let (campaign, items) = if whole {
+        (state.store.access_review_campaign(s.actor.org_id, id).await?, state.store.access_review_items(s.actor.org_id, id).await?)
+    } else {
+        state.store.delegated_access_review(s.actor.org_id, id, s.actor.user_id).await?
+    };
+    let campaign = campaign_view(campaign);
+    let items: Vec<ItemView> = items.into_iter().map(item_view).collect();
     let ev = event(&s, AuditAction::AccessReviewRead, Outcome::Success)
         .target("access_review", id)
         .detail("items", DetailValue::Int(items.len() as i64));
@@ -274,7 +330,7 @@ async fn get_campaign(
 }
 
 /// Certifies or revokes one account's access in an open campaign (admins and compliance
-/// officers, never about themselves). A revocation needs a reason and a recent second-factor
+/// officers, or the person the item was delegated to; never about themselves). A revocation needs a reason and a recent second-factor
 /// verification, and disables the account at once: its sessions end and its devices get a
 /// wipe, as an admin's disable does. A certification may later become a revocation while the
 /// campaign is open; a revocation is final.
@@ -289,7 +345,7 @@ async fn decide_item(
     Path((id, user)): Path<(CampaignId, UserId)>,
     Json(req): Json<DecisionRequest>,
 ) -> ApiResult<Json<ItemView>> {
-    reviewer(&state, &s, AuditAction::AccessReviewDecide, &meta).await?;
+    reviewer_or_delegate(&state, &s, AuditAction::AccessReviewDecide, Some(id), &meta).await?;
     let decision = ItemDecision::parse(req.decision, req.reason, req.note.as_deref())?;
     let ev =
         event(&s, AuditAction::AccessReviewDecide, Outcome::Failure).target("access_review", id).detail("user", DetailValue::Id(user.0));
@@ -306,6 +362,43 @@ async fn decide_item(
             Ok(Json(item_view(done.item)))
         }
         Err(e) => Err(refused(&state, ev, e, &meta).await),
+    }
+}
+
+/// Delegates items of an open campaign to a reviewer (a manager decides on their people), or
+/// gives them back with `reviewer_id: null` (admins and compliance officers). The delegate
+/// sees and decides only those items; delegations carry over to the next campaign.
+#[utoipa::path(put, path = "/api/v1/access-reviews/{campaign_id}/reviewers", tag = "access_reviews", security(("bearer" = [])),
+    params(("campaign_id" = CampaignId, Path)), request_body = AssignRequest,
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem),
+        (status = 422, body = Problem)))]
+async fn assign_reviewer(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    s: Auth,
+    Path(id): Path<CampaignId>,
+    Json(req): Json<AssignRequest>,
+) -> ApiResult<StatusCode> {
+    reviewer(&state, &s, AuditAction::AccessReviewAssign, &meta).await?;
+    if req.user_ids.is_empty() || req.user_ids.len() > 1000 {
+        return Err(ApiError::validation_failed().detail("user_ids must name 1 to 1000 accounts"));
+    }
+    if let Some(r) = req.reviewer_id {
+        match state.store.user(s.actor.org_id, r).await {
+            Ok(_) => {}
+            Err(StoreError::NotFound) => {
+                return Err(ApiError::validation_failed().detail("reviewer_id is not an account of this organisation"));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    match state.store.assign_access_review_items(s.actor, id, req.reviewer_id, req.user_ids, meta).await {
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Err(StoreError::Denied(ward_domain::policy::Denial::OwnAccess)) => {
+            Err(ApiError::validation_failed().detail("nobody reviews their own access: the reviewer is one of the accounts"))
+        }
+        Err(StoreError::Denied(_)) => Err(ApiError::validation_failed().detail("the reviewer must be an enabled workforce account")),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -185,6 +185,8 @@ pub struct MeView {
     pub device_id: DeviceId,
     /// What the session is limited to.
     pub restriction: Option<RestrictionView>,
+    /// Undecided access-review items delegated to the user in open campaigns (0 for most).
+    pub access_reviews_to_decide: u32,
 }
 
 /// Changing one's own password.

@@ -36,12 +36,15 @@ pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
 async fn me(State(state): State<AppState>, s: AnySession) -> ApiResult<Json<MeView>> {
     let user = state.store.user(s.actor.org_id, s.actor.user_id).await?;
     let org = state.store.org(s.actor.org_id).await?;
+    let access_reviews_to_decide =
+        if s.actor.role.is_workforce() { state.store.access_reviews_to_decide(s.actor.org_id, s.actor.user_id).await? } else { 0 };
     Ok(Json(MeView {
         user: user.into(),
         org: org.into(),
         session_id: s.session,
         device_id: s.device,
         restriction: s.restriction.map(Into::into),
+        access_reviews_to_decide,
     }))
 }
 
