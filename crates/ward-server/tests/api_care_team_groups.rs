@@ -114,7 +114,7 @@ async fn care_teams_from_scim_groups(backend: Backend) {
     };
 
     let cardio = group(&h, &token, "Cardiology ward 3", &[n.clone(), c.clone()]).await;
-    let night = group(&h, &token, "Night shift", &[n.clone()]).await;
+    let night = group(&h, &token, "Night shift", std::slice::from_ref(&n)).await;
     let foreign = group(&h, &other_token, "Cardiology ward 3", &[other_user.id.to_string()]).await;
 
     // The group names care-team editors choose from: names and counts, editors only.
