@@ -239,6 +239,15 @@ async fn care_teams_from_scim_groups(backend: Backend) {
     let r = put_groups(&sdoc, vec![]).await.expect(200);
     assert_eq!(ids(&r.body["care_team"]), sorted(vec![d.clone(), c.clone()]), "{}", r.body);
 
+    // A direct member whose account was disabled since does not block edits of the team (a
+    // disabled account still cannot join one).
+    let off = json!({"schemas": [PATCH], "Operations": [{"op": "replace", "path": "active", "value": false}]});
+    assert_eq!(scim(&h, Method::PATCH, &format!("/Users/{c}"), &token, Some(off)).await.status.as_u16(), 200);
+    let team = format!("{patient_path}/care-team");
+    let r = h.call(Method::PUT, &team, Some(&sdoc.access), Some(json!({"care_team": [doc.id, clerk.id, nurse.id]}))).await.expect(200);
+    assert_eq!(ids(&r.body["direct_care_team"]), sorted(vec![d.clone(), c.clone(), n.clone()]));
+    h.call(Method::PUT, &team, Some(&sdoc.access), Some(json!({"care_team": [doc.id, gone]}))).await.expect_problem(409, "invalid_state");
+
     // Audited: attach and detach with the group id and counts, no PHI.
     let events = audit(&h, "patient.care_team").await;
     let attach: Vec<_> = events.iter().filter(|e| e.detail.contains("group_attach")).collect();

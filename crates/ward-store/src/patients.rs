@@ -105,17 +105,24 @@ pub(crate) async fn on_care_team(c: &mut Conn<'_>, patient: PatientId, user: Use
 /// Makes `team` the direct members (those named in Ward); members through an attached group
 /// stay, and whoever stays on the team keeps their on-call flag.
 async fn set_team(c: &mut Conn<'_>, org: OrgId, id: PatientId, team: &[UserId], now: i64) -> Result<()> {
+    let present = care_team(c, id).await?;
     exec!(c, "UPDATE care_team_members SET direct = FALSE WHERE patient_id = $1", id.0)?;
     for u in team {
-        // Only active workforce of the same organisation can be on a care team.
-        let ok = scalar!(
-            fetch_optional,
-            c,
-            i32,
-            "SELECT 1 FROM users WHERE id = $1 AND org_id = $2 AND role <> 'patient' AND disabled_at IS NULL",
-            u.0,
-            org.0
-        )?;
+        // Only active workforce of the same organisation can join a care team. Someone already
+        // on it stays when named again even if their account was disabled since (so the team
+        // can still be edited; their sessions are gone, and they can be removed).
+        let ok = if present.contains(u) {
+            Some(1)
+        } else {
+            scalar!(
+                fetch_optional,
+                c,
+                i32,
+                "SELECT 1 FROM users WHERE id = $1 AND org_id = $2 AND role <> 'patient' AND disabled_at IS NULL",
+                u.0,
+                org.0
+            )?
+        };
         if ok.is_none() {
             return Err(StoreError::State("care team members must be active staff of the organisation"));
         }
