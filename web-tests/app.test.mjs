@@ -967,6 +967,9 @@ await step('provisioning: a SCIM token issued through the step-up dialog (bad in
       'urn:ward:params:scim:schemas:extension:2.0:Group': { role: 'nurse' }, members: [{ value: bobId }] },
     { schemas: ['urn:ietf:params:scim:schemas:core:2.0:Group'], displayName: 'Night shift' },
   ];
+  // A team group for the patient record step: frank, attached to jamie's care team there.
+  const frank = await idp.request.get(URL_ + '/scim/v2/Users?filter=' + encodeURIComponent('userName eq "frank"'));
+  groups.push({ schemas: ['urn:ietf:params:scim:schemas:core:2.0:Group'], displayName: 'Cardiology ward 3', members: [{ value: (await frank.json()).Resources[0].id }] });
   for (const g of groups) {
     const made = await idp.request.post(URL_ + '/scim/v2/Groups', { headers: { 'content-type': 'application/scim+json' }, data: JSON.stringify(g) });
     assert(made.status() === 201, 'SCIM group created: ' + made.status());
@@ -1133,6 +1136,57 @@ await step('registers: a vendor and a risk added, with bad input refused; incide
   await admin.waitForSelector('main p:has-text("No incidents recorded"), main table', WAIT);
   await axe(admin, 'incidents');
   await onPhone(admin, 'incidents');
+});
+
+await step('patient record: alice opens jamie\'s record from the conversation header, adds and removes a direct member, attaches a SCIM group and sees its member via it, detaches it (bad input first); MRN search', async () => {
+  if (!(await alice.isVisible('#bar'))) await signIn(alice, 'alice');
+  await alice.goto(URL_ + '/#/c/' + PATIENT_CONV);
+  await alice.click('#patient-record-link', WAIT);
+  await alice.waitForSelector('#care-team li:has-text("Dr Alice Moreau"):has-text("Direct")', WAIT);
+  assert(/#\/patients\/[0-9a-f-]{36}$/.test(alice.url()), 'the address holds the record id only: ' + alice.url());
+  assert(!/Jamie|MRN/.test(await alice.title()), 'no PHI in the title: ' + (await alice.title()));
+  assert((await text(alice, '#patient-ref')).includes('MRN-0042'), 'the MRN is in the page body');
+  await axe(alice, 'patient record');
+  // A direct member: nobody chosen is refused; added, then removed.
+  await alice.click('#care-team-add button[type=submit]');
+  assert((await text(alice, '#care-team-add .form-message')).includes('Choose the person'), 'adding nobody is refused');
+  await alice.selectOption('#care-member', { label: 'Dr Hana Ito (clinician)' });
+  await alice.click('#care-team-add button[type=submit]');
+  await alice.waitForSelector('#care-team li:has-text("Dr Hana Ito"):has-text("Direct")', WAIT);
+  await alice.click('#care-team li:has-text("Dr Hana Ito") button:has-text("Remove")');
+  await alice.waitForSelector('#care-team li:has-text("Dr Hana Ito")', { state: 'detached', timeout: 10_000 });
+  // A group from the identity provider: its member is on the care team, marked as via it.
+  await alice.click('#care-group-attach button[type=submit]');
+  assert((await text(alice, '#care-group-attach .form-message')).includes('Choose the group'), 'attaching nothing is refused');
+  await alice.selectOption('#care-group', { label: 'Cardiology ward 3 (1 member)' });
+  await alice.click('#care-group-attach button[type=submit]');
+  const frank = '#care-team li:has-text("Dr Frank Osei")';
+  await alice.waitForSelector(frank + ':has-text("Via group: Cardiology ward 3")', WAIT);
+  assert(!(await alice.$(frank + ' button:has-text("Remove")')), 'a member via a group is not removable on their own');
+  assert(!(await text(alice, frank)).includes('Direct'), 'frank is not a direct member');
+  await axe(alice, 'patient record with a group attached');
+  await onPhone(alice, 'patient record with a group attached', 'patient-record-phone');
+  // The Provisioning screen shows a count, never the patient.
+  await admin.click('#nav a[href="#/admin/keys"]');
+  await admin.waitForSelector('#key-provider', WAIT);
+  await admin.click('#nav a[href="#/admin/provisioning"]');
+  await admin.waitForSelector('#scim-groups tr:has-text("Cardiology ward 3") td:has-text("attached to 1 care team")', WAIT);
+  await alice.click('#care-team-groups li:has-text("Cardiology ward 3") button:has-text("Detach")');
+  await alice.waitForSelector('#no-groups', WAIT);
+  await alice.waitForSelector(frank, { state: 'detached', timeout: 10_000 });
+  // The search: an empty MRN and an unknown one are explained; a known one opens the record.
+  await alice.click('#nav a[href="#/patients"]');
+  await alice.waitForSelector('#patient-search', WAIT);
+  await axe(alice, 'patient search');
+  await alice.click('#patient-search button[type=submit]');
+  assert((await text(alice, '#patient-search .form-message')).includes('Enter the patient'), 'an empty MRN is refused');
+  await alice.fill('#f-patient_mrn', 'NO-SUCH-0001');
+  await alice.click('#patient-search button[type=submit]');
+  await alice.waitForSelector('#patient-search .form-message.error:has-text("No patient has that MRN")', WAIT);
+  await alice.fill('#f-patient_mrn', 'MRN-0042');
+  await alice.click('#patient-search button[type=submit]');
+  await alice.waitForSelector('#patient-ref:has-text("MRN-0042")', WAIT);
+  assert(!alice.url().includes('MRN-0042'), 'the MRN never enters the address');
 });
 
 await step('notice templates: clinical detail is refused with the policy\'s reason; a template added and changed', async () => {

@@ -162,6 +162,9 @@ problems! {
     client_txn_id_reused => CONFLICT, "client_txn_id_reused", "This client_txn_id was already used for a different message";
     /// The operation does not fit the record's state.
     invalid_state => CONFLICT, "invalid_state", "The request does not fit the current state";
+    /// A group id sent to attach to a care team names no SCIM group of the organisation (an
+    /// unknown id, or another organisation's group: one answer).
+    unknown_group => UNPROCESSABLE_ENTITY, "unknown_group", "A group id names no SCIM group of this organisation";
     /// Someone outside the patient's care team needs a stated reason.
     reason_required => UNPROCESSABLE_ENTITY, "reason_required", "A reason is required to add someone outside the patient's care team";
     /// Forwarding a patient's message outside the care team needs a purpose or an authorization.

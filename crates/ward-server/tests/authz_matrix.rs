@@ -153,6 +153,8 @@ const OPS: &[OpDef] = &[
     op("GET", "/api/v1/patients/{patient_id}", Gate::Bearer, false),
     op("PUT", "/api/v1/patients/{patient_id}/care-team", Gate::Bearer, false),
     op("PUT", "/api/v1/patients/{patient_id}/care-team/{user_id}/on-call", Gate::Bearer, false),
+    op("PUT", "/api/v1/patients/{patient_id}/care-team/groups", Gate::Bearer, false),
+    op("GET", "/api/v1/groups", Gate::Bearer, false),
     op("GET", "/api/v1/patients/{patient_id}/consents", Gate::Bearer, false),
     op("POST", "/api/v1/patients/{patient_id}/consents", Gate::Bearer, false),
     op("POST", "/api/v1/patients/{patient_id}/consents/revoke", Gate::Bearer, false),
@@ -948,6 +950,7 @@ fn min_body(op: &OpDef) -> Option<Value> {
         ("POST", "/api/v1/patients/search") => json!({"mrn": "PROBE-1"}),
         ("PUT", "/api/v1/patients/{patient_id}/care-team") => json!({"care_team": []}),
         ("PUT", "/api/v1/patients/{patient_id}/care-team/{user_id}/on-call") => json!({"on_call": false}),
+        ("PUT", "/api/v1/patients/{patient_id}/care-team/groups") => json!({"group_ids": []}),
         ("PUT", "/api/v1/patients/{patient_id}/restricted") => json!({"restricted": false}),
         ("POST", "/api/v1/patients/{patient_id}/consents") => json!({"channel": "portal"}),
         // No actor ever has an email consent: a permitted revocation answers 409.
@@ -1559,6 +1562,24 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
             let path = op.path.replace("{patient_id}", &id).replace("{user_id}", &user);
             cell(path, Some(json!({"on_call": false})), exp)
         }
+
+        ("PUT", "/api/v1/patients/{patient_id}/care-team/groups") => {
+            // Authorized like care-team edits; no group is attached, so an empty list changes
+            // nothing.
+            let (id, exp) = match t {
+                Own => (fx.p_self.id.to_string(), when(matches!(role, Role::Admin | Role::Clinician | Role::Nurse), OK, FORBIDDEN)),
+                Other => (fx.p_other.id.to_string(), when(admin, OK, FORBIDDEN)),
+                Foreign => (fx.p_b.id.to_string(), when(workforce, NOT_FOUND, FORBIDDEN)),
+                Random => (rnd(), when(workforce, NOT_FOUND, FORBIDDEN)),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                _ => return None,
+            };
+            cell(op.path.replace("{patient_id}", &id), Some(json!({"group_ids": []})), exp)
+        }
+        ("GET", "/api/v1/groups") => match t {
+            Own => cell(op.path, None, when(may_create_patient, OK, FORBIDDEN)),
+            _ => return None,
+        },
 
         // --- consent: admins, the care team and the patient record and revoke; compliance
         // officers also read. A patient account sees only its own record; the care team of

@@ -10,6 +10,7 @@ mod audit;
 mod audit_sinks;
 pub mod backup;
 mod break_glass;
+mod care_team_groups;
 mod consents;
 mod contacts;
 mod conversations;
@@ -66,6 +67,7 @@ pub use attachments::{
 pub use audit::{AuditQuery, AuditRecord, StoredCheckpoint};
 pub use audit_sinks::SinkCursor;
 pub use break_glass::{BreakGlassConversation, BreakGlassGrant};
+pub use care_team_groups::{MAX_CARE_TEAM_GROUPS, UNKNOWN_GROUP};
 pub use consents::{Consent, ConsentEnd};
 pub use contacts::{Contact, ContactConflict, ContactMessage, ContactOwner, VerificationResult, VerificationStart, new_verification_code};
 pub use conversations::Created;

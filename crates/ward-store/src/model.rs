@@ -242,12 +242,29 @@ pub struct Patient {
     pub mrn: String,
     /// Name (PHI).
     pub display_name: String,
-    /// Care team.
+    /// Care team: everyone on it, directly or through an attached group.
     pub care_team: Vec<UserId>,
+    /// The members named in Ward (`set_care_team`), not through a group.
+    pub direct_care_team: Vec<UserId>,
+    /// The SCIM groups attached to the care team.
+    pub care_team_groups: Vec<AttachedGroup>,
     /// Unix ms.
     pub created_at: i64,
     /// Flagged as restricted (staff member, VIP): every access raises an alert.
     pub restricted: bool,
+}
+
+/// A SCIM group attached to a patient's care team.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachedGroup {
+    /// The group.
+    pub id: uuid::Uuid,
+    /// Its name (the identity provider's).
+    pub display_name: String,
+    /// Unix ms.
+    pub attached_at: i64,
+    /// Its members who are on the care team through it (active workforce).
+    pub members: Vec<UserId>,
 }
 
 /// A member to add, with a reason when they are outside the care team.

@@ -75,12 +75,16 @@ pub(crate) async fn patient_in_org(c: &mut Conn<'_>, ring: &Keyring, org: OrgId,
         None => r.display_name,
     };
     let care_team = care_team(c, id).await?;
+    let direct_care_team = crate::care_team_groups::direct_members(c, id).await?;
+    let care_team_groups = crate::care_team_groups::attached_groups(c, org, id).await?;
     Ok(Patient {
         id: PatientId(r.id),
         org_id: OrgId(r.org_id),
         mrn,
         display_name,
         care_team,
+        direct_care_team,
+        care_team_groups,
         created_at: r.created_at,
         restricted: r.restricted,
     })
@@ -98,32 +102,41 @@ pub(crate) async fn on_care_team(c: &mut Conn<'_>, patient: PatientId, user: Use
         .is_some())
 }
 
+/// Makes `team` the direct members (those named in Ward); members through an attached group
+/// stay, and whoever stays on the team keeps their on-call flag.
 async fn set_team(c: &mut Conn<'_>, org: OrgId, id: PatientId, team: &[UserId], now: i64) -> Result<()> {
-    // Who stays on the team keeps their on-call flag.
-    let on_call = scalar!(fetch_all, c, uuid::Uuid, "SELECT user_id FROM care_team_members WHERE patient_id = $1 AND on_call", id.0)?;
-    exec!(c, "DELETE FROM care_team_members WHERE patient_id = $1", id.0)?;
+    let present = care_team(c, id).await?;
+    exec!(c, "UPDATE care_team_members SET direct = FALSE WHERE patient_id = $1", id.0)?;
     for u in team {
-        // Only active workforce of the same organisation can be on a care team.
-        let ok = scalar!(
-            fetch_optional,
-            c,
-            i32,
-            "SELECT 1 FROM users WHERE id = $1 AND org_id = $2 AND role <> 'patient' AND disabled_at IS NULL",
-            u.0,
-            org.0
-        )?;
+        // Only active workforce of the same organisation can join a care team. Someone already
+        // on it stays when named again even if their account was disabled since (so the team
+        // can still be edited; their sessions are gone, and they can be removed).
+        let ok = if present.contains(u) {
+            Some(1)
+        } else {
+            scalar!(
+                fetch_optional,
+                c,
+                i32,
+                "SELECT 1 FROM users WHERE id = $1 AND org_id = $2 AND role <> 'patient' AND disabled_at IS NULL",
+                u.0,
+                org.0
+            )?
+        };
         if ok.is_none() {
             return Err(StoreError::State("care team members must be active staff of the organisation"));
         }
         exec!(
             c,
-            "INSERT INTO care_team_members (patient_id, user_id, added_at, on_call) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            "INSERT INTO care_team_members (patient_id, user_id, added_at, on_call, direct) VALUES ($1, $2, $3, FALSE, TRUE) \
+             ON CONFLICT (patient_id, user_id) DO UPDATE SET direct = TRUE",
             id.0,
             u.0,
-            now,
-            on_call.contains(&u.0)
+            now
         )?;
     }
+    // Former direct members not in an attached group leave; the others stay through it.
+    crate::care_team_groups::sync_patient(c, org, id, now).await?;
     Ok(())
 }
 
@@ -292,7 +305,8 @@ impl Store {
         v["restricted"].as_bool().map(Some).ok_or(StoreError::Corrupt("patient.restrict detail"))
     }
 
-    /// Replaces a patient's care team.
+    /// Replaces the direct members of a patient's care team (members through an attached SCIM
+    /// group stay: docs/identity.md, "Care teams from groups").
     pub async fn set_care_team(&self, org: OrgId, actor: UserId, id: PatientId, team: Vec<UserId>, meta: RequestMeta) -> Result<Patient> {
         let ring = self.keyring().clone();
         self.write(move |mut c| {

@@ -376,6 +376,8 @@ async fn deprovision_in_tx(
     let now = now_ms();
     let disabled = exec!(c, "UPDATE users SET disabled_at = $2, updated_at = $2 WHERE id = $1 AND disabled_at IS NULL", user.0, now)? == 1;
     exec!(c, "DELETE FROM device_push_tokens WHERE user_id = $1", user.0)?;
+    // Off the care teams it was on through a group, at once.
+    crate::care_team_groups::sync_user(c, org, user, now).await?;
     let revoked = revoke_user_sessions(c, user, None, "user_disabled", now).await?;
     let sessions_revoked_at = now_ms();
     let wipes = crate::devices::wipe_user_devices(c, org, user, None, SCIM_WIPE_REASON, sessions_revoked_at, meta).await?;
@@ -717,6 +719,8 @@ impl Store {
                 } else {
                     deprovision_in_tx(&mut c, client, id, DeprovisionCause::ActiveFalse, received_at, &meta).await?
                 };
+                // Enabled again (or its role changed): the care teams of its groups follow.
+                crate::care_team_groups::sync_user(&mut c, org, id, now_ms()).await?;
                 Ok((scim_user_in(&mut c, org, id).await?, deprovision))
             })
         })
@@ -746,6 +750,7 @@ impl Store {
                 let now = now_ms();
                 exec!(&mut c, "UPDATE users SET scim_deleted_at = $2, updated_at = $2 WHERE id = $1", id.0, now)?;
                 crate::scim_groups::leave_all_groups(&mut c, client.org, id, now).await?;
+                crate::care_team_groups::sync_user(&mut c, client.org, id, now).await?;
                 let ev = scim_event(AuditAction::ScimUser, Outcome::Success, client, Some(id)).detail("op", DetailValue::Code("delete"));
                 audit::append(&mut c, &ev, &meta).await?;
                 Ok(d)

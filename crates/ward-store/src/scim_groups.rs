@@ -395,9 +395,12 @@ impl Store {
                         now_ms().max(before.updated_at + 1)
                     )?;
                 }
+                // Members who joined or left are on or off the care teams the group is attached to.
+                let care_teams = crate::care_team_groups::sync_group(&mut c, client.org, id, now_ms()).await?;
                 let mut ev = group_event(client, id, op)
                     .detail("added", DetailValue::Int(added as i64))
-                    .detail("removed", DetailValue::Int(removed as i64));
+                    .detail("removed", DetailValue::Int(removed as i64))
+                    .detail("care_teams", DetailValue::Int(care_teams as i64));
                 if f.role != before.role {
                     ev = ev.detail("binding", DetailValue::Code(f.role.map_or("none", Role::as_str)));
                 }
@@ -427,8 +430,12 @@ impl Store {
                 let binding = Binding { before: before.role, after: before.role };
                 let (_, removed) = set_members(&mut c, client, id, binding, &old, &[], &meta).await?;
                 exec!(&mut c, "DELETE FROM scim_group_members WHERE group_id = $1", id)?;
+                // Detached from every care team; its members leave those they were on through it.
+                let care_teams = crate::care_team_groups::detach_deleted_group(&mut c, client.org, id, client.token, &meta).await?;
                 exec!(&mut c, "DELETE FROM scim_groups WHERE id = $1", id)?;
-                let ev = group_event(client, id, "delete").detail("removed", DetailValue::Int(removed as i64));
+                let ev = group_event(client, id, "delete")
+                    .detail("removed", DetailValue::Int(removed as i64))
+                    .detail("care_teams", DetailValue::Int(care_teams as i64));
                 audit::append(&mut c, &ev, &meta).await?;
                 Ok(())
             })

@@ -253,7 +253,7 @@ function start() {
   bar.hidden = false;
   const links = [['#/', 'Messages']];
   if (me.user.role === 'patient') links.push(['#/consent', 'Consent']);
-  if (me.user.role !== 'patient') links.push(['#/policies', 'Policies']);
+  if (me.user.role !== 'patient') links.push(['#/patients', 'Patients'], ['#/policies', 'Policies']);
   if (me.user.role === 'clinician' || me.user.role === 'nurse') links.push(['#/break-glass', 'Emergency access']);
   if (me.user.role === 'admin') links.push(['#/admin/users', 'Users'], ['#/admin/templates', 'Templates'], ['#/admin/contacts', 'Contacts'], ['#/admin/roster', 'Roster']);
   if (me.user.role === 'admin' || me.user.role === 'compliance_officer') {
@@ -392,6 +392,7 @@ function route() {
     if (!parts[1]) return breakGlassPage();
     if (ID.test(parts[1]) && (!parts[2] || (ID.test(parts[2]) && !parts[3]))) return grantPage(parts[1], parts[2]);
   }
+  if (parts[0] === 'patients' && me.user.role !== 'patient') return !parts[1] ? patientSearchPage() : ID.test(parts[1]) && !parts[2] ? patientRecordPage(parts[1]) : notFound();
   if (parts[0] === 'notices' && me.user.role === 'patient' && ID.test(parts[1] || '') && !parts[2]) return noticePage(parts[1]);
   notFound();
 }
@@ -536,7 +537,8 @@ function renderConversation() {
     h('a', { href: '#/', class: 'back' }, h('span', { 'aria-hidden': 'true' }, '‹ '), 'Conversations'),
     h('h2', { id: 'conv-h' }, convName({ ...s, id: o.id })),
     v.patient ? h('p', { class: 'patient', 'aria-label': 'Patient' },
-      h('span', { class: 'tag' }, 'Patient'), ' ', v.patient.display_name, ' · MRN ', v.patient.mrn) : null,
+      h('span', { class: 'tag' }, 'Patient'), ' ', v.patient.display_name, ' · MRN ', v.patient.mrn,
+      me.user.role !== 'patient' && s.patient_id ? [' ', h('a', { href: '#/patients/' + s.patient_id, id: 'patient-record-link' }, 'Patient record')] : null) : null,
     s.beyond_care_team ? h('p', { class: 'notice' }, 'Minimum necessary: this conversation includes people outside the patient\'s care team. Share only what they need.') : null,
     me.user.role === 'patient' ? null : membersPanel(v, s),
     me.user.role !== 'patient' && s.patient_id ? careTeamPanel(s.patient_id) : null,
@@ -982,6 +984,157 @@ function careTeamPanel(patientId) {
         return h('li', { class: 'check' }, box, h('label', { for: id }, personName(dir, uid), uid === me.user.id ? ' (you)' : '', ' on call'));
       }))];
   });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Patient records: search by MRN, the record with its care team and attached groups
+// ---------------------------------------------------------------------------------------------
+
+/** Patient search (workforce): the MRN goes in the body, and the record opens by its id only. */
+function patientSearchPage() {
+  setTitle('Patients');
+  open = null;
+  const msg = messageBox();
+  const mrn = field('Patient MRN', { name: 'patient_mrn', required: true, maxlength: 64 });
+  const form = h('form', { id: 'patient-search', novalidate: true, 'aria-labelledby': 'patient-search-h' },
+    h('h2', { id: 'patient-search-h' }, 'Find a patient'),
+    h('p', { class: 'muted' }, 'Exact medical record number. Each search is recorded in the audit log.'),
+    mrn, msg, h('button', { type: 'submit' }, 'Open record'));
+  const root = h('section', {}, h('h1', { class: 'pagehead' }, 'Patients'), h('section', { class: 'card' }, form));
+  mount(main, root);
+  focusHeading(root);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const m = mrn.input.value.trim();
+    if (!m) { showError(msg, { userMessage: 'Enter the patient\'s MRN.' }); mrn.input.focus(); return; }
+    await submitForm(form, msg, async () => {
+      const p = await api.post('/patients/search', { mrn: m });
+      location.hash = '#/patients/' + p.id;
+    }, { onError: (e) => { if (e.status === 404) showError(msg, { userMessage: 'No patient has that MRN in this organisation.' }); } });
+  });
+}
+
+/** Whether the signed-in user may change this patient's care team (the API decides again). */
+function mayEditCareTeam(p) {
+  const role = me.user.role;
+  return role === 'admin' || ((role === 'clinician' || role === 'nurse') && p.care_team.includes(me.user.id));
+}
+
+/** A patient record: the reference, the care team (direct members, members through groups,
+ * on call) and the SCIM groups attached to it. No PHI in the title or the address. */
+async function patientRecordPage(id) {
+  setTitle('Patient record');
+  open = null;
+  const root = h('section', {}, h('h1', { class: 'pagehead' }, 'Patient record'), h('p', { class: 'muted' }, 'Loading…'));
+  mount(main, root);
+  focusHeading(root);
+  const teamGroups = me.user.role === 'admin' || me.user.role === 'clinician' || me.user.role === 'nurse';
+  let p; let dir; let groups;
+  try {
+    [p, dir, groups] = await Promise.all([api.get('/patients/' + id), people().catch(() => null), teamGroups ? api.get('/groups').catch(() => []) : []]);
+  } catch (e) {
+    mount(root, h('h1', { class: 'pagehead' }, 'Patient record'),
+      h('p', { class: 'form-message error', role: 'alert' }, e.status === 404 ? 'This patient record cannot be found.' : e.userMessage),
+      h('p', {}, h('a', { href: '#/patients' }, 'Find a patient')));
+    return;
+  }
+  if (!location.hash.endsWith(id)) return; // navigated away meanwhile
+  const show = (next) => { p = next; render(); };
+  const reload = async () => show(await api.get('/patients/' + id));
+  const render = () => {
+    const edit = mayEditCareTeam(p);
+    mount(root, h('h1', { class: 'pagehead' }, 'Patient record'),
+      h('section', { class: 'card', id: 'patient-ref', 'aria-label': 'Patient' },
+        h('p', { class: 'patient' }, h('span', { class: 'tag' }, 'Patient'), ' ', h('strong', {}, p.display_name), ' · MRN ', p.mrn,
+          p.restricted ? [' ', h('span', { class: 'tag' }, 'Restricted')] : null),
+        h('p', {}, h('a', { href: '#/patients' }, 'Find another patient'))),
+      careTeamSection(p, dir, edit, show, reload),
+      attachedGroupsSection(p, groups, edit, show));
+  };
+  render();
+}
+
+function careTeamSection(p, dir, edit, show, reload) {
+  const msg = messageBox();
+  const onCall = new Set(p.on_call || []);
+  const groupName = new Map(p.care_team_groups.map((g) => [g.id, g.display_name]));
+  const putDirect = async (team, done) => {
+    try { show(await api.call('PUT', `/patients/${p.id}/care-team`, { care_team: team })); announce(done); } catch (e) { showError(msg, e); }
+  };
+  const members = p.care_team_members || p.care_team.map((u) => ({ user_id: u, direct: true, via_groups: [] }));
+  const list = members.length === 0 ? h('p', { class: 'muted', id: 'no-care-team' }, 'The care team is empty.')
+    : h('ul', { class: 'plain care-team', id: 'care-team' }, members.map((m) => {
+      const name = personName(dir, m.user_id);
+      const box = h('input', { type: 'checkbox', id: 'rec-oncall-' + m.user_id, checked: onCall.has(m.user_id), disabled: !edit });
+      box.addEventListener('change', async () => {
+        box.disabled = true;
+        try {
+          await api.call('PUT', `/patients/${p.id}/care-team/${m.user_id}/on-call`, { on_call: box.checked });
+          announce(box.checked ? 'On call' : 'Off call');
+          await reload();
+        } catch (e) { box.checked = !box.checked; box.disabled = false; showError(msg, e); }
+      });
+      const via = m.via_groups.map((g) => groupName.get(g) || 'a group');
+      return h('li', { dataset: { user: m.user_id } },
+        h('span', { class: 'name' }, name, m.user_id === me.user.id ? ' (you)' : ''), ' ',
+        m.direct ? h('span', { class: 'tag' }, 'Direct') : null, ' ',
+        dir && dir.items.some((u) => u.id === m.user_id && u.disabled) ? h('span', { class: 'tag' }, 'Account disabled') : null, ' ',
+        via.length ? h('span', { class: 'tag via' }, 'Via group: ' + via.join(', ')) : null, ' ',
+        h('span', { class: 'check' }, box, h('label', { for: box.id }, 'On call', h('span', { class: 'sr-only' }, ': ' + name))), ' ',
+        edit && m.direct ? h('button', { type: 'button', class: 'link', 'aria-label': 'Remove ' + name + ' from the care team',
+          onclick: () => putDirect(p.direct_care_team.filter((u) => u !== m.user_id), 'Removed from the care team') }, 'Remove') : null,
+        !m.direct ? h('span', { class: 'muted' }, ' (change the group, or detach it, to remove)') : null);
+    }));
+  let add = null;
+  if (edit) {
+    const who = field('Add a member', { name: 'care_member', tag: 'select', id: 'care-member', options: [['', 'Choose a person']] });
+    const direct = new Set(p.direct_care_team);
+    const opts = dir ? dir.items.filter((u) => !direct.has(u.id) && !u.disabled && u.role !== 'patient') : [];
+    mount(who.input, h('option', { value: '' }, 'Choose a person'), opts.map((u) => h('option', { value: u.id }, `${u.display_name} (${u.role.replace('_', ' ')})`)));
+    const addMsg = messageBox();
+    add = h('form', { id: 'care-team-add', novalidate: true }, h('div', { class: 'row wrap' }, who, h('button', { type: 'submit' }, 'Add')), addMsg);
+    add.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      if (!who.input.value) { showError(addMsg, { userMessage: 'Choose the person to add.' }); who.input.focus(); return; }
+      await submitForm(add, addMsg, async () => {
+        show(await api.call('PUT', `/patients/${p.id}/care-team`, { care_team: [...p.direct_care_team, who.input.value] }));
+        announce('Added to the care team');
+      });
+    });
+  }
+  return h('section', { class: 'card', 'aria-labelledby': 'care-team-h' }, h('h2', { id: 'care-team-h' }, 'Care team'),
+    h('p', { class: 'muted' }, 'Direct members are named here; members via a group follow the identity provider\'s group. On-call members are told when an urgent or STAT message about the patient stays unread.'),
+    msg, list, add);
+}
+
+function attachedGroupsSection(p, groups, edit, show) {
+  const msg = messageBox();
+  const attached = p.care_team_groups.map((g) => g.id);
+  const put = async (ids, done) => {
+    show(await api.call('PUT', `/patients/${p.id}/care-team/groups`, { group_ids: ids }));
+    announce(done);
+  };
+  const list = p.care_team_groups.length === 0 ? h('p', { class: 'muted', id: 'no-groups' }, 'No group is attached.')
+    : h('ul', { class: 'plain', id: 'care-team-groups' }, p.care_team_groups.map((g) => h('li', { dataset: { id: g.id } },
+      h('span', { class: 'name' }, g.display_name), ' ', h('span', { class: 'muted' }, `${g.members.length} ${g.members.length === 1 ? 'member' : 'members'} on the care team`), ' ',
+      edit ? h('button', { type: 'button', class: 'link', 'aria-label': 'Detach ' + g.display_name,
+        onclick: async () => { try { await put(attached.filter((x) => x !== g.id), 'Group detached'); } catch (e) { showError(msg, e); } } }, 'Detach') : null)));
+  let form = null;
+  if (edit) {
+    const free = groups.filter((g) => !attached.includes(g.id));
+    const pick = field('Attach a group', { name: 'care_group', tag: 'select', id: 'care-group', options: [] });
+    mount(pick.input, h('option', { value: '' }, free.length ? 'Choose a group' : 'No other group'), free.map((g) => h('option', { value: g.id }, `${g.display_name} (${g.members} ${g.members === 1 ? 'member' : 'members'})`)));
+    const formMsg = messageBox();
+    form = h('form', { id: 'care-group-attach', novalidate: true }, h('div', { class: 'row wrap' }, pick, h('button', { type: 'submit' }, 'Attach')), formMsg);
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      if (!pick.input.value) { showError(formMsg, { userMessage: 'Choose the group to attach.' }); pick.input.focus(); return; }
+      await submitForm(form, formMsg, () => put([...attached, pick.input.value], 'Group attached'));
+    });
+  }
+  return h('section', { class: 'card', 'aria-labelledby': 'care-groups-h' }, h('h2', { id: 'care-groups-h' }, 'Groups on the care team'),
+    h('p', { class: 'muted' }, 'Every active member of an attached group is on the care team, and joins or leaves it as the identity provider changes the group. The identity provider never learns which patients a group is attached to.'),
+    msg, list, form);
 }
 
 const ESC_STEPS = { 1: 'its recipients were told again', 2: 'the on-call care team was told' };
@@ -2387,10 +2540,10 @@ function scimGroupSection() {
       if (groups.length === 0) { mount(box, h('p', { class: 'muted' }, 'No group yet.')); return; }
       const ROLES = { clinician: 'Role: clinician', nurse: 'Role: nurse', staff: 'Role: staff' };
       mount(box, h('table', { class: 'table scim-groups' }, h('caption', {}, 'Groups, by name'),
-        h('thead', {}, h('tr', {}, ['Name', 'Grants', 'Members', 'Last change'].map((t) => h('th', { scope: 'col' }, t)))),
+        h('thead', {}, h('tr', {}, ['Name', 'Grants', 'Members', 'Care teams', 'Last change'].map((t) => h('th', { scope: 'col' }, t)))),
         h('tbody', {}, groups.map((g) => h('tr', { dataset: { id: g.id } },
           h('td', {}, g.display_name), h('td', {}, g.role ? ROLES[g.role] || g.role : h('span', { class: 'muted' }, 'No access (plain group)')),
-          h('td', {}, String(g.members)), h('td', {}, when(g.updated_at)))))));
+          h('td', {}, String(g.members)), h('td', {}, `attached to ${g.care_teams || 0} care ${g.care_teams === 1 ? 'team' : 'teams'}`), h('td', {}, when(g.updated_at)))))));
     } catch (e) { mount(box); showError(msg, e); }
   })();
   return section;

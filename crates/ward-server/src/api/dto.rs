@@ -372,6 +372,39 @@ pub struct OnCallRequest {
     pub on_call: bool,
 }
 
+/// The SCIM groups to attach to a patient's care team: all of them (an empty list detaches
+/// every group).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CareTeamGroupsRequest {
+    /// The organisation's SCIM group ids (at most 20).
+    pub group_ids: Vec<uuid::Uuid>,
+}
+
+/// A SCIM group attached to a patient's care team.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttachedGroupView {
+    /// The group.
+    pub id: uuid::Uuid,
+    /// Its name (the identity provider's).
+    pub display_name: String,
+    /// When it was attached.
+    pub attached_at: String,
+    /// Its members on the care team through it (active workforce accounts).
+    pub members: Vec<UserId>,
+}
+
+/// Someone on a patient's care team, and how.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CareTeamMemberView {
+    /// The user.
+    pub user_id: UserId,
+    /// Named in Ward (`PUT .../care-team`).
+    pub direct: bool,
+    /// The attached groups through which they are on it (none for a direct member only).
+    pub via_groups: Vec<uuid::Uuid>,
+}
+
 /// A patient record.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PatientView {
@@ -381,8 +414,14 @@ pub struct PatientView {
     pub mrn: String,
     /// Name.
     pub display_name: String,
-    /// Care team.
+    /// Care team: everyone on it, directly or through an attached group.
     pub care_team: Vec<UserId>,
+    /// The members named in Ward (what `PUT .../care-team` replaces).
+    pub direct_care_team: Vec<UserId>,
+    /// The SCIM groups attached to the care team.
+    pub care_team_groups: Vec<AttachedGroupView>,
+    /// Each member of the care team, direct or through which groups.
+    pub care_team_members: Vec<CareTeamMemberView>,
     /// Flagged as restricted (staff member, VIP): every access raises an anomaly alert.
     pub restricted: bool,
     /// The care-team members on call: told when an urgent or STAT message about the patient
@@ -400,7 +439,30 @@ impl PatientView {
 
 impl From<ward_store::Patient> for PatientView {
     fn from(p: ward_store::Patient) -> Self {
-        Self { id: p.id, mrn: p.mrn, display_name: p.display_name, care_team: p.care_team, restricted: p.restricted, on_call: None }
+        let care_team_members = p
+            .care_team
+            .iter()
+            .map(|u| CareTeamMemberView {
+                user_id: *u,
+                direct: p.direct_care_team.contains(u),
+                via_groups: p.care_team_groups.iter().filter(|g| g.members.contains(u)).map(|g| g.id).collect(),
+            })
+            .collect();
+        Self {
+            id: p.id,
+            mrn: p.mrn,
+            display_name: p.display_name,
+            care_team: p.care_team,
+            direct_care_team: p.direct_care_team,
+            care_team_groups: p
+                .care_team_groups
+                .into_iter()
+                .map(|g| AttachedGroupView { id: g.id, display_name: g.display_name, attached_at: ts(g.attached_at), members: g.members })
+                .collect(),
+            care_team_members,
+            restricted: p.restricted,
+            on_call: None,
+        }
     }
 }
 

@@ -8,7 +8,10 @@ use ward_domain::login::parse_label;
 use ward_domain::policy;
 use ward_domain::role::Role;
 
-use super::dto::{CareTeamRequest, CreatePatientRequest, OnCallRequest, PatientSearchRequest, PatientView};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::dto::{CareTeamGroupsRequest, CareTeamRequest, CreatePatientRequest, OnCallRequest, PatientSearchRequest, PatientView};
 use crate::app::AppState;
 use crate::auth::{Auth, Meta};
 use crate::extract::{Json, Path};
@@ -21,6 +24,8 @@ pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .routes(utoipa_axum::routes!(get_patient))
         .routes(utoipa_axum::routes!(set_care_team))
         .routes(utoipa_axum::routes!(set_on_call))
+        .routes(utoipa_axum::routes!(set_care_team_groups))
+        .routes(utoipa_axum::routes!(team_groups))
 }
 
 fn mrn(raw: &str) -> ApiResult<String> {
@@ -132,4 +137,56 @@ async fn set_on_call(
     policy::may_edit_care_team(&s.actor, on_team)?;
     state.store.set_on_call(s.actor.org_id, s.actor.user_id, id, user, req.on_call, meta).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Attaches SCIM groups to a patient's care team, replacing the attached set: every active
+/// workforce member of an attached group is on the care team, and joins or leaves it as the
+/// identity provider changes the group (docs/identity.md, "Care teams from groups").
+/// Authorized like care-team edits; each attach and detach audited (`patient.care_team`, the
+/// group id and counts).
+#[utoipa::path(put, path = "/api/v1/patients/{patient_id}/care-team/groups", tag = "patients", security(("bearer" = [])),
+    params(("patient_id" = PatientId, Path)), request_body = CareTeamGroupsRequest,
+    responses((status = 200, body = PatientView), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn set_care_team_groups(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    s: Auth,
+    Path(id): Path<PatientId>,
+    Json(req): Json<CareTeamGroupsRequest>,
+) -> ApiResult<Json<PatientView>> {
+    if s.actor.role == Role::Patient {
+        return Err(ApiError::forbidden());
+    }
+    let on_team = state.store.is_on_care_team(s.actor.org_id, id, s.actor.user_id).await?;
+    policy::may_edit_care_team(&s.actor, on_team)?;
+    if req.group_ids.len() > ward_store::MAX_CARE_TEAM_GROUPS {
+        return Err(ApiError::validation_failed().detail("a care team has at most 20 groups attached"));
+    }
+    super::devices::require_phi_allowed(&state, &s, &meta).await?;
+    let p = state.store.set_care_team_groups(s.actor.org_id, s.actor.user_id, id, req.group_ids, meta).await.map_err(|e| match e {
+        ward_store::StoreError::State(why) if why == ward_store::UNKNOWN_GROUP => ApiError::unknown_group().detail(why),
+        other => other.into(),
+    })?;
+    with_on_call(&state, p).await
+}
+
+/// A group a care team may have attached.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct TeamGroupView {
+    /// Id.
+    id: uuid::Uuid,
+    /// The identity provider's name for it.
+    display_name: String,
+    /// How many members it has (active workforce accounts count toward a care team).
+    members: usize,
+}
+
+/// The organisation's SCIM groups by name, for attaching to care teams (admins, clinicians and
+/// nurses: those who may edit a care team). Names and counts only: no member, no patient.
+#[utoipa::path(get, path = "/api/v1/groups", tag = "patients", security(("bearer" = [])),
+    responses((status = 200, body = Vec<TeamGroupView>), (status = 403, body = Problem)))]
+async fn team_groups(State(state): State<AppState>, s: Auth) -> ApiResult<Json<Vec<TeamGroupView>>> {
+    policy::may_create_patient(&s.actor)?;
+    let groups = state.store.scim_groups(s.actor.org_id).await?;
+    Ok(Json(groups.into_iter().map(|g| TeamGroupView { id: g.id, display_name: g.display_name, members: g.members.len() }).collect()))
 }

@@ -239,6 +239,8 @@ pub(crate) struct ScimGroupView {
     role: Option<String>,
     /// How many members.
     members: usize,
+    /// How many patients' care teams it is attached to (a count only).
+    care_teams: i64,
     /// Last change (name or members).
     updated_at: String,
 }
@@ -249,10 +251,12 @@ pub(crate) struct ScimGroupView {
 async fn groups(State(state): State<AppState>, s: Auth) -> ApiResult<Json<Vec<ScimGroupView>>> {
     policy::may_administer(&s.actor)?;
     let groups = state.store.scim_groups(s.actor.org_id).await?;
+    let counts = state.store.care_team_group_counts(s.actor.org_id).await?;
     Ok(Json(
         groups
             .into_iter()
             .map(|g| ScimGroupView {
+                care_teams: counts.get(&g.id).copied().unwrap_or(0),
                 id: g.id,
                 display_name: g.display_name,
                 role: g.role.map(|r| r.as_str().to_owned()),
