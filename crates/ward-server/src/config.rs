@@ -179,6 +179,9 @@ pub struct OidcConfig {
     /// Refused back-channel logout tokens allowed per organisation and source address and
     /// minute before that address is stopped (for that organisation only). Default 30.
     pub failed_logouts_per_minute_per_address: u32,
+    /// A PEM bundle of CA certificates added to the trusted roots for calls to providers
+    /// (an on-premises provider behind a private CA). Default none.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for OidcConfig {
@@ -190,6 +193,7 @@ impl Default for OidcConfig {
             http_timeout_secs: 10,
             starts_per_minute_per_address: 30,
             failed_logouts_per_minute_per_address: 30,
+            ca_file: None,
         }
     }
 }
@@ -207,6 +211,9 @@ impl OidcConfig {
             && !u.starts_with("https://")
         {
             return Err(ConfigError("oidc.public_url must start with https://".into()));
+        }
+        if let Some(path) = &self.ca_file {
+            crate::oidc::read_ca_file(path).map_err(ConfigError)?;
         }
         Ok(())
     }

@@ -79,6 +79,7 @@ fn public_base(state: &AppState, headers: &HeaderMap) -> String {
 
 fn settings(p: &OidcProvider) -> ProviderSettings {
     ProviderSettings {
+        org: p.org_id,
         issuer: p.issuer.clone(),
         client_id: p.client_id.clone(),
         client_secret: p.client_secret.clone(),
@@ -602,6 +603,9 @@ async fn put_provider(
     let input = parse_request(&state, req)?;
     crate::auth::require_step_up(&state, &s, "oidc_config", &meta).await?;
     let p = state.store.set_oidc_provider(s.actor.org_id, s.actor.user_id, input, meta).await?;
+    // The next sign-in discovers the provider afresh (on this node; others within the
+    // metadata lifetime, or at once when the issuer changed: the cache is keyed by issuer).
+    state.oidc_http.invalidate(s.actor.org_id);
     let org = state.store.org(s.actor.org_id).await?;
     Ok(Json(view(&state, &headers, &org.slug, p)))
 }
@@ -613,6 +617,7 @@ async fn put_provider(
 async fn delete_provider(State(state): State<AppState>, Meta(meta): Meta, s: Auth) -> ApiResult<StatusCode> {
     policy::may_administer(&s.actor)?;
     crate::auth::require_step_up(&state, &s, "oidc_config", &meta).await?;
+    state.oidc_http.invalidate(s.actor.org_id);
     match state.store.delete_oidc_provider(s.actor.org_id, s.actor.user_id, meta).await {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
         Err(ward_store::StoreError::NotFound) => Err(ApiError::oidc_not_configured()),
