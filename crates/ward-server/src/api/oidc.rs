@@ -27,7 +27,7 @@ use ward_domain::policy;
 use ward_domain::role::Role;
 use ward_store::{HandoffTaken, NewOidcHandoff, NewUser, OidcProvider, OidcProviderInput, OidcState, StateTaken, now_ms};
 
-use super::auth::{device_claim, first_factor_passed};
+use super::auth::{FirstFactorLimit, device_claim, first_factor_passed};
 use super::dto::{DeviceRequest, LoginResponse, ts};
 use crate::app::AppState;
 use crate::auth::{Auth, Meta};
@@ -172,18 +172,8 @@ async fn callback(
 ) -> ApiResult<Response> {
     // Refusals are audited; an address that keeps failing is stopped before that, like
     // failed password sign-ins, so it cannot fill the audit log.
-    let now = now_ms();
-    let address = meta.source_ip.as_deref().map(crate::rate_limit::address_key);
-    if let Some(a) = &address
-        && let Err(wait) = state.login_limits.blocked(a, now)
-    {
-        return Err(ApiError::rate_limited().retry_after(wait));
-    }
-    let count_failure = || {
-        if let Some(a) = &address {
-            let _ = state.login_limits.check(a, now);
-        }
-    };
+    let limit = FirstFactorLimit::enter(&state, &meta)?;
+    let count_failure = || limit.failed();
     let refuse = |org: Option<ward_domain::ids::OrgId>, reason: &'static str, err: ApiError| {
         let store = state.store.clone();
         let meta = meta.clone();
@@ -320,21 +310,11 @@ async fn complete(
 ) -> ApiResult<([(axum::http::HeaderName, HeaderValue); 1], Json<LoginResponse>)> {
     let device = device_claim(req.device)?;
     let now = now_ms();
-    let address = meta.source_ip.as_deref().map(crate::rate_limit::address_key);
-    if let Some(a) = &address
-        && let Err(wait) = state.login_limits.blocked(a, now)
-    {
-        return Err(ApiError::rate_limited().retry_after(wait));
-    }
-    let count_failure = || {
-        if let Some(a) = &address {
-            let _ = state.login_limits.check(a, now);
-        }
-    };
+    let limit = FirstFactorLimit::enter(&state, &meta)?;
     let refuse = |org: Option<ward_domain::ids::OrgId>, reason: &'static str| {
         let store = state.store.clone();
         let meta = meta.clone();
-        count_failure();
+        limit.failed();
         async move {
             store.oidc_refused(AuditAction::OidcLogin, org, reason, meta).await?;
             Err(ApiError::oidc_handoff_invalid())
