@@ -293,7 +293,7 @@ fn is_loopback_host(host: &str) -> bool {
     match bare.parse::<IpAddr>() {
         Ok(ip) => ip_is_loopback(ip),
         Err(_) => {
-            let d = bare.to_ascii_lowercase();
+            let d = bare.trim_end_matches('.').to_ascii_lowercase();
             d == "localhost" || d.ends_with(".localhost")
         }
     }
@@ -305,7 +305,7 @@ fn is_internal_host(host: &str) -> bool {
     match bare.parse::<IpAddr>() {
         Ok(ip) => internal_ip(ip),
         Err(_) => {
-            let d = bare.to_ascii_lowercase();
+            let d = bare.trim_end_matches('.').to_ascii_lowercase();
             d == "localhost" || d.ends_with(".localhost")
         }
     }
@@ -645,6 +645,8 @@ mod tests {
             "https://[fd00::1]",
             "https://[::ffff:10.0.0.1]",
             "https://localhost",
+            "https://localhost.",
+            "https://db.localhost",
         ] {
             assert!(strict.check_issuer(bad).is_err(), "{bad}");
         }
@@ -891,11 +893,6 @@ mod tests {
         // With the allowance, loopback is reached.
         authorization_request(&resolving(&allowed, "127.0.0.1"), &p, CB).await.unwrap();
         assert_eq!(f.counts(), (1, 1));
-        // The system resolver's answers are checked too: `localhost.` passes the name rule
-        // but resolves to loopback.
-        let req = openidconnect::http::Request::get("https://localhost./x").body(Vec::new()).unwrap();
-        let e = OidcHttp::new(&OidcConfig::default()).call(req).await.unwrap_err();
-        assert!(e.0.contains("internal address"), "{e}");
     }
 
     #[test]
