@@ -55,7 +55,7 @@ pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .routes(utoipa_axum::routes!(complete))
         .routes(utoipa_axum::routes!(backchannel_logout))
         .routes(utoipa_axum::routes!(get_provider, put_provider, delete_provider))
-        .routes(utoipa_axum::routes!(link_user))
+        .routes(utoipa_axum::routes!(get_link, link_user, unlink_user))
 }
 
 /// Where browsers reach Ward: `[oidc] public_url`, `[portal] public_url`, the first WebAuthn
@@ -637,4 +637,47 @@ async fn link_user(
         Err(ward_store::StoreError::State(_)) => Err(ApiError::validation_failed().detail("only workforce accounts use single sign-on")),
         Err(e) => Err(e.into()),
     }
+}
+
+/// An account's single sign-on link, as admins see it.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct OidcLinkView {
+    /// Whether the organisation has a provider set up.
+    provider_configured: bool,
+    /// Whether the account is linked to a provider subject.
+    linked: bool,
+    /// The provider's `sub` for this person, when linked.
+    subject: Option<String>,
+    /// When the link was made (by an admin, or at the account's just-in-time creation).
+    linked_at: Option<String>,
+}
+
+/// Whether an account of the organisation is linked to a provider subject, and to which
+/// (admins). `404 not_found` for an account of another organisation.
+#[utoipa::path(get, path = "/api/v1/admin/oidc/links/{user_id}", tag = "auth", security(("bearer" = [])),
+    params(("user_id" = UserId, Path)),
+    responses((status = 200, body = OidcLinkView), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn get_link(State(state): State<AppState>, s: Auth, Path(user): Path<UserId>) -> ApiResult<Json<OidcLinkView>> {
+    policy::may_administer(&s.actor)?;
+    let link = state.store.oidc_link_of(s.actor.org_id, user).await?;
+    let provider_configured = state.store.oidc_provider(s.actor.org_id, false).await?.is_some();
+    Ok(Json(OidcLinkView {
+        provider_configured,
+        linked: link.is_some(),
+        linked_at: link.as_ref().map(|l| ts(l.created_at)),
+        subject: link.map(|l| l.subject),
+    }))
+}
+
+/// Removes an account's link to its provider subject: that person no longer signs in with
+/// single sign-on (admins, with a step-up; audited `oidc.config` op `unlink`). Open sessions
+/// stay. `404 not_found` when the account is not linked.
+#[utoipa::path(delete, path = "/api/v1/admin/oidc/links/{user_id}", tag = "auth", security(("bearer" = [])),
+    params(("user_id" = UserId, Path)),
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn unlink_user(State(state): State<AppState>, Meta(meta): Meta, s: Auth, Path(user): Path<UserId>) -> ApiResult<StatusCode> {
+    policy::may_administer(&s.actor)?;
+    crate::auth::require_step_up(&state, &s, "oidc_config", &meta).await?;
+    state.store.oidc_unlink_user(s.actor.org_id, user, s.actor.user_id, meta).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
