@@ -1049,6 +1049,38 @@ await step('single sign-on: the admin sets up the OpenID Connect provider (bad i
   await visitor.context().close();
 });
 
+await step('single sign-on on the admin user page: an account linked to a provider subject (bad input first), then unlinked, each through the step-up', async () => {
+  // The step-up dialog appears when the last one is stale; answered with a fresh TOTP code.
+  const stepUpIfAsked = async (done) => {
+    await admin.waitForSelector(done + ', dialog[open] #f-stepup', WAIT);
+    if (await admin.$('dialog[open] #f-stepup')) {
+      await new Promise((r) => setTimeout(r, 30_000 - (Date.now() % 30_000) + 500));
+      await admin.fill('#f-stepup', totp(ADMIN_TOTP));
+      await admin.click('dialog button:has-text("Verify")');
+    }
+    await admin.waitForSelector(done, WAIT);
+  };
+  await admin.click('#nav a[href="#/admin/users"]');
+  await admin.waitForSelector('table.table a:has-text("Dana Okafor")', WAIT);
+  await admin.click('table.table a:has-text("Dana Okafor")');
+  await admin.waitForSelector('#user-sso-status:has-text("Not linked")', WAIT);
+  assert(!(await admin.isVisible('#user-sso-unlink')), 'no Unlink button on an unlinked account');
+  await admin.click('#user-sso-form button[type=submit]');
+  assert((await text(admin, '#user-sso .form-message')).includes('Enter the subject'), 'an empty subject is refused');
+  await admin.fill('#f-sso_subject', 'dana.okafor@idp.example.org');
+  await admin.click('#user-sso-form button[type=submit]');
+  await stepUpIfAsked('#user-sso .form-message.info:has-text("Account linked")');
+  await admin.waitForSelector('#user-sso-status code:has-text("dana.okafor@idp.example.org")', WAIT);
+  assert((await text(admin, '#user-sso-form button[type=submit]')).includes('Change subject'), 'a linked account offers a change');
+  await axe(admin, 'admin user with single sign-on');
+  await onPhone(admin, 'admin user with single sign-on');
+  await admin.click('#user-sso-unlink');
+  await admin.click('dialog[open] button:has-text("Unlink")');
+  await stepUpIfAsked('#user-sso .form-message.info:has-text("Account unlinked")');
+  await admin.waitForSelector('#user-sso-status:has-text("Not linked")', WAIT);
+  assert(!(await admin.isVisible('#user-sso-unlink')), 'the Unlink button is gone');
+});
+
 await step('policies to acknowledge: publish one (bad input first), read it, acknowledge it; the report counts it', async () => {
   await admin.click('#nav a[href="#/policies"]');
   await admin.waitForSelector('#publish-policy button[type=submit]', WAIT);
