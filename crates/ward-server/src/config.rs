@@ -164,7 +164,8 @@ pub struct OidcConfig {
     /// The address browsers reach Ward at (`https://ward.example.org`): the redirect URI
     /// registered at providers is `<public_url>/api/v1/auth/oidc/callback`, and the web app is
     /// sent to `<public_url>/#/sso/...` afterwards. Default: `portal.public_url`, then the first
-    /// `webauthn.origins` entry, then the request's own `Host` (fine for a single-host test).
+    /// `webauthn.origins` entry, then the request's own host (`Host`, or the HTTP/2 authority;
+    /// fine for a single-host test).
     pub public_url: Option<String>,
     /// How long a sign-in may take at the provider, in seconds (60 to 3600). Default 600.
     pub state_ttl_secs: u64,

@@ -14,7 +14,7 @@
 
 use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, HOST, LOCATION, SET_COOKIE};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -59,8 +59,9 @@ pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
 }
 
 /// Where browsers reach Ward: `[oidc] public_url`, `[portal] public_url`, the first WebAuthn
-/// origin, else the request's own host.
-fn public_base(state: &AppState, headers: &HeaderMap) -> String {
+/// origin, else the request's own host (its `Host` header, or the authority of an HTTP/2
+/// request, which carries no `Host`).
+fn public_base(state: &AppState, headers: &HeaderMap, uri: &Uri) -> String {
     let configured = state
         .config
         .oidc
@@ -71,7 +72,8 @@ fn public_base(state: &AppState, headers: &HeaderMap) -> String {
     match configured {
         Some(u) => u.trim_end_matches('/').to_owned(),
         None => {
-            let host = headers.get(HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+            let host =
+                headers.get(HOST).and_then(|h| h.to_str().ok()).or_else(|| uri.authority().map(|a| a.as_str())).unwrap_or("localhost");
             format!("https://{host}")
         }
     }
@@ -126,7 +128,13 @@ fn provider_error(e: &OidcError) -> ApiError {
 #[utoipa::path(get, path = "/api/v1/auth/oidc/{org}/start", tag = "auth",
     params(("org" = String, Path, description = "The organisation's slug")),
     responses((status = 303, description = "To the provider"), (status = 404, body = Problem), (status = 429, body = Problem), (status = 502, body = Problem)))]
-async fn start(State(state): State<AppState>, Meta(meta): Meta, Path(slug): Path<String>, headers: HeaderMap) -> ApiResult<Response> {
+async fn start(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> ApiResult<Response> {
     // Anyone may call this and each call reaches the provider: a per-address budget.
     if let Some(a) = meta.source_ip.as_deref().map(crate::rate_limit::address_key)
         && let Err(wait) = state.oidc_start_limits.check(&a, now_ms())
@@ -135,7 +143,7 @@ async fn start(State(state): State<AppState>, Meta(meta): Meta, Path(slug): Path
     }
     let org = state.store.org_by_slug(&slug).await.map_err(|_| ApiError::oidc_not_configured())?;
     let p = state.store.oidc_provider(org.id, false).await?.ok_or_else(ApiError::oidc_not_configured)?;
-    let redirect_uri = format!("{}{CALLBACK_PATH}", public_base(&state, &headers));
+    let redirect_uri = format!("{}{CALLBACK_PATH}", public_base(&state, &headers, &uri));
     let req = crate::oidc::authorization_request(&state.oidc_http, &settings(&p), &redirect_uri).await.map_err(|e| provider_error(&e))?;
     let ttl = i64::try_from(state.config.oidc.state_ttl_secs).unwrap_or(600);
     let kept = OidcState { org_id: org.id, nonce: req.nonce, pkce_verifier: req.pkce_verifier, redirect_uri };
@@ -168,6 +176,7 @@ async fn callback(
     State(state): State<AppState>,
     Meta(meta): Meta,
     headers: HeaderMap,
+    uri: Uri,
     Query(q): Query<CallbackParams>,
 ) -> ApiResult<Response> {
     // Refusals are audited; an address that keeps failing is stopped before that, like
@@ -246,7 +255,7 @@ async fn callback(
     state.store.create_oidc_handoff(handoff, &user, meta).await?;
     let clear = format!("{BINDING_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0");
     let bind = format!("{HANDOFF_COOKIE}={browser}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}", HANDOFF_TTL_MS / 1000);
-    Ok(redirect(&format!("{}/#/sso/{token}", public_base(&state, &headers)), &[clear, bind]))
+    Ok(redirect(&format!("{}/#/sso/{token}", public_base(&state, &headers, &uri)), &[clear, bind]))
 }
 
 /// Creates the just-in-time account: a login name derived from the organisation and the
@@ -476,8 +485,8 @@ pub(crate) struct OidcProviderView {
     updated_at: String,
 }
 
-fn view(state: &AppState, headers: &HeaderMap, slug: &str, p: OidcProvider) -> OidcProviderView {
-    let base = public_base(state, headers);
+fn view(state: &AppState, (headers, uri): (&HeaderMap, &Uri), slug: &str, p: OidcProvider) -> OidcProviderView {
+    let base = public_base(state, headers, uri);
     OidcProviderView {
         issuer: p.issuer,
         client_id: p.client_id,
@@ -561,11 +570,11 @@ fn parse_request(state: &AppState, r: OidcProviderRequest) -> ApiResult<OidcProv
 /// The organisation's single sign-on provider (admins; never the client secret).
 #[utoipa::path(get, path = "/api/v1/admin/oidc", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = OidcProviderView), (status = 403, body = Problem), (status = 404, body = Problem)))]
-async fn get_provider(State(state): State<AppState>, s: Auth, headers: HeaderMap) -> ApiResult<Json<OidcProviderView>> {
+async fn get_provider(State(state): State<AppState>, s: Auth, headers: HeaderMap, uri: Uri) -> ApiResult<Json<OidcProviderView>> {
     policy::may_administer(&s.actor)?;
     let p = state.store.oidc_provider(s.actor.org_id, false).await?.ok_or_else(ApiError::oidc_not_configured)?;
     let org = state.store.org(s.actor.org_id).await?;
-    Ok(Json(view(&state, &headers, &org.slug, p)))
+    Ok(Json(view(&state, (&headers, &uri), &org.slug, p)))
 }
 
 /// Sets the organisation's single sign-on provider (admins, with a step-up; audited
@@ -577,6 +586,7 @@ async fn put_provider(
     Meta(meta): Meta,
     s: Auth,
     headers: HeaderMap,
+    uri: Uri,
     Json(req): Json<OidcProviderRequest>,
 ) -> ApiResult<Json<OidcProviderView>> {
     policy::may_administer(&s.actor)?;
@@ -587,7 +597,7 @@ async fn put_provider(
     // metadata lifetime, or at once when the issuer changed: the cache is keyed by issuer).
     state.oidc_http.invalidate(s.actor.org_id);
     let org = state.store.org(s.actor.org_id).await?;
-    Ok(Json(view(&state, &headers, &org.slug, p)))
+    Ok(Json(view(&state, (&headers, &uri), &org.slug, p)))
 }
 
 /// Removes the organisation's provider: single sign-on stops (admins, with a step-up; audited
