@@ -43,6 +43,8 @@ const ADMIN_RECOVERY_3 = env('WARD_ADMIN_RECOVERY_CODE_3');
 const HANA_TOTP = env('WARD_HANA_TOTP_SECRET');
 const INES_TOTP = env('WARD_INES_TOTP_SECRET');
 const NOTICE_ID = env('WARD_NOTICE_ID');
+// The organisation whose single sign-on goes to a real provider (empty: that step skips).
+const SSO_ORG = process.env.WARD_SSO_ORG || '';
 
 /** The current RFC 6238 code (SHA-1, 6 digits, 30 s), computed here independently of Ward. */
 function totp(secretHex) {
@@ -1050,6 +1052,71 @@ await step('single sign-on: the admin sets up the OpenID Connect provider (bad i
   assert(started && started.url().endsWith('/api/v1/auth/oidc/no-such-org/start') && started.status() === 404,
     'the start answers 404 for an unknown organisation: ' + (started && started.status()));
   await visitor.context().close();
+});
+
+await step('single sign-on on the admin user page: an account linked to a provider subject (bad input first), then unlinked, each through the step-up', async () => {
+  // The step-up dialog appears when the last one is stale; answered with a fresh TOTP code.
+  const stepUpIfAsked = async (done) => {
+    await admin.waitForSelector(done + ', dialog[open] #f-stepup', WAIT);
+    if (await admin.$('dialog[open] #f-stepup')) {
+      await new Promise((r) => setTimeout(r, 30_000 - (Date.now() % 30_000) + 500));
+      await admin.fill('#f-stepup', totp(ADMIN_TOTP));
+      await admin.click('dialog button:has-text("Verify")');
+    }
+    await admin.waitForSelector(done, WAIT);
+  };
+  await admin.click('#nav a[href="#/admin/users"]');
+  await admin.waitForSelector('table.table a:has-text("Dana Okafor")', WAIT);
+  await admin.click('table.table a:has-text("Dana Okafor")');
+  await admin.waitForSelector('#user-sso-status:has-text("Not linked")', WAIT);
+  assert(!(await admin.isVisible('#user-sso-unlink')), 'no Unlink button on an unlinked account');
+  await admin.click('#user-sso-form button[type=submit]');
+  assert((await text(admin, '#user-sso .form-message')).includes('Enter the subject'), 'an empty subject is refused');
+  await admin.fill('#f-sso_subject', 'dana.okafor@idp.example.org');
+  await admin.click('#user-sso-form button[type=submit]');
+  await stepUpIfAsked('#user-sso .form-message.info:has-text("Account linked")');
+  await admin.waitForSelector('#user-sso-status code:has-text("dana.okafor@idp.example.org")', WAIT);
+  assert((await text(admin, '#user-sso-form button[type=submit]')).includes('Change subject'), 'a linked account offers a change');
+  await axe(admin, 'admin user with single sign-on');
+  await onPhone(admin, 'admin user with single sign-on');
+  await admin.click('#user-sso-unlink');
+  await admin.click('dialog[open] button:has-text("Unlink")');
+  await stepUpIfAsked('#user-sso .form-message.info:has-text("Account unlinked")');
+  await admin.waitForSelector('#user-sso-status:has-text("Not linked")', WAIT);
+  assert(!(await admin.isVisible('#user-sso-unlink')), 'the Unlink button is gone');
+});
+
+await step('single sign-on through a real provider: the callback sets the hand-over cookie, the web app sends it to complete, and it is cleared', async () => {
+  if (!SSO_ORG) { console.log('  (skipped: no provider installed)'); return; }
+  const page = await newPage(DESKTOP, 'sso-nurse');
+  const callback = page.waitForResponse((r) => r.url().includes('/api/v1/auth/oidc/callback'), { timeout: 20_000 });
+  const completing = page.waitForRequest((r) => r.url().endsWith('/api/v1/auth/oidc/complete'), { timeout: 20_000 });
+  // (a failure below must not leave these two to reject unobserved)
+  callback.catch(() => {});
+  completing.catch(() => {});
+  await page.goto(URL_ + '/');
+  await page.click('#sso-signin');
+  await page.fill('#f-sso_org', SSO_ORG);
+  await page.click('form button[type=submit]');
+  // node-oidc-provider's development login form, then its consent form.
+  await page.waitForSelector('input[name="login"]', WAIT).catch(async (e) => {
+    throw new Error(e.message + ' at ' + page.url() + ': ' + (await page.textContent('body')).slice(0, 500));
+  });
+  await page.fill('input[name="login"]', 'nurse-web');
+  await page.fill('input[name="password"]', 'anything');
+  await page.click('button[type=submit]');
+  await page.waitForSelector('button[type=submit], #bar:not([hidden])', WAIT);
+  if (!(await page.isVisible('#bar'))) await page.click('button[type=submit]');
+  await page.waitForSelector('#bar:not([hidden])', WAIT);
+  const set = (await (await callback).headerValue('set-cookie')) || '';
+  assert(/__Host-ward-sso-handoff=[^;]+;/.test(set) && /HttpOnly/i.test(set) && /SameSite=Strict/i.test(set) && /Secure/i.test(set),
+    'the callback sets the hand-over cookie (HttpOnly, Secure, SameSite=Strict): ' + set.replace(/=[^;\n]+/g, '=…'));
+  const sent = (await (await completing).allHeaders()).cookie || '';
+  assert(/(^|; )__Host-ward-sso-handoff=[^;]+/.test(sent), 'the web app sends the hand-over cookie with complete');
+  const left = (await page.context().cookies(URL_)).filter((c) => c.name.startsWith('__Host-ward-sso'));
+  assert(left.length === 0, 'the sign-in cookies are cleared: ' + left.map((c) => c.name).join(', '));
+  assert(!page.url().includes('wsh_'), 'the hand-over left the address bar');
+  await page.context().close();
 });
 
 await step('policies to acknowledge: publish one (bad input first), read it, acknowledge it; the report counts it', async () => {

@@ -164,7 +164,8 @@ pub struct OidcConfig {
     /// The address browsers reach Ward at (`https://ward.example.org`): the redirect URI
     /// registered at providers is `<public_url>/api/v1/auth/oidc/callback`, and the web app is
     /// sent to `<public_url>/#/sso/...` afterwards. Default: `portal.public_url`, then the first
-    /// `webauthn.origins` entry, then the request's own `Host` (fine for a single-host test).
+    /// `webauthn.origins` entry, then the request's own host (`Host`, or the HTTP/2 authority;
+    /// fine for a single-host test).
     pub public_url: Option<String>,
     /// How long a sign-in may take at the provider, in seconds (60 to 3600). Default 600.
     pub state_ttl_secs: u64,
@@ -179,6 +180,9 @@ pub struct OidcConfig {
     /// Refused back-channel logout tokens allowed per organisation and source address and
     /// minute before that address is stopped (for that organisation only). Default 30.
     pub failed_logouts_per_minute_per_address: u32,
+    /// A PEM bundle of CA certificates added to the trusted roots for calls to providers
+    /// (an on-premises provider behind a private CA). Default none.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for OidcConfig {
@@ -190,6 +194,7 @@ impl Default for OidcConfig {
             http_timeout_secs: 10,
             starts_per_minute_per_address: 30,
             failed_logouts_per_minute_per_address: 30,
+            ca_file: None,
         }
     }
 }
@@ -207,6 +212,9 @@ impl OidcConfig {
             && !u.starts_with("https://")
         {
             return Err(ConfigError("oidc.public_url must start with https://".into()));
+        }
+        if let Some(path) = &self.ca_file {
+            crate::oidc::read_ca_file(path).map_err(ConfigError)?;
         }
         Ok(())
     }

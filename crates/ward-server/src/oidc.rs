@@ -6,24 +6,36 @@
 //! JSON Web Key type, the claims here.
 //!
 //! HTTP goes through a reqwest client of Ward's own (one TLS stack, redirects never followed,
-//! so a provider cannot bounce Ward's requests elsewhere; each answer capped at 1 MiB). Issuers
-//! must use https and must not be loopback, private or link-local IP literals, except loopback
-//! issuers over http when `[oidc] allow_http_loopback` is set (tests). Host names are not
-//! resolved and checked here (no DNS-rebinding protection; docs/identity.md says so).
+//! so a provider cannot bounce Ward's requests elsewhere; each answer capped at 1 MiB; no
+//! proxy; `[oidc] ca_file` added to the trusted roots). Issuers must use https. Ward refuses
+//! to reach internal addresses (loopback, private, link-local, unique-local, unspecified,
+//! multicast, carrier NAT): IP literals in any provider URL are checked before the call, and
+//! host names are resolved by Ward's own resolver, which refuses a name with any such address
+//! and hands the connector only the addresses it checked, so a name that re-resolves to an
+//! internal address between check and use (DNS rebinding) is never connected to.
+//! `[oidc] allow_http_loopback` (tests) admits loopback addresses and http on them.
+//!
+//! Discovery and the key set are cached per organisation and issuer: the metadata for
+//! [`METADATA_TTL`], the keys until a token names a key Ward does not know or fails its
+//! signature, which forces one refetch, at most one per [`JWKS_REFETCH_INTERVAL`] (tokens
+//! with random key ids cannot make Ward hammer the provider).
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreJwsSigningAlgorithm, CoreProviderMetadata};
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreJsonWebKeySet, CoreJwsSigningAlgorithm, CoreProviderMetadata};
 use openidconnect::{
-    AsyncHttpClient, AuthorizationCode, ClientId, ClientSecret, CsrfToken, HttpRequest, HttpResponse, IssuerUrl, JsonWebKey, Nonce,
-    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
+    AsyncHttpClient, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, HttpRequest, HttpResponse, IssuerUrl,
+    JsonWebKey, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
 };
 use serde_json::Value;
+use ward_domain::ids::OrgId;
 
 use crate::config::OidcConfig;
 
@@ -31,6 +43,10 @@ use crate::config::OidcConfig;
 const MAX_BODY: usize = 1024 * 1024;
 /// How long past its `iat` a logout token's id is remembered at most (its `exp` is clamped).
 const MAX_LOGOUT_LIFETIME_SECS: i64 = 86_400;
+/// How long discovered provider metadata is used before it is fetched again.
+pub const METADATA_TTL: Duration = Duration::from_secs(300);
+/// The shortest time between two fetches of a provider's key set.
+pub const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The event a logout token must carry.
 const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
@@ -55,38 +71,132 @@ pub enum OidcError {
 #[error("{0}")]
 pub struct HttpError(String);
 
-/// Ward's HTTP client for providers.
+/// A provider's discovered metadata (with its key set) and when each part was fetched.
+#[derive(Clone)]
+struct Cached {
+    metadata: CoreProviderMetadata,
+    fetched_at: Instant,
+    jwks_fetched_at: Instant,
+}
+
+/// Ward's HTTP client for providers, with the discovery and key cache.
 #[derive(Clone)]
 pub struct OidcHttp {
     client: reqwest::Client,
     allow_http_loopback: bool,
+    cache: Arc<Mutex<HashMap<(OrgId, String), Cached>>>,
+    metadata_ttl: Duration,
+    jwks_refetch_interval: Duration,
+}
+
+/// Whether Ward may connect to `ip`: never an internal address, except loopback when
+/// `allow_loopback` (the test setting).
+fn address_allowed(ip: IpAddr, allow_loopback: bool) -> bool {
+    !internal_ip(ip) || (allow_loopback && ip_is_loopback(ip))
+}
+
+fn ip_is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|m| m.is_loopback()),
+    }
+}
+
+/// Resolves provider host names and refuses any name with an internal address; the connector
+/// gets exactly the addresses checked here (no second lookup it could be rebound in).
+#[derive(Clone, Default)]
+struct CheckedResolver {
+    allow_loopback: bool,
+    /// Fixed answers instead of the system resolver (tests only).
+    fixed: Arc<HashMap<String, Vec<IpAddr>>>,
+}
+
+impl reqwest::dns::Resolve for CheckedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        let this = self.clone();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = match this.fixed.get(&host) {
+                Some(ips) => ips.iter().map(|ip| SocketAddr::new(*ip, 0)).collect(),
+                None => tokio::net::lookup_host((host.as_str(), 0)).await?.collect(),
+            };
+            if addrs.is_empty() {
+                return Err("the provider's host name has no address".into());
+            }
+            // One internal address is enough to refuse: a name that mixes them is not a
+            // provider's public endpoint.
+            if addrs.iter().any(|a| !address_allowed(a.ip(), this.allow_loopback)) {
+                return Err("the provider's host name resolves to an internal address".into());
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// The PEM certificates of `[oidc] ca_file`, for the trusted roots.
+pub fn read_ca_file(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read oidc.ca_file {}: {e}", path.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|_| format!("oidc.ca_file {} is not a PEM bundle", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("oidc.ca_file {} holds no certificate", path.display()));
+    }
+    Ok(certs)
 }
 
 impl OidcHttp {
-    /// A client with the configured timeout that never follows redirects.
+    /// A client with the configured timeout and trusted roots that never follows redirects
+    /// and resolves names through Ward's checking resolver. A `ca_file` that cannot be read
+    /// is refused by the configuration check at start; here it is logged and left out.
     pub fn new(config: &OidcConfig) -> Self {
-        let client = reqwest::Client::builder()
+        Self::with_resolver(config, CheckedResolver { allow_loopback: config.allow_http_loopback, fixed: Arc::default() })
+    }
+
+    fn with_resolver(config: &OidcConfig, resolver: CheckedResolver) -> Self {
+        let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(config.http_timeout_secs))
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
-        Self { client, allow_http_loopback: config.allow_http_loopback }
+            // A proxy would resolve the name itself, past Ward's address check.
+            .no_proxy()
+            .dns_resolver(resolver);
+        if let Some(path) = &config.ca_file {
+            match read_ca_file(path) {
+                Ok(certs) => builder = builder.tls_certs_merge(certs),
+                Err(e) => tracing::error!(error = %e, "single sign-on CA file unusable"),
+            }
+        }
+        let client = builder.build().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "single sign-on HTTP client unusable; provider calls will fail");
+            reqwest::Client::builder().no_proxy().build().unwrap_or_default()
+        });
+        Self {
+            client,
+            allow_http_loopback: config.allow_http_loopback,
+            cache: Arc::default(),
+            metadata_ttl: METADATA_TTL,
+            jwks_refetch_interval: JWKS_REFETCH_INTERVAL,
+        }
     }
 
     /// Checks an issuer URL against the transport rule (https, or http on loopback when
-    /// allowed) and refuses internal IP literals (loopback, private, link-local, unspecified)
-    /// unless loopback is allowed, so an admin cannot point Ward at its own network by address.
+    /// allowed) and refuses internal IP literals and `localhost` (loopback ones are admitted
+    /// when allowed), so an admin cannot point Ward at its own network by address. Names are
+    /// checked when resolved.
     pub fn check_issuer(&self, issuer: &str) -> Result<IssuerUrl, OidcError> {
         let url = IssuerUrl::new(issuer.to_owned()).map_err(|_| OidcError::Settings("the issuer is not a URL".into()))?;
-        let parsed = url.url();
-        if !self.allow_http_loopback && parsed.host_str().is_some_and(is_internal_host) {
+        let host = url.url().host_str().unwrap_or("");
+        if !self.host_allowed(host) {
             return Err(OidcError::Settings("the issuer must not be an internal address".into()));
         }
-        match parsed.scheme() {
+        match url.url().scheme() {
             "https" => Ok(url),
-            "http" if self.allow_http_loopback && is_loopback(parsed.host_str().unwrap_or("")) => Ok(url),
+            "http" if self.allow_http_loopback && is_loopback(host) => Ok(url),
             _ => Err(OidcError::Settings("the issuer must use https".into())),
         }
+    }
+
+    /// The address rule for a URL's host as written: IP literals and `localhost` names.
+    fn host_allowed(&self, host: &str) -> bool {
+        !is_internal_host(host) || (self.allow_http_loopback && is_loopback_host(host))
     }
 
     /// Whether a URL the browser is sent to, or Ward calls, meets the transport rule.
@@ -95,29 +205,125 @@ impl OidcHttp {
             || (self.allow_http_loopback
                 && reqwest::Url::parse(url).is_ok_and(|u| u.scheme() == "http" && is_loopback(u.host_str().unwrap_or(""))))
     }
+
+    /// Forgets an organisation's cached discovery and keys (its settings changed).
+    pub fn invalidate(&self, org: OrgId) {
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner).retain(|(o, _), _| *o != org);
+    }
+
+    /// The provider's metadata with its key set: from the cache while fresh, else discovered
+    /// again (the cached key set is kept when the key set URL did not change).
+    async fn metadata(&self, p: &ProviderSettings) -> Result<CoreProviderMetadata, OidcError> {
+        let url = self.check_issuer(&p.issuer)?;
+        let key = (p.org, p.issuer.clone());
+        let known = {
+            let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+            match cache.get(&key) {
+                Some(c) if c.fetched_at.elapsed() < self.metadata_ttl => return Ok(c.metadata.clone()),
+                other => other.cloned(),
+            }
+        };
+        let fresh = self.discover(&url).await?;
+        let (metadata, jwks_fetched_at) = match known {
+            Some(k) if k.metadata.jwks_uri() == fresh.jwks_uri() => (fresh.set_jwks(k.metadata.jwks().clone()), k.jwks_fetched_at),
+            _ => {
+                let jwks = self.fetch_keys(&fresh).await?;
+                (fresh.set_jwks(jwks), Instant::now())
+            }
+        };
+        let entry = Cached { metadata: metadata.clone(), fetched_at: Instant::now(), jwks_fetched_at };
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner).insert(key, entry);
+        Ok(metadata)
+    }
+
+    /// Fetches and checks the discovery document (its issuer must be the configured one).
+    async fn discover(&self, url: &IssuerUrl) -> Result<CoreProviderMetadata, OidcError> {
+        let at = url.join(".well-known/openid-configuration").map_err(|_| OidcError::Settings("bad issuer URL".into()))?;
+        let req = openidconnect::http::Request::builder()
+            .uri(at.as_str())
+            .header(openidconnect::http::header::ACCEPT, "application/json")
+            .body(Vec::new())
+            .map_err(|e| OidcError::Provider(e.to_string()))?;
+        let res = self.call(req).await.map_err(|e| OidcError::Provider(format!("discovery: {e}")))?;
+        if res.status() != openidconnect::http::StatusCode::OK {
+            return Err(OidcError::Provider(format!("discovery answered {}", res.status())));
+        }
+        let metadata: CoreProviderMetadata =
+            serde_json::from_slice(res.body()).map_err(|e| OidcError::Provider(format!("discovery document: {e}")))?;
+        if metadata.issuer() != url {
+            return Err(OidcError::Provider("the discovery document names another issuer".into()));
+        }
+        Ok(metadata)
+    }
+
+    async fn fetch_keys(&self, metadata: &CoreProviderMetadata) -> Result<CoreJsonWebKeySet, OidcError> {
+        CoreJsonWebKeySet::fetch_async(metadata.jwks_uri(), self).await.map_err(|e| OidcError::Provider(format!("key set: {e}")))
+    }
+
+    /// After a signature check failed with the cached keys: fetches the key set once more,
+    /// unless it was fetched within the refetch interval (then `None`: nothing new to try).
+    async fn refresh_keys(&self, p: &ProviderSettings) -> Result<Option<CoreProviderMetadata>, OidcError> {
+        let key = (p.org, p.issuer.clone());
+        let metadata = {
+            let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(c) = cache.get_mut(&key) else { return Ok(None) };
+            if c.jwks_fetched_at.elapsed() < self.jwks_refetch_interval {
+                return Ok(None);
+            }
+            // Taken before fetching, so concurrent failures share this one refetch.
+            c.jwks_fetched_at = Instant::now();
+            c.metadata.clone()
+        };
+        let jwks = self.fetch_keys(&metadata).await?;
+        let metadata = metadata.set_jwks(jwks);
+        if let Some(c) = self.cache.lock().unwrap_or_else(PoisonError::into_inner).get_mut(&key) {
+            c.metadata = metadata.clone();
+        }
+        Ok(Some(metadata))
+    }
 }
 
 fn is_loopback(host: &str) -> bool {
     matches!(host, "127.0.0.1" | "[::1]" | "::1" | "localhost")
 }
 
-/// Loopback, private, link-local, unspecified and similar internal addresses (as literals),
-/// and `localhost`.
+/// Loopback literals (any of 127/8, ::1) and `localhost` names.
+fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<IpAddr>() {
+        Ok(ip) => ip_is_loopback(ip),
+        Err(_) => {
+            let d = bare.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost")
+        }
+    }
+}
+
+/// Internal addresses as literals (see [`internal_ip`]), and `localhost`.
 fn is_internal_host(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     match bare.parse::<IpAddr>() {
-        Ok(IpAddr::V4(v4)) => internal_v4(v4),
-        Ok(IpAddr::V6(v6)) => {
+        Ok(ip) => internal_ip(ip),
+        Err(_) => {
+            let d = bare.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost")
+        }
+    }
+}
+
+/// Loopback, private, link-local, unique-local, unspecified, multicast, broadcast, carrier
+/// NAT, and IPv4 addresses mapped into IPv6.
+fn internal_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => internal_v4(v4),
+        IpAddr::V6(v6) => {
             let seg0 = v6.segments()[0];
             v6.is_loopback()
                 || v6.is_unspecified()
+                || v6.is_multicast()
                 || (seg0 & 0xfe00) == 0xfc00 // unique local
                 || (seg0 & 0xffc0) == 0xfe80 // link-local
                 || v6.to_ipv4_mapped().is_some_and(internal_v4)
-        }
-        Err(_) => {
-            let d = bare.to_ascii_lowercase();
-            d == "localhost" || d.ends_with(".localhost")
         }
     }
 }
@@ -129,6 +335,7 @@ fn internal_v4(v4: Ipv4Addr) -> bool {
         || v4.is_link_local()
         || v4.is_unspecified()
         || v4.is_broadcast()
+        || v4.is_multicast()
         || a == 0
         || (a == 100 && (b & 0xc0) == 64) // shared address space (carrier NAT)
 }
@@ -145,6 +352,11 @@ impl<'c> AsyncHttpClient<'c> for OidcHttp {
             if !self.transport_ok(&url) {
                 return Err(HttpError("provider endpoints must use https".into()));
             }
+            // Endpoints come from the provider's discovery document: an IP literal there is
+            // checked like the issuer (names are checked by the resolver).
+            if !reqwest::Url::parse(&url).is_ok_and(|u| self.host_allowed(u.host_str().unwrap_or(""))) {
+                return Err(HttpError("provider endpoints must not be internal addresses".into()));
+            }
             let mut res = self
                 .client
                 .request(parts.method, url)
@@ -152,7 +364,7 @@ impl<'c> AsyncHttpClient<'c> for OidcHttp {
                 .body(body)
                 .send()
                 .await
-                .map_err(|e| HttpError(e.without_url().to_string()))?;
+                .map_err(|e| HttpError(error_chain(&e.without_url())))?;
             let mut out = openidconnect::http::Response::builder().status(res.status());
             if let Some(h) = out.headers_mut() {
                 *h = res.headers().clone();
@@ -170,9 +382,23 @@ impl<'c> AsyncHttpClient<'c> for OidcHttp {
     }
 }
 
+/// An error with its causes (reqwest's own message hides why a connection failed).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}
+
 /// A provider as the flow needs it.
 #[derive(Debug, Clone)]
 pub struct ProviderSettings {
+    /// The organisation (the cache is kept per organisation and issuer).
+    pub org: OrgId,
     /// Issuer URL.
     pub issuer: String,
     /// Client id.
@@ -207,14 +433,9 @@ pub struct Identity {
     pub claims: serde_json::Map<String, Value>,
 }
 
-async fn discover(http: &OidcHttp, issuer: &str) -> Result<CoreProviderMetadata, OidcError> {
-    let url = http.check_issuer(issuer)?;
-    CoreProviderMetadata::discover_async(url, http).await.map_err(|e| OidcError::Provider(e.to_string()))
-}
-
 /// Discovers the provider and builds the authorization request.
 pub async fn authorization_request(http: &OidcHttp, p: &ProviderSettings, redirect_uri: &str) -> Result<AuthRequest, OidcError> {
-    let metadata = discover(http, &p.issuer).await?;
+    let metadata = http.metadata(p).await?;
     let redirect = RedirectUrl::new(redirect_uri.to_owned()).map_err(|_| OidcError::Settings("bad redirect URI".into()))?;
     let client =
         CoreClient::from_provider_metadata(metadata, ClientId::new(p.client_id.clone()), p.client_secret.clone().map(ClientSecret::new))
@@ -246,7 +467,7 @@ pub async fn exchange(
     verifier: &str,
     nonce: &str,
 ) -> Result<Identity, OidcError> {
-    let metadata = discover(http, &p.issuer).await?;
+    let metadata = http.metadata(p).await?;
     let redirect = RedirectUrl::new(redirect_uri.to_owned()).map_err(|_| OidcError::Settings("bad redirect URI".into()))?;
     let client =
         CoreClient::from_provider_metadata(metadata, ClientId::new(p.client_id.clone()), p.client_secret.clone().map(ClientSecret::new))
@@ -262,9 +483,24 @@ pub async fn exchange(
             other => OidcError::Provider(other.to_string()),
         })?;
     let id_token = token.id_token().ok_or_else(|| OidcError::Token("no ID token".into()))?;
-    let verified =
-        id_token.claims(&client.id_token_verifier(), &Nonce::new(nonce.to_owned())).map_err(|e| OidcError::Token(e.to_string()))?;
-    let subject = verified.subject().as_str().to_owned();
+    let nonce = Nonce::new(nonce.to_owned());
+    let subject = match id_token.claims(&client.id_token_verifier(), &nonce) {
+        Ok(verified) => verified.subject().as_str().to_owned(),
+        // Perhaps the provider rolled its keys since Ward fetched them: one more try with a
+        // fresh key set (rate-limited), the code already spent.
+        Err(ClaimsVerificationError::SignatureVerification(first)) => {
+            let Some(metadata) = http.refresh_keys(p).await? else {
+                return Err(OidcError::Token(first.to_string()));
+            };
+            let again = CoreClient::from_provider_metadata(
+                metadata,
+                ClientId::new(p.client_id.clone()),
+                p.client_secret.clone().map(ClientSecret::new),
+            );
+            id_token.claims(&again.id_token_verifier(), &nonce).map_err(|e| OidcError::Token(e.to_string()))?.subject().as_str().to_owned()
+        }
+        Err(e) => return Err(OidcError::Token(e.to_string())),
+    };
     // The token's signature is verified: its payload can be read for the claims the typed
     // view leaves out (the configured role claim, sid).
     let jwt = serde_json::to_value(id_token).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
@@ -315,16 +551,21 @@ pub async fn verify_logout_token(http: &OidcHttp, p: &ProviderSettings, token: &
         serde_json::from_value(Value::String(alg_name.to_owned())).map_err(|_| OidcError::Token("unknown algorithm".into()))?;
     let signature = URL_SAFE_NO_PAD.decode(sig_b64).map_err(|_| OidcError::Token("bad signature encoding".into()))?;
     let kid = header.get("kid").and_then(Value::as_str);
-    let metadata = discover(http, &p.issuer).await?;
     let signing_input = format!("{header_b64}.{payload_b64}");
-    let verified = metadata
-        .jwks()
-        .keys()
-        .iter()
-        .filter(|k| kid.is_none_or(|kid| k.key_id().is_some_and(|id| id.as_str() == kid)))
-        .any(|k| k.verify_signature(&alg, signing_input.as_bytes(), &signature).is_ok());
-    if !verified {
-        return Err(OidcError::Token("no provider key verifies the signature".into()));
+    let verifies = |m: &CoreProviderMetadata| {
+        m.jwks()
+            .keys()
+            .iter()
+            .filter(|k| kid.is_none_or(|kid| k.key_id().is_some_and(|id| id.as_str() == kid)))
+            .any(|k| k.verify_signature(&alg, signing_input.as_bytes(), &signature).is_ok())
+    };
+    let mut metadata = http.metadata(p).await?;
+    if !verifies(&metadata) {
+        // A key Ward has not seen yet (rotation): one rate-limited refetch, then refuse.
+        match http.refresh_keys(p).await? {
+            Some(fresh) if verifies(&fresh) => metadata = fresh,
+            _ => return Err(OidcError::Token("no provider key verifies the signature".into())),
+        }
     }
     let claims = payload(token)?;
     let str_claim = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
@@ -383,7 +624,7 @@ mod tests {
         let strict = OidcHttp::new(&OidcConfig::default());
         assert!(strict.check_issuer("https://idp.example.org").is_ok());
         assert!(strict.check_issuer("http://127.0.0.1:4000").is_err());
-        let loose = OidcHttp::new(&OidcConfig { allow_http_loopback: true, ..OidcConfig::default() });
+        let loose = OidcHttp::new(&loose());
         assert!(loose.check_issuer("http://127.0.0.1:4000").is_ok());
         assert!(loose.check_issuer("http://idp.example.org").is_err());
         assert!(loose.check_issuer("ftp://127.0.0.1").is_err());
@@ -404,13 +645,19 @@ mod tests {
             "https://[fd00::1]",
             "https://[::ffff:10.0.0.1]",
             "https://localhost",
+            "https://localhost.",
+            "https://db.localhost",
         ] {
             assert!(strict.check_issuer(bad).is_err(), "{bad}");
         }
         assert!(strict.check_issuer("https://8.8.8.8").is_ok());
         assert!(strict.check_issuer("https://[2001:db8::1]").is_ok());
-        let loose = OidcHttp::new(&OidcConfig { allow_http_loopback: true, ..OidcConfig::default() });
-        assert!(loose.check_issuer("https://10.1.2.3").is_ok());
+        // The test allowance admits loopback only.
+        let loose = OidcHttp::new(&loose());
+        assert!(loose.check_issuer("https://127.0.0.2").is_ok());
+        assert!(loose.check_issuer("https://localhost").is_ok());
+        assert!(loose.check_issuer("https://10.1.2.3").is_err());
+        assert!(loose.check_issuer("https://[fd00::1]").is_err());
     }
 
     #[test]
@@ -426,52 +673,259 @@ mod tests {
         assert!(remember_logout_until(i64::MAX, Some(i64::MAX)) > 0);
     }
 
-    /// A provider on 127.0.0.1 answering discovery with `metadata` (padded with `pad` bytes of
-    /// spaces) and an empty key set. Returns its issuer.
-    async fn fake_provider(auth_endpoint: Option<&str>, pad: usize) -> String {
+    /// A fake provider's options: the authorization endpoint, spaces padding the discovery
+    /// document, TLS with this server configuration and the host name its issuer uses.
+    #[derive(Default)]
+    struct Fake {
+        auth_endpoint: Option<String>,
+        pad: usize,
+        tls: Option<(Arc<rustls::ServerConfig>, &'static str)>,
+    }
+
+    /// A running fake provider: its issuer and how many discovery and key set requests it got.
+    struct Running {
+        issuer: String,
+        discoveries: Arc<std::sync::atomic::AtomicUsize>,
+        key_fetches: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Running {
+        fn counts(&self) -> (usize, usize) {
+            use std::sync::atomic::Ordering::SeqCst;
+            (self.discoveries.load(SeqCst), self.key_fetches.load(SeqCst))
+        }
+    }
+
+    async fn answer<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+        mut conn: S,
+        metadata: String,
+        counts: (Arc<std::sync::atomic::AtomicUsize>, Arc<std::sync::atomic::AtomicUsize>),
+    ) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut req = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => req.extend_from_slice(&buf[..n]),
+            }
+        }
+        let body = if String::from_utf8_lossy(&req).contains("/jwks") {
+            counts.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            r#"{"keys":[]}"#.to_owned()
+        } else {
+            counts.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            metadata
+        };
+        let head =
+            format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
+        let _ = conn.write_all(head.as_bytes()).await;
+        let _ = conn.write_all(body.as_bytes()).await;
+        let _ = conn.shutdown().await;
+    }
+
+    /// A provider on 127.0.0.1 answering discovery (padded with spaces) and an empty key set.
+    async fn fake(f: Fake) -> Running {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let issuer = format!("http://{}", listener.local_addr().unwrap());
-        let auth = auth_endpoint.map_or_else(|| format!("{issuer}/auth"), str::to_owned);
+        let addr = listener.local_addr().unwrap();
+        let issuer = match &f.tls {
+            Some((_, host)) => format!("https://{host}:{}", addr.port()),
+            None => format!("http://{addr}"),
+        };
+        let auth = f.auth_endpoint.unwrap_or_else(|| format!("{issuer}/auth"));
         let metadata = serde_json::json!({
             "issuer": issuer, "authorization_endpoint": auth, "token_endpoint": format!("{issuer}/token"),
             "jwks_uri": format!("{issuer}/jwks"), "response_types_supported": ["code"],
             "subject_types_supported": ["public"], "id_token_signing_alg_values_supported": ["RS256"],
         })
         .to_string()
-            + &" ".repeat(pad);
+            + &" ".repeat(f.pad);
+        let running = Running { issuer, discoveries: Arc::default(), key_fetches: Arc::default() };
+        let counts = (running.discoveries.clone(), running.key_fetches.clone());
+        let tls = f.tls.map(|(c, _)| tokio_rustls::TlsAcceptor::from(c));
         tokio::spawn(async move {
-            while let Ok((mut conn, _)) = listener.accept().await {
-                let metadata = metadata.clone();
+            while let Ok((conn, _)) = listener.accept().await {
+                let (metadata, counts, tls) = (metadata.clone(), counts.clone(), tls.clone());
                 tokio::spawn(async move {
-                    let mut req = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match conn.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => req.extend_from_slice(&buf[..n]),
+                    match tls {
+                        Some(acceptor) => {
+                            if let Ok(conn) = acceptor.accept(conn).await {
+                                answer(conn, metadata, counts).await;
+                            }
                         }
+                        None => answer(conn, metadata, counts).await,
                     }
-                    let body = if String::from_utf8_lossy(&req).contains("/jwks") { r#"{"keys":[]}"#.to_owned() } else { metadata };
-                    let head = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                        body.len()
-                    );
-                    let _ = conn.write_all(head.as_bytes()).await;
-                    let _ = conn.write_all(body.as_bytes()).await;
                 });
             }
         });
-        issuer
+        running
+    }
+
+    async fn fake_provider(auth_endpoint: Option<&str>, pad: usize) -> String {
+        fake(Fake { auth_endpoint: auth_endpoint.map(str::to_owned), pad, tls: None }).await.issuer
     }
 
     fn provider(issuer: String) -> ProviderSettings {
-        ProviderSettings { issuer, client_id: "ward".into(), client_secret: None, scopes: vec![] }
+        ProviderSettings { org: OrgId(uuid::Uuid::nil()), issuer, client_id: "ward".into(), client_secret: None, scopes: vec![] }
+    }
+
+    fn loose() -> OidcConfig {
+        OidcConfig { allow_http_loopback: true, ..OidcConfig::default() }
+    }
+
+    const CB: &str = "https://ward.example.org/cb";
+
+    #[tokio::test]
+    async fn discovery_and_keys_are_cached_per_organisation_until_invalidated() {
+        let http = OidcHttp::new(&loose());
+        let f = fake(Fake::default()).await;
+        let p = provider(f.issuer.clone());
+        for _ in 0..3 {
+            authorization_request(&http, &p, CB).await.unwrap();
+        }
+        assert_eq!(f.counts(), (1, 1), "one discovery and one key set for three sign-ins");
+        // Another organisation with the same issuer has its own entry.
+        let other = ProviderSettings { org: OrgId(uuid::Uuid::from_u128(7)), ..p.clone() };
+        authorization_request(&http, &other, CB).await.unwrap();
+        assert_eq!(f.counts(), (2, 2));
+        // Saving the settings forgets that organisation's entry only.
+        http.invalidate(p.org);
+        authorization_request(&http, &p, CB).await.unwrap();
+        authorization_request(&http, &other, CB).await.unwrap();
+        assert_eq!(f.counts(), (3, 3));
+        // Past the metadata lifetime the document is fetched again; the keys are kept.
+        let short = OidcHttp { metadata_ttl: Duration::ZERO, ..OidcHttp::new(&loose()) };
+        authorization_request(&short, &p, CB).await.unwrap();
+        authorization_request(&short, &p, CB).await.unwrap();
+        assert_eq!(f.counts(), (5, 4));
+    }
+
+    /// A logout token with a key id the provider never published (its signature is junk).
+    fn random_kid_token(n: u32) -> String {
+        let h = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"RS256","kid":"attacker-{n}"}}"#));
+        let p = URL_SAFE_NO_PAD.encode(br#"{"sub":"x"}"#);
+        format!("{h}.{p}.{}", URL_SAFE_NO_PAD.encode([7u8; 256]))
+    }
+
+    #[tokio::test]
+    async fn unknown_key_ids_force_one_rate_limited_key_refetch() {
+        let http = OidcHttp { jwks_refetch_interval: Duration::from_millis(400), ..OidcHttp::new(&loose()) };
+        let f = fake(Fake::default()).await;
+        let p = provider(f.issuer.clone());
+        let now = 1_800_000_000_000;
+        // The keys were just fetched with the metadata: an unknown kid does not refetch yet.
+        assert!(matches!(verify_logout_token(&http, &p, &random_kid_token(0), now).await, Err(OidcError::Token(_))));
+        assert_eq!(f.counts(), (1, 1));
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        // Later, the first unknown kid refetches once; a flood of them does not.
+        for n in 1..20 {
+            assert!(matches!(verify_logout_token(&http, &p, &random_kid_token(n), now).await, Err(OidcError::Token(_))));
+        }
+        assert_eq!(f.counts(), (1, 2), "one refetch for nineteen tokens with unknown key ids");
+    }
+
+    /// A private CA and a provider certificate it issued for `idp.test`; the CA's PEM file.
+    fn private_ca(dir: &std::path::Path) -> (Arc<rustls::ServerConfig>, std::path::PathBuf) {
+        let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Test provider CA");
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["idp.test".to_owned()]).unwrap().signed_by(&key, &ca).unwrap();
+        let ca_file = dir.join("ca.pem");
+        std::fs::write(&ca_file, ca.pem()).unwrap();
+        let der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+        let mut cfg = (*crate::tls::server_config(vec![leaf.der().clone()], der).unwrap()).clone();
+        // The fake speaks HTTP/1.1 only.
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        (Arc::new(cfg), ca_file)
+    }
+
+    /// Ward's client with `idp.test` resolving to `ip` (instead of asking DNS).
+    fn resolving(config: &OidcConfig, ip: &str) -> OidcHttp {
+        let fixed = HashMap::from([("idp.test".to_owned(), vec![ip.parse().unwrap()])]);
+        OidcHttp::with_resolver(config, CheckedResolver { allow_loopback: config.allow_http_loopback, fixed: Arc::new(fixed) })
+    }
+
+    #[tokio::test]
+    async fn a_private_ca_is_trusted_only_with_ca_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tls, ca_file) = private_ca(dir.path());
+        let f = fake(Fake { tls: Some((tls, "idp.test")), ..Fake::default() }).await;
+        let p = provider(f.issuer.clone());
+        let without = resolving(&loose(), "127.0.0.1");
+        let e = authorization_request(&without, &p, CB).await.unwrap_err();
+        assert!(matches!(e, OidcError::Provider(_)), "{e}");
+        assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
+        let with = resolving(&OidcConfig { ca_file: Some(ca_file.clone()), ..loose() }, "127.0.0.1");
+        authorization_request(&with, &p, CB).await.unwrap();
+        // A bad file is refused by the configuration check at start.
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate").unwrap();
+        for bad in [junk, dir.path().join("missing.pem")] {
+            let e = OidcConfig { ca_file: Some(bad), ..OidcConfig::default() }.validate().unwrap_err();
+            assert!(e.0.contains("oidc.ca_file"), "{}", e.0);
+        }
+        assert!(OidcConfig { ca_file: Some(ca_file), ..OidcConfig::default() }.validate().is_ok());
+    }
+
+    #[tokio::test]
+    async fn names_resolving_to_internal_addresses_are_never_connected_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tls, ca_file) = private_ca(dir.path());
+        let f = fake(Fake { tls: Some((tls, "idp.test")), ..Fake::default() }).await;
+        let p = provider(f.issuer.clone());
+        // A public-looking name that resolves (or rebinds) to loopback: refused without the
+        // test allowance, before any connection.
+        let strict = OidcConfig { ca_file: Some(ca_file.clone()), ..OidcConfig::default() };
+        assert!(strict.clone().validate().is_ok());
+        let e = authorization_request(&resolving(&strict, "127.0.0.1"), &p, CB).await.unwrap_err();
+        assert!(e.to_string().contains("internal address"), "{e}");
+        assert_eq!(f.counts(), (0, 0));
+        // The same name to a private address is refused even with the loopback allowance.
+        let allowed = OidcConfig { ca_file: Some(ca_file), ..loose() };
+        for ip in ["10.0.0.5", "169.254.169.254", "::ffff:192.168.1.1", "fd00::1", "224.0.0.1"] {
+            let e = authorization_request(&resolving(&allowed, ip), &p, CB).await.unwrap_err();
+            assert!(e.to_string().contains("internal address"), "{ip}: {e}");
+        }
+        assert_eq!(f.counts(), (0, 0));
+        // With the allowance, loopback is reached.
+        authorization_request(&resolving(&allowed, "127.0.0.1"), &p, CB).await.unwrap();
+        assert_eq!(f.counts(), (1, 1));
+    }
+
+    #[test]
+    fn address_rule() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.1.1",
+            "172.16.0.1",
+            "192.168.0.1",
+            "169.254.1.1",
+            "0.0.0.0",
+            "100.64.0.1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fe80::1",
+            "fc00::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(!address_allowed(ip.parse().unwrap(), false), "{ip}");
+        }
+        assert!(address_allowed("127.0.0.1".parse().unwrap(), true));
+        assert!(address_allowed("::1".parse().unwrap(), true));
+        assert!(!address_allowed("10.1.1.1".parse().unwrap(), true));
+        assert!(address_allowed("8.8.8.8".parse().unwrap(), false));
+        assert!(address_allowed("2001:db8::1".parse().unwrap(), false));
     }
 
     #[tokio::test]
     async fn provider_answers_over_one_mebibyte_are_refused() {
-        let http = OidcHttp::new(&OidcConfig { allow_http_loopback: true, ..OidcConfig::default() });
+        let http = OidcHttp::new(&loose());
         let small = fake_provider(None, 1000).await;
         assert!(authorization_request(&http, &provider(small), "https://ward.example.org/cb").await.is_ok());
         let big = fake_provider(None, MAX_BODY + 1).await;

@@ -279,6 +279,8 @@ const OPS: &[OpDef] = &[
     op("PUT", "/api/v1/admin/oidc", Gate::Bearer, false),
     op("GET", "/api/v1/admin/oidc", Gate::Bearer, false),
     op("PUT", "/api/v1/admin/oidc/links/{user_id}", Gate::Bearer, false),
+    op("GET", "/api/v1/admin/oidc/links/{user_id}", Gate::Bearer, false),
+    op("DELETE", "/api/v1/admin/oidc/links/{user_id}", Gate::Bearer, false),
     op("DELETE", "/api/v1/admin/oidc", Gate::Bearer, false),
     op("GET", "/api/v1/admin/scim/groups", Gate::Bearer, false),
     op("GET", "/api/v1/stream", Gate::Stream, false),
@@ -297,6 +299,7 @@ const STEP_UP_OPS: &[(&str, &str)] = &[
     ("DELETE", "/api/v1/admin/scim/tokens/{token_id}"),
     ("PUT", "/api/v1/admin/oidc"),
     ("PUT", "/api/v1/admin/oidc/links/{user_id}"),
+    ("DELETE", "/api/v1/admin/oidc/links/{user_id}"),
     ("DELETE", "/api/v1/admin/oidc"),
     ("POST", "/api/v1/access-reviews"),
     ("POST", "/api/v1/access-reviews/{campaign_id}/close"),
@@ -2343,6 +2346,27 @@ fn plan(fx: &Fx, op: &OpDef, a: &Act, t: Target, n: u32) -> Option<Cell> {
                 Cross => return None,
             };
             cell(op.path.replace("{user_id}", &user), Some(json!({"subject": format!("matrix-{n}")})), exp)
+        }
+        ("GET", "/api/v1/admin/oidc/links/{user_id}") => {
+            let (user, exp) = match t {
+                Own => (a.acc.id.to_string(), when(admin, OK, FORBIDDEN)),
+                Foreign => (fx.b_staff.id.to_string(), when(admin, NOT_FOUND, FORBIDDEN)),
+                Random => (rnd(), when(admin, NOT_FOUND, FORBIDDEN)),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                _ => return None,
+            };
+            cell(op.path.replace("{user_id}", &user), None, exp)
+        }
+        // Only targets whose link state no other cell changes: never linked, so 404 for admins.
+        ("DELETE", "/api/v1/admin/oidc/links/{user_id}") => {
+            let (user, exp) = match t {
+                Foreign => (fx.b_staff.id.to_string(), when(admin, NOT_FOUND, FORBIDDEN)),
+                Random => (rnd(), when(admin, NOT_FOUND, FORBIDDEN)),
+                Invalid => (BAD_ID.into(), BAD_PARAM),
+                Peer => (patient_acc.clone(), when(admin, NOT_FOUND, FORBIDDEN)),
+                _ => return None,
+            };
+            cell(op.path.replace("{user_id}", &user), None, exp)
         }
         ("GET", "/api/v1/admin/scim/deprovisions") => match t {
             Own => cell(op.path, None, when(auditor, OK, FORBIDDEN)),

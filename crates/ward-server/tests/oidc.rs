@@ -18,7 +18,7 @@ use common::Harness;
 use reqwest::Method;
 use serde_json::{Value, json};
 use ward_domain::role::Role;
-use ward_store::Backend;
+use ward_store::{Backend, on_both_backends};
 
 const ORG: &str = "ssoclinic";
 const HANDOFF_COOKIE: &str = "__Host-ward-sso-handoff";
@@ -276,17 +276,20 @@ async fn configure(h: &Harness, p: &Provider) -> (common::Account, common::Sessi
     (admin, s)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sso_login_creates_the_account_with_the_mapped_role_refuses_replays_and_back_channel_logout_ends_the_session() {
-    full_flow(Backend::Sqlite).await;
-}
+// Every test runs on SQLite and on PostgreSQL.
+on_both_backends!(
+    sso_login_creates_the_account_with_the_mapped_role_refuses_replays_and_back_channel_logout_ends_the_session,
+    back_channel_logout_tokens_are_checked_and_work_once,
+    provider_settings_are_admin_only_validated_and_need_a_step_up,
+    a_hand_over_is_redeemed_only_in_the_browser_the_callback_sent_it_to,
+    a_new_issuer_drops_the_old_links_so_its_subjects_cannot_reach_old_accounts,
+    back_channel_logout_ends_sso_sessions_opened_after_wards_second_factor_but_never_password_sessions,
+    logout_failures_are_limited_apart_from_sign_ins_and_replays_of_valid_tokens_do_not_count,
+    anonymous_sso_starts_are_rate_limited_per_address,
+    admins_link_and_unlink_existing_accounts,
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sso_login_and_back_channel_logout_on_postgres() {
-    full_flow(Backend::Postgres).await;
-}
-
-async fn full_flow(backend: Backend) {
+async fn sso_login_creates_the_account_with_the_mapped_role_refuses_replays_and_back_channel_logout_ends_the_session(backend: Backend) {
     let Some((node, dir)) = peers() else { return };
     // None: PostgreSQL is not running (outside CI; the harness says so).
     let Some(h) = Harness::start_with(backend, |c| c.oidc.allow_http_loopback = true).await else { return };
@@ -348,10 +351,9 @@ async fn full_flow(backend: Backend) {
     h.get("/api/v1/me", &access2).await.expect(200);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn back_channel_logout_tokens_are_checked_and_work_once() {
+async fn back_channel_logout_tokens_are_checked_and_work_once(backend: Backend) {
     let Some((node, dir)) = peers() else { return };
-    let h = Harness::start_with(Backend::Sqlite, |c| c.oidc.allow_http_loopback = true).await.unwrap();
+    let Some(h) = Harness::start_with(backend, |c| c.oidc.allow_http_loopback = true).await else { return };
     let p = start_provider(&node, &dir, &h);
     configure(&h, &p).await;
     let mut b = Browser::new(&h);
@@ -395,9 +397,8 @@ async fn back_channel_logout_tokens_are_checked_and_work_once() {
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"], "invalid_request");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn provider_settings_are_admin_only_validated_and_need_a_step_up() {
-    let h = Harness::start_with(Backend::Sqlite, |c| c.oidc.allow_http_loopback = true).await.unwrap();
+async fn provider_settings_are_admin_only_validated_and_need_a_step_up(backend: Backend) {
+    let Some(h) = Harness::start_with(backend, |c| c.oidc.allow_http_loopback = true).await else { return };
     let org = h.org("ssoconf", vec![]).await;
     let admin = h.account(&org, "conf-admin", Role::Admin).await;
     let nurse = h.account(&org, "conf-nurse", Role::Nurse).await;
@@ -441,10 +442,9 @@ fn access_of(r: &common::Reply) -> String {
     r.body["tokens"]["access_token"].as_str().unwrap_or_else(|| panic!("no tokens: {}", r.body)).to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hand_over_is_redeemed_only_in_the_browser_the_callback_sent_it_to() {
+async fn a_hand_over_is_redeemed_only_in_the_browser_the_callback_sent_it_to(backend: Backend) {
     let Some((node, dir)) = peers() else { return };
-    let h = Harness::start_with(Backend::Sqlite, |c| c.oidc.allow_http_loopback = true).await.unwrap();
+    let Some(h) = Harness::start_with(backend, |c| c.oidc.allow_http_loopback = true).await else { return };
     let p = start_provider(&node, &dir, &h);
     let (_, admin) = configure(&h, &p).await;
 
@@ -469,10 +469,9 @@ async fn a_hand_over_is_redeemed_only_in_the_browser_the_callback_sent_it_to() {
     assert!(events.body.to_string().contains("handoff_browser_mismatch"), "{}", events.body);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_issuer_drops_the_old_links_so_its_subjects_cannot_reach_old_accounts() {
+async fn a_new_issuer_drops_the_old_links_so_its_subjects_cannot_reach_old_accounts(backend: Backend) {
     let Some((node, dir)) = peers() else { return };
-    let h = Harness::start_with(Backend::Sqlite, |c| c.oidc.allow_http_loopback = true).await.unwrap();
+    let Some(h) = Harness::start_with(backend, |c| c.oidc.allow_http_loopback = true).await else { return };
     let first = start_provider(&node, &dir, &h);
     let (_, admin) = configure(&h, &first).await;
     let mut b = Browser::new(&h);
@@ -497,10 +496,9 @@ async fn a_new_issuer_drops_the_old_links_so_its_subjects_cannot_reach_old_accou
     assert!(events.body.to_string().contains("links_cleared"), "{}", events.body);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn back_channel_logout_ends_sso_sessions_opened_after_wards_second_factor_but_never_password_sessions() {
+async fn back_channel_logout_ends_sso_sessions_opened_after_wards_second_factor_but_never_password_sessions(backend: Backend) {
     let Some((node, dir)) = peers() else { return };
-    let h = Harness::start_with(Backend::Sqlite, |c| c.oidc.allow_http_loopback = true).await.unwrap();
+    let Some(h) = Harness::start_with(backend, |c| c.oidc.allow_http_loopback = true).await else { return };
     let p = start_provider(&node, &dir, &h);
     let (admin_account, admin) = configure(&h, &p).await;
     let nurse = h.account(&admin_account.org, "nurse-mfa", Role::Nurse).await;
@@ -542,16 +540,17 @@ async fn back_channel_logout_ends_sso_sessions_opened_after_wards_second_factor_
     h.get("/api/v1/me", &password.access).await.expect(200);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn logout_failures_are_limited_apart_from_sign_ins_and_replays_of_valid_tokens_do_not_count() {
+async fn logout_failures_are_limited_apart_from_sign_ins_and_replays_of_valid_tokens_do_not_count(backend: Backend) {
     let Some((node, dir)) = peers() else { return };
-    let h = Harness::start_with(Backend::Sqlite, |c| {
+    let Some(h) = Harness::start_with(backend, |c| {
         c.oidc.allow_http_loopback = true;
         c.oidc.failed_logouts_per_minute_per_address = 3;
         c.sessions.failed_logins_per_minute_per_address = 3;
     })
     .await
-    .unwrap();
+    else {
+        return;
+    };
     let p = start_provider(&node, &dir, &h);
     configure(&h, &p).await;
     let mut b = Browser::new(&h);
@@ -583,12 +582,66 @@ async fn logout_failures_are_limited_apart_from_sign_ins_and_replays_of_valid_to
     assert_eq!(post_logout(&h, ORG, &fresh).await.0, 200);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn anonymous_sso_starts_are_rate_limited_per_address() {
-    let h = Harness::start_with(Backend::Sqlite, |c| c.oidc.starts_per_minute_per_address = 2).await.unwrap();
+async fn anonymous_sso_starts_are_rate_limited_per_address(backend: Backend) {
+    let Some(h) = Harness::start_with(backend, |c| c.oidc.starts_per_minute_per_address = 2).await else { return };
     h.org("ssolimit", vec![]).await;
     for _ in 0..2 {
         h.call(Method::GET, "/api/v1/auth/oidc/ssolimit/start", None, None).await.expect_problem(404, "oidc_not_configured");
     }
     h.call(Method::GET, "/api/v1/auth/oidc/ssolimit/start", None, None).await.expect_problem(429, "rate_limited");
+}
+
+async fn admins_link_and_unlink_existing_accounts(backend: Backend) {
+    let Some((node, dir)) = peers() else { return };
+    let Some(h) = Harness::start_with(backend, |c| c.oidc.allow_http_loopback = true).await else { return };
+    let p = start_provider(&node, &dir, &h);
+    let (admin_account, admin) = configure(&h, &p).await;
+    // Without just-in-time accounts, only linked subjects sign in.
+    let mut body = provider_body(&p.issuer);
+    body["jit_enabled"] = json!(false);
+    h.call(Method::PUT, "/api/v1/admin/oidc", Some(&admin.access), Some(body)).await.expect(200);
+    let nurse = h.account(&admin_account.org, "ward-jo", Role::Nurse).await;
+    let path = format!("/api/v1/admin/oidc/links/{}", nurse.id);
+    let none = h.get(&path, &admin.access).await.expect(200);
+    assert_eq!(none.body, json!({"provider_configured": true, "linked": false, "subject": null, "linked_at": null}));
+
+    h.call(Method::PUT, &path, Some(&admin.access), Some(json!({"subject": "nurse-link"}))).await.expect(204);
+    let linked = h.get(&path, &admin.access).await.expect(200);
+    assert_eq!(linked.body["linked"], true);
+    assert_eq!(linked.body["subject"], "nurse-link");
+    assert!(linked.body["linked_at"].is_string());
+    let mut b = Browser::new(&h);
+    let t = sso(&mut b, &h, "nurse-link").await;
+    let me = h.get("/api/v1/me", &access_of(&complete(&b, &h, &t).await.expect(200))).await.expect(200);
+    assert_eq!(me.body["user"]["id"], json!(nurse.id));
+
+    // Only admins see or change links; accounts of other organisations are not found.
+    let n = h.login(&nurse).await;
+    h.get(&path, &n.access).await.expect_problem(403, "forbidden");
+    h.call(Method::DELETE, &path, Some(&n.access), None).await.expect_problem(403, "forbidden");
+    let other = h.org("ssoother", vec![]).await;
+    let stranger = h.account(&other, "other-staff", Role::Staff).await;
+    h.get(&format!("/api/v1/admin/oidc/links/{}", stranger.id), &admin.access).await.expect_problem(404, "not_found");
+
+    // Unlinked, the person no longer signs in with single sign-on; a second unlink is 404.
+    h.call(Method::DELETE, &path, Some(&admin.access), None).await.expect(204);
+    assert_eq!(h.get(&path, &admin.access).await.expect(200).body["linked"], false);
+    h.call(Method::DELETE, &path, Some(&admin.access), None).await.expect_problem(404, "not_found");
+    let mut b2 = Browser::new(&h);
+    let cb = to_callback(&mut b2, &h, "nurse-link").await;
+    let refused = b2.go(Method::GET, &cb, None).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.body.contains("oidc_account_not_linked"), "{}", refused.body);
+    // Both are audited, never with the subject.
+    let events = h.get("/api/v1/audit/events?action=oidc.config", &admin.access).await.expect(200);
+    let text = events.body.to_string();
+    let ops: Vec<String> = events.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(e["detail"].as_str()?).ok())
+        .filter_map(|d| d["op"].as_str().map(str::to_owned))
+        .collect();
+    assert!(ops.iter().any(|o| o == "link") && ops.iter().any(|o| o == "unlink"), "{text}");
+    assert!(!text.contains("nurse-link"), "the subject is never audited: {text}");
 }

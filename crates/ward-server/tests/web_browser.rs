@@ -9,8 +9,9 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 
 use common::{Account, Harness, PASSWORD};
 use reqwest::Method;
@@ -40,6 +41,50 @@ fn peers() -> Option<(String, String, PathBuf)> {
             None
         }
     }
+}
+
+/// node-oidc-provider (`oidc-tests/provider.mjs`) for the single sign-on step, killed when
+/// dropped; `None` (the step skips) outside CI when its packages are not installed.
+struct SsoProvider(Child);
+
+impl Drop for SsoProvider {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the provider for organisation `slug` and sets it up there; `None` outside CI when
+/// `oidc-tests/node_modules` is missing.
+async fn sso_provider(h: &Harness, node: &str, slug: &str) -> Option<SsoProvider> {
+    let dir = std::env::var("WARD_TEST_OIDC_DIR").map(PathBuf::from).unwrap_or_else(|_| repo_root().join("oidc-tests"));
+    if !dir.join("node_modules/oidc-provider").is_dir() {
+        assert!(!ward_store::testing::pg_required(), "the browser test's single sign-on step needs `npm ci` in oidc-tests/ when CI=true");
+        eprintln!("SKIPPED (single sign-on step): oidc-tests/node_modules is missing");
+        return None;
+    }
+    let mut child = Command::new(node)
+        .arg("provider.mjs")
+        .current_dir(&dir)
+        .env("WARD_URL", &h.url)
+        .env("WARD_ORG", slug)
+        .env("NODE_EXTRA_CA_CERTS", &h.running.as_ref().unwrap().cert_path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("node starts");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).expect("the provider prints its address");
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let issuer = serde_json::from_str::<serde_json::Value>(&line).expect("the provider started")["issuer"].as_str().unwrap().to_owned();
+    let org = h.org(slug, vec![]).await;
+    let admin = h.account(&org, "sso-admin", Role::Admin).await;
+    let s = h.login_stepped_up(&admin).await;
+    let body = json!({"issuer": issuer, "client_id": "ward", "client_secret": "ward-test-secret", "scopes": ["profile", "groups"],
+        "role_map": [{"value": "ward-nurses", "role": "nurse"}], "jit_enabled": true});
+    h.call(Method::PUT, "/api/v1/admin/oidc", Some(&s.access), Some(body)).await.expect(200);
+    Some(SsoProvider(child))
 }
 
 /// An account with the harness password and a display name a person would see.
@@ -86,7 +131,8 @@ async fn phone(h: &Harness, account: &Account, name: &str, compliant: bool) -> (
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn web_app_in_chromium() {
     let Some((node, chromium, dir)) = peers() else { return };
-    let h = Harness::start(Backend::Sqlite).await.expect("SQLite always starts");
+    // Loopback providers are allowed: the single sign-on step's provider runs on 127.0.0.1.
+    let h = Harness::start_with(Backend::Sqlite, |c| c.oidc.allow_http_loopback = true).await.expect("SQLite always starts");
     // Compliance officers must use a second factor: the script enrols one through the app.
     let org = h.org("web", vec![Role::ComplianceOfficer]).await;
     let alice = person(&h, &org, "alice", "Dr Alice Moreau", Role::Clinician, None).await;
@@ -171,6 +217,10 @@ async fn web_app_in_chromium() {
         panic!("the notice is queued")
     };
 
+    // A second organisation signs in through a real provider (the hand-over cookie step).
+    let sso = sso_provider(&h, &node, "websso").await;
+    let sso_org = if sso.is_some() { "websso" } else { "" };
+
     let screenshots = std::env::var("WARD_WEB_SCREENSHOTS").unwrap_or_default();
     let url = h.url.clone();
     let out = tokio::task::spawn_blocking(move || {
@@ -193,6 +243,7 @@ async fn web_app_in_chromium() {
             .env("WARD_NOTICE_ID", notice.id.to_string())
             .env("WARD_ERIN_DEVICE", erin_device)
             .env("WARD_ERIN_WIPE_SECRET", erin_secret)
+            .env("WARD_SSO_ORG", sso_org)
             .output()
             .expect("node runs")
     })
@@ -201,5 +252,6 @@ async fn web_app_in_chromium() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!("{stdout}\n{stderr}");
+    drop(sso);
     assert!(out.status.success(), "the browser tests failed ({}): see the output above", out.status);
 }

@@ -86,7 +86,7 @@ pub use lifecycle::{
 pub use messages::Page;
 pub use model::*;
 pub use notices::{NoticeDraft, NoticeOutcome, NoticeTemplate, OutboxEntry, TemplateDraft};
-pub use oidc::{HandoffTaken, LogoutOutcome, NewOidcHandoff, OidcProvider, OidcProviderInput, OidcState, StateTaken};
+pub use oidc::{HandoffTaken, LogoutOutcome, NewOidcHandoff, OidcLink, OidcProvider, OidcProviderInput, OidcState, StateTaken};
 pub use policies::{AcknowledgmentGap, Policy};
 pub use portal::PortalRedemption;
 pub use reports::{AccessSummary, ActionCount, DisclosurePage, DisclosureRecord, TimeRange};

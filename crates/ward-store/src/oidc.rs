@@ -121,6 +121,15 @@ struct StateRow {
     used_at: Option<i64>,
 }
 
+/// A workforce account's link to a provider subject.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OidcLink {
+    /// The provider's `sub`.
+    pub subject: String,
+    /// When it was made (Unix ms).
+    pub created_at: i64,
+}
+
 #[derive(sqlx::FromRow)]
 struct HandoffRow {
     org_id: uuid::Uuid,
@@ -464,6 +473,43 @@ impl Store {
                     return Err(StoreError::Conflict("subject"));
                 }
                 let ev = config_event(org, actor, "link").detail("user", DetailValue::Id(user.0));
+                audit::append(&mut c, &ev, &meta).await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// The provider subject an account of the organisation is linked to, if any (NotFound for
+    /// an account of another organisation).
+    pub async fn oidc_link_of(&self, org: OrgId, user: UserId) -> Result<Option<OidcLink>> {
+        self.read(move |mut c| {
+            Box::pin(async move {
+                user_in_org(&mut c, org, user).await?;
+                Ok(fetch!(
+                    fetch_optional,
+                    &mut c,
+                    OidcLink,
+                    "SELECT subject, created_at FROM oidc_links WHERE org_id = $1 AND user_id = $2",
+                    org.0,
+                    user.0
+                )?)
+            })
+        })
+        .await
+    }
+
+    /// Removes an account's link to its provider subject, audited `oidc.config` op `unlink`
+    /// (never the subject). NotFound when the account is not linked. Its sessions stay.
+    pub async fn oidc_unlink_user(&self, org: OrgId, user: UserId, actor: UserId, meta: RequestMeta) -> Result<()> {
+        self.write(move |mut c| {
+            Box::pin(async move {
+                user_in_org(&mut c, org, user).await?;
+                let n = exec!(&mut c, "DELETE FROM oidc_links WHERE org_id = $1 AND user_id = $2", org.0, user.0)?;
+                if n == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                let ev = config_event(org, actor, "unlink").detail("user", DetailValue::Id(user.0));
                 audit::append(&mut c, &ev, &meta).await?;
                 Ok(())
             })

@@ -1471,7 +1471,7 @@ async function adminUserPage(id) {
   const devices = h('div', { id: 'user-devices' });
   loadDevices(devices, msg, id);
   root.append(h('h1', {}, u.display_name), h('p', {}, u.login, ' · ', u.disabled ? 'Disabled' : 'Active', ' · two-step sign-in ', u.mfa_enabled ? 'on' : 'off'),
-    roleForm, h('div', { class: 'row' }, toggle, reset), out, h('h2', {}, 'Sessions'), sessions, h('h2', {}, 'Devices'), devices);
+    roleForm, h('div', { class: 'row' }, toggle, reset), out, u.role === 'patient' ? null : userSsoSection(id), h('h2', {}, 'Sessions'), sessions, h('h2', {}, 'Devices'), devices);
   focusHeading(root);
   try {
     const list = await api.get('/users/' + id + '/sessions');
@@ -3495,6 +3495,54 @@ function ssoSection() {
       showInfo(msg, 'Single sign-on provider saved.');
       announce('Provider saved');
     });
+  });
+  return section;
+}
+
+/** A workforce account's single sign-on link (admin user page): shows whether the account is
+ * linked to a provider subject, links it (or changes the subject) and unlinks it; both changes
+ * ask for a step-up. */
+function userSsoSection(id) {
+  const msg = messageBox();
+  const status = h('p', { id: 'user-sso-status' }, 'Loading…');
+  const subject = field('Subject at the provider (the "sub" it sends for this person)', { name: 'sso_subject', required: true, maxlength: 255 });
+  const submit = h('button', { type: 'submit' }, 'Link account');
+  const form = h('form', { id: 'user-sso-form', class: 'row wrap', novalidate: true, 'aria-label': 'Link to a provider subject' }, subject, submit);
+  const unlink = h('button', { type: 'button', class: 'danger', id: 'user-sso-unlink', hidden: true }, 'Unlink');
+  const section = h('section', { id: 'user-sso', 'aria-labelledby': 'user-sso-h' }, h('h2', { id: 'user-sso-h' }, 'Single sign-on'),
+    status, msg, form, h('div', { class: 'row' }, unlink));
+  const load = async () => {
+    const l = await api.get('/admin/oidc/links/' + id);
+    mount(status, l.linked
+      ? ['Linked to the provider subject ', h('code', {}, l.subject), ' since ', new Date(l.linked_at).toLocaleString(), '.']
+      : ['Not linked: this person cannot sign in with single sign-on.'],
+    l.provider_configured ? null : ' No provider is set up yet (Provisioning).');
+    submit.textContent = l.linked ? 'Change subject' : 'Link account';
+    unlink.hidden = !l.linked;
+  };
+  load().catch((e) => showError(msg, e));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const sub = subject.input.value.trim();
+    if (!sub) { showError(msg, { userMessage: 'Enter the subject the provider sends for this person.' }); subject.input.focus(); return; }
+    await submitForm(form, msg, async () => {
+      await stepped(() => api.call('PUT', '/admin/oidc/links/' + id, { subject: sub }));
+      subject.input.value = '';
+      await load();
+      showInfo(msg, 'Account linked.');
+      announce('Account linked');
+    });
+  });
+  unlink.addEventListener('click', async () => {
+    if (!(await ask('Unlink this account? The person can no longer sign in with single sign-on; open sessions stay.', 'Unlink'))) return;
+    try {
+      await stepped(() => api.del('/admin/oidc/links/' + id));
+      await load();
+      showInfo(msg, 'Account unlinked.');
+      announce('Account unlinked');
+      unlink.blur();
+      subject.input.focus();
+    } catch (e) { showError(msg, e); }
   });
   return section;
 }

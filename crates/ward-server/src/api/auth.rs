@@ -143,6 +143,37 @@ async fn login(State(state): State<AppState>, Meta(meta): Meta, Json(req): Json<
     first_factor_passed(&state, user, login.to_string(), device, meta).await
 }
 
+/// The per-address sign-in failure limit (`[sessions] failed_logins_per_minute_per_address`)
+/// for first factors other than the password (portal links, single sign-on callbacks and
+/// hand-overs): [`FirstFactorLimit::enter`] refuses an address over the limit before anything
+/// is looked up, [`FirstFactorLimit::failed`] counts a refusal.
+pub(super) struct FirstFactorLimit<'a> {
+    state: &'a AppState,
+    address: Option<String>,
+    now: i64,
+}
+
+impl<'a> FirstFactorLimit<'a> {
+    /// `429 rate_limited` (with `Retry-After`) when the request's address is over the limit.
+    pub(super) fn enter(state: &'a AppState, meta: &ward_store::RequestMeta) -> ApiResult<Self> {
+        let now = now_ms();
+        let address = meta.source_ip.as_deref().map(crate::rate_limit::address_key);
+        if let Some(a) = &address
+            && let Err(wait) = state.login_limits.blocked(a, now)
+        {
+            return Err(ApiError::rate_limited().retry_after(wait));
+        }
+        Ok(Self { state, address, now })
+    }
+
+    /// Counts one failure of this address.
+    pub(super) fn failed(&self) {
+        if let Some(a) = &self.address {
+            let _ = self.state.login_limits.check(a, self.now);
+        }
+    }
+}
+
 /// After the first factor (a password, or a portal link): a challenge for the second factor
 /// when the account has one, else a session, restricted while the password must change or a
 /// required second factor is not enrolled.

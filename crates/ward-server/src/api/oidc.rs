@@ -14,7 +14,7 @@
 
 use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, HOST, LOCATION, SET_COOKIE};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -27,7 +27,7 @@ use ward_domain::policy;
 use ward_domain::role::Role;
 use ward_store::{HandoffTaken, NewOidcHandoff, NewUser, OidcProvider, OidcProviderInput, OidcState, StateTaken, now_ms};
 
-use super::auth::{device_claim, first_factor_passed};
+use super::auth::{FirstFactorLimit, device_claim, first_factor_passed};
 use super::dto::{DeviceRequest, LoginResponse, ts};
 use crate::app::AppState;
 use crate::auth::{Auth, Meta};
@@ -55,12 +55,13 @@ pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .routes(utoipa_axum::routes!(complete))
         .routes(utoipa_axum::routes!(backchannel_logout))
         .routes(utoipa_axum::routes!(get_provider, put_provider, delete_provider))
-        .routes(utoipa_axum::routes!(link_user))
+        .routes(utoipa_axum::routes!(get_link, link_user, unlink_user))
 }
 
 /// Where browsers reach Ward: `[oidc] public_url`, `[portal] public_url`, the first WebAuthn
-/// origin, else the request's own host.
-fn public_base(state: &AppState, headers: &HeaderMap) -> String {
+/// origin, else the request's own host (its `Host` header, or the authority of an HTTP/2
+/// request, which carries no `Host`).
+fn public_base(state: &AppState, headers: &HeaderMap, uri: &Uri) -> String {
     let configured = state
         .config
         .oidc
@@ -71,7 +72,8 @@ fn public_base(state: &AppState, headers: &HeaderMap) -> String {
     match configured {
         Some(u) => u.trim_end_matches('/').to_owned(),
         None => {
-            let host = headers.get(HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+            let host =
+                headers.get(HOST).and_then(|h| h.to_str().ok()).or_else(|| uri.authority().map(|a| a.as_str())).unwrap_or("localhost");
             format!("https://{host}")
         }
     }
@@ -79,6 +81,7 @@ fn public_base(state: &AppState, headers: &HeaderMap) -> String {
 
 fn settings(p: &OidcProvider) -> ProviderSettings {
     ProviderSettings {
+        org: p.org_id,
         issuer: p.issuer.clone(),
         client_id: p.client_id.clone(),
         client_secret: p.client_secret.clone(),
@@ -125,7 +128,13 @@ fn provider_error(e: &OidcError) -> ApiError {
 #[utoipa::path(get, path = "/api/v1/auth/oidc/{org}/start", tag = "auth",
     params(("org" = String, Path, description = "The organisation's slug")),
     responses((status = 303, description = "To the provider"), (status = 404, body = Problem), (status = 429, body = Problem), (status = 502, body = Problem)))]
-async fn start(State(state): State<AppState>, Meta(meta): Meta, Path(slug): Path<String>, headers: HeaderMap) -> ApiResult<Response> {
+async fn start(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> ApiResult<Response> {
     // Anyone may call this and each call reaches the provider: a per-address budget.
     if let Some(a) = meta.source_ip.as_deref().map(crate::rate_limit::address_key)
         && let Err(wait) = state.oidc_start_limits.check(&a, now_ms())
@@ -134,7 +143,7 @@ async fn start(State(state): State<AppState>, Meta(meta): Meta, Path(slug): Path
     }
     let org = state.store.org_by_slug(&slug).await.map_err(|_| ApiError::oidc_not_configured())?;
     let p = state.store.oidc_provider(org.id, false).await?.ok_or_else(ApiError::oidc_not_configured)?;
-    let redirect_uri = format!("{}{CALLBACK_PATH}", public_base(&state, &headers));
+    let redirect_uri = format!("{}{CALLBACK_PATH}", public_base(&state, &headers, &uri));
     let req = crate::oidc::authorization_request(&state.oidc_http, &settings(&p), &redirect_uri).await.map_err(|e| provider_error(&e))?;
     let ttl = i64::try_from(state.config.oidc.state_ttl_secs).unwrap_or(600);
     let kept = OidcState { org_id: org.id, nonce: req.nonce, pkce_verifier: req.pkce_verifier, redirect_uri };
@@ -167,22 +176,13 @@ async fn callback(
     State(state): State<AppState>,
     Meta(meta): Meta,
     headers: HeaderMap,
+    uri: Uri,
     Query(q): Query<CallbackParams>,
 ) -> ApiResult<Response> {
     // Refusals are audited; an address that keeps failing is stopped before that, like
     // failed password sign-ins, so it cannot fill the audit log.
-    let now = now_ms();
-    let address = meta.source_ip.as_deref().map(crate::rate_limit::address_key);
-    if let Some(a) = &address
-        && let Err(wait) = state.login_limits.blocked(a, now)
-    {
-        return Err(ApiError::rate_limited().retry_after(wait));
-    }
-    let count_failure = || {
-        if let Some(a) = &address {
-            let _ = state.login_limits.check(a, now);
-        }
-    };
+    let limit = FirstFactorLimit::enter(&state, &meta)?;
+    let count_failure = || limit.failed();
     let refuse = |org: Option<ward_domain::ids::OrgId>, reason: &'static str, err: ApiError| {
         let store = state.store.clone();
         let meta = meta.clone();
@@ -255,7 +255,7 @@ async fn callback(
     state.store.create_oidc_handoff(handoff, &user, meta).await?;
     let clear = format!("{BINDING_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0");
     let bind = format!("{HANDOFF_COOKIE}={browser}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}", HANDOFF_TTL_MS / 1000);
-    Ok(redirect(&format!("{}/#/sso/{token}", public_base(&state, &headers)), &[clear, bind]))
+    Ok(redirect(&format!("{}/#/sso/{token}", public_base(&state, &headers, &uri)), &[clear, bind]))
 }
 
 /// Creates the just-in-time account: a login name derived from the organisation and the
@@ -319,21 +319,11 @@ async fn complete(
 ) -> ApiResult<([(axum::http::HeaderName, HeaderValue); 1], Json<LoginResponse>)> {
     let device = device_claim(req.device)?;
     let now = now_ms();
-    let address = meta.source_ip.as_deref().map(crate::rate_limit::address_key);
-    if let Some(a) = &address
-        && let Err(wait) = state.login_limits.blocked(a, now)
-    {
-        return Err(ApiError::rate_limited().retry_after(wait));
-    }
-    let count_failure = || {
-        if let Some(a) = &address {
-            let _ = state.login_limits.check(a, now);
-        }
-    };
+    let limit = FirstFactorLimit::enter(&state, &meta)?;
     let refuse = |org: Option<ward_domain::ids::OrgId>, reason: &'static str| {
         let store = state.store.clone();
         let meta = meta.clone();
-        count_failure();
+        limit.failed();
         async move {
             store.oidc_refused(AuditAction::OidcLogin, org, reason, meta).await?;
             Err(ApiError::oidc_handoff_invalid())
@@ -495,8 +485,8 @@ pub(crate) struct OidcProviderView {
     updated_at: String,
 }
 
-fn view(state: &AppState, headers: &HeaderMap, slug: &str, p: OidcProvider) -> OidcProviderView {
-    let base = public_base(state, headers);
+fn view(state: &AppState, (headers, uri): (&HeaderMap, &Uri), slug: &str, p: OidcProvider) -> OidcProviderView {
+    let base = public_base(state, headers, uri);
     OidcProviderView {
         issuer: p.issuer,
         client_id: p.client_id,
@@ -580,11 +570,11 @@ fn parse_request(state: &AppState, r: OidcProviderRequest) -> ApiResult<OidcProv
 /// The organisation's single sign-on provider (admins; never the client secret).
 #[utoipa::path(get, path = "/api/v1/admin/oidc", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = OidcProviderView), (status = 403, body = Problem), (status = 404, body = Problem)))]
-async fn get_provider(State(state): State<AppState>, s: Auth, headers: HeaderMap) -> ApiResult<Json<OidcProviderView>> {
+async fn get_provider(State(state): State<AppState>, s: Auth, headers: HeaderMap, uri: Uri) -> ApiResult<Json<OidcProviderView>> {
     policy::may_administer(&s.actor)?;
     let p = state.store.oidc_provider(s.actor.org_id, false).await?.ok_or_else(ApiError::oidc_not_configured)?;
     let org = state.store.org(s.actor.org_id).await?;
-    Ok(Json(view(&state, &headers, &org.slug, p)))
+    Ok(Json(view(&state, (&headers, &uri), &org.slug, p)))
 }
 
 /// Sets the organisation's single sign-on provider (admins, with a step-up; audited
@@ -596,14 +586,18 @@ async fn put_provider(
     Meta(meta): Meta,
     s: Auth,
     headers: HeaderMap,
+    uri: Uri,
     Json(req): Json<OidcProviderRequest>,
 ) -> ApiResult<Json<OidcProviderView>> {
     policy::may_administer(&s.actor)?;
     let input = parse_request(&state, req)?;
     crate::auth::require_step_up(&state, &s, "oidc_config", &meta).await?;
     let p = state.store.set_oidc_provider(s.actor.org_id, s.actor.user_id, input, meta).await?;
+    // The next sign-in discovers the provider afresh (on this node; others within the
+    // metadata lifetime, or at once when the issuer changed: the cache is keyed by issuer).
+    state.oidc_http.invalidate(s.actor.org_id);
     let org = state.store.org(s.actor.org_id).await?;
-    Ok(Json(view(&state, &headers, &org.slug, p)))
+    Ok(Json(view(&state, (&headers, &uri), &org.slug, p)))
 }
 
 /// Removes the organisation's provider: single sign-on stops (admins, with a step-up; audited
@@ -613,6 +607,7 @@ async fn put_provider(
 async fn delete_provider(State(state): State<AppState>, Meta(meta): Meta, s: Auth) -> ApiResult<StatusCode> {
     policy::may_administer(&s.actor)?;
     crate::auth::require_step_up(&state, &s, "oidc_config", &meta).await?;
+    state.oidc_http.invalidate(s.actor.org_id);
     match state.store.delete_oidc_provider(s.actor.org_id, s.actor.user_id, meta).await {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
         Err(ward_store::StoreError::NotFound) => Err(ApiError::oidc_not_configured()),
@@ -652,4 +647,47 @@ async fn link_user(
         Err(ward_store::StoreError::State(_)) => Err(ApiError::validation_failed().detail("only workforce accounts use single sign-on")),
         Err(e) => Err(e.into()),
     }
+}
+
+/// An account's single sign-on link, as admins see it.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct OidcLinkView {
+    /// Whether the organisation has a provider set up.
+    provider_configured: bool,
+    /// Whether the account is linked to a provider subject.
+    linked: bool,
+    /// The provider's `sub` for this person, when linked.
+    subject: Option<String>,
+    /// When the link was made (by an admin, or at the account's just-in-time creation).
+    linked_at: Option<String>,
+}
+
+/// Whether an account of the organisation is linked to a provider subject, and to which
+/// (admins). `404 not_found` for an account of another organisation.
+#[utoipa::path(get, path = "/api/v1/admin/oidc/links/{user_id}", tag = "auth", security(("bearer" = [])),
+    params(("user_id" = UserId, Path)),
+    responses((status = 200, body = OidcLinkView), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn get_link(State(state): State<AppState>, s: Auth, Path(user): Path<UserId>) -> ApiResult<Json<OidcLinkView>> {
+    policy::may_administer(&s.actor)?;
+    let link = state.store.oidc_link_of(s.actor.org_id, user).await?;
+    let provider_configured = state.store.oidc_provider(s.actor.org_id, false).await?.is_some();
+    Ok(Json(OidcLinkView {
+        provider_configured,
+        linked: link.is_some(),
+        linked_at: link.as_ref().map(|l| ts(l.created_at)),
+        subject: link.map(|l| l.subject),
+    }))
+}
+
+/// Removes an account's link to its provider subject: that person no longer signs in with
+/// single sign-on (admins, with a step-up; audited `oidc.config` op `unlink`). Open sessions
+/// stay. `404 not_found` when the account is not linked.
+#[utoipa::path(delete, path = "/api/v1/admin/oidc/links/{user_id}", tag = "auth", security(("bearer" = [])),
+    params(("user_id" = UserId, Path)),
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn unlink_user(State(state): State<AppState>, Meta(meta): Meta, s: Auth, Path(user): Path<UserId>) -> ApiResult<StatusCode> {
+    policy::may_administer(&s.actor)?;
+    crate::auth::require_step_up(&state, &s, "oidc_config", &meta).await?;
+    state.store.oidc_unlink_user(s.actor.org_id, user, s.actor.user_id, meta).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -13,7 +13,7 @@ use ward_domain::ids::PatientId;
 use ward_domain::policy;
 use ward_store::{PortalRedemption, now_ms};
 
-use super::auth::{device_claim, first_factor_passed};
+use super::auth::{FirstFactorLimit, device_claim, first_factor_passed};
 use super::consents::{refuse, standing};
 use super::dto::{DeviceRequest, LoginResponse, ts};
 use crate::app::AppState;
@@ -89,17 +89,9 @@ async fn create_link(
     responses((status = 200, body = LoginResponse), (status = 401, body = Problem), (status = 403, body = Problem), (status = 429, body = Problem)))]
 async fn redeem_link(State(state): State<AppState>, Meta(meta): Meta, Json(req): Json<LinkRequest>) -> ApiResult<Json<LoginResponse>> {
     let device = device_claim(req.device)?;
-    let now = now_ms();
-    let address = meta.source_ip.as_deref().map(crate::rate_limit::address_key);
-    if let Some(a) = &address
-        && let Err(wait) = state.login_limits.blocked(a, now)
-    {
-        return Err(ApiError::rate_limited().retry_after(wait));
-    }
+    let limit = FirstFactorLimit::enter(&state, &meta)?;
     let failed = || {
-        if let Some(a) = &address {
-            let _ = state.login_limits.check(a, now);
-        }
+        limit.failed();
         ApiError::invalid_portal_link()
     };
     if !req.token.starts_with(PORTAL_LINK_PREFIX) || req.token.len() > 128 {
