@@ -200,13 +200,26 @@ pub fn may_decide(actor: &Actor, subject: UserId, assigned: Option<UserId>) -> R
     if assigned == Some(actor.user_id) && actor.role.is_workforce() { Ok(()) } else { may_review(actor) }
 }
 
-/// Whether `reviewer` (role and whether disabled) may be delegated `subject`'s item: an enabled
-/// workforce account other than the subject. Patients never review the workforce.
-pub fn may_be_delegated(reviewer: UserId, role: Role, disabled: bool, subject: UserId) -> Result<(), Denial> {
-    if reviewer == subject {
-        return Err(Denial::OwnAccess);
+/// Whether `subject`'s item may be delegated to `reviewer` by `actor`: to an enabled workforce
+/// account other than the subject, never by someone about their own item, and never for an
+/// admin's or compliance officer's access (which only the organisation's reviewers judge:
+/// otherwise a delegate could disable an admin).
+pub fn may_delegate(actor: UserId, reviewer: (UserId, Role, bool), subject: (UserId, Role)) -> Result<(), DomainError> {
+    let (reviewer, reviewer_role, reviewer_disabled) = reviewer;
+    let (subject, subject_role) = subject;
+    if subject == actor {
+        return Err(DomainError::invalid("user_ids", "nobody chooses who reviews their own access"));
     }
-    if role.is_workforce() && !disabled { Ok(()) } else { Err(Denial::RoleNotPermitted) }
+    if subject == reviewer {
+        return Err(DomainError::invalid("reviewer_id", "nobody reviews their own access: the reviewer is one of the accounts"));
+    }
+    if matches!(subject_role, Role::Admin | Role::ComplianceOfficer) {
+        return Err(DomainError::invalid("user_ids", "admins and compliance officers are reviewed by the organisation's reviewers only"));
+    }
+    if !reviewer_role.is_workforce() || reviewer_disabled {
+        return Err(DomainError::invalid("reviewer_id", "the reviewer must be an enabled workforce account"));
+    }
+    Ok(())
 }
 
 /// Whom a campaign covers: every enabled workforce account (patients' portal accounts are
@@ -289,11 +302,14 @@ mod tests {
 
     #[test]
     fn items_are_delegated_to_enabled_workforce_other_than_the_subject() {
-        let (r, s) = (UserId::new(), UserId::new());
-        assert!(may_be_delegated(r, Role::Nurse, false, s).is_ok());
-        assert_eq!(may_be_delegated(r, Role::Nurse, true, s), Err(Denial::RoleNotPermitted));
-        assert_eq!(may_be_delegated(r, Role::Patient, false, s), Err(Denial::RoleNotPermitted));
-        assert_eq!(may_be_delegated(s, Role::Admin, false, s), Err(Denial::OwnAccess));
+        let (actor, r, s) = (UserId::new(), UserId::new(), UserId::new());
+        assert!(may_delegate(actor, (r, Role::Nurse, false), (s, Role::Nurse)).is_ok());
+        assert!(may_delegate(actor, (r, Role::Nurse, true), (s, Role::Nurse)).is_err(), "a disabled reviewer");
+        assert!(may_delegate(actor, (r, Role::Patient, false), (s, Role::Nurse)).is_err(), "a patient reviewer");
+        assert!(may_delegate(actor, (s, Role::Admin, false), (s, Role::Nurse)).is_err(), "one's own item");
+        assert!(may_delegate(actor, (r, Role::Nurse, false), (actor, Role::ComplianceOfficer)).is_err(), "the actor's own item");
+        assert!(may_delegate(actor, (r, Role::Admin, false), (s, Role::Admin)).is_err(), "an admin's item");
+        assert!(may_delegate(actor, (r, Role::Admin, false), (s, Role::ComplianceOfficer)).is_err(), "a compliance officer's item");
     }
 
     #[test]

@@ -305,12 +305,13 @@ audit_actions! {
     /// the `baa_expiring` alert.
     VendorBaaExpiring = "vendor.baa_expiring",
     /// An access review campaign opened with its snapshot of every enabled workforce account
-    /// (target the campaign; detail `trigger`: `schedule` or `manual`, `items`, `due_at`).
+    /// (target the campaign; detail `trigger`: `schedule` or `manual`, `items`, `delegated`:
+    /// items whose delegation carried over from the previous campaign, `due_at`).
     AccessReviewOpen = "access_review.open",
     /// A reviewer certified or revoked one account's access, or was refused (target the
     /// campaign; detail `user`, `decision`, `reason` (the revocation's code; never the note),
     /// `sessions_revoked`, `delegated` when the delegate decided, or `refused`: `own_access`,
-    /// `closed`, `last_admin`).
+    /// `not_delegated`, `closed`, `already_revoked`, `last_admin`).
     AccessReviewDecide = "access_review.decide",
     /// An access review campaign closed (target the campaign; detail `certified`, `revoked`,
     /// `not_reviewed`).

@@ -164,7 +164,9 @@ async fn a_delegate_reviews_their_people_over_http(backend: Backend) {
     let Some(h) = Harness::start(backend).await else { return };
     let a = h.org("dlga", vec![]).await;
     let b = h.org("dlgb", vec![]).await;
-    let co = h.login_stepped_up(&h.account(&a, "co@dlga", Role::ComplianceOfficer).await).await;
+    let co_acc = h.account(&a, "co@dlga", Role::ComplianceOfficer).await;
+    let co_id = co_acc.id;
+    let co = h.login_stepped_up(&co_acc).await;
     let lead_acc = h.account(&a, "lead@dlga", Role::Nurse).await;
     let n1 = h.account(&a, "n1@dlga", Role::Nurse).await;
     let n2 = h.account(&a, "n2@dlga", Role::Nurse).await;
@@ -208,6 +210,12 @@ async fn a_delegate_reviews_their_people_over_http(backend: Backend) {
 
     h.post(&format!("{path}/{id}/items/{}", n1.id), &lead.access, json!({"decision": "certify"})).await.expect(200);
     h.post(&format!("{path}/{id}/items/{}", doc.id), &lead.access, json!({"decision": "certify"})).await.expect_problem(403, "forbidden");
+    // Revoking needs the delegate's own second factor, as anyone's revocation does.
+    h.post(&format!("{path}/{id}/items/{}", n2.id), &lead.access, json!({"decision": "revoke", "reason": "not_needed"}))
+        .await
+        .expect_problem(403, "mfa_enrollment_required");
+    // Nobody picks their own reviewer.
+    put(json!({"reviewer_id": lead_acc.id, "user_ids": [co_id]})).await.expect_problem(422, "validation_failed");
     h.call(Method::POST, &format!("{path}/{id}/close"), Some(&lead.access), None).await.expect_problem(403, "forbidden");
     h.get(&format!("{path}/{id}/export"), &lead.access).await.expect_problem(403, "forbidden");
     h.call(Method::POST, path, Some(&lead.access), None).await.expect_problem(403, "forbidden");

@@ -7,8 +7,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use ward_domain::access_review::{
-    CampaignStatus, CampaignTrigger, Decision, ItemDecision, ReviewSchedule, RevokeReason, in_scope, may_be_delegated, may_decide,
-    may_review,
+    CampaignStatus, CampaignTrigger, Decision, ItemDecision, ReviewSchedule, RevokeReason, in_scope, may_decide, may_delegate, may_review,
 };
 use ward_domain::audit::{AuditAction, AuditEvent, DetailValue, Outcome};
 use ward_domain::conversation::ConversationKind;
@@ -361,14 +360,23 @@ async fn open_in(c: &mut Conn<'_>, org: OrgId, opened_by: Option<UserId>, origin
             "UPDATE access_review_items SET reviewer_id = (SELECT p.reviewer_id FROM access_review_items p \
              JOIN users r ON r.id = p.reviewer_id \
              WHERE p.campaign_id = $2 AND p.user_id = access_review_items.user_id AND r.disabled_at IS NULL \
-             AND r.role <> 'patient' AND r.id <> access_review_items.user_id) WHERE campaign_id = $1",
+             AND r.role <> 'patient' AND r.id <> access_review_items.user_id) \
+             WHERE campaign_id = $1 AND role NOT IN ('admin', 'compliance_officer')",
             id.0,
             previous
         )?;
     }
+    let carried = scalar!(
+        fetch_one,
+        &mut *c,
+        i64,
+        "SELECT COUNT(*) FROM access_review_items WHERE campaign_id = $1 AND reviewer_id IS NOT NULL",
+        id.0
+    )?;
     let ev = event(AuditAction::AccessReviewOpen, Outcome::Success, org, opened_by, id)
         .detail("trigger", DetailValue::Code(origin.as_str()))
         .detail("items", DetailValue::Int(items))
+        .detail("delegated", DetailValue::Int(carried))
         .detail("due_at", DetailValue::Int(due_at));
     audit::append(c, &ev, meta).await?;
     campaign_of(c, org, id).await
@@ -565,17 +573,21 @@ impl Store {
                     &mut c,
                     "UPDATE access_review_items SET decision = $3, reason = $4, note = $5, decided_by = $6, decided_at = $7 \
                      WHERE campaign_id = $1 AND user_id = $2 AND (decision IS NULL OR decision = 'certify') \
-                     AND EXISTS (SELECT 1 FROM access_review_campaigns WHERE id = $1 AND status = 'open')",
+                     AND EXISTS (SELECT 1 FROM access_review_campaigns WHERE id = $1 AND status = 'open') \
+                     AND ($8 OR reviewer_id = $6)",
                     id.0,
                     subject.0,
                     decision.decision().as_str(),
                     reason.map(RevokeReason::as_str),
                     note.as_deref(),
                     actor.user_id.0,
-                    now
+                    now,
+                    may_review(&actor).is_ok()
                 )?;
                 if recorded == 0 {
-                    return Err(StoreError::State("the item was revoked or the campaign closed meanwhile: reload it"));
+                    return Err(StoreError::State(
+                        "the item was revoked, given to another reviewer or the campaign closed meanwhile: reload it",
+                    ));
                 }
                 let mut revoked_sessions = Vec::new();
                 let mut disabled = false;
@@ -608,8 +620,8 @@ impl Store {
         .await
     }
 
-    /// Campaigns with items delegated to `reviewer`, newest first; the counts are of those
-    /// items only.
+    /// Open campaigns with items delegated to `reviewer` (a delegate's part ends at the close;
+    /// the results are the reviewers'), newest first; the counts are of those items only.
     pub async fn delegated_access_reviews(&self, org: OrgId, reviewer: UserId) -> Result<Vec<Campaign>> {
         self.read(move |mut c| {
             Box::pin(async move {
@@ -618,7 +630,7 @@ impl Store {
                     &mut c,
                     CampaignRow,
                     sqlx::AssertSqlSafe(format!(
-                        "SELECT {CAMPAIGN_COLUMNS} FROM access_review_campaigns WHERE org_id = $1 AND id IN \
+                        "SELECT {CAMPAIGN_COLUMNS} FROM access_review_campaigns WHERE org_id = $1 AND status = 'open' AND id IN \
                          (SELECT campaign_id FROM access_review_items WHERE reviewer_id = $2) ORDER BY opened_at DESC, id DESC"
                     )),
                     org.0,
@@ -635,12 +647,15 @@ impl Store {
         .await
     }
 
-    /// One campaign with only the items delegated to `reviewer` (counts of those items);
-    /// `NotFound` when none is (or the campaign is another organisation's).
+    /// One open campaign with only the items delegated to `reviewer` (counts of those items);
+    /// `NotFound` when none is, when it is closed, or when it is another organisation's.
     pub async fn delegated_access_review(&self, org: OrgId, id: CampaignId, reviewer: UserId) -> Result<(Campaign, Vec<ReviewItem>)> {
         self.read(move |mut c| {
             Box::pin(async move {
                 let mut campaign = campaign_of(&mut c, org, id).await?;
+                if campaign.status != CampaignStatus::Open {
+                    return Err(StoreError::NotFound);
+                }
                 let items = fetch!(
                     fetch_all,
                     &mut c,
@@ -708,10 +723,13 @@ impl Store {
                     Some(r) => Some(user_in_org(&mut c, org, r).await?),
                     None => None,
                 };
+                let mut users = users;
+                users.sort_unstable_by_key(|u| u.0);
+                users.dedup();
                 for u in &users {
-                    item_of(&mut c, id, *u).await?;
+                    let item = item_of(&mut c, id, *u).await?;
                     if let Some(d) = &delegate {
-                        may_be_delegated(d.id, d.role, d.disabled, *u)?;
+                        may_delegate(actor.user_id, (d.id, d.role, d.disabled), (*u, item.role))?;
                     }
                     exec!(
                         &mut c,

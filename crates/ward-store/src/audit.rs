@@ -94,9 +94,9 @@ static INSERT_NODES_SQL: std::sync::LazyLock<MultiRowSql> = std::sync::LazyLock:
 });
 
 /// Takes the append lock (PostgreSQL; SQLite has one writer), held until the transaction
-/// ends: Ward nodes sharing a database append one at a time. Also taken early by checks that
-/// must see every other node's committed change before deciding (`users::keep_another_admin`):
-/// the lock every write takes anyway adds no new lock order between nodes.
+/// ends: Ward nodes sharing a database append one at a time. The writer takes it first thing
+/// in every batch (writer.rs), so taking it again here and in `users::keep_another_admin`
+/// only re-enters it; those calls keep the code correct for a transaction opened elsewhere.
 pub(crate) async fn lock_appends(c: &mut Conn<'_>) -> Result<()> {
     if c.is_postgres() {
         exec!(c, "SELECT pg_advisory_xact_lock($1)", AUDIT_LOCK_KEY)?;

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use ward_domain::audit::{AuditAction, AuditEvent, DetailValue, Outcome};
 use ward_domain::ids::{DeviceId, OrgId, SessionId, UserId};
+use ward_domain::role::Role;
 use ward_domain::roster::{AccountSnapshot, DeviceSnapshot, FlagReason};
 
 use crate::db::{exec, fetch};
@@ -149,6 +150,9 @@ impl Store {
                 let account = user_in_org(&mut c, org, user).await?;
                 if !account.role.is_workforce() {
                     return Err(StoreError::State("roster remediation applies to workforce accounts only"));
+                }
+                if account.role == Role::Admin && !account.disabled {
+                    crate::users::keep_another_admin(&mut c, org, user).await?;
                 }
                 let now = now_ms();
                 let disabled =

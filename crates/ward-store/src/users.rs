@@ -103,9 +103,10 @@ pub(crate) async fn enabled_workforce(c: &mut Conn<'_>, org: OrgId) -> Result<Ve
 
 /// Fails with `State` when `leaving` is the organisation's last active admin: the check every
 /// path that disables an admin or takes the role away (access reviews, SCIM) makes inside its
-/// write transaction. On PostgreSQL it takes the audit append lock first, so two such writes
-/// from two nodes take turns and the second counts after the first has committed (READ
-/// COMMITTED reads a fresh snapshot per statement); SQLite has one writer already.
+/// write transaction. On PostgreSQL every write batch holds the audit append lock from its
+/// start (writer.rs), so two such writes from two nodes take turns and the second counts after
+/// the first has committed (READ COMMITTED reads a fresh snapshot per statement); SQLite has
+/// one writer already.
 pub(crate) async fn keep_another_admin(c: &mut Conn<'_>, org: OrgId, leaving: UserId) -> Result<()> {
     audit::lock_appends(c).await?;
     let others = scalar!(
@@ -254,8 +255,11 @@ impl Store {
     ) -> Result<Vec<SessionId>> {
         self.write(move |mut c| {
             Box::pin(async move {
-                user_in_org(&mut c, org, id).await?;
+                let account = user_in_org(&mut c, org, id).await?;
                 if disabled {
+                    if account.role == Role::Admin && !account.disabled {
+                        keep_another_admin(&mut c, org, id).await?;
+                    }
                     return disable_account(&mut c, org, id, actor, None, &meta).await;
                 }
                 exec!(&mut c, "UPDATE users SET disabled_at = NULL, updated_at = $2 WHERE id = $1", id.0, now_ms())?;
@@ -275,6 +279,9 @@ impl Store {
                 let before = user_in_org(&mut c, org, id).await?;
                 if before.role == Role::Patient || role == Role::Patient {
                     return Err(StoreError::State("patient accounts cannot change role"));
+                }
+                if before.role == Role::Admin && role != Role::Admin && !before.disabled {
+                    keep_another_admin(&mut c, org, id).await?;
                 }
                 exec!(&mut c, "UPDATE users SET role = $2, updated_at = $3 WHERE id = $1", id.0, role.as_str(), now_ms())?;
                 let ev = admin_event(AuditAction::UserRole, org, Some(actor), id)

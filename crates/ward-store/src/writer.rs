@@ -279,6 +279,15 @@ async fn commit_batch(c: &mut OwnedConn, batch: Batch) -> BatchOutcome {
     if let Err(e) = exec!(&mut c.as_conn(), begin) {
         return Err((e.into(), Vec::new()));
     }
+    // On PostgreSQL, nodes sharing the database take turns from the start of each batch: the
+    // audit append lock, which nearly every batch would take at its first audit event anyway,
+    // is taken before any row lock. So no two nodes' batches can wait on each other's row and
+    // append locks in opposite orders (a deadlock), and a check a job makes before writing
+    // (the last active admin, a care team's groups) sees every other node's committed change.
+    if let Err(e) = audit::lock_appends(&mut c.as_conn()).await {
+        let _ = exec!(&mut c.as_conn(), "ROLLBACK");
+        return Err((e, Vec::new()));
+    }
     let isolate = batch.len() > 1;
     let Batch { mut runs, mut audits, .. } = batch;
     // A lone audit event is simply a job; several are appended together after the others.

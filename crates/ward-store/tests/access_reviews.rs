@@ -191,6 +191,7 @@ async fn a_manager_reviews_their_people(backend: Backend) {
     let s = &db.store;
     let o = org(s, "acme").await;
     let co = user(s, &o, "co@acme", Role::ComplianceOfficer).await;
+    let admin = user(s, &o, "admin@acme", Role::Admin).await;
     let lead = user(s, &o, "lead@acme", Role::Nurse).await;
     let n1 = user(s, &o, "n1@acme", Role::Nurse).await;
     let n2 = user(s, &o, "n2@acme", Role::Nurse).await;
@@ -198,17 +199,22 @@ async fn a_manager_reviews_their_people(backend: Backend) {
     let patient = user(s, &o, "pat@acme", Role::Patient).await;
     let c = s.open_access_review(o.id, co.user_id, meta()).await.unwrap();
     assert_eq!(s.access_reviews_to_decide(o.id, lead.user_id).await.unwrap(), 0);
-    // Nobody reviews their own access, patients review nobody, only reviewers delegate.
+    // Nobody reviews their own access or picks their own reviewer, patients review nobody,
+    // admins' and compliance officers' access stays with the reviewers, only reviewers delegate.
     let own = s.assign_access_review_items(co, c.id, Some(lead.user_id), vec![n1.user_id, lead.user_id], meta()).await;
-    assert!(matches!(own, Err(StoreError::Denied(Denial::OwnAccess))), "{own:?}");
+    assert!(matches!(own, Err(StoreError::Invalid(_))), "{own:?}");
+    let pick_own = s.assign_access_review_items(co, c.id, Some(lead.user_id), vec![co.user_id], meta()).await;
+    assert!(matches!(pick_own, Err(StoreError::Invalid(_))), "{pick_own:?}");
+    let admins_item = s.assign_access_review_items(co, c.id, Some(lead.user_id), vec![admin.user_id], meta()).await;
+    assert!(matches!(admins_item, Err(StoreError::Invalid(_))), "{admins_item:?}");
     let to_patient = s.assign_access_review_items(co, c.id, Some(patient.user_id), vec![n1.user_id], meta()).await;
-    assert!(matches!(to_patient, Err(StoreError::Denied(Denial::RoleNotPermitted))), "{to_patient:?}");
+    assert!(matches!(to_patient, Err(StoreError::Invalid(_))), "{to_patient:?}");
     assert!(matches!(
         s.assign_access_review_items(lead, c.id, Some(lead.user_id), vec![n1.user_id], meta()).await,
-        Err(StoreError::Denied(_))
+        Err(StoreError::Denied(Denial::RoleNotPermitted))
     ));
     assert!(s.delegated_access_reviews(o.id, lead.user_id).await.unwrap().is_empty(), "a refused delegation changes nothing");
-    s.assign_access_review_items(co, c.id, Some(lead.user_id), vec![n1.user_id, n2.user_id], meta()).await.unwrap();
+    s.assign_access_review_items(co, c.id, Some(lead.user_id), vec![n1.user_id, n2.user_id, n1.user_id], meta()).await.unwrap();
 
     let mine = s.delegated_access_reviews(o.id, lead.user_id).await.unwrap();
     assert_eq!((mine.len(), mine[0].counts.total, mine[0].counts.pending), (1, 2, 2), "counts of the delegated items only");

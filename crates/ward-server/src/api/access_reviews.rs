@@ -254,7 +254,9 @@ async fn reviewer_or_delegate(
 /// A store refusal of a decision or close, audited with its code before it is answered.
 async fn refused(state: &AppState, ev: AuditEvent, e: StoreError, meta: &RequestMeta) -> ApiError {
     let code = match &e {
-        StoreError::Denied(_) => "own_access",
+        StoreError::Denied(ward_domain::policy::Denial::OwnAccess) => "own_access",
+        // A delegate deciding an item that is not theirs.
+        StoreError::Denied(_) => "not_delegated",
         StoreError::State(why) if why.contains("last active admin") => "last_admin",
         StoreError::State(why) if why.contains("revoked") => "already_revoked",
         StoreError::State(_) => "closed",
@@ -392,14 +394,8 @@ async fn assign_reviewer(
             Err(e) => return Err(e.into()),
         }
     }
-    match state.store.assign_access_review_items(s.actor, id, req.reviewer_id, req.user_ids, meta).await {
-        Ok(()) => Ok(StatusCode::NO_CONTENT),
-        Err(StoreError::Denied(ward_domain::policy::Denial::OwnAccess)) => {
-            Err(ApiError::validation_failed().detail("nobody reviews their own access: the reviewer is one of the accounts"))
-        }
-        Err(StoreError::Denied(_)) => Err(ApiError::validation_failed().detail("the reviewer must be an enabled workforce account")),
-        Err(e) => Err(e.into()),
-    }
+    state.store.assign_access_review_items(s.actor, id, req.reviewer_id, req.user_ids, meta).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Closes an open campaign: every undecided item is marked `not_reviewed`, never certified
