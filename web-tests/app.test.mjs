@@ -1664,6 +1664,189 @@ await step('access reviews: the admin starts a campaign, certifies alice, revoke
   await admin.waitForSelector('#reviews tr:has-text("Closed")', WAIT);
 });
 
+// --- Issue 9 gaps: patient contacts, the contact policy, local search, a stable web device ----
+
+await step('patient contacts: alice (care team) adds, verifies with a wrong code, and removes a number of jamie\'s (bad input first); desktop and phone', async () => {
+  await alice.goto(URL_ + '/#/c/' + PATIENT_CONV);
+  await alice.click('.convhead a:has-text("Patient contacts")');
+  await alice.waitForSelector('#pcontacts p:has-text("No phone number")', WAIT);
+  await alice.waitForSelector('#pcontacts-patient:has-text("MRN-0042")', WAIT);
+  assert(/^#\/patients\/[0-9a-f-]{36}\/contacts$/.test(new URL(alice.url()).hash), 'ids only in the URL: ' + alice.url());
+  assert((await alice.title()) === 'Patient contacts · Ward', 'no PHI in the title');
+  await axe(alice, 'patient contacts');
+  const msg = '#pcontacts-h ~ .form-message';
+  await alice.click('#pcontact-add button[type=submit]');
+  assert((await text(alice, msg)).includes('Enter a phone number'), 'an empty value is refused');
+  await alice.fill('#f-pcontact_value', '555-0199');
+  await alice.click('#pcontact-add button[type=submit]');
+  await alice.waitForSelector(msg + '.error:not(:has-text("Enter a phone number"))', WAIT);
+  const refusal = await text(alice, msg);
+  assert(!refusal.includes('{') && !refusal.includes('555-0199'), 'the API\'s sentence, without the value: ' + refusal);
+  await alice.fill('#f-pcontact_value', '+44 20 7946 0991');
+  await alice.click('#pcontact-add button[type=submit]');
+  const item = '#pcontacts li[data-status="unverified"]';
+  await alice.waitForSelector(item + ' .tag:has-text("Not verified")', WAIT);
+  assert((await text(alice, msg)).includes('ask the patient'), 'the care team is told where the code goes');
+  await alice.click(item + ' button:has-text("Send a code")');
+  await alice.waitForSelector(msg + '.info:has-text("code is on its way")', WAIT);
+  assert((await alice.getAttribute(item + ' form.contact-confirm label', 'for')) !== null, 'the code field is labelled');
+  await alice.fill(item + ' form.contact-confirm input', '12');
+  await alice.click(item + ' form.contact-confirm button[type=submit]');
+  assert((await text(alice, msg)).includes('6-digit'), 'a short code is refused in the page');
+  await alice.fill(item + ' form.contact-confirm input', '000000');
+  await alice.press(item + ' form.contact-confirm input', 'Enter');
+  await alice.waitForSelector(msg + '.error:has-text("attempts left")', WAIT);
+  await axe(alice, 'patient contacts with a pending code');
+  await onPhone(alice, 'patient contacts');
+  // Still pending after a fresh load: the code box is there without sending another.
+  await alice.reload();
+  await alice.fill('#f-login', 'alice');
+  await alice.fill('#f-password', PASSWORD);
+  await alice.click('form button[type=submit]');
+  await alice.waitForSelector(item + ' form.contact-confirm:not([hidden]) input', WAIT);
+  await alice.click(item + ' button:has-text("Remove")');
+  await alice.click('dialog.ask button:has-text("Cancel")');
+  assert(await alice.isVisible(item), 'a cancelled removal keeps it');
+  await alice.click(item + ' button:has-text("Remove")');
+  await alice.click('dialog.ask button:has-text("Remove")');
+  await alice.waitForSelector('#pcontacts p:has-text("No phone number")', WAIT);
+});
+
+await step('patient contacts in the portal: jamie adds an address on the consent page, sees it unverified, and removes it (phone)', async () => {
+  const jamie = await newPage(PHONE, 'jamie-contacts');
+  await signIn(jamie, 'jamie');
+  await jamie.click('#nav a[href="#/consent"]');
+  await jamie.waitForSelector('#pcontacts p:has-text("No phone number")', WAIT);
+  const msg = '#pcontacts-h ~ .form-message';
+  await jamie.selectOption('#f-pcontact_kind', 'email');
+  await jamie.fill('#f-pcontact_value', 'not an address');
+  await jamie.click('#pcontact-add button[type=submit]');
+  await jamie.waitForSelector(msg + '.error', WAIT);
+  await jamie.fill('#f-pcontact_value', 'Jamie.Doe@Example.org');
+  await jamie.click('#pcontact-add button[type=submit]');
+  await jamie.waitForSelector('#pcontacts li[data-status="unverified"]:has-text("jamie.doe@example.org")', WAIT);
+  await axe(jamie, 'portal consent with contacts (phone)');
+  await fitsWidth(jamie, 'portal consent with contacts (phone)');
+  await jamie.click('#pcontacts li button:has-text("Remove")');
+  await jamie.click('dialog.ask button:has-text("Remove")');
+  await jamie.waitForSelector('#pcontacts p:has-text("No phone number")', WAIT);
+  // A workforce route is not the portal's.
+  await jamie.evaluate(() => { location.hash = '#/patients/00000000-0000-7000-8000-000000000000/contacts'; });
+  await jamie.waitForSelector('h1:has-text("Page not found")', WAIT);
+  await jamie.context().close();
+});
+
+await step('contact policy: the admin sets the re-verification period on the Settings page (bad input first); saved for real', async () => {
+  await admin.click('#nav a[href="#/admin/policies"]');
+  await admin.waitForSelector('#contact-policy button[type=submit]', WAIT);
+  const msg = '#contact-policy .form-message';
+  for (const bad of ['0', '731', '30.5', 'ninety']) {
+    await admin.fill('#f-reverify_days', bad);
+    await admin.click('#contact-policy button[type=submit]');
+    assert((await text(admin, msg)).includes('from 1 to 730'), `${bad} is refused in the page`);
+  }
+  await admin.fill('#f-reverify_days', '120');
+  await admin.click('#contact-policy button[type=submit]');
+  await admin.waitForSelector(msg + '.info:has-text("every 120 days")', WAIT);
+  await axe(admin, 'settings with the contact policy');
+  await admin.click('#nav a[href="#/admin/users"]');
+  await admin.waitForSelector('table.table tbody tr', WAIT);
+  await admin.click('#nav a[href="#/admin/policies"]');
+  await admin.waitForSelector('#f-reverify_days', WAIT);
+  assert((await admin.inputValue('#f-reverify_days')) === '120', 'the saved period is shown');
+  await admin.locator('#contact-policy').scrollIntoViewIfNeeded();
+  await onPhone(admin, 'settings with the contact policy');
+});
+
+await step('search: a filter over the conversation list and find in a conversation, keyboard only, nothing in the URL or storage', async () => {
+  // The page learns member names from the conversations it opens.
+  await alice.goto(URL_ + '/#/c/' + GROUP);
+  await alice.waitForSelector('#messages li.msg', WAIT);
+  await alice.click(`#convs a[data-id="${PATIENT_CONV}"]`);
+  await alice.waitForSelector('#messages li.msg:has-text("results are in")', WAIT);
+  await alice.waitForFunction(() => document.querySelectorAll('#convs a').length >= 2, null, WAIT);
+  const all = (await alice.$$('#convs a')).length;
+  await alice.focus('#conv-filter');
+  await alice.keyboard.type('care team');
+  await alice.waitForFunction((n) => document.querySelectorAll('#convs a').length < n, all, WAIT);
+  assert(await alice.$(`#convs a[data-id="${PATIENT_CONV}"]`), 'the title matches');
+  assert((await text(alice, '#conv-filter-status')).includes('match'), 'the count is announced');
+  await alice.fill('#conv-filter', 'jamie');
+  await alice.waitForSelector(`#convs a[data-id="${PATIENT_CONV}"]`, WAIT);
+  await alice.fill('#conv-filter', 'tanaka');
+  await alice.waitForSelector(`#convs a[data-id="${GROUP}"]`, WAIT);
+  await alice.fill('#conv-filter', 'zzqx nothing');
+  await alice.waitForSelector('#convs li.muted:has-text("No conversation matches")', WAIT);
+  await axe(alice, 'conversation list filtered to nothing');
+  await alice.press('#conv-filter', 'Escape');
+  await alice.waitForFunction((n) => document.querySelectorAll('#convs a').length === n, all, WAIT);
+  await alice.fill('#conv-filter', 'jamie');
+  await alice.press('#conv-filter', 'Enter');
+  assert(await alice.evaluate(() => document.activeElement && document.activeElement.closest('#convs') !== null), 'Enter moves to the first match');
+  // Find in the open conversation: matches marked, Enter and Shift+Enter step through them.
+  await alice.focus('#conv-find');
+  await alice.keyboard.type('RESULTS');
+  await alice.waitForSelector('#messages mark.current', WAIT);
+  const n = (await alice.$$('#messages mark')).length;
+  assert((await text(alice, '#conv-find-status')) === `1 of ${n}`, 'the first of ' + n);
+  await alice.keyboard.press('Enter');
+  assert((await text(alice, '#conv-find-status')) === `${n > 1 ? 2 : 1} of ${n}`, 'Enter goes to the next');
+  await alice.keyboard.press('Shift+Enter');
+  assert((await text(alice, '#conv-find-status')) === `1 of ${n}`, 'Shift+Enter goes back');
+  assert(((await alice.textContent('#messages mark.current')) || '') === 'results', 'the match is marked as written');
+  await axe(alice, 'conversation with find matches');
+  // A live message keeps the find (and the focus in its box).
+  const jamie = await newPage(PHONE, 'jamie-find');
+  await signIn(jamie, 'jamie');
+  await jamie.click(`#convs a[data-id="${PATIENT_CONV}"]`);
+  await jamie.fill('#f-body', 'Are the new results back too?');
+  await jamie.click('.composer button[type=submit]');
+  await alice.waitForSelector('#messages li.msg:has-text("new results back") mark', WAIT);
+  assert(await alice.evaluate(() => document.activeElement && document.activeElement.id === 'conv-find'), 'the find box keeps the focus');
+  assert((await text(alice, '#conv-find-status')).endsWith(`of ${n + 1}`), 'the new message counts');
+  await jamie.context().close();
+  await alice.fill('#conv-find', 'zzqx');
+  await alice.waitForSelector('#conv-find-status:has-text("No match")', WAIT);
+  await alice.press('#conv-find', 'Escape');
+  assert((await alice.$$('#messages mark')).length === 0, 'Escape clears the marks');
+  const leaks = await alice.evaluate(() => location.href + JSON.stringify(localStorage) + JSON.stringify(sessionStorage) + document.title);
+  assert(!/results|zzqx|jamie|tanaka/i.test(leaks), 'no query in the URL, title or storage: ' + leaks);
+  await onPhone(alice, 'conversation with the find box');
+});
+
+await step('stable web device: two sign-ins from one browser use one device; a wiped one is replaced on the next sign-in', async () => {
+  const page = await newPage(DESKTOP, 'alice-device');
+  const current = async () => {
+    await page.click('#nav a[href="#/sessions"]');
+    await page.waitForSelector('#my-devices tr[data-current="true"]', WAIT);
+    return [await page.getAttribute('#my-devices tr[data-current="true"]', 'data-id'), (await page.$$('#my-devices tbody tr')).length];
+  };
+  await signIn(page, 'alice');
+  const [first, count] = await current();
+  await axe(page, 'sessions with devices');
+  await page.click('#sign-out');
+  await page.waitForSelector('#signin-h', WAIT);
+  await signIn(page, 'alice');
+  const [second, count2] = await current();
+  assert(first === second, `the same device (${first}, then ${second})`);
+  assert(count2 === count, `no new device listed (${count} then ${count2})`);
+  const stored = await page.evaluate(() => Object.entries(localStorage));
+  assert(stored.length === 1 && stored[0][1] === first && !stored[0][0].includes('alice'), 'only the device id is kept, under a key that is not the login: ' + JSON.stringify(stored));
+  // Reported lost from here: the session ends, the device is revoked, the next sign-in registers a new one.
+  await page.click('#my-devices tr[data-current="true"] button:has-text("Report lost")');
+  await page.click('dialog[open] button:has-text("Wipe device")');
+  assert((await text(page, 'dialog[open] .form-message')).includes('Give a reason'), 'a reason is needed');
+  await page.fill('#f-wipe_reason', 'left on the ward computer');
+  await page.click('dialog[open] button:has-text("Wipe device")');
+  await page.waitForSelector('#signin-h', WAIT);
+  await signIn(page, 'alice');
+  const [third] = await current();
+  assert(third && third !== first, 'a new device after the old one was wiped');
+  assert((await page.evaluate(() => Object.values(localStorage))).join() === third, 'the new id is kept instead');
+  await onPhone(page, 'sessions with devices');
+  await page.context().close();
+});
+
 await step('no CSP violation and no script error on any page', async () => {
   assert(problems.length === 0, problems.join('\n'));
 });

@@ -57,6 +57,7 @@ function focusHeading(root) {
 
 function signInPage(notice) {
   setTitle('Sign in');
+  pendingDeviceKey = null;
   bar.hidden = true;
   const msg = messageBox();
   const login = field('Login name', { name: 'login', required: true, autocomplete: 'username' });
@@ -75,9 +76,7 @@ function signInPage(notice) {
       return;
     }
     await submitForm(form, msg, async () => {
-      const r = await api.anonymous('POST', '/auth/login', {
-        login: login.input.value.trim(), password: password.input.value, device: { name: 'Web browser', platform: 'web' },
-      });
+      const r = await passwordSignIn(login.input.value.trim(), password.input.value);
       if (r.status === 'mfa_required') mfaPage(r.mfa_token);
       else await signedIn(r.tokens);
     }, { onError: () => {
@@ -134,6 +133,7 @@ function mfaPage(mfaToken) {
       const t = await api.anonymous('POST', '/auth/mfa', recovery ? { mfa_token: mfaToken, recovery_code: v } : { mfa_token: mfaToken, code: v });
       await signedIn(t);
     }, { onError: (e) => {
+      if (deviceRefusedAtMfa(e)) return;
       if (e.code === 'invalid_mfa_code' && /expired|unknown/.test(e.userMessage)) setTimeout(() => signInPage('The sign-in attempt expired. Sign in again.'), 1500);
     } });
   });
@@ -142,6 +142,7 @@ function mfaPage(mfaToken) {
 }
 
 async function signedIn(tokens) {
+  rememberDevice(tokens);
   api.setTokens(tokens);
   me = await api.get('/me');
   if (me.restriction === 'password_change') return passwordChangePage();
@@ -329,6 +330,7 @@ async function lock(notice) {
   if (stream) stream.close();
   idle = stream = null;
   me = null; list = null; open = null; names = new Map(); hot = new Map(); directory = null; bgPatients = new Map();
+  forgetSearch();
   // Responses still in flight must not render into the signed-out page.
   renderSeq++;
   for (const d of document.querySelectorAll('dialog')) d.remove();
@@ -390,6 +392,7 @@ function route() {
     if (ID.test(parts[1]) && (!parts[2] || (ID.test(parts[2]) && !parts[3]))) return grantPage(parts[1], parts[2]);
   }
   if (parts[0] === 'notices' && me.user.role === 'patient' && ID.test(parts[1] || '') && !parts[2]) return noticePage(parts[1]);
+  if (parts[0] === 'patients' && me.user.role !== 'patient' && ID.test(parts[1] || '') && parts[2] === 'contacts' && !parts[3]) return patientContactsPage(parts[1]);
   notFound();
 }
 
@@ -433,6 +436,7 @@ async function messagesPage(id) {
   const listEl = h('section', { class: 'convlist', 'aria-labelledby': 'convlist-h' },
     h('div', { class: 'listhead' }, h('h1', { id: 'convlist-h' }, me.user.role === 'patient' ? 'Your care team' : 'Conversations'),
       me.user.role === 'patient' ? null : h('a', { href: '#/new', class: 'button' }, 'New')),
+    listFilter(),
     h('ul', { id: 'convs', class: 'convs' }, h('li', { class: 'muted' }, 'Loading…')));
   const convEl = h('section', { class: 'conv', id: 'conv', 'aria-label': 'Conversation' },
     id ? h('p', { class: 'muted' }, 'Loading…') : h('p', { class: 'muted empty' }, 'Choose a conversation.'));
@@ -463,7 +467,9 @@ function renderList() {
     mount(ul, h('li', { class: 'muted' }, me.user.role === 'patient' ? 'No messages with your care team yet.' : 'No conversations yet.'));
     return;
   }
-  mount(ul, list.map((c) => {
+  const shown = filteredList();
+  if (shown.length === 0) { mount(ul, h('li', { class: 'muted' }, 'No conversation matches the filter.')); return; }
+  mount(ul, shown.map((c) => {
     const unread = open && open.id === c.id ? 0 : c.unread;
     // The server's highest unread priority as of the last load, raised by live arrivals since.
     const pr = unread > 0 ? higher(c.unread_priority, hot.get(c.id)) : null;
@@ -534,10 +540,12 @@ function renderConversation() {
     h('h2', { id: 'conv-h' }, convName({ ...s, id: o.id })),
     v.patient ? h('p', { class: 'patient', 'aria-label': 'Patient' },
       h('span', { class: 'tag' }, 'Patient'), ' ', v.patient.display_name, ' · MRN ', v.patient.mrn) : null,
+    me.user.role !== 'patient' && s.patient_id ? patientLinks(s.patient_id) : null,
     s.beyond_care_team ? h('p', { class: 'notice' }, 'Minimum necessary: this conversation includes people outside the patient\'s care team. Share only what they need.') : null,
     me.user.role === 'patient' ? null : membersPanel(v, s),
     me.user.role !== 'patient' && s.patient_id ? careTeamPanel(s.patient_id) : null,
-    me.user.role === 'patient' ? null : escalationsPanel());
+    me.user.role === 'patient' ? null : escalationsPanel(),
+    findBar());
   const msgs = [...o.messages.values()].sort((a, b) => a.seq - b.seq);
   const corrected = new Set(msgs.filter((m) => m.corrects).map((m) => m.corrects));
   const ol = h('ol', { class: 'messages', id: 'messages', 'aria-label': 'Messages' }, msgs.map((m) => {
@@ -563,6 +571,7 @@ function renderConversation() {
   if (msgs.length === 0) ol.append(h('li', { class: 'muted' }, 'No messages yet.'));
   mount(o.root, header, ol, composer());
   ol.scrollTop = ol.scrollHeight;
+  afterConversationRender();
 }
 
 /** A message's attachments: opened on request (each download is audited), images shown. */
@@ -1021,7 +1030,7 @@ async function sessionsPage() {
   open = null;
   const msg = messageBox();
   const root = h('section', { class: 'card' }, h('h1', {}, 'Your sessions'), h('p', {}, 'Everywhere you are signed in. Revoke any you do not recognise.'), msg);
-  mount(main, root);
+  mount(main, root, myDevicesCard());
   focusHeading(root);
   try {
     const list = await api.get('/me/sessions');
@@ -1156,6 +1165,7 @@ async function consentPage(info) {
     return h('li', { class: 'consent' }, h('div', {}, h('strong', {}, label), ': ', on ? 'allowed' : 'not allowed', h('br'), h('span', { class: 'muted' }, about)),
       h('button', { type: 'button', onclick: () => changeConsent(pid, ch, !on, msg), 'aria-label': (on ? 'Withdraw consent: ' : 'Allow: ') + label }, on ? 'Withdraw' : 'Allow'));
   })));
+  main.append(patientContactsCard(pid, true));
 }
 
 async function changeConsent(pid, channel, allow, msg) {
@@ -1420,7 +1430,7 @@ async function policiesPage() {
   let dir = null;
   try { dir = await people(); } catch { /* names fall back to ids */ }
   if (admin) root.append(await orgPolicyForm());
-  root.append(await retentionForm(), await holdsSection(dir));
+  root.append(await retentionForm(), await holdsSection(dir), await contactPolicyForm());
 }
 
 async function orgPolicyForm() {
@@ -2730,46 +2740,51 @@ const CONTACT_KINDS = [['phone', 'Phone number'], ['email', 'Email address']];
 const CONTACT_STATUS = { unverified: 'Not verified', verified: 'Verified', expired: 'Verification expired', suppressed: 'Suppressed (delivery failed)', conflict: 'Also claimed by someone else' };
 const SUPPRESS_REASONS = [['bounce', 'Messages bounce'], ['disconnected', 'Number disconnected'], ['complaint', 'Recipient complained']];
 
-function contactsCard() {
+/** One's own contacts (`/me/contacts`), or with `opts` a patient record's (the same card). */
+function contactsCard(opts = {}) {
+  const { base = '/me/contacts', key = 'contact', heading = 'Your phone numbers and email addresses',
+    about = 'Ward texts or emails you only short notices without health details, and only at a verified number or address.',
+    added = 'Added. Send yourself a code to verify it.', codeLabel = 'Code you received' } = opts;
   const msg = messageBox();
-  const listBox = h('div', { id: 'contacts' }, h('p', { class: 'muted' }, 'Loading…'));
-  const kind = field('Kind', { name: 'contact_kind', tag: 'select', options: CONTACT_KINDS });
-  const value = field('Number (with country code) or address', { name: 'contact_value', maxlength: 320, autocomplete: 'off' });
-  const form = h('form', { id: 'contact-add', novalidate: true, 'aria-labelledby': 'contact-add-h' },
-    h('h3', { id: 'contact-add-h' }, 'Add a number or address'), h('div', { class: 'row wrap' }, kind, value), h('button', { type: 'submit' }, 'Add'));
+  const listBox = h('div', { id: key + 's' }, h('p', { class: 'muted' }, 'Loading…'));
+  const kind = field('Kind', { name: key + '_kind', tag: 'select', options: CONTACT_KINDS });
+  const value = field('Number (with country code) or address', { name: key + '_value', maxlength: 320, autocomplete: 'off' });
+  const form = h('form', { id: key + '-add', novalidate: true, 'aria-labelledby': key + '-add-h' },
+    h('h3', { id: key + '-add-h' }, 'Add a number or address'), h('div', { class: 'row wrap' }, kind, value), h('button', { type: 'submit' }, 'Add'));
   const load = async () => {
     let list;
-    try { list = await api.get('/me/contacts'); } catch (e) { mount(listBox); showError(msg, e); return; }
+    try { list = await api.get(base); } catch (e) { mount(listBox); showError(msg, e); return; }
     mount(listBox, list.items.length === 0 ? h('p', { class: 'muted' }, 'No phone number or email address yet.')
-      : h('ul', { class: 'plain contacts' }, list.items.map((c) => contactItem(c, msg, load))));
+      : h('ul', { class: 'plain contacts' }, list.items.map((c) => contactItem(c, msg, load, base, codeLabel))));
   };
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const v = value.input.value.trim();
     if (!v) { showError(msg, { userMessage: 'Enter a phone number or an email address.' }); value.input.focus(); return; }
     await submitForm(form, msg, async () => {
-      await api.post('/me/contacts', { kind: kind.input.value, value: v });
+      await api.post(base, { kind: kind.input.value, value: v });
       value.input.value = '';
-      showInfo(msg, 'Added. Send yourself a code to verify it.');
+      showInfo(msg, added);
       await load();
     });
   });
   load();
-  return h('section', { class: 'card', 'aria-labelledby': 'contacts-h' }, h('h2', { id: 'contacts-h' }, 'Your phone numbers and email addresses'),
-    h('p', { class: 'muted' }, 'Ward texts or emails you only short notices without health details, and only at a verified number or address.'),
-    msg, listBox, form);
+  return h('section', { class: 'card', 'aria-labelledby': key + 's-h' }, h('h2', { id: key + 's-h' }, heading),
+    h('p', { class: 'muted' }, about), msg, listBox, form);
 }
 
-function contactItem(c, msg, reload) {
+function contactItem(c, msg, reload, base = '/me/contacts', codeLabel = 'Code you received') {
   const what = `${c.kind === 'phone' ? 'phone number' : 'email address'} ${c.value}`;
-  const code = field('Code you received', { name: 'contact_code', id: 'contact-code-' + c.id, inputmode: 'numeric', autocomplete: 'one-time-code', maxlength: 12 });
-  const confirm = h('form', { class: 'row contact-confirm', novalidate: true, hidden: true, 'aria-label': 'Confirm the ' + what }, code, h('button', { type: 'submit' }, 'Confirm'));
+  const code = field(codeLabel, { name: 'contact_code', id: 'contact-code-' + c.id, inputmode: 'numeric', autocomplete: 'one-time-code', maxlength: 12 });
+  // A code already pending (sent earlier) can be entered without sending another.
+  const pending = !!c.code_expires_at && new Date(c.code_expires_at) > new Date();
+  const confirm = h('form', { class: 'row contact-confirm', novalidate: true, hidden: !pending, 'aria-label': 'Confirm the ' + what }, code, h('button', { type: 'submit' }, 'Confirm'));
   const sendText = c.status === 'verified' ? 'Verify again' : 'Send a code';
   const send = h('button', { type: 'button', 'aria-label': `${sendText} to the ${what}` }, sendText);
   const remove = h('button', { type: 'button', class: 'danger', 'aria-label': 'Remove the ' + what }, 'Remove');
   send.addEventListener('click', async () => {
     try {
-      const r = await api.post(`/me/contacts/${c.id}/verify`);
+      const r = await api.post(`${base}/${c.id}/verify`);
       confirm.hidden = false;
       showInfo(msg, `A code is on its way; it works until ${new Date(r.expires_at).toLocaleTimeString()}.`);
       code.input.focus();
@@ -2777,21 +2792,53 @@ function contactItem(c, msg, reload) {
   });
   confirm.addEventListener('submit', async (ev) => {
     ev.preventDefault();
-    if (!code.input.value.trim()) { showError(msg, { userMessage: 'Enter the code you received.' }); code.input.focus(); return; }
+    const typed = code.input.value.replace(/\s/g, '');
+    if (!/^\d{6}$/.test(typed)) { showError(msg, { userMessage: 'Enter the 6-digit code that was sent.' }); code.input.focus(); return; }
     await submitForm(confirm, msg, async () => {
-      await api.post(`/me/contacts/${c.id}/confirm`, { code: code.input.value.trim() });
+      await api.post(`${base}/${c.id}/confirm`, { code: typed });
       showInfo(msg, 'Verified.');
       await reload();
     }, { onError: () => { code.input.value = ''; code.input.focus(); } });
   });
   remove.addEventListener('click', async () => {
     if (!(await ask(`Remove the ${what}?`, 'Remove'))) return;
-    try { await api.del('/me/contacts/' + c.id); announce('Removed'); await reload(); } catch (e) { showError(msg, e); }
+    try { await api.del(`${base}/${c.id}`); announce('Removed'); await reload(); } catch (e) { showError(msg, e); }
   });
   return h('li', { dataset: { id: c.id, status: c.status } },
     h('span', {}, c.value), ' ', h('span', { class: 'tag' }, CONTACT_STATUS[c.status] || c.status),
     c.reverify_by && c.status === 'verified' ? h('span', { class: 'muted' }, ' verify again by ', new Date(c.reverify_by).toLocaleDateString()) : null,
+    c.status === 'suppressed' && c.suppressed_reason ? h('span', { class: 'muted' }, ' (', SUPPRESS_REASONS.find(([k]) => k === c.suppressed_reason)?.[1] || c.suppressed_reason, ')') : null,
     h('div', { class: 'row' }, send, remove), confirm);
+}
+
+/** A patient record's contacts, for the patient (on the consent page) or the workforce. */
+function patientContactsCard(pid, forPatient) {
+  return contactsCard({
+    base: `/patients/${pid}/contacts`, key: 'pcontact',
+    heading: forPatient ? 'Where we send your notices' : 'Phone numbers and email addresses',
+    about: forPatient
+      ? 'Text and email notices go only to a number or address you have verified with a code, and only for the kinds of notice you allow above.'
+      : 'Notices by text or email go only to a verified number or address. The code goes to the patient\'s phone or inbox: ask the patient for it. Every change is recorded.',
+    added: forPatient ? 'Added. Send yourself a code to verify it.' : 'Added. Send a code and ask the patient for it.',
+    codeLabel: forPatient ? 'Code you received' : 'Code the patient received',
+  });
+}
+
+/** `#/patients/<id>/contacts`: a patient's contacts for the care team and admins. */
+async function patientContactsPage(pid) {
+  setTitle('Patient contacts');
+  open = null;
+  const mine = ++renderSeq;
+  const who = h('p', { class: 'muted', id: 'pcontacts-patient' }, 'Patient record ', pid.slice(0, 8));
+  const root = h('section', {}, h('h1', { class: 'pagehead' }, 'Patient contacts'), who, patientContactsCard(pid, false));
+  mount(main, root);
+  focusHeading(root);
+  // The name and MRN (an audited read of the record) say whose contacts these are; the
+  // card works without them (admins outside the care team, a device blocked from PHI).
+  try {
+    const p = await api.get('/patients/' + pid);
+    if (mine === renderSeq) mount(who, h('span', { class: 'tag' }, 'Patient'), ' ', p.display_name, ' · MRN ', p.mrn);
+  } catch { /* keep the id */ }
 }
 
 async function adminContactsPage() {
@@ -3140,6 +3187,259 @@ async function accessReviewPage(id, info) {
     if (notice) { showInfo(msg, notice); announce(notice); }
   };
   try { await load(); } catch (e) { mount(box); showError(msg, e); }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 9 gaps: patient contact links, the contact policy, local search, a stable web device,
+// one's own devices
+// ---------------------------------------------------------------------------------------------
+
+/** Links from a patient conversation's header to the patient's own screens. */
+function patientLinks(pid) {
+  return h('p', { class: 'patient-links' }, h('a', { href: `#/patients/${pid}/contacts` }, 'Patient contacts'));
+}
+
+/** The organisation's re-verification period for contacts (admins change it; others read it). */
+async function contactPolicyForm() {
+  const msg = messageBox();
+  const form = h('form', { class: 'card', novalidate: true, 'aria-labelledby': 'cpol-h', id: 'contact-policy' }, h('h2', { id: 'cpol-h' }, 'Contact verification'));
+  let pol;
+  try { pol = await api.get('/org/contact-policy'); } catch (e) { form.append(msg); showError(msg, e); return form; }
+  const about = h('p', { class: 'muted' }, 'Ward sends notices and codes only to phone numbers and email addresses verified within this period; after it, the owner verifies them again with a new code.');
+  if (me.user.role !== 'admin') {
+    form.append(about, h('p', { id: 'reverify-days' }, `Contacts are verified again every ${pol.reverify_days} days.`));
+    return form;
+  }
+  const days = field('Verify contacts again after (days, 1 to 730)', { name: 'reverify_days', inputmode: 'numeric', value: String(pol.reverify_days), maxlength: 4 });
+  form.append(about, days, msg, h('button', { type: 'submit', class: 'primary' }, 'Save contact policy'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const v = days.input.value.trim();
+    if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > 730) {
+      showError(msg, { userMessage: 'The period must be a whole number of days from 1 to 730 (two years).' });
+      days.input.focus();
+      return;
+    }
+    await submitForm(form, msg, async () => {
+      const r = await api.call('PUT', '/org/contact-policy', { reverify_days: Number(v) });
+      days.input.value = String(r.reverify_days);
+      showInfo(msg, `Saved. Contacts are verified again every ${r.reverify_days} days.`);
+    });
+  });
+  return form;
+}
+
+// Search. Message bodies are encrypted at rest, so the server cannot search them; like Signal
+// and Element, the page searches what it has loaded. The query lives in memory only (never in
+// the URL or storage) and lock() forgets it.
+let listQuery = '';
+let convMembers = new Map(); // conversation id -> searchable names (members, patient) seen here
+
+const fold = (t) => String(t || '').normalize('NFD').replace(/\p{M}/gu, '').toLowerCase();
+
+/** Whether a conversation of the list matches the filter: every word in its name, kind or members. */
+function convMatches(c) {
+  const words = fold(listQuery).split(/\s+/).filter(Boolean);
+  if (words.length === 0) return true;
+  const hay = fold([convName(c), c.kind, c.patient_id ? 'patient' : '', convMembers.get(c.id) || ''].join(' '));
+  return words.every((w) => hay.includes(w));
+}
+
+/** The filter box above the conversation list. */
+function listFilter() {
+  const input = h('input', { type: 'search', id: 'conv-filter', name: 'conv_filter', autocomplete: 'off', spellcheck: 'false', value: listQuery || null,
+    'aria-describedby': 'conv-filter-status', 'aria-controls': 'convs' });
+  const status = h('p', { id: 'conv-filter-status', class: 'sr-only', role: 'status' });
+  input.addEventListener('input', () => { listQuery = input.value; renderList(); });
+  input.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape' && input.value) { e.preventDefault(); input.value = ''; listQuery = ''; renderList(); }
+    if (e.key === 'Enter') { e.preventDefault(); const first = document.querySelector('#convs a'); if (first) first.focus(); }
+  });
+  return h('div', { class: 'field filter' }, h('label', { for: 'conv-filter' }, 'Filter conversations'), input, status);
+}
+
+/** The list as filtered, saying how many match (to screen readers, and on screen when none). */
+function filteredList() {
+  const shown = list.filter(convMatches);
+  const status = document.getElementById('conv-filter-status');
+  if (status) status.textContent = listQuery.trim() ? `${shown.length} of ${list.length} conversations match` : '';
+  return shown;
+}
+
+/** The find box in an open conversation. Enter and Shift+Enter step through the matches. */
+function findBar() {
+  const o = open;
+  const wasFocused = document.activeElement && document.activeElement.id === 'conv-find';
+  const input = h('input', { type: 'search', id: 'conv-find', name: 'conv_find', autocomplete: 'off', spellcheck: 'false', value: o.find || null,
+    'aria-describedby': 'conv-find-status', 'aria-controls': 'messages' });
+  const status = h('span', { id: 'conv-find-status', class: 'muted', role: 'status' });
+  const prev = h('button', { type: 'button', 'aria-label': 'Previous match' }, '↑');
+  const next = h('button', { type: 'button', 'aria-label': 'Next match' }, '↓');
+  const go = (d) => { o.findAt = (o.findAt || 0) + d; highlightFind(true); };
+  input.addEventListener('input', () => { o.find = input.value; o.findAt = 0; highlightFind(true); });
+  input.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter') { e.preventDefault(); go(e.shiftKey ? -1 : 1); }
+    if (e.key === 'Escape' && input.value) { e.preventDefault(); input.value = ''; o.find = ''; highlightFind(false); }
+  });
+  prev.addEventListener('click', () => go(-1));
+  next.addEventListener('click', () => go(1));
+  o.refocusFind = wasFocused;
+  return h('div', { class: 'findbar', role: 'search', 'aria-label': 'In this conversation' },
+    h('div', { class: 'field' }, h('label', { for: 'conv-find' }, 'Find in this conversation'), input), h('div', { class: 'row' }, prev, next, status));
+}
+
+/** Marks the find box's matches in the loaded messages; `scroll` brings the current one into view. */
+function highlightFind(scroll) {
+  const o = open;
+  if (!o || !o.root) return;
+  const q = fold(o.find).trim();
+  const marks = [];
+  for (const li of o.root.querySelectorAll('#messages li.msg')) {
+    const m = o.messages.get(Number(li.dataset.seq));
+    const p = li.querySelector('p.body');
+    if (!m || !p || m.recalled_at || m.withheld || m.shredded) continue;
+    const text = m.body || '';
+    const folded = fold(text);
+    // Folding can change lengths (a letter and its accent); mark only where it did not.
+    if (!q || folded.length !== text.length) { if (p.querySelector('mark')) mount(p, text); continue; }
+    const parts = [];
+    let at = 0;
+    for (let i = folded.indexOf(q); i >= 0; i = folded.indexOf(q, i + q.length)) {
+      if (i > at) parts.push(text.slice(at, i));
+      const mk = h('mark', {}, text.slice(i, i + q.length));
+      parts.push(mk);
+      marks.push(mk);
+      at = i + q.length;
+    }
+    if (at < text.length) parts.push(text.slice(at));
+    mount(p, parts);
+  }
+  const status = o.root.querySelector('#conv-find-status');
+  if (!q) { if (status) status.textContent = ''; return; }
+  if (marks.length === 0) { if (status) status.textContent = 'No match in the loaded messages'; return; }
+  o.findAt = ((o.findAt || 0) % marks.length + marks.length) % marks.length;
+  const cur = marks[o.findAt];
+  cur.classList.add('current');
+  if (status) status.textContent = `${o.findAt + 1} of ${marks.length}`;
+  if (scroll) cur.scrollIntoView({ block: 'nearest' });
+}
+
+/** After a conversation is drawn: remember its names for the list filter, redo the find. */
+function afterConversationRender() {
+  const o = open;
+  if (!o) return;
+  const v = o.view;
+  convMembers.set(o.id, [...v.members.map((m) => m.display_name), v.patient ? v.patient.display_name : '', v.patient ? v.patient.mrn : ''].join(' '));
+  if (o.find) highlightFind(false);
+  if (o.refocusFind) {
+    const input = o.root.querySelector('#conv-find');
+    if (input) { input.focus(); input.setSelectionRange(input.value.length, input.value.length); }
+  }
+}
+
+/** Forgets the search state (at lock). */
+function forgetSearch() {
+  listQuery = '';
+  convMembers = new Map();
+}
+
+// A stable device for web sign-ins. The device id the server returned is kept in localStorage
+// under a key derived from the login name (not the name itself), and sent with the next
+// password sign-in of that login from this browser. It is an identifier, not a credential: the
+// server accepts it only with the user's own password (and second factor), only for a device
+// of that user that is not revoked, and refresh tokens stay bound to it besides. Tokens never
+// go to storage (api.js).
+const DEVICE_KEY = 'ward.device.';
+let pendingDeviceKey = null;
+
+async function deviceKey(login) {
+  try {
+    const d = await crypto.subtle.digest('SHA-256', new TextEncoder().encode('ward-web-device\n' + login.trim().toLowerCase()));
+    return DEVICE_KEY + [...new Uint8Array(d)].slice(0, 16).map((x) => x.toString(16).padStart(2, '0')).join('');
+  } catch {
+    return null; // no WebCrypto (not a secure context): a new device each time, as before
+  }
+}
+
+function storedDevice(key) {
+  try { const v = key && localStorage.getItem(key); return v && ID.test(v) ? v : null; } catch { return null; }
+}
+
+function rememberDevice(tokens) {
+  const key = pendingDeviceKey;
+  pendingDeviceKey = null;
+  if (!key || !tokens || !ID.test(tokens.device_id || '')) return;
+  try { localStorage.setItem(key, tokens.device_id); } catch { /* storage refused: nothing kept */ }
+}
+
+function forgetDevice(key) {
+  try { if (key) localStorage.removeItem(key); } catch { /* nothing kept */ }
+}
+
+/** The server refused the device id: not this user's, revoked or wiped. */
+const deviceRefused = (e) => e && e.code === 'validation_failed' && /device\.id/i.test(e.userMessage || '');
+
+/** Password sign-in with this browser's device for the login, or a new device if refused. */
+async function passwordSignIn(login, password) {
+  const key = await deviceKey(login);
+  const id = storedDevice(key);
+  const body = (withId) => ({ login, password, device: { ...(withId && id ? { id } : {}), name: 'Web browser', platform: 'web' } });
+  pendingDeviceKey = key;
+  try {
+    return await api.anonymous('POST', '/auth/login', body(true));
+  } catch (e) {
+    if (!id || !deviceRefused(e)) throw e;
+    forgetDevice(key);
+    return api.anonymous('POST', '/auth/login', body(false));
+  }
+}
+
+/** After a second factor refused the device id (it was revoked while signing in): start again. */
+function deviceRefusedAtMfa(e) {
+  if (!deviceRefused(e)) return false;
+  forgetDevice(pendingDeviceKey);
+  signInPage('This browser\'s device record was ended (revoked or wiped). Sign in again to register it anew.');
+  return true;
+}
+
+const DEVICE_PLATFORMS = { web: 'web browser', ios: 'iPhone or iPad', android: 'Android', cli: 'command line' };
+
+/** One's own devices (`GET /me/devices`) with "Report lost" (`POST /me/devices/{id}/wipe`). */
+function myDevicesCard() {
+  const msg = messageBox();
+  const box = h('div', { id: 'my-devices' }, h('p', { class: 'muted' }, 'Loading…'));
+  const load = async () => {
+    let devices;
+    try { devices = await api.get('/me/devices'); } catch (e) { mount(box); showError(msg, e); return; }
+    const live = devices.filter((d) => !d.revoked_at);
+    if (live.length === 0) { mount(box, h('p', { class: 'muted' }, 'No devices.')); return; }
+    const here = api.deviceId();
+    mount(box, h('table', { class: 'table' }, h('caption', { class: 'sr-only' }, 'Your devices'),
+      h('thead', {}, h('tr', {}, ['Device', 'First signed in', 'Last seen', 'Posture', ''].map((t) => h('th', { scope: 'col' }, t || h('span', { class: 'sr-only' }, 'Action'))))),
+      h('tbody', {}, live.map((d) => {
+        const lost = h('button', { type: 'button', class: 'danger', 'aria-label': `Report lost: ${d.name} first signed in ${new Date(d.first_seen_at).toLocaleString()}` }, 'Report lost');
+        lost.addEventListener('click', async () => {
+          const reason = await wipeDialog(d, 'yours');
+          if (!reason) return;
+          try {
+            await api.post(`/me/devices/${d.id}/wipe`, { reason });
+            if (d.id === api.deviceId()) return; // this browser's own: its session ends and the page locks
+            showInfo(msg, 'Reported. Its sessions ended, and Ward\'s data on it is erased at its next contact.');
+            await load();
+          } catch (e) { showError(msg, e); }
+        });
+        return h('tr', { dataset: { id: d.id, current: d.id === here ? 'true' : null } },
+          h('td', {}, d.name, ' ', h('span', { class: 'muted' }, DEVICE_PLATFORMS[d.platform] || d.platform), d.id === here ? h('span', { class: 'tag' }, 'This browser') : null),
+          h('td', {}, new Date(d.first_seen_at).toLocaleString()),
+          h('td', {}, new Date(d.last_seen_at).toLocaleString()),
+          h('td', {}, d.state ? deviceStatus(d) : h('span', { class: 'muted' }, 'Not reported')),
+          h('td', {}, lost));
+      }))));
+  };
+  load();
+  return h('section', { class: 'card', 'aria-labelledby': 'my-devices-h' }, h('h2', { id: 'my-devices-h' }, 'Your devices'),
+    h('p', { class: 'muted' }, 'Each phone, tablet or browser you signed in with. A browser keeps its device between sign-ins. Report a device lost to end its sessions and erase Ward\'s data on it.'),
+    msg, box);
 }
 
 // ---------------------------------------------------------------------------------------------
