@@ -1847,6 +1847,62 @@ await step('stable web device: two sign-ins from one browser use one device; a w
   await page.context().close();
 });
 
+await step('account: frank changes his password and sets up an authenticator app from the account page (bad input first)', async () => {
+  const page = await newPage(DESKTOP, 'frank-account');
+  await signIn(page, 'frank');
+  await page.click('#nav a[href="#/account"]');
+  await page.waitForSelector('#totp-setup button[type=submit]', WAIT);
+  const pwMsg = '#password-form .form-message';
+  await page.click('#password-form button[type=submit]');
+  assert((await text(page, pwMsg)).includes('Fill in'), 'an empty form is refused');
+  await page.fill('#f-pw_current', PASSWORD);
+  await page.fill('#f-pw_new', 'a-new-passphrase-for-frank');
+  await page.fill('#f-pw_again', 'a-new-passphrase-for-frank!');
+  await page.click('#password-form button[type=submit]');
+  assert((await text(page, pwMsg)).includes('differ'), 'different new passwords are refused');
+  await page.fill('#f-pw_current', 'not-the-password');
+  await page.fill('#f-pw_again', 'a-new-passphrase-for-frank');
+  await page.click('#password-form button[type=submit]');
+  await page.waitForSelector(pwMsg + '.error:has-text("current password is wrong")', WAIT);
+  // The authenticator app: the password first, then a code from the secret shown.
+  const msg = '#totp-h ~ .form-message';
+  await page.click('#totp-setup button[type=submit]');
+  assert((await text(page, msg)).includes('Enter your password'), 'no password refused');
+  await page.fill('#f-totp_password', 'not-the-password');
+  await page.click('#totp-setup button[type=submit]');
+  await page.waitForSelector(msg + '.error:not(:has-text("Enter your password"))', WAIT);
+  await page.fill('#f-totp_password', PASSWORD);
+  await page.click('#totp-setup button[type=submit]');
+  await page.waitForSelector('#totp-new-secret', WAIT);
+  await axe(page, 'account: authenticator secret');
+  await page.fill('#f-totp-confirm_code', '12');
+  await page.click('#totp-confirm button[type=submit]');
+  assert((await text(page, msg)).includes('6 digits'), 'a short code is refused');
+  const secret = base32((await text(page, '#totp-new-secret')).replace(/\s+/g, ''));
+  await page.fill('#f-totp-confirm_code', totp(secret.toString('hex')));
+  await page.click('#totp-confirm button[type=submit]');
+  await page.waitForSelector('#totp-recovery li', WAIT);
+  assert((await page.$$('#totp-recovery li')).length === 10, 'ten recovery codes, shown once');
+  assert((await text(page, '#totp-state')).includes('gives your second'), 'the app is in use');
+  // Replacing the codes and removing the app need a current code: a wrong one is refused.
+  await page.fill('#f-totp-recovery-form_code', '000001');
+  await page.click('#totp-recovery-form button[type=submit]');
+  await page.waitForSelector(msg + '.error', WAIT);
+  await page.fill('#f-totp-remove_code', '000001');
+  await page.click('#totp-remove button[type=submit]');
+  await page.waitForSelector(msg + '.error', WAIT);
+  assert(!(await text(page, msg)).includes('{'), 'the refusal is a sentence');
+  await axe(page, 'account with an authenticator app');
+  await onPhone(page, 'account with an authenticator app');
+  // The password, for real.
+  await page.fill('#f-pw_current', PASSWORD);
+  await page.fill('#f-pw_new', 'a-new-passphrase-for-frank');
+  await page.fill('#f-pw_again', 'a-new-passphrase-for-frank');
+  await page.click('#password-form button[type=submit]');
+  await page.waitForSelector(pwMsg + '.info:has-text("Password changed")', WAIT);
+  await page.context().close();
+});
+
 await step('no CSP violation and no script error on any page', async () => {
   assert(problems.length === 0, problems.join('\n'));
 });

@@ -1056,7 +1056,7 @@ async function accountPage(info) {
   const card = h('section', { class: 'card', 'aria-labelledby': 'keys-h' }, h('h2', { id: 'keys-h' }, 'Security keys and passkeys'),
     h('p', { class: 'muted' }, 'A security key or passkey proves it is you with a touch, a PIN or your fingerprint. It works as the second step after your password, and a passkey also signs you in without one.'),
     msg, h('p', { class: 'muted' }, 'Loading…'));
-  const root = h('section', {}, h('h1', { class: 'pagehead' }, 'Your account'), card, notificationsCard(), contactsCard());
+  const root = h('section', {}, h('h1', { class: 'pagehead' }, 'Your account'), card, notificationsCard(), contactsCard(), passwordCard(), authenticatorCard());
   mount(main, root);
   focusHeading(root);
   try {
@@ -3440,6 +3440,99 @@ function myDevicesCard() {
   return h('section', { class: 'card', 'aria-labelledby': 'my-devices-h' }, h('h2', { id: 'my-devices-h' }, 'Your devices'),
     h('p', { class: 'muted' }, 'Each phone, tablet or browser you signed in with. A browser keeps its device between sign-ins. Report a device lost to end its sessions and erase Ward\'s data on it.'),
     msg, box);
+}
+
+/** Changing one's password (every other session ends), from the account page. */
+function passwordCard() {
+  const msg = messageBox();
+  const cur = field('Current password', { name: 'pw_current', type: 'password', autocomplete: 'current-password' });
+  const next = field('New password', { name: 'pw_new', type: 'password', autocomplete: 'new-password' });
+  const again = field('New password again', { name: 'pw_again', type: 'password', autocomplete: 'new-password' });
+  const form = h('form', { class: 'card', id: 'password-form', novalidate: true, 'aria-labelledby': 'pw-h' }, h('h2', { id: 'pw-h' }, 'Password'),
+    h('p', { class: 'muted' }, 'Changing it signs you out everywhere else.'), h('div', { class: 'row wrap' }, cur, next, again), msg,
+    h('button', { type: 'submit' }, 'Change password'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    if (!cur.input.value || !next.input.value) { showError(msg, { userMessage: 'Fill in your current password and the new one.' }); (cur.input.value ? next : cur).input.focus(); return; }
+    if (next.input.value !== again.input.value) { showError(msg, { userMessage: 'The two new passwords differ.' }); again.input.focus(); return; }
+    await submitForm(form, msg, async () => {
+      await api.post('/me/password', { current_password: cur.input.value, new_password: next.input.value });
+      for (const f of [cur, next, again]) f.input.value = '';
+      showInfo(msg, 'Password changed. Your other sessions have ended.');
+    }, { onError: () => { cur.input.value = ''; } });
+  });
+  return form;
+}
+
+/**
+ * The authenticator app (TOTP) from the account page: set one up (the password, then the
+ * secret and a code from the app; the first second factor also shows ten recovery codes),
+ * replace the recovery codes, or remove it (both with a current code). Whether TOTP is set
+ * is known only when the account's second factor exists without a security key; otherwise
+ * every action is offered and the API says which applies.
+ */
+function authenticatorCard() {
+  const msg = messageBox();
+  const body = h('div', { id: 'totp-body' }, h('p', { class: 'muted' }, 'Loading…'));
+  const card = h('section', { class: 'card', id: 'totp-card', 'aria-labelledby': 'totp-h' }, h('h2', { id: 'totp-h' }, 'Authenticator app'), msg, body);
+  const codesBox = (codes, lead) => h('div', { class: 'notice', id: 'totp-recovery' }, h('p', {}, lead, ' Each signs you in once if you lose your phone. Keep them somewhere safe: they are shown only now.'),
+    h('ul', { class: 'codes' }, codes.map((c) => h('li', {}, c))));
+  const codeForm = (id, label, button, work) => {
+    const code = field(label, { name: id + '_code', inputmode: 'numeric', autocomplete: 'one-time-code', maxlength: 6 });
+    const f = h('form', { id, class: 'row wrap', novalidate: true, 'aria-label': button }, code, h('button', { type: 'submit' }, button));
+    f.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const v = code.input.value.trim();
+      if (!/^\d{6}$/.test(v)) { showError(msg, { userMessage: 'Enter the 6 digits your authenticator app shows.' }); code.input.focus(); return; }
+      await submitForm(f, msg, () => work(v), { onError: () => { code.input.value = ''; code.input.focus(); } });
+    });
+    return f;
+  };
+  const setup = () => {
+    const pw = field('Your password', { name: 'totp_password', type: 'password', autocomplete: 'current-password' });
+    const f = h('form', { id: 'totp-setup', class: 'row wrap', novalidate: true, 'aria-label': 'Set up an authenticator app' }, pw, h('button', { type: 'submit' }, 'Set up an authenticator app'));
+    f.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      if (!pw.input.value) { showError(msg, { userMessage: 'Enter your password.' }); pw.input.focus(); return; }
+      await submitForm(f, msg, async () => {
+        const r = await stepped(() => api.post('/me/mfa/totp', { password: pw.input.value }));
+        pw.input.value = '';
+        const confirm = codeForm('totp-confirm', '6-digit code from the app', 'Confirm', async (v) => {
+          const c = await stepped(() => api.post('/me/mfa/totp/confirm', { code: v }));
+          me.user.mfa_enabled = true;
+          await load();
+          showInfo(msg, 'The authenticator app is set up.');
+          if (c.recovery_codes.length) body.prepend(codesBox(c.recovery_codes, 'Your recovery codes:'));
+        });
+        mount(body, h('p', {}, 'Enter this secret in your authenticator app (time-based, 6 digits, 30 seconds), then the code it shows:'),
+          h('p', { class: 'secret', id: 'totp-new-secret' }, r.secret.replace(/(.{4})/g, '$1 ').trim()), confirm);
+        confirm.querySelector('input').focus();
+      }, { onError: () => { pw.input.value = ''; } });
+    });
+    return f;
+  };
+  const manage = () => [
+    codeForm('totp-recovery-form', 'Code from the app, for new recovery codes', 'New recovery codes', async (v) => {
+      const r = await api.post('/me/mfa/recovery-codes', { code: v });
+      mount(body, codesBox(r.recovery_codes, 'Your new recovery codes (the old ones no longer work):'), ...manage());
+    }),
+    codeForm('totp-remove', 'Code from the app, to remove it', 'Remove the authenticator app', async (v) => {
+      await api.call('DELETE', '/me/mfa/totp', { code: v });
+      await load();
+      showInfo(msg, 'The authenticator app was removed.');
+    }),
+  ];
+  const load = async () => {
+    let fresh, keys;
+    try { [fresh, keys] = await Promise.all([api.get('/me'), api.get('/me/webauthn/credentials')]); } catch (e) { mount(body); showError(msg, e); return; }
+    const totp = fresh.user.mfa_enabled && keys.length === 0 ? true : fresh.user.mfa_enabled ? null : false;
+    mount(body, h('p', { class: 'muted', id: 'totp-state' }, totp === true ? 'An authenticator app gives your second sign-in step.'
+      : totp === false ? 'No authenticator app yet. One gives a 6-digit code as the second step after your password.'
+        : 'Your security key is a second step; you may also use an authenticator app.'),
+    totp === true ? null : setup(), totp === false ? null : manage());
+  };
+  load();
+  return card;
 }
 
 // ---------------------------------------------------------------------------------------------
