@@ -1763,12 +1763,17 @@ await step('search: a filter over the conversation list and find in a conversati
   await alice.goto(URL_ + '/#/c/' + GROUP);
   await alice.waitForSelector('#messages li.msg', WAIT);
   await alice.click(`#convs a[data-id="${PATIENT_CONV}"]`);
-  await alice.waitForSelector('#messages li.msg:has-text("results are in")', WAIT);
-  await alice.waitForFunction(() => document.querySelectorAll('#convs a').length >= 2, null, WAIT);
+  // (the group holds a forwarded copy of the results message: wait for the patient's header)
+  await alice.waitForSelector('.convhead .patient:has-text("MRN-0042")', WAIT);
+  const listed = async (pred, arg, what) => {
+    try { await alice.waitForFunction(pred, arg, WAIT); } catch {
+      throw new Error(what + ': the filter holds ' + JSON.stringify(await alice.inputValue('#conv-filter').catch(() => null)) + ', the list shows ' + JSON.stringify(await alice.textContent('#convs').catch(() => null)));
+    }
+  };
+  await listed(() => document.querySelectorAll('#convs a').length >= 2, null, 'alice has several conversations');
   const all = (await alice.$$('#convs a')).length;
-  await alice.focus('#conv-filter');
-  await alice.keyboard.type('care team');
-  await alice.waitForFunction((n) => document.querySelectorAll('#convs a').length < n, all, WAIT);
+  await alice.locator('#conv-filter').pressSequentially('care team');
+  await listed((n) => document.querySelectorAll('#convs a').length < n, all, 'the filter narrows the list');
   assert(await alice.$(`#convs a[data-id="${PATIENT_CONV}"]`), 'the title matches');
   assert((await text(alice, '#conv-filter-status')).includes('match'), 'the count is announced');
   await alice.fill('#conv-filter', 'jamie');
@@ -1779,7 +1784,7 @@ await step('search: a filter over the conversation list and find in a conversati
   await alice.waitForSelector('#convs li.muted:has-text("No conversation matches")', WAIT);
   await axe(alice, 'conversation list filtered to nothing');
   await alice.press('#conv-filter', 'Escape');
-  await alice.waitForFunction((n) => document.querySelectorAll('#convs a').length === n, all, WAIT);
+  await listed((n) => document.querySelectorAll('#convs a').length === n, all, 'Escape shows every conversation again');
   await alice.fill('#conv-filter', 'jamie');
   await alice.press('#conv-filter', 'Enter');
   assert(await alice.evaluate(() => document.activeElement && document.activeElement.closest('#convs') !== null), 'Enter moves to the first match');
@@ -1901,6 +1906,42 @@ await step('account: frank changes his password and sets up an authenticator app
   await page.click('#password-form button[type=submit]');
   await page.waitForSelector(pwMsg + '.info:has-text("Password changed")', WAIT);
   await page.context().close();
+});
+
+await step('training, the acknowledgment requirement and shred records: recorded and shown (bad input first)', async () => {
+  await admin.click('#nav a[href="#/admin/registers"]');
+  await admin.waitForSelector('#training-form button[type=submit]', WAIT);
+  const msg = '#training-form .form-message';
+  await admin.click('#training-form button[type=submit]');
+  assert((await text(admin, msg)).includes('Choose the person'), 'no person refused');
+  await admin.selectOption('#f-training_user', { label: 'Dr Alice Moreau' });
+  await admin.click('#training-form button[type=submit]');
+  assert((await text(admin, msg)).includes('Name the course'), 'no course refused');
+  await admin.fill('#f-training_course', 'HIPAA privacy and security 2026');
+  await admin.fill('#f-training_day', '2026-13-40');
+  await admin.click('#training-form button[type=submit]');
+  await admin.waitForSelector(msg + '.error', WAIT);
+  assert(!(await text(admin, msg)).includes('{'), 'the API\'s sentence for an impossible day');
+  await admin.fill('#f-training_day', '2026-11-02');
+  await admin.click('#training-form button[type=submit]');
+  await admin.waitForSelector('#training tr:has-text("Dr Alice Moreau"):has-text("HIPAA privacy and security 2026")', WAIT);
+  await axe(admin, 'registers with training');
+  await alice.click('#nav a[href="#/policies"]');
+  await alice.waitForSelector('#my-training td:has-text("HIPAA privacy and security 2026")', WAIT);
+  await axe(alice, 'policies with one\'s training');
+  await admin.click('#nav a[href="#/policies"]');
+  await admin.waitForSelector('#ack-setting button[type=submit]', WAIT);
+  await admin.check('#ack-required');
+  await admin.click('#ack-setting button[type=submit]');
+  await admin.waitForSelector('#ack-setting .form-message.info:has-text("must be acknowledged")', WAIT);
+  await admin.uncheck('#ack-required');
+  await admin.click('#ack-setting button[type=submit]');
+  await admin.waitForSelector('#ack-setting .form-message.info:has-text("not required")', WAIT);
+  await axe(admin, 'policies with the acknowledgment setting');
+  await onPhone(admin, 'policies with the acknowledgment setting');
+  await admin.click('#nav a[href="#/admin/policies"]');
+  await admin.waitForSelector('#shreds h2', WAIT);
+  await axe(admin, 'settings with shred records');
 });
 
 await step('no CSP violation and no script error on any page', async () => {

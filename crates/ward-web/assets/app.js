@@ -1430,7 +1430,7 @@ async function policiesPage() {
   let dir = null;
   try { dir = await people(); } catch { /* names fall back to ids */ }
   if (admin) root.append(await orgPolicyForm());
-  root.append(await retentionForm(), await holdsSection(dir), await contactPolicyForm());
+  root.append(await retentionForm(), await shredsSection(), await holdsSection(dir), await contactPolicyForm());
 }
 
 async function orgPolicyForm() {
@@ -1929,7 +1929,8 @@ async function ackPoliciesPage(info) {
     mount(listBox);
     showError(msg, e);
   }
-  if (manager()) root.append(publishPolicyForm(), await ackReport());
+  root.append(await myTrainingCard());
+  if (manager()) root.append(publishPolicyForm(), await ackReport(), await ackSettingForm());
 }
 
 function policyItem(p, msg) {
@@ -1995,7 +1996,7 @@ async function registersPage() {
   let dir = null;
   try { dir = await people(); } catch { /* names fall back to ids */ }
   const owners = [['', 'No one yet'], ...((dir && dir.items) || []).filter((u) => u.role !== 'patient' && !u.disabled).map((u) => [u.id, u.display_name])];
-  root.append(await vendorSection(dir, owners), await riskSection(dir, owners));
+  root.append(await vendorSection(dir, owners), await riskSection(dir, owners), await trainingSection(dir, owners.slice(1)));
 }
 
 async function vendorSection(dir, owners) {
@@ -3532,6 +3533,89 @@ function authenticatorCard() {
     totp === true ? null : setup(), totp === false ? null : manage());
   };
   load();
+  return card;
+}
+
+/** Managers: whether every current policy must be acknowledged before message content shows. */
+async function ackSettingForm() {
+  const msg = messageBox();
+  const form = h('form', { class: 'card', id: 'ack-setting', novalidate: true, 'aria-labelledby': 'ack-setting-h' }, h('h2', { id: 'ack-setting-h' }, 'Acknowledgment before access'));
+  let r;
+  try { r = await api.get('/policies'); } catch (e) { form.append(msg); showError(msg, e); return form; }
+  const box = h('input', { type: 'checkbox', id: 'ack-required', checked: !!r.require_acknowledgment_before_phi });
+  form.append(h('p', { class: 'muted' }, 'When on, the workforce sees message content only after acknowledging the current version of every policy.'),
+    h('div', { class: 'check' }, box, h('label', { for: 'ack-required' }, 'Require acknowledging every current policy before message content is shown')), msg,
+    h('button', { type: 'submit' }, 'Save'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    await submitForm(form, msg, async () => {
+      const s = await api.call('PUT', '/org/policy-acknowledgment', { require_before_phi: box.checked });
+      box.checked = s.require_before_phi;
+      showInfo(msg, s.require_before_phi ? 'Saved: policies must be acknowledged before message content is shown.' : 'Saved: acknowledgment is not required before access.');
+    });
+  });
+  return form;
+}
+
+/** One's own completed training (`GET /me/training-records`). */
+async function myTrainingCard() {
+  const card = h('section', { class: 'card', id: 'my-training', 'aria-labelledby': 'my-training-h' }, h('h2', { id: 'my-training-h' }, 'Your training'));
+  try {
+    const r = await api.get('/me/training-records');
+    card.append(r.items.length === 0 ? h('p', { class: 'muted' }, 'No training recorded for you yet.')
+      : eventTable('Courses you completed', r.items, [['Course', (x) => x.course], ['Completed', (x) => x.completed_on]]));
+  } catch (e) {
+    card.append(h('p', { class: 'form-message error' }, e.userMessage));
+  }
+  return card;
+}
+
+/** Managers: the workforce's training records, and recording a completion. */
+async function trainingSection(dir, people) {
+  const msg = messageBox();
+  const listBox = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
+  const who = field('Person', { name: 'training_user', tag: 'select', options: [['', 'Choose…'], ...people] });
+  const course = field('Course', { name: 'training_course', maxlength: 200 });
+  const day = field('Completed on (YYYY-MM-DD)', { name: 'training_day', maxlength: 10, value: localDay() });
+  const form = h('form', { id: 'training-form', novalidate: true, 'aria-labelledby': 'training-add-h' }, h('h3', { id: 'training-add-h' }, 'Record a completed course'),
+    h('div', { class: 'row wrap' }, who, course, day), msg, h('button', { type: 'submit' }, 'Record training'));
+  const load = async () => {
+    try {
+      const r = await api.get('/training-records');
+      mount(listBox, r.items.length === 0 ? h('p', { class: 'muted' }, 'No training recorded yet.')
+        : eventTable('Completed training, newest first', r.items, [['Person', (x) => personName(dir, x.user_id)], ['Course', (x) => x.course],
+          ['Completed', (x) => x.completed_on], ['Recorded by', (x) => (x.recorded_by ? personName(dir, x.recorded_by) : '–')]]));
+    } catch (e) { mount(listBox); showError(msg, e); }
+  };
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    if (!who.input.value) { showError(msg, { userMessage: 'Choose the person who completed the course.' }); who.input.focus(); return; }
+    if (!course.input.value.trim()) { showError(msg, { userMessage: 'Name the course.' }); course.input.focus(); return; }
+    if (!DAY.test(day.input.value.trim())) { showError(msg, { userMessage: 'Give the day it was completed as YYYY-MM-DD.' }); day.input.focus(); return; }
+    await submitForm(form, msg, async () => {
+      await api.post('/training-records', { user_id: who.input.value, course: course.input.value.trim(), completed_on: day.input.value.trim() });
+      course.input.value = '';
+      showInfo(msg, 'Training recorded.');
+      await load();
+    });
+  });
+  await load();
+  return h('section', { class: 'card', id: 'training', 'aria-labelledby': 'training-h' }, h('h2', { id: 'training-h' }, 'Workforce training'), listBox, form);
+}
+
+/** Admins and compliance officers: what retention destroyed (`GET /retention/shreds`). */
+async function shredsSection() {
+  const card = h('section', { class: 'card', id: 'shreds', 'aria-labelledby': 'shreds-h' }, h('h2', { id: 'shreds-h' }, 'Destroyed under retention'),
+    h('p', { class: 'muted' }, 'Each time expired content was destroyed: the conversation, how many messages, the period that applied and the horizon. The auditor\'s evidence.'));
+  try {
+    const r = await api.get('/retention/shreds?limit=50');
+    card.append(r.items.length === 0 ? h('p', { class: 'muted' }, 'Nothing has been destroyed yet.')
+      : eventTable('Shred records, newest first', r.items, [['When', (x) => new Date(x.shredded_at).toLocaleString()],
+        ['Conversation', (x) => String(x.scope_id).slice(0, 8) + (x.whole ? ' (whole)' : '')], ['Messages', (x) => String(x.message_count)],
+        ['Period', (x) => `${x.policy_kind}, ${x.policy_days} days`], ['Older than', (x) => new Date(x.horizon).toLocaleDateString()]]));
+  } catch (e) {
+    card.append(h('p', { class: 'form-message error' }, e.userMessage));
+  }
   return card;
 }
 
