@@ -1944,6 +1944,54 @@ await step('training, the acknowledgment requirement and shred records: recorded
   await axe(admin, 'settings with shred records');
 });
 
+await step('device compliance: the quarterly review, drift, a spot check, the posture policy and the profile (bad input first)', async () => {
+  await admin.click('#nav a[href="#/admin/devices"]');
+  await admin.click('a:has-text("Compliance reports")');
+  await admin.waitForSelector('#device-review p:has-text("registered device")', WAIT);
+  await admin.waitForSelector('#posture-policy button[type=submit]', WAIT);
+  assert((await admin.title()) === 'Device compliance · Ward', 'the title');
+  await axe(admin, 'device compliance');
+  await admin.fill('#f-drift_days', '0');
+  await admin.click('#drift button[type=submit]');
+  assert((await text(admin, '#drift .form-message')).includes('from 1 to 3660'), 'a zero period is refused');
+  await admin.fill('#f-drift_days', '92');
+  await admin.click('#drift button[type=submit]');
+  await admin.waitForSelector('#drift-result table, #drift-result p', WAIT);
+  const spotMsg = '#spot-check-form .form-message';
+  await admin.fill('#f-spot_percent', '5');
+  await admin.click('#spot-check-form button[type=submit]');
+  assert((await text(admin, spotMsg)).includes('from 10 to 100'), 'a 5% sample is refused');
+  await admin.fill('#f-spot_percent', '50');
+  await admin.fill('#f-spot_seed', 'forty-two');
+  await admin.click('#spot-check-form button[type=submit]');
+  assert((await text(admin, spotMsg)).includes('whole number'), 'a seed that is not a number is refused');
+  await admin.fill('#f-spot_seed', '42');
+  await admin.click('#spot-check-form button[type=submit]');
+  await admin.waitForSelector(spotMsg + '.info:has-text("seed 42")', WAIT);
+  await admin.waitForSelector('#spot-checks td:has-text("42")', WAIT);
+  // The posture policy: not JSON, then a field the API refuses (its sentence), then saved as it was.
+  const original = await admin.inputValue('#f-posture_policy');
+  const polMsg = '#posture-policy .form-message';
+  await admin.fill('#f-posture_policy', '{ not json');
+  await admin.click('#posture-policy button[type=submit]');
+  assert((await text(admin, polMsg)).includes('not valid JSON'), 'invalid JSON is refused in the page');
+  await admin.fill('#f-posture_policy', '{"stale_after_ms": 1}');
+  await admin.click('#posture-policy button[type=submit]');
+  await admin.waitForSelector(polMsg + '.error:not(:has-text("not valid JSON"))', WAIT);
+  assert(!(await text(admin, polMsg)).includes('{'), 'the API\'s refusal is a sentence: ' + await text(admin, polMsg));
+  await admin.fill('#f-posture_policy', original);
+  await admin.click('#posture-policy button[type=submit]');
+  await admin.waitForSelector(polMsg + '.info:has-text("saved")', WAIT);
+  // The configuration profile.
+  await admin.click('#device-profile button[type=submit]');
+  assert((await text(admin, '#device-profile .form-message')).includes('identifier prefix'), 'no prefix refused');
+  await admin.fill('#f-profile_prefix', 'org.example');
+  const [download] = await Promise.all([admin.waitForEvent('download', WAIT), admin.click('#device-profile button[type=submit]')]);
+  assert(/\.mobileconfig$/.test(download.suggestedFilename()), 'a .mobileconfig: ' + download.suggestedFilename());
+  await axe(admin, 'device compliance after use');
+  await onPhone(admin, 'device compliance');
+});
+
 await step('no CSP violation and no script error on any page', async () => {
   assert(problems.length === 0, problems.join('\n'));
 });

@@ -376,6 +376,7 @@ function route() {
   const staff = me.user.role === 'admin' || me.user.role === 'compliance_officer';
   if (parts[0] === 'admin' && parts[1] === 'policies' && staff && !parts[2]) return policiesPage();
   if (parts[0] === 'admin' && parts[1] === 'devices' && staff && !parts[2]) return devicesPage();
+  if (parts[0] === 'admin' && parts[1] === 'devices' && staff && parts[2] === 'reports' && !parts[3]) return deviceReportsPage();
   if (parts[0] === 'admin' && parts[1] === 'audit' && staff && !parts[2]) return auditPage();
   if (parts[0] === 'admin' && parts[1] === 'registers' && staff && !parts[2]) return registersPage();
   if (parts[0] === 'admin' && parts[1] === 'keys' && staff && !parts[2]) return keysPage();
@@ -1643,7 +1644,7 @@ async function devicesPage() {
   const refresh = h('button', { type: 'button' }, 'Refresh');
   const root = h('section', { class: 'card' }, h('h1', {}, 'Devices'),
     h('p', { class: 'muted' }, 'Every device that signed in, with its posture now. A blocked device receives no message content until the failing settings are fixed.'),
-    msg, box, refresh);
+    msg, box, h('div', { class: 'row' }, refresh, h('a', { href: '#/admin/devices/reports', class: 'button' }, 'Compliance reports')));
   refresh.addEventListener('click', () => loadDevices(box, msg, null));
   mount(main, root);
   focusHeading(root);
@@ -3617,6 +3618,145 @@ async function shredsSection() {
     card.append(h('p', { class: 'form-message error' }, e.userMessage));
   }
   return card;
+}
+
+/** `#/admin/devices/reports`: the quarterly review, drift, spot checks, the posture policy and profile. */
+async function deviceReportsPage() {
+  setTitle('Device compliance');
+  open = null;
+  const mine = ++renderSeq;
+  const admin = me.user.role === 'admin';
+  const root = h('section', {}, h('h1', { class: 'pagehead' }, 'Device compliance'),
+    h('p', {}, h('a', { href: '#/admin/devices' }, 'Back to devices')));
+  mount(main, root);
+  focusHeading(root);
+  let devices = [];
+  let dir = null;
+  try { [devices, dir] = await Promise.all([api.get('/devices'), people().catch(() => null)]); } catch { /* names fall back to ids */ }
+  if (mine !== renderSeq) return;
+  const name = (id) => {
+    const d = devices.find((x) => x.id === id);
+    return d ? `${d.name} (${personName(dir, d.user_id)})` : 'Device ' + String(id).slice(0, 8);
+  };
+  root.append(await reviewSection(name), driftSection(name), await spotCheckSection(name), await posturePolicySection(admin));
+  if (admin) root.append(profileSection());
+}
+
+const stateName = (k) => DEVICE_STATES[k] || (k === 'unregistered' ? 'Not registered' : itemLabel(k));
+
+async function reviewSection(name) {
+  const card = h('section', { class: 'card', id: 'device-review', 'aria-labelledby': 'device-review-h' }, h('h2', { id: 'device-review-h' }, 'Quarterly review'));
+  try {
+    const r = await api.get('/device-reports/review');
+    const s = r.summary || {};
+    card.append(h('p', {}, `${s.devices || 0} registered device${s.devices === 1 ? '' : 's'} judged now; ${r.unregistered_devices} never registered (not judged). Computed ${new Date(r.generated_at).toLocaleString()}.`),
+      eventTable('Devices per state', Object.entries(s.by_state || {}), [['State', ([k]) => stateName(k)], ['Devices', ([, n]) => String(n)]]),
+      Object.keys(s.by_item || {}).length === 0 ? null : eventTable('Per setting', Object.entries(s.by_item), [['Setting', ([k]) => itemLabel(k)],
+        ['Failing', ([, c]) => String(c.failing)], ['Not reported', ([, c]) => String(c.unknown)], ['Not applicable', ([, c]) => String(c.not_applicable)]]),
+      h('p', {}, r.overdue_wipes.length === 0 ? 'No wipe is overdue.' : `Overdue wipes: ${r.overdue_wipes.map((w) => name(w.device_id)).join(', ')}.`),
+      h('p', {}, r.latest_spot_check ? `Latest spot check: ${new Date(r.latest_spot_check.created_at).toLocaleDateString()}, ${r.latest_spot_check.sample.length} of ${r.latest_spot_check.population.length} devices.` : 'No spot check yet.'));
+  } catch (e) {
+    card.append(h('p', { class: 'form-message error' }, e.userMessage));
+  }
+  return card;
+}
+
+function driftSection(name) {
+  const msg = messageBox();
+  const days = field('Days back (1 to 3660)', { name: 'drift_days', inputmode: 'numeric', value: '92', maxlength: 4 });
+  const box = h('div', { id: 'drift-result' });
+  const form = h('form', { class: 'card', id: 'drift', novalidate: true, 'aria-labelledby': 'drift-h' }, h('h2', { id: 'drift-h' }, 'Drift'),
+    h('p', { class: 'muted' }, 'Devices that left compliance or regained it in the period, and the settings that changed.'),
+    h('div', { class: 'row' }, days, h('button', { type: 'submit' }, 'Show drift')), msg, box);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const v = days.input.value.trim();
+    if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > 3660) { showError(msg, { userMessage: 'The period is a whole number of days from 1 to 3660.' }); days.input.focus(); return; }
+    await submitForm(form, msg, async () => {
+      const r = await api.get('/device-reports/drift?days=' + Number(v));
+      msg.className = 'form-message';
+      msg.textContent = '';
+      const rows = r.devices.flatMap((d) => d.events.map((e) => ({ device: d.device_id, ...e })));
+      mount(box, rows.length === 0 ? h('p', { class: 'muted' }, `No device crossed the compliance line since ${new Date(r.from).toLocaleDateString()}.`)
+        : eventTable(`Crossings since ${new Date(r.from).toLocaleDateString()}`, rows, [['Device', (x) => name(x.device)], ['When', (x) => new Date(x.at_ms).toLocaleString()],
+          ['What', (x) => (x.direction === 'regained' ? 'Regained compliance' : 'Left compliance') + `: ${stateName(x.from)} to ${stateName(x.to)}`],
+          ['Settings', (x) => (x.changed || []).map((c) => `${itemLabel(c.item)} ${c.before} to ${c.after}`).join(', ') || '–']]));
+    });
+  });
+  return form;
+}
+
+async function spotCheckSection(name) {
+  const msg = messageBox();
+  const percent = field('Share to check (percent, 10 to 100)', { name: 'spot_percent', inputmode: 'numeric', value: '10', maxlength: 3 });
+  const seed = field('Seed (optional, to repeat a draw)', { name: 'spot_seed', inputmode: 'numeric', maxlength: 16 });
+  const listBox = h('div', { id: 'spot-checks' });
+  const form = h('form', { id: 'spot-check-form', novalidate: true, 'aria-labelledby': 'spot-add-h' }, h('h3', { id: 'spot-add-h' }, 'Draw a sample'),
+    h('div', { class: 'row wrap' }, percent, seed), msg, h('button', { type: 'submit' }, 'Draw and record'));
+  const load = async () => {
+    try {
+      const list = await api.get('/device-reports/spot-checks');
+      mount(listBox, list.length === 0 ? h('p', { class: 'muted' }, 'No spot check recorded yet.')
+        : eventTable('Recorded samples, newest first', list, [['Drawn', (x) => new Date(x.created_at).toLocaleString()], ['Share', (x) => x.percent + '%'],
+          ['Seed', (x) => String(x.seed)], ['Devices to check', (x) => (x.sample.length ? x.sample.map(name).join(', ') : 'none (no registered device)')]]));
+    } catch (e) { mount(listBox); showError(msg, e); }
+  };
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const p = percent.input.value.trim();
+    const sd = seed.input.value.trim();
+    if (!/^\d+$/.test(p) || Number(p) < 10 || Number(p) > 100) { showError(msg, { userMessage: 'The share is a whole percent from 10 to 100.' }); percent.input.focus(); return; }
+    if (sd && (!/^\d+$/.test(sd) || !Number.isSafeInteger(Number(sd)))) { showError(msg, { userMessage: 'The seed is a whole number up to 9007199254740991, or empty to draw one.' }); seed.input.focus(); return; }
+    await submitForm(form, msg, async () => {
+      const r = await api.post('/device-reports/spot-checks', sd ? { percent: Number(p), seed: Number(sd) } : { percent: Number(p) });
+      showInfo(msg, `Recorded with seed ${r.seed}: check ${r.sample.length} of ${r.population.length} devices.`);
+      await load();
+    });
+  });
+  await load();
+  return h('section', { class: 'card', id: 'spot', 'aria-labelledby': 'spot-h' }, h('h2', { id: 'spot-h' }, 'Spot checks'),
+    h('p', { class: 'muted' }, 'A random sample of the registered devices to check by hand. The seed is recorded, so anyone can draw the same sample again.'), listBox, form);
+}
+
+async function posturePolicySection(admin) {
+  const msg = messageBox();
+  const form = h('form', { class: 'card', id: 'posture-policy', novalidate: true, 'aria-labelledby': 'posture-policy-h' }, h('h2', { id: 'posture-policy-h' }, 'Posture policy'));
+  let pol;
+  try { pol = await api.get('/org/device-policy'); } catch (e) { form.append(msg); showError(msg, e); return form; }
+  const text = h('textarea', { id: 'f-posture_policy', name: 'posture_policy', rows: 12, spellcheck: 'false', readonly: admin ? null : true, class: 'code' });
+  text.value = JSON.stringify(pol, null, 2);
+  form.append(h('p', { class: 'muted' }, 'Per setting: record only, warn the user, or block PHI after a grace period; how soon a report goes stale; the minimum OS; whether an unreported setting fails. See docs/devices.md. Saving judges every device again at once.'),
+    h('div', { class: 'field' }, h('label', { for: 'f-posture_policy' }, 'The policy (JSON)'), text), msg,
+    admin ? h('button', { type: 'submit', class: 'primary' }, 'Save posture policy') : null);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    let body;
+    try { body = JSON.parse(text.value); } catch { showError(msg, { userMessage: 'The policy is not valid JSON.' }); text.focus(); return; }
+    await submitForm(form, msg, async () => {
+      const saved = await api.call('PUT', '/org/device-policy', body);
+      text.value = JSON.stringify(saved, null, 2);
+      showInfo(msg, 'Posture policy saved; every device was judged again.');
+    });
+  });
+  return form;
+}
+
+function profileSection() {
+  const msg = messageBox();
+  const prefix = field('Identifier prefix (reverse DNS, such as org.example)', { name: 'profile_prefix', maxlength: 200 });
+  const form = h('form', { class: 'card', id: 'device-profile', novalidate: true, 'aria-labelledby': 'device-profile-h' }, h('h2', { id: 'device-profile-h' }, 'Configuration profile'),
+    h('p', { class: 'muted' }, 'An unsigned .mobileconfig for Apple devices that enforces the baseline (passcode, auto-lock, encryption). Sign it before distribution.'),
+    prefix, msg, h('button', { type: 'submit' }, 'Download profile'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const v = prefix.input.value.trim();
+    if (!v) { showError(msg, { userMessage: 'Give the identifier prefix, such as org.example.' }); prefix.input.focus(); return; }
+    await submitForm(form, msg, async () => {
+      save(await api.file('/org/device-profile?org_prefix=' + encodeURIComponent(v)));
+      showInfo(msg, 'Downloaded.');
+    });
+  });
+  return form;
 }
 
 // ---------------------------------------------------------------------------------------------
