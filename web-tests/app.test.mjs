@@ -1926,6 +1926,18 @@ await step('training, the acknowledgment requirement and shred records: recorded
   await admin.click('#training-form button[type=submit]');
   await admin.waitForSelector('#training tr:has-text("Dr Alice Moreau"):has-text("HIPAA privacy and security 2026")', WAIT);
   await axe(admin, 'registers with training');
+  // Register entries can be removed, after a confirmation (cancelled once).
+  for (const reg of ['#vendors', '#risks']) {
+    const rows = (await admin.$$(reg + ' tbody tr')).length;
+    assert(rows > 0, reg + ' has entries from the registers step');
+    await admin.click(reg + ' tbody tr:first-child button:has-text("Remove")');
+    await admin.click('dialog.ask button:has-text("Cancel")');
+    assert((await admin.$$(reg + ' tbody tr')).length === rows, 'a cancelled removal keeps the entry');
+    await admin.click(reg + ' tbody tr:first-child button:has-text("Remove")');
+    await admin.click('dialog.ask button:has-text("Remove")');
+    await admin.waitForSelector(reg + ' .form-message.info:has-text("Removed")', WAIT);
+    assert((await admin.$$(reg + ' tbody tr')).length === rows - 1, reg + ': one entry fewer');
+  }
   await alice.click('#nav a[href="#/policies"]');
   await alice.waitForSelector('#my-training td:has-text("HIPAA privacy and security 2026")', WAIT);
   await axe(alice, 'policies with one\'s training');
@@ -1957,6 +1969,11 @@ await step('device compliance: the quarterly review, drift, a spot check, the po
   await admin.fill('#f-drift_days', '92');
   await admin.click('#drift button[type=submit]');
   await admin.waitForSelector('#drift-result table, #drift-result p', WAIT);
+  await admin.click('#posture-history-form button[type=submit]');
+  assert((await text(admin, '#posture-history-form .form-message')).includes('Choose a device'), 'no device refused');
+  await admin.selectOption('#f-history_device', ERIN_DEVICE);
+  await admin.click('#posture-history-form button[type=submit]');
+  await admin.waitForSelector('#posture-history tr:has-text("Blocked from PHI"):has-text("Passcode present")', WAIT);
   const spotMsg = '#spot-check-form .form-message';
   await admin.fill('#f-spot_percent', '5');
   await admin.click('#spot-check-form button[type=submit]');

@@ -2034,7 +2034,8 @@ async function vendorSection(dir, owners) {
       ['Vendor', (x) => x.vendor], ['Services', (x) => x.services], ['Data shared', (x) => x.data_shared],
       ['Agreement', (x) => h('span', { class: 'state ' + (x.expiry === 'active' ? 'ok' : x.expiry === 'expired' ? 'blocked' : 'warn') }, BAA_EXPIRY[x.expiry] || x.expiry)],
       ['Renewal', (x) => x.renewal_on || '–'], ['Owner', (x) => (x.owner ? personName(dir, x.owner) : '–')],
-      ['Change', (x) => h('button', { type: 'button', class: 'link', 'aria-label': 'Change ' + x.vendor, onclick: () => edit(x) }, 'Change')]]));
+      ['Change', (x) => [h('button', { type: 'button', class: 'link', 'aria-label': 'Change ' + x.vendor, onclick: () => edit(x) }, 'Change'),
+        registerRemove('/baa-vendors/' + x.id, 'vendor ' + x.vendor, msg, load)]]]));
   };
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
@@ -2089,7 +2090,8 @@ async function riskSection(dir, owners) {
       ['Risk', (x) => x.risk], ['Score', (x) => `${x.score} (${x.likelihood} × ${x.impact})`], ['Status', (x) => (RISK_STATUSES.find(([v]) => v === x.status) || [null, x.status])[1]],
       ['Next review', (x) => (x.review_overdue ? h('span', { class: 'state blocked' }, x.review_on + ' (overdue)') : x.review_on)],
       ['Owner', (x) => (x.owner ? personName(dir, x.owner) : '–')],
-      ['Change', (x) => h('button', { type: 'button', class: 'link', 'aria-label': 'Change risk: ' + x.risk, onclick: () => edit(x) }, 'Change')]]));
+      ['Change', (x) => [h('button', { type: 'button', class: 'link', 'aria-label': 'Change risk: ' + x.risk, onclick: () => edit(x) }, 'Change'),
+        registerRemove('/risks/' + x.id, 'risk: ' + x.risk, msg, load)]]]));
   };
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
@@ -3638,7 +3640,7 @@ async function deviceReportsPage() {
     const d = devices.find((x) => x.id === id);
     return d ? `${d.name} (${personName(dir, d.user_id)})` : 'Device ' + String(id).slice(0, 8);
   };
-  root.append(await reviewSection(name), driftSection(name), await spotCheckSection(name), await posturePolicySection(admin));
+  root.append(await reviewSection(name), driftSection(name), postureHistorySection(devices, name), await spotCheckSection(name), await posturePolicySection(admin));
   if (admin) root.append(profileSection());
 }
 
@@ -3741,6 +3743,31 @@ async function posturePolicySection(admin) {
   return form;
 }
 
+/** A device's posture reports, newest first (`GET /devices/{id}/posture`). */
+function postureHistorySection(devices, name) {
+  const msg = messageBox();
+  const registered = devices.filter((d) => d.registered_at);
+  const which = field('Device', { name: 'history_device', tag: 'select', options: [['', 'Choose…'], ...registered.map((d) => [d.id, name(d.id)])] });
+  const box = h('div', { id: 'posture-history' });
+  const form = h('form', { class: 'card', id: 'posture-history-form', novalidate: true, 'aria-labelledby': 'posture-history-h' }, h('h2', { id: 'posture-history-h' }, 'Posture history'),
+    h('p', { class: 'muted' }, 'Every report a device sent, with how it was judged when it arrived.'),
+    h('div', { class: 'row' }, which, h('button', { type: 'submit' }, 'Show reports')), msg, box);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    if (!which.input.value) { showError(msg, { userMessage: 'Choose a device.' }); which.input.focus(); return; }
+    await submitForm(form, msg, async () => {
+      const list = await api.get(`/devices/${which.input.value}/posture?limit=100`);
+      msg.className = 'form-message';
+      msg.textContent = '';
+      mount(box, list.length === 0 ? h('p', { class: 'muted' }, 'No reports from this device.')
+        : eventTable('Reports, newest first', list, [['Received', (x) => new Date(x.received_at).toLocaleString()],
+          ['Judged', (x) => h('span', { class: 'state ' + (x.state === 'compliant' ? 'ok' : x.state === 'block_phi' ? 'blocked' : 'warn') }, stateName(x.state))],
+          ['Failing settings', (x) => failingItems({ evaluation: x.evaluation }).join(', ') || '–']]));
+    });
+  });
+  return form;
+}
+
 function profileSection() {
   const msg = messageBox();
   const prefix = field('Identifier prefix (reverse DNS, such as org.example)', { name: 'profile_prefix', maxlength: 200 });
@@ -3757,6 +3784,14 @@ function profileSection() {
     });
   });
   return form;
+}
+
+/** A register entry's Remove button: after a confirmation, `DELETE path` (audited), then reload. */
+function registerRemove(path, what, msg, load) {
+  return h('button', { type: 'button', class: 'link', 'aria-label': 'Remove ' + what, onclick: async () => {
+    if (!(await ask(`Remove the ${what}? The register keeps no copy; the audit log records the removal.`, 'Remove'))) return;
+    try { await api.del(path); showInfo(msg, 'Removed.'); await load(); } catch (e) { showError(msg, e); }
+  } }, 'Remove');
 }
 
 // ---------------------------------------------------------------------------------------------
