@@ -8,7 +8,8 @@
 //   recovery codes, erin's phone (blocked: no passcode) with its wipe secret, a one-time
 //   portal link token for jamie (WARD_PORTAL_LINK_TOKEN), hana's and ines's TOTP secrets, an
 //   escalated STAT message in jamie's conversation (bob on call) and a push notice for jamie
-//   (WARD_NOTICE_ID).
+//   (WARD_NOTICE_ID), and WARD_SMS_LOG: a file holding "<to>\t<text>" for every SMS the
+//   server's gateway (a fake on 127.0.0.1) received, for the verification codes.
 // Accounts: alice (clinician), bob (nurse), carol (clinician), erin (clinician), frank (clinician,
 // passkeys), gina (compliance officer, enrols a key), admin, jamie (patient), hana (clinician,
 // TOTP: emergency access), ines (compliance officer, TOTP: reviews), kim (staff, left). The access review
@@ -43,6 +44,18 @@ const ADMIN_RECOVERY_3 = env('WARD_ADMIN_RECOVERY_CODE_3');
 const HANA_TOTP = env('WARD_HANA_TOTP_SECRET');
 const INES_TOTP = env('WARD_INES_TOTP_SECRET');
 const NOTICE_ID = env('WARD_NOTICE_ID');
+const SMS_LOG = env('WARD_SMS_LOG');
+
+/** The latest verification code the SMS gateway received for `to` (waits for it). */
+async function smsCode(to) {
+  for (let i = 0; i < 100; i++) {
+    const lines = readFileSync(SMS_LOG, 'utf8').split('\n').filter((l) => l.startsWith(to + '\t'));
+    const m = lines.length ? /code is (\d{6})/.exec(lines[lines.length - 1]) : null;
+    if (m) return m[1];
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('no verification code reached the SMS gateway for ' + to);
+}
 
 /** The current RFC 6238 code (SHA-1, 6 digits, 30 s), computed here independently of Ward. */
 function totp(secretHex) {
@@ -1666,7 +1679,7 @@ await step('access reviews: the admin starts a campaign, certifies alice, revoke
 
 // --- Issue 9 gaps: patient contacts, the contact policy, local search, a stable web device ----
 
-await step('patient contacts: alice (care team) adds, verifies with a wrong code, and removes a number of jamie\'s (bad input first); desktop and phone', async () => {
+await step('patient contacts: alice (care team) adds, verifies (a wrong code first) and removes a number of jamie\'s (bad input first); desktop and phone', async () => {
   await alice.goto(URL_ + '/#/c/' + PATIENT_CONV);
   await alice.click('.convhead a:has-text("Patient contacts")');
   await alice.waitForSelector('#pcontacts p:has-text("No phone number")', WAIT);
@@ -1698,16 +1711,24 @@ await step('patient contacts: alice (care team) adds, verifies with a wrong code
   await alice.waitForSelector(msg + '.error:has-text("attempts left")', WAIT);
   await axe(alice, 'patient contacts with a pending code');
   await onPhone(alice, 'patient contacts');
-  // Still pending after a fresh load: the code box is there without sending another.
+  // Still pending after a fresh load: the code box is there without sending another; the code
+  // the patient's phone received (at the gateway) verifies it.
   await alice.reload();
   await alice.fill('#f-login', 'alice');
   await alice.fill('#f-password', PASSWORD);
   await alice.click('form button[type=submit]');
   await alice.waitForSelector(item + ' form.contact-confirm:not([hidden]) input', WAIT);
-  await alice.click(item + ' button:has-text("Remove")');
+  await alice.fill(item + ' form.contact-confirm input', await smsCode('+442079460991'));
+  await alice.click(item + ' form.contact-confirm button[type=submit]');
+  const verified = '#pcontacts li[data-status="verified"]';
+  await alice.waitForSelector(verified + ' .tag:has-text("Verified")', WAIT);
+  assert((await text(alice, verified)).includes('verify again by'), 'the re-verification day is shown');
+  assert((await text(alice, msg)).includes('Verified'), 'verified, said so');
+  await axe(alice, 'patient contacts with a verified number');
+  await alice.click(verified + ' button:has-text("Remove")');
   await alice.click('dialog.ask button:has-text("Cancel")');
-  assert(await alice.isVisible(item), 'a cancelled removal keeps it');
-  await alice.click(item + ' button:has-text("Remove")');
+  assert(await alice.isVisible(verified), 'a cancelled removal keeps it');
+  await alice.click(verified + ' button:has-text("Remove")');
   await alice.click('dialog.ask button:has-text("Remove")');
   await alice.waitForSelector('#pcontacts p:has-text("No phone number")', WAIT);
 });
