@@ -2030,6 +2030,31 @@ await step('device compliance: the quarterly review, drift, a spot check, the po
   await onPhone(admin, 'device compliance');
 });
 
+await step('audit proofs: an event of an access report is proven, in the browser, to be in the signed checkpoint', async () => {
+  await admin.click('#nav a[href="#/admin/audit"]');
+  await admin.waitForSelector('#access-report button[type=submit]', WAIT);
+  await admin.selectOption('#f-report_user', { label: 'Dr Alice Moreau (clinician)' });
+  await admin.click('#access-report button[type=submit]');
+  await admin.waitForSelector('#report-out button[data-idx]', WAIT);
+  // The oldest event listed: signed into a checkpoint long ago (one every 10 s while events arrive).
+  const idx = Math.min(...(await admin.$$eval('#report-out button[data-idx]', (bs) => bs.map((b) => Number(b.dataset.idx)))));
+  await admin.click(`#report-out button[data-idx="${idx}"]`);
+  await admin.waitForSelector('#report-out td .state, #report-out td .form-message', WAIT);
+  const verdict = await text(admin, '#report-out td .state, #report-out td .form-message');
+  assert(verdict.startsWith('In the signed log'), `event ${idx}: ${verdict}`);
+  await axe(admin, 'access report with a proof');
+  // A server that answers a forged proof is caught: one hash of the path changed in transit.
+  await admin.route('**/api/v1/audit/proofs/inclusion*', async (route) => {
+    const res = await route.fetch();
+    const body = await res.json();
+    body.hashes[0] = Buffer.alloc(32, 7).toString('base64');
+    await route.fulfill({ response: res, json: body });
+  });
+  await admin.click('#report-out button[data-idx]');
+  await admin.waitForSelector('#report-out .state.blocked:has-text("does not match")', WAIT);
+  await admin.unroute('**/api/v1/audit/proofs/inclusion*');
+});
+
 await step('no CSP violation and no script error on any page', async () => {
   assert(problems.length === 0, problems.join('\n'));
 });

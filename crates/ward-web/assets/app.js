@@ -1792,7 +1792,7 @@ function accessReportForm(dir) {
         r.items.length ? eventTable(r.next_cursor ? 'Events (the first 100)' : 'Events', r.items, [
           ['When', (x) => when(x.occurred_at)], ['Action', (x) => h('code', {}, x.action)], ['Outcome', (x) => x.outcome],
           ['Record', (x) => (x.target_type ? `${x.target_type} ${String(x.target_id || '').slice(0, 8)}` : '–')],
-          ['Patient', (x) => (x.patient_id ? x.patient_id.slice(0, 8) : '–')], ['Address', (x) => x.source_ip || '–']]) : null);
+          ['Patient', (x) => (x.patient_id ? x.patient_id.slice(0, 8) : '–')], ['Address', (x) => x.source_ip || '–'], ['Proof', proveButton]]) : null);
     }, { onError: () => mount(out) });
   });
   return form;
@@ -3792,6 +3792,64 @@ function registerRemove(path, what, msg, load) {
     if (!(await ask(`Remove the ${what}? The register keeps no copy; the audit log records the removal.`, 'Remove'))) return;
     try { await api.del(path); showInfo(msg, 'Removed.'); await load(); } catch (e) { showError(msg, e); }
   } }, 'Remove');
+}
+
+/** RFC 9162 §2.1.3.2: whether `proof` takes the leaf hash at `index` to `root` in a tree of `size`. */
+async function verifyInclusion(index, size, leaf, proof, root) {
+  if (index >= size) return false;
+  const node = async (l, r) => new Uint8Array(await crypto.subtle.digest('SHA-256', new Uint8Array([0x01, ...l, ...r])));
+  let fn = index;
+  let sn = size - 1;
+  let r = leaf;
+  for (const p of proof) {
+    if (sn === 0) return false;
+    if (fn % 2 === 1 || fn === sn) {
+      r = await node(p, r);
+      if (fn % 2 === 0) while (fn % 2 === 0 && fn !== 0) { fn = Math.floor(fn / 2); sn = Math.floor(sn / 2); }
+    } else {
+      r = await node(r, p);
+    }
+    fn = Math.floor(fn / 2);
+    sn = Math.floor(sn / 2);
+  }
+  return sn === 0 && hex(r) === hex(root);
+}
+
+/**
+ * An audit event's "Prove" button: checks in the browser that the event's leaf hash is in the
+ * tree of the latest signed checkpoint (the checkpoint's signature checked too). The leaf hash
+ * is the server's (`GET /audit/events`); recomputing it from the event's canonical encoding is
+ * `ward audit verify`'s.
+ */
+function proveButton(x) {
+  const cell = h('span', {});
+  const b = h('button', { type: 'button', class: 'link', dataset: { idx: x.idx }, 'aria-label': `Prove event ${x.idx} is in the signed log` }, 'Prove');
+  b.addEventListener('click', async () => {
+    b.disabled = true;
+    const say = (ok, text) => mount(cell, h('span', { class: 'state ' + (ok ? 'ok' : ok === null ? 'warn' : 'blocked'), role: 'status' }, text));
+    try {
+      const [cp, vk] = await Promise.all([api.get('/audit/checkpoint'), api.get('/audit/verifier-key')]);
+      const sig = await checkNote(cp, vk.vkey);
+      if (!sig.ok) return say(false, 'Checkpoint not verified: ' + sig.why);
+      if (x.idx >= cp.size) return say(null, 'Not in a signed checkpoint yet');
+      // Reports list events without their leaf hash: the event listing by index carries it.
+      let leaf = x.leaf_hash;
+      if (!leaf) {
+        const page = await api.get(`/audit/events?limit=1${x.idx > 0 ? '&after=' + (x.idx - 1) : ''}`);
+        const e = page.items[0];
+        if (!e || e.idx !== x.idx || e.action !== x.action) return say(false, 'The log did not return this event');
+        leaf = e.leaf_hash;
+      }
+      const p = await api.get(`/audit/proofs/inclusion?index=${x.idx}&tree_size=${cp.size}`);
+      const ok = await verifyInclusion(x.idx, cp.size, bytes(leaf), p.hashes.map(bytes), bytes(cp.root));
+      say(ok, ok ? `In the signed log (checkpoint of ${cp.size} events)` : 'The proof does not match the signed checkpoint');
+    } catch (e) {
+      b.disabled = false;
+      mount(cell, b, h('span', { class: 'form-message error', role: 'alert' }, ' ', e.userMessage || 'The proof could not be checked.'));
+    }
+  });
+  mount(cell, b);
+  return cell;
 }
 
 // ---------------------------------------------------------------------------------------------
