@@ -8,7 +8,8 @@
 //   recovery codes, erin's phone (blocked: no passcode) with its wipe secret, a one-time
 //   portal link token for jamie (WARD_PORTAL_LINK_TOKEN), hana's and ines's TOTP secrets, an
 //   escalated STAT message in jamie's conversation (bob on call) and a push notice for jamie
-//   (WARD_NOTICE_ID).
+//   (WARD_NOTICE_ID), and WARD_SMS_LOG: a file holding "<to>\t<text>" for every SMS the
+//   server's gateway (a fake on 127.0.0.1) received, for the verification codes.
 // Accounts: alice (clinician), bob (nurse), carol (clinician), erin (clinician), frank (clinician,
 // passkeys), gina (compliance officer, enrols a key), admin, jamie (patient), hana (clinician,
 // TOTP: emergency access), ines (compliance officer, TOTP: reviews), kim (staff, left). The access review
@@ -45,6 +46,18 @@ const INES_TOTP = env('WARD_INES_TOTP_SECRET');
 const NOTICE_ID = env('WARD_NOTICE_ID');
 // The organisation whose single sign-on goes to a real provider (empty: that step skips).
 const SSO_ORG = process.env.WARD_SSO_ORG || '';
+const SMS_LOG = env('WARD_SMS_LOG');
+
+/** The latest verification code the SMS gateway received for `to` (waits for it). */
+async function smsCode(to) {
+  for (let i = 0; i < 100; i++) {
+    const lines = readFileSync(SMS_LOG, 'utf8').split('\n').filter((l) => l.startsWith(to + '\t'));
+    const m = lines.length ? /code is (\d{6})/.exec(lines[lines.length - 1]) : null;
+    if (m) return m[1];
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('no verification code reached the SMS gateway for ' + to);
+}
 
 /** The current RFC 6238 code (SHA-1, 6 digits, 30 s), computed here independently of Ward. */
 function totp(secretHex) {
@@ -1805,6 +1818,384 @@ await step('access reviews: the admin starts a campaign, certifies alice, revoke
   await axe(admin, 'closed access review');
   await admin.click('a:has-text("All campaigns")');
   await admin.waitForSelector('#reviews tr:has-text("Closed")', WAIT);
+});
+
+// --- Issue 9 gaps: patient contacts, the contact policy, local search, a stable web device ----
+
+await step('patient contacts: alice (care team) adds, verifies (a wrong code first) and removes a number of jamie\'s (bad input first); desktop and phone', async () => {
+  await alice.goto(URL_ + '/#/c/' + PATIENT_CONV);
+  await alice.click('.convhead a:has-text("Patient contacts")');
+  await alice.waitForSelector('#pcontacts p:has-text("No phone number")', WAIT);
+  await alice.waitForSelector('#pcontacts-patient:has-text("MRN-0042")', WAIT);
+  assert(/^#\/patients\/[0-9a-f-]{36}\/contacts$/.test(new URL(alice.url()).hash), 'ids only in the URL: ' + alice.url());
+  assert((await alice.title()) === 'Patient contacts · Ward', 'no PHI in the title');
+  await axe(alice, 'patient contacts');
+  const msg = '#pcontacts-h ~ .form-message';
+  await alice.click('#pcontact-add button[type=submit]');
+  assert((await text(alice, msg)).includes('Enter a phone number'), 'an empty value is refused');
+  await alice.fill('#f-pcontact_value', '555-0199');
+  await alice.click('#pcontact-add button[type=submit]');
+  await alice.waitForSelector(msg + '.error:not(:has-text("Enter a phone number"))', WAIT);
+  const refusal = await text(alice, msg);
+  assert(!refusal.includes('{') && !refusal.includes('555-0199'), 'the API\'s sentence, without the value: ' + refusal);
+  await alice.fill('#f-pcontact_value', '+44 20 7946 0991');
+  await alice.click('#pcontact-add button[type=submit]');
+  const item = '#pcontacts li[data-status="unverified"]';
+  await alice.waitForSelector(item + ' .tag:has-text("Not verified")', WAIT);
+  assert((await text(alice, msg)).includes('ask the patient'), 'the care team is told where the code goes');
+  await alice.click(item + ' button:has-text("Send a code")');
+  await alice.waitForSelector(msg + '.info:has-text("code is on its way")', WAIT);
+  assert((await alice.getAttribute(item + ' form.contact-confirm label', 'for')) !== null, 'the code field is labelled');
+  await alice.fill(item + ' form.contact-confirm input', '12');
+  await alice.click(item + ' form.contact-confirm button[type=submit]');
+  assert((await text(alice, msg)).includes('6-digit'), 'a short code is refused in the page');
+  await alice.fill(item + ' form.contact-confirm input', '000000');
+  await alice.press(item + ' form.contact-confirm input', 'Enter');
+  await alice.waitForSelector(msg + '.error:has-text("attempts left")', WAIT);
+  await axe(alice, 'patient contacts with a pending code');
+  await onPhone(alice, 'patient contacts');
+  // Still pending after a fresh load: the code box is there without sending another; the code
+  // the patient's phone received (at the gateway) verifies it.
+  await alice.reload();
+  await alice.fill('#f-login', 'alice');
+  await alice.fill('#f-password', PASSWORD);
+  await alice.click('form button[type=submit]');
+  await alice.waitForSelector(item + ' form.contact-confirm:not([hidden]) input', WAIT);
+  await alice.fill(item + ' form.contact-confirm input', await smsCode('+442079460991'));
+  await alice.click(item + ' form.contact-confirm button[type=submit]');
+  const verified = '#pcontacts li[data-status="verified"]';
+  await alice.waitForSelector(verified + ' .tag:has-text("Verified")', WAIT);
+  assert((await text(alice, verified)).includes('verify again by'), 'the re-verification day is shown');
+  assert((await text(alice, msg)).includes('Verified'), 'verified, said so');
+  await axe(alice, 'patient contacts with a verified number');
+  await alice.click(verified + ' button:has-text("Remove")');
+  await alice.click('dialog.ask button:has-text("Cancel")');
+  assert(await alice.isVisible(verified), 'a cancelled removal keeps it');
+  await alice.click(verified + ' button:has-text("Remove")');
+  await alice.click('dialog.ask button:has-text("Remove")');
+  await alice.waitForSelector('#pcontacts p:has-text("No phone number")', WAIT);
+});
+
+await step('patient contacts in the portal: jamie adds an address on the consent page, sees it unverified, and removes it (phone)', async () => {
+  const jamie = await newPage(PHONE, 'jamie-contacts');
+  await signIn(jamie, 'jamie');
+  await jamie.click('#nav a[href="#/consent"]');
+  await jamie.waitForSelector('#pcontacts p:has-text("No phone number")', WAIT);
+  const msg = '#pcontacts-h ~ .form-message';
+  await jamie.selectOption('#f-pcontact_kind', 'email');
+  await jamie.fill('#f-pcontact_value', 'not an address');
+  await jamie.click('#pcontact-add button[type=submit]');
+  await jamie.waitForSelector(msg + '.error', WAIT);
+  await jamie.fill('#f-pcontact_value', 'Jamie.Doe@Example.org');
+  await jamie.click('#pcontact-add button[type=submit]');
+  await jamie.waitForSelector('#pcontacts li[data-status="unverified"]:has-text("jamie.doe@example.org")', WAIT);
+  await axe(jamie, 'portal consent with contacts (phone)');
+  await fitsWidth(jamie, 'portal consent with contacts (phone)');
+  await jamie.click('#pcontacts li button:has-text("Remove")');
+  await jamie.click('dialog.ask button:has-text("Remove")');
+  await jamie.waitForSelector('#pcontacts p:has-text("No phone number")', WAIT);
+  // A workforce route is not the portal's.
+  await jamie.evaluate(() => { location.hash = '#/patients/00000000-0000-7000-8000-000000000000/contacts'; });
+  await jamie.waitForSelector('h1:has-text("Page not found")', WAIT);
+  await jamie.context().close();
+});
+
+await step('contact policy: the admin sets the re-verification period on the Settings page (bad input first); saved for real', async () => {
+  await admin.click('#nav a[href="#/admin/policies"]');
+  await admin.waitForSelector('#contact-policy button[type=submit]', WAIT);
+  const msg = '#contact-policy .form-message';
+  for (const bad of ['0', '731', '30.5', 'ninety']) {
+    await admin.fill('#f-reverify_days', bad);
+    await admin.click('#contact-policy button[type=submit]');
+    assert((await text(admin, msg)).includes('from 1 to 730'), `${bad} is refused in the page`);
+  }
+  await admin.fill('#f-reverify_days', '120');
+  await admin.click('#contact-policy button[type=submit]');
+  await admin.waitForSelector(msg + '.info:has-text("every 120 days")', WAIT);
+  await axe(admin, 'settings with the contact policy');
+  await admin.click('#nav a[href="#/admin/users"]');
+  await admin.waitForSelector('table.table tbody tr', WAIT);
+  await admin.click('#nav a[href="#/admin/policies"]');
+  await admin.waitForSelector('#f-reverify_days', WAIT);
+  assert((await admin.inputValue('#f-reverify_days')) === '120', 'the saved period is shown');
+  await admin.locator('#contact-policy').scrollIntoViewIfNeeded();
+  await onPhone(admin, 'settings with the contact policy');
+});
+
+await step('search: a filter over the conversation list and find in a conversation, keyboard only, nothing in the URL or storage', async () => {
+  // The page learns member names from the conversations it opens.
+  await alice.goto(URL_ + '/#/c/' + GROUP);
+  await alice.waitForSelector('#messages li.msg', WAIT);
+  await alice.click(`#convs a[data-id="${PATIENT_CONV}"]`);
+  // (the group holds a forwarded copy of the results message: wait for the patient's header)
+  await alice.waitForSelector('.convhead .patient:has-text("MRN-0042")', WAIT);
+  const listed = async (pred, arg, what) => {
+    try { await alice.waitForFunction(pred, arg, WAIT); } catch {
+      throw new Error(what + ': the filter holds ' + JSON.stringify(await alice.inputValue('#conv-filter').catch(() => null)) + ', the list shows ' + JSON.stringify(await alice.textContent('#convs').catch(() => null)));
+    }
+  };
+  await listed(() => document.querySelectorAll('#convs a').length >= 2, null, 'alice has several conversations');
+  const all = (await alice.$$('#convs a')).length;
+  await alice.locator('#conv-filter').pressSequentially('care team');
+  await listed((n) => document.querySelectorAll('#convs a').length < n, all, 'the filter narrows the list');
+  assert(await alice.$(`#convs a[data-id="${PATIENT_CONV}"]`), 'the title matches');
+  assert((await text(alice, '#conv-filter-status')).includes('match'), 'the count is announced');
+  await alice.fill('#conv-filter', 'jamie');
+  await alice.waitForSelector(`#convs a[data-id="${PATIENT_CONV}"]`, WAIT);
+  await alice.fill('#conv-filter', 'tanaka');
+  await alice.waitForSelector(`#convs a[data-id="${GROUP}"]`, WAIT);
+  await alice.fill('#conv-filter', 'zzqx nothing');
+  await alice.waitForSelector('#convs li.muted:has-text("No conversation matches")', WAIT);
+  await axe(alice, 'conversation list filtered to nothing');
+  await alice.press('#conv-filter', 'Escape');
+  await listed((n) => document.querySelectorAll('#convs a').length === n, all, 'Escape shows every conversation again');
+  await alice.fill('#conv-filter', 'jamie');
+  await alice.press('#conv-filter', 'Enter');
+  assert(await alice.evaluate(() => document.activeElement && document.activeElement.closest('#convs') !== null), 'Enter moves to the first match');
+  // Find in the open conversation: matches marked, Enter and Shift+Enter step through them.
+  await alice.focus('#conv-find');
+  await alice.keyboard.type('RESULTS');
+  await alice.waitForSelector('#messages mark.current', WAIT);
+  const n = (await alice.$$('#messages mark')).length;
+  assert((await text(alice, '#conv-find-status')) === `1 of ${n}`, 'the first of ' + n);
+  await alice.keyboard.press('Enter');
+  assert((await text(alice, '#conv-find-status')) === `${n > 1 ? 2 : 1} of ${n}`, 'Enter goes to the next');
+  await alice.keyboard.press('Shift+Enter');
+  assert((await text(alice, '#conv-find-status')) === `1 of ${n}`, 'Shift+Enter goes back');
+  assert(((await alice.textContent('#messages mark.current')) || '') === 'results', 'the match is marked as written');
+  await axe(alice, 'conversation with find matches');
+  // A live message keeps the find (and the focus in its box).
+  const jamie = await newPage(PHONE, 'jamie-find');
+  await signIn(jamie, 'jamie');
+  await jamie.click(`#convs a[data-id="${PATIENT_CONV}"]`);
+  await jamie.fill('#f-body', 'Are the new results back too?');
+  await jamie.click('.composer button[type=submit]');
+  await alice.waitForSelector('#messages li.msg:has-text("new results back") mark', WAIT);
+  assert(await alice.evaluate(() => document.activeElement && document.activeElement.id === 'conv-find'), 'the find box keeps the focus');
+  assert((await text(alice, '#conv-find-status')).endsWith(`of ${n + 1}`), 'the new message counts');
+  await jamie.context().close();
+  await alice.fill('#conv-find', 'zzqx');
+  await alice.waitForSelector('#conv-find-status:has-text("No match")', WAIT);
+  await alice.press('#conv-find', 'Escape');
+  assert((await alice.$$('#messages mark')).length === 0, 'Escape clears the marks');
+  const leaks = await alice.evaluate(() => location.href + JSON.stringify(localStorage) + JSON.stringify(sessionStorage) + document.title);
+  assert(!/results|zzqx|jamie|tanaka/i.test(leaks), 'no query in the URL, title or storage: ' + leaks);
+  await onPhone(alice, 'conversation with the find box');
+});
+
+await step('stable web device: two sign-ins from one browser use one device; a wiped one is replaced on the next sign-in', async () => {
+  const page = await newPage(DESKTOP, 'alice-device');
+  const current = async () => {
+    await page.click('#nav a[href="#/sessions"]');
+    await page.waitForSelector('#my-devices tr[data-current="true"]', WAIT);
+    return [await page.getAttribute('#my-devices tr[data-current="true"]', 'data-id'), (await page.$$('#my-devices tbody tr')).length];
+  };
+  await signIn(page, 'alice');
+  const [first, count] = await current();
+  await axe(page, 'sessions with devices');
+  await page.click('#sign-out');
+  await page.waitForSelector('#signin-h', WAIT);
+  await signIn(page, 'alice');
+  const [second, count2] = await current();
+  assert(first === second, `the same device (${first}, then ${second})`);
+  assert(count2 === count, `no new device listed (${count} then ${count2})`);
+  const stored = await page.evaluate(() => Object.entries(localStorage));
+  assert(stored.length === 1 && stored[0][1] === first && !stored[0][0].includes('alice'), 'only the device id is kept, under a key that is not the login: ' + JSON.stringify(stored));
+  // Reported lost from here: the session ends, the device is revoked, the next sign-in registers a new one.
+  await page.click('#my-devices tr[data-current="true"] button:has-text("Report lost")');
+  await page.click('dialog[open] button:has-text("Wipe device")');
+  assert((await text(page, 'dialog[open] .form-message')).includes('Give a reason'), 'a reason is needed');
+  await page.fill('#f-wipe_reason', 'left on the ward computer');
+  await page.click('dialog[open] button:has-text("Wipe device")');
+  await page.waitForSelector('#signin-h', WAIT);
+  await signIn(page, 'alice');
+  const [third] = await current();
+  assert(third && third !== first, 'a new device after the old one was wiped');
+  assert((await page.evaluate(() => Object.values(localStorage))).join() === third, 'the new id is kept instead');
+  await onPhone(page, 'sessions with devices');
+  await page.context().close();
+});
+
+await step('account: frank changes his password and sets up an authenticator app from the account page (bad input first)', async () => {
+  const page = await newPage(DESKTOP, 'frank-account');
+  await signIn(page, 'frank');
+  await page.click('#nav a[href="#/account"]');
+  await page.waitForSelector('#totp-setup button[type=submit]', WAIT);
+  const pwMsg = '#password-form .form-message';
+  await page.click('#password-form button[type=submit]');
+  assert((await text(page, pwMsg)).includes('Fill in'), 'an empty form is refused');
+  await page.fill('#f-pw_current', PASSWORD);
+  await page.fill('#f-pw_new', 'a-new-passphrase-for-frank');
+  await page.fill('#f-pw_again', 'a-new-passphrase-for-frank!');
+  await page.click('#password-form button[type=submit]');
+  assert((await text(page, pwMsg)).includes('differ'), 'different new passwords are refused');
+  await page.fill('#f-pw_current', 'not-the-password');
+  await page.fill('#f-pw_again', 'a-new-passphrase-for-frank');
+  await page.click('#password-form button[type=submit]');
+  await page.waitForSelector(pwMsg + '.error:has-text("current password is wrong")', WAIT);
+  // The authenticator app: the password first, then a code from the secret shown.
+  const msg = '#totp-h ~ .form-message';
+  await page.click('#totp-setup button[type=submit]');
+  assert((await text(page, msg)).includes('Enter your password'), 'no password refused');
+  await page.fill('#f-totp_password', 'not-the-password');
+  await page.click('#totp-setup button[type=submit]');
+  await page.waitForSelector(msg + '.error:not(:has-text("Enter your password"))', WAIT);
+  await page.fill('#f-totp_password', PASSWORD);
+  await page.click('#totp-setup button[type=submit]');
+  await page.waitForSelector('#totp-new-secret', WAIT);
+  await axe(page, 'account: authenticator secret');
+  await page.fill('#f-totp-confirm_code', '12');
+  await page.click('#totp-confirm button[type=submit]');
+  assert((await text(page, msg)).includes('6 digits'), 'a short code is refused');
+  const secret = base32((await text(page, '#totp-new-secret')).replace(/\s+/g, ''));
+  await page.fill('#f-totp-confirm_code', totp(secret.toString('hex')));
+  await page.click('#totp-confirm button[type=submit]');
+  await page.waitForSelector('#totp-recovery li', WAIT);
+  assert((await page.$$('#totp-recovery li')).length === 10, 'ten recovery codes, shown once');
+  assert((await text(page, '#totp-state')).includes('gives your second'), 'the app is in use');
+  // Replacing the codes and removing the app need a current code: a wrong one is refused.
+  await page.fill('#f-totp-recovery-form_code', '000001');
+  await page.click('#totp-recovery-form button[type=submit]');
+  await page.waitForSelector(msg + '.error', WAIT);
+  await page.fill('#f-totp-remove_code', '000001');
+  await page.click('#totp-remove button[type=submit]');
+  await page.waitForSelector(msg + '.error', WAIT);
+  assert(!(await text(page, msg)).includes('{'), 'the refusal is a sentence');
+  await axe(page, 'account with an authenticator app');
+  await onPhone(page, 'account with an authenticator app');
+  // The password, for real.
+  await page.fill('#f-pw_current', PASSWORD);
+  await page.fill('#f-pw_new', 'a-new-passphrase-for-frank');
+  await page.fill('#f-pw_again', 'a-new-passphrase-for-frank');
+  await page.click('#password-form button[type=submit]');
+  await page.waitForSelector(pwMsg + '.info:has-text("Password changed")', WAIT);
+  await page.context().close();
+});
+
+await step('training, the acknowledgment requirement and shred records: recorded and shown (bad input first)', async () => {
+  await admin.click('#nav a[href="#/admin/registers"]');
+  await admin.waitForSelector('#training-form button[type=submit]', WAIT);
+  const msg = '#training-form .form-message';
+  await admin.click('#training-form button[type=submit]');
+  assert((await text(admin, msg)).includes('Choose the person'), 'no person refused');
+  await admin.selectOption('#f-training_user', { label: 'Dr Alice Moreau' });
+  await admin.click('#training-form button[type=submit]');
+  assert((await text(admin, msg)).includes('Name the course'), 'no course refused');
+  await admin.fill('#f-training_course', 'HIPAA privacy and security 2026');
+  await admin.fill('#f-training_day', '2026-13-40');
+  await admin.click('#training-form button[type=submit]');
+  await admin.waitForSelector(msg + '.error', WAIT);
+  assert(!(await text(admin, msg)).includes('{'), 'the API\'s sentence for an impossible day');
+  await admin.fill('#f-training_day', '2026-11-02');
+  await admin.click('#training-form button[type=submit]');
+  await admin.waitForSelector('#training tr:has-text("Dr Alice Moreau"):has-text("HIPAA privacy and security 2026")', WAIT);
+  await axe(admin, 'registers with training');
+  // Register entries can be removed, after a confirmation (cancelled once).
+  for (const reg of ['#vendors', '#risks']) {
+    const rows = (await admin.$$(reg + ' tbody tr')).length;
+    assert(rows > 0, reg + ' has entries from the registers step');
+    await admin.click(reg + ' tbody tr:first-child button:has-text("Remove")');
+    await admin.click('dialog.ask button:has-text("Cancel")');
+    assert((await admin.$$(reg + ' tbody tr')).length === rows, 'a cancelled removal keeps the entry');
+    await admin.click(reg + ' tbody tr:first-child button:has-text("Remove")');
+    await admin.click('dialog.ask button:has-text("Remove")');
+    await admin.waitForSelector(reg + ' .form-message.info:has-text("Removed")', WAIT);
+    assert((await admin.$$(reg + ' tbody tr')).length === rows - 1, reg + ': one entry fewer');
+  }
+  await alice.click('#nav a[href="#/policies"]');
+  await alice.waitForSelector('#my-training td:has-text("HIPAA privacy and security 2026")', WAIT);
+  await axe(alice, 'policies with one\'s training');
+  await admin.click('#nav a[href="#/policies"]');
+  await admin.waitForSelector('#ack-setting button[type=submit]', WAIT);
+  await admin.check('#ack-required');
+  await admin.click('#ack-setting button[type=submit]');
+  await admin.waitForSelector('#ack-setting .form-message.info:has-text("must be acknowledged")', WAIT);
+  await admin.uncheck('#ack-required');
+  await admin.click('#ack-setting button[type=submit]');
+  await admin.waitForSelector('#ack-setting .form-message.info:has-text("not required")', WAIT);
+  await axe(admin, 'policies with the acknowledgment setting');
+  await onPhone(admin, 'policies with the acknowledgment setting');
+  await admin.click('#nav a[href="#/admin/policies"]');
+  await admin.waitForSelector('#shreds h2', WAIT);
+  await axe(admin, 'settings with shred records');
+});
+
+await step('device compliance: the quarterly review, drift, a spot check, the posture policy and the profile (bad input first)', async () => {
+  await admin.click('#nav a[href="#/admin/devices"]');
+  await admin.click('a:has-text("Compliance reports")');
+  await admin.waitForSelector('#device-review p:has-text("registered device")', WAIT);
+  await admin.waitForSelector('#posture-policy button[type=submit]', WAIT);
+  assert((await admin.title()) === 'Device compliance · Ward', 'the title');
+  await axe(admin, 'device compliance');
+  await admin.fill('#f-drift_days', '0');
+  await admin.click('#drift button[type=submit]');
+  assert((await text(admin, '#drift .form-message')).includes('from 1 to 3660'), 'a zero period is refused');
+  await admin.fill('#f-drift_days', '92');
+  await admin.click('#drift button[type=submit]');
+  await admin.waitForSelector('#drift-result table, #drift-result p', WAIT);
+  await admin.click('#posture-history-form button[type=submit]');
+  assert((await text(admin, '#posture-history-form .form-message')).includes('Choose a device'), 'no device refused');
+  await admin.selectOption('#f-history_device', ERIN_DEVICE);
+  await admin.click('#posture-history-form button[type=submit]');
+  await admin.waitForSelector('#posture-history tr:has-text("Blocked from PHI"):has-text("Passcode present")', WAIT);
+  const spotMsg = '#spot-check-form .form-message';
+  await admin.fill('#f-spot_percent', '5');
+  await admin.click('#spot-check-form button[type=submit]');
+  assert((await text(admin, spotMsg)).includes('from 10 to 100'), 'a 5% sample is refused');
+  await admin.fill('#f-spot_percent', '50');
+  await admin.fill('#f-spot_seed', 'forty-two');
+  await admin.click('#spot-check-form button[type=submit]');
+  assert((await text(admin, spotMsg)).includes('whole number'), 'a seed that is not a number is refused');
+  await admin.fill('#f-spot_seed', '42');
+  await admin.click('#spot-check-form button[type=submit]');
+  await admin.waitForSelector(spotMsg + '.info:has-text("seed 42")', WAIT);
+  await admin.waitForSelector('#spot-checks td:has-text("42")', WAIT);
+  // The posture policy: not JSON, then a field the API refuses (its sentence), then saved as it was.
+  const original = await admin.inputValue('#f-posture_policy');
+  const polMsg = '#posture-policy .form-message';
+  await admin.fill('#f-posture_policy', '{ not json');
+  await admin.click('#posture-policy button[type=submit]');
+  assert((await text(admin, polMsg)).includes('not valid JSON'), 'invalid JSON is refused in the page');
+  await admin.fill('#f-posture_policy', '{"stale_after_ms": 1}');
+  await admin.click('#posture-policy button[type=submit]');
+  await admin.waitForSelector(polMsg + '.error:not(:has-text("not valid JSON"))', WAIT);
+  assert(!(await text(admin, polMsg)).includes('{'), 'the API\'s refusal is a sentence: ' + await text(admin, polMsg));
+  await admin.fill('#f-posture_policy', original);
+  await admin.click('#posture-policy button[type=submit]');
+  await admin.waitForSelector(polMsg + '.info:has-text("saved")', WAIT);
+  // The configuration profile.
+  await admin.click('#device-profile button[type=submit]');
+  assert((await text(admin, '#device-profile .form-message')).includes('identifier prefix'), 'no prefix refused');
+  await admin.fill('#f-profile_prefix', 'org.example');
+  const [download] = await Promise.all([admin.waitForEvent('download', WAIT), admin.click('#device-profile button[type=submit]')]);
+  assert(/\.mobileconfig$/.test(download.suggestedFilename()), 'a .mobileconfig: ' + download.suggestedFilename());
+  await axe(admin, 'device compliance after use');
+  await onPhone(admin, 'device compliance');
+});
+
+await step('audit proofs: an event of an access report is proven, in the browser, to be in the signed checkpoint', async () => {
+  await admin.click('#nav a[href="#/admin/audit"]');
+  await admin.waitForSelector('#access-report button[type=submit]', WAIT);
+  await admin.selectOption('#f-report_user', { label: 'Dr Alice Moreau (clinician)' });
+  await admin.click('#access-report button[type=submit]');
+  await admin.waitForSelector('#report-out button[data-idx]', WAIT);
+  // The oldest event listed: signed into a checkpoint long ago (one every 10 s while events arrive).
+  const idx = Math.min(...(await admin.$$eval('#report-out button[data-idx]', (bs) => bs.map((b) => Number(b.dataset.idx)))));
+  await admin.click(`#report-out button[data-idx="${idx}"]`);
+  await admin.waitForSelector('#report-out td .state, #report-out td .form-message', WAIT);
+  const verdict = await text(admin, '#report-out td .state, #report-out td .form-message');
+  assert(verdict.startsWith('In the signed log'), `event ${idx}: ${verdict}`);
+  await axe(admin, 'access report with a proof');
+  // A server that answers a forged proof is caught: one hash of the path changed in transit.
+  await admin.route('**/api/v1/audit/proofs/inclusion*', async (route) => {
+    const res = await route.fetch();
+    const body = await res.json();
+    body.hashes[0] = Buffer.alloc(32, 7).toString('base64');
+    await route.fulfill({ response: res, json: body });
+  });
+  await admin.click('#report-out button[data-idx]');
+  await admin.waitForSelector('#report-out .state.blocked:has-text("does not match")', WAIT);
+  await admin.unroute('**/api/v1/audit/proofs/inclusion*');
 });
 
 await step('no CSP violation and no script error on any page', async () => {

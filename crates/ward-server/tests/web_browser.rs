@@ -131,8 +131,38 @@ async fn phone(h: &Harness, account: &Account, name: &str, compliant: bool) -> (
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn web_app_in_chromium() {
     let Some((node, chromium, dir)) = peers() else { return };
+    // An SMS gateway on 127.0.0.1 that records what it is sent: the script reads the
+    // verification code sent to a patient's number from the file it is copied to.
+    let sms = ward_notify::fake::FakeHttp::start().await;
+    let sms_url = format!("{}/send", sms.url);
     // Loopback providers are allowed: the single sign-on step's provider runs on 127.0.0.1.
-    let h = Harness::start_with(Backend::Sqlite, |c| c.oidc.allow_http_loopback = true).await.expect("SQLite always starts");
+    let h = Harness::start_with(Backend::Sqlite, move |c| {
+        c.oidc.allow_http_loopback = true;
+        c.notify.poll_interval_ms = 50;
+        c.notify.sms.enabled = true;
+        c.notify.sms.url = sms_url;
+        c.notify.sms.token = Some("gateway-token-web".into());
+    })
+    .await
+    .expect("SQLite always starts");
+    let sms_log = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+    let sms_copier = {
+        let path = sms_log.to_path_buf();
+        tokio::spawn(async move {
+            loop {
+                let lines: String = sms
+                    .sends()
+                    .iter()
+                    .map(|r| {
+                        let j = r.json();
+                        format!("{}\t{}\n", j["to"].as_str().unwrap_or_default(), j["text"].as_str().unwrap_or_default())
+                    })
+                    .collect();
+                let _ = std::fs::write(&path, lines);
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        })
+    };
     // Compliance officers must use a second factor: the script enrols one through the app.
     let org = h.org("web", vec![Role::ComplianceOfficer]).await;
     let alice = person(&h, &org, "alice", "Dr Alice Moreau", Role::Clinician, None).await;
@@ -223,6 +253,7 @@ async fn web_app_in_chromium() {
 
     let screenshots = std::env::var("WARD_WEB_SCREENSHOTS").unwrap_or_default();
     let url = h.url.clone();
+    let sms_log_path = sms_log.to_path_buf();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(&node)
             .current_dir(&dir)
@@ -244,11 +275,15 @@ async fn web_app_in_chromium() {
             .env("WARD_ERIN_DEVICE", erin_device)
             .env("WARD_ERIN_WIPE_SECRET", erin_secret)
             .env("WARD_SSO_ORG", sso_org)
+            .env("WARD_SMS_LOG", sms_log_path)
             .output()
             .expect("node runs")
     })
     .await
     .unwrap();
+    sms_copier.abort();
+    let _ = sms_copier.await;
+    drop(sms_log);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!("{stdout}\n{stderr}");

@@ -57,6 +57,7 @@ function focusHeading(root) {
 
 function signInPage(notice) {
   setTitle('Sign in');
+  pendingDeviceKey = null;
   bar.hidden = true;
   const msg = messageBox();
   const login = field('Login name', { name: 'login', required: true, autocomplete: 'username' });
@@ -75,9 +76,7 @@ function signInPage(notice) {
       return;
     }
     await submitForm(form, msg, async () => {
-      const r = await api.anonymous('POST', '/auth/login', {
-        login: login.input.value.trim(), password: password.input.value, device: { name: 'Web browser', platform: 'web' },
-      });
+      const r = await passwordSignIn(login.input.value.trim(), password.input.value);
       if (r.status === 'mfa_required') mfaPage(r.mfa_token);
       else await signedIn(r.tokens);
     }, { onError: () => {
@@ -134,6 +133,7 @@ function mfaPage(mfaToken) {
       const t = await api.anonymous('POST', '/auth/mfa', recovery ? { mfa_token: mfaToken, recovery_code: v } : { mfa_token: mfaToken, code: v });
       await signedIn(t);
     }, { onError: (e) => {
+      if (deviceRefusedAtMfa(e)) return;
       if (e.code === 'invalid_mfa_code' && /expired|unknown/.test(e.userMessage)) setTimeout(() => signInPage('The sign-in attempt expired. Sign in again.'), 1500);
     } });
   });
@@ -142,6 +142,7 @@ function mfaPage(mfaToken) {
 }
 
 async function signedIn(tokens) {
+  rememberDevice(tokens);
   api.setTokens(tokens);
   me = await api.get('/me');
   if (me.restriction === 'password_change') return passwordChangePage();
@@ -331,6 +332,7 @@ async function lock(notice) {
   if (stream) stream.close();
   idle = stream = null;
   me = null; list = null; open = null; names = new Map(); hot = new Map(); directory = null; bgPatients = new Map();
+  forgetSearch();
   // Responses still in flight must not render into the signed-out page.
   renderSeq++;
   for (const d of document.querySelectorAll('dialog')) d.remove();
@@ -376,6 +378,7 @@ function route() {
   const staff = me.user.role === 'admin' || me.user.role === 'compliance_officer';
   if (parts[0] === 'admin' && parts[1] === 'policies' && staff && !parts[2]) return policiesPage();
   if (parts[0] === 'admin' && parts[1] === 'devices' && staff && !parts[2]) return devicesPage();
+  if (parts[0] === 'admin' && parts[1] === 'devices' && staff && parts[2] === 'reports' && !parts[3]) return deviceReportsPage();
   if (parts[0] === 'admin' && parts[1] === 'audit' && staff && !parts[2]) return auditPage();
   if (parts[0] === 'admin' && parts[1] === 'registers' && staff && !parts[2]) return registersPage();
   if (parts[0] === 'admin' && parts[1] === 'keys' && staff && !parts[2]) return keysPage();
@@ -394,6 +397,7 @@ function route() {
   }
   if (parts[0] === 'patients' && me.user.role !== 'patient') return !parts[1] ? patientSearchPage() : ID.test(parts[1]) && !parts[2] ? patientRecordPage(parts[1]) : notFound();
   if (parts[0] === 'notices' && me.user.role === 'patient' && ID.test(parts[1] || '') && !parts[2]) return noticePage(parts[1]);
+  if (parts[0] === 'patients' && me.user.role !== 'patient' && ID.test(parts[1] || '') && parts[2] === 'contacts' && !parts[3]) return patientContactsPage(parts[1]);
   notFound();
 }
 
@@ -437,6 +441,7 @@ async function messagesPage(id) {
   const listEl = h('section', { class: 'convlist', 'aria-labelledby': 'convlist-h' },
     h('div', { class: 'listhead' }, h('h1', { id: 'convlist-h' }, me.user.role === 'patient' ? 'Your care team' : 'Conversations'),
       me.user.role === 'patient' ? null : h('a', { href: '#/new', class: 'button' }, 'New')),
+    listFilter(),
     h('ul', { id: 'convs', class: 'convs' }, h('li', { class: 'muted' }, 'Loading…')));
   const convEl = h('section', { class: 'conv', id: 'conv', 'aria-label': 'Conversation' },
     id ? h('p', { class: 'muted' }, 'Loading…') : h('p', { class: 'muted empty' }, 'Choose a conversation.'));
@@ -467,7 +472,9 @@ function renderList() {
     mount(ul, h('li', { class: 'muted' }, me.user.role === 'patient' ? 'No messages with your care team yet.' : 'No conversations yet.'));
     return;
   }
-  mount(ul, list.map((c) => {
+  const shown = filteredList();
+  if (shown.length === 0) { mount(ul, h('li', { class: 'muted' }, 'No conversation matches the filter.')); return; }
+  mount(ul, shown.map((c) => {
     const unread = open && open.id === c.id ? 0 : c.unread;
     // The server's highest unread priority as of the last load, raised by live arrivals since.
     const pr = unread > 0 ? higher(c.unread_priority, hot.get(c.id)) : null;
@@ -539,10 +546,12 @@ function renderConversation() {
     v.patient ? h('p', { class: 'patient', 'aria-label': 'Patient' },
       h('span', { class: 'tag' }, 'Patient'), ' ', v.patient.display_name, ' · MRN ', v.patient.mrn,
       me.user.role !== 'patient' && s.patient_id ? [' ', h('a', { href: '#/patients/' + s.patient_id, id: 'patient-record-link' }, 'Patient record')] : null) : null,
+    me.user.role !== 'patient' && s.patient_id ? patientLinks(s.patient_id) : null,
     s.beyond_care_team ? h('p', { class: 'notice' }, 'Minimum necessary: this conversation includes people outside the patient\'s care team. Share only what they need.') : null,
     me.user.role === 'patient' ? null : membersPanel(v, s),
     me.user.role !== 'patient' && s.patient_id ? careTeamPanel(s.patient_id) : null,
-    me.user.role === 'patient' ? null : escalationsPanel());
+    me.user.role === 'patient' ? null : escalationsPanel(),
+    findBar());
   const msgs = [...o.messages.values()].sort((a, b) => a.seq - b.seq);
   const corrected = new Set(msgs.filter((m) => m.corrects).map((m) => m.corrects));
   const ol = h('ol', { class: 'messages', id: 'messages', 'aria-label': 'Messages' }, msgs.map((m) => {
@@ -568,6 +577,7 @@ function renderConversation() {
   if (msgs.length === 0) ol.append(h('li', { class: 'muted' }, 'No messages yet.'));
   mount(o.root, header, ol, composer());
   ol.scrollTop = ol.scrollHeight;
+  afterConversationRender();
 }
 
 /** A message's attachments: opened on request (each download is audited), images shown. */
@@ -1177,7 +1187,7 @@ async function sessionsPage() {
   open = null;
   const msg = messageBox();
   const root = h('section', { class: 'card' }, h('h1', {}, 'Your sessions'), h('p', {}, 'Everywhere you are signed in. Revoke any you do not recognise.'), msg);
-  mount(main, root);
+  mount(main, root, myDevicesCard());
   focusHeading(root);
   try {
     const list = await api.get('/me/sessions');
@@ -1203,7 +1213,7 @@ async function accountPage(info) {
   const card = h('section', { class: 'card', 'aria-labelledby': 'keys-h' }, h('h2', { id: 'keys-h' }, 'Security keys and passkeys'),
     h('p', { class: 'muted' }, 'A security key or passkey proves it is you with a touch, a PIN or your fingerprint. It works as the second step after your password, and a passkey also signs you in without one.'),
     msg, h('p', { class: 'muted' }, 'Loading…'));
-  const root = h('section', {}, h('h1', { class: 'pagehead' }, 'Your account'), card, notificationsCard(), contactsCard());
+  const root = h('section', {}, h('h1', { class: 'pagehead' }, 'Your account'), card, notificationsCard(), contactsCard(), passwordCard(), authenticatorCard());
   mount(main, root);
   focusHeading(root);
   try {
@@ -1312,6 +1322,7 @@ async function consentPage(info) {
     return h('li', { class: 'consent' }, h('div', {}, h('strong', {}, label), ': ', on ? 'allowed' : 'not allowed', h('br'), h('span', { class: 'muted' }, about)),
       h('button', { type: 'button', onclick: () => changeConsent(pid, ch, !on, msg), 'aria-label': (on ? 'Withdraw consent: ' : 'Allow: ') + label }, on ? 'Withdraw' : 'Allow'));
   })));
+  main.append(patientContactsCard(pid, true));
 }
 
 async function changeConsent(pid, channel, allow, msg) {
@@ -1576,7 +1587,7 @@ async function policiesPage() {
   let dir = null;
   try { dir = await people(); } catch { /* names fall back to ids */ }
   if (admin) root.append(await orgPolicyForm());
-  root.append(await retentionForm(), await holdsSection(dir));
+  root.append(await retentionForm(), await shredsSection(), await holdsSection(dir), await contactPolicyForm());
 }
 
 async function orgPolicyForm() {
@@ -1789,7 +1800,7 @@ async function devicesPage() {
   const refresh = h('button', { type: 'button' }, 'Refresh');
   const root = h('section', { class: 'card' }, h('h1', {}, 'Devices'),
     h('p', { class: 'muted' }, 'Every device that signed in, with its posture now. A blocked device receives no message content until the failing settings are fixed.'),
-    msg, box, refresh);
+    msg, box, h('div', { class: 'row' }, refresh, h('a', { href: '#/admin/devices/reports', class: 'button' }, 'Compliance reports')));
   refresh.addEventListener('click', () => loadDevices(box, msg, null));
   mount(main, root);
   focusHeading(root);
@@ -1937,7 +1948,7 @@ function accessReportForm(dir) {
         r.items.length ? eventTable(r.next_cursor ? 'Events (the first 100)' : 'Events', r.items, [
           ['When', (x) => when(x.occurred_at)], ['Action', (x) => h('code', {}, x.action)], ['Outcome', (x) => x.outcome],
           ['Record', (x) => (x.target_type ? `${x.target_type} ${String(x.target_id || '').slice(0, 8)}` : '–')],
-          ['Patient', (x) => (x.patient_id ? x.patient_id.slice(0, 8) : '–')], ['Address', (x) => x.source_ip || '–']]) : null);
+          ['Patient', (x) => (x.patient_id ? x.patient_id.slice(0, 8) : '–')], ['Address', (x) => x.source_ip || '–'], ['Proof', proveButton]]) : null);
     }, { onError: () => mount(out) });
   });
   return form;
@@ -2075,7 +2086,8 @@ async function ackPoliciesPage(info) {
     mount(listBox);
     showError(msg, e);
   }
-  if (manager()) root.append(publishPolicyForm(), await ackReport());
+  root.append(await myTrainingCard());
+  if (manager()) root.append(publishPolicyForm(), await ackReport(), await ackSettingForm());
 }
 
 function policyItem(p, msg) {
@@ -2141,7 +2153,7 @@ async function registersPage() {
   let dir = null;
   try { dir = await people(); } catch { /* names fall back to ids */ }
   const owners = [['', 'No one yet'], ...((dir && dir.items) || []).filter((u) => u.role !== 'patient' && !u.disabled).map((u) => [u.id, u.display_name])];
-  root.append(await vendorSection(dir, owners), await riskSection(dir, owners));
+  root.append(await vendorSection(dir, owners), await riskSection(dir, owners), await trainingSection(dir, owners.slice(1)));
 }
 
 async function vendorSection(dir, owners) {
@@ -2178,7 +2190,8 @@ async function vendorSection(dir, owners) {
       ['Vendor', (x) => x.vendor], ['Services', (x) => x.services], ['Data shared', (x) => x.data_shared],
       ['Agreement', (x) => h('span', { class: 'state ' + (x.expiry === 'active' ? 'ok' : x.expiry === 'expired' ? 'blocked' : 'warn') }, BAA_EXPIRY[x.expiry] || x.expiry)],
       ['Renewal', (x) => x.renewal_on || '–'], ['Owner', (x) => (x.owner ? personName(dir, x.owner) : '–')],
-      ['Change', (x) => h('button', { type: 'button', class: 'link', 'aria-label': 'Change ' + x.vendor, onclick: () => edit(x) }, 'Change')]]));
+      ['Change', (x) => [h('button', { type: 'button', class: 'link', 'aria-label': 'Change ' + x.vendor, onclick: () => edit(x) }, 'Change'),
+        registerRemove('/baa-vendors/' + x.id, 'vendor ' + x.vendor, msg, load)]]]));
   };
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
@@ -2233,7 +2246,8 @@ async function riskSection(dir, owners) {
       ['Risk', (x) => x.risk], ['Score', (x) => `${x.score} (${x.likelihood} × ${x.impact})`], ['Status', (x) => (RISK_STATUSES.find(([v]) => v === x.status) || [null, x.status])[1]],
       ['Next review', (x) => (x.review_overdue ? h('span', { class: 'state blocked' }, x.review_on + ' (overdue)') : x.review_on)],
       ['Owner', (x) => (x.owner ? personName(dir, x.owner) : '–')],
-      ['Change', (x) => h('button', { type: 'button', class: 'link', 'aria-label': 'Change risk: ' + x.risk, onclick: () => edit(x) }, 'Change')]]));
+      ['Change', (x) => [h('button', { type: 'button', class: 'link', 'aria-label': 'Change risk: ' + x.risk, onclick: () => edit(x) }, 'Change'),
+        registerRemove('/risks/' + x.id, 'risk: ' + x.risk, msg, load)]]]));
   };
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
@@ -2886,46 +2900,51 @@ const CONTACT_KINDS = [['phone', 'Phone number'], ['email', 'Email address']];
 const CONTACT_STATUS = { unverified: 'Not verified', verified: 'Verified', expired: 'Verification expired', suppressed: 'Suppressed (delivery failed)', conflict: 'Also claimed by someone else' };
 const SUPPRESS_REASONS = [['bounce', 'Messages bounce'], ['disconnected', 'Number disconnected'], ['complaint', 'Recipient complained']];
 
-function contactsCard() {
+/** One's own contacts (`/me/contacts`), or with `opts` a patient record's (the same card). */
+function contactsCard(opts = {}) {
+  const { base = '/me/contacts', key = 'contact', heading = 'Your phone numbers and email addresses',
+    about = 'Ward texts or emails you only short notices without health details, and only at a verified number or address.',
+    added = 'Added. Send yourself a code to verify it.', codeLabel = 'Code you received' } = opts;
   const msg = messageBox();
-  const listBox = h('div', { id: 'contacts' }, h('p', { class: 'muted' }, 'Loading…'));
-  const kind = field('Kind', { name: 'contact_kind', tag: 'select', options: CONTACT_KINDS });
-  const value = field('Number (with country code) or address', { name: 'contact_value', maxlength: 320, autocomplete: 'off' });
-  const form = h('form', { id: 'contact-add', novalidate: true, 'aria-labelledby': 'contact-add-h' },
-    h('h3', { id: 'contact-add-h' }, 'Add a number or address'), h('div', { class: 'row wrap' }, kind, value), h('button', { type: 'submit' }, 'Add'));
+  const listBox = h('div', { id: key + 's' }, h('p', { class: 'muted' }, 'Loading…'));
+  const kind = field('Kind', { name: key + '_kind', tag: 'select', options: CONTACT_KINDS });
+  const value = field('Number (with country code) or address', { name: key + '_value', maxlength: 320, autocomplete: 'off' });
+  const form = h('form', { id: key + '-add', novalidate: true, 'aria-labelledby': key + '-add-h' },
+    h('h3', { id: key + '-add-h' }, 'Add a number or address'), h('div', { class: 'row wrap' }, kind, value), h('button', { type: 'submit' }, 'Add'));
   const load = async () => {
     let list;
-    try { list = await api.get('/me/contacts'); } catch (e) { mount(listBox); showError(msg, e); return; }
+    try { list = await api.get(base); } catch (e) { mount(listBox); showError(msg, e); return; }
     mount(listBox, list.items.length === 0 ? h('p', { class: 'muted' }, 'No phone number or email address yet.')
-      : h('ul', { class: 'plain contacts' }, list.items.map((c) => contactItem(c, msg, load))));
+      : h('ul', { class: 'plain contacts' }, list.items.map((c) => contactItem(c, msg, load, base, codeLabel))));
   };
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const v = value.input.value.trim();
     if (!v) { showError(msg, { userMessage: 'Enter a phone number or an email address.' }); value.input.focus(); return; }
     await submitForm(form, msg, async () => {
-      await api.post('/me/contacts', { kind: kind.input.value, value: v });
+      await api.post(base, { kind: kind.input.value, value: v });
       value.input.value = '';
-      showInfo(msg, 'Added. Send yourself a code to verify it.');
+      showInfo(msg, added);
       await load();
     });
   });
   load();
-  return h('section', { class: 'card', 'aria-labelledby': 'contacts-h' }, h('h2', { id: 'contacts-h' }, 'Your phone numbers and email addresses'),
-    h('p', { class: 'muted' }, 'Ward texts or emails you only short notices without health details, and only at a verified number or address.'),
-    msg, listBox, form);
+  return h('section', { class: 'card', 'aria-labelledby': key + 's-h' }, h('h2', { id: key + 's-h' }, heading),
+    h('p', { class: 'muted' }, about), msg, listBox, form);
 }
 
-function contactItem(c, msg, reload) {
+function contactItem(c, msg, reload, base = '/me/contacts', codeLabel = 'Code you received') {
   const what = `${c.kind === 'phone' ? 'phone number' : 'email address'} ${c.value}`;
-  const code = field('Code you received', { name: 'contact_code', id: 'contact-code-' + c.id, inputmode: 'numeric', autocomplete: 'one-time-code', maxlength: 12 });
-  const confirm = h('form', { class: 'row contact-confirm', novalidate: true, hidden: true, 'aria-label': 'Confirm the ' + what }, code, h('button', { type: 'submit' }, 'Confirm'));
+  const code = field(codeLabel, { name: 'contact_code', id: 'contact-code-' + c.id, inputmode: 'numeric', autocomplete: 'one-time-code', maxlength: 12 });
+  // A code already pending (sent earlier) can be entered without sending another.
+  const pending = !!c.code_expires_at && new Date(c.code_expires_at) > new Date();
+  const confirm = h('form', { class: 'row contact-confirm', novalidate: true, hidden: !pending, 'aria-label': 'Confirm the ' + what }, code, h('button', { type: 'submit' }, 'Confirm'));
   const sendText = c.status === 'verified' ? 'Verify again' : 'Send a code';
   const send = h('button', { type: 'button', 'aria-label': `${sendText} to the ${what}` }, sendText);
   const remove = h('button', { type: 'button', class: 'danger', 'aria-label': 'Remove the ' + what }, 'Remove');
   send.addEventListener('click', async () => {
     try {
-      const r = await api.post(`/me/contacts/${c.id}/verify`);
+      const r = await api.post(`${base}/${c.id}/verify`);
       confirm.hidden = false;
       showInfo(msg, `A code is on its way; it works until ${new Date(r.expires_at).toLocaleTimeString()}.`);
       code.input.focus();
@@ -2933,21 +2952,53 @@ function contactItem(c, msg, reload) {
   });
   confirm.addEventListener('submit', async (ev) => {
     ev.preventDefault();
-    if (!code.input.value.trim()) { showError(msg, { userMessage: 'Enter the code you received.' }); code.input.focus(); return; }
+    const typed = code.input.value.replace(/\s/g, '');
+    if (!/^\d{6}$/.test(typed)) { showError(msg, { userMessage: 'Enter the 6-digit code that was sent.' }); code.input.focus(); return; }
     await submitForm(confirm, msg, async () => {
-      await api.post(`/me/contacts/${c.id}/confirm`, { code: code.input.value.trim() });
+      await api.post(`${base}/${c.id}/confirm`, { code: typed });
       showInfo(msg, 'Verified.');
       await reload();
     }, { onError: () => { code.input.value = ''; code.input.focus(); } });
   });
   remove.addEventListener('click', async () => {
     if (!(await ask(`Remove the ${what}?`, 'Remove'))) return;
-    try { await api.del('/me/contacts/' + c.id); announce('Removed'); await reload(); } catch (e) { showError(msg, e); }
+    try { await api.del(`${base}/${c.id}`); announce('Removed'); await reload(); } catch (e) { showError(msg, e); }
   });
   return h('li', { dataset: { id: c.id, status: c.status } },
     h('span', {}, c.value), ' ', h('span', { class: 'tag' }, CONTACT_STATUS[c.status] || c.status),
     c.reverify_by && c.status === 'verified' ? h('span', { class: 'muted' }, ' verify again by ', new Date(c.reverify_by).toLocaleDateString()) : null,
+    c.status === 'suppressed' && c.suppressed_reason ? h('span', { class: 'muted' }, ' (', SUPPRESS_REASONS.find(([k]) => k === c.suppressed_reason)?.[1] || c.suppressed_reason, ')') : null,
     h('div', { class: 'row' }, send, remove), confirm);
+}
+
+/** A patient record's contacts, for the patient (on the consent page) or the workforce. */
+function patientContactsCard(pid, forPatient) {
+  return contactsCard({
+    base: `/patients/${pid}/contacts`, key: 'pcontact',
+    heading: forPatient ? 'Where we send your notices' : 'Phone numbers and email addresses',
+    about: forPatient
+      ? 'Text and email notices go only to a number or address you have verified with a code, and only for the kinds of notice you allow above.'
+      : 'Notices by text or email go only to a verified number or address. The code goes to the patient\'s phone or inbox: ask the patient for it. Every change is recorded.',
+    added: forPatient ? 'Added. Send yourself a code to verify it.' : 'Added. Send a code and ask the patient for it.',
+    codeLabel: forPatient ? 'Code you received' : 'Code the patient received',
+  });
+}
+
+/** `#/patients/<id>/contacts`: a patient's contacts for the care team and admins. */
+async function patientContactsPage(pid) {
+  setTitle('Patient contacts');
+  open = null;
+  const mine = ++renderSeq;
+  const who = h('p', { class: 'muted', id: 'pcontacts-patient' }, 'Patient record ', pid.slice(0, 8));
+  const root = h('section', {}, h('h1', { class: 'pagehead' }, 'Patient contacts'), who, patientContactsCard(pid, false));
+  mount(main, root);
+  focusHeading(root);
+  // The name and MRN (an audited read of the record) say whose contacts these are; the
+  // card works without them (admins outside the care team, a device blocked from PHI).
+  try {
+    const p = await api.get('/patients/' + pid);
+    if (mine === renderSeq) mount(who, h('span', { class: 'tag' }, 'Patient'), ' ', p.display_name, ' · MRN ', p.mrn);
+  } catch { /* keep the id */ }
 }
 
 async function adminContactsPage() {
@@ -3358,6 +3409,665 @@ async function accessReviewPage(id, info) {
     if (notice) { showInfo(msg, notice); announce(notice); }
   };
   try { await load(); } catch (e) { mount(box); showError(msg, e); }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 9 gaps: patient contact links, the contact policy, local search, a stable web device,
+// one's own devices
+// ---------------------------------------------------------------------------------------------
+
+/** Links from a patient conversation's header to the patient's own screens. */
+function patientLinks(pid) {
+  return h('p', { class: 'patient-links' }, h('a', { href: `#/patients/${pid}/contacts` }, 'Patient contacts'));
+}
+
+/** The organisation's re-verification period for contacts (admins change it; others read it). */
+async function contactPolicyForm() {
+  const msg = messageBox();
+  const form = h('form', { class: 'card', novalidate: true, 'aria-labelledby': 'cpol-h', id: 'contact-policy' }, h('h2', { id: 'cpol-h' }, 'Contact verification'));
+  let pol;
+  try { pol = await api.get('/org/contact-policy'); } catch (e) { form.append(msg); showError(msg, e); return form; }
+  const about = h('p', { class: 'muted' }, 'Ward sends notices and codes only to phone numbers and email addresses verified within this period; after it, the owner verifies them again with a new code.');
+  if (me.user.role !== 'admin') {
+    form.append(about, h('p', { id: 'reverify-days' }, `Contacts are verified again every ${pol.reverify_days} days.`));
+    return form;
+  }
+  const days = field('Verify contacts again after (days, 1 to 730)', { name: 'reverify_days', inputmode: 'numeric', value: String(pol.reverify_days), maxlength: 4 });
+  form.append(about, days, msg, h('button', { type: 'submit', class: 'primary' }, 'Save contact policy'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const v = days.input.value.trim();
+    if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > 730) {
+      showError(msg, { userMessage: 'The period must be a whole number of days from 1 to 730 (two years).' });
+      days.input.focus();
+      return;
+    }
+    await submitForm(form, msg, async () => {
+      const r = await api.call('PUT', '/org/contact-policy', { reverify_days: Number(v) });
+      days.input.value = String(r.reverify_days);
+      showInfo(msg, `Saved. Contacts are verified again every ${r.reverify_days} days.`);
+    });
+  });
+  return form;
+}
+
+// Search. Message bodies are encrypted at rest, so the server cannot search them; like Signal
+// and Element, the page searches what it has loaded. The query lives in memory only (never in
+// the URL or storage) and lock() forgets it.
+let listQuery = '';
+let convMembers = new Map(); // conversation id -> searchable names (members, patient) seen here
+
+const fold = (t) => String(t || '').normalize('NFD').replace(/\p{M}/gu, '').toLowerCase();
+
+/** Whether a conversation of the list matches the filter: every word in its name, kind or members. */
+function convMatches(c) {
+  const words = fold(listQuery).split(/\s+/).filter(Boolean);
+  if (words.length === 0) return true;
+  const hay = fold([convName(c), c.kind, c.patient_id ? 'patient' : '', convMembers.get(c.id) || ''].join(' '));
+  return words.every((w) => hay.includes(w));
+}
+
+/** The filter box above the conversation list. */
+function listFilter() {
+  const input = h('input', { type: 'search', id: 'conv-filter', name: 'conv_filter', autocomplete: 'off', spellcheck: 'false', value: listQuery || null,
+    'aria-describedby': 'conv-filter-status', 'aria-controls': 'convs' });
+  const status = h('p', { id: 'conv-filter-status', class: 'sr-only', role: 'status' });
+  input.addEventListener('input', () => { listQuery = input.value; renderList(); });
+  input.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape' && input.value) { e.preventDefault(); input.value = ''; listQuery = ''; renderList(); }
+    if (e.key === 'Enter') { e.preventDefault(); const first = document.querySelector('#convs a'); if (first) first.focus(); }
+  });
+  return h('div', { class: 'field filter' }, h('label', { for: 'conv-filter' }, 'Filter conversations'), input, status);
+}
+
+/** The list as filtered, saying how many match (to screen readers, and on screen when none). */
+function filteredList() {
+  const shown = list.filter(convMatches);
+  const status = document.getElementById('conv-filter-status');
+  if (status) status.textContent = listQuery.trim() ? `${shown.length} of ${list.length} conversations match` : '';
+  return shown;
+}
+
+/** The find box in an open conversation. Enter and Shift+Enter step through the matches. */
+function findBar() {
+  const o = open;
+  const wasFocused = document.activeElement && document.activeElement.id === 'conv-find';
+  const input = h('input', { type: 'search', id: 'conv-find', name: 'conv_find', autocomplete: 'off', spellcheck: 'false', value: o.find || null,
+    'aria-describedby': 'conv-find-status', 'aria-controls': 'messages' });
+  const status = h('span', { id: 'conv-find-status', class: 'muted', role: 'status' });
+  const prev = h('button', { type: 'button', 'aria-label': 'Previous match' }, '↑');
+  const next = h('button', { type: 'button', 'aria-label': 'Next match' }, '↓');
+  const go = (d) => { o.findAt = (o.findAt || 0) + d; highlightFind(true); };
+  input.addEventListener('input', () => { o.find = input.value; o.findAt = 0; highlightFind(true); });
+  input.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter') { e.preventDefault(); go(e.shiftKey ? -1 : 1); }
+    if (e.key === 'Escape' && input.value) { e.preventDefault(); input.value = ''; o.find = ''; highlightFind(false); }
+  });
+  prev.addEventListener('click', () => go(-1));
+  next.addEventListener('click', () => go(1));
+  o.refocusFind = wasFocused;
+  return h('div', { class: 'findbar', role: 'search', 'aria-label': 'In this conversation' },
+    h('div', { class: 'field' }, h('label', { for: 'conv-find' }, 'Find in this conversation'), input), h('div', { class: 'row' }, prev, next, status));
+}
+
+/** Marks the find box's matches in the loaded messages; `scroll` brings the current one into view. */
+function highlightFind(scroll) {
+  const o = open;
+  if (!o || !o.root) return;
+  const q = fold(o.find).trim();
+  const marks = [];
+  for (const li of o.root.querySelectorAll('#messages li.msg')) {
+    const m = o.messages.get(Number(li.dataset.seq));
+    const p = li.querySelector('p.body');
+    if (!m || !p || m.recalled_at || m.withheld || m.shredded) continue;
+    const text = m.body || '';
+    const folded = fold(text);
+    // Folding can change lengths (a letter and its accent); mark only where it did not.
+    if (!q || folded.length !== text.length) { if (p.querySelector('mark')) mount(p, text); continue; }
+    const parts = [];
+    let at = 0;
+    for (let i = folded.indexOf(q); i >= 0; i = folded.indexOf(q, i + q.length)) {
+      if (i > at) parts.push(text.slice(at, i));
+      const mk = h('mark', {}, text.slice(i, i + q.length));
+      parts.push(mk);
+      marks.push(mk);
+      at = i + q.length;
+    }
+    if (at < text.length) parts.push(text.slice(at));
+    mount(p, parts);
+  }
+  const status = o.root.querySelector('#conv-find-status');
+  if (!q) { if (status) status.textContent = ''; return; }
+  if (marks.length === 0) { if (status) status.textContent = 'No match in the loaded messages'; return; }
+  o.findAt = ((o.findAt || 0) % marks.length + marks.length) % marks.length;
+  const cur = marks[o.findAt];
+  cur.classList.add('current');
+  if (status) status.textContent = `${o.findAt + 1} of ${marks.length}`;
+  if (scroll) cur.scrollIntoView({ block: 'nearest' });
+}
+
+/** After a conversation is drawn: remember its names for the list filter, redo the find. */
+function afterConversationRender() {
+  const o = open;
+  if (!o) return;
+  const v = o.view;
+  convMembers.set(o.id, [...v.members.map((m) => m.display_name), v.patient ? v.patient.display_name : '', v.patient ? v.patient.mrn : ''].join(' '));
+  if (o.find) highlightFind(false);
+  if (o.refocusFind) {
+    const input = o.root.querySelector('#conv-find');
+    if (input) { input.focus(); input.setSelectionRange(input.value.length, input.value.length); }
+  }
+}
+
+/** Forgets the search state (at lock). */
+function forgetSearch() {
+  listQuery = '';
+  convMembers = new Map();
+}
+
+// A stable device for web sign-ins. The device id the server returned is kept in localStorage
+// under a key derived from the login name (not the name itself), and sent with the next
+// password sign-in of that login from this browser. It is an identifier, not a credential: the
+// server accepts it only with the user's own password (and second factor), only for a device
+// of that user that is not revoked, and refresh tokens stay bound to it besides. Tokens never
+// go to storage (api.js).
+const DEVICE_KEY = 'ward.device.';
+let pendingDeviceKey = null;
+
+async function deviceKey(login) {
+  try {
+    const d = await crypto.subtle.digest('SHA-256', new TextEncoder().encode('ward-web-device\n' + login.trim().toLowerCase()));
+    return DEVICE_KEY + [...new Uint8Array(d)].slice(0, 16).map((x) => x.toString(16).padStart(2, '0')).join('');
+  } catch {
+    return null; // no WebCrypto (not a secure context): a new device each time, as before
+  }
+}
+
+function storedDevice(key) {
+  try { const v = key && localStorage.getItem(key); return v && ID.test(v) ? v : null; } catch { return null; }
+}
+
+function rememberDevice(tokens) {
+  const key = pendingDeviceKey;
+  pendingDeviceKey = null;
+  if (!key || !tokens || !ID.test(tokens.device_id || '')) return;
+  try { localStorage.setItem(key, tokens.device_id); } catch { /* storage refused: nothing kept */ }
+}
+
+function forgetDevice(key) {
+  try { if (key) localStorage.removeItem(key); } catch { /* nothing kept */ }
+}
+
+/** The server refused the device id: not this user's, revoked or wiped. */
+const deviceRefused = (e) => e && e.code === 'validation_failed' && /device\.id/i.test(e.userMessage || '');
+
+/** Password sign-in with this browser's device for the login, or a new device if refused. */
+async function passwordSignIn(login, password) {
+  const key = await deviceKey(login);
+  const id = storedDevice(key);
+  const body = (withId) => ({ login, password, device: { ...(withId && id ? { id } : {}), name: 'Web browser', platform: 'web' } });
+  pendingDeviceKey = key;
+  try {
+    return await api.anonymous('POST', '/auth/login', body(true));
+  } catch (e) {
+    if (!id || !deviceRefused(e)) throw e;
+    forgetDevice(key);
+    return api.anonymous('POST', '/auth/login', body(false));
+  }
+}
+
+/** After a second factor refused the device id (it was revoked while signing in): start again. */
+function deviceRefusedAtMfa(e) {
+  if (!deviceRefused(e)) return false;
+  forgetDevice(pendingDeviceKey);
+  signInPage('This browser\'s device record was ended (revoked or wiped). Sign in again to register it anew.');
+  return true;
+}
+
+const DEVICE_PLATFORMS = { web: 'web browser', ios: 'iPhone or iPad', android: 'Android', cli: 'command line' };
+
+/** One's own devices (`GET /me/devices`) with "Report lost" (`POST /me/devices/{id}/wipe`). */
+function myDevicesCard() {
+  const msg = messageBox();
+  const box = h('div', { id: 'my-devices' }, h('p', { class: 'muted' }, 'Loading…'));
+  const load = async () => {
+    let devices;
+    try { devices = await api.get('/me/devices'); } catch (e) { mount(box); showError(msg, e); return; }
+    const live = devices.filter((d) => !d.revoked_at);
+    if (live.length === 0) { mount(box, h('p', { class: 'muted' }, 'No devices.')); return; }
+    const here = api.deviceId();
+    mount(box, h('table', { class: 'table' }, h('caption', { class: 'sr-only' }, 'Your devices'),
+      h('thead', {}, h('tr', {}, ['Device', 'First signed in', 'Last seen', 'Posture', ''].map((t) => h('th', { scope: 'col' }, t || h('span', { class: 'sr-only' }, 'Action'))))),
+      h('tbody', {}, live.map((d) => {
+        const lost = h('button', { type: 'button', class: 'danger', 'aria-label': `Report lost: ${d.name} first signed in ${new Date(d.first_seen_at).toLocaleString()}` }, 'Report lost');
+        lost.addEventListener('click', async () => {
+          const reason = await wipeDialog(d, 'yours');
+          if (!reason) return;
+          try {
+            await api.post(`/me/devices/${d.id}/wipe`, { reason });
+            if (d.id === api.deviceId()) return; // this browser's own: its session ends and the page locks
+            showInfo(msg, 'Reported. Its sessions ended, and Ward\'s data on it is erased at its next contact.');
+            await load();
+          } catch (e) { showError(msg, e); }
+        });
+        return h('tr', { dataset: { id: d.id, current: d.id === here ? 'true' : null } },
+          h('td', {}, d.name, ' ', h('span', { class: 'muted' }, DEVICE_PLATFORMS[d.platform] || d.platform), d.id === here ? h('span', { class: 'tag' }, 'This browser') : null),
+          h('td', {}, new Date(d.first_seen_at).toLocaleString()),
+          h('td', {}, new Date(d.last_seen_at).toLocaleString()),
+          h('td', {}, d.state ? deviceStatus(d) : h('span', { class: 'muted' }, 'Not reported')),
+          h('td', {}, lost));
+      }))));
+  };
+  load();
+  return h('section', { class: 'card', 'aria-labelledby': 'my-devices-h' }, h('h2', { id: 'my-devices-h' }, 'Your devices'),
+    h('p', { class: 'muted' }, 'Each phone, tablet or browser you signed in with. A browser keeps its device between sign-ins. Report a device lost to end its sessions and erase Ward\'s data on it.'),
+    msg, box);
+}
+
+/** Changing one's password (every other session ends), from the account page. */
+function passwordCard() {
+  const msg = messageBox();
+  const cur = field('Current password', { name: 'pw_current', type: 'password', autocomplete: 'current-password' });
+  const next = field('New password', { name: 'pw_new', type: 'password', autocomplete: 'new-password' });
+  const again = field('New password again', { name: 'pw_again', type: 'password', autocomplete: 'new-password' });
+  const form = h('form', { class: 'card', id: 'password-form', novalidate: true, 'aria-labelledby': 'pw-h' }, h('h2', { id: 'pw-h' }, 'Password'),
+    h('p', { class: 'muted' }, 'Changing it signs you out everywhere else.'), h('div', { class: 'row wrap' }, cur, next, again), msg,
+    h('button', { type: 'submit' }, 'Change password'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    if (!cur.input.value || !next.input.value) { showError(msg, { userMessage: 'Fill in your current password and the new one.' }); (cur.input.value ? next : cur).input.focus(); return; }
+    if (next.input.value !== again.input.value) { showError(msg, { userMessage: 'The two new passwords differ.' }); again.input.focus(); return; }
+    await submitForm(form, msg, async () => {
+      await api.post('/me/password', { current_password: cur.input.value, new_password: next.input.value });
+      for (const f of [cur, next, again]) f.input.value = '';
+      showInfo(msg, 'Password changed. Your other sessions have ended.');
+    }, { onError: () => { cur.input.value = ''; } });
+  });
+  return form;
+}
+
+/**
+ * The authenticator app (TOTP) from the account page: set one up (the password, then the
+ * secret and a code from the app; the first second factor also shows ten recovery codes),
+ * replace the recovery codes, or remove it (both with a current code). Whether TOTP is set
+ * is known only when the account's second factor exists without a security key; otherwise
+ * every action is offered and the API says which applies.
+ */
+function authenticatorCard() {
+  const msg = messageBox();
+  const body = h('div', { id: 'totp-body' }, h('p', { class: 'muted' }, 'Loading…'));
+  const card = h('section', { class: 'card', id: 'totp-card', 'aria-labelledby': 'totp-h' }, h('h2', { id: 'totp-h' }, 'Authenticator app'), msg, body);
+  const codesBox = (codes, lead) => h('div', { class: 'notice', id: 'totp-recovery' }, h('p', {}, lead, ' Each signs you in once if you lose your phone. Keep them somewhere safe: they are shown only now.'),
+    h('ul', { class: 'codes' }, codes.map((c) => h('li', {}, c))));
+  const codeForm = (id, label, button, work) => {
+    const code = field(label, { name: id + '_code', inputmode: 'numeric', autocomplete: 'one-time-code', maxlength: 6 });
+    const f = h('form', { id, class: 'row wrap', novalidate: true, 'aria-label': button }, code, h('button', { type: 'submit' }, button));
+    f.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const v = code.input.value.trim();
+      if (!/^\d{6}$/.test(v)) { showError(msg, { userMessage: 'Enter the 6 digits your authenticator app shows.' }); code.input.focus(); return; }
+      await submitForm(f, msg, () => work(v), { onError: () => { code.input.value = ''; code.input.focus(); } });
+    });
+    return f;
+  };
+  const setup = () => {
+    const pw = field('Your password', { name: 'totp_password', type: 'password', autocomplete: 'current-password' });
+    const f = h('form', { id: 'totp-setup', class: 'row wrap', novalidate: true, 'aria-label': 'Set up an authenticator app' }, pw, h('button', { type: 'submit' }, 'Set up an authenticator app'));
+    f.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      if (!pw.input.value) { showError(msg, { userMessage: 'Enter your password.' }); pw.input.focus(); return; }
+      await submitForm(f, msg, async () => {
+        const r = await stepped(() => api.post('/me/mfa/totp', { password: pw.input.value }));
+        pw.input.value = '';
+        const confirm = codeForm('totp-confirm', '6-digit code from the app', 'Confirm', async (v) => {
+          const c = await stepped(() => api.post('/me/mfa/totp/confirm', { code: v }));
+          me.user.mfa_enabled = true;
+          await load();
+          showInfo(msg, 'The authenticator app is set up.');
+          if (c.recovery_codes.length) body.prepend(codesBox(c.recovery_codes, 'Your recovery codes:'));
+        });
+        mount(body, h('p', {}, 'Enter this secret in your authenticator app (time-based, 6 digits, 30 seconds), then the code it shows:'),
+          h('p', { class: 'secret', id: 'totp-new-secret' }, r.secret.replace(/(.{4})/g, '$1 ').trim()), confirm);
+        confirm.querySelector('input').focus();
+      }, { onError: () => { pw.input.value = ''; } });
+    });
+    return f;
+  };
+  const manage = () => [
+    codeForm('totp-recovery-form', 'Code from the app, for new recovery codes', 'New recovery codes', async (v) => {
+      const r = await api.post('/me/mfa/recovery-codes', { code: v });
+      mount(body, codesBox(r.recovery_codes, 'Your new recovery codes (the old ones no longer work):'), ...manage());
+    }),
+    codeForm('totp-remove', 'Code from the app, to remove it', 'Remove the authenticator app', async (v) => {
+      await api.call('DELETE', '/me/mfa/totp', { code: v });
+      await load();
+      showInfo(msg, 'The authenticator app was removed.');
+    }),
+  ];
+  const load = async () => {
+    let fresh, keys;
+    try { [fresh, keys] = await Promise.all([api.get('/me'), api.get('/me/webauthn/credentials')]); } catch (e) { mount(body); showError(msg, e); return; }
+    const totp = fresh.user.mfa_enabled && keys.length === 0 ? true : fresh.user.mfa_enabled ? null : false;
+    mount(body, h('p', { class: 'muted', id: 'totp-state' }, totp === true ? 'An authenticator app gives your second sign-in step.'
+      : totp === false ? 'No authenticator app yet. One gives a 6-digit code as the second step after your password.'
+        : 'Your security key is a second step; you may also use an authenticator app.'),
+    totp === true ? null : setup(), totp === false ? null : manage());
+  };
+  load();
+  return card;
+}
+
+/** Managers: whether every current policy must be acknowledged before message content shows. */
+async function ackSettingForm() {
+  const msg = messageBox();
+  const form = h('form', { class: 'card', id: 'ack-setting', novalidate: true, 'aria-labelledby': 'ack-setting-h' }, h('h2', { id: 'ack-setting-h' }, 'Acknowledgment before access'));
+  let r;
+  try { r = await api.get('/policies'); } catch (e) { form.append(msg); showError(msg, e); return form; }
+  const box = h('input', { type: 'checkbox', id: 'ack-required', checked: !!r.require_acknowledgment_before_phi });
+  form.append(h('p', { class: 'muted' }, 'When on, the workforce sees message content only after acknowledging the current version of every policy.'),
+    h('div', { class: 'check' }, box, h('label', { for: 'ack-required' }, 'Require acknowledging every current policy before message content is shown')), msg,
+    h('button', { type: 'submit' }, 'Save'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    await submitForm(form, msg, async () => {
+      const s = await api.call('PUT', '/org/policy-acknowledgment', { require_before_phi: box.checked });
+      box.checked = s.require_before_phi;
+      showInfo(msg, s.require_before_phi ? 'Saved: policies must be acknowledged before message content is shown.' : 'Saved: acknowledgment is not required before access.');
+    });
+  });
+  return form;
+}
+
+/** One's own completed training (`GET /me/training-records`). */
+async function myTrainingCard() {
+  const card = h('section', { class: 'card', id: 'my-training', 'aria-labelledby': 'my-training-h' }, h('h2', { id: 'my-training-h' }, 'Your training'));
+  try {
+    const r = await api.get('/me/training-records');
+    card.append(r.items.length === 0 ? h('p', { class: 'muted' }, 'No training recorded for you yet.')
+      : eventTable('Courses you completed', r.items, [['Course', (x) => x.course], ['Completed', (x) => x.completed_on]]));
+  } catch (e) {
+    card.append(h('p', { class: 'form-message error' }, e.userMessage));
+  }
+  return card;
+}
+
+/** Managers: the workforce's training records, and recording a completion. */
+async function trainingSection(dir, people) {
+  const msg = messageBox();
+  const listBox = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
+  const who = field('Person', { name: 'training_user', tag: 'select', options: [['', 'Choose…'], ...people] });
+  const course = field('Course', { name: 'training_course', maxlength: 200 });
+  const day = field('Completed on (YYYY-MM-DD)', { name: 'training_day', maxlength: 10, value: localDay() });
+  const form = h('form', { id: 'training-form', novalidate: true, 'aria-labelledby': 'training-add-h' }, h('h3', { id: 'training-add-h' }, 'Record a completed course'),
+    h('div', { class: 'row wrap' }, who, course, day), msg, h('button', { type: 'submit' }, 'Record training'));
+  const load = async () => {
+    try {
+      const r = await api.get('/training-records');
+      mount(listBox, r.items.length === 0 ? h('p', { class: 'muted' }, 'No training recorded yet.')
+        : eventTable('Completed training, newest first', r.items, [['Person', (x) => personName(dir, x.user_id)], ['Course', (x) => x.course],
+          ['Completed', (x) => x.completed_on], ['Recorded by', (x) => (x.recorded_by ? personName(dir, x.recorded_by) : '–')]]));
+    } catch (e) { mount(listBox); showError(msg, e); }
+  };
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    if (!who.input.value) { showError(msg, { userMessage: 'Choose the person who completed the course.' }); who.input.focus(); return; }
+    if (!course.input.value.trim()) { showError(msg, { userMessage: 'Name the course.' }); course.input.focus(); return; }
+    if (!DAY.test(day.input.value.trim())) { showError(msg, { userMessage: 'Give the day it was completed as YYYY-MM-DD.' }); day.input.focus(); return; }
+    await submitForm(form, msg, async () => {
+      await api.post('/training-records', { user_id: who.input.value, course: course.input.value.trim(), completed_on: day.input.value.trim() });
+      course.input.value = '';
+      showInfo(msg, 'Training recorded.');
+      await load();
+    });
+  });
+  await load();
+  return h('section', { class: 'card', id: 'training', 'aria-labelledby': 'training-h' }, h('h2', { id: 'training-h' }, 'Workforce training'), listBox, form);
+}
+
+/** Admins and compliance officers: what retention destroyed (`GET /retention/shreds`). */
+async function shredsSection() {
+  const card = h('section', { class: 'card', id: 'shreds', 'aria-labelledby': 'shreds-h' }, h('h2', { id: 'shreds-h' }, 'Destroyed under retention'),
+    h('p', { class: 'muted' }, 'Each time expired content was destroyed: the conversation, how many messages, the period that applied and the horizon. The auditor\'s evidence.'));
+  try {
+    const r = await api.get('/retention/shreds?limit=50');
+    card.append(r.items.length === 0 ? h('p', { class: 'muted' }, 'Nothing has been destroyed yet.')
+      : eventTable('Shred records, newest first', r.items, [['When', (x) => new Date(x.shredded_at).toLocaleString()],
+        ['Conversation', (x) => String(x.scope_id).slice(0, 8) + (x.whole ? ' (whole)' : '')], ['Messages', (x) => String(x.message_count)],
+        ['Period', (x) => `${x.policy_kind}, ${x.policy_days} days`], ['Older than', (x) => new Date(x.horizon).toLocaleDateString()]]));
+  } catch (e) {
+    card.append(h('p', { class: 'form-message error' }, e.userMessage));
+  }
+  return card;
+}
+
+/** `#/admin/devices/reports`: the quarterly review, drift, spot checks, the posture policy and profile. */
+async function deviceReportsPage() {
+  setTitle('Device compliance');
+  open = null;
+  const mine = ++renderSeq;
+  const admin = me.user.role === 'admin';
+  const root = h('section', {}, h('h1', { class: 'pagehead' }, 'Device compliance'),
+    h('p', {}, h('a', { href: '#/admin/devices' }, 'Back to devices')));
+  mount(main, root);
+  focusHeading(root);
+  let devices = [];
+  let dir = null;
+  try { [devices, dir] = await Promise.all([api.get('/devices'), people().catch(() => null)]); } catch { /* names fall back to ids */ }
+  if (mine !== renderSeq) return;
+  const name = (id) => {
+    const d = devices.find((x) => x.id === id);
+    return d ? `${d.name} (${personName(dir, d.user_id)})` : 'Device ' + String(id).slice(0, 8);
+  };
+  root.append(await reviewSection(name), driftSection(name), postureHistorySection(devices, name), await spotCheckSection(name), await posturePolicySection(admin));
+  if (admin) root.append(profileSection());
+}
+
+const stateName = (k) => DEVICE_STATES[k] || (k === 'unregistered' ? 'Not registered' : itemLabel(k));
+
+async function reviewSection(name) {
+  const card = h('section', { class: 'card', id: 'device-review', 'aria-labelledby': 'device-review-h' }, h('h2', { id: 'device-review-h' }, 'Quarterly review'));
+  try {
+    const r = await api.get('/device-reports/review');
+    const s = r.summary || {};
+    card.append(h('p', {}, `${s.devices || 0} registered device${s.devices === 1 ? '' : 's'} judged now; ${r.unregistered_devices} never registered (not judged). Computed ${new Date(r.generated_at).toLocaleString()}.`),
+      eventTable('Devices per state', Object.entries(s.by_state || {}), [['State', ([k]) => stateName(k)], ['Devices', ([, n]) => String(n)]]),
+      Object.keys(s.by_item || {}).length === 0 ? null : eventTable('Per setting', Object.entries(s.by_item), [['Setting', ([k]) => itemLabel(k)],
+        ['Failing', ([, c]) => String(c.failing)], ['Not reported', ([, c]) => String(c.unknown)], ['Not applicable', ([, c]) => String(c.not_applicable)]]),
+      h('p', {}, r.overdue_wipes.length === 0 ? 'No wipe is overdue.' : `Overdue wipes: ${r.overdue_wipes.map((w) => name(w.device_id)).join(', ')}.`),
+      h('p', {}, r.latest_spot_check ? `Latest spot check: ${new Date(r.latest_spot_check.created_at).toLocaleDateString()}, ${r.latest_spot_check.sample.length} of ${r.latest_spot_check.population.length} devices.` : 'No spot check yet.'));
+  } catch (e) {
+    card.append(h('p', { class: 'form-message error' }, e.userMessage));
+  }
+  return card;
+}
+
+function driftSection(name) {
+  const msg = messageBox();
+  const days = field('Days back (1 to 3660)', { name: 'drift_days', inputmode: 'numeric', value: '92', maxlength: 4 });
+  const box = h('div', { id: 'drift-result' });
+  const form = h('form', { class: 'card', id: 'drift', novalidate: true, 'aria-labelledby': 'drift-h' }, h('h2', { id: 'drift-h' }, 'Drift'),
+    h('p', { class: 'muted' }, 'Devices that left compliance or regained it in the period, and the settings that changed.'),
+    h('div', { class: 'row' }, days, h('button', { type: 'submit' }, 'Show drift')), msg, box);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const v = days.input.value.trim();
+    if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > 3660) { showError(msg, { userMessage: 'The period is a whole number of days from 1 to 3660.' }); days.input.focus(); return; }
+    await submitForm(form, msg, async () => {
+      const r = await api.get('/device-reports/drift?days=' + Number(v));
+      msg.className = 'form-message';
+      msg.textContent = '';
+      const rows = r.devices.flatMap((d) => d.events.map((e) => ({ device: d.device_id, ...e })));
+      mount(box, rows.length === 0 ? h('p', { class: 'muted' }, `No device crossed the compliance line since ${new Date(r.from).toLocaleDateString()}.`)
+        : eventTable(`Crossings since ${new Date(r.from).toLocaleDateString()}`, rows, [['Device', (x) => name(x.device)], ['When', (x) => new Date(x.at_ms).toLocaleString()],
+          ['What', (x) => (x.direction === 'regained' ? 'Regained compliance' : 'Left compliance') + `: ${stateName(x.from)} to ${stateName(x.to)}`],
+          ['Settings', (x) => (x.changed || []).map((c) => `${itemLabel(c.item)} ${c.before} to ${c.after}`).join(', ') || '–']]));
+    });
+  });
+  return form;
+}
+
+async function spotCheckSection(name) {
+  const msg = messageBox();
+  const percent = field('Share to check (percent, 10 to 100)', { name: 'spot_percent', inputmode: 'numeric', value: '10', maxlength: 3 });
+  const seed = field('Seed (optional, to repeat a draw)', { name: 'spot_seed', inputmode: 'numeric', maxlength: 16 });
+  const listBox = h('div', { id: 'spot-checks' });
+  const form = h('form', { id: 'spot-check-form', novalidate: true, 'aria-labelledby': 'spot-add-h' }, h('h3', { id: 'spot-add-h' }, 'Draw a sample'),
+    h('div', { class: 'row wrap' }, percent, seed), msg, h('button', { type: 'submit' }, 'Draw and record'));
+  const load = async () => {
+    try {
+      const list = await api.get('/device-reports/spot-checks');
+      mount(listBox, list.length === 0 ? h('p', { class: 'muted' }, 'No spot check recorded yet.')
+        : eventTable('Recorded samples, newest first', list, [['Drawn', (x) => new Date(x.created_at).toLocaleString()], ['Share', (x) => x.percent + '%'],
+          ['Seed', (x) => String(x.seed)], ['Devices to check', (x) => (x.sample.length ? x.sample.map(name).join(', ') : 'none (no registered device)')]]));
+    } catch (e) { mount(listBox); showError(msg, e); }
+  };
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const p = percent.input.value.trim();
+    const sd = seed.input.value.trim();
+    if (!/^\d+$/.test(p) || Number(p) < 10 || Number(p) > 100) { showError(msg, { userMessage: 'The share is a whole percent from 10 to 100.' }); percent.input.focus(); return; }
+    if (sd && (!/^\d+$/.test(sd) || !Number.isSafeInteger(Number(sd)))) { showError(msg, { userMessage: 'The seed is a whole number up to 9007199254740991, or empty to draw one.' }); seed.input.focus(); return; }
+    await submitForm(form, msg, async () => {
+      const r = await api.post('/device-reports/spot-checks', sd ? { percent: Number(p), seed: Number(sd) } : { percent: Number(p) });
+      showInfo(msg, `Recorded with seed ${r.seed}: check ${r.sample.length} of ${r.population.length} devices.`);
+      await load();
+    });
+  });
+  await load();
+  return h('section', { class: 'card', id: 'spot', 'aria-labelledby': 'spot-h' }, h('h2', { id: 'spot-h' }, 'Spot checks'),
+    h('p', { class: 'muted' }, 'A random sample of the registered devices to check by hand. The seed is recorded, so anyone can draw the same sample again.'), listBox, form);
+}
+
+async function posturePolicySection(admin) {
+  const msg = messageBox();
+  const form = h('form', { class: 'card', id: 'posture-policy', novalidate: true, 'aria-labelledby': 'posture-policy-h' }, h('h2', { id: 'posture-policy-h' }, 'Posture policy'));
+  let pol;
+  try { pol = await api.get('/org/device-policy'); } catch (e) { form.append(msg); showError(msg, e); return form; }
+  const text = h('textarea', { id: 'f-posture_policy', name: 'posture_policy', rows: 12, spellcheck: 'false', readonly: admin ? null : true, class: 'code' });
+  text.value = JSON.stringify(pol, null, 2);
+  form.append(h('p', { class: 'muted' }, 'Per setting: record only, warn the user, or block PHI after a grace period; how soon a report goes stale; the minimum OS; whether an unreported setting fails. See docs/devices.md. Saving judges every device again at once.'),
+    h('div', { class: 'field' }, h('label', { for: 'f-posture_policy' }, 'The policy (JSON)'), text), msg,
+    admin ? h('button', { type: 'submit', class: 'primary' }, 'Save posture policy') : null);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    let body;
+    try { body = JSON.parse(text.value); } catch { showError(msg, { userMessage: 'The policy is not valid JSON.' }); text.focus(); return; }
+    await submitForm(form, msg, async () => {
+      const saved = await api.call('PUT', '/org/device-policy', body);
+      text.value = JSON.stringify(saved, null, 2);
+      showInfo(msg, 'Posture policy saved; every device was judged again.');
+    });
+  });
+  return form;
+}
+
+/** A device's posture reports, newest first (`GET /devices/{id}/posture`). */
+function postureHistorySection(devices, name) {
+  const msg = messageBox();
+  const registered = devices.filter((d) => d.registered_at);
+  const which = field('Device', { name: 'history_device', tag: 'select', options: [['', 'Choose…'], ...registered.map((d) => [d.id, name(d.id)])] });
+  const box = h('div', { id: 'posture-history' });
+  const form = h('form', { class: 'card', id: 'posture-history-form', novalidate: true, 'aria-labelledby': 'posture-history-h' }, h('h2', { id: 'posture-history-h' }, 'Posture history'),
+    h('p', { class: 'muted' }, 'Every report a device sent, with how it was judged when it arrived.'),
+    h('div', { class: 'row' }, which, h('button', { type: 'submit' }, 'Show reports')), msg, box);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    if (!which.input.value) { showError(msg, { userMessage: 'Choose a device.' }); which.input.focus(); return; }
+    await submitForm(form, msg, async () => {
+      const list = await api.get(`/devices/${which.input.value}/posture?limit=100`);
+      msg.className = 'form-message';
+      msg.textContent = '';
+      mount(box, list.length === 0 ? h('p', { class: 'muted' }, 'No reports from this device.')
+        : eventTable('Reports, newest first', list, [['Received', (x) => new Date(x.received_at).toLocaleString()],
+          ['Judged', (x) => h('span', { class: 'state ' + (x.state === 'compliant' ? 'ok' : x.state === 'block_phi' ? 'blocked' : 'warn') }, stateName(x.state))],
+          ['Failing settings', (x) => failingItems({ evaluation: x.evaluation }).join(', ') || '–']]));
+    });
+  });
+  return form;
+}
+
+function profileSection() {
+  const msg = messageBox();
+  const prefix = field('Identifier prefix (reverse DNS, such as org.example)', { name: 'profile_prefix', maxlength: 200 });
+  const form = h('form', { class: 'card', id: 'device-profile', novalidate: true, 'aria-labelledby': 'device-profile-h' }, h('h2', { id: 'device-profile-h' }, 'Configuration profile'),
+    h('p', { class: 'muted' }, 'An unsigned .mobileconfig for Apple devices that enforces the baseline (passcode, auto-lock, encryption). Sign it before distribution.'),
+    prefix, msg, h('button', { type: 'submit' }, 'Download profile'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const v = prefix.input.value.trim();
+    if (!v) { showError(msg, { userMessage: 'Give the identifier prefix, such as org.example.' }); prefix.input.focus(); return; }
+    await submitForm(form, msg, async () => {
+      save(await api.file('/org/device-profile?org_prefix=' + encodeURIComponent(v)));
+      showInfo(msg, 'Downloaded.');
+    });
+  });
+  return form;
+}
+
+/** A register entry's Remove button: after a confirmation, `DELETE path` (audited), then reload. */
+function registerRemove(path, what, msg, load) {
+  return h('button', { type: 'button', class: 'link', 'aria-label': 'Remove ' + what, onclick: async () => {
+    if (!(await ask(`Remove the ${what}? The register keeps no copy; the audit log records the removal.`, 'Remove'))) return;
+    try { await api.del(path); showInfo(msg, 'Removed.'); await load(); } catch (e) { showError(msg, e); }
+  } }, 'Remove');
+}
+
+/** RFC 9162 §2.1.3.2: whether `proof` takes the leaf hash at `index` to `root` in a tree of `size`. */
+async function verifyInclusion(index, size, leaf, proof, root) {
+  if (index >= size) return false;
+  const node = async (l, r) => new Uint8Array(await crypto.subtle.digest('SHA-256', new Uint8Array([0x01, ...l, ...r])));
+  let fn = index;
+  let sn = size - 1;
+  let r = leaf;
+  for (const p of proof) {
+    if (sn === 0) return false;
+    if (fn % 2 === 1 || fn === sn) {
+      r = await node(p, r);
+      if (fn % 2 === 0) while (fn % 2 === 0 && fn !== 0) { fn = Math.floor(fn / 2); sn = Math.floor(sn / 2); }
+    } else {
+      r = await node(r, p);
+    }
+    fn = Math.floor(fn / 2);
+    sn = Math.floor(sn / 2);
+  }
+  return sn === 0 && hex(r) === hex(root);
+}
+
+/**
+ * An audit event's "Prove" button: checks in the browser that the event's leaf hash is in the
+ * tree of the latest signed checkpoint (the checkpoint's signature checked too). The leaf hash
+ * is the server's (`GET /audit/events`); recomputing it from the event's canonical encoding is
+ * `ward audit verify`'s.
+ */
+function proveButton(x) {
+  const cell = h('span', {});
+  const b = h('button', { type: 'button', class: 'link', dataset: { idx: x.idx }, 'aria-label': `Prove event ${x.idx} is in the signed log` }, 'Prove');
+  b.addEventListener('click', async () => {
+    b.disabled = true;
+    const say = (ok, text) => mount(cell, h('span', { class: 'state ' + (ok ? 'ok' : ok === null ? 'warn' : 'blocked'), role: 'status' }, text));
+    try {
+      const [cp, vk] = await Promise.all([api.get('/audit/checkpoint'), api.get('/audit/verifier-key')]);
+      const sig = await checkNote(cp, vk.vkey);
+      if (!sig.ok) return say(false, 'Checkpoint not verified: ' + sig.why);
+      if (x.idx >= cp.size) return say(null, 'Not in a signed checkpoint yet');
+      // Reports list events without their leaf hash: the event listing by index carries it.
+      let leaf = x.leaf_hash;
+      if (!leaf) {
+        const page = await api.get(`/audit/events?limit=1${x.idx > 0 ? '&after=' + (x.idx - 1) : ''}`);
+        const e = page.items[0];
+        if (!e || e.idx !== x.idx || e.action !== x.action) return say(false, 'The log did not return this event');
+        leaf = e.leaf_hash;
+      }
+      const p = await api.get(`/audit/proofs/inclusion?index=${x.idx}&tree_size=${cp.size}`);
+      const ok = await verifyInclusion(x.idx, cp.size, bytes(leaf), p.hashes.map(bytes), bytes(cp.root));
+      say(ok, ok ? `In the signed log (checkpoint of ${cp.size} events)` : 'The proof does not match the signed checkpoint');
+    } catch (e) {
+      b.disabled = false;
+      mount(cell, b, h('span', { class: 'form-message error', role: 'alert' }, ' ', e.userMessage || 'The proof could not be checked.'));
+    }
+  });
+  mount(cell, b);
+  return cell;
 }
 
 // ---------------------------------------------------------------------------------------------
