@@ -138,9 +138,8 @@ async fn web_app_in_chromium() {
     // Loopback providers are allowed: the single sign-on step's provider runs on 127.0.0.1.
     let h = Harness::start_with(Backend::Sqlite, move |c| {
         c.oidc.allow_http_loopback = true;
-        c.notify.poll_interval_ms = 50;
-        c.notify.sms.enabled = true;
-        c.notify.sms.url = sms_url;
+        common::notify::fast(&mut c.notify);
+        common::notify::fake_sms(&mut c.notify, sms_url);
         c.notify.sms.token = Some("gateway-token-web".into());
     })
     .await

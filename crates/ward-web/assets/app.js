@@ -395,9 +395,9 @@ function route() {
     if (!parts[1]) return breakGlassPage();
     if (ID.test(parts[1]) && (!parts[2] || (ID.test(parts[2]) && !parts[3]))) return grantPage(parts[1], parts[2]);
   }
-  if (parts[0] === 'patients' && me.user.role !== 'patient') return !parts[1] ? patientSearchPage() : ID.test(parts[1]) && !parts[2] ? patientRecordPage(parts[1]) : notFound();
-  if (parts[0] === 'notices' && me.user.role === 'patient' && ID.test(parts[1] || '') && !parts[2]) return noticePage(parts[1]);
   if (parts[0] === 'patients' && me.user.role !== 'patient' && ID.test(parts[1] || '') && parts[2] === 'contacts' && !parts[3]) return patientContactsPage(parts[1]);
+  if (parts[0] === 'notices' && me.user.role === 'patient' && ID.test(parts[1] || '') && !parts[2]) return noticePage(parts[1]);
+  if (parts[0] === 'patients' && me.user.role !== 'patient') return !parts[1] ? patientSearchPage() : ID.test(parts[1]) && !parts[2] ? patientRecordPage(parts[1]) : notFound();
   notFound();
 }
 
@@ -1057,7 +1057,7 @@ async function patientRecordPage(id) {
       h('section', { class: 'card', id: 'patient-ref', 'aria-label': 'Patient' },
         h('p', { class: 'patient' }, h('span', { class: 'tag' }, 'Patient'), ' ', h('strong', {}, p.display_name), ' · MRN ', p.mrn,
           p.restricted ? [' ', h('span', { class: 'tag' }, 'Restricted')] : null),
-        h('p', {}, h('a', { href: '#/patients' }, 'Find another patient'))),
+        h('p', {}, h('a', { href: `#/patients/${id}/contacts` }, 'Patient contacts'), ' · ', h('a', { href: '#/patients' }, 'Find another patient'))),
       careTeamSection(p, dir, edit, show, reload),
       attachedGroupsSection(p, groups, edit, show));
   };
