@@ -263,7 +263,10 @@ impl Store {
                     return disable_account(&mut c, org, id, actor, None, &meta).await;
                 }
                 exec!(&mut c, "UPDATE users SET disabled_at = NULL, updated_at = $2 WHERE id = $1", id.0, now_ms())?;
-                crate::care_team_groups::sync_user(&mut c, org, id, now_ms()).await?;
+                if account.disabled {
+                    // Back on the care teams of its attached groups.
+                    crate::care_team_groups::sync_user(&mut c, org, id, now_ms()).await?;
+                }
                 let ev = admin_event(AuditAction::UserEnable, org, actor, id).detail("sessions_revoked", DetailValue::Int(0));
                 audit::append(&mut c, &ev, &meta).await?;
                 Ok(Vec::new())
