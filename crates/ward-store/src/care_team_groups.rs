@@ -78,35 +78,65 @@ pub(crate) async fn sync_patient(c: &mut Conn<'_>, org: OrgId, patient: PatientI
 
 /// Makes one account's group-derived care-team rows match its groups and its state (after it
 /// was disabled, enabled, deleted, or joined or left a group): two statements over that
-/// account's rows only (indexed by user), never a pass over every member of a group.
-/// Returns (joined, left).
-pub(crate) async fn sync_user(c: &mut Conn<'_>, org: OrgId, user: UserId, now: i64) -> Result<(usize, usize)> {
+/// account's rows only (indexed by user), never a pass over every member of a group. Each care
+/// team it joins or leaves this way gets a `patient.care_team` event (op `member_join` or
+/// `member_leave`, the `user` id and `via`, the cause: ids and codes only), so who was on a
+/// care team when can be rebuilt from the log. Returns (joined, left).
+pub(crate) async fn sync_user(
+    c: &mut Conn<'_>,
+    org: OrgId,
+    user: UserId,
+    now: i64,
+    via: &'static str,
+    meta: &RequestMeta,
+) -> Result<(usize, usize)> {
     let prune = format!(
         "DELETE FROM care_team_members WHERE user_id = $1 AND NOT direct AND NOT EXISTS (\
          SELECT 1 FROM care_team_groups cg JOIN scim_group_members m ON m.group_id = cg.group_id \
          JOIN users u ON u.id = m.user_id \
-         WHERE cg.patient_id = care_team_members.patient_id AND m.user_id = $1 AND {ACTIVE_WORKFORCE})"
+         WHERE cg.patient_id = care_team_members.patient_id AND m.user_id = $1 AND {ACTIVE_WORKFORCE}) \
+         RETURNING patient_id"
     );
-    let left = exec!(c, sqlx::AssertSqlSafe(prune), user.0, org.0)? as usize;
+    let left = scalar!(fetch_all, c, uuid::Uuid, sqlx::AssertSqlSafe(prune), user.0, org.0)?;
     let join = format!(
         "INSERT INTO care_team_members (patient_id, user_id, added_at, on_call, direct) \
          SELECT DISTINCT cg.patient_id, m.user_id, $3, FALSE, FALSE FROM care_team_groups cg \
          JOIN scim_group_members m ON m.group_id = cg.group_id JOIN users u ON u.id = m.user_id \
-         WHERE m.user_id = $1 AND {ACTIVE_WORKFORCE} ON CONFLICT (patient_id, user_id) DO NOTHING"
+         WHERE m.user_id = $1 AND {ACTIVE_WORKFORCE} ON CONFLICT (patient_id, user_id) DO NOTHING RETURNING patient_id"
     );
-    let joined = exec!(c, sqlx::AssertSqlSafe(join), user.0, org.0, now)? as usize;
-    Ok((joined, left))
+    let joined = scalar!(fetch_all, c, uuid::Uuid, sqlx::AssertSqlSafe(join), user.0, org.0, now)?;
+    for (patients, op) in [(&left, "member_leave"), (&joined, "member_join")] {
+        for p in patients {
+            let patient = PatientId(*p);
+            let mut ev = AuditEvent::new(AuditAction::CareTeam, Outcome::Success)
+                .target("patient", patient)
+                .patient(Some(patient))
+                .detail("op", DetailValue::Code(op))
+                .detail("user", DetailValue::Id(user.0))
+                .detail("via", DetailValue::Code(via));
+            ev.org_id = Some(org);
+            audit::append(c, &ev, meta).await?;
+        }
+    }
+    Ok((joined.len(), left.len()))
 }
 
 /// After a group's membership changed: re-syncs only the accounts that joined or left it
 /// (nothing when none did; a rename or a binding change touches no care team, since a role
 /// group never grants the patient role). Returns how many care teams the group is attached to.
-pub(crate) async fn sync_group_members(c: &mut Conn<'_>, org: OrgId, group: uuid::Uuid, changed: &[UserId], now: i64) -> Result<usize> {
+pub(crate) async fn sync_group_members(
+    c: &mut Conn<'_>,
+    org: OrgId,
+    group: uuid::Uuid,
+    changed: &[UserId],
+    now: i64,
+    meta: &RequestMeta,
+) -> Result<usize> {
     if changed.is_empty() {
         return Ok(0);
     }
     for u in changed {
-        sync_user(c, org, *u, now).await?;
+        sync_user(c, org, *u, now, "scim_group", meta).await?;
     }
     Ok(scalar!(fetch_one, c, i64, "SELECT COUNT(*) FROM care_team_groups WHERE group_id = $1", group)? as usize)
 }

@@ -378,7 +378,7 @@ async fn deprovision_in_tx(
     exec!(c, "DELETE FROM device_push_tokens WHERE user_id = $1", user.0)?;
     // Off the care teams it was on through a group, at once (two statements on its own rows;
     // kept even when it was already disabled, so a tombstone never keeps a derived row).
-    crate::care_team_groups::sync_user(c, org, user, now).await?;
+    crate::care_team_groups::sync_user(c, org, user, now, "scim_user", meta).await?;
     let revoked = revoke_user_sessions(c, user, None, "user_disabled", now).await?;
     let sessions_revoked_at = now_ms();
     let wipes = crate::devices::wipe_user_devices(c, org, user, None, SCIM_WIPE_REASON, sessions_revoked_at, meta).await?;
@@ -715,7 +715,7 @@ impl Store {
                         // Enabled again: back on the care teams of its attached groups. (A role
                         // change moves no one: SCIM never gives the patient role; disabling
                         // re-syncs in deprovision_in_tx; a no-op re-push re-syncs nothing.)
-                        crate::care_team_groups::sync_user(&mut c, org, id, now_ms()).await?;
+                        crate::care_team_groups::sync_user(&mut c, org, id, now_ms(), "scim_user", &meta).await?;
                         let ev = scim_event(AuditAction::UserEnable, Outcome::Success, client, Some(id))
                             .detail("via", DetailValue::Code("scim"));
                         audit::append(&mut c, &ev, &meta).await?;

@@ -399,7 +399,7 @@ impl Store {
                 // Members who joined or left are on or off the care teams the group is attached
                 // to; only they are re-synced, and nobody when the membership did not change.
                 let moved: Vec<UserId> = added.iter().chain(&removed).copied().collect();
-                let care_teams = crate::care_team_groups::sync_group_members(&mut c, client.org, id, &moved, now_ms()).await?;
+                let care_teams = crate::care_team_groups::sync_group_members(&mut c, client.org, id, &moved, now_ms(), &meta).await?;
                 let mut ev = group_event(client, id, op)
                     .detail("added", DetailValue::Int(added.len() as i64))
                     .detail("removed", DetailValue::Int(removed.len() as i64))

@@ -138,6 +138,31 @@ async fn ward_side_changes_move_group_members(backend: Backend) {
     // ...and enabling restores it.
     s.set_user_disabled(o.id, porter.user_id, false, Some(admin.user_id), meta()).await.unwrap();
     assert!(team(s, &o, doc.user_id, &p).await.contains(&porter.user_id));
+    // The identity provider removes the nurse from the group: off the team.
+    let before = s.scim_group(o.id, g.id).await.unwrap();
+    s.scim_update_group(idp, before, fields("Ward 3", vec![clerk.user_id, porter.user_id]), "patch", meta()).await.unwrap();
+    assert!(!team(s, &o, doc.user_id, &p).await.contains(&nurse.user_id));
+
+    // Each of those joins and leaves is in the log for the patient: op, user id, cause.
+    let events: Vec<_> = s.audit_events(0, 100_000).await.unwrap().into_iter().filter(|e| e.action == "patient.care_team").collect();
+    let has = |op: &str, who: UserId, via: &str| {
+        events.iter().any(|e| {
+            e.patient_id == Some(p.id.0)
+                && e.detail.contains(&format!("\"{op}\""))
+                && e.detail.contains(&who.0.to_string())
+                && e.detail.contains(&format!("\"{via}\""))
+        })
+    };
+    assert!(has("member_leave", nurse.user_id, "user_disable"), "{events:?}");
+    assert!(has("member_join", nurse.user_id, "user_enable"), "{events:?}");
+    assert!(has("member_leave", clerk.user_id, "roster"), "{events:?}");
+    assert!(has("member_leave", porter.user_id, "access_review"), "{events:?}");
+    assert!(has("member_join", porter.user_id, "user_enable"), "{events:?}");
+    assert!(has("member_leave", nurse.user_id, "scim_group"), "{events:?}");
+    // The no-op enable of an enabled account recorded no second join.
+    let joins = events.iter().filter(|e| e.detail.contains("member_join") && e.detail.contains(&nurse.user_id.0.to_string())).count();
+    assert_eq!(joins, 1, "{events:?}");
+    assert!(events.iter().all(|e| !e.detail.contains("MRN-1") && !e.detail.contains("Ward 3")));
 }
 
 async fn attach_and_detach_count_their_own_group(backend: Backend) {
