@@ -4,11 +4,13 @@
 //! In Ward, someone allowed to edit a patient's care team attaches groups to it; every active
 //! workforce member of an attached group is then on the care team. `care_team_members` stays
 //! the effective care team, with `direct` telling who was named in Ward: a row with
-//! `direct = FALSE` exists only because of an attached group, and [`sync_patient`] makes the
-//! rows match the groups again after any change (group membership, attach and detach, a
-//! direct change, a group deleted, an account disabled, deleted or enabled), in the same
-//! transaction as the change. A member who leaves this way loses their on-call flag with the
-//! row; a direct member, or a member through another attached group, stays with theirs.
+//! `direct = FALSE` exists only because of an attached group, and the rows are made to match
+//! the groups again after any change, in the same transaction, touching only what the change
+//! can move: [`sync_user`] for one account (disabled, enabled, deleted, a group joined or left;
+//! a group change re-syncs only the members who joined or left it), [`sync_patient`] for one
+//! care team (a direct edit), per group for attach and detach. Each is a couple of set-based
+//! statements. A member who leaves this way loses their on-call flag with the row; a direct
+//! member, or a member through another attached group, stays with theirs.
 
 use std::collections::{BTreeMap, BTreeSet};
 
