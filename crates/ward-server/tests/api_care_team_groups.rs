@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use ward_domain::role::Role;
 use ward_store::{Backend, on_both_backends};
 
-on_both_backends!(care_teams_from_scim_groups);
+on_both_backends!(care_teams_from_scim_groups, ward_side_disable_and_what_a_patient_sees);
 
 const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
@@ -259,4 +259,62 @@ async fn care_teams_from_scim_groups(backend: Backend) {
         assert!(!e.detail.contains(MRN) && !e.detail.contains(NAME) && !e.detail.contains("Cardiology"), "{e:?}");
     }
     assert!(audit(&h, "scim.group").await.iter().any(|e| e.detail.contains("care_teams")));
+}
+
+/// Disabled in Ward (`POST /users/{id}/disable`): off the care teams it was on through a group
+/// at once; enabled again: back on them. A patient reading their own record or their
+/// conversation sees their care team, not the organisation's groups behind it (no group names,
+/// attach times, member lists or `via_groups`).
+async fn ward_side_disable_and_what_a_patient_sees(backend: Backend) {
+    let Some(h) = Harness::start(backend).await else { return };
+    let o = h.org("acme", vec![]).await;
+    let admin = h.account(&o, "admin@acme", Role::Admin).await;
+    let doc = h.account(&o, "doc@acme", Role::Clinician).await;
+    let nurse = h.account(&o, "nurse@acme", Role::Nurse).await;
+    let sadmin = h.login_stepped_up(&admin).await;
+    let token = scim_token(&h, &sadmin).await;
+    let sdoc = h.login(&doc).await;
+    let n = nurse.id.to_string();
+    let p = h.post("/api/v1/patients", &sdoc.access, json!({"mrn": MRN, "display_name": NAME, "care_team": [doc.id]})).await.expect(201);
+    let pid = p.body["id"].as_str().unwrap().to_owned();
+    let patient_path = format!("/api/v1/patients/{pid}");
+    let cardio = group(&h, &token, "Cardiology ward 3", std::slice::from_ref(&n)).await;
+    let r =
+        h.call(Method::PUT, &format!("{patient_path}/care-team/groups"), Some(&sdoc.access), Some(json!({"group_ids": [cardio]}))).await;
+    let r = r.expect(200);
+    assert_eq!(entry(&r.body, &n), Some((false, vec![cardio.clone()])));
+    assert_eq!(r.body["care_team_groups"][0]["member_count"], 1, "{}", r.body);
+
+    // Disabled in Ward: off the team; enabled: back on it.
+    h.post(&format!("/api/v1/users/{n}/disable"), &sadmin.access, json!({})).await.expect(200);
+    let p = h.get(&patient_path, &sdoc.access).await.expect(200);
+    assert_eq!(entry(&p.body, &n), None, "{}", p.body);
+    assert_eq!(p.body["care_team_groups"][0]["member_count"], 0, "{}", p.body);
+    h.post(&format!("/api/v1/users/{n}/enable"), &sadmin.access, json!({})).await.expect(200);
+    let p = h.get(&patient_path, &sdoc.access).await.expect(200);
+    assert_eq!(entry(&p.body, &n), Some((false, vec![cardio.clone()])), "{}", p.body);
+
+    // The patient's own view: the same care team, no group data.
+    let acc = h.account_for_patient(&o, "pat@acme", Role::Patient, Some(ward_domain::ids::PatientId(pid.parse().unwrap()))).await;
+    let spatient = h.login(&acc).await;
+    let mine = h.get(&patient_path, &spatient.access).await.expect(200);
+    assert_eq!(ids(&mine.body["care_team"]), sorted(vec![doc.id.to_string(), n.clone()]), "{}", mine.body);
+    assert_eq!(mine.body["care_team_groups"], json!([]), "{}", mine.body);
+    assert_eq!(entry(&mine.body, &n), Some((false, vec![])));
+    assert!(!mine.body.to_string().contains("Cardiology") && !mine.body.to_string().contains(&cardio), "{}", mine.body);
+    let conv = h
+        .post(
+            "/api/v1/conversations",
+            &sdoc.access,
+            json!({"kind": "patient", "title": "Jamie", "patient_id": pid, "members": [{"user_id": nurse.id}, {"user_id": acc.id}]}),
+        )
+        .await;
+    assert!(conv.status.is_success(), "{}", conv.body);
+    assert_eq!(conv.body["patient"]["care_team_groups"][0]["id"], cardio.as_str(), "staff see the groups");
+    let cid = conv.body["id"].as_str().unwrap();
+    let seen = h.get(&format!("/api/v1/conversations/{cid}"), &spatient.access).await.expect(200);
+    assert_eq!(seen.body["patient"]["care_team_groups"], json!([]), "{}", seen.body);
+    assert!(!seen.body.to_string().contains("Cardiology") && !seen.body.to_string().contains(&cardio), "{}", seen.body);
+    let staff = h.get(&format!("/api/v1/conversations/{cid}"), &sdoc.access).await.expect(200);
+    assert_eq!(staff.body["patient"]["care_team_groups"][0]["display_name"], "Cardiology ward 3");
 }

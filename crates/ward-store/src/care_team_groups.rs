@@ -4,11 +4,13 @@
 //! In Ward, someone allowed to edit a patient's care team attaches groups to it; every active
 //! workforce member of an attached group is then on the care team. `care_team_members` stays
 //! the effective care team, with `direct` telling who was named in Ward: a row with
-//! `direct = FALSE` exists only because of an attached group, and [`sync_patient`] makes the
-//! rows match the groups again after any change (group membership, attach and detach, a
-//! direct change, a group deleted, an account disabled, deleted or enabled), in the same
-//! transaction as the change. A member who leaves this way loses their on-call flag with the
-//! row; a direct member, or a member through another attached group, stays with theirs.
+//! `direct = FALSE` exists only because of an attached group, and the rows are made to match
+//! the groups again after any change, in the same transaction, touching only what the change
+//! can move: [`sync_user`] for one account (disabled, enabled, deleted, a group joined or left;
+//! a group change re-syncs only the members who joined or left it), [`sync_patient`] for one
+//! care team (a direct edit), per group for attach and detach. Each is a couple of set-based
+//! statements. A member who leaves this way loses their on-call flag with the row; a direct
+//! member, or a member through another attached group, stays with theirs.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -26,12 +28,6 @@ pub const UNKNOWN_GROUP: &str = "group_ids: a value names no SCIM group of this 
 pub const MAX_CARE_TEAM_GROUPS: usize = 20;
 
 #[derive(sqlx::FromRow)]
-struct Row {
-    user_id: uuid::Uuid,
-    direct: bool,
-}
-
-#[derive(sqlx::FromRow)]
 struct GroupMemberRow {
     group_id: uuid::Uuid,
     display_name: String,
@@ -40,63 +36,111 @@ struct GroupMemberRow {
 }
 
 /// Who counts as a member of a group for a care team: an account of the organisation, not a
-/// patient's, not disabled, not deleted through SCIM.
+/// patient's, not disabled, not deleted through SCIM. `$2` is the organisation in every
+/// statement that uses it.
 const ACTIVE_WORKFORCE: &str = "u.org_id = $2 AND u.role <> 'patient' AND u.disabled_at IS NULL AND u.scim_deleted_at IS NULL";
 
-/// Makes the group-derived rows of a patient's care team match its attached groups. Returns
-/// (joined, left).
-pub(crate) async fn sync_patient(c: &mut Conn<'_>, org: OrgId, patient: PatientId, now: i64) -> Result<(usize, usize)> {
+/// Removes the patient's group-derived rows that no attached group backs any more (one
+/// statement, whatever the team's size). Returns how many left.
+async fn prune_patient(c: &mut Conn<'_>, org: OrgId, patient: PatientId) -> Result<usize> {
     let sql = format!(
-        "SELECT DISTINCT m.user_id FROM care_team_groups cg JOIN scim_group_members m ON m.group_id = cg.group_id \
-         JOIN users u ON u.id = m.user_id WHERE cg.patient_id = $1 AND {ACTIVE_WORKFORCE}"
+        "DELETE FROM care_team_members WHERE patient_id = $1 AND NOT direct AND NOT EXISTS (\
+         SELECT 1 FROM care_team_groups cg JOIN scim_group_members m ON m.group_id = cg.group_id \
+         JOIN users u ON u.id = m.user_id \
+         WHERE cg.patient_id = $1 AND m.user_id = care_team_members.user_id AND {ACTIVE_WORKFORCE})"
     );
-    let derived: BTreeSet<uuid::Uuid> =
-        scalar!(fetch_all, c, uuid::Uuid, sqlx::AssertSqlSafe(sql), patient.0, org.0)?.into_iter().collect();
-    let rows = fetch!(fetch_all, c, Row, "SELECT user_id, direct FROM care_team_members WHERE patient_id = $1", patient.0)?;
-    let present: BTreeSet<uuid::Uuid> = rows.iter().map(|r| r.user_id).collect();
-    let mut left = 0;
-    for r in rows.iter().filter(|r| !r.direct && !derived.contains(&r.user_id)) {
-        exec!(c, "DELETE FROM care_team_members WHERE patient_id = $1 AND user_id = $2 AND NOT direct", patient.0, r.user_id)?;
-        left += 1;
-    }
-    let mut joined = 0;
-    for u in derived.difference(&present) {
-        exec!(
-            c,
-            "INSERT INTO care_team_members (patient_id, user_id, added_at, on_call, direct) VALUES ($1, $2, $3, FALSE, FALSE)",
-            patient.0,
-            *u,
-            now
-        )?;
-        joined += 1;
-    }
+    Ok(exec!(c, sqlx::AssertSqlSafe(sql), patient.0, org.0)? as usize)
+}
+
+/// Puts the active workforce members of one attached group on the patient's care team (those
+/// already on it, directly or through another group, stay as they are). Returns how many joined.
+async fn join_group_members(c: &mut Conn<'_>, org: OrgId, patient: PatientId, group: uuid::Uuid, now: i64) -> Result<usize> {
+    // SQLite needs the WHERE before an upsert's ON CONFLICT on an INSERT ... SELECT.
+    let sql = format!(
+        "INSERT INTO care_team_members (patient_id, user_id, added_at, on_call, direct) \
+         SELECT $1, m.user_id, $3, FALSE, FALSE FROM scim_group_members m JOIN users u ON u.id = m.user_id \
+         WHERE m.group_id = $4 AND {ACTIVE_WORKFORCE} ON CONFLICT (patient_id, user_id) DO NOTHING"
+    );
+    Ok(exec!(c, sqlx::AssertSqlSafe(sql), patient.0, org.0, now, group)? as usize)
+}
+
+/// Makes the group-derived rows of a patient's care team match its attached groups, with two
+/// set-based statements. Returns (joined, left).
+pub(crate) async fn sync_patient(c: &mut Conn<'_>, org: OrgId, patient: PatientId, now: i64) -> Result<(usize, usize)> {
+    let left = prune_patient(c, org, patient).await?;
+    let sql = format!(
+        "INSERT INTO care_team_members (patient_id, user_id, added_at, on_call, direct) \
+         SELECT DISTINCT cg.patient_id, m.user_id, $3, FALSE, FALSE FROM care_team_groups cg \
+         JOIN scim_group_members m ON m.group_id = cg.group_id JOIN users u ON u.id = m.user_id \
+         WHERE cg.patient_id = $1 AND {ACTIVE_WORKFORCE} ON CONFLICT (patient_id, user_id) DO NOTHING"
+    );
+    let joined = exec!(c, sqlx::AssertSqlSafe(sql), patient.0, org.0, now)? as usize;
     Ok((joined, left))
 }
 
-/// Re-syncs every care team the group is attached to; returns how many.
-pub(crate) async fn sync_group(c: &mut Conn<'_>, org: OrgId, group: uuid::Uuid, now: i64) -> Result<usize> {
-    let patients = scalar!(fetch_all, c, uuid::Uuid, "SELECT patient_id FROM care_team_groups WHERE group_id = $1", group)?;
-    for p in &patients {
-        sync_patient(c, org, PatientId(*p), now).await?;
+/// Makes one account's group-derived care-team rows match its groups and its state (after it
+/// was disabled, enabled, deleted, or joined or left a group): two statements over that
+/// account's rows only (indexed by user), never a pass over every member of a group. Each care
+/// team it joins or leaves this way gets a `patient.care_team` event (op `member_join` or
+/// `member_leave`, the `user` id and `via`, the cause: ids and codes only), so who was on a
+/// care team when can be rebuilt from the log. Returns (joined, left).
+pub(crate) async fn sync_user(
+    c: &mut Conn<'_>,
+    org: OrgId,
+    user: UserId,
+    now: i64,
+    via: &'static str,
+    meta: &RequestMeta,
+) -> Result<(usize, usize)> {
+    let prune = format!(
+        "DELETE FROM care_team_members WHERE user_id = $1 AND NOT direct AND NOT EXISTS (\
+         SELECT 1 FROM care_team_groups cg JOIN scim_group_members m ON m.group_id = cg.group_id \
+         JOIN users u ON u.id = m.user_id \
+         WHERE cg.patient_id = care_team_members.patient_id AND m.user_id = $1 AND {ACTIVE_WORKFORCE}) \
+         RETURNING patient_id"
+    );
+    let left = scalar!(fetch_all, c, uuid::Uuid, sqlx::AssertSqlSafe(prune), user.0, org.0)?;
+    let join = format!(
+        "INSERT INTO care_team_members (patient_id, user_id, added_at, on_call, direct) \
+         SELECT DISTINCT cg.patient_id, m.user_id, $3, FALSE, FALSE FROM care_team_groups cg \
+         JOIN scim_group_members m ON m.group_id = cg.group_id JOIN users u ON u.id = m.user_id \
+         WHERE m.user_id = $1 AND {ACTIVE_WORKFORCE} ON CONFLICT (patient_id, user_id) DO NOTHING RETURNING patient_id"
+    );
+    let joined = scalar!(fetch_all, c, uuid::Uuid, sqlx::AssertSqlSafe(join), user.0, org.0, now)?;
+    for (patients, op) in [(&left, "member_leave"), (&joined, "member_join")] {
+        for p in patients {
+            let patient = PatientId(*p);
+            let mut ev = AuditEvent::new(AuditAction::CareTeam, Outcome::Success)
+                .target("patient", patient)
+                .patient(Some(patient))
+                .detail("op", DetailValue::Code(op))
+                .detail("user", DetailValue::Id(user.0))
+                .detail("via", DetailValue::Code(via));
+            ev.org_id = Some(org);
+            audit::append(c, &ev, meta).await?;
+        }
     }
-    Ok(patients.len())
+    Ok((joined.len(), left.len()))
 }
 
-/// Re-syncs every care team the account is on through a group or could join through one
-/// (after it was disabled, enabled, deleted or changed).
-pub(crate) async fn sync_user(c: &mut Conn<'_>, org: OrgId, user: UserId, now: i64) -> Result<()> {
-    let patients = scalar!(
-        fetch_all,
-        c,
-        uuid::Uuid,
-        "SELECT patient_id FROM care_team_members WHERE user_id = $1 AND NOT direct \
-         UNION SELECT cg.patient_id FROM care_team_groups cg JOIN scim_group_members m ON m.group_id = cg.group_id WHERE m.user_id = $1",
-        user.0
-    )?;
-    for p in patients {
-        sync_patient(c, org, PatientId(p), now).await?;
+/// After a group's membership changed: re-syncs only the accounts that joined or left it
+/// (nothing when none did; a rename or a binding change touches no care team, since a role
+/// group never grants the patient role). Returns how many care teams the group is attached to.
+pub(crate) async fn sync_group_members(
+    c: &mut Conn<'_>,
+    org: OrgId,
+    group: uuid::Uuid,
+    changed: &[UserId],
+    now: i64,
+    meta: &RequestMeta,
+) -> Result<usize> {
+    if changed.is_empty() {
+        return Ok(0);
     }
-    Ok(())
+    for u in changed {
+        sync_user(c, org, *u, now, "scim_group", meta).await?;
+    }
+    Ok(scalar!(fetch_one, c, i64, "SELECT COUNT(*) FROM care_team_groups WHERE group_id = $1", group)? as usize)
 }
 
 /// Detaches a group about to be deleted from every care team, auditing each
@@ -110,10 +154,9 @@ pub(crate) async fn detach_deleted_group(
 ) -> Result<usize> {
     let patients = scalar!(fetch_all, c, uuid::Uuid, "SELECT patient_id FROM care_team_groups WHERE group_id = $1", group)?;
     exec!(c, "DELETE FROM care_team_groups WHERE group_id = $1", group)?;
-    let now = now_ms();
     for p in &patients {
         let patient = PatientId(*p);
-        let (_, left) = sync_patient(c, org, patient, now).await?;
+        let left = prune_patient(c, org, patient).await?;
         let mut ev = AuditEvent::new(AuditAction::CareTeam, Outcome::Success)
             .target("patient", patient)
             .patient(Some(patient))
@@ -168,7 +211,8 @@ impl Store {
     /// Makes `groups` the SCIM groups attached to the patient's care team: their active
     /// workforce members join it at once, and the members of detached groups leave it unless
     /// they are direct members or in another attached group. Each attach and detach is audited
-    /// (`patient.care_team`, op `group_attach`/`group_detach`, the group id and member counts).
+    /// (`patient.care_team`, op `group_attach`/`group_detach`, the group id, and how many joined
+    /// or left through that group).
     /// `State(UNKNOWN_GROUP)` for an id that is not one of the organisation's groups.
     pub async fn set_care_team_groups(
         &self,
@@ -197,10 +241,14 @@ impl Store {
                         .into_iter()
                         .collect();
                 let now = now_ms();
-                let mut changes: BTreeMap<uuid::Uuid, &'static str> = BTreeMap::new();
+                // One group at a time, so each event counts who joined or left through that
+                // group: detaches first (members stay when another attached group or a direct
+                // naming keeps them), then attaches.
+                let mut changes: Vec<(uuid::Uuid, &'static str, usize, usize)> = Vec::new();
                 for g in had.difference(&wanted) {
                     exec!(&mut c, "DELETE FROM care_team_groups WHERE patient_id = $1 AND group_id = $2", id.0, *g)?;
-                    changes.insert(*g, "group_detach");
+                    let left = prune_patient(&mut c, org, id).await?;
+                    changes.push((*g, "group_detach", 0, left));
                 }
                 for g in wanted.difference(&had) {
                     exec!(
@@ -211,23 +259,21 @@ impl Store {
                         now,
                         actor.0
                     )?;
-                    changes.insert(*g, "group_attach");
+                    let joined = join_group_members(&mut c, org, id, *g, now).await?;
+                    changes.push((*g, "group_attach", joined, 0));
                 }
-                if !changes.is_empty() {
-                    let (joined, left) = crate::care_team_groups::sync_patient(&mut c, org, id, now).await?;
-                    for (g, op) in changes {
-                        let mut ev = AuditEvent::new(AuditAction::CareTeam, Outcome::Success)
-                            .target("patient", id)
-                            .patient(Some(id))
-                            .detail("op", DetailValue::Code(op))
-                            .detail("group", DetailValue::Id(g))
-                            .detail("groups", DetailValue::Int(wanted.len() as i64))
-                            .detail("joined", DetailValue::Int(joined as i64))
-                            .detail("left", DetailValue::Int(left as i64));
-                        ev.org_id = Some(org);
-                        ev.actor = Some(actor);
-                        audit::append(&mut c, &ev, &meta).await?;
-                    }
+                for (g, op, joined, left) in changes {
+                    let mut ev = AuditEvent::new(AuditAction::CareTeam, Outcome::Success)
+                        .target("patient", id)
+                        .patient(Some(id))
+                        .detail("op", DetailValue::Code(op))
+                        .detail("group", DetailValue::Id(g))
+                        .detail("groups", DetailValue::Int(wanted.len() as i64))
+                        .detail("joined", DetailValue::Int(joined as i64))
+                        .detail("left", DetailValue::Int(left as i64));
+                    ev.org_id = Some(org);
+                    ev.actor = Some(actor);
+                    audit::append(&mut c, &ev, &meta).await?;
                 }
                 patient_in_org(&mut c, &ring, org, id).await
             })

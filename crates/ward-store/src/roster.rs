@@ -159,7 +159,7 @@ impl Store {
                     exec!(&mut c, "UPDATE users SET disabled_at = $2, updated_at = $2 WHERE id = $1 AND disabled_at IS NULL", user.0, now)?
                         == 1;
                 exec!(&mut c, "DELETE FROM device_push_tokens WHERE user_id = $1", user.0)?;
-                crate::care_team_groups::sync_user(&mut c, org, user, now).await?;
+                crate::care_team_groups::sync_user(&mut c, org, user, now, "roster", &meta).await?;
                 // Wipes first, so each device's wipe event counts the sessions it revoked.
                 let requested = wipe_user_devices(&mut c, org, user, actor, ROSTER_WIPE_REASON, now, &meta).await?;
                 let mut revoked_sessions: Vec<_> = requested.iter().flat_map(|w| w.revoked_sessions.iter().copied()).collect();

@@ -376,8 +376,9 @@ async fn deprovision_in_tx(
     let now = now_ms();
     let disabled = exec!(c, "UPDATE users SET disabled_at = $2, updated_at = $2 WHERE id = $1 AND disabled_at IS NULL", user.0, now)? == 1;
     exec!(c, "DELETE FROM device_push_tokens WHERE user_id = $1", user.0)?;
-    // Off the care teams it was on through a group, at once.
-    crate::care_team_groups::sync_user(c, org, user, now).await?;
+    // Off the care teams it was on through a group, at once (two statements on its own rows;
+    // kept even when it was already disabled, so a tombstone never keeps a derived row).
+    crate::care_team_groups::sync_user(c, org, user, now, "scim_user", meta).await?;
     let revoked = revoke_user_sessions(c, user, None, "user_disabled", now).await?;
     let sessions_revoked_at = now_ms();
     let wipes = crate::devices::wipe_user_devices(c, org, user, None, SCIM_WIPE_REASON, sessions_revoked_at, meta).await?;
@@ -711,6 +712,10 @@ impl Store {
                 let deprovision = if f.active {
                     if before.user.disabled {
                         exec!(&mut c, "UPDATE users SET disabled_at = NULL, updated_at = $2 WHERE id = $1", id.0, updated_at)?;
+                        // Enabled again: back on the care teams of its attached groups. (A role
+                        // change moves no one: SCIM never gives the patient role; disabling
+                        // re-syncs in deprovision_in_tx; a no-op re-push re-syncs nothing.)
+                        crate::care_team_groups::sync_user(&mut c, org, id, now_ms(), "scim_user", &meta).await?;
                         let ev = scim_event(AuditAction::UserEnable, Outcome::Success, client, Some(id))
                             .detail("via", DetailValue::Code("scim"));
                         audit::append(&mut c, &ev, &meta).await?;
@@ -719,8 +724,6 @@ impl Store {
                 } else {
                     deprovision_in_tx(&mut c, client, id, DeprovisionCause::ActiveFalse, received_at, &meta).await?
                 };
-                // Enabled again (or its role changed): the care teams of its groups follow.
-                crate::care_team_groups::sync_user(&mut c, org, id, now_ms()).await?;
                 Ok((scim_user_in(&mut c, org, id).await?, deprovision))
             })
         })
@@ -749,8 +752,9 @@ impl Store {
                 let d = deprovision_in_tx(&mut c, client, id, DeprovisionCause::Delete, received_at, &meta).await?;
                 let now = now_ms();
                 exec!(&mut c, "UPDATE users SET scim_deleted_at = $2, updated_at = $2 WHERE id = $1", id.0, now)?;
+                // Off its groups; deprovision_in_tx already took it off every group-derived care
+                // team (a disabled account counts in no group).
                 crate::scim_groups::leave_all_groups(&mut c, client.org, id, now).await?;
-                crate::care_team_groups::sync_user(&mut c, client.org, id, now).await?;
                 let ev = scim_event(AuditAction::ScimUser, Outcome::Success, client, Some(id)).detail("op", DetailValue::Code("delete"));
                 audit::append(&mut c, &ev, &meta).await?;
                 Ok(d)

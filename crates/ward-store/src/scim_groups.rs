@@ -187,15 +187,15 @@ async fn set_members(
     old_members: &[UserId],
     members: &[UserId],
     meta: &RequestMeta,
-) -> Result<(usize, usize)> {
+) -> Result<(Vec<UserId>, Vec<UserId>)> {
     let old: BTreeSet<UserId> = old_members.iter().copied().collect();
     let new: BTreeSet<UserId> = members.iter().copied().collect();
     let now = now_ms();
-    let mut removed = 0;
+    let mut removed = Vec::new();
     for &user in old.difference(&new) {
         exec!(c, "DELETE FROM scim_group_members WHERE group_id = $1 AND user_id = $2", group, user.0)?;
         exec!(c, "UPDATE users SET updated_at = $2 WHERE id = $1", user.0, now)?;
-        removed += 1;
+        removed.push(user);
         if binding.before.is_some() {
             leave_role(c, client, user, now, meta).await?;
         }
@@ -208,7 +208,7 @@ async fn set_members(
             }
         }
     }
-    let mut added = 0;
+    let mut added = Vec::new();
     for &user in new.difference(&old) {
         let u = match scim_user_in(c, client.org, user).await {
             Ok(u) => u,
@@ -220,7 +220,7 @@ async fn set_members(
         }
         exec!(c, "INSERT INTO scim_group_members (group_id, user_id, added_at) VALUES ($1, $2, $3)", group, user.0, now)?;
         exec!(c, "UPDATE users SET updated_at = $2 WHERE id = $1", user.0, now)?;
-        added += 1;
+        added.push(user);
         if let Some(role) = binding.after {
             join_role(c, client, group, user, role, now, meta).await?;
         }
@@ -348,6 +348,7 @@ impl Store {
                 )?;
                 let binding = Binding { before: None, after: f.role };
                 let (added, _) = set_members(&mut c, client, id, binding, &[], &f.members, &meta).await?;
+                let added = added.len();
                 let ev = group_event(client, id, "create")
                     .detail("binding", DetailValue::Code(f.role.map_or("none", Role::as_str)))
                     .detail("added", DetailValue::Int(added as i64));
@@ -385,7 +386,7 @@ impl Store {
                 let binding = Binding { before: before.role, after: f.role };
                 let (added, removed) = set_members(&mut c, client, id, binding, &old, &f.members, &meta).await?;
                 let changed = f.display_name != before.display_name || f.external_id != before.external_id || f.role != before.role;
-                if changed || added + removed > 0 {
+                if changed || !added.is_empty() || !removed.is_empty() {
                     exec!(
                         &mut c,
                         "UPDATE scim_groups SET display_name = $2, external_id = $3, updated_at = $4 WHERE id = $1",
@@ -395,11 +396,13 @@ impl Store {
                         now_ms().max(before.updated_at + 1)
                     )?;
                 }
-                // Members who joined or left are on or off the care teams the group is attached to.
-                let care_teams = crate::care_team_groups::sync_group(&mut c, client.org, id, now_ms()).await?;
+                // Members who joined or left are on or off the care teams the group is attached
+                // to; only they are re-synced, and nobody when the membership did not change.
+                let moved: Vec<UserId> = added.iter().chain(&removed).copied().collect();
+                let care_teams = crate::care_team_groups::sync_group_members(&mut c, client.org, id, &moved, now_ms(), &meta).await?;
                 let mut ev = group_event(client, id, op)
-                    .detail("added", DetailValue::Int(added as i64))
-                    .detail("removed", DetailValue::Int(removed as i64))
+                    .detail("added", DetailValue::Int(added.len() as i64))
+                    .detail("removed", DetailValue::Int(removed.len() as i64))
                     .detail("care_teams", DetailValue::Int(care_teams as i64));
                 if f.role != before.role {
                     ev = ev.detail("binding", DetailValue::Code(f.role.map_or("none", Role::as_str)));
@@ -434,7 +437,7 @@ impl Store {
                 let care_teams = crate::care_team_groups::detach_deleted_group(&mut c, client.org, id, client.token, &meta).await?;
                 exec!(&mut c, "DELETE FROM scim_groups WHERE id = $1", id)?;
                 let ev = group_event(client, id, "delete")
-                    .detail("removed", DetailValue::Int(removed as i64))
+                    .detail("removed", DetailValue::Int(removed.len() as i64))
                     .detail("care_teams", DetailValue::Int(care_teams as i64));
                 audit::append(&mut c, &ev, &meta).await?;
                 Ok(())

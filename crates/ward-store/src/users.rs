@@ -76,7 +76,7 @@ pub(crate) async fn disable_account(
     exec!(&mut *c, "UPDATE users SET disabled_at = $2, updated_at = $2 WHERE id = $1", id.0, Some(now))?;
     exec!(&mut *c, "DELETE FROM device_push_tokens WHERE user_id = $1", id.0)?;
     // Off the care teams it was on through a SCIM group, at once.
-    crate::care_team_groups::sync_user(c, org, id, now).await?;
+    crate::care_team_groups::sync_user(c, org, id, now, via.unwrap_or("user_disable"), meta).await?;
     // Wipes first: each device's wipe revokes (and its event counts) that device's sessions;
     // what is left (sessions of no device still live) goes next.
     let queued = crate::devices::wipe_user_devices(c, org, id, actor, "deprovisioned", now, meta).await?;
@@ -263,7 +263,10 @@ impl Store {
                     return disable_account(&mut c, org, id, actor, None, &meta).await;
                 }
                 exec!(&mut c, "UPDATE users SET disabled_at = NULL, updated_at = $2 WHERE id = $1", id.0, now_ms())?;
-                crate::care_team_groups::sync_user(&mut c, org, id, now_ms()).await?;
+                if account.disabled {
+                    // Back on the care teams of its attached groups.
+                    crate::care_team_groups::sync_user(&mut c, org, id, now_ms(), "user_enable", &meta).await?;
+                }
                 let ev = admin_event(AuditAction::UserEnable, org, actor, id).detail("sessions_revoked", DetailValue::Int(0));
                 audit::append(&mut c, &ev, &meta).await?;
                 Ok(Vec::new())

@@ -1059,7 +1059,8 @@ async function patientRecordPage(id) {
           p.restricted ? [' ', h('span', { class: 'tag' }, 'Restricted')] : null),
         h('p', {}, h('a', { href: `#/patients/${id}/contacts` }, 'Patient contacts'), ' · ', h('a', { href: '#/patients' }, 'Find another patient'))),
       careTeamSection(p, dir, edit, show, reload),
-      attachedGroupsSection(p, groups, edit, show));
+      // A patient's own record carries no group data (the server hides it).
+      me.user.role === 'patient' ? null : attachedGroupsSection(p, groups, edit, show));
   };
   render();
 }
@@ -1126,7 +1127,7 @@ function attachedGroupsSection(p, groups, edit, show) {
   };
   const list = p.care_team_groups.length === 0 ? h('p', { class: 'muted', id: 'no-groups' }, 'No group is attached.')
     : h('ul', { class: 'plain', id: 'care-team-groups' }, p.care_team_groups.map((g) => h('li', { dataset: { id: g.id } },
-      h('span', { class: 'name' }, g.display_name), ' ', h('span', { class: 'muted' }, `${g.members.length} ${g.members.length === 1 ? 'member' : 'members'} on the care team`), ' ',
+      h('span', { class: 'name' }, g.display_name), ' ', h('span', { class: 'muted' }, `${g.member_count ?? g.members.length} ${(g.member_count ?? g.members.length) === 1 ? 'member' : 'members'} on the care team`), ' ',
       edit ? h('button', { type: 'button', class: 'link', 'aria-label': 'Detach ' + g.display_name,
         onclick: async () => { try { await put(attached.filter((x) => x !== g.id), 'Group detached'); } catch (e) { showError(msg, e); } } }, 'Detach') : null)));
   let form = null;

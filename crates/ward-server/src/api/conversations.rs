@@ -9,6 +9,7 @@ use ward_domain::conversation::{ClientTxnId, ConversationKind, MemberRole, Messa
 use ward_domain::ids::{ConversationId, MessageId, UserId};
 use ward_domain::login::parse_label;
 use ward_domain::page::PageLimit;
+use ward_domain::role::Role;
 use ward_store::{MemberSpec, NewConversation, NewMessage, Page, StoreError};
 
 use super::dto::{
@@ -100,6 +101,10 @@ async fn create_conversation(
         state.publish(f).await;
     }
     let mut view: ConversationView = state.store.conversation(s.actor, created.id, meta).await?.into();
+    if s.actor.role == Role::Patient {
+        // A patient member sees the care team, not the organisation's groups behind it.
+        view = view.for_patient();
+    }
     if let Some(notice) = super::devices::phi_withheld(&state, &s).await? {
         view.withhold(&notice);
     }
@@ -118,6 +123,10 @@ async fn get_conversation(
     Path(id): Path<ConversationId>,
 ) -> ApiResult<Json<ConversationView>> {
     let mut view: ConversationView = state.store.conversation(s.actor, id, meta).await?.into();
+    if s.actor.role == Role::Patient {
+        // A patient member sees the care team, not the organisation's groups behind it.
+        view = view.for_patient();
+    }
     // A device blocked from PHI sees that the conversation is patient-linked, not who the
     // patient is (name and MRN are PHI), and not its title (free text that may carry PHI).
     if let Some(notice) = super::devices::phi_withheld(&state, &s).await? {

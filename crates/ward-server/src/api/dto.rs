@@ -1,5 +1,7 @@
 //! Request and response bodies of the JSON API. Requests reject unknown fields.
 
+use std::collections::{HashMap, HashSet};
+
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use ward_domain::conversation::{AccessReason, ConversationKind, MemberRole, Priority, ReceiptKind};
@@ -390,9 +392,16 @@ pub struct AttachedGroupView {
     pub display_name: String,
     /// When it was attached.
     pub attached_at: String,
-    /// Its members on the care team through it (active workforce accounts).
+    /// Its members on the care team through it (active workforce accounts), the first
+    /// [`GROUP_MEMBERS_SHOWN`] by id.
     pub members: Vec<UserId>,
+    /// How many members it has on the care team (`members` may show fewer).
+    pub member_count: usize,
 }
+
+/// The most members of one attached group a patient record lists (`member_count` has them all):
+/// a group of thousands would otherwise make every patient record and conversation detail huge.
+pub const GROUP_MEMBERS_SHOWN: usize = 200;
 
 /// Someone on a patient's care team, and how.
 #[derive(Debug, Serialize, ToSchema)]
@@ -439,14 +448,18 @@ impl PatientView {
 
 impl From<ward_store::Patient> for PatientView {
     fn from(p: ward_store::Patient) -> Self {
+        // Linear in the memberships: sets and one map, not a scan of every group per member.
+        let direct: HashSet<UserId> = p.direct_care_team.iter().copied().collect();
+        let mut via: HashMap<UserId, Vec<uuid::Uuid>> = HashMap::new();
+        for g in &p.care_team_groups {
+            for u in &g.members {
+                via.entry(*u).or_default().push(g.id);
+            }
+        }
         let care_team_members = p
             .care_team
             .iter()
-            .map(|u| CareTeamMemberView {
-                user_id: *u,
-                direct: p.direct_care_team.contains(u),
-                via_groups: p.care_team_groups.iter().filter(|g| g.members.contains(u)).map(|g| g.id).collect(),
-            })
+            .map(|u| CareTeamMemberView { user_id: *u, direct: direct.contains(u), via_groups: via.remove(u).unwrap_or_default() })
             .collect();
         Self {
             id: p.id,
@@ -457,12 +470,35 @@ impl From<ward_store::Patient> for PatientView {
             care_team_groups: p
                 .care_team_groups
                 .into_iter()
-                .map(|g| AttachedGroupView { id: g.id, display_name: g.display_name, attached_at: ts(g.attached_at), members: g.members })
+                .map(|mut g| {
+                    let member_count = g.members.len();
+                    g.members.truncate(GROUP_MEMBERS_SHOWN);
+                    AttachedGroupView {
+                        id: g.id,
+                        display_name: g.display_name,
+                        attached_at: ts(g.attached_at),
+                        members: g.members,
+                        member_count,
+                    }
+                })
                 .collect(),
             care_team_members,
             restricted: p.restricted,
             on_call: None,
         }
+    }
+}
+
+impl PatientView {
+    /// The record as the patient themself sees it: their care team as before, without the
+    /// organisation's internal grouping (the identity provider's group names, when groups were
+    /// attached and by which group each member is there).
+    pub fn for_patient(mut self) -> Self {
+        self.care_team_groups = Vec::new();
+        for m in &mut self.care_team_members {
+            m.via_groups = Vec::new();
+        }
+        self
     }
 }
 
@@ -662,6 +698,14 @@ impl From<ward_store::ConversationDetail> for ConversationView {
                 .collect(),
             patient: d.patient.map(Into::into),
         }
+    }
+}
+
+impl ConversationView {
+    /// What a patient member sees: the patient record without the care team's groups.
+    pub fn for_patient(mut self) -> Self {
+        self.patient = self.patient.map(PatientView::for_patient);
+        self
     }
 }
 
@@ -913,5 +957,46 @@ impl From<ward_store::Attachment> for AttachmentView {
             file_name: a.file_name,
             created_at: ts(a.created_at),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A large attached group: the record lists the first members with the full count, every
+    /// care-team member still says through which groups, and the patient's view hides groups.
+    #[test]
+    fn a_large_group_is_capped_and_hidden_from_the_patient() {
+        let members: Vec<UserId> = (0..GROUP_MEMBERS_SHOWN + 50).map(|_| UserId(uuid::Uuid::new_v4())).collect();
+        let direct = UserId(uuid::Uuid::new_v4());
+        let (big, small) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+        let group = |id, members: Vec<UserId>| ward_store::AttachedGroup { id, display_name: "Ward".into(), attached_at: 0, members };
+        let mut care_team = members.clone();
+        care_team.push(direct);
+        let p = ward_store::Patient {
+            id: PatientId(uuid::Uuid::new_v4()),
+            org_id: OrgId(uuid::Uuid::new_v4()),
+            mrn: "M".into(),
+            display_name: "P".into(),
+            care_team,
+            direct_care_team: vec![direct],
+            care_team_groups: vec![group(big, members.clone()), group(small, vec![members[0]])],
+            created_at: 0,
+            restricted: false,
+        };
+        let v = PatientView::from(p);
+        assert_eq!(v.care_team_groups[0].members.len(), GROUP_MEMBERS_SHOWN);
+        assert_eq!(v.care_team_groups[0].member_count, GROUP_MEMBERS_SHOWN + 50);
+        assert_eq!(v.care_team_members.len(), GROUP_MEMBERS_SHOWN + 51);
+        let first = v.care_team_members.iter().find(|m| m.user_id == members[0]).unwrap();
+        assert_eq!((first.direct, first.via_groups.clone()), (false, vec![big, small]));
+        let last = v.care_team_members.iter().find(|m| m.user_id == members[GROUP_MEMBERS_SHOWN + 49]).unwrap();
+        assert_eq!(last.via_groups, vec![big], "beyond the listed members, provenance is still complete");
+        let d = v.care_team_members.iter().find(|m| m.user_id == direct).unwrap();
+        assert_eq!((d.direct, d.via_groups.len()), (true, 0));
+        let mine = v.for_patient();
+        assert!(mine.care_team_groups.is_empty() && mine.care_team_members.iter().all(|m| m.via_groups.is_empty()));
+        assert_eq!(mine.care_team.len(), GROUP_MEMBERS_SHOWN + 51);
     }
 }

@@ -89,7 +89,9 @@ async fn get_patient(State(state): State<AppState>, Meta(meta): Meta, s: Auth, P
         }
     }
     let p = state.store.read_patient(s.actor.org_id, s.actor.user_id, id, meta).await?;
-    with_on_call(&state, p).await
+    let Json(view) = with_on_call(&state, p).await?;
+    // The patient sees their care team, not the organisation's groups behind it.
+    Ok(Json(if s.actor.role == Role::Patient { view.for_patient() } else { view }))
 }
 
 /// Replaces a patient's care team (admins, or clinicians and nurses on the team).
