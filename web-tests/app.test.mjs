@@ -2198,6 +2198,61 @@ await step('audit proofs: an event of an access report is proven, in the browser
   await admin.unroute('**/api/v1/audit/proofs/inclusion*');
 });
 
+await step('patient record: alice creates a record (bad input first), records consent, is refused a notice without a verified number and a link without a portal account, creates jamie\'s sign-in link; the admin restricts and exports the record', async () => {
+  await alice.click('#nav a[href="#/patients"]');
+  await alice.waitForSelector('#patient-new', WAIT);
+  await alice.click('#patient-new button[type=submit]');
+  assert((await text(alice, '#patient-new .form-message')).includes('medical record number'), 'an empty MRN is refused');
+  await alice.fill('#f-new_mrn', 'MRN-0042');
+  await alice.fill('#f-new_patient_name', 'Somebody Else');
+  await alice.click('#patient-new button[type=submit]');
+  await alice.waitForSelector('#patient-new .form-message.error:has-text("already exists")', WAIT);
+  await alice.fill('#f-new_mrn', 'MRN-7001');
+  await alice.fill('#f-new_patient_name', 'Tobias Quell');
+  await alice.click('#patient-new button[type=submit]');
+  await alice.waitForSelector('#patient-ref:has-text("MRN-7001")', WAIT);
+  assert(!alice.url().includes('MRN-7001') && !(await alice.title()).includes('Tobias'), 'no PHI in the address or the title');
+  await alice.waitForSelector('#care-team li:has-text("Dr Alice Moreau")', WAIT);
+  // Consent on the patient's word.
+  await alice.click('button[aria-label="Record consent: Text message notices"]');
+  await alice.waitForSelector('#patient-consent li:has-text("Text message notices"):has-text("allowed") button:has-text("Withdraw")', WAIT);
+  // A notice: no template chosen, then one the server refuses (no verified number yet).
+  await alice.waitForSelector('#f-notice_template option:has-text("Reminder")', { state: 'attached', ...WAIT });
+  await alice.click('#patient-notice button[type=submit]');
+  assert((await text(alice, '#patient-notice .form-message')).includes('Choose the template'), 'sending without a template is refused');
+  await alice.selectOption('#f-notice_template', { index: 1 });
+  await alice.fill('#f-notice_date', '12 January');
+  await alice.click('#patient-notice button[type=submit]');
+  await alice.waitForSelector('#patient-notice .form-message.error', WAIT);
+  const refused = await text(alice, '#patient-notice .form-message');
+  assert(/verified|consent/i.test(refused) && !refused.includes('{"'), 'the refusal is explained: ' + refused);
+  // No portal account: the link is refused with a reason.
+  await alice.click('#portal-link');
+  await alice.waitForSelector('#portal-link-section .form-message.error', WAIT);
+  await axe(alice, 'patient record with its actions');
+  await onPhone(alice, 'patient record with its actions');
+  // Jamie has a portal account: a one-time link, shown once.
+  await alice.goto(URL_ + '/#/c/' + PATIENT_CONV);
+  await alice.click('#patient-record-link', WAIT);
+  await alice.waitForSelector('#portal-link', WAIT);
+  await alice.click('#portal-link');
+  await alice.waitForSelector('#portal-link-url', WAIT);
+  assert((await alice.inputValue('#portal-link-url')).includes('/#/link/'), 'a sign-in link is shown');
+  // The admin: restricted flag and export.
+  await admin.click('#nav a[href="#/patients"]');
+  await admin.fill('#f-patient_mrn', 'MRN-7001');
+  await admin.click('#patient-search button[type=submit]');
+  await admin.waitForSelector('#patient-admin', WAIT);
+  assert(!(await admin.$('#patient-notice')), 'admins send no notices');
+  await admin.check('#patient-restricted');
+  await admin.waitForSelector('#patient-ref .tag:has-text("Restricted")', WAIT);
+  await admin.click('#patient-export');
+  await admin.waitForSelector('#patient-admin .form-message.info:has-text("downloaded")', WAIT);
+  await axe(admin, 'patient record as admin');
+  await admin.uncheck('#patient-restricted');
+  await admin.waitForSelector('#patient-ref .tag:has-text("Restricted")', { state: 'detached', timeout: 10_000 });
+});
+
 await step('no CSP violation and no script error on any page', async () => {
   assert(problems.length === 0, problems.join('\n'));
 });

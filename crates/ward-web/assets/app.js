@@ -1010,7 +1010,9 @@ function patientSearchPage() {
     h('h2', { id: 'patient-search-h' }, 'Find a patient'),
     h('p', { class: 'muted' }, 'Exact medical record number. Each search is recorded in the audit log.'),
     mrn, msg, h('button', { type: 'submit' }, 'Open record'));
-  const root = h('section', {}, h('h1', { class: 'pagehead' }, 'Patients'), h('section', { class: 'card' }, form));
+  const creator = me.user.role === 'admin' || me.user.role === 'clinician' || me.user.role === 'nurse';
+  const root = h('section', {}, h('h1', { class: 'pagehead' }, 'Patients'), h('section', { class: 'card' }, form),
+    creator ? newPatientForm() : null);
   mount(main, root);
   focusHeading(root);
   form.addEventListener('submit', async (ev) => {
@@ -1022,6 +1024,180 @@ function patientSearchPage() {
       location.hash = '#/patients/' + p.id;
     }, { onError: (e) => { if (e.status === 404) showError(msg, { userMessage: 'No patient has that MRN in this organisation.' }); } });
   });
+}
+
+/** A new patient record (admins, clinicians, nurses): MRN and name; a clinician or nurse
+ * creating it starts on its care team. Opens the record by its id. */
+function newPatientForm() {
+  const msg = messageBox();
+  const mrn = field('Medical record number', { name: 'new_mrn', required: true, maxlength: 64 });
+  const name = field('Patient name', { name: 'new_patient_name', required: true, maxlength: 200 });
+  const form = h('form', { class: 'card', id: 'patient-new', novalidate: true, 'aria-labelledby': 'patient-new-h' },
+    h('h2', { id: 'patient-new-h' }, 'New patient record'),
+    h('p', { class: 'muted' }, me.user.role === 'admin' ? 'Add the care team on the record once it exists.' : 'You start on its care team.'),
+    h('div', { class: 'row wrap' }, mrn, name), msg, h('button', { type: 'submit', class: 'primary' }, 'Create record'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const m = mrn.input.value.trim();
+    const n = name.input.value.trim();
+    if (!m) { showError(msg, { userMessage: 'Enter the medical record number.' }); mrn.input.focus(); return; }
+    if (!n) { showError(msg, { userMessage: 'Enter the patient\'s name.' }); name.input.focus(); return; }
+    await submitForm(form, msg, async () => {
+      const team = me.user.role === 'admin' ? [] : [me.user.id];
+      const p = await api.post('/patients', { mrn: m, display_name: n, care_team: team });
+      location.hash = '#/patients/' + p.id;
+    });
+  });
+  return form;
+}
+
+/** What else the record offers, by role (the API decides again): consent (the care team and
+ * admins record it, compliance officers read it), a PHI-free notice and a portal sign-in link
+ * (the care team), the restricted flag and the record's export (admins, compliance officers). */
+function patientActionSections(p, show) {
+  const role = me.user.role;
+  const onTeam = p.care_team.includes(me.user.id);
+  const team = (role === 'clinician' || role === 'nurse' || role === 'staff') && onTeam;
+  const auditor = role === 'admin' || role === 'compliance_officer';
+  const out = [];
+  if (team || auditor) out.push(patientConsentSection(p.id, team || role === 'admin'));
+  if (team) out.push(patientNoticeSection(p.id), portalLinkSection(p.id));
+  if (auditor) out.push(patientRecordAdminSection(p, show));
+  return out;
+}
+
+/** The patient's consent per channel; recorded on the patient's word by whoever may. */
+function patientConsentSection(pid, mayRecord) {
+  const msg = messageBox();
+  const list = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
+  const sec = h('section', { class: 'card', id: 'patient-consent', 'aria-labelledby': 'pconsent-h' }, h('h2', { id: 'pconsent-h' }, 'Consent'),
+    h('p', { class: 'muted' }, mayRecord ? 'Record what the patient tells you; the patient can change it in the portal too.' : 'Read only.'), msg, list);
+  const load = async (notice) => {
+    try {
+      const st = await api.get(`/patients/${pid}/consents`);
+      const current = new Set(st.current.map((c) => c.channel));
+      mount(list, h('ul', { class: 'plain' }, CHANNELS.map(([ch, label]) => {
+        const on = current.has(ch);
+        const b = mayRecord ? h('button', { type: 'button', 'aria-label': (on ? 'Withdraw consent: ' : 'Record consent: ') + label }, on ? 'Withdraw' : 'Record consent') : null;
+        if (b) b.addEventListener('click', async () => {
+          b.disabled = true;
+          try {
+            if (on) {
+              await api.post(`/patients/${pid}/consents/revoke`, { channel: ch });
+            } else {
+              const req = { channel: ch };
+              if (ch === 'unsecured_phi') {
+                if (!(await ask('Read this to the patient: unencrypted email and text messages can be read by anyone who sees their inbox or phone, or intercepts them. Record consent only if the patient still insists on receiving health details that way.', 'The patient insists'))) { b.disabled = false; return; }
+                req.warning_version = WARNING_VERSION;
+                req.patient_insists = true;
+              }
+              await api.post(`/patients/${pid}/consents`, req);
+            }
+            await load(on ? `Consent withdrawn: ${label}.` : `Consent recorded: ${label}.`);
+          } catch (e) {
+            b.disabled = false;
+            showError(msg, e);
+          }
+        });
+        return h('li', { class: 'consent' }, h('div', {}, h('strong', {}, label), ': ', on ? 'allowed' : 'not allowed'), b);
+      })));
+      if (notice) { showInfo(msg, notice); announce(notice); }
+    } catch (e) {
+      mount(list);
+      showError(msg, e);
+    }
+  };
+  load();
+  return sec;
+}
+
+/** A PHI-free notice from one of the organisation's templates (the content policy and the
+ * patient's consent and verified contacts are checked by the server). */
+function patientNoticeSection(pid) {
+  const msg = messageBox();
+  const template = field('Template', { name: 'notice_template', tag: 'select', options: [['', 'Loading…']] });
+  const values = [['first_name', 'First name'], ['date', 'Date'], ['time', 'Time'], ['location_name', 'Location'], ['portal_link', 'Portal link (https://…)']]
+    .map(([k, label]) => [k, field(label + ' (if the template uses it)', { name: 'notice_' + k, maxlength: 200 })]);
+  const form = h('form', { class: 'card', id: 'patient-notice', novalidate: true, 'aria-labelledby': 'pnotice-h' },
+    h('h2', { id: 'pnotice-h' }, 'Send a notice'),
+    h('p', { class: 'muted' }, 'Reminders and "you have a message" notices carry no clinical detail: the server refuses text that does, and sends only on a channel the patient agreed to.'),
+    template, h('div', { class: 'row wrap' }, ...values.map(([, f]) => f)), msg, h('button', { type: 'submit' }, 'Send notice'));
+  let templates = [];
+  api.get('/org/notice-templates').then((r) => {
+    templates = r.items;
+    const opts = [['', templates.length ? 'Choose a template' : 'No templates: an admin adds them']].concat(templates.map((t) => [t.id, `${t.name} (${t.channel})`]));
+    template.input.replaceChildren(...opts.map(([v, t]) => h('option', { value: v }, t)));
+  }).catch((e) => showError(msg, e));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const t = templates.find((x) => x.id === template.input.value);
+    if (!t) { showError(msg, { userMessage: 'Choose the template to send.' }); template.input.focus(); return; }
+    const v = {};
+    for (const [k, f] of values) { const x = f.input.value.trim(); if (x) v[k] = x; }
+    await submitForm(form, msg, async () => {
+      await api.post(`/patients/${pid}/notices`, { template_id: t.id, channel: t.channel, values: v });
+      showInfo(msg, 'Notice queued for delivery.');
+      announce('Notice queued for delivery.');
+    });
+  });
+  return form;
+}
+
+/** A one-time portal sign-in link for the patient, shown once to pass on (in a notice's
+ * portal link, say). Never kept by the page. */
+function portalLinkSection(pid) {
+  const msg = messageBox();
+  const out = h('div', {});
+  const b = h('button', { type: 'button', id: 'portal-link' }, 'Create a sign-in link');
+  b.addEventListener('click', async () => {
+    b.disabled = true;
+    try {
+      const r = await api.post(`/patients/${pid}/portal-link`);
+      const input = h('input', { id: 'portal-link-url', readonly: true, value: r.url, 'aria-label': 'One-time sign-in link' });
+      mount(out, h('p', {}, `Works once, until ${new Date(r.expires_at).toLocaleString()}. Pass it to the patient only; it is not shown again.`), input);
+      input.select();
+    } catch (e) {
+      showError(msg, e);
+    } finally {
+      b.disabled = false;
+    }
+  });
+  return h('section', { class: 'card', id: 'portal-link-section', 'aria-labelledby': 'plink-h' }, h('h2', { id: 'plink-h' }, 'Portal sign-in link'),
+    h('p', { class: 'muted' }, 'For a patient with a portal account: a link that signs them in once, instead of a password.'), msg, b, out);
+}
+
+/** Admins and compliance officers: the restricted flag (every access raises an alert) and the
+ * record's export (its conversations as a zip archive, audited). */
+function patientRecordAdminSection(p, show) {
+  const msg = messageBox();
+  const flag = h('input', { type: 'checkbox', id: 'patient-restricted', checked: !!p.restricted });
+  flag.addEventListener('change', async () => {
+    flag.disabled = true;
+    try {
+      show(await api.call('PUT', `/patients/${p.id}/restricted`, { restricted: flag.checked }));
+      announce(flag.checked ? 'The record is restricted.' : 'The record is no longer restricted.');
+    } catch (e) {
+      flag.checked = !flag.checked;
+      flag.disabled = false;
+      showError(msg, e);
+    }
+  });
+  const exp = h('button', { type: 'button', id: 'patient-export' }, 'Export the record');
+  exp.addEventListener('click', async () => {
+    exp.disabled = true;
+    try {
+      const f = await api.postFile(`/patients/${p.id}/export`);
+      save(f);
+      showInfo(msg, `Record downloaded: ${f.filename}.`);
+    } catch (e) {
+      showError(msg, e);
+    } finally {
+      exp.disabled = false;
+    }
+  });
+  return h('section', { class: 'card', id: 'patient-admin', 'aria-labelledby': 'padmin-h' }, h('h2', { id: 'padmin-h' }, 'Record controls'), msg,
+    h('div', { class: 'check' }, flag, h('label', { for: 'patient-restricted' }, 'Restricted record (a staff member or a public figure): every access raises an alert')),
+    h('p', {}, exp, ' ', h('span', { class: 'muted' }, 'Its conversations as readable transcripts, for the patient\'s right of access; the export is audited.')));
 }
 
 /** Whether the signed-in user may change this patient's care team (the API decides again). */
@@ -1060,7 +1236,8 @@ async function patientRecordPage(id) {
         h('p', {}, h('a', { href: `#/patients/${id}/contacts` }, 'Patient contacts'), ' · ', h('a', { href: '#/patients' }, 'Find another patient'))),
       careTeamSection(p, dir, edit, show, reload),
       // A patient's own record carries no group data (the server hides it).
-      me.user.role === 'patient' ? null : attachedGroupsSection(p, groups, edit, show));
+      me.user.role === 'patient' ? null : attachedGroupsSection(p, groups, edit, show),
+      ...patientActionSections(p, show));
   };
   render();
 }
