@@ -170,7 +170,12 @@ pub fn build(
         inbound,
         inbound_seen: Arc::default(),
         key_inventory: Arc::default(),
-        oidc_http: crate::oidc::OidcHttp::new(&config.oidc),
+        // `start` builds it first and stops on an error; a state built directly (tests) with
+        // such settings gets a client that refuses every call, never one without the checks.
+        oidc_http: crate::oidc::OidcHttp::new(&config.oidc).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "single sign-on HTTP client unusable; provider calls will fail");
+            crate::oidc::OidcHttp::unusable(&config.oidc)
+        }),
     };
     let router = Router::new()
         .merge(api)

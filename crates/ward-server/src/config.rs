@@ -164,8 +164,9 @@ pub struct OidcConfig {
     /// The address browsers reach Ward at (`https://ward.example.org`): the redirect URI
     /// registered at providers is `<public_url>/api/v1/auth/oidc/callback`, and the web app is
     /// sent to `<public_url>/#/sso/...` afterwards. Default: `portal.public_url`, then the first
-    /// `webauthn.origins` entry, then the request's own host (`Host`, or the HTTP/2 authority;
-    /// fine for a single-host test).
+    /// `webauthn.origins` entry; with none, the request's own host only when it is loopback
+    /// (`localhost`, `127.0.0.1`, `[::1]`, optional port: a demo on one's own machine), else
+    /// single sign-on answers `503 oidc_public_url_required` (the caller chooses `Host`).
     pub public_url: Option<String>,
     /// How long a sign-in may take at the provider, in seconds (60 to 3600). Default 600.
     pub state_ttl_secs: u64,
@@ -181,7 +182,8 @@ pub struct OidcConfig {
     /// minute before that address is stopped (for that organisation only). Default 30.
     pub failed_logouts_per_minute_per_address: u32,
     /// A PEM bundle of CA certificates added to the trusted roots for calls to providers
-    /// (an on-premises provider behind a private CA). Default none.
+    /// (an on-premises provider behind a private CA). Each certificate must parse as a trust
+    /// anchor, else Ward does not start. Default none.
     pub ca_file: Option<PathBuf>,
 }
 

@@ -9,16 +9,21 @@
 //! so a provider cannot bounce Ward's requests elsewhere; each answer capped at 1 MiB; no
 //! proxy; `[oidc] ca_file` added to the trusted roots). Issuers must use https. Ward refuses
 //! to reach internal addresses (loopback, private, link-local, unique-local, unspecified,
-//! multicast, carrier NAT): IP literals in any provider URL are checked before the call, and
+//! multicast, carrier NAT, benchmarking, IETF protocol assignments, reserved, site-local, and
+//! IPv4 addresses embedded in IPv6: mapped, compatible, NAT64 and 6to4): IP literals in any
+//! provider URL are checked before the call, and
 //! host names are resolved by Ward's own resolver, which refuses a name with any such address
 //! and hands the connector only the addresses it checked, so a name that re-resolves to an
 //! internal address between check and use (DNS rebinding) is never connected to.
 //! `[oidc] allow_http_loopback` (tests) admits loopback addresses and http on them.
 //!
-//! Discovery and the key set are cached per organisation and issuer: the metadata for
-//! [`METADATA_TTL`], the keys until a token names a key Ward does not know or fails its
-//! signature, which forces one refetch, at most one per [`JWKS_REFETCH_INTERVAL`] (tokens
-//! with random key ids cannot make Ward hammer the provider).
+//! Discovery and the key set are cached per organisation and issuer, each for at most
+//! [`METADATA_TTL`] (a key the provider withdraws stops being trusted within that time).
+//! Sooner, a token that names a key Ward does not know or fails its signature forces one
+//! refetch of the keys: for an ID token (which came from the token endpoint, over TLS, for a
+//! valid code) always; for an anonymous back-channel logout token at most one per
+//! [`JWKS_REFETCH_INTERVAL`], counted apart, so made-up key ids can neither make Ward hammer
+//! the provider nor hold back a real key rotation on the sign-in path.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -71,21 +76,37 @@ pub enum OidcError {
 #[error("{0}")]
 pub struct HttpError(String);
 
-/// A provider's discovered metadata (with its key set) and when each part was fetched.
+/// A provider's discovered metadata (with its key set), when each part was fetched, and
+/// when a logout token last forced a key refetch.
 #[derive(Clone)]
 struct Cached {
     metadata: CoreProviderMetadata,
     fetched_at: Instant,
+    /// When the key set in `metadata` was fetched (set only by a successful fetch).
     jwks_fetched_at: Instant,
+    /// When a back-channel logout token last forced a refetch (tried; rate limit of that path).
+    logout_refetch_at: Option<Instant>,
+}
+
+/// What forces a key refetch, for its rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refetch {
+    /// An ID token from the token endpoint: not limited.
+    IdToken,
+    /// An anonymous back-channel logout token: at most one per refetch interval.
+    Logout,
 }
 
 /// Ward's HTTP client for providers, with the discovery and key cache.
 #[derive(Clone)]
 pub struct OidcHttp {
-    client: reqwest::Client,
+    /// `None` only in a state built directly (tests) with settings the start refuses: every
+    /// call then fails; there is never a client without Ward's checks.
+    client: Option<reqwest::Client>,
     allow_http_loopback: bool,
     cache: Arc<Mutex<HashMap<(OrgId, String), Cached>>>,
     metadata_ttl: Duration,
+    jwks_max_age: Duration,
     jwks_refetch_interval: Duration,
 }
 
@@ -133,25 +154,42 @@ impl reqwest::dns::Resolve for CheckedResolver {
     }
 }
 
-/// The PEM certificates of `[oidc] ca_file`, for the trusted roots.
+/// The PEM certificates of `[oidc] ca_file`, for the trusted roots. Each one is parsed as a
+/// trust anchor here (a trial add to a root store), so a corrupt certificate is refused at
+/// start rather than left out, or failing the client, later.
 pub fn read_ca_file(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, String> {
     let pem = std::fs::read(path).map_err(|e| format!("cannot read oidc.ca_file {}: {e}", path.display()))?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|_| format!("oidc.ca_file {} is not a PEM bundle", path.display()))?;
-    if certs.is_empty() {
+    let ders = rustls_pemfile::certs(&mut &pem[..])
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| format!("oidc.ca_file {} is not a PEM bundle", path.display()))?;
+    if ders.is_empty() {
         return Err(format!("oidc.ca_file {} holds no certificate", path.display()));
+    }
+    let mut trial = rustls::RootCertStore::empty();
+    let mut certs = Vec::with_capacity(ders.len());
+    for (n, der) in ders.into_iter().enumerate() {
+        let bad = || format!("oidc.ca_file {}: certificate {} cannot be parsed", path.display(), n + 1);
+        trial.add(der.clone()).map_err(|_| bad())?;
+        certs.push(reqwest::Certificate::from_der(der.as_ref()).map_err(|_| bad())?);
     }
     Ok(certs)
 }
 
 impl OidcHttp {
     /// A client with the configured timeout and trusted roots that never follows redirects
-    /// and resolves names through Ward's checking resolver. A `ca_file` that cannot be read
-    /// is refused by the configuration check at start; here it is logged and left out.
-    pub fn new(config: &OidcConfig) -> Self {
+    /// and resolves names through Ward's checking resolver. An error (a `ca_file` that cannot
+    /// be used, a client that cannot be built) stops the start: there is no fallback client.
+    pub fn new(config: &OidcConfig) -> Result<Self, String> {
         Self::with_resolver(config, CheckedResolver { allow_loopback: config.allow_http_loopback, fixed: Arc::default() })
     }
 
-    fn with_resolver(config: &OidcConfig, resolver: CheckedResolver) -> Self {
+    /// A client that refuses every call (for a state built without the start's checks, whose
+    /// settings [`OidcHttp::new`] refused).
+    pub fn unusable(config: &OidcConfig) -> Self {
+        Self::from_client(config, None)
+    }
+
+    fn with_resolver(config: &OidcConfig, resolver: CheckedResolver) -> Result<Self, String> {
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(config.http_timeout_secs))
@@ -159,20 +197,19 @@ impl OidcHttp {
             .no_proxy()
             .dns_resolver(resolver);
         if let Some(path) = &config.ca_file {
-            match read_ca_file(path) {
-                Ok(certs) => builder = builder.tls_certs_merge(certs),
-                Err(e) => tracing::error!(error = %e, "single sign-on CA file unusable"),
-            }
+            builder = builder.tls_certs_merge(read_ca_file(path)?);
         }
-        let client = builder.build().unwrap_or_else(|e| {
-            tracing::error!(error = %e, "single sign-on HTTP client unusable; provider calls will fail");
-            reqwest::Client::builder().no_proxy().build().unwrap_or_default()
-        });
+        let client = builder.build().map_err(|e| format!("the single sign-on HTTP client cannot be built: {}", error_chain(&e)))?;
+        Ok(Self::from_client(config, Some(client)))
+    }
+
+    fn from_client(config: &OidcConfig, client: Option<reqwest::Client>) -> Self {
         Self {
             client,
             allow_http_loopback: config.allow_http_loopback,
             cache: Arc::default(),
             metadata_ttl: METADATA_TTL,
+            jwks_max_age: METADATA_TTL,
             jwks_refetch_interval: JWKS_REFETCH_INTERVAL,
         }
     }
@@ -211,28 +248,45 @@ impl OidcHttp {
         self.cache.lock().unwrap_or_else(PoisonError::into_inner).retain(|(o, _), _| *o != org);
     }
 
-    /// The provider's metadata with its key set: from the cache while fresh, else discovered
-    /// again (the cached key set is kept when the key set URL did not change).
+    /// The provider's metadata with its key set: from the cache while both are fresh, else
+    /// discovered again; the cached key set is kept only when the key set URL did not change
+    /// and the keys are younger than their maximum age (so withdrawn keys stop being trusted).
     async fn metadata(&self, p: &ProviderSettings) -> Result<CoreProviderMetadata, OidcError> {
         let url = self.check_issuer(&p.issuer)?;
         let key = (p.org, p.issuer.clone());
         let known = {
             let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
             match cache.get(&key) {
-                Some(c) if c.fetched_at.elapsed() < self.metadata_ttl => return Ok(c.metadata.clone()),
+                Some(c) if c.fetched_at.elapsed() < self.metadata_ttl && c.jwks_fetched_at.elapsed() < self.jwks_max_age => {
+                    return Ok(c.metadata.clone());
+                }
                 other => other.cloned(),
             }
         };
         let fresh = self.discover(&url).await?;
         let (metadata, jwks_fetched_at) = match known {
-            Some(k) if k.metadata.jwks_uri() == fresh.jwks_uri() => (fresh.set_jwks(k.metadata.jwks().clone()), k.jwks_fetched_at),
+            Some(k) if k.metadata.jwks_uri() == fresh.jwks_uri() && k.jwks_fetched_at.elapsed() < self.jwks_max_age => {
+                (fresh.set_jwks(k.metadata.jwks().clone()), k.jwks_fetched_at)
+            }
             _ => {
                 let jwks = self.fetch_keys(&fresh).await?;
                 (fresh.set_jwks(jwks), Instant::now())
             }
         };
-        let entry = Cached { metadata: metadata.clone(), fetched_at: Instant::now(), jwks_fetched_at };
-        self.cache.lock().unwrap_or_else(PoisonError::into_inner).insert(key, entry);
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        // One issuer per organisation: entries of its earlier issuers are dead weight.
+        cache.retain(|(o, i), _| *o != p.org || *i == p.issuer);
+        let mut entry = Cached { metadata, fetched_at: Instant::now(), jwks_fetched_at, logout_refetch_at: None };
+        if let Some(now) = cache.get(&key) {
+            entry.logout_refetch_at = now.logout_refetch_at;
+            // A key refetch that finished while this (slower) discovery ran has newer keys.
+            if now.jwks_fetched_at > entry.jwks_fetched_at && now.metadata.jwks_uri() == entry.metadata.jwks_uri() {
+                entry.metadata = entry.metadata.set_jwks(now.metadata.jwks().clone());
+                entry.jwks_fetched_at = now.jwks_fetched_at;
+            }
+        }
+        let metadata = entry.metadata.clone();
+        cache.insert(key, entry);
         Ok(metadata)
     }
 
@@ -260,24 +314,34 @@ impl OidcHttp {
         CoreJsonWebKeySet::fetch_async(metadata.jwks_uri(), self).await.map_err(|e| OidcError::Provider(format!("key set: {e}")))
     }
 
-    /// After a signature check failed with the cached keys: fetches the key set once more,
-    /// unless it was fetched within the refetch interval (then `None`: nothing new to try).
-    async fn refresh_keys(&self, p: &ProviderSettings) -> Result<Option<CoreProviderMetadata>, OidcError> {
+    /// After a signature check failed with the cached keys: fetches the key set once more.
+    /// For an ID token always; for a logout token not when the keys were fetched, or a logout
+    /// token forced a refetch, within the refetch interval (then `None`: nothing new to try).
+    /// The keys' fetch time is set only by a successful fetch.
+    async fn refresh_keys(&self, p: &ProviderSettings, why: Refetch) -> Result<Option<CoreProviderMetadata>, OidcError> {
         let key = (p.org, p.issuer.clone());
         let metadata = {
             let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
             let Some(c) = cache.get_mut(&key) else { return Ok(None) };
-            if c.jwks_fetched_at.elapsed() < self.jwks_refetch_interval {
-                return Ok(None);
+            if why == Refetch::Logout {
+                let recent = |t: Instant| t.elapsed() < self.jwks_refetch_interval;
+                if recent(c.jwks_fetched_at) || c.logout_refetch_at.is_some_and(recent) {
+                    return Ok(None);
+                }
+                // Taken before fetching, so concurrent logout tokens share this one refetch.
+                c.logout_refetch_at = Some(Instant::now());
             }
-            // Taken before fetching, so concurrent failures share this one refetch.
-            c.jwks_fetched_at = Instant::now();
             c.metadata.clone()
         };
         let jwks = self.fetch_keys(&metadata).await?;
+        let fetched_at = Instant::now();
         let metadata = metadata.set_jwks(jwks);
-        if let Some(c) = self.cache.lock().unwrap_or_else(PoisonError::into_inner).get_mut(&key) {
-            c.metadata = metadata.clone();
+        if let Some(c) = self.cache.lock().unwrap_or_else(PoisonError::into_inner).get_mut(&key)
+            && c.metadata.jwks_uri() == metadata.jwks_uri()
+            && c.jwks_fetched_at < fetched_at
+        {
+            c.metadata = c.metadata.clone().set_jwks(metadata.jwks().clone());
+            c.jwks_fetched_at = fetched_at;
         }
         Ok(Some(metadata))
     }
@@ -311,8 +375,9 @@ fn is_internal_host(host: &str) -> bool {
     }
 }
 
-/// Loopback, private, link-local, unique-local, unspecified, multicast, broadcast, carrier
-/// NAT, and IPv4 addresses mapped into IPv6.
+/// Loopback, private, link-local, unique-local, site-local, unspecified, multicast,
+/// broadcast, carrier NAT, benchmarking, IETF protocol assignments, reserved, and IPv6
+/// addresses carrying an internal IPv4 one (mapped, compatible, NAT64, 6to4).
 fn internal_ip(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => internal_v4(v4),
@@ -323,13 +388,33 @@ fn internal_ip(ip: IpAddr) -> bool {
                 || v6.is_multicast()
                 || (seg0 & 0xfe00) == 0xfc00 // unique local
                 || (seg0 & 0xffc0) == 0xfe80 // link-local
-                || v6.to_ipv4_mapped().is_some_and(internal_v4)
+                || (seg0 & 0xffc0) == 0xfec0 // site-local (deprecated, still routed by some)
+                || embedded_v4(v6).is_some_and(internal_v4)
         }
     }
 }
 
+/// The IPv4 address an IPv6 one carries: mapped `::ffff:a.b.c.d`, compatible `::a.b.c.d`,
+/// NAT64 `64:ff9b::/96` and `64:ff9b:1::/48` (the last 32 bits), 6to4 `2002:AABB:CCDD::/48`.
+fn embedded_v4(v6: std::net::Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = v6.segments();
+    let o = v6.octets();
+    let last = Ipv4Addr::new(o[12], o[13], o[14], o[15]);
+    if let Some(m) = v6.to_ipv4_mapped() {
+        return Some(m);
+    }
+    match s {
+        // Compatible (`::1` and `::` are loopback and unspecified, checked on their own).
+        [0, 0, 0, 0, 0, 0, _, _] => Some(last),
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Some(last),
+        [0x64, 0xff9b, 1, ..] => Some(last),
+        [0x2002, ..] => Some(Ipv4Addr::new(o[2], o[3], o[4], o[5])),
+        _ => None,
+    }
+}
+
 fn internal_v4(v4: Ipv4Addr) -> bool {
-    let [a, b, ..] = v4.octets();
+    let [a, b, c, _] = v4.octets();
     v4.is_loopback()
         || v4.is_private()
         || v4.is_link_local()
@@ -338,6 +423,9 @@ fn internal_v4(v4: Ipv4Addr) -> bool {
         || v4.is_multicast()
         || a == 0
         || (a == 100 && (b & 0xc0) == 64) // shared address space (carrier NAT)
+        || (a == 198 && (b & 0xfe) == 18) // benchmarking 198.18.0.0/15
+        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments 192.0.0.0/24
+        || a >= 240 // reserved 240.0.0.0/4
 }
 
 impl<'c> AsyncHttpClient<'c> for OidcHttp {
@@ -357,8 +445,10 @@ impl<'c> AsyncHttpClient<'c> for OidcHttp {
             if !reqwest::Url::parse(&url).is_ok_and(|u| self.host_allowed(u.host_str().unwrap_or(""))) {
                 return Err(HttpError("provider endpoints must not be internal addresses".into()));
             }
-            let mut res = self
-                .client
+            let Some(client) = &self.client else {
+                return Err(HttpError("the single sign-on HTTP client is unusable (see the start's configuration check)".into()));
+            };
+            let mut res = client
                 .request(parts.method, url)
                 .headers(parts.headers)
                 .body(body)
@@ -487,9 +577,9 @@ pub async fn exchange(
     let subject = match id_token.claims(&client.id_token_verifier(), &nonce) {
         Ok(verified) => verified.subject().as_str().to_owned(),
         // Perhaps the provider rolled its keys since Ward fetched them: one more try with a
-        // fresh key set (rate-limited), the code already spent.
+        // fresh key set (not limited by logout tokens' refetches), the code already spent.
         Err(ClaimsVerificationError::SignatureVerification(first)) => {
-            let Some(metadata) = http.refresh_keys(p).await? else {
+            let Some(metadata) = http.refresh_keys(p, Refetch::IdToken).await? else {
                 return Err(OidcError::Token(first.to_string()));
             };
             let again = CoreClient::from_provider_metadata(
@@ -562,7 +652,7 @@ pub async fn verify_logout_token(http: &OidcHttp, p: &ProviderSettings, token: &
     let mut metadata = http.metadata(p).await?;
     if !verifies(&metadata) {
         // A key Ward has not seen yet (rotation): one rate-limited refetch, then refuse.
-        match http.refresh_keys(p).await? {
+        match http.refresh_keys(p, Refetch::Logout).await? {
             Some(fresh) if verifies(&fresh) => metadata = fresh,
             _ => return Err(OidcError::Token("no provider key verifies the signature".into())),
         }
@@ -621,10 +711,10 @@ mod tests {
 
     #[test]
     fn http_issuers_are_refused_unless_loopback_is_allowed() {
-        let strict = OidcHttp::new(&OidcConfig::default());
+        let strict = OidcHttp::new(&OidcConfig::default()).unwrap();
         assert!(strict.check_issuer("https://idp.example.org").is_ok());
         assert!(strict.check_issuer("http://127.0.0.1:4000").is_err());
-        let loose = OidcHttp::new(&loose());
+        let loose = OidcHttp::new(&loose()).unwrap();
         assert!(loose.check_issuer("http://127.0.0.1:4000").is_ok());
         assert!(loose.check_issuer("http://idp.example.org").is_err());
         assert!(loose.check_issuer("ftp://127.0.0.1").is_err());
@@ -632,7 +722,7 @@ mod tests {
 
     #[test]
     fn internal_issuer_addresses_are_refused_unless_loopback_is_allowed() {
-        let strict = OidcHttp::new(&OidcConfig::default());
+        let strict = OidcHttp::new(&OidcConfig::default()).unwrap();
         for bad in [
             "https://127.0.0.1",
             "https://10.1.2.3/realm",
@@ -653,7 +743,7 @@ mod tests {
         assert!(strict.check_issuer("https://8.8.8.8").is_ok());
         assert!(strict.check_issuer("https://[2001:db8::1]").is_ok());
         // The test allowance admits loopback only.
-        let loose = OidcHttp::new(&loose());
+        let loose = OidcHttp::new(&loose()).unwrap();
         assert!(loose.check_issuer("https://127.0.0.2").is_ok());
         assert!(loose.check_issuer("https://localhost").is_ok());
         assert!(loose.check_issuer("https://10.1.2.3").is_err());
@@ -777,7 +867,7 @@ mod tests {
 
     #[tokio::test]
     async fn discovery_and_keys_are_cached_per_organisation_until_invalidated() {
-        let http = OidcHttp::new(&loose());
+        let http = OidcHttp::new(&loose()).unwrap();
         let f = fake(Fake::default()).await;
         let p = provider(f.issuer.clone());
         for _ in 0..3 {
@@ -794,10 +884,42 @@ mod tests {
         authorization_request(&http, &other, CB).await.unwrap();
         assert_eq!(f.counts(), (3, 3));
         // Past the metadata lifetime the document is fetched again; the keys are kept.
-        let short = OidcHttp { metadata_ttl: Duration::ZERO, ..OidcHttp::new(&loose()) };
+        let short = OidcHttp { metadata_ttl: Duration::ZERO, ..OidcHttp::new(&loose()).unwrap() };
         authorization_request(&short, &p, CB).await.unwrap();
         authorization_request(&short, &p, CB).await.unwrap();
         assert_eq!(f.counts(), (5, 4));
+    }
+
+    #[tokio::test]
+    async fn keys_older_than_their_maximum_age_are_fetched_again_with_the_same_key_set_url() {
+        let f = fake(Fake::default()).await;
+        let p = provider(f.issuer.clone());
+        let http = OidcHttp::new(&loose()).unwrap();
+        authorization_request(&http, &p, CB).await.unwrap();
+        authorization_request(&http, &p, CB).await.unwrap();
+        assert_eq!(f.counts(), (1, 1), "fresh metadata and keys come from the cache");
+        // Keys past their age are refetched even though the metadata is fresh and the key set
+        // URL unchanged: a key the provider withdrew is not trusted until a restart.
+        let aged = OidcHttp { jwks_max_age: Duration::from_millis(200), ..OidcHttp::new(&loose()).unwrap() };
+        authorization_request(&aged, &p, CB).await.unwrap();
+        assert_eq!(f.counts(), (2, 2));
+        authorization_request(&aged, &p, CB).await.unwrap();
+        assert_eq!(f.counts(), (2, 2));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        authorization_request(&aged, &p, CB).await.unwrap();
+        assert_eq!(f.counts(), (3, 3));
+        assert_eq!(METADATA_TTL, Duration::from_secs(300));
+        assert_eq!(OidcHttp::new(&loose()).unwrap().jwks_max_age, METADATA_TTL);
+    }
+
+    #[tokio::test]
+    async fn an_organisation_keeps_cache_entries_for_its_current_issuer_only() {
+        let http = OidcHttp::new(&loose()).unwrap();
+        let (a, b) = (fake(Fake::default()).await, fake(Fake::default()).await);
+        authorization_request(&http, &provider(a.issuer.clone()), CB).await.unwrap();
+        authorization_request(&http, &provider(b.issuer.clone()), CB).await.unwrap();
+        let keys: Vec<String> = http.cache.lock().unwrap().keys().map(|(_, i)| i.clone()).collect();
+        assert_eq!(keys, vec![b.issuer.clone()]);
     }
 
     /// A logout token with a key id the provider never published (its signature is junk).
@@ -809,7 +931,7 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_key_ids_force_one_rate_limited_key_refetch() {
-        let http = OidcHttp { jwks_refetch_interval: Duration::from_millis(400), ..OidcHttp::new(&loose()) };
+        let http = OidcHttp { jwks_refetch_interval: Duration::from_millis(400), ..OidcHttp::new(&loose()).unwrap() };
         let f = fake(Fake::default()).await;
         let p = provider(f.issuer.clone());
         let now = 1_800_000_000_000;
@@ -822,6 +944,53 @@ mod tests {
             assert!(matches!(verify_logout_token(&http, &p, &random_kid_token(n), now).await, Err(OidcError::Token(_))));
         }
         assert_eq!(f.counts(), (1, 2), "one refetch for nineteen tokens with unknown key ids");
+    }
+
+    #[tokio::test]
+    async fn logout_tokens_with_made_up_key_ids_do_not_hold_back_the_id_token_refetch() {
+        let http = OidcHttp { jwks_refetch_interval: Duration::from_secs(3600), ..OidcHttp::new(&loose()).unwrap() };
+        let f = fake(Fake::default()).await;
+        let p = provider(f.issuer.clone());
+        authorization_request(&http, &p, CB).await.unwrap();
+        assert_eq!(f.counts(), (1, 1));
+        // An attacker's logout tokens cannot force refetches at all within the interval...
+        for n in 0..5 {
+            assert!(verify_logout_token(&http, &p, &random_kid_token(n), 1_800_000_000_000).await.is_err());
+        }
+        assert!(http.refresh_keys(&p, Refetch::Logout).await.unwrap().is_none());
+        assert_eq!(f.counts(), (1, 1));
+        // ...and an ID token that fails its signature (a real rotation) still gets fresh keys,
+        // each time.
+        assert!(http.refresh_keys(&p, Refetch::IdToken).await.unwrap().is_some());
+        assert!(http.refresh_keys(&p, Refetch::IdToken).await.unwrap().is_some());
+        assert_eq!(f.counts(), (1, 3));
+        // The logout path's own slot, once its interval passed, is taken before the fetch,
+        // so a flood shares one refetch; a failed fetch does not count as fresh keys.
+        let short = OidcHttp { jwks_refetch_interval: Duration::from_millis(100), ..OidcHttp::new(&loose()).unwrap() };
+        authorization_request(&short, &p, CB).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let before = short.cache.lock().unwrap().values().next().unwrap().jwks_fetched_at;
+        assert!(short.refresh_keys(&p, Refetch::Logout).await.unwrap().is_some());
+        assert!(short.refresh_keys(&p, Refetch::Logout).await.unwrap().is_none());
+        assert!(short.cache.lock().unwrap().values().next().unwrap().jwks_fetched_at > before);
+    }
+
+    #[tokio::test]
+    async fn a_failed_key_fetch_does_not_count_as_fresh_keys() {
+        let f = fake(Fake::default()).await;
+        let p = provider(f.issuer.clone());
+        let http = OidcHttp::new(&loose()).unwrap();
+        authorization_request(&http, &p, CB).await.unwrap();
+        let before = http.cache.lock().unwrap().values().next().unwrap().jwks_fetched_at;
+        // Point the cached key set URL at a port nothing listens on: the fetch fails.
+        {
+            let mut cache = http.cache.lock().unwrap();
+            let c = cache.values_mut().next().unwrap();
+            let gone = openidconnect::JsonWebKeySetUrl::new("http://127.0.0.1:9/jwks".into()).unwrap();
+            c.metadata = c.metadata.clone().set_jwks_uri(gone);
+        }
+        assert!(http.refresh_keys(&p, Refetch::IdToken).await.is_err());
+        assert_eq!(http.cache.lock().unwrap().values().next().unwrap().jwks_fetched_at, before);
     }
 
     /// A private CA and a provider certificate it issued for `idp.test`; the CA's PEM file.
@@ -845,7 +1014,7 @@ mod tests {
     /// Ward's client with `idp.test` resolving to `ip` (instead of asking DNS).
     fn resolving(config: &OidcConfig, ip: &str) -> OidcHttp {
         let fixed = HashMap::from([("idp.test".to_owned(), vec![ip.parse().unwrap()])]);
-        OidcHttp::with_resolver(config, CheckedResolver { allow_loopback: config.allow_http_loopback, fixed: Arc::new(fixed) })
+        OidcHttp::with_resolver(config, CheckedResolver { allow_loopback: config.allow_http_loopback, fixed: Arc::new(fixed) }).unwrap()
     }
 
     #[tokio::test]
@@ -863,6 +1032,13 @@ mod tests {
         // A bad file is refused by the configuration check at start.
         let junk = dir.path().join("junk.pem");
         std::fs::write(&junk, "not a certificate").unwrap();
+        // A PEM block whose content is not a certificate: refused at start, not left out.
+        let corrupt = dir.path().join("corrupt.pem");
+        let good = std::fs::read_to_string(&ca_file).unwrap();
+        std::fs::write(&corrupt, format!("{good}-----BEGIN CERTIFICATE-----\nAAAAAAAA\n-----END CERTIFICATE-----\n")).unwrap();
+        let e = OidcConfig { ca_file: Some(corrupt.clone()), ..OidcConfig::default() }.validate().unwrap_err();
+        assert!(e.0.contains("certificate 2 cannot be parsed"), "{}", e.0);
+        assert!(OidcHttp::new(&OidcConfig { ca_file: Some(corrupt), ..OidcConfig::default() }).is_err(), "no client without its roots");
         for bad in [junk, dir.path().join("missing.pem")] {
             let e = OidcConfig { ca_file: Some(bad), ..OidcConfig::default() }.validate().unwrap_err();
             assert!(e.0.contains("oidc.ca_file"), "{}", e.0);
@@ -913,8 +1089,28 @@ mod tests {
             "fc00::1",
             "ff02::1",
             "::ffff:127.0.0.1",
+            // IPv4 embedded in IPv6: compatible, NAT64 (both prefixes), 6to4.
+            "::10.0.0.1",
+            "::127.0.0.1",
+            "64:ff9b::10.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::192.168.0.1",
+            "2002:0a00:0001::1",
+            "2002:7f00:0001::",
+            // Site-local, benchmarking, IETF protocol assignments, reserved.
+            "fec0::1",
+            "feff::1",
+            "198.18.0.1",
+            "198.19.255.255",
+            "192.0.0.8",
+            "240.0.0.1",
+            "250.1.2.3",
         ] {
             assert!(!address_allowed(ip.parse().unwrap(), false), "{ip}");
+        }
+        // Public IPv4 behind the same prefixes is fine.
+        for ip in ["64:ff9b::8.8.8.8", "2002:0808:0808::1", "198.20.0.1", "192.0.2.1", "223.255.255.1"] {
+            assert!(address_allowed(ip.parse().unwrap(), false), "{ip}");
         }
         assert!(address_allowed("127.0.0.1".parse().unwrap(), true));
         assert!(address_allowed("::1".parse().unwrap(), true));
@@ -925,7 +1121,7 @@ mod tests {
 
     #[tokio::test]
     async fn provider_answers_over_one_mebibyte_are_refused() {
-        let http = OidcHttp::new(&loose());
+        let http = OidcHttp::new(&loose()).unwrap();
         let small = fake_provider(None, 1000).await;
         assert!(authorization_request(&http, &provider(small), "https://ward.example.org/cb").await.is_ok());
         let big = fake_provider(None, MAX_BODY + 1).await;
@@ -935,7 +1131,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_browser_is_never_sent_to_a_plain_http_authorization_endpoint() {
-        let http = OidcHttp::new(&OidcConfig { allow_http_loopback: true, ..OidcConfig::default() });
+        let http = OidcHttp::new(&OidcConfig { allow_http_loopback: true, ..OidcConfig::default() }).unwrap();
         let issuer = fake_provider(Some("http://idp.example.org/auth"), 0).await;
         let e = authorization_request(&http, &provider(issuer), "https://ward.example.org/cb").await.unwrap_err();
         assert!(matches!(e, OidcError::Settings(_)), "{e}");

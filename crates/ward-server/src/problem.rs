@@ -124,6 +124,9 @@ problems! {
     oidc_no_role => FORBIDDEN, "oidc_no_role", "The identity provider gave no role Ward accepts";
     /// The single sign-on hand-over is unknown, used or expired.
     oidc_handoff_invalid => UNAUTHORIZED, "oidc_handoff_invalid", "The single sign-on hand-over is unknown, used or expired";
+    /// Single sign-on needs Ward's public address (`[oidc] public_url`, `[portal] public_url` or
+    /// a `webauthn.origins` entry) unless the request came to a loopback name or address.
+    oidc_public_url_required => SERVICE_UNAVAILABLE, "oidc_public_url_required", "Single sign-on needs Ward's public address configured";
     /// The role does not allow the action.
     forbidden => FORBIDDEN, "forbidden", "Your role does not allow this action";
     /// The password is one-time and must be changed first.

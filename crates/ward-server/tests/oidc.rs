@@ -287,6 +287,7 @@ on_both_backends!(
     logout_failures_are_limited_apart_from_sign_ins_and_replays_of_valid_tokens_do_not_count,
     anonymous_sso_starts_are_rate_limited_per_address,
     admins_link_and_unlink_existing_accounts,
+    the_redirect_uri_comes_from_configuration_or_a_loopback_host_only,
 );
 
 async fn sso_login_creates_the_account_with_the_mapped_role_refuses_replays_and_back_channel_logout_ends_the_session(backend: Backend) {
@@ -476,7 +477,8 @@ async fn a_new_issuer_drops_the_old_links_so_its_subjects_cannot_reach_old_accou
     let (_, admin) = configure(&h, &first).await;
     let mut b = Browser::new(&h);
     let t = sso(&mut b, &h, "nurse-sam").await;
-    let old = h.get("/api/v1/me", &access_of(&complete(&b, &h, &t).await.expect(200))).await.expect(200).body["user"]["id"].clone();
+    let old_access = access_of(&complete(&b, &h, &t).await.expect(200));
+    let old = h.get("/api/v1/me", &old_access).await.expect(200).body["user"]["id"].clone();
 
     // Saving the same issuer again keeps the links.
     h.call(Method::PUT, "/api/v1/admin/oidc", Some(&admin.access), Some(provider_body(&first.issuer))).await.expect(200);
@@ -484,10 +486,15 @@ async fn a_new_issuer_drops_the_old_links_so_its_subjects_cannot_reach_old_accou
     let t1 = sso(&mut b1, &h, "nurse-sam").await;
     let same = h.get("/api/v1/me", &access_of(&complete(&b1, &h, &t1).await.expect(200))).await.expect(200).body["user"]["id"].clone();
     assert_eq!(same, old);
+    h.get("/api/v1/me", &old_access).await.expect(200);
 
-    // Another provider whose subject has the same value is someone else: a new account.
+    // Another provider whose subject has the same value is someone else: a new account. The
+    // old issuer's sessions end with the links (it can no longer end them by back-channel
+    // logout); the admin's password session stays.
     let second = start_provider(&node, &dir, &h);
     h.call(Method::PUT, "/api/v1/admin/oidc", Some(&admin.access), Some(provider_body(&second.issuer))).await.expect(200);
+    h.get("/api/v1/me", &old_access).await.expect_problem(401, "session_ended");
+    h.get("/api/v1/me", &admin.access).await.expect(200);
     let mut b2 = Browser::new(&h);
     let t2 = sso(&mut b2, &h, "nurse-sam").await;
     let new = h.get("/api/v1/me", &access_of(&complete(&b2, &h, &t2).await.expect(200))).await.expect(200).body["user"]["id"].clone();
@@ -612,7 +619,8 @@ async fn admins_link_and_unlink_existing_accounts(backend: Backend) {
     assert!(linked.body["linked_at"].is_string());
     let mut b = Browser::new(&h);
     let t = sso(&mut b, &h, "nurse-link").await;
-    let me = h.get("/api/v1/me", &access_of(&complete(&b, &h, &t).await.expect(200))).await.expect(200);
+    let sso_access = access_of(&complete(&b, &h, &t).await.expect(200));
+    let me = h.get("/api/v1/me", &sso_access).await.expect(200);
     assert_eq!(me.body["user"]["id"], json!(nurse.id));
 
     // Only admins see or change links; accounts of other organisations are not found.
@@ -623,8 +631,25 @@ async fn admins_link_and_unlink_existing_accounts(backend: Backend) {
     let stranger = h.account(&other, "other-staff", Role::Staff).await;
     h.get(&format!("/api/v1/admin/oidc/links/{}", stranger.id), &admin.access).await.expect_problem(404, "not_found");
 
-    // Unlinked, the person no longer signs in with single sign-on; a second unlink is 404.
+    // Relinking to the same subject keeps the single sign-on session; to another subject it
+    // ends (the old subject's back-channel logouts could no longer reach it), and never the
+    // password session.
+    h.call(Method::PUT, &path, Some(&admin.access), Some(json!({"subject": "nurse-link"}))).await.expect(204);
+    h.get("/api/v1/me", &sso_access).await.expect(200);
+    h.call(Method::PUT, &path, Some(&admin.access), Some(json!({"subject": "nurse-other"}))).await.expect(204);
+    h.get("/api/v1/me", &sso_access).await.expect_problem(401, "session_ended");
+    h.get("/api/v1/me", &n.access).await.expect(200);
+    h.call(Method::PUT, &path, Some(&admin.access), Some(json!({"subject": "nurse-link"}))).await.expect(204);
+    let mut b1 = Browser::new(&h);
+    let t1 = sso(&mut b1, &h, "nurse-link").await;
+    let sso_access = access_of(&complete(&b1, &h, &t1).await.expect(200));
+    h.get("/api/v1/me", &sso_access).await.expect(200);
+
+    // Unlinked, the person no longer signs in with single sign-on and their single sign-on
+    // session ends (the password one stays); a second unlink is 404.
     h.call(Method::DELETE, &path, Some(&admin.access), None).await.expect(204);
+    h.get("/api/v1/me", &sso_access).await.expect_problem(401, "session_ended");
+    h.get("/api/v1/me", &n.access).await.expect(200);
     assert_eq!(h.get(&path, &admin.access).await.expect(200).body["linked"], false);
     h.call(Method::DELETE, &path, Some(&admin.access), None).await.expect_problem(404, "not_found");
     let mut b2 = Browser::new(&h);
@@ -643,5 +668,100 @@ async fn admins_link_and_unlink_existing_accounts(backend: Backend) {
         .filter_map(|d| d["op"].as_str().map(str::to_owned))
         .collect();
     assert!(ops.iter().any(|o| o == "link") && ops.iter().any(|o| o == "unlink"), "{text}");
-    assert!(!text.contains("nurse-link"), "the subject is never audited: {text}");
+    assert!(!text.contains("nurse-link") && !text.contains("nurse-other"), "the subject is never audited: {text}");
+    // Each link says whether it replaced another subject, with a keyed fingerprint of the
+    // subject: equal for the same subject, different for another.
+    let details: Vec<Value> = events.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(e["detail"].as_str()?).ok())
+        .filter(|d| d["op"] == "link" || d["op"] == "unlink")
+        .collect();
+    let fingerprints = |replaced: bool| -> Vec<Value> {
+        details.iter().filter(|d| d["op"] == "link" && d["replaced"] == replaced).map(|d| d["subject"].clone()).collect()
+    };
+    let (fresh, replacing) = (fingerprints(false), fingerprints(true));
+    assert_eq!(fresh.len(), 2, "the first link and the same-subject relink: {text}");
+    assert_eq!(replacing.len(), 2, "to nurse-other and back: {text}");
+    assert!(fresh.iter().chain(&replacing).all(Value::is_string), "{text}");
+    let unlink = details.iter().find(|d| d["op"] == "unlink").unwrap();
+    assert_eq!(unlink["sessions_revoked"], 1, "{text}");
+    assert!(fresh.contains(&unlink["subject"]), "the unlinked subject's fingerprint is the linked one's: {text}");
+    assert!(replacing.iter().any(|f| !fresh.contains(f)), "another subject has another fingerprint: {text}");
+}
+
+/// `GET start` with a chosen `Host` (HTTP/1.1, where the header is sent as given).
+async fn start_with_host(h: &Harness, host: &str) -> (u16, Option<String>, String) {
+    let http = reqwest::Client::builder()
+        .use_preconfigured_tls((*h.tls).clone())
+        .http1_only()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = http.get(format!("{}/api/v1/auth/oidc/{ORG}/start", h.url)).header("host", host).send().await.unwrap();
+    let status = r.status().as_u16();
+    let location = r.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    (status, location, r.text().await.unwrap_or_default())
+}
+
+async fn the_redirect_uri_comes_from_configuration_or_a_loopback_host_only(backend: Backend) {
+    let Some((node, dir)) = peers() else { return };
+    let Some(h) = Harness::start_with(backend, |c| c.oidc.allow_http_loopback = true).await else { return };
+    let p = start_provider(&node, &dir, &h);
+    let (_, admin) = configure(&h, &p).await;
+    let port = h.url.rsplit(':').next().unwrap().to_owned();
+    // Without a configured public URL, a loopback host is a demo on one's own machine.
+    for host in [format!("127.0.0.1:{port}"), format!("localhost:{port}"), format!("[::1]:{port}"), "localhost".to_owned()] {
+        let (status, location, body) = start_with_host(&h, &host).await;
+        assert_eq!(status, 303, "{host}: {body}");
+        let want = form_urlencoded::byte_serialize(format!("https://{host}/api/v1/auth/oidc/callback").as_bytes()).collect::<String>();
+        assert!(location.unwrap().contains(&want), "{host}");
+    }
+    // Any other host is the caller's choice: refused, as are userinfo, paths and other ports.
+    for host in ["ward.evil.example", "127.0.0.1.evil.example", "evil@127.0.0.1", "localhost:99999", "localhost.evil.example:443"] {
+        let (status, location, body) = start_with_host(&h, host).await;
+        assert!(location.is_none(), "{host}");
+        if status != 400 {
+            assert_eq!(status, 503, "{host}: {body}");
+            assert!(body.contains("oidc_public_url_required"), "{host}: {body}");
+        }
+    }
+    let (status, _, body) = start_with_host(&h, "ward.evil.example").await;
+    assert_eq!(status, 503, "{body}");
+    // The admin view says a public URL must be configured instead of showing a URI to register.
+    let http = reqwest::Client::builder().use_preconfigured_tls((*h.tls).clone()).http1_only().build().unwrap();
+    let view: Value = http
+        .get(format!("{}/api/v1/admin/oidc", h.url))
+        .header("host", "ward.evil.example")
+        .bearer_auth(&admin.access)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["public_url_required"], true, "{view}");
+    assert_eq!(view["redirect_uri"], Value::Null, "{view}");
+    assert_eq!(view["backchannel_logout_uri"], Value::Null, "{view}");
+
+    // A configured public URL is used whatever the request's host.
+    let Some(h2) = Harness::start_with(backend, |c| {
+        c.oidc.allow_http_loopback = true;
+        c.oidc.public_url = Some("https://ward.example.org".into());
+    })
+    .await
+    else {
+        return;
+    };
+    let p2 = start_provider(&node, &dir, &h2);
+    let org = h2.org(ORG, vec![]).await;
+    let admin = h2.account(&org, "sso-admin", Role::Admin).await;
+    let s = h2.login_stepped_up(&admin).await;
+    let r = h2.call(Method::PUT, "/api/v1/admin/oidc", Some(&s.access), Some(provider_body(&p2.issuer))).await.expect(200);
+    assert_eq!(r.body["redirect_uri"], "https://ward.example.org/api/v1/auth/oidc/callback");
+    assert_eq!(r.body["public_url_required"], false);
+    let (status, location, body) = start_with_host(&h2, "ward.evil.example").await;
+    assert_eq!(status, 303, "{body}");
+    assert!(location.unwrap().contains("ward.example.org"));
 }

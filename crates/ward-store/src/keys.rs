@@ -55,6 +55,7 @@ pub(crate) mod purpose {
     pub(crate) const PUSH_TOKEN: &str = "push.token";
     pub(crate) const INBOUND_SENDER: &str = "inbound.sender";
     pub(crate) const OIDC_CLIENT_SECRET: &str = "oidc.client_secret";
+    pub(crate) const OIDC_SUBJECT: &str = "oidc.subject";
 }
 
 #[derive(sqlx::FromRow)]

@@ -169,6 +169,56 @@ fn secret_context(org: OrgId) -> SealContext<'static> {
     SealContext { purpose: purpose::OIDC_CLIENT_SECRET, org: org.0, scope: org.0, record: org.0 }
 }
 
+/// A keyed fingerprint of a provider subject for audit events (HMAC-SHA256 under the
+/// organisation's index key, as for inbound senders): equal subjects of one organisation give
+/// equal ids, and the subject (often an email address) cannot be read back.
+fn subject_fingerprint(key: &ward_crypto::DataKey, subject: &str) -> uuid::Uuid {
+    let mac = key.blind_index(purpose::OIDC_SUBJECT, subject.as_bytes());
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&mac[..16]);
+    uuid::Uuid::from_bytes(first)
+}
+
+/// Revokes the live Ward sessions opened by single sign-on in the organisation (of one
+/// account, or of all) and forgets their provider sessions: once a link is gone or changed,
+/// the provider can no longer end them by `sub`. Returns what was revoked, for the caller to
+/// close their connections.
+async fn revoke_sso_sessions(c: &mut Conn<'_>, org: OrgId, user: Option<UserId>, now: i64) -> Result<Vec<(UserId, SessionId)>> {
+    let rows = match user {
+        Some(u) => fetch!(
+            fetch_all,
+            c,
+            (uuid::Uuid, uuid::Uuid),
+            "SELECT o.user_id, o.session_id FROM oidc_sessions o JOIN sessions s ON s.id = o.session_id \
+             WHERE o.org_id = $1 AND o.user_id = $2 AND s.revoked_at IS NULL",
+            org.0,
+            u.0
+        )?,
+        None => fetch!(
+            fetch_all,
+            c,
+            (uuid::Uuid, uuid::Uuid),
+            "SELECT o.user_id, o.session_id FROM oidc_sessions o JOIN sessions s ON s.id = o.session_id \
+             WHERE o.org_id = $1 AND s.revoked_at IS NULL",
+            org.0
+        )?,
+    };
+    for (_, session) in &rows {
+        exec!(
+            c,
+            "UPDATE sessions SET revoked_at = $2, revoke_reason = $3 WHERE id = $1 AND revoked_at IS NULL",
+            *session,
+            now,
+            "oidc_unlinked"
+        )?;
+    }
+    match user {
+        Some(u) => exec!(c, "DELETE FROM oidc_sessions WHERE org_id = $1 AND user_id = $2", org.0, u.0)?,
+        None => exec!(c, "DELETE FROM oidc_sessions WHERE org_id = $1", org.0)?,
+    };
+    Ok(rows.into_iter().map(|(u, s)| (UserId(u), SessionId(s))).collect())
+}
+
 fn config_event(org: OrgId, actor: UserId, op: &'static str) -> AuditEvent {
     let mut ev = AuditEvent::new(AuditAction::OidcConfig, Outcome::Success).target("org", org.0).detail("op", DetailValue::Code(op));
     ev.org_id = Some(org);
@@ -192,15 +242,22 @@ fn login_event(org: Option<OrgId>, user: Option<UserId>, reason: Option<&'static
 
 impl Store {
     /// Creates or replaces the organisation's provider (the secret sealed; kept when the
-    /// input has none), audited `oidc.config` op `set`.
-    pub async fn set_oidc_provider(&self, org: OrgId, actor: UserId, input: OidcProviderInput, meta: RequestMeta) -> Result<OidcProvider> {
+    /// input has none), audited `oidc.config` op `set`. A new issuer clears the links and
+    /// revokes every session opened by single sign-on (returned, for closing connections).
+    pub async fn set_oidc_provider(
+        &self,
+        org: OrgId,
+        actor: UserId,
+        input: OidcProviderInput,
+        meta: RequestMeta,
+    ) -> Result<(OidcProvider, Vec<(UserId, SessionId)>)> {
         let sealed = match &input.client_secret {
             Some(s) => Some(self.current_key(org, ScopeKind::Org, org.0).await?.seal(&secret_context(org), s.as_bytes())),
             None => None,
         };
         let map = serde_json::to_string(&input.role_map).map_err(|_| StoreError::Corrupt("oidc role map"))?;
         let scopes = input.scopes.join(" ");
-        self.write(move |mut c| {
+        let revoked = self.write(move |mut c| {
             Box::pin(async move {
                 let now = now_ms();
                 let kept = scalar!(
@@ -216,9 +273,11 @@ impl Store {
                     scalar!(fetch_optional, &mut c, String, "SELECT issuer FROM oidc_providers WHERE org_id = $1", org.0)?;
                 // Subjects are unique only per issuer: links made under another issuer would let
                 // the new provider's subject of the same value into someone else's account.
+                let mut revoked = Vec::new();
                 let links_cleared = match old_issuer {
                     Some(old) if old != input.issuer => {
                         exec!(&mut c, "DELETE FROM oidc_links WHERE org_id = $1", org.0)?;
+                        revoked = revoke_sso_sessions(&mut c, org, None, now).await?;
                         exec!(&mut c, "DELETE FROM oidc_states WHERE org_id = $1", org.0)?;
                         exec!(&mut c, "DELETE FROM oidc_handoffs WHERE org_id = $1", org.0)?;
                         exec!(&mut c, "DELETE FROM oidc_challenges WHERE org_id = $1", org.0)?;
@@ -247,13 +306,14 @@ impl Store {
                     .detail("jit", DetailValue::Bool(input.jit_enabled))
                     .detail("mappings", DetailValue::Int(input.role_map.len() as i64))
                     .detail("secret_changed", DetailValue::Bool(input.client_secret.is_some()))
-                    .detail("links_cleared", DetailValue::Bool(links_cleared));
+                    .detail("links_cleared", DetailValue::Bool(links_cleared))
+                    .detail("sessions_revoked", DetailValue::Int(revoked.len() as i64));
                 audit::append(&mut c, &ev, &meta).await?;
-                Ok(())
+                Ok(revoked)
             })
         })
         .await?;
-        self.oidc_provider(org, false).await?.ok_or(StoreError::NotFound)
+        Ok((self.oidc_provider(org, false).await?.ok_or(StoreError::NotFound)?, revoked))
     }
 
     /// Removes the organisation's provider (sign-ins stop; links and sessions stay), audited
@@ -451,15 +511,35 @@ impl Store {
     }
 
     /// Links an existing account of the organisation to a provider subject (admin action,
-    /// audited `oidc.config` op `link`). Conflict("subject") when the subject is linked to
-    /// someone else.
-    pub async fn oidc_link_user(&self, org: OrgId, user: UserId, subject: String, actor: UserId, meta: RequestMeta) -> Result<()> {
+    /// audited `oidc.config` op `link` with `replaced`, whether another subject was linked,
+    /// and a keyed fingerprint of the subject, never the subject). Conflict("subject") when
+    /// the subject is linked to someone else. Relinking to another subject revokes the
+    /// account's single sign-on sessions (returned): the old subject's logouts no longer reach
+    /// them.
+    pub async fn oidc_link_user(
+        &self,
+        org: OrgId,
+        user: UserId,
+        subject: String,
+        actor: UserId,
+        meta: RequestMeta,
+    ) -> Result<Vec<(UserId, SessionId)>> {
+        let fingerprint = subject_fingerprint(&*self.index_key(org).await?, &subject);
         self.write(move |mut c| {
             Box::pin(async move {
                 let u = user_in_org(&mut c, org, user).await?;
                 if u.role == Role::Patient {
                     return Err(StoreError::State("single sign-on is for workforce accounts"));
                 }
+                let old = scalar!(
+                    fetch_optional,
+                    &mut c,
+                    String,
+                    "SELECT subject FROM oidc_links WHERE org_id = $1 AND user_id = $2",
+                    org.0,
+                    user.0
+                )?;
+                let replaced = old.as_ref().is_some_and(|o| *o != subject);
                 exec!(&mut c, "DELETE FROM oidc_links WHERE org_id = $1 AND user_id = $2", org.0, user.0)?;
                 let n = exec!(
                     &mut c,
@@ -472,9 +552,14 @@ impl Store {
                 if n == 0 {
                     return Err(StoreError::Conflict("subject"));
                 }
-                let ev = config_event(org, actor, "link").detail("user", DetailValue::Id(user.0));
+                let revoked = if replaced { revoke_sso_sessions(&mut c, org, Some(user), now_ms()).await? } else { Vec::new() };
+                let ev = config_event(org, actor, "link")
+                    .detail("user", DetailValue::Id(user.0))
+                    .detail("replaced", DetailValue::Bool(replaced))
+                    .detail("subject", DetailValue::Id(fingerprint))
+                    .detail("sessions_revoked", DetailValue::Int(revoked.len() as i64));
                 audit::append(&mut c, &ev, &meta).await?;
-                Ok(())
+                Ok(revoked)
             })
         })
         .await
@@ -500,18 +585,34 @@ impl Store {
     }
 
     /// Removes an account's link to its provider subject, audited `oidc.config` op `unlink`
-    /// (never the subject). NotFound when the account is not linked. Its sessions stay.
-    pub async fn oidc_unlink_user(&self, org: OrgId, user: UserId, actor: UserId, meta: RequestMeta) -> Result<()> {
+    /// (with a keyed fingerprint of the subject, never the subject). NotFound when the account
+    /// is not linked. Its single sign-on sessions are revoked (returned: the provider could no
+    /// longer end them); password and passkey sessions stay.
+    pub async fn oidc_unlink_user(&self, org: OrgId, user: UserId, actor: UserId, meta: RequestMeta) -> Result<Vec<(UserId, SessionId)>> {
+        let key = self.index_key(org).await?;
         self.write(move |mut c| {
             Box::pin(async move {
                 user_in_org(&mut c, org, user).await?;
-                let n = exec!(&mut c, "DELETE FROM oidc_links WHERE org_id = $1 AND user_id = $2", org.0, user.0)?;
-                if n == 0 {
+                let Some(subject) = scalar!(
+                    fetch_optional,
+                    &mut c,
+                    String,
+                    "SELECT subject FROM oidc_links WHERE org_id = $1 AND user_id = $2",
+                    org.0,
+                    user.0
+                )?
+                else {
                     return Err(StoreError::NotFound);
-                }
-                let ev = config_event(org, actor, "unlink").detail("user", DetailValue::Id(user.0));
+                };
+                exec!(&mut c, "DELETE FROM oidc_links WHERE org_id = $1 AND user_id = $2", org.0, user.0)?;
+                let revoked = revoke_sso_sessions(&mut c, org, Some(user), now_ms()).await?;
+                let ev = config_event(org, actor, "unlink")
+                    .detail("user", DetailValue::Id(user.0))
+                    .detail("replaced", DetailValue::Bool(false))
+                    .detail("subject", DetailValue::Id(subject_fingerprint(&key, &subject)))
+                    .detail("sessions_revoked", DetailValue::Int(revoked.len() as i64));
                 audit::append(&mut c, &ev, &meta).await?;
-                Ok(())
+                Ok(revoked)
             })
         })
         .await

@@ -4357,8 +4357,11 @@ function ssoSection() {
     map.input.value = p.role_map.map((m) => `${m.value} = ${m.role}`).join('\n');
     jit.checked = p.jit_enabled;
     fallback.input.value = p.jit_default_role || '';
-    mount(uris, h('p', {}, 'Register at the provider: redirect URI ', h('code', {}, p.redirect_uri), ', back-channel logout URI ',
-      h('code', {}, p.backchannel_logout_uri), p.has_client_secret ? '. A client secret is stored.' : '.'));
+    mount(uris, p.public_url_required
+      ? h('p', { role: 'alert' }, 'Single sign-on needs Ward\'s public address: set [oidc] public_url (or [portal] public_url) in the configuration, then register the redirect URI it gives.',
+        p.has_client_secret ? ' A client secret is stored.' : '')
+      : h('p', {}, 'Register at the provider: redirect URI ', h('code', {}, p.redirect_uri), ', back-channel logout URI ',
+        h('code', {}, p.backchannel_logout_uri), p.has_client_secret ? '. A client secret is stored.' : '.'));
   };
   api.get('/admin/oidc').then(show, (e) => { if (e.code !== 'oidc_not_configured') showError(msg, e); });
   form.addEventListener('submit', async (ev) => {

@@ -59,9 +59,11 @@ pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
 }
 
 /// Where browsers reach Ward: `[oidc] public_url`, `[portal] public_url`, the first WebAuthn
-/// origin, else the request's own host (its `Host` header, or the authority of an HTTP/2
-/// request, which carries no `Host`).
-fn public_base(state: &AppState, headers: &HeaderMap, uri: &Uri) -> String {
+/// origin. Without any, the request's own host (its `Host` header, or the authority of an
+/// HTTP/2 request, which carries no `Host`) only when it is a loopback name or address (a
+/// demo on one's own machine): anywhere else the caller chooses that header, and the redirect
+/// URI (where the provider sends codes) must not be theirs to pick.
+fn public_base(state: &AppState, headers: &HeaderMap, uri: &Uri) -> ApiResult<String> {
     let configured = state
         .config
         .oidc
@@ -69,14 +71,29 @@ fn public_base(state: &AppState, headers: &HeaderMap, uri: &Uri) -> String {
         .as_deref()
         .or(state.config.portal.public_url.as_deref())
         .or_else(|| state.config.webauthn.origins.first().map(String::as_str));
-    match configured {
-        Some(u) => u.trim_end_matches('/').to_owned(),
-        None => {
-            let host =
-                headers.get(HOST).and_then(|h| h.to_str().ok()).or_else(|| uri.authority().map(|a| a.as_str())).unwrap_or("localhost");
-            format!("https://{host}")
-        }
+    if let Some(u) = configured {
+        return Ok(u.trim_end_matches('/').to_owned());
     }
+    let host = headers.get(HOST).and_then(|h| h.to_str().ok()).or_else(|| uri.authority().map(|a| a.as_str()));
+    match host.filter(|h| loopback_authority(h)) {
+        Some(h) => Ok(format!("https://{}", h.to_ascii_lowercase())),
+        None => Err(ApiError::oidc_public_url_required()
+            .detail("set [oidc] public_url (or [portal] public_url): Ward does not take its address from the request's host")),
+    }
+}
+
+/// Whether a `Host` value is exactly `localhost`, `127.0.0.1` or `[::1]` with an optional
+/// port: no userinfo, path or anything else.
+fn loopback_authority(host: &str) -> bool {
+    let (name, port) = match (host.starts_with('['), host.find(']'), host.find(':')) {
+        (true, Some(end), _) => host.split_at(end + 1),
+        (true, None, _) => return false,
+        (false, _, Some(i)) => host.split_at(i),
+        (false, _, None) => (host, ""),
+    };
+    let port_ok = port.is_empty()
+        || port.strip_prefix(':').is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok());
+    port_ok && matches!(name.to_ascii_lowercase().as_str(), "localhost" | "127.0.0.1" | "[::1]")
 }
 
 fn settings(p: &OidcProvider) -> ProviderSettings {
@@ -127,7 +144,8 @@ fn provider_error(e: &OidcError) -> ApiError {
 /// `[oidc] state_ttl_secs`, and bound to this browser by a cookie.
 #[utoipa::path(get, path = "/api/v1/auth/oidc/{org}/start", tag = "auth",
     params(("org" = String, Path, description = "The organisation's slug")),
-    responses((status = 303, description = "To the provider"), (status = 404, body = Problem), (status = 429, body = Problem), (status = 502, body = Problem)))]
+    responses((status = 303, description = "To the provider"), (status = 404, body = Problem), (status = 429, body = Problem), (status = 502, body = Problem),
+        (status = 503, body = Problem)))]
 async fn start(
     State(state): State<AppState>,
     Meta(meta): Meta,
@@ -143,7 +161,7 @@ async fn start(
     }
     let org = state.store.org_by_slug(&slug).await.map_err(|_| ApiError::oidc_not_configured())?;
     let p = state.store.oidc_provider(org.id, false).await?.ok_or_else(ApiError::oidc_not_configured)?;
-    let redirect_uri = format!("{}{CALLBACK_PATH}", public_base(&state, &headers, &uri));
+    let redirect_uri = format!("{}{CALLBACK_PATH}", public_base(&state, &headers, &uri)?);
     let req = crate::oidc::authorization_request(&state.oidc_http, &settings(&p), &redirect_uri).await.map_err(|e| provider_error(&e))?;
     let ttl = i64::try_from(state.config.oidc.state_ttl_secs).unwrap_or(600);
     let kept = OidcState { org_id: org.id, nonce: req.nonce, pkce_verifier: req.pkce_verifier, redirect_uri };
@@ -176,7 +194,6 @@ async fn callback(
     State(state): State<AppState>,
     Meta(meta): Meta,
     headers: HeaderMap,
-    uri: Uri,
     Query(q): Query<CallbackParams>,
 ) -> ApiResult<Response> {
     // Refusals are audited; an address that keeps failing is stopped before that, like
@@ -255,7 +272,10 @@ async fn callback(
     state.store.create_oidc_handoff(handoff, &user, meta).await?;
     let clear = format!("{BINDING_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0");
     let bind = format!("{HANDOFF_COOKIE}={browser}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}", HANDOFF_TTL_MS / 1000);
-    Ok(redirect(&format!("{}/#/sso/{token}", public_base(&state, &headers, &uri)), &[clear, bind]))
+    // The web app at the address the sign-in started from (its redirect URI's origin), not
+    // one taken from this request.
+    let base = kept.redirect_uri.strip_suffix(CALLBACK_PATH).unwrap_or(&kept.redirect_uri);
+    Ok(redirect(&format!("{base}/#/sso/{token}"), &[clear, bind]))
 }
 
 /// Creates the just-in-time account: a login name derived from the organisation and the
@@ -441,17 +461,22 @@ async fn backchannel_logout(
         // audited it).
         ward_store::LogoutOutcome::Replayed => Ok(logout_refused("the logout token was already used")),
         ward_store::LogoutOutcome::Revoked(ended) => {
-            let mut by_user: std::collections::BTreeMap<UserId, Vec<ward_domain::ids::SessionId>> = Default::default();
-            for (u, s) in ended {
-                by_user.entry(u).or_default().push(s);
-            }
-            for (u, sessions) in by_user {
-                state.end_sessions(u, Some(sessions)).await;
-            }
+            end_sessions(&state, ended).await;
             let mut res = StatusCode::OK.into_response();
             res.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
             Ok(res)
         }
+    }
+}
+
+/// Closes the connections of revoked sessions on every node, like other revocations.
+async fn end_sessions(state: &AppState, ended: Vec<(UserId, ward_domain::ids::SessionId)>) {
+    let mut by_user: std::collections::BTreeMap<UserId, Vec<ward_domain::ids::SessionId>> = Default::default();
+    for (u, s) in ended {
+        by_user.entry(u).or_default().push(s);
+    }
+    for (u, sessions) in by_user {
+        state.end_sessions(u, Some(sessions)).await;
     }
 }
 
@@ -475,10 +500,14 @@ pub(crate) struct OidcProviderView {
     /// The role of a new account when no entry matches (clinician, nurse or staff), or none
     /// (the sign-in is refused).
     jit_default_role: Option<Role>,
-    /// The redirect URI to register at the provider.
-    redirect_uri: String,
-    /// The back-channel logout URI to register at the provider.
-    backchannel_logout_uri: String,
+    /// The redirect URI to register at the provider; null when Ward's public address must be
+    /// configured first (`public_url_required`).
+    redirect_uri: Option<String>,
+    /// The back-channel logout URI to register at the provider; null like `redirect_uri`.
+    backchannel_logout_uri: Option<String>,
+    /// Whether `[oidc] public_url` (or `[portal] public_url`) must be set before single
+    /// sign-on works: none is configured and this request did not come to a loopback host.
+    public_url_required: bool,
     /// Who last changed it.
     updated_by: UserId,
     /// When.
@@ -486,7 +515,7 @@ pub(crate) struct OidcProviderView {
 }
 
 fn view(state: &AppState, (headers, uri): (&HeaderMap, &Uri), slug: &str, p: OidcProvider) -> OidcProviderView {
-    let base = public_base(state, headers, uri);
+    let base = public_base(state, headers, uri).ok();
     OidcProviderView {
         issuer: p.issuer,
         client_id: p.client_id,
@@ -496,8 +525,9 @@ fn view(state: &AppState, (headers, uri): (&HeaderMap, &Uri), slug: &str, p: Oid
         role_map: p.role_map,
         jit_enabled: p.jit_enabled,
         jit_default_role: p.jit_default_role,
-        redirect_uri: format!("{base}{CALLBACK_PATH}"),
-        backchannel_logout_uri: format!("{base}/api/v1/auth/oidc/{slug}/backchannel-logout"),
+        redirect_uri: base.as_ref().map(|b| format!("{b}{CALLBACK_PATH}")),
+        backchannel_logout_uri: base.as_ref().map(|b| format!("{b}/api/v1/auth/oidc/{slug}/backchannel-logout")),
+        public_url_required: base.is_none(),
         updated_by: p.updated_by,
         updated_at: ts(p.updated_at),
     }
@@ -592,7 +622,9 @@ async fn put_provider(
     policy::may_administer(&s.actor)?;
     let input = parse_request(&state, req)?;
     crate::auth::require_step_up(&state, &s, "oidc_config", &meta).await?;
-    let p = state.store.set_oidc_provider(s.actor.org_id, s.actor.user_id, input, meta).await?;
+    let (p, ended) = state.store.set_oidc_provider(s.actor.org_id, s.actor.user_id, input, meta).await?;
+    // A new issuer cleared the links: the sessions they opened are revoked, close them.
+    end_sessions(&state, ended).await;
     // The next sign-in discovers the provider afresh (on this node; others within the
     // metadata lifetime, or at once when the issuer changed: the cache is keyed by issuer).
     state.oidc_http.invalidate(s.actor.org_id);
@@ -625,7 +657,8 @@ pub(crate) struct LinkRequest {
 
 /// Links an existing workforce account to a provider subject, so that person signs in with
 /// single sign-on (admins, with a step-up; audited `oidc.config` op `link`). `409 conflict`
-/// when the subject is linked to another account.
+/// when the subject is linked to another account. Relinking to another subject ends the
+/// account's single sign-on sessions (the old subject's logouts could no longer reach them).
 #[utoipa::path(put, path = "/api/v1/admin/oidc/links/{user_id}", tag = "auth", security(("bearer" = [])),
     params(("user_id" = UserId, Path)), request_body = LinkRequest,
     responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
@@ -643,7 +676,10 @@ async fn link_user(
     }
     crate::auth::require_step_up(&state, &s, "oidc_config", &meta).await?;
     match state.store.oidc_link_user(s.actor.org_id, user, req.subject, s.actor.user_id, meta).await {
-        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Ok(ended) => {
+            end_sessions(&state, ended).await;
+            Ok(StatusCode::NO_CONTENT)
+        }
         Err(ward_store::StoreError::State(_)) => Err(ApiError::validation_failed().detail("only workforce accounts use single sign-on")),
         Err(e) => Err(e.into()),
     }
@@ -680,14 +716,16 @@ async fn get_link(State(state): State<AppState>, s: Auth, Path(user): Path<UserI
 }
 
 /// Removes an account's link to its provider subject: that person no longer signs in with
-/// single sign-on (admins, with a step-up; audited `oidc.config` op `unlink`). Open sessions
-/// stay. `404 not_found` when the account is not linked.
+/// single sign-on (admins, with a step-up; audited `oidc.config` op `unlink`). Its single
+/// sign-on sessions end (the provider could no longer end them); password and passkey
+/// sessions stay. `404 not_found` when the account is not linked.
 #[utoipa::path(delete, path = "/api/v1/admin/oidc/links/{user_id}", tag = "auth", security(("bearer" = [])),
     params(("user_id" = UserId, Path)),
     responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
 async fn unlink_user(State(state): State<AppState>, Meta(meta): Meta, s: Auth, Path(user): Path<UserId>) -> ApiResult<StatusCode> {
     policy::may_administer(&s.actor)?;
     crate::auth::require_step_up(&state, &s, "oidc_config", &meta).await?;
-    state.store.oidc_unlink_user(s.actor.org_id, user, s.actor.user_id, meta).await?;
+    let ended = state.store.oidc_unlink_user(s.actor.org_id, user, s.actor.user_id, meta).await?;
+    end_sessions(&state, ended).await;
     Ok(StatusCode::NO_CONTENT)
 }
