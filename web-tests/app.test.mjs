@@ -2223,7 +2223,11 @@ await step('patient record: alice creates a record (bad input first), records co
   await alice.selectOption('#f-notice_template', { index: 1 });
   await alice.fill('#f-notice_date', '12 January');
   await alice.click('#patient-notice button[type=submit]');
-  await alice.waitForSelector('#patient-notice .form-message.error', WAIT);
+  await alice.waitForSelector('#patient-notice .form-message.error:has-text("time")', WAIT);
+  await alice.fill('#f-notice_time', '10:30');
+  await alice.fill('#f-notice_location_name', 'Riverside Clinic');
+  await alice.click('#patient-notice button[type=submit]');
+  await alice.waitForSelector('#patient-notice .form-message.error:not(:has-text("time"))', WAIT);
   const refused = await text(alice, '#patient-notice .form-message');
   assert(/verified|consent/i.test(refused) && !refused.includes('{"'), 'the refusal is explained: ' + refused);
   // No portal account: the link is refused with a reason.

@@ -220,6 +220,28 @@ async fn counts_of(c: &mut Conn<'_>, campaign: uuid::Uuid, reviewer: Option<User
     Ok(n)
 }
 
+/// The organisation's campaigns, newest first: all of them, or the open ones with items
+/// delegated to `reviewer` (counted over those items only).
+async fn campaigns_of(c: &mut Conn<'_>, org: OrgId, reviewer: Option<UserId>) -> Result<Vec<Campaign>> {
+    let rows = fetch!(
+        fetch_all,
+        &mut *c,
+        CampaignRow,
+        sqlx::AssertSqlSafe(format!(
+            "SELECT {CAMPAIGN_COLUMNS} FROM access_review_campaigns WHERE org_id = $1 AND ($2 IS NULL OR (status = 'open' AND id IN \
+             (SELECT campaign_id FROM access_review_items WHERE reviewer_id = $2))) ORDER BY opened_at DESC, id DESC"
+        )),
+        org.0,
+        reviewer.map(|r| r.0)
+    )?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let counts = counts_of(c, r.id, reviewer).await?;
+        out.push(r.into_campaign(counts)?);
+    }
+    Ok(out)
+}
+
 async fn campaign_of(c: &mut Conn<'_>, org: OrgId, id: CampaignId) -> Result<Campaign> {
     let row = fetch!(
         fetch_one,
@@ -485,26 +507,7 @@ impl Store {
 
     /// The organisation's campaigns, newest first.
     pub async fn access_review_campaigns(&self, org: OrgId) -> Result<Vec<Campaign>> {
-        self.read(move |mut c| {
-            Box::pin(async move {
-                let rows = fetch!(
-                    fetch_all,
-                    &mut c,
-                    CampaignRow,
-                    sqlx::AssertSqlSafe(format!(
-                        "SELECT {CAMPAIGN_COLUMNS} FROM access_review_campaigns WHERE org_id = $1 ORDER BY opened_at DESC, id DESC"
-                    )),
-                    org.0
-                )?;
-                let mut out = Vec::with_capacity(rows.len());
-                for r in rows {
-                    let counts = counts_of(&mut c, r.id, None).await?;
-                    out.push(r.into_campaign(counts)?);
-                }
-                Ok(out)
-            })
-        })
-        .await
+        self.read(move |mut c| Box::pin(async move { campaigns_of(&mut c, org, None).await })).await
     }
 
     /// One campaign of the organisation (NotFound for another's).
@@ -623,28 +626,7 @@ impl Store {
     /// Open campaigns with items delegated to `reviewer` (a delegate's part ends at the close;
     /// the results are the reviewers'), newest first; the counts are of those items only.
     pub async fn delegated_access_reviews(&self, org: OrgId, reviewer: UserId) -> Result<Vec<Campaign>> {
-        self.read(move |mut c| {
-            Box::pin(async move {
-                let rows = fetch!(
-                    fetch_all,
-                    &mut c,
-                    CampaignRow,
-                    sqlx::AssertSqlSafe(format!(
-                        "SELECT {CAMPAIGN_COLUMNS} FROM access_review_campaigns WHERE org_id = $1 AND status = 'open' AND id IN \
-                         (SELECT campaign_id FROM access_review_items WHERE reviewer_id = $2) ORDER BY opened_at DESC, id DESC"
-                    )),
-                    org.0,
-                    reviewer.0
-                )?;
-                let mut out = Vec::with_capacity(rows.len());
-                for r in rows {
-                    let counts = counts_of(&mut c, r.id, Some(reviewer)).await?;
-                    out.push(r.into_campaign(counts)?);
-                }
-                Ok(out)
-            })
-        })
-        .await
+        self.read(move |mut c| Box::pin(async move { campaigns_of(&mut c, org, Some(reviewer)).await })).await
     }
 
     /// One open campaign with only the items delegated to `reviewer` (counts of those items);
