@@ -170,8 +170,9 @@ pub fn build(
         inbound,
         inbound_seen: Arc::default(),
         key_inventory: Arc::default(),
-        // `start` builds it first and stops on an error; a state built directly (tests) with
-        // such settings gets a client that refuses every call, never one without the checks.
+        // `start` builds it first and stops on a bad `ca_file`; otherwise (no CA certificates on
+        // the host, or a state built directly by tests) a client that refuses every call, never
+        // one without the checks.
         oidc_http: crate::oidc::OidcHttp::new(&config.oidc).unwrap_or_else(|e| {
             tracing::error!(error = %e, "single sign-on HTTP client unusable; provider calls will fail");
             crate::oidc::OidcHttp::unusable(&config.oidc)

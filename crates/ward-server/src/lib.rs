@@ -140,7 +140,13 @@ pub async fn start_with(config: Config, store: Store, fanout: Arc<dyn FanOut>) -
     // Built before anything is spawned, so a bad provider key or file stops the start.
     let notifier = Arc::new(notify::Notifier::from_config(&config.notify)?);
     inbound::InboundKeys::from_config(&config.inbound)?;
-    oidc::OidcHttp::new(&config.oidc).map_err(|e| anyhow::anyhow!(e))?;
+    // A bad `ca_file` stops the start. Without one, a host with no CA certificates at all can
+    // still run Ward: single sign-on's provider calls then fail (logged when the state is built).
+    if let Err(e) = oidc::OidcHttp::new(&config.oidc)
+        && config.oidc.ca_file.is_some()
+    {
+        return Err(anyhow::anyhow!(e));
+    }
     let notify_task = notify::spawn(store.clone(), notifier.clone(), config.notify.clone());
     let escalation_task = notify::spawn_escalation(store.clone(), notifier.clone(), config.escalation.clone());
     let config = Arc::new(config);

@@ -557,6 +557,14 @@ impl Store {
                 let campaign = campaign_of(&mut c, org, id).await?;
                 let item = item_of(&mut c, id, subject).await?;
                 may_decide(&actor, subject, item.reviewer)?;
+                if may_review(&actor).is_err() {
+                    // A delegate never judges an admin or compliance officer, even one promoted
+                    // after the item was delegated.
+                    let now_role = user_in_org(&mut c, org, subject).await?.role;
+                    if matches!(now_role, Role::Admin | Role::ComplianceOfficer) {
+                        return Err(StoreError::Denied(ward_domain::policy::Denial::RoleNotPermitted));
+                    }
+                }
                 if campaign.status != CampaignStatus::Open {
                     return Err(StoreError::State("the campaign is closed"));
                 }

@@ -92,6 +92,9 @@ pub(crate) async fn sync_user(
     via: &'static str,
     meta: &RequestMeta,
 ) -> Result<(usize, usize)> {
+    // Sees every other node's committed group change first (re-entrant: the writer's batch
+    // usually holds it already).
+    audit::lock_appends(c).await?;
     let prune = format!(
         "DELETE FROM care_team_members WHERE user_id = $1 AND NOT direct AND NOT EXISTS (\
          SELECT 1 FROM care_team_groups cg JOIN scim_group_members m ON m.group_id = cg.group_id \
@@ -107,6 +110,7 @@ pub(crate) async fn sync_user(
          WHERE m.user_id = $1 AND {ACTIVE_WORKFORCE} ON CONFLICT (patient_id, user_id) DO NOTHING RETURNING patient_id"
     );
     let joined = scalar!(fetch_all, c, uuid::Uuid, sqlx::AssertSqlSafe(join), user.0, org.0, now)?;
+    let mut events = Vec::with_capacity(left.len() + joined.len());
     for (patients, op) in [(&left, "member_leave"), (&joined, "member_join")] {
         for p in patients {
             let patient = PatientId(*p);
@@ -117,8 +121,14 @@ pub(crate) async fn sync_user(
                 .detail("user", DetailValue::Id(user.0))
                 .detail("via", DetailValue::Code(via));
             ev.org_id = Some(org);
-            audit::append(c, &ev, meta).await?;
+            events.push(ev);
         }
+    }
+    // One multi-row append however many care teams: a ward group attached to thousands of
+    // patients must not cost a round trip each inside the writer's batch.
+    if !events.is_empty() {
+        let rows: Vec<(&AuditEvent, &RequestMeta)> = events.iter().map(|e| (e, meta)).collect();
+        audit::append_many(c, &rows).await?;
     }
     Ok((joined.len(), left.len()))
 }
@@ -134,9 +144,6 @@ pub(crate) async fn sync_group_members(
     now: i64,
     meta: &RequestMeta,
 ) -> Result<usize> {
-    if changed.is_empty() {
-        return Ok(0);
-    }
     for u in changed {
         sync_user(c, org, *u, now, "scim_group", meta).await?;
     }
@@ -152,6 +159,7 @@ pub(crate) async fn detach_deleted_group(
     token: uuid::Uuid,
     meta: &RequestMeta,
 ) -> Result<usize> {
+    audit::lock_appends(c).await?;
     let patients = scalar!(fetch_all, c, uuid::Uuid, "SELECT patient_id FROM care_team_groups WHERE group_id = $1", group)?;
     exec!(c, "DELETE FROM care_team_groups WHERE group_id = $1", group)?;
     for p in &patients {
@@ -241,15 +249,11 @@ impl Store {
                         .into_iter()
                         .collect();
                 let now = now_ms();
+                audit::lock_appends(&mut c).await?;
                 // One group at a time, so each event counts who joined or left through that
-                // group: detaches first (members stay when another attached group or a direct
-                // naming keeps them), then attaches.
+                // group: attaches first, then detaches, so a member of both a detached and an
+                // attached group never leaves (and keeps their on-call flag).
                 let mut changes: Vec<(uuid::Uuid, &'static str, usize, usize)> = Vec::new();
-                for g in had.difference(&wanted) {
-                    exec!(&mut c, "DELETE FROM care_team_groups WHERE patient_id = $1 AND group_id = $2", id.0, *g)?;
-                    let left = prune_patient(&mut c, org, id).await?;
-                    changes.push((*g, "group_detach", 0, left));
-                }
                 for g in wanted.difference(&had) {
                     exec!(
                         &mut c,
@@ -261,6 +265,11 @@ impl Store {
                     )?;
                     let joined = join_group_members(&mut c, org, id, *g, now).await?;
                     changes.push((*g, "group_attach", joined, 0));
+                }
+                for g in had.difference(&wanted) {
+                    exec!(&mut c, "DELETE FROM care_team_groups WHERE patient_id = $1 AND group_id = $2", id.0, *g)?;
+                    let left = prune_patient(&mut c, org, id).await?;
+                    changes.push((*g, "group_detach", 0, left));
                 }
                 for (g, op, joined, left) in changes {
                     let mut ev = AuditEvent::new(AuditAction::CareTeam, Outcome::Success)

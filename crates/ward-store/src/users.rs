@@ -103,10 +103,10 @@ pub(crate) async fn enabled_workforce(c: &mut Conn<'_>, org: OrgId) -> Result<Ve
 
 /// Fails with `State` when `leaving` is the organisation's last active admin: the check every
 /// path that disables an admin or takes the role away (access reviews, SCIM) makes inside its
-/// write transaction. On PostgreSQL every write batch holds the audit append lock from its
-/// start (writer.rs), so two such writes from two nodes take turns and the second counts after
-/// the first has committed (READ COMMITTED reads a fresh snapshot per statement); SQLite has
-/// one writer already.
+/// write transaction. On PostgreSQL it takes the audit append lock first (every ordinary write
+/// batch already holds it from its start, writer.rs), so two such writes from two nodes take
+/// turns and the second counts after the first has committed (READ COMMITTED reads a fresh
+/// snapshot per statement); SQLite has one writer already.
 pub(crate) async fn keep_another_admin(c: &mut Conn<'_>, org: OrgId, leaving: UserId) -> Result<()> {
     audit::lock_appends(c).await?;
     let others = scalar!(
@@ -287,6 +287,16 @@ impl Store {
                     keep_another_admin(&mut c, org, id).await?;
                 }
                 exec!(&mut c, "UPDATE users SET role = $2, updated_at = $3 WHERE id = $1", id.0, role.as_str(), now_ms())?;
+                if matches!(role, Role::Admin | Role::ComplianceOfficer) {
+                    // Only the organisation's reviewers judge these roles: an open delegation of
+                    // this account's review goes back to them.
+                    exec!(
+                        &mut c,
+                        "UPDATE access_review_items SET reviewer_id = NULL WHERE user_id = $1 AND decision IS NULL \
+                         AND campaign_id IN (SELECT id FROM access_review_campaigns WHERE status = 'open')",
+                        id.0
+                    )?;
+                }
                 let ev = admin_event(AuditAction::UserRole, org, Some(actor), id)
                     .detail("from", DetailValue::Code(before.role.as_str()))
                     .detail("to", DetailValue::Code(role.as_str()));

@@ -247,4 +247,16 @@ async fn a_manager_reviews_their_people(backend: Backend) {
     s.set_user_disabled(o.id, lead.user_id, true, Some(co.user_id), meta()).await.unwrap();
     let c3 = s.open_access_review(o.id, co.user_id, meta()).await.unwrap();
     assert!(s.access_review_items(o.id, c3.id).await.unwrap().iter().all(|i| i.reviewer.is_none()));
+
+    // Promoted to compliance officer: the delegation goes back to the reviewers, and the
+    // delegate can no longer decide it.
+    let lead2 = user(s, &o, "lead2@acme", Role::Nurse).await;
+    s.close_access_review(o.id, co.user_id, c3.id, meta()).await.unwrap();
+    let c4 = s.open_access_review(o.id, co.user_id, meta()).await.unwrap();
+    s.assign_access_review_items(co, c4.id, Some(lead2.user_id), vec![n2.user_id], meta()).await.unwrap();
+    s.set_user_role(o.id, n2.user_id, Role::ComplianceOfficer, admin.user_id, meta()).await.unwrap();
+    let item = s.access_review_items(o.id, c4.id).await.unwrap().into_iter().find(|i| i.user_id == n2.user_id).unwrap();
+    assert_eq!(item.reviewer, None, "a promotion takes the item back");
+    let promoted = s.decide_access_review(lead2, c4.id, n2.user_id, ItemDecision::Certify, meta()).await;
+    assert!(matches!(promoted, Err(StoreError::Denied(_))), "{promoted:?}");
 }

@@ -206,6 +206,21 @@ async fn attach_and_detach_count_their_own_group(backend: Backend) {
     s.scim_update_group(idp, before, fields("Big ward", members), "replace", meta()).await.unwrap();
     let last = s.audit_events(0, 100_000).await.unwrap().into_iter().rfind(|e| e.action == "scim.group").unwrap();
     let v: serde_json::Value = serde_json::from_str(&last.detail).unwrap();
-    assert_eq!(v["care_teams"], 0, "{}", last.detail);
+    assert_eq!(v["care_teams"], 1, "the care teams it is attached to: {}", last.detail);
     assert_eq!(team(s, &o, doc.user_id, &p).await.len(), 4);
+
+    // Swapping one group for another that shares a member: that member never leaves, and
+    // keeps being on call.
+    s.set_on_call(o.id, doc.user_id, p.id, a.user_id, true, meta()).await.unwrap();
+    let from = s.audit_events(0, 100_000).await.unwrap().last().map_or(0, |e| e.idx + 1);
+    s.set_care_team_groups(o.id, doc.user_id, p.id, vec![small.id], meta()).await.unwrap();
+    assert_eq!(team(s, &o, doc.user_id, &p).await, {
+        let mut t = vec![doc.user_id, a.user_id];
+        t.sort();
+        t
+    });
+    assert!(s.on_call(o.id, p.id).await.unwrap().contains(&a.user_id), "still on call after the swap");
+    let swap: Vec<_> = s.audit_events(from, 100_000).await.unwrap().into_iter().filter(|e| e.action == "patient.care_team").collect();
+    let attach = swap.iter().find(|e| e.detail.contains("group_attach")).expect("attach");
+    assert!(attach.detail.contains("\"joined\":0"), "a was already on the team: {}", attach.detail);
 }
