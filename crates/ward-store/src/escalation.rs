@@ -36,7 +36,7 @@ pub struct EscalationDelays {
 pub const ESCALATION_SMS_TEXT: &str = "Ward: an urgent message needs your attention. Please open the Ward app.";
 
 /// One recorded escalation step.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct EscalationRecord {
     /// The message.
     pub message_id: uuid::Uuid,
@@ -263,26 +263,15 @@ impl Store {
     pub async fn escalations(&self, org: OrgId, message: uuid::Uuid) -> Result<Vec<EscalationRecord>> {
         self.read(move |mut c| {
             Box::pin(async move {
-                let rows = fetch!(
+                Ok(fetch!(
                     fetch_all,
                     &mut c,
-                    (uuid::Uuid, i64, String, i64, i64, i64),
+                    EscalationRecord,
                     "SELECT message_id, step, outcome, people, devices, created_at FROM escalations WHERE org_id = $1 AND message_id = $2 \
                      ORDER BY step",
                     org.0,
                     message
-                )?;
-                Ok(rows
-                    .into_iter()
-                    .map(|(message_id, step, outcome, people, devices, created_at)| EscalationRecord {
-                        message_id,
-                        step,
-                        outcome,
-                        people,
-                        devices,
-                        created_at,
-                    })
-                    .collect())
+                )?)
             })
         })
         .await
@@ -293,27 +282,16 @@ impl Store {
     pub async fn conversation_escalations(&self, org: OrgId, conversation: ConversationId, limit: i64) -> Result<Vec<EscalationRecord>> {
         self.read(move |mut c| {
             Box::pin(async move {
-                let rows = fetch!(
+                let mut list = fetch!(
                     fetch_all,
                     &mut c,
-                    (uuid::Uuid, i64, String, i64, i64, i64),
+                    EscalationRecord,
                     "SELECT message_id, step, outcome, people, devices, created_at FROM escalations WHERE org_id = $1 AND conversation_id = $2 \
                      ORDER BY created_at DESC, message_id, step DESC LIMIT $3",
                     org.0,
                     conversation.0,
                     limit
                 )?;
-                let mut list: Vec<EscalationRecord> = rows
-                    .into_iter()
-                    .map(|(message_id, step, outcome, people, devices, created_at)| EscalationRecord {
-                        message_id,
-                        step,
-                        outcome,
-                        people,
-                        devices,
-                        created_at,
-                    })
-                    .collect();
                 list.reverse();
                 Ok(list)
             })
