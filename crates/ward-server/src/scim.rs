@@ -234,18 +234,28 @@ fn user_json(u: &ScimUser) -> (Json, String) {
     (Json::Object(m), tag)
 }
 
-fn user_response(status: StatusCode, u: &ScimUser) -> Response {
-    let (body, tag) = user_json(u);
+/// One resource's answer: its JSON (projected when asked), its ETag, and on 201 its Location
+/// (`path` under the base, such as `Users/<id>`).
+pub(crate) fn resource_response(status: StatusCode, body: Json, tag: &str, path: &str, projection: Option<&Projection>) -> Response {
+    let body = match projection {
+        Some(p) => p.apply(body),
+        None => body,
+    };
     let mut res = scim_json(status, &body);
-    if let Ok(v) = HeaderValue::from_str(&tag) {
+    if let Ok(v) = HeaderValue::from_str(tag) {
         res.headers_mut().insert(header::ETAG, v);
     }
     if status == StatusCode::CREATED
-        && let Ok(v) = HeaderValue::from_str(&format!("{BASE}/Users/{}", u.user.id))
+        && let Ok(v) = HeaderValue::from_str(&format!("{BASE}/{path}"))
     {
         res.headers_mut().insert(header::LOCATION, v);
     }
     res
+}
+
+fn user_response(status: StatusCode, u: &ScimUser, projection: Option<&Projection>) -> Response {
+    let (body, tag) = user_json(u);
+    resource_response(status, body, &tag, &format!("Users/{}", u.user.id), projection)
 }
 
 /// Refuses a write whose `If-Match` names another version (412, nothing changed).
@@ -522,20 +532,29 @@ pub(crate) fn list_request(
     Ok(ListRequest { filter, start, count, projection })
 }
 
+/// The query string of a read as axum hands it over.
+pub(crate) type QueryParams = Result<Query<Vec<(String, String)>>, QueryRejection>;
+
+/// A read's query string, and the `attributes`/`excludedAttributes` projection it asks for.
+pub(crate) fn read_query(params: QueryParams) -> ScimResult<(Vec<(String, String)>, Projection)> {
+    let Query(params) = params.map_err(|_| ScimError::bad(ScimType::InvalidSyntax, "the query string is not readable"))?;
+    let projection = Projection::parse(param(&params, "attributes"), param(&params, "excludedAttributes"))?;
+    Ok((params, projection))
+}
+
+/// A list's query string (`filter`, `startIndex`, `count` and the projection) as a request.
+pub(crate) fn query_list_request(params: QueryParams) -> ScimResult<ListRequest> {
+    let (params, projection) = read_query(params)?;
+    list_request(param(&params, "filter"), positive(&params, "startIndex")?, positive(&params, "count")?, projection)
+}
+
 pub(crate) fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
 }
 
 /// `GET /scim/v2/Users?filter=…&startIndex=…&count=…&attributes=…&excludedAttributes=…`.
-async fn list_users(
-    State(state): State<AppState>,
-    auth: ScimAuth,
-    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> ScimResult<Response> {
-    let Query(params) = params.map_err(|_| ScimError::bad(ScimType::InvalidSyntax, "the query string is not readable"))?;
-    let projection = Projection::parse(param(&params, "attributes"), param(&params, "excludedAttributes"))?;
-    let req = list_request(param(&params, "filter"), positive(&params, "startIndex")?, positive(&params, "count")?, projection)?;
-    list(&state, &auth, req).await
+async fn list_users(State(state): State<AppState>, auth: ScimAuth, params: QueryParams) -> ScimResult<Response> {
+    list(&state, &auth, query_list_request(params)?).await
 }
 
 /// `POST /scim/v2/Users/.search` (RFC 7644 §3.4.3): the list's parameters in a SearchRequest body.
@@ -596,23 +615,15 @@ async fn get_user(
     auth: ScimAuth,
     Path(id): Path<String>,
     headers: HeaderMap,
-    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    params: QueryParams,
 ) -> ScimResult<Response> {
-    let Query(params) = params.map_err(|_| ScimError::bad(ScimType::InvalidSyntax, "the query string is not readable"))?;
-    let projection = Projection::parse(param(&params, "attributes"), param(&params, "excludedAttributes"))?;
+    let (_, projection) = read_query(params)?;
     let u = state.store.scim_user(auth.client.org, parse_id(&id)?).await?;
-    let (_, tag) = user_json(&u);
+    let (body, tag) = user_json(&u);
     if let Some(res) = not_modified(&headers, &tag) {
         return Ok(res);
     }
-    let mut res = user_response(StatusCode::OK, &u);
-    if !projection.only.is_empty() || !projection.without.is_empty() {
-        let (body, _) = user_json(&u);
-        let headers = res.headers().clone();
-        res = scim_json(StatusCode::OK, &projection.apply(body));
-        res.headers_mut().extend(headers);
-    }
-    Ok(res)
+    Ok(resource_response(StatusCode::OK, body, &tag, &format!("Users/{}", u.user.id), Some(&projection)))
 }
 
 /// `POST /scim/v2/Users`: a workforce account (role `staff` unless `roles` names another),
@@ -628,7 +639,7 @@ async fn create_user(State(state): State<AppState>, auth: ScimAuth, headers: Hea
     }
     .await;
     match result {
-        Ok(u) => Ok(user_response(StatusCode::CREATED, &u)),
+        Ok(u) => Ok(user_response(StatusCode::CREATED, &u, None)),
         Err(e) => Err(refused(&state, &auth, "create", None, e).await),
     }
 }
@@ -726,7 +737,7 @@ async fn replace_user(
 ) -> ScimResult<Response> {
     let id = parse_id(&id)?;
     match write_user(&state, &auth, id, &headers, &body, "replace").await {
-        Ok(u) => Ok(user_response(StatusCode::OK, &u)),
+        Ok(u) => Ok(user_response(StatusCode::OK, &u, None)),
         Err(e) => Err(refused(&state, &auth, "replace", Some(id), e).await),
     }
 }
@@ -742,7 +753,7 @@ async fn patch_user(
 ) -> ScimResult<Response> {
     let id = parse_id(&id)?;
     match write_user(&state, &auth, id, &headers, &body, "patch").await {
-        Ok(u) => Ok(user_response(StatusCode::OK, &u)),
+        Ok(u) => Ok(user_response(StatusCode::OK, &u, None)),
         Err(e) => Err(refused(&state, &auth, "patch", Some(id), e).await),
     }
 }

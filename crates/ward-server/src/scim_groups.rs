@@ -9,9 +9,8 @@
 //! names and members' names are the identity provider's data, never logged or audited.
 
 use axum::body::Bytes;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value as Json, json};
 use ward_domain::audit::AuditAction;
@@ -25,8 +24,8 @@ use ward_store::{ScimGroup, ScimGroupFields, StoreError};
 use crate::api::dto::ts;
 use crate::app::AppState;
 use crate::scim::{
-    BASE, ListRequest, Projection, ScimAuth, ScimError, ScimResult, attribute, body_json, check_if_match, etag, field, list_page,
-    list_request, meta_of_doc, param, positive, refused_as, scim_json, search_request, touches,
+    BASE, ListRequest, Projection, QueryParams, ScimAuth, ScimError, ScimResult, attribute, body_json, check_if_match, etag, field,
+    list_page, meta_of_doc, query_list_request, read_query, refused_as, resource_response, search_request, touches,
 };
 
 /// The schema of Ward's Group extension: the role binding.
@@ -72,20 +71,7 @@ fn group_json(g: &ScimGroup) -> (Json, String) {
 
 fn group_response(status: StatusCode, g: &ScimGroup, projection: Option<&Projection>) -> Response {
     let (body, tag) = group_json(g);
-    let body = match projection {
-        Some(p) => p.apply(body),
-        None => body,
-    };
-    let mut res = scim_json(status, &body);
-    if let Ok(v) = HeaderValue::from_str(&tag) {
-        res.headers_mut().insert(header::ETAG, v);
-    }
-    if status == StatusCode::CREATED
-        && let Ok(v) = HeaderValue::from_str(&format!("{BASE}/Groups/{}", g.id))
-    {
-        res.headers_mut().insert(header::LOCATION, v);
-    }
-    res
+    resource_response(status, body, &tag, &format!("Groups/{}", g.id), projection)
 }
 
 fn parse_id(id: &str) -> ScimResult<uuid::Uuid> {
@@ -199,15 +185,8 @@ async fn list(state: &AppState, auth: &ScimAuth, req: ListRequest) -> ScimResult
 }
 
 /// `GET /scim/v2/Groups?filter=…&startIndex=…&count=…&attributes=…&excludedAttributes=…`.
-pub(crate) async fn list_groups(
-    State(state): State<AppState>,
-    auth: ScimAuth,
-    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> ScimResult<Response> {
-    let Query(params) = params.map_err(|_| ScimError::bad(ScimType::InvalidSyntax, "the query string is not readable"))?;
-    let projection = Projection::parse(param(&params, "attributes"), param(&params, "excludedAttributes"))?;
-    let req = list_request(param(&params, "filter"), positive(&params, "startIndex")?, positive(&params, "count")?, projection)?;
-    list(&state, &auth, req).await
+pub(crate) async fn list_groups(State(state): State<AppState>, auth: ScimAuth, params: QueryParams) -> ScimResult<Response> {
+    list(&state, &auth, query_list_request(params)?).await
 }
 
 /// `POST /scim/v2/Groups/.search`.
@@ -222,10 +201,9 @@ pub(crate) async fn get_group(
     auth: ScimAuth,
     Path(id): Path<String>,
     headers: HeaderMap,
-    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    params: QueryParams,
 ) -> ScimResult<Response> {
-    let Query(params) = params.map_err(|_| ScimError::bad(ScimType::InvalidSyntax, "the query string is not readable"))?;
-    let projection = Projection::parse(param(&params, "attributes"), param(&params, "excludedAttributes"))?;
+    let (_, projection) = read_query(params)?;
     let g = state.store.scim_group(auth.client.org, parse_id(&id)?).await?;
     let (_, tag) = group_json(&g);
     if let Some(res) = crate::scim::not_modified(&headers, &tag) {
