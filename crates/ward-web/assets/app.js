@@ -4252,33 +4252,37 @@ function proveButton(x) {
 // Patient portal one-time links (#/link/<token>)
 // ---------------------------------------------------------------------------------------------
 
-/**
- * Signs in with a one-time link from a notice. The token leaves the address bar and the
- * history entry before anything else happens, lives only in this call, and is exchanged once;
- * a second factor, if the account has one, is asked for as after a password.
- */
+/** Signs in with a one-time link from a notice (#/link/<token>) or the single sign-on
+ * hand-over (#/sso/<token>). */
 function linkSignIn() {
   const m = /^#\/(link|sso)\/([A-Za-z0-9_-]{1,128})$/.exec(location.hash);
   if (!m) return false;
   if (m[1] === 'sso') return ssoFinish(m[2]);
   const token = m[2];
+  return redeemOnce('Checking your sign-in link.', (device) => api.anonymous('POST', '/auth/link', { token, device }), 'invalid_portal_link',
+    'That sign-in link has already been used or has expired. Sign in with your password, or ask your care team for a new link.');
+}
+
+/**
+ * Exchanges a one-time token taken from the address (a portal link, a single sign-on
+ * hand-over). The token leaves the address bar and the history entry before anything else
+ * happens, lives only in this call, and is sent once by `redeem`; a second factor, if the
+ * account has one, is asked for as after a password. A token the server calls spent or
+ * expired (`expiredCode`) sends the user to the sign-in page with `expiredText`.
+ */
+function redeemOnce(note, redeem, expiredCode, expiredText) {
   history.replaceState(null, '', location.pathname + location.search);
   setTitle('Signing in');
   bar.hidden = true;
   const msg = messageBox();
   const form = h('form', { class: 'card narrow', novalidate: true, 'aria-labelledby': 'link-h' },
-    h('h1', { id: 'link-h' }, 'Signing you in'), h('p', {}, 'Checking your sign-in link.'), msg);
+    h('h1', { id: 'link-h' }, 'Signing you in'), h('p', {}, note), msg);
   mount(main, form);
   submitForm(form, msg, async () => {
-    const r = await api.anonymous('POST', '/auth/link', { token, device: { name: 'Web browser', platform: 'web' } });
+    const r = await redeem({ name: 'Web browser', platform: 'web' });
     if (r.status === 'mfa_required') mfaPage(r.mfa_token);
     else await signedIn(r.tokens);
-  }, { keep: true, onError: (e) => {
-    const why = e.code === 'invalid_portal_link'
-      ? 'That sign-in link has already been used or has expired. Sign in with your password, or ask your care team for a new link.'
-      : e.userMessage;
-    signInPage(why);
-  } });
+  }, { keep: true, onError: (e) => signInPage(e.code === expiredCode ? expiredText : e.userMessage) });
   return true;
 }
 
@@ -4311,23 +4315,10 @@ function ssoStartPage() {
   org.input.focus();
 }
 
-/** Exchanges the hand-over once, like a portal link: it leaves the address bar first. */
+/** Exchanges the hand-over once, like a portal link (the cookie set at the callback goes with it). */
 function ssoFinish(token) {
-  history.replaceState(null, '', location.pathname + location.search);
-  setTitle('Signing in');
-  bar.hidden = true;
-  const msg = messageBox();
-  const form = h('form', { class: 'card narrow', novalidate: true, 'aria-labelledby': 'sso-done-h' },
-    h('h1', { id: 'sso-done-h' }, 'Signing you in'), h('p', {}, 'Finishing single sign-on.'), msg);
-  mount(main, form);
-  submitForm(form, msg, async () => {
-    const r = await api.anonymousWithCookies('POST', '/auth/oidc/complete', { token, device: { name: 'Web browser', platform: 'web' } });
-    if (r.status === 'mfa_required') mfaPage(r.mfa_token);
-    else await signedIn(r.tokens);
-  }, { keep: true, onError: (e) => {
-    signInPage(e.code === 'oidc_handoff_invalid' ? 'That single sign-on attempt has expired. Start it again.' : e.userMessage);
-  } });
-  return true;
+  return redeemOnce('Finishing single sign-on.', (device) => api.anonymousWithCookies('POST', '/auth/oidc/complete', { token, device }),
+    'oidc_handoff_invalid', 'That single sign-on attempt has expired. Start it again.');
 }
 
 /** The organisation's OpenID Connect provider (admins; saving asks for a step-up). */
